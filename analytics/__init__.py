@@ -1,0 +1,1 @@
+"""Stride detection, per-stride metrics, session aggregates, trends, flags and team batch."""

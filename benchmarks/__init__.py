@@ -1,0 +1,1 @@
+"""Reproducible speed and accuracy runs; `strideflow bench NAME` runs `benchmarks/NAME.py`."""

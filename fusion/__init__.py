@@ -1,0 +1,1 @@
+"""AHRS orientation filters (batch, many-sensor, streaming) and zero-velocity-aided integration."""

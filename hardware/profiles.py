@@ -1,0 +1,52 @@
+"""Device profiles: measuring range, resolution, rate and noise of a shoe IMU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """What a sensor can measure and how well.
+
+    Defaults describe a typical shoe pod (±16 g, ±2000 deg/s, 16-bit, 200 Hz).
+    """
+
+    name: str = "generic-16g-2000dps"
+    sampling_rate_hz: float = 200.0
+    acc_range_g: float = 16.0  # full-scale, ± g
+    gyr_range_dps: float = 2000.0  # full-scale, ± deg/s
+    adc_bits: int = 16
+    acc_noise_density_mps2: float = 0.02  # white noise, m/s² per sample (RMS)
+    gyr_noise_dps: float = 0.15  # white noise, deg/s per sample (RMS)
+    gyr_bias_dps: float = 1.0  # typical turn-on bias magnitude, deg/s (1 sigma per axis)
+
+    @property
+    def acc_range_mps2(self) -> float:
+        """Full-scale acceleration, m/s²."""
+        return self.acc_range_g * STANDARD_GRAVITY_MPS2
+
+    @property
+    def acc_lsb_mps2(self) -> float:
+        """One count of the acceleration ADC, m/s²."""
+        return self.acc_range_mps2 / 2 ** (self.adc_bits - 1)
+
+    @property
+    def gyr_lsb_dps(self) -> float:
+        """One count of the gyroscope ADC, deg/s."""
+        return self.gyr_range_dps / 2 ** (self.adc_bits - 1)
+
+
+PROFILES: dict[str, DeviceProfile] = {
+    p.name: p
+    for p in (
+        DeviceProfile(),
+        # NilsPod-like pod of the gaitmap recordings (±16 g, ±2000 deg/s at 204.8 Hz).
+        DeviceProfile(name="nilspod", sampling_rate_hz=204.8),
+        # A cheaper pod that saturates on running impacts.
+        DeviceProfile(name="budget-8g-1000dps", acc_range_g=8.0, gyr_range_dps=1000.0, gyr_noise_dps=0.3),
+    )
+}
+DEFAULT_PROFILE = PROFILES["generic-16g-2000dps"]

@@ -1,0 +1,139 @@
+"""Column names and dtypes of the tables in DESIGN.md: the one constants module.
+
+Every stage names columns through these constants, never through string literals, so a
+rename is one edit here and a breaking change everywhere (which DESIGN.md forbids).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# --- keys -------------------------------------------------------------------------------
+ATHLETE_ID = "athlete_id"
+SESSION_ID = "session_id"
+FOOT = "foot"
+T = "t"
+KEYS = (ATHLETE_ID, SESSION_ID, FOOT)
+FEET = ("left", "right")
+
+# --- samples ------------------------------------------------------------------------------
+ACC = ("acc_x", "acc_y", "acc_z")  # m/s², foot sensor frame
+GYR = ("gyr_x", "gyr_y", "gyr_z")  # deg/s, foot sensor frame
+MAG = ("mag_x", "mag_y", "mag_z")  # µT, optional
+# Added by ingest (DESIGN.md allows added columns):
+SEGMENT = "segment"  # int: contiguous piece of a recording; a long gap starts a new segment
+INTERPOLATED = "interpolated"  # bool: sample filled in across a short gap
+SATURATED = "saturated"  # bool: some axis of this sample sits at the device range
+
+SAMPLES_SCHEMA: dict[str, pl.DataType] = {
+    ATHLETE_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    FOOT: pl.String(),
+    T: pl.Float64(),
+    **{c: pl.Float64() for c in ACC},
+    **{c: pl.Float64() for c in GYR},
+}
+SAMPLES_OPTIONAL_SCHEMA: dict[str, pl.DataType] = {
+    **{c: pl.Float64() for c in MAG},
+    SEGMENT: pl.Int32(),
+    INTERPOLATED: pl.Boolean(),
+    SATURATED: pl.Boolean(),
+}
+
+# --- orientation --------------------------------------------------------------------------
+QUAT = ("q_w", "q_x", "q_y", "q_z")  # scalar first, rotates sensor-frame vectors into the world
+ORIENTATION_SCHEMA: dict[str, pl.DataType] = {
+    ATHLETE_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    FOOT: pl.String(),
+    T: pl.Float64(),
+    **{c: pl.Float64() for c in QUAT},
+}
+
+# --- strides ------------------------------------------------------------------------------
+STRIDE_INDEX = "stride_index"
+IC_T = "ic_t"
+FOOT_FLAT_T = "foot_flat_t"
+HEEL_OFF_T = "heel_off_t"
+TOE_OFF_T = "toe_off_t"
+NEXT_IC_T = "next_ic_t"
+EVENT_TIMES = (IC_T, FOOT_FLAT_T, HEEL_OFF_T, TOE_OFF_T, NEXT_IC_T)
+
+STRIDE_TIME_S = "stride_time_s"
+STANCE_TIME_S = "stance_time_s"
+SWING_TIME_S = "swing_time_s"
+CADENCE_SPM = "cadence_spm"
+STRIDE_LENGTH_M = "stride_length_m"
+SPEED_MPS = "speed_mps"
+FOOT_STRIKE_ANGLE_DEG = "foot_strike_angle_deg"
+STRIKE_TYPE = "strike_type"
+PRONATION_EXCURSION_DEG = "pronation_excursion_deg"
+MAX_PRONATION_VELOCITY_DPS = "max_pronation_velocity_dps"
+TIME_TO_MAX_PRONATION_S = "time_to_max_pronation_s"
+TOE_OFF_PRONATION_DEG = "toe_off_pronation_deg"
+TOE_OFF_ANGLE_DEG = "toe_off_angle_deg"
+PUSH_OFF_RATE_DPS = "push_off_rate_dps"
+HEEL_OFF_RATIO = "heel_off_ratio"
+IMPACT_G = "impact_g"
+DUTY_FACTOR = "duty_factor"
+VALID = "valid"
+REASON = "reason"
+
+# Numeric metric columns, in DESIGN.md order (strike_type and valid are not numeric).
+METRICS = (
+    STRIDE_TIME_S,
+    STANCE_TIME_S,
+    SWING_TIME_S,
+    CADENCE_SPM,
+    STRIDE_LENGTH_M,
+    SPEED_MPS,
+    FOOT_STRIKE_ANGLE_DEG,
+    PRONATION_EXCURSION_DEG,
+    MAX_PRONATION_VELOCITY_DPS,
+    TIME_TO_MAX_PRONATION_S,
+    TOE_OFF_PRONATION_DEG,
+    TOE_OFF_ANGLE_DEG,
+    PUSH_OFF_RATE_DPS,
+    HEEL_OFF_RATIO,
+    IMPACT_G,
+    DUTY_FACTOR,
+)
+
+STRIDES_SCHEMA: dict[str, pl.DataType] = {
+    ATHLETE_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    FOOT: pl.String(),
+    STRIDE_INDEX: pl.Int64(),
+    **{c: pl.Float64() for c in EVENT_TIMES},
+    **{c: pl.Float64() for c in METRICS},
+    STRIKE_TYPE: pl.String(),
+    VALID: pl.Boolean(),
+    REASON: pl.String(),
+}
+
+# --- heuristics fixed by DESIGN.md ----------------------------------------------------------
+STRIKE_REARFOOT_ABOVE_DEG = 8.0  # foot-strike angle > 8 deg: rearfoot
+STRIKE_FOREFOOT_BELOW_DEG = -1.6  # < -1.6 deg: forefoot; in between: midfoot
+STRIKE_TYPES = ("rearfoot", "midfoot", "forefoot")
+PRONATION_WINDOW_STANCE_FRACTION = 0.60  # max pronation searched in [IC, IC + 60 % of stance]
+IMPACT_WINDOW_S = 0.050  # impact_g: peak |acc| within 50 ms after IC
+STRIKE_LOOKBACK_S = 0.010  # "pitch just before IC": 10 ms before IC (the impact corrupts IC itself)
+STANDARD_GRAVITY_MPS2 = 9.80665
+
+# --- sessions -------------------------------------------------------------------------------
+STRIDE_COUNT = "stride_count"
+
+
+def session_median(metric: str) -> str:
+    """Column name of a metric's per-session median in the `sessions` table."""
+    return f"{metric}_median"
+
+
+def session_iqr(metric: str) -> str:
+    """Column name of a metric's per-session inter-quartile range in the `sessions` table."""
+    return f"{metric}_iqr"
+
+
+def symmetry_index(metric: str) -> str:
+    """Column name of a metric's left/right symmetry index (percent, positive = left larger)."""
+    return f"{metric}_si_pct"

@@ -1,0 +1,1 @@
+"""Recorded-file readers, validation and the canonical `samples` table."""

@@ -1,0 +1,1 @@
+"""HTTP service, storage, jobs and the `strideflow` command line."""
