@@ -137,3 +137,31 @@ def session_iqr(metric: str) -> str:
 def symmetry_index(metric: str) -> str:
     """Column name of a metric's left/right symmetry index (percent, positive = left larger)."""
     return f"{metric}_si_pct"
+
+
+# --- signals: per-sample, foot frame, the hand-off from fusion/events to the metrics -----------
+# Not a DESIGN.md table; an internal contract between stages (and the simulator's truth).
+ROLL_DEG = "roll_deg"  # roll about the foot's x axis relative to level, deg
+PITCH_DEG = "pitch_deg"  # toes up positive, deg
+PRONATION_DEG = "pronation_deg"  # eversion positive on both feet, deg
+PITCH_RATE_DPS = "pitch_rate_dps"  # d(pitch)/dt, deg/s (negative = plantarflexing)
+PRONATION_RATE_DPS = "pronation_rate_dps"  # d(pronation)/dt, deg/s
+ACC_NORM_G = "acc_norm_g"  # |specific force| in g
+ZERO_VELOCITY = "zero_velocity"  # bool: foot still (zero-velocity / foot-flat sample)
+VEL = ("vel_x_mps", "vel_y_mps", "vel_z_mps")  # world frame, zero-velocity aided
+POS = ("pos_x_m", "pos_y_m", "pos_z_m")  # world frame, zero-velocity aided
+SIGNALS_SCHEMA: dict[str, pl.DataType] = {
+    ATHLETE_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    FOOT: pl.String(),
+    T: pl.Float64(),
+    ROLL_DEG: pl.Float64(),
+    PITCH_DEG: pl.Float64(),
+    PRONATION_DEG: pl.Float64(),
+    PITCH_RATE_DPS: pl.Float64(),
+    PRONATION_RATE_DPS: pl.Float64(),
+    ACC_NORM_G: pl.Float64(),
+    ZERO_VELOCITY: pl.Boolean(),
+    **{c: pl.Float64() for c in VEL},
+    **{c: pl.Float64() for c in POS},
+}
