@@ -1,0 +1,341 @@
+"""`read_recording`: any supported file to one validated `samples` table.
+
+Formats: `csv` (generic, one header row naming the axes), `gaitmap` (two header rows, sensor over
+axis), `parquet` (the samples schema). `auto` picks Parquet by extension or magic bytes and tells
+the two CSV layouts apart by their header rows.
+
+Ids: `athlete_id` and `session_id` default to the file stem with any `left`/`right` word removed
+(`imu_sample_ms_left.csv` -> `imu_sample_ms`), so the two one-foot files of a session share them;
+a Parquet file's own id columns win over that default, the caller's arguments over both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from strideflow.hardware.profiles import DeviceProfile
+from strideflow.hardware.schema import (
+    ACC,
+    ATHLETE_ID,
+    FEET,
+    FOOT,
+    GYR,
+    INTERPOLATED,
+    MAG,
+    SAMPLES_OPTIONAL_SCHEMA,
+    SAMPLES_SCHEMA,
+    SATURATED,
+    SEGMENT,
+    SESSION_ID,
+    T,
+)
+from strideflow.ingest import condition
+from strideflow.ingest.columns import suggest
+from strideflow.ingest.csvfile import RawTable, foot_from_name, read_gaitmap_csv, read_generic_csv, sniff
+from strideflow.ingest.errors import (
+    IGNORED_COLUMN,
+    IGNORED_SENSOR,
+    KEYS_OVERRIDDEN,
+    IngestError,
+    IngestWarning,
+    WarningLog,
+)
+from strideflow.ingest.settings import ReadSettings
+from strideflow.ingest.store import load_parquet
+
+FORMATS = ("auto", "csv", "gaitmap", "parquet")
+_PARQUET_MAGIC = b"PAR1"
+_PREVIOUS = {INTERPOLATED: "_previous_interpolated", SATURATED: "_previous_saturated"}
+
+
+@dataclass(frozen=True, eq=False)
+class Recording:
+    """One session's samples from one file, validated and on a uniform grid.
+
+    `samples` has the SAMPLES_SCHEMA columns, mag_* when the file has them, then `segment`,
+    `interpolated` and `saturated`; rows are ordered by foot (left first), then time.
+    """
+
+    samples: pl.DataFrame
+    sampling_rate_hz: float  # Hz, the same for every foot and segment
+    source: str  # the path as given
+    warnings: tuple[IngestWarning, ...] = field(default=())
+
+    def feet(self) -> tuple[str, ...]:
+        """Feet present, in (left, right) order."""
+        present = set(self.samples.get_column(FOOT).unique().to_list())
+        return tuple(f for f in FEET if f in present)
+
+    @property
+    def athlete_id(self) -> str:
+        return str(self.samples.get_column(ATHLETE_ID)[0]) if self.samples.height else ""
+
+    @property
+    def session_id(self) -> str:
+        return str(self.samples.get_column(SESSION_ID)[0]) if self.samples.height else ""
+
+    @property
+    def duration_s(self) -> float:
+        """Time from the first to the last sample, s."""
+        if self.samples.height == 0:
+            return 0.0
+        t = self.samples.get_column(T)
+        return float(t.max() - t.min()) + 1.0 / self.sampling_rate_hz
+
+
+def default_id(path: str | Path) -> str:
+    """File stem without `left`/`right` words: the default athlete and session id."""
+    stem = Path(path).stem
+    stripped = re.sub(r"(?i)(^|[_\-. ]+)(left|right)(?=$|[_\-. ])", "", stem).strip("_-. ")
+    return stripped or stem
+
+
+def detect_format(path: str | Path, data: bytes) -> str:
+    """csv, gaitmap or parquet from the extension, magic bytes and header rows."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".parquet", ".pq") or data[:4] == _PARQUET_MAGIC:
+        return "parquet"
+    return sniff(data)
+
+
+def _check_choice(source: str, name: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        shown = ", ".join(repr(c) for c in choices)
+        raise IngestError(source, f"{name}={value!r} is not one of {shown}")
+
+
+def read_recording(
+    path: str | Path,
+    *,
+    format: str = "auto",
+    sampling_rate_hz: float | None = None,
+    foot: str | None = None,
+    athlete_id: str | None = None,
+    session_id: str | None = None,
+    gyr_unit: str | None = None,
+    acc_unit: str | None = None,
+    profile: DeviceProfile | None = None,
+    settings: ReadSettings = ReadSettings(),
+) -> Recording:
+    """Read, validate and repair one recording; raises IngestError naming file, row, column and problem.
+
+    sampling_rate_hz: Hz; required when the file has no time column (a sample index counts as none);
+    otherwise checked against the timestamps and used as the nominal rate.
+    foot: for files of one foot whose name has no `left`/`right` word; on two-foot files it selects one.
+    athlete_id, session_id: default to the file's own id columns (Parquet), else to the file stem
+    without its `left`/`right` word (`default_id`).
+    gyr_unit: None expects deg/s and rejects rad/s-looking data; "dps" or "rad/s" states it.
+    acc_unit: None expects m/s² and rejects g-looking data; "mps2" or "g" states it.
+    profile: device whose range defines saturation; without one, flat runs at a plausible full
+    scale are flagged.
+    """
+    source = str(path)
+    _check_choice(source, "format", format, FORMATS)
+    _check_choice(source, "foot", foot, (None, *FEET))
+    _check_choice(source, "gyr_unit", gyr_unit, tuple(condition.GYR_UNITS))
+    _check_choice(source, "acc_unit", acc_unit, tuple(condition.ACC_UNITS))
+    log = WarningLog(source, settings.max_warnings_per_kind)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise IngestError(source, f"cannot read the file ({exc.strerror or exc})") from None
+    fmt = detect_format(path, data) if format == "auto" else format
+    name_foot = foot_from_name(Path(path).stem)
+    if foot is not None and name_foot is not None and foot != name_foot and fmt == "csv":
+        log.add(KEYS_OVERRIDDEN, f"the file name says {name_foot}; foot={foot!r} was given and is used")
+    ids = {ATHLETE_ID: athlete_id, SESSION_ID: session_id}
+    if fmt == "parquet":
+        series, stored_ids = _parquet_series(source, data, foot, name_foot, log)
+        for key, value in stored_ids.items():
+            if ids[key] is None:
+                ids[key] = value
+            elif value is not None and value != ids[key]:
+                log.add(
+                    KEYS_OVERRIDDEN, f"file says {value!r}, {ids[key]!r} was given and is used", column=key
+                )
+    else:
+        if fmt == "gaitmap":
+            table = read_gaitmap_csv(
+                source, data, foot=foot, settings=settings, log=log, fallback_foot=foot or name_foot
+            )
+        else:
+            table = read_generic_csv(source, data, foot=foot or name_foot, settings=settings, log=log)
+        series = _csv_series(source, table, sampling_rate_hz, settings)
+    for key in ids:
+        if ids[key] is None:
+            ids[key] = default_id(path)
+
+    for s in series:
+        condition.check_finite(source, s)
+    t0 = min(float(np.min(s.t)) for s in series)
+    for s in series:
+        s.t = s.t - t0
+        if not np.all(np.isfinite(s.t)):
+            raise IngestError(source, "time values too large to subtract the start", column=s.time_label)
+        condition.check_time_order(source, s)
+    rate = condition.infer_rate(source, series, sampling_rate_hz, settings)
+
+    with_mag = all(all(c in s.channels for c in MAG) for s in series)
+    frames = []
+    for s in series:
+        if not with_mag and any(c in s.channels for c in MAG):
+            log.add(IGNORED_COLUMN, f"magnetometer of the {s.foot} foot dropped: the other foot has none")
+            for c in MAG:
+                s.channels.pop(c, None)
+        condition.convert_units(source, s, gyr_unit, acc_unit, settings, log)
+        saturated = condition.saturation_flags(s, profile, settings, log)
+        columns = condition.to_uniform_grid(source, s, saturated, rate, settings, log)
+        for flag, previous in _PREVIOUS.items():
+            if previous in columns:
+                columns[flag] = columns[flag] | (columns.pop(previous) > 0)
+        frames.append(_frame(columns, ids, s.foot, with_mag))
+    samples = pl.concat(frames, how="vertical")
+    return Recording(samples=samples, sampling_rate_hz=rate, source=source, warnings=log.result())
+
+
+def _frame(
+    columns: dict[str, np.ndarray], ids: dict[str, str | None], foot: str, with_mag: bool
+) -> pl.DataFrame:
+    n = columns[T].size
+    data = {
+        ATHLETE_ID: pl.Series(ATHLETE_ID, [ids[ATHLETE_ID]] * n, dtype=pl.String),
+        SESSION_ID: pl.Series(SESSION_ID, [ids[SESSION_ID]] * n, dtype=pl.String),
+        FOOT: pl.Series(FOOT, [foot] * n, dtype=pl.String),
+    }
+    names = [T, *ACC, *GYR, *(MAG if with_mag else ()), SEGMENT, INTERPOLATED, SATURATED]
+    schema = {**SAMPLES_SCHEMA, **SAMPLES_OPTIONAL_SCHEMA}
+    for name in names:
+        data[name] = pl.Series(name, columns[name]).cast(schema[name])
+    return pl.DataFrame(data)
+
+
+def _csv_series(
+    source: str, table: RawTable, rate: float | None, settings: ReadSettings
+) -> list[condition.FootSeries]:
+    n = table.rows.size
+    if table.time_s is not None:
+        t = table.time_s
+        label = table.time_label or "time"
+    else:
+        if rate is None:
+            what = (
+                "its first column is a sample index"
+                if table.sample_index is not None
+                else "it has no time column"
+            )
+            raise IngestError(source, f"{what}: pass sampling_rate_hz (CLI: --rate HZ)")
+        condition.infer_rate(source, [], rate, settings)  # range check of the given rate
+        if table.sample_index is not None:
+            t = (table.sample_index - table.sample_index[0]) / rate
+            label = table.time_label or "index"
+        else:
+            t = np.arange(n, dtype=float) / rate
+            label = "sample"
+    series = []
+    for sensor in table.sensors:
+        if sensor.foot is None:
+            raise IngestError(
+                source,
+                "cannot tell which foot this is: pass foot='left' or 'right' (CLI: --foot), "
+                "or put _left or _right in the file name",
+            )
+        series.append(
+            condition.FootSeries(
+                foot=sensor.foot,
+                t=t.copy(),
+                channels=dict(sensor.channels),
+                labels=dict(sensor.labels),
+                rows=table.rows,
+                time_label=label,
+                units=dict(sensor.units),
+            )
+        )
+    return series
+
+
+def _parquet_series(
+    source: str, data: bytes, foot: str | None, name_foot: str | None, log: WarningLog
+) -> tuple[list[condition.FootSeries], dict[str, str | None]]:
+    df = load_parquet(source, data)
+    required = (T, *ACC, *GYR)
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        extras = [c for c in df.columns if c not in SAMPLES_SCHEMA]
+        raise IngestError(source, f"no column {missing[0]}{suggest(missing[0], extras)}", column=missing[0])
+    if df.height == 0:
+        raise IngestError(source, "no rows")
+    numeric = [c for c in (*required, *MAG, *_PREVIOUS) if c in df.columns]
+    casted: dict[str, np.ndarray] = {}
+    for c in numeric:
+        raw = df.get_column(c)
+        try:
+            col = raw.cast(pl.Float64, strict=False)
+        except Exception:  # polars: InvalidOperationError for types with no numeric meaning
+            raise IngestError(source, f"not numeric (stored as {df.schema[c]})", column=c) from None
+        failed = col.is_null() & raw.is_not_null()
+        if failed.any():
+            i = int(failed.arg_max())
+            raise IngestError(source, f"not a number ({str(raw[i])[:40]!r})", row=i + 1, column=c)
+        nulls = col.is_null()
+        if nulls.any():
+            raise IngestError(source, "empty cell", row=int(nulls.arg_max()) + 1, column=c)
+        casted[c] = col.to_numpy().astype(float, copy=False)
+    ids: dict[str, str | None] = {}
+    for key in (ATHLETE_ID, SESSION_ID):
+        if key not in df.columns:
+            ids[key] = None
+            continue
+        values = df.get_column(key).cast(pl.String, strict=False).unique().to_list()
+        if len(values) != 1 or values[0] is None:
+            raise IngestError(
+                source, f"one recording is one session, but this holds {values[:5]}", column=key
+            )
+        ids[key] = values[0]
+    rows = np.arange(1, df.height + 1, dtype=np.int64)
+    if FOOT in df.columns:
+        feet = df.get_column(FOOT).cast(pl.String, strict=False).to_numpy()
+        bad = np.flatnonzero(~np.isin(feet, FEET))
+        if bad.size:
+            raise IngestError(
+                source, f"foot {feet[bad[0]]!r} is not left or right", row=int(bad[0]) + 1, column=FOOT
+            )
+    else:
+        which = foot or name_foot
+        if which is None:
+            raise IngestError(
+                source,
+                "no foot column and no left/right in the file name: "
+                "pass foot='left' or 'right' (CLI: --foot)",
+            )
+        feet = np.full(df.height, which, dtype=object)
+    series = []
+    for f in FEET:
+        mask = feet == f
+        if not mask.any():
+            continue
+        if foot is not None and f != foot:
+            log.add(IGNORED_SENSOR, f"{f} foot left out (foot={foot!r} was asked for)", column=FOOT)
+            continue
+        channels = {c: casted[c][mask] for c in (*ACC, *GYR, *MAG) if c in casted}
+        for flag, previous in _PREVIOUS.items():
+            if flag in casted:
+                channels[previous] = casted[flag][mask]
+        series.append(
+            condition.FootSeries(
+                foot=f,
+                t=casted[T][mask],
+                channels=channels,
+                labels={c: c for c in channels},
+                rows=rows[mask],
+                time_label=T,
+                units={},
+            )
+        )
+    if not series:
+        raise IngestError(source, f"no samples of the {foot} foot", column=FOOT)
+    return series, ids
