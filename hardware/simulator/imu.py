@@ -1,0 +1,70 @@
+"""Sensor model: mounting rotation, white noise, constant biases, ADC quantisation and saturation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from strideflow.hardware.profiles import DeviceProfile
+
+MOUNTING_DEG = (2.0, 15.0)  # each axis of the mounting rotation: a magnitude in this range, either sign
+GYR_BIAS_SCALE = (0.5, 2.0)  # per-axis gyro bias magnitude, x the profile's gyr_bias_dps
+ACC_BIAS_MPS2 = 0.05  # 1 sigma per axis of the accelerometer bias
+
+
+@dataclass(frozen=True)
+class SensorErrors:
+    """Errors of one device in one session.
+
+    mounting maps foot-frame coordinates to device-frame coordinates: v_device = mounting.apply(v_foot).
+    """
+
+    mounting: Rotation
+    gyr_bias_dps: np.ndarray
+    acc_bias_mps2: np.ndarray
+
+
+def draw_mounting(rng: np.random.Generator) -> Rotation:
+    """A random mounting: a few to ~15 deg about each axis (xyz Euler angles)."""
+    deg = rng.uniform(*MOUNTING_DEG, size=3) * rng.choice([-1.0, 1.0], size=3)
+    return Rotation.from_euler("xyz", deg, degrees=True)
+
+
+def draw_errors(rng: np.random.Generator, profile: DeviceProfile, mounting: Rotation | None) -> SensorErrors:
+    """Session biases of one device, with the given (or no, for None) mounting."""
+    gyr_bias = rng.uniform(*GYR_BIAS_SCALE, size=3) * profile.gyr_bias_dps * rng.choice([-1.0, 1.0], size=3)
+    acc_bias = ACC_BIAS_MPS2 * rng.standard_normal(3)
+    return SensorErrors(mounting if mounting is not None else Rotation.identity(), gyr_bias, acc_bias)
+
+
+def quantize(x: np.ndarray, lsb: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Signal through a `bits`-bit ADC with step lsb: (value, saturated mask per sample)."""
+    top = 2 ** (bits - 1)
+    counts = np.clip(np.round(x / lsb), -top, top - 1)
+    saturated = np.any((counts <= -top) | (counts >= top - 1), axis=-1)
+    return counts * lsb, saturated
+
+
+def measure(
+    gyr_dps: np.ndarray,
+    acc_mps2: np.ndarray,
+    errors: SensorErrors,
+    profile: DeviceProfile,
+    rng: np.random.Generator,
+    noise: bool = True,
+    adc: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Device readings (gyr deg/s, acc m/s^2, saturated mask) from the exact foot-frame signals."""
+    gyr = errors.mounting.apply(gyr_dps)
+    acc = errors.mounting.apply(acc_mps2)
+    if noise:
+        gyr = gyr + errors.gyr_bias_dps + profile.gyr_noise_dps * rng.standard_normal(gyr.shape)
+        acc = acc + errors.acc_bias_mps2 + profile.acc_noise_density_mps2 * rng.standard_normal(acc.shape)
+    saturated = np.zeros(len(gyr), bool)
+    if adc:
+        gyr, sat_g = quantize(gyr, profile.gyr_lsb_dps, profile.adc_bits)
+        acc, sat_a = quantize(acc, profile.acc_lsb_mps2, profile.adc_bits)
+        saturated = sat_g | sat_a
+    return gyr, acc, saturated

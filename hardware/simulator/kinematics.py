@@ -1,0 +1,399 @@
+"""Exact foot motion: orientation from C2 splines of yaw, pitch and roll, position from rolling contact.
+
+Orientation. The foot frame (sensor -> world) is R = Rz(psi) Ry(-theta) Rx(phi): theta is the
+pitch (toes up positive) and phi the roll of frames.roll_pitch_deg, psi the heading. Each angle is a
+quintic Hermite spline through knots with given value, rate and second derivative, so angle, rate
+and angular acceleration are continuous and exact everywhere. The body angular velocity follows
+from the Euler-rate relation of this ZYX sequence (with beta = -theta)
+
+    omega_b = [phi' + psi' sin(theta),
+               -theta' cos(phi) + psi' cos(theta) sin(phi),
+               theta' sin(phi) + psi' cos(theta) cos(phi)],
+
+and the angular acceleration from its time derivative.
+
+Position. On the ground the foot rotates about a fixed contact point c (heel for a rearfoot strike,
+midfoot or ball of the foot otherwise, then the ball of the foot from heel-off to toe-off), so the
+sensor is at p = c + R l with the body-fixed lever l = r_sensor - r_contact. The foot-flat is still
+because every angle knot there has zero rate and acceleration. In swing the contact point and lever
+blend with a quintic smooth step from the toe-off contact (ball of the foot) to the next landing
+contact, plus a lift bump, which keeps position, velocity and acceleration continuous at toe-off and
+IC. The specific force in the foot frame is
+
+    f_b = l'' + 2 w x l' + w' x l + w x (w x l) + R^T (c'' + a_impact + [0, 0, g]).
+
+Impact: after each IC the sensor position rings as tau^3 exp(-zeta w tau) sin(w tau) (mm scale); it
+starts with zero position, velocity, acceleration and jerk and dies out, so it integrates to no drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from strideflow.hardware import schema as S
+from strideflow.hardware.frames import pronation_sign
+from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
+from strideflow.hardware.simulator.params import AthleteParams
+from strideflow.hardware.simulator.schedule import FootTimeline
+
+IMPACT_DAMPING = 0.8  # zeta of the impact ringing, per radian of its oscillation
+IMPACT_TILT_RAD = np.deg2rad(20.0)  # impact acceleration leans backward from vertical by this
+IMPACT_DURATION_S = 0.3  # after this the ringing is below 1e-30 of its peak: cut to zero
+SWING_ACCEL_FRACTION = 0.25  # swing pitch: accelerate over this fraction of the swing, then a plateau
+PUSH_DECEL_SHAPE = 2.2  # normalised rate at toe-off of the post-toe-off deceleration piece
+PRE_IC_SHAPE = 1.5  # normalised rate at IC of the late-swing piece (heel strike)
+
+
+class QuinticHermite:
+    """C2 piecewise quintic through knots x with values y, first dy and second derivatives d2y.
+
+    Beyond the end knots the end values hold (the end knots carry zero derivatives here).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, dy: np.ndarray, d2y: np.ndarray) -> None:
+        x = np.asarray(x, float)
+        if x.ndim != 1 or len(x) < 2 or np.any(np.diff(x) <= 0.0):
+            bad = np.flatnonzero(np.diff(x) <= 0.0)[:3]
+            raise ValueError(f"knots must increase strictly; not at {x[bad]}")
+        self.x, self.y, self.dy, self.d2y = (
+            x,
+            np.asarray(y, float),
+            np.asarray(dy, float),
+            np.asarray(d2y, float),
+        )
+
+    def evaluate(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Value, first and second derivative at times t."""
+        x = self.x
+        i = np.clip(np.searchsorted(x, t, side="right") - 1, 0, len(x) - 2)
+        h = x[i + 1] - x[i]
+        u = np.clip((t - x[i]) / h, 0.0, 1.0)
+        u2, u3 = u * u, u * u * u
+        u4, u5 = u3 * u, u3 * u2
+        y0, y1 = self.y[i], self.y[i + 1]
+        d0, d1 = self.dy[i] * h, self.dy[i + 1] * h
+        a0, a1 = self.d2y[i] * h * h, self.d2y[i + 1] * h * h
+        # basis: h00, h10 (slope), h20 (curvature) at the left knot; h01, h11, h21 at the right
+        h00 = 1 - 10 * u3 + 15 * u4 - 6 * u5
+        h10 = u - 6 * u3 + 8 * u4 - 3 * u5
+        h20 = 0.5 * u2 - 1.5 * u3 + 1.5 * u4 - 0.5 * u5
+        h21 = 0.5 * u3 - u4 + 0.5 * u5
+        h11 = -4 * u3 + 7 * u4 - 3 * u5
+        h01 = 10 * u3 - 15 * u4 + 6 * u5
+        f = y0 * h00 + d0 * h10 + a0 * h20 + a1 * h21 + d1 * h11 + y1 * h01
+        dh00 = -30 * u2 + 60 * u3 - 30 * u4
+        dh10 = 1 - 18 * u2 + 32 * u3 - 15 * u4
+        dh20 = u - 4.5 * u2 + 6 * u3 - 2.5 * u4
+        dh21 = 1.5 * u2 - 4 * u3 + 2.5 * u4
+        dh11 = -12 * u2 + 28 * u3 - 15 * u4
+        df = (y0 - y1) * dh00 + d0 * dh10 + a0 * dh20 + a1 * dh21 + d1 * dh11
+        ddh00 = -60 * u + 180 * u2 - 120 * u3
+        ddh10 = -36 * u + 96 * u2 - 60 * u3
+        ddh20 = 1 - 9 * u + 18 * u2 - 10 * u3
+        ddh21 = 3 * u - 12 * u2 + 10 * u3
+        ddh11 = -24 * u + 84 * u2 - 60 * u3
+        d2f = (y0 - y1) * ddh00 + d0 * ddh10 + a0 * ddh20 + a1 * ddh21 + d1 * ddh11
+        outside = (t < x[0]) | (t > x[-1])
+        df = np.where(outside, 0.0, df / h)
+        d2f = np.where(outside, 0.0, d2f / (h * h))
+        return f, df, d2f
+
+
+def _impact_shape(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """G(x) = x^3 exp(-zeta x) sin(x) and its first two derivatives in x.
+
+    x^3 makes position, velocity, acceleration and jerk start from zero at IC.
+    """
+    s = complex(-IMPACT_DAMPING, 1.0)
+    e = np.exp(s * x)
+    x2 = x * x
+    return (
+        np.imag(x2 * x * e),
+        np.imag((3 * x2 + s * x2 * x) * e),
+        np.imag((6 * x + 6 * s * x2 + s * s * x2 * x) * e),
+    )
+
+
+_IMPACT_PEAK = float(np.max(np.abs(_impact_shape(np.linspace(0.0, 30.0, 300_001))[2])))
+
+
+def _stack_knots(
+    columns: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], end_s: float, end_value: float
+):
+    """Interleave per-stance knots (time, y, dy, d2y) in cycle order, drop absent ones, close at end_s."""
+    t = np.stack([c[0] for c in columns], axis=1).ravel()
+    parts = [
+        np.stack([np.broadcast_to(c[j], c[0].shape) for c in columns], axis=1).ravel() for j in (1, 2, 3)
+    ]
+    keep = np.isfinite(t)
+    t, y, dy, d2y = t[keep], parts[0][keep], parts[1][keep], parts[2][keep]
+    if t[-1] < end_s:
+        t, y = np.append(t, end_s), np.append(y, end_value)
+        dy, d2y = np.append(dy, 0.0), np.append(d2y, 0.0)
+    return QuinticHermite(t, y, dy, d2y)
+
+
+def _rot_z(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def _rot_x(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([o, z, z], -1), np.stack([z, c, -s], -1), np.stack([z, s, c], -1)], -2)
+
+
+@dataclass
+class MotionSample:
+    """Exact motion at given times (foot frame unless 'world'); angles in rad."""
+
+    t: np.ndarray
+    theta: np.ndarray  # pitch, rad (toes up +)
+    phi: np.ndarray  # roll about the foot x axis, rad
+    psi: np.ndarray  # heading, rad
+    rates: np.ndarray  # (N, 3) d/dt of (theta, phi, psi), rad/s
+    quat_wxyz: np.ndarray  # (N, 4) foot frame -> world
+    gyr_dps: np.ndarray  # (N, 3) body angular velocity, deg/s
+    acc_mps2: np.ndarray  # (N, 3) specific force R^T (a + g), m/s^2
+    pos_m: np.ndarray  # (N, 3) sensor position, world
+    vel_mps: np.ndarray  # (N, 3) sensor velocity, world
+
+
+class FootMotion:
+    """The exact motion of one foot's sensor over a session, evaluable at any times."""
+
+    def __init__(self, timeline: FootTimeline, athlete: AthleteParams, foot: str) -> None:
+        self.timeline, self.athlete, self.foot = timeline, athlete, foot
+        self.sign = pronation_sign(foot)
+        tl, v = timeline, timeline.values
+        nxt = self._next
+        # ---------- pitch (deg) ----------
+        loading = tl.ffs - tl.ic
+        strike = v["strike_angle_deg"]
+        peak = strike + v["pre_ic_dorsiflexion_deg"]
+        heel = strike > 0.0
+        ic_rate = np.where(
+            heel,
+            -np.minimum(PRE_IC_SHAPE * v["pre_ic_dorsiflexion_deg"] / v["pre_ic_s"], 2.0 * strike / loading),
+            0.0,
+        )
+        toe_off = v["toe_off_angle_deg"]
+        push_s = tl.to - tl.ho
+        push_rate = v["push_off_shape"] * toe_off / push_s  # peak plantarflexion rate, at toe-off
+        te = tl.to + v["post_toe_off_s"]
+        theta_min = -toe_off - push_rate * v["post_toe_off_s"] / PUSH_DECEL_SHAPE
+        tp = tl.ic - v["pre_ic_s"]
+        tp_next, peak_next = nxt(tp), nxt(peak)
+        swing_s = tp_next - te
+        tau = SWING_ACCEL_FRACTION * swing_s
+        v_swing = (peak_next - theta_min) / (swing_s - tau)
+        zero = np.zeros(tl.n)
+        self.pitch = _stack_knots(
+            [
+                (tp, peak, zero, zero),
+                (tl.ic, strike, ic_rate, zero),
+                (tl.ffs, zero, zero, zero),
+                (tl.ho, zero, zero, zero),
+                (tl.to, -toe_off, -push_rate, zero),
+                (te, theta_min, zero, zero),
+                (te + tau, theta_min + 0.5 * v_swing * tau, v_swing, zero),
+                (tp_next - tau, peak_next - 0.5 * v_swing * tau, v_swing, zero),
+            ],
+            tl.end_s,
+            0.0,
+        )
+        # ---------- roll: pronation p (deg), roll = sign * p ----------
+        p_ff = v["flat_pronation_deg"]
+        p_max = p_ff + v["pronation_recoil_deg"]
+        e = v["pronation_excursion_deg"]
+        p_ic = p_max - e
+        t_mp = v["time_to_max_pronation_s"]
+        vmax = v["max_pronation_velocity_dps"]
+        p_to = p_ff + v["toe_off_pronation_deg"]
+        sw = 0.5 * (tl.to + nxt(tl.ic))
+        p_sw = nxt(p_ic) - v["swing_inversion_deg"]
+        # the roll-off toward toe-off starts after the pronation window (60 % of stance), so the
+        # window's max pronation is the loading one, as the excursion definition intends
+        window_end = tl.ic + (S.PRONATION_WINDOW_STANCE_FRACTION + 0.02) * (tl.to - tl.ic)
+        roll_off = np.where(np.isnan(tl.ic), tl.ho, np.fmax(tl.ho, window_end))
+        k1 = 0.35  # the peak pronation rate comes at 35 % of the rise, in time and angle
+        s = self.sign
+        self.roll = _stack_knots(
+            [
+                (tl.ic, s * p_ic, zero, zero),
+                (tl.ic + k1 * t_mp, s * (p_ic + k1 * e), s * vmax, zero),
+                (tl.ic + t_mp, s * p_max, zero, zero),
+                (tl.ffs, s * p_ff, zero, zero),
+                (roll_off, s * p_ff, zero, zero),
+                (tl.to, s * p_to, zero, zero),
+                (sw, s * p_sw, zero, zero),
+            ],
+            tl.end_s,
+            s * p_ff[-1],
+        )
+        # ---------- heading (deg) ----------
+        psi = np.rad2deg(tl.heading_rad)
+        turn = nxt(psi) - psi
+        swing_all = nxt(tl.ic) - tl.to
+        toe_out = s * v["swing_yaw_deg"]
+        # toe-out at IC, turned in while the foot everts (pronation couples eversion with rotation)
+        land = s * v["landing_toe_out_deg"]
+        self.yaw = _stack_knots(
+            [
+                (tl.ic, psi + land, zero, zero),
+                (tl.ic + v["time_to_max_pronation_s"], psi, zero, zero),
+                (tl.to, psi, zero, zero),
+                (sw, psi + 0.5 * (turn + nxt(land)) + toe_out, 1.875 * turn / swing_all, zero),
+            ],
+            tl.end_s,
+            psi[-1],
+        )
+        # ---------- contact points ----------
+        a = athlete
+        self.r_sensor = np.array([a.sensor_x_m, s * a.sensor_y_m, a.sensor_z_m])
+        self.r_mtp = np.array([a.mtp_x_m, 0.0, 0.0])
+        self.r_land = np.stack([v["pivot_x_m"], zero, zero], axis=1)  # (n, 3), heel origin
+        flat = _rot_z(tl.heading_rad) @ _rot_x(np.deg2rad(s * p_ff))
+        self.c_land = tl.origin_m + np.einsum("nij,nj->ni", flat, self.r_land)
+        self.c_mtp = tl.origin_m + flat @ self.r_mtp
+        self.impact_amp = v["impact_g"] * STANDARD_GRAVITY_MPS2
+        self.impact_w = 2.0 * np.pi * v["impact_freq_hz"]
+        h = tl.heading_rad
+        self.impact_dir = np.stack(
+            [
+                -np.sin(IMPACT_TILT_RAD) * np.cos(h),
+                -np.sin(IMPACT_TILT_RAD) * np.sin(h),
+                np.full_like(h, np.cos(IMPACT_TILT_RAD)),
+            ],
+            axis=1,
+        )
+        self.cycle_start = np.where(np.isnan(tl.ic), -np.inf, tl.ic)
+
+    @staticmethod
+    def _next(a: np.ndarray) -> np.ndarray:
+        """Value of the next stance (NaN after the last)."""
+        return np.append(a[1:], np.nan)
+
+    def angles(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(theta, phi, psi) each as (value, rate, acceleration) stacked (3, N), in rad."""
+        th = np.deg2rad(np.stack(self.pitch.evaluate(t)))
+        ph = np.deg2rad(np.stack(self.roll.evaluate(t)))
+        ps = np.deg2rad(np.stack(self.yaw.evaluate(t)))
+        return th, ph, ps
+
+    def evaluate(self, t: np.ndarray) -> MotionSample:
+        """Exact orientation, angular rate, specific force, position and velocity at times t (s)."""
+        t = np.asarray(t, float)
+        th, ph, ps = self.angles(t)
+        (th0, th1, th2), (ph0, ph1, ph2), (ps0, ps1, ps2) = th, ph, ps
+        st, ct, sp, cp = np.sin(th0), np.cos(th0), np.sin(ph0), np.cos(ph0)
+        w = np.stack([ph1 + ps1 * st, -th1 * cp + ps1 * ct * sp, th1 * sp + ps1 * ct * cp], axis=1)
+        wd = np.stack(
+            [
+                ph2 + ps2 * st + ps1 * th1 * ct,
+                -th2 * cp + th1 * ph1 * sp + ps2 * ct * sp - ps1 * th1 * st * sp + ps1 * ph1 * ct * cp,
+                th2 * sp + th1 * ph1 * cp + ps2 * ct * cp - ps1 * th1 * st * cp - ps1 * ph1 * ct * sp,
+            ],
+            axis=1,
+        )
+        cz, sz = np.cos(ps0), np.sin(ps0)
+        # R = Rz(psi) Ry(-theta) Rx(phi), written out
+        R = np.empty((len(t), 3, 3))
+        R[:, 0, 0] = cz * ct
+        R[:, 0, 1] = -cz * st * sp - sz * cp
+        R[:, 0, 2] = -cz * st * cp + sz * sp
+        R[:, 1, 0] = sz * ct
+        R[:, 1, 1] = -sz * st * sp + cz * cp
+        R[:, 1, 2] = -sz * st * cp - cz * sp
+        R[:, 2, 0], R[:, 2, 1], R[:, 2, 2] = st, ct * sp, ct * cp
+        # quaternion of Rz(psi) Ry(beta) Rx(phi) with beta = -theta (half angles)
+        c1, s1 = np.cos(ps0 / 2), np.sin(ps0 / 2)
+        c2, s2 = np.cos(-th0 / 2), np.sin(-th0 / 2)
+        c3, s3 = np.cos(ph0 / 2), np.sin(ph0 / 2)
+        q = np.stack(
+            [
+                c1 * c2 * c3 + s1 * s2 * s3,
+                c1 * c2 * s3 - s1 * s2 * c3,
+                c1 * s2 * c3 + s1 * c2 * s3,
+                s1 * c2 * c3 - c1 * s2 * s3,
+            ],
+            axis=1,
+        )
+        # contact point c (world) and lever l (body) with derivatives
+        tl = self.timeline
+        k = np.searchsorted(self.cycle_start, t, side="right") - 1
+        k = np.clip(k, 0, tl.n - 1)
+        to_k = tl.to[k]
+        in_swing = np.isfinite(to_k) & (t >= to_k)
+        landing = t < tl.ffs[k]
+        c = np.where(landing[:, None], self.c_land[k], self.c_mtp[k])
+        lev = np.where(landing[:, None], self.r_sensor - self.r_land[k], self.r_sensor - self.r_mtp)
+        c1d = np.zeros_like(c)
+        c2d = np.zeros_like(c)
+        l1d = np.zeros_like(c)
+        l2d = np.zeros_like(c)
+        if np.any(in_swing):
+            j = k[in_swing]
+            ts = t[in_swing]
+            T = tl.ic[j + 1] - tl.to[j]
+            u = (ts - tl.to[j]) / T
+            B = u**3 * (10 - 15 * u + 6 * u * u)
+            B1 = 30 * u * u * (1 - u) ** 2 / T
+            B2 = 60 * u * (1 - u) * (1 - 2 * u) / T**2
+            bump = 64 * u**3 * (1 - u) ** 3
+            bump1 = 192 * u * u * (1 - u) ** 2 * (1 - 2 * u) / T
+            bump2 = 192 * u * (1 - u) * (2 - 10 * u + 10 * u * u) / T**2
+            lift = tl.values["clearance_m"][j]
+            dc = self.c_land[j + 1] - self.c_mtp[j]
+            ez = np.array([0.0, 0.0, 1.0])
+            c[in_swing] = self.c_mtp[j] + B[:, None] * dc + (lift * bump)[:, None] * ez
+            c1d[in_swing] = B1[:, None] * dc + (lift * bump1)[:, None] * ez
+            c2d[in_swing] = B2[:, None] * dc + (lift * bump2)[:, None] * ez
+            dl = self.r_mtp - self.r_land[j + 1]  # l1 - l0 = (r_s - r_land) - (r_s - r_mtp)
+            lev[in_swing] = (self.r_sensor - self.r_mtp) + B[:, None] * dl
+            l1d[in_swing] = B1[:, None] * dl
+            l2d[in_swing] = B2[:, None] * dl
+        # impact ringing of the sensor position after each IC
+        tau = t - tl.ic[k]
+        ringing = np.isfinite(tau) & (tau >= 0.0) & (tau < IMPACT_DURATION_S) & (k > 0)
+        imp = np.zeros_like(c)
+        imp1 = np.zeros_like(c)
+        imp2 = np.zeros_like(c)
+        if np.any(ringing):
+            j = k[ringing]
+            om = self.impact_w[j]
+            g0, g1, g2 = _impact_shape(om * tau[ringing])
+            amp = self.impact_amp[j] / _IMPACT_PEAK
+            d = self.impact_dir[j]
+            imp[ringing] = (amp * g0 / om**2)[:, None] * d
+            imp1[ringing] = (amp * g1 / om)[:, None] * d
+            imp2[ringing] = (amp * g2)[:, None] * d
+        Rl = np.einsum("nij,nj->ni", R, lev)
+        wxl = np.cross(w, lev)
+        pos = c + Rl + imp
+        vel = c1d + np.einsum("nij,nj->ni", R, wxl + l1d) + imp1
+        a_world = c2d + imp2
+        a_world[:, 2] += STANDARD_GRAVITY_MPS2
+        f = (
+            l2d
+            + 2 * np.cross(w, l1d)
+            + np.cross(wd, lev)
+            + np.cross(w, wxl)
+            + np.einsum("nji,nj->ni", R, a_world)
+        )
+        return MotionSample(
+            t=t,
+            theta=th0,
+            phi=ph0,
+            psi=ps0,
+            rates=np.stack([th1, ph1, ps1], axis=1),
+            quat_wxyz=q,
+            gyr_dps=np.rad2deg(w),
+            acc_mps2=f,
+            pos_m=pos,
+            vel_mps=vel,
+        )

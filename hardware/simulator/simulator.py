@@ -1,0 +1,184 @@
+"""Simulator: one athlete-session of both feet, with the exact truth it was made from."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.spatial.transform import Rotation
+
+from strideflow.hardware import schema as S
+from strideflow.hardware.frames import pronation_deg, roll_pitch_deg
+from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
+from strideflow.hardware.simulator.imu import SensorErrors, draw_errors, draw_mounting, measure
+from strideflow.hardware.simulator.kinematics import FootMotion, MotionSample
+from strideflow.hardware.simulator.params import AthleteParams, GaitParams, sample_athlete
+from strideflow.hardware.simulator.schedule import FootTimeline, foot_timeline, plan_bouts
+from strideflow.hardware.simulator.truth import truth_strides
+
+ACTIVITY_CHOICES = ("walk", "run", "mixed")
+CHUNK_SAMPLES = 100_000
+SATURATION_REASON = "saturation"
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """What to simulate.
+
+    activity: walk, run, or mixed (walking and running bouts alternate, separated by standing).
+    duration_s: session length, s; sampling_rate_hz: output rate, Hz.
+    seed: int or sequence of ints (numpy SeedSequence entropy); same seed, same output.
+    noise: white noise plus per-session gyro and acc biases (from `profile`).
+    mounting: random mounting rotation per foot (device frame = foot frame rotated a few to
+        ~15 deg about each axis); False: the device frame is the foot frame.
+    adc: quantise with the profile's LSB and clip at its range (saturation).
+    athlete: the gait to simulate; None draws one from the seed.
+    mounting_rotations: fixed foot -> device rotations per foot (overrides `mounting`).
+    turns: 180 deg turns inside bouts (turning strides are invalid in the truth).
+    keep_orientation: build `truth_orientation_` (large; batch generation skips it).
+    """
+
+    activity: str = "walk"
+    duration_s: float = 60.0
+    sampling_rate_hz: float = 200.0
+    seed: int | Sequence[int] = 0
+    noise: bool = True
+    mounting: bool = True
+    adc: bool = True
+    profile: DeviceProfile = DEFAULT_PROFILE
+    athlete_id: str = "A001"
+    session_id: str = "S01"
+    athlete: AthleteParams | None = None
+    mounting_rotations: Mapping[str, Rotation] | None = None
+    turns: bool = True
+    keep_orientation: bool = True
+
+
+class Simulator:
+    """Shoe IMUs on both feet of one athlete for one session, with the true motion and strides.
+
+    After `simulate()`:
+    samples_: samples table (both feet, device frame, SAMPLES_SCHEMA columns);
+    truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus `activity`),
+        turning strides valid = false with reason "turn", strides with a clipped sample "saturation";
+    truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world), roll_deg, pitch_deg,
+        pronation_deg, vel_*_mps and pos_*_m of the sensor point in the world;
+    mounting_: foot -> scipy Rotation, v_device = mounting_[foot].apply(v_foot);
+    params_: foot -> {activity: GaitParams} mean gait used; athlete_: the AthleteParams;
+    motions_: foot -> FootMotion (the exact motion, evaluable at any time); errors_: foot -> SensorErrors.
+    """
+
+    def __init__(self, settings: SimulationSettings | None = None) -> None:
+        self.settings = settings if settings is not None else SimulationSettings()
+
+    def simulate(self) -> Simulator:
+        """Generate samples and truth."""
+        s = self.settings
+        if s.activity not in ACTIVITY_CHOICES:
+            raise ValueError(f"activity must be one of {ACTIVITY_CHOICES}, got {s.activity!r}")
+        seeds = np.random.SeedSequence(s.seed).spawn(7)
+        rng = [np.random.default_rng(x) for x in seeds]
+        athlete = s.athlete if s.athlete is not None else sample_athlete(rng[0])
+        bouts = plan_bouts(rng[1], s.activity, s.duration_s, athlete, turns=s.turns)
+        n = int(np.floor(s.duration_s * s.sampling_rate_hz))
+        t = np.arange(n) / s.sampling_rate_hz
+        samples, strides, orient = [], [], []
+        self.mounting_: dict[str, Rotation] = {}
+        self.params_: dict[str, dict[str, GaitParams]] = {}
+        self.motions_: dict[str, FootMotion] = {}
+        self.timelines_: dict[str, FootTimeline] = {}
+        self.errors_: dict[str, SensorErrors] = {}
+        for i, foot in enumerate(S.FEET):
+            tl = foot_timeline(rng[2 + i], bouts, athlete, foot, s.duration_s)
+            motion = FootMotion(tl, athlete, foot)
+            sensor_rng = rng[4 + i]
+            if s.mounting_rotations is not None:
+                mount = s.mounting_rotations[foot]
+            else:
+                mount = draw_mounting(sensor_rng) if s.mounting else None
+            errors = draw_errors(sensor_rng, s.profile, mount)
+            m = _evaluate_in_chunks(motion, t, s.keep_orientation)
+            gyr, acc, saturated = measure(
+                m.gyr_dps, m.acc_mps2, errors, s.profile, sensor_rng, s.noise, s.adc
+            )
+            keys = {S.ATHLETE_ID: s.athlete_id, S.SESSION_ID: s.session_id, S.FOOT: foot}
+            samples.append(
+                pl.DataFrame(
+                    {
+                        **{k: np.full(n, v, dtype=object) for k, v in keys.items()},
+                        S.T: t,
+                        **{c: acc[:, j] for j, c in enumerate(S.ACC)},
+                        **{c: gyr[:, j] for j, c in enumerate(S.GYR)},
+                    },
+                    schema=S.SAMPLES_SCHEMA,
+                )
+            )
+            truth = truth_strides(motion, s.athlete_id, s.session_id)
+            strides.append(_mark_saturation(truth, t, saturated))
+            if s.keep_orientation:
+                roll, pitch = roll_pitch_deg(m.quat_wxyz)
+                orient.append(
+                    pl.DataFrame(
+                        {
+                            **{k: np.full(n, v, dtype=object) for k, v in keys.items()},
+                            S.T: t,
+                            **{c: m.quat_wxyz[:, j] for j, c in enumerate(S.QUAT)},
+                            S.ROLL_DEG: roll,
+                            S.PITCH_DEG: pitch,
+                            S.PRONATION_DEG: pronation_deg(roll, foot),
+                            **{c: m.vel_mps[:, j] for j, c in enumerate(S.VEL)},
+                            **{c: m.pos_m[:, j] for j, c in enumerate(S.POS)},
+                        },
+                        schema={
+                            **S.ORIENTATION_SCHEMA,
+                            S.ROLL_DEG: pl.Float64(),
+                            S.PITCH_DEG: pl.Float64(),
+                            S.PRONATION_DEG: pl.Float64(),
+                            **{c: pl.Float64() for c in (*S.VEL, *S.POS)},
+                        },
+                    )
+                )
+            self.mounting_[foot] = errors.mounting
+            self.params_[foot] = {a: athlete.gait(a, foot) for a in ("walk", "run")}
+            self.motions_[foot] = motion
+            self.timelines_[foot] = tl
+            self.errors_[foot] = errors
+        self.athlete_ = athlete
+        self.samples_ = pl.concat(samples)
+        self.truth_strides_ = pl.concat(strides)
+        self.truth_orientation_ = pl.concat(orient) if orient else None
+        return self
+
+
+def _evaluate_in_chunks(motion: FootMotion, t: np.ndarray, orientation: bool) -> MotionSample:
+    """motion.evaluate over t in pieces, to bound memory on long sessions (keeps what is used)."""
+    parts = [motion.evaluate(t[i : i + CHUNK_SAMPLES]) for i in range(0, len(t), CHUNK_SAMPLES)]
+    if not orientation:
+        parts = [
+            MotionSample(p.t, p.theta, p.theta, p.theta, p.rates, p.quat_wxyz[:0], p.gyr_dps, p.acc_mps2,
+                         p.pos_m[:0], p.vel_mps[:0])
+            for p in parts
+        ]  # fmt: skip
+    return MotionSample(
+        *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(MotionSample))
+    )
+
+
+def _mark_saturation(truth: pl.DataFrame, t: np.ndarray, saturated: np.ndarray) -> pl.DataFrame:
+    """Valid strides containing a clipped sample become invalid with reason 'saturation'."""
+    if not saturated.any() or truth.height == 0:
+        return truth
+    cum = np.concatenate([[0], np.cumsum(saturated)])
+    lo = np.searchsorted(t, truth[S.IC_T].to_numpy())
+    hi = np.searchsorted(t, truth[S.NEXT_IC_T].to_numpy())
+    clipped = pl.Series((cum[hi] - cum[lo]) > 0)
+    return truth.with_columns(
+        pl.when(pl.col(S.VALID) & clipped).then(False).otherwise(pl.col(S.VALID)).alias(S.VALID),
+        pl.when(pl.col(S.VALID) & clipped)
+        .then(pl.lit(SATURATION_REASON))
+        .otherwise(pl.col(S.REASON))
+        .alias(S.REASON),
+    )

@@ -1,0 +1,355 @@
+"""The simulator is the ground truth of the project: its signals must be physically consistent."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.integrate import cumulative_trapezoid
+from scipy.spatial.transform import Rotation
+from typer.testing import CliRunner
+
+from strideflow.hardware import schema as S
+from strideflow.hardware.frames import rotation_from_wxyz
+from strideflow.hardware.profiles import PROFILES
+from strideflow.hardware.simulator import AthleteParams, SimulationSettings, Simulator, write_dataset
+from strideflow.hardware.simulator.kinematics import QuinticHermite
+from strideflow.hardware.simulator.params import STRIDE_LIMITS, sample_athlete
+
+G = S.STANDARD_GRAVITY_MPS2
+
+
+def _exact(activity: str, rate: float = 1000.0, duration: float = 40.0, seed: int = 5, **kw) -> Simulator:
+    """Noise-free, unmounted, unquantised simulation: the signals are the exact motion."""
+    settings = SimulationSettings(
+        activity=activity,
+        duration_s=duration,
+        sampling_rate_hz=rate,
+        seed=seed,
+        noise=False,
+        mounting=False,
+        adc=False,
+        **kw,
+    )
+    return Simulator(settings).simulate()
+
+
+@pytest.fixture(scope="module", params=["walk", "run"])
+def exact(request) -> Simulator:
+    return _exact(request.param)
+
+
+def _foot(df: pl.DataFrame, foot: str) -> pl.DataFrame:
+    return df.filter(pl.col(S.FOOT) == foot)
+
+
+def test_quintic_hermite_meets_its_knots():
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.uniform(0.1, 1.0, 6))
+    y, dy, d2y = rng.normal(size=(3, 6))
+    f, df, d2f = QuinticHermite(x, y, dy, d2y).evaluate(x[:-1] + 1e-12)
+    np.testing.assert_allclose(f, y[:-1], atol=1e-9)
+    np.testing.assert_allclose(df, dy[:-1], atol=1e-6)
+    np.testing.assert_allclose(d2f, d2y[:-1], atol=1e-4)
+    # derivatives are the derivatives of the value (central differences)
+    t = np.linspace(x[0] + 0.01, x[-1] - 0.01, 500)
+    h = 1e-5
+    spline = QuinticHermite(x, y, dy, d2y)
+    num = (spline.evaluate(t + h)[0] - spline.evaluate(t - h)[0]) / (2 * h)
+    np.testing.assert_allclose(spline.evaluate(t)[1], num, atol=1e-5)
+
+
+def test_gyro_integrates_to_the_true_orientation(exact):
+    """Strapdown integration of the noise-free gyro from each IC stays within 0.1 deg by the next IC."""
+    for foot in S.FEET:
+        smp = _foot(exact.samples_, foot)
+        q_true = rotation_from_wxyz(_foot(exact.truth_orientation_, foot).select(S.QUAT).to_numpy())
+        w = np.deg2rad(smp.select(S.GYR).to_numpy())
+        t = smp[S.T].to_numpy()
+        dt = t[1] - t[0]
+        strides = _foot(exact.truth_strides_, foot)
+        i0 = np.searchsorted(t, strides[S.IC_T].to_numpy())
+        i1 = np.searchsorted(t, strides[S.NEXT_IC_T].to_numpy())
+        length = int((i1 - i0).max())
+        q = q_true[i0]
+        for j in range(length):
+            a, b = w[np.minimum(i0 + j, len(t) - 1)], w[np.minimum(i0 + j + 1, len(t) - 1)]
+            # two-sample rotation vector with the coning correction (4th order for smooth rates)
+            step = 0.5 * (a + b) * dt + np.cross(a, b) * dt * dt / 12.0
+            step[i0 + j >= i1] = 0.0
+            q = q * Rotation.from_rotvec(step)
+        err_deg = np.rad2deg((q.inv() * q_true[i1]).magnitude())
+        assert len(err_deg) > 10
+        assert err_deg.max() < 0.1, f"{foot}: {err_deg.max():.3f} deg"
+
+
+def test_gyro_is_the_body_rate_of_the_orientation(exact):
+    """Independent of the Euler-rate algebra: finite differences of the true quaternions."""
+    smp = _foot(exact.samples_, "left")
+    rot = rotation_from_wxyz(_foot(exact.truth_orientation_, "left").select(S.QUAT).to_numpy())
+    dt = 1.0 / exact.settings.sampling_rate_hz
+    w_fd = np.rad2deg((rot[:-1].inv() * rot[1:]).as_rotvec()) / dt
+    t = smp[S.T].to_numpy()
+    w_mid = exact.motions_["left"].evaluate(0.5 * (t[:-1] + t[1:])).gyr_dps
+    assert np.abs(w_mid).max() > 300.0
+    err = np.abs(w_fd - w_mid)
+    assert np.median(err) < 0.01 and np.percentile(err, 99.9) < 0.5
+
+
+def test_standing_foot_reads_plus_g_on_z():
+    sim = _exact("walk", rate=200.0, duration=20.0)
+    for foot in S.FEET:
+        still = _foot(sim.samples_, foot).filter(pl.col(S.T) < 1.5)
+        acc = still.select(S.ACC).to_numpy()
+        np.testing.assert_allclose(acc, np.tile([0.0, 0.0, G], (len(acc), 1)), atol=1e-9)
+        assert np.abs(still.select(S.GYR).to_numpy()).max() < 1e-9
+        assert abs(acc[:, 2].mean() - 9.81) < 0.01
+
+
+def test_foot_flat_is_still(exact):
+    """Between foot-flat start and heel-off the sensor has zero angular and linear velocity."""
+    for foot in S.FEET:
+        tl = exact.timelines_[foot]
+        orient = _foot(exact.truth_orientation_, foot)
+        gyr = _foot(exact.samples_, foot).select(S.GYR).to_numpy()
+        t = orient[S.T].to_numpy()
+        still = np.zeros(len(t), bool)
+        for a, b in zip(tl.ffs[1:], tl.ho[1:], strict=True):
+            if np.isfinite(b):
+                still |= (t > a + 0.002) & (t < b - 0.002)
+        assert still.sum() > 1000
+        vel = orient.select(S.VEL).to_numpy()[still]
+        assert np.abs(vel).max() < 1e-3  # m/s (the impact ringing has died out)
+        assert np.abs(gyr[still]).max() < 1e-6
+
+
+def test_accelerometer_double_integrates_to_the_displacement(exact):
+    """R f - g, integrated twice from one foot-flat to the next, gives the true stride displacement."""
+    for foot in S.FEET:
+        smp = _foot(exact.samples_, foot)
+        orient = _foot(exact.truth_orientation_, foot)
+        t = smp[S.T].to_numpy()
+        a_world = rotation_from_wxyz(orient.select(S.QUAT).to_numpy()).apply(
+            np.array(smp.select(S.ACC).to_numpy())
+        )
+        a_world[:, 2] -= G
+        pos = orient.select(S.POS).to_numpy()
+        strides = _foot(exact.truth_strides_, foot)
+        errors = []
+        i0s = np.searchsorted(t, strides[S.FOOT_FLAT_T].to_numpy())
+        i1s = np.searchsorted(t, strides[S.FOOT_FLAT_T].shift(-1).to_numpy()[:-1])
+        for i0, i1 in zip(i0s[:-1], i1s, strict=True):
+            if t[i1] - t[i0] > 1.5 * strides[S.STRIDE_TIME_S].median():
+                continue  # the next truth stride is in the next bout
+            v = cumulative_trapezoid(a_world[i0 : i1 + 1], t[i0 : i1 + 1], axis=0, initial=0.0)
+            p = cumulative_trapezoid(v, t[i0 : i1 + 1], axis=0, initial=0.0)
+            true = pos[i1] - pos[i0]
+            errors.append(np.linalg.norm(p[-1] - true))
+            assert np.linalg.norm(v[-1]) < 0.01  # back to rest: no velocity drift
+        errors = np.array(errors)
+        lengths = strides[S.STRIDE_LENGTH_M].to_numpy()
+        assert np.median(lengths) > 0.8
+        assert errors.max() < 0.01, f"{foot}: max displacement error {errors.max():.4f} m"
+
+
+def test_truth_matches_construction_and_definitions(exact):
+    """Truth metrics follow DESIGN.md definitions and agree with the parameters the motion was built from."""
+    tr = exact.truth_strides_
+    assert set(S.STRIDES_SCHEMA) <= set(tr.columns)
+    assert tr.schema[S.STRIDE_INDEX] == pl.Int64
+    np.testing.assert_allclose(tr[S.STRIDE_TIME_S], tr[S.NEXT_IC_T] - tr[S.IC_T])
+    np.testing.assert_allclose(tr[S.CADENCE_SPM], 120.0 / tr[S.STRIDE_TIME_S])
+    np.testing.assert_allclose(tr[S.DUTY_FACTOR], tr[S.STANCE_TIME_S] / tr[S.STRIDE_TIME_S])
+    ordered = (
+        (tr[S.IC_T] < tr[S.FOOT_FLAT_T])
+        & (tr[S.FOOT_FLAT_T] < tr[S.HEEL_OFF_T])
+        & (tr[S.HEEL_OFF_T] < tr[S.TOE_OFF_T])
+        & (tr[S.TOE_OFF_T] < tr[S.NEXT_IC_T])
+    )
+    assert ordered.all()
+    for foot in S.FEET:
+        tl = exact.timelines_[foot]
+        k = np.flatnonzero(tl.gait)
+        got = _foot(tr, foot)
+        np.testing.assert_allclose(
+            got[S.PRONATION_EXCURSION_DEG], tl.values["pronation_excursion_deg"][k], atol=0.01
+        )
+        np.testing.assert_allclose(
+            got[S.MAX_PRONATION_VELOCITY_DPS], tl.values["max_pronation_velocity_dps"][k], rtol=0.01
+        )
+        np.testing.assert_allclose(
+            got[S.TIME_TO_MAX_PRONATION_S], tl.values["time_to_max_pronation_s"][k], atol=0.002
+        )
+        np.testing.assert_allclose(
+            got[S.TOE_OFF_PRONATION_DEG], tl.values["toe_off_pronation_deg"][k], atol=1e-6
+        )
+        np.testing.assert_allclose(got[S.TOE_OFF_ANGLE_DEG], tl.values["toe_off_angle_deg"][k], atol=1e-6)
+        # max pronation inside the pronation window, before foot-flat
+        assert (got[S.TIME_TO_MAX_PRONATION_S] < got[S.FOOT_FLAT_T] - got[S.IC_T]).all()
+        # pronation, computed from the quaternions, peaks where the truth says
+        orient = _foot(exact.truth_orientation_, foot)
+        t = orient[S.T].to_numpy()
+        p = orient[S.PRONATION_DEG].to_numpy()
+        for row in got.head(5).iter_rows(named=True):
+            win = (t >= row[S.IC_T]) & (t <= row[S.IC_T] + 0.6 * row[S.STANCE_TIME_S])
+            i_ic = np.searchsorted(t, row[S.IC_T])
+            assert p[win].max() - p[i_ic] == pytest.approx(row[S.PRONATION_EXCURSION_DEG], abs=0.05)
+
+
+def test_peak_plantarflexion_rate_is_at_toe_off(exact):
+    """The largest positive gyr_y of a stride lies within 30 ms of toe-off (real stride labels sit there)."""
+    for foot in S.FEET:
+        smp = _foot(exact.samples_, foot)
+        t, gy = smp[S.T].to_numpy(), smp["gyr_y"].to_numpy()
+        strides = _foot(exact.truth_strides_, foot).filter(pl.col(S.VALID))
+        for ic, nic, to in strides.select(S.IC_T, S.NEXT_IC_T, S.TOE_OFF_T).iter_rows():
+            win = (t >= ic) & (t < nic)
+            assert abs(t[win][np.argmax(gy[win])] - to) < 0.030
+
+
+def test_turn_strides_are_invalid_and_turning():
+    sim = _exact("walk", rate=100.0, duration=90.0, seed=2)
+    tr = sim.truth_strides_
+    turns = tr.filter(pl.col(S.REASON) == "turn")
+    assert turns.height >= 3 and not turns[S.VALID].any()
+    assert tr.filter(pl.col(S.VALID)).height > 2 * turns.height
+    # a turning stride rotates the heading by ~60 deg: much yaw rate on the foot frame z axis
+    orient = _foot(sim.truth_orientation_, "left")
+    q = rotation_from_wxyz(orient.select(S.QUAT).to_numpy())
+    heading = np.unwrap(q.as_euler("ZYX")[:, 0])
+    t = orient[S.T].to_numpy()
+    row = _foot(turns, "left").row(0, named=True)
+    i0, i1 = np.searchsorted(t, [row[S.FOOT_FLAT_T], row[S.NEXT_IC_T] + 0.15])
+    assert abs(np.rad2deg(heading[i1] - heading[i0])) == pytest.approx(60.0, abs=5.0)
+
+
+def test_truth_metrics_lie_in_configured_ranges():
+    rows = []
+    for seed in range(6):
+        athlete = sample_athlete(np.random.default_rng(seed))
+        sim = Simulator(
+            SimulationSettings(
+                activity="mixed", duration_s=120.0, sampling_rate_hz=100.0, seed=seed, athlete=athlete
+            )
+        ).simulate()
+        rows.append(sim.truth_strides_.with_columns(pl.lit(seed).alias("seed")))
+    tr = pl.concat(rows).filter(pl.col(S.VALID))
+    assert set(tr["activity"]) == {"walk", "run"}
+    lo, hi = STRIDE_LIMITS["pronation_excursion_deg"]
+    assert tr[S.PRONATION_EXCURSION_DEG].is_between(lo - 0.01, hi + 0.01).all()
+    lo, hi = STRIDE_LIMITS["max_pronation_velocity_dps"]
+    assert tr[S.MAX_PRONATION_VELOCITY_DPS].is_between(lo * 0.99, hi * 1.01).all()
+    walk, run = tr.filter(pl.col("activity") == "walk"), tr.filter(pl.col("activity") == "run")
+    assert walk[S.CADENCE_SPM].is_between(85, 140).all() and run[S.CADENCE_SPM].is_between(135, 205).all()
+    assert (
+        walk[S.DUTY_FACTOR].is_between(0.55, 0.72).all() and run[S.DUTY_FACTOR].is_between(0.28, 0.47).all()
+    )
+    assert run[S.SPEED_MPS].median() > 2 * walk[S.SPEED_MPS].median()
+    assert walk[S.SPEED_MPS].is_between(0.9, 1.9).all()
+    assert tr[S.TOE_OFF_PRONATION_DEG].is_between(-12, 12).all()
+    assert (tr[S.TOE_OFF_PRONATION_DEG] > 0).any() and (tr[S.TOE_OFF_PRONATION_DEG] < 0).any()
+    assert walk[S.IMPACT_G].is_between(2, 25).all() and run[S.IMPACT_G].median() > walk[S.IMPACT_G].median()
+    assert set(run[S.STRIKE_TYPE]) >= {"rearfoot", "midfoot"}
+    assert (tr[S.TIME_TO_MAX_PRONATION_S] < 0.6 * tr[S.STANCE_TIME_S]).all()
+    # stride length and speed are consistent with the athlete's speed parameter
+    assert tr[S.STRIDE_LENGTH_M].is_between(0.6, 3.5).all()
+
+
+def test_sensor_model_mounting_noise_bias_and_saturation():
+    athlete = AthleteParams()
+    mount = Rotation.from_euler("xyz", [10.0, -5.0, 8.0], degrees=True)
+    sim = Simulator(
+        SimulationSettings(
+            duration_s=20.0, seed=1, athlete=athlete, mounting_rotations={"left": mount, "right": mount}
+        )
+    ).simulate()
+    still = _foot(sim.samples_, "left").filter(pl.col(S.T) < 1.5)
+    acc = still.select(S.ACC).to_numpy()
+    np.testing.assert_allclose(acc.mean(axis=0), mount.apply([0.0, 0.0, G]), atol=0.2)
+    assert 0.005 < acc.std(axis=0).mean() < 0.1  # white noise of the profile
+    gyr = still.select(S.GYR).to_numpy()
+    bias = gyr.mean(axis=0)
+    assert np.all((np.abs(bias) > 0.3) & (np.abs(bias) < 2.5))  # constant session bias, deg/s
+    lsb = sim.settings.profile.gyr_lsb_dps
+    np.testing.assert_allclose(gyr / lsb, np.round(gyr / lsb), atol=1e-6)  # quantised
+    # a +-8 g, 1000 deg/s device saturates in running; those strides are flagged
+    budget = PROFILES["budget-8g-1000dps"]
+    run = Simulator(SimulationSettings(activity="run", duration_s=30.0, seed=3, profile=budget)).simulate()
+    gyr = run.samples_.select(S.GYR).to_numpy()
+    assert np.isclose(np.abs(gyr).max(), budget.gyr_range_dps, rtol=1e-3)  # push-off > 1000 deg/s
+    assert (run.truth_strides_[S.REASON] == "saturation").any()
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in folder.rglob("*.*")
+    }
+
+
+def test_same_seed_same_files_and_sessions_drift(tmp_path):
+    a = write_dataset(tmp_path / "a", athletes=2, minutes=0.4, seed=7, activity="mixed", sessions=3).parent
+    b = write_dataset(tmp_path / "b", athletes=2, minutes=0.4, seed=7, activity="mixed", sessions=3).parent
+    c = write_dataset(tmp_path / "c", athletes=2, minutes=0.4, seed=8, activity="mixed", sessions=3).parent
+    da, db, dc = _digest(a), _digest(b), _digest(c)
+    assert da == db
+    assert da["A001/S01/left.parquet"] != dc["A001/S01/left.parquet"]
+    man = pl.read_csv(a / "manifest.csv")
+    assert man.height == 12
+    dates = man.filter((pl.col(S.ATHLETE_ID) == "A001") & (pl.col(S.FOOT) == "left"))["session_date"]
+    gaps = pl.Series(dates).str.to_date().diff().drop_nulls().dt.total_days()
+    assert gaps.is_between(7, 14).all()
+    params = pl.read_parquet(a / "truth_params.parquet").filter(
+        (pl.col(S.ATHLETE_ID) == "A001") & (pl.col(S.FOOT) == "left") & (pl.col("activity") == "walk")
+    )
+    e = params["pronation_excursion_deg"].to_numpy()
+    assert e[1] - e[0] == pytest.approx(e[2] - e[1])  # linear drift: the known trend
+
+
+def test_cli_writes_the_contract_files(tmp_path):
+    from strideflow.service.cli import _register, app
+
+    _register()
+    out = tmp_path / "sim"
+    res = CliRunner().invoke(
+        app, ["simulate", "--athletes", "2", "--minutes", "0.5", "--out", str(out), "--seed", "3",
+              "--activity", "mixed", "--rate", "100", "--sessions", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    man = pl.read_csv(out / "manifest.csv")
+    assert {
+        "path",
+        "athlete_id",
+        "session_id",
+        "foot",
+        "sampling_rate_hz",
+        "activity",
+        "session_date",
+    } <= set(man.columns)
+    assert man.height == 8 and (man["sampling_rate_hz"] == 100.0).all()
+    truth = pl.read_parquet(out / "truth_strides.parquet")
+    assert set(S.STRIDES_SCHEMA) <= set(truth.columns)
+    for row in man.iter_rows(named=True):
+        smp = pl.read_parquet(out / row["path"])
+        assert smp.schema == pl.Schema(S.SAMPLES_SCHEMA)
+        assert np.allclose(np.diff(smp[S.T].to_numpy()), 0.01)
+        assert set(smp[S.FOOT]) == {row["foot"]}
+        # the manifest's mounting explains the standing gravity reading
+        q = rotation_from_wxyz(
+            np.array([row[c] for c in ("mount_q_w", "mount_q_x", "mount_q_y", "mount_q_z")])
+        )
+        g_dev = smp.filter(pl.col(S.T) < 1.5).select(S.ACC).mean().to_numpy()[0]
+        np.testing.assert_allclose(g_dev, q.apply([0.0, 0.0, G]), atol=0.2)
+        n_truth = truth.filter(
+            (pl.col(S.ATHLETE_ID) == row["athlete_id"])
+            & (pl.col(S.SESSION_ID) == row["session_id"])
+            & (pl.col(S.FOOT) == row["foot"])
+        ).height
+        assert n_truth > 5
+    bad = CliRunner().invoke(
+        app, ["simulate", "--athletes", "1", "--minutes", "1", "--out", str(out), "--activity", "swim"]
+    )
+    assert bad.exit_code != 0
