@@ -22,6 +22,9 @@ class DeviceProfile:
     acc_noise_density_mps2: float = 0.02  # white noise, m/s² per sample (RMS)
     gyr_noise_dps: float = 0.15  # white noise, deg/s per sample (RMS)
     gyr_bias_dps: float = 1.0  # typical turn-on bias magnitude, deg/s (1 sigma per axis)
+    # Fixed device -> foot-frame rotation (w, x, y, z) when the pod sits in a known holder;
+    # None: estimate it from the data (strideflow.hardware.mounting).
+    mounting_wxyz: tuple[float, float, float, float] | None = None
 
     @property
     def acc_range_mps2(self) -> float:

@@ -1,0 +1,474 @@
+"""Mounting alignment: the fixed rotation from a device's own frame into the foot sensor frame.
+
+The foot sensor frame (DESIGN.md) has x toward the shoe tip, y to the left and z up when the foot
+stands flat. The rotation is estimated from one foot's own recording:
+
+1. still periods (low angular rate, specific force of about 1 g and steady) give the gravity
+   direction, which is +z; foot-flats between strides are preferred over quiet standing, because
+   people often stand on tilted or rolled feet while a walking foot-flat is set by the ground;
+2. the dominant rotation axis of the swing samples, projected orthogonal to z, is the foot's
+   medio-lateral axis, +-y (the foot swings mainly about its own y axis);
+3. forward motion: between two still periods the foot is dead-reckoned (gyro strapdown from the
+   still orientation, linear velocity drift removed so the foot is at rest at both ends); the
+   strides' horizontal displacements point forward. Their majority fixes the sign of y (and so
+   x = y cross z), and by default their median direction fixes the heading of x exactly
+   (`heading="walking"`), because a foot that toes out during swing tilts the swing axis by 5 to
+   14 deg (seen on the simulator) while the walking direction is where the foot points at
+   foot-flat. Walking backwards would flip x; that is not supported.
+
+Every step uses vector norms and geometric constructions only, so the estimate is equivariant:
+rotating the input by Q rotates the estimate by Q (up to floating point).
+
+What the data can and cannot tell: z is the foot-flat "up" (on the gaitmap recordings, whose
+given frame is already the foot frame, the foot-flat gravity is rolled by about 15 deg: the pods
+sit on the sloped lateral shoe upper). x is the walking direction at foot-flat, not the shoe's
+long axis as such: a foot placed toed-out puts the shoe axis a few to ~20 deg to the outside of
+it (14 and 16 deg on imu_sample.csv, outward on both feet; the swing axis agrees with the walking
+direction there within 4 deg, `quality_.forward_offset_deg`). A device profile with a fixed
+`mounting_wxyz` is the way to impose a known shoe axis instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+import polars as pl
+from scipy.ndimage import uniform_filter1d
+from scipy.spatial.transform import Rotation
+
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
+from strideflow.hardware.profiles import DeviceProfile
+from strideflow.hardware.schema import ACC, FOOT, GYR, MAG, STANDARD_GRAVITY_MPS2
+
+__all__ = [
+    "AlignmentError",
+    "MountingEstimator",
+    "MountingQuality",
+    "MountingSettings",
+    "apply_mounting",
+    "profile_rotation",
+]
+
+
+_MAX_PLAUSIBLE = 1e6  # m/s² or deg/s: far beyond any IMU range, keeps the arithmetic finite
+
+
+class AlignmentError(StrideflowError):
+    """No still period or no walking in the data, so the mounting rotation cannot be estimated."""
+
+
+@dataclass(frozen=True)
+class MountingSettings:
+    """Settings of :class:`MountingEstimator` (units in the names).
+
+    still_window_s: centred window over which stillness is judged; short, because running
+        foot-flats last only ~50 ms.
+    still_gyr_dps: a still window's mean |gyr| is below this. Foot-flats of impaired or
+        rolling gait still turn at 20 to 70 deg/s (imu_sample_ic_stride.csv, the MS files), so
+        it is generous; the two acc conditions do most of the work.
+    still_acc_tol_mps2: a still window's mean |acc| is within this of standard gravity.
+    still_acc_std_mps2: a still window's acc vector scatter (RMS about its mean) is below this.
+    min_swing_s: motion between still periods shorter than this does not count as a stride
+        (it is a wobble within stance); such still periods are merged.
+    max_stride_s: motion between still periods longer than this is not a stride (turning,
+        shuffling, fidgeting) and is not used.
+    swing_gyr_dps: samples of a stride with |gyr| above this define the rotation axis.
+    min_strides: fewer strides than this is "no walking".
+    max_axis_planarity: above this ratio of the second to the first singular value of the swing
+        angular rate (horizontal part) there is no dominant swing axis (real walking: 0.3 to 0.6).
+    min_stride_length_m: strides whose dead-reckoned horizontal displacement is shorter do not
+        vote on the forward direction.
+    max_foot_flat_s: still periods up to this long next to a stride are foot-flats; longer
+        still periods are standing.
+    gravity_source: "auto" (foot-flats if at least `min_strides` of them, else standing),
+        "foot_flat" or "standing".
+    max_gravity_outlier_deg: still periods whose gravity direction is further than this from
+        the first mean are dropped and the mean taken again.
+    heading: where +x points about z. "walking": the median dead-reckoned stride direction
+        (the walking direction at foot-flat); "swing_axis": orthogonal to the dominant swing
+        rotation axis. They agree within ~5 deg on the real recordings, but a foot that toes out
+        during swing tilts the swing axis (5 to 14 deg on the simulator), hence "walking".
+    """
+
+    still_window_s: float = 0.04
+    still_gyr_dps: float = 70.0
+    still_acc_tol_mps2: float = 1.0
+    still_acc_std_mps2: float = 1.5
+    min_swing_s: float = 0.15
+    max_stride_s: float = 3.0
+    swing_gyr_dps: float = 100.0
+    min_strides: int = 3
+    max_axis_planarity: float = 0.9
+    min_stride_length_m: float = 0.05
+    max_foot_flat_s: float = 1.5
+    gravity_source: str = "auto"
+    max_gravity_outlier_deg: float = 20.0
+    heading: str = "walking"
+
+    def __post_init__(self) -> None:
+        if self.heading not in ("walking", "swing_axis"):
+            raise ValueError(f"heading must be 'walking' or 'swing_axis', got {self.heading!r}")
+        if self.gravity_source not in ("auto", "foot_flat", "standing"):
+            raise ValueError(
+                f"gravity_source must be 'auto', 'foot_flat' or 'standing', got {self.gravity_source!r}"
+            )
+
+
+@dataclass(frozen=True)
+class MountingQuality:
+    """Diagnostics of one mounting estimate.
+
+    gravity_spread_deg: RMS angle (weighted by samples) between each used still period's gravity
+        direction and the mean (how much the foot-flat orientation varies; 1-2 deg on level
+        walking).
+    axis_planarity: ratio of the second to the first singular value of the swing angular rate
+        in the horizontal plane; 0 = one clean axis, 1 = no dominant axis.
+    axis_elevation_deg: angle of the 3-D dominant swing axis out of the horizontal plane
+        (the part removed by the projection).
+    forward_agreement: fraction of voting strides whose displacement points to the front half
+        (within 90 deg of the swing-axis x); turns lower it.
+    forward_offset_deg: median walking direction relative to the swing-axis x, deg, positive
+        to the left (about +z); the two heading cues' disagreement.
+    n_still_periods: still periods used for gravity.
+    n_strides: strides used for the axis and the forward vote.
+    """
+
+    gravity_spread_deg: float
+    axis_planarity: float
+    axis_elevation_deg: float
+    forward_agreement: float
+    forward_offset_deg: float
+    n_still_periods: int
+    n_strides: int
+
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and stop (exclusive) indices of the True runs of a boolean array."""
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+
+
+def _mask(n: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Boolean array of length n, True inside the (non-overlapping) runs [start, stop)."""
+    edges = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, stops, -1)
+    return np.cumsum(edges)[:-1] > 0
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle between unit vectors, deg (atan2 form, accurate near 0 and 180)."""
+    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
+
+
+@numba.njit(cache=True)
+def _dead_reckon(
+    acc_mps2: np.ndarray,
+    gyr_rps: np.ndarray,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    gravity_mps2: np.ndarray,
+    dt_s: float,
+) -> np.ndarray:
+    """Displacement (m) of each stride [start, stop) in the device frame at its start.
+
+    Orientation is integrated from identity (the still orientation before the stride); the
+    specific force is rotated into that frame, the still reading `gravity_mps2[k]` subtracted,
+    and velocity drift removed linearly so the foot is at rest at both ends.
+    """
+    n = starts.shape[0]
+    out = np.zeros((n, 3))
+    for k in range(n):
+        i0 = starts[k]
+        m = stops[k] - i0
+        w, x, y, z = 1.0, 0.0, 0.0, 0.0
+        vel = np.zeros((m + 1, 3))
+        for j in range(m):
+            ax, ay, az = acc_mps2[i0 + j, 0], acc_mps2[i0 + j, 1], acc_mps2[i0 + j, 2]
+            # rotate the specific force by q (body -> stride-start frame)
+            r00 = 1 - 2 * (y * y + z * z)
+            r01 = 2 * (x * y - w * z)
+            r02 = 2 * (x * z + w * y)
+            r10 = 2 * (x * y + w * z)
+            r11 = 1 - 2 * (x * x + z * z)
+            r12 = 2 * (y * z - w * x)
+            r20 = 2 * (x * z - w * y)
+            r21 = 2 * (y * z + w * x)
+            r22 = 1 - 2 * (x * x + y * y)
+            fx = r00 * ax + r01 * ay + r02 * az - gravity_mps2[k, 0]
+            fy = r10 * ax + r11 * ay + r12 * az - gravity_mps2[k, 1]
+            fz = r20 * ax + r21 * ay + r22 * az - gravity_mps2[k, 2]
+            vel[j + 1, 0] = vel[j, 0] + fx * dt_s
+            vel[j + 1, 1] = vel[j, 1] + fy * dt_s
+            vel[j + 1, 2] = vel[j, 2] + fz * dt_s
+            # q <- q * exp(omega dt / 2), exact for constant rate over the sample
+            ox, oy, oz = gyr_rps[i0 + j, 0], gyr_rps[i0 + j, 1], gyr_rps[i0 + j, 2]
+            rate = np.sqrt(ox * ox + oy * oy + oz * oz)
+            half = 0.5 * rate * dt_s
+            if rate > 0.0:
+                s = np.sin(half) / rate
+                dw, dx, dy, dz = np.cos(half), ox * s, oy * s, oz * s
+                w, x, y, z = (
+                    w * dw - x * dx - y * dy - z * dz,
+                    w * dx + x * dw + y * dz - z * dy,
+                    w * dy - x * dz + y * dw + z * dx,
+                    w * dz + x * dy - y * dx + z * dw,
+                )
+        for c in range(3):
+            total = 0.0
+            for j in range(m + 1):
+                total += vel[j, c] - vel[m, c] * j / m
+            out[k, c] = total * dt_s
+    return out
+
+
+class MountingEstimator:
+    """Estimate a device's mounting rotation into the foot sensor frame from its own walking data."""
+
+    def __init__(self, settings: MountingSettings | None = None) -> None:
+        self.settings = settings if settings is not None else MountingSettings()
+
+    def estimate(
+        self, acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float
+    ) -> MountingEstimator:
+        """Estimate from (N, 3) acc (m/s²) and gyr (deg/s) of one foot in the device frame.
+
+        Sets `rotation_` (device -> foot frame), `quaternion_` (same, w x y z), `gravity_dev_`
+        (m/s², device frame), `axis_dev_` (unit, device frame: the dominant swing axis, signed
+        as +y; the foot's +y itself when heading="swing_axis"), `gravity_source_` ("foot_flat"
+        or "standing"), `still_mask_`, `still_fraction_`, `strides_` ((n, 2) sample bounds of
+        the strides used), `stride_displacement_m_` (their dead-reckoned displacement, device
+        frame at each stride's start) and `quality_`.
+        Raises AlignmentError when there is no still period or no walking.
+        """
+        s = self.settings
+        acc, gyr = self._checked(acc_mps2, gyr_dps, sampling_rate_hz)
+        fs = float(sampling_rate_hz)
+        dt = 1.0 / fs
+
+        still = self._still_mask(acc, gyr, fs)
+        self.still_mask_ = still
+        self.still_fraction_ = float(still.mean())
+        if not still.any():
+            raise AlignmentError(
+                f"no still period in {len(acc)} samples: no {s.still_window_s:g} s window with mean "
+                f"|gyr| < {s.still_gyr_dps:g} deg/s and |acc| within {s.still_acc_tol_mps2:g} m/s² of 1 g "
+                "(is this walking or standing data in m/s² and deg/s?)"
+            )
+        starts, stops = _runs(still)
+
+        # Still periods separated by less than a swing are one period (wobbles within stance).
+        keep = np.concatenate(([True], starts[1:] - stops[:-1] >= s.min_swing_s * fs))
+        seg_start = starts[keep]
+        seg_stop = np.maximum.reduceat(stops, np.flatnonzero(keep))
+        gap_len = seg_start[1:] - seg_stop[:-1]
+        gyr_norm = np.linalg.norm(gyr, axis=1)
+        gap_bounds = np.column_stack((seg_stop[:-1], seg_start[1:])).ravel()
+        peak = np.maximum.reduceat(gyr_norm, gap_bounds)[::2] if len(gap_bounds) else np.zeros(0)
+        is_stride = (gap_len <= s.max_stride_s * fs) & (peak >= s.swing_gyr_dps)
+        n_strides = int(is_stride.sum())
+        if n_strides < s.min_strides:
+            raise AlignmentError(
+                f"no walking to align with: {n_strides} stride(s) between still periods (need "
+                f"{s.min_strides}; a stride is motion of {s.min_swing_s:g}..{s.max_stride_s:g} s "
+                f"reaching |gyr| >= {s.swing_gyr_dps:g} deg/s between two still periods; the data's "
+                f"peak |gyr| is {gyr_norm.max():.3g} deg/s)"
+            )
+        stride_start = seg_stop[:-1][is_stride]
+        stride_stop = seg_start[1:][is_stride]
+        self.strides_ = np.column_stack((stride_start, stride_stop))
+
+        # Gravity: foot-flats (short still periods next to a stride) preferred over standing.
+        seg_len = seg_stop - seg_start
+        next_to_stride = np.concatenate((is_stride, [False])) | np.concatenate(([False], is_stride))
+        foot_flat = next_to_stride & (seg_len <= s.max_foot_flat_s * fs)
+        standing = ~foot_flat
+        if s.gravity_source == "auto":
+            use_foot_flat = foot_flat.sum() >= s.min_strides or not standing.any()
+        else:
+            use_foot_flat = s.gravity_source == "foot_flat"
+        chosen = foot_flat if use_foot_flat else standing
+        if not chosen.any():
+            raise AlignmentError(
+                f"no {'foot-flat' if use_foot_flat else 'standing'} still period to take gravity from "
+                f"(gravity_source={s.gravity_source!r})"
+            )
+        self.gravity_source_ = "foot_flat" if use_foot_flat else "standing"
+        still_acc_sum = np.vstack((np.zeros(3), np.cumsum(np.where(still[:, None], acc, 0.0), axis=0)))
+        still_count = np.concatenate(([0], np.cumsum(still)))
+        seg_sum = still_acc_sum[seg_stop] - still_acc_sum[seg_start]
+        seg_count = still_count[seg_stop] - still_count[seg_start]
+        seg_mean = seg_sum / seg_count[:, None]
+        # A momentary turning point in a swing can pass as still: drop periods far off the mean.
+        gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()
+        outlier = _angle_deg(_unit(seg_mean), _unit(gravity)) > s.max_gravity_outlier_deg
+        if (chosen & ~outlier).any():
+            chosen = chosen & ~outlier
+            gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()
+        z_dev = _unit(gravity)
+        self.gravity_dev_ = gravity
+
+        # Dominant swing rotation axis, projected orthogonal to z: +-y.
+        swing = _mask(len(acc), stride_start, stride_stop) & (gyr_norm >= s.swing_gyr_dps)
+        omega = gyr[swing]
+        u, v = self._plane_basis(z_dev)
+        planar = np.stack((omega @ u, omega @ v), axis=1)
+        _, sing, vt = np.linalg.svd(planar, full_matrices=False)
+        if not sing[0] > 0 or sing[1] / sing[0] > s.max_axis_planarity:
+            raise AlignmentError(
+                f"no dominant rotation axis while walking: the swing angular rate is spread evenly over "
+                f"the horizontal plane (second/first singular value "
+                f"{sing[1] / sing[0] if sing[0] > 0 else float('nan'):.2f} > {s.max_axis_planarity:g})"
+            )
+        y_dev = vt[0, 0] * u + vt[0, 1] * v
+        _, _, vt3 = np.linalg.svd(omega, full_matrices=False)
+        axis3 = vt3[0]
+
+        # Forward motion: the strides' horizontal displacements point along +x.
+        grav_before = seg_mean[:-1][is_stride]
+        disp = _dead_reckon(acc, np.radians(gyr), stride_start, stride_stop, grav_before, dt)
+        self.stride_displacement_m_ = disp
+        up = _unit(grav_before)
+        horiz = disp - np.sum(disp * up, axis=1, keepdims=True) * up
+        length = np.linalg.norm(horiz, axis=1)
+        voting = length >= s.min_stride_length_m
+        if not voting.any():
+            raise AlignmentError(
+                f"no forward motion: none of {n_strides} strides moved the foot by "
+                f">= {s.min_stride_length_m:g} m, so front and back of the shoe cannot be told apart"
+            )
+        direction = _unit(horiz[voting])
+        x_dev = np.cross(y_dev, z_dev)
+        if np.sum(direction @ x_dev > 0) < np.sum(direction @ x_dev < 0):
+            y_dev = -y_dev
+            x_dev = -x_dev
+        self.axis_dev_ = y_dev
+        # Walking direction of each stride relative to the swing-axis x; the median ignores turns.
+        offset = np.arctan2(direction @ y_dev, direction @ x_dev)
+        walk_offset = float(np.median(offset))
+        if s.heading == "walking":
+            x_dev, y_dev = (
+                np.cos(walk_offset) * x_dev + np.sin(walk_offset) * y_dev,
+                np.cos(walk_offset) * y_dev - np.sin(walk_offset) * x_dev,
+            )
+
+        matrix = np.stack((x_dev, y_dev, z_dev))
+        self.rotation_ = Rotation.from_matrix(matrix)
+        self.quaternion_ = wxyz_from_rotation(self.rotation_)
+
+        seg_dirs = _unit(seg_mean[chosen])
+        self.quality_ = MountingQuality(
+            gravity_spread_deg=float(
+                np.sqrt(np.average(_angle_deg(seg_dirs, z_dev) ** 2, weights=seg_count[chosen]))
+            ),
+            axis_planarity=float(sing[1] / sing[0]) if sing[0] > 0 else 1.0,
+            axis_elevation_deg=float(np.degrees(np.arcsin(min(1.0, abs(axis3 @ z_dev))))),
+            forward_agreement=float(np.mean(np.abs(offset) < np.pi / 2)),
+            forward_offset_deg=float(np.degrees(walk_offset)),
+            n_still_periods=int(chosen.sum()),
+            n_strides=n_strides,
+        )
+        return self
+
+    # --- helpers -------------------------------------------------------------------------
+    def _checked(self, acc_mps2, gyr_dps, sampling_rate_hz) -> tuple[np.ndarray, np.ndarray]:
+        acc = np.asarray(acc_mps2, dtype=float)
+        gyr = np.asarray(gyr_dps, dtype=float)
+        if acc.ndim != 2 or acc.shape[1] != 3 or gyr.shape != acc.shape:
+            raise AlignmentError(
+                f"acc and gyr must both be (N, 3) arrays of the same length, got {acc.shape} and {gyr.shape}"
+            )
+        if len(acc) == 0:
+            raise AlignmentError("no samples to align")
+        try:
+            rate_ok = bool(np.isfinite(float(sampling_rate_hz)) and float(sampling_rate_hz) > 0)
+        except (TypeError, ValueError):
+            rate_ok = False
+        if not rate_ok:
+            raise AlignmentError(f"sampling_rate_hz must be a positive number, got {sampling_rate_hz!r}")
+        bad = ~(np.isfinite(acc).all(axis=1) & np.isfinite(gyr).all(axis=1))
+        if bad.any():
+            raise AlignmentError(
+                f"{int(bad.sum())} sample(s) with NaN or inf, first at row {int(np.argmax(bad))}; "
+                "validate and clean the samples before aligning"
+            )
+        huge = (np.abs(acc) > _MAX_PLAUSIBLE).any(axis=1) | (np.abs(gyr) > _MAX_PLAUSIBLE).any(axis=1)
+        if huge.any():
+            raise AlignmentError(
+                f"{int(huge.sum())} sample(s) beyond {_MAX_PLAUSIBLE:g} m/s² or deg/s, first at row "
+                f"{int(np.argmax(huge))}; no sensor measures that (wrong units?)"
+            )
+        return acc, gyr
+
+    def _still_mask(self, acc: np.ndarray, gyr: np.ndarray, fs: float) -> np.ndarray:
+        s = self.settings
+        n = len(acc)
+        width = max(3, int(round(s.still_window_s * fs)))
+        if n < width:
+            return np.zeros(n, dtype=bool)
+        # absurd magnitudes (~1e154 and up) overflow to inf/nan here and simply are not still
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean_gyr = uniform_filter1d(np.linalg.norm(gyr, axis=1), width, mode="nearest")
+            mean_acc_norm = uniform_filter1d(np.linalg.norm(acc, axis=1), width, mode="nearest")
+            mean_acc = uniform_filter1d(acc, width, axis=0, mode="nearest")
+            mean_sq = uniform_filter1d(acc * acc, width, axis=0, mode="nearest")
+            scatter = np.sqrt(np.clip(np.sum(mean_sq - mean_acc * mean_acc, axis=1), 0.0, None))
+        return (
+            (mean_gyr < s.still_gyr_dps)
+            & (np.abs(mean_acc_norm - STANDARD_GRAVITY_MPS2) < s.still_acc_tol_mps2)
+            & (scatter < s.still_acc_std_mps2)
+        )
+
+    @staticmethod
+    def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Two unit vectors spanning the plane orthogonal to `normal`."""
+        helper = np.eye(3)[int(np.argmin(np.abs(normal)))]
+        u = _unit(np.cross(normal, helper))
+        return u, np.cross(normal, u)
+
+
+def _as_rotation(value: Rotation | np.ndarray, foot: str) -> Rotation:
+    rot = value if isinstance(value, Rotation) else rotation_from_wxyz(np.asarray(value, dtype=float))
+    if not rot.single:
+        raise AlignmentError(f"mounting for foot {foot!r} must be one rotation, got {len(rot)}")
+    return rot
+
+
+def apply_mounting(samples: pl.DataFrame, rotations: Mapping[str, Rotation | np.ndarray]) -> pl.DataFrame:
+    """Rotate the acc, gyr and (if present) mag columns of a `samples` table into the foot frame.
+
+    `rotations` maps each foot in the table to its device -> foot rotation (a scipy Rotation or a
+    scalar-first quaternion). Other columns are unchanged.
+    """
+    feet = [f for f in samples[FOOT].unique().to_list() if f is not None]
+    missing = sorted(set(feet) - set(rotations))
+    if missing:
+        raise AlignmentError(f"no mounting rotation for foot {', '.join(map(repr, missing))}")
+    matrices = {foot: _as_rotation(rotations[foot], foot).as_matrix() for foot in feet}
+    exprs = []
+    for triple in (ACC, GYR, MAG):
+        if not all(c in samples.columns for c in triple):
+            continue
+        for row, name in enumerate(triple):
+            expr = None
+            for foot, m in matrices.items():
+                value = sum(float(m[row, k]) * pl.col(triple[k]) for k in range(3))
+                expr = (pl.when if expr is None else expr.when)(pl.col(FOOT) == foot).then(value)
+            if expr is not None:
+                exprs.append(expr.otherwise(pl.col(name)).alias(name))
+    return samples.with_columns(exprs) if exprs else samples
+
+
+def profile_rotation(profile: DeviceProfile) -> Rotation | None:
+    """The profile's fixed device -> foot rotation, or None when it must be estimated from data."""
+    if profile.mounting_wxyz is None:
+        return None
+    return rotation_from_wxyz(np.asarray(profile.mounting_wxyz, dtype=float))
