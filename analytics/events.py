@@ -1,0 +1,328 @@
+"""Gait events per foot (IC, foot-flat, heel-off, toe-off) and strides from IC to the next IC.
+
+Foot-frame signals (x to the toe, y left, z up; plantarflexion is +gyr_y). The recording is cut
+at the zero-velocity (still) periods: each motion between two still periods that moves the foot
+(a swing) is a step. Within a step:
+
+- mid-swing: the largest dorsiflexion rate (minimum of gyr_y);
+- toe-off: the peak plantarflexion rate (maximum of gyr_y) between the end of the previous still
+  period and mid-swing; the rotation about the toe stops abruptly when the toe leaves the ground;
+- initial contact: the onset of the impact after mid-swing. The impact is the first sample whose
+  change of specific force (jerk) reaches `ic_jerk_fraction` of the largest jerk before the next
+  still period; IC is the last quiet sample before it (jerk below `ic_quiet_fraction` of the
+  impact's). An impact is there for heel, mid- and forefoot strikes alike.
+
+In the stance between two steps: foot-flat is the middle of the still period, or the minimum of
+the gyro norm between IC and toe-off when the still period is shorter than `min_foot_flat_s`
+(running); heel-off is the last sample before toe-off at which the plantarflexion rate is still
+below `heel_off_rate_dps` (the heel starts to rise and pitch to fall).
+
+A stride is one step's IC to the next step's IC. It is marked invalid, with a reason, when it
+turns (heading change between its two foot-flats above `turn_deg`), when it is too long or too
+short, or when the foot hardly moved (shuffle). Heading and displacement come from a
+zero-velocity-aided strapdown integration (or from `q_wxyz` when given).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import polars as pl
+
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings, mask_to_periods
+from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
+from strideflow.hardware.schema import (
+    FOOT_FLAT_T,
+    HEEL_OFF_T,
+    IC_T,
+    NEXT_IC_T,
+    REASON,
+    STRIDE_INDEX,
+    TOE_OFF_T,
+    VALID,
+)
+
+# Integer sample indices of the events (added columns of the events table).
+IC_IDX = "ic_idx"
+FOOT_FLAT_IDX = "foot_flat_idx"
+HEEL_OFF_IDX = "heel_off_idx"
+TOE_OFF_IDX = "toe_off_idx"
+NEXT_IC_IDX = "next_ic_idx"
+HEADING_CHANGE_DEG = "heading_change_deg"  # yaw change foot-flat to next foot-flat, deg
+DISPLACEMENT_M = "displacement_m"  # 3-D foot displacement foot-flat to next foot-flat, m
+
+REASON_TURN = "turn"
+REASON_TOO_LONG = "too_long"
+REASON_TOO_SHORT = "too_short"
+REASON_SHUFFLE = "shuffle"
+REASON_NO_ZERO_VELOCITY = "no_zero_velocity"
+
+EVENTS_SCHEMA: dict[str, pl.DataType] = {
+    STRIDE_INDEX: pl.Int64(),
+    IC_T: pl.Float64(),
+    FOOT_FLAT_T: pl.Float64(),
+    HEEL_OFF_T: pl.Float64(),
+    TOE_OFF_T: pl.Float64(),
+    NEXT_IC_T: pl.Float64(),
+    VALID: pl.Boolean(),
+    REASON: pl.String(),
+    IC_IDX: pl.Int64(),
+    FOOT_FLAT_IDX: pl.Int64(),
+    HEEL_OFF_IDX: pl.Int64(),
+    TOE_OFF_IDX: pl.Int64(),
+    NEXT_IC_IDX: pl.Int64(),
+    HEADING_CHANGE_DEG: pl.Float64(),
+    DISPLACEMENT_M: pl.Float64(),
+}
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    """Settings of `StrideEventDetector`; times in s, rates in deg/s, so any rate >= 100 Hz works.
+
+    zero_velocity: detector settings used when no zero-velocity mask is given.
+    min_swing_dps: a motion is a step only if its peak dorsiflexion rate (-gyr_y) exceeds this.
+    min_pivot_dps: ... or if its peak |gyr_z| exceeds this (a pivot step in a turn);
+    min_swing_s: ... and it lasts at least this long.
+    to_lookback_s: toe-off is searched from this long before the end of the still period.
+    ic_jerk_fraction: the impact is found where the jerk first reaches this share of its peak ...
+    ic_quiet_fraction: ... and IC is the last sample before it whose jerk is below this share of
+        that sample's jerk (the impact's rise takes a few ms; IC is where it starts), searched
+        back at most `ic_max_rise_s`.
+    ic_lookahead_s: the impact is searched up to this long into the next still period.
+    min_foot_flat_s: shorter still periods take foot-flat at the minimum gyro norm instead.
+    heel_off_rate_dps: plantarflexion rate that marks the heel lifting.
+    turn_deg: stride invalid ("turn") when its heading changes more than this.
+    max_stride_s / min_stride_s: stride time outside these is invalid ("too_long"/"too_short").
+    min_displacement_m: foot displacement over the stride below this is invalid ("shuffle").
+    """
+
+    zero_velocity: ZeroVelocitySettings = field(default_factory=ZeroVelocitySettings)
+    min_swing_dps: float = 100.0
+    min_pivot_dps: float = 200.0
+    min_swing_s: float = 0.10
+    to_lookback_s: float = 0.05
+    ic_jerk_fraction: float = 0.65
+    ic_quiet_fraction: float = 0.25
+    ic_max_rise_s: float = 0.010
+    ic_lookahead_s: float = 0.03
+    min_foot_flat_s: float = 0.04
+    heel_off_rate_dps: float = 15.0
+    turn_deg: float = 45.0
+    max_stride_s: float = 2.5
+    min_stride_s: float = 0.3
+    min_displacement_m: float = 0.15
+
+
+@numba.njit(cache=True)
+def _argext(x, lo, hi, find_max):  # pragma: no cover - compiled
+    out = np.empty(lo.shape[0], dtype=np.int64)
+    for k in range(lo.shape[0]):
+        best = lo[k]
+        for i in range(lo[k], hi[k]):
+            if (x[i] > x[best]) if find_max else (x[i] < x[best]):
+                best = i
+        out[k] = best
+    return out
+
+
+@numba.njit(cache=True)
+def _impact_onset(x, lo, hi, frac, quiet, max_back):  # pragma: no cover - compiled
+    """Per window [lo, hi): first index i where x reaches frac * max(x), then back from i (at most
+    max_back samples) the last index whose x is below quiet * x[i]: the last quiet sample."""
+    out = np.empty(lo.shape[0], dtype=np.int64)
+    for k in range(lo.shape[0]):
+        peak = -np.inf
+        for i in range(lo[k], hi[k]):
+            peak = max(peak, x[i])
+        first = lo[k]
+        for i in range(lo[k], hi[k]):
+            if x[i] >= frac * peak:
+                first = i
+                break
+        j = first
+        while j > max(lo[k], first - max_back) and x[j] >= quiet * x[first]:
+            j -= 1
+        out[k] = j
+    return out
+
+
+@numba.njit(cache=True)
+def _last_below_before(x, lo, hi, level):  # pragma: no cover - compiled
+    """Last index i in [lo, hi) with x[i] < level, searching back from hi - 1; lo if none."""
+    out = np.empty(lo.shape[0], dtype=np.int64)
+    for k in range(lo.shape[0]):
+        out[k] = lo[k]
+        for i in range(hi[k] - 1, lo[k] - 1, -1):
+            if x[i] < level:
+                out[k] = i
+                break
+    return out
+
+
+def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
+    w, x, y, z = q_wxyz.T
+    return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+class StrideEventDetector:
+    """Detect IC, foot-flat, heel-off and toe-off of one foot and assemble IC-to-IC strides."""
+
+    def __init__(self, settings: EventSettings | None = None) -> None:
+        self.settings = settings if settings is not None else EventSettings()
+
+    def detect(
+        self,
+        acc_mps2: np.ndarray,
+        gyr_dps: np.ndarray,
+        sampling_rate_hz: float,
+        foot: str = "left",
+        zero_velocity: np.ndarray | None = None,
+        pitch_deg: np.ndarray | None = None,
+        t_s: np.ndarray | None = None,
+        q_wxyz: np.ndarray | None = None,
+    ):
+        """Fill `events_` (pl.DataFrame, EVENTS_SCHEMA), `zero_velocity_`, `q_wxyz_`, `position_m_`.
+
+        Times in s from `t_s` (or sample index / rate). `pitch_deg` is accepted for callers that
+        have it; heel-off uses the plantarflexion rate, which is its derivative.
+        """
+        s = self.settings
+        if foot not in ("left", "right"):
+            raise ValueError(f"foot must be 'left' or 'right', got {foot!r}")
+        acc = np.ascontiguousarray(acc_mps2, dtype=float)
+        gyr = np.ascontiguousarray(gyr_dps, dtype=float)
+        n = acc.shape[0]
+        if acc.shape != (n, 3) or gyr.shape != (n, 3):
+            raise ValueError(f"acc and gyr must both be (N, 3), got {acc.shape} and {gyr.shape}")
+        fs = float(sampling_rate_hz)
+        t = np.arange(n) / fs if t_s is None else np.asarray(t_s, dtype=float)
+
+        if zero_velocity is None:
+            zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
+        else:
+            zv = np.asarray(zero_velocity, dtype=bool)
+        q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t) if q_wxyz is None else np.asarray(q_wxyz)
+        position = ZuptIntegrator().estimate(acc, q, zv, fs, t).position_m_ if n else np.zeros((0, 3))
+        self.zero_velocity_ = zv
+        self.q_wxyz_ = q
+        self.position_m_ = position
+
+        periods = mask_to_periods(zv)
+        gyr_norm = np.linalg.norm(gyr, axis=1)
+        gyr_y = np.ascontiguousarray(gyr[:, 1])
+
+        # Motions between consecutive still periods; those that are not swings join the stance.
+        if len(periods) >= 2:
+            m_lo, m_hi = periods[:-1, 1], periods[1:, 0]
+            # A swing dorsiflexes the foot (toes up from toe-off to heel strike): gyr_y goes well
+            # below zero; a pivot step on the spot spins about z instead. Stance wobbles and
+            # rolling foot-flats do neither.
+            dorsiflexion = -gyr[_argext(gyr[:, 1].copy(), m_lo, m_hi, False), 1]
+            abs_z = np.abs(gyr[:, 2])
+            spin = abs_z[_argext(abs_z, m_lo, m_hi, True)]
+            is_step = ((dorsiflexion >= s.min_swing_dps) | (spin >= s.min_pivot_dps)) & (
+                (m_hi - m_lo) >= s.min_swing_s * fs
+            )
+            m_lo, m_hi = m_lo[is_step], m_hi[is_step]
+        else:
+            m_lo = m_hi = np.zeros(0, dtype=np.int64)
+        # Stance k lies between step k-1 and step k; its longest still period gives foot-flat.
+        stance_lo = np.concatenate([[0], m_hi]).astype(np.int64)
+        stance_hi = np.concatenate([m_lo, [n]]).astype(np.int64)
+
+        mid_swing = _argext(gyr_y, m_lo, m_hi, False)
+        back = int(round(s.to_lookback_s * fs))
+        to_lo = np.maximum(m_lo - back, stance_lo[:-1])
+        toe_off = _argext(gyr_y, to_lo, mid_swing + 1, True)
+        # Backward difference: sample i is the first one that shows a change between i-1 and i.
+        jerk = np.zeros(n)
+        if n > 1:
+            jerk[1:] = np.linalg.norm(np.diff(acc, axis=0), axis=1)
+        ahead = int(round(s.ic_lookahead_s * fs))
+        ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
+        ic = _impact_onset(
+            jerk,
+            mid_swing,
+            np.maximum(ic_hi, mid_swing + 1),
+            s.ic_jerk_fraction,
+            s.ic_quiet_fraction,
+            max(int(round(s.ic_max_rise_s * fs)), 1),
+        )
+
+        # Strides: step j's IC to step j+1's IC; their stance is stance j+1.
+        n_strides = max(len(ic) - 1, 0)
+        st_lo, st_hi = stance_lo[1 : n_strides + 1], stance_hi[1 : n_strides + 1]
+        ff, ff_len = self._foot_flat(zv, st_lo, st_hi)
+        short = ff_len < s.min_foot_flat_s * fs
+        if short.any():
+            lo = np.minimum(ic[:n_strides][short], toe_off[1:][short])
+            ff[short] = _argext(gyr_norm, lo, np.maximum(toe_off[1:][short], lo + 1), False)
+        heel_off = _last_below_before(gyr_y, ff, np.maximum(toe_off[1:], ff + 1), s.heel_off_rate_dps)
+
+        yaw = _yaw_deg(q) if n else np.zeros(0)
+        next_ff = np.concatenate([ff[1:], [-1]]) if n_strides else ff
+        # The last stride has no next foot-flat: measure it to the end of the recording's last stance.
+        if n_strides:
+            last_stance = (stance_lo[n_strides + 1] + stance_hi[n_strides + 1]) // 2
+            next_ff[-1] = min(last_stance, n - 1)
+        self.events_ = self._table(t, ic, ff, heel_off, toe_off, next_ff, yaw, position, n_strides, fs)
+        return self
+
+    @staticmethod
+    def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Middle and length (samples) of the longest still period inside each [lo, hi)."""
+        periods = mask_to_periods(zv)
+        ff = (lo + np.maximum(hi - 1, lo)) // 2
+        length = np.zeros(len(lo), dtype=np.int64)
+        if len(periods) == 0 or len(lo) == 0:
+            return ff.astype(np.int64), length
+        owner = np.searchsorted(lo, periods[:, 0], side="right") - 1
+        inside = (owner >= 0) & (periods[:, 1] <= hi[np.clip(owner, 0, None)])
+        for p, k in zip(periods[inside], owner[inside], strict=True):
+            if p[1] - p[0] > length[k]:
+                length[k] = p[1] - p[0]
+                ff[k] = (p[0] + p[1] - 1) // 2
+        return ff.astype(np.int64), length
+
+    def _table(self, t, ic, ff, heel_off, toe_off, next_ff, yaw, position, n_strides, fs) -> pl.DataFrame:
+        s = self.settings
+        if n_strides == 0:
+            return pl.DataFrame(schema=EVENTS_SCHEMA)
+        ic_idx, next_ic = ic[:-1], ic[1:]
+        # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
+        heading = (yaw[next_ff] - yaw[ff] + 180.0) % 360.0 - 180.0
+        disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
+        df = pl.DataFrame(
+            {
+                STRIDE_INDEX: np.arange(n_strides, dtype=np.int64),
+                IC_T: t[ic_idx],
+                FOOT_FLAT_T: t[ff],
+                HEEL_OFF_T: t[heel_off],
+                TOE_OFF_T: t[toe_off[1:]],
+                NEXT_IC_T: t[next_ic],
+                IC_IDX: ic_idx.astype(np.int64),
+                FOOT_FLAT_IDX: ff.astype(np.int64),
+                HEEL_OFF_IDX: heel_off.astype(np.int64),
+                TOE_OFF_IDX: toe_off[1:].astype(np.int64),
+                NEXT_IC_IDX: next_ic.astype(np.int64),
+                HEADING_CHANGE_DEG: heading,
+                DISPLACEMENT_M: disp,
+            }
+        )
+        stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
+        reason = (
+            pl.when(stride_time > s.max_stride_s)
+            .then(pl.lit(REASON_TOO_LONG))
+            .when(stride_time < s.min_stride_s)
+            .then(pl.lit(REASON_TOO_SHORT))
+            .when(pl.col(HEADING_CHANGE_DEG).abs() > s.turn_deg)
+            .then(pl.lit(REASON_TURN))
+            .when(pl.col(DISPLACEMENT_M) < s.min_displacement_m)
+            .then(pl.lit(REASON_SHUFFLE))
+            .otherwise(pl.lit(None, dtype=pl.String))
+        )
+        df = df.with_columns(reason.alias(REASON)).with_columns(pl.col(REASON).is_null().alias(VALID))
+        return df.select(list(EVENTS_SCHEMA)).cast(EVENTS_SCHEMA)

@@ -1,0 +1,99 @@
+"""Stride events and ZUPT stride length against simulator truth (50 athletes, walk and run).
+
+Simulated with noise, biases, ADC and a random mounting per foot; the signals are rotated back
+into the foot frame with the simulator's true mounting (mounting estimation is tested on its
+own), then events are detected from acc and gyr alone.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import polars as pl
+import pytest
+
+from strideflow.analytics.evaluation import event_errors_s, match_strides, timing_summary_ms
+from strideflow.analytics.events import FOOT_FLAT_IDX, StrideEventDetector
+from strideflow.hardware import schema as S
+
+simulator = pytest.importorskip("strideflow.hardware.simulator")
+
+N_ATHLETES = 50
+DURATION_S = 30.0
+FS = 200.0
+TOL_S = 0.060
+
+
+@cache
+def _evaluate(activity: str) -> dict[str, np.ndarray | float]:
+    ic, to, length_err = [], [], []
+    n_det_valid = n_ref_valid = tp_det = tp_ref = 0
+    for seed in range(N_ATHLETES):
+        settings = simulator.SimulationSettings(
+            activity=activity, duration_s=DURATION_S, sampling_rate_hz=FS, seed=seed, keep_orientation=False
+        )
+        sim = simulator.Simulator(settings).simulate()
+        for foot in S.FEET:
+            smp = sim.samples_.filter(pl.col(S.FOOT) == foot)
+            to_foot = sim.mounting_[foot].inv()
+            acc = to_foot.apply(np.array(smp.select(S.ACC).to_numpy()))
+            gyr = to_foot.apply(np.array(smp.select(S.GYR).to_numpy()))
+            det = StrideEventDetector().detect(acc, gyr, FS, foot=foot, t_s=smp[S.T].to_numpy())
+            ev = det.events_
+            truth = sim.truth_strides_.filter(pl.col(S.FOOT) == foot)
+            valid_truth = truth.filter(pl.col(S.VALID))
+            # Precision: valid detected strides that are real strides (of any truth validity);
+            # recall: valid true strides found by a detected stride.
+            p = match_strides(ev, truth, TOL_S, on=S.IC_T, only_valid=True)
+            r = match_strides(ev, valid_truth, TOL_S, on=S.IC_T, only_valid=False)
+            n_det_valid += p.n_detected
+            tp_det += p.n_matched
+            n_ref_valid += r.n_reference
+            tp_ref += r.n_matched
+            both = match_strides(ev, valid_truth, TOL_S, on=S.IC_T, only_valid=True)
+            ic.append(event_errors_s(ev, valid_truth, both, S.IC_T))
+            to.append(event_errors_s(ev, valid_truth, both, S.TOE_OFF_T))
+            # Stride length: horizontal ZUPT displacement foot-flat to next foot-flat.
+            rows = both.matches["detected_row"].to_numpy()
+            ff = ev[FOOT_FLAT_IDX].to_numpy()
+            nxt = np.append(ff[1:], -1)[rows]
+            ok = nxt >= 0
+            d = det.position_m_[nxt[ok], :2] - det.position_m_[ff[rows][ok], :2]
+            true_len = valid_truth[S.STRIDE_LENGTH_M].to_numpy()[both.matches["reference_row"].to_numpy()][ok]
+            length_err.append(np.linalg.norm(d, axis=1) / true_len - 1.0)
+    return {
+        "precision": tp_det / n_det_valid,
+        "recall": tp_ref / n_ref_valid,
+        "n_truth": n_ref_valid,
+        "ic": np.concatenate(ic),
+        "to": np.concatenate(to),
+        "length_err": np.concatenate(length_err),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activity", ["walk", "run"])
+def test_stride_precision_and_recall(activity):
+    r = _evaluate(activity)
+    assert r["n_truth"] > 1500
+    assert r["precision"] >= 0.995
+    assert r["recall"] >= 0.995
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activity", ["walk", "run"])
+def test_toe_off_and_ic_timing(activity):
+    r = _evaluate(activity)
+    to = timing_summary_ms(r["to"])
+    ic = timing_summary_ms(r["ic"])
+    assert to["median_abs_ms"] <= 5.0 and to["p95_abs_ms"] <= 15.0, to
+    assert ic["median_abs_ms"] <= 5.0 and ic["p95_abs_ms"] <= 15.0, ic
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activity, mape_pct", [("walk", 2.0), ("run", 3.0)])
+def test_zupt_stride_length(activity, mape_pct):
+    err = _evaluate(activity)["length_err"]
+    assert err.size > 1500
+    assert np.mean(np.abs(err)) * 100 <= mape_pct

@@ -1,0 +1,168 @@
+"""Zero-velocity detection and ZUPT integration: known answers on synthetic signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from strideflow.fusion.zero_velocity import (
+    ZeroVelocityDetector,
+    ZeroVelocitySettings,
+    mask_to_periods,
+    periods_to_mask,
+)
+from strideflow.fusion.zupt import ZuptIntegrator, ZuptSettings, zero_velocity_aided_orientation
+from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
+from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2 as G
+
+FS = 200.0
+
+
+def _level(n: int) -> np.ndarray:
+    return np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+
+
+def test_constant_acceleration_without_zero_velocity_integrates_exactly():
+    n = 401
+    t = np.arange(n) / FS
+    a = np.array([1.5, -0.5, 0.25])
+    acc = np.tile(a + [0.0, 0.0, G], (n, 1))
+    zi = ZuptIntegrator().estimate(acc, _level(n), np.zeros(n, bool), FS)
+    np.testing.assert_allclose(zi.velocity_mps_, np.outer(t, a), atol=1e-12)
+    np.testing.assert_allclose(zi.position_m_, 0.5 * np.outer(t**2, a), atol=1e-12)
+
+
+def test_accelerate_brake_between_still_periods_gives_exact_displacement():
+    # Still, +a, -a (a triangle velocity), still; a(t) is linear between samples (one-sample
+    # ramps). Integrating that a(t) exactly by hand gives x = a * half * (half - 1) * dt^2.
+    still, half, a = 40, 100, 3.0
+    ax = np.concatenate(
+        [np.zeros(still + 1), np.full(half - 1, a), [0.0], np.full(half - 1, -a), np.zeros(still)]
+    )
+    n = ax.size
+    acc = np.column_stack([ax, np.zeros(n), np.full(n, G)])
+    zv = np.zeros(n, bool)
+    zv[: still + 1] = True
+    zv[still + 2 * half :] = True
+    zi = ZuptIntegrator().estimate(acc, _level(n), zv, FS)
+    assert zi.position_m_[-1, 0] == pytest.approx(a * half * (half - 1) / FS**2, rel=1e-12)
+    assert np.abs(zi.velocity_mps_[zv]).max() == 0.0
+    assert zi.velocity_mps_[:, 0].max() == pytest.approx(a * (half - 1) / FS, rel=1e-12)
+    np.testing.assert_array_equal(zi.position_m_[:, 1:], 0.0)
+
+
+def test_constant_bias_is_removed_exactly_between_zero_velocity_periods():
+    rng = np.random.default_rng(1)
+    n = 600
+    zv = np.zeros(n, bool)
+    zv[:50] = zv[250:300] = zv[520:] = True
+    # A smooth true motion that starts and ends at rest in each gap: a = sin over the gap.
+    ax = np.zeros(n)
+    for lo, hi in [(50, 250), (300, 520)]:
+        k = np.arange(hi - lo)
+        ax[lo:hi] = 4.0 * np.sin(2 * np.pi * k / (hi - lo))
+    truth = ZuptIntegrator().estimate(np.column_stack([ax, 0 * ax, np.full(n, G)]), _level(n), zv, FS)
+    bias = rng.normal(0, 0.2, 3)
+    biased = np.column_stack([ax, 0 * ax, np.full(n, G)]) + bias
+    zi = ZuptIntegrator().estimate(biased, _level(n), zv, FS)
+    np.testing.assert_allclose(zi.velocity_mps_, truth.velocity_mps_, atol=1e-12)
+    est_g = ZuptIntegrator(ZuptSettings(estimate_gravity=True)).estimate(biased, _level(n), zv, FS)
+    assert est_g.gravity_mps2_ == pytest.approx(G + bias[2], abs=1e-12)
+
+
+def test_tilted_sensor_is_rotated_into_the_world_before_gravity_is_removed():
+    from scipy.spatial.transform import Rotation
+
+    n = 300
+    rot = Rotation.from_euler("ZYX", [30, -20, 10], degrees=True)
+    a_world = np.array([2.0, 1.0, 0.5])
+    acc = np.tile(rot.inv().apply(a_world + [0, 0, G]), (n, 1))
+    q = np.tile(wxyz_from_rotation(rot), (n, 1))
+    zi = ZuptIntegrator().estimate(acc, q, np.zeros(n, bool), FS)
+    t = np.arange(n) / FS
+    np.testing.assert_allclose(zi.position_m_[-1], 0.5 * t[-1] ** 2 * a_world, rtol=1e-10)
+
+
+def test_mask_and_periods_round_trip():
+    mask = np.array([0, 1, 1, 0, 0, 1, 0, 1, 1, 1], bool)
+    periods = mask_to_periods(mask)
+    np.testing.assert_array_equal(periods, [[1, 3], [5, 6], [7, 10]])
+    np.testing.assert_array_equal(periods_to_mask(periods, mask.size), mask)
+
+
+def _steps(
+    fs: float, n_steps: int, still_s: float, swing_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Still periods separated by swings of strong rotation and acceleration; the truth mask."""
+    still = int(still_s * fs)
+    swing = int(swing_s * fs)
+    acc, gyr, truth = [], [], []
+    for _ in range(n_steps):
+        acc.append(np.tile([0.0, 0.0, G], (still, 1)))
+        gyr.append(np.zeros((still, 3)))
+        truth.append(np.ones(still, bool))
+        k = np.arange(swing) / swing
+        env = np.sin(np.pi * k)
+        acc.append(np.column_stack([15 * env * np.sin(2 * np.pi * k), 0 * k, G + 10 * env]))
+        gyr.append(np.column_stack([20 * env, -400 * env, 30 * env]))
+        truth.append(np.zeros(swing, bool))
+    acc.append(np.tile([0.0, 0.0, G], (still, 1)))
+    gyr.append(np.zeros((still, 3)))
+    truth.append(np.ones(still, bool))
+    return np.concatenate(acc), np.concatenate(gyr), np.concatenate(truth)
+
+
+@pytest.mark.parametrize("fs", [100.0, 204.8, 400.0, 1000.0])
+def test_zero_velocity_periods_match_still_segments_at_any_rate(fs):
+    acc, gyr, truth = _steps(fs, 6, still_s=0.3, swing_s=0.5)
+    rng = np.random.default_rng(0)
+    acc = acc + rng.normal(0, 0.05, acc.shape)
+    gyr = gyr + rng.normal(0, 0.5, gyr.shape)
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    assert len(zv.periods_) == 7
+    # Every still segment is found, the swings are not; edges blur by at most the half window.
+    edge = int(np.ceil(ZeroVelocitySettings().window_s * fs))
+    core = truth & ~np.convolve(~truth, np.ones(2 * edge + 1), "same").astype(bool)
+    assert zv.zero_velocity_[core].all()
+    assert not zv.zero_velocity_[~truth].sum() > 2 * edge * 6
+
+
+def test_fallback_marks_one_anchor_in_a_stance_without_a_still_period():
+    fs = 200.0
+    acc, gyr, truth = _steps(fs, 4, still_s=0.3, swing_s=0.5)
+    # Replace the second stance by a rolling contact: never still enough for the threshold.
+    periods = mask_to_periods(truth)
+    lo, hi = periods[2]
+    gyr[lo:hi, 1] = 50.0 + 30.0 * np.abs(np.linspace(-1, 1, hi - lo))  # slowest (50 deg/s) mid-stance
+    # The neighbouring swings roll on into the stance instead of stopping at its edges.
+    swing = periods[1, 0] - periods[0, 1]
+    gyr[lo - swing : lo, 1] += 80.0
+    gyr[hi : hi + swing, 1] += 80.0
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    mid = (lo + hi - 1) // 2
+    inside = mask_to_periods(zv.zero_velocity_[lo:hi])
+    assert len(inside) == 1 and abs((inside[0, 0] + inside[0, 1]) // 2 + lo - mid) <= 2
+    off = ZeroVelocityDetector(ZeroVelocitySettings(fallback_threshold=None)).detect(acc, gyr, fs)
+    assert not off.zero_velocity_[lo:hi].any()
+
+
+def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_stances():
+    fs = 200.0
+    still, move = 60, 80
+    n = 2 * still + move
+    gyr = np.zeros((n, 3))
+    # Rotate +30 deg about y (plantarflexion: pitch falls by 30 deg) with a smooth rate profile.
+    k = np.arange(move)
+    rate = np.sin(np.pi * k / (move - 1)) ** 2
+    gyr[still : still + move, 1] = 30.0 * rate / (rate[:-1] + rate[1:]).sum() * 2 * fs
+    pitch_end = -30.0
+    acc = np.tile([0.0, 0.0, G], (n, 1))
+    th = np.radians(pitch_end)
+    acc[still + move :] = [G * np.sin(th), 0.0, G * np.cos(th)]
+    zv = np.zeros(n, bool)
+    zv[:still] = zv[still + move :] = True
+    q = zero_velocity_aided_orientation(acc, gyr, zv, fs)
+    _, pitch = roll_pitch_deg(q)
+    assert pitch[still + move - 1] == pytest.approx(pitch_end, abs=0.05)
+    assert pitch[-1] == pytest.approx(pitch_end, abs=1e-9)
+    assert pitch[0] == pytest.approx(0.0, abs=1e-9)
