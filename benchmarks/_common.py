@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import multiprocessing
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,20 @@ def machine() -> str:
         f"{cpu_model()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}"
     )
+
+
+def parallel_map(fn: Callable, jobs: Iterable, workers: int | None = None) -> list:
+    """`[fn(j) for j in jobs]` over `workers` processes (default: up to 2, the cores here).
+
+    Workers are spawned, never forked: forking a process whose polars thread pool is running can
+    deadlock the child. `fn` must be a module-level function.
+    """
+    jobs = list(jobs)
+    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
+    if workers <= 1 or len(jobs) < 2:
+        return [fn(j) for j in jobs]
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(fn, jobs))
 
 
 def best_time_s(fn: Callable[[], object], repeats: int = 5, budget_s: float = 5.0) -> float:

@@ -1,0 +1,317 @@
+"""Analysis of one recording: samples -> strides, sessions and flags.
+
+Per athlete-session-foot:
+
+1. mounting alignment: the device -> foot-frame rotation estimated from the foot's own data
+   (`hardware.mounting`), or taken as identity when the data is declared aligned;
+
+then per contiguous segment (ingest starts a new segment at a long gap):
+
+2. zero-velocity (foot-flat) detection (`fusion.zero_velocity`);
+3. orientation: the zero-velocity-levelled gyro strapdown of `fusion.zupt` (default) or Madgwick
+   (`fusion.madgwick`), see `AnalysisSettings.orientation`;
+4. zero-velocity-aided integration to world velocity and position (`fusion.zupt`);
+5. stride events (`analytics.events`) and the per-sample signals (`analytics.signals`);
+
+and finally, over all feet at once:
+
+6. stride metrics (`analytics.metrics`); strides that contain interpolated (gap-filled) or
+   gyroscope-saturated samples are marked invalid with reason "gap" / "saturation";
+7. the sessions table with symmetry (`analytics.sessions`) and flags (`analytics.flags`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from scipy.spatial.transform import Rotation
+
+from strideflow.analytics.events import EventSettings, StrideEventDetector
+from strideflow.analytics.flags import FlagSettings, SessionFlagger
+from strideflow.analytics.metrics import MetricSettings, StrideMetrics
+from strideflow.analytics.sessions import SessionAggregator, SessionSettings
+from strideflow.analytics.signals import SignalSettings, build_signals
+from strideflow.fusion.madgwick import Madgwick
+from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
+from strideflow.fusion.zupt import ZuptIntegrator, ZuptSettings, zero_velocity_aided_orientation
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.mounting import MountingEstimator, MountingSettings, apply_mounting
+from strideflow.hardware.schema import (
+    ACC,
+    FOOT,
+    GYR,
+    IC_T,
+    INTERPOLATED,
+    KEYS,
+    NEXT_IC_T,
+    REASON,
+    SATURATED,
+    SEGMENT,
+    STRIDE_INDEX,
+    STRIDES_SCHEMA,
+    VALID,
+    T,
+)
+
+REASON_GAP = "gap"  # the stride spans samples ingest filled in across a short gap
+REASON_SATURATION = "saturation"  # the gyroscope sat at its range during the stride
+
+
+# Stillness relaxed for running, whose foot-flats are a few tens of ms long and still roll.
+RUNNING_MOUNTING = MountingSettings(
+    still_window_s=0.03, still_gyr_dps=100.0, still_acc_tol_mps2=3.0, still_acc_std_mps2=4.0
+)
+
+
+class AnalysisError(StrideflowError):
+    """A recording that cannot be analysed (e.g. too short for any stride), with the reason."""
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Everything the analysis of a recording depends on, stage by stage.
+
+    - `align_mounting`: estimate each foot's mounting rotation from its data (True), or trust that
+      the samples already are in the foot frame (False).
+    - `orientation`: "zero_velocity" (default: gyro strapdown levelled on every foot-flat by
+      `fusion.zupt.zero_velocity_aided_orientation`) or "madgwick" (the AHRS filter with the
+      `madgwick` settings, impact rejection on: accelerometer ignored while | |a| - g | > 0.1 g).
+      Measured on simulator truth (benchmarks/accuracy.py): within a stride the metrics are angle
+      differences over a few hundred ms, where integrating the gyro is nearly exact, while
+      Madgwick's accelerometer step pulls roll during push-off (toe-off pronation error 7-16 deg
+      mean absolute with Madgwick against 0.3-1 deg levelled).
+    - `mounting_fallback`: tried when `mounting` finds no still periods or strides (running:
+      foot-flats of a few tens of ms that still roll); None raises instead.
+    - `min_segment_s`: segments shorter than this are skipped (too short for a stride).
+    """
+
+    align_mounting: bool = True
+    mounting: MountingSettings = field(default_factory=MountingSettings)
+    mounting_fallback: MountingSettings | None = field(default_factory=lambda: RUNNING_MOUNTING)
+    orientation: Literal["madgwick", "zero_velocity"] = "zero_velocity"
+    madgwick: MadgwickSettings = field(
+        default_factory=lambda: MadgwickSettings(acc_rejection=AccelerationRejection())
+    )
+    zero_velocity: ZeroVelocitySettings = field(default_factory=ZeroVelocitySettings)
+    zupt: ZuptSettings = field(default_factory=ZuptSettings)
+    events: EventSettings = field(default_factory=EventSettings)
+    signals: SignalSettings = field(default_factory=SignalSettings)
+    metrics: MetricSettings = field(default_factory=MetricSettings)
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    flags: FlagSettings = field(default_factory=FlagSettings)
+    min_segment_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What the analysis of one recording gives.
+
+    `strides` (STRIDES_SCHEMA), `sessions` and `flags` tables; `signals` and `events` per foot
+    (the per-sample signals table and the detector's events with keys, for plots and debugging);
+    `mounting` per foot (device -> foot rotation used); `warnings` in plain words.
+    """
+
+    strides: pl.DataFrame
+    sessions: pl.DataFrame
+    flags: pl.DataFrame
+    signals: dict[str, pl.DataFrame]
+    events: dict[str, pl.DataFrame]
+    mounting: dict[str, Rotation]
+    sampling_rate_hz: float
+    warnings: tuple[str, ...] = ()
+
+
+def _empty_strides() -> pl.DataFrame:
+    return pl.DataFrame(schema=STRIDES_SCHEMA)
+
+
+def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+    """Mark strides that contain gap-filled or gyro-saturated samples invalid (vectorised)."""
+    marks = []
+    if INTERPOLATED in samples.columns:
+        marks.append((pl.col(INTERPOLATED).fill_null(False), REASON_GAP))
+    if SATURATED in samples.columns:
+        # Accelerometer saturation at impact only clips impact_g; the orientation and so the
+        # pronation metrics suffer only when the gyroscope sits at its range.
+        gyr_abs = pl.max_horizontal(*[pl.col(c).abs() for c in GYR])
+        gyr_at_range = gyr_abs >= gyr_abs.max().over(list(KEYS)) * 0.999
+        marks.append((pl.col(SATURATED).fill_null(False) & gyr_at_range, REASON_SATURATION))
+    if not marks or strides.height == 0:
+        return strides
+    flagged = samples.select(*KEYS, T, *[m.alias(reason) for m, reason in marks])
+    bounds = (
+        strides.select(*KEYS, STRIDE_INDEX, IC_T, NEXT_IC_T)
+        .filter(pl.col(IC_T).is_not_null())
+        .sort(*KEYS, IC_T)
+    )
+    hits = (
+        flagged.filter(pl.any_horizontal(*[pl.col(r) for _, r in marks]))
+        .sort(*KEYS, T)
+        .join_asof(
+            bounds, left_on=T, right_on=IC_T, by=list(KEYS), strategy="backward", check_sortedness=False
+        )
+        .filter(pl.col(STRIDE_INDEX).is_not_null() & (pl.col(T) < pl.col(NEXT_IC_T)))
+        .group_by(*KEYS, STRIDE_INDEX)
+        .agg([pl.col(r).any().alias(f"_{r}") for _, r in marks])
+    )
+    if hits.height == 0:
+        return strides
+    out = strides.join(hits, on=[*KEYS, STRIDE_INDEX], how="left")
+    reason = pl.lit(None, dtype=pl.String)
+    for _, r in reversed(marks):
+        reason = pl.when(pl.col(f"_{r}").fill_null(False)).then(pl.lit(r)).otherwise(reason)
+    return out.with_columns(
+        pl.when(pl.col(VALID) & reason.is_not_null()).then(reason).otherwise(pl.col(REASON)).alias(REASON),
+        (pl.col(VALID) & reason.is_null()).alias(VALID),
+    ).select(strides.columns)
+
+
+class RecordingAnalyzer:
+    """Runs the whole analysis on a `samples` table (one or more athlete-session-feet)."""
+
+    def __init__(self, settings: AnalysisSettings = AnalysisSettings()):
+        self.settings = settings
+
+    def analyze(self, samples: pl.DataFrame, sampling_rate_hz: float) -> RecordingAnalyzer:
+        """Fill `result_` (AnalysisResult). `samples` in the samples schema, device or foot frame."""
+        s = self.settings
+        fs = float(sampling_rate_hz)
+        warnings: list[str] = []
+        signals: dict[str, list[pl.DataFrame]] = {}
+        events: dict[str, list[pl.DataFrame]] = {}
+        mounting: dict[str, Rotation] = {}
+        for (athlete, session, foot), part in samples.sort(*KEYS, T).group_by(KEYS, maintain_order=True):
+            where = f"athlete {athlete}, session {session}, {foot} foot"
+            if s.align_mounting:
+                rotation = self._mounting(part, fs, where, warnings)
+                part = apply_mounting(part, {foot: rotation})
+            else:
+                rotation = Rotation.identity()
+            mounting[foot] = rotation
+            segments = part.partition_by(SEGMENT, maintain_order=True) if SEGMENT in part.columns else [part]
+            stride_offset = 0
+            for seg in segments:
+                if seg.height < s.min_segment_s * fs:
+                    warnings.append(
+                        f"{where}: skipped a segment of {seg.height / fs:.1f} s (< {s.min_segment_s} s)"
+                    )
+                    continue
+                sig, ev = self._segment(seg, fs, foot)
+                ev = ev.with_columns(pl.col(STRIDE_INDEX) + stride_offset)
+                stride_offset += ev.height
+                signals.setdefault(foot, []).append(sig)
+                events.setdefault(foot, []).append(
+                    ev.with_columns(
+                        pl.lit(athlete).alias(KEYS[0]),
+                        pl.lit(session).alias(KEYS[1]),
+                        pl.lit(foot).alias(FOOT),
+                    )
+                )
+        all_signals = {f: pl.concat(v) for f, v in signals.items()}
+        all_events = {f: pl.concat(v) for f, v in events.items()}
+        if all_events:
+            strides = (
+                StrideMetrics(s.metrics)
+                .estimate(
+                    pl.concat(list(all_events.values()), how="diagonal_relaxed"),
+                    pl.concat(list(all_signals.values())),
+                )
+                .strides_
+            )
+            strides = _sample_flag_reasons(strides, samples)
+        else:
+            strides = _empty_strides()
+        if strides.height == 0:
+            warnings.append("no strides detected")
+        sessions, flags = summarize_strides(strides, s)
+        self.result_ = AnalysisResult(
+            strides=strides,
+            sessions=sessions,
+            flags=flags,
+            signals=all_signals,
+            events=all_events,
+            mounting=mounting,
+            sampling_rate_hz=fs,
+            warnings=tuple(warnings),
+        )
+        return self
+
+    def _mounting(self, part: pl.DataFrame, fs: float, where: str, warnings: list[str]) -> Rotation:
+        """Device -> foot rotation of one foot, with the running fallback settings if needed."""
+        acc, gyr = part.select(ACC).to_numpy(), part.select(GYR).to_numpy()
+        try:
+            return MountingEstimator(self.settings.mounting).estimate(acc, gyr, fs).rotation_
+        except StrideflowError as exc:
+            if self.settings.mounting_fallback is None:
+                raise AnalysisError(f"{where}: mounting alignment failed: {exc}") from exc
+            first = exc
+        try:
+            rotation = MountingEstimator(self.settings.mounting_fallback).estimate(acc, gyr, fs).rotation_
+        except StrideflowError as exc:
+            raise AnalysisError(
+                f"{where}: mounting alignment failed: {first}; relaxed for running: {exc}"
+            ) from exc
+        warnings.append(f"{where}: mounting aligned with the relaxed (running) stillness settings")
+        return rotation
+
+    def _segment(self, seg: pl.DataFrame, fs: float, foot: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Signals and events of one contiguous, foot-frame segment."""
+        s = self.settings
+        acc = np.ascontiguousarray(seg.select(ACC).to_numpy(), dtype=float)
+        gyr = np.ascontiguousarray(seg.select(GYR).to_numpy(), dtype=float)
+        t = seg[T].to_numpy().astype(float)
+        zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
+        if s.orientation == "madgwick":
+            q = Madgwick(s.madgwick).estimate(acc, gyr, sampling_rate_hz=fs).orientation_
+        elif s.orientation == "zero_velocity":
+            q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t)
+        else:
+            raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {s.orientation!r}")
+        zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
+        det = StrideEventDetector(s.events).detect(acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q)
+        sig = build_signals(
+            seg.select(*KEYS, T, *ACC, *GYR),
+            q,
+            zero_velocity=zv,
+            velocity_mps=zupt.velocity_mps_,
+            position_m=zupt.position_m_,
+            settings=s.signals,
+        )
+        return sig, det.events_
+
+
+def summarize_strides(
+    strides: pl.DataFrame, settings: AnalysisSettings = AnalysisSettings()
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(sessions, flags) of a strides table, e.g. the strides of several recordings together."""
+    sessions = SessionAggregator(settings.sessions).aggregate(strides).sessions_
+    return sessions, SessionFlagger(settings.flags).detect(sessions).flags_
+
+
+def analyze_samples(
+    samples: pl.DataFrame, sampling_rate_hz: float, settings: AnalysisSettings = AnalysisSettings()
+) -> AnalysisResult:
+    """Analyse a `samples` table: shorthand for `RecordingAnalyzer(settings).analyze(...).result_`."""
+    return RecordingAnalyzer(settings).analyze(samples, sampling_rate_hz).result_
+
+
+def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()) -> AnalysisResult:
+    """Analyse an ingested `Recording` (`.samples`, `.sampling_rate_hz`, `.warnings`)."""
+    result = analyze_samples(recording.samples, recording.sampling_rate_hz, settings)
+    ingest_warnings = tuple(str(w) for w in getattr(recording, "warnings", ()))
+    if not ingest_warnings:
+        return result
+    return AnalysisResult(
+        strides=result.strides,
+        sessions=result.sessions,
+        flags=result.flags,
+        signals=result.signals,
+        events=result.events,
+        mounting=result.mounting,
+        sampling_rate_hz=result.sampling_rate_hz,
+        warnings=ingest_warnings + result.warnings,
+    )

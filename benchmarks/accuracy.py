@@ -1,0 +1,229 @@
+"""Accuracy of the whole analysis against simulator truth: stride detection, event timing, metrics.
+
+Each simulated athlete walks one session and runs another (noise, gyro bias, mounting rotation,
+ADC and range clipping on; straight bouts with turns). The samples go through the same pipeline
+as a recording (`analytics.pipeline.analyze_samples`, mounting estimated from the data); detected
+strides are matched one-to-one to the true strides by toe-off time within 60 ms
+(`analytics.evaluation.match_strides`), and each metric is compared over the matched pairs where
+both the detected and the true stride are valid.
+
+Rows (DESIGN.md naming `<metric>.<statistic>`):
+- `stride.recall_pct`, `stride.precision_pct` (valid detected vs valid true strides);
+- `<event>.median_abs_ms`, `<event>.p95_abs_ms` for ic_t, foot_flat_t, heel_off_t, toe_off_t;
+- per numeric metric: `.mae`, `.p95_abs`, `.bias` (mean signed error, detected - truth), and
+  `.mape_pct` where the metric is positive by definition;
+- `stride_length_m.walk.mape_pct`, `stride_length_m.run.mape_pct`;
+- `strike_type.accuracy_pct`, `toe_off_pronation_sign.accuracy_pct` (all strides) and
+  `toe_off_pronation_sign.clear_accuracy_pct` (strides whose true value is at least 2 deg from 0,
+  `.clear_share_pct` of them);
+- `athletes`, `strides.matched` (how much data the figures rest on);
+- `true_mounting.*`: the same rows (without bias) when the simulator's known mounting rotation is
+  undone instead of estimated, which shows how much of each error the mounting estimate causes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+
+from strideflow.analytics.evaluation import match_strides
+from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
+from strideflow.benchmarks._common import Row, parallel_map, row
+from strideflow.hardware import schema as S
+
+TOLERANCE_S = 0.060
+CLEAR_TOE_OFF_PRONATION_DEG = 2.0
+ACTIVITIES = ("walk", "run")
+EVENTS = (S.IC_T, S.FOOT_FLAT_T, S.HEEL_OFF_T, S.TOE_OFF_T)
+# Metrics that are positive by definition: a percentage error is meaningful for these.
+POSITIVE = (
+    S.STRIDE_TIME_S,
+    S.STANCE_TIME_S,
+    S.SWING_TIME_S,
+    S.CADENCE_SPM,
+    S.STRIDE_LENGTH_M,
+    S.SPEED_MPS,
+    S.MAX_PRONATION_VELOCITY_DPS,
+    S.PUSH_OFF_RATE_DPS,
+    S.IMPACT_G,
+    S.DUTY_FACTOR,
+)
+UNITS = {
+    S.STRIDE_TIME_S: "s",
+    S.STANCE_TIME_S: "s",
+    S.SWING_TIME_S: "s",
+    S.CADENCE_SPM: "steps/min",
+    S.STRIDE_LENGTH_M: "m",
+    S.SPEED_MPS: "m/s",
+    S.FOOT_STRIKE_ANGLE_DEG: "deg",
+    S.PRONATION_EXCURSION_DEG: "deg",
+    S.MAX_PRONATION_VELOCITY_DPS: "deg/s",
+    S.TIME_TO_MAX_PRONATION_S: "s",
+    S.TOE_OFF_PRONATION_DEG: "deg",
+    S.TOE_OFF_ANGLE_DEG: "deg",
+    S.PUSH_OFF_RATE_DPS: "deg/s",
+    S.HEEL_OFF_RATIO: "1",
+    S.IMPACT_G: "g",
+    S.DUTY_FACTOR: "1",
+}
+ACTIVITY = "activity"
+
+
+def simulate_and_analyze(
+    athlete: int,
+    activity: str,
+    duration_s: float,
+    settings: AnalysisSettings = AnalysisSettings(),
+    true_mounting: bool = False,
+) -> pl.DataFrame:
+    """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
+
+    `true_mounting`: undo the simulator's known mounting instead of estimating it (a diagnostic
+    that separates the mounting estimate's share of the error from the rest of the pipeline).
+    """
+    from strideflow.hardware.mounting import apply_mounting
+    from strideflow.hardware.simulator import SimulationSettings, Simulator
+
+    sim = Simulator(
+        SimulationSettings(
+            activity=activity,
+            duration_s=duration_s,
+            seed=(athlete, 1 if activity == "walk" else 2),
+            athlete_id=f"A{athlete:03d}",
+            session_id=f"{activity}",
+            keep_orientation=False,
+        )
+    ).simulate()
+    samples = sim.samples_
+    if true_mounting:
+        samples = apply_mounting(samples, {foot: rot.inv() for foot, rot in sim.mounting_.items()})
+        settings = replace(settings, align_mounting=False)
+    detected = analyze_samples(samples, sim.settings.sampling_rate_hz, settings).strides
+    truth = sim.truth_strides_
+    return pair_strides(detected, truth, activity)
+
+
+def pair_strides(detected: pl.DataFrame, truth: pl.DataFrame, activity: str) -> pl.DataFrame:
+    """Detected and true strides side by side (one row per matched pair) plus detection counts.
+
+    Every true stride appears once: matched pairs have the detected columns filled. Detected
+    valid strides without a match are added with null truth (false positives).
+    """
+    truth_valid = truth.filter(pl.col(S.VALID)).select(list(S.STRIDES_SCHEMA))
+    m = match_strides(detected, truth_valid, tolerance_s=TOLERANCE_S, only_valid=True)
+    det_rows = detected.with_row_index("_d")
+    ref_rows = truth_valid.with_row_index("_r")
+    pairs = m.matches.select(pl.col("detected_row").alias("_d"), pl.col("reference_row").alias("_r"))
+    true_cols = ref_rows.rename({c: f"{c}_true" for c in S.STRIDES_SCHEMA})
+    matched = (
+        true_cols.join(pairs, on="_r", how="left")
+        .join(det_rows, on="_d", how="left")
+        .with_columns(pl.col("_d").is_not_null().alias("_matched"), pl.lit(False).alias("_false_positive"))
+    )
+    used = set(pairs["_d"].to_list())
+    unmatched = det_rows.filter(pl.col(S.VALID) & ~pl.col("_d").is_in(list(used))).with_columns(
+        pl.lit(False).alias("_matched"), pl.lit(True).alias("_false_positive")
+    )
+    out = pl.concat([matched, unmatched], how="diagonal_relaxed")
+    return out.with_columns(pl.lit(activity).alias(ACTIVITY))
+
+
+def summarize(pairs: pl.DataFrame) -> list[Row]:
+    """Benchmark rows from the stride pairs of every simulated session."""
+    rows: list[Row] = []
+    n_true = pairs.filter(~pl.col("_false_positive")).height
+    n_matched = pairs.filter(pl.col("_matched")).height
+    n_false = pairs.filter(pl.col("_false_positive")).height
+    rows.append(row("stride.recall_pct", 100.0 * n_matched / max(n_true, 1), "%"))
+    rows.append(row("stride.precision_pct", 100.0 * n_matched / max(n_matched + n_false, 1), "%"))
+    rows.append(row("strides.matched", n_matched, "strides"))
+    matched = pairs.filter(pl.col("_matched"))
+    for event in EVENTS:
+        err_ms = ((matched[event] - matched[f"{event}_true"]).abs() * 1000.0).drop_nulls().to_numpy()
+        if err_ms.size:
+            rows.append(row(f"{event}.median_abs_ms", float(np.median(err_ms)), "ms"))
+            rows.append(row(f"{event}.p95_abs_ms", float(np.percentile(err_ms, 95)), "ms"))
+    both = matched.filter(pl.col(S.VALID) & pl.col(f"{S.VALID}_true"))
+    for metric in S.METRICS:
+        d = both.select(
+            (pl.col(metric) - pl.col(f"{metric}_true")).alias("e"),
+            pl.col(f"{metric}_true").alias("t"),
+            ACTIVITY,
+        ).drop_nulls()
+        if d.height == 0:
+            continue
+        e = d["e"].to_numpy()
+        unit = UNITS[metric]
+        rows.append(row(f"{metric}.mae", float(np.mean(np.abs(e))), unit))
+        rows.append(row(f"{metric}.p95_abs", float(np.percentile(np.abs(e), 95)), unit))
+        rows.append(row(f"{metric}.bias", float(np.mean(e)), unit))
+        if metric in POSITIVE:
+            ok = d.filter(pl.col("t").abs() > 0)
+            rows.append(row(f"{metric}.mape_pct", float((ok["e"] / ok["t"]).abs().mean() * 100.0), "%"))
+    for activity in ACTIVITIES:
+        d = both.filter(pl.col(ACTIVITY) == activity)
+        if d.height:
+            ape = (
+                ((d[S.STRIDE_LENGTH_M] - d[f"{S.STRIDE_LENGTH_M}_true"]) / d[f"{S.STRIDE_LENGTH_M}_true"])
+                .abs()
+                .drop_nulls()
+            )
+            if ape.len():
+                rows.append(row(f"{S.STRIDE_LENGTH_M}.{activity}.mape_pct", float(ape.mean() * 100.0), "%"))
+    strikes = both.select(S.STRIKE_TYPE, f"{S.STRIKE_TYPE}_true").drop_nulls()
+    if strikes.height:
+        hit = (strikes[S.STRIKE_TYPE] == strikes[f"{S.STRIKE_TYPE}_true"]).mean()
+        rows.append(row("strike_type.accuracy_pct", float(hit * 100.0), "%"))
+    signs = both.select(S.TOE_OFF_PRONATION_DEG, f"{S.TOE_OFF_PRONATION_DEG}_true").drop_nulls()
+    if signs.height:
+        got = np.sign(signs[S.TOE_OFF_PRONATION_DEG].to_numpy())
+        true = signs[f"{S.TOE_OFF_PRONATION_DEG}_true"].to_numpy()
+        rows.append(
+            row("toe_off_pronation_sign.accuracy_pct", float(np.mean(got == np.sign(true)) * 100.0), "%")
+        )
+        # Where the true roll-off is clearly medial or lateral (|truth| >= 2 deg), for context:
+        # a stride rolling off within a degree of neutral has no meaningful sign.
+        clear = np.abs(true) >= CLEAR_TOE_OFF_PRONATION_DEG
+        if clear.any():
+            rows.append(
+                row(
+                    "toe_off_pronation_sign.clear_accuracy_pct",
+                    float(np.mean(got[clear] == np.sign(true[clear])) * 100.0),
+                    "%",
+                )
+            )
+            rows.append(row("toe_off_pronation_sign.clear_share_pct", float(np.mean(clear) * 100.0), "%"))
+    return rows
+
+
+def _one(args: tuple[int, str, float, bool]) -> pl.DataFrame:
+    athlete, activity, duration_s, true_mounting = args
+    return simulate_and_analyze(athlete, activity, duration_s, true_mounting=true_mounting)
+
+
+def collect_pairs(
+    n_athletes: int, duration_s: float, workers: int | None = None, true_mounting: bool = False
+) -> pl.DataFrame:
+    """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
+    jobs = [(a, act, duration_s, true_mounting) for a in range(1, n_athletes + 1) for act in ACTIVITIES]
+    parts = parallel_map(_one, jobs, workers)
+    return pl.concat(parts, how="diagonal_relaxed")
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Accuracy rows; quick: 8 athletes x 20 s per activity, else 50 athletes x 60 s."""
+    n_athletes, duration_s = (8, 20.0) if quick else (50, 60.0)
+    t0 = time.perf_counter()
+    pairs = collect_pairs(n_athletes, duration_s)
+    rows = [row("athletes", n_athletes, "athletes"), row("session.duration_s", duration_s, "s")]
+    rows += summarize(pairs)
+    # Diagnostic: the same sessions with the simulator's true mounting undone instead of estimated.
+    diagnostic = summarize(collect_pairs(n_athletes, duration_s, true_mounting=True))
+    rows += [
+        {**r, "name": f"true_mounting.{r['name']}"} for r in diagnostic if not r["name"].endswith(".bias")
+    ]
+    rows.append(row("benchmark.wall_s", time.perf_counter() - t0, "s"))
+    return rows

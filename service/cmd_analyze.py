@@ -1,0 +1,186 @@
+"""`strideflow analyze FILE... --out DIR`: strides and sessions of recorded files, and a summary."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
+from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    CADENCE_SPM,
+    FOOT,
+    IC_T,
+    KEYS,
+    MAX_PRONATION_VELOCITY_DPS,
+    PRONATION_EXCURSION_DEG,
+    PUSH_OFF_RATE_DPS,
+    SESSION_ID,
+    STANCE_TIME_S,
+    STRIDE_COUNT,
+    STRIDE_LENGTH_M,
+    STRIKE_TYPE,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    VALID,
+    session_iqr,
+    session_median,
+    symmetry_index,
+)
+from strideflow.ingest import read_recording
+from strideflow.service.cli import app
+
+STRIDES_FILE = "strides.parquet"
+SESSIONS_FILE = "sessions.parquet"
+FLAGS_FILE = "flags.parquet"
+
+# (metric, label, unit, scale to the shown unit, decimals) of the summary table.
+SUMMARY_ROWS = (
+    (CADENCE_SPM, "cadence", "steps/min", 1.0, 1),
+    (STANCE_TIME_S, "stance time", "ms", 1000.0, 0),
+    (STRIDE_LENGTH_M, "stride length", "m", 1.0, 2),
+    (PRONATION_EXCURSION_DEG, "pronation excursion", "deg", 1.0, 1),
+    (MAX_PRONATION_VELOCITY_DPS, "max pronation velocity", "deg/s", 1.0, 0),
+    (TOE_OFF_ANGLE_DEG, "toe-off angle", "deg", 1.0, 1),
+    (TOE_OFF_PRONATION_DEG, "toe-off pronation", "deg", 1.0, 1),
+    (PUSH_OFF_RATE_DPS, "push-off rate", "deg/s", 1.0, 0),
+)
+
+
+class FileFormat(StrEnum):
+    auto = "auto"
+    csv = "csv"
+    gaitmap = "gaitmap"
+    parquet = "parquet"
+
+
+class Foot(StrEnum):
+    left = "left"
+    right = "right"
+
+
+def _cell(row: dict | None, metric: str, scale: float, decimals: int) -> str:
+    if row is None or row.get(session_median(metric)) is None:
+        return "-"
+    median = row[session_median(metric)] * scale
+    iqr = row[session_iqr(metric)] * scale
+    return f"{median:.{decimals}f} ± {iqr / 2:.{decimals}f}"
+
+
+def _strike_share(strides: pl.DataFrame) -> dict[tuple, str]:
+    shares = (
+        strides.filter(pl.col(VALID))
+        .group_by(*KEYS, STRIKE_TYPE)
+        .len()
+        .with_columns((100.0 * pl.col("len") / pl.col("len").sum().over(list(KEYS))).alias("pct"))
+        .sort(*KEYS, "pct", descending=[False, False, False, True])
+        .group_by(*KEYS, maintain_order=True)
+        .agg(pl.format("{} {}%", pl.col(STRIKE_TYPE), pl.col("pct").round(0).cast(pl.Int64)).str.join(", "))
+    )
+    return {tuple(r[:3]): r[3] for r in shares.iter_rows()}
+
+
+def print_summary(
+    console: Console, strides: pl.DataFrame, sessions: pl.DataFrame, flags: pl.DataFrame
+) -> None:
+    """One rich table per athlete-session: left, right and their symmetry index; then its flags."""
+    strikes = _strike_share(strides)
+    for (athlete, session), part in sessions.group_by(ATHLETE_ID, SESSION_ID, maintain_order=True):
+        rows = {r[FOOT]: r for r in part.iter_rows(named=True)}
+        table = Table(title=f"athlete {athlete} · session {session}  (median ± half IQR of valid strides)")
+        table.add_column("metric")
+        table.add_column("unit")
+        table.add_column("left", justify="right")
+        table.add_column("right", justify="right")
+        table.add_column("L/R SI %", justify="right")
+        counts = [
+            "-" if f not in rows else f"{rows[f][STRIDE_COUNT]} of {rows[f]['stride_count_all']}"
+            for f in ("left", "right")
+        ]
+        table.add_row("valid strides", "", *counts, "")
+        table.add_row(
+            "strike type", "", *[strikes.get((athlete, session, f), "-") for f in ("left", "right")], ""
+        )
+        any_row = next(iter(rows.values()))
+        for metric, label, unit, scale, decimals in SUMMARY_ROWS:
+            si = any_row.get(symmetry_index(metric))
+            table.add_row(
+                label,
+                unit,
+                _cell(rows.get("left"), metric, scale, decimals),
+                _cell(rows.get("right"), metric, scale, decimals),
+                "-" if si is None else f"{si:+.1f}",
+            )
+        console.print(table)
+        mine = flags.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
+        if mine.height == 0:
+            console.print("flags: none (heuristic thresholds, see analytics/flags.py)")
+        else:
+            console.print("flags (configurable heuristics, not a diagnosis):")
+            for r in mine.iter_rows(named=True):
+                who = r[FOOT] or "left/right"
+                value = f"{r[METRIC]} = {r[VALUE]:.1f} (threshold {r[THRESHOLD]:g})"
+                line = f"  • {r[FLAG]} [{who}]: {value}: {r[NOTE]}"
+                console.print(escape(line), highlight=False)
+
+
+@app.command()
+def analyze(
+    files: list[Path] = typer.Argument(..., help="Recording files (CSV, gaitmap CSV or samples Parquet)."),
+    out: Path = typer.Option(..., "--out", help="Output folder for strides.parquet and sessions.parquet."),
+    format: FileFormat = typer.Option(FileFormat.auto, "--format", help="File format; auto detects it."),
+    rate: float | None = typer.Option(
+        None, "--rate", help="Sampling rate in Hz, for files without a time column (gaitmap: 204.8)."
+    ),
+    foot: Foot | None = typer.Option(
+        None, "--foot", help="Foot of a one-foot file, or the one foot to keep."
+    ),
+    athlete: str | None = typer.Option(None, "--athlete", help="Athlete id (default: from the file name)."),
+    session: str | None = typer.Option(None, "--session", help="Session id (default: from the file name)."),
+    align: bool = typer.Option(
+        True,
+        "--align/--no-align",
+        help="Estimate each sensor's mounting from the data, or trust the file's frame.",
+    ),
+) -> None:
+    """Detect strides and compute pronation and toe-off metrics per stride and per session."""
+    console = Console()
+    settings = AnalysisSettings(align_mounting=align)
+    strides_parts = []
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("analysing", total=len(files))
+        for path in files:
+            progress.update(task, description=f"analysing {path.name}")
+            recording = read_recording(
+                path,
+                format=format.value,
+                sampling_rate_hz=rate,
+                foot=None if foot is None else foot.value,
+                athlete_id=athlete,
+                session_id=session,
+            )
+            result = analyze_recording(recording, settings)
+            for w in result.warnings:
+                console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+            strides_parts.append(result.strides)
+            progress.advance(task)
+    strides = pl.concat(strides_parts).sort(*KEYS, IC_T)
+    sessions, flags = summarize_strides(strides, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    strides.write_parquet(out / STRIDES_FILE)
+    sessions.write_parquet(out / SESSIONS_FILE)
+    flags.write_parquet(out / FLAGS_FILE)
+    print_summary(console, strides, sessions, flags)
+    console.print(
+        f"wrote {strides.height} strides to {out / STRIDES_FILE}, {sessions.height} session rows to "
+        f"{out / SESSIONS_FILE}, {flags.height} flags to {out / FLAGS_FILE}",
+        highlight=False,
+    )
