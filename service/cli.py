@@ -25,7 +25,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Each command lives in its own module and registers itself on `app` when imported.
-    from strideflow.service import cmd_simulate  # noqa: F401
+    from strideflow.service import cmd_analyze, cmd_bench, cmd_demo, cmd_inspect, cmd_simulate  # noqa: F401
 
 
 def main() -> None:
