@@ -5,8 +5,15 @@ at the zero-velocity (still) periods: each motion between two still periods that
 (a swing) is a step. Within a step:
 
 - mid-swing: the largest dorsiflexion rate (minimum of gyr_y);
-- toe-off: the peak plantarflexion rate (maximum of gyr_y) between the end of the previous still
-  period and mid-swing; the rotation about the toe stops abruptly when the toe leaves the ground;
+- toe-off: the peak of the plantarflexion rate (gyr_y) at the push-off, between the end of the
+  previous still period and mid-swing; the rotation about the toe stops abruptly when the toe
+  leaves the ground. The push-off is where the plantarflexion rate most exceeds the spin rate,
+  gyr_y - |gyr_z| (`to_spin_weight` = 1); toe-off is the gyr_y peak whose slope that lies on.
+  A turn pivots the foot about the vertical on the loaded forefoot before the toe leaves the
+  ground; after the mounting alignment part of that spin shows in gyr_y and can outgrow the
+  push-off peak, so spin counts against it. A pivot step (a turn step with too little
+  dorsiflexion to have a mid-swing) spins throughout: its toe-off is the largest gyr_y in the
+  first half of its motion;
 - initial contact: the onset of the impact after mid-swing. The impact is the first sample whose
   change of specific force (jerk) reaches `ic_jerk_fraction` of the largest jerk before the next
   still period; IC is the last quiet sample before it (jerk below `ic_quiet_fraction` of the
@@ -21,6 +28,14 @@ A stride is one step's IC to the next step's IC. It is marked invalid, with a re
 turns (heading change between its two foot-flats above `turn_deg`), when it is too long or too
 short, or when the foot hardly moved (shuffle). Heading and displacement come from a
 zero-velocity-aided strapdown integration (or from `q_wxyz` when given).
+
+Gait initiation: the recording's first step has no IC before it, so no IC-to-IC stride carries its
+toe-off. When a still period of at least `min_foot_flat_s` precedes that step, one extra row with
+`valid = false` and reason "gait_start" comes first: ic_t = the start of that (longest) still
+period of standing, foot_flat_t = its middle, heel_off_t as for any stance, toe_off_t = the first
+toe-off, next_ic_t = the first IC. Later walking bouts need no such row: the stride that spans a
+standing pause (marked "too_long") already carries the bout's first toe-off. The end of the walk
+needs none either: the last stride ends at the last IC, and the standing after it has no toe-off.
 """
 
 from __future__ import annotations
@@ -58,6 +73,7 @@ REASON_TOO_LONG = "too_long"
 REASON_TOO_SHORT = "too_short"
 REASON_SHUFFLE = "shuffle"
 REASON_NO_ZERO_VELOCITY = "no_zero_velocity"
+REASON_GAIT_START = "gait_start"
 
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
     STRIDE_INDEX: pl.Int64(),
@@ -87,6 +103,7 @@ class EventSettings:
     min_pivot_dps: ... or if its peak |gyr_z| exceeds this (a pivot step in a turn);
     min_swing_s: ... and it lasts at least this long.
     to_lookback_s: toe-off is searched from this long before the end of the still period.
+    to_spin_weight: toe-off is the peak of gyr_y - to_spin_weight * |gyr_z| (deg/s per deg/s).
     ic_jerk_fraction: the impact is found where the jerk first reaches this share of its peak ...
     ic_quiet_fraction: ... and IC is the last sample before it whose jerk is below this share of
         that sample's jerk (the impact's rise takes a few ms; IC is where it starts), searched
@@ -104,6 +121,7 @@ class EventSettings:
     min_pivot_dps: float = 200.0
     min_swing_s: float = 0.10
     to_lookback_s: float = 0.05
+    to_spin_weight: float = 1.0
     ic_jerk_fraction: float = 0.65
     ic_quiet_fraction: float = 0.25
     ic_max_rise_s: float = 0.010
@@ -146,6 +164,24 @@ def _impact_onset(x, lo, hi, frac, quiet, max_back):  # pragma: no cover - compi
         while j > max(lo[k], first - max_back) and x[j] >= quiet * x[first]:
             j -= 1
         out[k] = j
+    return out
+
+
+@numba.njit(cache=True)
+def _climb(x, start, lo, hi):  # pragma: no cover - compiled
+    """From each start, step to the larger neighbour while it is larger (within [lo, hi)):
+    the local maximum of x that start lies on the slope of."""
+    out = start.copy()
+    for k in range(start.shape[0]):
+        i = start[k]
+        while True:
+            if i + 1 < hi[k] and x[i + 1] > x[i] and (i - 1 < lo[k] or x[i + 1] >= x[i - 1]):
+                i += 1
+            elif i - 1 >= lo[k] and x[i - 1] > x[i]:
+                i -= 1
+            else:
+                break
+        out[k] = i
     return out
 
 
@@ -223,12 +259,12 @@ class StrideEventDetector:
             dorsiflexion = -gyr[_argext(gyr[:, 1].copy(), m_lo, m_hi, False), 1]
             abs_z = np.abs(gyr[:, 2])
             spin = abs_z[_argext(abs_z, m_lo, m_hi, True)]
-            is_step = ((dorsiflexion >= s.min_swing_dps) | (spin >= s.min_pivot_dps)) & (
-                (m_hi - m_lo) >= s.min_swing_s * fs
-            )
-            m_lo, m_hi = m_lo[is_step], m_hi[is_step]
+            swings = dorsiflexion >= s.min_swing_dps
+            is_step = (swings | (spin >= s.min_pivot_dps)) & ((m_hi - m_lo) >= s.min_swing_s * fs)
+            m_lo, m_hi, pivot = m_lo[is_step], m_hi[is_step], ~swings[is_step]
         else:
             m_lo = m_hi = np.zeros(0, dtype=np.int64)
+            pivot = np.zeros(0, dtype=bool)
         # Stance k lies between step k-1 and step k; its longest still period gives foot-flat.
         stance_lo = np.concatenate([[0], m_hi]).astype(np.int64)
         stance_hi = np.concatenate([m_lo, [n]]).astype(np.int64)
@@ -236,7 +272,13 @@ class StrideEventDetector:
         mid_swing = _argext(gyr_y, m_lo, m_hi, False)
         back = int(round(s.to_lookback_s * fs))
         to_lo = np.maximum(m_lo - back, stance_lo[:-1])
-        toe_off = _argext(gyr_y, to_lo, mid_swing + 1, True)
+        # A pivot's dorsiflexion minimum is noise, not mid-swing: push-off is in its first half.
+        to_hi = np.where(pivot, (m_lo + m_hi) // 2, mid_swing) + 1
+        to_hi = np.maximum(to_hi, to_lo + 1)
+        push = gyr_y - s.to_spin_weight * np.abs(gyr[:, 2])
+        # The spin-weighted peak picks the push-off; the toe-off is the gyr_y peak it lies on.
+        toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
+        toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
         # Backward difference: sample i is the first one that shows a change between i-1 and i.
         jerk = np.zeros(n)
         if n > 1:
@@ -268,7 +310,22 @@ class StrideEventDetector:
         if n_strides:
             last_stance = (stance_lo[n_strides + 1] + stance_hi[n_strides + 1]) // 2
             next_ff[-1] = min(last_stance, n - 1)
-        self.events_ = self._table(t, ic, ff, heel_off, toe_off, next_ff, yaw, position, n_strides, fs)
+        ic_idx, to_idx, next_ic = ic[:-1], toe_off[1:], ic[1:]
+
+        # Gait initiation: the standing before the first step gives the first toe-off a row.
+        start = np.zeros(0, dtype=np.int64)
+        if len(ic):
+            ff0, len0 = self._foot_flat(zv, stance_lo[:1], stance_hi[:1])
+            if len0[0] >= max(s.min_foot_flat_s * fs, 1) and ff0[0] < toe_off[0]:
+                start = ff0 - (len0 - 1) // 2  # first sample of that still period
+                ho0 = _last_below_before(gyr_y, ff0, toe_off[:1], s.heel_off_rate_dps)
+                after = ff[:1] if n_strides else [min((stance_lo[1] + stance_hi[1]) // 2, n - 1)]
+                ic_idx, to_idx = np.concatenate([start, ic_idx]), np.concatenate([toe_off[:1], to_idx])
+                next_ic = np.concatenate([ic[:1], next_ic])
+                next_ff = np.concatenate([after, next_ff]).astype(np.int64)
+                ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
+        rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
+        self.events_ = self._table(t, *rows, yaw, position, gait_start=len(start) > 0)
         return self
 
     @staticmethod
@@ -287,26 +344,29 @@ class StrideEventDetector:
                 ff[k] = (p[0] + p[1] - 1) // 2
         return ff.astype(np.int64), length
 
-    def _table(self, t, ic, ff, heel_off, toe_off, next_ff, yaw, position, n_strides, fs) -> pl.DataFrame:
+    def _table(
+        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, yaw, position, gait_start: bool
+    ) -> pl.DataFrame:
+        """One row per stride from per-row sample indices; the first is a gait start if flagged."""
         s = self.settings
-        if n_strides == 0:
+        n_rows = len(ic_idx)
+        if n_rows == 0:
             return pl.DataFrame(schema=EVENTS_SCHEMA)
-        ic_idx, next_ic = ic[:-1], ic[1:]
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (yaw[next_ff] - yaw[ff] + 180.0) % 360.0 - 180.0
         disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
         df = pl.DataFrame(
             {
-                STRIDE_INDEX: np.arange(n_strides, dtype=np.int64),
+                STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
                 IC_T: t[ic_idx],
                 FOOT_FLAT_T: t[ff],
                 HEEL_OFF_T: t[heel_off],
-                TOE_OFF_T: t[toe_off[1:]],
+                TOE_OFF_T: t[toe_off],
                 NEXT_IC_T: t[next_ic],
                 IC_IDX: ic_idx.astype(np.int64),
                 FOOT_FLAT_IDX: ff.astype(np.int64),
                 HEEL_OFF_IDX: heel_off.astype(np.int64),
-                TOE_OFF_IDX: toe_off[1:].astype(np.int64),
+                TOE_OFF_IDX: toe_off.astype(np.int64),
                 NEXT_IC_IDX: next_ic.astype(np.int64),
                 HEADING_CHANGE_DEG: heading,
                 DISPLACEMENT_M: disp,
@@ -314,7 +374,9 @@ class StrideEventDetector:
         )
         stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
         reason = (
-            pl.when(stride_time > s.max_stride_s)
+            pl.when(pl.lit(gait_start) & (pl.col(STRIDE_INDEX) == 0))
+            .then(pl.lit(REASON_GAIT_START))
+            .when(stride_time > s.max_stride_s)
             .then(pl.lit(REASON_TOO_LONG))
             .when(stride_time < s.min_stride_s)
             .then(pl.lit(REASON_TOO_SHORT))
