@@ -18,6 +18,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.transform import Rotation
+
+from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 
 Row = dict[str, object]
 
@@ -121,37 +124,6 @@ def _format_value(value: float) -> str:
 # ------------------------------------------------------------------------------------------
 # synthetic IMU with known orientation
 # ------------------------------------------------------------------------------------------
-def _quat_mul(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    pw, px, py, pz = np.moveaxis(p, -1, 0)
-    qw, qx, qy, qz = np.moveaxis(q, -1, 0)
-    return np.stack(
-        [
-            pw * qw - px * qx - py * qy - pz * qz,
-            pw * qx + px * qw + py * qz - pz * qy,
-            pw * qy - px * qz + py * qw + pz * qx,
-            pw * qz + px * qy - py * qx + pz * qw,
-        ],
-        axis=-1,
-    )
-
-
-def _rotate_to_sensor(q: np.ndarray, v_world: np.ndarray) -> np.ndarray:
-    """R(q)^T v for sensor-to-world quaternions q (N, 4) and world vectors (N, 3) or (3,)."""
-    w, x, y, z = q.T
-    v = np.broadcast_to(v_world, (q.shape[0], 3))
-    r = np.empty((q.shape[0], 3, 3))
-    r[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    r[:, 0, 1] = 2 * (x * y - w * z)
-    r[:, 0, 2] = 2 * (x * z + w * y)
-    r[:, 1, 0] = 2 * (x * y + w * z)
-    r[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    r[:, 1, 2] = 2 * (y * z - w * x)
-    r[:, 2, 0] = 2 * (x * z - w * y)
-    r[:, 2, 1] = 2 * (w * x + y * z)
-    r[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return np.einsum("nji,nj->ni", r, v)
-
-
 def synthetic_imu(
     n: int,
     sampling_rate_hz: float = 200.0,
@@ -180,20 +152,20 @@ def synthetic_imu(
     dt = 1.0 / sampling_rate_hz
     angle = np.linalg.norm(gyr_true, axis=1) * np.pi / 180 * dt
     axis = gyr_true / np.maximum(np.linalg.norm(gyr_true, axis=1, keepdims=True), 1e-300)
-    steps = np.column_stack([np.cos(angle / 2), axis * np.sin(angle / 2)[:, None]])
+    steps = Rotation.from_rotvec(axis * angle[:, None])
+    r = Rotation.from_rotvec([0.4, 0.0, 0.0]) * Rotation.from_rotvec([0.0, 0.2, 0.0])
     q = np.empty((n, 4))
-    q[0] = _quat_mul(
-        np.array([np.cos(0.2), np.sin(0.2), 0.0, 0.0]), np.array([np.cos(0.1), 0, np.sin(0.1), 0])
-    )
+    q[0] = wxyz_from_rotation(r)
     for i in range(1, n):  # the rate of sample i acts from i-1 to i, as the filters integrate it
-        q[i] = _quat_mul(q[i - 1], steps[i])
-        q[i] /= np.linalg.norm(q[i])
+        r = r * steps[i]
+        q[i] = wxyz_from_rotation(r)
     lin = lin_acc_mps2 * np.column_stack(
         [np.sin(2 * np.pi * 1.1 * t), np.sin(2 * np.pi * 0.7 * t + 1), 0.5 * np.sin(2 * np.pi * 1.9 * t)]
     )
-    acc = _rotate_to_sensor(q, lin + np.array([0.0, 0.0, 9.80665]))
+    world_to_sensor = rotation_from_wxyz(q).inv()
+    acc = world_to_sensor.apply(lin + np.array([0.0, 0.0, 9.80665]))
     field = 50.0 * np.array([0.0, np.cos(np.radians(60)), -np.sin(np.radians(60))])
-    mag = _rotate_to_sensor(q, field)
+    mag = world_to_sensor.apply(field)
     gyr = gyr_true.copy()
     if noise:
         acc += rng.normal(0, 0.05, acc.shape)
