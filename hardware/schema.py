@@ -14,6 +14,8 @@ SESSION_ID = "session_id"
 FOOT = "foot"
 T = "t"
 KEYS = (ATHLETE_ID, SESSION_ID, FOOT)
+# Calendar date of a session (ISO yyyy-mm-dd), from the dataset manifest or the upload; trends order by it.
+SESSION_DATE = "session_date"
 FEET = ("left", "right")
 
 # --- samples ------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""Result tables on disk: hive-partitioned Parquet, one file per (table, athlete, session).
+
+Layout: `ROOT/<table>/athlete_id=<A>/session_id=<S>/part-0.parquet`. The key columns live in the
+path only (the file holds every other column), so `scan_table` gets them back by hive
+partitioning and a filter on `athlete_id` prunes whole directories before any file is opened.
+
+A partition is written to a temporary file in its own directory, flushed with fsync, and moved
+over the old file with `os.replace`, so a reader (or a run killed at any moment) sees either the
+old partition or the new one, never half of one. Ids must match `ID_PATTERN` so that a path
+cannot escape the root or mean two things.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from pathlib import Path
+
+import polars as pl
+
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
+
+STRIDES = "strides"
+SESSIONS = "sessions"
+FLAGS = "flags"
+TABLES = (STRIDES, SESSIONS, FLAGS)
+PART_FILE = "part-0.parquet"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_HIVE_SCHEMA = {ATHLETE_ID: pl.String(), SESSION_ID: pl.String()}
+
+
+class PartitionError(StrideflowError):
+    """An id that cannot name a partition, or a table name that is not one of TABLES."""
+
+
+def check_id(name: str, value: str) -> str:
+    """`value` if it is a usable athlete or session id, else PartitionError naming the field."""
+    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
+        raise PartitionError(
+            f"{name}={value!r} is not a valid id: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def _check_table(table: str) -> None:
+    if table not in TABLES:
+        raise PartitionError(f"table {table!r} is not one of {', '.join(TABLES)}")
+
+
+def partition_dir(root: str | Path, table: str, athlete_id: str, session_id: str) -> Path:
+    """Directory of one (table, athlete, session) partition."""
+    _check_table(table)
+    a = check_id(ATHLETE_ID, athlete_id)
+    s = check_id(SESSION_ID, session_id)
+    return Path(root) / table / f"{ATHLETE_ID}={a}" / f"{SESSION_ID}={s}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_partition(root: str | Path, table: str, df: pl.DataFrame, athlete_id: str, session_id: str) -> Path:
+    """Atomically replace one partition with `df` (its key columns, if present, are dropped)."""
+    final_dir = partition_dir(root, table, athlete_id, session_id)
+    final_dir.mkdir(parents=True, exist_ok=True)
+    body = df.drop([c for c in (ATHLETE_ID, SESSION_ID) if c in df.columns])
+    tmp = final_dir / f".{PART_FILE}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "wb") as fh:
+            body.write_parquet(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        target = final_dir / PART_FILE
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(final_dir)
+    return target
+
+
+def delete_partition(root: str | Path, table: str, athlete_id: str, session_id: str) -> None:
+    """Remove one partition if it exists."""
+    final_dir = partition_dir(root, table, athlete_id, session_id)
+    (final_dir / PART_FILE).unlink(missing_ok=True)
+
+
+def has_partition(root: str | Path, table: str, athlete_id: str, session_id: str) -> bool:
+    """Whether the partition's file exists."""
+    return (partition_dir(root, table, athlete_id, session_id) / PART_FILE).is_file()
+
+
+def scan_table(
+    root: str | Path,
+    table: str,
+    *,
+    athlete_id: str | list[str] | None = None,
+    session_id: str | list[str] | None = None,
+) -> pl.LazyFrame | None:
+    """Lazy scan of a table with `athlete_id`/`session_id` from the paths; None if nothing is stored.
+
+    Filters on the ids are applied to the hive columns, so polars skips other partitions' files.
+    """
+    _check_table(table)
+    base = Path(root) / table
+    if not any(base.glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*/{PART_FILE}")):
+        return None
+    lf = pl.scan_parquet(
+        base / "**" / PART_FILE,
+        hive_partitioning=True,
+        hive_schema=_HIVE_SCHEMA,
+    )
+    for name, value in ((ATHLETE_ID, athlete_id), (SESSION_ID, session_id)):
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str) else list(value)
+        lf = lf.filter(pl.col(name).is_in(values))
+    return lf
+
+
+def read_partition(root: str | Path, table: str, athlete_id: str, session_id: str) -> pl.DataFrame | None:
+    """One partition with its key columns restored, or None if it is not stored."""
+    path = partition_dir(root, table, athlete_id, session_id) / PART_FILE
+    if not path.is_file():
+        return None
+    df = pl.read_parquet(path)
+    return df.with_columns(pl.lit(athlete_id).alias(ATHLETE_ID), pl.lit(session_id).alias(SESSION_ID)).select(
+        ATHLETE_ID, SESSION_ID, *df.columns
+    )

@@ -1,0 +1,57 @@
+"""Partitioned result store: atomic writes, hive keys restored, pruning by athlete, id checks."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from strideflow.analytics.partitions import (
+    STRIDES,
+    PartitionError,
+    delete_partition,
+    has_partition,
+    read_partition,
+    scan_table,
+    write_partition,
+)
+from strideflow.hardware.schema import ATHLETE_ID, FOOT, SESSION_ID
+
+
+def _table(athlete: str, session: str, n: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            ATHLETE_ID: [athlete] * n,
+            SESSION_ID: [session] * n,
+            FOOT: ["left"] * n,
+            "stride_time_s": [1.0 + i / 10 for i in range(n)],
+        }
+    )
+
+
+def test_round_trip_and_pruning(tmp_path):
+    write_partition(tmp_path, STRIDES, _table("A1", "S1", 3), "A1", "S1")
+    write_partition(tmp_path, STRIDES, _table("A1", "S2", 2), "A1", "S2")
+    write_partition(tmp_path, STRIDES, _table("B7", "S1", 4), "B7", "S1")
+    all_rows = scan_table(tmp_path, STRIDES).collect()
+    assert all_rows.height == 9
+    only_a = scan_table(tmp_path, STRIDES, athlete_id="A1").collect().sort(SESSION_ID, "stride_time_s")
+    expected = pl.concat([_table("A1", "S1", 3), _table("A1", "S2", 2)])
+    assert_frame_equal(only_a.select(expected.columns), expected)
+    assert_frame_equal(read_partition(tmp_path, STRIDES, "B7", "S1"), _table("B7", "S1", 4))
+
+
+def test_replace_is_whole_and_leaves_no_temp_files(tmp_path):
+    write_partition(tmp_path, STRIDES, _table("A1", "S1", 5), "A1", "S1")
+    write_partition(tmp_path, STRIDES, _table("A1", "S1", 2), "A1", "S1")
+    assert read_partition(tmp_path, STRIDES, "A1", "S1").height == 2
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    delete_partition(tmp_path, STRIDES, "A1", "S1")
+    assert not has_partition(tmp_path, STRIDES, "A1", "S1")
+    assert scan_table(tmp_path, STRIDES) is None
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "a/b", "..", "a b", "x" * 200, ".hidden"])
+def test_bad_ids_are_refused_with_the_field_named(tmp_path, bad):
+    with pytest.raises(PartitionError, match="athlete_id"):
+        write_partition(tmp_path, STRIDES, _table("A1", "S1", 1), bad, "S1")
