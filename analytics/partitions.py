@@ -25,7 +25,8 @@ from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 STRIDES = "strides"
 SESSIONS = "sessions"
 FLAGS = "flags"
-TABLES = (STRIDES, SESSIONS, FLAGS)
+CURVES = "curves"  # stride-normalised pronation and pitch curves (analytics.curves)
+TABLES = (STRIDES, SESSIONS, FLAGS, CURVES)
 PART_FILE = "part-0.parquet"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _HIVE_SCHEMA = {ATHLETE_ID: pl.String(), SESSION_ID: pl.String()}
