@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 
 
@@ -71,7 +70,7 @@ class ZuptIntegrator:
         t = np.arange(n) / float(sampling_rate_hz) if t_s is None else np.asarray(t_s, dtype=float)
         dt = np.diff(t)
 
-        a_world = rotation_from_wxyz(q).apply(acc) if n else np.zeros((0, 3))
+        a_world = _rotate_all(np.ascontiguousarray(q), np.ascontiguousarray(acc)) if n else np.zeros((0, 3))
         g = self.settings.gravity_mps2
         if self.settings.estimate_gravity and zv.any():
             g = float(a_world[zv, 2].mean())
@@ -101,28 +100,85 @@ class ZuptIntegrator:
         return self
 
 
+@dataclass(frozen=True)
+class LevellingSettings:
+    """Settings of `LevelledStrapdown` (units in the names).
+
+    Around every still period each sample votes for gravity with the stillness weight
+    1 / ((1 + r²)² (1 + c²)²), where r² = (|gyr - bias| / still_gyr_dps)² + ((|acc| - g) /
+    still_acc_mps2)² and c = |change of the specific force over one sample, in the gyro-carried
+    frame| / still_change_mps2. A sample turning at 3 x `still_gyr_dps` counts about 1 % of a
+    still one; c catches what the rate misses: a foot that has nearly stopped rolling but is still
+    decelerating (its sensor then accelerates sideways, which tilts the specific force without
+    changing its norm) and impact ringing. The gyro bias is the same weighted mean (without c)
+    of the rate over the still samples.
+
+    still_gyr_dps: angular rate scale of the weight, deg/s.
+    still_acc_mps2: scale of the weight for | |acc| - g |, m/s².
+    still_change_mps2: scale of the weight for the per-sample change of the specific force, m/s²
+        (None: not used). The accelerometer noise (0.02 m/s² on the simulated device) is far below.
+    gravity_margin_s: gravity is taken from the still period widened by this on both sides: a
+        detected running foot-flat can end a few samples before the foot really starts to move,
+        and the weights keep the motion out.
+    estimate_gyr_bias: subtract the gyroscope bias, estimated from the still samples (the foot
+        does not turn while it stands), before integrating.
+    min_bias_samples: with fewer still samples than this, no bias is estimated.
+    gravity_mps2: magnitude of gravity.
+    """
+
+    still_gyr_dps: float = 10.0
+    still_acc_mps2: float = 1.0
+    still_change_mps2: float | None = 0.2
+    gravity_margin_s: float = 0.02
+    estimate_gyr_bias: bool = True
+    min_bias_samples: int = 20
+    gravity_mps2: float = STANDARD_GRAVITY_MPS2
+
+
 @numba.njit(cache=True)
-def _anchored_strapdown(gyr_rps, ref_acc, zv, dt):  # pragma: no cover - compiled
+def _qmul(a0, a1, a2, a3, b0, b1, b2, b3):  # pragma: no cover - compiled
+    return (
+        a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3,
+        a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2,
+        a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1,
+        a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0,
+    )
+
+
+@numba.njit(cache=True)
+def _rotate(w, x, y, z, vx, vy, vz):  # pragma: no cover - compiled
+    """v rotated by the unit quaternion (w, x, y, z)."""
+    tx = 2.0 * (y * vz - z * vy)
+    ty = 2.0 * (z * vx - x * vz)
+    tz = 2.0 * (x * vy - y * vx)
+    return (
+        vx + w * tx + y * tz - z * ty,
+        vy + w * ty + z * tx - x * tz,
+        vz + w * tz + x * ty - y * tx,
+    )
+
+
+@numba.njit(cache=True)
+def _rotate_all(q, v):  # pragma: no cover - compiled
+    """(N, 3) vectors rotated by (N, 4) unit quaternions wxyz."""
+    out = np.empty_like(v)
+    for i in range(v.shape[0]):
+        out[i, 0], out[i, 1], out[i, 2] = _rotate(
+            q[i, 0], q[i, 1], q[i, 2], q[i, 3], v[i, 0], v[i, 1], v[i, 2]
+        )
+    return out
+
+
+@numba.njit(cache=True)
+def _strapdown(gyr_rps, acc, dt):  # pragma: no cover - compiled
+    """Gyro integration from identity, (N, 4) wxyz, and the specific force in that frame (N, 3)."""
     n = gyr_rps.shape[0]
     q = np.zeros((n, 4))
+    a_ref = np.zeros((n, 3))
     w, x, y, z = 1.0, 0.0, 0.0, 0.0
     for i in range(n):
-        if zv[i]:
-            # Tilt from the still period's mean specific force, heading kept from the integration.
-            yaw = np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-            a = ref_acc[i]
-            na = np.sqrt(a[0] * a[0] + a[1] * a[1] + a[2] * a[2])
-            ux, uy, uz = a[0] / na, a[1] / na, a[2] / na
-            th = np.arcsin(min(max(-ux, -1.0), 1.0))
-            ph = np.arctan2(uy, uz)
-            cy, sy = np.cos(yaw / 2), np.sin(yaw / 2)
-            cp, sp = np.cos(th / 2), np.sin(th / 2)
-            cr, sr = np.cos(ph / 2), np.sin(ph / 2)
-            w = cy * cp * cr + sy * sp * sr
-            x = cy * cp * sr - sy * sp * cr
-            y = cy * sp * cr + sy * cp * sr
-            z = sy * cp * cr - cy * sp * sr
         q[i, 0], q[i, 1], q[i, 2], q[i, 3] = w, x, y, z
+        a_ref[i, 0], a_ref[i, 1], a_ref[i, 2] = _rotate(w, x, y, z, acc[i, 0], acc[i, 1], acc[i, 2])
         if i + 1 < n:
             # Rotate by the mean rate over the step (exact for a constant axis).
             ox = 0.5 * (gyr_rps[i, 0] + gyr_rps[i + 1, 0]) * dt[i]
@@ -134,15 +190,182 @@ def _anchored_strapdown(gyr_rps, ref_acc, zv, dt):  # pragma: no cover - compile
                 dw, dx, dy, dz = np.cos(ang / 2), ox * s, oy * s, oz * s
             else:
                 dw, dx, dy, dz = 1.0, ox / 2, oy / 2, oz / 2
-            w, x, y, z = (
-                w * dw - x * dx - y * dy - z * dz,
-                w * dx + x * dw + y * dz - z * dy,
-                w * dy - x * dz + y * dw + z * dx,
-                w * dz + x * dy - y * dx + z * dw,
-            )
+            w, x, y, z = _qmul(w, x, y, z, dw, dx, dy, dz)
             nq = np.sqrt(w * w + x * x + y * y + z * z)
             w, x, y, z = w / nq, x / nq, y / nq, z / nq
-    return q
+    return q, a_ref
+
+
+@numba.njit(cache=True)
+def _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g):  # pragma: no cover - compiled
+    """1 / (1 + r²)² of sample i (see LevellingSettings)."""
+    wx, wy, wz = gyr[i, 0] - bias[0], gyr[i, 1] - bias[1], gyr[i, 2] - bias[2]
+    dev = np.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2) - g
+    r2 = (wx * wx + wy * wy + wz * wz) / (gyr_scale * gyr_scale) + (dev / acc_scale) ** 2
+    return 1.0 / ((1.0 + r2) * (1.0 + r2))
+
+
+@numba.njit(cache=True)
+def _gyr_bias(acc, gyr, zv, gyr_scale, acc_scale, g):  # pragma: no cover - compiled
+    """Stillness-weighted mean rate of the still samples; two passes starting from no bias."""
+    bias = np.zeros(3)
+    for _ in range(2):
+        total = 0.0
+        acc_sum = np.zeros(3)
+        for i in range(zv.shape[0]):
+            if zv[i]:
+                w = _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g)
+                total += w
+                acc_sum[0] += w * gyr[i, 0]
+                acc_sum[1] += w * gyr[i, 1]
+                acc_sum[2] += w * gyr[i, 2]
+        bias = acc_sum / total
+    return bias
+
+
+@numba.njit(cache=True)
+def _anchors(
+    acc, gyr, a_ref, bias, lo, hi, gyr_scale, acc_scale, g, change_scale
+):  # pragma: no cover - compiled
+    """Per window [lo, hi): weighted-centre sample and weighted sum of the carried specific force."""
+    n = acc.shape[0]
+    k = lo.shape[0]
+    idx = np.zeros(k, dtype=np.int64)
+    g_ref = np.zeros((k, 3))
+    for j in range(k):
+        sw, si = 0.0, 0.0
+        for i in range(lo[j], hi[j]):
+            w = _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g)
+            if change_scale > 0.0 and 0 < i < n - 1:
+                cx = a_ref[i + 1, 0] - a_ref[i - 1, 0]
+                cy = a_ref[i + 1, 1] - a_ref[i - 1, 1]
+                cz = a_ref[i + 1, 2] - a_ref[i - 1, 2]
+                c2 = 0.25 * (cx * cx + cy * cy + cz * cz) / (change_scale * change_scale)
+                w /= (1.0 + c2) * (1.0 + c2)
+            sw += w
+            si += w * i
+            g_ref[j, 0] += w * a_ref[i, 0]
+            g_ref[j, 1] += w * a_ref[i, 1]
+            g_ref[j, 2] += w * a_ref[i, 2]
+        idx[j] = int(np.rint(si / sw)) if sw > 0.0 else (lo[j] + hi[j] - 1) // 2
+    return idx, g_ref
+
+
+@numba.njit(cache=True)
+def _to_up(vx, vy, vz):  # pragma: no cover - compiled
+    """Unit axis (horizontal) and angle of the smallest rotation taking direction v onto +z."""
+    s = np.sqrt(vx * vx + vy * vy)
+    if s < 1e-15:
+        return 1.0, 0.0, (0.0 if vz > 0.0 else np.pi)
+    return vy / s, -vx / s, np.arctan2(s, vz)
+
+
+@numba.njit(cache=True)
+def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
+    """q = L(t) q_ref(t): L levels the reference frame at every anchor; in between, the tilt
+    correction found at the next anchor is applied in proportion to the elapsed time."""
+    n = q_ref.shape[0]
+    k = anchor.shape[0]
+    out = np.empty((n, 4))
+    tilt = np.zeros(k)
+    ax, ay, ang = _to_up(g_ref[0, 0], g_ref[0, 1], g_ref[0, 2])
+    lw, lx, ly, lz = np.cos(ang / 2), ax * np.sin(ang / 2), ay * np.sin(ang / 2), 0.0
+    for i in range(0, anchor[0] + 1):
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+            lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
+        )
+    for j in range(k - 1):
+        a0, a1 = anchor[j], anchor[j + 1]
+        vx, vy, vz = _rotate(lw, lx, ly, lz, g_ref[j + 1, 0], g_ref[j + 1, 1], g_ref[j + 1, 2])
+        ax, ay, ang = _to_up(vx, vy, vz)
+        tilt[j + 1] = ang
+        span = t[a1] - t[a0]
+        for i in range(a0 + 1, a1 + 1):
+            half = 0.5 * ang * ((t[i] - t[a0]) / span if span > 0.0 else 1.0)
+            sn = np.sin(half)
+            mw, mx, my, mz = _qmul(np.cos(half), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+                mw, mx, my, mz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
+            )
+        sn = np.sin(0.5 * ang)
+        lw, lx, ly, lz = _qmul(np.cos(0.5 * ang), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
+        nl = np.sqrt(lw * lw + lx * lx + ly * ly + lz * lz)
+        lw, lx, ly, lz = lw / nl, lx / nl, ly / nl, lz / nl
+    for i in range(anchor[k - 1] + 1, n):
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+            lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
+        )
+    return out, tilt
+
+
+class LevelledStrapdown:
+    """Orientation by gyro integration, levelled at every zero-velocity (still) period.
+
+    Each still period gives one anchor, its weighted-centre sample, where the tilt is known: the
+    specific force around the period, carried to a common frame by the integrated gyro (so a
+    foot that still rolls a little does not blur it) and averaged with stillness weights
+    (`LevellingSettings`), is gravity. Between two anchors the gyro, less its bias estimated from
+    the still samples, is integrated, and the tilt error it has accumulated by the later anchor
+    is removed in proportion to the elapsed time: a constant drift rate is removed exactly and
+    nothing jumps at a still period. Heading is the gyro's. Before the first anchor and after the
+    last one that anchor's correction is kept. Without any still period the orientation starts
+    level with heading 0.
+    """
+
+    def __init__(self, settings: LevellingSettings | None = None) -> None:
+        self.settings = settings if settings is not None else LevellingSettings()
+
+    def estimate(
+        self,
+        acc_mps2: np.ndarray,
+        gyr_dps: np.ndarray,
+        zero_velocity: np.ndarray,
+        sampling_rate_hz: float,
+        t_s: np.ndarray | None = None,
+    ) -> LevelledStrapdown:
+        """Fill `orientation_` (N, 4) wxyz, `gyr_bias_dps_` (3,), `anchors_` (K,) sample indices,
+        `gravity_` (K, 3) unit gravity at each anchor in the sensor frame and `tilt_correction_deg_`
+        (K,) the tilt error the gyro had accumulated at each anchor since the previous one, deg."""
+        from strideflow.fusion.zero_velocity import mask_to_periods
+
+        s = self.settings
+        acc = np.ascontiguousarray(acc_mps2, dtype=float)
+        gyr = np.ascontiguousarray(gyr_dps, dtype=float)
+        zv = np.ascontiguousarray(zero_velocity, dtype=bool)
+        n = acc.shape[0]
+        if acc.shape != (n, 3) or gyr.shape != (n, 3) or zv.shape != (n,):
+            raise ValueError(
+                f"need acc (N,3), gyr (N,3), zero_velocity (N,); got {acc.shape} {gyr.shape} {zv.shape}"
+            )
+        t = np.arange(n) / float(sampling_rate_hz) if t_s is None else np.asarray(t_s, dtype=float)
+        g = s.gravity_mps2
+        bias = np.zeros(3)
+        if s.estimate_gyr_bias and np.count_nonzero(zv) >= s.min_bias_samples:
+            bias = _gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
+        q_ref, a_ref = _strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
+        periods = mask_to_periods(zv)
+        self.gyr_bias_dps_ = bias
+        if len(periods) == 0:
+            self.anchors_ = np.zeros(0, dtype=np.int64)
+            self.gravity_ = np.zeros((0, 3))
+            self.tilt_correction_deg_ = np.zeros(0)
+            self.orientation_ = q_ref
+            return self
+        margin = int(round(s.gravity_margin_s * float(sampling_rate_hz)))
+        lo = np.maximum(periods[:, 0] - margin, 0)
+        hi = np.minimum(periods[:, 1] + margin, n)
+        change = s.still_change_mps2 if s.still_change_mps2 is not None else 0.0
+        anchor, g_ref = _anchors(acc, gyr, a_ref, bias, lo, hi, s.still_gyr_dps, s.still_acc_mps2, g, change)
+        # Widened windows of close still periods can share an anchor: keep each anchor once.
+        keep = np.concatenate([[True], np.diff(anchor) > 0])
+        anchor, g_ref = anchor[keep], g_ref[keep]
+        q_inv = q_ref[anchor] * np.array([1.0, -1.0, -1.0, -1.0])
+        g_body = _rotate_all(q_inv, g_ref)
+        self.anchors_ = anchor
+        self.gravity_ = g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
+        self.orientation_, tilt = _levelled(q_ref, t, anchor, g_ref)
+        self.tilt_correction_deg_ = np.degrees(tilt)
+        return self
 
 
 def zero_velocity_aided_orientation(
@@ -151,26 +374,11 @@ def zero_velocity_aided_orientation(
     zero_velocity: np.ndarray,
     sampling_rate_hz: float,
     t_s: np.ndarray | None = None,
+    settings: LevellingSettings | None = None,
 ) -> np.ndarray:
-    """Orientation (N, 4) wxyz by gyro integration, levelled on every zero-velocity sample.
-
-    On a zero-velocity sample roll and pitch are set from the mean specific force of its still
-    period (heading is kept), in between the gyro is integrated. A simple stand-in when no AHRS
-    output is at hand: over one stride gyro integration drifts far less than a degree. Before
-    the first still period the orientation starts level with heading 0.
-    """
-    from strideflow.fusion.zero_velocity import mask_to_periods
-
-    acc = np.asarray(acc_mps2, dtype=float)
-    zv = np.asarray(zero_velocity, dtype=bool)
-    n = acc.shape[0]
-    t = np.arange(n) / float(sampling_rate_hz) if t_s is None else np.asarray(t_s, dtype=float)
-    ref = np.tile(np.array([0.0, 0.0, 1.0]), (n, 1))
-    periods = mask_to_periods(zv)
-    if len(periods):
-        c = np.concatenate([np.zeros((1, 3)), np.cumsum(acc, axis=0)])
-        means = (c[periods[:, 1]] - c[periods[:, 0]]) / (periods[:, 1] - periods[:, 0])[:, None]
-        which = np.repeat(np.arange(len(periods)), periods[:, 1] - periods[:, 0])
-        ref[zv] = means[which]
-    gyr = np.radians(np.asarray(gyr_dps, dtype=float))
-    return _anchored_strapdown(gyr, ref, zv, np.diff(t) if n > 1 else np.zeros(0))
+    """Orientation (N, 4) wxyz of `LevelledStrapdown`: gyro integration levelled at every still period."""
+    return (
+        LevelledStrapdown(settings)
+        .estimate(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s)
+        .orientation_
+    )

@@ -92,6 +92,12 @@ class MountingSettings:
         (the walking direction at foot-flat); "swing_axis": orthogonal to the dominant swing
         rotation axis. They agree within ~5 deg on the real recordings, but a foot that toes out
         during swing tilts the swing axis (5 to 14 deg on the simulator), hence "walking".
+    weight_gyr_dps, weight_acc_mps2: within the still periods each sample counts for gravity
+        (and for the gyro bias) with the weight 1 / (1 + r²)², r² = (|gyr - bias| /
+        weight_gyr_dps)² + ((|acc| - g) / weight_acc_mps2)², so the rolling edges of a short
+        running foot-flat and impact ringing hardly count; None: every still sample counts the same.
+    subtract_gyr_bias: remove the gyroscope bias (weighted mean rate of the still samples) before
+        dead-reckoning the strides.
     """
 
     still_window_s: float = 0.04
@@ -108,6 +114,9 @@ class MountingSettings:
     gravity_source: str = "auto"
     max_gravity_outlier_deg: float = 20.0
     heading: str = "walking"
+    weight_gyr_dps: float | None = 20.0
+    weight_acc_mps2: float = 1.0
+    subtract_gyr_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.heading not in ("walking", "swing_axis"):
@@ -302,8 +311,16 @@ class MountingEstimator:
                 f"(gravity_source={s.gravity_source!r})"
             )
         self.gravity_source_ = "foot_flat" if use_foot_flat else "standing"
-        still_acc_sum = np.vstack((np.zeros(3), np.cumsum(np.where(still[:, None], acc, 0.0), axis=0)))
-        still_count = np.concatenate(([0], np.cumsum(still)))
+        weight = np.where(still, 1.0, 0.0)
+        bias = np.zeros(3)
+        if s.weight_gyr_dps is not None or s.subtract_gyr_bias:
+            dev2, still_gyr = self._acc_dev2(acc[still]), gyr[still]
+            bias = self._gyr_bias(dev2, still_gyr)
+            if s.weight_gyr_dps is not None:
+                weight[still] = self._weights(dev2, still_gyr, bias)
+        self.gyr_bias_dps_ = bias if s.subtract_gyr_bias else np.zeros(3)
+        still_acc_sum = np.vstack((np.zeros(3), np.cumsum(weight[:, None] * acc, axis=0)))
+        still_count = np.concatenate(([0.0], np.cumsum(weight)))
         seg_sum = still_acc_sum[seg_stop] - still_acc_sum[seg_start]
         seg_count = still_count[seg_stop] - still_count[seg_start]
         seg_mean = seg_sum / seg_count[:, None]
@@ -334,7 +351,9 @@ class MountingEstimator:
 
         # Forward motion: the strides' horizontal displacements point along +x.
         grav_before = seg_mean[:-1][is_stride]
-        disp = _dead_reckon(acc, np.radians(gyr), stride_start, stride_stop, grav_before, dt)
+        disp = _dead_reckon(
+            acc, np.radians(gyr - self.gyr_bias_dps_), stride_start, stride_stop, grav_before, dt
+        )
         self.stride_displacement_m_ = disp
         up = _unit(grav_before)
         horiz = disp - np.sum(disp * up, axis=1, keepdims=True) * up
@@ -379,6 +398,30 @@ class MountingEstimator:
         return self
 
     # --- helpers -------------------------------------------------------------------------
+    def _weights(self, acc_dev2: np.ndarray, gyr: np.ndarray, bias: np.ndarray) -> np.ndarray:
+        """Stillness weight in (0, 1] of each sample (see `MountingSettings.weight_gyr_dps`);
+        `acc_dev2` = ((|acc| - g) / weight_acc_mps2)² per sample."""
+        s = self.settings
+        scale = s.weight_gyr_dps if s.weight_gyr_dps is not None else 10.0
+        d = gyr - bias
+        r2 = np.einsum("ij,ij->i", d, d) / (scale * scale) + acc_dev2
+        return 1.0 / ((1.0 + r2) * (1.0 + r2))
+
+    def _acc_dev2(self, acc: np.ndarray) -> np.ndarray:
+        dev = (
+            np.sqrt(np.einsum("ij,ij->i", acc, acc)) - STANDARD_GRAVITY_MPS2
+        ) / self.settings.weight_acc_mps2
+        return dev * dev
+
+    def _gyr_bias(self, acc_dev2: np.ndarray, gyr: np.ndarray) -> np.ndarray:
+        """Gyroscope bias (deg/s): stillness-weighted mean rate of the still samples (two passes,
+        starting from no bias: only norms are used, so the estimate turns with the data)."""
+        bias = np.zeros(3)
+        for _ in range(2):
+            w = self._weights(acc_dev2, gyr, bias)
+            bias = w @ gyr / w.sum()
+        return bias
+
     def _checked(self, acc_mps2, gyr_dps, sampling_rate_hz) -> tuple[np.ndarray, np.ndarray]:
         acc = np.asarray(acc_mps2, dtype=float)
         gyr = np.asarray(gyr_dps, dtype=float)

@@ -156,9 +156,9 @@ def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_st
     rate = np.sin(np.pi * k / (move - 1)) ** 2
     gyr[still : still + move, 1] = 30.0 * rate / (rate[:-1] + rate[1:]).sum() * 2 * fs
     pitch_end = -30.0
-    acc = np.tile([0.0, 0.0, G], (n, 1))
-    th = np.radians(pitch_end)
-    acc[still + move :] = [G * np.sin(th), 0.0, G * np.cos(th)]
+    # A still sensor reads gravity at every instant: the pitch is the trapezoid integral of -gyr_y.
+    th = np.radians(-np.concatenate([[0.0], np.cumsum(0.5 * (gyr[1:, 1] + gyr[:-1, 1]) / fs)]))
+    acc = np.column_stack([G * np.sin(th), np.zeros(n), G * np.cos(th)])
     zv = np.zeros(n, bool)
     zv[:still] = zv[still + move :] = True
     q = zero_velocity_aided_orientation(acc, gyr, zv, fs)
@@ -166,3 +166,71 @@ def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_st
     assert pitch[still + move - 1] == pytest.approx(pitch_end, abs=0.05)
     assert pitch[-1] == pytest.approx(pitch_end, abs=1e-9)
     assert pitch[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def _still_level(n: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.tile([0.0, 0.0, G], (n, 1)), np.zeros((n, 3))
+
+
+def test_tilt_drift_between_still_periods_is_spread_back_not_applied_as_a_step():
+    """A still sensor whose gyro has a 2 deg/s bias on x, seen as still only at both ends: integrated
+    forward, roll would reach 2 deg by the second still period and then jump back; spread linearly
+    over the gap (bias estimation off), the drift of a constant rate about a fixed axis cancels."""
+    from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
+
+    n = 600
+    acc, gyr = _still_level(n)
+    gyr[:, 0] = 2.0
+    zv = np.zeros(n, bool)
+    zv[:50] = zv[-50:] = True
+    est = LevelledStrapdown(LevellingSettings(estimate_gyr_bias=False)).estimate(acc, gyr, zv, FS)
+    roll, pitch = roll_pitch_deg(est.orientation_)
+    anchors = est.anchors_
+    assert len(anchors) == 2
+    between = slice(anchors[0], anchors[1] + 1)
+    assert np.abs(roll[between]).max() < 0.01  # half a sample of anchor rounding at 2 deg/s
+    assert np.abs(pitch).max() < 1e-6
+    # the accumulated tilt was the bias times the time between the anchors
+    span_s = (anchors[1] - anchors[0]) / FS
+    assert est.tilt_correction_deg_[1] == pytest.approx(2.0 * span_s, abs=0.02)
+
+
+def test_gyro_bias_is_estimated_from_the_still_samples_and_removed():
+    from strideflow.fusion.zupt import LevelledStrapdown
+
+    n = 600
+    acc, gyr = _still_level(n)
+    bias = np.array([1.5, -0.8, 2.0])
+    rng = np.random.default_rng(4)
+    gyr = gyr + bias + rng.normal(0.0, 0.15, (n, 3))
+    zv = np.zeros(n, bool)
+    zv[:100] = zv[-100:] = True
+    est = LevelledStrapdown().estimate(acc, gyr, zv, FS)
+    np.testing.assert_allclose(est.gyr_bias_dps_, bias, atol=0.05)
+    # heading, which no still period corrects, no longer drifts at 2 deg/s
+    w, x, y, z = est.orientation_.T
+    yaw = np.degrees(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
+    assert abs(yaw[-1] - yaw[0]) < 0.2
+
+
+def test_gravity_comes_from_the_still_core_not_from_a_rolling_edge():
+    """The first 8 of 20 still-flagged samples still roll (40 deg/s) with 2 m/s² sideways acceleration;
+    a plain mean would tilt roll by ~4.7 deg, the stillness weights keep it within 0.1 deg."""
+    from strideflow.fusion.zupt import LevelledStrapdown
+
+    n = 200
+    acc, gyr = _still_level(n)
+    lo, edge, hi = 90, 98, 110
+    gyr[lo:edge, 0] = 40.0
+    acc[lo:edge, 1] = 2.0
+    # before the period the sensor swings (no still samples for the widened window to use)
+    gyr[:lo, 1] = 300.0
+    gyr[hi:, 1] = 300.0
+    zv = np.zeros(n, bool)
+    zv[lo:hi] = True
+    est = LevelledStrapdown().estimate(acc, gyr, zv, FS)
+    roll, _ = roll_pitch_deg(est.orientation_)
+    assert edge <= est.anchors_[0] < hi
+    assert abs(roll[est.anchors_[0]]) < 0.1
+    plain = np.degrees(np.arctan2(acc[lo:hi, 1].mean(), acc[lo:hi, 2].mean()))
+    assert plain > 4.0
