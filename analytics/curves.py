@@ -1,0 +1,195 @@
+"""Stride-normalised curves: pronation and pitch resampled over stance and over the whole stride.
+
+For each stride of the `strides` table (valid or not, with its `valid` flag) the per-sample
+pronation angle and pitch of `analytics.signals` are linearly interpolated at `points` equally
+spaced instants of two phases:
+
+- ``"stance"``: initial contact (0 %) to toe-off (100 %);
+- ``"stride"``: initial contact (0 %) to the next initial contact (100 %).
+
+The result is a long table (`CURVES_SCHEMA`): keys, `stride_index`, `valid`, `phase`, `pct`,
+`pronation_deg` (deg, eversion positive on both feet, DESIGN.md) and `pitch_deg` (deg, toes up
+positive). A phase whose event times are unknown, or that reaches outside the recorded signal,
+has null angles. `curve_summary` gives mean and standard deviation per foot, phase and percent,
+from which mean +/- SD curves are drawn.
+
+All strides are resampled by one `numpy.interp` call per angle: every athlete-session-foot's
+signal is shifted onto its own stretch of one global, increasing time axis, so no Python loop
+runs over strides or feet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    FOOT,
+    IC_T,
+    KEYS,
+    NEXT_IC_T,
+    PITCH_DEG,
+    PRONATION_DEG,
+    SESSION_ID,
+    STRIDE_INDEX,
+    TOE_OFF_T,
+    VALID,
+    T,
+)
+
+PHASE = "phase"
+PCT = "pct"  # percent of the phase, 0 at initial contact, 100 at its end
+STANCE = "stance"  # IC .. toe-off
+STRIDE = "stride"  # IC .. next IC
+PHASES = (STANCE, STRIDE)
+PHASE_END = {STANCE: TOE_OFF_T, STRIDE: NEXT_IC_T}
+ANGLES = (PRONATION_DEG, PITCH_DEG)
+
+CURVES_SCHEMA: dict[str, pl.DataType] = {
+    ATHLETE_ID: pl.String(),
+    SESSION_ID: pl.String(),
+    FOOT: pl.String(),
+    STRIDE_INDEX: pl.Int64(),
+    VALID: pl.Boolean(),
+    PHASE: pl.String(),
+    PCT: pl.Float64(),
+    PRONATION_DEG: pl.Float64(),
+    PITCH_DEG: pl.Float64(),
+}
+
+STRIDE_COUNT = "stride_count"  # strides with a value at this (foot, phase, pct)
+
+
+def curve_mean(angle: str) -> str:
+    """Column of an angle's mean curve in `curve_summary`, e.g. ``pronation_deg_mean``."""
+    return f"{angle}_mean"
+
+
+def curve_sd(angle: str) -> str:
+    """Column of an angle's standard deviation (ddof 1) in `curve_summary`, e.g. ``pitch_deg_sd``."""
+    return f"{angle}_sd"
+
+
+@dataclass(frozen=True)
+class CurveSettings:
+    """`points`: samples per phase, equally spaced from 0 to 100 % (101 gives 1 % steps)."""
+
+    points: int = 101
+
+
+def _empty_curves() -> pl.DataFrame:
+    return pl.DataFrame(schema=CURVES_SCHEMA)
+
+
+class StrideCurves:
+    """Resamples pronation and pitch of every stride over stance and over the stride."""
+
+    def __init__(self, settings: CurveSettings = CurveSettings()):
+        self.settings = settings
+
+    def compute(self, strides: pl.DataFrame, signals: pl.DataFrame) -> StrideCurves:
+        """Fill `curves_` (CURVES_SCHEMA) from a `strides` table and the matching per-sample signals.
+
+        `signals` holds keys, `t` (s), `pronation_deg` and `pitch_deg` for every athlete-session-foot
+        of `strides` (other columns are ignored).
+        """
+        points = int(self.settings.points)
+        if points < 2:
+            raise ValueError(f"points must be at least 2, got {points}")
+        if strides.height == 0 or signals.height == 0:
+            self.curves_ = _empty_curves()
+            return self
+        sig = (
+            signals.select(*KEYS, pl.col(T).cast(pl.Float64), *[pl.col(a).cast(pl.Float64) for a in ANGLES])
+            .filter(pl.col(T).is_not_null())
+            .sort(*KEYS, T)
+        )
+        # One stretch of a global time axis per athlete-session-foot, separated by more than any
+        # recording's duration, so that one np.interp serves every foot.
+        groups = sig.group_by(KEYS, maintain_order=True).agg(
+            pl.col(T).min().alias("_t0"), pl.col(T).max().alias("_t1")
+        )
+        span = float((groups["_t1"] - groups["_t0"]).max()) + 1.0
+        groups = groups.with_columns((pl.int_range(pl.len()).cast(pl.Float64) * span).alias("_offset"))
+        sig = sig.join(groups, on=list(KEYS), how="left", maintain_order="left")
+        t_global = (sig[T] - sig["_t0"] + sig["_offset"]).to_numpy()
+        values = {a: sig[a].fill_null(np.nan).to_numpy() for a in ANGLES}
+
+        base = strides.select(
+            *KEYS,
+            pl.col(STRIDE_INDEX).cast(pl.Int64),
+            pl.col(VALID).cast(pl.Boolean),
+            IC_T,
+            TOE_OFF_T,
+            NEXT_IC_T,
+        ).join(groups, on=list(KEYS), how="left", maintain_order="left")
+        n = base.height
+        frac = np.linspace(0.0, 1.0, points)
+        rows = np.repeat(np.arange(n), points)
+        pct = np.tile(np.round(frac * 100.0, 9), n)
+        t0 = base["_t0"].fill_null(np.nan).to_numpy()
+        t1 = base["_t1"].fill_null(np.nan).to_numpy()
+        offset = base["_offset"].fill_null(np.nan).to_numpy()
+        ic = base[IC_T].cast(pl.Float64).fill_null(np.nan).to_numpy()
+        keys = base.select(*KEYS, STRIDE_INDEX, VALID)[rows]
+        parts = []
+        for phase in PHASES:
+            end = base[PHASE_END[phase]].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            local = ic[:, None] + frac[None, :] * (end - ic)[:, None]
+            # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
+            inside = (local >= t0[:, None]) & (local <= t1[:, None]) & (end > ic)[:, None]
+            query = np.where(inside, local - t0[:, None] + offset[:, None], np.nan).ravel()
+            ok = np.isfinite(query)
+            columns = {}
+            for a in ANGLES:
+                out = np.full(query.shape, np.nan)
+                out[ok] = np.interp(query[ok], t_global, values[a])
+                columns[a] = out
+            parts.append(
+                keys.with_columns(
+                    pl.lit(phase).alias(PHASE),
+                    pl.Series(PCT, pct),
+                    *[pl.Series(a, columns[a]).fill_nan(None) for a in ANGLES],
+                )
+            )
+        self.curves_ = (
+            pl.concat(parts)
+            .select([pl.col(c).cast(d) for c, d in CURVES_SCHEMA.items()])
+            .sort(*KEYS, STRIDE_INDEX, PHASE, PCT)
+        )
+        return self
+
+
+def stride_curves(result, points: int = 101) -> pl.DataFrame:
+    """Curves (CURVES_SCHEMA) of every stride of an `AnalysisResult` (its strides and signals)."""
+    signals = [s for s in result.signals.values() if s.height]
+    if not signals:
+        return _empty_curves()
+    return (
+        StrideCurves(CurveSettings(points=points))
+        .compute(result.strides, pl.concat(signals, how="diagonal_relaxed"))
+        .curves_
+    )
+
+
+def curve_summary(curves: pl.DataFrame, by: Sequence[str] = (FOOT,), valid_only: bool = True) -> pl.DataFrame:
+    """Mean and SD (deg, ddof 1) of each angle per `by` columns (default: foot), phase and pct.
+
+    Only valid strides enter unless `valid_only` is False. Columns: `by`, `phase`, `pct`,
+    `stride_count`, then `<angle>_mean` and `<angle>_sd` for pronation and pitch.
+    """
+    by = list(by)
+    data = curves.filter(pl.col(VALID).fill_null(False)) if valid_only else curves
+    return (
+        data.group_by(*by, PHASE, PCT)
+        .agg(
+            pl.col(PRONATION_DEG).count().cast(pl.Int64).alias(STRIDE_COUNT),
+            *[pl.col(a).mean().alias(curve_mean(a)) for a in ANGLES],
+            *[pl.col(a).std(ddof=1).alias(curve_sd(a)) for a in ANGLES],
+        )
+        .sort(*by, PHASE, PCT)
+    )
