@@ -1,0 +1,69 @@
+"""The FastAPI application: `create_app(settings)` wires storage, the job runner and every router."""
+
+from __future__ import annotations
+
+import shutil
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from strideflow.service.db import Database
+from strideflow.service.errors import install_error_handlers
+from strideflow.service.jobs import JobRunner
+from strideflow.service.routes import routers
+from strideflow.service.routes.recordings import INCOMING_DIR
+from strideflow.service.settings import ServiceSettings
+
+DESCRIPTION = """Per-stride pronation and toe-off metrics from shoe-mounted IMUs.
+
+Every route except `/health` needs `Authorization: Bearer <key>` (`strideflow keys create`).
+Admin and coach keys see their team, athlete keys only their own athlete; anything else is 404.
+Lists answer `{"items": [...], "next_cursor": ...}`: pass `cursor=<next_cursor>` for the next page.
+Errors answer `{"detail": "<what is wrong, naming the field>"}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("strideflow")
+    except PackageNotFoundError:
+        return "0"
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The service app. Its lifespan opens the database, starts the job worker (re-queueing jobs a
+    crash left unfinished) and stops both on shutdown. `app.state.settings`, `app.state.db`,
+    `app.state.jobs` (JobRunner)."""
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for d in (settings.data_dir, settings.uploads_dir, settings.results_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        # Uploads a crash interrupted before they were acknowledged: nobody holds a job for them.
+        shutil.rmtree(settings.uploads_dir / INCOMING_DIR, ignore_errors=True)
+        db = Database(settings.resolved_database_url)
+        await run_in_threadpool(db.create_all)
+        app.state.db = db
+        runner = await run_in_threadpool(JobRunner(settings, db).start)
+        app.state.jobs = runner
+        try:
+            yield
+        finally:
+            await run_in_threadpool(runner.stop)
+            db.dispose()
+
+    app = FastAPI(
+        title="strideflow",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in routers():
+        app.include_router(router)
+    return app

@@ -1,0 +1,243 @@
+"""The service's embedded SQL database: teams, athletes, sessions, recordings, jobs and API keys.
+
+SQLAlchemy 2 declarative models on SQLite (WAL journal, foreign keys on, a busy timeout so the
+request threads and the job dispatcher can write concurrently) or any other SQLAlchemy URL such
+as PostgreSQL. The result tables themselves live as Parquet in `results_dir`, not here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from strideflow.hardware.errors import StrideflowError
+
+ID_LEN = 128
+
+# Job states (GET /v1/jobs/{id} `status`).
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+JOB_STATES = (QUEUED, RUNNING, DONE, FAILED)
+
+
+class DatabaseError(StrideflowError):
+    """A database row that conflicts with another, e.g. an athlete id already owned by another team."""
+
+
+def utcnow() -> dt.datetime:
+    """Current time, UTC, timezone-aware."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored in UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: use utcnow()")
+        return None if value is None else value.astimezone(dt.UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Team(Base):
+    __tablename__ = "teams"
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Athlete(Base):
+    """An athlete id is global (it names result partitions), owned by exactly one team."""
+
+    __tablename__ = "athletes"
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SessionRow(Base):
+    """One recording session of one athlete; `session_id` is unique per athlete only."""
+
+    __tablename__ = "sessions"
+    athlete_id: Mapped[str] = mapped_column(ForeignKey("athletes.id"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True, index=True)
+    session_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Job(Base):
+    """Analysis of one athlete-session: all its stored recordings, results replacing its partitions."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN))
+    session_id: Mapped[str] = mapped_column(String(ID_LEN))
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    recording_ids: Mapped[list] = mapped_column(JSON, default=list)  # analysed by the last run
+    stride_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    warnings: Mapped[list] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["athlete_id", "session_id"], ["sessions.athlete_id", "sessions.session_id"]),
+    )
+
+
+class RecordingRow(Base):
+    """One uploaded file, stored under uploads_dir; `dedup_key` makes re-uploads idempotent."""
+
+    __tablename__ = "recordings"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to uploads_dir
+    filename: Mapped[str] = mapped_column(Text)  # as uploaded (sanitised)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN))
+    session_id: Mapped[str] = mapped_column(String(ID_LEN))
+    foot: Mapped[str | None] = mapped_column(String(8), nullable=True)  # as requested
+    feet: Mapped[str] = mapped_column(String(16))  # feet found in the file, comma separated
+    format: Mapped[str] = mapped_column(String(16))
+    sampling_rate_hz: Mapped[float | None] = mapped_column(Float, nullable=True)  # as requested
+    dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    __table_args__ = (
+        ForeignKeyConstraint(["athlete_id", "session_id"], ["sessions.athlete_id", "sessions.session_id"]),
+    )
+
+
+class ApiKey(Base):
+    """A bearer key: only the sha256 of its secret is stored."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"))
+    athlete_id: Mapped[str | None] = mapped_column(ForeignKey("athletes.id"), nullable=True)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("hash"),)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    # FULL (not WAL's usual NORMAL): an acknowledged upload must survive a power cut too.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+class Database:
+    """Engine and session factory for one database URL."""
+
+    def __init__(self, url: str):
+        self.url = url
+        kwargs: dict = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 10}
+        self.engine = create_engine(url, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_all(self) -> None:
+        """Create missing tables."""
+        Base.metadata.create_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success, rolled back on any exception."""
+        s = self._factory()
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+
+    # --- helpers --------------------------------------------------------------------------
+    def ensure_team(self, team_id: str) -> None:
+        """Create the team if it is new."""
+        with self.session() as s:
+            if s.get(Team, team_id) is None:
+                s.add(Team(id=team_id))
+                try:
+                    s.flush()
+                except IntegrityError:  # created concurrently
+                    s.rollback()
+
+    def ensure_athlete(self, team_id: str, athlete_id: str) -> None:
+        """Create the athlete in `team_id` (and the team) if new; DatabaseError if another team owns it."""
+        self.ensure_team(team_id)
+        with self.session() as s:
+            row = s.get(Athlete, athlete_id)
+            if row is None:
+                s.add(Athlete(id=athlete_id, team_id=team_id))
+                try:
+                    s.flush()
+                except IntegrityError:
+                    s.rollback()
+                    row = s.get(Athlete, athlete_id)
+            if row is not None and row.team_id != team_id:
+                raise DatabaseError(f"athlete_id={athlete_id!r} belongs to another team")
+
+    def ensure_session(self, athlete_id: str, session_id: str, session_date: dt.date | None = None) -> None:
+        """Create the session if new; fill in its date if it had none (an existing date is kept)."""
+        with self.session() as s:
+            row = s.get(SessionRow, (athlete_id, session_id))
+            if row is None:
+                s.add(SessionRow(athlete_id=athlete_id, session_id=session_id, session_date=session_date))
+                try:
+                    s.flush()
+                except IntegrityError:
+                    s.rollback()
+                    row = s.get(SessionRow, (athlete_id, session_id))
+            if row is not None and row.session_date is None and session_date is not None:
+                row.session_date = session_date
+
+    def athlete_team(self, athlete_id: str) -> str | None:
+        """Team owning the athlete, or None if the athlete is unknown."""
+        with self.session() as s:
+            return s.scalar(select(Athlete.team_id).where(Athlete.id == athlete_id))

@@ -1,0 +1,350 @@
+"""Durable analysis jobs: rows in the database, run in spawned worker processes.
+
+An upload stores its file and a `queued` job in one transaction. `JobRunner` (one dispatcher
+thread in the server) claims queued jobs oldest first, marks them `running` and hands them to a
+`ProcessPoolExecutor` with the spawn start method (fork deadlocks polars), so the analysis never
+runs in a request thread. A job analyses ALL stored recordings of its athlete-session and
+replaces that session's partitions (strides, sessions, flags, curves) with
+`analytics.partitions.write_partition` (atomic per table), so running a job twice, or after a
+crash half-way, gives the same rows, never duplicates.
+
+- Queued jobs of the same session are claimed together and share one run; two runs of one
+  session never overlap (a later upload's job waits and then sees every recording).
+- When several recordings cover the same foot, the newest upload of that foot is used.
+- A recording that cannot be analysed (e.g. no walking to align the mounting with) is listed in
+  the job's warnings and the others are used; with none usable the job fails with each problem.
+- On start, jobs left `running` by a crash are queued again (or failed after `job_max_attempts`).
+- A worker process that dies (killed, out of memory) breaks the pool: it is replaced and the
+  job re-queued until `job_max_attempts`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+from sqlalchemy import func, select, update
+
+from strideflow.hardware.errors import StrideflowError
+from strideflow.service.db import (
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Database,
+    Job,
+    RecordingRow,
+    SessionRow,
+    utcnow,
+)
+from strideflow.service.settings import ServiceSettings
+
+log = logging.getLogger("strideflow.service.jobs")
+
+MAX_WARNINGS = 50  # warnings kept per job
+
+
+class JobError(StrideflowError):
+    """A job with no recording that could be analysed; the message lists each one's problem."""
+
+
+# --- the work, in the worker process ------------------------------------------------------------
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, get SIGKILLed when the server process dies (no orphan workers)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def analyse_session(
+    results_dir: str, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
+) -> dict:
+    """Analyse a session's recordings (newest first) and replace its partitions.
+
+    Returns {"stride_count", "warnings", "recording_ids"} or {"error": message}; errors are
+    returned, not raised, so that messages survive the trip between processes intact (with the
+    stored file paths replaced by the uploaded file names).
+    """
+    try:
+        return _analyse_session(Path(results_dir), athlete_id, session_id, session_date, recordings)
+    except Exception as exc:
+        msg = str(exc) or type(exc).__name__
+        if not isinstance(exc, StrideflowError):
+            msg = f"{type(exc).__name__}: {msg}"
+        return {"error": _public(msg, recordings)}
+
+
+def _public(text: str, recordings: list[dict]) -> str:
+    for r in recordings:
+        text = text.replace(r["path"], r["filename"])
+    return text
+
+
+def _analyse_session(
+    results_dir: Path, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
+) -> dict:
+    from strideflow.analytics import partitions
+    from strideflow.analytics.pipeline import analyze_samples, summarize_strides
+    from strideflow.hardware.schema import FOOT, IC_T, SESSION_DATE, STRIDE_INDEX
+    from strideflow.ingest import read_recording
+
+    try:
+        from strideflow.analytics.curves import stride_curves
+    except ImportError:  # curves are optional
+        stride_curves = None
+
+    covered: set[str] = set()
+    strides_parts, curves_parts, used, warnings, errors = [], [], [], [], []
+    for spec in recordings:
+        try:
+            rec = read_recording(
+                spec["path"],
+                format=spec["format"],
+                sampling_rate_hz=spec["sampling_rate_hz"],
+                foot=spec["foot"],
+                athlete_id=athlete_id,
+                session_id=session_id,
+            )
+            feet = [f for f in rec.feet() if f not in covered]
+            if not feet:
+                warnings.append(f"{spec['filename']}: not used, newer uploads cover its feet")
+                continue
+            result = analyze_samples(rec.samples.filter(pl.col(FOOT).is_in(feet)), rec.sampling_rate_hz)
+        except StrideflowError as exc:
+            # One recording that cannot be analysed must not block the session's others.
+            errors.append(f"{spec['filename']}: {exc}")
+            continue
+        covered.update(feet)
+        used.append(spec["id"])
+        warnings.extend(str(w) for w in rec.warnings)
+        warnings.extend(result.warnings)
+        strides_parts.append(result.strides)
+        if stride_curves is not None:
+            curves_parts.append(stride_curves(result))
+    if not strides_parts:
+        raise JobError("; ".join(errors) or "the session has no recordings")
+    warnings = [f"not analysed: {e}" for e in errors] + warnings
+    strides = pl.concat(strides_parts, how="vertical_relaxed").sort(FOOT, STRIDE_INDEX, IC_T)
+    sessions, flags = summarize_strides(strides)
+    if session_date is not None:
+        sessions = sessions.with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE))
+    tables = {partitions.SESSIONS: sessions, partitions.FLAGS: flags, partitions.STRIDES: strides}
+    if curves_parts:
+        tables[partitions.CURVES] = pl.concat(curves_parts, how="vertical_relaxed")
+    for table, df in tables.items():
+        partitions.write_partition(results_dir, table, df, athlete_id, session_id)
+    warnings = [_public(w, recordings) for w in warnings]
+    if len(warnings) > MAX_WARNINGS:
+        warnings = [*warnings[:MAX_WARNINGS], f"{len(warnings) - MAX_WARNINGS} more warnings not listed"]
+    return {"stride_count": strides.height, "warnings": warnings, "recording_ids": used}
+
+
+# --- the dispatcher, in the server process --------------------------------------------------------
+@dataclass
+class _Claim:
+    job_ids: list[str]
+    athlete_id: str
+    session_id: str
+    session_date: str | None
+    recordings: list[dict]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.athlete_id, self.session_id)
+
+
+def requeue_unfinished(db: Database, max_attempts: int) -> int:
+    """Queue jobs left `running` by a crash again (failed once they used `max_attempts`); how many."""
+    with db.session() as s:
+        stale = s.scalars(select(Job).where(Job.status == RUNNING)).all()
+        for job in stale:
+            if job.attempts >= max_attempts:
+                job.status = FAILED
+                job.error = f"interrupted {job.attempts} times (server or worker died); not retried"
+                job.finished = utcnow()
+            else:
+                job.status = QUEUED
+        return len(stale)
+
+
+def job_counts(db: Database) -> dict[str, int]:
+    """Number of jobs per status."""
+    with db.session() as s:
+        rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+    return {status: n for status, n in rows}
+
+
+class JobRunner:
+    """Claims queued jobs and runs them in `settings.job_workers` spawned processes."""
+
+    def __init__(self, settings: ServiceSettings, db: Database):
+        self.settings = settings
+        self.db = db
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self.stop_timeout_s = 30.0
+
+    def start(self) -> JobRunner:
+        """Re-queue crashed jobs and start the dispatcher thread."""
+        n = requeue_unfinished(self.db, self.settings.job_max_attempts)
+        if n:
+            log.info("re-queued %d job(s) interrupted by a previous shutdown", n)
+        self._pool = self._new_pool()
+        self._thread = threading.Thread(target=self._loop, name="strideflow-jobs", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        """Tell the dispatcher that a job was queued."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Finish running jobs (up to `stop_timeout_s`, then kill their workers: they stay queued)."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.settings.job_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with_parent,
+        )
+
+    def _loop(self) -> None:
+        inflight: dict[Future, tuple[_Claim, ProcessPoolExecutor]] = {}
+        while not self._stopping.is_set():
+            try:
+                free = self.settings.job_workers - len(inflight)
+                if free > 0:
+                    busy = {claim.key for claim, _ in inflight.values()}
+                    for claim in self._claim(free, busy):
+                        pool = self._pool
+                        fut = pool.submit(
+                            analyse_session,
+                            str(self.settings.results_dir),
+                            claim.athlete_id,
+                            claim.session_id,
+                            claim.session_date,
+                            claim.recordings,
+                        )
+                        inflight[fut] = (claim, pool)
+                if inflight:
+                    done, _ = wait(list(inflight), timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        self._finish(*inflight.pop(fut), fut)
+                else:
+                    self._wake.wait(1.0)
+                    self._wake.clear()
+            except Exception:  # never let the dispatcher die; the job rows stay as they are
+                log.exception("job dispatcher error")
+                time.sleep(1.0)
+        self._shutdown(inflight)
+
+    def _shutdown(self, inflight: dict) -> None:
+        if inflight:
+            done, _ = wait(list(inflight), timeout=self.stop_timeout_s)
+            for fut in done:
+                self._finish(*inflight.pop(fut), fut)
+        pool = self._pool
+        if pool is None:
+            return
+        if inflight:
+            # Jobs still running stay `running` in the database and are re-queued on the next start.
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    def _claim(self, free: int, busy: set[tuple[str, str]]) -> list[_Claim]:
+        claims: list[_Claim] = []
+        with self.db.session() as s:
+            queued = s.scalars(select(Job).where(Job.status == QUEUED).order_by(Job.created, Job.id)).all()
+            groups: dict[tuple[str, str], list[Job]] = {}
+            for job in queued:
+                key = (job.athlete_id, job.session_id)
+                if key not in busy and (key in groups or len(groups) < free):
+                    groups.setdefault(key, []).append(job)
+            now = utcnow()
+            for (athlete_id, session_id), jobs in groups.items():
+                for job in jobs:
+                    job.status, job.started, job.finished, job.error = RUNNING, now, None, None
+                    job.attempts += 1
+                rows = s.scalars(
+                    select(RecordingRow)
+                    .where(RecordingRow.athlete_id == athlete_id, RecordingRow.session_id == session_id)
+                    .order_by(RecordingRow.created.desc(), RecordingRow.id)
+                ).all()
+                date = s.scalar(
+                    select(SessionRow.session_date).where(
+                        SessionRow.athlete_id == athlete_id, SessionRow.session_id == session_id
+                    )
+                )
+                uploads = self.settings.uploads_dir
+                specs = [
+                    {
+                        "id": r.id,
+                        "path": str((uploads / r.path).resolve()),
+                        "filename": r.filename,
+                        "foot": r.foot,
+                        "format": r.format,
+                        "sampling_rate_hz": r.sampling_rate_hz,
+                    }
+                    for r in rows
+                ]
+                claims.append(
+                    _Claim(
+                        [j.id for j in jobs],
+                        athlete_id,
+                        session_id,
+                        None if date is None else date.isoformat(),
+                        specs,
+                    )
+                )
+        return claims
+
+    def _finish(self, claim: _Claim, pool: ProcessPoolExecutor, fut: Future) -> None:
+        now = utcnow()
+        try:
+            out = fut.result()
+        except Exception as exc:  # the worker process died: BrokenProcessPool, or cancelled at shutdown
+            if isinstance(exc, BrokenProcessPool) and pool is self._pool and not self._stopping.is_set():
+                self._pool = self._new_pool()
+                pool.shutdown(wait=False, cancel_futures=True)
+            if self._stopping.is_set():
+                return  # stays running -> re-queued on the next start
+            with self.db.session() as s:
+                for job in s.scalars(select(Job).where(Job.id.in_(claim.job_ids))).all():
+                    if job.attempts >= self.settings.job_max_attempts:
+                        job.status, job.finished = FAILED, now
+                        job.error = f"the analysis worker died ({type(exc).__name__}) {job.attempts} times"
+                    else:
+                        job.status = QUEUED
+            return
+        values: dict = {"finished": now}
+        if "error" in out:
+            values.update(status=FAILED, error=out["error"])
+        else:
+            values.update(
+                status=DONE,
+                error=None,
+                stride_count=out["stride_count"],
+                warnings=out["warnings"],
+                recording_ids=out["recording_ids"],
+            )
+        with self.db.session() as s:
+            s.execute(update(Job).where(Job.id.in_(claim.job_ids)).values(**values))

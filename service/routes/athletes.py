@@ -1,0 +1,237 @@
+"""Athletes of the key's team, their sessions, and per-metric trends over sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated
+
+import polars as pl
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import func, select, tuple_
+
+from strideflow.analytics import partitions
+from strideflow.analytics.trends import compute_trends
+from strideflow.hardware.schema import (
+    FEET,
+    FOOT,
+    METRICS,
+    SESSION_ID,
+    STRIDE_COUNT,
+    session_iqr,
+    session_median,
+    symmetry_index,
+)
+from strideflow.service.auth import CurrentPrincipal, Principal, Role, visible_athlete
+from strideflow.service.db import Athlete, Database, SessionRow
+from strideflow.service.deps import (
+    CursorQuery,
+    DbDep,
+    LimitQuery,
+    SettingsDep,
+    decode_cursor,
+    encode_cursor,
+    page_size,
+)
+from strideflow.service.schemas import AthleteOut, ErrorBody, Foot, Page, SessionFoot, SessionOut, TrendPoint
+from strideflow.service.settings import ServiceSettings
+
+router = APIRouter(prefix="/v1", tags=["athletes"])
+
+Metric = StrEnum("Metric", {m: m for m in METRICS})
+STRIDE_COUNT_ALL = f"{STRIDE_COUNT}_all"  # all strides, valid or not (analytics.sessions)
+NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
+
+_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+AthletePath = Annotated[str, Path(max_length=128)]
+
+
+def _athlete_filter(principal: Principal):
+    cond = Athlete.team_id == principal.team_id
+    if principal.role is Role.athlete:
+        cond = cond & (Athlete.id == principal.athlete_id)
+    return cond
+
+
+def _athletes(db: Database, principal: Principal, after: str | None, limit: int, only: str | None = None):
+    last_date = func.max(SessionRow.session_date)
+    stmt = (
+        select(Athlete.id, func.count(SessionRow.session_id), last_date)
+        .outerjoin(SessionRow, SessionRow.athlete_id == Athlete.id)
+        .where(_athlete_filter(principal))
+        .group_by(Athlete.id)
+        .order_by(Athlete.id)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        stmt = stmt.where(Athlete.id > after)
+    if only is not None:
+        stmt = stmt.where(Athlete.id == only)
+    with db.session() as s:
+        rows = s.execute(stmt).all()
+    return [AthleteOut(athlete_id=a, session_count=n, last_session_date=d) for a, n, d in rows]
+
+
+@router.get("/athletes", response_model=Page[AthleteOut], responses=_ERRORS)
+async def list_athletes(
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[AthleteOut]:
+    """Athletes the key may see (its team; an athlete key: itself), ordered by athlete id."""
+    n = page_size(settings, limit)
+    key = decode_cursor("athletes", cursor, (str,))
+    items = await run_in_threadpool(_athletes, db, principal, None if key is None else key[0], n)
+    nxt = encode_cursor("athletes", [items[n - 1].athlete_id]) if len(items) > n else None
+    return Page[AthleteOut](items=items[:n], next_cursor=nxt)
+
+
+@router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=_ERRORS)
+async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep) -> AthleteOut:
+    """One athlete with its session count and last session date."""
+    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    items = await run_in_threadpool(_athletes, db, principal, None, 1, athlete_id)
+    return items[0]
+
+
+def _clean(value):
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
+    """A session row with its per-foot aggregates from the sessions table (if analysed)."""
+    feet: list[SessionFoot] = []
+    si: dict[str, float | None] = {}
+    analysed = False
+    if results is not None and results.height:
+        mine = results.filter(pl.col(SESSION_ID) == row.session_id)
+        analysed = mine.height > 0
+        for r in mine.sort(FOOT).iter_rows(named=True):
+            if r.get(FOOT) not in FEET:
+                continue
+            feet.append(
+                SessionFoot(
+                    foot=Foot(r[FOOT]),
+                    stride_count=r.get(STRIDE_COUNT),
+                    stride_count_all=r.get(STRIDE_COUNT_ALL),
+                    median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
+                    iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
+                )
+            )
+            for m in METRICS:
+                if symmetry_index(m) in r and si.get(m) is None:
+                    si[m] = _clean(r[symmetry_index(m)])
+    return SessionOut(
+        athlete_id=row.athlete_id,
+        session_id=row.session_id,
+        session_date=row.session_date,
+        created=row.created,
+        analysed=analysed,
+        feet=feet,
+        symmetry_index_pct=si,
+    )
+
+
+def session_results(
+    settings: ServiceSettings, athlete_id: str, session_ids: list[str]
+) -> pl.DataFrame | None:
+    """Rows of the sessions table for these sessions of one athlete (None if none stored).
+
+    The partition files are opened directly (no directory scan) and read in one parallel collect.
+    """
+    frames = []
+    for sid in session_ids:
+        path = partitions.partition_dir(settings.results_dir, partitions.SESSIONS, athlete_id, sid)
+        path = path / partitions.PART_FILE
+        if path.is_file():
+            frames.append(pl.scan_parquet(path).with_columns(pl.lit(sid).alias(SESSION_ID)))
+    if not frames:
+        return None
+    return pl.concat(frames, how="diagonal_relaxed").collect()
+
+
+def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: list | None, limit: int):
+    sort_date = func.coalesce(SessionRow.session_date, NO_DATE)
+    stmt = (
+        select(SessionRow)
+        .where(SessionRow.athlete_id == athlete_id)
+        .order_by(sort_date, SessionRow.session_id)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        stmt = stmt.where(
+            tuple_(sort_date, SessionRow.session_id) > (dt.date.fromisoformat(after[0]), after[1])
+        )
+    with db.session() as s:
+        rows = list(s.scalars(stmt).all())
+    results = session_results(settings, athlete_id, [r.session_id for r in rows[:limit]])
+    return rows, [session_out(r, results) for r in rows[:limit]]
+
+
+@router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=_ERRORS)
+async def list_sessions(
+    athlete_id: AthletePath,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[SessionOut]:
+    """Sessions of an athlete, oldest first (undated first), each with per-foot medians and symmetry."""
+    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    n = page_size(settings, limit)
+    key = decode_cursor("sessions", cursor, (str, str))
+    if key is not None:
+        try:
+            dt.date.fromisoformat(key[0])
+        except ValueError:
+            raise HTTPException(422, detail="query parameter 'cursor': not a cursor of this list") from None
+    rows, items = await run_in_threadpool(_sessions, db, settings, athlete_id, key, n)
+    nxt = None
+    if len(rows) > n:
+        last = rows[n - 1]
+        nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
+    return Page[SessionOut](items=items, next_cursor=nxt)
+
+
+def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot: str | None) -> list[dict]:
+    df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
+    if df is None or df.height == 0:
+        return []
+    if foot is not None and FOOT in df.columns:
+        df = df.filter(pl.col(FOOT) == foot)
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    return df.with_columns(pl.col(floats).fill_nan(None)).to_dicts()
+
+
+@router.get("/athletes/{athlete_id}/trends", response_model=Page[TrendPoint], responses=_ERRORS)
+async def trends(
+    athlete_id: AthletePath,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    metric: Annotated[Metric | None, Query(description="One stride metric; omit for all.")] = None,
+    foot: Foot | None = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[TrendPoint]:
+    """Per-session median of a metric, change from the athlete's baseline, slope per 30 days."""
+    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    n = page_size(settings, limit)
+    key = decode_cursor("trends", cursor, (int,))
+    start = 0 if key is None else max(key[0], 0)
+    rows = await run_in_threadpool(
+        _trends,
+        settings,
+        athlete_id,
+        None if metric is None else metric.value,
+        None if foot is None else foot.value,
+    )
+    page = rows[start : start + n]
+    nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
+    return Page[TrendPoint](items=[TrendPoint.model_validate(r) for r in page], next_cursor=nxt)

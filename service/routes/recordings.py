@@ -1,0 +1,288 @@
+"""POST /v1/recordings: store an uploaded recording durably and queue its analysis job.
+
+Order of work, so that an acknowledged upload is never lost and a bad one never stored:
+1. the key may upload for this athlete (403/404 otherwise, see service.auth);
+2. the file is copied to a temporary name under `uploads_dir` with a running sha256 and a byte
+   count (413 past `max_upload_bytes`; the whole request body is capped while it is read, too),
+   then flushed with fsync;
+3. the same bytes for the same athlete, session and foot answer the existing job (idempotent);
+4. `ingest.read_recording` validates it in a worker thread (422 naming the ingest problem);
+5. the file moves to `uploads/<sha256>/<file name>` (os.replace, directory fsync), the recording
+   and a queued job are committed in one transaction, and the answer is 202 {"job_id"}.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from strideflow.analytics.partitions import ID_PATTERN, check_id
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
+from strideflow.ingest import ReadSettings, read_recording
+from strideflow.service.auth import CurrentPrincipal, not_found, require_writer
+from strideflow.service.db import QUEUED, Database, DatabaseError, Job, RecordingRow
+from strideflow.service.deps import DbDep, RunnerDep, SettingsDep
+from strideflow.service.schemas import ErrorBody, FileFormat, Foot, JobAccepted
+from strideflow.service.settings import ServiceSettings
+
+log = logging.getLogger("strideflow.service")
+
+CHUNK_BYTES = 1024 * 1024
+INCOMING_DIR = ".incoming"  # under uploads_dir: files being received, not yet acknowledged
+FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields around the file
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, detail=f"form field 'file': larger than the limit of {limit} bytes")
+
+
+class CappedUploadRoute(APIRoute):
+    """Route whose request body is refused (413) once it passes the upload limit, before parsing.
+
+    The check wraps `receive`, so it holds for chunked bodies without Content-Length too; the
+    HTTPException raised inside body parsing reaches the JSON error handler unchanged.
+    """
+
+    def get_route_handler(self):
+        handler = super().get_route_handler()
+
+        async def capped(request: Request):
+            max_file = request.app.state.settings.max_upload_bytes
+            limit = max_file + FORM_OVERHEAD_BYTES
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _too_large(max_file)
+            receive = request.receive
+            seen = 0
+
+            async def counted():
+                nonlocal seen
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen += len(message.get("body", b""))
+                    if seen > limit:
+                        raise _too_large(max_file)
+                return message
+
+            return await handler(Request(request.scope, counted))
+
+        return capped
+
+
+router = APIRouter(prefix="/v1", tags=["recordings"], route_class=CappedUploadRoute)
+
+_READ = ReadSettings()
+_ID = {"pattern": ID_PATTERN.pattern, "max_length": 128}
+
+
+def safe_filename(name: str | None) -> str:
+    """The uploaded file's base name reduced to [A-Za-z0-9._-] (it may carry the foot, e.g. x_left.csv)."""
+    base = Path(name or "").name
+    cleaned = _SAFE_NAME.sub("_", base).strip("._")[:120]
+    return cleaned or "recording"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _store_temporary(src: BinaryIO, tmp_dir: Path, filename: str, max_bytes: int) -> tuple[Path, str, int]:
+    """Copy `src` to tmp_dir/filename with a running sha256; fsync; 413 past max_bytes."""
+    tmp_dir.mkdir(parents=True)
+    path = tmp_dir / filename
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "wb") as out:
+        while chunk := src.read(CHUNK_BYTES):
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            digest.update(chunk)
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return path, digest.hexdigest(), size
+
+
+def _move_into_place(tmp_path: Path, uploads_dir: Path, sha256: str, filename: str) -> str:
+    """Move the file to uploads/<sha256>/<filename> (content addressed); its path relative to uploads."""
+    final_dir = uploads_dir / sha256
+    final_dir.mkdir(parents=True, exist_ok=True)
+    final = final_dir / filename
+    if final.is_file():  # the same bytes under the same name are already stored
+        tmp_path.unlink()
+    else:
+        os.replace(tmp_path, final)
+        _fsync_dir(final_dir)
+        _fsync_dir(uploads_dir)
+    return f"{sha256}/{filename}"
+
+
+def _existing_job(db: Database, dedup_key: str) -> str | None:
+    with db.session() as s:
+        return s.scalar(select(RecordingRow.job_id).where(RecordingRow.dedup_key == dedup_key))
+
+
+def _register(db: Database, team_id: str, row: RecordingRow, session_date: dt.date | None) -> str:
+    """Athlete, session, recording and a queued job in the database; the job id (existing on a race)."""
+    db.ensure_athlete(team_id, row.athlete_id)
+    db.ensure_session(row.athlete_id, row.session_id, session_date)
+    job = Job(id=uuid.uuid4().hex, athlete_id=row.athlete_id, session_id=row.session_id, status=QUEUED)
+    row.job_id = job.id
+    try:
+        with db.session() as s:
+            s.add(job)
+            s.flush()
+            s.add(row)
+    except IntegrityError:
+        existing = _existing_job(db, row.dedup_key)
+        if existing is None:
+            raise
+        return existing
+    return job.id
+
+
+def _validate(path: Path, filename: str, **kwargs) -> str:
+    """Feet in the file ("left,right"); 422 naming the ingest problem (paths shown as the uploaded name)."""
+    try:
+        return ",".join(read_recording(path, **kwargs).feet())
+    except StrideflowError as exc:
+        raise HTTPException(422, detail=str(exc).replace(str(path), filename)) from None
+    except Exception as exc:  # a reader bug must still answer as a rejected file, not a 500
+        log.exception("ingest failed unexpectedly on an upload")
+        raise HTTPException(
+            422, detail=f"{filename}: cannot be read as a recording ({type(exc).__name__})"
+        ) from None
+
+
+@router.post(
+    "/recordings",
+    status_code=202,
+    response_model=JobAccepted,
+    responses={
+        401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
+        413: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+    },
+)
+async def upload_recording(
+    principal: CurrentPrincipal,
+    settings: SettingsDep,
+    db: DbDep,
+    runner: RunnerDep,
+    file: Annotated[UploadFile, File(description="Recording: CSV, gaitmap CSV or samples Parquet.")],
+    athlete_id: Annotated[str, Form(**_ID)],
+    session_id: Annotated[str, Form(**_ID)],
+    # Optional fields are typed without None: a multipart field cannot be null, so the schema must
+    # not offer null; leaving the field out gives the default.
+    foot: Annotated[Foot, Form(description="Foot of a one-foot file without left/right in its name.")] = None,
+    sampling_rate_hz: Annotated[
+        float,
+        Form(
+            ge=_READ.min_rate_hz,
+            le=_READ.max_rate_hz,
+            description="Hz; needed for files without a time column (gaitmap: 204.8).",
+        ),
+    ] = None,
+    format: Annotated[FileFormat, Form()] = FileFormat.auto,
+    session_date: Annotated[dt.date, Form(description="Calendar date of the session, yyyy-mm-dd.")] = None,
+) -> JobAccepted:
+    """Store the file durably, validate it, and queue the analysis of its session: 202 {"job_id"}.
+
+    Re-uploading the same bytes for the same athlete, session and foot answers the same job id.
+    """
+    check_id(ATHLETE_ID, athlete_id)
+    check_id(SESSION_ID, session_id)
+    require_writer(principal, athlete_id)
+    owner = await run_in_threadpool(db.athlete_team, athlete_id)
+    if owner is not None and owner != principal.team_id:
+        raise not_found("athlete", athlete_id)
+
+    filename = safe_filename(file.filename)
+    tmp_dir = settings.uploads_dir / INCOMING_DIR / uuid.uuid4().hex
+    try:
+        return await _accept(
+            settings, db, runner, principal.team_id, file, filename, tmp_dir,
+            athlete_id, session_id, foot, sampling_rate_hz, format, session_date,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+async def _accept(
+    settings: ServiceSettings,
+    db: Database,
+    runner,
+    team_id: str,
+    file: UploadFile,
+    filename: str,
+    tmp_dir: Path,
+    athlete_id: str,
+    session_id: str,
+    foot: Foot | None,
+    sampling_rate_hz: float | None,
+    format: FileFormat,
+    session_date: dt.date | None,
+) -> JobAccepted:
+    tmp_path, sha256, size = await run_in_threadpool(
+        _store_temporary, file.file, tmp_dir, filename, settings.max_upload_bytes
+    )
+    if size == 0:
+        raise HTTPException(422, detail="form field 'file': the file is empty")
+    foot_value = None if foot is None else foot.value
+    dedup_key = f"{sha256}:{athlete_id}:{session_id}:{foot_value or '*'}"
+    existing = await run_in_threadpool(_existing_job, db, dedup_key)
+    if existing is not None:
+        return JobAccepted(job_id=existing)
+    feet = await run_in_threadpool(
+        _validate,
+        tmp_path,
+        filename,
+        format=format.value,
+        sampling_rate_hz=sampling_rate_hz,
+        foot=foot_value,
+        athlete_id=athlete_id,
+        session_id=session_id,
+    )
+    rel_path = await run_in_threadpool(_move_into_place, tmp_path, settings.uploads_dir, sha256, filename)
+    row = RecordingRow(
+        id=uuid.uuid4().hex,
+        sha256=sha256,
+        path=rel_path,
+        filename=filename,
+        size_bytes=size,
+        athlete_id=athlete_id,
+        session_id=session_id,
+        foot=foot_value,
+        feet=feet,
+        format=format.value,
+        sampling_rate_hz=sampling_rate_hz,
+        dedup_key=dedup_key,
+    )
+    try:
+        job_id = await run_in_threadpool(_register, db, team_id, row, session_date)
+    except DatabaseError:
+        raise not_found("athlete", athlete_id) from None
+    runner.wake()
+    return JobAccepted(job_id=job_id)

@@ -1,0 +1,138 @@
+"""Pydantic models of every request and response body of the HTTP API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from strideflow.hardware.schema import FEET, STRIDES_SCHEMA
+
+T = TypeVar("T")
+
+
+class Foot(StrEnum):
+    left = FEET[0]
+    right = FEET[1]
+
+
+class FileFormat(StrEnum):
+    auto = "auto"
+    csv = "csv"
+    gaitmap = "gaitmap"
+    parquet = "parquet"
+
+
+class JobState(StrEnum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What is wrong, naming the field or problem.")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list; pass `next_cursor` as `cursor=` for the next one (null: last page)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    database: str = "ok"
+    jobs_queued: int = 0
+    jobs_running: int = 0
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+
+
+class JobOut(BaseModel):
+    """An analysis job of one athlete-session (all its stored recordings)."""
+
+    job_id: str
+    status: JobState
+    error: str | None = None
+    athlete_id: str
+    session_id: str
+    recording_ids: list[str] = Field(default_factory=list, description="Recordings analysed by the last run.")
+    stride_count: int | None = Field(default=None, description="Strides written by the last successful run.")
+    warnings: list[str] = Field(default_factory=list)
+    attempts: int = 0
+    created: dt.datetime
+    started: dt.datetime | None = None
+    finished: dt.datetime | None = None
+
+
+class AthleteOut(BaseModel):
+    athlete_id: str
+    session_count: int
+    last_session_date: dt.date | None = None
+
+
+class SessionFoot(BaseModel):
+    """Per-foot aggregate of a session: valid/all stride counts and per-metric medians."""
+
+    foot: Foot
+    stride_count: int | None = None
+    stride_count_all: int | None = None
+    median: dict[str, float | None] = Field(
+        default_factory=dict, description="Metric -> median of valid strides."
+    )
+    iqr: dict[str, float | None] = Field(default_factory=dict, description="Metric -> inter-quartile range.")
+
+
+class SessionOut(BaseModel):
+    athlete_id: str
+    session_id: str
+    session_date: dt.date | None = None
+    created: dt.datetime
+    analysed: bool = Field(description="Whether result tables are stored for this session.")
+    feet: list[SessionFoot] = Field(default_factory=list)
+    symmetry_index_pct: dict[str, float | None] = Field(
+        default_factory=dict, description="Metric -> 200 (L - R) / (|L| + |R|), percent."
+    )
+
+
+_PY_TYPES = {pl.String(): str, pl.Float64(): float, pl.Int64(): int, pl.Boolean(): bool}
+
+# One stride row: exactly the `strides` columns of hardware.schema (DESIGN.md), all nullable.
+Stride = create_model(
+    "Stride",
+    __config__=ConfigDict(extra="ignore"),
+    **{name: (_PY_TYPES[dtype] | None, None) for name, dtype in STRIDES_SCHEMA.items()},
+)
+
+
+class TrendPoint(BaseModel):
+    """One session of a metric's trend, per foot (analytics.trends.compute_trends).
+
+    `median` in the metric's unit; `baseline` the mean of the first sessions' medians;
+    `change_from_baseline` = median - baseline, `change_pct` relative to |baseline|;
+    `slope_per_30d` the least-squares slope over sessions so far, per 30 days;
+    `symmetry_index` the session's left/right SI of the metric, percent.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    athlete_id: str
+    metric: str
+    foot: str | None = None
+    session_id: str
+    session_date: dt.date | None = None
+    median: float | None = None
+    baseline: float | None = None
+    change_from_baseline: float | None = None
+    change_pct: float | None = None
+    days: float | None = Field(default=None, description="Days since the first dated session.")
+    slope_per_30d: float | None = None
+    symmetry_index: float | None = None
+    stride_count: int | None = None

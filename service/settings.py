@@ -1,0 +1,53 @@
+"""Settings of the HTTP service: one pydantic-settings class, read from `STRIDEFLOW_*` variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class ServiceSettings(BaseSettings):
+    """Where the service keeps its data and how much work it accepts.
+
+    - `data_dir`: root of everything the service stores: the SQL database (by default), the
+      uploaded files (`uploads/`) and the result tables (`results/`, the analytics.partitions
+      layout that `strideflow batch --out <data_dir>/results` writes too).
+    - `database_url`: SQLAlchemy URL; None means `sqlite:///<data_dir>/strideflow.db` (WAL mode,
+      foreign keys on). A PostgreSQL URL works too.
+    - `max_upload_bytes`: largest accepted recording file, bytes (default 256 MiB); larger -> 413.
+    - `job_workers`: analysis worker processes (each a spawned process, not a thread).
+    - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
+    - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
+      / the largest `limit` accepted.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="STRIDEFLOW_", extra="ignore")
+
+    data_dir: Path = Path("strideflow-data")
+    database_url: str | None = None
+    max_upload_bytes: int = Field(default=256 * MIB, gt=0)
+    job_workers: int = Field(default=1, ge=1)
+    job_max_attempts: int = Field(default=3, ge=1)
+    page_size_default: int = Field(default=100, ge=1)
+    page_size_max: int = Field(default=1000, ge=1)
+
+    @property
+    def results_dir(self) -> Path:
+        """Root of the result tables (analytics.partitions layout)."""
+        return self.data_dir / "results"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploaded recording files, one folder per content hash."""
+        return self.data_dir / "uploads"
+
+    @property
+    def resolved_database_url(self) -> str:
+        """`database_url`, or the SQLite file inside `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'strideflow.db').resolve()}"
