@@ -1,0 +1,527 @@
+"""The athlete report: one self-contained HTML file (inline CSS and SVG, nothing fetched to view it).
+
+Sources:
+
+- a results root (`strideflow batch --out`, or the service's `results_dir`) in the
+  `analytics.partitions` layout: `load_results(root, athlete_id=, session_id=)`;
+- recorded files analysed on the spot: `load_files(paths, ...)`.
+
+Either gives a `ReportData` for one athlete: the shown session (the one asked for, else the
+athlete's latest) with its strides, per-foot session rows, flags and stride curves, plus the
+session rows and trends of all the athlete's sessions. `render_html(data)` draws it: summary
+table, pronation over stance, pitch over the stride, metric distributions, trends against the
+baseline band, and the flags in plain words with their heuristic thresholds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from strideflow.analytics.curves import CURVES_SCHEMA, curve_summary, stride_curves
+from strideflow.analytics.flags import (
+    ASYMMETRY,
+    FAST_PRONATION,
+    FLAG,
+    FLAGS_SCHEMA,
+    LATERAL_ROLL_OFF,
+    LOW_PRONATION,
+    METRIC,
+    NOTE,
+    SHORT_TOE_OFF,
+    THRESHOLD,
+    VALUE,
+    FlagSettings,
+)
+from strideflow.analytics.partitions import (
+    CURVES,
+    FLAGS,
+    SESSIONS,
+    STRIDES,
+    check_id,
+    scan_table,
+)
+from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
+from strideflow.analytics.sessions import STRIDE_COUNT_ALL
+from strideflow.analytics.trends import TrendSettings, compute_trends, trends_from_sessions
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    CADENCE_SPM,
+    FEET,
+    FOOT,
+    FOOT_STRIKE_ANGLE_DEG,
+    IC_T,
+    KEYS,
+    MAX_PRONATION_VELOCITY_DPS,
+    PRONATION_EXCURSION_DEG,
+    PUSH_OFF_RATE_DPS,
+    SESSION_DATE,
+    SESSION_ID,
+    STANCE_TIME_S,
+    STRIDE_COUNT,
+    STRIDE_LENGTH_M,
+    STRIDES_SCHEMA,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    session_iqr,
+    session_median,
+    symmetry_index,
+)
+from strideflow.service.plots import (
+    METRIC_INFO,
+    TREND_BASELINE,
+    TREND_MEDIAN,
+    TREND_METRIC,
+    distributions_figure,
+    figure_svg,
+    metric_label,
+    pitch_figure,
+    pronation_figure,
+    trends_figure,
+)
+
+# Section titles (tests and the dashboard look for these).
+TITLE_SUMMARY = "Summary"
+TITLE_PRONATION = "Pronation over stance"
+TITLE_PITCH = "Pitch over the stride"
+TITLE_DISTRIBUTIONS = "Distributions"
+TITLE_TRENDS = "Trends against baseline"
+TITLE_FLAGS = "Flags"
+SECTION_TITLES = (TITLE_SUMMARY, TITLE_PRONATION, TITLE_PITCH, TITLE_DISTRIBUTIONS, TITLE_TRENDS, TITLE_FLAGS)
+
+SUMMARY_METRICS = (
+    CADENCE_SPM,
+    STANCE_TIME_S,
+    STRIDE_LENGTH_M,
+    FOOT_STRIKE_ANGLE_DEG,
+    PRONATION_EXCURSION_DEG,
+    MAX_PRONATION_VELOCITY_DPS,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    PUSH_OFF_RATE_DPS,
+)
+TREND_METRICS = (
+    PRONATION_EXCURSION_DEG,
+    MAX_PRONATION_VELOCITY_DPS,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    STANCE_TIME_S,
+    STRIDE_LENGTH_M,
+)
+
+
+class ReportError(StrideflowError):
+    """A report that cannot be made: unknown athlete/session, empty results, several athletes."""
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything one athlete's report shows.
+
+    `strides`, `sessions` (per-foot rows), `flags` and `curves` (None: not stored) belong to the
+    shown session `session_id`; `history` holds the sessions rows of all the athlete's sessions
+    and `trends` the `analytics.trends` table over them (None: not available).
+    """
+
+    athlete_id: str
+    session_id: str
+    session_date: str | None
+    strides: pl.DataFrame
+    sessions: pl.DataFrame
+    flags: pl.DataFrame
+    curves: pl.DataFrame | None
+    history: pl.DataFrame
+    trends: pl.DataFrame | None
+    source: str
+    warnings: tuple[str, ...] = ()
+
+
+def _trends_or_reason(trends: pl.DataFrame) -> tuple[pl.DataFrame | None, str | None]:
+    if trends.height == 0 or trends[TREND_MEDIAN].null_count() == trends.height:
+        return None, "no trend: the athlete has no session medians"
+    return trends, None
+
+
+def _latest_session(history: pl.DataFrame) -> tuple[str, str | None]:
+    """(session_id, session_date) of the latest session: by date when known, else by id."""
+    cols = [SESSION_ID] + ([SESSION_DATE] if SESSION_DATE in history.columns else [])
+    sessions = history.select(cols).unique()
+    if SESSION_DATE in sessions.columns:
+        sessions = sessions.with_columns(pl.col(SESSION_DATE).cast(pl.String))
+        last = sessions.sort(SESSION_DATE, SESSION_ID, nulls_last=False).row(-1, named=True)
+        return last[SESSION_ID], last[SESSION_DATE]
+    return sessions.sort(SESSION_ID)[SESSION_ID][-1], None
+
+
+def _session_date(history: pl.DataFrame, session_id: str) -> str | None:
+    if SESSION_DATE not in history.columns:
+        return None
+    dates = history.filter(pl.col(SESSION_ID) == session_id)[SESSION_DATE].drop_nulls()
+    return None if dates.len() == 0 else str(dates[0])[:10]
+
+
+def _collect(root: Path, table: str, athlete_id: str, session_id: str | None = None) -> pl.DataFrame | None:
+    lf = scan_table(root, table, athlete_id=athlete_id, session_id=session_id)
+    if lf is None:
+        return None
+    df = lf.collect()
+    return df if df.height else None
+
+
+def load_results(
+    root: str | Path, athlete_id: str | None = None, session_id: str | None = None
+) -> ReportData:
+    """Report data from a results root: the athlete's session `session_id` (default: latest)."""
+    root = Path(root)
+    if athlete_id is None and session_id is None:
+        raise ReportError("say whose report: --athlete ID and/or --session ID")
+    if not (root / SESSIONS).is_dir():
+        expected = root / SESSIONS / f"{ATHLETE_ID}=..." / f"{SESSION_ID}=..."
+        raise ReportError(f"{root}: no results here (expected {expected})")
+    if athlete_id is not None:
+        check_id(ATHLETE_ID, athlete_id)
+    if session_id is not None:
+        check_id(SESSION_ID, session_id)
+    if athlete_id is None:
+        lf = scan_table(root, SESSIONS, session_id=session_id)
+        owners = [] if lf is None else sorted(lf.select(ATHLETE_ID).unique().collect()[ATHLETE_ID].to_list())
+        if not owners:
+            raise ReportError(f"{root}: no session {session_id!r} in the results")
+        if len(owners) > 1:
+            raise ReportError(
+                f"{root}: session {session_id!r} exists for athletes {', '.join(owners)}; add --athlete"
+            )
+        athlete_id = owners[0]
+    history = _collect(root, SESSIONS, athlete_id)
+    if history is None:
+        raise ReportError(f"{root}: no results for athlete {athlete_id!r}")
+    if session_id is None:
+        session_id, date = _latest_session(history)
+    else:
+        if history.filter(pl.col(SESSION_ID) == session_id).height == 0:
+            raise ReportError(f"{root}: athlete {athlete_id!r} has no session {session_id!r}")
+        date = _session_date(history, session_id)
+    strides = _collect(root, STRIDES, athlete_id, session_id)
+    flags = _collect(root, FLAGS, athlete_id, session_id)
+    curves = _collect(root, CURVES, athlete_id, session_id)
+    warnings = []
+    if curves is None:
+        warnings.append(f"no curves stored for session {session_id}: stance and stride curves are not shown")
+    trends, why = _trends_or_reason(compute_trends(root, athlete_id=athlete_id))
+    if why:
+        warnings.append(why)
+    return ReportData(
+        athlete_id=athlete_id,
+        session_id=session_id,
+        session_date=None if date is None else str(date)[:10],
+        strides=pl.DataFrame(schema=STRIDES_SCHEMA) if strides is None else strides,
+        sessions=history.filter(pl.col(SESSION_ID) == session_id),
+        flags=pl.DataFrame(schema=FLAGS_SCHEMA) if flags is None else flags,
+        curves=curves,
+        history=history,
+        trends=trends,
+        source=f"results in {root}",
+        warnings=tuple(warnings),
+    )
+
+
+def load_files(
+    paths: Sequence[str | Path],
+    *,
+    sampling_rate_hz: float | None = None,
+    file_format: str = "auto",
+    athlete_id: str | None = None,
+    session_id: str | None = None,
+    settings: AnalysisSettings = AnalysisSettings(),
+) -> ReportData:
+    """Report data from recorded files analysed now (ids as `strideflow analyze` gives them)."""
+    from strideflow.ingest import read_recording
+
+    if not paths:
+        raise ReportError("no files given")
+    strides_parts, curve_parts, warnings = [], [], []
+    for path in paths:
+        recording = read_recording(
+            Path(path),
+            format=file_format,
+            sampling_rate_hz=sampling_rate_hz,
+            athlete_id=athlete_id,
+            session_id=session_id,
+        )
+        result = analyze_recording(recording, settings)
+        warnings.extend(f"{Path(path).name}: {w}" for w in result.warnings)
+        strides_parts.append(result.strides)
+        curve_parts.append(stride_curves(result))
+    strides = pl.concat(strides_parts).sort(*KEYS, IC_T)
+    athletes = sorted(strides[ATHLETE_ID].unique().to_list())
+    if len(athletes) != 1:
+        raise ReportError(
+            f"a report covers one athlete, but the files hold {', '.join(athletes) or 'no strides'}; "
+            "pass one athlete's files or name them with --athlete"
+        )
+    athlete = athletes[0]
+    curves = pl.concat(curve_parts)
+    sessions, flags = summarize_strides(strides, settings)
+    shown = sessions.sort(SESSION_ID)[SESSION_ID][-1]
+    trends, why = _trends_or_reason(trends_from_sessions(sessions, TrendSettings().metrics).collect())
+    if why:
+        warnings.append(why)
+    return ReportData(
+        athlete_id=athlete,
+        session_id=shown,
+        session_date=None,
+        strides=strides.filter(pl.col(SESSION_ID) == shown),
+        sessions=sessions.filter(pl.col(SESSION_ID) == shown),
+        flags=flags.filter(pl.col(SESSION_ID) == shown),
+        curves=curves.filter(pl.col(SESSION_ID) == shown),
+        history=sessions,
+        trends=trends,
+        source=f"{len(paths)} file(s): " + ", ".join(Path(*Path(p).parts[-3:]).as_posix() for p in paths),
+        warnings=tuple(warnings),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# HTML
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0 auto;max-width:900px;
+padding:1.5rem;color:#1d2430;line-height:1.45}
+h1{font-size:1.5rem;margin-bottom:.2rem}h2{font-size:1.2rem;border-bottom:2px solid #e3e7ee;
+padding-bottom:.2rem;margin-top:2rem}.meta{color:#5b6575;font-size:.9rem}
+table{border-collapse:collapse;font-size:.9rem;margin:.6rem 0}th,td{padding:.25rem .6rem;
+border-bottom:1px solid #e3e7ee;text-align:right}th:first-child,td:first-child{text-align:left}
+thead th{background:#f4f6fa}.left{color:#1f6fb4}.right{color:#e0701b}
+.note{color:#5b6575;font-size:.85rem}.warn{background:#fff6e0;border-left:4px solid #f0b400;
+padding:.4rem .8rem;font-size:.85rem}figure{margin:.5rem 0}svg{max-width:100%;height:auto}
+ul.flags li{margin:.35rem 0}.flagname{font-family:monospace;background:#f4f6fa;padding:0 .3rem}
+"""
+
+_FLAG_TEXT = {
+    LOW_PRONATION: "the median pronation excursion is {value} deg, below the heuristic threshold of "
+    "{threshold} deg: the foot everts little after contact.",
+    FAST_PRONATION: "the median maximum pronation velocity is {value} deg/s, above the heuristic "
+    "threshold of {threshold} deg/s: the foot everts unusually fast after contact.",
+    LATERAL_ROLL_OFF: "the median toe-off pronation is {value} deg, below the heuristic threshold of "
+    "{threshold} deg: the foot leaves the ground over its outer edge rather than rolling through the "
+    "big toe.",
+    SHORT_TOE_OFF: "the median toe-off angle is {value} deg, below the heuristic threshold of "
+    "{threshold} deg: the foot rolls over and pushes off through the toes only a little.",
+}
+
+
+def _fmt(value, decimals: int) -> str:
+    return "–" if value is None else f"{value:.{decimals}f}"
+
+
+def _decimals(metric: str) -> int:
+    return METRIC_INFO.get(metric, ("", "", 2))[2]
+
+
+def flag_sentence(row: dict) -> str:
+    """One flags-table row in plain words, with its value and heuristic threshold."""
+    metric, flag = row[METRIC], row[FLAG]
+    d = _decimals(metric)
+    if flag == ASYMMETRY:
+        return (
+            f"Left and right differ in {METRIC_INFO.get(metric, (metric,))[0]}: symmetry index "
+            f"{row[VALUE]:+.1f} % (positive = left larger), beyond the heuristic threshold of "
+            f"±{row[THRESHOLD]:g} %."
+        )
+    template = _FLAG_TEXT.get(flag)
+    who = f"{row[FOOT]} foot" if row[FOOT] else "session"
+    if template is None:
+        return f"{who}: {metric} = {row[VALUE]:.{d}f} (heuristic threshold {row[THRESHOLD]:g}): {row[NOTE]}."
+    text = template.format(value=f"{row[VALUE]:.{d}f}", threshold=f"{row[THRESHOLD]:g}")
+    return f"{who.capitalize()}: {text}"
+
+
+def _summary_table(data: ReportData) -> str:
+    rows = {r[FOOT]: r for r in data.sessions.iter_rows(named=True)}
+    any_row = next(iter(rows.values()), {})
+    out = [
+        "<table><thead><tr><th>metric</th><th>unit</th><th class='left'>left</th>"
+        "<th class='right'>right</th><th>L/R SI %</th></tr></thead><tbody>"
+    ]
+    counts = []
+    for foot in FEET:
+        r = rows.get(foot)
+        total = None if r is None else r.get(STRIDE_COUNT_ALL, r[STRIDE_COUNT])
+        counts.append("–" if r is None else f"{r[STRIDE_COUNT]} of {total}")
+    out.append(f"<tr><td>valid strides</td><td></td><td>{counts[0]}</td><td>{counts[1]}</td><td></td></tr>")
+    for metric in SUMMARY_METRICS:
+        label, unit, d = METRIC_INFO[metric]
+        cells = []
+        for foot in FEET:
+            r = rows.get(foot)
+            med = None if r is None else r.get(session_median(metric))
+            iqr = None if r is None else r.get(session_iqr(metric))
+            cells.append(
+                "–" if med is None else f"{med:.{d}f}" + ("" if iqr is None else f" ± {iqr / 2:.{d}f}")
+            )
+        si = any_row.get(symmetry_index(metric))
+        out.append(
+            f"<tr data-metric='{metric}'><td>{html.escape(label)}</td><td>{html.escape(unit)}</td>"
+            f"<td>{cells[0]}</td><td>{cells[1]}</td><td>{'–' if si is None else f'{si:+.1f}'}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    out.append(
+        "<p class='note'>Median ± half the inter-quartile range of the valid strides; symmetry index "
+        "SI = 200 (L − R) / (|L| + |R|), positive = left larger.</p>"
+    )
+    return "".join(out)
+
+
+def _trend_band(history: pl.DataFrame, metrics: Sequence[str]) -> dict[tuple[str, str], float]:
+    """Half-width of the baseline band per (metric, foot): half the median within-session IQR."""
+    band = {}
+    for metric in metrics:
+        col = session_iqr(metric)
+        if col not in history.columns:
+            continue
+        for foot, value in history.group_by(FOOT).agg(pl.col(col).median()).iter_rows():
+            if value is not None:
+                band[(metric, foot)] = float(value) / 2.0
+    return band
+
+
+def _trends_section(data: ReportData) -> str:
+    trends = data.trends
+    if trends is None or trends.height == 0:
+        return "<p class='note'>No trend to show (see the notes above).</p>"
+    metrics = tuple(m for m in TREND_METRICS if m in set(trends[TREND_METRIC].to_list()))
+    if not metrics:
+        return "<p class='note'>No trend to show: none of the key metrics has session medians.</p>"
+    n_sessions = trends[SESSION_ID].n_unique()
+    parts = [
+        f"<figure>{figure_svg(trends_figure(trends, _trend_band(data.history, metrics), metrics))}</figure>",
+        f"<p class='note'>Session medians over {n_sessions} session(s). Dashed line: the athlete's "
+        "baseline; shaded band: baseline ± half the typical within-session IQR, i.e. the usual "
+        "stride-to-stride spread. A median outside the band has moved by more than that spread.</p>",
+    ]
+    latest = trends.filter(pl.col(SESSION_ID) == data.session_id)
+    if latest.height:
+        parts.append(
+            "<table><thead><tr><th>metric</th><th>foot</th><th>baseline</th>"
+            f"<th>session {html.escape(data.session_id)}</th><th>change</th><th>change %</th>"
+            "</tr></thead><tbody>"
+        )
+        for r in latest.sort(TREND_METRIC, FOOT).iter_rows(named=True):
+            if r[TREND_METRIC] not in metrics:
+                continue
+            d = _decimals(r[TREND_METRIC])
+            change = r.get("change_from_baseline")
+            pct = r.get("change_pct")
+            parts.append(
+                f"<tr><td>{html.escape(metric_label(r[TREND_METRIC]))}</td><td>{r[FOOT]}</td>"
+                f"<td>{_fmt(r[TREND_BASELINE], d)}</td><td>{_fmt(r[TREND_MEDIAN], d)}</td>"
+                f"<td>{'–' if change is None else f'{change:+.{d}f}'}</td>"
+                f"<td>{'–' if pct is None else f'{pct:+.1f}'}</td></tr>"
+            )
+        parts.append("</tbody></table>")
+    return "".join(parts)
+
+
+def _flags_section(data: ReportData) -> str:
+    flags = data.flags
+    parts = []
+    if flags.height == 0:
+        parts.append("<p>No flag raised in this session.</p>")
+    else:
+        parts.append("<ul class='flags'>")
+        for r in flags.iter_rows(named=True):
+            parts.append(
+                f"<li><span class='flagname'>{html.escape(r[FLAG])}</span> "
+                f"{html.escape(flag_sentence(r))}</li>"
+            )
+        parts.append("</ul>")
+    s = FlagSettings()
+    parts.append(
+        "<p class='note'>Flags are configurable heuristics, not a diagnosis (defaults in "
+        "<code>analytics/flags.py</code>, <code>FlagSettings</code>): pronation excursion below "
+        f"{s.low_pronation_excursion_deg:g} deg, max pronation velocity above "
+        f"{s.fast_pronation_velocity_dps:g} deg/s, toe-off pronation below "
+        f"{s.lateral_roll_off_below_deg:g} deg, "
+        f"toe-off angle below {s.short_toe_off_below_deg:g} deg, |left/right symmetry index| above "
+        f"{s.asymmetry_si_pct:g} %; a foot needs {s.min_strides} valid strides before it is flagged.</p>"
+    )
+    return "".join(parts)
+
+
+def _section(title: str, body: str) -> str:
+    anchor = title.lower().replace(" ", "-")
+    return f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def render_html(data: ReportData) -> str:
+    """The whole report as one HTML document (inline CSS and SVG, no external resource)."""
+    title = f"strideflow report: athlete {data.athlete_id}"
+    date = f" ({data.session_date})" if data.session_date else ""
+    meta = (
+        f"session {html.escape(data.session_id)}{html.escape(date)} · from {html.escape(data.source)} · "
+        f"made {dt.date.today().isoformat()}"
+    )
+    warnings = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in data.warnings)
+    curves = data.curves if data.curves is not None else pl.DataFrame(schema=CURVES_SCHEMA)
+    summary = curve_summary(curves)
+    no_curves = "<p class='note'>No stride curves for this session.</p>"
+    pron = (
+        no_curves
+        if curves.height == 0
+        else f"<figure>{figure_svg(pronation_figure(summary, data.strides))}</figure>"
+        "<p class='note'>Pronation angle (eversion positive on both feet) of the valid strides, "
+        "resampled from initial contact (0 %) to toe-off (100 %); line: mean, band: ± 1 SD. "
+        "Triangle: the mean curve's maximum within the first 60 % of stance.</p>"
+    )
+    pitch = (
+        no_curves
+        if curves.height == 0
+        else f"<figure>{figure_svg(pitch_figure(summary, data.strides))}</figure>"
+        "<p class='note'>Pitch (toes up positive) from initial contact to the next one. Arrows: "
+        "foot-strike angle (pitch before contact relative to foot-flat) and toe-off angle (foot-flat "
+        "pitch minus toe-off pitch); dotted line: the foot-flat level.</p>"
+    )
+    dist = f"<figure>{figure_svg(distributions_figure(data.strides))}</figure>"
+    body = "".join(
+        [
+            _section(TITLE_SUMMARY, _summary_table(data)),
+            _section(TITLE_PRONATION, pron),
+            _section(TITLE_PITCH, pitch),
+            _section(TITLE_DISTRIBUTIONS, dist),
+            _section(TITLE_TRENDS, _trends_section(data)),
+            _section(TITLE_FLAGS, _flags_section(data)),
+        ]
+    )
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='meta'>{meta}</p>{warnings}{body}"
+        "<p class='note'>strideflow measures; it does not diagnose.</p></body></html>"
+    )
+
+
+def write_report(data: ReportData, out: str | Path) -> Path:
+    """Write `render_html(data)` to `out` (parent folders created); returns the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(data), encoding="utf-8")
+    return out
+
+
+__all__ = [
+    "SECTION_TITLES",
+    "ReportData",
+    "ReportError",
+    "flag_sentence",
+    "load_files",
+    "load_results",
+    "render_html",
+    "write_report",
+]

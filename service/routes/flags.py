@@ -1,0 +1,73 @@
+"""The heuristic flags of a session, each with its threshold and a plain-words explanation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from strideflow.analytics import partitions
+from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
+from strideflow.hardware.schema import FOOT
+from strideflow.service.auth import CurrentPrincipal
+from strideflow.service.db import SessionRow
+from strideflow.service.deps import DbDep, SettingsDep
+from strideflow.service.report import flag_sentence
+from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
+from strideflow.service.schemas import ErrorBody, Page
+from strideflow.service.settings import ServiceSettings
+
+router = APIRouter(prefix="/v1", tags=["sessions"])
+
+_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+
+class FlagOut(BaseModel):
+    """One raised flag (analytics.flags): a configurable heuristic, not a diagnosis."""
+
+    athlete_id: str
+    session_id: str
+    foot: str | None = Field(None, description="null: left/right asymmetry, which belongs to the session")
+    flag: str
+    metric: str
+    value: float | None = Field(None, description="Session median in the metric's unit, or SI in percent.")
+    threshold: float
+    note: str
+    text: str = Field(description="The flag in plain words with its value and threshold.")
+
+
+def _flags(settings: ServiceSettings, row: SessionRow) -> list[dict]:
+    flags = partitions.read_partition(settings.results_dir, partitions.FLAGS, row.athlete_id, row.session_id)
+    if flags is None:
+        return []
+    out = []
+    for r in flags.iter_rows(named=True):
+        value = r[VALUE]
+        out.append(
+            {
+                "athlete_id": row.athlete_id,
+                "session_id": row.session_id,
+                FOOT: r[FOOT],
+                FLAG: r[FLAG],
+                METRIC: r[METRIC],
+                VALUE: None if value is None or value != value else value,
+                THRESHOLD: r[THRESHOLD],
+                NOTE: r[NOTE],
+                "text": flag_sentence(r),
+            }
+        )
+    return out
+
+
+@router.get("/sessions/{session_id}/flags", response_model=Page[FlagOut], responses=_ERRORS)
+async def session_flags(
+    session_id: SessionPath,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    athlete_id: AthleteQuery = None,
+) -> Page[FlagOut]:
+    """Flags raised on a session (one page: a session has at most a few)."""
+    row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
+    items = await run_in_threadpool(_flags, settings, row)
+    return Page[FlagOut](items=[FlagOut.model_validate(i) for i in items], next_cursor=None)

@@ -1,0 +1,476 @@
+// strideflow dashboard: vanilla JS over the public /v1 API. The API key lives in sessionStorage
+// and goes with every data request as a bearer token; the API decides what the key may see.
+"use strict";
+
+const KEY_STORE = "strideflow.apiKey";
+const SVG_NS = "http://www.w3.org/2000/svg";
+const FOOT_COLORS = { left: "#1f6fb4", right: "#e0701b" };
+const FEET = ["left", "right"];
+// metric -> [label, unit, decimals]
+const METRICS = {
+  pronation_excursion_deg: ["pronation excursion", "deg", 1],
+  max_pronation_velocity_dps: ["max pronation velocity", "deg/s", 0],
+  toe_off_angle_deg: ["toe-off angle", "deg", 1],
+  toe_off_pronation_deg: ["toe-off pronation", "deg", 1],
+  push_off_rate_dps: ["push-off rate", "deg/s", 0],
+  cadence_spm: ["cadence", "steps/min", 1],
+  stance_time_s: ["stance time", "s", 3],
+  stride_length_m: ["stride length", "m", 2],
+  stride_time_s: ["stride time", "s", 3],
+  foot_strike_angle_deg: ["foot-strike angle", "deg", 1],
+};
+const TREND_METRICS = [
+  "pronation_excursion_deg", "max_pronation_velocity_dps", "toe_off_angle_deg", "toe_off_pronation_deg",
+];
+
+// ---------------------------------------------------------------------------------------------
+// API access
+
+class ApiError extends Error {
+  constructor(status, detail) { super(detail); this.status = status; }
+}
+
+function apiKey() { return sessionStorage.getItem(KEY_STORE); }
+
+async function api(path) {
+  const key = apiKey();
+  if (!key) throw new ApiError(401, "not signed in");
+  const resp = await fetch(path, { headers: { Authorization: `Bearer ${key}`, Accept: "application/json" } });
+  let body = null;
+  try { body = await resp.json(); } catch (_) { body = null; }
+  if (!resp.ok) throw new ApiError(resp.status, (body && body.detail) || resp.statusText);
+  return body;
+}
+
+// Every item of a paginated list route, following next_cursor.
+async function apiAll(path) {
+  const items = [];
+  let cursor = null;
+  for (let page = 0; page < 1000; page++) {
+    const sep = path.includes("?") ? "&" : "?";
+    const body = await api(cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+    items.push(...body.items);
+    cursor = body.next_cursor;
+    if (!cursor) break;
+  }
+  return items;
+}
+
+const enc = encodeURIComponent;
+
+// ---------------------------------------------------------------------------------------------
+// DOM helpers (text only through textContent: API strings are never parsed as HTML)
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k === "text") node.textContent = v;
+    else if (k === "onclick") node.addEventListener("click", v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function svg(tag, attrs = {}, text = null) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== null) node.textContent = text;
+  return node;
+}
+
+function fmt(value, decimals) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  return Number(value).toFixed(decimals);
+}
+
+function metricFmt(metric, value) { return fmt(value, (METRICS[metric] || ["", "", 2])[2]); }
+function metricLabel(metric) {
+  const [label, unit] = METRICS[metric] || [metric, ""];
+  return unit ? `${label} (${unit})` : label;
+}
+
+// A table whose header cells sort the rows (numbers numerically, blanks last).
+function sortableTable(id, columns, rows) {
+  const table = el("table", { id });
+  const head = el("tr");
+  const body = el("tbody");
+  let sortKey = null;
+  let ascending = true;
+  const render = () => {
+    body.replaceChildren();
+    const sorted = rows.slice();
+    if (sortKey !== null) {
+      const col = columns.find((c) => c.key === sortKey);
+      sorted.sort((a, b) => {
+        const x = col.value(a), y = col.value(b);
+        const blankX = x === null || x === undefined || x === "", blankY = y === null || y === undefined || y === "";
+        if (blankX || blankY) return blankX - blankY;
+        const r = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
+        return ascending ? r : -r;
+      });
+    }
+    for (const row of sorted) {
+      const tr = el("tr", { "data-row": row._rowKey || "" });
+      for (const c of columns) {
+        const td = el("td", { class: c.text ? "text" : null, "data-col": c.key });
+        const content = c.cell ? c.cell(row) : c.value(row);
+        if (content instanceof Node) td.append(content);
+        else td.textContent = content === null || content === undefined ? "–" : String(content);
+        tr.append(td);
+      }
+      body.append(tr);
+    }
+  };
+  for (const c of columns) {
+    const th = el("th", { class: `sortable${c.text ? " text" : ""}`, "data-col": c.key, text: c.title, scope: "col" });
+    th.addEventListener("click", () => {
+      ascending = sortKey === c.key ? !ascending : true;
+      sortKey = c.key;
+      for (const other of head.children) other.removeAttribute("aria-sort");
+      th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
+      render();
+    });
+    head.append(th);
+  }
+  table.append(el("thead", {}, head), body);
+  render();
+  return table;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Charts: small SVG line/band and bar charts with labelled axes.
+
+function niceTicks(lo, hi, count = 5) {
+  if (!(hi > lo)) { const pad = Math.abs(lo) * 0.1 || 1; lo -= pad; hi += pad; }
+  const raw = (hi - lo) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
+  const ticks = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toFixed(10)));
+  return { lo: Math.min(lo, ticks[0]), hi: Math.max(hi, ticks[ticks.length - 1]), ticks };
+}
+
+// series: [{name, color, points: [[x, y]], band: [[x, lo, hi]], dashed, markers}]
+function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = null, xMax = null }) {
+  const W = 460, H = 280, m = { l: 58, r: 12, t: 30, b: 44 };
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-chart": id, "aria-label": title });
+  root.append(svg("text", { x: 8, y: 18, "font-size": 14, "font-weight": 600, class: "chart-title" }, title));
+  const xs = [], ys = [];
+  for (const s of series) {
+    for (const [x, y] of s.points) if (y !== null && Number.isFinite(y)) { xs.push(x); ys.push(y); }
+    for (const [x, lo, hi] of s.band || []) if (Number.isFinite(lo) && Number.isFinite(hi)) { xs.push(x); ys.push(lo, hi); }
+  }
+  if (!ys.length) {
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#666" }, "no data"));
+    return root;
+  }
+  const xr = niceTicks(xMin ?? Math.min(...xs), xMax ?? Math.max(...xs));
+  if (xMin !== null) xr.lo = xMin;
+  if (xMax !== null) xr.hi = xMax;
+  const yr = niceTicks(Math.min(...ys), Math.max(...ys));
+  const X = (x) => m.l + ((x - xr.lo) / (xr.hi - xr.lo || 1)) * (W - m.l - m.r);
+  const Y = (y) => H - m.b - ((y - yr.lo) / (yr.hi - yr.lo || 1)) * (H - m.t - m.b);
+  const axes = svg("g", { class: "axes", "font-size": 11, fill: "#333" });
+  for (const t of yr.ticks) {
+    axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), stroke: "#e6e9ef" }));
+    axes.append(svg("text", { x: m.l - 6, y: Y(t) + 4, "text-anchor": "end" }, String(t)));
+  }
+  for (const [x, label] of xTicks || xr.ticks.filter((t) => t >= xr.lo && t <= xr.hi).map((t) => [t, String(t)])) {
+    axes.append(svg("line", { x1: X(x), x2: X(x), y1: H - m.b, y2: H - m.b + 4, stroke: "#333" }));
+    axes.append(svg("text", { x: X(x), y: H - m.b + 16, "text-anchor": "middle" }, label));
+  }
+  axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, stroke: "#333" }));
+  axes.append(svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, stroke: "#333" }));
+  axes.append(svg("text", { x: (m.l + W - m.r) / 2, y: H - 8, "text-anchor": "middle", class: "x-label" }, xLabel));
+  axes.append(svg("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle", class: "y-label",
+    transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, yLabel));
+  root.append(axes);
+  const named = series.filter((s) => !s.dashed);
+  let legendX = W - m.r - named.reduce((w, s) => w + 20 + 7 * s.name.length, 0);
+  for (const s of series) {
+    const g = svg("g", { class: "series", "data-series": s.name });
+    if (s.band && s.band.length) {
+      const ok = s.band.filter(([, lo, hi]) => Number.isFinite(lo) && Number.isFinite(hi));
+      const upper = ok.map(([x, , hi]) => `${X(x).toFixed(1)},${Y(hi).toFixed(1)}`);
+      const lower = ok.slice().reverse().map(([x, lo]) => `${X(x).toFixed(1)},${Y(lo).toFixed(1)}`);
+      g.append(svg("polygon", { points: upper.concat(lower).join(" "), fill: s.color, "fill-opacity": 0.16,
+        class: "band" }));
+    }
+    const pts = s.points.filter(([, y]) => y !== null && Number.isFinite(y));
+    if (pts.length) {
+      const d = pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
+      g.append(svg("path", { d, fill: "none", stroke: s.color, "stroke-width": s.dashed ? 1.2 : 2,
+        "stroke-dasharray": s.dashed ? "5 4" : "none", class: "line" }));
+      if (s.markers) for (const [x, y] of pts) g.append(svg("circle", { cx: X(x), cy: Y(y), r: 3.5, fill: s.color }));
+    }
+    root.append(g);
+    if (!s.dashed) {
+      root.append(svg("rect", { x: legendX, y: 9, width: 10, height: 10, fill: s.color }));
+      root.append(svg("text", { x: legendX + 14, y: 18, "font-size": 11 }, s.name));
+      legendX += 20 + 7 * s.name.length;
+    }
+  }
+  return root;
+}
+
+// Grouped bars: groups [{label, values: {left, right}}]
+function barChart({ id, title, yLabel, groups }) {
+  const W = 460, H = 260, m = { l: 58, r: 12, t: 30, b: 44 };
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-chart": id, "aria-label": title });
+  root.append(svg("text", { x: 8, y: 18, "font-size": 14, "font-weight": 600, class: "chart-title" }, title));
+  const vals = groups.flatMap((g) => FEET.map((f) => g.values[f])).filter((v) => v !== null && Number.isFinite(v));
+  if (!vals.length) {
+    root.append(svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#666" }, "no data"));
+    return root;
+  }
+  const yr = niceTicks(Math.min(0, ...vals), Math.max(0, ...vals));
+  const Y = (y) => H - m.b - ((y - yr.lo) / (yr.hi - yr.lo || 1)) * (H - m.t - m.b);
+  const slot = (W - m.l - m.r) / groups.length;
+  const g = svg("g", { "font-size": 11, fill: "#333" });
+  for (const t of yr.ticks) {
+    g.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), stroke: "#e6e9ef" }));
+    g.append(svg("text", { x: m.l - 6, y: Y(t) + 4, "text-anchor": "end" }, String(t)));
+  }
+  groups.forEach((grp, i) => {
+    const bw = Math.min(28, slot / 3);
+    FEET.forEach((foot, j) => {
+      const v = grp.values[foot];
+      if (v === null || !Number.isFinite(v)) return;
+      const x = m.l + i * slot + slot / 2 - bw + j * bw;
+      const y0 = Y(0), y1 = Y(v);
+      g.append(svg("rect", { x, y: Math.min(y0, y1), width: bw - 2, height: Math.max(1, Math.abs(y1 - y0)),
+        fill: FOOT_COLORS[foot], class: "bar", "data-foot": foot, "data-athlete": grp.label,
+        "data-value": String(v) }));
+    });
+    g.append(svg("text", { x: m.l + i * slot + slot / 2, y: H - m.b + 16, "text-anchor": "middle" }, grp.label));
+  });
+  g.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(0), y2: Y(0), stroke: "#333" }));
+  g.append(svg("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle",
+    transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, yLabel));
+  g.append(svg("text", { x: (m.l + W - m.r) / 2, y: H - 6, "text-anchor": "middle" }, "athlete"));
+  FEET.forEach((foot, j) => {
+    g.append(svg("rect", { x: W - m.r - 110 + j * 55, y: 9, width: 10, height: 10, fill: FOOT_COLORS[foot] }));
+    g.append(svg("text", { x: W - m.r - 96 + j * 55, y: 18 }, foot));
+  });
+  root.append(g);
+  return root;
+}
+
+function chartBox(node) { return el("div", { class: "chart" }, node); }
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+const view = () => document.getElementById("view");
+
+function footMedian(session, foot, metric) {
+  const f = (session.feet || []).find((x) => x.foot === foot);
+  return f && f.median ? f.median[metric] ?? null : null;
+}
+
+function footCount(session, foot) {
+  const f = (session.feet || []).find((x) => x.foot === foot);
+  return f ? f.stride_count : null;
+}
+
+async function latestSession(athleteId) {
+  const sessions = await apiAll(`/v1/athletes/${enc(athleteId)}/sessions`);
+  return { sessions, latest: sessions.length ? sessions[sessions.length - 1] : null };
+}
+
+async function sessionFlags(athleteId, sessionId) {
+  return apiAll(`/v1/sessions/${enc(sessionId)}/flags?athlete_id=${enc(athleteId)}`);
+}
+
+async function showTeam() {
+  const root = view();
+  root.replaceChildren(el("h1", { text: "Team" }), el("p", { class: "note", text: "loading…" }));
+  const athletes = await apiAll("/v1/athletes");
+  const rows = await Promise.all(athletes.map(async (a) => {
+    const { latest } = await latestSession(a.athlete_id);
+    const flags = latest && latest.analysed ? await sessionFlags(a.athlete_id, latest.session_id) : [];
+    return { athlete: a, latest, flags, _rowKey: a.athlete_id };
+  }));
+  const num = (metric, foot) => (r) => (r.latest ? footMedian(r.latest, foot, metric) : null);
+  const columns = [
+    { key: "athlete", title: "athlete", text: true, value: (r) => r.athlete.athlete_id,
+      cell: (r) => el("a", { href: `#/athlete/${enc(r.athlete.athlete_id)}`, text: r.athlete.athlete_id }) },
+    { key: "sessions", title: "sessions", value: (r) => r.athlete.session_count },
+    { key: "latest", title: "latest session", text: true, value: (r) => (r.latest ? r.latest.session_id : null) },
+    { key: "date", title: "date", text: true, value: (r) => (r.latest ? r.latest.session_date : null) },
+    { key: "strides", title: "valid strides L/R", value: (r) => (r.latest ? (footCount(r.latest, "left") || 0) + (footCount(r.latest, "right") || 0) : null),
+      cell: (r) => (r.latest ? `${footCount(r.latest, "left") ?? "–"} / ${footCount(r.latest, "right") ?? "–"}` : "–") },
+  ];
+  for (const metric of ["pronation_excursion_deg", "toe_off_angle_deg", "toe_off_pronation_deg"]) {
+    for (const foot of FEET) {
+      const value = num(metric, foot);
+      columns.push({ key: `${metric}.${foot}`, title: `${METRICS[metric][0]} ${foot[0].toUpperCase()} (${METRICS[metric][1]})`,
+        value, cell: (r) => metricFmt(metric, value(r)) });
+    }
+  }
+  columns.push({ key: "flags", title: "flags", text: true, value: (r) => r.flags.length,
+    cell: (r) => {
+      const box = el("span");
+      if (!r.flags.length) box.textContent = "none";
+      for (const f of r.flags) box.append(el("span", { class: "flag", title: f.text, text: `${f.flag}${f.foot ? ` (${f.foot})` : ""}` }));
+      return box;
+    } });
+  const chart = barChart({
+    id: "team-pronation", title: "Pronation excursion, latest session",
+    yLabel: "median pronation excursion (deg)",
+    groups: rows.map((r) => ({ label: r.athlete.athlete_id,
+      values: { left: num("pronation_excursion_deg", "left")(r), right: num("pronation_excursion_deg", "right")(r) } })),
+  });
+  root.replaceChildren(
+    el("h1", { text: "Team" }),
+    el("p", { class: "note", text: `${athletes.length} athlete(s) visible to this key. Medians of the latest session's valid strides; click a column to sort, an athlete to open.` }),
+    el("div", { class: "wide" }, sortableTable("team-table", columns, rows)),
+    el("h2", { text: "Latest sessions at a glance" }),
+    el("div", { class: "charts" }, chartBox(chart)),
+    el("p", { class: "note", text: "Flags are configurable heuristics, not a diagnosis; hover a flag for its explanation." }),
+  );
+}
+
+function curveChart(points, phase, angle, title, xLabel, yLabel) {
+  const series = FEET.map((foot) => {
+    const mine = points.filter((p) => p.foot === foot && p.phase === phase).sort((a, b) => a.pct - b.pct);
+    const mean = `${angle}_mean`, sd = `${angle}_sd`;
+    return {
+      name: foot, color: FOOT_COLORS[foot],
+      points: mine.map((p) => [p.pct, p[mean]]),
+      band: mine.map((p) => [p.pct, p[mean] - (p[sd] ?? 0), p[mean] + (p[sd] ?? 0)]),
+    };
+  }).filter((s) => s.points.length);
+  return lineChart({ id: `${phase}-${angle}`, title, xLabel, yLabel, series, xMin: 0, xMax: 100 });
+}
+
+function trendChart(trends, metric, sessionOrder) {
+  const rows = trends.filter((t) => t.metric === metric);
+  const xTicks = sessionOrder.map((s, i) => [i, s]);
+  const series = [];
+  for (const foot of FEET) {
+    const mine = rows.filter((r) => r.foot === foot);
+    if (!mine.length) continue;
+    series.push({ name: foot, color: FOOT_COLORS[foot], markers: true,
+      points: mine.map((r) => [sessionOrder.indexOf(r.session_id), r.median]) });
+    const base = mine.find((r) => r.baseline !== null);
+    if (base) series.push({ name: `${foot} baseline`, color: FOOT_COLORS[foot], dashed: true,
+      points: [[0, base.baseline], [Math.max(1, sessionOrder.length - 1), base.baseline]] });
+  }
+  return lineChart({ id: `trend-${metric}`, title: METRICS[metric][0], xLabel: "session",
+    yLabel: metricLabel(metric), series, xTicks, xMin: 0, xMax: Math.max(1, sessionOrder.length - 1) });
+}
+
+async function showAthlete(athleteId) {
+  const root = view();
+  root.replaceChildren(el("h1", { text: `Athlete ${athleteId}` }), el("p", { class: "note", text: "loading…" }));
+  const { sessions, latest } = await latestSession(athleteId);
+  const trends = await apiAll(`/v1/athletes/${enc(athleteId)}/trends`);
+  const parts = [el("h1", { text: `Athlete ${athleteId}` })];
+  if (!latest) {
+    parts.push(el("p", { text: "No sessions yet." }));
+    root.replaceChildren(...parts);
+    return;
+  }
+  const sid = latest.session_id;
+  parts.push(el("p", { class: "note", id: "latest-session",
+    text: `${sessions.length} session(s); latest ${sid}${latest.session_date ? ` on ${latest.session_date}` : ""}.` }));
+  const order = sessions.map((s) => s.session_id);
+  parts.push(el("h2", { text: "Trends against baseline" }),
+    el("div", { class: "charts", id: "trend-charts" }, ...TREND_METRICS.map((m) => chartBox(trendChart(trends, m, order)))),
+    el("p", { class: "note", text: "Session medians per foot; dashed: the athlete's baseline (mean of the first sessions)." }));
+  const [curves, flags, strides] = await Promise.all([
+    apiAll(`/v1/sessions/${enc(sid)}/curves?athlete_id=${enc(athleteId)}`),
+    sessionFlags(athleteId, sid),
+    api(`/v1/sessions/${enc(sid)}/strides?athlete_id=${enc(athleteId)}&limit=500`),
+  ]);
+  parts.push(el("h2", { text: `Latest curves (session ${sid})` }));
+  if (curves.length) {
+    parts.push(el("div", { class: "charts", id: "curve-charts" },
+      chartBox(curveChart(curves, "stance", "pronation_deg", "Pronation over stance (mean ± SD)",
+        "stance (% IC → toe-off)", "pronation (deg, eversion +)")),
+      chartBox(curveChart(curves, "stride", "pitch_deg", "Pitch over the stride (mean ± SD)",
+        "stride (% IC → next IC)", "pitch (deg, toes up +)"))));
+  } else {
+    parts.push(el("p", { class: "note", text: "No curves stored for this session." }));
+  }
+  parts.push(el("h2", { text: "Flags" }));
+  if (flags.length) parts.push(el("ul", { class: "flags", id: "flag-list" }, ...flags.map((f) => el("li", { text: f.text }))));
+  else parts.push(el("p", { id: "flag-list", text: "No flag raised in this session." }));
+  parts.push(el("h2", { text: `Strides (session ${sid})` }));
+  const strideCols = [
+    { key: "foot", title: "foot", text: true, value: (s) => s.foot },
+    { key: "stride_index", title: "stride", value: (s) => s.stride_index },
+    { key: "ic_t", title: "IC (s)", value: (s) => s.ic_t, cell: (s) => fmt(s.ic_t, 2) },
+    { key: "valid", title: "valid", text: true, value: (s) => (s.valid ? "yes" : `no (${s.reason || "?"})`) },
+  ];
+  for (const m of ["stride_time_s", "pronation_excursion_deg", "max_pronation_velocity_dps", "toe_off_angle_deg", "toe_off_pronation_deg"]) {
+    strideCols.push({ key: m, title: metricLabel(m), value: (s) => s[m], cell: (s) => metricFmt(m, s[m]) });
+  }
+  const strideRows = strides.items.map((s) => ({ ...s, _rowKey: `${s.foot}-${s.stride_index}` }));
+  parts.push(el("div", { class: "scroll" }, sortableTable("strides-table", strideCols, strideRows)));
+  if (strides.next_cursor) parts.push(el("p", { class: "note", text: "First 500 strides shown." }));
+  root.replaceChildren(...parts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing and sign-in
+
+function showLogin(message = "") {
+  document.getElementById("login").hidden = false;
+  document.getElementById("view").hidden = true;
+  document.getElementById("nav").hidden = true;
+  document.getElementById("login-error").textContent = message;
+}
+
+async function route() {
+  if (!apiKey()) { showLogin(); return; }
+  document.getElementById("login").hidden = true;
+  document.getElementById("nav").hidden = false;
+  const root = view();
+  root.hidden = false;
+  const hash = location.hash || "#/team";
+  try {
+    const match = hash.match(/^#\/athlete\/(.+)$/);
+    if (match) await showAthlete(decodeURIComponent(match[1]));
+    else await showTeam();
+    root.setAttribute("data-ready", hash);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) {
+      sessionStorage.removeItem(KEY_STORE);
+      showLogin("That key was not accepted: " + err.message);
+      return;
+    }
+    const text = err instanceof ApiError && err.status === 404 ? `Not found (or not visible to this key): ${err.message}` : `Error: ${err.message}`;
+    root.replaceChildren(el("p", { class: "error", id: "view-error", text }));
+    root.setAttribute("data-ready", hash);
+  }
+}
+
+async function whoAmI() {
+  try {
+    const athletes = await api("/v1/athletes?limit=2");
+    const who = document.getElementById("who");
+    who.textContent = athletes.items.length === 1 && !athletes.next_cursor ? `athlete view: ${athletes.items[0].athlete_id}` : "team view";
+  } catch (_) { /* route() reports errors */ }
+}
+
+document.getElementById("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const key = document.getElementById("api-key").value.trim();
+  if (!key) return;
+  sessionStorage.setItem(KEY_STORE, key);
+  document.getElementById("api-key").value = "";
+  await whoAmI();
+  await route();
+});
+document.getElementById("logout").addEventListener("click", () => {
+  sessionStorage.removeItem(KEY_STORE);
+  view().replaceChildren();
+  showLogin("Signed out.");
+});
+window.addEventListener("hashchange", route);
+if (apiKey()) whoAmI();
+route();
