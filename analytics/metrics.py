@@ -10,18 +10,25 @@ Inputs are two tables:
 Three vectorised steps, no Python loop over strides:
 
 1. point values at event times (pitch and pronation at IC, foot-flat and toe-off, pitch
-   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat) by two `join_asof`
-   (backward and forward neighbour) and linear interpolation between the neighbours;
+   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat): the backward and
+   forward neighbour samples by binary search within each foot's time-ordered rows, then linear
+   interpolation between them (index arithmetic on whole columns);
 2. window extrema (max pronation after IC, peak pronation velocity up to it, peak plantarflexion
-   rate between heel-off and toe-off, peak impact) by assigning each sample to the stride whose IC
-   precedes it (`join_asof`) and one `group_by` with filtered aggregations;
-3. the remaining metrics as column arithmetic.
+   rate between heel-off and toe-off, peak impact): each sample belongs to the stride whose IC
+   precedes it, so a stride owns one contiguous run of rows, found by binary search; one compiled
+   pass over the rows takes the maxima;
+3. the remaining metrics as Polars column arithmetic.
+
+The signals are put in (keys, time) order once (a no-op for the pipeline's own tables), where the
+as-of joins this replaces sorted them for every lookup.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
+import numpy as np
 import polars as pl
 
 from strideflow.hardware.schema import (
@@ -114,6 +121,200 @@ def strike_type_expr(angle: pl.Expr, settings: MetricSettings = MetricSettings()
     )
 
 
+@numba.njit(cache=True)
+def _neighbours(t, lo, hi, tq):  # pragma: no cover - compiled
+    """Per query k, within the sorted run t[lo[k]:hi[k]]: the last index with t <= tq[k] and the
+    first index with t >= tq[k] (-1 when there is none, the run is empty or tq[k] is NaN)."""
+    m = tq.shape[0]
+    before = np.full(m, -1, dtype=np.int64)
+    after = np.full(m, -1, dtype=np.int64)
+    for k in range(m):
+        a, b, x = lo[k], hi[k], tq[k]
+        if a < 0 or a >= b or np.isnan(x):
+            continue
+        left, right = a, b
+        while left < right:
+            mid = (left + right) // 2
+            if t[mid] < x:
+                left = mid + 1
+            else:
+                right = mid
+        if left < b:
+            after[k] = left
+        right = b
+        while left < right:
+            mid = (left + right) // 2
+            if t[mid] <= x:
+                left = mid + 1
+            else:
+                right = mid
+        if left > a:
+            before[k] = left - 1
+    return before, after
+
+
+@numba.njit(cache=True)
+def _window_kernel(
+    t, p, p_rate, pitch_rate, acc_norm, start, stop, ic, heel_off, toe_off, fraction, impact_s, eps
+):  # pragma: no cover - compiled
+    """Per stride over its samples [start, stop): max pronation and its (first) time, max pronation
+    rate up to that time, peak plantarflexion rate in push-off, peak |acc|; NaN when empty.
+
+    The comparisons are written as `_window_extrema_reference` states them (same float operations)."""
+    m = start.shape[0]
+    out = np.full((m, 5), np.nan)
+    for k in range(m):
+        lo_ic = ic[k] - eps
+        hi_p = ic[k] + fraction * (toe_off[k] - ic[k]) + eps
+        lo_push = heel_off[k] - eps
+        hi_push = toe_off[k] + eps
+        hi_impact = ic[k] + impact_s + eps
+        p_max = np.nan
+        t_max = np.nan
+        push = np.nan
+        impact = np.nan
+        # NaN (a null in the table) never wins a maximum, as polars ignores nulls.
+        for i in range(start[k], stop[k]):
+            ti = t[i]
+            v = p[i]
+            if ti >= lo_ic and ti <= hi_p and v == v and not (v <= p_max):
+                p_max = v
+                t_max = ti
+            v = -pitch_rate[i]
+            if ti >= lo_push and ti <= hi_push and v == v and not (v <= push):
+                push = v
+            v = acc_norm[i]
+            if ti >= lo_ic and ti <= hi_impact and v == v and not (v <= impact):
+                impact = v
+        v_max = np.nan
+        hi_v = t_max + eps
+        for i in range(start[k], stop[k]):
+            ti = t[i]
+            v = p_rate[i]
+            if ti >= lo_ic and ti <= hi_v and v == v and not (v <= v_max):
+                v_max = v
+        out[k, 0] = p_max
+        out[k, 1] = t_max
+        out[k, 2] = v_max
+        out[k, 3] = push
+        out[k, 4] = impact
+    return out
+
+
+_LO = "_sig_lo"
+_HI = "_sig_hi"
+
+
+def key_runs(frame: pl.DataFrame, lo: str = "lo", hi: str = "hi") -> pl.DataFrame:
+    """One row per run of consecutive rows with equal (athlete, session, foot), in row order:
+    the keys and the run's [lo, hi) row range. A key appears once when its rows are contiguous."""
+    n = frame.height
+    if n == 0:
+        return pl.DataFrame(schema={**{k: frame.schema[k] for k in KEYS}, lo: pl.Int64, hi: pl.Int64})
+    change = frame.select(
+        pl.any_horizontal(*[pl.col(k).ne_missing(pl.col(k).shift(1)) for k in KEYS]).alias("_c")
+    ).to_series()
+    starts = np.flatnonzero(change.to_numpy())
+    if starts.size == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts])
+    return (
+        frame.select(KEYS)
+        .gather(starts)
+        .with_columns(
+            pl.Series(lo, starts, dtype=pl.Int64),
+            pl.Series(hi, np.append(starts[1:], n), dtype=pl.Int64),
+        )
+    )
+
+
+class _IndexedSignals:
+    """Signals in (keys, time) order, with each athlete-session-foot's [lo, hi) row range.
+
+    Built once per `estimate`; point values and windows are then index arithmetic on its columns
+    (binary search within a foot's rows) instead of as-of joins.
+    """
+
+    def __init__(self, signals: pl.DataFrame):
+        frame = signals
+        runs = self._runs(frame)
+        if not self._ordered(frame, runs):
+            frame = frame.sort(*KEYS, T, maintain_order=True)
+            runs = self._runs(frame)
+        self.frame = frame
+        self.runs = runs
+        self.t = frame.get_column(T).cast(pl.Float64).to_numpy() if frame.height else np.zeros(0)
+        self._columns: dict[str, np.ndarray] = {}
+
+    @staticmethod
+    def _runs(frame: pl.DataFrame) -> pl.DataFrame:
+        """KEYS with `_sig_lo`, `_sig_hi` of every run of equal keys, in row order."""
+        return key_runs(frame, _LO, _HI)
+
+    @staticmethod
+    def _ordered(frame: pl.DataFrame, runs: pl.DataFrame) -> bool:
+        """Each key appears in one run and time increases within it."""
+        if runs.height > 1 and runs.select(pl.struct(KEYS).is_duplicated().any()).item():
+            return False
+        t = frame.get_column(T).to_numpy()
+        if t.size < 2:
+            return True
+        rising = np.diff(t) > 0
+        rising[runs.get_column(_LO).to_numpy()[1:] - 1] = True  # a new run may restart the clock
+        return bool(rising.all())
+
+    def column(self, name: str) -> np.ndarray:
+        """A float column as numpy (null -> NaN), cached."""
+        if name not in self._columns:
+            self._columns[name] = (
+                self.frame.get_column(name).cast(pl.Float64).to_numpy().astype(float, copy=False)
+            )
+        return self._columns[name]
+
+    def bounds(self, rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """[lo, hi) signal row range of each row's athlete-session-foot (-1, -1 when absent)."""
+        found = rows.select(KEYS).join(self.runs, on=list(KEYS), how="left", maintain_order="left")
+        lo = found.get_column(_LO).fill_null(-1).to_numpy().astype(np.int64)
+        hi = found.get_column(_HI).fill_null(-1).to_numpy().astype(np.int64)
+        return lo, hi
+
+
+def _interpolate(
+    index: _IndexedSignals,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    tq: np.ndarray,
+    columns: list[str],
+    suffix: str,
+    max_gap_s: float,
+) -> list[pl.Series]:
+    """Columns linearly interpolated at the query times tq (null where `values_at` says so)."""
+    t = index.t
+    before, after = _neighbours(t, lo, hi, tq)
+    found = (before >= 0) & (after >= 0)
+    b = np.where(found, before, 0)
+    a = np.where(found, after, 0)
+    if t.size == 0:
+        return [pl.Series(f"{c}{suffix}", np.full(tq.size, None), dtype=pl.Float64) for c in columns]
+    t0, t1 = t[b], t[a]
+    span = t1 - t0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # Weight of the later neighbour; on an exact sample time both neighbours are that sample.
+        w = np.where(span > 0, (tq - t0) / span, 0.0)
+    limit = max_gap_s + _EPS_S
+    near = found & ((tq - t0) <= limit) & ((t1 - tq) <= limit)
+    out = []
+    for c in columns:
+        x = index.column(c)
+        v0, v1 = x[b], x[a]
+        value = np.where(near, v0 + w * (v1 - v0), np.nan)
+        out.append(pl.Series(f"{c}{suffix}", value, dtype=pl.Float64, nan_to_null=True))
+    return out
+
+
+def _query_times(queries: pl.DataFrame, time_column: str) -> np.ndarray:
+    return queries.get_column(time_column).cast(pl.Float64).to_numpy().astype(float, copy=False)
+
+
 def values_at(
     signals: pl.DataFrame,
     queries: pl.DataFrame,
@@ -129,109 +330,106 @@ def values_at(
     is null where the query time is null, before the first or after the last sample, or further than
     `max_gap_s` from a neighbouring sample.
     """
-    columns = list(columns)
-    sig = signals.select(*KEYS, T, *columns).sort(*KEYS, T)
-    q = queries.with_row_index("_qrow").with_columns(pl.col(time_column).alias("_tq"))
-    known = q.filter(pl.col("_tq").is_not_null()).sort(*KEYS, "_tq")
-    before = sig.rename({T: "_t0", **{c: f"_{c}0" for c in columns}})
-    after = sig.rename({T: "_t1", **{c: f"_{c}1" for c in columns}})
-    joined = known.join_asof(
-        before, left_on="_tq", right_on="_t0", by=list(KEYS), strategy="backward", check_sortedness=False
-    ).join_asof(
-        after, left_on="_tq", right_on="_t1", by=list(KEYS), strategy="forward", check_sortedness=False
+    index = _IndexedSignals(signals.select(*KEYS, T, *columns))
+    lo, hi = index.bounds(queries)
+    return queries.with_columns(
+        _interpolate(index, lo, hi, _query_times(queries, time_column), list(columns), suffix, max_gap_s)
     )
-    span = pl.col("_t1") - pl.col("_t0")
-    # Weight of the later neighbour; on an exact sample time both neighbours are that sample.
-    w = pl.when(span > 0).then((pl.col("_tq") - pl.col("_t0")) / span).otherwise(0.0)
-    near = ((pl.col("_tq") - pl.col("_t0")) <= max_gap_s + _EPS_S) & (
-        (pl.col("_t1") - pl.col("_tq")) <= max_gap_s + _EPS_S
-    )
-    interpolated = joined.select(
-        "_qrow",
-        *[
-            pl.when(near)
-            .then(pl.col(f"_{c}0") + w * (pl.col(f"_{c}1") - pl.col(f"_{c}0")))
-            .otherwise(None)
-            .alias(f"{c}{suffix}")
-            for c in columns
-        ],
-    )
-    return q.join(interpolated, on="_qrow", how="left").sort("_qrow").drop("_qrow", "_tq")
 
 
-def _window_extrema(signals: pl.DataFrame, strides: pl.DataFrame, settings: MetricSettings) -> pl.DataFrame:
-    """Per stride: max pronation and its time, peak pronation velocity, push-off rate, impact."""
-    bounds = strides.select(*_STRIDE, *EVENT_TIMES).filter(pl.col(IC_T).is_not_null()).sort(*KEYS, IC_T)
-    sig = signals.select(*KEYS, T, PRONATION_DEG, PRONATION_RATE_DPS, PITCH_RATE_DPS, ACC_NORM_G).sort(
-        *KEYS, T
+def _window_extrema(
+    index: _IndexedSignals, strides: pl.DataFrame, settings: MetricSettings
+) -> list[pl.Series]:
+    """Per stride (in `strides` order): max pronation and its time, peak pronation velocity, push-off
+    rate, impact (`_p_max`, `_t_max_p`, `_v_max`, `_push_off`, `_impact`; null when undefined).
+
+    Each sample belongs to the stride whose IC is the latest at or before it (tolerating the
+    rounding of event times), and only while it lies before that stride's next IC.
+    """
+    names = ("_p_max", "_t_max_p", "_v_max", "_push_off", "_impact")
+    n = strides.height
+    ordered = (
+        strides.select(*KEYS, IC_T, NEXT_IC_T)
+        .with_row_index("_row")
+        .filter(pl.col(IC_T).is_not_null())
+        .sort(*KEYS, IC_T, maintain_order=True)
+        .with_columns(pl.col(IC_T).shift(-1).over(list(KEYS)).alias("_following_ic"))
     )
-    # Each sample belongs to the stride whose IC is the latest at or before it (tolerating the
-    # rounding of event times), and only while it lies before that stride's next IC.
-    assigned = (
-        sig.with_columns((pl.col(T) + _EPS_S).alias("_t_join"))
-        .join_asof(
-            bounds,
-            left_on="_t_join",
-            right_on=IC_T,
-            by=list(KEYS),
-            strategy="backward",
-            check_sortedness=False,
+    result = np.full((n, 5), np.nan)
+    if ordered.height and index.t.size:
+        t = index.t
+        t_join = t + _EPS_S
+        lo, hi = index.bounds(ordered)
+        ic = _query_times(ordered, IC_T)
+        following = _query_times(ordered, "_following_ic")
+        # First sample of the stride, first of the following stride, first at or after next IC.
+        start = _neighbours(t_join, lo, hi, ic)[1]
+        start = np.where(start < 0, hi, start)
+        stop_following = _neighbours(t_join, lo, hi, following)[1]
+        stop_following = np.where((stop_following < 0) | np.isnan(following), hi, stop_following)
+        stop_next = _neighbours(t, lo, hi, _query_times(ordered, NEXT_IC_T) - _EPS_S)[1]
+        stop_next = np.where(stop_next < 0, hi, stop_next)
+        stop_next = np.where(np.isnan(_query_times(ordered, NEXT_IC_T)), start, stop_next)
+        stop = np.maximum(np.minimum(stop_following, stop_next), start)
+        rows = ordered.get_column("_row").to_numpy()
+        picked = strides.select(HEEL_OFF_T, TOE_OFF_T)[rows]
+        result[rows] = _window_kernel(
+            t,
+            index.column(PRONATION_DEG),
+            index.column(PRONATION_RATE_DPS),
+            index.column(PITCH_RATE_DPS),
+            index.column(ACC_NORM_G),
+            np.where(lo < 0, 0, start).astype(np.int64),
+            np.where(lo < 0, 0, stop).astype(np.int64),
+            ic,
+            _query_times(picked, HEEL_OFF_T),
+            _query_times(picked, TOE_OFF_T),
+            float(settings.pronation_window_stance_fraction),
+            float(settings.impact_window_s),
+            _EPS_S,
         )
-        .filter(pl.col(STRIDE_INDEX).is_not_null() & (pl.col(T) < pl.col(NEXT_IC_T) - _EPS_S))
-    )
-    t = pl.col(T)
-    ic = pl.col(IC_T)
-    stance = pl.col(TOE_OFF_T) - ic
-    in_pronation = (t >= ic - _EPS_S) & (
-        t <= ic + settings.pronation_window_stance_fraction * stance + _EPS_S
-    )
-    p_window = pl.col(PRONATION_DEG).filter(in_pronation)
-    t_max_p = t.filter(in_pronation).gather(p_window.arg_max()).first()
-    in_push_off = (t >= pl.col(HEEL_OFF_T) - _EPS_S) & (t <= pl.col(TOE_OFF_T) + _EPS_S)
-    in_impact = (t >= ic - _EPS_S) & (t <= ic + settings.impact_window_s + _EPS_S)
-    return assigned.group_by(*_STRIDE).agg(
-        p_window.max().alias("_p_max"),
-        t_max_p.alias("_t_max_p"),
-        pl.col(PRONATION_RATE_DPS).filter((t >= ic - _EPS_S) & (t <= t_max_p + _EPS_S)).max().alias("_v_max"),
-        # Plantarflexion is a falling pitch (toes going down): its rate is -d(pitch)/dt.
-        (-pl.col(PITCH_RATE_DPS)).filter(in_push_off).max().alias("_push_off"),
-        pl.col(ACC_NORM_G).filter(in_impact).max().alias("_impact"),
-    )
+    return [pl.Series(name, result[:, i], dtype=pl.Float64, nan_to_null=True) for i, name in enumerate(names)]
 
 
-def _next_foot_flat(signals: pl.DataFrame, strides: pl.DataFrame, settings: MetricSettings) -> pl.DataFrame:
-    """Time of the foot-flat that ends each stride (the next stride's, or the first still sample)."""
-    ordered = strides.select(*_STRIDE, IC_T, FOOT_FLAT_T, NEXT_IC_T).sort(*KEYS, IC_T)
-    following = ordered.with_columns(
-        pl.col(IC_T).shift(-1).over(list(KEYS)).alias("_following_ic"),
-        pl.col(FOOT_FLAT_T).shift(-1).over(list(KEYS)).alias("_following_ff"),
-    )
-    still = (
-        signals.filter(pl.col(ZERO_VELOCITY))
-        .select(*KEYS, pl.col(T).alias("_still_t"))
-        .sort(*KEYS, "_still_t")
-    )
-    with_still = (
-        following.filter(pl.col(NEXT_IC_T).is_not_null())
-        .sort(*KEYS, NEXT_IC_T)
-        .join_asof(
-            still,
-            left_on=NEXT_IC_T,
-            right_on="_still_t",
-            by=list(KEYS),
-            strategy="forward",
-            tolerance=settings.max_next_foot_flat_s,
-            check_sortedness=False,
+def _next_foot_flat(index: _IndexedSignals, strides: pl.DataFrame, settings: MetricSettings) -> pl.Series:
+    """Time of the foot-flat that ends each stride, in `strides` order: the following stride's
+    foot-flat when it starts at this stride's next IC, else the first still sample at most
+    `max_next_foot_flat_s` after next IC."""
+    n = strides.height
+    ordered = (
+        strides.select(*KEYS, IC_T, FOOT_FLAT_T, NEXT_IC_T)
+        .with_row_index("_row")
+        .sort(*KEYS, IC_T, maintain_order=True)
+        .with_columns(
+            pl.col(IC_T).shift(-1).over(list(KEYS)).alias("_following_ic"),
+            pl.col(FOOT_FLAT_T).shift(-1).over(list(KEYS)).alias("_following_ff"),
         )
     )
+    still_t = np.full(ordered.height, np.nan)
+    if index.t.size and ordered.height:
+        zv = index.frame.get_column(ZERO_VELOCITY).fill_null(False).to_numpy()
+        t_still = index.t[zv]
+        # Row ranges of each foot inside the still samples.
+        before = np.concatenate([[0], np.cumsum(zv)])
+        lo, hi = index.bounds(ordered)
+        s_lo = np.where(lo < 0, -1, before[np.maximum(lo, 0)])
+        s_hi = np.where(lo < 0, -1, before[np.maximum(hi, 0)])
+        nic = _query_times(ordered, NEXT_IC_T)
+        first = _neighbours(t_still, s_lo, s_hi, nic)[1]
+        ok = first >= 0
+        found = np.where(ok, t_still[np.where(ok, first, 0)] if t_still.size else np.nan, np.nan)
+        still_t = np.where(ok & (found - nic <= settings.max_next_foot_flat_s), found, np.nan)
     chained = (pl.col("_following_ic") - pl.col(NEXT_IC_T)).abs() <= _EPS_S * 4
-    return with_still.select(
-        *_STRIDE,
+    picked = ordered.with_columns(pl.Series("_still_t", still_t, dtype=pl.Float64, nan_to_null=True)).select(
+        "_row",
         pl.when(chained & pl.col("_following_ff").is_not_null())
         .then(pl.col("_following_ff"))
         .otherwise(pl.col("_still_t"))
         .alias("_next_ff_t"),
     )
+    out = np.full(n, np.nan)
+    out[picked.get_column("_row").to_numpy()] = picked.get_column("_next_ff_t").to_numpy()
+    return pl.Series("_next_ff_t", out, dtype=pl.Float64, nan_to_null=True)
 
 
 class StrideMetrics:
@@ -250,17 +448,34 @@ class StrideMetrics:
             pl.col(VALID).cast(pl.Boolean),
             pl.col(REASON).cast(pl.String),
         )
-        signals = signals.with_columns(*[pl.col(k).cast(pl.String) for k in KEYS])
         gap = s.max_interpolation_gap_s
-        angles = (PITCH_DEG, PRONATION_DEG)
-        pts = events.with_columns((pl.col(IC_T) - s.strike_lookback_s).alias("_before_ic_t"))
-        pts = values_at(signals, pts, IC_T, angles, suffix="_ic", max_gap_s=gap)
-        pts = values_at(signals, pts, "_before_ic_t", (PITCH_DEG,), suffix="_before_ic", max_gap_s=gap)
-        pts = values_at(signals, pts, FOOT_FLAT_T, (*angles, *POS[:2]), suffix="_ff", max_gap_s=gap)
-        pts = values_at(signals, pts, TOE_OFF_T, angles, suffix="_to", max_gap_s=gap)
-        pts = pts.join(_next_foot_flat(signals, events, s), on=list(_STRIDE), how="left")
-        pts = values_at(signals, pts, "_next_ff_t", POS[:2], suffix="_next_ff", max_gap_s=gap)
-        pts = pts.join(_window_extrema(signals, events, s), on=list(_STRIDE), how="left")
+        angles = [PITCH_DEG, PRONATION_DEG]
+        index = _IndexedSignals(
+            signals.select(
+                *[pl.col(k).cast(pl.String) for k in KEYS],
+                T,
+                *angles,
+                *POS[:2],
+                PRONATION_RATE_DPS,
+                PITCH_RATE_DPS,
+                ACC_NORM_G,
+                ZERO_VELOCITY,
+            )
+        )
+        lo, hi = index.bounds(events)
+        ic_t = _query_times(events, IC_T)
+        points = [
+            *_interpolate(index, lo, hi, ic_t, angles, "_ic", gap),
+            *_interpolate(index, lo, hi, ic_t - s.strike_lookback_s, [PITCH_DEG], "_before_ic", gap),
+            *_interpolate(index, lo, hi, _query_times(events, FOOT_FLAT_T), [*angles, *POS[:2]], "_ff", gap),
+            *_interpolate(index, lo, hi, _query_times(events, TOE_OFF_T), angles, "_to", gap),
+        ]
+        next_ff_t = _next_foot_flat(index, events, s)
+        points += _interpolate(
+            index, lo, hi, next_ff_t.to_numpy().astype(float), list(POS[:2]), "_next_ff", gap
+        )
+        points += _window_extrema(index, events, s)
+        pts = events.with_columns(*points, next_ff_t)
 
         ic, ff, to, nic = (pl.col(c) for c in (IC_T, FOOT_FLAT_T, TOE_OFF_T, NEXT_IC_T))
         stride_time = nic - ic

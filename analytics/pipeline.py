@@ -22,6 +22,9 @@ and finally, over all feet at once:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -31,9 +34,9 @@ from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.events import EventSettings, StrideEventDetector
 from strideflow.analytics.flags import FlagSettings, SessionFlagger
-from strideflow.analytics.metrics import MetricSettings, StrideMetrics
+from strideflow.analytics.metrics import MetricSettings, StrideMetrics, key_runs
 from strideflow.analytics.sessions import SessionAggregator, SessionSettings
-from strideflow.analytics.signals import SignalSettings, build_signals
+from strideflow.analytics.signals import SignalSettings, signals_frame
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
@@ -131,6 +134,12 @@ def _empty_strides() -> pl.DataFrame:
 
 def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
     """Mark strides that contain gap-filled or gyro-saturated samples invalid (vectorised)."""
+    present = [c for c in (INTERPOLATED, SATURATED) if c in samples.columns]
+    if strides.height == 0 or not present:
+        return strides
+    # Nearly every recording has neither kind of sample: skip the per-foot gyro maxima then.
+    if not any(samples.select(pl.col(c).fill_null(False).any() for c in present).row(0)):
+        return strides
     marks = []
     if INTERPOLATED in samples.columns:
         marks.append((pl.col(INTERPOLATED).fill_null(False), REASON_GAP))
@@ -170,6 +179,73 @@ def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.Dat
     ).select(strides.columns)
 
 
+STAGES = (
+    "prepare",
+    "mounting",
+    "zero_velocity",
+    "orientation",
+    "integration",
+    "events",
+    "signals",
+    "metrics",
+    "sessions",
+)
+"""Keys of `RecordingAnalyzer.timings_s_`: `prepare` (grouping and sorting the samples), then one
+per pipeline step; `integration` is the zero-velocity-aided velocity and position."""
+
+
+class _StageClock:
+    """Wall seconds spent per stage (perf_counter), summed over feet and segments."""
+
+    def __init__(self) -> None:
+        self.seconds_ = dict.fromkeys(STAGES, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds_[stage] += time.perf_counter() - t0
+
+
+def _key_order(key: tuple) -> tuple:
+    # Polars sorts nulls first; Python cannot compare None with str.
+    return tuple((v is not None, v) for v in key)
+
+
+def _foot_parts(samples: pl.DataFrame) -> list[tuple[tuple, pl.DataFrame]]:
+    """(athlete, session, foot) and its rows in time order, in key order: what `sort(*KEYS, T)`
+    grouped gives, without sorting the whole table by its string keys."""
+    if samples.height == 0:
+        return []
+    runs = key_runs(samples)
+    if runs.select(pl.struct(KEYS).is_duplicated().any()).item():
+        parts = samples.partition_by(KEYS, maintain_order=True, as_dict=True)
+    else:  # each foot's rows are contiguous (ingest's order): zero-copy slices
+        parts = {(a, s, f): samples.slice(lo, hi - lo) for a, s, f, lo, hi in runs.iter_rows()}
+    out = []
+    for key in sorted(parts, key=_key_order):
+        part = parts[key]
+        if not part.get_column(T).is_sorted():
+            part = part.sort(T, maintain_order=True)
+        out.append((key, part))
+    return out
+
+
+def _segment_bounds(part: pl.DataFrame) -> list[tuple[int, int]] | None:
+    """[lo, hi) row ranges of the segments, in order; None when the segment column is not in
+    contiguous non-decreasing runs (then the rows are grouped by value instead)."""
+    if SEGMENT not in part.columns:
+        return [(0, part.height)]
+    column = part.get_column(SEGMENT)
+    if column.null_count() or not column.is_sorted():
+        return None
+    starts = np.flatnonzero(np.diff(column.to_numpy())) + 1
+    edges = [0, *starts.tolist(), part.height]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
 class RecordingAnalyzer:
     """Runs the whole analysis on a `samples` table (one or more athlete-session-feet)."""
 
@@ -177,22 +253,34 @@ class RecordingAnalyzer:
         self.settings = settings
 
     def analyze(self, samples: pl.DataFrame, sampling_rate_hz: float) -> RecordingAnalyzer:
-        """Fill `result_` (AnalysisResult). `samples` in the samples schema, device or foot frame."""
+        """Fill `result_` (AnalysisResult) and `timings_s_` (wall seconds per stage of STAGES).
+
+        `samples` in the samples schema, device or foot frame.
+        """
         s = self.settings
         fs = float(sampling_rate_hz)
+        clock = _StageClock()
         warnings: list[str] = []
         signals: dict[str, list[pl.DataFrame]] = {}
         events: dict[str, list[pl.DataFrame]] = {}
         mounting: dict[str, Rotation] = {}
-        for (athlete, session, foot), part in samples.sort(*KEYS, T).group_by(KEYS, maintain_order=True):
+        with clock("prepare"):
+            parts = _foot_parts(samples)
+        for (athlete, session, foot), part in parts:
             where = f"athlete {athlete}, session {session}, {foot} foot"
-            if s.align_mounting:
-                rotation = self._mounting(part, fs, where, warnings)
-                part = apply_mounting(part, {foot: rotation})
-            else:
-                rotation = Rotation.identity()
+            with clock("mounting"):
+                if s.align_mounting:
+                    rotation = self._mounting(part, fs, where, warnings)
+                    part = apply_mounting(part, {foot: rotation})
+                else:
+                    rotation = Rotation.identity()
             mounting[foot] = rotation
-            segments = part.partition_by(SEGMENT, maintain_order=True) if SEGMENT in part.columns else [part]
+            with clock("prepare"):
+                bounds = _segment_bounds(part)
+                if bounds is None:
+                    segments = part.partition_by(SEGMENT, maintain_order=True)
+                else:
+                    segments = [part.slice(lo, hi - lo) for lo, hi in bounds]
             stride_offset = 0
             for seg in segments:
                 if seg.height < s.min_segment_s * fs:
@@ -200,34 +288,35 @@ class RecordingAnalyzer:
                         f"{where}: skipped a segment of {seg.height / fs:.1f} s (< {s.min_segment_s} s)"
                     )
                     continue
-                sig, ev = self._segment(seg, fs, foot)
-                ev = ev.with_columns(pl.col(STRIDE_INDEX) + stride_offset)
+                sig, ev = self._segment(seg, fs, (athlete, session, foot), clock)
+                ev = ev.with_columns(
+                    pl.col(STRIDE_INDEX) + stride_offset,
+                    pl.lit(athlete, dtype=pl.String).alias(KEYS[0]),
+                    pl.lit(session, dtype=pl.String).alias(KEYS[1]),
+                    pl.lit(foot, dtype=pl.String).alias(FOOT),
+                )
                 stride_offset += ev.height
                 signals.setdefault(foot, []).append(sig)
-                events.setdefault(foot, []).append(
-                    ev.with_columns(
-                        pl.lit(athlete).alias(KEYS[0]),
-                        pl.lit(session).alias(KEYS[1]),
-                        pl.lit(foot).alias(FOOT),
-                    )
-                )
+                events.setdefault(foot, []).append(ev)
         all_signals = {f: pl.concat(v) for f, v in signals.items()}
         all_events = {f: pl.concat(v) for f, v in events.items()}
-        if all_events:
-            strides = (
-                StrideMetrics(s.metrics)
-                .estimate(
-                    pl.concat(list(all_events.values()), how="diagonal_relaxed"),
-                    pl.concat(list(all_signals.values())),
+        with clock("metrics"):
+            if all_events:
+                strides = (
+                    StrideMetrics(s.metrics)
+                    .estimate(
+                        pl.concat(list(all_events.values()), how="diagonal_relaxed"),
+                        pl.concat(list(all_signals.values())),
+                    )
+                    .strides_
                 )
-                .strides_
-            )
-            strides = _sample_flag_reasons(strides, samples)
-        else:
-            strides = _empty_strides()
+                strides = _sample_flag_reasons(strides, samples)
+            else:
+                strides = _empty_strides()
         if strides.height == 0:
             warnings.append("no strides detected")
-        sessions, flags = summarize_strides(strides, s)
+        with clock("sessions"):
+            sessions, flags = summarize_strides(strides, s)
         self.result_ = AnalysisResult(
             strides=strides,
             sessions=sessions,
@@ -238,6 +327,7 @@ class RecordingAnalyzer:
             sampling_rate_hz=fs,
             warnings=tuple(warnings),
         )
+        self.timings_s_ = clock.seconds_
         return self
 
     def _mounting(self, part: pl.DataFrame, fs: float, where: str, warnings: list[str]) -> Rotation:
@@ -258,29 +348,43 @@ class RecordingAnalyzer:
         warnings.append(f"{where}: mounting aligned with the relaxed (running) stillness settings")
         return rotation
 
-    def _segment(self, seg: pl.DataFrame, fs: float, foot: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    def _segment(
+        self, seg: pl.DataFrame, fs: float, keys: tuple[str, str, str], clock: _StageClock
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Signals and events of one contiguous, foot-frame segment."""
         s = self.settings
-        acc = np.ascontiguousarray(seg.select(ACC).to_numpy(), dtype=float)
-        gyr = np.ascontiguousarray(seg.select(GYR).to_numpy(), dtype=float)
-        t = seg[T].to_numpy().astype(float)
-        zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
-        if s.orientation == "madgwick":
-            q = Madgwick(s.madgwick).estimate(acc, gyr, sampling_rate_hz=fs).orientation_
-        elif s.orientation == "zero_velocity":
-            q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t)
-        else:
-            raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {s.orientation!r}")
-        zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
-        det = StrideEventDetector(s.events).detect(acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q)
-        sig = build_signals(
-            seg.select(*KEYS, T, *ACC, *GYR),
-            q,
-            zero_velocity=zv,
-            velocity_mps=zupt.velocity_mps_,
-            position_m=zupt.position_m_,
-            settings=s.signals,
-        )
+        foot = keys[2]
+        with clock("prepare"):
+            acc = np.ascontiguousarray(seg.select(ACC).to_numpy(), dtype=float)
+            gyr = np.ascontiguousarray(seg.select(GYR).to_numpy(), dtype=float)
+            t = seg.get_column(T).to_numpy().astype(float)
+        with clock("zero_velocity"):
+            zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
+        with clock("orientation"):
+            if s.orientation == "madgwick":
+                q = Madgwick(s.madgwick).estimate(acc, gyr, sampling_rate_hz=fs).orientation_
+            elif s.orientation == "zero_velocity":
+                q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t)
+            else:
+                raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {s.orientation!r}")
+        with clock("integration"):
+            zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
+        with clock("events"):
+            det = StrideEventDetector(s.events).detect(
+                acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q
+            )
+        with clock("signals"):
+            sig = signals_frame(
+                keys,
+                t,
+                acc,
+                gyr,
+                q,
+                zero_velocity=zv,
+                velocity_mps=zupt.velocity_mps_,
+                position_m=zupt.position_m_,
+                settings=s.signals,
+            )
         return sig, det.events_
 
 

@@ -73,8 +73,9 @@ def euler_rates_dps(
     theta_s = -np.radians(np.asarray(pitch_deg, dtype=float))
     w = np.asarray(gyr_dps, dtype=float)
     wx, wy, wz = w[:, 0], w[:, 1], w[:, 2]
-    roll_rate = wx + np.tan(theta_s) * (np.sin(phi) * wy + np.cos(phi) * wz)
-    pitch_rate = -(np.cos(phi) * wy - np.sin(phi) * wz)
+    sin_phi, cos_phi = np.sin(phi), np.cos(phi)
+    roll_rate = wx + np.tan(theta_s) * (sin_phi * wy + cos_phi * wz)
+    pitch_rate = -(cos_phi * wy - sin_phi * wz)
     return roll_rate, pitch_rate
 
 
@@ -100,43 +101,91 @@ def build_signals(
     in time order. Zero-velocity flags and world velocity/position (N,3) are optional; missing ones
     are false / null.
     """
-    n = samples.height
+    keys = []
+    for key in (ATHLETE_ID, SESSION_ID, FOOT):
+        values = samples.get_column(key).unique().to_list()
+        if len(values) != 1:
+            if key == FOOT:
+                raise ValueError(f"build_signals takes one foot at a time, got feet {values}")
+            # Several athletes or sessions: keep the column as it is (rare, not the pipeline's path).
+            keys.append(samples.get_column(key))
+        else:
+            keys.append(values[0])
+    return signals_frame(
+        tuple(keys),
+        samples.get_column(T).to_numpy(),
+        samples.select(ACC).to_numpy(),
+        samples.select(GYR).to_numpy(),
+        orientation_wxyz,
+        zero_velocity=zero_velocity,
+        velocity_mps=velocity_mps,
+        position_m=position_m,
+        settings=settings,
+    )
+
+
+def signals_frame(
+    keys: tuple,
+    t_s: np.ndarray,
+    acc_mps2: np.ndarray,
+    gyr_dps: np.ndarray,
+    orientation_wxyz: np.ndarray,
+    *,
+    zero_velocity: np.ndarray | None = None,
+    velocity_mps: np.ndarray | None = None,
+    position_m: np.ndarray | None = None,
+    settings: SignalSettings = SignalSettings(),
+) -> pl.DataFrame:
+    """Signals table of one foot from numpy arrays: what `build_signals` gives, without a samples table.
+
+    `keys` = (athlete_id, session_id, foot), each one value (or a column of n values for the ids);
+    t (N,) s, acc (N,3) m/s² and gyr (N,3) deg/s in the foot frame, orientation (N,4 wxyz).
+    """
+    t = np.asarray(t_s, dtype=float)
+    n = t.shape[0]
     q = np.asarray(orientation_wxyz, dtype=float).reshape(n, 4)
-    feet = samples[FOOT].unique().to_list()
-    if len(feet) != 1:
-        raise ValueError(f"build_signals takes one foot at a time, got feet {feet}")
-    foot = feet[0]
-    t = samples[T].to_numpy().astype(float)
-    acc = samples.select(ACC).to_numpy().astype(float)
+    athlete, session, foot = keys
+    if not isinstance(foot, str):
+        raise ValueError(f"signals_frame takes one foot at a time, got foot {foot!r}")
+    acc = np.asarray(acc_mps2, dtype=float)
     roll, pitch = roll_pitch_deg(q)
     if settings.rate_method == "gyro":
-        roll_rate, pitch_rate = euler_rates_dps(roll, pitch, samples.select(GYR).to_numpy())
+        roll_rate, pitch_rate = euler_rates_dps(roll, pitch, gyr_dps)
     elif settings.rate_method == "gradient":
         roll_rate, pitch_rate = _gradient(roll, t), _gradient(pitch, t)
     else:
         raise ValueError(f"rate_method must be 'gyro' or 'gradient', got {settings.rate_method!r}")
     roll_rate = np.where(np.abs(pitch) <= settings.max_euler_pitch_deg, roll_rate, np.nan)
     sign = pronation_sign(foot)
-    columns: dict[str, object] = {
-        ATHLETE_ID: samples[ATHLETE_ID],
-        SESSION_ID: samples[SESSION_ID],
-        FOOT: samples[FOOT],
-        T: t,
-        ROLL_DEG: roll,
-        PITCH_DEG: pitch,
-        PRONATION_DEG: sign * roll,
-        PITCH_RATE_DPS: pitch_rate,
-        PRONATION_RATE_DPS: sign * roll_rate,
-        ACC_NORM_G: np.linalg.norm(acc, axis=1) / STANDARD_GRAVITY_MPS2,
-        ZERO_VELOCITY: np.zeros(n, dtype=bool)
-        if zero_velocity is None
-        else np.asarray(zero_velocity, dtype=bool),
-    }
+
+    def key_column(name: str, value: object) -> pl.Series:
+        if isinstance(value, pl.Series):
+            return value.cast(pl.String).rename(name)
+        text = None if value is None else str(value)
+        return pl.repeat(text, n, dtype=pl.String, eager=True).rename(name)
+
+    def f64(name: str, values: np.ndarray, nan_to_null: bool = False) -> pl.Series:
+        return pl.Series(name, np.asarray(values, dtype=float), dtype=pl.Float64, nan_to_null=nan_to_null)
+
+    columns = [
+        key_column(ATHLETE_ID, athlete),
+        key_column(SESSION_ID, session),
+        key_column(FOOT, foot),
+        f64(T, t),
+        f64(ROLL_DEG, roll),
+        f64(PITCH_DEG, pitch),
+        f64(PRONATION_DEG, sign * roll),
+        f64(PITCH_RATE_DPS, pitch_rate),
+        f64(PRONATION_RATE_DPS, sign * roll_rate, nan_to_null=True),
+        f64(ACC_NORM_G, np.linalg.norm(acc, axis=1) / STANDARD_GRAVITY_MPS2),
+        pl.Series(
+            ZERO_VELOCITY,
+            np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool),
+            dtype=pl.Boolean,
+        ),
+    ]
     for names, values in ((VEL, velocity_mps), (POS, position_m)):
         v = np.full((n, 3), np.nan) if values is None else np.asarray(values, dtype=float).reshape(n, 3)
-        columns.update({name: v[:, i] for i, name in enumerate(names)})
-    return (
-        pl.DataFrame(columns)
-        .select([pl.col(c).cast(d) for c, d in SIGNALS_SCHEMA.items()])
-        .with_columns([pl.col(c).fill_nan(None) for c in (*VEL, *POS, PRONATION_RATE_DPS)])
-    )
+        columns.extend(f64(name, v[:, i], nan_to_null=True) for i, name in enumerate(names))
+    frame = pl.DataFrame(columns)
+    return frame.select(list(SIGNALS_SCHEMA))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numba
 import numpy as np
 
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
@@ -51,32 +52,71 @@ class ZeroVelocitySettings:
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
 
 
+@numba.njit(cache=True)
+def _running_sums(acc, gyr):  # pragma: no cover - compiled
+    """(n + 1, 5) running sums from 0 of acc x, y, z, |acc|^2 and |gyr|^2, in sample order."""
+    n = acc.shape[0]
+    c = np.zeros((n + 1, 5))
+    for i in range(n):
+        ax, ay, az = acc[i, 0], acc[i, 1], acc[i, 2]
+        gx, gy, gz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
+        c[i + 1, 0] = c[i, 0] + ax
+        c[i + 1, 1] = c[i, 1] + ay
+        c[i + 1, 2] = c[i, 2] + az
+        # x, z, then y: the order numpy's einsum sums a row in, which the statistic used before;
+        # it keeps the results bit-identical to that version.
+        c[i + 1, 3] = c[i, 3] + ((ax * ax + az * az) + ay * ay)
+        c[i + 1, 4] = c[i, 4] + ((gx * gx + gz * gz) + gy * gy)
+    return c
+
+
+@numba.njit(cache=True)
+def _window_statistic(c, half, gravity, acc_tol2, gyr_tol2):  # pragma: no cover - compiled
+    """SHOE statistic over the centred window [i - half, i + half] (clipped at the ends) from
+    the running sums of `_running_sums`."""
+    n = c.shape[0] - 1
+    two_g = 2.0 * gravity
+    out = np.empty(n)
+    for i in range(n):
+        lo = max(i - half, 0)
+        hi = min(i + half + 1, n)
+        count = float(hi - lo)
+        sx = c[hi, 0] - c[lo, 0]
+        sy = c[hi, 1] - c[lo, 1]
+        sz = c[hi, 2] - c[lo, 2]
+        norm = np.sqrt(sx * sx + sy * sy + sz * sz)
+        dev = c[hi, 3] - c[lo, 3] - two_g * norm + count * gravity * gravity
+        if dev < 0.0:
+            dev = 0.0
+        out[i] = (dev / acc_tol2 + (c[hi, 4] - c[lo, 4]) / gyr_tol2) / count
+    return out
+
+
+def _statistic_from_sums(sums: np.ndarray, sampling_rate_hz: float, settings: ZeroVelocitySettings):
+    half = max(int(round(settings.window_s * sampling_rate_hz / 2.0)), 1)
+    return _window_statistic(
+        sums,
+        half,
+        float(settings.gravity_mps2),
+        float(settings.acc_tolerance_mps2**2),
+        float(settings.gyr_tolerance_dps**2),
+    )
+
+
 def shoe_statistic(
     acc_mps2: np.ndarray,
     gyr_dps: np.ndarray,
     sampling_rate_hz: float,
     settings: ZeroVelocitySettings,
 ) -> np.ndarray:
-    """Windowed SHOE statistic per sample (dimensionless, 1 = one tolerance unit of motion)."""
-    acc = np.asarray(acc_mps2, dtype=float)
-    gyr = np.asarray(gyr_dps, dtype=float)
-    n = acc.shape[0]
-    half = max(int(round(settings.window_s * sampling_rate_hz / 2.0)), 1)
-    lo = np.clip(np.arange(n) - half, 0, n)
-    hi = np.clip(np.arange(n) + half + 1, 0, n)
-    count = (hi - lo).astype(float)
+    """Windowed SHOE statistic per sample (dimensionless, 1 = one tolerance unit of motion).
 
-    def window_sum(x: np.ndarray) -> np.ndarray:
-        c = np.concatenate([np.zeros((1,) + x.shape[1:]), np.cumsum(x, axis=0)])
-        return c[hi] - c[lo]
-
-    g = settings.gravity_mps2
-    # sum |a_i - g u|^2 with u = sum(a)/|sum(a)| equals sum|a|^2 - 2 g |sum a| + W g^2.
-    sum_a = window_sum(acc)
-    sum_a2 = window_sum(np.einsum("ij,ij->i", acc, acc))
-    acc_dev = np.maximum(sum_a2 - 2.0 * g * np.linalg.norm(sum_a, axis=1) + count * g * g, 0.0)
-    gyr2 = window_sum(np.einsum("ij,ij->i", gyr, gyr))
-    return (acc_dev / settings.acc_tolerance_mps2**2 + gyr2 / settings.gyr_tolerance_dps**2) / count
+    Over the window of W samples, with u = sum(a) / |sum(a)| the mean specific-force direction,
+    sum |a_i - g u|^2 = sum |a_i|^2 - 2 g |sum a| + W g^2: running sums give every window.
+    """
+    acc = np.ascontiguousarray(acc_mps2, dtype=float)
+    gyr = np.ascontiguousarray(gyr_dps, dtype=float)
+    return _statistic_from_sums(_running_sums(acc, gyr), sampling_rate_hz, settings)
 
 
 def mask_to_periods(mask: np.ndarray) -> np.ndarray:
@@ -86,13 +126,51 @@ def mask_to_periods(mask: np.ndarray) -> np.ndarray:
     return np.column_stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)]).astype(np.int64)
 
 
+@numba.njit(cache=True)
+def _fill(mask, starts, ends):  # pragma: no cover - compiled
+    """Set mask[starts[k]:ends[k]] true for every k (in place)."""
+    for k in range(starts.shape[0]):
+        for i in range(max(starts[k], 0), min(ends[k], mask.shape[0])):
+            mask[i] = True
+
+
+@numba.njit(cache=True)
+def _far_local_minima(stat, still, sep, threshold):  # pragma: no cover - compiled
+    """Samples below `threshold` more than `sep` samples from any still sample whose value no
+    sample within +-sep (clipped at the ends) undercuts."""
+    n = stat.shape[0]
+    dist = np.empty(n, dtype=np.int64)
+    last = -(10**9)
+    for i in range(n):
+        if still[i]:
+            last = i
+        dist[i] = i - last
+    following = 10**9
+    for i in range(n - 1, -1, -1):
+        if still[i]:
+            following = i
+        if following - i < dist[i]:
+            dist[i] = following - i
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        x = stat[i]
+        if not (x < threshold) or dist[i] <= sep:
+            continue
+        smallest = True
+        for j in range(max(i - sep, 0), min(i + sep + 1, n)):
+            if stat[j] < x:
+                smallest = False
+                break
+        out[i] = smallest
+    return out
+
+
 def periods_to_mask(periods: np.ndarray, n: int) -> np.ndarray:
     """Bool mask of length n, true inside the [start, end) ranges."""
-    delta = np.zeros(n + 1, dtype=np.int64)
     p = np.asarray(periods, dtype=np.int64).reshape(-1, 2)
-    np.add.at(delta, p[:, 0], 1)
-    np.add.at(delta, p[:, 1], -1)
-    return np.cumsum(delta[:n]) > 0
+    mask = np.zeros(n, dtype=bool)
+    _fill(mask, np.ascontiguousarray(p[:, 0]), np.ascontiguousarray(p[:, 1]))
+    return mask
 
 
 class ZeroVelocityDetector:
@@ -110,26 +188,26 @@ class ZeroVelocityDetector:
             raise ValueError(f"acc and gyr must both be (N, 3), got {acc.shape} and {gyr.shape}")
         fs = float(sampling_rate_hz)
         n = acc.shape[0]
-        stat = shoe_statistic(acc, gyr, fs, s)
+        sums = _running_sums(np.ascontiguousarray(acc), np.ascontiguousarray(gyr))
+        stat = _statistic_from_sums(sums, fs, s)
         still = stat < s.threshold
 
         periods = mask_to_periods(still)
         if len(periods) > 1:
             gaps = periods[1:, 0] - periods[:-1, 1]
             fill = gaps < s.merge_gap_s * fs
-            for start, end in np.column_stack([periods[:-1, 1], periods[1:, 0]])[fill]:
-                still[start:end] = True
+            _fill(still, periods[:-1, 1][fill], periods[1:, 0][fill])
             periods = mask_to_periods(still)
         keep = (periods[:, 1] - periods[:, 0]) >= max(s.min_duration_s * fs, 1.0)
         still = periods_to_mask(periods[keep], n)
 
         self.fallback_anchors_ = np.zeros(0, dtype=np.int64)
         if s.fallback_threshold is not None and n > 2:
-            short = shoe_statistic(acc, gyr, fs, replace(s, window_s=s.fallback_window_s))
+            short = _statistic_from_sums(sums, fs, replace(s, window_s=s.fallback_window_s))
             self.fallback_anchors_ = self._fallback_anchors(short, still, fs)
             half = max(int(round(s.fallback_duration_s * fs / 2.0)), 0)
-            for a in self.fallback_anchors_:
-                still[max(a - half, 0) : min(a + half + 1, n)] = True
+            anchors = self.fallback_anchors_
+            _fill(still, anchors - half, anchors + half + 1)
 
         self.statistic_ = stat
         self.zero_velocity_ = still
@@ -139,20 +217,9 @@ class ZeroVelocityDetector:
     def _fallback_anchors(self, stat: np.ndarray, still: np.ndarray, fs: float) -> np.ndarray:
         """Local minima of the statistic below the relaxed threshold, far from any still period."""
         s = self.settings
-        n = stat.shape[0]
         sep = max(int(round(s.fallback_separation_s * fs)), 1)
-        # Distance (samples) from each sample to the nearest still sample.
-        idx = np.arange(n)
-        last = np.where(still, idx, -(10**9))
-        last = np.maximum.accumulate(last)
-        nxt = np.where(still, idx, 10**9)
-        nxt = np.minimum.accumulate(nxt[::-1])[::-1]
-        dist = np.minimum(idx - last, nxt - idx)
-        # Minimum of the statistic over +-sep, by a sliding-window minimum.
-        from scipy.ndimage import minimum_filter1d
-
-        local_min = minimum_filter1d(stat, size=2 * sep + 1, mode="nearest")
-        cand = (stat == local_min) & (stat < s.fallback_threshold) & (dist > sep)
+        # Far from every still sample, below the threshold, and the minimum within +-sep.
+        cand = _far_local_minima(stat, still, sep, float(s.fallback_threshold))
         anchors = np.flatnonzero(cand)
         if len(anchors) > 1:
             # Plateaus of equal values give neighbours: keep the first of each run.

@@ -127,6 +127,11 @@ def infer_rate(source: str, series: list[FootSeries], given: float | None, setti
     return measured
 
 
+def _abs_max(x: np.ndarray) -> float:
+    """max |x| of a non-empty array, without an |x| temporary (exactly np.max(np.abs(x)))."""
+    return float(max(x.max(), -x.min()))
+
+
 def _acc_norm(acc: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore", invalid="ignore"):  # absurd values overflow to inf, rejected below
         return np.linalg.norm(acc, axis=0)
@@ -152,7 +157,8 @@ def convert_units(
             log.add(UNIT, f"the header states {group} in {header}; {param} was given and is used")
     acc_label, gyr_label = series.labels[ACC[0]], series.labels[GYR[0]]
 
-    median = float(np.median(_acc_norm(np.stack([series.channels[c] for c in ACC]))))
+    raw_norm = _acc_norm(np.stack([series.channels[c] for c in ACC]))
+    median = float(np.median(raw_norm))
     low, high = settings.g_median_band
     if acc_stated is None and low <= median <= high:
         raise IngestError(
@@ -165,8 +171,10 @@ def convert_units(
         for c in ACC:
             series.channels[c] = series.channels[c] * acc_scale
         log.add(UNIT, f"acceleration converted from {acc_stated} to m/s²", column=acc_label)
-    norm = _acc_norm(np.stack([series.channels[c] for c in ACC]))
-    median = float(np.median(norm))
+        norm = _acc_norm(np.stack([series.channels[c] for c in ACC]))
+        median = float(np.median(norm))
+    else:
+        norm = raw_norm  # unchanged values: the norm and median above still hold
     low, high = settings.acc_median_band_mps2
     if not low <= median <= high:
         raise IngestError(
@@ -180,7 +188,10 @@ def convert_units(
         (GYR, settings.max_plausible_gyr_dps, "deg/s"),
     ):
         for c in axes:
-            beyond = np.flatnonzero(np.abs(series.channels[c]) > limit)
+            x = series.channels[c]
+            if x.size == 0 or (x.max() <= limit and x.min() >= -limit):
+                continue  # two reductions instead of a mask over every sample
+            beyond = np.flatnonzero(np.abs(x) > limit)
             if beyond.size:
                 raise IngestError(
                     source,
@@ -190,7 +201,7 @@ def convert_units(
                 )
 
     gyr_scale = GYR_UNITS[gyr_stated] if gyr_stated is not None else 1.0
-    gyr_max = max(float(np.max(np.abs(series.channels[c]))) for c in GYR)
+    gyr_max = max(_abs_max(series.channels[c]) for c in GYR)
     moving = int(np.count_nonzero(np.abs(norm / STANDARD_GRAVITY_MPS2 - 1.0) > settings.motion_acc_g))
     radps_like = moving >= settings.motion_min_samples and gyr_max < settings.radps_max_abs
     if radps_like and gyr_stated is None:
@@ -238,14 +249,17 @@ def saturation_flags(
             x = series.channels[c]
             if x.size == 0:
                 continue
-            mag = np.abs(x)
             if full_scale is not None:
-                at_range = mag >= full_scale * (1.0 - tol)
+                bound = full_scale * (1.0 - tol)
+                if -bound < x.min() and x.max() < bound:
+                    continue  # nothing at the range: skip the per-sample mask
+                at_range = np.abs(x) >= bound
                 level = full_scale
             else:
-                level = float(mag.max())
+                level = _abs_max(x)
                 if level < floor:
                     continue
+                mag = np.abs(x)
                 pinned = mag >= level * (1.0 - tol)
                 flat = pinned[1:] & pinned[:-1] & (np.abs(np.diff(x)) <= level * settings.flat_rel_tol)
                 at_range = np.zeros_like(pinned)
@@ -340,6 +354,13 @@ def _grid_segment(
         source_k = k
     grid_k = np.arange(n, dtype=float)
     out: dict[str, np.ndarray] = {T: t0 + grid_k / rate}
+    if on_grid and n == t.size:
+        # Every grid point has its own sample (the usual case): the values are taken as they are,
+        # which is what interpolating at the knots gives.
+        out.update({name: np.asarray(values, dtype=float) for name, values in channels.items()})
+        out[INTERPOLATED] = np.zeros(n, dtype=bool)
+        out[SATURATED] = np.array(saturated, dtype=bool)
+        return out, jitter, False
     for name, values in channels.items():
         out[name] = np.interp(grid_k, source_k, values)
     left = np.clip(np.searchsorted(source_k, grid_k, side="right") - 1, 0, source_k.size - 1)

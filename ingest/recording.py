@@ -203,9 +203,8 @@ def _frame(
 ) -> pl.DataFrame:
     n = columns[T].size
     data = {
-        ATHLETE_ID: pl.Series(ATHLETE_ID, [ids[ATHLETE_ID]] * n, dtype=pl.String),
-        SESSION_ID: pl.Series(SESSION_ID, [ids[SESSION_ID]] * n, dtype=pl.String),
-        FOOT: pl.Series(FOOT, [foot] * n, dtype=pl.String),
+        name: pl.repeat(value, n, dtype=pl.String, eager=True).rename(name)
+        for name, value in ((ATHLETE_ID, ids[ATHLETE_ID]), (SESSION_ID, ids[SESSION_ID]), (FOOT, foot))
     }
     names = [T, *ACC, *GYR, *(MAG if with_mag else ()), SEGMENT, INTERPOLATED, SATURATED]
     schema = {**SAMPLES_SCHEMA, **SAMPLES_OPTIONAL_SCHEMA}
@@ -258,6 +257,16 @@ def _csv_series(
     return series
 
 
+def _distinct_strings(column: pl.Series) -> list[str | None]:
+    """Distinct values of a column as strings (null as None), fast when it holds one value."""
+    as_text = column.cast(pl.String, strict=False)
+    if as_text.len() and as_text.null_count() == 0:
+        first = as_text[0]
+        if (as_text == first).all():
+            return [first]
+    return as_text.unique().to_list()
+
+
 def _parquet_series(
     source: str, data: bytes, foot: str | None, name_foot: str | None, log: WarningLog
 ) -> tuple[list[condition.FootSeries], dict[str, str | None]]:
@@ -273,6 +282,10 @@ def _parquet_series(
     casted: dict[str, np.ndarray] = {}
     for c in numeric:
         raw = df.get_column(c)
+        if raw.dtype == pl.Float64 and raw.null_count() == 0:
+            # Already what the cast below gives: nothing can fail, so skip the checks.
+            casted[c] = raw.to_numpy().astype(float, copy=False)
+            continue
         try:
             col = raw.cast(pl.Float64, strict=False)
         except Exception:  # polars: InvalidOperationError for types with no numeric meaning
@@ -290,13 +303,38 @@ def _parquet_series(
         if key not in df.columns:
             ids[key] = None
             continue
-        values = df.get_column(key).cast(pl.String, strict=False).unique().to_list()
+        values = _distinct_strings(df.get_column(key))
         if len(values) != 1 or values[0] is None:
             raise IngestError(
                 source, f"one recording is one session, but this holds {values[:5]}", column=key
             )
         ids[key] = values[0]
     rows = np.arange(1, df.height + 1, dtype=np.int64)
+    single_foot = None
+    if FOOT in df.columns:
+        values = _distinct_strings(df.get_column(FOOT))
+        if len(values) == 1 and values[0] in FEET:
+            single_foot = values[0]
+    else:
+        single_foot = foot or name_foot
+    if single_foot is not None and (foot is None or foot == single_foot):
+        # One foot in the whole file (every simulated or stored recording): no per-row masks.
+        channels = {c: casted[c] for c in (*ACC, *GYR, *MAG) if c in casted}
+        for flag, previous in _PREVIOUS.items():
+            if flag in casted:
+                channels[previous] = casted[flag]
+        series = [
+            condition.FootSeries(
+                foot=single_foot,
+                t=casted[T],
+                channels=channels,
+                labels={c: c for c in channels},
+                rows=rows,
+                time_label=T,
+                units={},
+            )
+        ]
+        return series, ids
     if FOOT in df.columns:
         feet = df.get_column(FOOT).cast(pl.String, strict=False).to_numpy()
         bad = np.flatnonzero(~np.isin(feet, FEET))

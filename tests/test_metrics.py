@@ -304,8 +304,10 @@ def test_difference_metrics_are_invariant_to_constant_angle_offsets(
     numeric = valid.select(S.METRICS)
     assert numeric.null_count().sum_horizontal().item() == 0
     assert not np.isnan(numeric.to_numpy()).any()
-    # Exact up to interpolating p(IC) between samples astride the kink at IC (see above).
-    assert np.allclose(valid[S.PRONATION_EXCURSION_DEG], excursion, atol=slope / rate / 4 + 1e-9)
+    # Exact up to two kinks falling between samples, each off by at most slope * dt / 4: p(IC)
+    # interpolated astride the kink at IC, and the sampled maximum where the ramp ends (hypothesis
+    # found a ramp ending mid-sample with an error of 0.12 deg > slope * dt / 4 = 0.098 deg).
+    assert np.allclose(valid[S.PRONATION_EXCURSION_DEG], excursion, atol=slope / rate / 2 + 1e-9)
 
 
 def test_euler_rates_match_the_derivative_of_the_angles():
