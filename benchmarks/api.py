@@ -1,0 +1,397 @@
+"""Speed of the HTTP API over loopback with a large results store (issue 6).
+
+A store of synthetic strides (STRIDES_SCHEMA rows with plausible, varied values) is written
+straight into the service's layout with `analytics.partitions` (strides, sessions and flags per
+athlete-session, sessions/flags from `summarize_strides`), registered in the service database
+with `catalog.sync_results`, and given an admin key. Full run: 100 athletes x 10 sessions x
+1000 strides (500 per foot) = 1,000,000 strides; `--quick`: 10 x 5 x 1000 = 50,000. The store
+is cached (`STRIDEFLOW_BENCH_CACHE`, default `<tmp>/strideflow-bench-api`) and rebuilt only
+when its spec changes.
+
+`strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process); `CONCURRENCY`
+asyncio clients in this process share one httpx.AsyncClient and call one route at a time for a
+fixed time, each request for a random athlete / session. Rows per route: `<route>.requests_per_s`
+(req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, client side),
+`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request) and
+`<route>.errors` (non-200 or empty answers, must be 0). Plus `store.strides` (strides stored),
+`store.partitions` and `store.build_s` (s; 0 when the cached store was reused). Client and server
+share the machine's cores, so req/s is a floor for a dedicated server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from strideflow.analytics import partitions
+from strideflow.benchmarks._common import Row, row
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    CADENCE_SPM,
+    DUTY_FACTOR,
+    FOOT,
+    FOOT_FLAT_T,
+    FOOT_STRIKE_ANGLE_DEG,
+    HEEL_OFF_RATIO,
+    HEEL_OFF_T,
+    IC_T,
+    IMPACT_G,
+    MAX_PRONATION_VELOCITY_DPS,
+    NEXT_IC_T,
+    PRONATION_EXCURSION_DEG,
+    PUSH_OFF_RATE_DPS,
+    REASON,
+    SESSION_DATE,
+    SESSION_ID,
+    SPEED_MPS,
+    STANCE_TIME_S,
+    STRIDE_INDEX,
+    STRIDE_LENGTH_M,
+    STRIDE_TIME_S,
+    STRIDES_SCHEMA,
+    STRIKE_FOREFOOT_BELOW_DEG,
+    STRIKE_REARFOOT_ABOVE_DEG,
+    STRIKE_TYPE,
+    SWING_TIME_S,
+    TIME_TO_MAX_PRONATION_S,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    TOE_OFF_T,
+    VALID,
+)
+
+TEAM = "bench-team"
+STORE_VERSION = 1  # bump when the generated rows change
+CONCURRENCY = 8
+FIRST_DATE = dt.date(2026, 1, 5)
+MEAN_STRIDE_S = 0.75  # s, a steady run
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Size of the synthetic store: athletes x sessions x strides per session (both feet)."""
+
+    athletes: int
+    sessions: int
+    strides_per_session: int
+    seed: int = 0
+
+    @property
+    def strides(self) -> int:
+        return self.athletes * self.sessions * self.strides_per_session
+
+    def name(self) -> str:
+        return (
+            f"v{STORE_VERSION}-a{self.athletes}-s{self.sessions}-n{self.strides_per_session}-seed{self.seed}"
+        )
+
+
+FULL = StoreSpec(athletes=100, sessions=10, strides_per_session=1000)
+QUICK = StoreSpec(athletes=10, sessions=5, strides_per_session=1000)
+DURATION_S = 10.0  # per route, full run
+QUICK_DURATION_S = 3.0
+
+
+def athlete_id(i: int) -> str:
+    return f"B{i + 1:04d}"
+
+
+def session_id(k: int) -> str:
+    return f"S{k + 1:02d}"
+
+
+def synthetic_strides(athlete: str, session: str, n: int, rng: np.random.Generator) -> pl.DataFrame:
+    """`n` strides (half per foot) of one session in STRIDES_SCHEMA: consistent event times and
+    metrics following DESIGN.md's definitions, values scattered like a steady run."""
+    per_foot = n // 2
+    frames = []
+    for offset, foot in enumerate(("left", "right")):
+        stride_time = rng.normal(MEAN_STRIDE_S, 0.03, per_foot).clip(0.5, 1.2)
+        duty = rng.normal(0.38, 0.02, per_foot).clip(0.25, 0.6)
+        ic = 2.0 + 0.5 * offset + np.concatenate([[0.0], np.cumsum(stride_time[:-1])])
+        stance = duty * stride_time
+        heel_off_ratio = rng.normal(0.55, 0.05, per_foot).clip(0.3, 0.8)
+        length = rng.normal(2.4, 0.12, per_foot)
+        strike = rng.normal(6.0, 5.0, per_foot)
+        strike_type = np.where(
+            strike > STRIKE_REARFOOT_ABOVE_DEG,
+            "rearfoot",
+            np.where(strike < STRIKE_FOREFOOT_BELOW_DEG, "forefoot", "midfoot"),
+        )
+        valid = rng.random(per_foot) > 0.03
+        frames.append(
+            pl.DataFrame(
+                {
+                    ATHLETE_ID: athlete,
+                    SESSION_ID: session,
+                    FOOT: foot,
+                    STRIDE_INDEX: np.arange(per_foot, dtype=np.int64),
+                    IC_T: ic,
+                    FOOT_FLAT_T: ic + 0.3 * stance,
+                    HEEL_OFF_T: ic + heel_off_ratio * stance,
+                    TOE_OFF_T: ic + stance,
+                    NEXT_IC_T: ic + stride_time,
+                    STRIDE_TIME_S: stride_time,
+                    STANCE_TIME_S: stance,
+                    SWING_TIME_S: stride_time - stance,
+                    CADENCE_SPM: 120.0 / stride_time,
+                    STRIDE_LENGTH_M: length,
+                    SPEED_MPS: length / stride_time,
+                    FOOT_STRIKE_ANGLE_DEG: strike,
+                    STRIKE_TYPE: strike_type,
+                    PRONATION_EXCURSION_DEG: rng.normal(9.0 + offset, 2.0, per_foot),
+                    MAX_PRONATION_VELOCITY_DPS: rng.normal(450.0, 60.0, per_foot),
+                    TIME_TO_MAX_PRONATION_S: rng.normal(0.08, 0.01, per_foot),
+                    TOE_OFF_PRONATION_DEG: rng.normal(2.0, 2.0, per_foot),
+                    TOE_OFF_ANGLE_DEG: rng.normal(62.0, 4.0, per_foot),
+                    PUSH_OFF_RATE_DPS: rng.normal(700.0, 80.0, per_foot),
+                    HEEL_OFF_RATIO: heel_off_ratio,
+                    IMPACT_G: rng.normal(9.0, 1.5, per_foot),
+                    DUTY_FACTOR: duty,
+                    VALID: valid,
+                }
+            )
+        )
+    reason = (
+        pl.when(pl.col(VALID)).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("turn")).alias(REASON)
+    )
+    return (
+        pl.concat(frames).with_columns(reason).select([pl.col(c).cast(t) for c, t in STRIDES_SCHEMA.items()])
+    )
+
+
+def _write_athlete(root: Path, spec: StoreSpec, i: int) -> int:
+    from strideflow.analytics.pipeline import summarize_strides
+
+    rng = np.random.default_rng([spec.seed, i])
+    a = athlete_id(i)
+    parts = [synthetic_strides(a, session_id(k), spec.strides_per_session, rng) for k in range(spec.sessions)]
+    strides = pl.concat(parts)
+    sessions, flags = summarize_strides(strides)
+    start = FIRST_DATE + dt.timedelta(days=int(rng.integers(0, 7)))
+    dates = {session_id(k): (start + dt.timedelta(days=10 * k)).isoformat() for k in range(spec.sessions)}
+    sessions = sessions.with_columns(pl.col(SESSION_ID).replace_strict(dates).alias(SESSION_DATE))
+    written = 0
+    for k in range(spec.sessions):
+        s = session_id(k)
+        for table, df in (
+            (partitions.STRIDES, strides),
+            (partitions.SESSIONS, sessions),
+            (partitions.FLAGS, flags),
+        ):
+            part = df.filter(pl.col(SESSION_ID) == s)
+            partitions.write_partition(root, table, part, a, s)
+            written += 1
+    return written
+
+
+def build_store(data_dir: Path, spec: StoreSpec) -> tuple[Path, dict]:
+    """Write the results store and database for `spec` under `data_dir` (reused if complete).
+
+    Returns (data_dir, info) with info = {"admin_key", "athlete_key", "athlete", "build_s"}.
+    """
+    from strideflow.service.auth import create_key
+    from strideflow.service.catalog import sync_results
+    from strideflow.service.db import Database
+    from strideflow.service.settings import ServiceSettings
+
+    settings = ServiceSettings(data_dir=data_dir)
+    done = data_dir / "bench-store.json"
+    if done.is_file():
+        info = json.loads(done.read_text())
+        if info.get("spec") == asdict(spec):
+            return data_dir, info | {"build_s": 0.0}
+    shutil.rmtree(data_dir, ignore_errors=True)
+    t0 = time.perf_counter()
+    settings.results_dir.mkdir(parents=True)
+    for i in range(spec.athletes):
+        _write_athlete(settings.results_dir, spec, i)
+    db = Database(settings.resolved_database_url)
+    try:
+        db.create_all()
+        sync_results(db, settings.results_dir, TEAM)
+        info = {
+            "spec": asdict(spec),
+            "admin_key": create_key(db, TEAM, "admin"),
+            "athlete_key": create_key(db, TEAM, "athlete", athlete_id(0)),
+            "athlete": athlete_id(0),
+        }
+    finally:
+        db.dispose()
+    info["build_s"] = time.perf_counter() - t0
+    done.write_text(json.dumps(info))  # written last: a half-built store is rebuilt
+    return data_dir, info
+
+
+def cache_dir(spec: StoreSpec) -> Path:
+    """Where the store of `spec` is kept between runs (outside the repository)."""
+    base = os.environ.get("STRIDEFLOW_BENCH_CACHE") or Path(tempfile.gettempdir()) / "strideflow-bench-api"
+    return Path(base) / spec.name()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`strideflow serve --data DIR` on a free loopback port, as a subprocess (context manager)."""
+
+    def __init__(self, data_dir: Path, startup_timeout_s: float = 120.0):
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.startup_timeout_s = startup_timeout_s
+
+    def __enter__(self) -> Server:
+        import httpx
+
+        self.log = tempfile.TemporaryFile()
+        cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
+        cmd += ["serve", "--data", str(self.data_dir), "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                text = self.output()
+                self.__exit__()
+                raise RuntimeError(f"strideflow serve did not start:\n{text[-3000:]}")
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def __exit__(self, *exc) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def route_requests(spec: StoreSpec) -> dict[str, callable]:
+    """Route name -> function(rng) giving (path, params) of one request for a random target."""
+
+    session_s = MEAN_STRIDE_S * spec.strides_per_session / 2  # mean stride time x strides per foot
+
+    def pick(rng: random.Random) -> tuple[str, str]:
+        return athlete_id(rng.randrange(spec.athletes)), session_id(rng.randrange(spec.sessions))
+
+    def athletes(rng):
+        return "/v1/athletes", {"limit": 100}
+
+    def sessions(rng):
+        a, _ = pick(rng)
+        return f"/v1/athletes/{a}/sessions", {}
+
+    def strides(rng):
+        a, s = pick(rng)
+        t0 = rng.uniform(0.0, 0.5 * session_s)  # a window of 40 % of the session: a full page at 1M
+        params = {ATHLETE_ID: a, "foot": "left", "t_from": t0, "t_to": t0 + 0.4 * session_s, "limit": 100}
+        return f"/v1/sessions/{s}/strides", params
+
+    def trends(rng):
+        a, _ = pick(rng)
+        return f"/v1/athletes/{a}/trends", {"metric": PRONATION_EXCURSION_DEG}
+
+    return {"athletes": athletes, "sessions": sessions, "strides": strides, "trends": trends}
+
+
+async def _drive(base_url: str, key: str, make, duration_s: float, concurrency: int, seed: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
+        path, params = make(random.Random(seed))
+        warm = await client.get(path, params=params)  # first call: imports, caches
+        if warm.status_code != 200:
+            errors.append(f"{warm.status_code} {path} {warm.text[:200]}")
+        t_end = time.perf_counter() + duration_s
+
+        async def worker(w: int) -> None:
+            rng = random.Random(seed * 1000 + w)
+            while time.perf_counter() < t_end:
+                path, params = make(rng)
+                t0 = time.perf_counter()
+                r = await client.get(path, params=params)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200 or not r.json()["items"]:
+                    errors.append(f"{r.status_code} {path} {params} {r.text[:200]}")
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(w) for w in range(concurrency)))
+        wall = time.perf_counter() - t0
+    lat = np.array(latencies) * 1000.0
+    return {
+        "requests": lat.size,
+        "requests_per_s": lat.size / wall,
+        "p50_ms": float(np.percentile(lat, 50)),
+        "p99_ms": float(np.percentile(lat, 99)),
+        "errors": errors,
+    }
+
+
+def measure(
+    base_url: str, key: str, spec: StoreSpec, duration_s: float, concurrency: int = CONCURRENCY
+) -> dict:
+    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages)."""
+    return {
+        name: asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
+        for i, (name, make) in enumerate(route_requests(spec).items())
+    }
+
+
+def run(quick: bool = False) -> list[Row]:
+    spec = QUICK if quick else FULL
+    data_dir, info = build_store(cache_dir(spec), spec)
+    stored = partitions.scan_table(data_dir / "results", partitions.STRIDES).select(pl.len()).collect().item()
+    n_parts = sum(1 for _ in (data_dir / "results" / partitions.STRIDES).glob("*/*/" + partitions.PART_FILE))
+    rows = [
+        row("store.strides", stored, "strides"),
+        row("store.partitions", n_parts, "athlete-sessions"),
+        row(
+            "store.build_s", info["build_s"], "s", "0: cached store reused" if info["build_s"] == 0 else None
+        ),
+    ]
+    duration_s = QUICK_DURATION_S if quick else DURATION_S
+    with Server(data_dir) as server:
+        results = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s)
+        serial = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s / 3, concurrency=1)
+    note = f"{CONCURRENCY} concurrent clients, admin key, client and server on the same cores"
+    for name, res in results.items():
+        rows.append(row(f"{name}.requests_per_s", res["requests_per_s"], "req/s", note))
+        note = None
+        rows.append(row(f"{name}.p50_ms", res["p50_ms"], "ms"))
+        rows.append(row(f"{name}.p99_ms", res["p99_ms"], "ms"))
+        rows.append(
+            row(f"{name}.serial_p50_ms", serial[name]["p50_ms"], "ms", "one client: the server's own time")
+        )
+        errors = res["errors"] + serial[name]["errors"]
+        rows.append(row(f"{name}.errors", len(errors), "requests", "; ".join(errors[:2]) or None))
+    return rows
