@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.metrics import key_runs
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FOOT,
@@ -85,6 +86,16 @@ def _empty_curves() -> pl.DataFrame:
     return pl.DataFrame(schema=CURVES_SCHEMA)
 
 
+def _time_ordered(sig: pl.DataFrame, runs: pl.DataFrame) -> bool:
+    """Each athlete-session-foot's rows are one contiguous run whose time strictly increases."""
+    if runs.height > 1 and runs.select(pl.struct(KEYS).is_duplicated().any()).item():
+        return False
+    t = sig.get_column(T).to_numpy()
+    rising = np.diff(t) > 0
+    rising[runs.get_column("lo").to_numpy()[1:] - 1] = True  # each run starts its own clock
+    return bool(rising.all())
+
+
 class StrideCurves:
     """Resamples pronation and pitch of every stride over stance and over the stride."""
 
@@ -103,64 +114,81 @@ class StrideCurves:
         if strides.height == 0 or signals.height == 0:
             self.curves_ = _empty_curves()
             return self
-        sig = (
-            signals.select(*KEYS, pl.col(T).cast(pl.Float64), *[pl.col(a).cast(pl.Float64) for a in ANGLES])
-            .filter(pl.col(T).is_not_null())
-            .sort(*KEYS, T)
-        )
-        # One stretch of a global time axis per athlete-session-foot, separated by more than any
-        # recording's duration, so that one np.interp serves every foot.
-        groups = sig.group_by(KEYS, maintain_order=True).agg(
-            pl.col(T).min().alias("_t0"), pl.col(T).max().alias("_t1")
-        )
-        span = float((groups["_t1"] - groups["_t0"]).max()) + 1.0
-        groups = groups.with_columns((pl.int_range(pl.len()).cast(pl.Float64) * span).alias("_offset"))
-        sig = sig.join(groups, on=list(KEYS), how="left", maintain_order="left")
-        t_global = (sig[T] - sig["_t0"] + sig["_offset"]).to_numpy()
-        values = {a: sig[a].fill_null(np.nan).to_numpy() for a in ANGLES}
-
-        base = strides.select(
+        sig = signals.select(
+            *KEYS, pl.col(T).cast(pl.Float64), *[pl.col(a).cast(pl.Float64) for a in ANGLES]
+        ).filter(pl.col(T).is_not_null() & pl.col(T).is_not_nan())
+        runs = key_runs(sig)
+        if not _time_ordered(sig, runs):
+            sig = sig.sort(*KEYS, T, maintain_order=True)
+            runs = key_runs(sig)
+        t = sig.get_column(T).to_numpy()
+        # One stretch of a global time axis per athlete-session-foot, in key order, separated by
+        # more than any recording's duration, so that one np.interp serves every foot.
+        groups = runs.sort(*KEYS, maintain_order=True)
+        lo = groups.get_column("lo").to_numpy()
+        hi = groups.get_column("hi").to_numpy()
+        t0_g, t1_g = t[lo], t[hi - 1]
+        span = float((t1_g - t0_g).max()) + 1.0 if groups.height else 1.0
+        offset_g = np.arange(groups.height, dtype=float) * span
+        rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)] or [np.zeros(0, int)])
+        if np.array_equal(rows, np.arange(t.size)):
+            rows = slice(None)  # already in key order: no copy
+        length = hi - lo
+        t_global = (t[rows] - np.repeat(t0_g, length)) + np.repeat(offset_g, length)
+        values = {a: sig.get_column(a).fill_null(np.nan).to_numpy()[rows] for a in ANGLES}
+        groups = groups.select(
             *KEYS,
-            pl.col(STRIDE_INDEX).cast(pl.Int64),
-            pl.col(VALID).cast(pl.Boolean),
-            IC_T,
-            TOE_OFF_T,
-            NEXT_IC_T,
-        ).join(groups, on=list(KEYS), how="left", maintain_order="left")
+            pl.Series("_t0", t0_g, dtype=pl.Float64),
+            pl.Series("_t1", t1_g, dtype=pl.Float64),
+            pl.Series("_offset", offset_g, dtype=pl.Float64),
+        )
+
+        # Strides in the output's order, each with its phases in name order: no sort of the result.
+        base = (
+            strides.select(
+                *KEYS,
+                pl.col(STRIDE_INDEX).cast(pl.Int64),
+                pl.col(VALID).cast(pl.Boolean),
+                pl.col(IC_T).cast(pl.Float64),
+                pl.col(TOE_OFF_T).cast(pl.Float64),
+                pl.col(NEXT_IC_T).cast(pl.Float64),
+            )
+            .sort(*KEYS, STRIDE_INDEX, maintain_order=True)
+            .join(groups, on=list(KEYS), how="left", maintain_order="left")
+        )
         n = base.height
         frac = np.linspace(0.0, 1.0, points)
-        rows = np.repeat(np.arange(n), points)
-        pct = np.tile(np.round(frac * 100.0, 9), n)
-        t0 = base["_t0"].fill_null(np.nan).to_numpy()
-        t1 = base["_t1"].fill_null(np.nan).to_numpy()
-        offset = base["_offset"].fill_null(np.nan).to_numpy()
-        ic = base[IC_T].cast(pl.Float64).fill_null(np.nan).to_numpy()
-        keys = base.select(*KEYS, STRIDE_INDEX, VALID)[rows]
-        parts = []
-        for phase in PHASES:
-            end = base[PHASE_END[phase]].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            local = ic[:, None] + frac[None, :] * (end - ic)[:, None]
+        phases = sorted(PHASES)
+        t0 = base["_t0"].fill_null(np.nan).to_numpy()[:, None]
+        t1 = base["_t1"].fill_null(np.nan).to_numpy()[:, None]
+        offset = base["_offset"].fill_null(np.nan).to_numpy()[:, None]
+        ic = base[IC_T].fill_null(np.nan).to_numpy()[:, None]
+        # (stride, phase, pct) query instants on the global axis; NaN where a phase has no value.
+        query = np.empty((n, len(phases), points))
+        for k, phase in enumerate(phases):
+            end = base[PHASE_END[phase]].fill_null(np.nan).to_numpy()[:, None]
+            local = ic + frac[None, :] * (end - ic)
             # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
-            inside = (local >= t0[:, None]) & (local <= t1[:, None]) & (end > ic)[:, None]
-            query = np.where(inside, local - t0[:, None] + offset[:, None], np.nan).ravel()
-            ok = np.isfinite(query)
-            columns = {}
-            for a in ANGLES:
-                out = np.full(query.shape, np.nan)
+            inside = (local >= t0) & (local <= t1) & (end > ic)
+            query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
+        query = query.ravel()
+        ok = np.isfinite(query)
+        per_row = len(phases) * points
+        angle_columns = []
+        for a in ANGLES:
+            out = np.full(query.shape, np.nan)
+            if ok.any():
                 out[ok] = np.interp(query[ok], t_global, values[a])
-                columns[a] = out
-            parts.append(
-                keys.with_columns(
-                    pl.lit(phase).alias(PHASE),
-                    pl.Series(PCT, pct),
-                    *[pl.Series(a, columns[a]).fill_nan(None) for a in ANGLES],
-                )
-            )
-        self.curves_ = (
-            pl.concat(parts)
-            .select([pl.col(c).cast(d) for c, d in CURVES_SCHEMA.items()])
-            .sort(*KEYS, STRIDE_INDEX, PHASE, PCT)
-        )
+            angle_columns.append(pl.Series(a, out, dtype=pl.Float64, nan_to_null=True))
+        phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
+        self.curves_ = pl.DataFrame(
+            [
+                *base.select(*KEYS, STRIDE_INDEX, VALID).gather(np.repeat(np.arange(n), per_row)),
+                pl.Series(PHASE, phases, dtype=pl.String).gather(phase_index),
+                pl.Series(PCT, np.tile(np.round(frac * 100.0, 9), n * len(phases)), dtype=pl.Float64),
+                *angle_columns,
+            ]
+        ).select([pl.col(c).cast(d) for c, d in CURVES_SCHEMA.items()])
         return self
 
 

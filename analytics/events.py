@@ -219,11 +219,15 @@ class StrideEventDetector:
         pitch_deg: np.ndarray | None = None,
         t_s: np.ndarray | None = None,
         q_wxyz: np.ndarray | None = None,
+        position_m: np.ndarray | None = None,
     ):
         """Fill `events_` (pl.DataFrame, EVENTS_SCHEMA), `zero_velocity_`, `q_wxyz_`, `position_m_`.
 
         Times in s from `t_s` (or sample index / rate). `pitch_deg` is accepted for callers that
-        have it; heel-off uses the plantarflexion rate, which is its derivative.
+        have it; heel-off uses the plantarflexion rate, which is its derivative. `position_m`
+        (N, 3, m): the world position of `fusion.zupt.ZuptIntegrator` with default settings for
+        these `acc`, `q_wxyz` and `zero_velocity`, when the caller already has it (the pipeline
+        does); otherwise it is integrated here.
         """
         s = self.settings
         if foot not in ("left", "right"):
@@ -241,7 +245,14 @@ class StrideEventDetector:
         else:
             zv = np.asarray(zero_velocity, dtype=bool)
         q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t) if q_wxyz is None else np.asarray(q_wxyz)
-        position = ZuptIntegrator().estimate(acc, q, zv, fs, t).position_m_ if n else np.zeros((0, 3))
+        if position_m is not None:
+            position = np.asarray(position_m, dtype=float)
+            if position.shape != (n, 3):
+                raise ValueError(f"position_m must be (N, 3) with N = {n}, got {position.shape}")
+        elif n:
+            position = ZuptIntegrator().estimate(acc, q, zv, fs, t).position_m_
+        else:
+            position = np.zeros((0, 3))
         self.zero_velocity_ = zv
         self.q_wxyz_ = q
         self.position_m_ = position

@@ -110,10 +110,15 @@ def scan_table(
     """
     _check_table(table)
     base = Path(root) / table
-    if not any(base.glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*/{PART_FILE}")):
+    pattern = f"{ATHLETE_ID}=*/{SESSION_ID}=*/{PART_FILE}"
+    if isinstance(athlete_id, str):
+        # One athlete: list only that athlete's folder, so the cost does not grow with the team.
+        pattern = f"{ATHLETE_ID}={check_id(ATHLETE_ID, athlete_id)}/{SESSION_ID}=*/{PART_FILE}"
+    files = sorted(str(p) for p in base.glob(pattern))
+    if not files:
         return None
     lf = pl.scan_parquet(
-        base / "**" / PART_FILE,
+        files,
         hive_partitioning=True,
         hive_schema=_HIVE_SCHEMA,
     )

@@ -370,8 +370,9 @@ class RecordingAnalyzer:
         with clock("integration"):
             zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
         with clock("events"):
+            # The integration above is the one the detector would repeat for its displacements.
             det = StrideEventDetector(s.events).detect(
-                acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q
+                acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q, position_m=zupt.position_m_
             )
         with clock("signals"):
             sig = signals_frame(

@@ -25,7 +25,18 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Each command lives in its own module and registers itself on `app` when imported.
-    from strideflow.service import cmd_analyze, cmd_bench, cmd_demo, cmd_inspect, cmd_simulate  # noqa: F401
+    from strideflow.service import (  # noqa: F401
+        cmd_analyze,
+        cmd_batch,
+        cmd_bench,
+        cmd_demo,
+        cmd_inspect,
+        cmd_keys,
+        cmd_report,
+        cmd_serve,
+        cmd_simulate,
+        cmd_stream,
+    )
 
 
 def main() -> None:

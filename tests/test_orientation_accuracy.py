@@ -22,6 +22,7 @@ from strideflow.benchmarks.orientation import (
     TARGET_RMSE_STANCE_DEG,
     OrientationAccuracy,
     OrientationAccuracySettings,
+    measured_impacts_g,
     product_config,
     rows_from,
     simulate,
@@ -63,11 +64,11 @@ def _target_failures(summary: pl.DataFrame, config: str) -> list[str]:
                 if not value <= limit:
                     misses.append(f"{scenario} {a} {stat} {value:.2f} > {limit}")
     for a in ANGLES:
-        value = _stat(summary, config, "run_10g", a, "max_abs_at_foot_flat_t")
-        if not value <= TARGET_MAX_ABS_FOOT_FLAT_IMPACT_DEG:
-            misses.append(
-                f"run_10g {a} max_abs_at_foot_flat_t {value:.2f} > {TARGET_MAX_ABS_FOOT_FLAT_IMPACT_DEG}"
-            )
+        # every sample of every true foot-flat, not only the one at foot_flat_t
+        for stat in ("max_abs_at_foot_flat_t", "max_abs_foot_flat"):
+            value = _stat(summary, config, "run_10g", a, stat)
+            if not value <= TARGET_MAX_ABS_FOOT_FLAT_IMPACT_DEG:
+                misses.append(f"run_10g {a} {stat} {value:.2f} > {TARGET_MAX_ABS_FOOT_FLAT_IMPACT_DEG}")
     return misses
 
 
@@ -163,3 +164,20 @@ def test_the_impact_scenario_changes_only_the_impact():
     assert b.athlete_.run.impact_g >= 12.0
     for foot in S.FEET:
         assert np.allclose(a.mounting_[foot].as_quat(), b.mounting_[foot].as_quat())
+
+
+def test_impact_ringing_into_a_short_foot_flat_does_not_tilt_it():
+    """Regression: athlete 1 of the full benchmark, right foot, 18 g impacts ringing at ~40 Hz into
+    foot-flats of 4-5 samples. A ringing peak inside the foot-flat had tilted two of them by 1.86 and
+    1.52 deg in pitch (the anchor took gravity mostly from that peak); every foot-flat of the
+    session must stay within 1.5 deg, every sample of it."""
+    sim = simulate(1, "run_10g", 60.0)
+    ic = sim.truth_strides_.filter(pl.col(S.FOOT) == "right")
+    assert ic.height > 60
+    impacts = measured_impacts_g(sim.samples_, sim.truth_strides_)[S.IMPACT_G].drop_nans()
+    assert impacts.min() >= IMPACT_TARGET_G
+    e = stride_errors(sim, ()).filter((pl.col("config") == PRODUCT) & (pl.col("n_flat") > 0))
+    assert e.height > 120
+    for a in ANGLES:
+        worst = e[f"{a}_max_abs_flat"].max()
+        assert worst <= TARGET_MAX_ABS_FOOT_FLAT_IMPACT_DEG, (a, worst)
