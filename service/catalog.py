@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from pathlib import Path
 
 import polars as pl
@@ -37,8 +38,13 @@ def _session_date(results_dir: Path, athlete_id: str, session_id: str) -> dt.dat
     return parsed
 
 
-def sync_results(db: Database, results_dir: str | Path, team_id: str) -> int:
-    """Register every athlete-session stored in `results_dir` for `team_id`; returns how many were new.
+def sync_results(
+    db: Database, results_dir: str | Path, team_id: str, athletes: Collection[str] | None = None
+) -> int:
+    """Register athlete-sessions stored in `results_dir` for `team_id`; returns how many were new.
+
+    `athletes` limits it to those athlete ids (a results tree holding several teams is registered
+    one team at a time); None takes every stored athlete.
 
     Athletes that are new join `team_id`; an athlete owned by another team raises DatabaseError
     (its results cannot be re-assigned silently). Session dates come from the sessions table's
@@ -48,6 +54,8 @@ def sync_results(db: Database, results_dir: str | Path, team_id: str) -> int:
     partitions.check_id("team_id", team_id)
     new = 0
     for athlete_id, session_id in _stored_keys(results_dir):
+        if athletes is not None and athlete_id not in athletes:
+            continue
         partitions.check_id(ATHLETE_ID, athlete_id)
         partitions.check_id(SESSION_ID, session_id)
         db.ensure_athlete(team_id, athlete_id)

@@ -268,7 +268,8 @@ def test_sync_results_registers_batch_output(tmp_path):
     app = create_app(settings)
     with TestClient(app) as client:
         db = app.state.db
-        assert sync_results(db, settings.results_dir, "teamB") == 3
+        assert sync_results(db, settings.results_dir, "teamB", athletes={"B1"}) == 2
+        assert sync_results(db, settings.results_dir, "teamB") == 1  # only B2's session is new
         assert sync_results(db, settings.results_dir, "teamB") == 0
         headers = {"Authorization": f"Bearer {create_key(db, 'teamB', 'coach')}"}
         body = client.get("/v1/athletes", headers=headers, params={"limit": 1}).json()
