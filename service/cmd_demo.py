@@ -219,7 +219,7 @@ def prepare_demo(
 @app.command()
 def demo(
     data: Path = typer.Option(
-        Path("strideflow-demo"),
+        Path("strideflow-data"),
         "--data",
         "--out",
         help="Data folder: the simulated dataset, the results store, the database (as for `serve --data`).",
