@@ -37,6 +37,10 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, naming the field or problem.")
 
 
+# The error answers every read route documents (401 no/bad key, 404 not visible, 422 bad input).
+READ_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+
+
 class Page(BaseModel, Generic[T]):
     """One page of a list; pass `next_cursor` as `cursor=` for the next one (null: last page)."""
 

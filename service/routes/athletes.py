@@ -34,7 +34,15 @@ from strideflow.service.deps import (
     encode_cursor,
     page_size,
 )
-from strideflow.service.schemas import AthleteOut, ErrorBody, Foot, Page, SessionFoot, SessionOut, TrendPoint
+from strideflow.service.schemas import (
+    READ_ERRORS,
+    AthleteOut,
+    Foot,
+    Page,
+    SessionFoot,
+    SessionOut,
+    TrendPoint,
+)
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["athletes"])
@@ -43,7 +51,6 @@ Metric = StrEnum("Metric", {m: m for m in METRICS})
 STRIDE_COUNT_ALL = f"{STRIDE_COUNT}_all"  # all strides, valid or not (analytics.sessions)
 NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
 
-_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 AthletePath = Annotated[str, Path(max_length=128)]
 
 
@@ -73,7 +80,7 @@ def _athletes(db: Database, principal: Principal, after: str | None, limit: int,
     return [AthleteOut(athlete_id=a, session_count=n, last_session_date=d) for a, n, d in rows]
 
 
-@router.get("/athletes", response_model=Page[AthleteOut], responses=_ERRORS)
+@router.get("/athletes", response_model=Page[AthleteOut], responses=READ_ERRORS)
 async def list_athletes(
     principal: CurrentPrincipal,
     db: DbDep,
@@ -89,7 +96,7 @@ async def list_athletes(
     return Page[AthleteOut](items=items[:n], next_cursor=nxt)
 
 
-@router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=_ERRORS)
+@router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=READ_ERRORS)
 async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep) -> AthleteOut:
     """One athlete with its session count and last session date."""
     await run_in_threadpool(visible_athlete, principal, db, athlete_id)
@@ -173,7 +180,7 @@ def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: l
     return rows, [session_out(r, results) for r in rows[:limit]]
 
 
-@router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=_ERRORS)
+@router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=READ_ERRORS)
 async def list_sessions(
     athlete_id: AthletePath,
     principal: CurrentPrincipal,
@@ -209,7 +216,7 @@ def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot
     return df.with_columns(pl.col(floats).fill_nan(None)).to_dicts()
 
 
-@router.get("/athletes/{athlete_id}/trends", response_model=Page[TrendPoint], responses=_ERRORS)
+@router.get("/athletes/{athlete_id}/trends", response_model=Page[TrendPoint], responses=READ_ERRORS)
 async def trends(
     athlete_id: AthletePath,
     principal: CurrentPrincipal,

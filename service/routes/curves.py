@@ -34,12 +34,10 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
-from strideflow.service.schemas import ErrorBody, Foot, Page
+from strideflow.service.schemas import READ_ERRORS, Foot, Page
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
-
-_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
 class Phase(StrEnum):
@@ -89,7 +87,7 @@ def _curves(settings: ServiceSettings, row: SessionRow, phase: str | None, foot:
     return out.to_dicts()
 
 
-@router.get("/sessions/{session_id}/curves", response_model=Page[CurvePoint], responses=_ERRORS)
+@router.get("/sessions/{session_id}/curves", response_model=Page[CurvePoint], responses=READ_ERRORS)
 async def session_curves(
     session_id: SessionPath,
     principal: CurrentPrincipal,

@@ -14,12 +14,10 @@ from strideflow.service.db import SessionRow
 from strideflow.service.deps import DbDep, SettingsDep
 from strideflow.service.report import flag_sentence
 from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
-from strideflow.service.schemas import ErrorBody, Page
+from strideflow.service.schemas import READ_ERRORS, Page
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
-
-_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
 class FlagOut(BaseModel):
@@ -59,7 +57,7 @@ def _flags(settings: ServiceSettings, row: SessionRow) -> list[dict]:
     return out
 
 
-@router.get("/sessions/{session_id}/flags", response_model=Page[FlagOut], responses=_ERRORS)
+@router.get("/sessions/{session_id}/flags", response_model=Page[FlagOut], responses=READ_ERRORS)
 async def session_flags(
     session_id: SessionPath,
     principal: CurrentPrincipal,

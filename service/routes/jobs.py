@@ -10,11 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from strideflow.service.auth import CurrentPrincipal, can_see, not_found
 from strideflow.service.db import Job
 from strideflow.service.deps import DbDep
-from strideflow.service.schemas import ErrorBody, JobOut
+from strideflow.service.schemas import READ_ERRORS, JobOut
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
-
-_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 
 
 def job_out(job: Job) -> JobOut:
@@ -34,7 +32,7 @@ def job_out(job: Job) -> JobOut:
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=_ERRORS)
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=READ_ERRORS)
 async def get_job(
     job_id: Annotated[str, Path(max_length=64)], principal: CurrentPrincipal, db: DbDep
 ) -> JobOut:

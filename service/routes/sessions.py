@@ -32,12 +32,11 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.routes.athletes import session_out, session_results
-from strideflow.service.schemas import ErrorBody, Foot, Page, SessionOut, Stride
+from strideflow.service.schemas import READ_ERRORS, Foot, Page, SessionOut, Stride
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
-_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
 SessionPath = Annotated[str, Path(max_length=128)]
 AthleteQuery = Annotated[
     str | None,
@@ -74,7 +73,7 @@ def resolve_session(
     return rows[0]
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut, responses=_ERRORS)
+@router.get("/sessions/{session_id}", response_model=SessionOut, responses=READ_ERRORS)
 async def get_session(
     session_id: SessionPath,
     principal: CurrentPrincipal,
@@ -132,7 +131,7 @@ def _strides(
     return df.to_dicts(), nxt
 
 
-@router.get("/sessions/{session_id}/strides", response_model=Page[Stride], responses=_ERRORS)
+@router.get("/sessions/{session_id}/strides", response_model=Page[Stride], responses=READ_ERRORS)
 async def list_strides(
     session_id: SessionPath,
     principal: CurrentPrincipal,
