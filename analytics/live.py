@@ -195,6 +195,15 @@ class _Columns:
         self.start = lo
 
 
+def _rotate_rows(v: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """`v @ m.T` with elementwise arithmetic, so every row gets the same bits whatever the block size.
+
+    A matrix product's rounding depends on how many rows it is given (BLAS blocking), which made
+    one-sample blocks differ from larger ones in the last bit.
+    """
+    return v[:, 0:1] * m[:, 0] + v[:, 1:2] * m[:, 1] + v[:, 2:3] * m[:, 2]
+
+
 class LiveStrideAnalyzer:
     """Per-stride metrics of one athlete-session-foot stream as it arrives (see the module doc).
 
@@ -476,7 +485,7 @@ class LiveStrideAnalyzer:
                 )
             self._matrix = self.mounting_.as_matrix()
         if self.gyr_bias_dps_ is None:
-            acc_f, gyr_f = acc @ self._matrix.T, gyr @ self._matrix.T
+            acc_f, gyr_f = _rotate_rows(acc, self._matrix), _rotate_rows(gyr, self._matrix)
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
             self.gyr_bias_dps_ = (
                 LevelledStrapdown()
@@ -496,7 +505,7 @@ class LiveStrideAnalyzer:
     def _feed(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
         m = self._matrix
-        acc, gyr = acc @ m.T, gyr @ m.T
+        acc, gyr = _rotate_rows(acc, m), _rotate_rows(gyr, m)
         bounds = np.concatenate([np.flatnonzero(is_new), [len(t)]])
         if bounds[0] != 0:
             bounds = np.concatenate([[0], bounds])

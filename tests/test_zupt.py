@@ -236,45 +236,44 @@ def test_gravity_comes_from_the_still_core_not_from_a_rolling_edge():
     assert plain > 4.0
 
 
-def _ringing_foot_flat(
-    still: int = 5, lead: int = 60, ic_before: int = 14
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """A level foot, truly still for `still` samples between two swings, carrying the decaying
-    40 Hz ringing of an impact `ic_before` samples before the still period, along an axis leaning
-    20 deg backwards from vertical (how the simulator's impact rings). acc, gyr, zv, start."""
-    n = 2 * lead + still
+def _ringing_foot_flat(lead: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """A level running foot-flat of 4 truly still samples, shaped on a simulated 18 g runner's: the
+    foot lands (rotation slowing to a stop), the impact rings along an axis leaning 20 deg back from
+    vertical and still rings ~1 m/s² in the foot-flat, then the heel rises (rotation and forward
+    acceleration building up). acc, gyr, zv, first still sample."""
+    n = 2 * lead + 4
     acc, gyr = _still_level(n)
     gyr[:lead, 1] = 300.0
-    gyr[lead + still :, 1] = -300.0
-    k = np.arange(n) - (lead - ic_before)
-    tau = np.where(k >= 0, k / FS, 0.0)
-    om = 2 * np.pi * 40.0
-    ring = 40.0 * np.exp(-tau / 0.025) * np.sin(om * tau)
+    gyr[lead - 6 : lead, 1] = [440.0, 300.0, 190.0, 100.0, 36.0, 0.4]
+    gyr[lead + 4 :, 1] = -300.0
+    gyr[lead + 4 : lead + 9, 1] = [-1.0, -8.0, -24.0, -48.0, -79.0]
+    acc[lead + 4 : lead + 9, 0] += [0.75, 2.2, 3.75, 5.3, 6.9]
+    ring = np.zeros(n)
+    ring[lead - 5 : lead + 4] = [-30.0, 18.0, -14.0, 6.0, -3.5, 0.2, 1.0, 0.33, -0.12]
     lean = np.radians(20.0)
     acc[:, 0] -= np.sin(lean) * ring
     acc[:, 2] += np.cos(lean) * ring
     zv = np.zeros(n, bool)
-    zv[lead : lead + still] = True
+    zv[lead : lead + 4] = True
     return acc, gyr, zv, lead
 
 
 def test_impact_ringing_peak_inside_a_short_foot_flat_does_not_tilt_gravity():
-    """The ringing still swings the specific force by ~1 m/s² inside the 5-sample foot-flat, and its
-    plain mean there is tilted by well over 1.5 deg. A ringing peak differs from both neighbours
-    (while the step across it, next minus previous, vanishes), so the stillness weights drop it: the
-    level found is within 0.5 deg."""
+    """The ringing peak inside the foot-flat (1 m/s², 1.9 deg off level on its own) differs from both
+    neighbours, yet the step across it (next minus previous) nearly vanishes: judged by that step
+    it looked the steadiest sample and tilted the level by 1.57 deg. Judged by the smaller step to
+    either neighbour it counts little, and the level is right within 0.3 deg."""
     from strideflow.fusion.zupt import LevelledStrapdown
 
     acc, gyr, zv, lo = _ringing_foot_flat()
-    core = acc[lo : lo + 5]
-    assert np.abs(np.linalg.norm(core, axis=1) - G).max() > 0.5
-    plain = np.degrees(np.arctan2(-core[:, 0].mean(), core[:, 2].mean()))
-    assert abs(plain) > 1.5
+    core = acc[lo : lo + 4]
+    peak = lo + int(np.argmax(np.abs(np.linalg.norm(core, axis=1) - G)))
+    assert np.degrees(np.arctan2(-acc[peak, 0], acc[peak, 2])) > 1.5
     est = LevelledStrapdown().estimate(acc, gyr, zv, FS)
     roll, pitch = roll_pitch_deg(est.orientation_)
-    assert lo <= est.anchors_[0] < lo + 5
-    assert np.abs(pitch[lo : lo + 5]).max() < 0.5
-    assert np.abs(roll[lo : lo + 5]).max() < 1e-6
+    assert lo <= est.anchors_[0] < lo + 4
+    assert np.abs(pitch[lo : lo + 4]).max() < 0.3
+    assert np.abs(roll[lo : lo + 4]).max() < 1e-6
 
 
 def test_anchor_rounds_the_same_wherever_the_still_period_lies():
