@@ -1,0 +1,303 @@
+"""Live-stream load: K simulated 200 Hz devices streaming to a `strideflow serve` on loopback.
+
+For rising K, K devices (K/2 athletes x 2 feet, one connection each) stream while one coach
+subscriber listens to the team. Each device first forwards `WARMUP_BURST_S` of data at once (the
+live analyzer needs its 20 s warm-up before it emits strides; a gateway would forward its backlog
+the same way); once the subscriber has seen strides of every device (the server has worked
+through the backlogs), all stream `seconds` more at realtime pace. Latency counts only strides
+closed by a realtime packet received at least `SETTLE_S` after that start.
+Per K it reports:
+
+- `stream.k<K>.samples_per_s`: samples acknowledged per second of the run (K x 200 when the
+  server keeps up);
+- `stream.k<K>.dropped_samples`: samples sent but never acknowledged, plus gaps (must be 0);
+- `stream.k<K>.latency_p50_ms` / `_p99_ms`: from the server receiving the packet that closes a
+  stride (the stride message's `received_at`) to the subscriber receiving the stride's metrics,
+  on the same clock;
+- `stream.max_k_p99_under_250ms`: the largest K with p99 < 250 ms and nothing dropped.
+
+The server is a subprocess (`strideflow serve --port P --data DIR`), so the client process and
+the server share the machine's cores, as a gateway on the same host would. Devices start
+staggered over one packet period, as real pods do not start in lockstep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from strideflow.benchmarks._common import row
+
+SAMPLING_RATE_HZ = 200.0
+LATENCY_LIMIT_MS = 250.0
+WARMUP_BURST_S = 21.0  # > analytics.live.LiveSettings().warmup_s, so strides flow in realtime
+SETTLE_S = 1.0
+TEAM = "BENCH"
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`strideflow serve` as a subprocess on loopback, for tests and benchmarks."""
+
+    def __init__(self, data_dir: str | Path, port: int | None = None, log_path: str | Path | None = None):
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.log_path = Path(log_path) if log_path else self.data_dir / f"serve-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 90.0) -> Server:
+        """Start and wait until GET /health answers 200."""
+        import httpx
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
+        cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
+        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--data", str(self.data_dir)]
+        self.proc = subprocess.Popen([*cmd, *args], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; log: {self.log_path}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"server did not answer /health within {timeout_s} s; log: {self.log_path}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Stop the server (SIGKILL by default: no shutdown code runs)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=30)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        """Graceful stop (SIGTERM: the lifespan stores pending results)."""
+        self.kill(signal.SIGTERM)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def create_api_key(data_dir: str | Path, team: str, role: str, athlete_id: str | None = None) -> str:
+    """A key in the data folder's database (created if needed), as `strideflow keys create` makes."""
+    from strideflow.service.auth import create_key
+    from strideflow.service.db import Database
+    from strideflow.service.settings import ServiceSettings
+
+    settings = ServiceSettings(data_dir=Path(data_dir))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    try:
+        db.create_all()
+        return create_key(db, team, role, athlete_id)
+    finally:
+        db.dispose()
+
+
+def _devices(k: int, seconds: float):
+    """K devices: one simulated session's two feet, renamed per athlete (shared arrays)."""
+    from strideflow.hardware.devices import SimulatedDevice
+    from strideflow.hardware.simulator import SimulationSettings
+
+    base = SimulatedDevice.simulate(
+        SimulationSettings(duration_s=WARMUP_BURST_S + seconds, sampling_rate_hz=SAMPLING_RATE_HZ, seed=11)
+    )
+    devices = []
+    for i in range(k):
+        dev = base[i % 2].renamed(f"b{i // 2:03d}-{base[i % 2].foot[0].upper()}")
+        devices.append((f"ATH{i // 2:03d}", dev))
+    return devices
+
+
+async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: float, session: str) -> dict:
+    from websockets.asyncio.client import connect
+
+    from strideflow.hardware.devices import stream_device
+
+    devices = _devices(k, seconds)
+    latencies: list[float] = []
+    in_server: list[float] = []
+    strides_seen = 0
+    period = devices[0][1].samples_per_packet / SAMPLING_RATE_HZ
+    first_timed_seq = int(WARMUP_BURST_S / period)
+    warmed_up: set[str] = set()  # devices whose warm-up strides have reached the subscriber
+    all_warm = asyncio.Event()
+    acks: dict[str, list[tuple[float, int]]] = {d.device_id: [] for _, d in devices}
+    async with connect(
+        url + "/v1/stream/subscribe", additional_headers={"Authorization": f"Bearer {coach_key}"}, proxy=None
+    ) as sub:
+        json.loads(await sub.recv())
+        live_from = [float("inf")]
+
+        async def listen() -> None:
+            nonlocal strides_seen
+            async for raw in sub:
+                now = time.time()
+                msg = json.loads(raw)
+                if msg.get("type") != "stride" or msg.get("session_id") != session:
+                    continue
+                strides_seen += 1
+                warmed_up.add(msg["device_id"])
+                if len(warmed_up) == k:
+                    all_warm.set()
+                timed = msg.get("closed_by") == "packet" and msg["closed_by_seq"] >= first_timed_seq
+                if timed and msg["received_at"] >= live_from[0] + SETTLE_S:
+                    latencies.append((now - msg["received_at"]) * 1e3)
+                    in_server.append((msg["published_at"] - msg["received_at"]) * 1e3)
+
+        listener = asyncio.ensure_future(listen())
+
+        async def after_burst() -> None:
+            # Realtime starts once the server has analysed every device's warm-up backlog.
+            await all_warm.wait()
+            live_from[0] = min(live_from[0], time.time())
+
+        async def one(i: int, athlete: str, dev):
+            await asyncio.sleep(period * i / max(k, 1))
+            return await stream_device(
+                dev,
+                url,
+                admin_key,
+                athlete,
+                session,
+                speed="realtime",
+                burst_s=WARMUP_BURST_S,
+                after_burst=after_burst,
+                on_ack=lambda r: acks[r.device_id].append((time.perf_counter(), r.samples_acked)),
+            )
+
+        reports = await asyncio.gather(*[one(i, a, d) for i, (a, d) in enumerate(devices)])
+        await asyncio.sleep(0.5)  # strides closed by the last packets are still on their way
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+    sent = sum(r.samples for r in reports)
+    acked = sum(r.samples_acked for r in reports)
+    gaps = sum(b - a + 1 for r in reports for a, b in r.gaps)
+    # Sustained rate: samples acknowledged across all devices over the realtime phase's middle.
+    t_end = min(a[-1][0] for a in acks.values())
+    t_begin = t_end - (seconds - SETTLE_S)
+
+    def acked_at(series: list[tuple[float, int]], t: float) -> int:
+        times = np.asarray([x for x, _ in series])
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        return series[i][1] if i >= 0 else 0
+
+    sustained = sum(acked_at(a, t_end) - acked_at(a, t_begin) for a in acks.values()) / (t_end - t_begin)
+    lat = np.asarray(latencies)
+    return {
+        "k": k,
+        "samples_per_s": sustained,
+        "dropped": sent - acked + gaps,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "server_p99_ms": float(np.percentile(in_server, 99)) if in_server else float("nan"),
+        "strides": strides_seen,
+        "timed": int(lat.size),
+    }
+
+
+def run(quick: bool = False) -> list:
+    """Rows for `strideflow bench stream` (see the module docstring)."""
+    ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64)
+    seconds = 8.0 if quick else 30.0
+    tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
+    rows: list = []
+    best_k = 0
+    try:
+        admin = create_api_key(tmp, TEAM, "admin")
+        coach = create_api_key(tmp, TEAM, "coach")
+        load_before = os.getloadavg()[0]
+        with Server(tmp) as server:
+            import psutil
+
+            proc = psutil.Process(server.proc.pid)
+            for k in ks:
+                cpu0, t0 = proc.cpu_times(), time.perf_counter()
+                res = asyncio.run(_run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}"))
+                cpu1, t1 = proc.cpu_times(), time.perf_counter()
+                busy = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (t1 - t0)
+                rows += [
+                    row(
+                        f"stream.k{k}.samples_per_s",
+                        res["samples_per_s"],
+                        "samples/s",
+                        f"offered {k * SAMPLING_RATE_HZ:g}",
+                    ),
+                    row(f"stream.k{k}.dropped_samples", res["dropped"], "samples"),
+                    row(
+                        f"stream.k{k}.latency_p50_ms",
+                        res["p50_ms"],
+                        "ms",
+                        f"{res['timed']} of {res['strides']} strides timed",
+                    ),
+                    row(f"stream.k{k}.latency_p99_ms", res["p99_ms"], "ms"),
+                    row(
+                        f"stream.k{k}.server_p99_ms",
+                        res["server_p99_ms"],
+                        "ms",
+                        "closing packet received -> stride published, inside the server",
+                    ),
+                    row(
+                        f"stream.k{k}.server_cpu_pct",
+                        100 * busy,
+                        "%",
+                        "server process CPU over the whole level, incl. warm-up backlog (100 = 1 core)",
+                    ),
+                ]
+                if res["dropped"] == 0 and res["p99_ms"] < LATENCY_LIMIT_MS:
+                    best_k = k
+                else:
+                    break
+        note = (
+            f"largest K of {list(ks)} ({seconds:g} s realtime each) "
+            f"with p99 < {LATENCY_LIMIT_MS:g} ms, 0 dropped"
+        )
+        if best_k == ks[-1]:
+            note += "; not reached: try larger K"
+        rows.append(row("stream.max_k_p99_under_250ms", best_k, "devices", note))
+        rows.append(
+            row(
+                "machine.load_avg_1m",
+                load_before,
+                "runnable",
+                f"before the run ({os.cpu_count()} cores); other processes take CPU from server and clients",
+            )
+        )
+        print(f"largest K with p99 < {LATENCY_LIMIT_MS:g} ms and no drops: {best_k}", file=sys.stderr)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows

@@ -1,0 +1,242 @@
+"""Receiving end of one device's live stream: hello, write-ahead log, duplicates, gaps, resume.
+
+The server side of `WS /v1/stream` keeps one `StreamReceiver` per athlete-session-foot-device.
+For each binary packet it calls `receive()`, which decides (in this order):
+
+- not a valid packet, or from another device or foot than the hello said: `REJECTED` with the
+  reason (nothing stored, nothing acknowledged);
+- sequence number already stored: `DUPLICATE` (re-acknowledge, drop);
+- sequence number inside a gap that was already reported: `LATE` (dropped: live analysis has
+  moved past it; never acknowledged, so nothing acknowledged is lost);
+- otherwise `NEW`: appended to the log; if it skips numbers, the skipped range is a new gap.
+
+`commit()` then makes the appended packets durable (fsync), after which they may be
+acknowledged. `resume_from` is the highest stored sequence number (None before the first),
+which a reconnecting client continues after. Sample times are the device timestamps: a device's
+clock counts µs from the start of its session.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from strideflow.hardware.packets import MAX_SAMPLES, Packet, PacketError, decode_packet
+from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES
+from strideflow.hardware.schema import FEET
+from strideflow.ingest.errors import IngestError
+from strideflow.ingest.wal import WriteAheadLog, wal_path
+
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,15}$")
+MAX_SAMPLING_RATE_HZ = 10_000.0
+
+
+class StreamError(IngestError):
+    """A hello or stream that cannot be accepted (bad field, or a log that disagrees with it)."""
+
+    def __init__(self, problem: str, *, column: str | None = None):
+        super().__init__("stream", problem, column=column)
+
+
+@dataclass(frozen=True)
+class StreamHello:
+    """What a device stream is: who, which foot, which device, at what rate, with which profile."""
+
+    athlete_id: str
+    session_id: str
+    foot: str
+    device_id: str
+    sampling_rate_hz: float
+    profile: str = DEFAULT_PROFILE.name
+
+    @classmethod
+    def parse(cls, msg: object) -> StreamHello:
+        """Validate a hello message (a dict); StreamError names the bad field."""
+        if not isinstance(msg, dict):
+            raise StreamError("the hello must be a JSON object")
+        values = {}
+        for name in ("athlete_id", "session_id", "foot", "device_id", "sampling_rate_hz"):
+            if msg.get(name) is None:
+                raise StreamError("missing from the hello", column=name)
+            values[name] = msg[name]
+        for name in ("athlete_id", "session_id"):
+            if not isinstance(values[name], str) or not re.match(
+                r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", values[name]
+            ):
+                raise StreamError(
+                    f"{values[name]!r} is not a valid id (letters, digits, '_', '-', '.')", column=name
+                )
+        if values["foot"] not in FEET:
+            raise StreamError(f"must be one of {', '.join(FEET)}, got {values['foot']!r}", column="foot")
+        if not isinstance(values["device_id"], str) or not _DEVICE_ID.match(values["device_id"]):
+            raise StreamError(
+                f"{values['device_id']!r} is not a valid device id (1-16 letters, digits, '_', '-', '.')",
+                column="device_id",
+            )
+        rate = values["sampling_rate_hz"]
+        if (
+            isinstance(rate, bool)
+            or not isinstance(rate, int | float)
+            or not 0 < rate <= MAX_SAMPLING_RATE_HZ
+        ):
+            raise StreamError(
+                f"must be a number in (0, {MAX_SAMPLING_RATE_HZ:g}] Hz, got {rate!r}",
+                column="sampling_rate_hz",
+            )
+        profile = msg.get("profile", cls.profile)
+        if profile not in PROFILES:
+            raise StreamError(
+                f"unknown device profile {profile!r}; known: {', '.join(PROFILES)}", column="profile"
+            )
+        return cls(**{**values, "sampling_rate_hz": float(rate)}, profile=profile)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Outcome(Enum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    LATE = "late"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Received:
+    """What `receive()` made of one message: the outcome, the packet, and a new gap if any."""
+
+    outcome: Outcome
+    sequence: int | None = None
+    packet: Packet | None = None
+    gap: tuple[int, int] | None = None
+    reason: str | None = None
+
+
+@dataclass
+class SequenceState:
+    """Which sequence numbers are stored: all up to `last` except the `gaps` (inclusive ranges)."""
+
+    last: int | None = None
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+    def classify(self, seq: int) -> tuple[Outcome, tuple[int, int] | None]:
+        if self.last is not None and seq <= self.last:
+            late = any(a <= seq <= b for a, b in self.gaps)
+            return (Outcome.LATE if late else Outcome.DUPLICATE), None
+        expected = 0 if self.last is None else self.last + 1
+        return Outcome.NEW, ((expected, seq - 1) if seq > expected else None)
+
+    def add(self, seq: int, gap: tuple[int, int] | None) -> None:
+        if gap is not None:
+            self.gaps.append(gap)
+        self.last = seq
+
+
+class StreamReceiver:
+    """The receiving state of one device stream, backed by its write-ahead log.
+
+    `open()` recovers the log (torn tail truncated) and rebuilds the sequence state from it;
+    `replayed_` holds the packets already in the log, in order, for rebuilding the live analysis.
+    """
+
+    def __init__(self, hello: StreamHello, wal: WriteAheadLog):
+        self.hello = hello
+        self.wal = wal
+        self.state = SequenceState()
+        self.samples_received_ = 0
+        self.replayed_: list[Packet] = []
+        for raw in wal.packets_:
+            packet = decode_packet(raw)  # CRC-checked twice: by the log and by the packet itself
+            _, gap = self.state.classify(packet.sequence)
+            self.state.add(packet.sequence, gap)
+            self.samples_received_ += packet.n_samples
+            self.replayed_.append(packet)
+        wal.packets_ = []  # decoded above; the raw bytes need not stay in memory
+
+    @classmethod
+    def open(cls, wal_root: str | Path, hello: StreamHello) -> StreamReceiver:
+        """Open (or create) the stream's log under `wal_root`; StreamError if it disagrees with `hello`."""
+        path = wal_path(wal_root, hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+        wal = WriteAheadLog.open(path, hello.as_dict())
+        stored = wal.meta
+        for name in ("sampling_rate_hz", "profile"):
+            if stored.get(name) != getattr(hello, name):
+                wal.close()
+                raise StreamError(
+                    f"this stream was started with {name}={stored.get(name)!r}; a resumed stream keeps it",
+                    column=name,
+                )
+        return cls(hello, wal)
+
+    @property
+    def resume_from(self) -> int | None:
+        """Highest stored (and so acknowledged, once committed) sequence number; None if none yet."""
+        return self.state.last
+
+    @property
+    def closed(self) -> bool:
+        return self.wal.closed_
+
+    def receive(self, data: bytes) -> Received:
+        """Classify one binary message and append it to the log if it is new (see module docstring)."""
+        try:
+            packet = decode_packet(data)
+        except PacketError as exc:
+            return Received(Outcome.REJECTED, reason=exc.reason)
+        if packet.device_id != self.hello.device_id or packet.foot != self.hello.foot:
+            return Received(
+                Outcome.REJECTED,
+                sequence=packet.sequence,
+                reason=f"packet from device {packet.device_id!r} ({packet.foot}), "
+                f"this stream is {self.hello.device_id!r} ({self.hello.foot})",
+            )
+        outcome, gap = self.state.classify(packet.sequence)
+        if outcome is not Outcome.NEW:
+            return Received(outcome, sequence=packet.sequence, packet=packet)
+        self.wal.append(bytes(data))
+        self.state.add(packet.sequence, gap)
+        self.samples_received_ += packet.n_samples
+        return Received(Outcome.NEW, sequence=packet.sequence, packet=packet, gap=gap)
+
+    def commit(self) -> None:
+        """Make every packet received so far durable; acknowledge them only after this returns."""
+        self.wal.sync()
+
+    def end(self) -> None:
+        """Record that the client ended the stream."""
+        self.wal.append_close()
+
+    def close(self) -> None:
+        self.wal.close()
+
+
+def packet_block(packet: Packet, sampling_rate_hz: float) -> dict[str, np.ndarray]:
+    """A packet's samples as keyword arguments of a live analyzer's `push`.
+
+    t_s from the device timestamp, acc_mps2 and gyr_dps from counts / scales, and `saturated`
+    where an axis sits at the int16 limit (the device's range).
+    """
+    counts = packet.counts
+    saturated = np.any((counts == np.iinfo(np.int16).min) | (counts == np.iinfo(np.int16).max), axis=1)
+    return {
+        "t_s": packet.times_s(sampling_rate_hz),
+        "acc_mps2": packet.acc_mps2,
+        "gyr_dps": packet.gyr_dps,
+        "saturated": saturated,
+    }
+
+
+__all__ = [
+    "MAX_SAMPLES",
+    "Outcome",
+    "Received",
+    "SequenceState",
+    "StreamError",
+    "StreamHello",
+    "StreamReceiver",
+    "packet_block",
+]

@@ -1,0 +1,419 @@
+"""Live streams inside the server: receivers and live analysis per device, stored strides, subscribers.
+
+One `LiveHub` per app (`app.state.live`). For each device stream (athlete, session, foot,
+device) it keeps a `StreamReceiver` (write-ahead log, sequence state) and a live stride analyzer
+(`analytics.live.LiveStrideAnalyzer` by default). A packet goes: log append -> fsync (in a
+worker thread) -> ack -> analysis; each stride the analyzer completes is published at once to the
+matching subscribers and the session is marked for storing.
+
+Storing: every `store_interval_s` (5 s) the sessions with new strides are written with
+`analytics.partitions.write_partition` (STRIDES with every stride of the session so far, SESSIONS
+and FLAGS from `summarize_strides`), off the event loop; the end of a stream stores at once.
+Stored results may lag the stream by that interval (a store rewrites the session's partition,
+~15 ms for 100 strides, so it is not done per stride); acknowledged samples are durable in the
+log at once.
+Rows of feet that have no stream in memory (e.g. the other foot's stream ended earlier) are kept
+from the stored partition, so storing never loses the other foot.
+
+Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
+startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
+never returns are stored too. Replayed strides are stored, not pushed again to subscribers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from strideflow.analytics.partitions import (
+    FLAGS,
+    SESSIONS,
+    STRIDES,
+    delete_partition,
+    read_partition,
+    write_partition,
+)
+from strideflow.analytics.pipeline import AnalysisSettings, summarize_strides
+from strideflow.hardware.profiles import PROFILES
+from strideflow.hardware.schema import FOOT, STRIDE_INDEX, STRIDES_SCHEMA
+from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
+from strideflow.ingest.wal import list_wals, read_wal
+
+log = logging.getLogger("strideflow.service")
+
+WAL_DIRNAME = "stream-wal"  # under ServiceSettings.data_dir
+StreamKey = tuple[str, str, str, str]  # athlete_id, session_id, foot, device_id
+Send = Callable[[dict], Awaitable[None]]
+AnalyzerFactory = Callable[[StreamHello], object]
+
+
+def default_analyzer(hello: StreamHello):
+    """The streaming stride analyzer of `analytics.live` for one foot's stream.
+
+    A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
+    gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
+    """
+    from strideflow.analytics.live import LiveSettings, LiveStrideAnalyzer
+
+    mounting = PROFILES[hello.profile].mounting_wxyz
+    settings = LiveSettings() if mounting is None else LiveSettings(mounting_wxyz=mounting)
+    return LiveStrideAnalyzer(
+        hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings
+    )
+
+
+class StreamConflict(StreamError):
+    """Another device already streams this athlete-session-foot."""
+
+
+def _json_value(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def stride_messages(strides: pl.DataFrame, **extra) -> list[dict]:
+    """Subscriber messages of strides: {"type": "stride", keys, events, metrics, valid, reason, **extra}."""
+    return [
+        {"type": "stride", **{k: _json_value(v) for k, v in row.items()}, **extra}
+        for row in strides.to_dicts()
+    ]
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """A subscriber's view (its team, and one athlete or all of the team) and its outgoing queue."""
+
+    team_id: str
+    athlete_id: str | None = None
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
+    dropped: int = 0
+
+    def wants(self, team_id: str, athlete_id: str) -> bool:
+        return team_id == self.team_id and self.athlete_id in (None, athlete_id)
+
+    def offer(self, message: dict) -> None:
+        """Queue a message; a subscriber that stopped reading loses its oldest messages, not the server."""
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(message)
+
+
+@dataclass(eq=False)
+class LiveStream:
+    """One device stream in memory."""
+
+    hello: StreamHello
+    team_id: str
+    receiver: StreamReceiver
+    analyzer: object
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    analysis_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    owner: object | None = None
+    ended: bool = False
+
+    @property
+    def key(self) -> StreamKey:
+        h = self.hello
+        return (h.athlete_id, h.session_id, h.foot, h.device_id)
+
+    def strides(self) -> pl.DataFrame:
+        got = getattr(self.analyzer, "strides_", None)
+        return got if isinstance(got, pl.DataFrame) else pl.DataFrame(schema=STRIDES_SCHEMA)
+
+
+class LiveHub:
+    """Live streams, their analysis, result storage and subscribers of one server process."""
+
+    def __init__(
+        self,
+        wal_root: str | Path,
+        results_dir: str | Path,
+        analyzer_factory: AnalyzerFactory = default_analyzer,
+        analysis_settings: AnalysisSettings = AnalysisSettings(),
+        store_interval_s: float = 5.0,
+        analysis_threads: int = 2,
+    ):
+        self.wal_root = Path(wal_root)
+        self.results_dir = Path(results_dir)
+        self.analyzer_factory = analyzer_factory
+        self.analysis_settings = analysis_settings
+        self.store_interval_s = store_interval_s
+        self.streams: dict[StreamKey, LiveStream] = {}
+        self.subscribers: set[Subscriber] = set()
+        self._dirty: set[tuple[str, str]] = set()
+        self._attach_lock = asyncio.Lock()
+        self._store_lock = asyncio.Lock()
+        self._flusher: asyncio.Task | None = None
+        self.published_ = 0
+        # Analyses get their own threads (one per core here), so fsyncs in the default pool never
+        # wait behind them, and a burst of analyses queues first come, first served.
+        self._analysis_pool = ThreadPoolExecutor(
+            max_workers=analysis_threads, thread_name_prefix="live-analysis"
+        )
+
+    # --- lifecycle --------------------------------------------------------------------------
+    async def start(self, team_of: Callable[[str], str | None] | None = None) -> int:
+        """Replay unclosed logs (returns how many) and start the periodic store."""
+        recovered = await self.recover(team_of)
+        await self.flush()
+        self._flusher = asyncio.create_task(self._flush_loop())
+        return recovered
+
+    async def stop(self) -> None:
+        """Store what is pending and close every log."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()
+        for stream in self.streams.values():
+            stream.receiver.close()
+        self.streams.clear()
+        self._analysis_pool.shutdown(wait=False)
+
+    async def recover(self, team_of: Callable[[str], str | None] | None = None) -> int:
+        """Rebuild every stream whose log has no CLOSE record (a server killed mid-stream)."""
+        count = 0
+        for path in list_wals(self.wal_root):
+            try:
+                meta, _, closed = await asyncio.to_thread(read_wal, path)
+                if closed:
+                    continue
+                hello = StreamHello.parse(meta)
+                team = (team_of(hello.athlete_id) if team_of else None) or ""
+                await self.attach(hello, team, owner=None)
+                count += 1
+            except Exception:  # one unreadable log must not stop the server from starting
+                log.exception("could not recover live stream log %s", path)
+        return count
+
+    # --- streams ----------------------------------------------------------------------------
+    async def attach(self, hello: StreamHello, team_id: str, owner: object | None) -> LiveStream:
+        """The stream of `hello`, rebuilt from its log if not in memory; `owner` takes it over."""
+        key = (hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+        async with self._attach_lock:
+            stream = self.streams.get(key)
+            if stream is None:
+                self._check_single_device(hello)
+                stream = await asyncio.to_thread(self._rebuild, hello, team_id)
+                self.streams[key] = stream
+                self._dirty.add(key[:2])
+            if team_id:
+                stream.team_id = team_id
+            stream.owner = owner
+            return stream
+
+    def _check_single_device(self, hello: StreamHello) -> None:
+        others = {k[3] for k in self.streams if k[:3] == (hello.athlete_id, hello.session_id, hello.foot)}
+        session_dir = self.wal_root / f"athlete_id={hello.athlete_id}" / f"session_id={hello.session_id}"
+        if session_dir.is_dir():
+            others |= {p.name[len(hello.foot) + 1 : -4] for p in session_dir.glob(f"{hello.foot}.*.wal")}
+        others.discard(hello.device_id)
+        if others:
+            raise StreamConflict(
+                f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot is already "
+                f"streamed by device {sorted(others)[0]!r}; one device per foot and session",
+                column="device_id",
+            )
+
+    def _rebuild(self, hello: StreamHello, team_id: str) -> LiveStream:
+        receiver = StreamReceiver.open(self.wal_root, hello)
+        try:
+            analyzer = self.analyzer_factory(hello)
+            for packet in receiver.replayed_:
+                try:
+                    analyzer.push(**packet_block(packet, hello.sampling_rate_hz))
+                except Exception:  # as live: a packet the analysis fails on is kept, not fatal
+                    log.exception("live analysis failed replaying %s, packet %s", hello, packet.sequence)
+            if receiver.closed:
+                analyzer.finish()
+        except BaseException:
+            receiver.close()
+            raise
+        receiver.replayed_ = []  # the analysis holds what it needs; do not keep the raw packets
+        return LiveStream(hello, team_id, receiver, analyzer, ended=receiver.closed)
+
+    def detach(self, stream: LiveStream, owner: object) -> None:
+        """The connection `owner` is gone; an ended stream is dropped from memory."""
+        if stream.owner is owner:
+            stream.owner = None
+            if stream.ended:
+                self._evict(stream)
+
+    def _drop(self, stream: LiveStream) -> None:
+        if self.streams.get(stream.key) is stream:
+            del self.streams[stream.key]
+        stream.owner = None
+        stream.ended = True  # any later packet on the old connection is refused
+        stream.receiver.close()
+
+    def _evict(self, stream: LiveStream) -> None:
+        if self.streams.get(stream.key) is stream and stream.key[:2] not in self._dirty:
+            del self.streams[stream.key]
+            stream.receiver.close()
+
+    async def receive(
+        self, stream: LiveStream, batch: list[tuple[bytes, float]], owner: object, send: Send
+    ) -> None:
+        """Handle binary messages (bytes, server receive time) of `owner`'s connection, in order.
+
+        New packets are appended, made durable with one fsync for the batch (group commit), then
+        acknowledged; then analysed and their strides published.
+        """
+        async with stream.lock:
+            if stream.owner is not owner:
+                raise StreamConflict("another connection took over this stream", column="device_id")
+            if stream.ended:
+                await send({"rejected": "the stream has ended; start a new session to stream more"})
+                return
+            replies: list[dict] = []
+            new = []
+            try:
+                for data, received_at in batch:
+                    got = stream.receiver.receive(data)
+                    if got.outcome is Outcome.REJECTED:
+                        replies.append({"rejected": got.reason, "seq": got.sequence})
+                    elif got.outcome is Outcome.DUPLICATE:
+                        replies.append({"ack": got.sequence, "duplicate": True})
+                    elif got.outcome is Outcome.LATE:
+                        replies.append({"late": got.sequence})
+                    else:
+                        if got.gap is not None:
+                            replies.append({"gap": list(got.gap)})
+                        replies.append({"ack": got.sequence})
+                        new.append((got.packet, received_at))
+                if new:
+                    await asyncio.to_thread(stream.receiver.commit)
+            except BaseException:
+                # Appended but not durable, so never acknowledged, yet counted by the in-memory
+                # state: drop it, and the next hello rebuilds the stream from what the log holds.
+                self._drop(stream)
+                raise
+            for reply in replies:
+                await send(reply)
+            if new:
+                # Shielded: a connection dropped mid-analysis must not lose the strides it closes.
+                await asyncio.shield(asyncio.ensure_future(self._analyze(stream, new)))
+
+    async def _analyze(self, stream: LiveStream, packets: list) -> None:
+        async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
+            for packet, received_at in packets:
+                block = packet_block(packet, stream.hello.sampling_rate_hz)
+                try:
+                    strides = await asyncio.get_running_loop().run_in_executor(
+                        self._analysis_pool, lambda b=block: stream.analyzer.push(**b)
+                    )
+                except Exception:
+                    # The packet is durable; a failing analysis must not drop the connection.
+                    log.exception("live analysis failed on %s, packet %s", stream.key, packet.sequence)
+                    continue
+                self._publish(stream, strides, received_at, packet.sequence, "packet")
+
+    async def end(self, stream: LiveStream, owner: object) -> dict:
+        """The client ended the stream: finish the analysis, store, mark the log closed."""
+        async with stream.lock:
+            if stream.owner is not owner:
+                raise StreamConflict("another connection took over this stream", column="device_id")
+            if not stream.ended:
+                received_at = time.time()
+                async with stream.analysis_lock:
+                    tail = await asyncio.to_thread(stream.analyzer.finish)
+                await asyncio.to_thread(stream.receiver.end)
+                stream.ended = True
+                self._publish(stream, tail, received_at, stream.receiver.resume_from, "end")
+            self._dirty.add(stream.key[:2])
+        await self.flush()
+        return {
+            "ended": True,
+            "last_seq": stream.receiver.resume_from,
+            "samples": stream.receiver.samples_received_,
+            "strides": stream.strides().height,
+        }
+
+    # --- subscribers ------------------------------------------------------------------------
+    def subscribe(self, team_id: str, athlete_id: str | None = None) -> Subscriber:
+        sub = Subscriber(team_id, athlete_id)
+        self.subscribers.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def _publish(
+        self, stream: LiveStream, strides, received_at: float, seq: int | None, closed_by: str
+    ) -> None:
+        if not isinstance(strides, pl.DataFrame) or strides.height == 0:
+            return
+        self._dirty.add(stream.key[:2])
+        now = time.time()
+        messages = stride_messages(
+            strides,
+            device_id=stream.hello.device_id,
+            closed_by=closed_by,
+            closed_by_seq=seq,
+            received_at=received_at,
+            published_at=now,
+        )
+        self.published_ += len(messages)
+        for sub in self.subscribers:
+            if sub.wants(stream.team_id, stream.hello.athlete_id):
+                for m in messages:
+                    sub.offer(m)
+
+    # --- storage ----------------------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.store_interval_s)
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("storing live strides failed; retrying")
+
+    async def flush(self) -> None:
+        """Store every session with new strides."""
+        async with self._store_lock:
+            while self._dirty:
+                athlete, session = self._dirty.pop()
+                streams = [s for k, s in self.streams.items() if k[:2] == (athlete, session)]
+                parts = [s.strides() for s in streams]
+                feet = {s.hello.foot for s in streams}
+                try:
+                    await asyncio.to_thread(self._store, athlete, session, parts, feet)
+                except BaseException:
+                    self._dirty.add((athlete, session))
+                    raise
+                for s in streams:
+                    if s.ended and s.owner is None:
+                        self._evict(s)
+
+    def _store(self, athlete: str, session: str, parts: list[pl.DataFrame], feet: set[str]) -> None:
+        strides = pl.concat([p.select(list(STRIDES_SCHEMA)) for p in parts]) if parts else None
+        stored = read_partition(self.results_dir, STRIDES, athlete, session)
+        if stored is not None:
+            kept = stored.filter(~pl.col(FOOT).is_in(sorted(feet)))
+            if kept.height:
+                kept = kept.select([c for c in STRIDES_SCHEMA if c in kept.columns]).cast(
+                    {c: t for c, t in STRIDES_SCHEMA.items() if c in kept.columns}
+                )
+                strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
+        if strides is None:
+            return
+        strides = strides.sort(FOOT, STRIDE_INDEX)
+        sessions, flags = summarize_strides(strides, self.analysis_settings)
+        write_partition(self.results_dir, STRIDES, strides, athlete, session)
+        write_partition(self.results_dir, SESSIONS, sessions, athlete, session)
+        if flags.height:
+            write_partition(self.results_dir, FLAGS, flags, athlete, session)
+        else:
+            delete_partition(self.results_dir, FLAGS, athlete, session)

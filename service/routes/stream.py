@@ -1,0 +1,314 @@
+"""WS /v1/stream (live ingest) and WS /v1/stream/subscribe (live per-stride metrics).
+
+Ingest protocol (JSON text frames, packets as binary frames in the `hardware.packets` format):
+
+1. The key comes as `Authorization: Bearer <key>` on the handshake, or as `"key"` in the first
+   message (the hello itself, or a `{"key": ...}` message before it).
+2. Hello `{athlete_id, session_id, foot, device_id, sampling_rate_hz, profile}` is answered with
+   `{"resume_from": <last stored sequence number or null>, "gaps": [[a, b], ...], "ended": bool}`.
+   Admin keys stream for any athlete of their team (a new athlete id joins it), athlete keys only
+   for themselves, coach keys are read-only (as for uploads).
+3. Each packet is appended to the stream's write-ahead log and fsynced, then answered
+   `{"ack": seq}`; a skipped range is reported first as `{"gap": [first_missing, last_missing]}`.
+   A packet stored before is answered `{"ack": seq, "duplicate": true}`, one inside a reported
+   gap `{"late": seq}` (dropped), an invalid one `{"rejected": reason, "seq": ...}`.
+4. `{"end": true}` finishes the analysis, stores the results and answers
+   `{"ended": true, "last_seq", "samples", "strides"}`.
+
+Errors close the socket after an `{"error": message, "code": code}` frame, with that close code:
+4400 bad hello or message, 4401 missing or invalid key, 4403 key may not stream/see this athlete,
+4409 another device streams this foot (or another connection took the stream over), 4408 no
+hello within `HELLO_TIMEOUT_S`.
+
+Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then one
+`{"type": "stride", ...}` message per stride as soon as it is known: keys, event times,
+metrics, valid, reason, device_id, `closed_by` ("packet", or "end": the end of the stream closed
+it), `closed_by_seq`, `received_at` (server time, s since the Unix epoch, at which the packet that
+closed the stride arrived, or the end message) and `published_at`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
+from fastapi.concurrency import run_in_threadpool
+
+from strideflow.hardware.errors import StrideflowError
+from strideflow.ingest.live import StreamError, StreamHello
+from strideflow.service.auth import Principal, Role, authenticate, can_see
+from strideflow.service.db import Database
+from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict
+
+log = logging.getLogger("strideflow.service")
+
+HELLO_TIMEOUT_S = 10.0
+BAD_MESSAGE, UNAUTHORIZED, FORBIDDEN, TIMEOUT, CONFLICT, INTERNAL = 4400, 4401, 4403, 4408, 4409, 1011
+
+
+class _Closing(Exception):
+    def __init__(self, code: int, message: str):
+        self.code = code
+        self.message = message
+
+
+def hub_of(app) -> LiveHub:
+    """The app's LiveHub (created on first use if the lifespan did not run)."""
+    hub = getattr(app.state, "live", None)
+    if hub is None:
+        settings = app.state.settings
+        hub = LiveHub(settings.data_dir / WAL_DIRNAME, settings.results_dir)
+        app.state.live = hub
+    return hub
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    hub = hub_of(app)
+    db: Database = app.state.db
+    recovered = await hub.start(team_of=db.athlete_team)
+    if recovered:
+        log.info("live streams: replayed %d unfinished stream logs", recovered)
+    try:
+        yield
+    finally:
+        await hub.stop()
+
+
+router = APIRouter(tags=["live"], lifespan=_lifespan)
+
+
+def get_hub(websocket: WebSocket) -> LiveHub:
+    return hub_of(websocket.app)
+
+
+def get_db(websocket: WebSocket) -> Database:
+    return websocket.app.state.db
+
+
+HubDep = Annotated[LiveHub, Depends(get_hub)]
+WsDbDep = Annotated[Database, Depends(get_db)]
+
+
+async def _close(websocket: WebSocket, code: int, message: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_json({"error": message, "code": code})
+        await websocket.close(code=code, reason=message.encode()[:120].decode(errors="ignore"))
+
+
+async def _receive_json(websocket: WebSocket) -> dict:
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
+    except TimeoutError:
+        raise _Closing(TIMEOUT, f"no hello within {HELLO_TIMEOUT_S:g} s") from None
+    except KeyError:  # a binary frame where JSON was expected
+        raise _Closing(BAD_MESSAGE, "expected a JSON text message (hello), got a binary frame") from None
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        raise _Closing(BAD_MESSAGE, "expected a JSON object, got text that is not JSON") from None
+    if not isinstance(msg, dict):
+        raise _Closing(BAD_MESSAGE, "expected a JSON object")
+    return msg
+
+
+def _bearer(websocket: WebSocket) -> str | None:
+    header = websocket.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _authenticate(websocket: WebSocket, db: Database) -> tuple[Principal, dict | None]:
+    """The principal, and the first message if it had to be read for the key."""
+    raw = _bearer(websocket)
+    first = None
+    if raw is None:
+        first = await _receive_json(websocket)
+        raw = first.pop("key", None)
+        if not isinstance(raw, str) or not raw:
+            raise _Closing(
+                UNAUTHORIZED, "missing API key: send 'Authorization: Bearer <key>' or \"key\" first"
+            )
+    principal = await run_in_threadpool(authenticate, db, raw)
+    if principal is None:
+        raise _Closing(UNAUTHORIZED, "invalid API key")
+    return principal, (first or None)
+
+
+def _authorize_stream(principal: Principal, db: Database, athlete_id: str) -> str:
+    """The athlete's team if this key may stream for the athlete (a new athlete joins an admin's team)."""
+    if principal.role is Role.coach:
+        raise _Closing(
+            FORBIDDEN, "coach keys are read-only: streaming needs an admin or the athlete's own key"
+        )
+    if principal.role is Role.athlete and principal.athlete_id != athlete_id:
+        raise _Closing(
+            FORBIDDEN, f"athlete keys may stream only their own data, not athlete_id={athlete_id!r}"
+        )
+    team = db.athlete_team(athlete_id)
+    if team is None and principal.role is Role.admin:
+        try:
+            db.ensure_athlete(principal.team_id, athlete_id)
+        except StrideflowError as exc:  # created by another team meanwhile
+            raise _Closing(FORBIDDEN, str(exc)) from None
+        team = principal.team_id
+    if team != principal.team_id:
+        raise _Closing(FORBIDDEN, f"athlete_id={athlete_id!r} is not an athlete of this key's team")
+    return team
+
+
+@router.websocket("/v1/stream")
+async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
+    """Live ingest of one device (see the module docstring for the protocol)."""
+    await websocket.accept()
+    owner = object()
+    live = None
+    try:
+        principal, first = await _authenticate(websocket, db)
+        msg = first if first is not None and set(first) - {"key"} else await _receive_json(websocket)
+        msg.pop("key", None)
+        try:
+            hello = StreamHello.parse(msg)
+        except StreamError as exc:
+            raise _Closing(BAD_MESSAGE, f"bad hello: {exc}") from None
+        team = await run_in_threadpool(_authorize_stream, principal, db, hello.athlete_id)
+        await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, dt.date.today())
+        try:
+            live = await hub.attach(hello, team, owner)
+        except StreamConflict as exc:
+            raise _Closing(CONFLICT, str(exc)) from None
+        except StrideflowError as exc:
+            raise _Closing(BAD_MESSAGE, str(exc)) from None
+        await websocket.send_json(
+            {
+                "resume_from": live.receiver.resume_from,
+                "gaps": [list(g) for g in live.receiver.state.gaps],
+                "ended": live.ended,
+            }
+        )
+
+        async def send(message: dict) -> None:
+            await websocket.send_json(message)
+
+        # A reader queues frames as they arrive; the loop below takes every queued packet at once,
+        # so a fast client's packets share one fsync (group commit) instead of one each.
+        inbox: asyncio.Queue = asyncio.Queue()
+        reader = asyncio.ensure_future(_read_frames(websocket, inbox))
+        try:
+            while True:
+                frames = [await inbox.get()]
+                while not inbox.empty():
+                    frames.append(inbox.get_nowait())
+                packets: list[tuple[bytes, float]] = []
+                for kind, payload, received_at in frames:
+                    if kind == "bytes":
+                        packets.append((payload, received_at))
+                        continue
+                    if packets:
+                        await hub.receive(live, packets, owner, send)
+                        packets = []
+                    if kind == "disconnect":
+                        return
+                    await _control(websocket, hub, live, owner, payload)
+                if packets:
+                    await hub.receive(live, packets, owner, send)
+        finally:
+            reader.cancel()
+    except _Closing as exc:
+        await _close(websocket, exc.code, exc.message)
+    except StreamConflict as exc:
+        await _close(websocket, CONFLICT, str(exc))
+    except WebSocketDisconnect:
+        pass
+    except Exception:
+        log.exception("live stream failed")
+        await _close(websocket, INTERNAL, "internal error; the server log has the details")
+    finally:
+        if live is not None:
+            hub.detach(live, owner)
+
+
+async def _read_frames(websocket: WebSocket, inbox: asyncio.Queue) -> None:
+    """Queue ("bytes", data, receive time), ("text", str, time) and finally ("disconnect", ...)."""
+    while True:
+        message = await websocket.receive()
+        now = time.time()
+        if message["type"] == "websocket.disconnect":
+            inbox.put_nowait(("disconnect", None, now))
+            return
+        if message.get("bytes") is not None:
+            inbox.put_nowait(("bytes", message["bytes"], now))
+        else:
+            inbox.put_nowait(("text", message.get("text") or "", now))
+
+
+async def _control(websocket: WebSocket, hub: LiveHub, live, owner: object, text: str) -> None:
+    """A JSON text frame after the hello: only {"end": true} is one."""
+    try:
+        control = json.loads(text)
+    except ValueError:
+        control = None
+    if isinstance(control, dict) and control.get("end") is True:
+        await websocket.send_json(await hub.end(live, owner))
+    else:
+        await websocket.send_json({"error": 'expected a binary packet or {"end": true}', "code": BAD_MESSAGE})
+
+
+@router.websocket("/v1/stream/subscribe")
+async def subscribe(
+    websocket: WebSocket,
+    hub: HubDep,
+    db: WsDbDep,
+    athlete_id: Annotated[
+        str | None, Query(max_length=128, description="Only this athlete's strides.")
+    ] = None,
+) -> None:
+    """Per-stride metrics as they are computed: the key's team (admin/coach) or the athlete itself."""
+    await websocket.accept()
+    sub = None
+    closed: asyncio.Future | None = None
+    try:
+        principal, _ = await _authenticate(websocket, db)
+        if principal.role is Role.athlete:
+            if athlete_id not in (None, principal.athlete_id):
+                raise _Closing(
+                    FORBIDDEN, f"athlete keys see only their own strides, not athlete_id={athlete_id!r}"
+                )
+            athlete_id = principal.athlete_id
+        elif athlete_id is not None:
+            team = await run_in_threadpool(db.athlete_team, athlete_id)
+            if not can_see(principal, team, athlete_id):
+                raise _Closing(FORBIDDEN, f"athlete_id={athlete_id!r} is not an athlete of this key's team")
+        sub = hub.subscribe(principal.team_id, athlete_id)
+        await websocket.send_json({"subscribed": {"team_id": principal.team_id, "athlete_id": athlete_id}})
+        closed = asyncio.ensure_future(websocket.receive())
+        while True:
+            getter = asyncio.ensure_future(sub.queue.get())
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                getter.cancel()
+                message = closed.result()
+                if message["type"] == "websocket.disconnect":
+                    break
+                closed = asyncio.ensure_future(websocket.receive())  # ignore what a subscriber sends
+                if getter.cancelled() or not getter.done():
+                    continue
+            await websocket.send_json(getter.result())
+    except _Closing as exc:
+        await _close(websocket, exc.code, exc.message)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if closed is not None and not closed.done():
+            closed.cancel()
+        if sub is not None:
+            hub.unsubscribe(sub)

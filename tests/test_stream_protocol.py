@@ -1,0 +1,287 @@
+"""WS /v1/stream and /v1/stream/subscribe in process: auth, acks after the log, duplicates, gaps, resume,
+per-stride push with role checks, results stored, state rebuilt from the log by a new app.
+
+The stride analyzer here is a test double (one "stride" per 100 samples, its metric the mean of
+gyr_x over them), so these tests check the transport and bookkeeping exactly; the real live
+analysis is checked end to end in test_stream_e2e.py.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
+from strideflow.hardware import schema as S
+from strideflow.hardware.packets import encode_packet
+from strideflow.ingest.wal import read_wal, wal_path
+from strideflow.service.auth import create_key
+from strideflow.service.db import Database
+from strideflow.service.live import WAL_DIRNAME, LiveHub
+from strideflow.service.routes import stream as stream_routes
+from strideflow.service.settings import ServiceSettings
+
+FS = 100.0
+N_PER_PACKET = 10
+STRIDE_SAMPLES = 100
+
+
+class CountingAnalyzer:
+    """Test double: closes a "stride" every STRIDE_SAMPLES samples; push returns the new ones."""
+
+    def __init__(self, hello):
+        self.keys = (hello.athlete_id, hello.session_id, hello.foot)
+        self.t: list[float] = []
+        self.gx: list[float] = []
+        self.strides_ = pl.DataFrame(schema=S.STRIDES_SCHEMA)
+
+    def _row(self, i: int) -> dict:
+        t = self.t[i * STRIDE_SAMPLES : (i + 1) * STRIDE_SAMPLES]
+        g = self.gx[i * STRIDE_SAMPLES : (i + 1) * STRIDE_SAMPLES]
+        return {
+            S.ATHLETE_ID: self.keys[0],
+            S.SESSION_ID: self.keys[1],
+            S.FOOT: self.keys[2],
+            S.STRIDE_INDEX: i,
+            S.IC_T: t[0],
+            S.NEXT_IC_T: t[-1],
+            S.PRONATION_EXCURSION_DEG: float(np.mean(g)),
+            S.VALID: True,
+        }
+
+    def push(self, t_s, acc_mps2, gyr_dps, saturated):
+        done = len(self.t) // STRIDE_SAMPLES
+        self.t.extend(np.asarray(t_s).tolist())
+        self.gx.extend(np.asarray(gyr_dps)[:, 0].tolist())
+        rows = [self._row(i) for i in range(done, len(self.t) // STRIDE_SAMPLES)]
+        new = pl.DataFrame(rows, schema=S.STRIDES_SCHEMA) if rows else pl.DataFrame(schema=S.STRIDES_SCHEMA)
+        self.strides_ = pl.concat([self.strides_, new])
+        return new
+
+    def finish(self):
+        return pl.DataFrame(schema=S.STRIDES_SCHEMA)
+
+
+def make_app(data_dir) -> FastAPI:
+    settings = ServiceSettings(data_dir=data_dir)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        settings.results_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.create_all()
+        app.state.db = db
+        yield
+        db.dispose()
+
+    app = FastAPI(lifespan=lifespan)
+    app.state.settings = settings
+    app.state.live = LiveHub(
+        settings.data_dir / WAL_DIRNAME,
+        settings.results_dir,
+        analyzer_factory=CountingAnalyzer,
+        store_interval_s=0.05,
+    )
+    app.include_router(stream_routes.router)
+    return app
+
+
+@pytest.fixture
+def service(tmp_path):
+    app = make_app(tmp_path)
+    with TestClient(app) as client:
+        db = app.state.db
+        keys = {
+            "admin": create_key(db, "T1", "admin"),
+            "coach": create_key(db, "T1", "coach"),
+            "a1": create_key(db, "T1", "athlete", "A1"),
+            "other_admin": create_key(db, "T2", "admin"),
+        }
+        yield client, keys, tmp_path
+
+
+def packet(seq: int, foot: str = "left", device: str = "pod-L") -> bytes:
+    counts = np.zeros((N_PER_PACKET, 6), np.int16)
+    counts[:, 3] = seq  # gyr_x counts: the packet's number, so each stride's mean is known
+    counts[:, 2] = 2048
+    return encode_packet(device, foot, seq, int(seq * N_PER_PACKET / FS * 1e6), counts, 204.8, 16.0)
+
+
+def hello(**kw) -> dict:
+    return {
+        "athlete_id": "A1",
+        "session_id": "S1",
+        "foot": "left",
+        "device_id": "pod-L",
+        "sampling_rate_hz": FS,
+        **kw,
+    }
+
+
+def auth(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def closed_with(ws) -> tuple[int, dict]:
+    msg = ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as exc:
+        ws.receive_json()
+    return exc.value.code, msg
+
+
+@pytest.mark.parametrize(
+    ("key", "change", "code", "text"),
+    [
+        (None, {}, 4401, "missing API key"),
+        ("sf_nope", {}, 4401, "invalid API key"),
+        ("coach", {}, 4403, "read-only"),
+        ("a1", {"athlete_id": "A2"}, 4403, "only their own"),
+        ("other_admin", {}, 4403, "not an athlete of this key's team"),
+        ("admin", {"foot": "middle"}, 4400, "column foot"),
+        ("admin", {"sampling_rate_hz": None}, 4400, "column sampling_rate_hz"),
+    ],
+)
+def test_refusals_close_with_a_code_and_a_message(service, key, change, code, text):
+    client, keys, _ = service
+    headers = auth(keys.get(key, key)) if key else {}
+    # Make A1 exist in team T1 first, so the other team's admin cannot claim it.
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        ws.send_json(hello(**change))
+        got_code, msg = closed_with(ws)
+    assert got_code == code and msg["code"] == code
+    assert text in msg["error"]
+
+
+def test_key_in_first_message_and_full_stream_cycle(service):
+    client, keys, data_dir = service
+    with client.websocket_connect("/v1/stream/subscribe", headers=auth(keys["coach"])) as coach_sub:
+        assert coach_sub.receive_json()["subscribed"] == {"team_id": "T1", "athlete_id": None}
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_json({"key": keys["a1"]})
+            ws.send_json(hello())
+            assert ws.receive_json() == {"resume_from": None, "gaps": [], "ended": False}
+            for seq in range(12):
+                ws.send_bytes(packet(seq))
+                assert ws.receive_json() == {"ack": seq}
+            ws.send_bytes(packet(11))
+            assert ws.receive_json() == {"ack": 11, "duplicate": True}
+            ws.send_bytes(packet(15))
+            assert ws.receive_json() == {"gap": [12, 14]}
+            assert ws.receive_json() == {"ack": 15}
+            ws.send_bytes(packet(13))
+            assert ws.receive_json() == {"late": 13}
+            ws.send_bytes(packet(16)[:-2])
+            assert "truncated" in ws.receive_json()["rejected"]
+            ws.send_bytes(packet(16, device="pod-X"))
+            assert "pod-X" in ws.receive_json()["rejected"]
+            ws.send_json({"end": True})
+            ended = ws.receive_json()
+        assert ended == {"ended": True, "last_seq": 15, "samples": 130, "strides": 1}
+        pushed = coach_sub.receive_json()
+    assert pushed["type"] == "stride" and pushed[S.ATHLETE_ID] == "A1" and pushed[S.STRIDE_INDEX] == 0
+    # Stride 0 holds packets 0-9, each 10 samples of gyr_x = seq counts (16 counts per deg/s).
+    assert pushed[S.PRONATION_EXCURSION_DEG] == pytest.approx(np.mean(np.arange(10)) / 16.0)
+    assert pushed["closed_by_seq"] == 9 and pushed["received_at"] <= pushed["published_at"]
+    meta, packets, closed = read_wal(wal_path(data_dir / WAL_DIRNAME, "A1", "S1", "left", "pod-L"))
+    assert closed and meta["device_id"] == "pod-L"
+    assert [int.from_bytes(p[24:28], "little") for p in packets] == [*range(12), 15]
+    stored = read_partition(data_dir / "results", STRIDES, "A1", "S1")
+    assert stored.height == 1 and stored[S.PRONATION_EXCURSION_DEG][0] == pytest.approx(4.5 / 16.0)
+    assert read_partition(data_dir / "results", SESSIONS, "A1", "S1") is not None
+
+
+def test_subscribers_see_only_what_their_key_may_see(service):
+    client, keys, _ = service
+    with (
+        client.websocket_connect("/v1/stream/subscribe", headers=auth(keys["a1"])) as a1_sub,
+        client.websocket_connect("/v1/stream/subscribe", headers=auth(keys["other_admin"])) as t2_sub,
+    ):
+        a1_sub.receive_json()
+        t2_sub.receive_json()
+        for athlete, key in (("A2", keys["admin"]), ("A1", keys["admin"])):
+            with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+                ws.send_json(hello(athlete_id=athlete))
+                ws.receive_json()
+                for seq in range(10):
+                    ws.send_bytes(packet(seq))
+                    ws.receive_json()
+        got = a1_sub.receive_json()  # A2's stride came first but is not A1's: A1 sees only its own
+        assert got[S.ATHLETE_ID] == "A1"
+        with client.websocket_connect("/v1/stream", headers=auth(keys["other_admin"])) as ws:
+            ws.send_json(hello(athlete_id="B1", device_id="pod-B"))
+            ws.receive_json()
+            for seq in range(10):
+                ws.send_bytes(packet(seq, device="pod-B"))
+                ws.receive_json()
+        assert t2_sub.receive_json()[S.ATHLETE_ID] == "B1"  # team 2 never saw team 1's strides
+    with client.websocket_connect(
+        "/v1/stream/subscribe?athlete_id=A1", headers=auth(keys["other_admin"])
+    ) as ws:
+        code, msg = closed_with(ws)
+    assert code == 4403
+
+
+def test_second_device_for_the_same_foot_is_refused(service):
+    client, keys, _ = service
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+        with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws2:
+            ws2.send_json(hello(device_id="pod-2"))
+            code, msg = closed_with(ws2)
+    assert code == 4409 and "pod-L" in msg["error"]
+
+
+def test_new_app_resumes_from_the_log_and_rebuilds_the_analysis(tmp_path):
+    app = make_app(tmp_path)
+    with TestClient(app) as client:
+        key = create_key(app.state.db, "T1", "admin")
+        with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+            ws.send_json(hello())
+            ws.receive_json()
+            for seq in range(15):
+                ws.send_bytes(packet(seq))
+                ws.receive_json()
+    # A fresh process: nothing in memory, only the data folder.
+    app = make_app(tmp_path)
+    with TestClient(app) as client:
+        # Startup replayed the unfinished log: its stride is stored before any device returns.
+        assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1
+        with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+            ws.send_json(hello())
+            assert ws.receive_json()["resume_from"] == 14
+            ws.send_bytes(packet(14))
+            assert ws.receive_json() == {"ack": 14, "duplicate": True}
+            for seq in range(15, 20):
+                ws.send_bytes(packet(seq))
+                ws.receive_json()
+            ws.send_json({"end": True})
+            assert ws.receive_json()["strides"] == 2
+    stored = read_partition(tmp_path / "results", STRIDES, "A1", "S1")
+    assert stored[S.PRONATION_EXCURSION_DEG].to_list() == pytest.approx([4.5 / 16, 14.5 / 16])
+
+
+def test_reconnect_takes_over_and_the_old_connection_is_closed(service):
+    client, keys, _ = service
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as old:
+        old.send_json(hello())
+        old.receive_json()
+        old.send_bytes(packet(0))
+        assert old.receive_json() == {"ack": 0}
+        with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as new:
+            new.send_json(hello())
+            assert new.receive_json()["resume_from"] == 0
+            old.send_bytes(packet(1))
+            code, msg = closed_with(old)
+            assert code == 4409 and "took over" in msg["error"]
+            new.send_bytes(packet(1))
+            assert new.receive_json() == {"ack": 1}
