@@ -13,9 +13,10 @@ positive). A phase whose event times are unknown, or that reaches outside the re
 has null angles. `curve_summary` gives mean and standard deviation per foot, phase and percent,
 from which mean +/- SD curves are drawn.
 
-All strides are resampled by one `numpy.interp` call per angle: every athlete-session-foot's
-signal is shifted onto its own stretch of one global, increasing time axis, so no Python loop
-runs over strides or feet.
+All strides are resampled in one compiled pass (numpy.interp's arithmetic, both angles at once):
+every athlete-session-foot's signal is shifted onto its own stretch of one global, increasing
+time axis, so no Python loop runs over strides or feet, and the result is built in its sorted
+order instead of being sorted.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -84,6 +86,73 @@ class CurveSettings:
 
 def _empty_curves() -> pl.DataFrame:
     return pl.DataFrame(schema=CURVES_SCHEMA)
+
+
+@numba.njit(cache=True)
+def _last_at_or_before(xp, x, j):  # pragma: no cover - compiled
+    """Last index i with xp[i] <= x, for xp[0] <= x <= xp[-1]; searched outwards from j (the
+    previous answer: queries mostly increase), then by bisection."""
+    m = xp.shape[0]
+    step = 1
+    if xp[j] <= x:
+        lo, hi = j, j + 1
+        while hi < m and xp[hi] <= x:
+            lo = hi
+            step *= 2
+            hi = lo + step
+        hi = min(hi, m)
+    else:
+        lo, hi = j - 1, j
+        while lo > 0 and xp[lo] > x:
+            hi = lo
+            step *= 2
+            lo = hi - step
+        lo = max(lo, 0)
+    while hi - lo > 1:  # xp[lo] <= x and (hi == m or xp[hi] > x)
+        mid = (lo + hi) // 2
+        if xp[mid] <= x:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def _interp_one(x, xp, fp, j):  # pragma: no cover - compiled
+    """numpy.interp's value at x given its interval j, with its rules for exact hits and NaNs."""
+    if j == xp.shape[0] - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    value = slope * (x - xp[j]) + fp[j]
+    if np.isnan(value):
+        value = slope * (x - xp[j + 1]) + fp[j + 1]
+        if np.isnan(value) and fp[j] == fp[j + 1]:
+            value = fp[j]
+    return value
+
+
+@numba.njit(cache=True)
+def _interp_pair(x, xp, fp_a, fp_b):  # pragma: no cover - compiled
+    """`numpy.interp(x, xp, fp)` for two value arrays at once (the same floats: same interval,
+    slope and rounding), NaN where x is not finite; xp increasing."""
+    n = x.shape[0]
+    out_a = np.full(n, np.nan)
+    out_b = np.full(n, np.nan)
+    m = xp.shape[0]
+    j = 0
+    for i in range(n):
+        v = x[i]
+        if not np.isfinite(v) or m == 0:
+            continue
+        if v < xp[0]:
+            out_a[i], out_b[i] = fp_a[0], fp_b[0]
+        elif v > xp[m - 1]:
+            out_a[i], out_b[i] = fp_a[m - 1], fp_b[m - 1]
+        else:
+            j = _last_at_or_before(xp, v, j)
+            out_a[i] = _interp_one(v, xp, fp_a, j)
+            out_b[i] = _interp_one(v, xp, fp_b, j)
+    return out_a, out_b
 
 
 def _time_ordered(sig: pl.DataFrame, runs: pl.DataFrame) -> bool:
@@ -171,15 +240,16 @@ class StrideCurves:
             # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
             inside = (local >= t0) & (local <= t1) & (end > ic)
             query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
-        query = query.ravel()
-        ok = np.isfinite(query)
         per_row = len(phases) * points
-        angle_columns = []
-        for a in ANGLES:
-            out = np.full(query.shape, np.nan)
-            if ok.any():
-                out[ok] = np.interp(query[ok], t_global, values[a])
-            angle_columns.append(pl.Series(a, out, dtype=pl.Float64, nan_to_null=True))
+        resampled = _interp_pair(
+            query.ravel(),
+            np.ascontiguousarray(t_global),
+            *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
+        )
+        angle_columns = [
+            pl.Series(a, out, dtype=pl.Float64, nan_to_null=True)
+            for a, out in zip(ANGLES, resampled, strict=True)
+        ]
         phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
         self.curves_ = pl.DataFrame(
             [

@@ -27,7 +27,7 @@ below `heel_off_rate_dps` (the heel starts to rise and pitch to fall).
 A stride is one step's IC to the next step's IC. It is marked invalid, with a reason, when it
 turns (heading change between its two foot-flats above `turn_deg`), when it is too long or too
 short, or when the foot hardly moved (shuffle). Heading and displacement come from a
-zero-velocity-aided strapdown integration (or from `q_wxyz` when given).
+zero-velocity-aided strapdown integration (or from `q_wxyz` and `position_m` when given).
 
 Gait initiation: the recording's first step has no IC before it, so no IC-to-IC stride carries its
 toe-off. When a still period of at least `min_foot_flat_s` precedes that step, one extra row with
@@ -46,6 +46,7 @@ import numba
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.signals import row_norm
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware.schema import (
@@ -198,6 +199,20 @@ def _last_below_before(x, lo, hi, level):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True)
+def _jerk(acc):  # pragma: no cover - compiled
+    """|acc[i] - acc[i-1]| per sample (0 at the first): the backward difference, so sample i is
+    the first that shows a change between i-1 and i; squares summed left to right as numpy does."""
+    n = acc.shape[0]
+    out = np.zeros(n)
+    for i in range(1, n):
+        dx = acc[i, 0] - acc[i - 1, 0]
+        dy = acc[i, 1] - acc[i - 1, 1]
+        dz = acc[i, 2] - acc[i - 1, 2]
+        out[i] = np.sqrt((dx * dx + dy * dy) + dz * dz)
+    return out
+
+
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
@@ -258,7 +273,7 @@ class StrideEventDetector:
         self.position_m_ = position
 
         periods = mask_to_periods(zv)
-        gyr_norm = np.linalg.norm(gyr, axis=1)
+        gyr_norm = row_norm(gyr)
         gyr_y = np.ascontiguousarray(gyr[:, 1])
 
         # Motions between consecutive still periods; those that are not swings join the stance.
@@ -290,10 +305,7 @@ class StrideEventDetector:
         # The spin-weighted peak picks the push-off; the toe-off is the gyr_y peak it lies on.
         toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
         toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
-        # Backward difference: sample i is the first one that shows a change between i-1 and i.
-        jerk = np.zeros(n)
-        if n > 1:
-            jerk[1:] = np.linalg.norm(np.diff(acc, axis=0), axis=1)
+        jerk = _jerk(acc)
         ahead = int(round(s.ic_lookahead_s * fs))
         ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
         ic = _impact_onset(
@@ -315,7 +327,6 @@ class StrideEventDetector:
             ff[short] = _argext(gyr_norm, lo, np.maximum(toe_off[1:][short], lo + 1), False)
         heel_off = _last_below_before(gyr_y, ff, np.maximum(toe_off[1:], ff + 1), s.heel_off_rate_dps)
 
-        yaw = _yaw_deg(q) if n else np.zeros(0)
         next_ff = np.concatenate([ff[1:], [-1]]) if n_strides else ff
         # The last stride has no next foot-flat: measure it to the end of the recording's last stance.
         if n_strides:
@@ -336,7 +347,7 @@ class StrideEventDetector:
                 next_ff = np.concatenate([after, next_ff]).astype(np.int64)
                 ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
-        self.events_ = self._table(t, *rows, yaw, position, gait_start=len(start) > 0)
+        self.events_ = self._table(t, *rows, q, position, gait_start=len(start) > 0)
         return self
 
     @staticmethod
@@ -356,7 +367,7 @@ class StrideEventDetector:
         return ff.astype(np.int64), length
 
     def _table(
-        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, yaw, position, gait_start: bool
+        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool
     ) -> pl.DataFrame:
         """One row per stride from per-row sample indices; the first is a gait start if flagged."""
         s = self.settings
@@ -364,7 +375,7 @@ class StrideEventDetector:
         if n_rows == 0:
             return pl.DataFrame(schema=EVENTS_SCHEMA)
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
-        heading = (yaw[next_ff] - yaw[ff] + 180.0) % 360.0 - 180.0
+        heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
         disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
         df = pl.DataFrame(
             {

@@ -122,34 +122,65 @@ def strike_type_expr(angle: pl.Expr, settings: MetricSettings = MetricSettings()
 
 
 @numba.njit(cache=True)
+def _first_index(t, a, b, x, strict, hint):  # pragma: no cover - compiled
+    """First index i in the sorted run t[a:b] with t[i] > x (strict) or t[i] >= x (else); b if
+    none. Searched outwards from `hint` (the previous answer; queries come mostly in increasing
+    time), then by bisection, so a run of increasing queries costs a few steps each."""
+    lo, hi = a, b
+    if a <= hint <= b:
+        step = 1
+        if hint < b and (t[hint] <= x if strict else t[hint] < x):  # the answer lies after hint
+            lo = hint + 1
+            while True:
+                probe = hint + step
+                if probe >= b:
+                    break
+                if t[probe] <= x if strict else t[probe] < x:
+                    lo = probe + 1
+                    step *= 2
+                else:
+                    hi = probe
+                    break
+        else:  # the answer is hint or before it
+            hi = hint
+            while True:
+                probe = hint - step
+                if probe < a:
+                    break
+                if t[probe] <= x if strict else t[probe] < x:
+                    lo = probe + 1
+                    break
+                hi = probe
+                step *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t[mid] <= x if strict else t[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
 def _neighbours(t, lo, hi, tq):  # pragma: no cover - compiled
     """Per query k, within the sorted run t[lo[k]:hi[k]]: the last index with t <= tq[k] and the
     first index with t >= tq[k] (-1 when there is none, the run is empty or tq[k] is NaN)."""
     m = tq.shape[0]
     before = np.full(m, -1, dtype=np.int64)
     after = np.full(m, -1, dtype=np.int64)
+    hint_lo, hint_hi = -1, -1  # the last query's answers, reused within the same run
     for k in range(m):
         a, b, x = lo[k], hi[k], tq[k]
         if a < 0 or a >= b or np.isnan(x):
             continue
-        left, right = a, b
-        while left < right:
-            mid = (left + right) // 2
-            if t[mid] < x:
-                left = mid + 1
-            else:
-                right = mid
-        if left < b:
-            after[k] = left
-        right = b
-        while left < right:
-            mid = (left + right) // 2
-            if t[mid] <= x:
-                left = mid + 1
-            else:
-                right = mid
-        if left > a:
-            before[k] = left - 1
+        same_run = a == hint_lo
+        first_ge = _first_index(t, a, b, x, False, hint_hi if same_run else -1)
+        if first_ge < b:
+            after[k] = first_ge
+        first_gt = _first_index(t, a, b, x, True, first_ge)
+        if first_gt > a:
+            before[k] = first_gt - 1
+        hint_lo, hint_hi = a, first_ge
     return before, after
 
 

@@ -11,7 +11,8 @@ then per contiguous segment (ingest starts a new segment at a long gap):
 3. orientation: the zero-velocity-levelled gyro strapdown of `fusion.zupt` (default) or Madgwick
    (`fusion.madgwick`), see `AnalysisSettings.orientation`;
 4. zero-velocity-aided integration to world velocity and position (`fusion.zupt`);
-5. stride events (`analytics.events`) and the per-sample signals (`analytics.signals`);
+5. stride events (`analytics.events`, given step 4's position for the stride displacements)
+   and the per-sample signals (`analytics.signals`);
 
 and finally, over all feet at once:
 
@@ -42,7 +43,7 @@ from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
 from strideflow.fusion.zupt import ZuptIntegrator, ZuptSettings, zero_velocity_aided_orientation
 from strideflow.hardware.errors import StrideflowError
-from strideflow.hardware.mounting import MountingEstimator, MountingSettings, apply_mounting
+from strideflow.hardware.mounting import MountingEstimator, MountingSettings, rotate_to_foot
 from strideflow.hardware.schema import (
     ACC,
     FOOT,
@@ -233,6 +234,14 @@ def _foot_parts(samples: pl.DataFrame) -> list[tuple[tuple, pl.DataFrame]]:
     return out
 
 
+def _xyz(part: pl.DataFrame, columns: tuple[str, str, str]) -> np.ndarray:
+    """Three float columns as one C-contiguous (N, 3) float64 array (null -> NaN), one copy."""
+    out = np.empty((part.height, 3))
+    for i, name in enumerate(columns):
+        out[:, i] = part.get_column(name).cast(pl.Float64).to_numpy()
+    return out
+
+
 def _segment_bounds(part: pl.DataFrame) -> list[tuple[int, int]] | None:
     """[lo, hi) row ranges of the segments, in order; None when the segment column is not in
     contiguous non-decreasing runs (then the rows are grouped by value instead)."""
@@ -252,10 +261,14 @@ class RecordingAnalyzer:
     def __init__(self, settings: AnalysisSettings = AnalysisSettings()):
         self.settings = settings
 
-    def analyze(self, samples: pl.DataFrame, sampling_rate_hz: float) -> RecordingAnalyzer:
+    def analyze(
+        self, samples: pl.DataFrame, sampling_rate_hz: float, summarize: bool = True
+    ) -> RecordingAnalyzer:
         """Fill `result_` (AnalysisResult) and `timings_s_` (wall seconds per stage of STAGES).
 
-        `samples` in the samples schema, device or foot frame.
+        `samples` in the samples schema, device or foot frame. `summarize=False` leaves the
+        result's `sessions` and `flags` empty (with their columns), for callers that summarise
+        the strides of several recordings together (`summarize_strides`), as the team batch does.
         """
         s = self.settings
         fs = float(sampling_rate_hz)
@@ -268,27 +281,34 @@ class RecordingAnalyzer:
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
             where = f"athlete {athlete}, session {session}, {foot} foot"
+            with clock("prepare"):
+                acc_all, gyr_all = _xyz(part, ACC), _xyz(part, GYR)
+                t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
             with clock("mounting"):
                 if s.align_mounting:
-                    rotation = self._mounting(part, fs, where, warnings)
-                    part = apply_mounting(part, {foot: rotation})
+                    rotation = self._mounting(acc_all, gyr_all, fs, where, warnings)
+                    # the numbers apply_mounting gives, on the arrays the stages below read
+                    acc_all, gyr_all = rotate_to_foot(rotation, acc_all), rotate_to_foot(rotation, gyr_all)
                 else:
                     rotation = Rotation.identity()
             mounting[foot] = rotation
             with clock("prepare"):
                 bounds = _segment_bounds(part)
                 if bounds is None:
-                    segments = part.partition_by(SEGMENT, maintain_order=True)
+                    numbered = part.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"), SEGMENT)
+                    groups = numbered.partition_by(SEGMENT, maintain_order=True)
+                    segments = [g.get_column("_row").to_numpy() for g in groups]
                 else:
-                    segments = [part.slice(lo, hi - lo) for lo, hi in bounds]
+                    segments = [slice(lo, hi) for lo, hi in bounds]
             stride_offset = 0
-            for seg in segments:
-                if seg.height < s.min_segment_s * fs:
+            for rows in segments:
+                acc, gyr, t = acc_all[rows], gyr_all[rows], t_all[rows]
+                if len(t) < s.min_segment_s * fs:
                     warnings.append(
-                        f"{where}: skipped a segment of {seg.height / fs:.1f} s (< {s.min_segment_s} s)"
+                        f"{where}: skipped a segment of {len(t) / fs:.1f} s (< {s.min_segment_s} s)"
                     )
                     continue
-                sig, ev = self._segment(seg, fs, (athlete, session, foot), clock)
+                sig, ev = self._segment(acc, gyr, t, fs, (athlete, session, foot), clock)
                 ev = ev.with_columns(
                     pl.col(STRIDE_INDEX) + stride_offset,
                     pl.lit(athlete, dtype=pl.String).alias(KEYS[0]),
@@ -316,7 +336,7 @@ class RecordingAnalyzer:
         if strides.height == 0:
             warnings.append("no strides detected")
         with clock("sessions"):
-            sessions, flags = summarize_strides(strides, s)
+            sessions, flags = summarize_strides(strides, s) if summarize else _empty_summary(s)
         self.result_ = AnalysisResult(
             strides=strides,
             sessions=sessions,
@@ -330,9 +350,10 @@ class RecordingAnalyzer:
         self.timings_s_ = clock.seconds_
         return self
 
-    def _mounting(self, part: pl.DataFrame, fs: float, where: str, warnings: list[str]) -> Rotation:
+    def _mounting(
+        self, acc: np.ndarray, gyr: np.ndarray, fs: float, where: str, warnings: list[str]
+    ) -> Rotation:
         """Device -> foot rotation of one foot, with the running fallback settings if needed."""
-        acc, gyr = part.select(ACC).to_numpy(), part.select(GYR).to_numpy()
         try:
             return MountingEstimator(self.settings.mounting).estimate(acc, gyr, fs).rotation_
         except StrideflowError as exc:
@@ -349,15 +370,18 @@ class RecordingAnalyzer:
         return rotation
 
     def _segment(
-        self, seg: pl.DataFrame, fs: float, keys: tuple[str, str, str], clock: _StageClock
+        self,
+        acc: np.ndarray,
+        gyr: np.ndarray,
+        t: np.ndarray,
+        fs: float,
+        keys: tuple[str, str, str],
+        clock: _StageClock,
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Signals and events of one contiguous, foot-frame segment."""
+        """Signals and events of one contiguous segment: foot-frame (N, 3) acc (m/s²) and gyr
+        (deg/s), C-contiguous float64, and t (N,) in s."""
         s = self.settings
         foot = keys[2]
-        with clock("prepare"):
-            acc = np.ascontiguousarray(seg.select(ACC).to_numpy(), dtype=float)
-            gyr = np.ascontiguousarray(seg.select(GYR).to_numpy(), dtype=float)
-            t = seg.get_column(T).to_numpy().astype(float)
         with clock("zero_velocity"):
             zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
         with clock("orientation"):
@@ -387,6 +411,20 @@ class RecordingAnalyzer:
                 settings=s.signals,
             )
         return sig, det.events_
+
+
+_EMPTY_SUMMARY: dict[AnalysisSettings, tuple[pl.DataFrame, pl.DataFrame]] = {}
+
+
+def _empty_summary(settings: AnalysisSettings) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(sessions, flags) of no strides; built once per settings (it costs as much as a real one)."""
+    try:
+        cached = _EMPTY_SUMMARY.get(settings)
+    except TypeError:  # settings holding an unhashable value
+        return summarize_strides(_empty_strides(), settings)
+    if cached is None:
+        cached = _EMPTY_SUMMARY[settings] = summarize_strides(_empty_strides(), settings)
+    return cached[0].clone(), cached[1].clone()  # a caller may change its frames in place
 
 
 def summarize_strides(

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 import polars as pl
-from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
 from strideflow.hardware.errors import StrideflowError
@@ -51,6 +50,7 @@ __all__ = [
     "MountingSettings",
     "apply_mounting",
     "profile_rotation",
+    "rotate_to_foot",
 ]
 
 
@@ -178,10 +178,14 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
 
 
+_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
+
+
 @numba.njit(cache=True)
 def _dead_reckon(
     acc_mps2: np.ndarray,
-    gyr_rps: np.ndarray,
+    gyr_dps: np.ndarray,
+    gyr_bias_dps: np.ndarray,
     starts: np.ndarray,
     stops: np.ndarray,
     gravity_mps2: np.ndarray,
@@ -189,17 +193,22 @@ def _dead_reckon(
 ) -> np.ndarray:
     """Displacement (m) of each stride [start, stop) in the device frame at its start.
 
-    Orientation is integrated from identity (the still orientation before the stride); the
-    specific force is rotated into that frame, the still reading `gravity_mps2[k]` subtracted,
-    and velocity drift removed linearly so the foot is at rest at both ends.
+    Orientation is integrated from identity (the still orientation before the stride) with the
+    rate `gyr_dps - gyr_bias_dps` in rad/s; the specific force is rotated into that frame, the
+    still reading `gravity_mps2[k]` subtracted, and velocity drift removed linearly so the foot
+    is at rest at both ends.
     """
     n = starts.shape[0]
     out = np.zeros((n, 3))
+    longest = 0
+    for k in range(n):
+        longest = max(longest, stops[k] - starts[k])
+    vel = np.zeros((longest + 1, 3))
+    bx, by, bz = gyr_bias_dps[0], gyr_bias_dps[1], gyr_bias_dps[2]
     for k in range(n):
         i0 = starts[k]
         m = stops[k] - i0
         w, x, y, z = 1.0, 0.0, 0.0, 0.0
-        vel = np.zeros((m + 1, 3))
         for j in range(m):
             ax, ay, az = acc_mps2[i0 + j, 0], acc_mps2[i0 + j, 1], acc_mps2[i0 + j, 2]
             # rotate the specific force by q (body -> stride-start frame)
@@ -219,7 +228,9 @@ def _dead_reckon(
             vel[j + 1, 1] = vel[j, 1] + fy * dt_s
             vel[j + 1, 2] = vel[j, 2] + fz * dt_s
             # q <- q * exp(omega dt / 2), exact for constant rate over the sample
-            ox, oy, oz = gyr_rps[i0 + j, 0], gyr_rps[i0 + j, 1], gyr_rps[i0 + j, 2]
+            ox = (gyr_dps[i0 + j, 0] - bx) * _RAD_PER_DEG
+            oy = (gyr_dps[i0 + j, 1] - by) * _RAD_PER_DEG
+            oz = (gyr_dps[i0 + j, 2] - bz) * _RAD_PER_DEG
             rate = np.sqrt(ox * ox + oy * oy + oz * oz)
             half = 0.5 * rate * dt_s
             if rate > 0.0:
@@ -236,6 +247,120 @@ def _dead_reckon(
             for j in range(m + 1):
                 total += vel[j, c] - vel[m, c] * j / m
             out[k, c] = total * dt_s
+    return out
+
+
+@numba.njit(cache=True)
+def _bad_rows(acc: np.ndarray, gyr: np.ndarray, limit: float):  # pragma: no cover - compiled
+    """(rows with NaN or inf, the first of them, rows beyond +-limit, the first of them); -1: none."""
+    n_bad, first_bad, n_huge, first_huge = 0, -1, 0, -1
+    for i in range(acc.shape[0]):
+        finite, huge = True, False
+        for c in range(3):
+            for v in (acc[i, c], gyr[i, c]):
+                if not np.isfinite(v):
+                    finite = False
+                elif abs(v) > limit:
+                    huge = True
+        if not finite:
+            n_bad += 1
+            if first_bad < 0:
+                first_bad = i
+        if huge:
+            n_huge += 1
+            if first_huge < 0:
+                first_huge = i
+    return n_bad, first_bad, n_huge, first_huge
+
+
+@numba.njit(cache=True)
+def _window_channels(acc: np.ndarray, gyr: np.ndarray, i: int, out: np.ndarray) -> None:  # pragma: no cover
+    """The 8 values whose window means `_still_kernel` needs: |gyr|, |acc|, acc xyz, acc² xyz."""
+    ax, ay, az = acc[i, 0], acc[i, 1], acc[i, 2]
+    gx, gy, gz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
+    out[0] = np.sqrt((gx * gx + gy * gy) + gz * gz)
+    out[1] = np.sqrt((ax * ax + ay * ay) + az * az)
+    out[2], out[3], out[4] = ax, ay, az
+    out[5], out[6], out[7] = ax * ax, ay * ay, az * az
+
+
+@numba.njit(cache=True)
+def _still_kernel(
+    acc: np.ndarray, gyr: np.ndarray, width: int, gyr_dps: float, acc_tol: float, acc_std: float, g: float
+):  # pragma: no cover - compiled
+    """(still mask, |gyr| per sample) in one pass.
+
+    Window means are centred running sums over `width` samples with the edge samples repeated
+    (scipy.ndimage.uniform_filter1d, mode "nearest", summed and divided in the same order); a
+    sample is still when the window's mean |gyr| < gyr_dps, its mean |acc| is within acc_tol of g
+    and the scatter of its acc vectors (RMS about their mean) is below acc_std.
+    """
+    n = acc.shape[0]
+    gyr_norm = np.empty(n)
+    for i in range(n):
+        gx, gy, gz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
+        gyr_norm[i] = np.sqrt((gx * gx + gy * gy) + gz * gz)
+    still = np.zeros(n, dtype=np.bool_)
+    if n < width:
+        return still, gyr_norm
+    before = width // 2
+    after = width - before - 1
+    total = np.zeros(8)
+    enter = np.empty(8)
+    leave = np.empty(8)
+    for j in range(width):
+        _window_channels(acc, gyr, min(max(j - before, 0), n - 1), enter)
+        for c in range(8):
+            total[c] += enter[c]
+    for i in range(n):
+        if i > 0:
+            _window_channels(acc, gyr, min(i + after, n - 1), enter)
+            _window_channels(acc, gyr, max(i - before - 1, 0), leave)
+            for c in range(8):
+                total[c] += enter[c] - leave[c]
+        mean_gyr = total[0] / width
+        mean_norm = total[1] / width
+        scatter2 = 0.0
+        for c in range(3):
+            mean = total[2 + c] / width
+            if c == 0:
+                scatter2 = total[5] / width - mean * mean
+            else:
+                scatter2 += total[5 + c] / width - mean * mean
+        scatter = np.sqrt(scatter2 if not scatter2 < 0.0 else 0.0)
+        still[i] = (mean_gyr < gyr_dps) and (abs(mean_norm - g) < acc_tol) and (scatter < acc_std)
+    return still, gyr_norm
+
+
+@numba.njit(cache=True)
+def _weighted_prefix_sums(weight: np.ndarray, acc: np.ndarray):  # pragma: no cover - compiled
+    """Prefix sums with a leading zero row of weight * acc (N+1, 3) and of weight (N+1,),
+    accumulated one sample after the other (as numpy.cumsum does)."""
+    n = acc.shape[0]
+    acc_sum = np.zeros((n + 1, 3))
+    count = np.zeros(n + 1)
+    for i in range(n):
+        w = weight[i]
+        if i == 0:
+            count[1] = w
+            for c in range(3):
+                acc_sum[1, c] = w * acc[0, c]
+        else:
+            count[i + 1] = count[i] + w
+            for c in range(3):
+                acc_sum[i + 1, c] = acc_sum[i, c] + w * acc[i, c]
+    return acc_sum, count
+
+
+@numba.njit(cache=True)
+def _rotate_rows(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    """matrix @ v for each row v of xyz (N, 3), summed left to right (as apply_mounting does)."""
+    n = xyz.shape[0]
+    out = np.empty((n, 3))
+    for i in range(n):
+        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
+        for r in range(3):
+            out[i, r] = (matrix[r, 0] * x + matrix[r, 1] * y) + matrix[r, 2] * z
     return out
 
 
@@ -263,7 +388,7 @@ class MountingEstimator:
         fs = float(sampling_rate_hz)
         dt = 1.0 / fs
 
-        still = self._still_mask(acc, gyr, fs)
+        still, gyr_norm = self._still_mask(acc, gyr, fs)
         self.still_mask_ = still
         self.still_fraction_ = float(still.mean())
         if not still.any():
@@ -279,7 +404,6 @@ class MountingEstimator:
         seg_start = starts[keep]
         seg_stop = np.maximum.reduceat(stops, np.flatnonzero(keep))
         gap_len = seg_start[1:] - seg_stop[:-1]
-        gyr_norm = np.linalg.norm(gyr, axis=1)
         gap_bounds = np.column_stack((seg_stop[:-1], seg_start[1:])).ravel()
         peak = np.maximum.reduceat(gyr_norm, gap_bounds)[::2] if len(gap_bounds) else np.zeros(0)
         is_stride = (gap_len <= s.max_stride_s * fs) & (peak >= s.swing_gyr_dps)
@@ -319,8 +443,7 @@ class MountingEstimator:
             if s.weight_gyr_dps is not None:
                 weight[still] = self._weights(dev2, still_gyr, bias)
         self.gyr_bias_dps_ = bias if s.subtract_gyr_bias else np.zeros(3)
-        still_acc_sum = np.vstack((np.zeros(3), np.cumsum(weight[:, None] * acc, axis=0)))
-        still_count = np.concatenate(([0.0], np.cumsum(weight)))
+        still_acc_sum, still_count = _weighted_prefix_sums(weight, acc)
         seg_sum = still_acc_sum[seg_stop] - still_acc_sum[seg_start]
         seg_count = still_count[seg_stop] - still_count[seg_start]
         seg_mean = seg_sum / seg_count[:, None]
@@ -335,6 +458,7 @@ class MountingEstimator:
 
         # Dominant swing rotation axis, projected orthogonal to z: +-y.
         swing = _mask(len(acc), stride_start, stride_stop) & (gyr_norm >= s.swing_gyr_dps)
+        # (numpy's own gathers: the BLAS products below round by the arrays' memory alignment)
         omega = gyr[swing]
         u, v = self._plane_basis(z_dev)
         planar = np.stack((omega @ u, omega @ v), axis=1)
@@ -346,14 +470,13 @@ class MountingEstimator:
                 f"{sing[1] / sing[0] if sing[0] > 0 else float('nan'):.2f} > {s.max_axis_planarity:g})"
             )
         y_dev = vt[0, 0] * u + vt[0, 1] * v
-        _, _, vt3 = np.linalg.svd(omega, full_matrices=False)
-        axis3 = vt3[0]
+        # 3-D dominant axis (a diagnostic only): the top eigenvector of the 3x3 scatter matrix,
+        # the same axis as the SVD's first right singular vector at a fraction of the cost.
+        axis3 = np.linalg.eigh(omega.T @ omega)[1][:, -1]
 
         # Forward motion: the strides' horizontal displacements point along +x.
         grav_before = seg_mean[:-1][is_stride]
-        disp = _dead_reckon(
-            acc, np.radians(gyr - self.gyr_bias_dps_), stride_start, stride_stop, grav_before, dt
-        )
+        disp = _dead_reckon(acc, gyr, self.gyr_bias_dps_, stride_start, stride_stop, grav_before, dt)
         self.stride_displacement_m_ = disp
         up = _unit(grav_before)
         horiz = disp - np.sum(disp * up, axis=1, keepdims=True) * up
@@ -437,37 +560,32 @@ class MountingEstimator:
             rate_ok = False
         if not rate_ok:
             raise AlignmentError(f"sampling_rate_hz must be a positive number, got {sampling_rate_hz!r}")
-        bad = ~(np.isfinite(acc).all(axis=1) & np.isfinite(gyr).all(axis=1))
-        if bad.any():
+        acc, gyr = np.ascontiguousarray(acc), np.ascontiguousarray(gyr)
+        n_bad, first_bad, n_huge, first_huge = _bad_rows(acc, gyr, _MAX_PLAUSIBLE)
+        if n_bad:
             raise AlignmentError(
-                f"{int(bad.sum())} sample(s) with NaN or inf, first at row {int(np.argmax(bad))}; "
+                f"{n_bad} sample(s) with NaN or inf, first at row {first_bad}; "
                 "validate and clean the samples before aligning"
             )
-        huge = (np.abs(acc) > _MAX_PLAUSIBLE).any(axis=1) | (np.abs(gyr) > _MAX_PLAUSIBLE).any(axis=1)
-        if huge.any():
+        if n_huge:
             raise AlignmentError(
-                f"{int(huge.sum())} sample(s) beyond {_MAX_PLAUSIBLE:g} m/s² or deg/s, first at row "
-                f"{int(np.argmax(huge))}; no sensor measures that (wrong units?)"
+                f"{n_huge} sample(s) beyond {_MAX_PLAUSIBLE:g} m/s² or deg/s, first at row "
+                f"{first_huge}; no sensor measures that (wrong units?)"
             )
         return acc, gyr
 
-    def _still_mask(self, acc: np.ndarray, gyr: np.ndarray, fs: float) -> np.ndarray:
+    def _still_mask(self, acc: np.ndarray, gyr: np.ndarray, fs: float) -> tuple[np.ndarray, np.ndarray]:
+        """(still mask, |gyr| in deg/s) of C-contiguous (N, 3) acc and gyr."""
         s = self.settings
-        n = len(acc)
         width = max(3, int(round(s.still_window_s * fs)))
-        if n < width:
-            return np.zeros(n, dtype=bool)
-        # absurd magnitudes (~1e154 and up) overflow to inf/nan here and simply are not still
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean_gyr = uniform_filter1d(np.linalg.norm(gyr, axis=1), width, mode="nearest")
-            mean_acc_norm = uniform_filter1d(np.linalg.norm(acc, axis=1), width, mode="nearest")
-            mean_acc = uniform_filter1d(acc, width, axis=0, mode="nearest")
-            mean_sq = uniform_filter1d(acc * acc, width, axis=0, mode="nearest")
-            scatter = np.sqrt(np.clip(np.sum(mean_sq - mean_acc * mean_acc, axis=1), 0.0, None))
-        return (
-            (mean_gyr < s.still_gyr_dps)
-            & (np.abs(mean_acc_norm - STANDARD_GRAVITY_MPS2) < s.still_acc_tol_mps2)
-            & (scatter < s.still_acc_std_mps2)
+        return _still_kernel(
+            acc,
+            gyr,
+            width,
+            float(s.still_gyr_dps),
+            float(s.still_acc_tol_mps2),
+            float(s.still_acc_std_mps2),
+            float(STANDARD_GRAVITY_MPS2),
         )
 
     @staticmethod
@@ -508,6 +626,20 @@ def apply_mounting(samples: pl.DataFrame, rotations: Mapping[str, Rotation | np.
             if expr is not None:
                 exprs.append(expr.otherwise(pl.col(name)).alias(name))
     return samples.with_columns(exprs) if exprs else samples
+
+
+def rotate_to_foot(rotation: Rotation | np.ndarray, xyz: np.ndarray) -> np.ndarray:
+    """(N, 3) device-frame vectors (acc, gyr or mag) in the foot frame, C-contiguous float64.
+
+    `rotation` is the device -> foot rotation (a scipy Rotation or a scalar-first quaternion).
+    Each output value is the same float `apply_mounting` gives for that column: this is its
+    array form, for callers that work on numpy arrays anyway.
+    """
+    matrix = _as_rotation(rotation, "given").as_matrix()
+    values = np.ascontiguousarray(xyz, dtype=float)
+    if values.ndim != 2 or values.shape[1] != 3:
+        raise AlignmentError(f"vectors to rotate must be (N, 3), got {values.shape}")
+    return _rotate_rows(np.ascontiguousarray(matrix), values)
 
 
 def profile_rotation(profile: DeviceProfile) -> Rotation | None:
