@@ -68,35 +68,17 @@ class ZuptIntegrator:
                 f"need acc (N,3), q (N,4), zero_velocity (N,); got {acc.shape} {q.shape} {zv.shape}"
             )
         t = np.arange(n) / float(sampling_rate_hz) if t_s is None else np.asarray(t_s, dtype=float)
-        dt = np.diff(t)
-
         a_world = _rotate_all(np.ascontiguousarray(q), np.ascontiguousarray(acc)) if n else np.zeros((0, 3))
         g = self.settings.gravity_mps2
         if self.settings.estimate_gravity and zv.any():
             g = float(a_world[zv, 2].mean())
-        a_world = a_world - np.array([0.0, 0.0, g])
-        v_raw = _cumtrapz(a_world, dt)
-
-        idx = np.arange(n)
-        has_zv = zv.any()
-        prev = np.maximum.accumulate(np.where(zv, idx, -1))
-        nxt = np.minimum.accumulate(np.where(zv, idx, n)[::-1])[::-1]
-        velocity = np.zeros_like(v_raw)
-        if has_zv:
-            inner = (~zv) & (prev >= 0) & (nxt < n)
-            p, q_ = prev[inner], nxt[inner]
-            frac = ((t[inner] - t[p]) / (t[q_] - t[p]))[:, None]
-            velocity[inner] = v_raw[inner] - v_raw[p] - frac * (v_raw[q_] - v_raw[p])
-            head = (~zv) & (prev < 0)
-            velocity[head] = v_raw[head] - v_raw[nxt[head]]
-            tail = (~zv) & (nxt >= n)
-            velocity[tail] = v_raw[tail] - v_raw[prev[tail]]
-        else:
-            velocity = v_raw
+        a_world, velocity, position = _zupt_integrate(
+            a_world, np.ascontiguousarray(zv), np.ascontiguousarray(t, dtype=float), float(g)
+        )
         self.gravity_mps2_ = g
         self.acc_world_mps2_ = a_world
         self.velocity_mps_ = velocity
-        self.position_m_ = _cumtrapz(velocity, dt)
+        self.position_m_ = position
         return self
 
 
@@ -315,6 +297,61 @@ def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
             lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
         )
     return out, tilt
+
+
+@numba.njit(cache=True)
+def _zupt_integrate(a_world, zv, t, g):  # pragma: no cover - compiled
+    """(acc less gravity, de-drifted velocity, position), each (N, 3), from the world-frame
+    specific force: the trapezoid sums, ramps and order of operations of the numpy form."""
+    n = a_world.shape[0]
+    acc = np.empty((n, 3))
+    for i in range(n):
+        acc[i, 0] = a_world[i, 0] - 0.0
+        acc[i, 1] = a_world[i, 1] - 0.0
+        acc[i, 2] = a_world[i, 2] - g
+    v_raw = np.zeros((n, 3))
+    for i in range(1, n):
+        dt = t[i] - t[i - 1]
+        for c in range(3):
+            step = 0.5 * (acc[i, c] + acc[i - 1, c]) * dt
+            v_raw[i, c] = step if i == 1 else v_raw[i - 1, c] + step
+    prev = np.empty(n, dtype=np.int64)
+    last = -1
+    for i in range(n):
+        if zv[i]:
+            last = i
+        prev[i] = last
+    nxt = np.empty(n, dtype=np.int64)
+    first = n
+    for i in range(n - 1, -1, -1):
+        if zv[i]:
+            first = i
+        nxt[i] = first
+    if last < 0:  # no zero-velocity sample: nothing to correct against
+        velocity = v_raw
+    else:
+        velocity = np.zeros((n, 3))
+        for i in range(n):
+            if zv[i]:
+                continue
+            p, q = prev[i], nxt[i]
+            if p >= 0 and q < n:
+                frac = (t[i] - t[p]) / (t[q] - t[p])
+                for c in range(3):
+                    velocity[i, c] = v_raw[i, c] - v_raw[p, c] - frac * (v_raw[q, c] - v_raw[p, c])
+            elif p < 0:
+                for c in range(3):
+                    velocity[i, c] = v_raw[i, c] - v_raw[q, c]
+            else:
+                for c in range(3):
+                    velocity[i, c] = v_raw[i, c] - v_raw[p, c]
+    position = np.zeros((n, 3))
+    for i in range(1, n):
+        dt = t[i] - t[i - 1]
+        for c in range(3):
+            step = 0.5 * (velocity[i, c] + velocity[i - 1, c]) * dt
+            position[i, c] = step if i == 1 else position[i - 1, c] + step
+    return acc, velocity, position
 
 
 class LevelledStrapdown:
