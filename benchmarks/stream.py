@@ -111,8 +111,14 @@ class Server:
         self.stop()
 
 
-def create_api_key(data_dir: str | Path, team: str, role: str, athlete_id: str | None = None) -> str:
-    """A key in the data folder's database (created if needed), as `strideflow keys create` makes."""
+def create_api_key(
+    data_dir: str | Path, team: str, role: str, athlete_id: str | None = None, athletes: tuple[str, ...] = ()
+) -> str:
+    """A key in the data folder's database (created if needed), as `strideflow keys create` makes.
+
+    `athletes` are registered in the team first (`strideflow athletes add`): streams and uploads are
+    accepted only for registered athletes.
+    """
     from strideflow.service.auth import create_key
     from strideflow.service.db import Database
     from strideflow.service.settings import ServiceSettings
@@ -122,6 +128,8 @@ def create_api_key(data_dir: str | Path, team: str, role: str, athlete_id: str |
     db = Database(settings.resolved_database_url)
     try:
         db.create_all()
+        for registered in athletes:
+            db.ensure_athlete(team, registered)
         return create_key(db, team, role, athlete_id)
     finally:
         db.dispose()
@@ -238,7 +246,7 @@ def run(quick: bool = False) -> list:
     rows: list = []
     best_k = 0
     try:
-        admin = create_api_key(tmp, TEAM, "admin")
+        admin = create_api_key(tmp, TEAM, "admin", athletes=tuple(f"ATH{i:03d}" for i in range(max(ks) // 2)))
         coach = create_api_key(tmp, TEAM, "coach")
         load_before = os.getloadavg()[0]
         with Server(tmp) as server:

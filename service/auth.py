@@ -4,13 +4,17 @@ Roles (DESIGN.md: team admin/coach see the team, an athlete only themself):
 
 | role    | reads                         | uploads (POST /v1/recordings)          |
 | ------- | ----------------------------- | -------------------------------------- |
-| admin   | every athlete of its team     | for any athlete of its team (new ids join the team) |
+| admin   | every athlete of its team     | for any registered athlete of its team |
 | coach   | every athlete of its team     | no (403)                               |
 | athlete | only its own athlete id       | only its own recordings (403 for other ids) |
 
 Anything outside a key's view answers 404, exactly as for an id that does not exist, so a key
-cannot probe which ids other teams use. A key is `sf_<key id>_<secret>` with a 256-bit random
-secret; the database keeps only the sha256 of the whole key, compared in constant time.
+cannot probe which ids other teams use. For the same reason uploads and live streams take only
+athletes already registered in the key's team (`strideflow athletes add`, an athlete key, or
+loaded batch results): an unregistered id and another team's id are refused alike.
+
+A key is `sf_<key id>_<secret>` with a 256-bit random secret; the database keeps only the sha256
+of the whole key, compared in constant time.
 """
 
 from __future__ import annotations

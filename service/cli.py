@@ -27,6 +27,7 @@ def _register() -> None:
     # Each command lives in its own module and registers itself on `app` when imported.
     from strideflow.service import (  # noqa: F401
         cmd_analyze,
+        cmd_athletes,
         cmd_batch,
         cmd_bench,
         cmd_demo,

@@ -86,6 +86,7 @@ def test_sigkill_during_job_then_restart_finishes_without_duplicates(tmp_path):
     db = Database(settings.resolved_database_url)
     db.create_all()
     headers = {"Authorization": f"Bearer {create_key(db, 'team', 'admin')}"}
+    db.ensure_athlete("team", ATHLETE)
     server = Server(data, tmp_path / "server1.log")
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=60) as client:

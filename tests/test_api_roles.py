@@ -199,8 +199,9 @@ def _expected(who: Who, kind: str, athlete: str) -> int:
     if kind == "upload":
         if who.role == "coach" or (who.role == "athlete" and athlete != who.athlete):
             return 403  # read-only key, or an athlete key writing for someone else
-        if athlete != GHOST and not who.sees(athlete):
-            return 404  # another team's athlete: as if it did not exist
+        if not who.sees(athlete):
+            # another team's athlete, or an id nobody registered: the same 404, so no probing
+            return 404
         return 422  # allowed to write; the file itself is rejected by ingest
     return 200 if who.sees(athlete) else 404
 

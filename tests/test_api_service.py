@@ -59,6 +59,7 @@ def service(tmp_path_factory, dataset):
     app = create_app(settings)
     with TestClient(app) as client:
         headers = {"Authorization": f"Bearer {create_key(app.state.db, 'team1', 'admin')}"}
+        app.state.db.ensure_athlete("team1", ATHLETE)  # uploads are for registered athletes only
         jobs = {}
         for foot in ("left", "right"):
             r = upload(
@@ -237,13 +238,18 @@ def test_roles_decide_who_uploads_and_sees(service, dataset):
     r = client.get(f"/v1/athletes/{ATHLETE}/sessions", headers=other_team)
     assert r.status_code == 404 and r.json()["detail"] == f"athlete {ATHLETE!r} not found"
     assert client.get("/v1/athletes", headers=other_team).json()["items"] == []
-    assert upload(client, other_team, path).status_code == 404  # another team's athlete id
+    # Another team's athlete id and an id nobody registered answer the same 404: no probing.
+    taken, unknown = upload(client, other_team, path), upload(client, other_team, path, athlete_id="N0BODY")
+    assert taken.status_code == unknown.status_code == 404
+    assert taken.json()["detail"].replace(ATHLETE, "X") == unknown.json()["detail"].replace("N0BODY", "X")
 
 
 def test_upload_over_the_size_limit_is_413(tmp_path, dataset):
     app = create_app(ServiceSettings(data_dir=tmp_path, max_upload_bytes=1000))
     with TestClient(app) as client:
         headers = {"Authorization": f"Bearer {create_key(app.state.db, 't', 'admin')}"}
+        for athlete_id in (ATHLETE, "a"):
+            app.state.db.ensure_athlete("t", athlete_id)
         path = dataset / ATHLETE / SESSION / "left.parquet"
         r = upload(client, headers, path)
         assert r.status_code == 413 and "file" in r.json()["detail"]
@@ -336,6 +342,24 @@ def test_keys_cli_prints_a_working_key_and_stores_only_its_hash(tmp_path):
         cli, ["keys", "create", "--data", str(tmp_path), "--team", "t9", "--role", "athlete"]
     )
     assert isinstance(r.exception, AuthError) and "--athlete" in str(r.exception)
+
+
+def test_athletes_cli_registers_athletes_and_refuses_another_teams_id(tmp_path):
+    from typer.testing import CliRunner
+
+    from strideflow.service.cli import _register
+    from strideflow.service.cli import app as cli
+    from strideflow.service.db import Database, DatabaseError
+
+    _register()
+    args = ["athletes", "add", "P1", "P2", "--data", str(tmp_path), "--team", "t1"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    db = Database(ServiceSettings(data_dir=tmp_path).resolved_database_url)
+    assert (db.athlete_team("P1"), db.athlete_team("P2"), db.athlete_team("P3")) == ("t1", "t1", None)
+    db.dispose()
+    r = CliRunner().invoke(cli, ["athletes", "add", "P2", "--data", str(tmp_path), "--team", "t2"])
+    assert isinstance(r.exception, DatabaseError) and "P2" in str(r.exception)
 
 
 def standing_csv(seconds: float = 5.0, rate_hz: float = 100.0) -> bytes:

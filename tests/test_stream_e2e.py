@@ -64,7 +64,7 @@ def assert_same_strides(stored: pl.DataFrame, expected: pl.DataFrame, atol: floa
 
 @pytest.mark.slow
 def test_sigkill_mid_stream_loses_no_acknowledged_sample(tmp_path):
-    key = create_api_key(tmp_path, "T1", "admin")
+    key = create_api_key(tmp_path, "T1", "admin", athletes=("A1",))
     device = SimulatedDevice.simulate(SimulationSettings(duration_s=45.0, seed=5), feet=("left",))[0]
     server = Server(tmp_path).start()
     acked_at_kill: list[int] = []
@@ -106,7 +106,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_sample(tmp_path):
 @pytest.fixture(scope="module")
 def server_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("serve")
-    keys = {"admin": create_api_key(data, "T1", "admin")}
+    keys = {"admin": create_api_key(data, "T1", "admin", athletes=("A1", "R1"))}
     with Server(data) as server:
         yield server, keys, data
 

@@ -103,6 +103,8 @@ def service(tmp_path):
             "a1": create_key(db, "T1", "athlete", "A1"),
             "other_admin": create_key(db, "T2", "admin"),
         }
+        for team, athlete in (("T1", "A2"), ("T2", "B1")):  # streams only for registered athletes
+            db.ensure_athlete(team, athlete)
         yield client, keys, tmp_path
 
 
@@ -245,6 +247,7 @@ def test_new_app_resumes_from_the_log_and_rebuilds_the_analysis(tmp_path):
     app = make_app(tmp_path)
     with TestClient(app) as client:
         key = create_key(app.state.db, "T1", "admin")
+        app.state.db.ensure_athlete("T1", "A1")
         with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
             ws.send_json(hello())
             ws.receive_json()

@@ -215,8 +215,11 @@ async def upload_recording(
     check_id(ATHLETE_ID, athlete_id)
     check_id(SESSION_ID, session_id)
     require_writer(principal, athlete_id)
+    # Only athletes registered in the key's team (`strideflow athletes add`, an athlete key, or a
+    # synced batch): an unknown id and another team's id then answer the same 404, so an upload
+    # cannot reveal which ids other teams use.
     owner = await run_in_threadpool(db.athlete_team, athlete_id)
-    if owner is not None and owner != principal.team_id:
+    if owner != principal.team_id:
         raise not_found("athlete", athlete_id)
 
     filename = safe_filename(file.filename)

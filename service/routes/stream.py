@@ -6,7 +6,8 @@ Ingest protocol (JSON text frames, packets as binary frames in the `hardware.pac
    message (the hello itself, or a `{"key": ...}` message before it).
 2. Hello `{athlete_id, session_id, foot, device_id, sampling_rate_hz, profile}` is answered with
    `{"resume_from": <last stored sequence number or null>, "gaps": [[a, b], ...], "ended": bool}`.
-   Admin keys stream for any athlete of their team (a new athlete id joins it), athlete keys only
+   Admin keys stream for any registered athlete of their team (unknown ids are refused like other
+   teams' ids, 4403), athlete keys only
    for themselves, coach keys are read-only (as for uploads).
 3. Each packet is appended to the stream's write-ahead log and fsynced, then answered
    `{"ack": seq}`; a skipped range is reported first as `{"gap": [first_missing, last_missing]}`.
@@ -145,7 +146,7 @@ async def _authenticate(websocket: WebSocket, db: Database) -> tuple[Principal, 
 
 
 def _authorize_stream(principal: Principal, db: Database, athlete_id: str) -> str:
-    """The athlete's team if this key may stream for the athlete (a new athlete joins an admin's team)."""
+    """The athlete's team if this key may stream for the athlete, who must be registered in its team."""
     if principal.role is Role.coach:
         raise _Closing(
             FORBIDDEN, "coach keys are read-only: streaming needs an admin or the athlete's own key"
@@ -155,13 +156,8 @@ def _authorize_stream(principal: Principal, db: Database, athlete_id: str) -> st
             FORBIDDEN, f"athlete keys may stream only their own data, not athlete_id={athlete_id!r}"
         )
     team = db.athlete_team(athlete_id)
-    if team is None and principal.role is Role.admin:
-        try:
-            db.ensure_athlete(principal.team_id, athlete_id)
-        except StrideflowError as exc:  # created by another team meanwhile
-            raise _Closing(FORBIDDEN, str(exc)) from None
-        team = principal.team_id
     if team != principal.team_id:
+        # Unknown and other teams' ids are refused alike, so a stream cannot probe for ids.
         raise _Closing(FORBIDDEN, f"athlete_id={athlete_id!r} is not an athlete of this key's team")
     return team
 
