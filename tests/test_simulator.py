@@ -353,3 +353,23 @@ def test_cli_writes_the_contract_files(tmp_path):
         app, ["simulate", "--athletes", "1", "--minutes", "1", "--out", str(out), "--activity", "swim"]
     )
     assert bad.exit_code != 0
+
+
+def test_an_hour_of_running_never_puts_heel_off_before_foot_flat():
+    """Regression: per-stride variation once put heel-off before foot-flat on a runner whose still
+    phase is short (benchmark team-day athlete 52), and the pitch curve's knots collided."""
+    from strideflow.hardware.simulator.kinematics import FootMotion
+    from strideflow.hardware.simulator.params import sample_athlete, sample_drift
+    from strideflow.hardware.simulator.schedule import foot_timeline, plan_bouts
+
+    seed = 2026 * 100_003 + 51
+    arng = np.random.default_rng(np.random.SeedSequence([seed, 0]))
+    base = sample_athlete(arng)
+    athlete = base.drifted(sample_drift(arng, base), 0.0)
+    rng = [np.random.default_rng(x) for x in np.random.SeedSequence([seed, 0, 1]).spawn(7)]
+    bouts = plan_bouts(rng[1], "mixed", 3600.0, athlete, turns=True)
+    for i, foot in enumerate(S.FEET):
+        tl = foot_timeline(rng[2 + i], bouts, athlete, foot, 3600.0)
+        still = tl.ho - tl.ffs
+        assert np.nanmin(still) > 0.0
+        FootMotion(tl, athlete, foot)  # raised "knots must increase strictly" before the fix

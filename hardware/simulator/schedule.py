@@ -127,6 +127,10 @@ def plan_bouts(
     return bouts
 
 
+# Shortest still phase (heel-off - foot-flat start) of a simulated stance, as a fraction of stance.
+MIN_STILL_FRACTION = 0.03
+
+
 def _vary(rng: np.random.Generator, gait: GaitParams, n: int) -> dict[str, np.ndarray]:
     """Per-stride values of a foot's gait parameters, with stride-to-stride variability."""
     cv = gait.variability_cv
@@ -138,6 +142,9 @@ def _vary(rng: np.random.Generator, gait: GaitParams, n: int) -> dict[str, np.nd
     for f, (lo, hi) in STRIDE_LIMITS.items():
         out[f] = np.clip(out[f], lo, hi)
     out["push_off_shape"] = np.clip(out["push_off_shape"], 1.9, 2.45)
+    # Stride-to-stride variation must not put heel-off before the foot is flat: running's still
+    # phase is only 8-15 % of stance, and an hour of strides reaches the tails (it did, once).
+    out["heel_off_ratio"] = np.maximum(out["heel_off_ratio"], out["loading_fraction"] + MIN_STILL_FRACTION)
     return out
 
 
