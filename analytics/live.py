@@ -89,16 +89,40 @@ from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
     FOOT,
+    FOOT_STRIKE_ANGLE_DEG,
+    IMPACT_G,
+    MAX_PRONATION_VELOCITY_DPS,
     NEXT_IC_T,
+    PRONATION_EXCURSION_DEG,
+    PUSH_OFF_RATE_DPS,
     REASON,
     SESSION_ID,
+    SPEED_MPS,
     STRIDE_INDEX,
+    STRIDE_LENGTH_M,
     STRIDES_SCHEMA,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
     VALID,
 )
 from strideflow.ingest.settings import ReadSettings
 
-__all__ = ["LiveError", "LiveSettings", "LiveStrideAnalyzer"]
+__all__ = ["WARMUP_TOLERANCE", "LiveError", "LiveSettings", "LiveStrideAnalyzer"]
+
+# The guaranteed largest difference from batch of each metric of a valid stride when mounting and
+# gyro bias come from the 20 s warm-up (units of the column: deg, deg/s, m, m/s, g); measured
+# maxima in the module docstring. With batch's rotation and bias every metric is within 1e-6.
+WARMUP_TOLERANCE: dict[str, float] = {
+    STRIDE_LENGTH_M: 0.01,
+    SPEED_MPS: 0.01,
+    FOOT_STRIKE_ANGLE_DEG: 2.0,
+    PRONATION_EXCURSION_DEG: 2.0,
+    TOE_OFF_PRONATION_DEG: 5.0,
+    TOE_OFF_ANGLE_DEG: 2.0,
+    MAX_PRONATION_VELOCITY_DPS: 15.0,
+    PUSH_OFF_RATE_DPS: 15.0,
+    IMPACT_G: 1e-6,
+}
 
 _CLOSE_T = "close_t"
 _EMITTED_T = "emitted_t"

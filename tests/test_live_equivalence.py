@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from strideflow.analytics.live import LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown
@@ -28,22 +28,11 @@ from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.ingest import read_recording
 
 EXACT = 1e-6
-# Causal mounting and bias (20 s warm-up) against batch's whole-recording estimates, on valid
-# strides with identical events. Measured maxima: simulated walk/run (4 recordings x 2 feet)
-# angles <= 0.03 deg, rates <= 0.5 deg/s, length <= 1e-5 m; real imu_sample.csv angles <= 1.4 deg
-# (toe-off pronation 3 deg: it is the most mounting-sensitive metric, see README), rates
-# <= 9.4 deg/s, length <= 0.003 m.
-WARMUP_TOLERANCE = {
-    S.STRIDE_LENGTH_M: 0.01,
-    S.SPEED_MPS: 0.01,
-    S.FOOT_STRIKE_ANGLE_DEG: 2.0,
-    S.PRONATION_EXCURSION_DEG: 2.0,
-    S.TOE_OFF_PRONATION_DEG: 5.0,
-    S.TOE_OFF_ANGLE_DEG: 2.0,
-    S.MAX_PRONATION_VELOCITY_DPS: 15.0,
-    S.PUSH_OFF_RATE_DPS: 15.0,
-    S.IMPACT_G: 1e-6,
-}
+# WARMUP_TOLERANCE (analytics.live): causal mounting and bias (20 s warm-up) against batch's
+# whole-recording estimates, on valid strides with identical events. Measured maxima: simulated
+# walk/run (4 recordings x 2 feet) angles <= 0.03 deg, rates <= 0.5 deg/s, length <= 1e-5 m;
+# real imu_sample.csv angles <= 1.4 deg (toe-off pronation 3 deg: it is the most
+# mounting-sensitive metric, see README), rates <= 9.4 deg/s, length <= 0.003 m.
 
 
 def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, block: int = 200):

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from strideflow.analytics.live import LiveStrideAnalyzer
+from strideflow.analytics.live import WARMUP_TOLERANCE, LiveStrideAnalyzer
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
 from strideflow.analytics.pipeline import analyze_recording
 from strideflow.benchmarks.stream import Server, create_api_key
@@ -28,19 +28,8 @@ from strideflow.ingest.live import packet_block
 from strideflow.ingest.wal import read_wal, wal_path
 from strideflow.service.live import WAL_DIRNAME
 
-# analytics.live's documented tolerance with its causal 20 s warm-up (mounting and gyro bias
-# estimated from the first 20 s instead of the whole recording), tests/test_live_equivalence.py.
-LIVE_TOLERANCE = {
-    S.STRIDE_LENGTH_M: 0.01,
-    S.SPEED_MPS: 0.01,
-    S.FOOT_STRIKE_ANGLE_DEG: 2.0,
-    S.PRONATION_EXCURSION_DEG: 2.0,
-    S.TOE_OFF_PRONATION_DEG: 5.0,
-    S.TOE_OFF_ANGLE_DEG: 2.0,
-    S.MAX_PRONATION_VELOCITY_DPS: 15.0,
-    S.PUSH_OFF_RATE_DPS: 15.0,
-    S.IMPACT_G: 1e-6,
-}
+# Metrics are compared with analytics.live.WARMUP_TOLERANCE, its documented tolerance with the
+# causal 20 s warm-up (mounting and gyro bias from the first 20 s instead of the whole recording).
 TIMING = (*S.EVENT_TIMES, S.STRIDE_TIME_S, S.STANCE_TIME_S, S.SWING_TIME_S, S.CADENCE_SPM)
 
 
@@ -150,7 +139,7 @@ def test_streamed_recording_equals_batch_analysis(server_dir, tmp_path):
         worst[c] = float(np.nanmax(np.abs(stored[c].to_numpy() - batch[c].to_numpy())))
         assert worst[c] < 1e-6, (c, worst[c])
     valid = batch[S.VALID].to_numpy()
-    for c, tol in LIVE_TOLERANCE.items():
+    for c, tol in WARMUP_TOLERANCE.items():
         worst[c] = float(np.nanmax(np.abs(stored[c].to_numpy()[valid] - batch[c].to_numpy()[valid])))
         assert worst[c] <= tol, (c, worst[c], tol)
     print(f"streamed 60 s at max speed in {elapsed:.1f} s; max |live - batch|: {worst}")
