@@ -5,7 +5,7 @@ submits ONE Dask task per athlete-session (both feet together, since the `sessio
 their symmetry) and collects one small dict per task as tasks finish. The task runs on the
 worker: it reads the session's files there, analyses them (`analytics.pipeline`) and writes its
 partitions of `strides`, `sessions` (with `session_date`), `flags` and, when
-`analytics.curves.stride_curves` exists and `write_curves` is on, `curves` into
+`write_curves` is on, `curves` (per-session mean/SD curves, `analytics.curves.session_curves`) into
 `out_dir/<table>/athlete_id=A/session_id=S/part-0.parquet` (`analytics.partitions`). No table
 ever travels back to the client, so the client's memory does not grow with the dataset. The
 workers must see `dataset_dir` and `out_dir` at the same paths (one machine, or a shared file
@@ -107,7 +107,9 @@ class BatchSettings:
     - `threads_per_worker`: task threads per local worker; also the polars/numba/BLAS thread count
       set in the workers this run starts.
     - `analysis`: pipeline settings, the same for every recording (part of the resume key).
-    - `write_curves`: also write the `curves` table when `analytics.curves.stride_curves` exists.
+    - `write_curves`: also write the `curves` table: each session's mean and SD stance and stride
+      curves per foot (`analytics.curves.session_curves`; the per-stride curves would be as long
+      as the samples).
     - `sampling_rate_hz`: Hz, used for files without a time column that the manifest gives no rate.
     - `memory_sample_s`: s between two samples of the run's resident memory.
     - `connect_timeout_s`: s to wait for the scheduler at `scheduler`.
@@ -212,10 +214,10 @@ class SessionJob:
 
 def _curves_function() -> Callable | None:
     try:
-        from strideflow.analytics.curves import stride_curves
+        from strideflow.analytics.curves import session_curves
     except ImportError:
         return None
-    return stride_curves
+    return session_curves
 
 
 def pipeline_sha256(settings: BatchSettings) -> str:
@@ -225,7 +227,7 @@ def pipeline_sha256(settings: BatchSettings) -> str:
     except metadata.PackageNotFoundError:
         version = "unknown"
     curves = settings.write_curves and _curves_function() is not None
-    text = f"strideflow {version}\n{settings.analysis!r}\ncurves={curves}:{CURVE_POINTS}"
+    text = f"strideflow {version}\n{settings.analysis!r}\ncurves={curves}:session-summary:{CURVE_POINTS}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -372,7 +374,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     # One file at a time, keeping only its strides (and curves): a task holds at most one file's
     # samples and signals, whatever the session's length. The feet are independent up to the
     # sessions table, which is built from the strides of all of them at the end.
-    stride_curves = _curves_function() if job.write_curves else None
+    session_curves = _curves_function() if job.write_curves else None
     failed: list[dict] = []
     done: list[dict] = []
     feet_seen: set[str] = set()
@@ -426,9 +428,9 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
             "duration_s": rec.duration_s,
             "warnings": len(rec.warnings) + len(result.warnings),
         }
-        if stride_curves is not None:
+        if session_curves is not None:
             t0 = time.perf_counter()
-            kept["curves"] = stride_curves(result, points=CURVE_POINTS)
+            kept["curves"] = session_curves(result, points=CURVE_POINTS)
             _add(stage_s, "curves", time.perf_counter() - t0)
         done.append(kept)
         del rec, analyzer, result
@@ -442,7 +444,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     sessions = sessions.with_columns(pl.lit(job.session_date, dtype=pl.String).alias(SESSION_DATE))
     _add(stage_s, "analyze", time.perf_counter() - t0)
     tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
-    if stride_curves is not None:
+    if session_curves is not None:
         curves = [d["curves"] for d in done]
         tables[CURVES] = pl.concat(curves, how="diagonal_relaxed") if len(curves) > 1 else curves[0]
 

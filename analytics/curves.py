@@ -177,12 +177,75 @@ class StrideCurves:
         `signals` holds keys, `t` (s), `pronation_deg` and `pitch_deg` for every athlete-session-foot
         of `strides` (other columns are ignored).
         """
+        resampled = self._resample(strides, signals)
+        if resampled is None:
+            self.curves_ = _empty_curves()
+            return self
+        base, phases, frac, angles = resampled
+        n, points = base.height, frac.size
+        per_row = len(phases) * points
+        angle_columns = [pl.Series(a, angles[a].ravel(), dtype=pl.Float64, nan_to_null=True) for a in ANGLES]
+        phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
+        self.curves_ = pl.DataFrame(
+            [
+                *base.select(*KEYS, STRIDE_INDEX, VALID).gather(np.repeat(np.arange(n), per_row)),
+                pl.Series(PHASE, phases, dtype=pl.String).gather(phase_index),
+                pl.Series(PCT, np.tile(np.round(frac * 100.0, 9), n * len(phases)), dtype=pl.Float64),
+                *angle_columns,
+            ]
+        ).select([pl.col(c).cast(d) for c, d in CURVES_SCHEMA.items()])
+        return self
+
+    def summarize(self, strides: pl.DataFrame, signals: pl.DataFrame) -> StrideCurves:
+        """Fill `summary_`: what `curve_summary(curves_)` gives (valid strides, by foot), computed
+        from the resampled arrays without building the long per-stride table (a team batch stores
+        only this: the per-stride table is as long as the samples)."""
+        resampled = self._resample(strides, signals)
+        if resampled is None:
+            self.summary_ = curve_summary(_empty_curves())
+            return self
+        base, phases, frac, angles = resampled
+        feet = base.get_column(FOOT).to_numpy()
+        valid = base.get_column(VALID).fill_null(False).to_numpy()
+        parts = []
+        for foot in sorted(set(feet[valid].tolist())):
+            sel = valid & (feet == foot)
+            block = {a: angles[a][sel] for a in ANGLES}  # (strides, phases, points)
+            finite = {a: np.isfinite(v) for a, v in block.items()}
+            count = finite[PRONATION_DEG].sum(axis=0)
+            columns = {}
+            for a in ANGLES:
+                k = finite[a].sum(axis=0)
+                total = np.where(finite[a], block[a], 0.0).sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = total / k
+                    dev = np.where(finite[a], block[a] - mean[None], 0.0)
+                    sd = np.sqrt((dev * dev).sum(axis=0) / (k - 1))
+                columns[curve_mean(a)] = np.where(k > 0, mean, np.nan).ravel()
+                columns[curve_sd(a)] = np.where(k > 1, sd, np.nan).ravel()
+            parts.append(
+                pl.DataFrame(
+                    {
+                        FOOT: [foot] * count.size,
+                        PHASE: np.repeat(phases, frac.size),
+                        PCT: np.tile(np.round(frac * 100.0, 9), len(phases)),
+                        STRIDE_COUNT: count.ravel().astype(np.int64),
+                        **{c: columns[c] for c in (curve_mean(a) for a in ANGLES)},
+                        **{c: columns[c] for c in (curve_sd(a) for a in ANGLES)},
+                    }
+                ).with_columns(pl.col(c).fill_nan(None) for c in columns)
+            )
+        self.summary_ = pl.concat(parts) if parts else curve_summary(_empty_curves())
+        return self
+
+    def _resample(self, strides: pl.DataFrame, signals: pl.DataFrame):
+        """(strides in output order, phases, pct fractions, {angle: (stride, phase, pct) array}),
+        or None when there is nothing to resample."""
         points = int(self.settings.points)
         if points < 2:
             raise ValueError(f"points must be at least 2, got {points}")
         if strides.height == 0 or signals.height == 0:
-            self.curves_ = _empty_curves()
-            return self
+            return None
         sig = signals.select(
             *KEYS, pl.col(T).cast(pl.Float64), *[pl.col(a).cast(pl.Float64) for a in ANGLES]
         ).filter(pl.col(T).is_not_null() & pl.col(T).is_not_nan())
@@ -240,26 +303,13 @@ class StrideCurves:
             # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
             inside = (local >= t0) & (local <= t1) & (end > ic)
             query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
-        per_row = len(phases) * points
         resampled = _interp_pair(
             query.ravel(),
             np.ascontiguousarray(t_global),
             *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
         )
-        angle_columns = [
-            pl.Series(a, out, dtype=pl.Float64, nan_to_null=True)
-            for a, out in zip(ANGLES, resampled, strict=True)
-        ]
-        phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
-        self.curves_ = pl.DataFrame(
-            [
-                *base.select(*KEYS, STRIDE_INDEX, VALID).gather(np.repeat(np.arange(n), per_row)),
-                pl.Series(PHASE, phases, dtype=pl.String).gather(phase_index),
-                pl.Series(PCT, np.tile(np.round(frac * 100.0, 9), n * len(phases)), dtype=pl.Float64),
-                *angle_columns,
-            ]
-        ).select([pl.col(c).cast(d) for c, d in CURVES_SCHEMA.items()])
-        return self
+        angles = {a: out.reshape(n, len(phases), points) for a, out in zip(ANGLES, resampled, strict=True)}
+        return base, phases, frac, angles
 
 
 def stride_curves(result, points: int = 101) -> pl.DataFrame:
@@ -271,6 +321,20 @@ def stride_curves(result, points: int = 101) -> pl.DataFrame:
         StrideCurves(CurveSettings(points=points))
         .compute(result.strides, pl.concat(signals, how="diagonal_relaxed"))
         .curves_
+    )
+
+
+def session_curves(result, points: int = 101) -> pl.DataFrame:
+    """`curve_summary(stride_curves(result, points))` (mean and SD per foot, phase and pct over the
+    valid strides), computed without the long per-stride table: what the team batch and the
+    service store as the `curves` table of a session."""
+    signals = [s for s in result.signals.values() if s.height]
+    if not signals:
+        return curve_summary(_empty_curves())
+    return (
+        StrideCurves(CurveSettings(points=points))
+        .summarize(result.strides, pl.concat(signals, how="diagonal_relaxed"))
+        .summary_
     )
 
 

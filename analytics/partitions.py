@@ -25,7 +25,7 @@ from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 STRIDES = "strides"
 SESSIONS = "sessions"
 FLAGS = "flags"
-CURVES = "curves"  # stride-normalised pronation and pitch curves (analytics.curves)
+CURVES = "curves"  # per-session mean/SD pronation and pitch curves per foot (analytics.curves)
 TABLES = (STRIDES, SESSIONS, FLAGS, CURVES)
 PART_FILE = "part-0.parquet"
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")

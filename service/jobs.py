@@ -95,14 +95,10 @@ def _analyse_session(
     results_dir: Path, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
 ) -> dict:
     from strideflow.analytics import partitions
+    from strideflow.analytics.curves import session_curves
     from strideflow.analytics.pipeline import analyze_samples, summarize_strides
     from strideflow.hardware.schema import FOOT, IC_T, SESSION_DATE, STRIDE_INDEX
     from strideflow.ingest import read_recording
-
-    try:
-        from strideflow.analytics.curves import stride_curves
-    except ImportError:  # curves are optional
-        stride_curves = None
 
     covered: set[str] = set()
     strides_parts, curves_parts, used, warnings, errors = [], [], [], [], []
@@ -130,8 +126,7 @@ def _analyse_session(
         warnings.extend(str(w) for w in rec.warnings)
         warnings.extend(result.warnings)
         strides_parts.append(result.strides)
-        if stride_curves is not None:
-            curves_parts.append(stride_curves(result))
+        curves_parts.append(session_curves(result))
     if not strides_parts:
         raise JobError("; ".join(errors) or "the session has no recordings")
     warnings = [f"not analysed: {e}" for e in errors] + warnings

@@ -469,7 +469,8 @@ def render_html(data: ReportData) -> str:
     )
     warnings = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in data.warnings)
     curves = data.curves if data.curves is not None else pl.DataFrame(schema=CURVES_SCHEMA)
-    summary = curve_summary(curves)
+    # Stored results hold each session's summary already; files analysed here give per-stride curves.
+    summary = curves if STRIDE_COUNT in curves.columns else curve_summary(curves)
     no_curves = "<p class='note'>No stride curves for this session.</p>"
     pron = (
         no_curves

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from strideflow.analytics.curves import (
     CURVES_SCHEMA,
@@ -18,6 +21,7 @@ from strideflow.analytics.curves import (
     curve_mean,
     curve_sd,
     curve_summary,
+    session_curves,
     stride_curves,
 )
 from strideflow.analytics.pipeline import analyze_samples
@@ -213,3 +217,21 @@ def test_curves_of_a_simulated_walk_agree_with_the_stride_metrics(simulated):
     np.testing.assert_allclose(starts[STANCE].to_numpy(), starts[STRIDE].to_numpy(), atol=1e-9)
     # Toe-off: the foot is pitched toes-down (plantarflexed) by tens of degrees.
     assert per_stride["pitch_to"].median() < -20.0
+
+
+def test_session_curves_equal_the_summary_of_the_stride_curves(simulated):
+    """What batch and the service store (`session_curves`, from the arrays) is `curve_summary` of the
+    per-stride table, also with a stride made invalid and one foot's strides all invalid."""
+    result, curves = simulated
+    assert_frame_equal(session_curves(result), curve_summary(curves), abs_tol=1e-9, rel_tol=1e-9)
+    strides = result.strides.with_columns(
+        pl.when((pl.col(S.STRIDE_INDEX) == 3) | (pl.col(S.FOOT) == "right"))
+        .then(False)
+        .otherwise(pl.col(S.VALID))
+        .alias(S.VALID)
+    )
+    changed = dataclasses.replace(result, strides=strides)
+    expected = curve_summary(stride_curves(changed))
+    got = session_curves(changed)
+    assert set(got[S.FOOT].unique()) == {"left"}
+    assert_frame_equal(got, expected, abs_tol=1e-9, rel_tol=1e-9)

@@ -76,7 +76,9 @@ def _curves(settings: ServiceSettings, row: SessionRow, phase: str | None, foot:
         curves = curves.filter(pl.col(PHASE) == phase)
     if foot is not None:
         curves = curves.filter(pl.col(FOOT) == foot)
-    summary = curve_summary(curves).filter(pl.col(STRIDE_COUNT) > 0)
+    # Stored since the team batch's speed work: the session's summary; older stores: per-stride curves.
+    summary = curves if STRIDE_COUNT in curves.columns else curve_summary(curves)
+    summary = summary.filter(pl.col(STRIDE_COUNT) > 0)
     out = summary.select(
         FOOT,
         PHASE,
