@@ -150,6 +150,18 @@ def _devices(k: int, seconds: float):
     return devices
 
 
+def _acked_time(series: list[tuple[float, int]], toe_off_t: float | None) -> float | None:
+    """When (time.time) the device's packet holding the sample at `toe_off_t` (s from the stream's
+    first sample) was acknowledged, i.e. durably received; None if unknown."""
+    if toe_off_t is None:
+        return None
+    index = int(round(toe_off_t * SAMPLING_RATE_HZ))
+    for t_ack, samples_acked in series:
+        if samples_acked > index:
+            return t_ack
+    return None
+
+
 async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: float, session: str) -> dict:
     from websockets.asyncio.client import connect
 
@@ -158,6 +170,7 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
     devices = _devices(k, seconds)
     latencies: list[float] = []
     in_server: list[float] = []
+    from_toe_off: list[float] = []  # ack of the packet carrying the stride's toe-off -> subscriber
     strides_seen = 0
     period = devices[0][1].samples_per_packet / SAMPLING_RATE_HZ
     first_timed_seq = int(WARMUP_BURST_S / period)
@@ -185,6 +198,9 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
                 if timed and msg["received_at"] >= live_from[0] + SETTLE_S:
                     latencies.append((now - msg["received_at"]) * 1e3)
                     in_server.append((msg["published_at"] - msg["received_at"]) * 1e3)
+                    t_ack = _acked_time(acks[msg["device_id"]], msg.get("toe_off_t"))
+                    if t_ack is not None:
+                        from_toe_off.append((now - t_ack) * 1e3)
 
         listener = asyncio.ensure_future(listen())
 
@@ -204,7 +220,7 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
                 speed="realtime",
                 burst_s=WARMUP_BURST_S,
                 after_burst=after_burst,
-                on_ack=lambda r: acks[r.device_id].append((time.perf_counter(), r.samples_acked)),
+                on_ack=lambda r: acks[r.device_id].append((time.time(), r.samples_acked)),
             )
 
         reports = await asyncio.gather(*[one(i, a, d) for i, (a, d) in enumerate(devices)])
@@ -233,6 +249,8 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
         "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
         "server_p99_ms": float(np.percentile(in_server, 99)) if in_server else float("nan"),
+        "toe_off_p50_ms": float(np.percentile(from_toe_off, 50)) if from_toe_off else float("nan"),
+        "toe_off_p99_ms": float(np.percentile(from_toe_off, 99)) if from_toe_off else float("nan"),
         "strides": strides_seen,
         "timed": int(lat.size),
     }
@@ -273,6 +291,14 @@ def run(quick: bool = False) -> list:
                         f"{res['timed']} of {res['strides']} strides timed",
                     ),
                     row(f"stream.k{k}.latency_p99_ms", res["p99_ms"], "ms"),
+                    row(
+                        f"stream.k{k}.toe_off_latency_p50_ms",
+                        res["toe_off_p50_ms"],
+                        "ms",
+                        "packet carrying the stride's toe-off acknowledged -> stride at the subscriber "
+                        "(the stride closes at the foot-flat after the next swing)",
+                    ),
+                    row(f"stream.k{k}.toe_off_latency_p99_ms", res["toe_off_p99_ms"], "ms"),
                     row(
                         f"stream.k{k}.server_p99_ms",
                         res["server_p99_ms"],
