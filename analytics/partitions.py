@@ -21,6 +21,7 @@ import polars as pl
 
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
+from strideflow.ingest.durable import fsync_dir
 
 STRIDES = "strides"
 SESSIONS = "sessions"
@@ -59,14 +60,6 @@ def partition_dir(root: str | Path, table: str, athlete_id: str, session_id: str
     return Path(root) / table / f"{ATHLETE_ID}={a}" / f"{SESSION_ID}={s}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_partition(root: str | Path, table: str, df: pl.DataFrame, athlete_id: str, session_id: str) -> Path:
     """Atomically replace one partition with `df` (its key columns, if present, are dropped)."""
     final_dir = partition_dir(root, table, athlete_id, session_id)
@@ -83,7 +76,7 @@ def write_partition(root: str | Path, table: str, df: pl.DataFrame, athlete_id: 
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(final_dir)
+    fsync_dir(final_dir)
     return target
 
 

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
+from strideflow.ingest.durable import fsync_dir
 from strideflow.ingest.errors import IngestError
 
 FILE_MAGIC = b"SFWAL1\n\x00"
@@ -77,14 +78,6 @@ def list_wals(root: str | Path) -> list[Path]:
 def _frame(kind: int, payload: bytes) -> bytes:
     kind_byte = bytes([kind])
     return _RECORD.pack(len(payload), zlib.crc32(payload, zlib.crc32(kind_byte)), kind) + payload
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _sync(fd: int) -> None:
@@ -146,7 +139,7 @@ class WriteAheadLog:
                 os.lseek(fd, 0, os.SEEK_SET)
                 os.write(fd, FILE_MAGIC + _frame(META, json.dumps(meta, sort_keys=True).encode()))
                 _sync(fd)
-                _fsync_dir(path.parent)
+                fsync_dir(path.parent)
                 return cls(path, fd, dict(meta), [], False, len(data))
             keep = len(FILE_MAGIC) + good
             truncated = len(data) - keep

@@ -33,6 +33,7 @@ from strideflow.analytics.partitions import ID_PATTERN, check_id
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest import ReadSettings, read_recording
+from strideflow.ingest.durable import fsync_dir
 from strideflow.service.auth import CurrentPrincipal, not_found, require_writer
 from strideflow.service.db import QUEUED, Database, DatabaseError, Job, RecordingRow
 from strideflow.service.deps import DbDep, RunnerDep, SettingsDep
@@ -97,14 +98,6 @@ def safe_filename(name: str | None) -> str:
     return cleaned or "recording"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _store_temporary(src: BinaryIO, tmp_dir: Path, filename: str, max_bytes: int) -> tuple[Path, str, int]:
     """Copy `src` to tmp_dir/filename with a running sha256; fsync; 413 past max_bytes."""
     tmp_dir.mkdir(parents=True)
@@ -132,8 +125,8 @@ def _move_into_place(tmp_path: Path, uploads_dir: Path, sha256: str, filename: s
         tmp_path.unlink()
     else:
         os.replace(tmp_path, final)
-        _fsync_dir(final_dir)
-        _fsync_dir(uploads_dir)
+        fsync_dir(final_dir)
+        fsync_dir(uploads_dir)
     return f"{sha256}/{filename}"
 
 
