@@ -63,6 +63,7 @@ from pathlib import Path
 import polars as pl
 
 from strideflow.analytics import partitions
+from strideflow.analytics.curves import session_curves
 from strideflow.analytics.discovery import FORMAT, PATH, SAMPLING_RATE_HZ, find_recordings
 from strideflow.analytics.partitions import CURVES, FLAGS, SESSIONS, STRIDES
 from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer, summarize_strides
@@ -212,22 +213,14 @@ class SessionJob:
 # --- helpers used on the worker -----------------------------------------------------------------
 
 
-def _curves_function() -> Callable | None:
-    try:
-        from strideflow.analytics.curves import session_curves
-    except ImportError:
-        return None
-    return session_curves
-
-
 def pipeline_sha256(settings: BatchSettings) -> str:
     """Stable hash of what decides a session's output besides its files: version and settings."""
     try:
         version = metadata.version("strideflow")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    curves = settings.write_curves and _curves_function() is not None
-    text = f"strideflow {version}\n{settings.analysis!r}\ncurves={curves}:session-summary:{CURVE_POINTS}"
+    curves = f"{settings.write_curves}:session-summary:{CURVE_POINTS}"
+    text = f"strideflow {version}\n{settings.analysis!r}\ncurves={curves}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -374,7 +367,6 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     # One file at a time, keeping only its strides (and curves): a task holds at most one file's
     # samples and signals, whatever the session's length. The feet are independent up to the
     # sessions table, which is built from the strides of all of them at the end.
-    session_curves = _curves_function() if job.write_curves else None
     failed: list[dict] = []
     done: list[dict] = []
     feet_seen: set[str] = set()
@@ -428,7 +420,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
             "duration_s": rec.duration_s,
             "warnings": len(rec.warnings) + len(result.warnings),
         }
-        if session_curves is not None:
+        if job.write_curves:
             t0 = time.perf_counter()
             kept["curves"] = session_curves(result, points=CURVE_POINTS)
             _add(stage_s, "curves", time.perf_counter() - t0)
@@ -444,7 +436,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     sessions = sessions.with_columns(pl.lit(job.session_date, dtype=pl.String).alias(SESSION_DATE))
     _add(stage_s, "analyze", time.perf_counter() - t0)
     tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
-    if session_curves is not None:
+    if job.write_curves:
         curves = [d["curves"] for d in done]
         tables[CURVES] = pl.concat(curves, how="diagonal_relaxed") if len(curves) > 1 else curves[0]
 
