@@ -6,7 +6,8 @@ their symmetry) and collects one small dict per task as tasks finish. The task r
 worker: it reads the session's files there, analyses them (`analytics.pipeline`) and writes its
 partitions of `strides`, `sessions` (with `session_date`), `flags` and, when
 `write_curves` is on, `curves` (per-session mean/SD curves, `analytics.curves.session_curves`) into
-`out_dir/<table>/athlete_id=A/session_id=S/part-0.parquet` (`analytics.partitions`). No table
+`out_dir/<table>/athlete_id=A/session_id=S/part-0.parquet` (`analytics.sessions_store`, the
+session writer the service's upload jobs use too, over `analytics.partitions`). No table
 ever travels back to the client, so the client's memory does not grow with the dataset. The
 workers must see `dataset_dir` and `out_dir` at the same paths (one machine, or a shared file
 system when `scheduler=` points to a cluster).
@@ -65,10 +66,10 @@ import polars as pl
 from strideflow.analytics import partitions
 from strideflow.analytics.curves import session_curves
 from strideflow.analytics.discovery import FORMAT, PATH, SAMPLING_RATE_HZ, find_recordings
-from strideflow.analytics.partitions import CURVES, FLAGS, SESSIONS, STRIDES
-from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer, summarize_strides
+from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer
+from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.errors import StrideflowError
-from strideflow.hardware.schema import ATHLETE_ID, FOOT, KEYS, SESSION_DATE, SESSION_ID, STRIDE_INDEX
+from strideflow.hardware.schema import ATHLETE_ID, FOOT, SESSION_DATE, SESSION_ID
 
 STATE_DIR = "_state"
 LOCK_FILE = ".lock"
@@ -430,22 +431,17 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
         for table in partitions.TABLES:
             partitions.delete_partition(out, table, job.athlete_id, job.session_id)
         return base | {"status": FAILED, "failed": failed, "wall_s": time.perf_counter() - t_start}
+    stored = write_session(
+        out,
+        job.athlete_id,
+        job.session_id,
+        [d["strides"] for d in done],
+        [d["curves"] for d in done] if job.write_curves else None,
+        session_date=job.session_date,
+        settings=job.analysis,
+    )
+    _add(stage_s, "analyze", stored.summarize_s)
     t0 = time.perf_counter()
-    strides = pl.concat([d["strides"] for d in done], how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
-    sessions, flags = summarize_strides(strides, job.analysis)
-    sessions = sessions.with_columns(pl.lit(job.session_date, dtype=pl.String).alias(SESSION_DATE))
-    _add(stage_s, "analyze", time.perf_counter() - t0)
-    tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
-    if job.write_curves:
-        curves = [d["curves"] for d in done]
-        tables[CURVES] = pl.concat(curves, how="diagonal_relaxed") if len(curves) > 1 else curves[0]
-
-    t0 = time.perf_counter()
-    for table in partitions.TABLES:
-        if table in tables:
-            partitions.write_partition(out, table, tables[table], job.athlete_id, job.session_id)
-        else:
-            partitions.delete_partition(out, table, job.athlete_id, job.session_id)
     samples = sum(d["samples"] for d in done)
     recording_s = max(d["duration_s"] for d in done)
     if not failed:
@@ -454,21 +450,21 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
             SESSION_ID: job.session_id,
             "content_sha256": content,
             "pipeline_sha256": job.pipeline_sha256,
-            "tables": sorted(tables),
+            "tables": sorted(stored.tables),
             "paths": paths,
             "samples": samples,
             "recording_s": recording_s,
-            "strides": strides.height,
+            "strides": stored.strides.height,
         }
         _write_atomic(marker, json.dumps(state, indent=1).encode())
-    _add(stage_s, "write", time.perf_counter() - t0)
+    _add(stage_s, "write", stored.write_s + time.perf_counter() - t0)
     return base | {
         "status": PARTIAL if failed else DONE,
         "failed": failed,
         "done_paths": [d["path"] for d in done],
         "samples": samples,
         "recording_s": recording_s,
-        "strides": strides.height,
+        "strides": stored.strides.height,
         "warnings": sum(d["warnings"] for d in done),
         "wall_s": time.perf_counter() - t_start,
     }

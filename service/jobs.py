@@ -5,8 +5,8 @@ thread in the server) claims queued jobs oldest first, marks them `running` and 
 `ProcessPoolExecutor` with the spawn start method (fork deadlocks polars), so the analysis never
 runs in a request thread. A job analyses ALL stored recordings of its athlete-session and
 replaces that session's partitions (strides, sessions, flags, curves) with
-`analytics.partitions.write_partition` (atomic per table), so running a job twice, or after a
-crash half-way, gives the same rows, never duplicates.
+`analytics.sessions_store.write_session` (atomic per table, stale tables removed), so running a
+job twice, or after a crash half-way, gives the same rows, never duplicates.
 
 - Queued jobs of the same session are claimed together and share one run; two runs of one
   session never overlap (a later upload's job waits and then sees every recording).
@@ -94,10 +94,10 @@ def _public(text: str, recordings: list[dict]) -> str:
 def _analyse_session(
     results_dir: Path, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
 ) -> dict:
-    from strideflow.analytics import partitions
     from strideflow.analytics.curves import session_curves
-    from strideflow.analytics.pipeline import analyze_samples, summarize_strides
-    from strideflow.hardware.schema import FOOT, IC_T, SESSION_DATE, STRIDE_INDEX
+    from strideflow.analytics.pipeline import analyze_samples
+    from strideflow.analytics.sessions_store import write_session
+    from strideflow.hardware.schema import FOOT
     from strideflow.ingest import read_recording
 
     covered: set[str] = set()
@@ -130,19 +130,11 @@ def _analyse_session(
     if not strides_parts:
         raise JobError("; ".join(errors) or "the session has no recordings")
     warnings = [f"not analysed: {e}" for e in errors] + warnings
-    strides = pl.concat(strides_parts, how="vertical_relaxed").sort(FOOT, STRIDE_INDEX, IC_T)
-    sessions, flags = summarize_strides(strides)
-    if session_date is not None:
-        sessions = sessions.with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE))
-    tables = {partitions.SESSIONS: sessions, partitions.FLAGS: flags, partitions.STRIDES: strides}
-    if curves_parts:
-        tables[partitions.CURVES] = pl.concat(curves_parts, how="vertical_relaxed")
-    for table, df in tables.items():
-        partitions.write_partition(results_dir, table, df, athlete_id, session_id)
+    stored = write_session(results_dir, athlete_id, session_id, strides_parts, curves_parts, session_date)
     warnings = [_public(w, recordings) for w in warnings]
     if len(warnings) > MAX_WARNINGS:
         warnings = [*warnings[:MAX_WARNINGS], f"{len(warnings) - MAX_WARNINGS} more warnings not listed"]
-    return {"stride_count": strides.height, "warnings": warnings, "recording_ids": used}
+    return {"stride_count": stored.strides.height, "warnings": warnings, "recording_ids": used}
 
 
 # --- the dispatcher, in the server process --------------------------------------------------------
