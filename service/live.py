@@ -7,8 +7,8 @@ worker thread) -> ack -> analysis; each stride the analyzer completes is publish
 matching subscribers and the session is marked for storing.
 
 Storing: every `store_interval_s` (5 s) the sessions with new strides are written with
-`analytics.partitions.write_partition` (STRIDES with every stride of the session so far, SESSIONS
-and FLAGS from `summarize_strides`), off the event loop; the end of a stream stores at once.
+`analytics.sessions_store.write_session` (STRIDES with every stride of the session so far,
+SESSIONS and FLAGS from them), off the event loop; the end of a stream stores at once.
 Stored results may lag the stream by that interval (a store rewrites the session's partition,
 ~15 ms for 100 strides, so it is not done per stride); acknowledged samples are durable in the
 log at once.
@@ -34,17 +34,11 @@ from pathlib import Path
 
 import polars as pl
 
-from strideflow.analytics.partitions import (
-    FLAGS,
-    SESSIONS,
-    STRIDES,
-    delete_partition,
-    read_partition,
-    write_partition,
-)
-from strideflow.analytics.pipeline import AnalysisSettings, summarize_strides
+from strideflow.analytics.partitions import STRIDES, read_partition
+from strideflow.analytics.pipeline import AnalysisSettings
+from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
-from strideflow.hardware.schema import FOOT, STRIDE_INDEX, STRIDES_SCHEMA
+from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
 from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
 from strideflow.ingest.wal import list_wals, read_wal
 
@@ -81,11 +75,14 @@ def _json_value(v):
     return v
 
 
-def stride_messages(strides: pl.DataFrame, **extra) -> list[dict]:
-    """Subscriber messages of strides: {"type": "stride", keys, events, metrics, valid, reason, **extra}."""
+def stride_messages(strides: pl.DataFrame, kind: str = "stride", **extra) -> list[dict]:
+    """Subscriber messages of rows: {"type": kind, keys, events, metrics, valid, reason, **extra}.
+
+    kind "stride": a final `strides` row; "stance": a provisional row at the toe-off
+    (`analytics.live`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
+    """
     return [
-        {"type": "stride", **{k: _json_value(v) for k, v in row.items()}, **extra}
-        for row in strides.to_dicts()
+        {"type": kind, **{k: _json_value(v) for k, v in row.items()}, **extra} for row in strides.to_dicts()
     ]
 
 
@@ -311,14 +308,21 @@ class LiveHub:
             for packet, received_at in packets:
                 block = packet_block(packet, stream.hello.sampling_rate_hz)
                 try:
-                    strides = await asyncio.get_running_loop().run_in_executor(
-                        self._analysis_pool, lambda b=block: stream.analyzer.push(**b)
+                    strides, stances = await asyncio.get_running_loop().run_in_executor(
+                        self._analysis_pool, lambda b=block: self._push(stream.analyzer, b)
                     )
                 except Exception:
                     # The packet is durable; a failing analysis must not drop the connection.
                     log.exception("live analysis failed on %s, packet %s", stream.key, packet.sequence)
                     continue
+                self._publish(stream, stances, received_at, packet.sequence, "packet", kind="stance")
                 self._publish(stream, strides, received_at, packet.sequence, "packet")
+
+    @staticmethod
+    def _push(analyzer, block: dict):
+        """(strides, provisional stance rows or None) the block completed."""
+        strides = analyzer.push(**block)
+        return strides, getattr(analyzer, "new_stances_", None)
 
     async def end(self, stream: LiveStream, owner: object) -> dict:
         """The client ended the stream: finish the analysis, store, mark the log closed."""
@@ -351,14 +355,22 @@ class LiveHub:
         self.subscribers.discard(sub)
 
     def _publish(
-        self, stream: LiveStream, strides, received_at: float, seq: int | None, closed_by: str
+        self,
+        stream: LiveStream,
+        strides,
+        received_at: float,
+        seq: int | None,
+        closed_by: str,
+        kind: str = "stride",
     ) -> None:
         if not isinstance(strides, pl.DataFrame) or strides.height == 0:
             return
-        self._dirty.add(stream.key[:2])
+        if kind == "stride":
+            self._dirty.add(stream.key[:2])
         now = time.time()
         messages = stride_messages(
             strides,
+            kind,
             device_id=stream.hello.device_id,
             closed_by=closed_by,
             closed_by_seq=seq,
@@ -409,11 +421,5 @@ class LiveHub:
                 strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
         if strides is None:
             return
-        strides = strides.sort(FOOT, STRIDE_INDEX)
-        sessions, flags = summarize_strides(strides, self.analysis_settings)
-        write_partition(self.results_dir, STRIDES, strides, athlete, session)
-        write_partition(self.results_dir, SESSIONS, sessions, athlete, session)
-        if flags.height:
-            write_partition(self.results_dir, FLAGS, flags, athlete, session)
-        else:
-            delete_partition(self.results_dir, FLAGS, athlete, session)
+        # no curves: a live session has none, and older ones would not match these strides
+        write_session(self.results_dir, athlete, session, [strides], settings=self.analysis_settings)
