@@ -235,6 +235,7 @@ class StrideEventDetector:
         t_s: np.ndarray | None = None,
         q_wxyz: np.ndarray | None = None,
         position_m: np.ndarray | None = None,
+        open_end: bool = False,
     ):
         """Fill `events_` (pl.DataFrame, EVENTS_SCHEMA), `zero_velocity_`, `q_wxyz_`, `position_m_`.
 
@@ -243,6 +244,13 @@ class StrideEventDetector:
         (N, 3, m): the world position of `fusion.zupt.ZuptIntegrator` with default settings for
         these `acc`, `q_wxyz` and `zero_velocity`, when the caller already has it (the pipeline
         does); otherwise it is integrated here.
+
+        `open_end` (live analysis): the data ends inside a swing. `open_stride_` is then the stride
+        whose toe-off starts that swing, as a one-row EVENTS_SCHEMA table (else empty): IC, foot-flat,
+        heel-off and toe-off as batch will find them once the swing has ended, `next_ic_t` = the last
+        sample (a placeholder: its IC has not happened), heading and displacement NaN, invalid only
+        when already too long. The swing counts once its dorsiflexion rate exceeds `min_swing_dps`
+        (batch's step test), so the toe-off peak lies before the data's end.
         """
         s = self.settings
         if foot not in ("left", "right"):
@@ -334,6 +342,12 @@ class StrideEventDetector:
             next_ff[-1] = min(last_stance, n - 1)
         ic_idx, to_idx, next_ic = ic[:-1], toe_off[1:], ic[1:]
 
+        self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
+        if open_end and len(ic) and len(periods) and periods[-1, 1] < n and periods[-1, 1] >= stance_lo[-1]:
+            self.open_stride_ = self._open_stride(
+                t, fs, gyr_norm, gyr_y, push, zv, int(ic[-1]), int(stance_lo[-1]), int(periods[-1, 1]), n
+            )
+
         # Gait initiation: the standing before the first step gives the first toe-off a row.
         start = np.zeros(0, dtype=np.int64)
         if len(ic):
@@ -349,6 +363,45 @@ class StrideEventDetector:
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
         self.events_ = self._table(t, *rows, q, position, gait_start=len(start) > 0)
         return self
+
+    def _open_stride(self, t, fs, gyr_norm, gyr_y, push, zv, ic, st_lo, m_lo, n) -> pl.DataFrame:
+        """The stride from the last IC whose toe-off starts the swing [m_lo, n) still under way."""
+        s = self.settings
+        lo = np.array([m_lo])
+        mid = _argext(gyr_y, lo, np.array([n]), False)
+        if -gyr_y[mid[0]] < s.min_swing_dps:
+            return pl.DataFrame(schema=EVENTS_SCHEMA)
+        back = int(round(s.to_lookback_s * fs))
+        to_lo = np.maximum(lo - back, st_lo)
+        to_hi = np.maximum(mid + 1, to_lo + 1)
+        to = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
+        ff, ff_len = self._foot_flat(zv, np.array([st_lo]), lo)
+        if ff_len[0] < s.min_foot_flat_s * fs:
+            a = min(ic, int(to[0]))
+            ff = _argext(gyr_norm, np.array([a]), np.array([max(int(to[0]), a + 1)]), False)
+        ho = _last_below_before(gyr_y, ff, np.maximum(to, ff + 1), s.heel_off_rate_dps)
+        last = n - 1
+        too_long = t[last] - t[ic] > s.max_stride_s
+        return pl.DataFrame(
+            {
+                STRIDE_INDEX: [0],
+                IC_T: [t[ic]],
+                FOOT_FLAT_T: [t[ff[0]]],
+                HEEL_OFF_T: [t[ho[0]]],
+                TOE_OFF_T: [t[to[0]]],
+                NEXT_IC_T: [t[last]],
+                VALID: [not too_long],
+                REASON: [REASON_TOO_LONG if too_long else None],
+                IC_IDX: [ic],
+                FOOT_FLAT_IDX: [int(ff[0])],
+                HEEL_OFF_IDX: [int(ho[0])],
+                TOE_OFF_IDX: [int(to[0])],
+                NEXT_IC_IDX: [last],
+                HEADING_CHANGE_DEG: [float("nan")],
+                DISPLACEMENT_M: [float("nan")],
+            },
+            schema=EVENTS_SCHEMA,
+        )
 
     @staticmethod
     def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -113,6 +113,16 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
     REASON: pl.String(),
 }
 
+# Metrics of a stride known at its toe-off (the stance: IC to toe-off); the others need the next IC.
+NEEDS_NEXT_IC = (NEXT_IC_T, STRIDE_TIME_S, SWING_TIME_S, CADENCE_SPM, STRIDE_LENGTH_M, SPEED_MPS, DUTY_FACTOR)
+STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
+
+# A live stride's provisional row at its toe-off (`analytics.live`): the strides columns that do
+# not need the next IC; `valid` says only that nothing found so far makes it invalid.
+STANCE_SCHEMA: dict[str, pl.DataType] = {
+    c: d for c, d in STRIDES_SCHEMA.items() if c not in (STRIDE_INDEX, *NEEDS_NEXT_IC)
+}
+
 # --- heuristics fixed by DESIGN.md ----------------------------------------------------------
 STRIKE_REARFOOT_ABOVE_DEG = 8.0  # foot-strike angle > 8 deg: rearfoot
 STRIKE_FOREFOOT_BELOW_DEG = -1.6  # < -1.6 deg: forefoot; in between: midfoot
