@@ -182,3 +182,21 @@ def test_streamed_real_recording_both_feet(server_dir, real_data):
     assert_same_strides(stored, pl.concat(expected))
     sessions = read_partition(data / "results", SESSIONS, "R1", "imu_sample")
     assert sorted(sessions[S.FOOT].to_list()) == ["left", "right"]
+
+
+@pytest.mark.slow
+def test_load_run_times_stance_messages_from_the_toe_off(tmp_path):
+    """`bench stream`'s load step on 2 realtime devices: nothing dropped, and the subscriber gets a
+    stance message for the strides (the issue's toe-off latency is measured on them, not asserted)."""
+    from strideflow.benchmarks.stream import TEAM, _run_load
+
+    admin = create_api_key(tmp_path, TEAM, "admin", athletes=("ATH000",))
+    coach = create_api_key(tmp_path, TEAM, "coach")
+    with Server(tmp_path) as server:
+        res = asyncio.run(_run_load(server.url, admin, coach, 2, 12.0, session="load"))
+    assert res["dropped"] == 0
+    assert res["samples_per_s"] == pytest.approx(400.0, rel=0.1)
+    # 11 s timed per device; the simulated schedule has standing bouts too
+    assert res["toe_off_timed"] >= 4 and res["timed"] >= 4
+    # a stance goes out at the toe-off, its stride about one stride later: the order is physics
+    assert res["toe_off_p50_ms"] < res["final_toe_off_p50_ms"]

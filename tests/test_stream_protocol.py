@@ -33,13 +33,18 @@ STRIDE_SAMPLES = 100
 
 
 class CountingAnalyzer:
-    """Test double: closes a "stride" every STRIDE_SAMPLES samples; push returns the new ones."""
+    """Test double: closes a "stride" every STRIDE_SAMPLES samples; push returns the new ones.
+
+    Half way through each, its provisional "stance" row (ic_t, its metric so far) is in
+    `new_stances_`, as `analytics.live.LiveStrideAnalyzer` gives it at a toe-off.
+    """
 
     def __init__(self, hello):
         self.keys = (hello.athlete_id, hello.session_id, hello.foot)
         self.t: list[float] = []
         self.gx: list[float] = []
         self.strides_ = pl.DataFrame(schema=S.STRIDES_SCHEMA)
+        self.new_stances_ = pl.DataFrame(schema=S.STANCE_SCHEMA)
 
     def _row(self, i: int) -> dict:
         t = self.t[i * STRIDE_SAMPLES : (i + 1) * STRIDE_SAMPLES]
@@ -57,11 +62,23 @@ class CountingAnalyzer:
 
     def push(self, t_s, acc_mps2, gyr_dps, saturated):
         done = len(self.t) // STRIDE_SAMPLES
+        half = (len(self.t) + STRIDE_SAMPLES // 2) // STRIDE_SAMPLES
         self.t.extend(np.asarray(t_s).tolist())
         self.gx.extend(np.asarray(gyr_dps)[:, 0].tolist())
         rows = [self._row(i) for i in range(done, len(self.t) // STRIDE_SAMPLES)]
         new = pl.DataFrame(rows, schema=S.STRIDES_SCHEMA) if rows else pl.DataFrame(schema=S.STRIDES_SCHEMA)
         self.strides_ = pl.concat([self.strides_, new])
+        halves = range(half, (len(self.t) + STRIDE_SAMPLES // 2) // STRIDE_SAMPLES)
+        stances = [
+            {
+                **{k: v for k, v in self._row(i).items() if k in S.STANCE_SCHEMA},
+                S.PRONATION_EXCURSION_DEG: float(
+                    np.mean(self.gx[i * STRIDE_SAMPLES :][: STRIDE_SAMPLES // 2])
+                ),
+            }
+            for i in halves
+        ]
+        self.new_stances_ = pl.DataFrame(stances, schema=S.STANCE_SCHEMA)
         return new
 
     def finish(self):
@@ -188,7 +205,12 @@ def test_key_in_first_message_and_full_stream_cycle(service):
             ws.send_json({"end": True})
             ended = ws.receive_json()
         assert ended == {"ended": True, "last_seq": 15, "samples": 130, "strides": 1}
+        stance = coach_sub.receive_json()
         pushed = coach_sub.receive_json()
+    # The provisional stance row comes first (packet 4 completes its first half), then the stride.
+    assert stance["type"] == "stance" and stance[S.IC_T] == pushed[S.IC_T] and stance["closed_by_seq"] == 4
+    assert S.STRIDE_INDEX not in stance and S.NEXT_IC_T not in stance
+    assert stance[S.PRONATION_EXCURSION_DEG] == pytest.approx(np.mean(np.arange(5)) / 16.0)
     assert pushed["type"] == "stride" and pushed[S.ATHLETE_ID] == "A1" and pushed[S.STRIDE_INDEX] == 0
     # Stride 0 holds packets 0-9, each 10 samples of gyr_x = seq counts (16 counts per deg/s).
     assert pushed[S.PRONATION_EXCURSION_DEG] == pytest.approx(np.mean(np.arange(10)) / 16.0)

@@ -21,11 +21,20 @@ Errors close the socket after an `{"error": message, "code": code}` frame, with 
 4409 another device streams this foot (or another connection took the stream over), 4408 no
 hello within `HELLO_TIMEOUT_S`.
 
-Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then one
-`{"type": "stride", ...}` message per stride as soon as it is known: keys, event times,
-metrics, valid, reason, device_id, `closed_by` ("packet", or "end": the end of the stream closed
-it), `closed_by_seq`, `received_at` (server time, s since the Unix epoch, at which the packet that
-closed the stride arrived, or the end message) and `published_at`.
+Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages:
+
+- `{"type": "stance", ...}` as soon as the stride's toe-off is known (the swing after it has
+  begun, typically 30-100 ms after the toe-off): keys, `ic_t`, `foot_flat_t`, `heel_off_t`,
+  `toe_off_t` and the metrics of the stance (pronation, toe-off, strike, push-off, impact, stance
+  time; the columns of `schema.STANCE_SCHEMA`), with `valid` false only if something already makes
+  the stride invalid. Provisional: the levelling at the next foot-flat can still move the toe-off
+  angles by a few tenths of a degree (`analytics.live`).
+- `{"type": "stride", ...}` once the stride is final (the full `strides` row, which is stored):
+  it replaces the stance message with the same `foot` and `ic_t`.
+
+Both carry device_id, `closed_by` ("packet", or "end": the end of the stream closed it),
+`closed_by_seq`, `received_at` (server time, s since the Unix epoch, at which the packet that
+completed the row arrived, or the end message) and `published_at`.
 """
 
 from __future__ import annotations
