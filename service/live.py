@@ -18,6 +18,14 @@ from the stored partition, so storing never loses the other foot.
 Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
 never returns are stored too. Replayed strides are stored, not pushed again to subscribers.
+
+Idle streams: a stream with no connection and no packet for `idle_timeout_s` (the setting
+`stream_idle_timeout_s`, 30 min by default) is ended as if its client had sent `{"end": true}`:
+the analysis is finished (the strides its end closes are published with `closed_by` "idle"),
+the results stored and a CLOSE record written, so its log is not replayed at every later start.
+A log's last packet time is its file's modification time, so a log left unfinished by a server
+that was down longer than the timeout is ended at the next start. A device that comes back
+after that is told `{"ended": true}` and starts a new session.
 """
 
 from __future__ import annotations
@@ -118,6 +126,7 @@ class LiveStream:
     analysis_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     owner: object | None = None
     ended: bool = False
+    last_packet_at: float = field(default_factory=time.time)  # server time of the newest packet
 
     @property
     def key(self) -> StreamKey:
@@ -140,12 +149,14 @@ class LiveHub:
         analysis_settings: AnalysisSettings = AnalysisSettings(),
         store_interval_s: float = 5.0,
         analysis_threads: int = 2,
+        idle_timeout_s: float | None = 1800.0,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
         self.analyzer_factory = analyzer_factory
         self.analysis_settings = analysis_settings
         self.store_interval_s = store_interval_s
+        self.idle_timeout_s = idle_timeout_s
         self.streams: dict[StreamKey, LiveStream] = {}
         self.subscribers: set[Subscriber] = set()
         self._dirty: set[tuple[str, str]] = set()
@@ -163,6 +174,7 @@ class LiveHub:
     async def start(self, team_of: Callable[[str], str | None] | None = None) -> int:
         """Replay unclosed logs (returns how many) and start the periodic store."""
         recovered = await self.recover(team_of)
+        await self.expire_idle()
         await self.flush()
         self._flusher = asyncio.create_task(self._flush_loop())
         return recovered
@@ -189,7 +201,8 @@ class LiveHub:
                     continue
                 hello = StreamHello.parse(meta)
                 team = (team_of(hello.athlete_id) if team_of else None) or ""
-                await self.attach(hello, team, owner=None)
+                stream = await self.attach(hello, team, owner=None)
+                stream.last_packet_at = path.stat().st_mtime
                 count += 1
             except Exception:  # one unreadable log must not stop the server from starting
                 log.exception("could not recover live stream log %s", path)
@@ -292,6 +305,7 @@ class LiveHub:
                         new.append((got.packet, received_at))
                 if new:
                     await asyncio.to_thread(stream.receiver.commit)
+                    stream.last_packet_at = time.time()
             except BaseException:
                 # Appended but not durable, so never acknowledged, yet counted by the in-memory
                 # state: drop it, and the next hello rebuilds the stream from what the log holds.
@@ -329,14 +343,7 @@ class LiveHub:
         async with stream.lock:
             if stream.owner is not owner:
                 raise StreamConflict("another connection took over this stream", column="device_id")
-            if not stream.ended:
-                received_at = time.time()
-                async with stream.analysis_lock:
-                    tail = await asyncio.to_thread(stream.analyzer.finish)
-                await asyncio.to_thread(stream.receiver.end)
-                stream.ended = True
-                self._publish(stream, tail, received_at, stream.receiver.resume_from, "end")
-            self._dirty.add(stream.key[:2])
+            await self._finish(stream, "end")
         await self.flush()
         return {
             "ended": True,
@@ -344,6 +351,40 @@ class LiveHub:
             "samples": stream.receiver.samples_received_,
             "strides": stream.strides().height,
         }
+
+    async def _finish(self, stream: LiveStream, closed_by: str) -> None:
+        """Finish the analysis, write the CLOSE record, publish the tail (caller holds stream.lock)."""
+        if not stream.ended:
+            received_at = time.time()
+            async with stream.analysis_lock:
+                tail = await asyncio.to_thread(stream.analyzer.finish)
+            await asyncio.to_thread(stream.receiver.end)
+            stream.ended = True
+            self._publish(stream, tail, received_at, stream.receiver.resume_from, closed_by)
+        self._dirty.add(stream.key[:2])
+
+    async def expire_idle(self, now: float | None = None) -> int:
+        """End every stream without a connection whose newest packet is older than the idle timeout
+        (`now`: server time, default the clock); returns how many were ended. Stores them."""
+        if self.idle_timeout_s is None:
+            return 0
+        now = time.time() if now is None else now
+        count = 0
+        for stream in list(self.streams.values()):
+            if stream.owner is not None or stream.ended or now - stream.last_packet_at <= self.idle_timeout_s:
+                continue
+            async with stream.lock:
+                if stream.owner is None and not stream.ended:
+                    await self._finish(stream, "idle")
+                    count += 1
+                    log.info(
+                        "live stream %s ended after %.0f s without packets",
+                        stream.key,
+                        now - stream.last_packet_at,
+                    )
+        if count:
+            await self.flush()
+        return count
 
     # --- subscribers ------------------------------------------------------------------------
     def subscribe(self, team_id: str, athlete_id: str | None = None) -> Subscriber:
@@ -388,6 +429,7 @@ class LiveHub:
         while True:
             await asyncio.sleep(self.store_interval_s)
             try:
+                await self.expire_idle()
                 await self.flush()
             except Exception:
                 log.exception("storing live strides failed; retrying")

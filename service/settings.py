@@ -23,6 +23,8 @@ class ServiceSettings(BaseSettings):
     - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
     - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
       / the largest `limit` accepted.
+    - `stream_idle_timeout_s`: a live stream with no connection and no packet for this long is
+      ended as if its client had sent `end` (results final and stored, log closed), s.
     """
 
     model_config = SettingsConfigDict(env_prefix="STRIDEFLOW_", extra="ignore")
@@ -34,6 +36,7 @@ class ServiceSettings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)
+    stream_idle_timeout_s: float = Field(default=1800.0, gt=0)
 
     @property
     def results_dir(self) -> Path:

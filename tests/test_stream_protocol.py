@@ -8,6 +8,8 @@ analysis is checked end to end in test_stream_e2e.py.
 
 from __future__ import annotations
 
+import os
+import time
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -310,3 +312,52 @@ def test_reconnect_takes_over_and_the_old_connection_is_closed(service):
             assert code == 4409 and "took over" in msg["error"]
             new.send_bytes(packet(1))
             assert new.receive_json() == {"ack": 1}
+
+
+def _stream_without_end(client, key: str, n_packets: int = 15) -> None:
+    with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+        for seq in range(n_packets):
+            ws.send_bytes(packet(seq))
+            ws.receive_json()
+
+
+def test_idle_stream_is_ended_stored_and_not_replayed_again(tmp_path):
+    app = make_app(tmp_path)
+    log = wal_path(tmp_path / WAL_DIRNAME, "A1", "S1", "left", "pod-L")
+    with TestClient(app) as client:
+        key = create_key(app.state.db, "T1", "admin")
+        app.state.db.ensure_athlete("T1", "A1")
+        with client.websocket_connect("/v1/stream/subscribe", headers=auth(key)) as sub:
+            sub.receive_json()
+            _stream_without_end(client, key)
+            hub = app.state.live
+            timeout = hub.idle_timeout_s
+            assert client.portal.call(hub.expire_idle, time.time() + timeout - 5) == 0  # not idle yet
+            assert not read_wal(log)[2]
+            assert client.portal.call(hub.expire_idle, time.time() + timeout + 5) == 1
+            assert [sub.receive_json()["type"] for _ in range(2)] == ["stance", "stride"]
+        assert read_wal(log)[2], "the idle stream's log is closed"
+        assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1
+        with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+            ws.send_json(hello())
+            assert ws.receive_json()["ended"] is True  # the device must start a new session
+    with TestClient(make_app(tmp_path)) as client:
+        assert client.app.state.live.streams == {}  # nothing replayed at start any more
+
+
+def test_log_left_open_longer_than_the_timeout_is_ended_at_start(tmp_path):
+    app = make_app(tmp_path)
+    log = wal_path(tmp_path / WAL_DIRNAME, "A1", "S1", "left", "pod-L")
+    with TestClient(app) as client:
+        key = create_key(app.state.db, "T1", "admin")
+        app.state.db.ensure_athlete("T1", "A1")
+        _stream_without_end(client, key)
+    assert not read_wal(log)[2]
+    old = time.time() - app.state.live.idle_timeout_s - 60  # the server was down that long
+    os.utime(log, (old, old))
+    with TestClient(make_app(tmp_path)):
+        pass
+    assert read_wal(log)[2]
+    assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1

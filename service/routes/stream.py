@@ -32,7 +32,8 @@ Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stri
 - `{"type": "stride", ...}` once the stride is final (the full `strides` row, which is stored):
   it replaces the stance message with the same `foot` and `ic_t`.
 
-Both carry device_id, `closed_by` ("packet", or "end": the end of the stream closed it),
+Both carry device_id, `closed_by` ("packet"; "end": the client's end closed it; "idle": the
+stream was ended after `stream_idle_timeout_s` without a connection or packet),
 `closed_by_seq`, `received_at` (server time, s since the Unix epoch, at which the packet that
 completed the row arrived, or the end message) and `published_at`.
 """
@@ -74,7 +75,11 @@ def hub_of(app) -> LiveHub:
     hub = getattr(app.state, "live", None)
     if hub is None:
         settings = app.state.settings
-        hub = LiveHub(settings.data_dir / WAL_DIRNAME, settings.results_dir)
+        hub = LiveHub(
+            settings.data_dir / WAL_DIRNAME,
+            settings.results_dir,
+            idle_timeout_s=settings.stream_idle_timeout_s,
+        )
         app.state.live = hub
     return hub
 
