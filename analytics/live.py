@@ -103,11 +103,11 @@ from strideflow.hardware.mounting import MountingEstimator
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
-    FOOT,
     FOOT_STRIKE_ANGLE_DEG,
     HEEL_OFF_RATIO,
     IC_T,
     IMPACT_G,
+    KEYS,
     MAX_PRONATION_VELOCITY_DPS,
     NEXT_IC_T,
     PRONATION_EXCURSION_DEG,
@@ -727,18 +727,8 @@ class LiveStrideAnalyzer:
         # by the change of specific force from the sample before.
         a0 = max(self._anchor - self._ctx, self._seg0)
         b = self._buf
-        t = b.view("t", a0, stop)
-        acc = np.ascontiguousarray(b.view("acc", a0, stop))
-        gyr = np.ascontiguousarray(b.view("gyr", a0, stop))
         zv = b.view("is_zv", a0, stop).copy()
-        if self._madgwick is not None:
-            q = b.view("q", a0, stop).copy()
-        else:
-            q = (
-                LevelledStrapdown(self._levelling)
-                .estimate(acc, gyr - self.gyr_bias_dps_, zv, fs, t)
-                .orientation_
-            )
+        t, acc, gyr, q = self._arrays(a0, stop, zv)
         ev = (
             StrideEventDetector(s.events)
             .detect(acc, gyr, fs, foot=self.foot, zero_velocity=zv, t_s=t, q_wxyz=q)
@@ -756,23 +746,7 @@ class LiveStrideAnalyzer:
         if not emit.any():
             return
         zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
-        sig = signals_frame(
-            (self.athlete_id, self.session_id, self.foot),
-            t,
-            acc,
-            gyr,
-            q,
-            zero_velocity=zv,
-            velocity_mps=zupt.velocity_mps_,
-            position_m=zupt.position_m_,
-            settings=s.signals,
-        )
-        keyed = ev.with_columns(
-            pl.lit(self.athlete_id).alias(ATHLETE_ID),
-            pl.lit(self.session_id).alias(SESSION_ID),
-            pl.lit(self.foot).alias(FOOT),
-        )
-        strides = StrideMetrics(s.metrics).estimate(keyed, sig).strides_
+        strides = self._metrics(ev, t, acc, gyr, q, zv, zupt.velocity_mps_, zupt.position_m_)
         chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
         out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)
         out = self._flag_samples(out, a0)
@@ -852,17 +826,7 @@ class LiveStrideAnalyzer:
                 b.view("acc", lo, stop), b.view("gyr", lo, stop), fs
             )
             zv[p - a0 :] = tail.zero_velocity_[p - lo :]
-        t = b.view("t", a0, stop)
-        acc = np.ascontiguousarray(b.view("acc", a0, stop))
-        gyr = np.ascontiguousarray(b.view("gyr", a0, stop))
-        if self._madgwick is not None:
-            q = b.view("q", a0, stop).copy()
-        else:
-            q = (
-                LevelledStrapdown(self._levelling)
-                .estimate(acc, gyr - self.gyr_bias_dps_, zv, fs, t)
-                .orientation_
-            )
+        t, acc, gyr, q = self._arrays(a0, stop, zv)
         still = np.zeros((len(t), 3))  # no position or velocity: no stance metric reads them
         row = (
             StrideEventDetector(s.events)
@@ -884,28 +848,17 @@ class LiveStrideAnalyzer:
         ic, to = int(row[IC_IDX][0]) + a0, int(row[TOE_OFF_IDX][0]) + a0
         if ic <= max(self._stance_ic, self._last_ic):
             return
-        keys = (self.athlete_id, self.session_id, self.foot)
-        sig = signals_frame(
-            keys, t, acc, gyr, q, zero_velocity=zv, velocity_mps=still, position_m=still, settings=s.signals
-        )
-        keyed = row.with_columns(
-            pl.lit(self.athlete_id).alias(ATHLETE_ID),
-            pl.lit(self.session_id).alias(SESSION_ID),
-            pl.lit(self.foot).alias(FOOT),
-        )
-        m = StrideMetrics(s.metrics).estimate(keyed, sig).strides_
+        m = self._metrics(row, t, acc, gyr, q, zv, still, still)
+        # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
         missing = any(v is None or not math.isfinite(v) for v in m.select(STANCE_METRICS).row(0))
-        reason = row[REASON][0]
-        for bad, why in (
-            (missing, REASON_NO_SIGNAL),
-            (b.view("is_gap", ic, to + 1).any(), REASON_GAP),
-            (b.view("is_sat", ic, to + 1).any(), REASON_SATURATION),
-        ):
-            if reason is None and bad:
-                reason = why
-        out = m.select(list(STANCE_SCHEMA)).with_columns(
-            pl.lit(reason is None).alias(VALID), pl.lit(reason, dtype=pl.String).alias(REASON)
+        reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
+        m = m.with_columns(
+            pl.lit(reason is None).alias(VALID),
+            pl.lit(reason, dtype=pl.String).alias(REASON),
+            row[IC_IDX],
+            row[NEXT_IC_IDX],
         )
+        out = self._flag_samples(m, a0).select(list(STANCE_SCHEMA))
         self._stances.append(out)
         self.new_stances_ = pl.concat([self.new_stances_, out]) if self.new_stances_.height else out
         self._stance_ic = ic
@@ -919,8 +872,40 @@ class LiveStrideAnalyzer:
             }
         )
 
+    def _arrays(self, a0: int, stop: int, zv: np.ndarray) -> tuple[np.ndarray, ...]:
+        """t, acc, gyr (contiguous) and orientation (wxyz) of window rows [a0, stop) with flags zv."""
+        b = self._buf
+        t = b.view("t", a0, stop)
+        acc = np.ascontiguousarray(b.view("acc", a0, stop))
+        gyr = np.ascontiguousarray(b.view("gyr", a0, stop))
+        if self._madgwick is not None:
+            return t, acc, gyr, b.view("q", a0, stop).copy()
+        levelled = LevelledStrapdown(self._levelling).estimate(
+            acc, gyr - self.gyr_bias_dps_, zv, self.sampling_rate_hz, t
+        )
+        return t, acc, gyr, levelled.orientation_
+
+    def _metrics(self, events, t, acc, gyr, q, zv, velocity_mps, position_m) -> pl.DataFrame:
+        """The batch metrics of a window's events (keys added) on its signals (STRIDES_SCHEMA)."""
+        s = self.settings.analysis
+        keys = (self.athlete_id, self.session_id, self.foot)
+        sig = signals_frame(
+            keys,
+            t,
+            acc,
+            gyr,
+            q,
+            zero_velocity=zv,
+            velocity_mps=velocity_mps,
+            position_m=position_m,
+            settings=s.signals,
+        )
+        keyed = events.with_columns(pl.lit(k).alias(c) for c, k in zip(KEYS, keys, strict=True))
+        return StrideMetrics(s.metrics).estimate(keyed, sig).strides_
+
     def _flag_samples(self, out: pl.DataFrame, a0: int) -> pl.DataFrame:
-        """Strides over interpolated or gyro-saturated samples are invalid ("gap", "saturation")."""
+        """Rows over interpolated or gyro-saturated samples between their IC_IDX and NEXT_IC_IDX
+        (window indices) are invalid ("gap", "saturation")."""
         b = self._buf
         lo, hi = out[IC_IDX].to_numpy() + a0, out[NEXT_IC_IDX].to_numpy() + a0
         reasons = []
