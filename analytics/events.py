@@ -245,12 +245,14 @@ class StrideEventDetector:
         these `acc`, `q_wxyz` and `zero_velocity`, when the caller already has it (the pipeline
         does); otherwise it is integrated here.
 
-        `open_end` (live analysis): the data ends inside a swing. `open_stride_` is then the stride
-        whose toe-off starts that swing, as a one-row EVENTS_SCHEMA table (else empty): IC, foot-flat,
-        heel-off and toe-off as batch will find them once the swing has ended, `next_ic_t` = the last
-        sample (a placeholder: its IC has not happened), heading and displacement NaN, invalid only
-        when already too long. The swing counts once its dorsiflexion rate exceeds `min_swing_dps`
-        (batch's step test), so the toe-off peak lies before the data's end.
+        `open_end` (live analysis): the data may end inside a swing, which counts as a step once
+        its dorsiflexion rate exceeds `min_swing_dps` (batch's step test, so its toe-off peak lies
+        before the data's end). `open_stride_` is then the stride whose toe-off starts that swing,
+        as a one-row EVENTS_SCHEMA table (else empty): IC, foot-flat, heel-off and toe-off by the
+        same rules as every stride, `next_ic_t` = the last sample (a placeholder: its IC has not
+        happened), heading and displacement NaN, invalid only when already too long. `events_`
+        then holds the other strides; the one before the open stride ends its length at the open
+        stride's foot-flat instead of the middle of the data's last stance.
         """
         s = self.settings
         if foot not in ("left", "right"):
@@ -299,6 +301,18 @@ class StrideEventDetector:
         else:
             m_lo = m_hi = np.zeros(0, dtype=np.int64)
             pivot = np.zeros(0, dtype=bool)
+        # Open end: the motion after the last still period is a step under way once it is a swing
+        # (its IC, the impact, is not in the data: that stride's next IC is a placeholder).
+        open_step = (
+            open_end
+            and len(m_lo) > 0
+            and len(periods) > 0
+            and periods[-1, 1] < n
+            and -gyr[periods[-1, 1] :, 1].min() >= s.min_swing_dps
+        )
+        if open_step:
+            m_lo, m_hi = np.append(m_lo, periods[-1, 1]), np.append(m_hi, n)
+            pivot = np.append(pivot, False)
         # Stance k lies between step k-1 and step k; its longest still period gives foot-flat.
         stance_lo = np.concatenate([[0], m_hi]).astype(np.int64)
         stance_hi = np.concatenate([m_lo, [n]]).astype(np.int64)
@@ -342,11 +356,9 @@ class StrideEventDetector:
             next_ff[-1] = min(last_stance, n - 1)
         ic_idx, to_idx, next_ic = ic[:-1], toe_off[1:], ic[1:]
 
-        self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
-        if open_end and len(ic) and len(periods) and periods[-1, 1] < n and periods[-1, 1] >= stance_lo[-1]:
-            self.open_stride_ = self._open_stride(
-                t, fs, gyr_norm, gyr_y, push, zv, int(ic[-1]), int(stance_lo[-1]), int(periods[-1, 1]), n
-            )
+        if open_step:
+            next_ic = next_ic.copy()
+            next_ic[-1] = next_ff[-1] = n - 1  # placeholders: the open step has no impact yet
 
         # Gait initiation: the standing before the first step gives the first toe-off a row.
         start = np.zeros(0, dtype=np.int64)
@@ -361,47 +373,20 @@ class StrideEventDetector:
                 next_ff = np.concatenate([after, next_ff]).astype(np.int64)
                 ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
-        self.events_ = self._table(t, *rows, q, position, gait_start=len(start) > 0)
+        events = self._table(t, *rows, q, position, gait_start=len(start) > 0)
+        self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
+        if open_step:
+            # Only a stride that is already too long is known to be invalid.
+            too_long = pl.col(NEXT_IC_T) - pl.col(IC_T) > s.max_stride_s
+            self.open_stride_ = events.tail(1).with_columns(
+                (~too_long).alias(VALID),
+                pl.when(too_long).then(pl.lit(REASON_TOO_LONG)).otherwise(None).alias(REASON),
+                pl.lit(float("nan")).alias(HEADING_CHANGE_DEG),
+                pl.lit(float("nan")).alias(DISPLACEMENT_M),
+            )
+            events = events.head(-1)
+        self.events_ = events
         return self
-
-    def _open_stride(self, t, fs, gyr_norm, gyr_y, push, zv, ic, st_lo, m_lo, n) -> pl.DataFrame:
-        """The stride from the last IC whose toe-off starts the swing [m_lo, n) still under way."""
-        s = self.settings
-        lo = np.array([m_lo])
-        mid = _argext(gyr_y, lo, np.array([n]), False)
-        if -gyr_y[mid[0]] < s.min_swing_dps:
-            return pl.DataFrame(schema=EVENTS_SCHEMA)
-        back = int(round(s.to_lookback_s * fs))
-        to_lo = np.maximum(lo - back, st_lo)
-        to_hi = np.maximum(mid + 1, to_lo + 1)
-        to = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
-        ff, ff_len = self._foot_flat(zv, np.array([st_lo]), lo)
-        if ff_len[0] < s.min_foot_flat_s * fs:
-            a = min(ic, int(to[0]))
-            ff = _argext(gyr_norm, np.array([a]), np.array([max(int(to[0]), a + 1)]), False)
-        ho = _last_below_before(gyr_y, ff, np.maximum(to, ff + 1), s.heel_off_rate_dps)
-        last = n - 1
-        too_long = t[last] - t[ic] > s.max_stride_s
-        return pl.DataFrame(
-            {
-                STRIDE_INDEX: [0],
-                IC_T: [t[ic]],
-                FOOT_FLAT_T: [t[ff[0]]],
-                HEEL_OFF_T: [t[ho[0]]],
-                TOE_OFF_T: [t[to[0]]],
-                NEXT_IC_T: [t[last]],
-                VALID: [not too_long],
-                REASON: [REASON_TOO_LONG if too_long else None],
-                IC_IDX: [ic],
-                FOOT_FLAT_IDX: [int(ff[0])],
-                HEEL_OFF_IDX: [int(ho[0])],
-                TOE_OFF_IDX: [int(to[0])],
-                NEXT_IC_IDX: [last],
-                HEADING_CHANGE_DEG: [float("nan")],
-                DISPLACEMENT_M: [float("nan")],
-            },
-            schema=EVENTS_SCHEMA,
-        )
 
     @staticmethod
     def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
