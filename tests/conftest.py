@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from strideflow.analytics.pipeline import analyze_samples
+from strideflow.hardware.simulator import SimulationSettings, Simulator
+
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "gaitmap_example"
 
@@ -16,3 +19,24 @@ def real_data() -> Path:
     if not (REAL_DATA / "imu_sample.csv").exists():
         pytest.skip(f"real recordings not found at {REAL_DATA} (needs ../shared/data/gaitmap_example)")
     return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def live_simulated():
+    """(samples, rate, batch result) of two athletes walking and running 40 s, mounting rotated."""
+    out = []
+    for athlete in (1, 2):
+        for activity in ("walk", "run"):
+            sim = Simulator(
+                SimulationSettings(
+                    activity=activity,
+                    duration_s=40.0,
+                    seed=(athlete, 7),
+                    athlete_id=f"A{athlete}",
+                    session_id=activity,
+                    keep_orientation=False,
+                )
+            ).simulate()
+            fs = sim.settings.sampling_rate_hz
+            out.append((sim.samples_, fs, analyze_samples(sim.samples_, fs)))
+    return out

@@ -24,12 +24,11 @@ from strideflow.fusion.zupt import LevelledStrapdown
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import wxyz_from_rotation
 from strideflow.hardware.mounting import apply_mounting
-from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.ingest import read_recording
 
 EXACT = 1e-6
 # WARMUP_TOLERANCE (analytics.live): causal mounting and bias (20 s warm-up) against batch's
-# whole-recording estimates, on valid strides with identical events. Measured maxima: simulated
+# whole-recording estimates, on valid strides with identical events. Measured maxima: live_simulated
 # walk/run (4 recordings x 2 feet) angles <= 0.03 deg, rates <= 0.5 deg/s, length <= 1e-5 m;
 # real imu_sample.csv angles <= 1.4 deg (toe-off pronation 3 deg: it is the most
 # mounting-sensitive metric, see README), rates <= 9.4 deg/s, length <= 0.003 m.
@@ -71,29 +70,8 @@ def differences(batch: pl.DataFrame, live: pl.DataFrame) -> dict[str, float]:
     return out
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    """(samples, rate, batch result) of two athletes walking and running 40 s, mounting rotated."""
-    out = []
-    for athlete in (1, 2):
-        for activity in ("walk", "run"):
-            sim = Simulator(
-                SimulationSettings(
-                    activity=activity,
-                    duration_s=40.0,
-                    seed=(athlete, 7),
-                    athlete_id=f"A{athlete}",
-                    session_id=activity,
-                    keep_orientation=False,
-                )
-            ).simulate()
-            fs = sim.settings.sampling_rate_hz
-            out.append((sim.samples_, fs, analyze_samples(sim.samples_, fs)))
-    return out
-
-
-def test_same_mounting_and_bias_gives_batch_strides_exactly(simulated):
-    for samples, fs, result in simulated:
+def test_same_mounting_and_bias_gives_batch_strides_exactly(live_simulated):
+    for samples, fs, result in live_simulated:
         for foot in S.FEET:
             live = stream(samples, foot, fs, batch_settings_for(samples, foot, fs, result))
             batch = result.strides.filter(pl.col(S.FOOT) == foot)
@@ -106,9 +84,9 @@ def test_same_mounting_and_bias_gives_batch_strides_exactly(simulated):
             assert live.warnings_ == []
 
 
-def test_no_alignment_needs_no_warmup_but_a_bias(simulated):
+def test_no_alignment_needs_no_warmup_but_a_bias(live_simulated):
     """align_mounting=False with a fixed bias: emission starts with the first strides, still exact."""
-    samples, fs, _ = simulated[0]
+    samples, fs, _ = live_simulated[0]
     settings = AnalysisSettings(align_mounting=False)
     result = analyze_samples(samples, fs, settings)
     live_settings = batch_settings_for(samples, "left", fs, result)
@@ -143,8 +121,8 @@ def _warmup_check(batch: pl.DataFrame, live: pl.DataFrame, min_matched: float) -
     return out
 
 
-def test_warmup_estimates_stay_within_documented_tolerance(simulated):
-    for samples, fs, result in simulated:
+def test_warmup_estimates_stay_within_documented_tolerance(live_simulated):
+    for samples, fs, result in live_simulated:
         for foot in S.FEET:
             live = stream(samples, foot, fs, LiveSettings())
             _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=1.0)
