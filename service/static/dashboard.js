@@ -416,6 +416,303 @@ async function showAthlete(athleteId) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Live view: WS /v1/stream/subscribe. Per athlete and foot a card with the latest stride; a
+// "stance" message (provisional, sent at the toe-off) is replaced by the "stride" message with the
+// same foot and ic_t (final, stored).
+
+const LIVE_METRICS = [
+  "pronation_excursion_deg", "max_pronation_velocity_dps", "toe_off_pronation_deg", "toe_off_angle_deg",
+  "stance_time_s",
+];
+// Short column titles of the recent-strides table in a card (the card's headline uses metricLabel).
+const LIVE_SHORT = {
+  pronation_excursion_deg: "excursion (deg)", max_pronation_velocity_dps: "max vel. (deg/s)",
+  toe_off_pronation_deg: "TO pron. (deg)", toe_off_angle_deg: "TO angle (deg)", stance_time_s: "stance (s)",
+};
+const LIVE_SPARKS = ["toe_off_pronation_deg", "pronation_excursion_deg"];
+const LIVE_HISTORY = 30; // strides kept per foot (sparklines)
+const LIVE_RECENT = 8; // rows of a card's recent-strides table
+const LIVE_BACKOFF_S = [1, 2, 4, 8, 15, 30];
+// Close codes after which reconnecting cannot help: the key or the request itself is refused.
+const LIVE_FINAL_CODES = new Set([4400, 4401, 4403]);
+const LIVE_CODE_TEXT = {
+  1000: "closed", 1001: "server going away", 1006: "connection lost", 1011: "server error",
+  1012: "server restarting", 4400: "bad request", 4401: "API key not accepted", 4403: "not allowed for this key",
+  4408: "timed out",
+};
+
+let live = null; // state of the open Live view; null on other views
+
+function stopLive() {
+  if (!live) return;
+  live.stopped = true;
+  clearTimeout(live.retryTimer);
+  if (live.ws) {
+    try { live.ws.close(1000, "view closed"); } catch (_) { /* already closing */ }
+  }
+  live = null;
+}
+
+const rowKey = (row) => `${row.foot}|${Number(row.ic_t).toFixed(4)}`;
+
+function liveStatus(state, text, code = null) {
+  const node = document.getElementById("live-status");
+  if (!node) return;
+  node.setAttribute("data-state", state);
+  if (code === null) node.removeAttribute("data-code");
+  else node.setAttribute("data-code", String(code));
+  node.replaceChildren(el("span", { class: "dot", "aria-hidden": "true" }), el("span", { text }));
+}
+
+function liveCounts() {
+  const node = document.getElementById("live-counts");
+  if (!node || !live) return;
+  const c = live.counts;
+  node.setAttribute("data-stance", String(c.stance));
+  node.setAttribute("data-stride", String(c.stride));
+  node.setAttribute("data-replaced", String(c.replaced));
+  node.textContent = `${c.stance} provisional, ${c.stride} final rows received; ${c.replaced} provisional rows replaced by their final row`;
+}
+
+function connectLive() {
+  const state = live;
+  const query = state.filter ? `?athlete_id=${enc(state.filter)}` : "";
+  const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/stream/subscribe${query}`;
+  liveStatus("connecting", state.attempt ? `connecting (attempt ${state.attempt + 1})…` : "connecting…");
+  state.lastError = null;
+  const ws = new WebSocket(url);
+  state.ws = ws;
+  // Browsers cannot set headers on a WebSocket: the key goes as the first message.
+  ws.addEventListener("open", () => ws.send(JSON.stringify({ key: apiKey() })));
+  ws.addEventListener("message", (ev) => {
+    if (live !== state || state.ws !== ws) return;
+    let msg;
+    try { msg = JSON.parse(ev.data); } catch (_) { return; }
+    if (msg.subscribed) {
+      state.attempt = 0;
+      const who = msg.subscribed.athlete_id;
+      liveStatus("live", `live: ${who ? `athlete ${who}` : `every athlete of team ${msg.subscribed.team_id}`}`);
+      const form = document.getElementById("live-filter");
+      if (form) form.hidden = who !== null && !state.filter;
+    } else if (msg.error) {
+      state.lastError = { code: msg.code, text: msg.error };
+    } else if (msg.type === "stance" || msg.type === "stride") {
+      liveIngest(msg);
+    }
+  });
+  ws.addEventListener("close", (ev) => {
+    if (live !== state || state.ws !== ws || state.stopped) return;
+    const code = ev.code;
+    const reason = ev.reason || (state.lastError && state.lastError.text) || LIVE_CODE_TEXT[code] || "closed";
+    if (LIVE_FINAL_CODES.has(code)) {
+      liveStatus("closed", `closed (${code}): ${reason}`, code);
+      return;
+    }
+    const delay = LIVE_BACKOFF_S[Math.min(state.attempt, LIVE_BACKOFF_S.length - 1)];
+    state.attempt += 1;
+    liveStatus("reconnecting", `closed (${code}): ${reason}; reconnecting in ${delay} s`, code);
+    state.retryTimer = setTimeout(() => { if (live === state && !state.stopped) connectLive(); }, delay * 1000);
+  });
+}
+
+// Merge one stance/stride message into the athlete's history.
+function liveIngest(msg) {
+  const state = live;
+  const id = msg.athlete_id;
+  let a = state.athletes.get(id);
+  if (!a || a.session !== msg.session_id) {
+    if (a && a.oldSessions.has(msg.session_id)) return; // a late row of a session already replaced
+    const oldSessions = a ? new Set([...a.oldSessions, a.session]) : new Set();
+    a = { session: msg.session_id, oldSessions, feet: { left: [], right: [] }, ended: false, updated: null };
+    state.athletes.set(id, a);
+  }
+  const rows = a.feet[msg.foot];
+  if (!rows) return;
+  state.counts[msg.type] += 1;
+  const key = rowKey(msg);
+  const at = rows.findIndex((r) => rowKey(r) === key);
+  if (at >= 0) {
+    const old = rows[at];
+    if (old.type === "stride" && msg.type === "stance") return; // never downgrade a final row
+    if (old.type === "stance" && msg.type === "stride") state.counts.replaced += 1;
+    rows[at] = msg;
+  } else {
+    rows.push(msg);
+    rows.sort((x, y) => x.ic_t - y.ic_t);
+    if (rows.length > LIVE_HISTORY) rows.splice(0, rows.length - LIVE_HISTORY);
+  }
+  if (msg.closed_by && msg.closed_by !== "packet") a.ended = true;
+  a.updated = msg.published_at ?? a.updated;
+  state.dirty.add(id);
+  // Rendered at once (one athlete's section, about a millisecond), so every provisional row is
+  // shown, even in a burst where its final row follows in the next message.
+  renderLive();
+}
+
+function statusBadge(row) {
+  if (!row.valid) return el("span", { class: "badge invalid", text: `invalid: ${row.reason || "?"}` });
+  if (row.type === "stance") return el("span", { class: "badge provisional", text: "provisional" });
+  return el("span", { class: "badge final", text: "final" });
+}
+
+function rowClass(row) {
+  return [row.type === "stance" ? "provisional" : "final", row.valid ? null : "invalid"].filter(Boolean).join(" ");
+}
+
+function liveCard(athleteId, a, foot) {
+  const rows = a.feet[foot];
+  const latest = rows[rows.length - 1];
+  const card = el("article", { class: `live-card foot-${foot}`, "data-athlete": athleteId, "data-foot": foot });
+  const title = el("h3", {}, el("span", { class: foot, text: `${foot} foot` }));
+  card.append(title);
+  if (!latest) {
+    card.append(el("p", { class: "note", text: "waiting for this foot's first stride…" }));
+    return card;
+  }
+  title.append(" ", statusBadge(latest));
+  card.setAttribute("data-kind", latest.type);
+  card.setAttribute("data-ic-t", String(latest.ic_t));
+  card.setAttribute("data-valid", String(latest.valid));
+  card.classList.add(...rowClass(latest).split(" "));
+  const index = latest.type === "stride" ? `stride ${latest.stride_index}` : "stance (stride not closed yet)";
+  card.append(el("p", { class: "note", text: `${index}, IC at ${fmt(latest.ic_t, 2)} s` }));
+  const grid = el("dl", { class: "live-metrics latest" });
+  for (const m of LIVE_METRICS) {
+    grid.append(el("div", {}, el("dt", { text: metricLabel(m) }), el("dd", { "data-metric": m, text: metricFmt(m, latest[m]) })));
+  }
+  grid.append(el("div", {}, el("dt", { text: "strike type" }), el("dd", { "data-metric": "strike_type", text: latest.strike_type ?? "–" })));
+  card.append(grid);
+  const head = el("tr", {}, el("th", { scope: "col", class: "text", text: "IC (s)" }), el("th", { scope: "col", class: "text", text: "status" }),
+    ...LIVE_METRICS.map((m) => el("th", { scope: "col", text: LIVE_SHORT[m] })), el("th", { scope: "col", class: "text", text: "strike" }));
+  const body = el("tbody");
+  for (const row of rows.slice(-LIVE_RECENT).reverse()) {
+    const tr = el("tr", { class: rowClass(row), "data-foot": foot, "data-ic-t": String(row.ic_t), "data-kind": row.type,
+      title: row.valid ? null : `invalid stride: ${row.reason || "?"}` });
+    tr.append(el("td", { "data-col": "ic_t", text: fmt(row.ic_t, 2) }),
+      el("td", { class: "text", "data-col": "status" }, statusBadge(row)),
+      ...LIVE_METRICS.map((m) => el("td", { "data-col": m, text: metricFmt(m, row[m]) })),
+      el("td", { class: "text", "data-col": "strike_type", title: row.strike_type ?? null,
+        text: row.strike_type ? row.strike_type.replace(/foot$/, "") : "–" }));
+    body.append(tr);
+  }
+  card.append(el("div", { class: "live-recent-box" }, el("table", { class: "live-recent" }, el("thead", {}, head), body)));
+  return card;
+}
+
+// A rolling sparkline of one metric over the last LIVE_HISTORY strides, left and right, x = IC time.
+function liveSpark(athleteId, a, metric) {
+  const W = 460, H = 130, m = { l: 44, r: 10, t: 22, b: 22 };
+  const [label, unit, decimals] = METRICS[metric];
+  const title = `${label} (${unit}), last ${LIVE_HISTORY} strides`;
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "spark",
+    "data-spark": `${athleteId}-${metric}` });
+  root.append(svg("text", { x: 6, y: 14, "font-size": 12, "font-weight": 600 }, title));
+  const points = FEET.flatMap((f) => a.feet[f].filter((r) => r.valid && Number.isFinite(r[metric])).map((r) => [f, r]));
+  if (!points.length) {
+    root.append(svg("text", { x: W / 2, y: H / 2 + 4, "text-anchor": "middle", fill: "#666", "font-size": 12 }, "no valid stride yet"));
+    return root;
+  }
+  const ts = points.map(([, r]) => r.ic_t), vs = points.map(([, r]) => r[metric]);
+  let [lo, hi] = [Math.min(...vs), Math.max(...vs)];
+  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+  const t0 = Math.min(...ts), t1 = Math.max(...ts);
+  const X = (t) => m.l + ((t - t0) / (t1 - t0 || 1)) * (W - m.l - m.r);
+  const Y = (v) => H - m.b - ((v - lo) / (hi - lo)) * (H - m.t - m.b);
+  const axes = svg("g", { "font-size": 10, fill: "#555" });
+  for (const v of [lo, hi]) {
+    axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(v), y2: Y(v), stroke: "#e6e9ef" }));
+    axes.append(svg("text", { x: m.l - 4, y: Y(v) + 3, "text-anchor": "end" }, fmt(v, decimals)));
+  }
+  if (lo < 0 && hi > 0) {
+    axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(0), y2: Y(0), stroke: "#9aa3b2", "stroke-dasharray": "3 3" }));
+    if (Math.min(Y(lo) - Y(0), Y(0) - Y(hi)) > 10) axes.append(svg("text", { x: m.l - 4, y: Y(0) + 3, "text-anchor": "end" }, "0"));
+  }
+  axes.append(svg("text", { x: m.l, y: H - 6 }, `IC ${fmt(t0, 1)} s`));
+  axes.append(svg("text", { x: W - m.r, y: H - 6, "text-anchor": "end" }, `${fmt(t1, 1)} s`));
+  root.append(axes);
+  FEET.forEach((foot, j) => {
+    const mine = points.filter(([f]) => f === foot).map(([, r]) => r);
+    const g = svg("g", { class: "series", "data-foot": foot });
+    if (mine.length) {
+      const d = mine.map((r, i) => `${i ? "L" : "M"}${X(r.ic_t).toFixed(1)},${Y(r[metric]).toFixed(1)}`).join("");
+      g.append(svg("path", { d, fill: "none", stroke: FOOT_COLORS[foot], "stroke-width": 1.6, "data-points": mine.length }));
+      for (const r of mine) {
+        g.append(svg("circle", { cx: X(r.ic_t).toFixed(1), cy: Y(r[metric]).toFixed(1), r: 2.4,
+          fill: r.type === "stance" ? "#fff" : FOOT_COLORS[foot], stroke: FOOT_COLORS[foot],
+          class: r.type === "stance" ? "provisional" : "final" }));
+      }
+    }
+    root.append(g);
+    root.append(svg("rect", { x: W - m.r - 100 + j * 52, y: 5, width: 9, height: 9, fill: FOOT_COLORS[foot] }));
+    root.append(svg("text", { x: W - m.r - 88 + j * 52, y: 13, "font-size": 11 }, foot));
+  });
+  return root;
+}
+
+function liveSection(athleteId, a) {
+  const updated = a.updated ? new Date(a.updated * 1000).toLocaleTimeString() : "–";
+  const head = el("h2", {}, `${athleteId} `, el("span", { class: "note", text: `session ${a.session}, updated ${updated}` }));
+  if (a.ended) head.append(" ", el("span", { class: "badge ended", text: "stream ended" }));
+  return el("section", { class: "live-athlete", "data-athlete": athleteId, "data-session": a.session },
+    head,
+    el("div", { class: "live-cards" }, ...FEET.map((f) => liveCard(athleteId, a, f))),
+    el("div", { class: "live-sparks" }, ...LIVE_SPARKS.map((mt) => el("div", { class: "chart" }, liveSpark(athleteId, a, mt)))));
+}
+
+function renderLive() {
+  const state = live;
+  const box = document.getElementById("live-athletes");
+  if (!box) return;
+  const ids = [...state.athletes.keys()].sort();
+  for (const id of state.dirty) {
+    const fresh = liveSection(id, state.athletes.get(id));
+    const old = [...box.children].find((n) => n.getAttribute("data-athlete") === id);
+    if (old) old.replaceWith(fresh);
+    else {
+      const next = [...box.children].find((n) => (n.getAttribute("data-athlete") || "") > id);
+      box.insertBefore(fresh, next || null);
+    }
+  }
+  state.dirty.clear();
+  document.getElementById("live-empty").hidden = ids.length > 0;
+  liveCounts();
+}
+
+function showLive(filter) {
+  const root = view();
+  const input = el("input", { id: "live-athlete", name: "athlete", list: "live-athlete-list", size: 14,
+    placeholder: "all athletes", spellcheck: "false", value: filter || "" });
+  const options = el("datalist", { id: "live-athlete-list" });
+  const form = el("form", { id: "live-filter", class: "live-filter" },
+    el("label", { for: "live-athlete", text: "Athlete" }), input, options,
+    el("button", { type: "submit", id: "live-watch", text: "Watch" }),
+    filter ? el("a", { href: "#/live", text: "all athletes" }) : null);
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const want = input.value.trim();
+    location.hash = want ? `#/live/${enc(want)}` : "#/live";
+  });
+  root.replaceChildren(
+    el("h1", { text: filter ? `Live: ${filter}` : "Live" }),
+    el("div", { class: "live-bar" }, el("p", { id: "live-status", class: "live-status", "aria-live": "polite" }), form),
+    el("p", { class: "note", text: "Each stride appears at its toe-off as a provisional row (italic), and is replaced by its final, stored row "
+      + "about one stride later. Greyed rows are invalid strides (reason shown); sparklines plot valid strides only "
+      + "(hollow dots: provisional)." }),
+    el("p", { id: "live-empty", class: "note", text: "No stride yet: start a stream (strideflow stream …) and its strides appear here." }),
+    el("div", { id: "live-athletes" }),
+    el("p", { id: "live-counts", class: "note" }),
+  );
+  live = { filter, ws: null, attempt: 0, retryTimer: null, stopped: false, lastError: null,
+    athletes: new Map(), dirty: new Set(), counts: { stance: 0, stride: 0, replaced: 0 } };
+  liveCounts();
+  connectLive();
+  // Suggestions for the filter; the server decides what the key may watch anyway.
+  apiAll("/v1/athletes").then((athletes) => {
+    options.replaceChildren(...athletes.map((a) => el("option", { value: a.athlete_id })));
+  }).catch(() => { /* the socket reports key problems */ });
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routing and sign-in
 
 function showLogin(message = "") {
@@ -432,9 +729,16 @@ async function route() {
   const root = view();
   root.hidden = false;
   const hash = location.hash || "#/team";
+  stopLive();
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (hash.startsWith(link.getAttribute("href"))) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
   try {
     const match = hash.match(/^#\/athlete\/(.+)$/);
+    const liveMatch = hash.match(/^#\/live(?:\/(.+))?$/);
     if (match) await showAthlete(decodeURIComponent(match[1]));
+    else if (liveMatch) showLive(liveMatch[1] ? decodeURIComponent(liveMatch[1]) : null);
     else await showTeam();
     root.setAttribute("data-ready", hash);
   } catch (err) {
@@ -467,6 +771,7 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
   await route();
 });
 document.getElementById("logout").addEventListener("click", () => {
+  stopLive();
   sessionStorage.removeItem(KEY_STORE);
   view().replaceChildren();
   showLogin("Signed out.");
