@@ -43,8 +43,9 @@ merged two steps); metrics within `STANCE_TOLERANCE`, the toe-off angles being t
 is 0.50 deg, the final rows' 0.48. The gap grows with the tilt error the gyro collects per stride,
 which the final row spreads linearly in time from mid-stance to the next foot-flat: on the other
 real recordings (measured, not guaranteed) toe-off pronation / toe-off angle / pronation
-excursion differ by at most 5.3 / 3.2 / 1.4 deg on stairs (2-3 deg of tilt error per stride) and
-22 / 5.1 / 2.2 deg on the 102.4 Hz recordings of a person with multiple sclerosis (8 deg per
+excursion differ by at most 5.3 / 3.2 / 1.4 deg on stairs (2-3 deg of tilt error per stride),
+10 / 5.9 / 0.0 deg on the 102.4 Hz imu_sample_ic_stride.csv (4-7 deg) and 22 / 5.1 / 2.2 deg on
+the 102.4 Hz recordings of a person with multiple sclerosis (8 deg per
 stride; max pronation velocity there moves by up to 264 deg/s when the maximum's time moves).
 Neither row is known to be the better one there: the error builds up mostly in the swing, after
 the toe-off, which the linear spread does not model; a rotation-weighted spread would be the next
