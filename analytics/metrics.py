@@ -17,10 +17,16 @@ Three vectorised steps, no Python loop over strides:
    rate between heel-off and toe-off, peak impact): each sample belongs to the stride whose IC
    precedes it, so a stride owns one contiguous run of rows, found by binary search; one compiled
    pass over the rows takes the maxima;
-3. the remaining metrics as Polars column arithmetic.
+3. the metrics as Polars expressions over the columns of steps 1 and 2, in one query.
 
-The signals are put in (keys, time) order once (a no-op for the pipeline's own tables), where the
-as-of joins this replaces sorted them for every lookup.
+The bookkeeping around step 3 (which foot each stride belongs to, which stride follows it, the
+casts of the inputs) is numpy index arithmetic, and step 3 is one lazy query: each Polars query
+costs ~0.1 ms however few rows it has, and the live analyzer (`analytics.live`) calls `estimate`
+twice per stride on windows of 2-3 strides (the former chain of joins, sorts and `over` windows
+took ~8 ms per call there, 2.3 ms now; the tables are bit for bit the same). Joins and sorts
+remain only where the input needs them: several feet in the signals, signals out of order, or
+strides not already in (keys, IC) order. The signals are put in (keys, time) order once (a no-op
+for the pipeline's own tables), where the as-of joins this replaces sorted them for every lookup.
 """
 
 from __future__ import annotations
@@ -234,6 +240,7 @@ def _window_kernel(
 
 _LO = "_sig_lo"
 _HI = "_sig_hi"
+_RUN = "_sig_run"
 
 
 def key_runs(frame: pl.DataFrame, lo: str = "lo", hi: str = "hi") -> pl.DataFrame:
@@ -242,20 +249,32 @@ def key_runs(frame: pl.DataFrame, lo: str = "lo", hi: str = "hi") -> pl.DataFram
     n = frame.height
     if n == 0:
         return pl.DataFrame(schema={**{k: frame.schema[k] for k in KEYS}, lo: pl.Int64, hi: pl.Int64})
-    change = frame.select(
-        pl.any_horizontal(*[pl.col(k).ne_missing(pl.col(k).shift(1)) for k in KEYS]).alias("_c")
-    ).to_series()
-    starts = np.flatnonzero(change.to_numpy())
-    if starts.size == 0 or starts[0] != 0:
-        starts = np.concatenate([[0], starts])
-    return (
-        frame.select(KEYS)
-        .gather(starts)
-        .with_columns(
+    keys = [frame.get_column(k) for k in KEYS]
+    if all(c[0] == c[-1] for c in keys) and all(c.n_unique() == 1 for c in keys):
+        # One foot (the live analyzer's windows): no Polars query for a per-row comparison.
+        starts = np.zeros(1, dtype=np.int64)
+        first = pl.DataFrame([c.slice(0, 1) for c in keys])
+    else:
+        change = frame.select(
+            pl.any_horizontal(*[pl.col(k).ne_missing(pl.col(k).shift(1)) for k in KEYS]).alias("_c")
+        ).to_series()
+        starts = np.flatnonzero(change.to_numpy())
+        if starts.size == 0 or starts[0] != 0:
+            starts = np.concatenate([[0], starts])
+        first = pl.DataFrame(keys)[starts]
+    return first.hstack(
+        [
             pl.Series(lo, starts, dtype=pl.Int64),
             pl.Series(hi, np.append(starts[1:], n), dtype=pl.Int64),
-        )
+        ]
     )
+
+
+def _null_mask(column: pl.Series) -> np.ndarray:
+    """True where `column` is null (NaN is not null); a Polars operation only if there are nulls."""
+    if column.null_count() == 0:
+        return np.zeros(column.len(), dtype=bool)
+    return column.is_null().to_numpy()
 
 
 class _IndexedSignals:
@@ -301,12 +320,40 @@ class _IndexedSignals:
             )
         return self._columns[name]
 
-    def bounds(self, rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """[lo, hi) signal row range of each row's athlete-session-foot (-1, -1 when absent)."""
-        found = rows.select(KEYS).join(self.runs, on=list(KEYS), how="left", maintain_order="left")
-        lo = found.get_column(_LO).fill_null(-1).to_numpy().astype(np.int64)
-        hi = found.get_column(_HI).fill_null(-1).to_numpy().astype(np.int64)
-        return lo, hi
+    def bounds(self, rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per row of `rows`: [lo, hi) signal row range of its athlete-session-foot and the number
+        of that run in `runs` (-1, -1, -1 when absent; null keys match nothing, as in a join)."""
+        runs = self.runs
+        m = rows.height
+        same_types = all(rows.schema[k] == runs.schema[k] == pl.String for k in KEYS)
+        if runs.height == 1 and same_types:
+            # One foot in the signals (the live analyzer's case): compare the keys directly.
+            match = np.ones(m, dtype=bool)
+            for k in KEYS:
+                value = runs.get_column(k)[0]
+                if value is None:
+                    match[:] = False
+                else:
+                    match &= rows.get_column(k).to_numpy() == value
+            run = np.where(match, 0, -1).astype(np.int64)
+        elif runs.height == 0:
+            run = np.full(m, -1, dtype=np.int64)
+        else:
+            numbered = runs.select(KEYS).hstack([pl.Series(_RUN, np.arange(runs.height), dtype=pl.Int64)])
+            found = (
+                rows.lazy()
+                .select(KEYS)
+                .join(numbered.lazy(), on=list(KEYS), how="left", maintain_order="left")
+                .collect()
+            )
+            run = found.get_column(_RUN).fill_null(-1).to_numpy().astype(np.int64)
+        if runs.height == 0:
+            return run.copy(), run.copy(), run
+        found_lo = runs.get_column(_LO).to_numpy().astype(np.int64)
+        found_hi = runs.get_column(_HI).to_numpy().astype(np.int64)
+        lo = np.where(run >= 0, found_lo[np.maximum(run, 0)], -1)
+        hi = np.where(run >= 0, found_hi[np.maximum(run, 0)], -1)
+        return lo, hi, run
 
 
 def _interpolate(
@@ -314,18 +361,17 @@ def _interpolate(
     lo: np.ndarray,
     hi: np.ndarray,
     tq: np.ndarray,
-    columns: list[str],
-    suffix: str,
+    columns: list[str] | tuple[str, ...],
     max_gap_s: float,
-) -> list[pl.Series]:
-    """Columns linearly interpolated at the query times tq (null where `values_at` says so)."""
+) -> list[np.ndarray]:
+    """Columns linearly interpolated at the query times tq; NaN where `values_at` says null."""
     t = index.t
+    if t.size == 0:
+        return [np.full(tq.size, np.nan) for _ in columns]
     before, after = _neighbours(t, lo, hi, tq)
     found = (before >= 0) & (after >= 0)
     b = np.where(found, before, 0)
     a = np.where(found, after, 0)
-    if t.size == 0:
-        return [pl.Series(f"{c}{suffix}", np.full(tq.size, None), dtype=pl.Float64) for c in columns]
     t0, t1 = t[b], t[a]
     span = t1 - t0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -337,8 +383,7 @@ def _interpolate(
     for c in columns:
         x = index.column(c)
         v0, v1 = x[b], x[a]
-        value = np.where(near, v0 + w * (v1 - v0), np.nan)
-        out.append(pl.Series(f"{c}{suffix}", value, dtype=pl.Float64, nan_to_null=True))
+        out.append(np.where(near, v0 + w * (v1 - v0), np.nan))
     return out
 
 
@@ -362,48 +407,76 @@ def values_at(
     `max_gap_s` from a neighbouring sample.
     """
     index = _IndexedSignals(signals.select(*KEYS, T, *columns))
-    lo, hi = index.bounds(queries)
+    lo, hi, _ = index.bounds(queries)
+    values = _interpolate(index, lo, hi, _query_times(queries, time_column), columns, max_gap_s)
     return queries.with_columns(
-        _interpolate(index, lo, hi, _query_times(queries, time_column), list(columns), suffix, max_gap_s)
+        pl.Series(f"{c}{suffix}", v, dtype=pl.Float64, nan_to_null=True)
+        for c, v in zip(columns, values, strict=True)
     )
 
 
-def _window_extrema(
-    index: _IndexedSignals, strides: pl.DataFrame, settings: MetricSettings
-) -> list[pl.Series]:
+@dataclass(frozen=True)
+class _Strides:
+    """The events table's columns as numpy, per row: event times in s (null -> NaN), which of them
+    are null, and each row's signal rows [lo, hi) and run number (-1 when its foot has none)."""
+
+    times: dict[str, np.ndarray]
+    null: dict[str, np.ndarray]
+    lo: np.ndarray
+    hi: np.ndarray
+    run: np.ndarray
+
+    @classmethod
+    def of(cls, events: pl.DataFrame, index: _IndexedSignals) -> _Strides:
+        lo, hi, run = index.bounds(events)
+        return cls(
+            times={c: _query_times(events, c) for c in EVENT_TIMES},
+            null={c: _null_mask(events.get_column(c)) for c in EVENT_TIMES},
+            lo=lo,
+            hi=hi,
+            run=run,
+        )
+
+    def following(self, order: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per row of `order`: `values` of the next row of `order` if it is the same foot, else NaN
+        (what `shift(-1).over(KEYS)` gives after sorting by foot; NaN for rows of no foot)."""
+        out = np.full(order.size, np.nan)
+        if order.size > 1:
+            run = self.run[order]
+            same = (run[1:] == run[:-1]) & (run[:-1] >= 0)
+            out[:-1] = np.where(same, values[order[1:]], np.nan)
+        return out
+
+
+def _window_extrema(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> list[np.ndarray]:
     """Per stride (in `strides` order): max pronation and its time, peak pronation velocity, push-off
-    rate, impact (`_p_max`, `_t_max_p`, `_v_max`, `_push_off`, `_impact`; null when undefined).
+    rate, impact (NaN when undefined).
 
     Each sample belongs to the stride whose IC is the latest at or before it (tolerating the
     rounding of event times), and only while it lies before that stride's next IC.
     """
-    names = ("_p_max", "_t_max_p", "_v_max", "_push_off", "_impact")
-    n = strides.height
-    ordered = (
-        strides.select(*KEYS, IC_T, NEXT_IC_T)
-        .with_row_index("_row")
-        .filter(pl.col(IC_T).is_not_null())
-        .sort(*KEYS, IC_T, maintain_order=True)
-        .with_columns(pl.col(IC_T).shift(-1).over(list(KEYS)).alias("_following_ic"))
-    )
-    result = np.full((n, 5), np.nan)
-    if ordered.height and index.t.size:
+    ic_all = strides.times[IC_T]
+    result = np.full((ic_all.size, 5), np.nan)
+    # Strides with an IC, by foot and IC (stable; NaN last as Polars sorts it); the foot order
+    # itself does not matter, only which stride follows which.
+    rows = np.flatnonzero(~strides.null[IC_T])
+    rows = rows[np.lexsort((ic_all[rows], strides.run[rows]))]
+    if rows.size and index.t.size:
         t = index.t
         t_join = t + _EPS_S
-        lo, hi = index.bounds(ordered)
-        ic = _query_times(ordered, IC_T)
-        following = _query_times(ordered, "_following_ic")
+        lo, hi = strides.lo[rows], strides.hi[rows]
+        ic = ic_all[rows]
+        following = strides.following(rows, ic_all)
+        next_ic = strides.times[NEXT_IC_T][rows]
         # First sample of the stride, first of the following stride, first at or after next IC.
         start = _neighbours(t_join, lo, hi, ic)[1]
         start = np.where(start < 0, hi, start)
         stop_following = _neighbours(t_join, lo, hi, following)[1]
         stop_following = np.where((stop_following < 0) | np.isnan(following), hi, stop_following)
-        stop_next = _neighbours(t, lo, hi, _query_times(ordered, NEXT_IC_T) - _EPS_S)[1]
+        stop_next = _neighbours(t, lo, hi, next_ic - _EPS_S)[1]
         stop_next = np.where(stop_next < 0, hi, stop_next)
-        stop_next = np.where(np.isnan(_query_times(ordered, NEXT_IC_T)), start, stop_next)
+        stop_next = np.where(np.isnan(next_ic), start, stop_next)
         stop = np.maximum(np.minimum(stop_following, stop_next), start)
-        rows = ordered.get_column("_row").to_numpy()
-        picked = strides.select(HEEL_OFF_T, TOE_OFF_T)[rows]
         result[rows] = _window_kernel(
             t,
             index.column(PRONATION_DEG),
@@ -413,54 +486,74 @@ def _window_extrema(
             np.where(lo < 0, 0, start).astype(np.int64),
             np.where(lo < 0, 0, stop).astype(np.int64),
             ic,
-            _query_times(picked, HEEL_OFF_T),
-            _query_times(picked, TOE_OFF_T),
+            strides.times[HEEL_OFF_T][rows],
+            strides.times[TOE_OFF_T][rows],
             float(settings.pronation_window_stance_fraction),
             float(settings.impact_window_s),
             _EPS_S,
         )
-    return [pl.Series(name, result[:, i], dtype=pl.Float64, nan_to_null=True) for i, name in enumerate(names)]
+    return [result[:, i] for i in range(5)]
 
 
-def _next_foot_flat(index: _IndexedSignals, strides: pl.DataFrame, settings: MetricSettings) -> pl.Series:
-    """Time of the foot-flat that ends each stride, in `strides` order: the following stride's
-    foot-flat when it starts at this stride's next IC, else the first still sample at most
-    `max_next_foot_flat_s` after next IC."""
-    n = strides.height
-    ordered = (
-        strides.select(*KEYS, IC_T, FOOT_FLAT_T, NEXT_IC_T)
-        .with_row_index("_row")
-        .sort(*KEYS, IC_T, maintain_order=True)
-        .with_columns(
-            pl.col(IC_T).shift(-1).over(list(KEYS)).alias("_following_ic"),
-            pl.col(FOOT_FLAT_T).shift(-1).over(list(KEYS)).alias("_following_ff"),
-        )
-    )
-    still_t = np.full(ordered.height, np.nan)
-    if index.t.size and ordered.height:
-        zv = index.frame.get_column(ZERO_VELOCITY).fill_null(False).to_numpy()
+def _next_foot_flat(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> np.ndarray:
+    """Time of the foot-flat that ends each stride (s, NaN when none), in `strides` order: the
+    following stride's foot-flat when it starts at this stride's next IC, else the first still
+    sample at most `max_next_foot_flat_s` after next IC."""
+    ic_all, ff_all = strides.times[IC_T], strides.times[FOOT_FLAT_T]
+    # By foot, then IC with nulls first and NaN last (Polars' order), stable.
+    rows = np.lexsort((ic_all, ~strides.null[IC_T], strides.run))
+    following_ic = strides.following(rows, ic_all)
+    following_ff = strides.following(rows, ff_all)
+    has_following_ff = ~np.isnan(strides.following(rows, np.where(strides.null[FOOT_FLAT_T], np.nan, 0.0)))
+    nic = strides.times[NEXT_IC_T][rows]
+    still_t = np.full(rows.size, np.nan)
+    if index.t.size and rows.size:
+        zero_velocity = index.frame.get_column(ZERO_VELOCITY)
+        if zero_velocity.null_count():
+            zero_velocity = zero_velocity.fill_null(False)
+        zv = zero_velocity.to_numpy()
         t_still = index.t[zv]
         # Row ranges of each foot inside the still samples.
         before = np.concatenate([[0], np.cumsum(zv)])
-        lo, hi = index.bounds(ordered)
+        lo, hi = strides.lo[rows], strides.hi[rows]
         s_lo = np.where(lo < 0, -1, before[np.maximum(lo, 0)])
         s_hi = np.where(lo < 0, -1, before[np.maximum(hi, 0)])
-        nic = _query_times(ordered, NEXT_IC_T)
         first = _neighbours(t_still, s_lo, s_hi, nic)[1]
         ok = first >= 0
         found = np.where(ok, t_still[np.where(ok, first, 0)] if t_still.size else np.nan, np.nan)
         still_t = np.where(ok & (found - nic <= settings.max_next_foot_flat_s), found, np.nan)
-    chained = (pl.col("_following_ic") - pl.col(NEXT_IC_T)).abs() <= _EPS_S * 4
-    picked = ordered.with_columns(pl.Series("_still_t", still_t, dtype=pl.Float64, nan_to_null=True)).select(
-        "_row",
-        pl.when(chained & pl.col("_following_ff").is_not_null())
-        .then(pl.col("_following_ff"))
-        .otherwise(pl.col("_still_t"))
-        .alias("_next_ff_t"),
-    )
-    out = np.full(n, np.nan)
-    out[picked.get_column("_row").to_numpy()] = picked.get_column("_next_ff_t").to_numpy()
-    return pl.Series("_next_ff_t", out, dtype=pl.Float64, nan_to_null=True)
+    with np.errstate(invalid="ignore"):
+        chained = np.abs(following_ic - nic) <= _EPS_S * 4
+    out = np.full(ic_all.size, np.nan)
+    out[rows] = np.where(chained & has_following_ff, following_ff, still_t)
+    return out
+
+
+_EXTREMA = ("_p_max", "_t_max_p", "_v_max", "_push_off", "_impact")
+
+
+def _series(name: str, values: np.ndarray) -> pl.Series:
+    """A Float64 column whose NaN (undefined) are nulls."""
+    return pl.Series(name, values, dtype=pl.Float64, nan_to_null=True)
+
+
+def _cast_columns(frame: pl.DataFrame, dtypes: dict[str, pl.DataType | None]) -> pl.DataFrame:
+    """`frame`'s columns in `dtypes` order, each cast to its dtype (None: as it is), built column by
+    column (no Polars query: on the live analyzer's tables of a few rows the per-query overhead
+    is the whole cost)."""
+    columns = []
+    for name, dtype in dtypes.items():
+        column = frame.get_column(name)
+        columns.append(column if dtype is None else column.cast(dtype))
+    return pl.DataFrame(columns)
+
+
+def _in_key_time_order(events: pl.DataFrame, strides: _Strides) -> bool:
+    """Rows already sorted by (keys, IC) with no ties: one foot, IC strictly increasing, no null."""
+    ic = strides.times[IC_T]
+    if strides.null[IC_T].any() or not all(events.get_column(k).n_unique() <= 1 for k in KEYS):
+        return False
+    return ic.size < 2 or bool(np.all(np.diff(ic) > 0))
 
 
 class StrideMetrics:
@@ -472,68 +565,51 @@ class StrideMetrics:
     def estimate(self, events: pl.DataFrame, signals: pl.DataFrame) -> StrideMetrics:
         """Compute `strides_` (STRIDES_SCHEMA columns, in that order, sorted by keys and IC)."""
         s = self.settings
-        events = events.select(
-            *[pl.col(k).cast(pl.String) for k in KEYS],
-            pl.col(STRIDE_INDEX).cast(pl.Int64),
-            *[pl.col(c).cast(pl.Float64) for c in EVENT_TIMES],
-            pl.col(VALID).cast(pl.Boolean),
-            pl.col(REASON).cast(pl.String),
+        events = _cast_columns(
+            events,
+            {
+                **dict.fromkeys(KEYS, pl.String),
+                STRIDE_INDEX: pl.Int64,
+                **dict.fromkeys(EVENT_TIMES, pl.Float64),
+                VALID: pl.Boolean,
+                REASON: pl.String,
+            },
         )
         gap = s.max_interpolation_gap_s
-        angles = [PITCH_DEG, PRONATION_DEG]
         index = _IndexedSignals(
-            signals.select(
-                *[pl.col(k).cast(pl.String) for k in KEYS],
-                T,
-                *angles,
-                *POS[:2],
-                PRONATION_RATE_DPS,
-                PITCH_RATE_DPS,
-                ACC_NORM_G,
-                ZERO_VELOCITY,
+            _cast_columns(
+                signals,
+                {
+                    **dict.fromkeys(KEYS, pl.String),
+                    **dict.fromkeys((T, PITCH_DEG, PRONATION_DEG, *POS[:2], PRONATION_RATE_DPS)),
+                    **dict.fromkeys((PITCH_RATE_DPS, ACC_NORM_G, ZERO_VELOCITY)),
+                },
             )
         )
-        lo, hi = index.bounds(events)
-        ic_t = _query_times(events, IC_T)
-        points = [
-            *_interpolate(index, lo, hi, ic_t, angles, "_ic", gap),
-            *_interpolate(index, lo, hi, ic_t - s.strike_lookback_s, [PITCH_DEG], "_before_ic", gap),
-            *_interpolate(index, lo, hi, _query_times(events, FOOT_FLAT_T), [*angles, *POS[:2]], "_ff", gap),
-            *_interpolate(index, lo, hi, _query_times(events, TOE_OFF_T), angles, "_to", gap),
-        ]
-        next_ff_t = _next_foot_flat(index, events, s)
-        points += _interpolate(
-            index, lo, hi, next_ff_t.to_numpy().astype(float), list(POS[:2]), "_next_ff", gap
-        )
-        points += _window_extrema(index, events, s)
-        pts = events.with_columns(*points, next_ff_t)
+        strides = _Strides.of(events, index)
+        lo, hi, times = strides.lo, strides.hi, strides.times
 
+        def at(tq: np.ndarray, suffix: str, *columns: str) -> list[pl.Series]:
+            values = _interpolate(index, lo, hi, tq, columns, gap)
+            return [_series(f"{c}{suffix}", v) for c, v in zip(columns, values, strict=True)]
+
+        # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
+        extrema = _window_extrema(index, strides, s)
+        points = [
+            *at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG),
+            *at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG),
+            *at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, *POS[:2]),
+            *at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG),
+            *at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2]),
+            *(_series(name, v) for name, v in zip(_EXTREMA, extrema, strict=True)),
+        ]
+        # 3. DESIGN.md's definitions as Polars expressions, evaluated in one query.
         ic, ff, to, nic = (pl.col(c) for c in (IC_T, FOOT_FLAT_T, TOE_OFF_T, NEXT_IC_T))
         stride_time = nic - ic
         stance = to - ic
         dx = pl.col(f"{POS[0]}_next_ff") - pl.col(f"{POS[0]}_ff")
         dy = pl.col(f"{POS[1]}_next_ff") - pl.col(f"{POS[1]}_ff")
         strike_angle = pl.col(f"{PITCH_DEG}_before_ic") - pl.col(f"{PITCH_DEG}_ff")
-        out = pts.with_columns(
-            stride_time.alias(STRIDE_TIME_S),
-            stance.alias(STANCE_TIME_S),
-            (nic - to).alias(SWING_TIME_S),
-            (120.0 / stride_time).alias(CADENCE_SPM),
-            (dx.pow(2) + dy.pow(2)).sqrt().alias(STRIDE_LENGTH_M),
-            strike_angle.alias(FOOT_STRIKE_ANGLE_DEG),
-            (pl.col("_p_max") - pl.col(f"{PRONATION_DEG}_ic")).alias(PRONATION_EXCURSION_DEG),
-            pl.col("_v_max").alias(MAX_PRONATION_VELOCITY_DPS),
-            (pl.col("_t_max_p") - ic).alias(TIME_TO_MAX_PRONATION_S),
-            (pl.col(f"{PRONATION_DEG}_to") - pl.col(f"{PRONATION_DEG}_ff")).alias(TOE_OFF_PRONATION_DEG),
-            (pl.col(f"{PITCH_DEG}_ff") - pl.col(f"{PITCH_DEG}_to")).alias(TOE_OFF_ANGLE_DEG),
-            pl.col("_push_off").alias(PUSH_OFF_RATE_DPS),
-            ((pl.col(HEEL_OFF_T) - ic) / stance).alias(HEEL_OFF_RATIO),
-            pl.col("_impact").alias(IMPACT_G),
-            (stance / stride_time).alias(DUTY_FACTOR),
-        ).with_columns(
-            (pl.col(STRIDE_LENGTH_M) / pl.col(STRIDE_TIME_S)).alias(SPEED_MPS),
-            strike_type_expr(pl.col(FOOT_STRIKE_ANGLE_DEG), s).alias(STRIKE_TYPE),
-        )
         # A stride the detector called valid stays valid only if every metric could be computed.
         missing_angle = pl.any_horizontal(
             *[
@@ -550,18 +626,42 @@ class StrideMetrics:
             .then(pl.lit(REASON_NO_NEXT_FOOT_FLAT))
             .otherwise(None)
         )
-        out = out.with_columns(
-            pl.when(pl.col(VALID) & new_reason.is_not_null())
-            .then(new_reason)
-            .otherwise(pl.col(REASON))
-            .alias(REASON),
-            (pl.col(VALID) & new_reason.is_null()).alias(VALID),
-        )
-        self.strides_ = (
-            out.select([pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()])
+        out = (
+            events.hstack(points)
+            .lazy()
+            .with_columns(
+                stride_time.alias(STRIDE_TIME_S),
+                stance.alias(STANCE_TIME_S),
+                (nic - to).alias(SWING_TIME_S),
+                (120.0 / stride_time).alias(CADENCE_SPM),
+                (dx.pow(2) + dy.pow(2)).sqrt().alias(STRIDE_LENGTH_M),
+                strike_angle.alias(FOOT_STRIKE_ANGLE_DEG),
+                (pl.col("_p_max") - pl.col(f"{PRONATION_DEG}_ic")).alias(PRONATION_EXCURSION_DEG),
+                pl.col("_v_max").alias(MAX_PRONATION_VELOCITY_DPS),
+                (pl.col("_t_max_p") - ic).alias(TIME_TO_MAX_PRONATION_S),
+                (pl.col(f"{PRONATION_DEG}_to") - pl.col(f"{PRONATION_DEG}_ff")).alias(TOE_OFF_PRONATION_DEG),
+                (pl.col(f"{PITCH_DEG}_ff") - pl.col(f"{PITCH_DEG}_to")).alias(TOE_OFF_ANGLE_DEG),
+                pl.col("_push_off").alias(PUSH_OFF_RATE_DPS),
+                ((pl.col(HEEL_OFF_T) - ic) / stance).alias(HEEL_OFF_RATIO),
+                pl.col("_impact").alias(IMPACT_G),
+                (stance / stride_time).alias(DUTY_FACTOR),
+            )
+            .with_columns(
+                (pl.col(STRIDE_LENGTH_M) / pl.col(STRIDE_TIME_S)).alias(SPEED_MPS),
+                strike_type_expr(pl.col(FOOT_STRIKE_ANGLE_DEG), s).alias(STRIKE_TYPE),
+            )
+            .with_columns(
+                pl.when(pl.col(VALID) & new_reason.is_not_null())
+                .then(new_reason)
+                .otherwise(pl.col(REASON))
+                .alias(REASON),
+                (pl.col(VALID) & new_reason.is_null()).alias(VALID),
+            )
+            .select([pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()])
             .with_columns(pl.col(VALID).fill_null(False))
-            .sort(*KEYS, IC_T)
+            .collect()
         )
+        self.strides_ = out if _in_key_time_order(events, strides) else out.sort(*KEYS, IC_T)
         return self
 
 

@@ -193,11 +193,13 @@ def signals_frame(
     roll_rate = np.where(np.abs(pitch) <= settings.max_euler_pitch_deg, roll_rate, np.nan)
     sign = pronation_sign(foot)
 
+    # Columns are built as Series and put together without a Polars query: on the live analyzer's
+    # windows of a few hundred samples the per-query overhead would cost more than the work.
     def key_column(name: str, value: object) -> pl.Series:
         if isinstance(value, pl.Series):
             return value.cast(pl.String).rename(name)
         text = None if value is None else str(value)
-        return pl.repeat(text, n, dtype=pl.String, eager=True).rename(name)
+        return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)
 
     def f64(name: str, values: np.ndarray, nan_to_null: bool = False) -> pl.Series:
         return pl.Series(name, np.asarray(values, dtype=float), dtype=pl.Float64, nan_to_null=nan_to_null)
@@ -222,5 +224,5 @@ def signals_frame(
     for names, values in ((VEL, velocity_mps), (POS, position_m)):
         v = np.full((n, 3), np.nan) if values is None else np.asarray(values, dtype=float).reshape(n, 3)
         columns.extend(f64(name, v[:, i], nan_to_null=True) for i, name in enumerate(names))
-    frame = pl.DataFrame(columns)
-    return frame.select(list(SIGNALS_SCHEMA))
+    by_name = {column.name: column for column in columns}
+    return pl.DataFrame([by_name[name] for name in SIGNALS_SCHEMA])
