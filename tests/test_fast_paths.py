@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
@@ -253,3 +254,20 @@ def test_neighbours_search_equals_searchsorted():
         i_gt = a + np.searchsorted(t[a:b], x, side="right")
         assert after[k] == (i_ge if i_ge < b else -1)
         assert before[k] == (i_gt - 1 if i_gt > a else -1)
+
+
+def test_metrics_one_foot_at_a_time_equal_all_feet_at_once_in_any_row_order(walk):
+    """StrideMetrics' single-foot path (no joins: the live analyzer's case) and its general path
+    (several feet, rows out of order, sorted at the end) give the same table, bit for bit."""
+    from strideflow.analytics.metrics import StrideMetrics
+
+    result = analyze_samples(walk, FS)
+    columns = (*S.KEYS, S.STRIDE_INDEX, *S.EVENT_TIMES, S.VALID, S.REASON)
+    events = {f: e.select(columns) for f, e in result.events.items()}
+    per_foot = pl.concat([StrideMetrics().estimate(events[f], result.signals[f]).strides_ for f in S.FEET])
+    shuffled_events = pl.concat(events.values()).sample(fraction=1.0, shuffle=True, seed=3)
+    shuffled_signals = pl.concat(result.signals.values()).sample(fraction=1.0, shuffle=True, seed=4)
+    together = StrideMetrics().estimate(shuffled_events, shuffled_signals).strides_
+    assert per_foot.height > 40
+    assert_frame_equal(together, per_foot.sort(*S.KEYS, S.IC_T), check_exact=True)
+    assert_frame_equal(per_foot, result.strides.sort(*S.KEYS, S.IC_T), check_exact=True)
