@@ -19,6 +19,10 @@ Restart: a stream not in memory is rebuilt from its log when its device reconnec
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
 never returns are stored too. Replayed strides are stored, not pushed again to subscribers.
 
+Subscribers that reconnect pass `since` (the `published_at` of the last message they got) and
+first receive what was published at or after it, up to `replay_s` (10 min) back: at least once,
+so a client drops what it already has by `type`, `foot` and `ic_t`.
+
 Idle streams: a stream with no connection and no packet for `idle_timeout_s` (the setting
 `stream_idle_timeout_s`, 30 min by default) is ended as if its client had sent `{"end": true}`:
 the analysis is finished (the strides its end closes are published with `closed_by` "idle"),
@@ -35,6 +39,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +58,7 @@ from strideflow.ingest.wal import list_wals, read_wal
 log = logging.getLogger("strideflow.service")
 
 WAL_DIRNAME = "stream-wal"  # under ServiceSettings.data_dir
+REPLAY_MAX_MESSAGES = 200_000  # bound of the replay buffer whatever replay_s (~100 MB at most)
 StreamKey = tuple[str, str, str, str]  # athlete_id, session_id, foot, device_id
 Send = Callable[[dict], Awaitable[None]]
 AnalyzerFactory = Callable[[StreamHello], object]
@@ -102,6 +108,7 @@ class Subscriber:
     athlete_id: str | None = None
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=10_000))
     dropped: int = 0
+    replayed: int = 0
 
     def wants(self, team_id: str, athlete_id: str) -> bool:
         return team_id == self.team_id and self.athlete_id in (None, athlete_id)
@@ -150,6 +157,7 @@ class LiveHub:
         store_interval_s: float = 5.0,
         analysis_threads: int = 2,
         idle_timeout_s: float | None = 1800.0,
+        replay_s: float = 600.0,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -157,6 +165,9 @@ class LiveHub:
         self.analysis_settings = analysis_settings
         self.store_interval_s = store_interval_s
         self.idle_timeout_s = idle_timeout_s
+        self.replay_s = replay_s
+        # (published_at, team, athlete, message) of the last replay_s, for subscribers that resume
+        self._recent: deque[tuple[float, str, str, dict]] = deque(maxlen=REPLAY_MAX_MESSAGES)
         self.streams: dict[StreamKey, LiveStream] = {}
         self.subscribers: set[Subscriber] = set()
         self._dirty: set[tuple[str, str]] = set()
@@ -387,8 +398,17 @@ class LiveHub:
         return count
 
     # --- subscribers ------------------------------------------------------------------------
-    def subscribe(self, team_id: str, athlete_id: str | None = None) -> Subscriber:
+    def subscribe(
+        self, team_id: str, athlete_id: str | None = None, since: float | None = None
+    ) -> Subscriber:
+        """A new subscriber; with `since` (server time, s since the epoch) its queue starts with the
+        messages it may see that were published at or after it, as far back as `replay_s`."""
         sub = Subscriber(team_id, athlete_id)
+        if since is not None:
+            for published_at, team, athlete, message in self._recent:
+                if published_at >= since and sub.wants(team, athlete):
+                    sub.offer(message)
+                    sub.replayed += 1
         self.subscribers.add(sub)
         return sub
 
@@ -419,6 +439,9 @@ class LiveHub:
             published_at=now,
         )
         self.published_ += len(messages)
+        while self._recent and self._recent[0][0] < now - self.replay_s:
+            self._recent.popleft()
+        self._recent.extend((now, stream.team_id, stream.hello.athlete_id, m) for m in messages)
         for sub in self.subscribers:
             if sub.wants(stream.team_id, stream.hello.athlete_id):
                 for m in messages:

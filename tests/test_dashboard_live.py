@@ -190,13 +190,13 @@ def _fmt(value, decimals: int) -> str:
     return f"{value:.{decimals}f}"
 
 
-def _stored(server, athlete: str) -> pl.DataFrame:
+def _stored(server, athlete: str, session: str = SESSION) -> pl.DataFrame:
     results = server["data"] / "results"
     deadline = time.monotonic() + 30
-    while not has_partition(results, STRIDES, athlete, SESSION):
+    while not has_partition(results, STRIDES, athlete, session):
         assert time.monotonic() < deadline, f"no stored strides for {athlete}"
         time.sleep(0.2)
-    return read_partition(results, STRIDES, athlete, SESSION).sort(FOOT, IC_T)
+    return read_partition(results, STRIDES, athlete, session).sort(FOOT, IC_T)
 
 
 def _match(stored: pl.DataFrame, foot: str, ic_t: float) -> dict:
@@ -436,5 +436,41 @@ def test_live_view_reconnects_with_backoff_after_the_server_restarts(server, bro
         assert status.inner_text() == "live: every athlete of team live-team"
         # Only the browser's notes on the refused connections were logged.
         assert all("WebSocket connection to" in m for m in console), console
+    finally:
+        ctx.close()
+
+
+def test_live_view_replays_what_it_missed_while_offline(server, browser):
+    """A page that loses its connection resumes with `since` and shows every stride published
+    meanwhile, once (the server replays at least once; the page drops what it has)."""
+    console: list[str] = []
+    ctx, page = _open_live(browser, server, server["coach"], "#/live/A001", console)
+    try:
+        _wait_state(page, "live")
+        ctx.set_offline(True)
+        page.evaluate("live.ws.close()")  # an open socket outlives the emulation: drop it too
+        _wait_state(page, "reconnecting")
+        done = subprocess.run(
+            _cli(
+                "stream", "--device", "sim", "--to", f"ws://127.0.0.1:{server['port']}",
+                "--key", server["admin"], "--athlete", "A001", "--session", "REPLAY1",
+                "--speed", "max", "--minutes", "0.5", "--seed", "5", "--activity", "walk",
+            ),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        n = len(_stored(server, "A001", "REPLAY1"))
+        assert n > 20
+        assert _count(page, "stride") == 0, "the page was offline: nothing can have arrived"
+        ctx.set_offline(False)
+        page.wait_for_function(
+            f"document.getElementById('live-counts').dataset.stride === '{n}'", timeout=30_000
+        )
+        _wait_state(page, "live")
+        section = page.locator(".live-athlete[data-athlete='A001']")
+        assert section.get_attribute("data-session") == "REPLAY1"
+        time.sleep(0.5)  # nothing more (no duplicates) arrives
+        assert _count(page, "stride") == n
+        assert all("WebSocket" in m or "ERR_INTERNET_DISCONNECTED" in m for m in console), console
     finally:
         ctx.close()

@@ -185,7 +185,9 @@ def test_refusals_close_with_a_code_and_a_message(service, key, change, code, te
 def test_key_in_first_message_and_full_stream_cycle(service):
     client, keys, data_dir = service
     with client.websocket_connect("/v1/stream/subscribe", headers=auth(keys["coach"])) as coach_sub:
-        assert coach_sub.receive_json()["subscribed"] == {"team_id": "T1", "athlete_id": None}
+        subscribed = coach_sub.receive_json()["subscribed"]
+        assert subscribed.pop("server_time") == pytest.approx(time.time(), abs=60)
+        assert subscribed == {"team_id": "T1", "athlete_id": None}
         with client.websocket_connect("/v1/stream") as ws:
             ws.send_json({"key": keys["a1"]})
             ws.send_json(hello())
@@ -361,3 +363,43 @@ def test_log_left_open_longer_than_the_timeout_is_ended_at_start(tmp_path):
         pass
     assert read_wal(log)[2]
     assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1
+
+
+def test_resuming_subscriber_gets_what_it_missed_and_only_what_its_key_may_see(service):
+    client, keys, _ = service
+    with client.websocket_connect("/v1/stream/subscribe", headers=auth(keys["coach"])) as first:
+        first.receive_json()
+        for athlete in ("A1", "A2"):
+            with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+                ws.send_json(hello(athlete_id=athlete))
+                ws.receive_json()
+                for seq in range(10):
+                    ws.send_bytes(packet(seq))
+                    ws.receive_json()
+        live = [first.receive_json() for _ in range(4)]  # stance + stride of A1, then of A2
+    assert [(m["type"], m[S.ATHLETE_ID]) for m in live] == [
+        ("stance", "A1"),
+        ("stride", "A1"),
+        ("stance", "A2"),
+        ("stride", "A2"),
+    ]
+    # Reconnect after the first message: the rest is replayed, the first again (at least once).
+    since = live[0]["published_at"]
+    with client.websocket_connect(f"/v1/stream/subscribe?since={since}", headers=auth(keys["coach"])) as ws:
+        assert ws.receive_json()["subscribed"]["replayed"] == 4
+        assert [ws.receive_json() for _ in range(4)] == live
+    with client.websocket_connect(
+        f"/v1/stream/subscribe?since={live[-1]['published_at']}", headers=auth(keys["a1"])
+    ) as ws:
+        got = ws.receive_json()["subscribed"]
+        assert got.pop("server_time") >= live[-1]["published_at"]
+        assert got == {"team_id": "T1", "athlete_id": "A1", "replayed": 0}
+    with client.websocket_connect("/v1/stream/subscribe?since=0", headers=auth(keys["a1"])) as ws:
+        assert ws.receive_json()["subscribed"]["replayed"] == 2  # its own two, not A2's
+        assert {ws.receive_json()[S.ATHLETE_ID] for _ in range(2)} == {"A1"}
+    with client.websocket_connect("/v1/stream/subscribe?since=0", headers=auth(keys["other_admin"])) as ws:
+        assert ws.receive_json()["subscribed"]["replayed"] == 0  # another team's strides never
+    with pytest.raises(WebSocketDisconnect) as refused:  # not a time: refused at the handshake
+        with client.websocket_connect("/v1/stream/subscribe?since=nan", headers=auth(keys["coach"])):
+            pass
+    assert refused.value.code == 1008

@@ -21,7 +21,10 @@ Errors close the socket after an `{"error": message, "code": code}` frame, with 
 4409 another device streams this foot (or another connection took the stream over), 4408 no
 hello within `HELLO_TIMEOUT_S`.
 
-Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages:
+Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages
+(a reconnecting subscriber passes `?since=<published_at of its last message>` and first gets what
+it missed, up to 10 min back, at least once: `{"subscribed": {..., "replayed": n}}`; `server_time`
+in `subscribed` is the resume point of a subscriber that has had no message yet):
 
 - `{"type": "stance", ...}` as soon as the stride's toe-off is known (the swing after it has
   begun, typically 30-100 ms after the toe-off): keys, `ic_t`, `foot_flat_t`, `heel_off_t`,
@@ -281,6 +284,15 @@ async def subscribe(
     athlete_id: Annotated[
         str | None, Query(max_length=128, description="Only this athlete's strides.")
     ] = None,
+    since: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            allow_inf_nan=False,
+            description="Resume: first replay the messages published at or after this server time "
+            "(s since the Unix epoch; the `published_at` of the last message received), up to 10 min back.",
+        ),
+    ] = None,
 ) -> None:
     """Per-stride metrics as they are computed: the key's team (admin/coach) or the athlete itself."""
     await websocket.accept()
@@ -298,8 +310,11 @@ async def subscribe(
             team = await run_in_threadpool(db.athlete_team, athlete_id)
             if not can_see(principal, team, athlete_id):
                 raise _Closing(FORBIDDEN, f"athlete_id={athlete_id!r} is not an athlete of this key's team")
-        sub = hub.subscribe(principal.team_id, athlete_id)
-        await websocket.send_json({"subscribed": {"team_id": principal.team_id, "athlete_id": athlete_id}})
+        sub = hub.subscribe(principal.team_id, athlete_id, since)
+        subscribed = {"team_id": principal.team_id, "athlete_id": athlete_id, "server_time": time.time()}
+        if since is not None:
+            subscribed["replayed"] = sub.replayed
+        await websocket.send_json({"subscribed": subscribed})
         closed = asyncio.ensure_future(websocket.receive())
         while True:
             getter = asyncio.ensure_future(sub.queue.get())

@@ -476,7 +476,12 @@ function liveCounts() {
 
 function connectLive() {
   const state = live;
-  const query = state.filter ? `?athlete_id=${enc(state.filter)}` : "";
+  // After a disconnect, ask for what was published since the last message (replayed at least
+  // once; liveIngest drops what it already has).
+  const params = new URLSearchParams();
+  if (state.filter) params.set("athlete_id", state.filter);
+  if (state.lastPublished !== null) params.set("since", String(state.lastPublished));
+  const query = params.toString() ? `?${params}` : "";
   const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/v1/stream/subscribe${query}`;
   liveStatus("connecting", state.attempt ? `connecting (attempt ${state.attempt + 1})…` : "connecting…");
   state.lastError = null;
@@ -490,6 +495,8 @@ function connectLive() {
     try { msg = JSON.parse(ev.data); } catch (_) { return; }
     if (msg.subscribed) {
       state.attempt = 0;
+      // Resume point before any message: the server's clock when the subscription started.
+      if (state.lastPublished === null && msg.subscribed.server_time != null) state.lastPublished = msg.subscribed.server_time;
       const who = msg.subscribed.athlete_id;
       liveStatus("live", `live: ${who ? `athlete ${who}` : `every athlete of team ${msg.subscribed.team_id}`}`);
       const form = document.getElementById("live-filter");
@@ -528,12 +535,14 @@ function liveIngest(msg) {
   }
   const rows = a.feet[msg.foot];
   if (!rows) return;
-  state.counts[msg.type] += 1;
+  if (msg.published_at != null) state.lastPublished = Math.max(state.lastPublished ?? 0, msg.published_at);
   const key = rowKey(msg);
   const at = rows.findIndex((r) => rowKey(r) === key);
-  if (at >= 0) {
-    const old = rows[at];
-    if (old.type === "stride" && msg.type === "stance") return; // never downgrade a final row
+  const old = at >= 0 ? rows[at] : null;
+  // a replayed message already shown, or a stance after its final row: nothing new
+  if (old && (old.type === msg.type || (old.type === "stride" && msg.type === "stance"))) return;
+  state.counts[msg.type] += 1;
+  if (old) {
     if (old.type === "stance" && msg.type === "stride") state.counts.replaced += 1;
     rows[at] = msg;
   } else {
@@ -702,7 +711,7 @@ function showLive(filter) {
     el("div", { id: "live-athletes" }),
     el("p", { id: "live-counts", class: "note" }),
   );
-  live = { filter, ws: null, attempt: 0, retryTimer: null, stopped: false, lastError: null,
+  live = { filter, ws: null, attempt: 0, retryTimer: null, stopped: false, lastError: null, lastPublished: null,
     athletes: new Map(), dirty: new Set(), counts: { stance: 0, stride: 0, replaced: 0 } };
   liveCounts();
   connectLive();
