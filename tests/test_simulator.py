@@ -373,3 +373,30 @@ def test_an_hour_of_running_never_puts_heel_off_before_foot_flat():
         still = tl.ho - tl.ffs
         assert np.nanmin(still) > 0.0
         FootMotion(tl, athlete, foot)  # raised "knots must increase strictly" before the fix
+
+
+def test_gyro_gain_errors_scale_the_readings_and_are_off_by_default():
+    """A profile with gain errors reads G @ rate (+ the same bias); the default profile has none and
+    its data are unchanged by the option existing (same draws, same samples)."""
+    from dataclasses import replace
+
+    from strideflow.hardware.profiles import DEFAULT_PROFILE
+
+    base = SimulationSettings(activity="walk", duration_s=30.0, seed=4, noise=True, adc=False)
+    plain = Simulator(base).simulate()
+    gained = Simulator(
+        replace(base, profile=replace(DEFAULT_PROFILE, gyr_scale_error=0.02, gyr_misalignment_deg=1.0))
+    ).simulate()
+    for foot in S.FEET:
+        e0, e1 = plain.errors_[foot], gained.errors_[foot]
+        assert np.array_equal(e0.gyr_gain, np.eye(3))
+        assert np.array_equal(e0.gyr_bias_dps, e1.gyr_bias_dps)  # drawn before the gain
+        assert 0 < np.abs(e1.gyr_gain - np.eye(3)).max() < 0.2
+    # Without noise the reading is exactly gain @ mounted rate + bias.
+    quiet = replace(base, noise=False)
+    a = Simulator(quiet).simulate().samples_
+    b = Simulator(replace(quiet, profile=replace(DEFAULT_PROFILE, gyr_scale_error=0.02))).simulate()
+    for foot in S.FEET:
+        ga = a.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()
+        gb = b.samples_.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()
+        np.testing.assert_allclose(gb, ga @ b.errors_[foot].gyr_gain.T, rtol=0, atol=1e-9)

@@ -1,8 +1,9 @@
-"""Sensor model: mounting rotation, white noise, constant biases, ADC quantisation and saturation."""
+"""Sensor model: mounting rotation, gyro gain errors, white noise, constant biases, ADC quantisation
+and saturation."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -24,6 +25,8 @@ class SensorErrors:
     mounting: Rotation
     gyr_bias_dps: np.ndarray
     acc_bias_mps2: np.ndarray
+    # device-frame gyro reading = gyr_gain @ true rate (+ bias, noise): identity = no gain error
+    gyr_gain: np.ndarray = field(default_factory=lambda: np.eye(3))
 
 
 def draw_mounting(rng: np.random.Generator) -> Rotation:
@@ -33,10 +36,18 @@ def draw_mounting(rng: np.random.Generator) -> Rotation:
 
 
 def draw_errors(rng: np.random.Generator, profile: DeviceProfile, mounting: Rotation | None) -> SensorErrors:
-    """Session biases of one device, with the given (or no, for None) mounting."""
+    """Session biases (and gyro gain errors, if the profile has any) of one device, with the given
+    (or no, for None) mounting. Gain errors are drawn last, so profiles without them give the same
+    data as before they existed."""
     gyr_bias = rng.uniform(*GYR_BIAS_SCALE, size=3) * profile.gyr_bias_dps * rng.choice([-1.0, 1.0], size=3)
     acc_bias = ACC_BIAS_MPS2 * rng.standard_normal(3)
-    return SensorErrors(mounting if mounting is not None else Rotation.identity(), gyr_bias, acc_bias)
+    gain = np.eye(3)
+    if profile.gyr_scale_error > 0 or profile.gyr_misalignment_deg > 0:
+        gain = gain + np.diag(profile.gyr_scale_error * rng.standard_normal(3))
+        cross = np.radians(profile.gyr_misalignment_deg) * rng.standard_normal((3, 3))
+        np.fill_diagonal(cross, 0.0)
+        gain = gain + cross
+    return SensorErrors(mounting if mounting is not None else Rotation.identity(), gyr_bias, acc_bias, gain)
 
 
 def quantize(x: np.ndarray, lsb: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +69,8 @@ def measure(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Device readings (gyr deg/s, acc m/s^2, saturated mask) from the exact foot-frame signals."""
     gyr = errors.mounting.apply(gyr_dps)
+    if not np.array_equal(errors.gyr_gain, np.eye(3)):
+        gyr = gyr @ errors.gyr_gain.T
     acc = errors.mounting.apply(acc_mps2)
     if noise:
         gyr = gyr + errors.gyr_bias_dps + profile.gyr_noise_dps * rng.standard_normal(gyr.shape)
