@@ -48,6 +48,23 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
+class StreamOut(BaseModel):
+    """A live device stream: who and what it carries, how far it got, how fresh it is."""
+
+    athlete_id: str
+    session_id: str
+    foot: Foot
+    device_id: str
+    sampling_rate_hz: float
+    connected: bool = Field(description="A device connection holds the stream now.")
+    ended: bool = Field(description="Its client sent end (or it was idle too long); results final.")
+    last_seq: int | None = Field(description="Highest acknowledged packet sequence number.")
+    samples: int = Field(description="Samples in the stream's write-ahead log.")
+    strides: int = Field(description="Final strides analysed so far.")
+    last_packet_at: dt.datetime
+    idle_s: float = Field(description="Seconds since the last packet.")
+
+
 class Health(BaseModel):
     status: str = "ok"
     database: str = "ok"

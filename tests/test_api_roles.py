@@ -49,7 +49,7 @@ PUBLIC = {
     ("GET", "/redoc"),
     ("GET", "/openapi.json"),
 }
-TEAM_LISTS = {("GET", "/v1/athletes")}
+TEAM_LISTS = {("GET", "/v1/athletes"), ("GET", "/v1/streams")}
 UPLOADS = {("POST", "/v1/recordings")}
 WEBSOCKETS = {("WS", "/v1/stream"), ("WS", "/v1/stream/subscribe")}
 # GET routes with exactly one path parameter are classified by its name.

@@ -27,6 +27,7 @@ from strideflow.service.auth import create_key
 from strideflow.service.db import Database
 from strideflow.service.live import WAL_DIRNAME, LiveHub
 from strideflow.service.routes import stream as stream_routes
+from strideflow.service.routes import streams as streams_routes
 from strideflow.service.settings import ServiceSettings
 
 FS = 100.0
@@ -108,6 +109,7 @@ def make_app(data_dir) -> FastAPI:
         store_interval_s=0.05,
     )
     app.include_router(stream_routes.router)
+    app.include_router(streams_routes.router)
     return app
 
 
@@ -403,3 +405,33 @@ def test_resuming_subscriber_gets_what_it_missed_and_only_what_its_key_may_see(s
         with client.websocket_connect("/v1/stream/subscribe?since=nan", headers=auth(keys["coach"])):
             pass
     assert refused.value.code == 1008
+
+
+def test_streams_list_shows_the_keys_team_streams_only(service):
+    client, keys, _ = service
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+        for seq in range(12):
+            ws.send_bytes(packet(seq))
+            ws.receive_json()
+        listed = client.get("/v1/streams", headers=auth(keys["coach"])).json()
+        assert listed["next_cursor"] is None
+        (item,) = listed["items"]
+        assert item["connected"] is True and item["ended"] is False
+        assert (item["athlete_id"], item["session_id"], item["foot"], item["device_id"]) == (
+            "A1",
+            "S1",
+            "left",
+            "pod-L",
+        )
+        assert item["last_seq"] == 11 and item["samples"] == 12 * N_PER_PACKET and item["strides"] == 1
+        assert 0 <= item["idle_s"] < 30
+        mine = client.get("/v1/streams", headers=auth(keys["a1"])).json()["items"]
+        assert [m["device_id"] for m in mine] == ["pod-L"]
+        assert client.get("/v1/streams", headers=auth(keys["other_admin"])).json()["items"] == []
+        assert client.get("/v1/streams").status_code == 401
+        ws.send_json({"end": True})
+        ws.receive_json()
+    # ended, stored and evicted: no longer held
+    assert client.get("/v1/streams", headers=auth(keys["coach"])).json()["items"] == []

@@ -17,6 +17,7 @@ def routers() -> list[APIRouter]:
         recordings,
         sessions,
         stream,
+        streams,
     )
 
     return [
@@ -29,4 +30,5 @@ def routers() -> list[APIRouter]:
         flags.router,
         dashboard.router,
         stream.router,
+        streams.router,
     ]
