@@ -474,3 +474,31 @@ def test_live_view_replays_what_it_missed_while_offline(server, browser):
         assert all("WebSocket" in m or "ERR_INTERNET_DISCONNECTED" in m for m in console), console
     finally:
         ctx.close()
+
+
+def test_live_view_lists_the_devices_streaming_now(server, browser):
+    console: list[str] = []
+    ctx, page = _open_live(browser, server, server["coach"], "#/live", console)
+    proc = subprocess.Popen(
+        _cli(
+            "stream", "--device", "sim", "--to", f"ws://127.0.0.1:{server['port']}",
+            "--key", server["admin"], "--athlete", "A002", "--session", "DEVICES1",
+            "--speed", "realtime", "--minutes", "0.25", "--seed", "9", "--foot", "left",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_state(page, "live")
+        page.wait_for_selector("#live-devices[data-count='1']", timeout=30_000)
+        text = page.locator("#live-devices").inner_text()
+        assert text.startswith("Streaming now (1): A002 left (") and "last packet" in text, text
+        proc.terminate()  # the device goes away without ending: still held, shown disconnected
+        page.wait_for_function(
+            "document.getElementById('live-devices').textContent.includes('disconnected')", timeout=30_000
+        )
+        assert not console, console
+    finally:
+        proc.kill()
+        proc.wait()
+        ctx.close()

@@ -447,6 +447,7 @@ function stopLive() {
   if (!live) return;
   live.stopped = true;
   clearTimeout(live.retryTimer);
+  clearTimeout(live.devicesTimer);
   if (live.ws) {
     try { live.ws.close(1000, "view closed"); } catch (_) { /* already closing */ }
   }
@@ -687,6 +688,26 @@ function renderLive() {
   liveCounts();
 }
 
+// The device streams the server holds (GET /v1/streams), refreshed every LIVE_DEVICES_S.
+const LIVE_DEVICES_S = 5;
+
+async function pollDevices(state) {
+  if (live !== state || state.stopped) return;
+  const node = document.getElementById("live-devices");
+  try {
+    let streams = await apiAll("/v1/streams");
+    if (state.filter) streams = streams.filter((s) => s.athlete_id === state.filter);
+    if (live !== state || !node) return;
+    const open = streams.filter((s) => !s.ended);
+    node.setAttribute("data-count", String(open.length));
+    node.replaceChildren(open.length
+      ? el("span", { text: `Streaming now (${open.length}): ` + open.map((s) =>
+        `${s.athlete_id} ${s.foot} (${s.device_id}${s.connected ? "" : ", disconnected"}, last packet ${s.idle_s.toFixed(0)} s ago)`).join("; ") })
+      : el("span", { text: "No device is streaming now." }));
+  } catch (_) { /* the socket reports key problems */ }
+  state.devicesTimer = setTimeout(() => pollDevices(state), LIVE_DEVICES_S * 1000);
+}
+
 function showLive(filter) {
   const root = view();
   const input = el("input", { id: "live-athlete", name: "athlete", list: "live-athlete-list", size: 14,
@@ -707,6 +728,7 @@ function showLive(filter) {
     el("p", { class: "note", text: "Each stride appears at its toe-off as a provisional row (italic), and is replaced by its final, stored row "
       + "about one stride later. Greyed rows are invalid strides (reason shown); sparklines plot valid strides only "
       + "(hollow dots: provisional)." }),
+    el("p", { id: "live-devices", class: "note" }),
     el("p", { id: "live-empty", class: "note", text: "No stride yet: start a stream (strideflow stream …) and its strides appear here." }),
     el("div", { id: "live-athletes" }),
     el("p", { id: "live-counts", class: "note" }),
@@ -715,6 +737,7 @@ function showLive(filter) {
     athletes: new Map(), dirty: new Set(), counts: { stance: 0, stride: 0, replaced: 0 } };
   liveCounts();
   connectLive();
+  pollDevices(live);
   // Suggestions for the filter; the server decides what the key may watch anyway.
   apiAll("/v1/athletes").then((athletes) => {
     options.replaceChildren(...athletes.map((a) => el("option", { value: a.athlete_id })));
