@@ -415,23 +415,24 @@ class StrideEventDetector:
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
         disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
-        df = pl.DataFrame(
-            {
-                STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
-                IC_T: t[ic_idx],
-                FOOT_FLAT_T: t[ff],
-                HEEL_OFF_T: t[heel_off],
-                TOE_OFF_T: t[toe_off],
-                NEXT_IC_T: t[next_ic],
-                IC_IDX: ic_idx.astype(np.int64),
-                FOOT_FLAT_IDX: ff.astype(np.int64),
-                HEEL_OFF_IDX: heel_off.astype(np.int64),
-                TOE_OFF_IDX: toe_off.astype(np.int64),
-                NEXT_IC_IDX: next_ic.astype(np.int64),
-                HEADING_CHANGE_DEG: heading,
-                DISPLACEMENT_M: disp,
-            }
-        )
+        # Built from Series (a dict of arrays costs ~0.4 ms more) and finished in one query: the
+        # live analyzer calls this twice per stride on a few rows.
+        columns = {
+            STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
+            IC_T: t[ic_idx],
+            FOOT_FLAT_T: t[ff],
+            HEEL_OFF_T: t[heel_off],
+            TOE_OFF_T: t[toe_off],
+            NEXT_IC_T: t[next_ic],
+            IC_IDX: ic_idx.astype(np.int64),
+            FOOT_FLAT_IDX: ff.astype(np.int64),
+            HEEL_OFF_IDX: heel_off.astype(np.int64),
+            TOE_OFF_IDX: toe_off.astype(np.int64),
+            NEXT_IC_IDX: next_ic.astype(np.int64),
+            HEADING_CHANGE_DEG: heading,
+            DISPLACEMENT_M: disp,
+        }
+        df = pl.DataFrame([pl.Series(name, values) for name, values in columns.items()])
         stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
         reason = (
             pl.when(pl.lit(gait_start) & (pl.col(STRIDE_INDEX) == 0))
@@ -446,5 +447,11 @@ class StrideEventDetector:
             .then(pl.lit(REASON_SHUFFLE))
             .otherwise(pl.lit(None, dtype=pl.String))
         )
-        df = df.with_columns(reason.alias(REASON)).with_columns(pl.col(REASON).is_null().alias(VALID))
-        return df.select(list(EVENTS_SCHEMA)).cast(EVENTS_SCHEMA)
+        return (
+            df.lazy()
+            .with_columns(reason.alias(REASON))
+            .with_columns(pl.col(REASON).is_null().alias(VALID))
+            .select(list(EVENTS_SCHEMA))
+            .cast(EVENTS_SCHEMA)
+            .collect()
+        )
