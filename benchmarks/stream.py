@@ -362,7 +362,10 @@ def run(quick: bool = False) -> list:
                 f"before the run ({os.cpu_count()} cores); other processes take CPU from server and clients",
             )
         )
-        print(f"largest K with toe-off latency p99 < {LATENCY_LIMIT_MS:g} ms and no drops: {best_k}", file=sys.stderr)
+        print(
+            f"largest K with toe-off latency p99 < {LATENCY_LIMIT_MS:g} ms and no drops: {best_k}",
+            file=sys.stderr,
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
