@@ -237,6 +237,14 @@ class Database:
             if row is not None and row.session_date is None and session_date is not None:
                 row.session_date = session_date
 
+    def has_recordings(self, athlete_id: str, session_id: str) -> bool:
+        """Whether any file was uploaded for this athlete-session."""
+        with self.session() as s:
+            stmt = select(RecordingRow.id).where(
+                RecordingRow.athlete_id == athlete_id, RecordingRow.session_id == session_id
+            )
+            return s.execute(stmt.limit(1)).first() is not None
+
     def athlete_team(self, athlete_id: str) -> str | None:
         """Team owning the athlete, or None if the athlete is unknown."""
         with self.session() as s:

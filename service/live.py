@@ -47,7 +47,7 @@ from pathlib import Path
 
 import polars as pl
 
-from strideflow.analytics.partitions import STRIDES, read_partition
+from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
@@ -80,7 +80,18 @@ def default_analyzer(hello: StreamHello):
 
 
 class StreamConflict(StreamError):
-    """Another device already streams this athlete-session-foot."""
+    """Another device already streams this athlete-session-foot, or the session's results come
+    from elsewhere (an upload or a batch run)."""
+
+
+def has_live_logs(wal_root: str | Path, athlete_id: str, session_id: str) -> bool:
+    """Whether any device has streamed into this athlete-session (its write-ahead logs exist).
+
+    A session's results come from one source: live streams, or uploads and batch runs, which
+    replace the whole session's partitions. The stream and upload routes refuse to mix them.
+    """
+    session_dir = Path(wal_root) / f"athlete_id={athlete_id}" / f"session_id={session_id}"
+    return session_dir.is_dir() and any(session_dir.glob("*.wal"))
 
 
 def _json_value(v):
@@ -227,6 +238,7 @@ class LiveHub:
             stream = self.streams.get(key)
             if stream is None:
                 self._check_single_device(hello)
+                self._check_results_source(hello)
                 stream = await asyncio.to_thread(self._rebuild, hello, team_id)
                 self.streams[key] = stream
                 self._dirty.add(key[:2])
@@ -246,6 +258,18 @@ class LiveHub:
                 f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot is already "
                 f"streamed by device {sorted(others)[0]!r}; one device per foot and session",
                 column="device_id",
+            )
+
+    def _check_results_source(self, hello: StreamHello) -> None:
+        """A first stream into a session whose results were stored by an upload job or a batch
+        run is refused: storing the stream would replace them (and the next job its strides)."""
+        if has_live_logs(self.wal_root, hello.athlete_id, hello.session_id):
+            return
+        if has_partition(self.results_dir, STRIDES, hello.athlete_id, hello.session_id):
+            raise StreamConflict(
+                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from an "
+                "upload or a batch run; stream into a new session id",
+                column="session_id",
             )
 
     def _rebuild(self, hello: StreamHello, team_id: str) -> LiveStream:

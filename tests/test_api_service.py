@@ -394,3 +394,32 @@ def test_failed_job_reports_the_error_and_does_not_block_the_session(service, da
     assert job["status"] == "done", job
     assert job["stride_count"] == direct.filter(pl.col(FOOT) == "right").height
     assert any(w.startswith("not analysed: standing_left.csv") for w in job["warnings"])
+
+
+def test_a_session_is_either_uploaded_or_streamed(service, dataset):
+    """A job replaces a session's partitions and a live stream stores its own: the two never mix.
+    A stream into an uploaded session is refused (4409), and an upload into a streamed one (409)."""
+    from starlette.websockets import WebSocketDisconnect
+
+    from strideflow.hardware.packets import encode_packet
+
+    client, headers, _, _, app = service
+    hello = {"athlete_id": ATHLETE, "session_id": SESSION, "foot": "left", "device_id": "pod-1"}
+    hello["sampling_rate_hz"] = 100.0
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        ws.send_json(hello)
+        msg = ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()
+    assert closed.value.code == 4409 and "has uploaded recordings" in msg["error"], msg
+
+    live_session = "LIVE-ONLY"
+    with client.websocket_connect("/v1/stream", headers=headers) as ws:
+        ws.send_json({**hello, "session_id": live_session})
+        assert ws.receive_json()["resume_from"] is None
+        counts = np.zeros((10, 6), np.int16)
+        counts[:, 2] = 2048
+        ws.send_bytes(encode_packet("pod-1", "left", 0, 0, counts, 204.8, 16.0))
+        assert ws.receive_json() == {"ack": 0}
+    r = upload(client, headers, dataset / ATHLETE / SESSION / "left.parquet", session_id=live_session)
+    assert r.status_code == 409 and "streamed live" in r.json()["detail"], r.text

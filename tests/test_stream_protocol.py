@@ -435,3 +435,29 @@ def test_streams_list_shows_the_keys_team_streams_only(service):
         ws.receive_json()
     # ended, stored and evicted: no longer held
     assert client.get("/v1/streams", headers=auth(keys["coach"])).json()["items"] == []
+
+
+def test_first_stream_into_a_session_with_batch_results_is_refused(service):
+    """Results a batch run (or upload job) stored for a session are not overwritten by a stream."""
+    from strideflow.analytics.partitions import write_partition
+
+    client, keys, data_dir = service
+    row = {S.ATHLETE_ID: "A1", S.SESSION_ID: "S9", S.FOOT: "right", S.STRIDE_INDEX: 0, S.VALID: True}
+    write_partition(data_dir / "results", STRIDES, pl.DataFrame([row], schema=S.STRIDES_SCHEMA), "A1", "S9")
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello(session_id="S9"))
+        code, msg = closed_with(ws)
+    assert code == 4409 and "already has results from an upload or a batch run" in msg["error"]
+    assert read_partition(data_dir / "results", STRIDES, "A1", "S9").height == 1
+    # A session that already has a live stream takes the other foot's device too.
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello(session_id="S10"))
+        ws.receive_json()
+        for seq in range(10):
+            ws.send_bytes(packet(seq))
+            ws.receive_json()
+        ws.send_json({"end": True})
+        ws.receive_json()
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello(session_id="S10", foot="right", device_id="pod-R"))
+        assert ws.receive_json()["resume_from"] is None

@@ -37,6 +37,7 @@ from strideflow.ingest.durable import fsync_dir
 from strideflow.service.auth import CurrentPrincipal, not_found, require_writer
 from strideflow.service.db import QUEUED, Database, DatabaseError, Job, RecordingRow
 from strideflow.service.deps import DbDep, RunnerDep, SettingsDep
+from strideflow.service.live import WAL_DIRNAME, has_live_logs
 from strideflow.service.schemas import ErrorBody, FileFormat, Foot, JobAccepted
 from strideflow.service.settings import ServiceSettings
 
@@ -175,6 +176,7 @@ def _validate(path: Path, filename: str, **kwargs) -> str:
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
         404: {"model": ErrorBody},
+        409: {"model": ErrorBody},
         413: {"model": ErrorBody},
         422: {"model": ErrorBody},
     },
@@ -214,6 +216,14 @@ async def upload_recording(
     owner = await run_in_threadpool(db.athlete_team, athlete_id)
     if owner != principal.team_id:
         raise not_found("athlete", athlete_id)
+
+    # A session is either streamed live or uploaded: a job replaces the session's partitions.
+    if await run_in_threadpool(has_live_logs, settings.data_dir / WAL_DIRNAME, athlete_id, session_id):
+        raise HTTPException(
+            409,
+            detail=f"session {session_id!r} of athlete {athlete_id!r} is streamed live; "
+            "upload into a new session id",
+        )
 
     filename = safe_filename(file.filename)
     tmp_dir = settings.uploads_dir / INCOMING_DIR / uuid.uuid4().hex

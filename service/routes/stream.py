@@ -18,7 +18,8 @@ Ingest protocol (JSON text frames, packets as binary frames in the `hardware.pac
 
 Errors close the socket after an `{"error": message, "code": code}` frame, with that close code:
 4400 bad hello or message, 4401 missing or invalid key, 4403 key may not stream/see this athlete,
-4409 another device streams this foot (or another connection took the stream over), 4408 no
+4409 another device streams this foot (or another connection took the stream over, or the session
+already has uploaded recordings or batch results: a session is either streamed or uploaded), 4408 no
 hello within `HELLO_TIMEOUT_S`.
 
 Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages
@@ -194,6 +195,12 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
         except StreamError as exc:
             raise _Closing(BAD_MESSAGE, f"bad hello: {exc}") from None
         team = await run_in_threadpool(_authorize_stream, principal, db, hello.athlete_id)
+        if await run_in_threadpool(db.has_recordings, hello.athlete_id, hello.session_id):
+            raise _Closing(
+                CONFLICT,
+                f"session {hello.session_id!r} of athlete {hello.athlete_id!r} has uploaded recordings; "
+                "stream into a new session id",
+            )
         await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, dt.date.today())
         try:
             live = await hub.attach(hello, team, owner)
