@@ -40,3 +40,17 @@ def live_simulated():
             fs = sim.settings.sampling_rate_hz
             out.append((sim.samples_, fs, analyze_samples(sim.samples_, fs)))
     return out
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Chromium (tests/browser_support.py) under Playwright; skips when the package is missing."""
+    from browser_support import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright Python package is not installed"
+    )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield b
+        b.close()

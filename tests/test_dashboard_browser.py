@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,33 +20,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from browser_support import BROWSER_TESTS
 
+from strideflow.benchmarks.stream import free_port
 from strideflow.hardware.simulator import write_dataset
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TEAM = "demo-team"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (Debian package 'chromium')"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = BROWSER_TESTS
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -80,7 +61,7 @@ def demo(tmp_path_factory):
     athlete = create_key(db, TEAM, "athlete", "A002")
     db.dispose()
 
-    port = _free_port()
+    port = free_port()
     log = open(root / "serve.log", "w")  # noqa: SIM115 - closed after the server stops
     server = subprocess.Popen(
         [
@@ -125,14 +106,6 @@ def demo(tmp_path_factory):
             server.kill()
             server.wait()
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _api(demo, key: str, path: str) -> dict:

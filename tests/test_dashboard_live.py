@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +23,10 @@ from pathlib import Path
 import httpx
 import polars as pl
 import pytest
+from browser_support import BROWSER_TESTS
 
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
-from strideflow.benchmarks.stream import create_api_key
+from strideflow.benchmarks.stream import create_api_key, free_port
 from strideflow.hardware.schema import (
     FOOT,
     IC_T,
@@ -40,16 +40,6 @@ from strideflow.hardware.schema import (
     VALID,
 )
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TEAM = "live-team"
 SESSION = "LIVE1"
 # athlete -> (seed, activity) of its simulated pods
@@ -66,11 +56,7 @@ SHOWN = {
 HISTORY = 30  # strides per foot in the sparklines (LIVE_HISTORY)
 RECENT = 8  # rows of a card's table (LIVE_RECENT)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (Debian package 'chromium')"),
-]
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
+pytestmark = BROWSER_TESTS
 
 # Records every stride row the page puts into the DOM: kind, whether it is drawn in italics and
 # its badge, so the test sees provisional rows that were replaced a moment later.
@@ -90,12 +76,6 @@ OBSERVE = """() => {
     }
   }).observe(document.getElementById("live-athletes"), { childList: true, subtree: true });
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _cli(*args: str) -> list[str]:
@@ -150,20 +130,12 @@ def server(tmp_path_factory):
         "coach": create_api_key(data, TEAM, "coach"),
         "athlete2": create_api_key(data, TEAM, "athlete", "A002"),
     }
-    handle = _Server(root, data, _free_port())
+    handle = _Server(root, data, free_port())
     try:
         handle.start()
         yield {"base": handle.base, "port": handle.port, "data": data, "tmp": root, "handle": handle, **keys}
     finally:
         handle.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def _open_live(browser, server, key: str, hash_: str, console: list[str], width: int = 1280):

@@ -21,17 +21,12 @@ import httpx
 import pytest
 
 from strideflow.analytics import partitions
+from strideflow.benchmarks.stream import free_port
 from strideflow.hardware.schema import ATHLETE_ID, FOOT, PRONATION_EXCURSION_DEG, SESSION_ID, VALID
 
 CLI = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
 SIM = ["--athletes", "2", "--minutes", "0.5", "--sessions", "2", "--workers", "1"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _calls(output: str) -> list[tuple[str, str]]:
@@ -117,7 +112,7 @@ def _check_calls(calls: list[tuple[str, str]], data: Path) -> None:
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo") / "data"
-    port = _free_port()
+    port = free_port()
     out = subprocess.run(
         [*CLI, "demo", "--no-serve", "--data", str(data), "--port", str(port), *SIM],
         capture_output=True,
@@ -161,7 +156,7 @@ def test_demo_prints_calls_that_return_real_data_from_serve(demo_run, tmp_path):
 def test_demo_ends_with_the_service_running_until_ctrl_c(demo_run, tmp_path):
     """Re-run on the same folder (analysed sessions are reused) without --no-serve: it serves."""
     data, _, _ = demo_run
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "demo.log"
     with open(log, "w") as fh:
         proc = subprocess.Popen(
