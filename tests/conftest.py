@@ -42,9 +42,12 @@ def live_simulated():
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Chromium (tests/browser_support.py) under Playwright; skips when the package is missing."""
+    """Chromium (tests/browser_support.py) under Playwright; skips when the package is missing.
+
+    Per module: Playwright's sync API keeps an event loop running in the main thread while it is
+    open, and later modules call asyncio.run()."""
     from browser_support import CHROMIUM, CHROMIUM_ARGS
 
     sync_api = pytest.importorskip(
