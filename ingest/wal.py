@@ -55,18 +55,28 @@ def _check(name: str, value: str) -> str:
     return value
 
 
-def wal_path(root: str | Path, athlete_id: str, session_id: str, foot: str, device_id: str) -> Path:
-    """Where the log of one athlete-session-foot-device lives under `root`."""
+def _session_dir(root: str | Path, athlete_id: str, session_id: str) -> Path:
     _check(ATHLETE_ID, athlete_id)
     _check(SESSION_ID, session_id)
+    return Path(root) / f"{ATHLETE_ID}={athlete_id}" / f"{SESSION_ID}={session_id}"
+
+
+def wal_path(root: str | Path, athlete_id: str, session_id: str, foot: str, device_id: str) -> Path:
+    """Where the log of one athlete-session-foot-device lives under `root`."""
     _check("foot", foot)
     _check("device_id", device_id)
-    return (
-        Path(root)
-        / f"{ATHLETE_ID}={athlete_id}"
-        / f"{SESSION_ID}={session_id}"
-        / f"{foot}.{device_id}{WAL_SUFFIX}"
-    )
+    return _session_dir(root, athlete_id, session_id) / f"{foot}.{device_id}{WAL_SUFFIX}"
+
+
+def session_wal_devices(
+    root: str | Path, athlete_id: str, session_id: str, foot: str | None = None
+) -> set[str]:
+    """Device ids with a log in this athlete-session under `root` (of one foot, if given)."""
+    folder = _session_dir(root, athlete_id, session_id)
+    if not folder.is_dir():
+        return set()
+    names = (p.name[: -len(WAL_SUFFIX)] for p in folder.glob(f"{foot or '*'}.*{WAL_SUFFIX}"))
+    return {name.split(".", 1)[1] for name in names}
 
 
 def list_wals(root: str | Path) -> list[Path]:

@@ -53,7 +53,7 @@ from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
 from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
-from strideflow.ingest.wal import list_wals, read_wal
+from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices
 
 log = logging.getLogger("strideflow.service")
 
@@ -90,8 +90,7 @@ def has_live_logs(wal_root: str | Path, athlete_id: str, session_id: str) -> boo
     A session's results come from one source: live streams, or uploads and batch runs, which
     replace the whole session's partitions. The stream and upload routes refuse to mix them.
     """
-    session_dir = Path(wal_root) / f"athlete_id={athlete_id}" / f"session_id={session_id}"
-    return session_dir.is_dir() and any(session_dir.glob("*.wal"))
+    return bool(session_wal_devices(wal_root, athlete_id, session_id))
 
 
 def _json_value(v):
@@ -249,9 +248,7 @@ class LiveHub:
 
     def _check_single_device(self, hello: StreamHello) -> None:
         others = {k[3] for k in self.streams if k[:3] == (hello.athlete_id, hello.session_id, hello.foot)}
-        session_dir = self.wal_root / f"athlete_id={hello.athlete_id}" / f"session_id={hello.session_id}"
-        if session_dir.is_dir():
-            others |= {p.name[len(hello.foot) + 1 : -4] for p in session_dir.glob(f"{hello.foot}.*.wal")}
+        others |= session_wal_devices(self.wal_root, hello.athlete_id, hello.session_id, hello.foot)
         others.discard(hello.device_id)
         if others:
             raise StreamConflict(
