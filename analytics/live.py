@@ -807,34 +807,26 @@ class LiveStrideAnalyzer:
     def _stance(self, stop: int) -> None:
         """Provisional row of the stride whose toe-off started the swing that sample stop - 1 is in.
 
-        The batch code on the window up to that sample: the zero-velocity flags that were not yet
-        final when it arrived are the detector's on the samples so far (their end taken as the
-        data's end; recomputed so that the row does not depend on how the samples were split
-        into blocks), the
-        orientation is levelled at the still periods so far (the correction that the next still
-        period will spread back over this swing is not known yet) and the detector's open-end
-        stride gives the events. Only metrics of the stance are kept (STANCE_SCHEMA); the final
-        stride row follows once it closes (see the module doc).
+        The batch code on the window up to that sample (the zero-velocity stream has been fed up to
+        it, whatever the block sizes): the flags not final yet are its provisional ones
+        (`ZeroVelocityStream.peek`), the orientation is levelled at the still periods so far (the
+        correction that the next still period will spread back over this swing is not known yet)
+        and the detector's open-end stride gives the events. Only metrics of the stance are kept
+        (STANCE_SCHEMA); the final stride row follows once it closes (see the module doc).
         """
         s = self.settings.analysis
         fs = self.sampling_rate_hz
         b = self._buf
-        if not self._ready or self._seg0 is None or not (self._seg0 < stop <= b.stop):
+        # The zero-velocity stream must have been fed exactly up to `stop` (not so after a cut).
+        if not self._ready or self._seg0 is None or self._seg0 + self._zv.samples_seen_ != stop:
             return
         a0 = max(self._anchor - self._ctx, self._seg0, b.start)
         if stop - a0 < 3:
             return
         zv = b.view("is_zv", a0, stop).copy()
-        # the flags ZeroVelocityStream had made final when sample stop - 1 arrived
-        chunk, margin = self._zv.chunk_, self._zv.margin_
-        final_then = self._seg0 + chunk * max((stop - self._seg0 - margin) // chunk, 0)
-        p = max(min(final_then, self._zv_done), a0)
-        if p < stop:
-            lo = max(p - self._zv.margin_, b.start)
-            tail = ZeroVelocityDetector(s.zero_velocity).detect(
-                b.view("acc", lo, stop), b.view("gyr", lo, stop), fs
-            )
-            zv[p - a0 :] = tail.zero_velocity_[p - lo :]
+        tail = self._zv.peek()  # flags of [_zv_done, stop)
+        skip = max(a0 - self._zv_done, 0)
+        zv[max(self._zv_done - a0, 0) :] = tail[skip:]
         t, acc, gyr, q = self._arrays(a0, stop, zv)
         still = np.zeros((len(t), 3))  # no position or velocity: no stance metric reads them
         row = (

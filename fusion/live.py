@@ -88,12 +88,23 @@ class ZeroVelocityStream:
             return np.zeros(0, dtype=bool)
         return self._final(self.samples_seen_, self.samples_seen_)
 
-    def _final(self, stop: int, context_stop: int) -> np.ndarray:
+    def peek(self) -> np.ndarray:
+        """Provisional flags of the samples not final yet (`done_` .. `samples_seen_`): what
+        `finish()` would return now, the samples so far seen as the recording; nothing changes."""
+        return self._flags(self.samples_seen_, self.samples_seen_)
+
+    def _flags(self, stop: int, context_stop: int) -> np.ndarray:
         """Flags of [done_, stop) from the detector on [done_ - margin, context_stop)."""
+        if stop <= self.done_:
+            return np.zeros(0, dtype=bool)
         lo = max(self.done_ - self.margin_, 0)
         a, b = lo - self._base, context_stop - self._base
         zv = self._detector.detect(self._acc[a:b], self._gyr[a:b], self.sampling_rate_hz).zero_velocity_
-        flags = zv[self.done_ - lo : stop - lo].copy()
+        return zv[self.done_ - lo : stop - lo].copy()
+
+    def _final(self, stop: int, context_stop: int) -> np.ndarray:
+        """Flags of [done_, stop), made final."""
+        flags = self._flags(stop, context_stop)
         self.done_ = stop
         keep = max(self.done_ - self.margin_, 0) - self._base
         if keep > 0:
