@@ -20,13 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 from browser_support import BROWSER_TESTS
 
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
-from strideflow.benchmarks.stream import create_api_key, free_port
+from strideflow.benchmarks.stream import Server, create_api_key
 from strideflow.hardware.schema import (
     FOOT,
     IC_T,
@@ -82,44 +81,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-c", "from strideflow.service.cli import main; main()", *args]
 
 
-class _Server:
-    """`strideflow serve` on a fixed port and data dir, which can be stopped and started again."""
-
-    def __init__(self, root: Path, data: Path, port: int):
-        self.root, self.data, self.port = root, data, port
-        self.base = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        with open(self.root / "serve.log", "a") as log:
-            self.proc = subprocess.Popen(
-                _cli("serve", "--port", str(self.port), "--data", str(self.data)),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(self.root / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Base URL, keys and data dir of a running `strideflow serve` with an empty data dir."""
@@ -130,10 +91,11 @@ def server(tmp_path_factory):
         "coach": create_api_key(data, TEAM, "coach"),
         "athlete2": create_api_key(data, TEAM, "athlete", "A002"),
     }
-    handle = _Server(root, data, free_port())
+    handle = Server(data, log_path=root / "serve.log")  # stopped and started again by a test
     try:
         handle.start()
-        yield {"base": handle.base, "port": handle.port, "data": data, "tmp": root, "handle": handle, **keys}
+        base = f"http://127.0.0.1:{handle.port}"
+        yield {"base": base, "port": handle.port, "data": data, "tmp": root, "handle": handle, **keys}
     finally:
         handle.stop()
 
