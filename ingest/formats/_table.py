@@ -8,6 +8,8 @@ bad cells are reported with the file line just as for strideflow's own CSV.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from strideflow.ingest.columns import ColumnName, parse_name
@@ -16,6 +18,7 @@ from strideflow.ingest.errors import INVALID_SAMPLES, IngestError, WarningLog
 from strideflow.ingest.settings import ReadSettings
 
 GAUSS_TO_UT = 100.0  # 1 G = 100 µT
+_LAST_BRACKET = re.compile(r"[\[(]([^\[\]()]*)[\])]$")
 
 
 def lines(data: bytes, limit: int = 64) -> list[str]:
@@ -77,11 +80,11 @@ def pad_labels(labels: list[str], first_row: str, sep: str) -> list[str]:
 def unit_of(text: str) -> str | None:
     """A unit cell (`[deg/s]`, `m/(s^2)`, `(g)`) normalised as `columns.parse_name` does, or None."""
     cleaned = text.strip().replace("(s^2)", "s^2").replace(" ", "")
+    inner = _LAST_BRACKET.search(cleaned)
+    cleaned = inner.group(1) if inner else cleaned
     if not cleaned:
         return None
-    if cleaned[0] not in "[(":
-        cleaned = f"[{cleaned}]"
-    return parse_name(f"x {cleaned}").unit
+    return parse_name(f"x [{cleaned}]").unit
 
 
 def group_unit(source: str, found: dict[str, str | None], axes: tuple[str, ...], group: str) -> str | None:
