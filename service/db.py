@@ -24,7 +24,9 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
@@ -133,6 +135,8 @@ class RecordingRow(Base):
     feet: Mapped[str] = mapped_column(String(16))  # feet found in the file, comma separated
     format: Mapped[str] = mapped_column(String(16))
     sampling_rate_hz: Mapped[float | None] = mapped_column(Float, nullable=True)  # as requested
+    # column mapping and units as given (ingest.mapping text), JSON {"columns": ..., "units": ...}
+    read_options: Mapped[str | None] = mapped_column(Text, nullable=True)
     dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -178,8 +182,14 @@ class Database:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        """Create missing tables."""
+        """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
         Base.metadata.create_all(self.engine)
+        added = {"recordings": ("read_options", "TEXT")}
+        with self.engine.begin() as conn:
+            for table, (column, sql_type) in added.items():
+                present = {c["name"] for c in inspect(conn).get_columns(table)}
+                if column not in present:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
 
     def dispose(self) -> None:
         self.engine.dispose()
