@@ -13,8 +13,9 @@ from rich.table import Table
 
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording
 from strideflow.hardware.schema import IC_T, STRIDE_INDEX
-from strideflow.ingest import FORMATS, read_recording
+from strideflow.ingest import read_recording
 from strideflow.service.cli import app
+from strideflow.service.cmd_analyze import FileFormat, Foot
 from strideflow.service.evaluate import (
     ALL,
     GROUP,
@@ -27,7 +28,6 @@ from strideflow.service.evaluate import (
     write_outputs,
 )
 
-FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
 RefKind = StrEnum("RefKind", {k: k for k in KINDS})
 
 
@@ -37,16 +37,11 @@ class ClockFitMode(StrEnum):
     offset_drift = "offset+drift"
 
 
-class Foot(StrEnum):
-    left = "left"
-    right = "right"
-
-
 def _detected(path: Path, read_kwargs: dict, settings: AnalysisSettings, console: Console) -> pl.DataFrame:
-    """A strides table as given (Parquet/CSV with stride_index and ic_t), else a recording analysed."""
-    if path.suffix.lower() in (".parquet", ".pq", ".csv"):
+    """A strides table as given (Parquet with stride_index and ic_t), else a recording analysed."""
+    if path.suffix.lower() in (".parquet", ".pq"):
         try:
-            schema = pl.read_parquet_schema(path) if path.suffix.lower() != ".csv" else None
+            schema = pl.read_parquet_schema(path)
         except Exception:  # noqa: BLE001 - not Parquet after all: let ingest name the problem
             schema = None
         if schema is not None and STRIDE_INDEX in schema and IC_T in schema:

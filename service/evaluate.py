@@ -354,15 +354,26 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _unit(metric: str) -> str:
+    """The unit in a column name (`stride_length_m` -> m); event times are in s."""
+    if metric in EVENT_TIMES:
+        return "s"
+    suffix = metric.rsplit("_", 1)[-1]
+    return {"m": "m", "s": "s", "deg": "deg", "dps": "deg/s", "mps": "m/s", "spm": "steps/min", "g": "g"}.get(
+        suffix, "1"
+    )
+
+
 def metric_figure(pairs: pl.DataFrame, metric: str, stats: dict):
     """Identity plot (detected against reference) and Bland-Altman plot of one metric."""
+    import matplotlib
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(10, 4.2))
     ax_id, ax_ba = fig.subplots(1, 2)
-    unit = metric.rsplit("_", 1)[-1] if metric.endswith(("_m", "_s", "_deg", "_dps", "_mps", "_spm")) else ""
+    unit = _unit(metric)
     groups = pairs[GROUP].unique(maintain_order=True).to_list()
-    cmap = __import__("matplotlib").colormaps["tab10"]
+    cmap = matplotlib.colormaps["tab10"]
     for i, g in enumerate(groups):
         part = pairs.filter(pl.col(GROUP) == g)
         d = part[f"{metric}_detected"].to_numpy()

@@ -201,3 +201,29 @@ def test_cli_bad_mapping_is_one_line_without_traceback(tmp_path):
     )
     assert p.returncode == 1
     assert "unknown channel 'acc_q'" in p.stderr and "Traceback" not in p.stderr + p.stdout
+
+
+@pytest.fixture(scope="module")
+def odd_path(tmp_path_factory) -> Path:
+    return odd_csv(tmp_path_factory.mktemp("odd"))
+
+
+mapping_items = st.lists(
+    st.tuples(
+        st.sampled_from([*CHANNEL_KEYS, "time", "acc_q", "gyr", ""]),
+        st.sampled_from([*ODD_HEADER, "Zeit ", "beschl. vorne", "nope", ""]),
+    ),
+    max_size=9,
+)
+
+
+@given(mapping_items, st.sampled_from(["", "acc=g,gyr=rad/s", "acc=g", "gyr=deg/s", "acc=parsec"]))
+@FEW
+def test_any_mapping_reads_or_names_the_problem(odd_path, items, units):
+    text = ",".join(f"{k}={v}" for k, v in items)
+    try:
+        rec = read_recording(odd_path, foot="left", columns=text, units=units)
+    except IngestError as exc:
+        assert str(odd_path) in str(exc)
+        return
+    assert rec.samples.height == motion(100.0)["t"].size
