@@ -378,11 +378,14 @@ def _assign_axes(
         hint = suggest(missing[0], seen)
         more = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
         near = {c: nearest_columns(c, seen) for c in missing}
-        near_text = "; ".join(f"{c}: {', '.join(repr(n) for n in v)}" for c, v in near.items() if v)
+        near_text = "; ".join(f"{c}: {', '.join(repr(n[:40]) for n in v)}" for c, v in near.items() if v)
+        shown = ", ".join(repr(x[:40]) for x in seen[:30]) + (
+            f" and {len(seen) - 30} more" if len(seen) > 30 else ""
+        )
         raise IngestError(
             source,
             f"no column for {missing[0]}{hint}{more}. "
-            f"Columns seen: {', '.join(repr(x) for x in seen) or 'none'}"
+            f"Columns seen: {shown or 'none'}"
             + (f". Nearest matches: {near_text}" if near_text else "")
             + ". Name them with --columns acc_x=COL,... (upload and manifest field: columns)",
             row=row,

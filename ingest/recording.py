@@ -111,6 +111,18 @@ def detect_format(path: str | Path, data: bytes) -> str:
     return detect_device(path, data) or sniff(data)
 
 
+def _utf16_to_utf8(source: str, data: bytes) -> bytes:
+    """A UTF-16 text export (byte-order mark first, as spreadsheet "Unicode text" writes) as UTF-8."""
+    if data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            source, f"starts as UTF-16 text but is not ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
 def _gunzip(source: str, data: bytes) -> bytes:
     """The contents of a gzip file (`.csv.gz`), or the bytes as they are when not gzip."""
     if data[:2] != _GZIP_MAGIC:
@@ -177,9 +189,15 @@ def read_recording(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise IngestError(source, f"cannot read the file ({exc.strerror or exc})") from None
-    data = _gunzip(source, data)
+    data = _utf16_to_utf8(source, _gunzip(source, data))
     name_path = Path(path).with_suffix("") if Path(path).suffix.lower() == ".gz" else Path(path)
     fmt = detect_format(name_path, data) if format == "auto" else format
+    if format == "auto" and fmt in ("csv", "gaitmap") and b"\x00" in data[:65536]:
+        raise IngestError(
+            source,
+            f"a binary file, not text: not CSV, nor a known binary format (Parquet, APDM HDF5); "
+            f"first bytes {data[:8]!r}",
+        )
     if columns:
         if format not in ("auto", "csv") or fmt == "parquet":
             raise IngestError(

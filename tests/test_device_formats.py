@@ -357,3 +357,15 @@ def test_apdm_single_sensor_and_broken_file(tmp_path):
     broken.write_bytes(path.read_bytes()[:4000])
     with pytest.raises(IngestError, match="HDF5"):
         read_recording(broken)
+
+
+def test_binary_junk_and_utf16_text(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(IngestError, match="a binary file, not text"):
+        read_recording(junk)
+    path = physilog_file(tmp_path)
+    utf16 = tmp_path / "LF16.csv"
+    utf16.write_bytes(path.read_text().encode("utf-16"))
+    a, b = read_recording(path), read_recording(utf16)
+    assert a.samples.drop("athlete_id", "session_id").equals(b.samples.drop("athlete_id", "session_id"))
