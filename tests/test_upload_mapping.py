@@ -111,3 +111,24 @@ def test_manifest_format_columns_and_units(tmp_path, odd_file):
     manifest.write_text(f'path,athlete_id,session_id,columns\na.csv,{ATHLETE},S1,"acc_x=A,acc_x=B"\n')
     with pytest.raises(DiscoveryError, match=r"line 2: --columns: acc_x given twice"):
         find_recordings(tmp_path)
+
+
+def test_batch_reads_mapped_and_device_files_from_the_manifest(tmp_path, odd_file):
+    from strideflow.analytics import partitions
+    from strideflow.analytics.batch import BatchSettings, run_batch
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "odd.csv").write_bytes(odd_file.read_bytes())
+    rows = [f'odd.csv,{ATHLETE},S1,left,csv,"{MAPPING}","acc=g,gyr=rad/s"']
+    if WALKS.is_dir():
+        rows.append(f"{WALKS / 'SensorConnectData_34.csv'},{ATHLETE},L34,right,lord,,")
+    (data / "manifest.csv").write_text(
+        "path,athlete_id,session_id,foot,format,columns,units\n" + "\n".join(rows) + "\n"
+    )
+    out = tmp_path / "out"
+    summary = run_batch(data, out, BatchSettings(workers=1))
+    assert summary.recordings_failed == 0, summary.failures
+    assert summary.recordings_done == len(rows)
+    strides = partitions.read_partition(out, "strides", ATHLETE, "S1")
+    assert strides is not None and strides.height > 10
