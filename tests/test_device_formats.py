@@ -256,9 +256,11 @@ def shimmer_file(tmp_path: Path, sep: str = "\t") -> Path:
     return path
 
 
-@pytest.mark.parametrize("sep", ["\t", ","])
-def test_shimmer_units_low_noise_accel_and_trailing_separator(tmp_path, sep):
+@pytest.mark.parametrize(("sep", "sep_line"), [("\t", True), (",", True), (",", False)])
+def test_shimmer_units_low_noise_accel_and_trailing_separator(tmp_path, sep, sep_line):
     path = shimmer_file(tmp_path, sep)
+    if not sep_line:
+        path.write_text(path.read_text().split("\n", 1)[1])
     assert detect_format(path, path.read_bytes()) == "shimmer"
     rec = read_recording(path, foot="right")
     assert rec.sampling_rate_hz == 102.4
