@@ -28,7 +28,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -185,11 +185,16 @@ class Database:
         """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
         Base.metadata.create_all(self.engine)
         added = {"recordings": ("read_options", "TEXT")}
-        with self.engine.begin() as conn:
-            for table, (column, sql_type) in added.items():
-                present = {c["name"] for c in inspect(conn).get_columns(table)}
-                if column not in present:
-                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+        for table, (column, sql_type) in added.items():
+            try:
+                with self.engine.begin() as conn:
+                    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+            except DBAPIError:
+                # another process added it at the same moment: fine if it is there now
+                with self.engine.connect() as conn:
+                    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                        raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -132,3 +132,22 @@ def test_batch_reads_mapped_and_device_files_from_the_manifest(tmp_path, odd_fil
     assert summary.recordings_done == len(rows)
     strides = partitions.read_partition(out, "strides", ATHLETE, "S1")
     assert strides is not None and strides.height > 10
+
+
+def test_an_older_database_gains_the_read_options_column(tmp_path):
+    import sqlite3
+
+    from strideflow.service.db import Database
+
+    path = tmp_path / "old.db"
+    Database(f"sqlite:///{path}").create_all()
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE recordings DROP COLUMN read_options")  # as a database made before it
+    con.commit()
+    con.close()
+    db = Database(f"sqlite:///{path}")
+    db.create_all()
+    db.create_all()  # idempotent
+    con = sqlite3.connect(path)
+    assert "read_options" in [r[1] for r in con.execute("PRAGMA table_info(recordings)")]
+    con.close()
