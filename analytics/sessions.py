@@ -7,10 +7,11 @@ One row per (athlete_id, session_id, foot) present in the strides, with
 - `<metric>_median` and `<metric>_iqr` (75th minus 25th percentile, linear interpolation) of each
   numeric metric, null when the foot has no valid stride;
 - `<metric>_si_pct`: the left/right symmetry index of the two feet's medians in that athlete-session,
-  ``SI = 200 (L - R) / (|L| + |R|)`` percent, positive = left larger, the same value on both foot
-  rows; null when a foot is missing. For metrics that are positive (all but the signed angles
-  foot-strike and toe-off pronation) this is exactly DESIGN.md's ``200 (L - R) / (L + R)``; the
-  absolute values keep the index bounded (±200 %) when a signed metric crosses zero.
+  DESIGN.md's ``SI = 200 (L - R) / (L + R)`` percent, positive = left larger, the same value on
+  both foot rows; null when a foot is missing. Only for the positive-valued metrics: for the
+  signed angles of `SIGNED_ANGLE_METRICS` (foot-strike angle, toe-off pronation) an index of two
+  small angles explodes (0.9 vs 2.6 deg is -97 %), so their `_si_pct` is null and
+- `<metric>_lr_diff_deg` gives their symmetry as ``L - R`` in degrees instead.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from strideflow.hardware.schema import (
     KEYS,
     METRICS,
     SESSION_ID,
+    SIGNED_ANGLE_METRICS,
     STRIDE_COUNT,
     VALID,
+    lr_difference,
     session_iqr,
     session_median,
     symmetry_index,
@@ -43,9 +46,29 @@ class SessionSettings:
 
 
 def symmetry_index_expr(left: pl.Expr, right: pl.Expr) -> pl.Expr:
-    """200 (L - R) / (|L| + |R|) in percent; null where either side is null or both are zero."""
+    """200 (L - R) / (|L| + |R|) in percent; null where either side is null or both are zero.
+
+    For the positive-valued metrics it is used on, |L| + |R| = L + R (DESIGN.md's formula); the
+    absolute values only keep it bounded should a metric's median ever be negative.
+    """
     denominator = left.abs() + right.abs()
     return pl.when(denominator > 0).then(200.0 * (left - right) / denominator).otherwise(None)
+
+
+def symmetry_columns(metrics: tuple[str, ...] | list[str]) -> list[str]:
+    """The sessions table's symmetry columns of `metrics`, in order: `_si_pct`, then `_lr_diff_deg`."""
+    return [symmetry_index(m) for m in metrics] + [
+        lr_difference(m) for m in metrics if m in SIGNED_ANGLE_METRICS
+    ]
+
+
+def symmetry_text(row: dict, metric: str) -> str:
+    """A sessions row's left/right symmetry of `metric` for people: `+4.2 %`, `-1.7°` or `-`."""
+    if metric in SIGNED_ANGLE_METRICS:
+        value = row.get(lr_difference(metric))
+        return "-" if value is None else f"{value:+.1f}°"
+    value = row.get(symmetry_index(metric))
+    return "-" if value is None else f"{value:+.1f} %"
 
 
 class SessionAggregator:
@@ -85,10 +108,21 @@ class SessionAggregator:
             ATHLETE_ID,
             SESSION_ID,
             *[
-                symmetry_index_expr(
-                    pl.col(f"{session_median(m)}__l"), pl.col(f"{session_median(m)}__r")
+                (
+                    pl.lit(None, dtype=pl.Float64)
+                    if m in SIGNED_ANGLE_METRICS
+                    else symmetry_index_expr(
+                        pl.col(f"{session_median(m)}__l"), pl.col(f"{session_median(m)}__r")
+                    )
                 ).alias(symmetry_index(m))
                 for m in metrics
+            ],
+            *[
+                (pl.col(f"{session_median(m)}__l") - pl.col(f"{session_median(m)}__r")).alias(
+                    lr_difference(m)
+                )
+                for m in metrics
+                if m in SIGNED_ANGLE_METRICS
             ],
         )
         self.sessions_ = (
@@ -99,7 +133,7 @@ class SessionAggregator:
                 STRIDE_COUNT_ALL,
                 *medians,
                 *[session_iqr(m) for m in metrics],
-                *[pl.col(symmetry_index(m)).cast(pl.Float64) for m in metrics],
+                *[pl.col(c).cast(pl.Float64) for c in symmetry_columns(metrics)],
             )
             .sort(*KEYS)
         )

@@ -18,7 +18,9 @@ sorted by athlete, metric, foot, date, with the columns of `TRENDS_SCHEMA`:
   athlete-foot's sessions up to and including this one (metric unit per 30 days); null while
   fewer than 2 dated sessions with a median exist, or when they all fall on the same day;
 - `symmetry_index`: the session's left/right symmetry index of the metric
-  (`<metric>_si_pct`, percent, positive = left larger), the same on both foot rows;
+  (`<metric>_si_pct`, percent, positive = left larger), the same on both foot rows; null for the
+  signed angles, whose symmetry is
+- `lr_difference_deg`: left minus right median in degrees (`<metric>_lr_diff_deg`; signed angles only);
 - `stride_count`: valid strides behind the median.
 
 Rows whose `median` is null (a foot without valid strides) are kept with null change and the
@@ -49,6 +51,7 @@ from strideflow.hardware.schema import (
     STRIDE_LENGTH_M,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
+    lr_difference,
     session_median,
     symmetry_index,
 )
@@ -61,6 +64,7 @@ CHANGE_PCT = "change_pct"
 DAYS = "days"
 SLOPE_PER_30D = "slope_per_30d"
 SYMMETRY_INDEX = "symmetry_index"
+LR_DIFFERENCE_DEG = "lr_difference_deg"
 KEY_METRICS = (
     PRONATION_EXCURSION_DEG,
     MAX_PRONATION_VELOCITY_DPS,
@@ -84,6 +88,7 @@ TRENDS_SCHEMA: dict[str, pl.DataType] = {
     DAYS: pl.Float64(),
     SLOPE_PER_30D: pl.Float64(),
     SYMMETRY_INDEX: pl.Float64(),
+    LR_DIFFERENCE_DEG: pl.Float64(),
     STRIDE_COUNT: pl.Int64(),
 }
 _GROUP = [ATHLETE_ID, METRIC, FOOT]
@@ -118,6 +123,7 @@ def _long(sessions: pl.LazyFrame, metrics: list[str]) -> pl.LazyFrame:
     parts = []
     for m in metrics:
         si = pl.col(symmetry_index(m)) if symmetry_index(m) in names else pl.lit(None)
+        diff = pl.col(lr_difference(m)) if lr_difference(m) in names else pl.lit(None)
         parts.append(
             sessions.select(
                 pl.col(ATHLETE_ID),
@@ -127,6 +133,7 @@ def _long(sessions: pl.LazyFrame, metrics: list[str]) -> pl.LazyFrame:
                 date.cast(pl.String).str.to_date("%Y-%m-%d", strict=False).alias(SESSION_DATE),
                 pl.col(session_median(m)).cast(pl.Float64).alias(MEDIAN),
                 si.cast(pl.Float64).alias(SYMMETRY_INDEX),
+                diff.cast(pl.Float64).alias(LR_DIFFERENCE_DEG),
                 count.cast(pl.Int64).alias(STRIDE_COUNT),
             )
         )

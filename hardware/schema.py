@@ -151,6 +151,16 @@ def symmetry_index(metric: str) -> str:
     return f"{metric}_si_pct"
 
 
+def lr_difference(metric: str) -> str:
+    """Column name of a signed angle's left-minus-right difference of medians (deg)."""
+    return f"{metric}_lr_diff_deg"
+
+
+# Angles that can be negative or near zero: their left/right symmetry is the difference L - R in
+# degrees, not an index (0.9 vs 2.6 deg would read -97 %, a "gross asymmetry" of 1.7 deg).
+SIGNED_ANGLE_METRICS = (FOOT_STRIKE_ANGLE_DEG, TOE_OFF_PRONATION_DEG)
+
+
 # --- signals: per-sample, foot frame, the hand-off from fusion/events to the metrics -----------
 # Not a DESIGN.md table; an internal contract between stages (and the simulator's truth).
 ROLL_DEG = "roll_deg"  # roll about the foot's x axis relative to level, deg

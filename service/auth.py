@@ -1,106 +1,28 @@
-"""Bearer API keys and what each role may see.
+"""FastAPI dependencies for bearer API keys: who a request acts as and what it may see.
 
-Roles (DESIGN.md: team admin/coach see the team, an athlete only themself):
-
-| role    | reads                         | uploads (POST /v1/recordings)          |
-| ------- | ----------------------------- | -------------------------------------- |
-| admin   | every athlete of its team     | for any registered athlete of its team |
-| coach   | every athlete of its team     | no (403)                               |
-| athlete | only its own athlete id       | only its own recordings (403 for other ids) |
-
-Anything outside a key's view answers 404, exactly as for an id that does not exist, so a key
-cannot probe which ids other teams use. For the same reason uploads and live streams take only
-athletes already registered in the key's team (`strideflow athletes add`, an athlete key, or
-loaded batch results): an unregistered id and another team's id are refused alike.
-
-A key is `sf_<key id>_<secret>` with a 256-bit random secret; the database keeps only the sha256
-of the whole key, compared in constant time.
+Keys, roles and their lookup live in `strideflow.service.keys` (so that `strideflow keys` needs no
+web framework); see its docstring for the role table.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-import uuid
-from dataclasses import dataclass
-from enum import StrEnum
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from strideflow.analytics.partitions import check_id
-from strideflow.hardware.errors import StrideflowError
-from strideflow.service.db import ApiKey, Database
-
-KEY_PREFIX = "sf_"
-
-
-class Role(StrEnum):
-    admin = "admin"
-    coach = "coach"
-    athlete = "athlete"
-
-
-class AuthError(StrideflowError):
-    """A key that cannot be created as asked (e.g. an athlete key without an athlete id)."""
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who a request acts as: the key's id, role, team and (athlete keys) athlete id."""
-
-    key_id: str
-    role: Role
-    team_id: str
-    athlete_id: str | None = None
-
-
-def _digest(raw_key: str) -> str:
-    return hashlib.sha256(raw_key.encode("utf-8")).hexdigest()
-
-
-def create_key(db: Database, team_id: str, role: Role | str, athlete_id: str | None = None) -> str:
-    """Create a key and return it (the only time it is visible); the team/athlete are created if new.
-
-    Raises AuthError for an unknown role or an athlete key without an athlete id (or a team key
-    with one), DatabaseError if the athlete belongs to another team.
-    """
-    try:
-        role = Role(role)
-    except ValueError:
-        raise AuthError(f"role={role!r} is not one of {', '.join(r.value for r in Role)}") from None
-    check_id("team_id", team_id)
-    if role is Role.athlete:
-        if not athlete_id:
-            raise AuthError("an athlete key needs athlete_id (CLI: --athlete)")
-        check_id("athlete_id", athlete_id)
-        db.ensure_athlete(team_id, athlete_id)
-    elif athlete_id is not None:
-        raise AuthError(f"a {role.value} key sees the whole team; athlete_id is only for athlete keys")
-    else:
-        db.ensure_team(team_id)
-    key_id = uuid.uuid4().hex
-    raw = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-    with db.session() as s:
-        s.add(ApiKey(id=key_id, hash=_digest(raw), role=role.value, team_id=team_id, athlete_id=athlete_id))
-    return raw
-
-
-def authenticate(db: Database, raw_key: str | None) -> Principal | None:
-    """The principal of a raw key, or None for a missing, malformed or unknown key."""
-    if not raw_key or not raw_key.startswith(KEY_PREFIX):
-        return None
-    key_id, sep, _secret = raw_key[len(KEY_PREFIX) :].partition("_")
-    if not sep or len(key_id) != 32:
-        return None
-    with db.session() as s:
-        row = s.get(ApiKey, key_id)
-        if row is None or not hmac.compare_digest(row.hash, _digest(raw_key)):
-            return None
-        return Principal(key_id=row.id, role=Role(row.role), team_id=row.team_id, athlete_id=row.athlete_id)
-
+from strideflow.service.db import Database
+from strideflow.service.keys import (  # noqa: F401  (re-exported: the routes and tests import them from here)
+    KEY_PREFIX,
+    AuthError,
+    KeyInfo,
+    Principal,
+    Role,
+    authenticate,
+    create_key,
+    list_keys,
+    revoke_key,
+)
 
 _bearer = HTTPBearer(auto_error=False, description="API key from `strideflow keys create`")
 

@@ -23,27 +23,45 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-def _register() -> None:
-    # Each command lives in its own module and registers itself on `app` when imported.
-    from strideflow.service import (  # noqa: F401
-        cmd_analyze,
-        cmd_athletes,
-        cmd_batch,
-        cmd_bench,
-        cmd_demo,
-        cmd_evaluate,
-        cmd_inspect,
-        cmd_keys,
-        cmd_report,
-        cmd_serve,
-        cmd_simulate,
-        cmd_stream,
-    )
+# Command name -> the module that defines it (each registers itself on `app` when imported).
+COMMAND_MODULES = {
+    "analyze": "cmd_analyze",
+    "athletes": "cmd_athletes",
+    "batch": "cmd_batch",
+    "bench": "cmd_bench",
+    "demo": "cmd_demo",
+    "evaluate": "cmd_evaluate",
+    "inspect": "cmd_inspect",
+    "keys": "cmd_keys",
+    "report": "cmd_report",
+    "serve": "cmd_serve",
+    "simulate": "cmd_simulate",
+    "stream": "cmd_stream",
+}
+
+
+@app.callback()
+def _root() -> None:
+    """Per-stride pronation and toe-off metrics from shoe-mounted IMUs."""
+
+
+def _register(argv: list[str] | None = None) -> None:
+    """Import the command modules: only the one named in `argv` when it names one, else all.
+
+    Importing every command pulls in the whole analysis stack (numba, scipy, Dask); a quick
+    command such as `keys create` should not pay for that.
+    """
+    import importlib
+
+    name = next((a for a in (argv or []) if not a.startswith("-")), None)
+    modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else COMMAND_MODULES.values()
+    for module in modules:
+        importlib.import_module(f"strideflow.service.{module}")
 
 
 def main() -> None:
     """Console-script entry point."""
-    _register()
+    _register(sys.argv[1:])
     try:
         app()
     except StrideflowError as exc:

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
+from strideflow.analytics.sessions import symmetry_text
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     CADENCE_SPM,
@@ -33,7 +34,6 @@ from strideflow.hardware.schema import (
     VALID,
     session_iqr,
     session_median,
-    symmetry_index,
 )
 from strideflow.ingest import FORMATS, read_recording
 from strideflow.service.cli import app
@@ -96,7 +96,7 @@ def print_summary(
         table.add_column("unit")
         table.add_column("left", justify="right")
         table.add_column("right", justify="right")
-        table.add_column("L/R SI %", justify="right")
+        table.add_column("L/R sym.", justify="right")
         counts = [
             "-" if f not in rows else f"{rows[f][STRIDE_COUNT]} of {rows[f]['stride_count_all']}"
             for f in ("left", "right")
@@ -107,13 +107,12 @@ def print_summary(
         )
         any_row = next(iter(rows.values()))
         for metric, label, unit, scale, decimals in SUMMARY_ROWS:
-            si = any_row.get(symmetry_index(metric))
             table.add_row(
                 label,
                 unit,
                 _cell(rows.get("left"), metric, scale, decimals),
                 _cell(rows.get("right"), metric, scale, decimals),
-                "-" if si is None else f"{si:+.1f}",
+                symmetry_text(any_row, metric),
             )
         console.print(table)
         mine = flags.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))

@@ -47,7 +47,7 @@ from strideflow.analytics.partitions import (
     scan_table,
 )
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
-from strideflow.analytics.sessions import STRIDE_COUNT_ALL
+from strideflow.analytics.sessions import STRIDE_COUNT_ALL, symmetry_text
 from strideflow.analytics.trends import TrendSettings, compute_trends, trends_from_sessions
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import (
@@ -71,7 +71,6 @@ from strideflow.hardware.schema import (
     TOE_OFF_PRONATION_DEG,
     session_iqr,
     session_median,
-    symmetry_index,
 )
 from strideflow.service.plots import (
     METRIC_INFO,
@@ -347,7 +346,7 @@ def _summary_table(data: ReportData) -> str:
     any_row = next(iter(rows.values()), {})
     out = [
         "<table><thead><tr><th>metric</th><th>unit</th><th class='left'>left</th>"
-        "<th class='right'>right</th><th>L/R SI %</th></tr></thead><tbody>"
+        "<th class='right'>right</th><th>L/R</th></tr></thead><tbody>"
     ]
     counts = []
     for foot in FEET:
@@ -365,15 +364,16 @@ def _summary_table(data: ReportData) -> str:
             cells.append(
                 "–" if med is None else f"{med:.{d}f}" + ("" if iqr is None else f" ± {iqr / 2:.{d}f}")
             )
-        si = any_row.get(symmetry_index(metric))
+        si = symmetry_text(any_row, metric).replace("-", "−") if any_row else "–"
         out.append(
             f"<tr data-metric='{metric}'><td>{html.escape(label)}</td><td>{html.escape(unit)}</td>"
-            f"<td>{cells[0]}</td><td>{cells[1]}</td><td>{'–' if si is None else f'{si:+.1f}'}</td></tr>"
+            f"<td>{cells[0]}</td><td>{cells[1]}</td><td>{si}</td></tr>"
         )
     out.append("</tbody></table>")
     out.append(
-        "<p class='note'>Median ± half the inter-quartile range of the valid strides; symmetry index "
-        "SI = 200 (L − R) / (|L| + |R|), positive = left larger.</p>"
+        "<p class='note'>Median ± half the inter-quartile range of the valid strides; L/R: symmetry index "
+        "SI = 200 (L − R) / (L + R) in %, or for the signed angles (foot strike, toe-off pronation) "
+        "the difference L − R in degrees; positive = left larger.</p>"
     )
     return "".join(out)
 

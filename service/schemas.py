@@ -117,7 +117,12 @@ class SessionOut(BaseModel):
     analysed: bool = Field(description="Whether result tables are stored for this session.")
     feet: list[SessionFoot] = Field(default_factory=list)
     symmetry_index_pct: dict[str, float | None] = Field(
-        default_factory=dict, description="Metric -> 200 (L - R) / (|L| + |R|), percent."
+        default_factory=dict,
+        description="Metric -> 200 (L - R) / (L + R), percent; null for the signed angles.",
+    )
+    lr_difference_deg: dict[str, float | None] = Field(
+        default_factory=dict,
+        description="Signed angle (foot strike, toe-off pronation) -> left minus right median, degrees.",
     )
 
 
@@ -137,7 +142,8 @@ class TrendPoint(BaseModel):
     `median` in the metric's unit; `baseline` the mean of the first sessions' medians;
     `change_from_baseline` = median - baseline, `change_pct` relative to |baseline|;
     `slope_per_30d` the least-squares slope over sessions so far, per 30 days;
-    `symmetry_index` the session's left/right SI of the metric, percent.
+    `symmetry_index` the session's left/right SI of the metric, percent (positive-valued metrics);
+    `lr_difference_deg` left minus right median, degrees (signed angles).
     """
 
     model_config = ConfigDict(extra="ignore")
@@ -154,4 +160,5 @@ class TrendPoint(BaseModel):
     days: float | None = Field(default=None, description="Days since the first dated session.")
     slope_per_30d: float | None = None
     symmetry_index: float | None = None
+    lr_difference_deg: float | None = None
     stride_count: int | None = None

@@ -43,13 +43,16 @@ def test_analyze_real_recording_writes_tables_and_prints_summary(real_data, tmp_
         "max pronation velocity",
         "toe-off angle",
         "toe-off pronation",
-        "L/R SI",
+        "L/R sym.",
         "left",
         "right",
     ):
         assert label in p.stdout, label
     assert "flags" in p.stdout
     assert "diagnos" not in p.stdout.replace("not a diagnosis", "")
+    # Symmetry: an index in % for positive metrics, a difference in degrees for the signed angles.
+    line = {row.split("│")[1].strip(): row for row in p.stdout.splitlines() if row.count("│") > 4}
+    assert line["cadence"].rstrip(" │").endswith("%") and line["toe-off pronation"].rstrip(" │").endswith("°")
 
 
 @pytest.mark.real_data

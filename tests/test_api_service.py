@@ -328,7 +328,7 @@ def test_keys_cli_prints_a_working_key_and_stores_only_its_hash(tmp_path):
 
     _register()
     args = ["keys", "create", "--data", str(tmp_path), "--team", "t9", "--role", "athlete", "--athlete", "X1"]
-    r = CliRunner().invoke(cli, args)
+    r = CliRunner().invoke(cli, [*args, "--init"])
     assert r.exit_code == 0, r.output
     key = r.output.strip().splitlines()[-1]
     db = Database(ServiceSettings(data_dir=tmp_path).resolved_database_url)

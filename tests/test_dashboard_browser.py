@@ -269,3 +269,37 @@ def test_report_screenshot(demo, browser, tmp_path):
         _save(page, demo, "report.png", "report.png")
     finally:
         ctx.close()
+
+
+def test_a_slow_earlier_view_never_overwrites_the_current_route(demo, browser):
+    # Open the team view with its athlete list held back, move to #/live, then let the list
+    # through: the team table must not replace the Live view (it used to, under the Live heading).
+    console: list[str] = []
+    ctx, page = _page(browser, console)
+    held = []
+
+    def hold_first(route):  # the team view's list (not the ?limit=2 probe); later ones pass
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/v1/athletes", hold_first)
+    try:
+        page.goto(demo["base"] + "/#/team")
+        page.fill("#api-key", demo["coach"])
+        page.click("#login-button")
+        page.wait_for_function("() => document.querySelector('#view h1')?.textContent === 'Team'")
+        page.wait_for_timeout(300)
+        assert held, "the team view's athlete list was not requested"
+        page.evaluate("location.hash = '#/live'")
+        page.wait_for_selector("#view[data-ready='#/live']", timeout=30_000)
+        held[0].continue_()
+        page.wait_for_timeout(1500)  # time for the stale team view to finish rendering
+        heading = page.locator("#view h1").all_inner_texts()
+        assert heading == ["Live"], heading
+        assert page.locator("#live-status").count() == 1
+        assert page.get_attribute("#view", "data-ready") == "#/live"
+    finally:
+        ctx.close()
+    assert not [c for c in console if "pageerror" in c], console

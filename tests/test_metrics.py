@@ -27,7 +27,7 @@ from strideflow.analytics.metrics import (
     strike_type_expr,
     values_at,
 )
-from strideflow.analytics.sessions import compute_sessions
+from strideflow.analytics.sessions import compute_sessions, symmetry_text
 from strideflow.analytics.signals import SignalSettings, build_signals, euler_rates_dps
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
@@ -391,6 +391,24 @@ def test_symmetry_index_is_antisymmetric_and_null_for_one_foot():
     one_sig, one_ev = synthetic(foot="left")
     single = compute_sessions(compute_strides(one_ev, one_sig))
     assert single.height == 1 and single[col][0] is None
+
+
+def test_signed_angles_report_symmetry_as_a_difference_in_degrees():
+    # Toe-off pronation medians of 0.9 and 2.6 deg read as an index -97 %, a "gross asymmetry" of
+    # 1.7 deg; signed angles therefore carry L - R in degrees and no index.
+    strides = _two_feet()
+    strides = strides.with_columns(
+        pl.when(pl.col(S.FOOT) == "left").then(0.9).otherwise(2.6).alias(S.TOE_OFF_PRONATION_DEG),
+        pl.when(pl.col(S.FOOT) == "left").then(-3.0).otherwise(5.0).alias(S.FOOT_STRIKE_ANGLE_DEG),
+    )
+    row = compute_sessions(strides).row(0, named=True)
+    assert row[S.lr_difference(S.TOE_OFF_PRONATION_DEG)] == pytest.approx(-1.7)
+    assert row[S.lr_difference(S.FOOT_STRIKE_ANGLE_DEG)] == pytest.approx(-8.0)
+    assert row[S.symmetry_index(S.TOE_OFF_PRONATION_DEG)] is None
+    assert row[S.symmetry_index(S.FOOT_STRIKE_ANGLE_DEG)] is None
+    assert S.lr_difference(S.STRIDE_TIME_S) not in row  # positive metrics keep the index only
+    assert symmetry_text(row, S.TOE_OFF_PRONATION_DEG) == "-1.7°"
+    assert symmetry_text(row, S.STRIDE_TIME_S) == "+0.0 %"
 
 
 def test_flags_raise_on_heuristics_and_need_enough_strides():

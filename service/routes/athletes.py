@@ -19,6 +19,7 @@ from strideflow.hardware.schema import (
     METRICS,
     SESSION_ID,
     STRIDE_COUNT,
+    lr_difference,
     session_iqr,
     session_median,
     symmetry_index,
@@ -114,6 +115,7 @@ def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
     """A session row with its per-foot aggregates from the sessions table (if analysed)."""
     feet: list[SessionFoot] = []
     si: dict[str, float | None] = {}
+    diff: dict[str, float | None] = {}
     analysed = False
     if results is not None and results.height:
         mine = results.filter(pl.col(SESSION_ID) == row.session_id)
@@ -133,6 +135,8 @@ def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
             for m in METRICS:
                 if symmetry_index(m) in r and si.get(m) is None:
                     si[m] = _clean(r[symmetry_index(m)])
+                if lr_difference(m) in r and diff.get(m) is None:
+                    diff[m] = _clean(r[lr_difference(m)])
     return SessionOut(
         athlete_id=row.athlete_id,
         session_id=row.session_id,
@@ -141,6 +145,7 @@ def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
         analysed=analysed,
         feet=feet,
         symmetry_index_pct=si,
+        lr_difference_deg=diff,
     )
 
 

@@ -263,7 +263,10 @@ function chartBox(node) { return el("div", { class: "chart" }, node); }
 // ---------------------------------------------------------------------------------------------
 // Views
 
-const view = () => document.getElementById("view");
+// Each navigation renders into a container of its own (routeRoot). A slower earlier view that
+// finishes after the user has moved on writes into its detached container and never reaches the page.
+let routeRoot = null;
+const view = () => routeRoot;
 
 function footMedian(session, foot, metric) {
   const f = (session.feet || []).find((x) => x.foot === foot);
@@ -758,8 +761,13 @@ async function route() {
   if (!apiKey()) { showLogin(); return; }
   document.getElementById("login").hidden = true;
   document.getElementById("nav").hidden = false;
-  const root = view();
-  root.hidden = false;
+  const page = document.getElementById("view");
+  page.hidden = false;
+  page.removeAttribute("data-ready");
+  const root = el("div", { class: "route" });
+  routeRoot = root;
+  page.replaceChildren(root);
+  const current = () => routeRoot === root;
   const hash = location.hash || "#/team";
   stopLive();
   for (const link of document.querySelectorAll("#nav a")) {
@@ -772,8 +780,9 @@ async function route() {
     if (match) await showAthlete(decodeURIComponent(match[1]));
     else if (liveMatch) showLive(liveMatch[1] ? decodeURIComponent(liveMatch[1]) : null);
     else await showTeam();
-    root.setAttribute("data-ready", hash);
+    if (current()) page.setAttribute("data-ready", hash);
   } catch (err) {
+    if (!current()) return;
     if (err instanceof ApiError && err.status === 401) {
       sessionStorage.removeItem(KEY_STORE);
       showLogin("That key was not accepted: " + err.message);
@@ -781,7 +790,7 @@ async function route() {
     }
     const text = err instanceof ApiError && err.status === 404 ? `Not found (or not visible to this key): ${err.message}` : `Error: ${err.message}`;
     root.replaceChildren(el("p", { class: "error", id: "view-error", text }));
-    root.setAttribute("data-ready", hash);
+    page.setAttribute("data-ready", hash);
   }
 }
 
@@ -805,7 +814,8 @@ document.getElementById("login-form").addEventListener("submit", async (ev) => {
 document.getElementById("logout").addEventListener("click", () => {
   stopLive();
   sessionStorage.removeItem(KEY_STORE);
-  view().replaceChildren();
+  routeRoot = null;
+  document.getElementById("view").replaceChildren();
   showLogin("Signed out.");
 });
 window.addEventListener("hashchange", route);
