@@ -39,6 +39,8 @@ BLANK_LINE = "blank_line"  # an empty line in the middle of a CSV file
 TIME_UNIT = "time_unit"  # the time column's unit differs from what its name says
 UNIT = "unit"  # a unit conversion or a stated unit that looks implausible
 KEYS_OVERRIDDEN = "keys_overridden"  # ids or foot stored in the file replaced by the caller's
+INVALID_SAMPLES = "invalid_samples"  # samples a device flagged invalid, left out as a gap
+FOOT_ASSUMED = "foot_assumed"  # a one-sensor device file that says no foot: a default foot was used
 SUMMARY = "summary"  # more warnings of one kind than ReadSettings.max_warnings_per_kind
 
 

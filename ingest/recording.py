@@ -11,7 +11,9 @@ a Parquet file's own id columns win over that default, the caller's arguments ov
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from strideflow.ingest import condition
 from strideflow.ingest.columns import suggest
 from strideflow.ingest.csvfile import RawTable, foot_from_name, read_gaitmap_csv, read_generic_csv, sniff
 from strideflow.ingest.errors import (
+    FOOT_ASSUMED,
     IGNORED_COLUMN,
     IGNORED_SENSOR,
     KEYS_OVERRIDDEN,
@@ -45,11 +48,14 @@ from strideflow.ingest.errors import (
     IngestWarning,
     WarningLog,
 )
+from strideflow.ingest.formats import REGISTRY, detect_device
 from strideflow.ingest.settings import ReadSettings
 from strideflow.ingest.store import load_parquet
 
-FORMATS = ("auto", "csv", "gaitmap", "parquet")
+FORMATS = ("auto", "csv", "gaitmap", "parquet", *REGISTRY)
+DEFAULT_FOOT = "left"  # for one-sensor device files that name no foot; a FOOT_ASSUMED warning says so
 _PARQUET_MAGIC = b"PAR1"
+_GZIP_MAGIC = b"\x1f\x8b"
 _PREVIOUS = {INTERPOLATED: "_previous_interpolated", SATURATED: "_previous_saturated"}
 
 
@@ -96,11 +102,22 @@ def default_id(path: str | Path) -> str:
 
 
 def detect_format(path: str | Path, data: bytes) -> str:
-    """csv, gaitmap or parquet from the extension, magic bytes and header rows."""
+    """parquet, a device format (`ingest.formats`), gaitmap or csv from the extension, magic bytes
+    and header rows."""
     suffix = Path(path).suffix.lower()
     if suffix in (".parquet", ".pq") or data[:4] == _PARQUET_MAGIC:
         return "parquet"
-    return sniff(data)
+    return detect_device(path, data) or sniff(data)
+
+
+def _gunzip(source: str, data: bytes) -> bytes:
+    """The contents of a gzip file (`.csv.gz`), or the bytes as they are when not gzip."""
+    if data[:2] != _GZIP_MAGIC:
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IngestError(source, f"not a readable gzip file ({exc})") from None
 
 
 def _check_choice(source: str, name: str, value: object, choices: tuple) -> None:
@@ -144,7 +161,9 @@ def read_recording(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise IngestError(source, f"cannot read the file ({exc.strerror or exc})") from None
-    fmt = detect_format(path, data) if format == "auto" else format
+    data = _gunzip(source, data)
+    name_path = Path(path).with_suffix("") if Path(path).suffix.lower() == ".gz" else Path(path)
+    fmt = detect_format(name_path, data) if format == "auto" else format
     name_foot = foot_from_name(Path(path).stem)
     if foot is not None and name_foot is not None and foot != name_foot and fmt == "csv":
         log.add(KEYS_OVERRIDDEN, f"the file name says {name_foot}; foot={foot!r} was given and is used")
@@ -158,6 +177,14 @@ def read_recording(
                 log.add(
                     KEYS_OVERRIDDEN, f"file says {value!r}, {ids[key]!r} was given and is used", column=key
                 )
+    elif fmt in REGISTRY:
+        tables = REGISTRY[fmt].read(source, data, Path(path), settings, log)
+        series = []
+        for table in tables:
+            _assign_device_feet(source, table, foot, name_foot, log)
+            series.extend(_csv_series(source, table, sampling_rate_hz, settings))
+        if not series:
+            raise IngestError(source, f"no sensor of the {foot} foot in this file")
     else:
         if fmt == "gaitmap":
             table = read_gaitmap_csv(
@@ -211,6 +238,37 @@ def _frame(
     for name in names:
         data[name] = pl.Series(name, columns[name]).cast(schema[name])
     return pl.DataFrame(data)
+
+
+def _assign_device_feet(
+    source: str, table: RawTable, foot: str | None, name_foot: str | None, log: WarningLog
+) -> None:
+    """Feet of a device file's sensors: the file's own label, else the caller's, else the file name's,
+    else DEFAULT_FOOT with a FOOT_ASSUMED warning. With `foot` given, other feet are left out."""
+    known = [s for s in table.sensors if s.foot is not None]
+    if len(table.sensors) == 1 and known and foot is not None and known[0].foot != foot:
+        log.add(KEYS_OVERRIDDEN, f"the file says {known[0].foot}; foot={foot!r} was given and is used")
+        known[0].foot = foot
+    if known:
+        if foot is not None:
+            for s in known:
+                if s.foot != foot:
+                    log.add(IGNORED_SENSOR, f"{s.foot} foot left out (foot={foot!r} was asked for)")
+            table.sensors = [s for s in known if s.foot == foot]
+        else:
+            table.sensors = known
+        return
+    if len(table.sensors) != 1:
+        raise IngestError(source, "several sensors and none says its foot: cannot tell left from right")
+    chosen = foot or name_foot
+    if chosen is None:
+        chosen = DEFAULT_FOOT
+        log.add(
+            FOOT_ASSUMED,
+            f"the file does not say which foot the sensor was on: taken as {DEFAULT_FOOT} "
+            "(pass foot='left' or 'right', CLI --foot; pronation signs depend on it)",
+        )
+    table.sensors[0].foot = chosen
 
 
 def _csv_series(

@@ -35,7 +35,7 @@ from strideflow.hardware.schema import (
     session_median,
     symmetry_index,
 )
-from strideflow.ingest import read_recording
+from strideflow.ingest import FORMATS, read_recording
 from strideflow.service.cli import app
 
 STRIDES_FILE = "strides.parquet"
@@ -55,11 +55,7 @@ SUMMARY_ROWS = (
 )
 
 
-class FileFormat(StrEnum):
-    auto = "auto"
-    csv = "csv"
-    gaitmap = "gaitmap"
-    parquet = "parquet"
+FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
 
 
 class Foot(StrEnum):
@@ -134,9 +130,16 @@ def print_summary(
 
 @app.command()
 def analyze(
-    files: list[Path] = typer.Argument(..., help="Recording files (CSV, gaitmap CSV or samples Parquet)."),
+    files: list[Path] = typer.Argument(
+        ...,
+        help="Recording files: strideflow/gaitmap CSV (.csv or .csv.gz), samples Parquet, or a device "
+        "export (LORD SensorConnect, GaitUp Physilog, Xsens DOT, APDM Opal .h5, MbientLab MetaWear, "
+        "Shimmer Consensys).",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder for strides.parquet and sessions.parquet."),
-    format: FileFormat = typer.Option(FileFormat.auto, "--format", help="File format; auto detects it."),
+    format: FileFormat = typer.Option(
+        FileFormat.auto, "--format", help="File format; auto detects it from the file's header."
+    ),
     rate: float | None = typer.Option(
         None, "--rate", help="Sampling rate in Hz, for files without a time column (gaitmap: 204.8)."
     ),

@@ -1,0 +1,104 @@
+"""Shimmer3 CSV export from Consensys (calibrated data).
+
+Layout (Shimmer "Consensys User Manual", export of calibrated data to CSV): line 1 names the
+separator for spreadsheet programs (`"sep=,"` or `"sep=\t"`, tab by default), line 2 the signal
+names prefixed with the device's name (`Shimmer_A1B2_Timestamp_Unix_CAL`,
+`Shimmer_A1B2_Accel_LN_X_CAL`, `Shimmer_A1B2_Gyro_X_CAL`, ...), line 3 their units (`ms`,
+`m/(s^2)`, `deg/s`, ...), then the data. The low-noise accelerometer (`Accel_LN`) is preferred over
+the wide-range one (`Accel_WR`); `_RAW` columns and the magnetometer (`local_flux*`, not µT) are not
+read. Units are taken from the unit row; the documented ones are ms, m/(s^2) and deg/s.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from strideflow.hardware.schema import ACC, GYR
+from strideflow.ingest.csvfile import RawTable
+from strideflow.ingest.errors import IGNORED_SENSOR, IngestError, WarningLog
+from strideflow.ingest.formats import _table
+from strideflow.ingest.formats.registry import DeviceFormat, register
+from strideflow.ingest.settings import ReadSettings
+
+_SEP = re.compile(r'^"?sep=(.)"?\s*$', re.IGNORECASE)
+_SIGNAL = re.compile(
+    r"^(?P<device>.*?)_?(?P<signal>Timestamp_Unix|Timestamp|Accel_LN|Accel_WR|Gyro)"
+    r"(?:_(?P<axis>[XYZ]))?_CAL$"
+)
+_TIME_SIGNALS = ("Timestamp_Unix", "Timestamp")  # preference order
+
+
+def _separator(head: list[str]) -> str | None:
+    match = _SEP.match(head[0].strip()) if head else None
+    return match.group(1) if match else None
+
+
+def detect(path: Path, head: bytes) -> bool:
+    lines = _table.lines(head, 3)
+    sep = _separator(lines)
+    if sep is None or len(lines) < 2:
+        return False
+    return any(_SIGNAL.match(c) for c in _table.cells(lines[1], sep))
+
+
+def read(source: str, data: bytes, path: Path, settings: ReadSettings, log: WarningLog) -> list[RawTable]:
+    head = _table.lines(data, 4)
+    sep = _separator(head)
+    if sep is None or len(head) < 4:
+        raise IngestError(source, 'not a Consensys export: line 1 should be "sep=,", then names and units')
+    labels = _table.cells(head[1], sep)
+    unit_cells = _table.cells(head[2], sep)
+    parsed = {p: m for p, label in enumerate(labels) if (m := _SIGNAL.match(label))}
+    devices = list(dict.fromkeys(m["device"] for m in parsed.values()))
+    device = devices[0] if devices else ""
+    for other in devices[1:]:
+        log.add(IGNORED_SENSOR, f"device {other!r} ignored: one sensor per file is read", row=2)
+    mine = {(m["signal"], m["axis"]): p for p, m in parsed.items() if m["device"] == device}
+    acc_signal = "Accel_LN" if all(("Accel_LN", a) in mine for a in "XYZ") else "Accel_WR"
+    positions = {
+        **{c: mine.get((acc_signal, a)) for a, c in zip("XYZ", ACC, strict=True)},
+        **{c: mine.get(("Gyro", a)) for a, c in zip("XYZ", GYR, strict=True)},
+    }
+    missing = [c for c, p in positions.items() if p is None]
+    time_signal = next((s for s in _TIME_SIGNALS if (s, None) in mine), None)
+    if missing or time_signal is None:
+        what = ", ".join(missing) + (", a Timestamp_CAL column" if time_signal is None else "")
+        raise IngestError(source, f"no {what.strip(', ')} in the name row (seen: {labels})", row=2)
+    time_pos = mine[(time_signal, None)]
+    found = {c: _table.unit_of(unit_cells[p]) if p < len(unit_cells) else None for c, p in positions.items()}
+    units = {
+        "acc": _table.group_unit(source, found, ACC, "accelerometer") or "mps2",
+        "gyr": _table.group_unit(source, found, GYR, "gyroscope") or "dps",
+    }
+    time_unit = _table.unit_of(unit_cells[time_pos]) if time_pos < len(unit_cells) else None
+    time_scale = {"s": 1.0, "ms": 1e-3, "us": 1e-6}.get(time_unit or "ms", 1e-3)
+    labels = _table.pad_labels(labels, head[3], sep)
+    wanted = {time_pos: labels[time_pos], **{p: labels[p] for p in positions.values()}}
+    values, rows = _table.read_body(source, data, 3, labels, sep, wanted, log)
+    return [
+        _table.build_table(
+            source,
+            values,
+            rows,
+            channels=positions,
+            labels={c: labels[p] for c, p in positions.items()},
+            units=units,
+            time_pos=time_pos,
+            time_label=labels[time_pos],
+            time_scale=time_scale,
+            settings=settings,
+            log=log,
+        )
+    ]
+
+
+FORMAT = register(
+    DeviceFormat(
+        name="shimmer",
+        maker="Shimmer (Shimmer3, Consensys)",
+        document="Consensys User Manual: export of calibrated data to CSV",
+        detect=detect,
+        read=read,
+    )
+)
