@@ -52,10 +52,13 @@ class ZeroVelocitySettings:
         within `fallback_separation_s` on both sides (None disables the swing-guided anchors).
     swing_max_gap_s: only consecutive mid-swings at most this far apart (one stride) enclose a
         stance that gets a swing-guided anchor. Strides without any still sample are fast (0.7 to
-        0.9 s on the real running-like strides); the live zero-velocity flags wait this long
+        1.0 s on the real running-like and curving fast strides); the live zero-velocity flags wait this long
         longer (`fusion.live.zero_velocity_margin_samples`).
     swing_max_statistic: the swing-guided anchor (minimum of the short-window statistic between
         two mid-swings) is taken only below this.
+    push_off_gyr_dps: a stance ends in a push-off, gyr_y above this: a fallback anchor with no
+        push-off between it and the next mid-swing lies in the early swing and is dropped, and a
+        swing-guided anchor is searched before the push-off (both only with `swing_gyr_dps` set).
     gravity_mps2: magnitude of gravity.
     """
 
@@ -70,8 +73,9 @@ class ZeroVelocitySettings:
     fallback_separation_s: float = 0.22
     fallback_duration_s: float = 0.015
     swing_gyr_dps: float | None = 150.0
-    swing_max_gap_s: float = 1.0
+    swing_max_gap_s: float = 1.2
     swing_max_statistic: float = 50.0
+    push_off_gyr_dps: float = 100.0
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
 
 
@@ -189,46 +193,73 @@ def _far_local_minima(stat, still, sep, threshold):  # pragma: no cover - compil
 
 
 @numba.njit(cache=True)
-def _swing_anchors(stat, gyr_y, still, sep, level, max_gap, max_stat):  # pragma: no cover - compiled
-    """Minimum of `stat` between consecutive mid-swings (gyr_y below -level, the smallest within
-    +-sep) at most max_gap apart with no still sample between them, if below max_stat."""
-    n = stat.shape[0]
-    swings = []
+def _mid_swings(gyr_y, sep, level):  # pragma: no cover - compiled
+    """Samples where gyr_y is below -level and the smallest within +-sep (the first of a plateau)."""
+    n = gyr_y.shape[0]
+    out = []
     for i in range(n):
         x = gyr_y[i]
         if not (x < -level):
             continue
         smallest = True
         for j in range(max(i - sep, 0), min(i + sep + 1, n)):
-            # the first of a plateau of equal values counts
             if gyr_y[j] < x or (gyr_y[j] == x and j < i):
                 smallest = False
                 break
         if smallest:
-            swings.append(i)
+            out.append(i)
+    res = np.empty(len(out), dtype=np.int64)
+    for k in range(len(out)):
+        res[k] = out[k]
+    return res
+
+
+@numba.njit(cache=True)
+def _pushes_off(anchors, gyr_y, swings, push, max_gap):  # pragma: no cover - compiled
+    """Per anchor: does gyr_y exceed `push` (the push-off's plantarflexion) after it, before the
+    next mid-swing (at most max_gap samples on)? An anchor in a stance does; one in the early
+    swing, where gyr_y crosses zero on its way to the mid-swing, does not."""
+    n = gyr_y.shape[0]
+    out = np.zeros(anchors.shape[0], dtype=np.bool_)
+    for k in range(anchors.shape[0]):
+        a = anchors[k]
+        nxt = np.searchsorted(swings, a, side="right")
+        stop = swings[nxt] if nxt < swings.shape[0] else n
+        stop = min(stop, a + max_gap, n)
+        for i in range(a, stop):
+            if gyr_y[i] > push:
+                out[k] = True
+                break
+    return out
+
+
+@numba.njit(cache=True)
+def _swing_anchors(stat, gyr_y, still, swings, push, max_gap, max_stat):  # pragma: no cover - compiled
+    """Minimum of `stat` between consecutive mid-swings at most max_gap apart with no still sample
+    between them, searched before the stance's push-off (the last sample with gyr_y > push),
+    if below max_stat. After the last mid-swing the data's end stands in for the next one (a
+    live window that ends in the swing after a stance)."""
+    n = stat.shape[0]
     out = []
-    for k in range(len(swings)):
+    for k in range(swings.shape[0]):
         a = swings[k]
-        # After the last mid-swing the data's end stands in for the next one (a live window that
-        # ends in the swing after a stance), once that stance has pushed off (gyr_y > level).
-        b = swings[k + 1] if k + 1 < len(swings) else n
+        b = swings[k + 1] if k + 1 < swings.shape[0] else n
         if b - a > max_gap:
+            continue
+        last_push = -1
+        for i in range(b - 1, a, -1):
+            if gyr_y[i] > push:
+                last_push = i
+                break
+        if last_push < 0:
             continue
         best = -1
         for i in range(a + 1, b):
             if still[i]:
                 best = -2
                 break
-            if best < 0 or stat[i] < stat[best]:
+            if i < last_push and (best < 0 or stat[i] < stat[best]):
                 best = i
-        if best >= 0 and b == n:
-            pushed = False
-            for i in range(best, n):
-                if gyr_y[i] > level:
-                    pushed = True
-                    break
-            if not pushed:
-                best = -1
         if best >= 0 and stat[best] < max_stat:
             out.append(best)
     res = np.empty(len(out), dtype=np.int64)
@@ -279,20 +310,22 @@ class ZeroVelocityDetector:
         if (s.fallback_threshold is not None or guided) and n > 2:
             short = _statistic_from_sums(sums, fs, replace(s, window_s=s.fallback_window_s))
         half = max(int(round(s.fallback_duration_s * fs / 2.0)), 0)
+        gyr_y = np.ascontiguousarray(gyr[:, 1])
+        sep = max(int(round(s.fallback_separation_s * fs)), 1)
+        gap = int(round(s.swing_max_gap_s * fs))
+        swings = _mid_swings(gyr_y, sep, float(s.swing_gyr_dps)) if guided else np.zeros(0, np.int64)
         if s.fallback_threshold is not None and n > 2:
-            self.fallback_anchors_ = self._fallback_anchors(short, still, fs)
-            anchors = self.fallback_anchors_
+            anchors = self._fallback_anchors(short, still, fs)
+            if guided:
+                # The early swing, where gyr_y crosses zero and the specific force is briefly
+                # near gravity, can look still: an anchor there (no push-off after it) is dropped.
+                anchors = anchors[_pushes_off(anchors, gyr_y, swings, float(s.push_off_gyr_dps), gap)]
+            self.fallback_anchors_ = anchors
             _fill(still, anchors - half, anchors + half + 1)
         if guided and n > 2:
             # After the threshold and the fallback: only stances they both missed get one.
             self.swing_anchors_ = _swing_anchors(
-                short,
-                np.ascontiguousarray(gyr[:, 1]),
-                still,
-                max(int(round(s.fallback_separation_s * fs)), 1),
-                float(s.swing_gyr_dps),
-                int(round(s.swing_max_gap_s * fs)),
-                float(s.swing_max_statistic),
+                short, gyr_y, still, swings, float(s.push_off_gyr_dps), gap, float(s.swing_max_statistic)
             )
             _fill(still, self.swing_anchors_ - half, self.swing_anchors_ + half + 1)
 

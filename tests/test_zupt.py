@@ -138,6 +138,8 @@ def test_fallback_marks_one_anchor_in_a_stance_without_a_still_period():
     swing = periods[1, 0] - periods[0, 1]
     gyr[lo - swing : lo, 1] += 80.0
     gyr[hi : hi + swing, 1] += 80.0
+    # The stance ends in a push-off (plantarflexion rate up to 230 deg/s) before the swing.
+    gyr[hi - 20 : hi, 1] += 150.0 * np.sin(np.pi * np.arange(20) / 20)
     zv = ZeroVelocityDetector().detect(acc, gyr, fs)
     mid = (lo + hi - 1) // 2
     inside = mask_to_periods(zv.zero_velocity_[lo:hi])
@@ -384,3 +386,29 @@ def test_zupt_core_keeps_the_slow_roll_at_the_edges_of_a_lenient_still_period():
     assert core[: int(0.29 * fs)].all() and not core[int(0.32 * fs) : int(0.6 * fs)].any()
     off = ZuptIntegrator(ZuptSettings(core_threshold=None)).estimate(acc, q, zv, fs, gyr_dps=gyr)
     assert (off.zero_velocity_core_ == zv).all()
+
+
+def test_a_quiet_instant_in_the_early_swing_is_not_a_stance_anchor():
+    """Real walking (LORD, trial 32): just after toe-off gyr_y crosses zero on its way to the
+    mid-swing and the specific force is briefly near gravity, so the short-window statistic dips
+    under the relaxed threshold 0.3 s after the last still period. Zero velocity imposed there cut
+    four real strides to 0.1-0.3 m. Without a push-off after it, it is not a stance."""
+    fs = 200.0
+    acc, gyr, truth = _steps(fs, 4, still_s=0.3, swing_s=0.8)
+    periods = mask_to_periods(truth)
+    lo, hi = periods[1, 1], periods[2, 0]  # the second swing
+    k = np.arange(hi - lo) / (hi - lo)
+    # push-off (plantarflexion) first, then the dorsiflexion of the swing, through zero at k = 0.4
+    gyr[lo:hi, 1] = np.where(
+        k < 0.4, 300.0 * np.sin(np.pi * k / 0.4), -400.0 * np.sin(np.pi * (k - 0.4) / 0.6)
+    )
+    gyr[lo:hi, 0] = gyr[lo:hi, 2] = 0.0
+    acc[lo:hi] = np.column_stack([15.0 * np.sin(2 * np.pi * k), 0 * k, G + 10.0 * np.sin(np.pi * k)])
+    quiet = lo + int(round(0.4 * (hi - lo)))
+    acc[quiet - 2 : quiet + 3] = [0.0, 0.0, G]  # the specific force passes through gravity there
+    gyr[quiet - 2 : quiet + 3] = 0.0
+    old = ZeroVelocityDetector(ZeroVelocitySettings(swing_gyr_dps=None)).detect(acc, gyr, fs)
+    assert old.zero_velocity_[quiet]  # the relaxed fallback alone takes it
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    assert not zv.zero_velocity_[lo:hi].any()
+    assert len(mask_to_periods(zv.zero_velocity_)) == len(mask_to_periods(old.zero_velocity_)) - 1
