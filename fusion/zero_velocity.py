@@ -56,6 +56,10 @@ class ZeroVelocitySettings:
         longer (`fusion.live.zero_velocity_margin_samples`).
     swing_max_statistic: the swing-guided anchor (minimum of the short-window statistic between
         two mid-swings) is taken only below this.
+    swing_max_rate_fraction: ... and only where the gyro norm is at most this share of the
+        slower of the two mid-swings' dorsiflexion rates: a foot on the ground barely turns (real
+        running-like stances: 0.08-0.13), while two dorsiflexion peaks of one swing (stair
+        descent, some turns: 0.22-0.36 s apart) enclose a foot still turning at 0.7-0.85 of them.
     push_off_gyr_dps: a stance ends in a push-off, gyr_y above this: a fallback anchor with no
         push-off between it and the next mid-swing lies in the early swing and is dropped, and a
         swing-guided anchor is searched before the push-off (both only with `swing_gyr_dps` set).
@@ -76,6 +80,7 @@ class ZeroVelocitySettings:
     swing_max_gap_s: float = 1.2
     swing_max_statistic: float = 50.0
     push_off_gyr_dps: float = 100.0
+    swing_max_rate_fraction: float = 0.3
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
 
 
@@ -218,15 +223,16 @@ def _mid_swings(gyr_y, sep, level):  # pragma: no cover - compiled
 def _pushes_off(anchors, gyr_y, swings, push, max_gap):  # pragma: no cover - compiled
     """Per anchor: does gyr_y exceed `push` (the push-off's plantarflexion) after it, before the
     next mid-swing (at most max_gap samples on)? An anchor in a stance does; one in the early
-    swing, where gyr_y crosses zero on its way to the mid-swing, does not."""
-    n = gyr_y.shape[0]
+    swing, where gyr_y crosses zero on its way to the mid-swing, does not. Without a mid-swing
+    within max_gap (the data's last stance) nothing says otherwise: kept."""
     out = np.zeros(anchors.shape[0], dtype=np.bool_)
     for k in range(anchors.shape[0]):
         a = anchors[k]
         nxt = np.searchsorted(swings, a, side="right")
-        stop = swings[nxt] if nxt < swings.shape[0] else n
-        stop = min(stop, a + max_gap, n)
-        for i in range(a, stop):
+        if nxt >= swings.shape[0] or swings[nxt] - a > max_gap:
+            out[k] = True
+            continue
+        for i in range(a, swings[nxt]):
             if gyr_y[i] > push:
                 out[k] = True
                 break
@@ -234,11 +240,14 @@ def _pushes_off(anchors, gyr_y, swings, push, max_gap):  # pragma: no cover - co
 
 
 @numba.njit(cache=True)
-def _swing_anchors(stat, gyr_y, still, swings, push, max_gap, max_stat):  # pragma: no cover - compiled
+def _swing_anchors(
+    stat, gyr_y, gyr_norm, still, swings, push, max_gap, max_stat, max_rate_fraction
+):  # pragma: no cover - compiled
     """Minimum of `stat` between consecutive mid-swings at most max_gap apart with no still sample
     between them, searched before the stance's push-off (the last sample with gyr_y > push),
-    if below max_stat. After the last mid-swing the data's end stands in for the next one (a
-    live window that ends in the swing after a stance)."""
+    if below max_stat and turning at most max_rate_fraction of the slower mid-swing's rate. After
+    the last mid-swing the data's end stands in for the next one (a live window that ends in the
+    swing after a stance)."""
     n = stat.shape[0]
     out = []
     for k in range(swings.shape[0]):
@@ -260,7 +269,8 @@ def _swing_anchors(stat, gyr_y, still, swings, push, max_gap, max_stat):  # prag
                 break
             if i < last_push and (best < 0 or stat[i] < stat[best]):
                 best = i
-        if best >= 0 and stat[best] < max_stat:
+        swing_rate = -gyr_y[a] if b == n else min(-gyr_y[a], -gyr_y[b])
+        if best >= 0 and stat[best] < max_stat and gyr_norm[best] <= max_rate_fraction * swing_rate:
             out.append(best)
     res = np.empty(len(out), dtype=np.int64)
     for k in range(len(out)):
@@ -325,7 +335,15 @@ class ZeroVelocityDetector:
         if guided and n > 2:
             # After the threshold and the fallback: only stances they both missed get one.
             self.swing_anchors_ = _swing_anchors(
-                short, gyr_y, still, swings, float(s.push_off_gyr_dps), gap, float(s.swing_max_statistic)
+                short,
+                gyr_y,
+                np.sqrt(np.einsum("ij,ij->i", gyr, gyr)),
+                still,
+                swings,
+                float(s.push_off_gyr_dps),
+                gap,
+                float(s.swing_max_statistic),
+                float(s.swing_max_rate_fraction),
             )
             _fill(still, self.swing_anchors_ - half, self.swing_anchors_ + half + 1)
 

@@ -96,3 +96,22 @@ def test_initial_contact_against_motion_capture(real_data):
     # One sample is 9.8 ms: the errors are whole samples (0, +-1, a few -2 and -3).
     assert np.median(np.abs(e)) <= 10.0
     assert abs(e.mean()) <= 6.0
+
+
+@pytest.mark.parametrize(
+    "name, rate_hz",
+    [
+        ("imu_sample.csv", 204.8),
+        ("imu_sample_ms_left.csv", 102.4),
+        ("imu_sample_ms_right.csv", 102.4),
+        ("imu_sample_healthy_stair_up.csv", 204.8),
+        ("imu_sample_healthy_stair_down.csv", 204.8),
+        ("imu_sample_ic_stride.csv", 102.4),
+    ],
+)
+def test_no_stride_is_split_on_walking_stairs_or_pathological_gait(real_data, name, rate_hz):
+    # Two dorsiflexion peaks of one swing (stair descent) must not enclose a "stance": the
+    # swing-guided anchors once split 5 of 19 strides per foot there into 0.2 s pieces.
+    strides = analyze_recording(read_recording(real_data / name, sampling_rate_hz=rate_hz)).strides
+    assert not strides[REASON].is_in([REASON_TOO_SHORT]).any()
+    assert (strides.filter(pl.col(VALID))["stride_time_s"] >= 0.6).all()

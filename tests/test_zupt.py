@@ -153,10 +153,11 @@ def test_swing_guided_anchor_in_a_running_stance_that_no_threshold_catches():
     acc, gyr, truth = _steps(fs, 4, still_s=0.25, swing_s=0.5)
     periods = mask_to_periods(truth)
     lo, hi = periods[2]
-    # A running stance: the foot rolls at >= 120 deg/s and its sensor accelerates at 3 m/s²
-    # throughout, far above the relaxed fallback threshold (statistic ~ 9 + 9 at its quietest).
+    # A running stance: the foot rolls at >= 90 deg/s (a fifth of the 400 deg/s mid-swings) and
+    # its sensor accelerates at 3 m/s² throughout, above the relaxed fallback threshold (statistic
+    # ~ 5 at its quietest); it ends in a push-off (up to 290 deg/s).
     roll = np.abs(np.linspace(-1, 1, hi - lo))
-    gyr[lo:hi, 1] = 120.0 + 200.0 * roll
+    gyr[lo:hi, 1] = 90.0 + 200.0 * roll
     acc[lo:hi, 0] = 3.0 + 4.0 * roll
     # The neighbouring swings run on into the stance (continuous at its edges) instead of
     # stopping still at them.
@@ -179,6 +180,9 @@ def test_swing_guided_anchor_in_a_running_stance_that_no_threshold_catches():
     assert (zv.zero_velocity_[outside] == quiet.zero_velocity_[outside]).all()
     far = ZeroVelocitySettings(swing_max_gap_s=0.5)
     assert len(ZeroVelocityDetector(far).detect(acc, gyr, fs).swing_anchors_) == 0
+    # A foot turning at more than 0.3 of the swing's rate there is not on the ground.
+    turning = ZeroVelocitySettings(swing_max_rate_fraction=0.2)
+    assert len(ZeroVelocityDetector(turning).detect(acc, gyr, fs).swing_anchors_) == 0
 
 
 def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_stances():
