@@ -65,7 +65,7 @@ import polars as pl
 
 from strideflow.analytics import partitions
 from strideflow.analytics.curves import session_curves
-from strideflow.analytics.discovery import FORMAT, PATH, SAMPLING_RATE_HZ, find_recordings
+from strideflow.analytics.discovery import COLUMNS, FORMAT, PATH, SAMPLING_RATE_HZ, UNITS, find_recordings
 from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.errors import StrideflowError
@@ -195,6 +195,8 @@ class FileJob:
     foot: str | None
     format: str
     sampling_rate_hz: float | None
+    columns: str | None = None  # column mapping text (ingest.mapping), from the manifest
+    units: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,8 @@ def content_sha256(job: SessionJob) -> str:
     for f in sorted(job.files, key=lambda f: (f.foot or "", f.path)):
         with open(f.path, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
-        outer.update(f"{f.foot}|{f.format}|{f.sampling_rate_hz}|{digest}\n".encode())
+        mapping = "" if f.columns is None and f.units is None else f"|{f.columns}|{f.units}"
+        outer.update(f"{f.foot}|{f.format}|{f.sampling_rate_hz}{mapping}|{digest}\n".encode())
     return outer.hexdigest()
 
 
@@ -381,6 +384,8 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
                 foot=f.foot,
                 athlete_id=job.athlete_id,
                 session_id=job.session_id,
+                columns=f.columns,
+                units=f.units,
             )
         except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the rest go on
             failed.append({"path": f.path, "error_type": type(exc).__name__, "error": _error(exc)[1]})
@@ -621,6 +626,8 @@ def session_jobs(recordings: pl.DataFrame, out_dir: str | Path, settings: BatchS
                 sampling_rate_hz=r[SAMPLING_RATE_HZ]
                 if r[SAMPLING_RATE_HZ] is not None
                 else settings.sampling_rate_hz,
+                columns=r.get(COLUMNS),
+                units=r.get(UNITS),
             )
             for r in part.iter_rows(named=True)
         )

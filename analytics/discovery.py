@@ -8,6 +8,8 @@ and foot, with the columns of `RECORDINGS_SCHEMA`:
 - `foot`: "left" or "right", or null when the file holds both feet;
 - `format`: an ingest format (`ingest.FORMATS`), "auto" unless the manifest names one;
 - `sampling_rate_hz`: nullable float, Hz (needed only for files without a time column);
+- `columns`, `units`: nullable str, a column mapping (`acc_x=COL,...`) and units (`acc=g,gyr=rad/s`)
+  for files no reader understands (`ingest.mapping`);
 - `session_date`: nullable ISO date (yyyy-mm-dd) of the session.
 
 Two sources, tried in this order:
@@ -15,8 +17,8 @@ Two sources, tried in this order:
 1. **Manifest.** `DATASET_DIR/manifest.csv` (DESIGN.md; what `strideflow simulate` writes) with
    the columns `path` (relative to the dataset directory, or absolute), `athlete_id`,
    `session_id`, and optionally `foot` (left/right, empty = both feet), `sampling_rate_hz`,
-   `session_date` (yyyy-mm-dd) and `format`. Other columns are ignored. Every row must name an
-   existing file; errors name the manifest's line (the header is line 1).
+   `session_date` (yyyy-mm-dd), `format`, `columns` and `units`. Other columns are ignored. Every
+   row must name an existing file; errors name the manifest's line (the header is line 1).
 2. **Folder layout** `DATASET_DIR/ATHLETE/SESSION/FOOT.<ext>`, used when there is no manifest.
    `<ext>` is one that ingest reads (.parquet, .pq, .csv, .txt). `FOOT` is `left` or `right`
    (any case), or `both` for a file that holds both feet. The session date is the session
@@ -43,12 +45,15 @@ from strideflow.analytics.partitions import PartitionError, check_id
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import ATHLETE_ID, FEET, FOOT, SESSION_DATE, SESSION_ID
 from strideflow.ingest import FORMATS
+from strideflow.ingest.mapping import MappingError, parse_columns, parse_units
 
 MANIFEST = "manifest.csv"
 PATH = "path"
 FORMAT = "format"
 SAMPLING_RATE_HZ = "sampling_rate_hz"
-READABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".txt")
+COLUMNS = "columns"
+UNITS = "units"
+READABLE_SUFFIXES = (".parquet", ".pq", ".csv", ".txt", ".h5", ".gz")
 BOTH_FEET_STEM = "both"
 RECORDINGS_SCHEMA: dict[str, pl.DataType] = {
     PATH: pl.String(),
@@ -58,6 +63,8 @@ RECORDINGS_SCHEMA: dict[str, pl.DataType] = {
     FORMAT: pl.String(),
     SAMPLING_RATE_HZ: pl.Float64(),
     SESSION_DATE: pl.String(),
+    COLUMNS: pl.String(),
+    UNITS: pl.String(),
 }
 _REQUIRED = (PATH, ATHLETE_ID, SESSION_ID)
 _DATE_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})(?:$|[^0-9])")
@@ -125,6 +132,12 @@ def _from_manifest(root: Path, manifest: Path) -> list[dict]:
                     f"{where}: {SAMPLING_RATE_HZ} {rec[SAMPLING_RATE_HZ]!r} is not a positive number"
                 )
         date = None if _blank(rec.get(SESSION_DATE)) else _iso_date(rec[SESSION_DATE].strip(), where)
+        mapping = {k: None if _blank(rec.get(k)) else rec[k].strip() for k in (COLUMNS, UNITS)}
+        try:
+            parse_columns(mapping[COLUMNS])
+            parse_units(mapping[UNITS])
+        except MappingError as exc:
+            raise DiscoveryError(f"{where}: {exc}") from None
         rows.append(
             {
                 PATH: str(path.resolve()),
@@ -134,6 +147,7 @@ def _from_manifest(root: Path, manifest: Path) -> list[dict]:
                 FORMAT: fmt,
                 SAMPLING_RATE_HZ: rate,
                 SESSION_DATE: date,
+                **mapping,
                 "_where": where,
             }
         )
@@ -152,7 +166,7 @@ def _from_layout(root: Path) -> list[dict]:
                 if path.suffix.lower() not in READABLE_SUFFIXES:
                     continue
                 where = str(path)
-                stem = path.stem.lower()
+                stem = (Path(path.stem) if path.suffix.lower() == ".gz" else path).stem.lower()
                 if stem not in (*FEET, BOTH_FEET_STEM):
                     raise DiscoveryError(
                         f"{where}: cannot tell the foot from the file name: name it left, right or "
@@ -169,6 +183,8 @@ def _from_layout(root: Path) -> list[dict]:
                         FORMAT: "auto",
                         SAMPLING_RATE_HZ: None,
                         SESSION_DATE: None if match is None else _iso_date(match.group(1), where),
+                        COLUMNS: None,
+                        UNITS: None,
                         "_where": where,
                     }
                 )

@@ -223,6 +223,59 @@ def convert_units(
         for c in GYR:
             series.channels[c] = series.channels[c] * gyr_scale
         log.add(UNIT, f"angular rate converted from {gyr_stated} to deg/s", column=gyr_label)
+    plausibility(series, norm, acc_stated, gyr_stated, settings, log)
+
+
+def _rolling_std(x: np.ndarray, window: int) -> np.ndarray:
+    """Standard deviation over each run of `window` consecutive samples (length n - window + 1)."""
+    c1 = np.concatenate(([0.0], np.cumsum(x)))
+    c2 = np.concatenate(([0.0], np.cumsum(x * x)))
+    mean = (c1[window:] - c1[:-window]) / window
+    var = (c2[window:] - c2[:-window]) / window - mean * mean
+    return np.sqrt(np.clip(var, 0.0, None))
+
+
+def plausibility(
+    series: FootSeries,
+    acc_norm_mps2: np.ndarray,
+    acc_unit: str | None,
+    gyr_unit: str | None,
+    settings: ReadSettings,
+    log: WarningLog,
+) -> None:
+    """Warn, naming the column, when the converted data suggest the stated or assumed unit is wrong.
+
+    Gravity: over still stretches (|acc| varying by less than `rest_acc_std_mps2` for
+    `rest_window_s`), |acc| must be 1 g within `rest_gravity_rel_tol`. Gyro: no common shoe IMU
+    measures beyond `max_common_gyr_dps`; more after conversion means deg/s data stated as rad/s.
+    """
+    n = acc_norm_mps2.size
+    steps = np.diff(series.t)
+    if n >= 3 and steps.size and np.median(steps) > 0:
+        window = max(3, int(round(settings.rest_window_s / float(np.median(steps)))))
+        if n > window:
+            still = _rolling_std(acc_norm_mps2, window) < settings.rest_acc_std_mps2
+            if np.count_nonzero(still) >= 1:
+                starts = np.flatnonzero(still)
+                rest = float(np.median(acc_norm_mps2[starts + window // 2]))
+                if abs(rest / STANDARD_GRAVITY_MPS2 - 1.0) > settings.rest_gravity_rel_tol:
+                    how = f"stated as {acc_unit}" if acc_unit else "assumed m/s² (none stated)"
+                    log.add(
+                        UNIT,
+                        f"at rest |acc| is {rest:.4g} m/s², not 9.81: the acceleration unit ({how}) is "
+                        "probably wrong or the sensor uncalibrated (--units acc=g|m/s^2)",
+                        column=series.labels[ACC[0]],
+                    )
+    gyr_max = max(_abs_max(series.channels[c]) for c in GYR) if n else 0.0
+    if gyr_max > settings.max_common_gyr_dps:
+        how = f"stated as {gyr_unit}" if gyr_unit else "assumed deg/s (none stated)"
+        log.add(
+            UNIT,
+            f"|gyr| reaches {gyr_max:.4g} deg/s, beyond the range of common shoe IMUs "
+            f"({settings.max_common_gyr_dps:g}): the angular-rate unit ({how}) is probably wrong "
+            "(--units gyr=deg/s|rad/s)",
+            column=series.labels[GYR[0]],
+        )
 
 
 def saturation_flags(

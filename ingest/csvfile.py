@@ -26,6 +26,7 @@ from strideflow.ingest.errors import (
     IngestError,
     WarningLog,
 )
+from strideflow.ingest.mapping import TIME_KEY, nearest_columns
 from strideflow.ingest.settings import ReadSettings
 
 REQUIRED = (*ACC, *GYR)
@@ -336,17 +337,30 @@ def _group_units(source: str, names: dict[str, ColumnName]) -> dict[str, str | N
 
 
 def _assign_axes(
-    source: str, labels: list[tuple[int, str]], column_prefix: str, log: WarningLog, row: int
+    source: str,
+    labels: list[tuple[int, str]],
+    column_prefix: str,
+    log: WarningLog,
+    row: int,
+    preset: dict[str, tuple[int, str]] | None = None,
 ) -> tuple[dict[str, int], dict[str, ColumnName], list[tuple[int, str]]]:
-    """Map header cells to canonical axes; returns positions, parsed names and unrecognised cells."""
-    positions: dict[str, int] = {}
-    names: dict[str, ColumnName] = {}
+    """Map header cells to canonical axes; returns positions, parsed names and unrecognised cells.
+
+    preset: canonical -> (position, label) chosen by the caller's column mapping; they win over names.
+    """
+    positions: dict[str, int] = {c: pos for c, (pos, _) in (preset or {}).items()}
+    names: dict[str, ColumnName] = {c: parse_name(label) for c, (_, label) in (preset or {}).items()}
     unknown: list[tuple[int, str]] = []
     for pos, label in labels:
         name = parse_name(label)
         canonical = AXIS_KEYS.get(name.key)
         if canonical is None:
             unknown.append((pos, label))
+            continue
+        if preset and canonical in preset:
+            log.add(
+                IGNORED_COLUMN, f"{canonical} is mapped to {preset[canonical][1]!r}; ignored", column=label
+            )
             continue
         if canonical in positions:
             first = names[canonical].label
@@ -360,10 +374,22 @@ def _assign_axes(
         names[canonical] = name
     missing = [c for c in REQUIRED if c not in positions]
     if missing:
-        hint = suggest(missing[0], [label for _, label in unknown])
+        seen = [label for _, label in unknown]
+        hint = suggest(missing[0], seen)
         more = f" (also missing: {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        near = {c: nearest_columns(c, seen) for c in missing}
+        near_text = "; ".join(f"{c}: {', '.join(repr(n[:40]) for n in v)}" for c, v in near.items() if v)
+        shown = ", ".join(repr(x[:40]) for x in seen[:30]) + (
+            f" and {len(seen) - 30} more" if len(seen) > 30 else ""
+        )
         raise IngestError(
-            source, f"no column for {missing[0]}{hint}{more}", row=row, column=column_prefix + missing[0]
+            source,
+            f"no column for {missing[0]}{hint}{more}. "
+            f"Columns seen: {shown or 'none'}"
+            + (f". Nearest matches: {near_text}" if near_text else "")
+            + ". Name them with --columns acc_x=COL,... (upload and manifest field: columns)",
+            row=row,
+            column=column_prefix + missing[0],
         )
     present_mag = [c for c in MAG if c in positions]
     if 0 < len(present_mag) < 3:
@@ -377,23 +403,64 @@ def _assign_axes(
     return positions, names, unknown
 
 
+def _mapped_positions(
+    source: str, labels: list[str], columns: dict[str, str], row: int
+) -> dict[str, tuple[int, str]]:
+    """canonical -> (position, label) of a user's column mapping; exact names first, then ignoring case."""
+    exact = {label: pos for pos, label in enumerate(labels)}
+    folded = {label.strip().lower(): pos for pos, label in enumerate(labels)}
+    out = {}
+    for canonical, column in columns.items():
+        pos = exact.get(column, folded.get(column.strip().lower()))
+        if pos is None:
+            near = nearest_columns(column, labels)
+            raise IngestError(
+                source,
+                f"--columns {canonical}={column!r}: no such column. Columns seen: "
+                + ", ".join(repr(x) for x in labels)
+                + (f". Nearest matches: {', '.join(repr(n) for n in near)}" if near else ""),
+                row=row,
+            )
+        out[canonical] = (pos, labels[pos])
+    return out
+
+
 def read_generic_csv(
-    source: str, data: bytes, *, foot: str | None, settings: ReadSettings, log: WarningLog
+    source: str,
+    data: bytes,
+    *,
+    foot: str | None,
+    settings: ReadSettings,
+    log: WarningLog,
+    columns: dict[str, str] | None = None,
 ) -> RawTable:
-    """One header row naming the axes; an optional time column; one foot."""
+    """One header row naming the axes; an optional time column; one foot.
+
+    columns: the user's mapping (canonical channel or `t` -> column label); mapped columns are used
+    whatever their names, the rest are found by name.
+    """
     headers, body = _open(source, data, 1)
     header_row = body.first_line - 1
     labels = body.labels
+    preset = _mapped_positions(source, labels, columns, header_row) if columns else {}
     time_pos: int | None = None
     time_scale_by_name = 1.0
+    if TIME_KEY in preset:
+        time_pos = preset.pop(TIME_KEY)[0]
+        time_scale_by_name = time_scale(parse_name(labels[time_pos])) or 1.0
+    taken = {pos for pos, _ in preset.values()} | ({time_pos} if time_pos is not None else set())
     candidates: list[tuple[int, str]] = []
     for pos, label in enumerate(labels):
+        if pos in taken:
+            continue
         name = parse_name(label)
         if name.key in INDEX_KEYS:
             continue  # a row number or a logger's sample counter: neither data nor time
         scale = time_scale(name)
         if scale is not None:
-            if time_pos is None:
+            if TIME_KEY in (columns or {}):
+                log.add(IGNORED_COLUMN, f"time is mapped to {labels[time_pos]!r}; ignored", column=label)
+            elif time_pos is None:
                 time_pos, time_scale_by_name = pos, scale
             else:
                 log.add(
@@ -401,7 +468,7 @@ def read_generic_csv(
                 )
             continue
         candidates.append((pos, label))
-    positions, names, unknown = _assign_axes(source, candidates, "", log, header_row)
+    positions, names, unknown = _assign_axes(source, candidates, "", log, header_row, preset)
     for _, label in unknown:
         log.add(IGNORED_COLUMN, "not an axis, time or index column; ignored", row=header_row, column=label)
     wanted = {pos: labels[pos] for pos in positions.values()}

@@ -49,6 +49,7 @@ from strideflow.ingest.errors import (
     WarningLog,
 )
 from strideflow.ingest.formats import REGISTRY, detect_device
+from strideflow.ingest.mapping import MappingError, parse_columns, parse_units
 from strideflow.ingest.settings import ReadSettings
 from strideflow.ingest.store import load_parquet
 
@@ -110,6 +111,18 @@ def detect_format(path: str | Path, data: bytes) -> str:
     return detect_device(path, data) or sniff(data)
 
 
+def _utf16_to_utf8(source: str, data: bytes) -> bytes:
+    """A UTF-16 text export (byte-order mark first, as spreadsheet "Unicode text" writes) as UTF-8."""
+    if data[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        return data
+    try:
+        return data.decode("utf-16").encode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise IngestError(
+            source, f"starts as UTF-16 text but is not ({exc.reason} at byte {exc.start})"
+        ) from None
+
+
 def _gunzip(source: str, data: bytes) -> bytes:
     """The contents of a gzip file (`.csv.gz`), or the bytes as they are when not gzip."""
     if data[:2] != _GZIP_MAGIC:
@@ -138,6 +151,8 @@ def read_recording(
     acc_unit: str | None = None,
     profile: DeviceProfile | None = None,
     settings: ReadSettings = ReadSettings(),
+    columns: dict[str, str] | str | None = None,
+    units: dict[str, str] | str | None = None,
 ) -> Recording:
     """Read, validate and repair one recording; raises IngestError naming file, row, column and problem.
 
@@ -150,8 +165,21 @@ def read_recording(
     acc_unit: None expects m/s² and rejects g-looking data; "mps2" or "g" states it.
     profile: device whose range defines saturation; without one, flat runs at a plausible full
     scale are flagged.
+    columns: a column mapping for a one-header CSV no reader understands, `{"acc_x": "COL", ...}` or
+    the text `acc_x=COL,...` (`ingest.mapping`); it makes `auto` read the file as `csv`.
+    units: `{"acc": "g", "gyr": "rad/s"}` or the text `acc=g,gyr=rad/s`; the same as acc_unit/gyr_unit.
     """
     source = str(path)
+    try:
+        columns = parse_columns(columns) if isinstance(columns, str) else (columns or None)
+        stated = parse_units(units) if isinstance(units, str) else dict(units or {})
+    except MappingError as exc:
+        raise IngestError(source, str(exc)) from None
+    for group, given in (("acc", acc_unit), ("gyr", gyr_unit)):
+        if group in stated and given is not None and stated[group] != given:
+            raise IngestError(source, f"{group} unit given twice: {given!r} and {stated[group]!r}")
+    acc_unit = acc_unit or stated.get("acc")
+    gyr_unit = gyr_unit or stated.get("gyr")
     _check_choice(source, "format", format, FORMATS)
     _check_choice(source, "foot", foot, (None, *FEET))
     _check_choice(source, "gyr_unit", gyr_unit, tuple(condition.GYR_UNITS))
@@ -161,9 +189,21 @@ def read_recording(
         data = Path(path).read_bytes()
     except OSError as exc:
         raise IngestError(source, f"cannot read the file ({exc.strerror or exc})") from None
-    data = _gunzip(source, data)
+    data = _utf16_to_utf8(source, _gunzip(source, data))
     name_path = Path(path).with_suffix("") if Path(path).suffix.lower() == ".gz" else Path(path)
     fmt = detect_format(name_path, data) if format == "auto" else format
+    if format == "auto" and fmt in ("csv", "gaitmap") and b"\x00" in data[:65536]:
+        raise IngestError(
+            source,
+            f"a binary file, not text: not CSV, nor a known binary format (Parquet, APDM HDF5); "
+            f"first bytes {data[:8]!r}",
+        )
+    if columns:
+        if format not in ("auto", "csv") or fmt == "parquet":
+            raise IngestError(
+                source, f"a column mapping is for one-header CSV files; this is read as {fmt!r}"
+            )
+        fmt = "csv"
     name_foot = foot_from_name(Path(path).stem)
     if foot is not None and name_foot is not None and foot != name_foot and fmt == "csv":
         log.add(KEYS_OVERRIDDEN, f"the file name says {name_foot}; foot={foot!r} was given and is used")
@@ -191,7 +231,9 @@ def read_recording(
                 source, data, foot=foot, settings=settings, log=log, fallback_foot=foot or name_foot
             )
         else:
-            table = read_generic_csv(source, data, foot=foot or name_foot, settings=settings, log=log)
+            table = read_generic_csv(
+                source, data, foot=foot or name_foot, settings=settings, log=log, columns=columns
+            )
         series = _csv_series(source, table, sampling_rate_hz, settings)
     for key in ids:
         if ids[key] is None:

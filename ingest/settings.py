@@ -75,4 +75,11 @@ class ReadSettings:
     min_full_scale_acc_g: float = 2.0
     saturation_rel_tol: float = 1e-3  # relative to the range: this close to it counts as at the range
     flat_rel_tol: float = 1e-6  # relative: neighbours this close are "the same value" (a clipped ADC code)
+    # Unit plausibility warnings: still stretches (|acc| std below `rest_acc_std_mps2` over
+    # `rest_window_s`) must read 1 g within `rest_gravity_rel_tol`; |gyr| beyond
+    # `max_common_gyr_dps` (common shoe IMUs end at 2000 deg/s) means a wrong unit.
+    rest_window_s: float = 0.25
+    rest_acc_std_mps2: float = 0.05
+    rest_gravity_rel_tol: float = 0.1
+    max_common_gyr_dps: float = 4000.0
     max_warnings_per_kind: int = 50  # further warnings of a kind are summarised in one

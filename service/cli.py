@@ -31,6 +31,7 @@ def _register() -> None:
         cmd_batch,
         cmd_bench,
         cmd_demo,
+        cmd_evaluate,
         cmd_inspect,
         cmd_keys,
         cmd_report,

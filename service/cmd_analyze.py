@@ -148,6 +148,17 @@ def analyze(
     ),
     athlete: str | None = typer.Option(None, "--athlete", help="Athlete id (default: from the file name)."),
     session: str | None = typer.Option(None, "--session", help="Session id (default: from the file name)."),
+    columns: str | None = typer.Option(
+        None,
+        "--columns",
+        help="Column mapping for a CSV no reader understands: acc_x=COL,acc_y=COL,...,gyr_z=COL[,t=COL] "
+        "(quote names holding commas).",
+    ),
+    units: str | None = typer.Option(
+        None,
+        "--units",
+        help="Units of the file's channels: acc=g|m/s^2, gyr=deg/s|rad/s, e.g. acc=g,gyr=rad/s.",
+    ),
     align: bool = typer.Option(
         True,
         "--align/--no-align",
@@ -169,6 +180,8 @@ def analyze(
                 foot=None if foot is None else foot.value,
                 athlete_id=athlete,
                 session_id=session,
+                columns=columns,
+                units=units,
             )
             result = analyze_recording(recording, settings)
             for w in result.warnings:

@@ -24,9 +24,11 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -133,6 +135,8 @@ class RecordingRow(Base):
     feet: Mapped[str] = mapped_column(String(16))  # feet found in the file, comma separated
     format: Mapped[str] = mapped_column(String(16))
     sampling_rate_hz: Mapped[float | None] = mapped_column(Float, nullable=True)  # as requested
+    # column mapping and units as given (ingest.mapping text), JSON {"columns": ..., "units": ...}
+    read_options: Mapped[str | None] = mapped_column(Text, nullable=True)
     dedup_key: Mapped[str] = mapped_column(String(400), unique=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
@@ -178,8 +182,19 @@ class Database:
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        """Create missing tables."""
+        """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
         Base.metadata.create_all(self.engine)
+        added = {"recordings": ("read_options", "TEXT")}
+        for table, (column, sql_type) in added.items():
+            try:
+                with self.engine.begin() as conn:
+                    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+            except DBAPIError:
+                # another process added it at the same moment: fine if it is there now
+                with self.engine.connect() as conn:
+                    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+                        raise
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -21,6 +21,7 @@ job twice, or after a crash half-way, gives the same rows, never duplicates.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import multiprocessing
 import signal
@@ -111,6 +112,8 @@ def _analyse_session(
                 foot=spec["foot"],
                 athlete_id=athlete_id,
                 session_id=session_id,
+                columns=spec.get("columns"),
+                units=spec.get("units"),
             )
             feet = [f for f in rec.feet() if f not in covered]
             if not feet:
@@ -290,6 +293,7 @@ class JobRunner:
                         "foot": r.foot,
                         "format": r.format,
                         "sampling_rate_hz": r.sampling_rate_hz,
+                        **(json.loads(r.read_options) if r.read_options else {}),
                     }
                     for r in rows
                 ]

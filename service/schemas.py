@@ -10,6 +10,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from strideflow.hardware.schema import FEET, STRIDES_SCHEMA
+from strideflow.ingest import FORMATS
 
 T = TypeVar("T")
 
@@ -19,11 +20,8 @@ class Foot(StrEnum):
     right = FEET[1]
 
 
-class FileFormat(StrEnum):
-    auto = "auto"
-    csv = "csv"
-    gaitmap = "gaitmap"
-    parquet = "parquet"
+# Every ingest format, device exports included (`ingest.formats`).
+FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
 
 
 class JobState(StrEnum):

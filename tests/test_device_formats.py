@@ -256,9 +256,11 @@ def shimmer_file(tmp_path: Path, sep: str = "\t") -> Path:
     return path
 
 
-@pytest.mark.parametrize("sep", ["\t", ","])
-def test_shimmer_units_low_noise_accel_and_trailing_separator(tmp_path, sep):
+@pytest.mark.parametrize(("sep", "sep_line"), [("\t", True), (",", True), (",", False)])
+def test_shimmer_units_low_noise_accel_and_trailing_separator(tmp_path, sep, sep_line):
     path = shimmer_file(tmp_path, sep)
+    if not sep_line:
+        path.write_text(path.read_text().split("\n", 1)[1])
     assert detect_format(path, path.read_bytes()) == "shimmer"
     rec = read_recording(path, foot="right")
     assert rec.sampling_rate_hz == 102.4
@@ -357,3 +359,15 @@ def test_apdm_single_sensor_and_broken_file(tmp_path):
     broken.write_bytes(path.read_bytes()[:4000])
     with pytest.raises(IngestError, match="HDF5"):
         read_recording(broken)
+
+
+def test_binary_junk_and_utf16_text(tmp_path):
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 20)
+    with pytest.raises(IngestError, match="a binary file, not text"):
+        read_recording(junk)
+    path = physilog_file(tmp_path)
+    utf16 = tmp_path / "LF16.csv"
+    utf16.write_bytes(path.read_text().encode("utf-16"))
+    a, b = read_recording(path), read_recording(utf16)
+    assert a.samples.drop("athlete_id", "session_id").equals(b.samples.drop("athlete_id", "session_id"))

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from strideflow.ingest.columns import ColumnName, parse_name
+from strideflow.ingest.columns import parse_name
 from strideflow.ingest.csvfile import RawSensor, RawTable, _Body, _cells, _time_seconds
 from strideflow.ingest.errors import INVALID_SAMPLES, IngestError, WarningLog
 from strideflow.ingest.settings import ReadSettings
@@ -140,7 +140,3 @@ def build_table(
     table = RawTable(sensors=[sensor], rows=rows[keep], time_label=time_label)
     table.time_s = _time_seconds(source, t[keep], time_scale, time_label, settings, log)
     return table
-
-
-def names(labels: list[str]) -> list[ColumnName]:
-    return [parse_name(label) for label in labels]

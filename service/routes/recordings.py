@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import re
@@ -201,6 +202,15 @@ async def upload_recording(
         ),
     ] = None,
     format: Annotated[FileFormat, Form()] = FileFormat.auto,
+    columns: Annotated[
+        str,
+        Form(
+            max_length=2000, description="Column mapping for an unknown CSV: acc_x=COL,...,gyr_z=COL[,t=COL]."
+        ),
+    ] = None,
+    units: Annotated[
+        str, Form(max_length=200, description="Units of the file: acc=g|m/s^2,gyr=deg/s|rad/s.")
+    ] = None,
     session_date: Annotated[dt.date, Form(description="Calendar date of the session, yyyy-mm-dd.")] = None,
 ) -> JobAccepted:
     """Store the file durably, validate it, and queue the analysis of its session: 202 {"job_id"}.
@@ -231,6 +241,7 @@ async def upload_recording(
         return await _accept(
             settings, db, runner, principal.team_id, file, filename, tmp_dir,
             athlete_id, session_id, foot, sampling_rate_hz, format, session_date,
+            {"columns": columns or None, "units": units or None},
         )  # fmt: skip
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -250,6 +261,7 @@ async def _accept(
     sampling_rate_hz: float | None,
     format: FileFormat,
     session_date: dt.date | None,
+    read_options: dict[str, str | None],
 ) -> JobAccepted:
     tmp_path, sha256, size = await run_in_threadpool(
         _store_temporary, file.file, tmp_dir, filename, settings.max_upload_bytes
@@ -258,6 +270,9 @@ async def _accept(
         raise HTTPException(422, detail="form field 'file': the file is empty")
     foot_value = None if foot is None else foot.value
     dedup_key = f"{sha256}:{athlete_id}:{session_id}:{foot_value or '*'}"
+    if any(read_options.values()):  # another mapping of the same bytes is another recording
+        options_text = json.dumps(read_options, sort_keys=True)
+        dedup_key += ":" + hashlib.sha256(options_text.encode()).hexdigest()[:16]
     existing = await run_in_threadpool(_existing_job, db, dedup_key)
     if existing is not None:
         return JobAccepted(job_id=existing)
@@ -270,6 +285,7 @@ async def _accept(
         foot=foot_value,
         athlete_id=athlete_id,
         session_id=session_id,
+        **read_options,
     )
     rel_path = await run_in_threadpool(_move_into_place, tmp_path, settings.uploads_dir, sha256, filename)
     row = RecordingRow(
@@ -284,6 +300,7 @@ async def _accept(
         feet=feet,
         format=format.value,
         sampling_rate_hz=sampling_rate_hz,
+        read_options=json.dumps(read_options) if any(read_options.values()) else None,
         dedup_key=dedup_key,
     )
     try:
