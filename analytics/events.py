@@ -275,7 +275,7 @@ class StrideEventDetector:
             if position.shape != (n, 3):
                 raise ValueError(f"position_m must be (N, 3) with N = {n}, got {position.shape}")
         elif n:
-            position = ZuptIntegrator().estimate(acc, q, zv, fs, t).position_m_
+            position = ZuptIntegrator().estimate(acc, q, zv, fs, t, gyr_dps=gyr).position_m_
         else:
             position = np.zeros((0, 3))
         self.zero_velocity_ = zv

@@ -7,8 +7,9 @@
 the same events and metrics as `analyze_recording` on the whole file, as long as the mounting
 rotation is the same:
 
-- zero velocity: `fusion.live.ZeroVelocityStream`, flags final once ~0.56 s of context (200 Hz,
-  default settings: the running fallback looks +-0.22 s around a sample, twice) is known;
+- zero velocity: `fusion.live.ZeroVelocityStream`, flags final once ~1.8 s of context (200 Hz,
+  default settings: a swing-guided running anchor lies between two mid-swings up to 1.2 s apart,
+  each the largest dorsiflexion rate within +-0.22 s) is known;
 - orientation, velocity, position: the batch functions on the window. The window starts where a
   still period starts, which batch levels the orientation on and where the de-drifted velocity is
   zero, so everything after it is what batch computes (heading differs by a constant, which no
@@ -22,7 +23,7 @@ the swing of step k+2 (the swing after the stride's next foot-flat), plus the fe
 it that the levelling reads: the stride's next foot-flat (batch: the middle of the longest still
 period of the next stance) is only known once that stance has ended in a swing, and the
 orientation through the swing is de-drifted up to the still period after it. The closing
-sample's zero-velocity flag must then be final (`ZeroVelocityStream.margin_`, 0.555 s at 200 Hz,
+sample's zero-velocity flag must then be final (`ZeroVelocityStream.margin_`, 1.785 s at 200 Hz,
 plus up to `zero_velocity_chunk_s`). Measured at 200 Hz (120 s simulated, 1 s blocks): the
 closing sample lies a median 1.55 s (walking) / 0.86 s (running) after the stride's next IC,
 and the stride goes out a median 235 samples (1.2 s, including the block) after the closing
@@ -223,7 +224,7 @@ class LiveSettings:
     max_buffer_s: longest window kept without a stride closing; beyond it the bout is cut.
     zero_velocity_chunk_s: zero-velocity flags are finalised in chunks of this length.
     zero_velocity_margin_s: context on each side for final zero-velocity flags; None derives
-        it from `analysis.zero_velocity` (0.555 s at 200 Hz by default).
+        it from `analysis.zero_velocity` (1.785 s at 200 Hz by default).
     read: gap rules of ingest: a step over `gap_min_intervals` intervals is a gap; up to
         `max_interpolated_gap_s` of missing time is filled by linear interpolation (samples
         flagged, strides over them invalid "gap"), longer starts a new segment.
@@ -754,7 +755,7 @@ class LiveStrideAnalyzer:
             emit[-1] = False
         if not emit.any():
             return
-        zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
+        zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t, gyr_dps=gyr)
         strides = self._metrics(ev, t, acc, gyr, q, zv, zupt.velocity_mps_, zupt.position_m_)
         chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
         out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)

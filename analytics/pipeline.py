@@ -409,7 +409,7 @@ class RecordingAnalyzer:
             else:
                 raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {s.orientation!r}")
         with clock("integration"):
-            zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
+            zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t, gyr_dps=gyr)
         with clock("events"):
             # The integration above is the one the detector would repeat for its displacements.
             det = StrideEventDetector(s.events).detect(

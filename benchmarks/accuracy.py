@@ -21,13 +21,25 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
   undone instead of estimated, which shows how much of each error the mounting estimate causes;
 - `gyr_gain.*`: the same rows (with bias) when the pods' gyros also have the gain errors of an
   uncalibrated MEMS part (`GAIN_PROFILE`: 1 % sensitivity and 0.5 deg cross-axis, 1 sigma), which
-  the default simulated pod does not have and the pipeline does not estimate.
+  the default simulated pod does not have and the pipeline does not estimate;
+- `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
+  accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
+  walks, which the pipeline does not estimate;
+- `real.*` (when `../shared/data` is there): the real recordings against their independent
+  references, beside the simulator rows. Per footprint walk NN (`real.walkNN.`, one LORD pod,
+  read through the SensorConnect reader, strides paired with the measured footprints by order):
+  `strides.expected`, `strides.detected`, `strides.found_pct` (detected strides within 0.3 m of
+  their footprint stride), `strides.valid_pct`, `stride_length.bias_cm` and
+  `stride_length.median_abs_cm` (valid strides), `distance.error_pct` (all strides); and
+  `real.ic_stride.ic_t.median_abs_ms`, `.bias_ms`, `.sd_ms` against the motion-capture ICs of
+  `imu_sample_ic_stride.csv`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -77,6 +89,10 @@ ACTIVITY = "activity"
 GAIN_PROFILE = replace(
     DEFAULT_PROFILE, name="uncalibrated-gyro", gyr_scale_error=0.01, gyr_misalignment_deg=0.5
 )
+
+DELAY_PROFILE = replace(DEFAULT_PROFILE, name="gyro-delay-5ms", gyr_delay_s=0.005)
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FOOTPRINT_WALKS = (31, 32, 33, 34, 35, 36, 42, 43, 44, 45)
 
 
 def simulate_and_analyze(
@@ -243,5 +259,78 @@ def run(quick: bool = False) -> list[Row]:
     # Diagnostic: the same sessions from pods whose gyros have uncalibrated gain errors.
     gained = summarize(collect_pairs(n_athletes, duration_s, profile=GAIN_PROFILE))
     rows += [{**r, "name": f"gyr_gain.{r['name']}"} for r in gained]
+    if not quick:
+        delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
+        rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]
+    rows += real_data_rows()
     rows.append(row("benchmark.wall_s", time.perf_counter() - t0, "s"))
+    return rows
+
+
+def footprint_rows(walk: int, strides: pl.DataFrame, footprints_xy: np.ndarray) -> list[Row]:
+    """Rows of one footprint walk: its strides (any order) against the measured footprints."""
+    ref = np.linalg.norm(np.diff(footprints_xy, axis=0), axis=1)
+    st = strides.sort(S.IC_T)
+    length = st[S.STRIDE_LENGTH_M].fill_null(np.nan).to_numpy()
+    name = f"real.walk{walk}"
+    out = [
+        row(f"{name}.strides.expected", len(ref), "strides"),
+        row(f"{name}.strides.detected", st.height, "strides"),
+        row(f"{name}.distance.error_pct", 100.0 * (np.nansum(length) / ref.sum() - 1.0), "%"),
+    ]
+    if st.height != len(ref):
+        note = "detected and footprint strides differ in number: not paired"
+        return out + [row(f"{name}.strides.found_pct", None, "%", note)]
+    err = length - ref
+    valid = st[S.VALID].to_numpy()
+    found = np.abs(err) < 0.30
+    e_cm = 100.0 * err[valid & np.isfinite(err)]
+    return out + [
+        row(f"{name}.strides.found_pct", 100.0 * np.mean(found), "%"),
+        row(f"{name}.strides.valid_pct", 100.0 * np.mean(valid), "%"),
+        row(f"{name}.stride_length.bias_cm", float(np.mean(e_cm)), "cm"),
+        row(f"{name}.stride_length.median_abs_cm", float(np.median(np.abs(e_cm))), "cm"),
+    ]
+
+
+def real_data_rows(root: Path = REAL_DATA) -> list[Row]:
+    """`real.*` rows (see the module doc); one row with a note when the recordings are absent."""
+    from strideflow.analytics.pipeline import analyze_recording
+    from strideflow.ingest import read_recording
+
+    walks, gaitmap = root / "footprints_walks", root / "gaitmap_example"
+    rows: list[Row] = []
+    if walks.is_dir():
+        for walk in FOOTPRINT_WALKS:
+            strides = analyze_recording(read_recording(walks / f"SensorConnectData_{walk}.csv")).strides
+            xy = np.loadtxt(walks / f"footprints_{walk}.csv", delimiter=",", comments="#", skiprows=2)[:, 1:3]
+            rows += footprint_rows(walk, strides, xy)
+    else:
+        rows.append(row("real.walks", None, "", f"footprint walks not found at {walks}"))
+    if (gaitmap / "imu_sample_ic_stride.csv").exists():
+        fs = 102.4
+        strides = analyze_recording(
+            read_recording(gaitmap / "imu_sample_ic_stride.csv", sampling_rate_hz=fs)
+        ).strides
+        borders = pl.read_csv(gaitmap / "stride_borders_sample_ic_stride.csv")
+        errors = []
+        for foot in S.FEET:
+            mine = strides.filter(pl.col(S.FOOT) == foot)
+            ic = np.unique(np.concatenate([mine[S.IC_T].to_numpy(), mine[S.NEXT_IC_T].to_numpy()]))
+            ref = borders.filter(pl.col("foot") == foot)
+            ref_s = np.unique(np.concatenate([ref["start"].to_numpy(), ref["end"].to_numpy()])) / fs
+            if len(ic):
+                errors.append(ic[np.abs(ic[:, None] - ref_s[None, :]).argmin(axis=0)] - ref_s)
+        e_ms = 1000.0 * np.concatenate(errors) if errors else np.zeros(0)
+        rows += [
+            row(
+                "real.ic_stride.ic_t.median_abs_ms",
+                float(np.median(np.abs(e_ms))) if len(e_ms) else None,
+                "ms",
+            ),
+            row("real.ic_stride.ic_t.bias_ms", float(np.mean(e_ms)) if len(e_ms) else None, "ms"),
+            row("real.ic_stride.ic_t.sd_ms", float(np.std(e_ms)) if len(e_ms) else None, "ms"),
+        ]
+    else:
+        rows.append(row("real.ic_stride", None, "", f"gaitmap example data not found at {gaitmap}"))
     return rows

@@ -26,14 +26,21 @@ def zero_velocity_margin_samples(settings: ZeroVelocitySettings, sampling_rate_h
     half = max(int(round(settings.window_s * fs / 2.0)), 1)
     # still before the fallback: SHOE window, then merged gaps, then the minimum duration
     local = half + math.ceil(settings.merge_gap_s * fs) + math.ceil(settings.min_duration_s * fs) + 2
-    if settings.fallback_threshold is None:
-        return local + 2
     sep = max(int(round(settings.fallback_separation_s * fs)), 1)
     half_short = max(int(round(settings.fallback_window_s * fs / 2.0)), 1)
     half_mark = max(int(round(settings.fallback_duration_s * fs / 2.0)), 0)
-    # a marked sample <- its anchor (half_mark) <- the previous candidate (sep) <- that candidate's
-    # local-minimum window and distance to still samples (sep + the larger local radius)
-    return half_mark + 2 * sep + max(local + 1, half_short) + 4
+    if settings.fallback_threshold is None:
+        before_guided = local + 2
+    else:
+        # a marked sample <- its anchor (half_mark) <- the previous candidate (sep) <- that
+        # candidate's local-minimum window and distance to still samples (sep + the larger local radius)
+        before_guided = half_mark + 2 * sep + max(local + 1, half_short) + 4
+    if settings.swing_gyr_dps is None:
+        return before_guided
+    # a marked sample <- its swing-guided anchor (half_mark) <- the mid-swings around it (up to
+    # swing_max_gap_s away, each the minimum within +-sep) and the still flags between them
+    gap = math.ceil(settings.swing_max_gap_s * fs)
+    return half_mark + gap + max(sep, before_guided, half_short) + 4
 
 
 class ZeroVelocityStream:

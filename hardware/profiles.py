@@ -25,6 +25,9 @@ class DeviceProfile:
     # Gyro gain errors of an uncalibrated MEMS part (the simulator draws them per session; 0 = none):
     gyr_scale_error: float = 0.0  # sensitivity error per axis, fraction (1 sigma; ~0.01 typical)
     gyr_misalignment_deg: float = 0.0  # cross-axis sensitivity per axis pair, deg (1 sigma; ~0.5)
+    # The gyro's samples lag the accelerometer's by this (s): the two channels go through different
+    # filters. 0 = in step; about 5 ms on the LORD 3DM-GX5-25 of the footprint walks (issue 17).
+    gyr_delay_s: float = 0.0
     # Fixed device -> foot-frame rotation (w, x, y, z) when the pod sits in a known holder;
     # None: estimate it from the data (strideflow.hardware.mounting).
     mounting_wxyz: tuple[float, float, float, float] | None = None

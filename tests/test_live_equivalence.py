@@ -19,6 +19,7 @@ import pytest
 
 from strideflow.analytics.live import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
+from strideflow.fusion.live import zero_velocity_margin_samples
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown
 from strideflow.hardware import schema as S
@@ -98,11 +99,12 @@ def test_no_alignment_needs_no_warmup_but_a_bias(live_simulated):
     # Nothing waits for a warm-up. A stride closes at the end of the still period after the
     # following stride's swing: about one stride time after its own end (walking: median 1.1 s
     # here); it goes out once that period's zero-velocity flags are final, within the block that
-    # brings them (block 200 + margin 111 + chunk 40 + context 6 samples at most).
+    # brings them (block 200 + margin + chunk 40 + context 6 samples at most).
+    margin = zero_velocity_margin_samples(settings.zero_velocity, fs)
     e = live.emissions_.filter(pl.col("close_t") < pl.col("emitted_t").max())  # not the finish() ones
     close_delay = (e["close_t"] - e[S.NEXT_IC_T]).to_numpy()
     assert 0.3 < np.median(close_delay) < 1.8, close_delay
-    assert live.latency_samples_.max() <= 200 + 111 + 40 + 6
+    assert live.latency_samples_.max() <= 200 + margin + 40 + 6
 
 
 def _warmup_check(batch: pl.DataFrame, live: pl.DataFrame, min_matched: float) -> dict[str, float]:

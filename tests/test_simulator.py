@@ -400,3 +400,27 @@ def test_gyro_gain_errors_scale_the_readings_and_are_off_by_default():
         ga = a.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()
         gb = b.samples_.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()
         np.testing.assert_allclose(gb, ga @ b.errors_[foot].gyr_gain.T, rtol=0, atol=1e-9)
+
+
+def test_gyro_delay_lags_the_gyro_channel_only_and_is_off_by_default():
+    """A profile with `gyr_delay_s` reads the gyro as it was that long before (the accelerometer and
+    the truth unchanged): what the real LORD pod of the footprint walks shows (about 5 ms)."""
+    from dataclasses import replace
+
+    from strideflow.hardware.profiles import DEFAULT_PROFILE
+    from strideflow.hardware.simulator.imu import delay_channel
+
+    assert DEFAULT_PROFILE.gyr_delay_s == 0.0
+    quiet = SimulationSettings(activity="walk", duration_s=30.0, seed=5, noise=False, adc=False)
+    a = Simulator(quiet).simulate()
+    b = Simulator(replace(quiet, profile=replace(DEFAULT_PROFILE, gyr_delay_s=0.010))).simulate()
+    assert a.truth_strides_.equals(b.truth_strides_)
+    for foot in S.FEET:
+        pa, pb = (x.samples_.filter(pl.col(S.FOOT) == foot) for x in (a, b))
+        np.testing.assert_array_equal(pa.select(S.ACC).to_numpy(), pb.select(S.ACC).to_numpy())
+        ga, gb = pa.select(S.GYR).to_numpy(), pb.select(S.GYR).to_numpy()
+        # 10 ms at 200 Hz is two whole samples (bias added after the delay, none here).
+        np.testing.assert_allclose(gb[2:], ga[:-2], atol=1e-9)
+    # A fraction of a sample interpolates linearly between neighbours.
+    x = np.column_stack([np.arange(5.0)] * 3)
+    np.testing.assert_allclose(delay_channel(x, 100.0, 0.0025)[1:, 0], np.arange(4.0) + 0.75)

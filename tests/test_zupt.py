@@ -138,12 +138,51 @@ def test_fallback_marks_one_anchor_in_a_stance_without_a_still_period():
     swing = periods[1, 0] - periods[0, 1]
     gyr[lo - swing : lo, 1] += 80.0
     gyr[hi : hi + swing, 1] += 80.0
+    # The stance ends in a push-off (plantarflexion rate up to 230 deg/s) before the swing.
+    gyr[hi - 20 : hi, 1] += 150.0 * np.sin(np.pi * np.arange(20) / 20)
     zv = ZeroVelocityDetector().detect(acc, gyr, fs)
     mid = (lo + hi - 1) // 2
     inside = mask_to_periods(zv.zero_velocity_[lo:hi])
     assert len(inside) == 1 and abs((inside[0, 0] + inside[0, 1]) // 2 + lo - mid) <= 2
-    off = ZeroVelocityDetector(ZeroVelocitySettings(fallback_threshold=None)).detect(acc, gyr, fs)
-    assert not off.zero_velocity_[lo:hi].any()
+    off = ZeroVelocitySettings(fallback_threshold=None, swing_gyr_dps=None)
+    assert not ZeroVelocityDetector(off).detect(acc, gyr, fs).zero_velocity_[lo:hi].any()
+
+
+def test_swing_guided_anchor_in_a_running_stance_that_no_threshold_catches():
+    fs = 200.0
+    acc, gyr, truth = _steps(fs, 4, still_s=0.25, swing_s=0.5)
+    periods = mask_to_periods(truth)
+    lo, hi = periods[2]
+    # A running stance: the foot rolls at >= 90 deg/s (a fifth of the 400 deg/s mid-swings) and
+    # its sensor accelerates at 3 m/s² throughout, above the relaxed fallback threshold (statistic
+    # ~ 5 at its quietest); it ends in a push-off (up to 290 deg/s).
+    roll = np.abs(np.linspace(-1, 1, hi - lo))
+    gyr[lo:hi, 1] = 90.0 + 200.0 * roll
+    acc[lo:hi, 0] = 3.0 + 4.0 * roll
+    # The neighbouring swings run on into the stance (continuous at its edges) instead of
+    # stopping still at them.
+    swing = periods[1, 0] - periods[0, 1]
+    fade = 1.0 - np.sin(np.pi * np.arange(swing) / swing)
+    for a in (lo - swing, hi):
+        gyr[a : a + swing, 1] += 320.0 * fade
+        acc[a : a + swing, 0] += 7.0 * fade
+    quiet = ZeroVelocityDetector(ZeroVelocitySettings(swing_gyr_dps=None)).detect(acc, gyr, fs)
+    assert not quiet.zero_velocity_[lo:hi].any()
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    # Exactly one anchor, at the quietest sample between the two mid-swings.
+    assert len(zv.swing_anchors_) == 1
+    assert abs(zv.swing_anchors_[0] - (lo + hi - 1) // 2) <= 1
+    inside = mask_to_periods(zv.zero_velocity_[lo:hi])
+    assert len(inside) == 1
+    # Nothing else changes, and mid-swings farther apart than one stride give no anchor.
+    outside = np.ones(len(truth), bool)
+    outside[lo:hi] = False
+    assert (zv.zero_velocity_[outside] == quiet.zero_velocity_[outside]).all()
+    far = ZeroVelocitySettings(swing_max_gap_s=0.5)
+    assert len(ZeroVelocityDetector(far).detect(acc, gyr, fs).swing_anchors_) == 0
+    # A foot turning at more than 0.3 of the swing's rate there is not on the ground.
+    turning = ZeroVelocitySettings(swing_max_rate_fraction=0.2)
+    assert len(ZeroVelocityDetector(turning).detect(acc, gyr, fs).swing_anchors_) == 0
 
 
 def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_stances():
@@ -305,3 +344,75 @@ def test_anchor_rounds_the_same_wherever_the_still_period_lies():
         np.testing.assert_array_equal(est.anchors_, ref.anchors_ + shift)
         rp = np.column_stack(roll_pitch_deg(est.orientation_))[shift:]
         np.testing.assert_allclose(rp[50:], ref_rp[50:], atol=1e-9)
+
+
+def test_zupt_core_keeps_the_slow_roll_at_the_edges_of_a_lenient_still_period():
+    """A foot that creeps (rolls onto the toe at 25 deg/s, sensor at 5 cm/s) for 0.3 s before and
+    after its swing: a zero-velocity mask that also covers the creep cuts it out of the stride;
+    the core (statistic below 0.25) keeps it, and the integrated displacement is exact."""
+    fs = 200.0
+    parts = []  # (seconds, acc_x m/s², gyr_y deg/s)
+    parts += [(0.3, 0.0, 0.0), (0.1, 0.5, 25.0), (0.2, 0.0, 25.0)]
+    n_swing = int(0.4 * fs)
+    tau = np.arange(n_swing) / n_swing
+    swing_acc = 20.0 * np.sin(2 * np.pi * tau)  # no net velocity change over the swing
+    rows_acc, rows_gyr, lenient = [], [], []
+    for sec, a, w in parts:
+        k = int(round(sec * fs))
+        rows_acc.append(np.full(k, a))
+        rows_gyr.append(np.full(k, w))
+        lenient.append(np.ones(k, bool))
+    rows_acc.append(swing_acc)
+    rows_gyr.append(np.full(n_swing, 300.0))
+    lenient.append(np.zeros(n_swing, bool))
+    for sec, a, w in [(0.2, 0.0, 25.0), (0.1, -0.5, 25.0), (0.3, 0.0, 0.0)]:
+        k = int(round(sec * fs))
+        rows_acc.append(np.full(k, a))
+        rows_gyr.append(np.full(k, w))
+        lenient.append(np.ones(k, bool))
+    ax, gy, zv = np.concatenate(rows_acc), np.concatenate(rows_gyr), np.concatenate(lenient)
+    n = len(ax)
+    acc = np.column_stack([ax, np.zeros(n), np.full(n, G)])
+    # The sensor's frame stays level (the roll rate only enters the stillness statistic).
+    gyr = np.column_stack([np.zeros(n), gy, np.zeros(n)])
+    q = np.tile([1.0, 0.0, 0.0, 0.0], (n, 1))
+    dt = 1.0 / fs
+    v = np.concatenate([[0.0], np.cumsum(0.5 * (ax[1:] + ax[:-1]) * dt)])
+    truth = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * dt)])[-1]
+    assert truth > 0.05
+    lenient_run = ZuptIntegrator().estimate(acc, q, zv, fs)
+    core_run = ZuptIntegrator().estimate(acc, q, zv, fs, gyr_dps=gyr)
+    # Without the gyroscope every zero-velocity sample is used: the creep (2.5 cm) is lost.
+    assert lenient_run.position_m_[-1, 0] < truth - 0.02
+    assert core_run.position_m_[-1, 0] == pytest.approx(truth, abs=1e-3)
+    # The core is the truly still part (and never empty per period).
+    core = core_run.zero_velocity_core_
+    assert core[: int(0.29 * fs)].all() and not core[int(0.32 * fs) : int(0.6 * fs)].any()
+    off = ZuptIntegrator(ZuptSettings(core_threshold=None)).estimate(acc, q, zv, fs, gyr_dps=gyr)
+    assert (off.zero_velocity_core_ == zv).all()
+
+
+def test_a_quiet_instant_in_the_early_swing_is_not_a_stance_anchor():
+    """Real walking (LORD, trial 32): just after toe-off gyr_y crosses zero on its way to the
+    mid-swing and the specific force is briefly near gravity, so the short-window statistic dips
+    under the relaxed threshold 0.3 s after the last still period. Zero velocity imposed there cut
+    four real strides to 0.1-0.3 m. Without a push-off after it, it is not a stance."""
+    fs = 200.0
+    acc, gyr, truth = _steps(fs, 4, still_s=0.3, swing_s=0.8)
+    periods = mask_to_periods(truth)
+    lo, hi = periods[1, 1], periods[2, 0]  # the second swing
+    k = np.arange(hi - lo) / (hi - lo)
+    # push-off (plantarflexion) first, then the dorsiflexion of the swing, through zero at k = 0.4
+    gyr[lo:hi, 1] = np.where(
+        k < 0.4, 300.0 * np.sin(np.pi * k / 0.4), -400.0 * np.sin(np.pi * (k - 0.4) / 0.6)
+    )
+    gyr[lo:hi, 0] = gyr[lo:hi, 2] = 0.0
+    acc[lo:hi] = np.column_stack([15.0 * np.sin(2 * np.pi * k), 0 * k, G + 10.0 * np.sin(np.pi * k)])
+    quiet = lo + int(round(0.4 * (hi - lo)))
+    acc[quiet - 2 : quiet + 3] = [0.0, 0.0, G]  # the specific force passes through gravity there
+    gyr[quiet - 2 : quiet + 3] = 0.0
+    old = ZeroVelocityDetector(ZeroVelocitySettings(swing_gyr_dps=None)).detect(acc, gyr, fs)
+    assert old.zero_velocity_[quiet]  # the relaxed fallback alone takes it
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    assert not zv.zero_velocity_[lo:hi].any()
+    assert len(mask_to_periods(zv.zero_velocity_)) == len(mask_to_periods(old.zero_velocity_)) - 1

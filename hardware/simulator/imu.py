@@ -58,6 +58,15 @@ def quantize(x: np.ndarray, lsb: float, bits: int) -> tuple[np.ndarray, np.ndarr
     return counts * lsb, saturated
 
 
+def delay_channel(x: np.ndarray, sampling_rate_hz: float, delay_s: float) -> np.ndarray:
+    """x (N, 3) as a channel that lags by delay_s (s) samples it: x(t - delay) by linear
+    interpolation, the first value held before the start."""
+    if delay_s == 0.0 or len(x) == 0:
+        return x
+    t = np.arange(len(x)) / float(sampling_rate_hz)
+    return np.column_stack([np.interp(t - delay_s, t, x[:, k]) for k in range(x.shape[1])])
+
+
 def measure(
     gyr_dps: np.ndarray,
     acc_mps2: np.ndarray,

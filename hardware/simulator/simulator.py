@@ -13,7 +13,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import pronation_deg, roll_pitch_deg
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
-from strideflow.hardware.simulator.imu import SensorErrors, draw_errors, draw_mounting, measure
+from strideflow.hardware.simulator.imu import SensorErrors, delay_channel, draw_errors, draw_mounting, measure
 from strideflow.hardware.simulator.kinematics import FootMotion, MotionSample
 from strideflow.hardware.simulator.params import AthleteParams, GaitParams, sample_athlete
 from strideflow.hardware.simulator.schedule import FootTimeline, foot_timeline, plan_bouts
@@ -101,9 +101,8 @@ class Simulator:
                 mount = draw_mounting(sensor_rng) if s.mounting else None
             errors = draw_errors(sensor_rng, s.profile, mount)
             m = _evaluate_in_chunks(motion, t, s.keep_orientation)
-            gyr, acc, saturated = measure(
-                m.gyr_dps, m.acc_mps2, errors, s.profile, sensor_rng, s.noise, s.adc
-            )
+            gyr_true = delay_channel(m.gyr_dps, s.sampling_rate_hz, s.profile.gyr_delay_s)
+            gyr, acc, saturated = measure(gyr_true, m.acc_mps2, errors, s.profile, sensor_rng, s.noise, s.adc)
             keys = {S.ATHLETE_ID: s.athlete_id, S.SESSION_ID: s.session_id, S.FOOT: foot}
             samples.append(
                 pl.DataFrame(
