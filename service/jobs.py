@@ -40,6 +40,7 @@ from strideflow.service.db import (
     FAILED,
     QUEUED,
     RUNNING,
+    Athlete,
     Database,
     Job,
     RecordingRow,
@@ -165,10 +166,13 @@ def requeue_unfinished(db: Database, max_attempts: int) -> int:
         return len(stale)
 
 
-def job_counts(db: Database) -> dict[str, int]:
-    """Number of jobs per status."""
+def job_counts(db: Database, team_id: str | None = None) -> dict[str, int]:
+    """Number of jobs per status (of one team's athletes, if given)."""
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    if team_id is not None:
+        stmt = stmt.join(Athlete, Athlete.id == Job.athlete_id).where(Athlete.team_id == team_id)
     with db.session() as s:
-        rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        rows = s.execute(stmt).all()
     return {status: n for status, n in rows}
 
 

@@ -37,8 +37,14 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, naming the field or problem.")
 
 
-# The error answers every read route documents (401 no/bad key, 404 not visible, 422 bad input).
-READ_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+# The error answers every read route documents (401 no/bad key, 404 not visible, 422 bad input,
+# 503 stored results that cannot be read, naming the athlete and session).
+READ_ERRORS = {
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
 
 
 class Page(BaseModel, Generic[T]):
@@ -68,8 +74,12 @@ class StreamOut(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     database: str = "ok"
-    jobs_queued: int = 0
-    jobs_running: int = 0
+    jobs_queued: int | None = Field(
+        default=None, description="Queued jobs of the key's team (null without a key)."
+    )
+    jobs_running: int | None = Field(
+        default=None, description="Running jobs of the key's team (null without a key)."
+    )
 
 
 class JobAccepted(BaseModel):
@@ -120,6 +130,9 @@ class SessionOut(BaseModel):
     feet: list[SessionFoot] = Field(default_factory=list)
     symmetry_index_pct: dict[str, float | None] = Field(
         default_factory=dict, description="Metric -> 200 (L - R) / (|L| + |R|), percent."
+    )
+    results_error: str | None = Field(
+        default=None, description="Why the stored results cannot be read (a damaged file); null if fine."
     )
 
 

@@ -346,7 +346,8 @@ def test_idle_stream_is_ended_stored_and_not_replayed_again(tmp_path):
         assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1
         with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
             ws.send_json(hello())
-            assert ws.receive_json()["ended"] is True  # the device must start a new session
+            refused = ws.receive_json()  # the device must start a new session
+            assert refused["code"] == 4410 and "has ended" in refused["error"], refused
     with TestClient(make_app(tmp_path)) as client:
         assert client.app.state.live.streams == {}  # nothing replayed at start any more
 

@@ -29,8 +29,9 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from strideflow.analytics.partitions import ID_PATTERN, check_id
+from strideflow.analytics.partitions import check_id
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import ID_MAX_LENGTH, ID_PATTERN
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest import ReadSettings, read_recording
 from strideflow.ingest.durable import fsync_dir
@@ -89,7 +90,7 @@ class CappedUploadRoute(APIRoute):
 router = APIRouter(prefix="/v1", tags=["recordings"], route_class=CappedUploadRoute)
 
 _READ = ReadSettings()
-_ID = {"pattern": ID_PATTERN.pattern, "max_length": 128}
+_ID = {"pattern": ID_PATTERN.pattern, "max_length": ID_MAX_LENGTH}
 
 
 def safe_filename(name: str | None) -> str:
