@@ -55,6 +55,7 @@ from pathlib import Path
 
 import polars as pl
 
+from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write_marker
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
@@ -560,5 +561,8 @@ class LiveHub:
                 strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
         if strides is None:
             return
+        if read_marker(self.results_dir, athlete, session) is None:
+            # One source per session: a team batch run into these results leaves this session alone.
+            write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
         # no curves: a live session has none, and older ones would not match these strides
         write_session(self.results_dir, athlete, session, [strides], settings=self.analysis_settings)
