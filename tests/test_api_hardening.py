@@ -365,3 +365,74 @@ def test_server_drops_a_client_that_stops_sending_its_request(tmp_path, monkeypa
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     print(f"connection closed after {waited:.1f} s (timeout 1 s)")
+
+
+# --- 5. one source of results per session ----------------------------------------------------------
+
+
+def _wait_job(client, headers: dict, job_id: str, timeout_s: float = 240.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("done", "failed"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {job}")
+
+
+@pytest.mark.slow
+def test_upload_into_a_batch_session_is_409_or_replaces_only_its_foot(tmp_path):
+    """Before: the upload's job replaced the whole session (214 batch strides of both feet became
+    30 of the left), and a later `strideflow batch` skipped the session as unchanged."""
+    from strideflow.analytics.batch import BatchSettings, TeamBatch
+    from strideflow.hardware.simulator import write_dataset
+    from strideflow.service.catalog import sync_results
+
+    dataset = tmp_path / "ds"
+    write_dataset(dataset, athletes=1, minutes=1.0, seed=7, activity="walk")
+    settings = ServiceSettings(data_dir=tmp_path / "data")
+    results = settings.results_dir
+    first = TeamBatch(BatchSettings(workers=1)).run(dataset, results).summary_
+    assert first.sessions_failed == 0
+    batch = partitions.read_partition(results, partitions.STRIDES, "A001", "S01")
+    assert set(batch[S.FOOT].unique()) == {"left", "right"}
+    app = create_app(settings)
+    with TestClient(app) as client:
+        sync_results(app.state.db, results, "T1")
+        h = auth(create_key(app.state.db, "T1", "admin"))
+        left = dataset / "A001" / "S01" / "left.parquet"
+
+        def upload(**extra):
+            return client.post(
+                "/v1/recordings",
+                headers=h,
+                files={"file": ("left.parquet", left.read_bytes())},
+                data={"athlete_id": "A001", "session_id": "S01", "foot": "left", **extra},
+            )
+
+        r = upload()
+        assert r.status_code == 409 and "team batch" in r.json()["detail"], r.text
+        assert "replace=true" in r.json()["detail"]
+        assert partitions.read_partition(results, partitions.STRIDES, "A001", "S01").equals(batch)
+        r = upload(replace="true")
+        assert r.status_code == 202, r.text
+        job = _wait_job(client, h, r.json()["job_id"])
+        assert job["status"] == "done", job
+        assert any("kept the team batch's results of the right foot" in w for w in job["warnings"])
+    stored = partitions.read_partition(results, partitions.STRIDES, "A001", "S01")
+    cols = [S.FOOT, S.STRIDE_INDEX, S.IC_T, S.PRONATION_EXCURSION_DEG]
+    right = pl.col(S.FOOT) == "right"
+    assert (
+        stored.filter(right)
+        .select(cols)
+        .sort(S.STRIDE_INDEX)
+        .equals(batch.filter(right).select(cols).sort(S.STRIDE_INDEX))
+    ), "the batch's right foot is kept as it was"
+    assert stored.filter(~right).height > 0  # the left foot now comes from the upload's job
+    sessions = partitions.read_partition(results, partitions.SESSIONS, "A001", "S01")
+    assert set(sessions[S.FOOT]) == {"left", "right"}
+    # The batch neither skips the session silently nor overwrites it: it reports who owns it.
+    again = TeamBatch(BatchSettings(workers=1)).run(dataset, results).summary_
+    conflicts = [f for f in again.failures if f["error_type"] == "SourceConflict"]
+    assert conflicts and all("source: upload" in f["error"] and "S01" in f["error"] for f in conflicts)
+    assert partitions.read_partition(results, partitions.STRIDES, "A001", "S01").equals(stored)
