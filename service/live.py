@@ -55,7 +55,7 @@ from pathlib import Path
 
 import polars as pl
 
-from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write_marker
+from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, UPLOAD_SOURCE, read_marker, write_marker
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
@@ -296,9 +296,11 @@ class LiveHub:
         if has_live_logs(self.wal_root, hello.athlete_id, hello.session_id):
             return
         if has_partition(self.results_dir, STRIDES, hello.athlete_id, hello.session_id):
+            marker = read_marker(self.results_dir, hello.athlete_id, hello.session_id) or {}
+            source = "an upload" if marker.get(SOURCE) == UPLOAD_SOURCE else "a team batch run"
             raise StreamConflict(
-                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from an "
-                "upload or a batch run; stream into a new session id",
+                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from "
+                f"{source}; a session has one source of results: stream into a new session id",
                 column="session_id",
             )
 

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
 from strideflow.hardware import schema as S
 from strideflow.hardware.packets import encode_packet
@@ -448,7 +449,7 @@ def test_first_stream_into_a_session_with_batch_results_is_refused(service):
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
         ws.send_json(hello(session_id="S9"))
         code, msg = closed_with(ws)
-    assert code == 4409 and "already has results from an upload or a batch run" in msg["error"]
+    assert code == 4409 and "already has results from a team batch run" in msg["error"]
     assert read_partition(data_dir / "results", STRIDES, "A1", "S9").height == 1
     # A session that already has a live stream takes the other foot's device too.
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
@@ -488,6 +489,8 @@ def test_stream_into_an_ended_session_is_refused_at_the_hello_and_nothing_is_ack
     assert code == msg["code"] == 4410, msg
     assert "has ended" in msg["error"] and "new session" in msg["error"], msg
     assert read_wal(log) == stored  # nothing appended
+    # the stored session is marked as the stream's, so a team batch run leaves it alone
+    assert read_marker(data_dir / "results", "A1", "S1") == {SOURCE: STREAM_SOURCE}
     # the other foot of the same session is a stream of its own and still welcome
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
         ws.send_json(hello(foot="right", device_id="pod-R"))
