@@ -14,6 +14,7 @@ from sqlalchemy import func, select, tuple_
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import compute_trends
+from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
     ATHLETE_ID,
@@ -259,6 +260,8 @@ def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) ->
 def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot: str | None) -> list[dict]:
     try:
         df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
+    except StrideflowError:
+        raise
     except Exception:
         # A trend needs every session: a damaged one is named (503), not silently left out.
         damaged = damaged_partition(settings, partitions.SESSIONS, athlete_id)

@@ -1,7 +1,10 @@
 """POST /v1/recordings: store an uploaded recording durably and queue its analysis job.
 
 Order of work, so that an acknowledged upload is never lost and a bad one never stored:
-1. the key may upload for this athlete (403/404 otherwise, see service.auth);
+1. the ids follow the one id rule (`hardware.ids`, 422), the key may upload for this athlete
+   (403/404 otherwise, see service.auth), and the session has no results of another source
+   (409 naming it: a live stream, or a team batch run unless the form says `replace=true`, which
+   then replaces the uploaded foot's results only; see `results_source`);
 2. the file is copied to a temporary name under `uploads_dir` with a running sha256 and a byte
    count (413 past `max_upload_bytes`; the whole request body is capped while it is read, too),
    then flushed with fsync;
