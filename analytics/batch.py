@@ -19,6 +19,14 @@ its old partitions (they no longer describe its data). A session with a failed f
 done-marker, so every later run tries it again. Partitions of sessions that have left the dataset
 are left alone.
 
+One source per session: the done-marker also says who wrote the session's partitions
+(`"source": "batch"`). The service writes `"source": "upload"` or `"stream"` in the same place
+when an upload job or a live stream stores a session (`write_marker`), e.g. after an upload
+replaced one foot of a batch session (`replace=true`). A run into such an output directory
+does not overwrite those sessions and does not skip them silently either: each is reported in
+`RunSummary.failures` (error type `SourceConflict`, naming the source and the marker to delete
+to give the session back to the batch).
+
 Resuming: after a session's partitions are written, the task writes a done-marker
 `out_dir/_state/<athlete>/<session>.json` (atomically) holding `content_sha256`, the sha256 of
 the session's files' bytes together with what the dataset says about them (foot, format, rate,
@@ -76,6 +84,8 @@ LOCK_FILE = ".lock"
 RUN_SUMMARY = "run_summary.json"
 CURVE_POINTS = 101
 DONE, SKIPPED, FAILED, PARTIAL = "done", "skipped", "failed", "partial"
+SOURCE = "source"  # done-marker key: who wrote the session's partitions
+BATCH_SOURCE, UPLOAD_SOURCE, STREAM_SOURCE = "batch", "upload", "stream"
 _THREAD_ENV = (
     "POLARS_MAX_THREADS",
     "NUMBA_NUM_THREADS",
@@ -265,9 +275,23 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def _read_marker(path: Path) -> dict | None:
     try:
-        return json.loads(path.read_text())
+        got = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return got if isinstance(got, dict) else None
+
+
+def read_marker(out_dir: str | Path, athlete_id: str, session_id: str) -> dict | None:
+    """A session's done-marker (None if absent or unreadable); `marker.get(SOURCE, BATCH_SOURCE)`
+    is who wrote its partitions (markers written before the key existed are the batch's)."""
+    return _read_marker(marker_path(out_dir, athlete_id, session_id))
+
+
+def write_marker(out_dir: str | Path, athlete_id: str, session_id: str, state: dict) -> Path:
+    """Replace a session's marker atomically with `state` (which should name its SOURCE)."""
+    path = marker_path(out_dir, athlete_id, session_id)
+    _write_atomic(path, json.dumps(state, indent=1).encode())
+    return path
 
 
 def _remove_leftovers(job: SessionJob) -> None:
@@ -356,6 +380,15 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     _add(stage_s, "hash", time.perf_counter() - t0)
     _remove_leftovers(job)
     previous = _read_marker(marker)
+    owner = (previous or {}).get(SOURCE, BATCH_SOURCE)
+    if owner != BATCH_SOURCE:
+        problem = (
+            f"athlete {job.athlete_id}, session {job.session_id}: its results in {out} were written by "
+            f"the service (source: {owner}), not by a batch run; not overwritten (delete {marker} to "
+            "let the batch write this session again)"
+        )
+        failed = [{"path": p, "error_type": "SourceConflict", "error": problem} for p in paths]
+        return base | {"status": FAILED, "failed": failed, "wall_s": time.perf_counter() - t_start}
     if (
         previous is not None
         and previous.get("content_sha256") == content
@@ -451,6 +484,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     recording_s = max(d["duration_s"] for d in done)
     if not failed:
         state = {
+            SOURCE: BATCH_SOURCE,
             ATHLETE_ID: job.athlete_id,
             SESSION_ID: job.session_id,
             "content_sha256": content,

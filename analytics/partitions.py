@@ -6,20 +6,20 @@ partitioning and a filter on `athlete_id` prunes whole directories before any fi
 
 A partition is written to a temporary file in its own directory, flushed with fsync, and moved
 over the old file with `os.replace`, so a reader (or a run killed at any moment) sees either the
-old partition or the new one, never half of one. Ids must match `ID_PATTERN` so that a path
-cannot escape the root or mean two things.
+old partition or the new one, never half of one. Ids follow the one id rule of `hardware.ids`
+(checked here too) so that a path cannot escape the root or mean two things.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from pathlib import Path
 
 import polars as pl
 
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import InvalidIdError, is_valid_id
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest.durable import fsync_dir
 
@@ -29,7 +29,6 @@ FLAGS = "flags"
 CURVES = "curves"  # per-session mean/SD pronation and pitch curves per foot (analytics.curves)
 TABLES = (STRIDES, SESSIONS, FLAGS, CURVES)
 PART_FILE = "part-0.parquet"
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _HIVE_SCHEMA = {ATHLETE_ID: pl.String(), SESSION_ID: pl.String()}
 
 
@@ -38,12 +37,9 @@ class PartitionError(StrideflowError):
 
 
 def check_id(name: str, value: str) -> str:
-    """`value` if it is a usable athlete or session id, else PartitionError naming the field."""
-    if not isinstance(value, str) or not ID_PATTERN.match(value) or ".." in value:
-        raise PartitionError(
-            f"{name}={value!r} is not a valid id: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit"
-        )
+    """`value` if it is a valid athlete or session id (`hardware.ids`), else PartitionError naming it."""
+    if not is_valid_id(value):
+        raise PartitionError(str(InvalidIdError(name, value)))
     return value
 
 

@@ -291,7 +291,14 @@ class RecordingReplayer(PacketDevice):
 # ------------------------------------------------------------------------------------------
 # gateway: a device's stream over WebSocket to `WS /v1/stream`, with resume after reconnects
 # ------------------------------------------------------------------------------------------
-FATAL_CLOSE_CODES = {4400: "bad request", 4401: "unauthorized", 4403: "forbidden", 4409: "conflict"}
+FATAL_CLOSE_CODES = {
+    4400: "bad request",
+    4401: "unauthorized",
+    4403: "forbidden",
+    4409: "conflict",
+    4410: "stream ended",
+}
+ENDED_CLOSE_CODE = 4410
 
 
 class StreamClientError(DeviceError):
@@ -312,6 +319,7 @@ class StreamReport:
     duplicates: int = 0
     gaps: list[tuple[int, int]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    analysis_errors: list[str] = field(default_factory=list)  # the server's live analysis failed
     connections: int = 0
     end_reply: dict | None = None
     seconds: float = 0.0
@@ -414,14 +422,20 @@ async def stream_device(
                 report.rejected.append(str(msg.get("rejected") or f"late packet {msg['late']}"))
             elif "ended" in msg and not ended.done():
                 ended.set_result(msg)
+            elif "analysis_error" in msg:
+                report.analysis_errors.append(str(msg["analysis_error"]))
             elif "error" in msg:
                 last_error.update(msg)
 
+    end_sent = False
+
     async def send_all(ws, sink: WebSocketSink, start: int, ended: asyncio.Future) -> dict:
+        nonlocal end_sent
         burst = burst_s if start == 0 else 0.0
         report.packets_sent += await device.stream(sink, start, speed, burst, after_burst if burst else None)
         await sink.wait_acked(device.n_packets - 1)
         await ws.send(json.dumps({"end": True}))
+        end_sent = True
         return await ended
 
     while True:
@@ -464,6 +478,12 @@ async def stream_device(
             if isinstance(exc, ConnectionClosed):
                 exc = _ServerClosed(exc.rcvd.code, exc.rcvd.reason) if exc.rcvd else _ServerClosed(None, "")
             code = exc.code
+            if code == ENDED_CLOSE_CODE and end_sent and report.last_ack == device.n_packets - 1:
+                # Our own end went through but its reply was lost with the connection: done.
+                report.end_reply = {"ended": True, "last_seq": report.last_ack}
+                report.samples_acked = device.n_samples
+                report.seconds = time.perf_counter() - t_start
+                return report
             if code in FATAL_CLOSE_CODES:
                 message = last_error.get("error") or exc.reason
                 raise StreamClientError(

@@ -5,6 +5,9 @@ For each binary packet it calls `receive()`, which decides (in this order):
 
 - not a valid packet, or from another device or foot than the hello said: `REJECTED` with the
   reason (nothing stored, nothing acknowledged);
+- a valid packet whose sequence number or timestamp is out of range (see `StreamLimits`):
+  `REJECTED` with `fatal` set (nothing stored): the server closes the stream with the reason,
+  since such a device would block the stream or break its analysis;
 - sequence number already stored: `DUPLICATE` (re-acknowledge, drop);
 - sequence number inside a gap that was already reported: `LATE` (dropped: live analysis has
   moved past it; never acknowledged, so nothing acknowledged is lost);
@@ -18,21 +21,39 @@ clock counts µs from the start of its session.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from strideflow.hardware.ids import DEVICE_ID_MAX_LENGTH, InvalidIdError, is_valid_id
 from strideflow.hardware.packets import MAX_SAMPLES, Packet, PacketError, decode_packet
 from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES
 from strideflow.hardware.schema import FEET
 from strideflow.ingest.errors import IngestError
+from strideflow.ingest.settings import ReadSettings
 from strideflow.ingest.wal import WriteAheadLog, wal_path
 
-_DEVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,15}$")
-MAX_SAMPLING_RATE_HZ = 10_000.0
+MIN_SAMPLING_RATE_HZ = ReadSettings().min_rate_hz
+MAX_SAMPLING_RATE_HZ = ReadSettings().max_rate_hz
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Plausible ranges of a packet's fields, beyond which a stream is refused.
+
+    `max_device_time_s`: a device clock counts from the start of its session, so a timestamp past
+    this (s) is corrupt. `max_sequence_jump`: packets a new sequence number may skip (a larger jump
+    would turn every later packet into a "duplicate"). `max_time_gap_s`: how far a packet may start
+    after the end of the previous stored one, s. `time_tolerance_samples`: how far (in sample
+    intervals) it may start before that end (clock jitter); further back would reorder samples.
+    """
+
+    max_device_time_s: float = 7 * 24 * 3600.0
+    max_sequence_jump: int = 100_000
+    max_time_gap_s: float = 3600.0
+    time_tolerance_samples: float = 0.5
 
 
 class StreamError(IngestError):
@@ -64,31 +85,27 @@ class StreamHello:
                 raise StreamError("missing from the hello", column=name)
             values[name] = msg[name]
         for name in ("athlete_id", "session_id"):
-            if not isinstance(values[name], str) or not re.match(
-                r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$", values[name]
-            ):
-                raise StreamError(
-                    f"{values[name]!r} is not a valid id (letters, digits, '_', '-', '.')", column=name
-                )
+            if not is_valid_id(values[name]):
+                raise StreamError(str(InvalidIdError(name, values[name])), column=name)
         if values["foot"] not in FEET:
             raise StreamError(f"must be one of {', '.join(FEET)}, got {values['foot']!r}", column="foot")
-        if not isinstance(values["device_id"], str) or not _DEVICE_ID.match(values["device_id"]):
+        if not is_valid_id(values["device_id"], DEVICE_ID_MAX_LENGTH):
             raise StreamError(
-                f"{values['device_id']!r} is not a valid device id (1-16 letters, digits, '_', '-', '.')",
+                str(InvalidIdError("device_id", values["device_id"], DEVICE_ID_MAX_LENGTH)),
                 column="device_id",
             )
         rate = values["sampling_rate_hz"]
         if (
             isinstance(rate, bool)
             or not isinstance(rate, int | float)
-            or not 0 < rate <= MAX_SAMPLING_RATE_HZ
+            or not MIN_SAMPLING_RATE_HZ <= rate <= MAX_SAMPLING_RATE_HZ
         ):
             raise StreamError(
-                f"must be a number in (0, {MAX_SAMPLING_RATE_HZ:g}] Hz, got {rate!r}",
+                f"must be a number in [{MIN_SAMPLING_RATE_HZ:g}, {MAX_SAMPLING_RATE_HZ:g}] Hz, got {rate!r}",
                 column="sampling_rate_hz",
             )
         profile = msg.get("profile", cls.profile)
-        if profile not in PROFILES:
+        if not isinstance(profile, str) or profile not in PROFILES:
             raise StreamError(
                 f"unknown device profile {profile!r}; known: {', '.join(PROFILES)}", column="profile"
             )
@@ -114,6 +131,7 @@ class Received:
     packet: Packet | None = None
     gap: tuple[int, int] | None = None
     reason: str | None = None
+    fatal: bool = False  # out-of-range fields: the stream is refused, not only this packet
 
 
 @dataclass
@@ -143,17 +161,20 @@ class StreamReceiver:
     `replayed_` holds the packets already in the log, in order, for rebuilding the live analysis.
     """
 
-    def __init__(self, hello: StreamHello, wal: WriteAheadLog):
+    def __init__(self, hello: StreamHello, wal: WriteAheadLog, limits: StreamLimits = StreamLimits()):
         self.hello = hello
         self.wal = wal
+        self.limits = limits
         self.state = SequenceState()
         self.samples_received_ = 0
+        self.end_us_: float | None = None  # device time just after the newest stored packet, µs
         self.replayed_: list[Packet] = []
         for raw in wal.packets_:
             packet = decode_packet(raw)  # CRC-checked twice: by the log and by the packet itself
             _, gap = self.state.classify(packet.sequence)
             self.state.add(packet.sequence, gap)
             self.samples_received_ += packet.n_samples
+            self._advance(packet)
             self.replayed_.append(packet)
         wal.packets_ = []  # decoded above; the raw bytes need not stay in memory
 
@@ -171,6 +192,35 @@ class StreamReceiver:
                     column=name,
                 )
         return cls(hello, wal)
+
+    def _advance(self, packet: Packet) -> None:
+        self.end_us_ = packet.timestamp_us + packet.n_samples * 1e6 / self.hello.sampling_rate_hz
+
+    def out_of_range(self, packet: Packet) -> str | None:
+        """Why a new packet's sequence number or timestamp is implausible (see StreamLimits), or None."""
+        lim = self.limits
+        expected = 0 if self.state.last is None else self.state.last + 1
+        if packet.sequence - expected > lim.max_sequence_jump:
+            return (
+                f"sequence number {packet.sequence} skips {packet.sequence - expected} packets after "
+                f"{self.state.last}; at most {lim.max_sequence_jump} may be skipped"
+            )
+        t_us = packet.timestamp_us
+        if t_us > lim.max_device_time_s * 1e6:
+            return f"timestamp {t_us} µs is past {lim.max_device_time_s:g} s of device time"
+        if self.end_us_ is not None:
+            interval_us = 1e6 / self.hello.sampling_rate_hz
+            if t_us < self.end_us_ - lim.time_tolerance_samples * interval_us:
+                return (
+                    f"timestamp {t_us} µs goes back before the end of the previous packet "
+                    f"({self.end_us_:.0f} µs)"
+                )
+            if t_us - self.end_us_ > lim.max_time_gap_s * 1e6:
+                return (
+                    f"timestamp {t_us} µs is {(t_us - self.end_us_) / 1e6:.0f} s after the previous packet; "
+                    f"at most {lim.max_time_gap_s:g} s"
+                )
+        return None
 
     @property
     def resume_from(self) -> int | None:
@@ -197,9 +247,13 @@ class StreamReceiver:
         outcome, gap = self.state.classify(packet.sequence)
         if outcome is not Outcome.NEW:
             return Received(outcome, sequence=packet.sequence, packet=packet)
+        problem = self.out_of_range(packet)
+        if problem is not None:
+            return Received(Outcome.REJECTED, sequence=packet.sequence, reason=problem, fatal=True)
         self.wal.append(bytes(data))
         self.state.add(packet.sequence, gap)
         self.samples_received_ += packet.n_samples
+        self._advance(packet)
         return Received(Outcome.NEW, sequence=packet.sequence, packet=packet, gap=gap)
 
     def commit(self) -> None:
@@ -237,6 +291,7 @@ __all__ = [
     "SequenceState",
     "StreamError",
     "StreamHello",
+    "StreamLimits",
     "StreamReceiver",
     "packet_block",
 ]

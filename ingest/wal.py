@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+from strideflow.hardware.ids import DEVICE_ID_MAX_LENGTH, InvalidIdError, is_valid_id
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest.durable import fsync_dir
 from strideflow.ingest.errors import IngestError
@@ -37,7 +37,6 @@ KINDS = (META, PACKET, CLOSE)
 _RECORD = struct.Struct("<IIB")
 MAX_RECORD_BYTES = 1 << 20  # larger lengths can only come from a torn or foreign file
 WAL_SUFFIX = ".wal"
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
 class WalError(IngestError):
@@ -47,11 +46,11 @@ class WalError(IngestError):
         super().__init__(str(source), problem)
 
 
-def _check(name: str, value: str) -> str:
-    if not isinstance(value, str) or not _ID.match(value) or ".." in value:
-        raise WalError(
-            "write-ahead log", f"{name}={value!r} is not a valid id (1-128 letters, digits, '_', '-', '.')"
-        )
+def _check(name: str, value: str, max_length: int | None = None) -> str:
+    """The one id rule of `hardware.ids` (device ids: at most DEVICE_ID_MAX_LENGTH characters)."""
+    limit = {} if max_length is None else {"max_length": max_length}
+    if not is_valid_id(value, **limit):
+        raise WalError("write-ahead log", str(InvalidIdError(name, value, **limit)))
     return value
 
 
@@ -64,7 +63,7 @@ def _session_dir(root: str | Path, athlete_id: str, session_id: str) -> Path:
 def wal_path(root: str | Path, athlete_id: str, session_id: str, foot: str, device_id: str) -> Path:
     """Where the log of one athlete-session-foot-device lives under `root`."""
     _check("foot", foot)
-    _check("device_id", device_id)
+    _check("device_id", device_id, DEVICE_ID_MAX_LENGTH)
     return _session_dir(root, athlete_id, session_id) / f"{foot}.{device_id}{WAL_SUFFIX}"
 
 

@@ -25,6 +25,7 @@ def serve(
     import uvicorn
 
     from strideflow.service.app import create_app
+    from strideflow.service.server import uvicorn_options
     from strideflow.service.settings import ServiceSettings
 
     overrides: dict = {}
@@ -39,4 +40,5 @@ def serve(
     service_log = logging.getLogger("strideflow")
     service_log.addHandler(handler)
     service_log.setLevel(logging.INFO)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    # Read and idle timeouts (settings keep_alive_timeout_s, request_read_timeout_s, ws_ping_*).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **uvicorn_options(settings))

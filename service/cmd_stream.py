@@ -171,5 +171,7 @@ def stream(
             f"{len(r.gaps)} gap(s); server: {end.get('strides', '?')} strides, {r.seconds:.1f} s",
             highlight=False,
         )
+        for problem in r.analysis_errors:
+            console.print(f"{r.device_id} ({r.foot}): server: {problem}", highlight=False)
     if any(r.samples_acked < r.samples for r in reports):
         raise StreamCommandError("some samples were not acknowledged by the server")

@@ -33,6 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.types import TypeDecorator
 
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import check_id
 
 ID_LEN = 128
 
@@ -196,6 +197,11 @@ class Database:
                     if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
                         raise
 
+    def ping(self) -> None:
+        """Raise if the database does not answer."""
+        with self.session() as s:
+            s.execute(select(1))
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -214,7 +220,8 @@ class Database:
 
     # --- helpers --------------------------------------------------------------------------
     def ensure_team(self, team_id: str) -> None:
-        """Create the team if it is new."""
+        """Create the team if it is new (InvalidIdError and nothing stored for an invalid id)."""
+        check_id("team_id", team_id)
         with self.session() as s:
             if s.get(Team, team_id) is None:
                 s.add(Team(id=team_id))
@@ -225,6 +232,7 @@ class Database:
 
     def ensure_athlete(self, team_id: str, athlete_id: str) -> None:
         """Create the athlete in `team_id` (and the team) if new; DatabaseError if another team owns it."""
+        check_id("athlete_id", athlete_id)
         self.ensure_team(team_id)
         with self.session() as s:
             row = s.get(Athlete, athlete_id)
@@ -240,6 +248,8 @@ class Database:
 
     def ensure_session(self, athlete_id: str, session_id: str, session_date: dt.date | None = None) -> None:
         """Create the session if new; fill in its date if it had none (an existing date is kept)."""
+        check_id("athlete_id", athlete_id)
+        check_id("session_id", session_id)
         with self.session() as s:
             row = s.get(SessionRow, (athlete_id, session_id))
             if row is None:

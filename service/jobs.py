@@ -11,6 +11,11 @@ job twice, or after a crash half-way, gives the same rows, never duplicates.
 - Queued jobs of the same session are claimed together and share one run; two runs of one
   session never overlap (a later upload's job waits and then sees every recording).
 - When several recordings cover the same foot, the newest upload of that foot is used.
+- One source per session: the job marks the session `"source": "upload"` in the batch's
+  done-marker (`analytics.batch.write_marker`, before writing, so a crash in between redoes the
+  same thing). In a session a team batch filled (the upload route accepted it only with
+  `replace=true`), the stored strides and curves of the feet no upload covers are kept (and listed
+  in the marker's `batch_feet`, so later jobs keep them too): only the uploaded foot is replaced.
 - A recording that cannot be analysed (e.g. no walking to align the mounting with) is listed in
   the job's warnings and the others are used; with none usable the job fails with each problem.
 - On start, jobs left `running` by a crash are queued again (or failed after `job_max_attempts`).
@@ -41,6 +46,7 @@ from strideflow.service.db import (
     FAILED,
     QUEUED,
     RUNNING,
+    Athlete,
     Database,
     Job,
     RecordingRow,
@@ -133,11 +139,56 @@ def _analyse_session(
     if not strides_parts:
         raise JobError("; ".join(errors) or "the session has no recordings")
     warnings = [f"not analysed: {e}" for e in errors] + warnings
+    kept = _keep_batch_feet(results_dir, athlete_id, session_id, covered, strides_parts, curves_parts)
+    if kept:
+        warnings.append(
+            f"kept the team batch's results of the {' and '.join(kept)} foot (no upload covers it)"
+        )
     stored = write_session(results_dir, athlete_id, session_id, strides_parts, curves_parts, session_date)
     warnings = [_public(w, recordings) for w in warnings]
     if len(warnings) > MAX_WARNINGS:
         warnings = [*warnings[:MAX_WARNINGS], f"{len(warnings) - MAX_WARNINGS} more warnings not listed"]
     return {"stride_count": stored.strides.height, "warnings": warnings, "recording_ids": used}
+
+
+def _keep_batch_feet(
+    results_dir: Path,
+    athlete_id: str,
+    session_id: str,
+    covered: set[str],
+    strides_parts: list,
+    curves_parts: list,
+) -> list[str]:
+    """Add the stored batch rows of feet no recording covers to the parts; mark the session an upload's.
+
+    Returns the feet kept. Without a batch origin (no marker, or an upload's without `batch_feet`)
+    nothing is kept: the session's results are its uploads' alone.
+    """
+    from strideflow.analytics.batch import BATCH_SOURCE, SOURCE, UPLOAD_SOURCE, read_marker, write_marker
+    from strideflow.analytics.partitions import CURVES, STRIDES, read_partition
+    from strideflow.hardware.schema import FOOT
+
+    marker = read_marker(results_dir, athlete_id, session_id)
+    stored = read_partition(results_dir, STRIDES, athlete_id, session_id)
+    batch_feet: set[str] = set()
+    if marker is not None and stored is not None:
+        if marker.get(SOURCE, BATCH_SOURCE) == BATCH_SOURCE:
+            batch_feet = set(stored.get_column(FOOT).unique().to_list())
+        else:
+            batch_feet = set(marker.get("batch_feet") or ())
+    keep = sorted(batch_feet - covered)
+    state = {SOURCE: UPLOAD_SOURCE, "batch_feet": keep}
+    if marker is not None and marker.get(SOURCE, BATCH_SOURCE) == BATCH_SOURCE:
+        state["replaced_batch_marker"] = marker
+    elif marker is not None and "replaced_batch_marker" in marker:
+        state["replaced_batch_marker"] = marker["replaced_batch_marker"]
+    write_marker(results_dir, athlete_id, session_id, state)
+    if keep:
+        strides_parts.append(stored.filter(pl.col(FOOT).is_in(keep)))
+        curves = read_partition(results_dir, CURVES, athlete_id, session_id)
+        if curves is not None and FOOT in curves.columns and curves_parts:
+            curves_parts.append(curves.filter(pl.col(FOOT).is_in(keep)))
+    return keep
 
 
 # --- the dispatcher, in the server process --------------------------------------------------------
@@ -168,10 +219,13 @@ def requeue_unfinished(db: Database, max_attempts: int) -> int:
         return len(stale)
 
 
-def job_counts(db: Database) -> dict[str, int]:
-    """Number of jobs per status."""
+def job_counts(db: Database, team_id: str | None = None) -> dict[str, int]:
+    """Number of jobs per status (of one team's athletes, if given)."""
+    stmt = select(Job.status, func.count()).group_by(Job.status)
+    if team_id is not None:
+        stmt = stmt.join(Athlete, Athlete.id == Job.athlete_id).where(Athlete.team_id == team_id)
     with db.session() as s:
-        rows = s.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+        rows = s.execute(stmt).all()
     return {status: n for status, n in rows}
 
 

@@ -29,7 +29,15 @@ the analysis is finished (the strides its end closes are published with `closed_
 the results stored and a CLOSE record written, so its log is not replayed at every later start.
 A log's last packet time is its file's modification time, so a log left unfinished by a server
 that was down longer than the timeout is ended at the next start. A device that comes back
-after that is told `{"ended": true}` and starts a new session.
+after that (or after its own `end`) is refused at the hello (`StreamEnded`, close code 4410) and
+starts a new session: an ended stream takes no more packets, so none can be acknowledged unstored.
+
+Refused packets: a packet whose sequence number or timestamp is out of range
+(`ingest.live.StreamLimits`) ends the connection (`StreamRefused`, 4400) after the packets
+before it are stored and acknowledged. Analysis failures: the first exception the live analysis
+raises on a stream is logged with its traceback and sent to the client once as
+`{"analysis_error": message, "seq": n}`; the packets stay stored, later failures are counted
+(`LiveStream.analysis_failures`), not logged again.
 """
 
 from __future__ import annotations
@@ -47,13 +55,14 @@ from pathlib import Path
 
 import polars as pl
 
+from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, UPLOAD_SOURCE, read_marker, write_marker
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
 from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
-from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices
+from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices, wal_path
 
 log = logging.getLogger("strideflow.service")
 
@@ -82,6 +91,14 @@ def default_analyzer(hello: StreamHello):
 class StreamConflict(StreamError):
     """Another device already streams this athlete-session-foot, or the session's results come
     from elsewhere (an upload or a batch run)."""
+
+
+class StreamEnded(StreamConflict):
+    """The stream (athlete, session, foot, device) has ended: it takes no more packets."""
+
+
+class StreamRefused(StreamError):
+    """A packet with out-of-range fields: the connection is closed with the reason."""
 
 
 def has_live_logs(wal_root: str | Path, athlete_id: str, session_id: str) -> bool:
@@ -144,6 +161,7 @@ class LiveStream:
     owner: object | None = None
     ended: bool = False
     last_packet_at: float = field(default_factory=time.time)  # server time of the newest packet
+    analysis_failures: int = 0  # packets the live analysis raised on (the first one is reported)
 
     @property
     def key(self) -> StreamKey:
@@ -235,6 +253,16 @@ class LiveHub:
         key = (hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
         async with self._attach_lock:
             stream = self.streams.get(key)
+            if owner is not None and (
+                (stream is not None and stream.ended)
+                or (stream is None and await asyncio.to_thread(self._log_closed, hello))
+            ):
+                raise StreamEnded(
+                    f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot "
+                    f"(device {hello.device_id}) has ended; its results are final. Stream into a new "
+                    "session id",
+                    column="session_id",
+                )
             if stream is None:
                 self._check_single_device(hello)
                 self._check_results_source(hello)
@@ -245,6 +273,11 @@ class LiveHub:
                 stream.team_id = team_id
             stream.owner = owner
             return stream
+
+    def _log_closed(self, hello: StreamHello) -> bool:
+        """Whether the stream's log exists and holds a CLOSE record."""
+        path = wal_path(self.wal_root, hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+        return path.is_file() and read_wal(path)[2]
 
     def _check_single_device(self, hello: StreamHello) -> None:
         others = {k[3] for k in self.streams if k[:3] == (hello.athlete_id, hello.session_id, hello.foot)}
@@ -263,9 +296,11 @@ class LiveHub:
         if has_live_logs(self.wal_root, hello.athlete_id, hello.session_id):
             return
         if has_partition(self.results_dir, STRIDES, hello.athlete_id, hello.session_id):
+            marker = read_marker(self.results_dir, hello.athlete_id, hello.session_id) or {}
+            source = "an upload" if marker.get(SOURCE) == UPLOAD_SOURCE else "a team batch run"
             raise StreamConflict(
-                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from an "
-                "upload or a batch run; stream into a new session id",
+                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from "
+                f"{source}; a session has one source of results: stream into a new session id",
                 column="session_id",
             )
 
@@ -273,11 +308,16 @@ class LiveHub:
         receiver = StreamReceiver.open(self.wal_root, hello)
         try:
             analyzer = self.analyzer_factory(hello)
+            failures = 0
             for packet in receiver.replayed_:
                 try:
                     analyzer.push(**packet_block(packet, hello.sampling_rate_hz))
                 except Exception:  # as live: a packet the analysis fails on is kept, not fatal
-                    log.exception("live analysis failed replaying %s, packet %s", hello, packet.sequence)
+                    failures += 1
+                    if failures == 1:  # once per stream, not per packet
+                        log.exception("live analysis failed replaying %s, packet %s", hello, packet.sequence)
+            if failures > 1:
+                log.error("live analysis failed on %d replayed packets of %s", failures, hello)
             if receiver.closed:
                 analyzer.finish()
         except BaseException:
@@ -321,9 +361,13 @@ class LiveHub:
                 return
             replies: list[dict] = []
             new = []
+            refused = None
             try:
                 for data, received_at in batch:
                     got = stream.receiver.receive(data)
+                    if got.fatal:
+                        refused = f"packet {got.sequence}: {got.reason}"
+                        break
                     if got.outcome is Outcome.REJECTED:
                         replies.append({"rejected": got.reason, "seq": got.sequence})
                     elif got.outcome is Outcome.DUPLICATE:
@@ -347,9 +391,11 @@ class LiveHub:
                 await send(reply)
             if new:
                 # Shielded: a connection dropped mid-analysis must not lose the strides it closes.
-                await asyncio.shield(asyncio.ensure_future(self._analyze(stream, new)))
+                await asyncio.shield(asyncio.ensure_future(self._analyze(stream, new, send)))
+            if refused is not None:
+                raise StreamRefused(refused)
 
-    async def _analyze(self, stream: LiveStream, packets: list) -> None:
+    async def _analyze(self, stream: LiveStream, packets: list, send: Send | None = None) -> None:
         async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
             for packet, received_at in packets:
                 block = packet_block(packet, stream.hello.sampling_rate_hz)
@@ -357,9 +403,19 @@ class LiveHub:
                     strides, stances = await asyncio.get_running_loop().run_in_executor(
                         self._analysis_pool, lambda b=block: self._push(stream.analyzer, b)
                     )
-                except Exception:
-                    # The packet is durable; a failing analysis must not drop the connection.
-                    log.exception("live analysis failed on %s, packet %s", stream.key, packet.sequence)
+                except Exception as exc:
+                    # The packet is durable; a failing analysis must not drop the connection. Logged
+                    # and reported once per stream, not once per packet.
+                    stream.analysis_failures += 1
+                    if stream.analysis_failures == 1:
+                        log.exception("live analysis failed on %s, packet %s", stream.key, packet.sequence)
+                        if send is not None:
+                            message = (
+                                f"live analysis failed at packet {packet.sequence} ({type(exc).__name__}: "
+                                f"{str(exc)[:200]}); the packets are stored, strides may be missing"
+                            )
+                            with contextlib.suppress(Exception):
+                                await send({"analysis_error": message, "seq": packet.sequence})
                     continue
                 self._publish(stream, stances, received_at, packet.sequence, "packet", kind="stance")
                 self._publish(stream, strides, received_at, packet.sequence, "packet")
@@ -507,5 +563,8 @@ class LiveHub:
                 strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
         if strides is None:
             return
+        if read_marker(self.results_dir, athlete, session) is None:
+            # One source per session: a team batch run into these results leaves this session alone.
+            write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
         # no curves: a live session has none, and older ones would not match these strides
         write_session(self.results_dir, athlete, session, [strides], settings=self.analysis_settings)

@@ -35,8 +35,14 @@ class ErrorBody(BaseModel):
     detail: str = Field(description="What is wrong, naming the field or problem.")
 
 
-# The error answers every read route documents (401 no/bad key, 404 not visible, 422 bad input).
-READ_ERRORS = {401: {"model": ErrorBody}, 404: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+# The error answers every read route documents (401 no/bad key, 404 not visible, 422 bad input,
+# 503 stored results that cannot be read, naming the athlete and session).
+READ_ERRORS = {
+    401: {"model": ErrorBody},
+    404: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
 
 
 class Page(BaseModel, Generic[T]):
@@ -66,8 +72,12 @@ class StreamOut(BaseModel):
 class Health(BaseModel):
     status: str = "ok"
     database: str = "ok"
-    jobs_queued: int = 0
-    jobs_running: int = 0
+    jobs_queued: int | None = Field(
+        default=None, description="Queued jobs of the key's team (null without a key)."
+    )
+    jobs_running: int | None = Field(
+        default=None, description="Running jobs of the key's team (null without a key)."
+    )
 
 
 class JobAccepted(BaseModel):
@@ -123,6 +133,9 @@ class SessionOut(BaseModel):
     lr_difference_deg: dict[str, float | None] = Field(
         default_factory=dict,
         description="Signed angle (foot strike, toe-off pronation) -> left minus right median, degrees.",
+    )
+    results_error: str | None = Field(
+        default=None, description="Why the stored results cannot be read (a damaged file); null if fine."
     )
 
 

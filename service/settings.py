@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from strideflow.ingest.limits import FileLimits
+
 MIB = 1024 * 1024
 
 
@@ -19,12 +21,23 @@ class ServiceSettings(BaseSettings):
     - `database_url`: SQLAlchemy URL; None means `sqlite:///<data_dir>/strideflow.db` (WAL mode,
       foreign keys on). A PostgreSQL URL works too.
     - `max_upload_bytes`: largest accepted recording file, bytes (default 256 MiB); larger -> 413.
+    - `max_upload_rows` / `max_upload_columns` / `max_upload_decoded_bytes`: largest table an
+      uploaded file may decode to (default 10 million rows, 256 columns, 1 GiB), checked from
+      the Parquet metadata or by counting a CSV's (or inflating a gzip's) lines in chunks before
+      the file is decoded (`ingest.limits`); larger -> 413.
     - `job_workers`: analysis worker processes (each a spawned process, not a thread).
     - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
     - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
       / the largest `limit` accepted.
     - `stream_idle_timeout_s`: a live stream with no connection and no packet for this long is
       ended as if its client had sent `end` (results final and stored, log closed), s.
+    - `keep_alive_timeout_s`: an idle HTTP keep-alive connection is closed after this, s
+      (uvicorn `timeout_keep_alive`).
+    - `request_read_timeout_s`: a client that sends no byte of its request (headers or body) for
+      this long is disconnected with 408, so slow clients cannot hold connections (s; `strideflow
+      serve` installs it as an ASGI middleware on every HTTP request).
+    - `ws_ping_interval_s` / `ws_ping_timeout_s`: WebSocket pings; a peer that does not answer
+      one within the timeout is disconnected (uvicorn `ws_ping_interval`/`ws_ping_timeout`).
     """
 
     model_config = SettingsConfigDict(env_prefix="STRIDEFLOW_", extra="ignore")
@@ -32,11 +45,23 @@ class ServiceSettings(BaseSettings):
     data_dir: Path = Path("strideflow-data")
     database_url: str | None = None
     max_upload_bytes: int = Field(default=256 * MIB, gt=0)
+    max_upload_rows: int = Field(default=10_000_000, gt=0)
+    max_upload_columns: int = Field(default=256, gt=0)
+    max_upload_decoded_bytes: int = Field(default=1024 * MIB, gt=0)
     job_workers: int = Field(default=1, ge=1)
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)
     stream_idle_timeout_s: float = Field(default=1800.0, gt=0)
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    request_read_timeout_s: float = Field(default=30.0, gt=0)
+    ws_ping_interval_s: float = Field(default=20.0, gt=0)
+    ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+
+    @property
+    def file_limits(self) -> FileLimits:
+        """The upload limits as `ingest.limits.FileLimits`."""
+        return FileLimits(self.max_upload_rows, self.max_upload_columns, self.max_upload_decoded_bytes)
 
     @property
     def results_dir(self) -> Path:

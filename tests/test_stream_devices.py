@@ -155,3 +155,49 @@ def test_url_forms():
     assert _with_stream_path("ws://h:2/") == "ws://h:2/v1/stream"
     with pytest.raises(StreamClientError, match="URL"):
         _with_stream_path("h:8000")
+
+
+def test_client_whose_end_reply_was_lost_finishes_on_the_ended_refusal(simulated):
+    """The client sent `end` after every ack, the connection dropped before the reply, and the
+    reconnect is refused with 4410 (the stream has ended): everything is stored, so that is success.
+    A 4410 before the client's own end is a failure naming the reason (issue 13)."""
+    import json
+
+    from websockets.asyncio.server import serve
+
+    from strideflow.hardware.devices import stream_device
+
+    device = simulated[0]
+    connections: list[str] = []
+
+    async def handler(ws):
+        hello = json.loads(await ws.recv())
+        if connections:  # a reconnect: the stream has ended
+            connections.append("refused")
+            await ws.send(json.dumps({"error": f"session {hello['session_id']} has ended", "code": 4410}))
+            await ws.close(4410, "ended")
+            return
+        connections.append("streamed")
+        await ws.send(json.dumps({"resume_from": None, "gaps": [], "ended": False}))
+        async for message in ws:
+            if isinstance(message, bytes):
+                await ws.send(json.dumps({"ack": decode_packet(message).sequence}))
+            else:  # the end: stored, but the connection drops before the reply
+                await ws.close(1011, "gone")
+                return
+
+    async def run(refuse_first: bool):
+        connections.clear()
+        if refuse_first:
+            connections.append("ended before")
+        async with serve(handler, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            return await stream_device(
+                device, f"ws://127.0.0.1:{port}", "key", "A1", "S1", speed="max", reconnect_timeout_s=10
+            )
+
+    report = asyncio.run(run(refuse_first=False))
+    assert connections == ["streamed", "refused"]
+    assert report.samples_acked == device.n_samples and report.end_reply["ended"] is True
+    with pytest.raises(StreamClientError, match="4410 stream ended.*S1 has ended"):
+        asyncio.run(run(refuse_first=True))

@@ -157,6 +157,28 @@ def test_bad_key_is_one_line_and_exit_1(server_dir):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
+def test_restreaming_an_ended_session_exits_1_with_the_reason(server_dir):
+    """Issue 13, LIVE3: the same `strideflow stream` into a session that has ended. Before, a shorter
+    re-run printed every sample acknowledged though nothing was stored, and a longer one hung."""
+    server, keys, data = server_dir
+    common = ("--device", "sim", "--to", server.url, "--key", keys["admin"], "--athlete", "A1",
+              "--session", "LIVE3", "--foot", "left", "--speed", "max")  # fmt: skip
+    first = _cli("stream", *common, "--minutes", "0.5")
+    assert first.returncode == 0, first.stderr
+    log = wal_path(data / WAL_DIRNAME, "A1", "LIVE3", "left", "sim-L")
+    stored = read_wal(log)
+    assert stored[2] and stored[1]
+    for minutes in ("0.25", "1"):
+        again = _cli("stream", *common, "--minutes", minutes)
+        assert again.returncode == 1, again.stderr
+        lines = [line for line in again.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "4410" in lines[0], again.stderr
+        assert "LIVE3" in again.stderr and "has ended" in again.stderr, again.stderr
+        assert "acknowledged" not in again.stderr and "Traceback" not in again.stderr
+    assert read_wal(log) == stored
+
+
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_streamed_real_recording_both_feet(server_dir, real_data):

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
+from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
 from strideflow.hardware import schema as S
 from strideflow.hardware.packets import encode_packet
@@ -346,7 +347,8 @@ def test_idle_stream_is_ended_stored_and_not_replayed_again(tmp_path):
         assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == 1
         with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
             ws.send_json(hello())
-            assert ws.receive_json()["ended"] is True  # the device must start a new session
+            refused = ws.receive_json()  # the device must start a new session
+            assert refused["code"] == 4410 and "has ended" in refused["error"], refused
     with TestClient(make_app(tmp_path)) as client:
         assert client.app.state.live.streams == {}  # nothing replayed at start any more
 
@@ -447,7 +449,7 @@ def test_first_stream_into_a_session_with_batch_results_is_refused(service):
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
         ws.send_json(hello(session_id="S9"))
         code, msg = closed_with(ws)
-    assert code == 4409 and "already has results from an upload or a batch run" in msg["error"]
+    assert code == 4409 and "already has results from a team batch run" in msg["error"]
     assert read_partition(data_dir / "results", STRIDES, "A1", "S9").height == 1
     # A session that already has a live stream takes the other foot's device too.
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
@@ -461,3 +463,133 @@ def test_first_stream_into_a_session_with_batch_results_is_refused(service):
     with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
         ws.send_json(hello(session_id="S10", foot="right", device_id="pod-R"))
         assert ws.receive_json()["resume_from"] is None
+
+
+# --- issue 13: hardening found by attacking the running service ------------------------------------
+
+
+def test_stream_into_an_ended_session_is_refused_at_the_hello_and_nothing_is_acked(service):
+    """LIVE3: a stream that ended, streamed again with fewer (or more) packets. Before, the hello
+    answered `ended: true` with `resume_from`, the client skipped every packet up to it and printed
+    them all acknowledged (or waited forever for acks of packets the server rejected)."""
+    client, keys, data_dir = service
+    log = wal_path(data_dir / WAL_DIRNAME, "A1", "S1", "left", "pod-L")
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+        for seq in range(30):
+            ws.send_bytes(packet(seq))
+            assert ws.receive_json() == {"ack": seq}
+        ws.send_json({"end": True})
+        assert ws.receive_json()["ended"] is True
+    stored = read_wal(log)
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        code, msg = closed_with(ws)  # refused before any packet: none can be acknowledged
+    assert code == msg["code"] == 4410, msg
+    assert "has ended" in msg["error"] and "new session" in msg["error"], msg
+    assert read_wal(log) == stored  # nothing appended
+    # the stored session is marked as the stream's, so a team batch run leaves it alone
+    assert read_marker(data_dir / "results", "A1", "S1") == {SOURCE: STREAM_SOURCE}
+    # the other foot of the same session is a stream of its own and still welcome
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello(foot="right", device_id="pod-R"))
+        assert ws.receive_json()["resume_from"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"sampling_rate_hz": 5e-324}, "sampling_rate_hz"),
+        ({"sampling_rate_hz": 1e300}, "sampling_rate_hz"),
+        ({"session_id": "Z.."}, "session_id"),
+        ({"session_id": "WSNL\n"}, "session_id"),
+        ({"athlete_id": "A1\n"}, "athlete_id"),
+        ({"device_id": "pod..L"}, "device_id"),
+        ({"profile": ["not", "a", "name"]}, "profile"),
+    ],
+)
+def test_out_of_range_hello_is_refused_and_stores_nothing(service, change, field):
+    client, keys, data_dir = service
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello(**change))
+        code, msg = closed_with(ws)
+    assert code == msg["code"] == 4400 and f"column {field}" in msg["error"], msg
+    assert not (data_dir / WAL_DIRNAME).exists() or not any((data_dir / WAL_DIRNAME).rglob("*.wal"))
+    with client.app.state.db.session() as s:
+        from strideflow.service.db import SessionRow
+
+        assert s.query(SessionRow).count() == 0  # the session row is written only for an accepted hello
+
+
+def test_deeply_nested_hello_is_refused_cleanly(service, caplog):
+    client, keys, _ = service
+    nested = "[" * 100_000 + "]" * 100_000
+    for headers, text in ((auth(keys["admin"]), nested), ({}, '{"key": ' + nested + "}")):
+        with client.websocket_connect("/v1/stream", headers=headers) as ws:
+            ws.send_text(text)
+            code, msg = closed_with(ws)
+        assert code == msg["code"] == 4400, msg
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+@pytest.mark.parametrize(
+    ("seq", "t_us", "text"),
+    [
+        (2, 2**64 - 1, "device time"),  # timestamp 2^64 - 1 µs
+        (2**32 - 1, int(0.2e6), "skips"),  # sequence 2^32 - 1 would make every later packet "old"
+        (2, 0, "goes back"),  # before the previous packet's end
+    ],
+)
+def test_out_of_range_packet_closes_the_stream_and_is_not_stored(service, seq, t_us, text):
+    client, keys, data_dir = service
+    counts = np.zeros((N_PER_PACKET, 6), np.int16)
+    counts[:, 2] = 2048
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        ws.receive_json()
+        for good in range(2):
+            ws.send_bytes(packet(good))
+            assert ws.receive_json() == {"ack": good}
+        ws.send_bytes(encode_packet("pod-L", "left", seq, t_us, counts, 204.8, 16.0))
+        code, msg = closed_with(ws)
+    assert code == msg["code"] == 4400 and text in msg["error"] and f"packet {seq}" in msg["error"], msg
+    _, packets, _ = read_wal(wal_path(data_dir / WAL_DIRNAME, "A1", "S1", "left", "pod-L"))
+    assert len(packets) == 2
+    with client.websocket_connect("/v1/stream", headers=auth(keys["admin"])) as ws:
+        ws.send_json(hello())
+        assert ws.receive_json()["resume_from"] == 1  # the stream goes on from what was stored
+        ws.send_bytes(packet(2))
+        assert ws.receive_json() == {"ack": 2}
+
+
+class FailingAnalyzer(CountingAnalyzer):
+    """Test double whose analysis raises on every packet after the first two."""
+
+    def push(self, t_s, acc_mps2, gyr_dps, saturated):
+        if len(self.t) >= 2 * N_PER_PACKET:
+            raise FloatingPointError("analysis cannot go on")
+        return super().push(t_s, acc_mps2, gyr_dps, saturated)
+
+
+def test_analysis_failure_is_reported_to_the_client_and_logged_once(tmp_path, caplog):
+    app = make_app(tmp_path)
+    app.state.live.analyzer_factory = FailingAnalyzer
+    with TestClient(app) as client:
+        key = create_key(app.state.db, "T1", "admin")
+        app.state.db.ensure_athlete("T1", "A1")
+        replies = []
+        with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+            ws.send_json(hello())
+            ws.receive_json()
+            for seq in range(10):
+                ws.send_bytes(packet(seq))
+                replies.append(ws.receive_json())
+            ws.send_json({"end": True})
+            while "ended" not in (reply := ws.receive_json()):
+                replies.append(reply)
+    assert [r["ack"] for r in replies if "ack" in r] == list(range(10))  # every packet stored
+    errors = [r for r in replies if "analysis_error" in r]
+    assert len(errors) == 1 and errors[0]["seq"] == 2 and "FloatingPointError" in errors[0]["analysis_error"]
+    failures = [r for r in caplog.records if "live analysis failed" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in failures]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from enum import StrEnum
 from typing import Annotated
 
@@ -13,7 +14,10 @@ from sqlalchemy import func, select, tuple_
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import compute_trends
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
+    ATHLETE_ID,
     FEET,
     FOOT,
     METRICS,
@@ -35,6 +39,7 @@ from strideflow.service.deps import (
     encode_cursor,
     page_size,
 )
+from strideflow.service.errors import DamagedResultsError, read_problem
 from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
@@ -46,6 +51,7 @@ from strideflow.service.schemas import (
 )
 from strideflow.service.settings import ServiceSettings
 
+log = logging.getLogger("strideflow.service")
 router = APIRouter(prefix="/v1", tags=["athletes"])
 
 Metric = StrEnum("Metric", {m: m for m in METRICS})
@@ -111,8 +117,11 @@ def _clean(value):
     return value
 
 
-def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
-    """A session row with its per-foot aggregates from the sessions table (if analysed)."""
+def session_out(
+    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
+) -> SessionOut:
+    """A session row with its per-foot aggregates from the sessions table (if analysed);
+    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
     feet: list[SessionFoot] = []
     si: dict[str, float | None] = {}
     diff: dict[str, float | None] = {}
@@ -146,25 +155,48 @@ def session_out(row: SessionRow, results: pl.DataFrame | None) -> SessionOut:
         feet=feet,
         symmetry_index_pct=si,
         lr_difference_deg=diff,
+        results_error=results_error,
     )
 
 
 def session_results(
     settings: ServiceSettings, athlete_id: str, session_ids: list[str]
-) -> pl.DataFrame | None:
-    """Rows of the sessions table for these sessions of one athlete (None if none stored).
+) -> tuple[pl.DataFrame | None, dict[str, str]]:
+    """Rows of the sessions table for these sessions of one athlete (None if none stored), and
+    {session_id: problem} of sessions whose stored partition cannot be read (logged).
 
-    The partition files are opened directly (no directory scan) and read in one parallel collect.
+    The partition files are opened directly (no directory scan) and read in one parallel collect;
+    only when that fails are they read one by one, to serve the others and name the damaged ones.
     """
-    frames = []
+    paths = {}
     for sid in session_ids:
+        if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
+            continue
         path = partitions.partition_dir(settings.results_dir, partitions.SESSIONS, athlete_id, sid)
         path = path / partitions.PART_FILE
         if path.is_file():
-            frames.append(pl.scan_parquet(path).with_columns(pl.lit(sid).alias(SESSION_ID)))
-    if not frames:
-        return None
-    return pl.concat(frames, how="diagonal_relaxed").collect()
+            paths[sid] = path
+
+    def scan(sid: str) -> pl.LazyFrame:
+        return pl.scan_parquet(paths[sid]).with_columns(pl.lit(sid).alias(SESSION_ID))
+
+    if not paths:
+        return None, {}
+    try:
+        return pl.concat([scan(sid) for sid in paths], how="diagonal_relaxed").collect(), {}
+    except Exception:  # noqa: BLE001 - polars raises several types for a damaged file; found below
+        pass
+    frames, damaged = [], {}
+    for sid in paths:
+        try:
+            frames.append(scan(sid).collect())
+        except Exception as exc:  # noqa: BLE001
+            damaged[sid] = read_problem(exc)
+            log.error(
+                "stored %s of athlete %r, session %r cannot be read: %s",
+                partitions.SESSIONS, athlete_id, sid, damaged[sid],
+            )  # fmt: skip
+    return (pl.concat(frames, how="diagonal_relaxed") if frames else None), damaged
 
 
 def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: list | None, limit: int):
@@ -181,8 +213,14 @@ def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: l
         )
     with db.session() as s:
         rows = list(s.scalars(stmt).all())
-    results = session_results(settings, athlete_id, [r.session_id for r in rows[:limit]])
-    return rows, [session_out(r, results) for r in rows[:limit]]
+    shown = []
+    for r in rows[:limit]:
+        if is_valid_id(r.session_id):
+            shown.append(r)
+        else:  # stored before every id was checked: skipped, so it cannot break the listing
+            log.warning("athlete %r: skipped session row with an invalid id %r", athlete_id, r.session_id)
+    results, damaged = session_results(settings, athlete_id, [r.session_id for r in shown])
+    return rows, [session_out(r, results, damaged.get(r.session_id)) for r in shown]
 
 
 @router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=READ_ERRORS)
@@ -211,8 +249,30 @@ async def list_sessions(
     return Page[SessionOut](items=items, next_cursor=nxt)
 
 
+def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) -> DamagedResultsError | None:
+    """The first of the athlete's stored partitions of `table` that cannot be read, as an error."""
+    base = settings.results_dir / table / f"{ATHLETE_ID}={athlete_id}"
+    for path in sorted(base.glob(f"{SESSION_ID}=*/{partitions.PART_FILE}")):
+        try:
+            pl.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001
+            return DamagedResultsError(
+                athlete_id, path.parent.name.split("=", 1)[1], table, read_problem(exc)
+            )
+    return None
+
+
 def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot: str | None) -> list[dict]:
-    df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
+    try:
+        df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
+    except StrideflowError:
+        raise
+    except Exception:
+        # A trend needs every session: a damaged one is named (503), not silently left out.
+        damaged = damaged_partition(settings, partitions.SESSIONS, athlete_id)
+        if damaged is not None:
+            raise damaged from None
+        raise
     if df is None or df.height == 0:
         return []
     if foot is not None and FOOT in df.columns:

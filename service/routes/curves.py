@@ -33,6 +33,7 @@ from strideflow.service.deps import (
     encode_cursor,
     page_size,
 )
+from strideflow.service.errors import read_results
 from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
 from strideflow.service.schemas import READ_ERRORS, Foot, Page
 from strideflow.service.settings import ServiceSettings
@@ -67,9 +68,7 @@ _COLUMNS = {
 
 
 def _curves(settings: ServiceSettings, row: SessionRow, phase: str | None, foot: str | None) -> list[dict]:
-    curves = partitions.read_partition(
-        settings.results_dir, partitions.CURVES, row.athlete_id, row.session_id
-    )
+    curves = read_results(settings.results_dir, partitions.CURVES, row.athlete_id, row.session_id)
     if curves is None or curves.height == 0:
         return []
     if phase is not None:

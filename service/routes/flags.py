@@ -12,6 +12,7 @@ from strideflow.hardware.schema import FOOT
 from strideflow.service.auth import CurrentPrincipal
 from strideflow.service.db import SessionRow
 from strideflow.service.deps import DbDep, SettingsDep
+from strideflow.service.errors import read_results
 from strideflow.service.report import flag_sentence
 from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
 from strideflow.service.schemas import READ_ERRORS, Page
@@ -35,7 +36,7 @@ class FlagOut(BaseModel):
 
 
 def _flags(settings: ServiceSettings, row: SessionRow) -> list[dict]:
-    flags = partitions.read_partition(settings.results_dir, partitions.FLAGS, row.athlete_id, row.session_id)
+    flags = read_results(settings.results_dir, partitions.FLAGS, row.athlete_id, row.session_id)
     if flags is None:
         return []
     out = []

@@ -1,12 +1,17 @@
 """POST /v1/recordings: store an uploaded recording durably and queue its analysis job.
 
 Order of work, so that an acknowledged upload is never lost and a bad one never stored:
-1. the key may upload for this athlete (403/404 otherwise, see service.auth);
+1. the ids follow the one id rule (`hardware.ids`, 422), the key may upload for this athlete
+   (403/404 otherwise, see service.auth), and the session has no results of another source
+   (409 naming it: a live stream, or a team batch run unless the form says `replace=true`, which
+   then replaces the uploaded foot's results only; see `results_source`);
 2. the file is copied to a temporary name under `uploads_dir` with a running sha256 and a byte
    count (413 past `max_upload_bytes`; the whole request body is capped while it is read, too),
    then flushed with fsync;
 3. the same bytes for the same athlete, session and foot answer the existing job (idempotent);
-4. `ingest.read_recording` validates it in a worker thread (422 naming the ingest problem);
+4. its decoded size is checked against `max_upload_rows`, `max_upload_columns` and
+   `max_upload_decoded_bytes` from its metadata, before it is decoded (`ingest.limits`, 413);
+   then `ingest.read_recording` validates it in a worker thread (422 naming the ingest problem);
 5. the file moves to `uploads/<sha256>/<file name>` (os.replace, directory fsync), the recording
    and a queued job are committed in one transaction, and the answer is 202 {"job_id"}.
 """
@@ -30,11 +35,14 @@ from fastapi.routing import APIRoute
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from strideflow.analytics.partitions import ID_PATTERN, check_id
+from strideflow.analytics.batch import BATCH_SOURCE, SOURCE, STREAM_SOURCE, UPLOAD_SOURCE, read_marker
+from strideflow.analytics.partitions import STRIDES, check_id, has_partition
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import ID_MAX_LENGTH, ID_PATTERN
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest import ReadSettings, read_recording
 from strideflow.ingest.durable import fsync_dir
+from strideflow.ingest.limits import FileLimits, FileTooLarge, check_file_limits
 from strideflow.service.auth import CurrentPrincipal, not_found, require_writer
 from strideflow.service.db import QUEUED, Database, DatabaseError, Job, RecordingRow
 from strideflow.service.deps import DbDep, RunnerDep, SettingsDep
@@ -90,7 +98,7 @@ class CappedUploadRoute(APIRoute):
 router = APIRouter(prefix="/v1", tags=["recordings"], route_class=CappedUploadRoute)
 
 _READ = ReadSettings()
-_ID = {"pattern": ID_PATTERN.pattern, "max_length": 128}
+_ID = {"pattern": ID_PATTERN.pattern, "max_length": ID_MAX_LENGTH}
 
 
 def safe_filename(name: str | None) -> str:
@@ -156,8 +164,48 @@ def _register(db: Database, team_id: str, row: RecordingRow, session_date: dt.da
     return job.id
 
 
-def _validate(path: Path, filename: str, **kwargs) -> str:
-    """Feet in the file ("left,right"); 422 naming the ingest problem (paths shown as the uploaded name)."""
+def results_source(settings: ServiceSettings, db: Database, athlete_id: str, session_id: str) -> str | None:
+    """Who stored this session's results: "stream", "upload", "batch", or None (nothing stored yet)."""
+    if has_live_logs(settings.data_dir / WAL_DIRNAME, athlete_id, session_id):
+        return STREAM_SOURCE
+    if db.has_recordings(athlete_id, session_id):
+        return UPLOAD_SOURCE
+    marker = read_marker(settings.results_dir, athlete_id, session_id)
+    if marker is not None:
+        return marker.get(SOURCE, BATCH_SOURCE)
+    # Partitions without a marker: a batch run that failed on a file of the session (it writes no
+    # marker then); the service's own writers always leave one.
+    return BATCH_SOURCE if has_partition(settings.results_dir, STRIDES, athlete_id, session_id) else None
+
+
+def _check_source(
+    settings: ServiceSettings, db: Database, athlete_id: str, session_id: str, replace: bool
+) -> None:
+    """409 naming the source when an upload would write into a session another source filled."""
+    source = results_source(settings, db, athlete_id, session_id)
+    where = f"session {session_id!r} of athlete {athlete_id!r}"
+    if source == STREAM_SOURCE:
+        raise HTTPException(
+            409,
+            detail=f"{where} is streamed live (source: stream); its stream log is the session's "
+            "record, so an upload cannot replace it: upload into a new session id",
+        )
+    if source == BATCH_SOURCE and not replace:
+        raise HTTPException(
+            409,
+            detail=f"{where} holds the results of a team batch run (source: batch); send replace=true "
+            "to replace them for the uploaded foot (the other foot's are kept), or upload into a new "
+            "session id",
+        )
+
+
+def _validate(path: Path, filename: str, limits: FileLimits, **kwargs) -> str:
+    """Feet in the file ("left,right"); 413 past the limits (checked before decoding), 422 naming the
+    ingest problem (paths shown as the uploaded name)."""
+    try:
+        check_file_limits(path, limits, source=filename)
+    except FileTooLarge as exc:
+        raise HTTPException(413, detail=str(exc)) from None
     try:
         return ",".join(read_recording(path, **kwargs).feet())
     except StrideflowError as exc:
@@ -212,6 +260,14 @@ async def upload_recording(
         str, Form(max_length=200, description="Units of the file: acc=g|m/s^2,gyr=deg/s|rad/s.")
     ] = None,
     session_date: Annotated[dt.date, Form(description="Calendar date of the session, yyyy-mm-dd.")] = None,
+    replace: Annotated[
+        bool,
+        Form(
+            description="Replace the results a team batch run stored for this session, for the "
+            "uploaded foot only (the other foot's batch results are kept). Without it such a session "
+            "answers 409."
+        ),
+    ] = False,
 ) -> JobAccepted:
     """Store the file durably, validate it, and queue the analysis of its session: 202 {"job_id"}.
 
@@ -227,13 +283,8 @@ async def upload_recording(
     if owner != principal.team_id:
         raise not_found("athlete", athlete_id)
 
-    # A session is either streamed live or uploaded: a job replaces the session's partitions.
-    if await run_in_threadpool(has_live_logs, settings.data_dir / WAL_DIRNAME, athlete_id, session_id):
-        raise HTTPException(
-            409,
-            detail=f"session {session_id!r} of athlete {athlete_id!r} is streamed live; "
-            "upload into a new session id",
-        )
+    # One source of results per session (batch, upload or stream): 409 naming the other one.
+    await run_in_threadpool(_check_source, settings, db, athlete_id, session_id, replace)
 
     filename = safe_filename(file.filename)
     tmp_dir = settings.uploads_dir / INCOMING_DIR / uuid.uuid4().hex
@@ -280,6 +331,7 @@ async def _accept(
         _validate,
         tmp_path,
         filename,
+        settings.file_limits,
         format=format.value,
         sampling_rate_hz=sampling_rate_hz,
         foot=foot_value,

@@ -31,6 +31,7 @@ from strideflow.service.deps import (
     encode_cursor,
     page_size,
 )
+from strideflow.service.errors import DamagedResultsError, read_problem
 from strideflow.service.routes.athletes import session_out, session_results
 from strideflow.service.schemas import READ_ERRORS, Foot, Page, SessionOut, Stride
 from strideflow.service.settings import ServiceSettings
@@ -83,7 +84,11 @@ async def get_session(
 ) -> SessionOut:
     """One session with per-foot medians, IQRs and left/right symmetry."""
     row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
-    results = await run_in_threadpool(session_results, settings, row.athlete_id, [row.session_id])
+    results, damaged = await run_in_threadpool(session_results, settings, row.athlete_id, [row.session_id])
+    if damaged:
+        raise DamagedResultsError(
+            row.athlete_id, row.session_id, partitions.SESSIONS, damaged[row.session_id]
+        )
     return session_out(row, results)
 
 
@@ -118,7 +123,12 @@ def _strides(
             (pl.col("_foot_rank") > after[0])
             | ((pl.col("_foot_rank") == after[0]) & (pl.col(STRIDE_INDEX) > after[1]))
         )
-    df = lf.sort("_foot_rank", STRIDE_INDEX).head(limit + 1).collect()
+    try:
+        df = lf.sort("_foot_rank", STRIDE_INDEX).head(limit + 1).collect()
+    except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
+        raise DamagedResultsError(
+            row.athlete_id, row.session_id, partitions.STRIDES, read_problem(exc)
+        ) from None
     nxt = None
     if df.height > limit:
         last = df.row(limit - 1, named=True)

@@ -17,10 +17,15 @@ Ingest protocol (JSON text frames, packets as binary frames in the `hardware.pac
    `{"ended": true, "last_seq", "samples", "strides"}`.
 
 Errors close the socket after an `{"error": message, "code": code}` frame, with that close code:
-4400 bad hello or message, 4401 missing or invalid key, 4403 key may not stream/see this athlete,
-4409 another device streams this foot (or another connection took the stream over, or the session
-already has uploaded recordings or batch results: a session is either streamed or uploaded), 4408 no
-hello within `HELLO_TIMEOUT_S`.
+4400 bad hello or message (a field out of range, a hello larger than `HELLO_MAX_BYTES` or nested
+deeper than JSON can be parsed, or a CRC-valid packet whose sequence number or timestamp is out of
+range: `ingest.live.StreamLimits`), 4401 missing or invalid key, 4403 key may not stream/see this
+athlete, 4409 another device streams this foot (or another connection took the stream over, or
+the session already has uploaded recordings or batch results: a session is either streamed or
+uploaded), 4410 this stream has ended (its client sent `end`, or it was idle too long): an ended
+stream takes no more packets, stream into a new session id; 4408 no hello within
+`HELLO_TIMEOUT_S`. A live analysis that fails is reported once per stream as
+`{"analysis_error": message, "seq": n}` (the packets stay stored).
 
 Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages
 (a reconnecting subscriber passes `?since=<published_at of its last message>` and first gets what
@@ -60,12 +65,15 @@ from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.live import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database
-from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict
+from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict, StreamEnded
 
 log = logging.getLogger("strideflow.service")
 
 HELLO_TIMEOUT_S = 10.0
-BAD_MESSAGE, UNAUTHORIZED, FORBIDDEN, TIMEOUT, CONFLICT, INTERNAL = 4400, 4401, 4403, 4408, 4409, 1011
+HELLO_MAX_BYTES = 16 * 1024  # a hello is ~200 bytes; anything much larger is not one
+BAD_MESSAGE, UNAUTHORIZED, FORBIDDEN, TIMEOUT, CONFLICT, ENDED, INTERNAL = (
+    4400, 4401, 4403, 4408, 4409, 4410, 1011
+)  # fmt: skip
 
 
 class _Closing(Exception):
@@ -129,10 +137,14 @@ async def _receive_json(websocket: WebSocket) -> dict:
         raise _Closing(TIMEOUT, f"no hello within {HELLO_TIMEOUT_S:g} s") from None
     except KeyError:  # a binary frame where JSON was expected
         raise _Closing(BAD_MESSAGE, "expected a JSON text message (hello), got a binary frame") from None
+    if len(text) > HELLO_MAX_BYTES:
+        raise _Closing(BAD_MESSAGE, f"the hello is larger than {HELLO_MAX_BYTES} bytes")
     try:
         msg = json.loads(text)
     except ValueError:
         raise _Closing(BAD_MESSAGE, "expected a JSON object, got text that is not JSON") from None
+    except RecursionError:  # nesting deeper than the parser's recursion limit
+        raise _Closing(BAD_MESSAGE, "expected a flat JSON object, got one nested too deeply") from None
     if not isinstance(msg, dict):
         raise _Closing(BAD_MESSAGE, "expected a JSON object")
     return msg
@@ -201,13 +213,16 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
                 f"session {hello.session_id!r} of athlete {hello.athlete_id!r} has uploaded recordings; "
                 "stream into a new session id",
             )
-        await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, dt.date.today())
         try:
             live = await hub.attach(hello, team, owner)
+        except StreamEnded as exc:
+            raise _Closing(ENDED, str(exc)) from None
         except StreamConflict as exc:
             raise _Closing(CONFLICT, str(exc)) from None
         except StrideflowError as exc:
             raise _Closing(BAD_MESSAGE, str(exc)) from None
+        # Only once the stream is taken: a refused hello leaves no session row behind.
+        await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, dt.date.today())
         await websocket.send_json(
             {
                 "resume_from": live.receiver.resume_from,
@@ -247,6 +262,8 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
         await _close(websocket, exc.code, exc.message)
     except StreamConflict as exc:
         await _close(websocket, CONFLICT, str(exc))
+    except StreamError as exc:  # StreamRefused: a packet out of range
+        await _close(websocket, BAD_MESSAGE, str(exc))
     except WebSocketDisconnect:
         pass
     except Exception:
