@@ -81,7 +81,7 @@ attempts, windows, cuts) falls at sample counts fixed by the data, never by bloc
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -93,22 +93,26 @@ from strideflow.analytics.events import (
     NEXT_IC_IDX,
     REASON_GAIT_START,
     TOE_OFF_IDX,
-    StrideEventDetector,
 )
-from strideflow.analytics.metrics import REASON_NO_SIGNAL, StrideMetrics
-from strideflow.analytics.pipeline import (
+from strideflow.analytics.metrics import REASON_NO_SIGNAL
+from strideflow.analytics.segment import (
+    GYR_AT_RANGE,
     REASON_GAP,
     REASON_SATURATION,
-    AnalysisSettings,
+    MountingFailed,
+    Segment,
+    analyze_segment,
+    apply_sample_flags,
+    estimate_mounting,
+    segment_orientation,
 )
-from strideflow.analytics.signals import signals_frame
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.stream import MadgwickStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
-from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, ZuptIntegrator
+from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz
-from strideflow.hardware.mounting import MountingEstimator
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
@@ -116,7 +120,6 @@ from strideflow.hardware.schema import (
     HEEL_OFF_RATIO,
     IC_T,
     IMPACT_G,
-    KEYS,
     MAX_PRONATION_VELOCITY_DPS,
     NEXT_IC_T,
     PRONATION_EXCURSION_DEG,
@@ -136,6 +139,7 @@ from strideflow.hardware.schema import (
     TOE_OFF_T,
     VALID,
 )
+from strideflow.ingest.gaps import GapConditioner
 from strideflow.ingest.settings import ReadSettings
 
 __all__ = ["STANCE_TOLERANCE", "WARMUP_TOLERANCE", "LiveError", "LiveSettings", "LiveStrideAnalyzer"]
@@ -345,10 +349,8 @@ class LiveStrideAnalyzer:
         self.new_stances_ = _NO_STANCES
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
-        # conditioning (device frame): last raw sample, for gaps
-        self._last_t: float | None = None
-        self._last_acc = np.zeros(3)
-        self._last_gyr = np.zeros(3)
+        # conditioning (device frame)
+        self._gaps = GapConditioner(fs, settings.read)
         self._gyr_abs_max = 0.0
         # mounting
         if settings.mounting_wxyz is not None:
@@ -365,11 +367,9 @@ class LiveStrideAnalyzer:
             ).reshape(3)
         else:
             self.gyr_bias_dps_ = None
-        # The batch levelling with the bias taken out beforehand (same arithmetic as inside).
-        self._levelling = replace(LevellingSettings(), estimate_gyr_bias=False)
         # Samples of context around a still period that the levelling reads (its gravity margin
         # and the change of specific force to the neighbouring samples).
-        margin_s = getattr(self._levelling, "gravity_margin_s", 0.0) if levelled else 0.0
+        margin_s = LevellingSettings().gravity_margin_s if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
         self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
         self._warm = _Columns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
@@ -460,7 +460,8 @@ class LiveStrideAnalyzer:
             if bad.any():
                 i = int(np.argmax(bad))
                 raise LiveError(f"{name}, block row {i}: not a finite number ({v[i].tolist()})")
-        prev = np.concatenate([[-np.inf if self._last_t is None else self._last_t], t[:-1]])
+        last_t = self._gaps.last_t_
+        prev = np.concatenate([[-np.inf if last_t is None else last_t], t[:-1]])
         back = t <= prev
         if back.any():
             i = int(np.argmax(back))
@@ -473,67 +474,18 @@ class LiveStrideAnalyzer:
         return t, out[1], out[2], sat
 
     def _condition(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, sat: np.ndarray) -> None:
-        """Gaps as ingest treats them: short ones interpolated (flagged), long ones new segments."""
-        r = self.settings.read
-        interval = 1.0 / self.sampling_rate_hz
-        is_new = np.zeros(len(t), dtype=bool)
-        is_gap = np.zeros(len(t), dtype=bool)
-        if self._last_t is None:
-            is_new[0] = True
-        else:
-            steps = np.diff(np.concatenate([[self._last_t], t]))
-            gap_at = np.flatnonzero(steps > r.gap_min_intervals * interval)
-            pieces_t, pieces_a, pieces_g, pieces_s, pieces_new, pieces_gap = [], [], [], [], [], []
-            lo = 0
-            prev_t, prev_a, prev_g = self._last_t, self._last_acc, self._last_gyr
-            for i in gap_at:
-                missing = steps[i] - interval
-                for lst, arr in zip(
-                    (pieces_t, pieces_a, pieces_g, pieces_s, pieces_new, pieces_gap),
-                    (t, acc, gyr, sat, is_new, is_gap),
-                    strict=True,
-                ):
-                    lst.append(arr[lo:i])
-                if i > 0:
-                    prev_t, prev_a, prev_g = t[i - 1], acc[i - 1], gyr[i - 1]
-                if missing > r.max_interpolated_gap_s:
-                    is_new[i] = True
-                    self.warnings_.append(
-                        f"gap of {missing:.4g} s after t = {prev_t:.6g} s: "
-                        "the stream continues in a new segment"
-                    )
-                else:
-                    k = int(round(steps[i] * self.sampling_rate_hz)) - 1
-                    if k > 0:
-                        w = (np.arange(1, k + 1) / (k + 1))[:, None]
-                        pieces_t.append(prev_t + (t[i] - prev_t) * w[:, 0])
-                        pieces_a.append(prev_a + (acc[i] - prev_a) * w)
-                        pieces_g.append(prev_g + (gyr[i] - prev_g) * w)
-                        pieces_s.append(np.zeros(k, dtype=bool))
-                        pieces_new.append(np.zeros(k, dtype=bool))
-                        pieces_gap.append(np.ones(k, dtype=bool))
-                    self.warnings_.append(
-                        f"gap of {missing:.4g} s after t = {prev_t:.6g} s: {k} sample(s) linearly "
-                        "interpolated, strides over them invalid"
-                    )
-                lo = i
-            if len(gap_at):
-                for lst, arr in zip(
-                    (pieces_t, pieces_a, pieces_g, pieces_s, pieces_new, pieces_gap),
-                    (t, acc, gyr, sat, is_new, is_gap),
-                    strict=True,
-                ):
-                    lst.append(arr[lo:])
-                t, acc, gyr = np.concatenate(pieces_t), np.concatenate(pieces_a), np.concatenate(pieces_g)
-                sat, is_new = np.concatenate(pieces_s), np.concatenate(pieces_new)
-                is_gap = np.concatenate(pieces_gap)
-        self._last_t, self._last_acc, self._last_gyr = float(t[-1]), acc[-1].copy(), gyr[-1].copy()
+        """Gaps as ingest treats them (`ingest.gaps`): short ones interpolated (flagged), long ones
+        new segments."""
+        block = self._gaps.push(t, np.concatenate([acc, gyr], axis=1), sat)
+        self.warnings_.extend(block.warnings)
+        t, acc, gyr = block.t, block.values[:, :3], block.values[:, 3:]
+        sat, is_new, is_gap = block.saturated, block.new_segment, block.interpolated
         # Saturation counts where the gyro sits at the largest |gyr| seen so far (batch: in the
         # whole recording), in the device frame as batch reads it.
         gyr_abs = np.abs(gyr).max(axis=1)
         running = np.maximum.accumulate(np.maximum(gyr_abs, self._gyr_abs_max))
         self._gyr_abs_max = float(running[-1])
-        at_range = sat & (gyr_abs >= running * 0.999)
+        at_range = sat & (gyr_abs >= running * GYR_AT_RANGE)
         if not self._ready:
             self._warm_up(t, acc, gyr, is_gap, at_range, is_new)
         else:
@@ -563,17 +515,12 @@ class LiveStrideAnalyzer:
         where = f"athlete {self.athlete_id}, session {self.session_id}, {self.foot} foot"
         acc, gyr = w.view("acc", w.start, w.stop), w.view("gyr", w.start, w.stop)
         if self.mounting_ is None:
-            a = s.analysis
-            errors = []
-            for ms in (a.mounting, a.mounting_fallback):
-                if ms is None:
-                    continue
-                try:
-                    self.mounting_ = MountingEstimator(ms).estimate(acc, gyr, self.sampling_rate_hz).rotation_
-                    break
-                except StrideflowError as exc:
-                    errors.append(str(exc))
-            if self.mounting_ is None:
+            try:
+                self.mounting_, relaxed = estimate_mounting(
+                    acc, gyr, self.sampling_rate_hz, s.analysis, where
+                )
+            except MountingFailed as exc:
+                errors = exc.errors
                 if final:
                     self.warnings_.append(
                         f"{where}: mounting alignment failed, no strides: {'; '.join(errors)}"
@@ -590,10 +537,7 @@ class LiveStrideAnalyzer:
                     w.view("is_new", w.start, w.start + 1)[:] = True
                     self._next_attempt -= excess
                 return
-            if errors:
-                self.warnings_.append(
-                    f"{where}: mounting aligned with the relaxed (running) stillness settings"
-                )
+            self.warnings_.extend(relaxed)
             self._matrix = self.mounting_.as_matrix()
         if self.gyr_bias_dps_ is None:
             acc_f, gyr_f = _rotate_rows(acc, self._matrix), _rotate_rows(gyr, self._matrix)
@@ -730,19 +674,13 @@ class LiveStrideAnalyzer:
     # --- the window ------------------------------------------------------------------------
     def _window(self, stop: int, final: bool, close: int) -> None:
         """Batch events on [anchor, stop); emit the strides in it that later data cannot change."""
-        s = self.settings.analysis
-        fs = self.sampling_rate_hz
         # Context before the still period: batch levels on its samples +- a margin, weighted
         # by the change of specific force from the sample before.
         a0 = max(self._anchor - self._ctx, self._seg0)
         b = self._buf
         zv = b.view("is_zv", a0, stop).copy()
-        t, acc, gyr, q = self._arrays(a0, stop, zv)
-        ev = (
-            StrideEventDetector(s.events)
-            .detect(acc, gyr, fs, foot=self.foot, zero_velocity=zv, t_s=t, q_wxyz=q)
-            .events_
-        )
+        seg = self._segment(a0, stop, zv)
+        ev = seg.events
         if ev.height == 0:
             return
         ic = ev[IC_IDX].to_numpy() + a0
@@ -754,8 +692,7 @@ class LiveStrideAnalyzer:
             emit[-1] = False
         if not emit.any():
             return
-        zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t)
-        strides = self._metrics(ev, t, acc, gyr, q, zv, zupt.velocity_mps_, zupt.position_m_)
+        strides = seg.strides(ev)
         chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
         out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)
         out = self._flag_samples(out, a0)
@@ -814,8 +751,6 @@ class LiveStrideAnalyzer:
         and the detector's open-end stride gives the events. Only metrics of the stance are kept
         (STANCE_SCHEMA); the final stride row follows once it closes (see the module doc).
         """
-        s = self.settings.analysis
-        fs = self.sampling_rate_hz
         b = self._buf
         # The zero-velocity stream must have been fed exactly up to `stop` (not so after a cut).
         if not self._ready or self._seg0 is None or self._seg0 + self._zv.samples_seen_ != stop:
@@ -827,29 +762,15 @@ class LiveStrideAnalyzer:
         tail = self._zv.peek()  # flags of [_zv_done, stop)
         skip = max(a0 - self._zv_done, 0)
         zv[max(self._zv_done - a0, 0) :] = tail[skip:]
-        t, acc, gyr, q = self._arrays(a0, stop, zv)
-        still = np.zeros((len(t), 3))  # no position or velocity: no stance metric reads them
-        row = (
-            StrideEventDetector(s.events)
-            .detect(
-                acc,
-                gyr,
-                fs,
-                foot=self.foot,
-                zero_velocity=zv,
-                t_s=t,
-                q_wxyz=q,
-                position_m=still,
-                open_end=True,
-            )
-            .open_stride_
-        )
+        # no position or velocity: no stance metric reads them
+        seg = self._segment(a0, stop, zv, integrate=False, open_end=True)
+        row = seg.open_stride
         if row.height == 0:
             return
         ic, to = int(row[IC_IDX][0]) + a0, int(row[TOE_OFF_IDX][0]) + a0
         if ic <= max(self._stance_ic, self._last_ic):
             return
-        m = self._metrics(row, t, acc, gyr, q, zv, still, still)
+        m = seg.strides(row)
         # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
         missing = any(v is None or not math.isfinite(v) for v in m.select(STANCE_METRICS).row(0))
         reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
@@ -873,36 +794,25 @@ class LiveStrideAnalyzer:
             }
         )
 
-    def _arrays(self, a0: int, stop: int, zv: np.ndarray) -> tuple[np.ndarray, ...]:
-        """t, acc, gyr (contiguous) and orientation (wxyz) of window rows [a0, stop) with flags zv."""
+    def _segment(self, a0: int, stop: int, zv: np.ndarray, **options) -> Segment:
+        """The shared segment analysis (`analytics.segment`) of window rows [a0, stop) with flags zv.
+
+        Orientation: the streaming Madgwick's, or the levelled strapdown with the warm-up's bias."""
         b = self._buf
+        fs = self.sampling_rate_hz
         t = b.view("t", a0, stop)
         acc = np.ascontiguousarray(b.view("acc", a0, stop))
         gyr = np.ascontiguousarray(b.view("gyr", a0, stop))
         if self._madgwick is not None:
-            return t, acc, gyr, b.view("q", a0, stop).copy()
-        levelled = LevelledStrapdown(self._levelling).estimate(
-            acc, gyr - self.gyr_bias_dps_, zv, self.sampling_rate_hz, t
-        )
-        return t, acc, gyr, levelled.orientation_
-
-    def _metrics(self, events, t, acc, gyr, q, zv, velocity_mps, position_m) -> pl.DataFrame:
-        """The batch metrics of a window's events (keys added) on its signals (STRIDES_SCHEMA)."""
-        s = self.settings.analysis
+            q = b.view("q", a0, stop).copy()
+        else:
+            q = segment_orientation(
+                acc, gyr, zv, fs, t, self.settings.analysis, gyr_bias_dps=self.gyr_bias_dps_
+            )
         keys = (self.athlete_id, self.session_id, self.foot)
-        sig = signals_frame(
-            keys,
-            t,
-            acc,
-            gyr,
-            q,
-            zero_velocity=zv,
-            velocity_mps=velocity_mps,
-            position_m=position_m,
-            settings=s.signals,
+        return analyze_segment(
+            acc, gyr, t, fs, keys, self.settings.analysis, zero_velocity=zv, q_wxyz=q, **options
         )
-        keyed = events.with_columns(pl.lit(k).alias(c) for c, k in zip(KEYS, keys, strict=True))
-        return StrideMetrics(s.metrics).estimate(keyed, sig).strides_
 
     def _flag_samples(self, out: pl.DataFrame, a0: int) -> pl.DataFrame:
         """Rows over interpolated or gyro-saturated samples between their IC_IDX and NEXT_IC_IDX
@@ -914,19 +824,11 @@ class LiveStrideAnalyzer:
             c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         gap, sat = reasons
-        reason = np.where(gap, REASON_GAP, np.where(sat, REASON_SATURATION, None))
-        r = pl.Series("_flag", reason, dtype=pl.String)
-        return out.with_columns(r).with_columns(
-            pl.when(pl.col(VALID) & pl.col("_flag").is_not_null())
-            .then(pl.col("_flag"))
-            .otherwise(pl.col(REASON))
-            .alias(REASON),
-            (pl.col(VALID) & pl.col("_flag").is_null()).alias(VALID),
-        )
+        return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
 
     def _collect(self, start: int) -> pl.DataFrame:
         """Strides emitted since emission number `start`, with their latency filled in."""
-        newest = self._last_t
+        newest = self._gaps.last_t_
         for e in self._emissions[start:]:
             e[_EMITTED_T] = newest
             e[_LATENCY] = (
