@@ -113,6 +113,7 @@ from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz
+from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
@@ -289,13 +290,10 @@ class _Columns:
         self.start = lo
 
 
-def _rotate_rows(v: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """`v @ m.T` with elementwise arithmetic, so every row gets the same bits whatever the block size.
-
-    A matrix product's rounding depends on how many rows it is given (BLAS blocking), which made
-    one-sample blocks differ from larger ones in the last bit.
-    """
-    return v[:, 0:1] * m[:, 0] + v[:, 1:2] * m[:, 1] + v[:, 2:3] * m[:, 2]
+def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Rows of v rotated by the mounting matrix, elementwise (`hardware.motion_math.rotate_rows`): a
+    BLAS product's rounding would depend on the block size, which made one-sample blocks differ."""
+    return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
 
 
 class LiveStrideAnalyzer:
@@ -540,7 +538,7 @@ class LiveStrideAnalyzer:
             self.warnings_.extend(relaxed)
             self._matrix = self.mounting_.as_matrix()
         if self.gyr_bias_dps_ is None:
-            acc_f, gyr_f = _rotate_rows(acc, self._matrix), _rotate_rows(gyr, self._matrix)
+            acc_f, gyr_f = _to_foot(acc, self._matrix), _to_foot(gyr, self._matrix)
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
             self.gyr_bias_dps_ = (
                 LevelledStrapdown()
@@ -560,7 +558,7 @@ class LiveStrideAnalyzer:
     def _feed(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
         m = self._matrix
-        acc, gyr = _rotate_rows(acc, m), _rotate_rows(gyr, m)
+        acc, gyr = _to_foot(acc, m), _to_foot(gyr, m)
         bounds = np.concatenate([np.flatnonzero(is_new), [len(t)]])
         if bounds[0] != 0:
             bounds = np.concatenate([[0], bounds])

@@ -10,20 +10,20 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from strideflow.hardware.schema import FEET, STRIDES_SCHEMA
+from strideflow.ingest.recording import FORMATS
 
 T = TypeVar("T")
 
 
 class Foot(StrEnum):
+    """A foot, as the API and the CLI accept it (`hardware.schema.FEET`)."""
+
     left = FEET[0]
     right = FEET[1]
 
 
-class FileFormat(StrEnum):
-    auto = "auto"
-    csv = "csv"
-    gaitmap = "gaitmap"
-    parquet = "parquet"
+# A recorded file's format, as the API and the CLI accept it: the readers' formats.
+FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
 
 
 class JobState(StrEnum):

@@ -245,8 +245,15 @@ def reference_tables() -> dict[str, pl.DataFrame]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def differences(name: str, stored: pl.DataFrame, current: pl.DataFrame) -> list[str]:
-    """What differs between two versions of a table, in words; [] when identical (bit for bit)."""
+# Float columns may differ by this much, absolute, or relative to the stored value where it is
+# above 1 in magnitude (see tests/test_fingerprint.py for why); everything else must be identical.
+FLOAT_TOLERANCE = 1e-12
+
+
+def differences(
+    name: str, stored: pl.DataFrame, current: pl.DataFrame, tolerance: float = FLOAT_TOLERANCE
+) -> list[str]:
+    """What differs between two versions of a table beyond `tolerance`, in words; [] when none."""
     if stored.schema != current.schema:
         return [f"{name}: schema {dict(current.schema)} != stored {dict(stored.schema)}"]
     if stored.height != current.height:
@@ -260,6 +267,9 @@ def differences(name: str, stored: pl.DataFrame, current: pl.DataFrame) -> list[
             x, y = a.to_numpy(), b.to_numpy()
             same_nan = np.isnan(x) == np.isnan(y)
             diff = np.abs(np.where(np.isnan(x), 0.0, x) - np.where(np.isnan(y), 0.0, y))
+            bound = tolerance * np.maximum(1.0, np.abs(np.where(np.isnan(x), 0.0, x)))
+            if same_nan.all() and (diff <= bound).all():
+                continue
             problems.append(
                 f"{name}.{column}: max |diff| {np.max(diff):.3g} over {int(np.count_nonzero(diff))} rows"
                 + ("" if same_nan.all() else f", NaN/null differs on {int(np.count_nonzero(~same_nan))}")

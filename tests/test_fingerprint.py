@@ -8,8 +8,16 @@ purpose (shoe frame, detection, ...) regenerates them, and says so in its commit
 
     python tests/reference_runs.py
 
-(needs ../shared/data/gaitmap_example; ~30 s). Tolerances: none so far, every table is compared
-exactly; where a change legitimately reorders float arithmetic, name the table and the bound here.
+(needs ../shared/data/gaitmap_example; ~30 s).
+
+Tolerance (`reference_runs.FLOAT_TOLERANCE`): strings, booleans, integers and nulls are compared
+exactly; float columns within 1e-12, absolute or relative to the value where it exceeds 1. Why,
+per case (a change that reorders float arithmetic on purpose adds its line here):
+
+- issue 14: the mounting estimate's stillness-weighted gyroscope bias is the levelling's
+  (`hardware.motion_math.still_gyr_bias`, summed sample after sample) instead of a BLAS dot
+  product of its own; every table downstream of the mounting (all of them) moved by at most
+  6.8e-13 absolute (max pronation velocity, deg/s); stride events and validity unchanged.
 """
 
 from __future__ import annotations

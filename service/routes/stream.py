@@ -56,6 +56,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.live import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
@@ -82,6 +83,7 @@ def hub_of(app) -> LiveHub:
         hub = LiveHub(
             settings.data_dir / WAL_DIRNAME,
             settings.results_dir,
+            analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
             idle_timeout_s=settings.stream_idle_timeout_s,
         )
         app.state.live = hub
