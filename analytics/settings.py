@@ -32,25 +32,33 @@ class AnalysisError(StrideflowError):
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    """Everything the analysis of a recording depends on, stage by stage.
+    """Everything the analysis of a recording or a stream depends on, stage by stage.
 
-    - `align_mounting`: estimate each foot's mounting rotation from its data (True), or trust that
-      the samples already are in the foot frame (False).
-    - `orientation`: "zero_velocity" (default: gyro strapdown levelled on every foot-flat by
-      `fusion.zupt.zero_velocity_aided_orientation`) or "madgwick" (the AHRS filter with the
-      `madgwick` settings, impact rejection on: accelerometer ignored while | |a| - g | > 0.1 g).
-      Measured on simulator truth (benchmarks/accuracy.py): within a stride the metrics are angle
-      differences over a few hundred ms, where integrating the gyro is nearly exact, while
-      Madgwick's accelerometer step pulls roll during push-off (toe-off pronation error 7-16 deg
-      mean absolute with Madgwick against 0.3-1 deg levelled).
-    - `mounting_fallback`: tried when `mounting` finds no still periods or strides (running:
-      foot-flats of a few tens of ms that still roll); None raises instead.
-    - `mounting_window_s`: the mounting is estimated from each foot's first this many seconds
-      (the whole recording if that fails, or if None). The rotation is constant, and more data
-      does not help: on 16 hour-long simulated feet the error against the true mounting was the
-      same from 300 s as from 3600 s (0.15-0.69 deg, differences <= 0.03 deg) at a twentieth of
-      the cost.
-    - `min_segment_s`: segments shorter than this are skipped (too short for a stride).
+    Parameters
+    ----------
+    align_mounting
+        Estimate each foot's mounting rotation from its data (True), or trust that the samples
+        already are in the foot frame (False).
+    mounting, mounting_fallback
+        Settings of `hardware.mounting.MountingEstimator`; the fallback (relaxed stillness, for
+        running: foot-flats of a few tens of ms that still roll) is tried when the first finds no
+        still periods or strides; None raises instead (`analytics.segment.estimate_mounting`).
+    mounting_window_s
+        The mounting is estimated from each foot's first this many seconds (the whole recording if
+        that fails, or if None): the rotation is constant and more data does not help.
+    orientation
+        "zero_velocity" (default: gyro strapdown levelled on every foot-flat,
+        `fusion.zupt.LevelledStrapdown`) or "madgwick" (the AHRS filter with the `madgwick`
+        settings, impact rejection on: accelerometer ignored while | |a| - g | > 0.1 g).
+    madgwick, zero_velocity, zupt, events, signals, metrics, sessions, flags
+        Settings of each stage.
+    min_segment_s
+        Segments shorter than this are skipped (too short for a stride), s.
+
+    Notes
+    -----
+    The measurements behind the defaults (orientation method, mounting window) are in
+    benchmarks/README.md ("analysis settings").
     """
 
     align_mounting: bool = True

@@ -2,7 +2,7 @@
 
 One `LiveHub` per app (`app.state.live`). For each device stream (athlete, session, foot,
 device) it keeps a `StreamReceiver` (write-ahead log, sequence state) and a live stride analyzer
-(`analytics.live.LiveStrideAnalyzer` by default). A packet goes: log append -> fsync (in a
+(`analytics.live_analyzer.LiveStrideAnalyzer` by default). A packet goes: log append -> fsync (in a
 worker thread) -> ack -> analysis; each stride the analyzer completes is published at once to the
 matching subscribers and the session is marked for storing.
 
@@ -47,6 +47,7 @@ from pathlib import Path
 
 import polars as pl
 
+from strideflow.analytics.live_analyzer import LiveOutput, StreamAnalyzer
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
@@ -61,16 +62,16 @@ WAL_DIRNAME = "stream-wal"  # under ServiceSettings.data_dir
 REPLAY_MAX_MESSAGES = 200_000  # bound of the replay buffer whatever replay_s (~100 MB at most)
 StreamKey = tuple[str, str, str, str]  # athlete_id, session_id, foot, device_id
 Send = Callable[[dict], Awaitable[None]]
-AnalyzerFactory = Callable[[StreamHello], object]
+AnalyzerFactory = Callable[[StreamHello], StreamAnalyzer]
 
 
-def default_analyzer(hello: StreamHello):
-    """The streaming stride analyzer of `analytics.live` for one foot's stream.
+def default_analyzer(hello: StreamHello) -> StreamAnalyzer:
+    """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream.
 
     A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
     gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
     """
-    from strideflow.analytics.live import LiveSettings, LiveStrideAnalyzer
+    from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
 
     mounting = PROFILES[hello.profile].mounting_wxyz
     settings = LiveSettings() if mounting is None else LiveSettings(mounting_wxyz=mounting)
@@ -103,7 +104,7 @@ def stride_messages(strides: pl.DataFrame, kind: str = "stride", **extra) -> lis
     """Subscriber messages of rows: {"type": kind, keys, events, metrics, valid, reason, **extra}.
 
     kind "stride": a final `strides` row; "stance": a provisional row at the toe-off
-    (`analytics.live`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
+    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
     """
     return [
         {"type": kind, **{k: _json_value(v) for k, v in row.items()}, **extra} for row in strides.to_dicts()
@@ -138,7 +139,7 @@ class LiveStream:
     hello: StreamHello
     team_id: str
     receiver: StreamReceiver
-    analyzer: object
+    analyzer: StreamAnalyzer
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     analysis_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     owner: object | None = None
@@ -151,8 +152,7 @@ class LiveStream:
         return (h.athlete_id, h.session_id, h.foot, h.device_id)
 
     def strides(self) -> pl.DataFrame:
-        got = getattr(self.analyzer, "strides_", None)
-        return got if isinstance(got, pl.DataFrame) else pl.DataFrame(schema=STRIDES_SCHEMA)
+        return self.analyzer.strides_
 
 
 class LiveHub:
@@ -365,10 +365,9 @@ class LiveHub:
                 self._publish(stream, strides, received_at, packet.sequence, "packet")
 
     @staticmethod
-    def _push(analyzer, block: dict):
-        """(strides, provisional stance rows or None) the block completed."""
-        strides = analyzer.push(**block)
-        return strides, getattr(analyzer, "new_stances_", None)
+    def _push(analyzer: StreamAnalyzer, block: dict) -> LiveOutput:
+        """(strides, provisional stance rows) the block completed."""
+        return analyzer.push(**block)
 
     async def end(self, stream: LiveStream, owner: object) -> dict:
         """The client ended the stream: finish the analysis, store, mark the log closed."""
@@ -389,7 +388,7 @@ class LiveHub:
         if not stream.ended:
             received_at = time.time()
             async with stream.analysis_lock:
-                tail = await asyncio.to_thread(stream.analyzer.finish)
+                tail = (await asyncio.to_thread(stream.analyzer.finish)).strides
             await asyncio.to_thread(stream.receiver.end)
             stream.ended = True
             self._publish(stream, tail, received_at, stream.receiver.resume_from, closed_by)

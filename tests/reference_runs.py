@@ -11,7 +11,7 @@ The runs (`reference_tables()`):
   strides, sessions, flags and curves partitions, plus each task's status and failures.
 - `jobs`: the service's upload job (`service.jobs.analyse_session`) on the real imu_sample.csv and
   on one simulated session: the partitions it writes.
-- `live`: the live analyzer (`analytics.live.LiveStrideAnalyzer`) replaying imu_sample.csv per
+- `live`: the live analyzer (`analytics.live_analyzer.LiveStrideAnalyzer`) replaying imu_sample.csv per
   foot in blocks of 97 samples with the default (20 s warm-up) settings, and the simulated file
   with gaps in blocks of 50: strides, provisional stance rows, emission latencies, warnings.
 
@@ -184,7 +184,7 @@ def _jobs_run(dataset: Path, tmp: Path) -> dict[str, pl.DataFrame]:
 
 
 def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dict[str, pl.DataFrame]:
-    from strideflow.analytics.live import LiveStrideAnalyzer
+    from strideflow.analytics.live_analyzer import LiveStrideAnalyzer
     from strideflow.hardware import schema as S
 
     strides, stances, emissions, warnings = [], [], [], []
@@ -199,11 +199,14 @@ def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dic
         sat = np.isclose(gyr_abs, gyr_abs.max(), rtol=1e-9, atol=0.0)
         sat = sat if sat.sum() > 1 else None
         live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs)
-        pushed = []
+        pushed, stance_rows = [], []
         for i in range(0, len(t), block):
             sl = slice(i, i + block)
-            pushed.append(live.push(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl]))
-        pushed.append(live.finish())
+            out = live.push(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl])
+            pushed.append(out.strides)
+            stance_rows.append(out.stances)
+        pushed.append(live.finish().strides)
+        assert pl.concat(stance_rows).equals(live.stances_)
         assert pl.concat(pushed).equals(live.strides_)
         strides.append(live.strides_)
         stances.append(live.stances_.with_columns(pl.lit(foot).alias(S.FOOT)))

@@ -32,7 +32,7 @@ in `subscribed` is the resume point of a subscriber that has had no message yet)
   `toe_off_t` and the metrics of the stance (pronation, toe-off, strike, push-off, impact, stance
   time; the columns of `schema.STANCE_SCHEMA`), with `valid` false only if something already makes
   the stride invalid. Provisional: the levelling at the next foot-flat can still move the toe-off
-  angles by a few tenths of a degree (`analytics.live`).
+  angles by a few tenths of a degree (`analytics.live_analyzer`).
 - `{"type": "stride", ...}` once the stride is final (the full `strides` row, which is stored):
   it replaces the stance message with the same `foot` and `ic_t`.
 

@@ -1,87 +1,45 @@
 """Live per-stride analysis of one foot's sample stream, equal to the batch pipeline on the same data.
 
-`LiveStrideAnalyzer.push(t, acc, gyr)` takes blocks of any size and returns the strides (the
-`strides` table of DESIGN.md) that the block completed. It runs the batch code itself
-(`fusion.zero_velocity`, `fusion.zupt`, `analytics.events`, `analytics.signals`,
-`analytics.metrics`), on a rolling window that starts at a still period, so a stride it emits has
-the same events and metrics as `analyze_recording` on the whole file, as long as the mounting
-rotation is the same:
+`LiveStrideAnalyzer.push(t, acc, gyr)` takes blocks of any size and returns what the block
+completed (`LiveOutput`: the strides, the `strides` table of DESIGN.md, and the provisional stance
+rows). It runs the batch code itself: every window goes through `analytics.segment` (zero velocity,
+orientation, integration, events, metrics, invalidation), the code the batch pipeline runs per
+segment; so a stride it emits has the same events and metrics as `analyze_recording` on the whole
+file, as long as the mounting rotation and gyro bias are the same. Measurements of where and how
+much live differs from batch, of latencies and of the stance rows are in benchmarks/README.md
+("live analyzer"), taken by tests/test_live_equivalence.py and tests/test_live_stance.py.
 
-- zero velocity: `fusion.live.ZeroVelocityStream`, flags final once ~0.56 s of context (200 Hz,
-  default settings: the running fallback looks +-0.22 s around a sample, twice) is known;
-- orientation, velocity, position: the batch functions on the window. The window starts where a
-  still period starts, which batch levels the orientation on and where the de-drifted velocity is
-  zero, so everything after it is what batch computes (heading differs by a constant, which no
-  metric reads: stride length is a horizontal norm, turns a heading difference);
-- events and metrics: batch's detector and metrics on the window. A stride (IC to next IC) needs
-  the next stance's foot-flat for its length, and batch's foot-flat is the middle of the longest
-  still period of that stance, which is known only once the stance has ended in a swing.
-
-What closes a stride (k: IC_k to IC_k+1): the end of the still period (foot-flat) that follows
-the swing of step k+2 (the swing after the stride's next foot-flat), plus the few samples around
-it that the levelling reads: the stride's next foot-flat (batch: the middle of the longest still
-period of the next stance) is only known once that stance has ended in a swing, and the
-orientation through the swing is de-drifted up to the still period after it. The closing
-sample's zero-velocity flag must then be final (`ZeroVelocityStream.margin_`, 0.555 s at 200 Hz,
-plus up to `zero_velocity_chunk_s`). Measured at 200 Hz (120 s simulated, 1 s blocks): the
-closing sample lies a median 1.55 s (walking) / 0.86 s (running) after the stride's next IC,
-and the stride goes out a median 235 samples (1.2 s, including the block) after the closing
-sample. `emissions_` records both per stride.
-
-Provisional stance rows (`LiveSettings.stances`, on by default): a stride's pronation and
-toe-off metrics are known at its toe-off, a whole swing and foot-flat before the stride closes.
-So at each swing start (the dorsiflexion rate passes `events.min_swing_dps` after a push-off:
-batch's test for a step; 14-19 samples after the toe-off at 200 Hz on the simulator, 4-14 on
-real straight walking, up to 0.3 s on turns) the analyzer runs the same batch code on the window
-up to that sample, with the detector's open-end stride (`StrideEventDetector.detect(open_end=True)`),
-and emits the stance columns (`schema.STANCE_SCHEMA`) in `new_stances_` / `stances_`, once per
-IC. The final stride row with the same `ic_t` replaces it later. Measured (tests/test_live_stance.py,
-batch's mounting and bias): every valid final stride had a valid stance row before it (569 of 569
-simulated, 56 of 56 real); events equal in 99.3 % (the rest: strides where the final analysis
-merged two steps); metrics within `STANCE_TOLERANCE`, the toe-off angles being the ones that move
-(forward-only levelling); against the simulator's truth the stance rows' toe-off pronation MAE
-is 0.50 deg, the final rows' 0.48. The gap grows with the tilt error the gyro collects per stride,
-which the final row spreads linearly in time from mid-stance to the next foot-flat: on the other
-real recordings (measured, not guaranteed) toe-off pronation / toe-off angle / pronation
-excursion differ by at most 5.3 / 3.2 / 1.4 deg on stairs (2-3 deg of tilt error per stride),
-10 / 5.9 / 0.0 deg on the 102.4 Hz imu_sample_ic_stride.csv (4-7 deg) and 22 / 5.1 / 2.2 deg on
-the 102.4 Hz recordings of a person with multiple sclerosis (8 deg per
-stride; max pronation velocity there moves by up to 264 deg/s when the maximum's time moves).
-Neither row is known to be the better one there: the error builds up mostly in the swing, after
-the toe-off, which the linear spread does not model; a rotation-weighted spread would be the next
-thing to try, in batch too. Cost: about as much again as the final analysis per stride.
-
-Where live differs from batch (measured in tests/test_live_equivalence.py):
-
-- mounting and gyro bias: batch estimates the device -> foot rotation and (for the levelled
-  orientation) the gyroscope bias from the whole recording; live from the first `warmup_s`
-  (20 s; the mounting retried every `warmup_retry_s` until it succeeds), or takes them fixed
-  (`mounting_wxyz` from a device profile, `gyr_bias_dps`), or needs no rotation
-  (`analysis.align_mounting=False`). With batch's rotation and bias every stride equals batch:
-  same count, events, valid/reason, every metric within 1e-6 (measured <= 5e-13 on simulated
-  walking/running and on the real imu_sample.csv). With the 20 s warm-up estimates the strides
-  and events are the same (real data: 1 of 64 toe-offs moves, on a turn) and the metrics of
-  valid strides move with the estimates: measured <= 0.03 deg / 0.5 deg/s / 1e-5 m on the
-  simulator, <= 1.4 deg (toe-off pronation 3 deg) / 9.4 deg/s / 0.003 m on imu_sample.csv;
-  guaranteed (tests/test_live_equivalence.py): angles 2 deg, toe-off pronation 5 deg, rates
-  15 deg/s, stride length and speed 0.01;
-- saturation: batch marks strides with gyro-saturated samples against the recording's largest
-  |gyr|; live against the largest seen so far (`saturated` flags per sample, optional);
-- buffer: the window is trimmed at each emitted stride's foot-flat; if no stride closes for
-  `max_buffer_s` (standing, or no walking) the window is cut there like a recording gap (batch
-  would report one `too_long` stride across the pause; live ends the bout and starts a new
-  segment, whose first stride is a `gait_start` row).
+- zero velocity: `fusion.live.ZeroVelocityStream`, flags final once their context is known;
+- the window starts where a still period starts, which batch levels the orientation on and where
+  the de-drifted velocity is zero, so everything after it is what batch computes (heading differs
+  by a constant, which no metric reads);
+- a stride (IC_k to IC_k+1) closes at the end of the still period that follows the swing after its
+  next foot-flat (batch's foot-flat is the middle of the longest still period of a stance, known
+  once the stance has ended in a swing), once that sample's zero-velocity flag is final;
+- provisional stance rows (`LiveSettings.stances`): at each swing start (the dorsiflexion rate
+  passes `events.min_swing_dps` after a push-off, batch's test for a step) the window up to that
+  sample with the detector's open-end stride gives the stride's stance metrics (STANCE_SCHEMA),
+  once per IC; the final stride row with the same `ic_t` replaces it later;
+- mounting and gyro bias: from the first `warmup_s` (`analytics.segment.estimate_mounting`, retried
+  every `warmup_retry_s`), or fixed (`mounting_wxyz`, `gyr_bias_dps`), or not needed;
+- gaps: `ingest.gaps.GapConditioner`, ingest's rule; saturation against the largest |gyr| so far;
+- buffer: trimmed at each emitted stride's foot-flat; if no stride closes for `max_buffer_s` the
+  window is cut there like a recording gap.
 
 Bounded memory: the rolling window (about three strides while walking, at most `max_buffer_s`),
 the zero-velocity context and, until the mounting is known, the warm-up samples.
 Deterministic and independent of block sizes: every decision (zero-velocity chunks, mounting
 attempts, windows, cuts) falls at sample counts fixed by the data, never by block boundaries.
+
+Longer than ~500 lines on purpose: the analyzer's state machine (warm-up, segments, windows,
+stance rows, emission) reads best in one class; settings, tolerances and the sample buffer live in
+`analytics.live_settings` and `analytics.live_buffer`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
@@ -94,6 +52,8 @@ from strideflow.analytics.events import (
     REASON_GAIT_START,
     TOE_OFF_IDX,
 )
+from strideflow.analytics.live_buffer import SampleColumns
+from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
 from strideflow.analytics.metrics import REASON_NO_SIGNAL
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
@@ -106,80 +66,37 @@ from strideflow.analytics.segment import (
     estimate_mounting,
     segment_orientation,
 )
-from strideflow.analytics.settings import AnalysisSettings
 from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.stream import MadgwickStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
-from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
-    FOOT_STRIKE_ANGLE_DEG,
-    HEEL_OFF_RATIO,
     IC_T,
-    IMPACT_G,
-    MAX_PRONATION_VELOCITY_DPS,
     NEXT_IC_T,
-    PRONATION_EXCURSION_DEG,
-    PUSH_OFF_RATE_DPS,
     REASON,
     SESSION_ID,
-    SPEED_MPS,
     STANCE_METRICS,
     STANCE_SCHEMA,
-    STANCE_TIME_S,
     STRIDE_INDEX,
-    STRIDE_LENGTH_M,
     STRIDES_SCHEMA,
-    TIME_TO_MAX_PRONATION_S,
-    TOE_OFF_ANGLE_DEG,
-    TOE_OFF_PRONATION_DEG,
     TOE_OFF_T,
     VALID,
 )
 from strideflow.ingest.gaps import GapConditioner
-from strideflow.ingest.settings import ReadSettings
 
-__all__ = ["STANCE_TOLERANCE", "WARMUP_TOLERANCE", "LiveError", "LiveSettings", "LiveStrideAnalyzer"]
-
-# The guaranteed largest difference from batch of each metric of a valid stride when mounting and
-# gyro bias come from the 20 s warm-up (units of the column: deg, deg/s, m, m/s, g); measured
-# maxima in the module docstring. With batch's rotation and bias every metric is within 1e-6.
-WARMUP_TOLERANCE: dict[str, float] = {
-    STRIDE_LENGTH_M: 0.01,
-    SPEED_MPS: 0.01,
-    FOOT_STRIKE_ANGLE_DEG: 2.0,
-    PRONATION_EXCURSION_DEG: 2.0,
-    TOE_OFF_PRONATION_DEG: 5.0,
-    TOE_OFF_ANGLE_DEG: 2.0,
-    MAX_PRONATION_VELOCITY_DPS: 15.0,
-    PUSH_OFF_RATE_DPS: 15.0,
-    IMPACT_G: 1e-6,
-}
-
-# The guaranteed largest difference between a stride's provisional stance row and its final row
-# when both have the same events (units of the column). The stance row's orientation is levelled
-# forward only; the final row spreads the tilt error found at the next foot-flat back over the
-# swing, linearly in time, which moves the toe-off angles (real sensors: 2-7 deg of tilt error per
-# stride). Measured maxima (module docstring): simulator 0.61 deg toe-off pronation, 0.08 deg
-# toe-off angle, 0.37 deg/s push-off rate, <= 0.02 for the rest; real imu_sample.csv 2.6 deg,
-# 1.6 deg, 5.2 deg/s, 0.21 deg excursion, 0.16 deg strike angle, and 0.19 s time to max
-# pronation (its maximum sits on a plateau, whose argmax the small tilt change can move).
-STANCE_TOLERANCE: dict[str, float] = {
-    STANCE_TIME_S: 1e-9,
-    FOOT_STRIKE_ANGLE_DEG: 0.3,
-    PRONATION_EXCURSION_DEG: 0.5,
-    MAX_PRONATION_VELOCITY_DPS: 1.0,
-    TIME_TO_MAX_PRONATION_S: 0.25,
-    TOE_OFF_PRONATION_DEG: 3.0,
-    TOE_OFF_ANGLE_DEG: 2.0,
-    PUSH_OFF_RATE_DPS: 6.0,
-    HEEL_OFF_RATIO: 1e-9,
-    IMPACT_G: 1e-6,
-}
+__all__ = [
+    "STANCE_TOLERANCE",
+    "WARMUP_TOLERANCE",
+    "LiveError",
+    "LiveOutput",
+    "LiveSettings",
+    "LiveStrideAnalyzer",
+    "StreamAnalyzer",
+]
 
 # Empty results, built once: a frame from a schema costs ~0.3 ms, and most pushes complete nothing.
 _NO_STRIDES = pl.DataFrame(schema=STRIDES_SCHEMA)
@@ -204,96 +121,36 @@ EMISSIONS_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-class LiveError(StrideflowError):
-    """A block that cannot be analysed (wrong shape, non-finite value, time not increasing)."""
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    """Settings of `LiveStrideAnalyzer` (times in s).
-
-    analysis: the batch settings the strides must agree with (events, metrics, zero velocity,
-        orientation "zero_velocity" or "madgwick", align_mounting, min_segment_s).
-    mounting_wxyz: fixed device -> foot rotation (scalar-first quaternion, e.g. a device profile's
-        `mounting_wxyz`); None estimates it from the warm-up (if `analysis.align_mounting`).
-    gyr_bias_dps: fixed foot-frame gyroscope bias the levelled orientation subtracts; None
-        estimates it from the warm-up's still samples as `fusion.zupt.LevelledStrapdown` does
-        (batch: from all still samples of the segment).
-    warmup_s: samples collected before the first mounting and bias estimate (nothing is emitted
-        before; the mounting needs `analysis.mounting.min_strides` strides). No warm-up when
-        both are fixed (or not used: no alignment and Madgwick orientation).
-    warmup_retry_s: when the mounting estimate fails (standing, no walking yet) it is tried
-        again after this many more seconds, on all samples so far (at most `max_buffer_s`, the
-        oldest dropped beyond that, with a warning).
-    max_buffer_s: longest window kept without a stride closing; beyond it the bout is cut.
-    zero_velocity_chunk_s: zero-velocity flags are finalised in chunks of this length.
-    zero_velocity_margin_s: context on each side for final zero-velocity flags; None derives
-        it from `analysis.zero_velocity` (0.555 s at 200 Hz by default).
-    read: gap rules of ingest: a step over `gap_min_intervals` intervals is a gap; up to
-        `max_interpolated_gap_s` of missing time is filled by linear interpolation (samples
-        flagged, strides over them invalid "gap"), longer starts a new segment.
-    stances: also emit each stride's provisional stance row as soon as its toe-off is known
-        (`new_stances_`); False saves that analysis.
-    """
-
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    mounting_wxyz: tuple[float, float, float, float] | None = None
-    gyr_bias_dps: tuple[float, float, float] | None = None
-    warmup_s: float = 20.0
-    warmup_retry_s: float = 10.0
-    max_buffer_s: float = 60.0
-    zero_velocity_chunk_s: float = 0.2
-    zero_velocity_margin_s: float | None = None
-    read: ReadSettings = field(default_factory=ReadSettings)
-    stances: bool = True
-
-
-class _Columns:
-    """Growable, trimmable columns of equal length indexed by a global sample number."""
-
-    def __init__(self, **widths: int) -> None:
-        self._widths = widths
-        self._cap = 1024
-        self._data = {k: self._alloc(k, self._cap) for k in widths}
-        self.start = 0  # global index of the first kept sample
-        self._off = 0  # its position in the arrays
-        self.stop = 0  # global index one past the last sample
-
-    def _alloc(self, name: str, cap: int) -> np.ndarray:
-        w = self._widths[name]
-        dtype = bool if name.startswith("is_") else float
-        return np.zeros((cap, w) if w > 1 else cap, dtype=dtype)
-
-    def append(self, **cols: np.ndarray) -> None:
-        n = len(next(iter(cols.values())))
-        used = self.stop - self.start
-        if self._off + used + n > self._cap:
-            cap = max(self._cap, 2 * (used + n))
-            for k, old in self._data.items():
-                new = self._alloc(k, cap)
-                new[:used] = old[self._off : self._off + used]
-                self._data[k] = new
-            self._cap, self._off = cap, 0
-        a = self._off + used
-        for k, v in cols.items():
-            self._data[k][a : a + n] = v
-        self.stop += n
-
-    def view(self, name: str, lo: int, hi: int) -> np.ndarray:
-        """Rows [lo, hi) by global index (a view: copy before keeping)."""
-        return self._data[name][self._off + lo - self.start : self._off + hi - self.start]
-
-    def trim(self, lo: int) -> None:
-        """Forget rows before global index lo."""
-        lo = min(max(lo, self.start), self.stop)
-        self._off += lo - self.start
-        self.start = lo
-
-
 def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Rows of v rotated by the mounting matrix, elementwise (`hardware.motion_math.rotate_rows`): a
     BLAS product's rounding would depend on the block size, which made one-sample blocks differ."""
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
+
+
+class LiveOutput(NamedTuple):
+    """What a block completed: `strides` (STRIDES_SCHEMA) and provisional `stances` (STANCE_SCHEMA)."""
+
+    strides: pl.DataFrame
+    stances: pl.DataFrame
+
+
+class StreamAnalyzer(Protocol):
+    """What a live stream's analyzer does (the service's hub takes a factory of these)."""
+
+    @property
+    def strides_(self) -> pl.DataFrame:
+        """Every stride emitted so far (STRIDES_SCHEMA)."""
+        ...
+
+    def push(
+        self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray, *, saturated=None
+    ) -> LiveOutput:
+        """Feed a block; the strides and stance rows it completed."""
+        ...
+
+    def finish(self) -> LiveOutput:
+        """End the stream; what its end completed."""
+        ...
 
 
 class LiveStrideAnalyzer:
@@ -344,7 +201,7 @@ class LiveStrideAnalyzer:
         self._n_emitted = 0
         self._stances: list[pl.DataFrame] = []
         self._stance_emissions: list[dict] = []
-        self.new_stances_ = _NO_STANCES
+        self._new_stances = _NO_STANCES
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
         # conditioning (device frame)
@@ -370,10 +227,10 @@ class LiveStrideAnalyzer:
         margin_s = LevellingSettings().gravity_margin_s if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
         self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
-        self._warm = _Columns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
+        self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
         self._next_attempt = self._n(settings.warmup_s)
         # foot-frame window
-        self._buf = _Columns(t=1, acc=3, gyr=3, q=4, is_gap=1, is_sat=1, is_zv=1)
+        self._buf = SampleColumns(t=1, acc=3, gyr=3, q=4, is_gap=1, is_sat=1, is_zv=1)
         self._zv_done = 0
         self._seg0: int | None = None  # global index of the current segment's first sample
         self._finished = False
@@ -414,34 +271,34 @@ class LiveStrideAnalyzer:
 
     def push(
         self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray, *, saturated=None
-    ) -> pl.DataFrame:
+    ) -> LiveOutput:
         """Feed a block of n samples: t (n,) s, acc (n, 3) m/s², gyr (n, 3) deg/s, device or foot frame.
 
         `saturated` (n,) bool optionally marks samples at the device's range. Returns the
-        strides this block completed.
+        strides this block completed and the provisional stance rows it gave.
         """
         if self._finished:
             raise LiveError("push after finish(): this analyzer's stream has ended")
         t, acc, gyr, sat = self._checked(t_s, acc_mps2, gyr_dps, saturated)
         start = len(self._emissions)
-        self.new_stances_ = _NO_STANCES
+        self._new_stances = _NO_STANCES
         if len(t):
             self.samples_seen_ += len(t)
             self._condition(t, acc, gyr, sat)
-        return self._collect(start)
+        return LiveOutput(self._collect(start), self._new_stances)
 
-    def finish(self) -> pl.DataFrame:
+    def finish(self) -> LiveOutput:
         """End the stream: emit the strides its end closes (as batch does at a recording's end)."""
         if self._finished:
-            return _NO_STRIDES
+            return LiveOutput(_NO_STRIDES, _NO_STANCES)
         self._finished = True
-        self.new_stances_ = _NO_STANCES
+        self._new_stances = _NO_STANCES
         start = len(self._emissions)
         if not self._ready and self._warm.stop > self._warm.start:
             self._attempt_warmup(final=True)
         if self._ready and self._seg0 is not None:
             self._end_segment()
-        return self._collect(start)
+        return LiveOutput(self._collect(start), self._new_stances)
 
     # --- input -----------------------------------------------------------------------------
     def _checked(self, t_s, acc_mps2, gyr_dps, saturated):
@@ -780,7 +637,7 @@ class LiveStrideAnalyzer:
         )
         out = self._flag_samples(m, a0).select(list(STANCE_SCHEMA))
         self._stances.append(out)
-        self.new_stances_ = pl.concat([self.new_stances_, out]) if self.new_stances_.height else out
+        self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
         self._stance_ic = ic
         newest = float(b.view("t", b.stop - 1, b.stop)[0])
         self._stance_emissions.append(
