@@ -78,14 +78,17 @@ class GapConditioner:
         """Condition a block: `t` (n,) s strictly increasing after the previous block, `values`
         (n, k) floats, `saturated` (n,) bool. Returns the block with short gaps filled."""
         n = len(t)
+        if n == 0:
+            return ConditionedBlock(t, values, saturated, np.zeros(0, bool), np.zeros(0, bool), ())
         is_new = np.zeros(n, dtype=bool)
         is_gap = np.zeros(n, dtype=bool)
         warnings: list[str] = []
-        if self.last_t_ is None:
-            is_new[0] = True
-        else:
-            steps = np.diff(np.concatenate([[self.last_t_], t]))
-            gap_at, missing_s, long_gap = find_gaps(steps, self.sampling_rate_hz, self.settings)
+        first = self.last_t_ is None
+        is_new[0] = first
+        # step i leads to sample i (the stream's first sample has none: a step of 0)
+        steps = np.diff(np.concatenate([[t[0] if first else self.last_t_], t]))
+        gap_at, missing_s, long_gap = find_gaps(steps, self.sampling_rate_hz, self.settings)
+        if len(gap_at):
             pieces: list[tuple[np.ndarray, ...]] = []
             lo = 0
             prev_t, prev_v = self.last_t_, self._last_values
@@ -117,8 +120,7 @@ class GapConditioner:
                         "interpolated, strides over them invalid"
                     )
                 lo = i
-            if len(gap_at):
-                pieces.append((t[lo:], values[lo:], saturated[lo:], is_new[lo:], is_gap[lo:]))
-                t, values, saturated, is_new, is_gap = (np.concatenate(p) for p in zip(*pieces, strict=True))
+            pieces.append((t[lo:], values[lo:], saturated[lo:], is_new[lo:], is_gap[lo:]))
+            t, values, saturated, is_new, is_gap = (np.concatenate(p) for p in zip(*pieces, strict=True))
         self.last_t_, self._last_values = float(t[-1]), values[-1].copy()
         return ConditionedBlock(t, values, saturated, is_new, is_gap, tuple(warnings))

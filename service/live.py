@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -65,16 +66,18 @@ Send = Callable[[dict], Awaitable[None]]
 AnalyzerFactory = Callable[[StreamHello], StreamAnalyzer]
 
 
-def default_analyzer(hello: StreamHello) -> StreamAnalyzer:
-    """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream.
+def default_analyzer(hello: StreamHello, analysis: AnalysisSettings | None = None) -> StreamAnalyzer:
+    """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream, with the
+    service's `analysis` settings (default AnalysisSettings()).
 
     A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
     gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
     """
     from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
 
+    analysis = analysis if analysis is not None else AnalysisSettings()
     mounting = PROFILES[hello.profile].mounting_wxyz
-    settings = LiveSettings() if mounting is None else LiveSettings(mounting_wxyz=mounting)
+    settings = LiveSettings(analysis=analysis, mounting_wxyz=mounting)
     return LiveStrideAnalyzer(
         hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings
     )
@@ -162,7 +165,7 @@ class LiveHub:
         self,
         wal_root: str | Path,
         results_dir: str | Path,
-        analyzer_factory: AnalyzerFactory = default_analyzer,
+        analyzer_factory: AnalyzerFactory | None = None,
         analysis_settings: AnalysisSettings = AnalysisSettings(),
         store_interval_s: float = 5.0,
         analysis_threads: int = 2,
@@ -171,7 +174,10 @@ class LiveHub:
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
-        self.analyzer_factory = analyzer_factory
+        # the default analyzer, with this hub's analysis settings
+        self.analyzer_factory = analyzer_factory or functools.partial(
+            default_analyzer, analysis=analysis_settings
+        )
         self.analysis_settings = analysis_settings
         self.store_interval_s = store_interval_s
         self.idle_timeout_s = idle_timeout_s
