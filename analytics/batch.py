@@ -1,9 +1,13 @@
 """Team-wide batch: every recording of a dataset directory through the pipeline, on Dask.
 
+(Over ~500 lines: the worker's task, the run's bookkeeping and the local cluster's setup are one
+feature whose resume and failure rules read best together; the analysis itself is
+`analytics.session_analysis.analyze_session`.)
+
 `TeamBatch(settings).run(dataset_dir, out_dir)` lists the recordings (`analytics.discovery`),
 submits ONE Dask task per athlete-session (both feet together, since the `sessions` table holds
 their symmetry) and collects one small dict per task as tasks finish. The task runs on the
-worker: it reads the session's files there, analyses them (`analytics.pipeline`) and writes its
+worker: it reads the session's files there, analyses them (`analytics.session_analysis`) and writes its
 partitions of `strides`, `sessions` (with `session_date`), `flags` and, when
 `write_curves` is on, `curves` (per-session mean/SD curves, `analytics.curves.session_curves`) into
 `out_dir/<table>/athlete_id=A/session_id=S/part-0.parquet` (`analytics.sessions_store`, the

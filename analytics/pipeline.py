@@ -3,9 +3,11 @@
 Per athlete-session-foot:
 
 1. mounting alignment: the device -> foot-frame rotation estimated from the foot's own data
-   (`hardware.mounting`), or taken as identity when the data is declared aligned;
+   (`analytics.segment.estimate_mounting`, over `hardware.mounting`), or taken as identity when
+   the data is declared aligned;
 
-then per contiguous segment (ingest starts a new segment at a long gap):
+then per contiguous segment (ingest starts a new segment at a long gap), the segment analysis the
+live analyzer runs on its windows too (`analytics.segment.analyze_segment`):
 
 2. zero-velocity (foot-flat) detection (`fusion.zero_velocity`);
 3. orientation: the zero-velocity-levelled gyro strapdown of `fusion.zupt` (default) or Madgwick
@@ -17,8 +19,11 @@ then per contiguous segment (ingest starts a new segment at a long gap):
 and finally, over all feet at once:
 
 6. stride metrics (`analytics.metrics`); strides that contain interpolated (gap-filled) or
-   gyroscope-saturated samples are marked invalid with reason "gap" / "saturation";
+   gyroscope-saturated samples are marked invalid with reason "gap" / "saturation"
+   (`analytics.segment.apply_sample_flags`);
 7. the sessions table with symmetry (`analytics.sessions`) and flags (`analytics.flags`).
+
+`AnalysisSettings` lives in `analytics.settings` (re-exported here).
 """
 
 from __future__ import annotations
