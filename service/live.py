@@ -54,7 +54,7 @@ from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
-from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
+from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
 from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices
 
 log = logging.getLogger("strideflow.service")

@@ -24,7 +24,7 @@ from strideflow.hardware.packets import decode_packet
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.simulator import SimulationSettings, write_dataset
 from strideflow.ingest import read_recording
-from strideflow.ingest.live import packet_block
+from strideflow.ingest.stream_receiver import packet_block
 from strideflow.ingest.wal import read_wal, wal_path
 from strideflow.service.live import WAL_DIRNAME
 

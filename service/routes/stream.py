@@ -58,7 +58,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
-from strideflow.ingest.live import StreamError, StreamHello
+from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database
 from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict
