@@ -35,6 +35,7 @@ from strideflow.hardware.schema import (
     session_median,
     symmetry_index,
 )
+from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
 from strideflow.service.schemas import FileFormat, Foot
 
@@ -167,10 +168,8 @@ def analyze(
         console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
     strides = pl.concat(outcome.strides_parts).sort(*KEYS, IC_T)
     sessions, flags = summarize_strides(strides, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    strides.write_parquet(out / STRIDES_FILE)
-    sessions.write_parquet(out / SESSIONS_FILE)
-    flags.write_parquet(out / FLAGS_FILE)
+    for name, table in ((STRIDES_FILE, strides), (SESSIONS_FILE, sessions), (FLAGS_FILE, flags)):
+        write_atomic(out / name, table.write_parquet)
     print_summary(console, strides, sessions, flags)
     console.print(
         f"wrote {strides.height} strides to {out / STRIDES_FILE}, {sessions.height} session rows to "
