@@ -27,6 +27,8 @@ import pytest
 from reference_runs import FINGERPRINT_DIR, differences, have_real_data, reference_tables
 
 STORED = sorted(p.stem for p in FINGERPRINT_DIR.glob("*.parquet"))
+# Tables that hold (or are summarised over) the real recordings.
+NEEDS_REAL_DATA = ("analyze", "jobs_", "live_real_")
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +45,13 @@ def test_the_fingerprint_covers_every_entry_path():
 
 @pytest.mark.parametrize("name", STORED)
 def test_table_equals_the_stored_fingerprint(name, current):
-    if name not in current:
-        assert not have_real_data(), f"the reference runs no longer make {name}"
+    if name.startswith(NEEDS_REAL_DATA) and not have_real_data():
         pytest.skip(f"{name} needs the real recordings (../shared/data/gaitmap_example)")
+    assert name in current, f"the reference runs no longer make {name}"
     stored = pl.read_parquet(FINGERPRINT_DIR / f"{name}.parquet")
     problems = differences(name, stored, current[name])
     assert not problems, "\n".join(problems)
 
 
 def test_no_table_is_new_and_unstored(current):
-    assert sorted(current) == [n for n in STORED if n in current]
+    assert set(current) <= set(STORED)
