@@ -115,3 +115,17 @@ def test_stream_and_file_gap_rules_agree():
         for i, c in enumerate(names):
             np.testing.assert_allclose(out_v[:, i], grid[c], rtol=0, atol=1e-12)
         assert filled.sum() == 3 + 1 and new.sum() == 2
+
+
+def test_upload_jobs_analyse_with_the_settings_they_are_given(session_files, tmp_path):
+    from strideflow.service.jobs import analyse_session
+
+    left = session_files[0]
+    spec = {"id": "r1", "path": left, "filename": "left.parquet", "format": "auto", "sampling_rate_hz": None}
+    spec["foot"] = None
+    default = analyse_session(str(tmp_path / "a"), "A001", "S01", None, [spec])
+    strict = analyse_session(
+        str(tmp_path / "b"), "A001", "S01", None, [spec], AnalysisSettings(min_segment_s=1e6)
+    )
+    assert default["stride_count"] > 10
+    assert strict["stride_count"] == 0 and any("skipped a segment" in w for w in strict["warnings"])
