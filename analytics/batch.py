@@ -1,9 +1,13 @@
 """Team-wide batch: every recording of a dataset directory through the pipeline, on Dask.
 
+(Over ~500 lines: the worker's task, the run's bookkeeping and the local cluster's setup are one
+feature whose resume and failure rules read best together; the analysis itself is
+`analytics.session_analysis.analyze_session`.)
+
 `TeamBatch(settings).run(dataset_dir, out_dir)` lists the recordings (`analytics.discovery`),
 submits ONE Dask task per athlete-session (both feet together, since the `sessions` table holds
 their symmetry) and collects one small dict per task as tasks finish. The task runs on the
-worker: it reads the session's files there, analyses them (`analytics.pipeline`) and writes its
+worker: it reads the session's files there, analyses them (`analytics.session_analysis`) and writes its
 partitions of `strides`, `sessions` (with `session_date`), `flags` and, when
 `write_curves` is on, `curves` (per-session mean/SD curves, `analytics.curves.session_curves`) into
 `out_dir/<table>/athlete_id=A/session_id=S/part-0.parquet` (`analytics.sessions_store`, the
@@ -72,12 +76,13 @@ from pathlib import Path
 import polars as pl
 
 from strideflow.analytics import partitions
-from strideflow.analytics.curves import session_curves
 from strideflow.analytics.discovery import COLUMNS, FORMAT, PATH, SAMPLING_RATE_HZ, UNITS, find_recordings
-from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer
+from strideflow.analytics.pipeline import AnalysisSettings
+from strideflow.analytics.session_analysis import RecordingFile, analyze_session
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import ATHLETE_ID, FOOT, SESSION_DATE, SESSION_ID
+from strideflow.ingest.durable import write_atomic
 
 STATE_DIR = "_state"
 LOCK_FILE = ".lock"
@@ -197,16 +202,7 @@ class BatchProgress:
         return self.samples / self.wall_s if self.wall_s > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class FileJob:
-    """One file of a session as the worker needs it."""
-
-    path: str
-    foot: str | None
-    format: str
-    sampling_rate_hz: float | None
-    columns: str | None = None  # column mapping text (ingest.mapping), from the manifest
-    units: str | None = None
+FileJob = RecordingFile  # one file of a session as the worker needs it
 
 
 @dataclass(frozen=True)
@@ -255,24 +251,6 @@ def marker_path(out_dir: str | Path, athlete_id: str, session_id: str) -> Path:
     return Path(out_dir) / STATE_DIR / athlete_id / f"{session_id}.json"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _read_marker(path: Path) -> dict | None:
     try:
         got = json.loads(path.read_text())
@@ -290,7 +268,7 @@ def read_marker(out_dir: str | Path, athlete_id: str, session_id: str) -> dict |
 def write_marker(out_dir: str | Path, athlete_id: str, session_id: str, state: dict) -> Path:
     """Replace a session's marker atomically with `state` (which should name its SOURCE)."""
     path = marker_path(out_dir, athlete_id, session_id)
-    _write_atomic(path, json.dumps(state, indent=1).encode())
+    write_atomic(path, json.dumps(state, indent=1).encode())
     return path
 
 
@@ -362,8 +340,6 @@ def run_session(job: SessionJob) -> dict:
 
 
 def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict:
-    from strideflow.ingest import read_recording
-
     t_start = time.perf_counter()
     out = Path(job.out_dir)
     paths = base["paths"]
@@ -404,67 +380,27 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     # One file at a time, keeping only its strides (and curves): a task holds at most one file's
     # samples and signals, whatever the session's length. The feet are independent up to the
     # sessions table, which is built from the strides of all of them at the end.
-    failed: list[dict] = []
-    done: list[dict] = []
-    feet_seen: set[str] = set()
-    for f in job.files:
-        t0 = time.perf_counter()
-        try:
-            rec = read_recording(
-                f.path,
-                format=f.format,
-                sampling_rate_hz=f.sampling_rate_hz,
-                foot=f.foot,
-                athlete_id=job.athlete_id,
-                session_id=job.session_id,
-                columns=f.columns,
-                units=f.units,
-            )
-        except Exception as exc:  # noqa: BLE001 - any failure of one file is reported, the rest go on
-            failed.append({"path": f.path, "error_type": type(exc).__name__, "error": _error(exc)[1]})
-            continue
-        finally:
-            _add(stage_s, "read", time.perf_counter() - t0)
-        clash = set(rec.feet()) & feet_seen
-        if clash:
-            failed.append(
-                {
-                    "path": f.path,
-                    "error_type": "DuplicateFoot",
-                    "error": f"{f.path}: holds the {', '.join(sorted(clash))} foot, which another file "
-                    "of this session holds too",
-                }
-            )
-            continue
-        feet_seen |= set(rec.feet())
-        t0 = time.perf_counter()
-        try:
-            # the sessions table is built once below, from the strides of all the session's files
-            analyzer = RecordingAnalyzer(job.analysis).analyze(
-                rec.samples, rec.sampling_rate_hz, summarize=False
-            )
-        except Exception as exc:  # noqa: BLE001
-            name, text = _error(exc)
-            failed.append({"path": f.path, "error_type": name, "error": f"{f.path}: {text}"})
-            continue
-        finally:
-            _add(stage_s, "analyze", time.perf_counter() - t0)
-        for step, seconds in (getattr(analyzer, "timings_s_", None) or {}).items():
-            _add(stage_s, f"analyze.{step}", seconds)
-        result = analyzer.result_
-        kept = {
-            "path": f.path,
-            "strides": result.strides,
-            "samples": rec.samples.height,
-            "duration_s": rec.duration_s,
-            "warnings": len(rec.warnings) + len(result.warnings),
+    outcome = analyze_session(
+        job.files,
+        job.analysis,
+        athlete_id=job.athlete_id,
+        session_id=job.session_id,
+        curves=job.write_curves,
+        curve_points=CURVE_POINTS,
+        catch=Exception,  # any failure of one file is reported, the rest go on
+        covered_feet="fail",
+    )
+    for name, seconds in outcome.stage_s.items():
+        _add(stage_s, name, seconds)
+    failed = [
+        {
+            "path": x.file.path,
+            "error_type": x.error_type,
+            "error": f"{x.file.path}: {x.error}" if x.stage == "analyze" else x.error,
         }
-        if job.write_curves:
-            t0 = time.perf_counter()
-            kept["curves"] = session_curves(result, points=CURVE_POINTS)
-            _add(stage_s, "curves", time.perf_counter() - t0)
-        done.append(kept)
-        del rec, analyzer, result
+        for x in outcome.failures
+    ]
+    done = outcome.analyzed
     if not done:
         for table in partitions.TABLES:
             partitions.delete_partition(out, table, job.athlete_id, job.session_id)
@@ -473,15 +409,15 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
         out,
         job.athlete_id,
         job.session_id,
-        [d["strides"] for d in done],
-        [d["curves"] for d in done] if job.write_curves else None,
+        outcome.strides_parts,
+        outcome.curves_parts if job.write_curves else None,
         session_date=job.session_date,
         settings=job.analysis,
     )
     _add(stage_s, "analyze", stored.summarize_s)
     t0 = time.perf_counter()
-    samples = sum(d["samples"] for d in done)
-    recording_s = max(d["duration_s"] for d in done)
+    samples = sum(d.samples for d in done)
+    recording_s = max(d.duration_s for d in done)
     if not failed:
         state = {
             SOURCE: BATCH_SOURCE,
@@ -495,16 +431,16 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
             "recording_s": recording_s,
             "strides": stored.strides.height,
         }
-        _write_atomic(marker, json.dumps(state, indent=1).encode())
+        write_atomic(marker, json.dumps(state, indent=1).encode())
     _add(stage_s, "write", stored.write_s + time.perf_counter() - t0)
     return base | {
         "status": PARTIAL if failed else DONE,
         "failed": failed,
-        "done_paths": [d["path"] for d in done],
+        "done_paths": [d.file.path for d in done],
         "samples": samples,
         "recording_s": recording_s,
         "strides": stored.strides.height,
-        "warnings": sum(d["warnings"] for d in done),
+        "warnings": sum(len(d.warnings) for d in done),
         "wall_s": time.perf_counter() - t_start,
     }
 
@@ -809,7 +745,7 @@ class TeamBatch:
             scheduler=s.scheduler or "local",
             pipeline_sha256=pipeline_sha256(s),
         )
-        _write_atomic(out / RUN_SUMMARY, json.dumps(self.summary_.to_dict(), indent=1).encode())
+        write_atomic(out / RUN_SUMMARY, json.dumps(self.summary_.to_dict(), indent=1).encode())
         return self
 
 

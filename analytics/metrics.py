@@ -21,7 +21,7 @@ Three vectorised steps, no Python loop over strides:
 
 The bookkeeping around step 3 (which foot each stride belongs to, which stride follows it, the
 casts of the inputs) is numpy index arithmetic, and step 3 is one lazy query: each Polars query
-costs ~0.1 ms however few rows it has, and the live analyzer (`analytics.live`) calls `estimate`
+costs ~0.1 ms however few rows it has, and the live analyzer (`analytics.live_analyzer`) calls `estimate`
 twice per stride on windows of 2-3 strides (the former chain of joins, sorts and `over` windows
 took ~8 ms per call there, 2.3 ms now; the tables are bit for bit the same). Joins and sorts
 remain only where the input needs them: several feet in the signals, signals out of order, or

@@ -3,9 +3,11 @@
 Per athlete-session-foot:
 
 1. mounting alignment: the device -> foot-frame rotation estimated from the foot's own data
-   (`hardware.mounting`), or taken as identity when the data is declared aligned;
+   (`analytics.segment.estimate_mounting`, over `hardware.mounting`), or taken as identity when
+   the data is declared aligned;
 
-then per contiguous segment (ingest starts a new segment at a long gap):
+then per contiguous segment (ingest starts a new segment at a long gap), the segment analysis the
+live analyzer runs on its windows too (`analytics.segment.analyze_segment`):
 
 2. zero-velocity (foot-flat) detection (`fusion.zero_velocity`);
 3. orientation: the zero-velocity-levelled gyro strapdown of `fusion.zupt` (default) or Madgwick
@@ -17,8 +19,11 @@ then per contiguous segment (ingest starts a new segment at a long gap):
 and finally, over all feet at once:
 
 6. stride metrics (`analytics.metrics`); strides that contain interpolated (gap-filled) or
-   gyroscope-saturated samples are marked invalid with reason "gap" / "saturation";
+   gyroscope-saturated samples are marked invalid with reason "gap" / "saturation"
+   (`analytics.segment.apply_sample_flags`);
 7. the sessions table with symmetry (`analytics.sessions`) and flags (`analytics.flags`).
+
+`AnalysisSettings` lives in `analytics.settings` (re-exported here).
 """
 
 from __future__ import annotations
@@ -26,24 +31,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 from scipy.spatial.transform import Rotation
 
-from strideflow.analytics.events import EventSettings, StrideEventDetector
-from strideflow.analytics.flags import FlagSettings, SessionFlagger
-from strideflow.analytics.metrics import MetricSettings, StrideMetrics, key_runs
-from strideflow.analytics.sessions import SessionAggregator, SessionSettings
-from strideflow.analytics.signals import SignalSettings, signals_frame
-from strideflow.fusion.madgwick import Madgwick
-from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
-from strideflow.fusion.zupt import ZuptIntegrator, ZuptSettings, zero_velocity_aided_orientation
-from strideflow.hardware.errors import StrideflowError
-from strideflow.hardware.mounting import MountingEstimator, MountingSettings, rotate_to_foot
+from strideflow.analytics.flags import SessionFlagger
+from strideflow.analytics.metrics import key_runs
+from strideflow.analytics.segment import (
+    GYR_AT_RANGE,
+    REASON_GAP,
+    REASON_SATURATION,
+    analyze_segment,
+    apply_sample_flags,
+    estimate_mounting,
+    stride_metrics,
+)
+from strideflow.analytics.sessions import SessionAggregator
+from strideflow.analytics.settings import RUNNING_MOUNTING, AnalysisError, AnalysisSettings
+from strideflow.hardware.mounting import rotate_to_foot
 from strideflow.hardware.schema import (
     ACC,
     FOOT,
@@ -52,68 +59,25 @@ from strideflow.hardware.schema import (
     INTERPOLATED,
     KEYS,
     NEXT_IC_T,
-    REASON,
     SATURATED,
     SEGMENT,
     STRIDE_INDEX,
     STRIDES_SCHEMA,
-    VALID,
     T,
 )
 
-REASON_GAP = "gap"  # the stride spans samples ingest filled in across a short gap
-REASON_SATURATION = "saturation"  # the gyroscope sat at its range during the stride
-
-
-# Stillness relaxed for running, whose foot-flats are a few tens of ms long and still roll.
-RUNNING_MOUNTING = MountingSettings(
-    still_window_s=0.03, still_gyr_dps=100.0, still_acc_tol_mps2=3.0, still_acc_std_mps2=4.0
-)
-
-
-class AnalysisError(StrideflowError):
-    """A recording that cannot be analysed (e.g. too short for any stride), with the reason."""
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Everything the analysis of a recording depends on, stage by stage.
-
-    - `align_mounting`: estimate each foot's mounting rotation from its data (True), or trust that
-      the samples already are in the foot frame (False).
-    - `orientation`: "zero_velocity" (default: gyro strapdown levelled on every foot-flat by
-      `fusion.zupt.zero_velocity_aided_orientation`) or "madgwick" (the AHRS filter with the
-      `madgwick` settings, impact rejection on: accelerometer ignored while | |a| - g | > 0.1 g).
-      Measured on simulator truth (benchmarks/accuracy.py): within a stride the metrics are angle
-      differences over a few hundred ms, where integrating the gyro is nearly exact, while
-      Madgwick's accelerometer step pulls roll during push-off (toe-off pronation error 7-16 deg
-      mean absolute with Madgwick against 0.3-1 deg levelled).
-    - `mounting_fallback`: tried when `mounting` finds no still periods or strides (running:
-      foot-flats of a few tens of ms that still roll); None raises instead.
-    - `mounting_window_s`: the mounting is estimated from each foot's first this many seconds
-      (the whole recording if that fails, or if None). The rotation is constant, and more data
-      does not help: on 16 hour-long simulated feet the error against the true mounting was the
-      same from 300 s as from 3600 s (0.15-0.69 deg, differences <= 0.03 deg) at a twentieth of
-      the cost.
-    - `min_segment_s`: segments shorter than this are skipped (too short for a stride).
-    """
-
-    align_mounting: bool = True
-    mounting: MountingSettings = field(default_factory=MountingSettings)
-    mounting_fallback: MountingSettings | None = field(default_factory=lambda: RUNNING_MOUNTING)
-    mounting_window_s: float | None = 300.0
-    orientation: Literal["madgwick", "zero_velocity"] = "zero_velocity"
-    madgwick: MadgwickSettings = field(
-        default_factory=lambda: MadgwickSettings(acc_rejection=AccelerationRejection())
-    )
-    zero_velocity: ZeroVelocitySettings = field(default_factory=ZeroVelocitySettings)
-    zupt: ZuptSettings = field(default_factory=ZuptSettings)
-    events: EventSettings = field(default_factory=EventSettings)
-    signals: SignalSettings = field(default_factory=SignalSettings)
-    metrics: MetricSettings = field(default_factory=MetricSettings)
-    sessions: SessionSettings = field(default_factory=SessionSettings)
-    flags: FlagSettings = field(default_factory=FlagSettings)
-    min_segment_s: float = 2.0
+__all__ = [
+    "REASON_GAP",
+    "REASON_SATURATION",
+    "RUNNING_MOUNTING",
+    "AnalysisError",
+    "AnalysisResult",
+    "AnalysisSettings",
+    "RecordingAnalyzer",
+    "analyze_recording",
+    "analyze_samples",
+    "summarize_strides",
+]
 
 
 @dataclass(frozen=True)
@@ -140,7 +104,8 @@ def _empty_strides() -> pl.DataFrame:
 
 
 def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
-    """Mark strides that contain gap-filled or gyro-saturated samples invalid (vectorised)."""
+    """Mark strides that contain gap-filled or gyro-saturated samples invalid (vectorised): the
+    samples of each stride found by time, then the one rule, `segment.apply_sample_flags`."""
     present = [c for c in (INTERPOLATED, SATURATED) if c in samples.columns]
     if strides.height == 0 or not present:
         return strides
@@ -151,10 +116,8 @@ def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.Dat
     if INTERPOLATED in samples.columns:
         marks.append((pl.col(INTERPOLATED).fill_null(False), REASON_GAP))
     if SATURATED in samples.columns:
-        # Accelerometer saturation at impact only clips impact_g; the orientation and so the
-        # pronation metrics suffer only when the gyroscope sits at its range.
         gyr_abs = pl.max_horizontal(*[pl.col(c).abs() for c in GYR])
-        gyr_at_range = gyr_abs >= gyr_abs.max().over(list(KEYS)) * 0.999
+        gyr_at_range = gyr_abs >= gyr_abs.max().over(list(KEYS)) * GYR_AT_RANGE
         marks.append((pl.col(SATURATED).fill_null(False) & gyr_at_range, REASON_SATURATION))
     if not marks or strides.height == 0:
         return strides
@@ -177,13 +140,8 @@ def _sample_flag_reasons(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.Dat
     if hits.height == 0:
         return strides
     out = strides.join(hits, on=[*KEYS, STRIDE_INDEX], how="left")
-    reason = pl.lit(None, dtype=pl.String)
-    for _, r in reversed(marks):
-        reason = pl.when(pl.col(f"_{r}").fill_null(False)).then(pl.lit(r)).otherwise(reason)
-    return out.with_columns(
-        pl.when(pl.col(VALID) & reason.is_not_null()).then(reason).otherwise(pl.col(REASON)).alias(REASON),
-        (pl.col(VALID) & reason.is_null()).alias(VALID),
-    ).select(strides.columns)
+    flags = {r: pl.col(f"_{r}").fill_null(False) for _, r in marks}
+    return apply_sample_flags(out, flags).select(strides.columns)
 
 
 STAGES = (
@@ -292,7 +250,8 @@ class RecordingAnalyzer:
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
             with clock("mounting"):
                 if s.align_mounting:
-                    rotation = self._mounting(acc_all, gyr_all, fs, where, warnings)
+                    rotation, relaxed = estimate_mounting(acc_all, gyr_all, fs, s, where)
+                    warnings.extend(relaxed)
                     # the numbers apply_mounting gives, on the arrays the stages below read
                     acc_all, gyr_all = rotate_to_foot(rotation, acc_all), rotate_to_foot(rotation, gyr_all)
                 else:
@@ -314,7 +273,10 @@ class RecordingAnalyzer:
                         f"{where}: skipped a segment of {len(t) / fs:.1f} s (< {s.min_segment_s} s)"
                     )
                     continue
-                sig, ev = self._segment(acc, gyr, t, fs, (athlete, session, foot), clock)
+                seg = analyze_segment(acc, gyr, t, fs, (athlete, session, foot), s, clock=clock)
+                with clock("signals"):
+                    sig = seg.signals()
+                ev = seg.events
                 ev = ev.with_columns(
                     pl.col(STRIDE_INDEX) + stride_offset,
                     pl.lit(athlete, dtype=pl.String).alias(KEYS[0]),
@@ -328,13 +290,10 @@ class RecordingAnalyzer:
         all_events = {f: pl.concat(v) for f, v in events.items()}
         with clock("metrics"):
             if all_events:
-                strides = (
-                    StrideMetrics(s.metrics)
-                    .estimate(
-                        pl.concat(list(all_events.values()), how="diagonal_relaxed"),
-                        pl.concat(list(all_signals.values())),
-                    )
-                    .strides_
+                strides = stride_metrics(
+                    pl.concat(list(all_events.values()), how="diagonal_relaxed"),
+                    pl.concat(list(all_signals.values())),
+                    s,
                 )
                 strides = _sample_flag_reasons(strides, samples)
             else:
@@ -355,79 +314,6 @@ class RecordingAnalyzer:
         )
         self.timings_s_ = clock.seconds_
         return self
-
-    def _mounting(
-        self, acc: np.ndarray, gyr: np.ndarray, fs: float, where: str, warnings: list[str]
-    ) -> Rotation:
-        """Device -> foot rotation of one foot, with the running fallback settings if needed.
-
-        Each settings is tried on the first `mounting_window_s` and then, if that fails, on all
-        the data, before the next settings is tried.
-        """
-        window_s = self.settings.mounting_window_s
-        n = len(acc) if window_s is None else min(len(acc), max(1, int(round(window_s * fs))))
-        spans = (n, len(acc)) if n < len(acc) else (len(acc),)
-        attempts = [(self.settings.mounting, span) for span in spans]
-        if self.settings.mounting_fallback is not None:
-            attempts += [(self.settings.mounting_fallback, span) for span in spans]
-        failed: dict[bool, str] = {}  # primary settings? -> its last error (on the most data)
-        for settings, span in attempts:
-            primary = settings is self.settings.mounting
-            try:
-                rotation = MountingEstimator(settings).estimate(acc[:span], gyr[:span], fs).rotation_
-            except StrideflowError as exc:
-                failed[primary] = str(exc)
-                continue
-            if not primary:
-                warnings.append(f"{where}: mounting aligned with the relaxed (running) stillness settings")
-            return rotation
-        message = f"{where}: mounting alignment failed: {failed[True]}"
-        if False in failed:
-            message += f"; relaxed for running: {failed[False]}"
-        raise AnalysisError(message)
-
-    def _segment(
-        self,
-        acc: np.ndarray,
-        gyr: np.ndarray,
-        t: np.ndarray,
-        fs: float,
-        keys: tuple[str, str, str],
-        clock: _StageClock,
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Signals and events of one contiguous segment: foot-frame (N, 3) acc (m/s²) and gyr
-        (deg/s), C-contiguous float64, and t (N,) in s."""
-        s = self.settings
-        foot = keys[2]
-        with clock("zero_velocity"):
-            zv = ZeroVelocityDetector(s.zero_velocity).detect(acc, gyr, fs).zero_velocity_
-        with clock("orientation"):
-            if s.orientation == "madgwick":
-                q = Madgwick(s.madgwick).estimate(acc, gyr, sampling_rate_hz=fs).orientation_
-            elif s.orientation == "zero_velocity":
-                q = zero_velocity_aided_orientation(acc, gyr, zv, fs, t)
-            else:
-                raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {s.orientation!r}")
-        with clock("integration"):
-            zupt = ZuptIntegrator(s.zupt).estimate(acc, q, zv, fs, t, gyr_dps=gyr)
-        with clock("events"):
-            # The integration above is the one the detector would repeat for its displacements.
-            det = StrideEventDetector(s.events).detect(
-                acc, gyr, fs, foot=foot, zero_velocity=zv, t_s=t, q_wxyz=q, position_m=zupt.position_m_
-            )
-        with clock("signals"):
-            sig = signals_frame(
-                keys,
-                t,
-                acc,
-                gyr,
-                q,
-                zero_velocity=zv,
-                velocity_mps=zupt.velocity_mps_,
-                position_m=zupt.position_m_,
-                settings=s.signals,
-            )
-        return sig, det.events_
 
 
 _EMPTY_SUMMARY: dict[AnalysisSettings, tuple[pl.DataFrame, pl.DataFrame]] = {}

@@ -1,8 +1,9 @@
 """One athlete-session's result tables from its strides, written to the partition store.
 
 `write_session` is the single "session write" of the team batch (`analytics.batch`) and the
-service's upload jobs (`service.jobs`): both analyse a session's recordings their own way (which
-files, how failures count) and hand the per-recording strides (and curves) to it. It
+service's upload jobs (`service.jobs`): both analyse a session's recordings with
+`analytics.session_analysis.analyze_session` (saying which files win and which failures count)
+and hand the per-recording strides (and curves) to it. It
 
 1. concatenates the strides parts (`diagonal_relaxed`) and sorts them by `KEYS` and
    `stride_index` (one session: by foot, then stride; `stride_index` is unique per foot because

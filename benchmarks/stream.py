@@ -49,7 +49,7 @@ from strideflow.benchmarks._common import row
 
 SAMPLING_RATE_HZ = 200.0
 LATENCY_LIMIT_MS = 250.0
-WARMUP_BURST_S = 21.0  # > analytics.live.LiveSettings().warmup_s, so strides flow in realtime
+WARMUP_BURST_S = 21.0  # > analytics.live_analyzer.LiveSettings().warmup_s, so strides flow in realtime
 SETTLE_S = 1.0
 TEAM = "BENCH"
 

@@ -23,6 +23,8 @@ import math
 import numba as nb
 import numpy as np
 
+from strideflow.hardware.motion_math import quat_to_matrix
+
 DEG2RAD = math.pi / 180.0
 
 
@@ -237,10 +239,8 @@ def mahony_step(
         ey = 0.0
         ez = 0.0
         if acc_ok or m2 > 0.0:
-            # third row of R: gravity direction expected in the sensor frame
-            r20 = 2.0 * (qx * qz - qw * qy)
-            r21 = 2.0 * (qw * qx + qy * qz)
-            r22 = 1.0 - 2.0 * (qx * qx + qy * qy)
+            # R; its third row is the gravity direction expected in the sensor frame
+            r00, r01, r02, r10, r11, r12, r20, r21, r22 = quat_to_matrix(qw, qx, qy, qz)
         if acc_ok:
             inv_a = 1.0 / math.sqrt(a2)
             ex, ey, ez = _cross(ax * inv_a, ay * inv_a, az * inv_a, r20, r21, r22)
@@ -249,12 +249,6 @@ def mahony_step(
             mx *= inv_m
             my *= inv_m
             mz *= inv_m
-            r00 = 1.0 - 2.0 * (qy * qy + qz * qz)
-            r01 = 2.0 * (qx * qy - qw * qz)
-            r02 = 2.0 * (qx * qz + qw * qy)
-            r10 = 2.0 * (qx * qy + qw * qz)
-            r11 = 1.0 - 2.0 * (qx * qx + qz * qz)
-            r12 = 2.0 * (qy * qz - qw * qx)
             hx = r00 * mx + r01 * my + r02 * mz
             hy = r10 * mx + r11 * my + r12 * mz
             hz = r20 * mx + r21 * my + r22 * mz

@@ -29,7 +29,16 @@ from dataclasses import dataclass, replace
 import numba
 import numpy as np
 
+from strideflow.hardware.motion_math import fill_runs, mask_to_periods, periods_to_mask
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
+
+__all__ = [
+    "ZeroVelocityDetector",
+    "ZeroVelocitySettings",
+    "mask_to_periods",
+    "periods_to_mask",
+    "shoe_statistic",
+]
 
 
 @dataclass(frozen=True)
@@ -151,21 +160,6 @@ def shoe_statistic(
     return _statistic_from_sums(_running_sums(acc, gyr), sampling_rate_hz, settings)
 
 
-def mask_to_periods(mask: np.ndarray) -> np.ndarray:
-    """(K, 2) int array of [start, end) sample ranges where a bool mask is true."""
-    m = np.asarray(mask, dtype=bool)
-    edges = np.diff(np.concatenate([[False], m, [False]]).astype(np.int8))
-    return np.column_stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)]).astype(np.int64)
-
-
-@numba.njit(cache=True)
-def _fill(mask, starts, ends):  # pragma: no cover - compiled
-    """Set mask[starts[k]:ends[k]] true for every k (in place)."""
-    for k in range(starts.shape[0]):
-        for i in range(max(starts[k], 0), min(ends[k], mask.shape[0])):
-            mask[i] = True
-
-
 @numba.njit(cache=True)
 def _far_local_minima(stat, still, sep, threshold):  # pragma: no cover - compiled
     """Samples below `threshold` more than `sep` samples from any still sample whose value no
@@ -278,14 +272,6 @@ def _swing_anchors(
     return res
 
 
-def periods_to_mask(periods: np.ndarray, n: int) -> np.ndarray:
-    """Bool mask of length n, true inside the [start, end) ranges."""
-    p = np.asarray(periods, dtype=np.int64).reshape(-1, 2)
-    mask = np.zeros(n, dtype=bool)
-    _fill(mask, np.ascontiguousarray(p[:, 0]), np.ascontiguousarray(p[:, 1]))
-    return mask
-
-
 class ZeroVelocityDetector:
     """Detect zero-velocity (foot still on the ground) samples from foot-frame acc and gyr."""
 
@@ -309,7 +295,7 @@ class ZeroVelocityDetector:
         if len(periods) > 1:
             gaps = periods[1:, 0] - periods[:-1, 1]
             fill = gaps < s.merge_gap_s * fs
-            _fill(still, periods[:-1, 1][fill], periods[1:, 0][fill])
+            fill_runs(still, periods[:-1, 1][fill], periods[1:, 0][fill])
             periods = mask_to_periods(still)
         keep = (periods[:, 1] - periods[:, 0]) >= max(s.min_duration_s * fs, 1.0)
         still = periods_to_mask(periods[keep], n)
@@ -331,7 +317,7 @@ class ZeroVelocityDetector:
                 # near gravity, can look still: an anchor there (no push-off after it) is dropped.
                 anchors = anchors[_pushes_off(anchors, gyr_y, swings, float(s.push_off_gyr_dps), gap)]
             self.fallback_anchors_ = anchors
-            _fill(still, anchors - half, anchors + half + 1)
+            fill_runs(still, anchors - half, anchors + half + 1)
         if guided and n > 2:
             # After the threshold and the fallback: only stances they both missed get one.
             self.swing_anchors_ = _swing_anchors(
@@ -345,7 +331,7 @@ class ZeroVelocityDetector:
                 float(s.swing_max_statistic),
                 float(s.swing_max_rate_fraction),
             )
-            _fill(still, self.swing_anchors_ - half, self.swing_anchors_ + half + 1)
+            fill_runs(still, self.swing_anchors_ - half, self.swing_anchors_ + half + 1)
 
         self.statistic_ = stat
         self.zero_velocity_ = still

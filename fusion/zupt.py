@@ -18,6 +18,15 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from strideflow.hardware.motion_math import (
+    mask_to_periods,
+    qmul,
+    rotate_all,
+    rotate_vector,
+    still_gyr_bias,
+    stillness_weight,
+    strapdown,
+)
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 
 
@@ -85,7 +94,7 @@ class ZuptIntegrator:
             zv = zero_velocity_core(acc, gyr, zv, float(sampling_rate_hz), self.settings)
         self.zero_velocity_core_ = zv
         t = np.arange(n) / float(sampling_rate_hz) if t_s is None else np.asarray(t_s, dtype=float)
-        a_world = _rotate_all(np.ascontiguousarray(q), np.ascontiguousarray(acc)) if n else np.zeros((0, 3))
+        a_world = rotate_all(np.ascontiguousarray(q), np.ascontiguousarray(acc)) if n else np.zeros((0, 3))
         g = self.settings.gravity_mps2
         if self.settings.estimate_gravity and zv.any():
             g = float(a_world[zv, 2].mean())
@@ -186,94 +195,6 @@ class LevellingSettings:
 
 
 @numba.njit(cache=True)
-def _qmul(a0, a1, a2, a3, b0, b1, b2, b3):  # pragma: no cover - compiled
-    return (
-        a0 * b0 - a1 * b1 - a2 * b2 - a3 * b3,
-        a0 * b1 + a1 * b0 + a2 * b3 - a3 * b2,
-        a0 * b2 - a1 * b3 + a2 * b0 + a3 * b1,
-        a0 * b3 + a1 * b2 - a2 * b1 + a3 * b0,
-    )
-
-
-@numba.njit(cache=True)
-def _rotate(w, x, y, z, vx, vy, vz):  # pragma: no cover - compiled
-    """v rotated by the unit quaternion (w, x, y, z)."""
-    tx = 2.0 * (y * vz - z * vy)
-    ty = 2.0 * (z * vx - x * vz)
-    tz = 2.0 * (x * vy - y * vx)
-    return (
-        vx + w * tx + y * tz - z * ty,
-        vy + w * ty + z * tx - x * tz,
-        vz + w * tz + x * ty - y * tx,
-    )
-
-
-@numba.njit(cache=True)
-def _rotate_all(q, v):  # pragma: no cover - compiled
-    """(N, 3) vectors rotated by (N, 4) unit quaternions wxyz."""
-    out = np.empty_like(v)
-    for i in range(v.shape[0]):
-        out[i, 0], out[i, 1], out[i, 2] = _rotate(
-            q[i, 0], q[i, 1], q[i, 2], q[i, 3], v[i, 0], v[i, 1], v[i, 2]
-        )
-    return out
-
-
-@numba.njit(cache=True)
-def _strapdown(gyr_rps, acc, dt):  # pragma: no cover - compiled
-    """Gyro integration from identity, (N, 4) wxyz, and the specific force in that frame (N, 3)."""
-    n = gyr_rps.shape[0]
-    q = np.zeros((n, 4))
-    a_ref = np.zeros((n, 3))
-    w, x, y, z = 1.0, 0.0, 0.0, 0.0
-    for i in range(n):
-        q[i, 0], q[i, 1], q[i, 2], q[i, 3] = w, x, y, z
-        a_ref[i, 0], a_ref[i, 1], a_ref[i, 2] = _rotate(w, x, y, z, acc[i, 0], acc[i, 1], acc[i, 2])
-        if i + 1 < n:
-            # Rotate by the mean rate over the step (exact for a constant axis).
-            ox = 0.5 * (gyr_rps[i, 0] + gyr_rps[i + 1, 0]) * dt[i]
-            oy = 0.5 * (gyr_rps[i, 1] + gyr_rps[i + 1, 1]) * dt[i]
-            oz = 0.5 * (gyr_rps[i, 2] + gyr_rps[i + 1, 2]) * dt[i]
-            ang = np.sqrt(ox * ox + oy * oy + oz * oz)
-            if ang > 1e-12:
-                s = np.sin(ang / 2) / ang
-                dw, dx, dy, dz = np.cos(ang / 2), ox * s, oy * s, oz * s
-            else:
-                dw, dx, dy, dz = 1.0, ox / 2, oy / 2, oz / 2
-            w, x, y, z = _qmul(w, x, y, z, dw, dx, dy, dz)
-            nq = np.sqrt(w * w + x * x + y * y + z * z)
-            w, x, y, z = w / nq, x / nq, y / nq, z / nq
-    return q, a_ref
-
-
-@numba.njit(cache=True)
-def _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g):  # pragma: no cover - compiled
-    """1 / (1 + r²)² of sample i (see LevellingSettings)."""
-    wx, wy, wz = gyr[i, 0] - bias[0], gyr[i, 1] - bias[1], gyr[i, 2] - bias[2]
-    dev = np.sqrt(acc[i, 0] ** 2 + acc[i, 1] ** 2 + acc[i, 2] ** 2) - g
-    r2 = (wx * wx + wy * wy + wz * wz) / (gyr_scale * gyr_scale) + (dev / acc_scale) ** 2
-    return 1.0 / ((1.0 + r2) * (1.0 + r2))
-
-
-@numba.njit(cache=True)
-def _gyr_bias(acc, gyr, zv, gyr_scale, acc_scale, g):  # pragma: no cover - compiled
-    """Stillness-weighted mean rate of the still samples; two passes starting from no bias."""
-    bias = np.zeros(3)
-    for _ in range(2):
-        total = 0.0
-        acc_sum = np.zeros(3)
-        for i in range(zv.shape[0]):
-            if zv[i]:
-                w = _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g)
-                total += w
-                acc_sum[0] += w * gyr[i, 0]
-                acc_sum[1] += w * gyr[i, 1]
-                acc_sum[2] += w * gyr[i, 2]
-        bias = acc_sum / total
-    return bias
-
-
-@numba.njit(cache=True)
 def _change2(a_ref, i):  # pragma: no cover - compiled
     """Squared change of the carried specific force at sample i: the smaller of the steps to the
     previous and to the next sample (m/s²)²."""
@@ -302,7 +223,7 @@ def _anchors(
     for j in range(k):
         sw, si = 0.0, 0.0
         for i in range(lo[j], hi[j]):
-            w = _motion_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g)
+            w = stillness_weight(acc, gyr, i, bias, gyr_scale, acc_scale, g)
             if change_scale > 0.0 and 0 < i < n - 1:
                 c2 = _change2(a_ref, i) / (change_scale * change_scale)
                 w /= (1.0 + c2) * (1.0 + c2)
@@ -335,28 +256,28 @@ def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
     ax, ay, ang = _to_up(g_ref[0, 0], g_ref[0, 1], g_ref[0, 2])
     lw, lx, ly, lz = np.cos(ang / 2), ax * np.sin(ang / 2), ay * np.sin(ang / 2), 0.0
     for i in range(0, anchor[0] + 1):
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = qmul(
             lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
         )
     for j in range(k - 1):
         a0, a1 = anchor[j], anchor[j + 1]
-        vx, vy, vz = _rotate(lw, lx, ly, lz, g_ref[j + 1, 0], g_ref[j + 1, 1], g_ref[j + 1, 2])
+        vx, vy, vz = rotate_vector(lw, lx, ly, lz, g_ref[j + 1, 0], g_ref[j + 1, 1], g_ref[j + 1, 2])
         ax, ay, ang = _to_up(vx, vy, vz)
         tilt[j + 1] = ang
         span = t[a1] - t[a0]
         for i in range(a0 + 1, a1 + 1):
             half = 0.5 * ang * ((t[i] - t[a0]) / span if span > 0.0 else 1.0)
             sn = np.sin(half)
-            mw, mx, my, mz = _qmul(np.cos(half), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
-            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+            mw, mx, my, mz = qmul(np.cos(half), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
+            out[i, 0], out[i, 1], out[i, 2], out[i, 3] = qmul(
                 mw, mx, my, mz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
             )
         sn = np.sin(0.5 * ang)
-        lw, lx, ly, lz = _qmul(np.cos(0.5 * ang), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
+        lw, lx, ly, lz = qmul(np.cos(0.5 * ang), ax * sn, ay * sn, 0.0, lw, lx, ly, lz)
         nl = np.sqrt(lw * lw + lx * lx + ly * ly + lz * lz)
         lw, lx, ly, lz = lw / nl, lx / nl, ly / nl, lz / nl
     for i in range(anchor[k - 1] + 1, n):
-        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = _qmul(
+        out[i, 0], out[i, 1], out[i, 2], out[i, 3] = qmul(
             lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
         )
     return out, tilt
@@ -445,8 +366,6 @@ class LevelledStrapdown:
         """Fill `orientation_` (N, 4) wxyz, `gyr_bias_dps_` (3,), `anchors_` (K,) sample indices,
         `gravity_` (K, 3) unit gravity at each anchor in the sensor frame and `tilt_correction_deg_`
         (K,) the tilt error the gyro had accumulated at each anchor since the previous one, deg."""
-        from strideflow.fusion.zero_velocity import mask_to_periods
-
         s = self.settings
         acc = np.ascontiguousarray(acc_mps2, dtype=float)
         gyr = np.ascontiguousarray(gyr_dps, dtype=float)
@@ -460,8 +379,8 @@ class LevelledStrapdown:
         g = s.gravity_mps2
         bias = np.zeros(3)
         if s.estimate_gyr_bias and np.count_nonzero(zv) >= s.min_bias_samples:
-            bias = _gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
-        q_ref, a_ref = _strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
+            bias = still_gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
+        q_ref, a_ref = strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
         periods = mask_to_periods(zv)
         self.gyr_bias_dps_ = bias
         if len(periods) == 0:
@@ -482,7 +401,7 @@ class LevelledStrapdown:
         keep = np.concatenate([[True], np.diff(anchor) > 0])
         anchor, g_ref = anchor[keep], g_ref[keep]
         q_inv = q_ref[anchor] * np.array([1.0, -1.0, -1.0, -1.0])
-        g_body = _rotate_all(q_inv, g_ref)
+        g_body = rotate_all(q_inv, g_ref)
         self.anchors_ = anchor
         self.gravity_ = g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
         self.orientation_, tilt = _levelled(q_ref, t, anchor, g_ref)

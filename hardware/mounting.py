@@ -40,6 +40,15 @@ from scipy.spatial.transform import Rotation
 
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
+from strideflow.hardware.motion_math import (
+    mask_to_periods,
+    periods_to_mask,
+    qmul,
+    quat_to_matrix,
+    rotate_rows,
+    still_gyr_bias,
+    stillness_weights,
+)
 from strideflow.hardware.profiles import DeviceProfile
 from strideflow.hardware.schema import ACC, FOOT, GYR, MAG, STANDARD_GRAVITY_MPS2
 
@@ -155,20 +164,6 @@ class MountingQuality:
     n_strides: int
 
 
-def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and stop (exclusive) indices of the True runs of a boolean array."""
-    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-
-
-def _mask(n: int, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
-    """Boolean array of length n, True inside the (non-overlapping) runs [start, stop)."""
-    edges = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(edges, starts, 1)
-    np.add.at(edges, stops, -1)
-    return np.cumsum(edges)[:-1] > 0
-
-
 def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
@@ -212,15 +207,7 @@ def _dead_reckon(
         for j in range(m):
             ax, ay, az = acc_mps2[i0 + j, 0], acc_mps2[i0 + j, 1], acc_mps2[i0 + j, 2]
             # rotate the specific force by q (body -> stride-start frame)
-            r00 = 1 - 2 * (y * y + z * z)
-            r01 = 2 * (x * y - w * z)
-            r02 = 2 * (x * z + w * y)
-            r10 = 2 * (x * y + w * z)
-            r11 = 1 - 2 * (x * x + z * z)
-            r12 = 2 * (y * z - w * x)
-            r20 = 2 * (x * z - w * y)
-            r21 = 2 * (y * z + w * x)
-            r22 = 1 - 2 * (x * x + y * y)
+            r00, r01, r02, r10, r11, r12, r20, r21, r22 = quat_to_matrix(w, x, y, z)
             fx = r00 * ax + r01 * ay + r02 * az - gravity_mps2[k, 0]
             fy = r10 * ax + r11 * ay + r12 * az - gravity_mps2[k, 1]
             fz = r20 * ax + r21 * ay + r22 * az - gravity_mps2[k, 2]
@@ -236,12 +223,7 @@ def _dead_reckon(
             if rate > 0.0:
                 s = np.sin(half) / rate
                 dw, dx, dy, dz = np.cos(half), ox * s, oy * s, oz * s
-                w, x, y, z = (
-                    w * dw - x * dx - y * dy - z * dz,
-                    w * dx + x * dw + y * dz - z * dy,
-                    w * dy - x * dz + y * dw + z * dx,
-                    w * dz + x * dy - y * dx + z * dw,
-                )
+                w, x, y, z = qmul(w, x, y, z, dw, dx, dy, dz)
         for c in range(3):
             total = 0.0
             for j in range(m + 1):
@@ -352,18 +334,6 @@ def _weighted_prefix_sums(weight: np.ndarray, acc: np.ndarray):  # pragma: no co
     return acc_sum, count
 
 
-@numba.njit(cache=True)
-def _rotate_rows(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
-    """matrix @ v for each row v of xyz (N, 3), summed left to right (as apply_mounting does)."""
-    n = xyz.shape[0]
-    out = np.empty((n, 3))
-    for i in range(n):
-        x, y, z = xyz[i, 0], xyz[i, 1], xyz[i, 2]
-        for r in range(3):
-            out[i, r] = (matrix[r, 0] * x + matrix[r, 1] * y) + matrix[r, 2] * z
-    return out
-
-
 class MountingEstimator:
     """Estimate a device's mounting rotation into the foot sensor frame from its own walking data."""
 
@@ -397,7 +367,7 @@ class MountingEstimator:
                 f"|gyr| < {s.still_gyr_dps:g} deg/s and |acc| within {s.still_acc_tol_mps2:g} m/s² of 1 g "
                 "(is this walking or standing data in m/s² and deg/s?)"
             )
-        starts, stops = _runs(still)
+        starts, stops = mask_to_periods(still).T
 
         # Still periods separated by less than a swing are one period (wobbles within stance).
         keep = np.concatenate(([True], starts[1:] - stops[:-1] >= s.min_swing_s * fs))
@@ -438,10 +408,13 @@ class MountingEstimator:
         weight = np.where(still, 1.0, 0.0)
         bias = np.zeros(3)
         if s.weight_gyr_dps is not None or s.subtract_gyr_bias:
-            dev2, still_gyr = self._acc_dev2(acc[still]), gyr[still]
-            bias = self._gyr_bias(dev2, still_gyr)
+            still_acc, still_gyr = acc[still], gyr[still]
+            # (without `weight_gyr_dps` only for the bias: 10 deg/s, as the levelling uses)
+            scale = s.weight_gyr_dps if s.weight_gyr_dps is not None else 10.0
+            weigh = (scale, s.weight_acc_mps2, STANDARD_GRAVITY_MPS2)
+            bias = still_gyr_bias(still_acc, still_gyr, np.ones(len(still_acc), dtype=bool), *weigh)
             if s.weight_gyr_dps is not None:
-                weight[still] = self._weights(dev2, still_gyr, bias)
+                weight[still] = stillness_weights(still_acc, still_gyr, bias, *weigh)
         self.gyr_bias_dps_ = bias if s.subtract_gyr_bias else np.zeros(3)
         still_acc_sum, still_count = _weighted_prefix_sums(weight, acc)
         seg_sum = still_acc_sum[seg_stop] - still_acc_sum[seg_start]
@@ -457,7 +430,7 @@ class MountingEstimator:
         self.gravity_dev_ = gravity
 
         # Dominant swing rotation axis, projected orthogonal to z: +-y.
-        swing = _mask(len(acc), stride_start, stride_stop) & (gyr_norm >= s.swing_gyr_dps)
+        swing = periods_to_mask(self.strides_, len(acc)) & (gyr_norm >= s.swing_gyr_dps)
         # (numpy's own gathers: the BLAS products below round by the arrays' memory alignment)
         omega = gyr[swing]
         u, v = self._plane_basis(z_dev)
@@ -521,30 +494,6 @@ class MountingEstimator:
         return self
 
     # --- helpers -------------------------------------------------------------------------
-    def _weights(self, acc_dev2: np.ndarray, gyr: np.ndarray, bias: np.ndarray) -> np.ndarray:
-        """Stillness weight in (0, 1] of each sample (see `MountingSettings.weight_gyr_dps`);
-        `acc_dev2` = ((|acc| - g) / weight_acc_mps2)² per sample."""
-        s = self.settings
-        scale = s.weight_gyr_dps if s.weight_gyr_dps is not None else 10.0
-        d = gyr - bias
-        r2 = np.einsum("ij,ij->i", d, d) / (scale * scale) + acc_dev2
-        return 1.0 / ((1.0 + r2) * (1.0 + r2))
-
-    def _acc_dev2(self, acc: np.ndarray) -> np.ndarray:
-        dev = (
-            np.sqrt(np.einsum("ij,ij->i", acc, acc)) - STANDARD_GRAVITY_MPS2
-        ) / self.settings.weight_acc_mps2
-        return dev * dev
-
-    def _gyr_bias(self, acc_dev2: np.ndarray, gyr: np.ndarray) -> np.ndarray:
-        """Gyroscope bias (deg/s): stillness-weighted mean rate of the still samples (two passes,
-        starting from no bias: only norms are used, so the estimate turns with the data)."""
-        bias = np.zeros(3)
-        for _ in range(2):
-            w = self._weights(acc_dev2, gyr, bias)
-            bias = w @ gyr / w.sum()
-        return bias
-
     def _checked(self, acc_mps2, gyr_dps, sampling_rate_hz) -> tuple[np.ndarray, np.ndarray]:
         acc = np.asarray(acc_mps2, dtype=float)
         gyr = np.asarray(gyr_dps, dtype=float)
@@ -639,7 +588,7 @@ def rotate_to_foot(rotation: Rotation | np.ndarray, xyz: np.ndarray) -> np.ndarr
     values = np.ascontiguousarray(xyz, dtype=float)
     if values.ndim != 2 or values.shape[1] != 3:
         raise AlignmentError(f"vectors to rotate must be (N, 3), got {values.shape}")
-    return _rotate_rows(np.ascontiguousarray(matrix), values)
+    return rotate_rows(np.ascontiguousarray(matrix), values)
 
 
 def profile_rotation(profile: DeviceProfile) -> Rotation | None:

@@ -117,7 +117,7 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
 NEEDS_NEXT_IC = (NEXT_IC_T, STRIDE_TIME_S, SWING_TIME_S, CADENCE_SPM, STRIDE_LENGTH_M, SPEED_MPS, DUTY_FACTOR)
 STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
 
-# A live stride's provisional row at its toe-off (`analytics.live`): the strides columns that do
+# A live stride's provisional row at its toe-off (`analytics.live_analyzer`): the strides columns that do
 # not need the next IC; `valid` says only that nothing found so far makes it invalid.
 STANCE_SCHEMA: dict[str, pl.DataType] = {
     c: d for c, d in STRIDES_SCHEMA.items() if c not in (STRIDE_INDEX, *NEEDS_NEXT_IC)

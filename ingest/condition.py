@@ -29,6 +29,7 @@ from strideflow.ingest.errors import (
     IngestError,
     WarningLog,
 )
+from strideflow.ingest.gaps import find_gaps
 from strideflow.ingest.settings import ReadSettings
 
 GYR_UNITS = {None: None, "dps": 1.0, "deg/s": 1.0, "rad/s": float(np.degrees(1.0))}
@@ -341,14 +342,13 @@ def to_uniform_grid(
 ) -> dict[str, np.ndarray]:
     """Segments split at long gaps, each on a uniform grid at `rate`; short gaps interpolated.
 
+    Gaps by the rule of `ingest.gaps.find_gaps` (the live stream's too).
+
     Returns the output columns: t, every channel, segment, interpolated, saturated.
     """
     t = series.t
-    interval = 1.0 / rate
     steps = np.diff(t)
-    gap_at = np.flatnonzero(steps > settings.gap_min_intervals * interval)  # gap between i and i+1
-    gap_len = steps[gap_at] - interval
-    long_gap = gap_len > settings.max_interpolated_gap_s
+    gap_at, gap_len, long_gap = find_gaps(steps, rate, settings)  # gap between i and i+1
     time_label = series.time_label
     for i, length, is_long in zip(gap_at, gap_len, long_gap, strict=True):
         missing = max(steps[i] * rate - 1.0, 1.0)

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.service.db import Database
 from strideflow.service.errors import install_error_handlers
 from strideflow.service.jobs import JobRunner
@@ -32,11 +33,13 @@ def _version() -> str:
         return "0"
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, analysis: AnalysisSettings | None = None) -> FastAPI:
     """The service app. Its lifespan opens the database, starts the job worker (re-queueing jobs a
     crash left unfinished) and stops both on shutdown. `app.state.settings`, `app.state.db`,
-    `app.state.jobs` (JobRunner)."""
+    `app.state.jobs` (JobRunner), `app.state.analysis`: the analysis settings of upload jobs and
+    live streams (`analysis`, default AnalysisSettings())."""
     settings = settings or ServiceSettings()
+    analysis = analysis if analysis is not None else AnalysisSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -47,7 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         db = Database(settings.resolved_database_url)
         await run_in_threadpool(db.create_all)
         app.state.db = db
-        runner = await run_in_threadpool(JobRunner(settings, db).start)
+        runner = await run_in_threadpool(JobRunner(settings, db, analysis).start)
         app.state.jobs = runner
         try:
             yield
@@ -63,6 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
+    app.state.analysis = analysis
     install_error_handlers(app)
     for router in routers():
         app.include_router(router)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +12,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
-from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
+from strideflow.analytics.pipeline import AnalysisSettings, summarize_strides
+from strideflow.analytics.session_analysis import RecordingFile, analyze_session
 from strideflow.analytics.sessions import symmetry_text
 from strideflow.hardware.schema import (
     ATHLETE_ID,
@@ -35,8 +35,9 @@ from strideflow.hardware.schema import (
     session_iqr,
     session_median,
 )
-from strideflow.ingest import FORMATS, read_recording
+from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
+from strideflow.service.schemas import FileFormat, Foot
 
 STRIDES_FILE = "strides.parquet"
 SESSIONS_FILE = "sessions.parquet"
@@ -53,14 +54,6 @@ SUMMARY_ROWS = (
     (TOE_OFF_PRONATION_DEG, "toe-off pronation", "deg", 1.0, 1),
     (PUSH_OFF_RATE_DPS, "push-off rate", "deg/s", 1.0, 0),
 )
-
-
-FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
-
-
-class Foot(StrEnum):
-    left = "left"
-    right = "right"
 
 
 def _cell(row: dict | None, metric: str, scale: float, decimals: int) -> str:
@@ -167,32 +160,35 @@ def analyze(
     """Detect strides and compute pronation and toe-off metrics per stride and per session."""
     console = Console()
     settings = AnalysisSettings(align_mounting=align)
-    strides_parts = []
+    recordings = [
+        RecordingFile(
+            str(path),
+            format=format.value,
+            sampling_rate_hz=rate,
+            foot=None if foot is None else foot.value,
+            columns=columns,
+            units=units,
+        )
+        for path in files
+    ]
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("analysing", total=len(files))
-        for path in files:
-            progress.update(task, description=f"analysing {path.name}")
-            recording = read_recording(
-                path,
-                format=format.value,
-                sampling_rate_hz=rate,
-                foot=None if foot is None else foot.value,
-                athlete_id=athlete,
-                session_id=session,
-                columns=columns,
-                units=units,
-            )
-            result = analyze_recording(recording, settings)
-            for w in result.warnings:
-                console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
-            strides_parts.append(result.strides)
+        task = progress.add_task(f"analysing {files[0].name}", total=len(files))
+
+        def analysed(done: RecordingFile) -> None:
             progress.advance(task)
-    strides = pl.concat(strides_parts).sort(*KEYS, IC_T)
+            following = int(progress.tasks[0].completed)
+            if following < len(files):
+                progress.update(task, description=f"analysing {files[following].name}")
+
+        outcome = analyze_session(
+            recordings, settings, athlete_id=athlete, session_id=session, progress=analysed
+        )
+    for w in outcome.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False, soft_wrap=True)
+    strides = pl.concat(outcome.strides_parts).sort(*KEYS, IC_T)
     sessions, flags = summarize_strides(strides, settings)
-    out.mkdir(parents=True, exist_ok=True)
-    strides.write_parquet(out / STRIDES_FILE)
-    sessions.write_parquet(out / SESSIONS_FILE)
-    flags.write_parquet(out / FLAGS_FILE)
+    for name, table in ((STRIDES_FILE, strides), (SESSIONS_FILE, sessions), (FLAGS_FILE, flags)):
+        write_atomic(out / name, table.write_parquet)
     print_summary(console, strides, sessions, flags)
     console.print(
         f"wrote {strides.height} strides to {out / STRIDES_FILE}, {sessions.height} session rows to "

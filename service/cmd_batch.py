@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import os
-import uuid
 from pathlib import Path
 
 import typer
@@ -22,6 +19,7 @@ from rich.table import Table
 
 from strideflow.analytics.batch import BatchProgress, BatchSettings, RunSummary, TeamBatch
 from strideflow.analytics.trends import TrendSettings, compute_trends
+from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
 
 TRENDS_FILE = "trends.parquet"
@@ -29,17 +27,7 @@ TRENDS_FILE = "trends.parquet"
 
 def _write_trends(out: Path, baseline_sessions: int) -> int:
     trends = compute_trends(out, settings=TrendSettings(baseline_sessions=baseline_sessions))
-    buffer = io.BytesIO()
-    trends.write_parquet(buffer)
-    tmp = out / f".{TRENDS_FILE}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(buffer.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out / TRENDS_FILE)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out / TRENDS_FILE, trends.write_parquet)
     return trends.height
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 import polars as pl
 from sqlalchemy import func, select, update
 
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.service.db import (
     DONE,
@@ -75,16 +76,23 @@ def _die_with_parent() -> None:
 
 
 def analyse_session(
-    results_dir: str, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
+    results_dir: str,
+    athlete_id: str,
+    session_id: str,
+    session_date: str | None,
+    recordings: list[dict],
+    settings: AnalysisSettings | None = None,
 ) -> dict:
     """Analyse a session's recordings (newest first) and replace its partitions.
 
     Returns {"stride_count", "warnings", "recording_ids"} or {"error": message}; errors are
     returned, not raised, so that messages survive the trip between processes intact (with the
-    stored file paths replaced by the uploaded file names).
+    stored file paths replaced by the uploaded file names). `settings`: the service's analysis
+    settings (`JobRunner.analysis`, from `create_app`; None: the defaults).
     """
+    settings = settings if settings is not None else AnalysisSettings()
     try:
-        return _analyse_session(Path(results_dir), athlete_id, session_id, session_date, recordings)
+        return _analyse_session(Path(results_dir), athlete_id, session_id, session_date, recordings, settings)
     except Exception as exc:
         msg = str(exc) or type(exc).__name__
         if not isinstance(exc, StrideflowError):
@@ -99,56 +107,75 @@ def _public(text: str, recordings: list[dict]) -> str:
 
 
 def _analyse_session(
-    results_dir: Path, athlete_id: str, session_id: str, session_date: str | None, recordings: list[dict]
+    results_dir: Path,
+    athlete_id: str,
+    session_id: str,
+    session_date: str | None,
+    recordings: list[dict],
+    settings: AnalysisSettings,
 ) -> dict:
-    from strideflow.analytics.curves import session_curves
-    from strideflow.analytics.pipeline import analyze_samples
+    from strideflow.analytics.session_analysis import RecordingFile, analyze_session
     from strideflow.analytics.sessions_store import write_session
-    from strideflow.hardware.schema import FOOT
-    from strideflow.ingest import read_recording
 
-    covered: set[str] = set()
-    strides_parts, curves_parts, used, warnings, errors = [], [], [], [], []
-    for spec in recordings:
-        try:
-            rec = read_recording(
-                spec["path"],
-                format=spec["format"],
-                sampling_rate_hz=spec["sampling_rate_hz"],
-                foot=spec["foot"],
-                athlete_id=athlete_id,
-                session_id=session_id,
-                columns=spec.get("columns"),
-                units=spec.get("units"),
-            )
-            feet = [f for f in rec.feet() if f not in covered]
-            if not feet:
-                warnings.append(f"{spec['filename']}: not used, newer uploads cover its feet")
-                continue
-            result = analyze_samples(rec.samples.filter(pl.col(FOOT).is_in(feet)), rec.sampling_rate_hz)
-        except StrideflowError as exc:
-            # One recording that cannot be analysed must not block the session's others.
-            errors.append(f"{spec['filename']}: {exc}")
-            continue
-        covered.update(feet)
-        used.append(spec["id"])
-        warnings.extend(str(w) for w in rec.warnings)
-        warnings.extend(result.warnings)
-        strides_parts.append(result.strides)
-        curves_parts.append(session_curves(result))
-    if not strides_parts:
+    files = [
+        RecordingFile(
+            path=spec["path"],
+            format=spec["format"],
+            sampling_rate_hz=spec["sampling_rate_hz"],
+            foot=spec["foot"],
+            label=spec["filename"],
+            columns=spec.get("columns"),
+            units=spec.get("units"),
+        )
+        for spec in recordings
+    ]
+    ids = {spec["path"]: spec["id"] for spec in recordings}
+    # One recording that cannot be analysed must not block the session's others; the newest
+    # upload of a foot (recordings come newest first) is the one used.
+    outcome = analyze_session(
+        files,
+        settings,
+        athlete_id=athlete_id,
+        session_id=session_id,
+        curves=True,
+        catch=StrideflowError,
+        covered_feet="skip",
+    )
+    errors = [f"{x.file.name}: {x.error}" for x in outcome.failures]
+    if not outcome.analyzed:
         raise JobError("; ".join(errors) or "the session has no recordings")
-    warnings = [f"not analysed: {e}" for e in errors] + warnings
+    analyzed = {a.file.path: a for a in outcome.analyzed}
+    skipped = {f.path for f in outcome.skipped}
+    warnings = [f"not analysed: {e}" for e in errors]
+    for f in files:  # in the order of the recordings
+        if f.path in skipped:
+            warnings.append(f"{f.name}: not used, newer uploads cover its feet")
+        elif f.path in analyzed:
+            warnings.extend(analyzed[f.path].warnings)
+    covered = {foot for a in outcome.analyzed for foot in a.feet}
+    strides_parts, curves_parts = outcome.strides_parts, outcome.curves_parts
     kept = _keep_batch_feet(results_dir, athlete_id, session_id, covered, strides_parts, curves_parts)
     if kept:
         warnings.append(
             f"kept the team batch's results of the {' and '.join(kept)} foot (no upload covers it)"
         )
-    stored = write_session(results_dir, athlete_id, session_id, strides_parts, curves_parts, session_date)
+    stored = write_session(
+        results_dir,
+        athlete_id,
+        session_id,
+        strides_parts,
+        curves_parts,
+        session_date,
+        settings=settings,
+    )
     warnings = [_public(w, recordings) for w in warnings]
     if len(warnings) > MAX_WARNINGS:
         warnings = [*warnings[:MAX_WARNINGS], f"{len(warnings) - MAX_WARNINGS} more warnings not listed"]
-    return {"stride_count": stored.strides.height, "warnings": warnings, "recording_ids": used}
+    return {
+        "stride_count": stored.strides.height,
+        "warnings": warnings,
+        "recording_ids": [ids[a.file.path] for a in outcome.analyzed],
+    }
 
 
 def _keep_batch_feet(
@@ -232,9 +259,10 @@ def job_counts(db: Database, team_id: str | None = None) -> dict[str, int]:
 class JobRunner:
     """Claims queued jobs and runs them in `settings.job_workers` spawned processes."""
 
-    def __init__(self, settings: ServiceSettings, db: Database):
+    def __init__(self, settings: ServiceSettings, db: Database, analysis: AnalysisSettings | None = None):
         self.settings = settings
         self.db = db
+        self.analysis = analysis if analysis is not None else AnalysisSettings()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -285,6 +313,7 @@ class JobRunner:
                             claim.session_id,
                             claim.session_date,
                             claim.recordings,
+                            self.analysis,
                         )
                         inflight[fut] = (claim, pool)
                 if inflight:

@@ -2,7 +2,7 @@
 
 One `LiveHub` per app (`app.state.live`). For each device stream (athlete, session, foot,
 device) it keeps a `StreamReceiver` (write-ahead log, sequence state) and a live stride analyzer
-(`analytics.live.LiveStrideAnalyzer` by default). A packet goes: log append -> fsync (in a
+(`analytics.live_analyzer.LiveStrideAnalyzer` by default). A packet goes: log append -> fsync (in a
 worker thread) -> ack -> analysis; each stride the analyzer completes is published at once to the
 matching subscribers and the session is marked for storing.
 
@@ -33,7 +33,7 @@ after that (or after its own `end`) is refused at the hello (`StreamEnded`, clos
 starts a new session: an ended stream takes no more packets, so none can be acknowledged unstored.
 
 Refused packets: a packet whose sequence number or timestamp is out of range
-(`ingest.live.StreamLimits`) ends the connection (`StreamRefused`, 4400) after the packets
+(`ingest.stream_receiver.StreamLimits`) ends the connection (`StreamRefused`, 4400) after the packets
 before it are stored and acknowledged. Analysis failures: the first exception the live analysis
 raises on a stream is logged with its traceback and sent to the client once as
 `{"analysis_error": message, "seq": n}`; the packets stay stored, later failures are counted
@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -56,12 +57,13 @@ from pathlib import Path
 import polars as pl
 
 from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, UPLOAD_SOURCE, read_marker, write_marker
+from strideflow.analytics.live_analyzer import LiveOutput, StreamAnalyzer
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
-from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
+from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
 from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices, wal_path
 
 log = logging.getLogger("strideflow.service")
@@ -70,19 +72,21 @@ WAL_DIRNAME = "stream-wal"  # under ServiceSettings.data_dir
 REPLAY_MAX_MESSAGES = 200_000  # bound of the replay buffer whatever replay_s (~100 MB at most)
 StreamKey = tuple[str, str, str, str]  # athlete_id, session_id, foot, device_id
 Send = Callable[[dict], Awaitable[None]]
-AnalyzerFactory = Callable[[StreamHello], object]
+AnalyzerFactory = Callable[[StreamHello], StreamAnalyzer]
 
 
-def default_analyzer(hello: StreamHello):
-    """The streaming stride analyzer of `analytics.live` for one foot's stream.
+def default_analyzer(hello: StreamHello, analysis: AnalysisSettings | None = None) -> StreamAnalyzer:
+    """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream, with the
+    service's `analysis` settings (default AnalysisSettings()).
 
     A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
     gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
     """
-    from strideflow.analytics.live import LiveSettings, LiveStrideAnalyzer
+    from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
 
+    analysis = analysis if analysis is not None else AnalysisSettings()
     mounting = PROFILES[hello.profile].mounting_wxyz
-    settings = LiveSettings() if mounting is None else LiveSettings(mounting_wxyz=mounting)
+    settings = LiveSettings(analysis=analysis, mounting_wxyz=mounting)
     return LiveStrideAnalyzer(
         hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings
     )
@@ -120,7 +124,7 @@ def stride_messages(strides: pl.DataFrame, kind: str = "stride", **extra) -> lis
     """Subscriber messages of rows: {"type": kind, keys, events, metrics, valid, reason, **extra}.
 
     kind "stride": a final `strides` row; "stance": a provisional row at the toe-off
-    (`analytics.live`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
+    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
     """
     return [
         {"type": kind, **{k: _json_value(v) for k, v in row.items()}, **extra} for row in strides.to_dicts()
@@ -155,7 +159,7 @@ class LiveStream:
     hello: StreamHello
     team_id: str
     receiver: StreamReceiver
-    analyzer: object
+    analyzer: StreamAnalyzer
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     analysis_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     owner: object | None = None
@@ -169,8 +173,7 @@ class LiveStream:
         return (h.athlete_id, h.session_id, h.foot, h.device_id)
 
     def strides(self) -> pl.DataFrame:
-        got = getattr(self.analyzer, "strides_", None)
-        return got if isinstance(got, pl.DataFrame) else pl.DataFrame(schema=STRIDES_SCHEMA)
+        return self.analyzer.strides_
 
 
 class LiveHub:
@@ -180,7 +183,7 @@ class LiveHub:
         self,
         wal_root: str | Path,
         results_dir: str | Path,
-        analyzer_factory: AnalyzerFactory = default_analyzer,
+        analyzer_factory: AnalyzerFactory | None = None,
         analysis_settings: AnalysisSettings = AnalysisSettings(),
         store_interval_s: float = 5.0,
         analysis_threads: int = 2,
@@ -189,7 +192,10 @@ class LiveHub:
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
-        self.analyzer_factory = analyzer_factory
+        # the default analyzer, with this hub's analysis settings
+        self.analyzer_factory = analyzer_factory or functools.partial(
+            default_analyzer, analysis=analysis_settings
+        )
         self.analysis_settings = analysis_settings
         self.store_interval_s = store_interval_s
         self.idle_timeout_s = idle_timeout_s
@@ -421,10 +427,9 @@ class LiveHub:
                 self._publish(stream, strides, received_at, packet.sequence, "packet")
 
     @staticmethod
-    def _push(analyzer, block: dict):
-        """(strides, provisional stance rows or None) the block completed."""
-        strides = analyzer.push(**block)
-        return strides, getattr(analyzer, "new_stances_", None)
+    def _push(analyzer: StreamAnalyzer, block: dict) -> LiveOutput:
+        """(strides, provisional stance rows) the block completed."""
+        return analyzer.push(**block)
 
     async def end(self, stream: LiveStream, owner: object) -> dict:
         """The client ended the stream: finish the analysis, store, mark the log closed."""
@@ -445,7 +450,7 @@ class LiveHub:
         if not stream.ended:
             received_at = time.time()
             async with stream.analysis_lock:
-                tail = await asyncio.to_thread(stream.analyzer.finish)
+                tail = (await asyncio.to_thread(stream.analyzer.finish)).strides
             await asyncio.to_thread(stream.receiver.end)
             stream.ended = True
             self._publish(stream, tail, received_at, stream.receiver.resume_from, closed_by)

@@ -10,17 +10,19 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from strideflow.hardware.schema import FEET, STRIDES_SCHEMA
-from strideflow.ingest import FORMATS
+from strideflow.ingest.recording import FORMATS
 
 T = TypeVar("T")
 
 
 class Foot(StrEnum):
+    """A foot, as the API and the CLI accept it (`hardware.schema.FEET`)."""
+
     left = FEET[0]
     right = FEET[1]
 
 
-# Every ingest format, device exports included (`ingest.formats`).
+# A recorded file's format, as the API and the CLI accept it: the readers' formats.
 FileFormat = StrEnum("FileFormat", {name: name for name in FORMATS})
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strideflow.analytics.live import LiveError, LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import LiveError, LiveSettings, LiveStrideAnalyzer
 from strideflow.analytics.pipeline import REASON_GAP, AnalysisSettings, analyze_samples
 from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
@@ -37,8 +37,10 @@ def _run(arrays, cuts, settings=LiveSettings()) -> tuple[LiveStrideAnalyzer, lis
     t, acc, gyr = arrays
     live = LiveStrideAnalyzer("A", "S", "left", FS, settings)
     bounds = [0, *sorted(set(cuts)), len(t)]
-    out = [live.push(t[a:b], acc[a:b], gyr[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    out.append(live.finish())
+    out = [
+        live.push(t[a:b], acc[a:b], gyr[a:b]).strides for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    out.append(live.finish().strides)
     return live, out
 
 
@@ -159,7 +161,7 @@ def test_time_must_continue_across_blocks_and_stream_end_is_final():
     live.push(np.array([0.0, 0.005]), np.zeros((2, 3)), np.zeros((2, 3)))
     with pytest.raises(LiveError, match="not after the previous sample"):
         live.push(np.array([0.004]), np.zeros((1, 3)), np.zeros((1, 3)))
-    assert live.finish().height == 0
+    assert live.finish().strides.height == 0
     with pytest.raises(LiveError, match="after finish"):
         live.push(np.array([1.0]), np.zeros((1, 3)), np.zeros((1, 3)))
     with pytest.raises(LiveError, match="foot"):

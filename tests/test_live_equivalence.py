@@ -1,4 +1,4 @@
-"""Streaming (analytics.live) against batch (analyze_samples / analyze_recording) on the same data.
+"""Streaming (analytics.live_analyzer) against batch (analyze_samples / analyze_recording) on the same data.
 
 Two claims, measured here:
 
@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from strideflow.analytics.live import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
 from strideflow.fusion.live import zero_velocity_margin_samples
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
@@ -28,7 +28,7 @@ from strideflow.hardware.mounting import apply_mounting
 from strideflow.ingest import read_recording
 
 EXACT = 1e-6
-# WARMUP_TOLERANCE (analytics.live): causal mounting and bias (20 s warm-up) against batch's
+# WARMUP_TOLERANCE (analytics.live_analyzer): causal mounting and bias (20 s warm-up) against batch's
 # whole-recording estimates, on valid strides with identical events. Measured maxima: live_simulated
 # walk/run (4 recordings x 2 feet) angles <= 0.03 deg, rates <= 0.5 deg/s, length <= 1e-5 m;
 # real imu_sample.csv angles <= 1.4 deg (toe-off pronation 3 deg: it is the most
@@ -42,9 +42,10 @@ def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, 
     acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
     live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings)
     emitted = [
-        live.push(t[i : i + block], acc[i : i + block], gyr[i : i + block]) for i in range(0, len(t), block)
+        live.push(t[i : i + block], acc[i : i + block], gyr[i : i + block]).strides
+        for i in range(0, len(t), block)
     ]
-    emitted.append(live.finish())
+    emitted.append(live.finish().strides)
     assert pl.concat(emitted).equals(live.strides_)
     return live
 

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_live_equivalence import batch_settings_for, stream
 
-from strideflow.analytics.live import STANCE_TOLERANCE, LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import STANCE_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.hardware import schema as S
 
 EVENTS = (S.FOOT_FLAT_T, S.HEEL_OFF_T, S.TOE_OFF_T)  # rows are paired by ic_t
@@ -103,12 +103,16 @@ def test_stances_do_not_depend_on_block_sizes(live_simulated, data):
     t, acc, gyr = part[S.T].to_numpy(), part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(t) - 1), max_size=40))))
     live = LiveStrideAnalyzer("A", "S", "left", fs, cfg)
-    for lo, hi in zip([0, *cuts], [*cuts, len(t)], strict=True):
-        live.push(t[lo:hi], acc[lo:hi], gyr[lo:hi])
+    returned = [
+        live.push(t[lo:hi], acc[lo:hi], gyr[lo:hi]).stances
+        for lo, hi in zip([0, *cuts], [*cuts, len(t)], strict=True)
+    ]
     whole = LiveStrideAnalyzer("A", "S", "left", fs, cfg)
     whole.push(t, acc, gyr)
     assert live.stances_.height > 5
     assert live.stances_.equals(whole.stances_)
+    # push returns each stance row once, with the block that gave it
+    assert pl.concat(returned).equals(live.stances_)
 
 
 @pytest.mark.real_data

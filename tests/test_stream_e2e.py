@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from strideflow.analytics.live import WARMUP_TOLERANCE, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveStrideAnalyzer
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
 from strideflow.analytics.pipeline import analyze_recording
 from strideflow.benchmarks.stream import Server, create_api_key
@@ -24,11 +24,11 @@ from strideflow.hardware.packets import decode_packet
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.simulator import SimulationSettings, write_dataset
 from strideflow.ingest import read_recording
-from strideflow.ingest.live import packet_block
+from strideflow.ingest.stream_receiver import packet_block
 from strideflow.ingest.wal import read_wal, wal_path
 from strideflow.service.live import WAL_DIRNAME
 
-# Metrics are compared with analytics.live.WARMUP_TOLERANCE, its documented tolerance with the
+# Metrics are compared with analytics.live_analyzer.WARMUP_TOLERANCE, its documented tolerance with the
 # causal 20 s warm-up (mounting and gyro bias from the first 20 s instead of the whole recording).
 TIMING = (*S.EVENT_TIMES, S.STRIDE_TIME_S, S.STANCE_TIME_S, S.SWING_TIME_S, S.CADENCE_SPM)
 

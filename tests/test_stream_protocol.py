@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker
+from strideflow.analytics.live_analyzer import LiveOutput
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
 from strideflow.hardware import schema as S
 from strideflow.hardware.packets import encode_packet
@@ -40,7 +41,7 @@ class CountingAnalyzer:
     """Test double: closes a "stride" every STRIDE_SAMPLES samples; push returns the new ones.
 
     Half way through each, its provisional "stance" row (ic_t, its metric so far) is in
-    `new_stances_`, as `analytics.live.LiveStrideAnalyzer` gives it at a toe-off.
+    the stances push returns, as `analytics.live_analyzer.LiveStrideAnalyzer` gives it at a toe-off.
     """
 
     def __init__(self, hello):
@@ -48,7 +49,7 @@ class CountingAnalyzer:
         self.t: list[float] = []
         self.gx: list[float] = []
         self.strides_ = pl.DataFrame(schema=S.STRIDES_SCHEMA)
-        self.new_stances_ = pl.DataFrame(schema=S.STANCE_SCHEMA)
+        self._new_stances = pl.DataFrame(schema=S.STANCE_SCHEMA)
 
     def _row(self, i: int) -> dict:
         t = self.t[i * STRIDE_SAMPLES : (i + 1) * STRIDE_SAMPLES]
@@ -82,11 +83,11 @@ class CountingAnalyzer:
             }
             for i in halves
         ]
-        self.new_stances_ = pl.DataFrame(stances, schema=S.STANCE_SCHEMA)
-        return new
+        self._new_stances = pl.DataFrame(stances, schema=S.STANCE_SCHEMA)
+        return LiveOutput(new, self._new_stances)
 
     def finish(self):
-        return pl.DataFrame(schema=S.STRIDES_SCHEMA)
+        return LiveOutput(pl.DataFrame(schema=S.STRIDES_SCHEMA), pl.DataFrame(schema=S.STANCE_SCHEMA))
 
 
 def make_app(data_dir) -> FastAPI:

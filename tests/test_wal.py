@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from strideflow.hardware.packets import encode_packet
-from strideflow.ingest.live import Outcome, StreamError, StreamHello, StreamReceiver
+from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver
 from strideflow.ingest.wal import FILE_MAGIC, WalError, WriteAheadLog, list_wals, read_wal, wal_path
 
 META = {

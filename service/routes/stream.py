@@ -19,7 +19,7 @@ Ingest protocol (JSON text frames, packets as binary frames in the `hardware.pac
 Errors close the socket after an `{"error": message, "code": code}` frame, with that close code:
 4400 bad hello or message (a field out of range, a hello larger than `HELLO_MAX_BYTES` or nested
 deeper than JSON can be parsed, or a CRC-valid packet whose sequence number or timestamp is out of
-range: `ingest.live.StreamLimits`), 4401 missing or invalid key, 4403 key may not stream/see this
+range: `ingest.stream_receiver.StreamLimits`), 4401 missing or invalid key, 4403 key may not stream/see this
 athlete, 4409 another device streams this foot (or another connection took the stream over, or
 the session already has uploaded recordings or batch results: a session is either streamed or
 uploaded), 4410 this stream has ended (its client sent `end`, or it was idle too long): an ended
@@ -37,7 +37,7 @@ in `subscribed` is the resume point of a subscriber that has had no message yet)
   `toe_off_t` and the metrics of the stance (pronation, toe-off, strike, push-off, impact, stance
   time; the columns of `schema.STANCE_SCHEMA`), with `valid` false only if something already makes
   the stride invalid. Provisional: the levelling at the next foot-flat can still move the toe-off
-  angles by a few tenths of a degree (`analytics.live`).
+  angles by a few tenths of a degree (`analytics.live_analyzer`).
 - `{"type": "stride", ...}` once the stride is final (the full `strides` row, which is stored):
   it replaces the stance message with the same `foot` and `ic_t`.
 
@@ -61,8 +61,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
-from strideflow.ingest.live import StreamError, StreamHello
+from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database
 from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict, StreamEnded
@@ -90,6 +91,7 @@ def hub_of(app) -> LiveHub:
         hub = LiveHub(
             settings.data_dir / WAL_DIRNAME,
             settings.results_dir,
+            analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
             idle_timeout_s=settings.stream_idle_timeout_s,
         )
         app.state.live = hub
