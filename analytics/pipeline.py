@@ -51,6 +51,7 @@ from strideflow.hardware.schema import (
     IC_T,
     INTERPOLATED,
     KEYS,
+    MOUNTING_UNCERTAINTY_DEG,
     NEXT_IC_T,
     REASON,
     SATURATED,
@@ -122,7 +123,9 @@ class AnalysisResult:
 
     `strides` (STRIDES_SCHEMA), `sessions` and `flags` tables; `signals` and `events` per foot
     (the per-sample signals table and the detector's events with keys, for plots and debugging);
-    `mounting` per foot (device -> foot rotation used); `warnings` in plain words.
+    `mounting` per foot (device -> foot rotation used); `mounting_uncertainty_deg` per foot (the
+    1-sigma uncertainty of its heading, the shoe axis, deg; absent when the frame was not
+    estimated); `warnings` in plain words.
     """
 
     strides: pl.DataFrame
@@ -133,6 +136,16 @@ class AnalysisResult:
     mounting: dict[str, Rotation]
     sampling_rate_hz: float
     warnings: tuple[str, ...] = ()
+    mounting_uncertainty_deg: dict[str, float] = field(default_factory=dict)
+
+
+def with_mounting_uncertainty(strides: pl.DataFrame, uncertainty_deg: dict[str, float]) -> pl.DataFrame:
+    """`strides` with the column `mounting_uncertainty_deg`: the heading uncertainty of the foot's
+    mounting (deg), null for a foot whose frame was given rather than estimated."""
+    value = pl.lit(None, dtype=pl.Float64)
+    for foot, deg in uncertainty_deg.items():
+        value = pl.when(pl.col(FOOT) == foot).then(pl.lit(float(deg))).otherwise(value)
+    return strides.with_columns(value.cast(pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
 
 
 def _empty_strides() -> pl.DataFrame:
@@ -283,6 +296,7 @@ class RecordingAnalyzer:
         signals: dict[str, list[pl.DataFrame]] = {}
         events: dict[str, list[pl.DataFrame]] = {}
         mounting: dict[str, Rotation] = {}
+        uncertainty: dict[str, float] = {}
         with clock("prepare"):
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
@@ -292,7 +306,7 @@ class RecordingAnalyzer:
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
             with clock("mounting"):
                 if s.align_mounting:
-                    rotation = self._mounting(acc_all, gyr_all, fs, where, warnings)
+                    rotation, uncertainty[foot] = self._mounting(acc_all, gyr_all, fs, where, warnings)
                     # the numbers apply_mounting gives, on the arrays the stages below read
                     acc_all, gyr_all = rotate_to_foot(rotation, acc_all), rotate_to_foot(rotation, gyr_all)
                 else:
@@ -337,6 +351,7 @@ class RecordingAnalyzer:
                     .strides_
                 )
                 strides = _sample_flag_reasons(strides, samples)
+                strides = with_mounting_uncertainty(strides, uncertainty)
             else:
                 strides = _empty_strides()
         if strides.height == 0:
@@ -352,14 +367,16 @@ class RecordingAnalyzer:
             mounting=mounting,
             sampling_rate_hz=fs,
             warnings=tuple(warnings),
+            mounting_uncertainty_deg=uncertainty,
         )
         self.timings_s_ = clock.seconds_
         return self
 
     def _mounting(
         self, acc: np.ndarray, gyr: np.ndarray, fs: float, where: str, warnings: list[str]
-    ) -> Rotation:
-        """Device -> foot rotation of one foot, with the running fallback settings if needed.
+    ) -> tuple[Rotation, float]:
+        """Device -> foot rotation of one foot and its heading uncertainty (deg), with the running
+        fallback settings if needed.
 
         Each settings is tried on the first `mounting_window_s` and then, if that fails, on all
         the data, before the next settings is tried.
@@ -374,13 +391,13 @@ class RecordingAnalyzer:
         for settings, span in attempts:
             primary = settings is self.settings.mounting
             try:
-                rotation = MountingEstimator(settings).estimate(acc[:span], gyr[:span], fs).rotation_
+                estimate = MountingEstimator(settings).estimate(acc[:span], gyr[:span], fs)
             except StrideflowError as exc:
                 failed[primary] = str(exc)
                 continue
             if not primary:
                 warnings.append(f"{where}: mounting aligned with the relaxed (running) stillness settings")
-            return rotation
+            return estimate.rotation_, estimate.shoe_axis_.uncertainty_deg_
         message = f"{where}: mounting alignment failed: {failed[True]}"
         if False in failed:
             message += f"; relaxed for running: {failed[False]}"
@@ -474,4 +491,5 @@ def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()
         mounting=result.mounting,
         sampling_rate_hz=result.sampling_rate_hz,
         warnings=ingest_warnings + result.warnings,
+        mounting_uncertainty_deg=result.mounting_uncertainty_deg,
     )

@@ -10,7 +10,9 @@ One row per (athlete_id, session_id, foot) present in the strides, with
   ``SI = 200 (L - R) / (|L| + |R|)`` percent, positive = left larger, the same value on both foot
   rows; null when a foot is missing. For metrics that are positive (all but the signed angles
   foot-strike and toe-off pronation) this is exactly DESIGN.md's ``200 (L - R) / (L + R)``; the
-  absolute values keep the index bounded (±200 %) when a signed metric crosses zero.
+  absolute values keep the index bounded (±200 %) when a signed metric crosses zero;
+- `mounting_uncertainty_deg`: the largest heading uncertainty of the foot's mounting over the
+  session's strides (deg, `hardware.shoe_axis`); null when the frame was given, not estimated.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from strideflow.hardware.schema import (
     FOOT,
     KEYS,
     METRICS,
+    MOUNTING_UNCERTAINTY_DEG,
     SESSION_ID,
     STRIDE_COUNT,
     VALID,
@@ -58,11 +61,14 @@ class SessionAggregator:
         """Compute `sessions_` from `strides` (only `valid` strides enter the statistics)."""
         metrics = self.settings.metrics
         valid = pl.col(VALID).fill_null(False)
+        if MOUNTING_UNCERTAINTY_DEG not in strides.columns:
+            strides = strides.with_columns(pl.lit(None, dtype=pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
         per_foot = (
             strides.group_by(*KEYS)
             .agg(
                 valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
+                pl.col(MOUNTING_UNCERTAINTY_DEG).max().cast(pl.Float64),
                 *[pl.col(m).filter(valid).median().alias(session_median(m)) for m in metrics],
                 *[
                     (
@@ -100,6 +106,7 @@ class SessionAggregator:
                 *medians,
                 *[session_iqr(m) for m in metrics],
                 *[pl.col(symmetry_index(m)).cast(pl.Float64) for m in metrics],
+                MOUNTING_UNCERTAINTY_DEG,
             )
             .sort(*KEYS)
         )

@@ -34,7 +34,7 @@ import polars as pl
 
 from strideflow.analytics.evaluation import match_strides
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
-from strideflow.benchmarks._common import Row, parallel_map, row
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.hardware import schema as S
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
 
@@ -83,7 +83,7 @@ def simulate_and_analyze(
     athlete: int,
     activity: str,
     duration_s: float,
-    settings: AnalysisSettings = AnalysisSettings(),
+    settings: AnalysisSettings = SIMULATOR_ANALYSIS,
     true_mounting: bool = False,
     profile: DeviceProfile = DEFAULT_PROFILE,
 ) -> pl.DataFrame:

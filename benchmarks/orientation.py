@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
-from strideflow.benchmarks._common import Row, parallel_map, row
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.mahony import Mahony
 from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings, MahonySettings
@@ -117,7 +117,7 @@ class OrientationAccuracySettings:
     duration_s: float = 60.0
     scenarios: tuple[str, ...] = SCENARIOS
     configs: tuple[OrientationConfig, ...] = CONFIGS
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    analysis: AnalysisSettings = field(default_factory=lambda: SIMULATOR_ANALYSIS)
     true_mounting: bool = True
     workers: int | None = None
 
@@ -188,7 +188,7 @@ def measured_impacts_g(samples: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFra
 def stride_errors(
     sim,
     configs: Sequence[OrientationConfig],
-    analysis: AnalysisSettings = AnalysisSettings(),
+    analysis: AnalysisSettings = SIMULATOR_ANALYSIS,
     true_mounting: bool = False,
 ) -> pl.DataFrame:
     """Per foot, stride and configuration: squared-error sums, counts and worst errors of roll and pitch.

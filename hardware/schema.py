@@ -127,6 +127,10 @@ STANCE_SCHEMA: dict[str, pl.DataType] = {
 STRIKE_REARFOOT_ABOVE_DEG = 8.0  # foot-strike angle > 8 deg: rearfoot
 STRIKE_FOREFOOT_BELOW_DEG = -1.6  # < -1.6 deg: forefoot; in between: midfoot
 STRIKE_TYPES = ("rearfoot", "midfoot", "forefoot")
+# Heading uncertainty (1 sigma, deg) of the mounting's shoe axis (hardware.shoe_axis): an extra strides
+# column (the same value on every stride of a foot's recording; null when the frame was given) and a
+# sessions column (its largest value over the session's recordings of that foot).
+MOUNTING_UNCERTAINTY_DEG = "mounting_uncertainty_deg"
 PRONATION_WINDOW_STANCE_FRACTION = 0.60  # max pronation searched in [IC, IC + 60 % of stance]
 IMPACT_WINDOW_S = 0.050  # impact_g: peak |acc| within 50 ms after IC
 STRIKE_LOOKBACK_S = 0.010  # "pitch just before IC": 10 ms before IC (the impact corrupts IC itself)

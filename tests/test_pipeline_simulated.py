@@ -12,6 +12,7 @@ import pytest
 
 from strideflow.analytics.metrics import compute_strides
 from strideflow.analytics.pipeline import analyze_samples
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.benchmarks.accuracy import pair_strides, summarize
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
@@ -33,7 +34,8 @@ def sessions() -> list[tuple[str, object, object]]:
                     keep_orientation=False,
                 )
             ).simulate()
-            out.append((activity, sim, analyze_samples(sim.samples_, sim.settings.sampling_rate_hz)))
+            result = analyze_samples(sim.samples_, sim.settings.sampling_rate_hz, SIMULATOR_ANALYSIS)
+            out.append((activity, sim, result))
     return out
 
 
