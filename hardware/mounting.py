@@ -13,9 +13,10 @@ stands flat. The rotation is estimated from one foot's own recording:
    strides' horizontal displacements point forward. Their majority fixes the sign of y (and so
    x = y cross z), and their median direction is the walking direction at foot-flat. Walking
    backwards would flip x; that is not supported.
-4. the heading of x, the shoe's long axis (`hardware.shoe_axis`, `heading`): by default the
-   device's own axis nearest the walking direction when the pod sits square on the shoe, else
-   the walking direction, with an uncertainty in degrees (`shoe_axis_.uncertainty_deg_`).
+4. the heading of x, the shoe's long axis (`hardware.shoe_axis`, `heading`): by default from
+   a toe-tap calibration at the start of the recording if there is one, else the device's own
+   axis nearest the walking direction when the pod sits square on the shoe, else the walking
+   direction, with an uncertainty in degrees (`shoe_axis_.uncertainty_deg_`).
 
 Steps 1-3 use vector norms and geometric constructions only, so with `heading="walking"` or
 "swing_axis" the estimate is equivariant: rotating the input by Q rotates the estimate by Q (up
@@ -44,7 +45,13 @@ from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 from strideflow.hardware.profiles import DeviceProfile
 from strideflow.hardware.schema import ACC, FOOT, GYR, MAG, STANDARD_GRAVITY_MPS2
-from strideflow.hardware.shoe_axis import SHOE_AXIS_SOURCES, ShoeAxisEstimator, ShoeAxisSettings
+from strideflow.hardware.shoe_axis import (
+    SHOE_AXIS_SOURCES,
+    ShoeAxisEstimator,
+    ShoeAxisSettings,
+    ToeTapCalibration,
+    ToeTapSettings,
+)
 
 __all__ = [
     "AlignmentError",
@@ -92,11 +99,13 @@ class MountingSettings:
     max_gravity_outlier_deg: still periods whose gravity direction is further than this from
         the first mean are dropped and the mean taken again.
     heading: where +x points about z, the `source` of `hardware.shoe_axis`: "auto" (default:
-        the device axis nearest the walking direction when the pod sits square on the shoe,
-        else the walking direction), "square", "walking" (the median dead-reckoned stride
+        a toe-tap calibration at the start if there is one, else the device axis nearest the
+        walking direction when the pod sits square on the shoe, else the walking direction),
+        "calibration", "square", "walking" (the median dead-reckoned stride
         direction at foot-flat: the shoe axis only without toe-out) or "swing_axis"
         (orthogonal to the dominant swing rotation axis, the leg's rather than the shoe's).
     shoe_axis: the other settings of the shoe-axis choice (tolerances, uncertainties).
+    toe_taps: how a toe-tap calibration at the start of the recording is recognised.
     weight_gyr_dps, weight_acc_mps2: within the still periods each sample counts for gravity
         (and for the gyro bias) with the weight 1 / (1 + r²)², r² = (|gyr - bias| /
         weight_gyr_dps)² + ((|acc| - g) / weight_acc_mps2)², so the rolling edges of a short
@@ -120,6 +129,7 @@ class MountingSettings:
     max_gravity_outlier_deg: float = 20.0
     heading: str = "auto"
     shoe_axis: ShoeAxisSettings = field(default_factory=ShoeAxisSettings)
+    toe_taps: ToeTapSettings = field(default_factory=ToeTapSettings)
     weight_gyr_dps: float | None = 20.0
     weight_acc_mps2: float = 1.0
     subtract_gyr_bias: bool = True
@@ -505,8 +515,13 @@ class MountingEstimator:
         walk_offset = float(np.median(offset))
         walk_x = np.cos(walk_offset) * x_dev + np.sin(walk_offset) * y_dev
         # The heading of x: the shoe's long axis (hardware.shoe_axis), not the walking direction.
+        calibration = None
+        if s.heading in ("auto", "calibration"):
+            walks = np.flatnonzero(length >= s.toe_taps.max_displacement_m)
+            first_walk = int(stride_start[walks[0]]) if walks.size else len(acc)
+            calibration = self._toe_taps(acc, gyr, fs, seg_start, seg_stop, seg_mean, z_dev, first_walk)
         shoe = ShoeAxisEstimator(replace(s.shoe_axis, source=s.heading)).estimate(
-            z_dev, walk_x, x_dev, np.degrees(offset)
+            z_dev, walk_x, x_dev, np.degrees(offset), calibration
         )
         self.shoe_axis_ = shoe
         if shoe.source_ == "walking":
@@ -534,6 +549,29 @@ class MountingEstimator:
         return self
 
     # --- helpers -------------------------------------------------------------------------
+    def _toe_taps(
+        self,
+        acc: np.ndarray,
+        gyr: np.ndarray,
+        fs: float,
+        seg_start: np.ndarray,
+        seg_stop: np.ndarray,
+        seg_mean: np.ndarray,
+        up_dev: np.ndarray,
+        first_walk: int,
+    ) -> ToeTapCalibration:
+        """The toe-tap calibration among the motions between still periods before `first_walk`."""
+        s = self.settings
+        a, b = seg_stop[:-1], seg_start[1:]
+        early = a < min(first_walk, s.toe_taps.window_s * fs)
+        a, b = a[early], b[early]
+        disp = _dead_reckon(acc, gyr, self.gyr_bias_dps_, a, b, seg_mean[:-1][early], 1.0 / fs)
+        up = _unit(up_dev)
+        horizontal = np.linalg.norm(disp - np.outer(disp @ up, up), axis=1)
+        return ToeTapCalibration(s.toe_taps).detect(
+            gyr, fs, np.column_stack((a, b)), horizontal, up, first_walk
+        )
+
     def _weights(self, acc_dev2: np.ndarray, gyr: np.ndarray, bias: np.ndarray) -> np.ndarray:
         """Stillness weight in (0, 1] of each sample (see `MountingSettings.weight_gyr_dps`);
         `acc_dev2` = ((|acc| - g) / weight_acc_mps2)² per sample."""

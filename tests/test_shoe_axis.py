@@ -97,3 +97,89 @@ def test_shoe_axis_on_real_recordings_within_3_deg(real_data, name, foot, rate):
     outward = -1.0 if foot == "left" else 1.0
     assert 5.0 < outward * walking_error < 20.0
     assert est.shoe_axis_.walking_offset_deg_ == pytest.approx(walking_error, abs=0.5)
+
+
+# --- the toe-tap field calibration ----------------------------------------------------------------
+G = 9.80665
+
+
+def toe_taps(
+    sampling_rate_hz: float = 200.0,
+    taps: int = 5,
+    amplitude_deg: float = 20.0,
+    sensor_m: tuple[float, float, float] = (0.06, 0.04, 0.06),
+    standing_s: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shoe-frame acc (m/s²) and gyr (deg/s) of standing, then heel-down toe taps, then standing.
+
+    Each tap lifts the toes by `amplitude_deg` and puts them down in 0.5 s (sin² profile), the
+    shoe pivoting about its own y axis through the heel contact (the origin), then rests 0.4 s.
+    The sensor sits at `sensor_m` from the heel; the accelerometer reads R^T (p'' + g up).
+    """
+    fs = sampling_rate_hz
+    tap = np.sin(np.pi * np.arange(int(0.5 * fs)) / int(0.5 * fs)) ** 2
+    rest = np.zeros(int(0.4 * fs))
+    stand = np.zeros(int(standing_s * fs))
+    theta = np.radians(amplitude_deg) * np.concatenate(
+        [stand, *[np.concatenate((tap, rest)) for _ in range(taps)], stand]
+    )
+    # toes up = rotation about -y
+    shoe_to_world = Rotation.from_rotvec(np.outer(-theta, [0.0, 1.0, 0.0]))
+    position = shoe_to_world.apply(np.asarray(sensor_m))
+    accel = np.gradient(np.gradient(position, 1.0 / fs, axis=0), 1.0 / fs, axis=0)
+    acc = shoe_to_world.inv().apply(accel + [0.0, 0.0, G])
+    gyr = np.outer(-np.gradient(np.degrees(theta), 1.0 / fs), [0.0, 1.0, 0.0])
+    return acc, gyr
+
+
+def _walk_with_calibration(toe_out_deg: float, mount: Rotation, seed: int = 0):
+    """Device-frame acc and gyr: toe taps, then a walk whose direction is `toe_out_deg` to the
+    right of the shoe axis (a toed-out left foot), through an askew `mount` (shoe -> device)."""
+    from tests.test_mounting import synthetic_walk
+
+    cal_acc, cal_gyr = toe_taps()
+    walk_acc, walk_gyr = synthetic_walk(strides=12)
+    # the walk's own frame is its walking direction; the shoe is turned toe_out_deg to the left of it
+    walk_to_shoe = Rotation.from_euler("z", -toe_out_deg, degrees=True)
+    acc = np.vstack((cal_acc, walk_to_shoe.apply(walk_acc)))
+    gyr = np.vstack((cal_gyr, walk_to_shoe.apply(walk_gyr)))
+    rng = np.random.default_rng(seed)
+    acc = mount.apply(acc) + rng.normal(0.0, 0.05, acc.shape)
+    gyr = mount.apply(gyr) + rng.normal(0.0, 0.3, gyr.shape)
+    return acc, gyr
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_toe_taps_give_the_shoe_axis_of_an_askew_pod_on_a_toed_out_foot(seed):
+    mount = Rotation.random(random_state=seed)
+    acc, gyr = _walk_with_calibration(12.0, mount, seed)
+    est = MountingEstimator().estimate(acc, gyr, 200.0)
+    up_dev = mount.apply([0.0, 0.0, 1.0])
+    x_true = mount.apply([1.0, 0.0, 0.0])
+    assert est.shoe_axis_.source_ == "calibration"
+    cal = est.shoe_axis_
+    assert abs(_heading_error_deg(est, up_dev, x_true)) < 0.5
+    assert 1.0 <= cal.uncertainty_deg_ < 1.5
+    # the walking direction is the toe-out away: 12 deg to the right of the shoe
+    assert cal.walking_offset_deg_ == pytest.approx(-12.0, abs=1.0)
+    walking = MountingEstimator(MountingSettings(heading="walking")).estimate(acc, gyr, 200.0)
+    assert abs(_heading_error_deg(walking, up_dev, x_true)) == pytest.approx(12.0, abs=1.0)
+
+
+def test_no_calibration_without_taps_and_calibration_source_says_why():
+    from tests.test_mounting import synthetic_walk
+
+    acc, gyr = synthetic_walk()
+    est = MountingEstimator().estimate(acc, gyr, 200.0)
+    assert est.shoe_axis_.source_ == "square"
+    with pytest.raises(ValueError, match="no toe-tap calibration.*0 heel-down toe tap"):
+        MountingEstimator(MountingSettings(heading="calibration")).estimate(acc, gyr, 200.0)
+
+
+def test_two_taps_are_not_a_calibration():
+    from tests.test_mounting import synthetic_walk
+
+    cal_acc, cal_gyr = toe_taps(taps=2)
+    walk_acc, walk_gyr = synthetic_walk()
+    est = MountingEstimator().estimate(np.vstack((cal_acc, walk_acc)), np.vstack((cal_gyr, walk_gyr)), 200.0)
+    assert est.shoe_axis_.source_ == "square"
