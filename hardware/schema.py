@@ -131,6 +131,9 @@ STRIKE_TYPES = ("rearfoot", "midfoot", "forefoot")
 # column (the same value on every stride of a foot's recording; null when the frame was given) and a
 # sessions column (its largest value over the session's recordings of that foot).
 MOUNTING_UNCERTAINTY_DEG = "mounting_uncertainty_deg"
+# Extra strides column (bool, null when unknown): max pronation sits at the end of its window
+# (IC + PRONATION_WINDOW_STANCE_FRACTION of stance), so pronation_excursion_deg is a lower bound.
+PRONATION_EXCURSION_CENSORED = "pronation_excursion_censored"
 PRONATION_WINDOW_STANCE_FRACTION = 0.60  # max pronation searched in [IC, IC + 60 % of stance]
 IMPACT_WINDOW_S = 0.050  # impact_g: peak |acc| within 50 ms after IC
 STRIKE_LOOKBACK_S = 0.010  # "pitch just before IC": 10 ms before IC (the impact corrupts IC itself)

@@ -30,8 +30,9 @@ def healthy(real_data):
 def test_tables_follow_the_contract(healthy):
     _, result = healthy
     strides = result.strides
-    # the contract's columns in order, then the pipeline's extra column (the mounting's uncertainty)
-    assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, S.MOUNTING_UNCERTAINTY_DEG: pl.Float64()})
+    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty)
+    extra = {S.PRONATION_EXCURSION_CENSORED: pl.Boolean(), S.MOUNTING_UNCERTAINTY_DEG: pl.Float64()}
+    assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, **extra})
     assert set(strides[S.FOOT]) == {"left", "right"}
     assert result.flags.schema == pl.Schema(FLAGS_SCHEMA)
     assert result.sessions.height == 2
