@@ -397,7 +397,14 @@ class RecordingAnalyzer:
                 continue
             if not primary:
                 warnings.append(f"{where}: mounting aligned with the relaxed (running) stillness settings")
-            return estimate.rotation_, estimate.shoe_axis_.uncertainty_deg_
+            shoe = estimate.shoe_axis_
+            if settings.heading == "auto" and shoe.source_ == "walking":
+                warnings.append(
+                    f"{where}: the pod is not square on the shoe and no toe-tap calibration was found: the "
+                    f"walking direction stands in for the shoe axis (uncertainty {shoe.uncertainty_deg_:.0f} "
+                    "deg), so toe-off pronation is a trend value only (docs/frames.md)"
+                )
+            return estimate.rotation_, shoe.uncertainty_deg_
         message = f"{where}: mounting alignment failed: {failed[True]}"
         if False in failed:
             message += f"; relaxed for running: {failed[False]}"

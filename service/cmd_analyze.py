@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
-from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
+from strideflow.analytics.pipeline import (
+    RUNNING_MOUNTING,
+    AnalysisSettings,
+    analyze_recording,
+    summarize_strides,
+)
+from strideflow.hardware.mounting import MountingSettings
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     CADENCE_SPM,
@@ -21,6 +28,7 @@ from strideflow.hardware.schema import (
     IC_T,
     KEYS,
     MAX_PRONATION_VELOCITY_DPS,
+    MOUNTING_UNCERTAINTY_DEG,
     PRONATION_EXCURSION_DEG,
     PUSH_OFF_RATE_DPS,
     SESSION_ID,
@@ -60,6 +68,14 @@ class FileFormat(StrEnum):
     csv = "csv"
     gaitmap = "gaitmap"
     parquet = "parquet"
+
+
+class ShoeAxis(StrEnum):
+    auto = "auto"
+    calibration = "calibration"
+    square = "square"
+    walking = "walking"
+    swing_axis = "swing_axis"
 
 
 class Foot(StrEnum):
@@ -119,6 +135,12 @@ def print_summary(
                 _cell(rows.get("right"), metric, scale, decimals),
                 "-" if si is None else f"{si:+.1f}",
             )
+        # the mounting's heading uncertainty (1 sigma); "given": the file's frame was trusted
+        shoe_axis = []
+        for f in ("left", "right"):
+            u = rows.get(f, {}).get(MOUNTING_UNCERTAINTY_DEG)
+            shoe_axis.append("-" if f not in rows else "given" if u is None else f"± {u:.1f}")
+        table.add_row("shoe axis", "deg", *shoe_axis, "")
         console.print(table)
         mine = flags.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
         if mine.height == 0:
@@ -150,10 +172,25 @@ def analyze(
         "--align/--no-align",
         help="Estimate each sensor's mounting from the data, or trust the file's frame.",
     ),
+    shoe_axis: ShoeAxis = typer.Option(
+        ShoeAxis.auto,
+        "--shoe-axis",
+        help=(
+            "Where the foot frame's x (the shoe's long axis) comes from when aligning: auto (a toe-tap "
+            "calibration at the start, else the pod's own axis nearest the walking direction if it "
+            "sits square on the shoe, else the walking direction), calibration, square, walking, "
+            "swing_axis. See docs/frames.md."
+        ),
+    ),
 ) -> None:
     """Detect strides and compute pronation and toe-off metrics per stride and per session."""
     console = Console()
-    settings = AnalysisSettings(align_mounting=align)
+    heading = shoe_axis.value
+    settings = AnalysisSettings(
+        align_mounting=align,
+        mounting=MountingSettings(heading=heading),
+        mounting_fallback=replace(RUNNING_MOUNTING, heading=heading),
+    )
     strides_parts = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("analysing", total=len(files))
