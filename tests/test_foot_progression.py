@@ -133,17 +133,32 @@ def test_sessions_and_trends_carry_it(toed_out_15):
 
 
 @pytest.mark.skipif(not IMU_SAMPLE.exists(), reason=f"real recording not present: {IMU_SAMPLE}")
-def test_imu_sample_walks_14_to_16_deg_outward_of_the_shoe_axis():
-    """imu_sample.csv is given in the shoe frame (data README): analysed without the walking-direction
-    alignment, the walking direction is 14-16 deg outward of the shoe axis on both feet (issue 15)."""
+def test_imu_sample_walks_outward_of_the_shoe_axis():
+    """imu_sample.csv is given in the shoe frame (data README). Analysed without the walking-direction
+    alignment, the walking direction lies outward of the shoe axis on both feet (issue 15: 14-16 deg;
+    measured 12.3 left, 15.6 right), and by what the mounting estimator finds independently: the
+    heading of its walking-direction x against the file's x levelled by the smallest rotation
+    (12.6 and 14.9 deg, from dead-reckoned strides rather than the ZUPT track)."""
+    from scipy.spatial.transform import Rotation
+
+    from strideflow.hardware.mounting import MountingEstimator
     from strideflow.ingest.recording import read_recording
 
     rec = read_recording(IMU_SAMPLE, sampling_rate_hz=204.8)
     result = analyze_samples(rec.samples, rec.sampling_rate_hz, AnalysisSettings(align_mounting=False))
     for foot in S.FEET:
         got = result.strides.filter(pl.col(S.VALID) & (pl.col(S.FOOT) == foot))[S.FOOT_PROGRESSION_ANGLE_DEG]
-        assert got.len() >= 10
-        assert 12.0 <= got.median() <= 18.0, (foot, got.median())
+        assert got.len() >= 20
+        assert 11.0 <= got.median() <= 17.0, (foot, got.median())
+        part = rec.samples.filter(pl.col(S.FOOT) == foot)
+        est = MountingEstimator().estimate(
+            part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy(), rec.sampling_rate_hz
+        )
+        up = est.rotation_.inv().apply([0.0, 0.0, 1.0])
+        level, _ = Rotation.align_vectors([[0.0, 0.0, 1.0]], [up])
+        shoe_x = (est.rotation_ * level.inv()).apply([1.0, 0.0, 0.0])
+        outward = (1.0 if foot == "left" else -1.0) * np.degrees(np.arctan2(shoe_x[1], shoe_x[0]))
+        assert abs(got.median() - outward) <= 1.5, (foot, got.median(), outward)
 
 
 def test_cli_toe_out_switch(tmp_path):
