@@ -10,7 +10,8 @@ Inputs are two tables:
 Three vectorised steps, no Python loop over strides:
 
 1. point values at event times (pitch and pronation at IC, foot-flat and toe-off, pitch
-   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat): the backward and
+   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat, the shoe's heading at
+   foot-flat for the foot progression angle): the backward and
    forward neighbour samples by binary search within each foot's time-ordered rows, then linear
    interpolation between them (index arithmetic on whole columns);
 2. window extrema (max pronation after IC, peak pronation velocity up to it, peak plantarflexion
