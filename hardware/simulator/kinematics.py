@@ -27,8 +27,8 @@ starts with zero position, velocity, acceleration and jerk and dies out, so it i
 The pod also rocks on the shoe upper with the same ringing, an angle delta(t) about the fixed pod
 axis IMPACT_GYR_AXIS through the sensor point, scaled so that its peak rate is the gait's
 `impact_gyr_dps` (a few deg/s walking, tens running): the sensor frame is R B with B = Rot(e, delta),
-so the gyro reads B^T omega + delta' e and the accelerometer B^T f. The angle is below 0.1 deg and
-dies out with the ringing; the truth metrics are those of the shoe (the splines), without it.
+so the gyro reads B^T omega + delta' e and the accelerometer B^T f. The angle is 0.03-0.25 deg at its
+peak and dies out with the ringing; the truth metrics are those of the shoe (the splines), without it.
 
 Toe-out: the shoe's heading on the ground is the walking direction turned outward by the stance's
 foot progression angle (left: +yaw, right: -yaw), so pitch and roll, which are about the foot

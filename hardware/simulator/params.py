@@ -240,8 +240,9 @@ RUN_RANGES: dict[str, tuple[float, float]] = {
 # Peak angular rate of the pod's impact ringing, deg/s (drawn after everything else, so that
 # adding it left the other draws of a seed unchanged): a few deg/s walking, tens running.
 IMPACT_GYR_RANGES = {"walk": (3.0, 15.0), "run": (15.0, 60.0)}
-# Toe-out (foot progression angle) of a drawn athlete, deg: healthy adults walk at about 5-10 deg
-# (SD ~ 5 deg between people), up to ~20 deg; left minus right within FPA_ASYMMETRY_DEG.
+# Toe-out (foot progression angle) of a drawn athlete, deg: the 0-20 deg issue 15 asks for, which
+# covers most healthy walkers (toe-out of several degrees is typical); left minus right within
+# FPA_ASYMMETRY_DEG.
 FPA_RANGE_DEG = (0.0, 20.0)
 FPA_ASYMMETRY_DEG = (-2.0, 2.0)
 MTP_BREAK_RANGE_DEG = (50.0, 65.0)  # the oblique MTP axis to the long axis (Isman & Inman: 54-73)

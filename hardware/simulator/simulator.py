@@ -78,7 +78,8 @@ class Simulator:
     truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus
         `foot_progression_angle_deg` and `activity`),
         turning strides valid = false with reason "turn", strides with a clipped sample "saturation";
-    truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world), roll_deg, pitch_deg,
+    truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world; the pod's impact rocking,
+        at most ~0.25 deg for ~0.1 s after IC, is in it, not in the truth strides), roll_deg, pitch_deg,
         pronation_deg, vel_*_mps and pos_*_m of the sensor point in the world;
     mounting_: foot -> scipy Rotation, v_device = mounting_[foot].apply(v_foot);
     params_: foot -> {activity: GaitParams} mean gait used; athlete_: the AthleteParams;
