@@ -10,7 +10,8 @@ Inputs are two tables:
 Three vectorised steps, no Python loop over strides:
 
 1. point values at event times (pitch and pronation at IC, foot-flat and toe-off, pitch
-   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat): the backward and
+   `STRIKE_LOOKBACK_S` before IC, position at this and the next foot-flat, the shoe's heading at
+   foot-flat for the foot progression angle): the backward and
    forward neighbour samples by binary search within each foot's time-ordered rows, then linear
    interpolation between them (index arithmetic on whole columns);
 2. window extrema (max pronation after IC, peak pronation velocity up to it, peak plantarflexion
@@ -44,8 +45,11 @@ from strideflow.hardware.schema import (
     CADENCE_SPM,
     DUTY_FACTOR,
     EVENT_TIMES,
+    FOOT,
     FOOT_FLAT_T,
+    FOOT_PROGRESSION_ANGLE_DEG,
     FOOT_STRIKE_ANGLE_DEG,
+    HEADING_DEG,
     HEEL_OFF_RATIO,
     HEEL_OFF_T,
     IC_T,
@@ -688,7 +692,7 @@ class StrideMetrics:
                 signals,
                 {
                     **dict.fromkeys(KEYS, pl.String),
-                    **dict.fromkeys((T, PITCH_DEG, PRONATION_DEG, *POS[:2], PRONATION_RATE_DPS)),
+                    **dict.fromkeys((T, PITCH_DEG, PRONATION_DEG, *POS[:2], PRONATION_RATE_DPS, HEADING_DEG)),
                     **dict.fromkeys((PITCH_RATE_DPS, ACC_NORM_G, ZERO_VELOCITY)),
                 },
             )
@@ -705,7 +709,7 @@ class StrideMetrics:
         points = [
             *at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG),
             *at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG),
-            *at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, *POS[:2]),
+            *at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2]),
             *at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG),
             *at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2]),
             *(_series(name, v) for name, v in zip(_EXTREMA, extrema, strict=True)),
@@ -717,12 +721,17 @@ class StrideMetrics:
         dx = pl.col(f"{POS[0]}_next_ff") - pl.col(f"{POS[0]}_ff")
         dy = pl.col(f"{POS[1]}_next_ff") - pl.col(f"{POS[1]}_ff")
         strike_angle = pl.col(f"{PITCH_DEG}_before_ic") - pl.col(f"{PITCH_DEG}_ff")
+        # toe-out: shoe heading at foot-flat minus the direction of this stride's displacement,
+        # wrapped to (-180, 180], positive outward: +yaw on the left foot, -yaw on the right
+        off_axis = pl.col(f"{HEADING_DEG}_ff").radians() - pl.arctan2(dy, dx)
+        outward = pl.when(pl.col(FOOT) == "left").then(1.0).when(pl.col(FOOT) == "right").then(-1.0)
+        toe_out = outward * pl.arctan2(off_axis.sin(), off_axis.cos()).degrees()
         # A stride the detector called valid stays valid only if every metric could be computed.
         missing_angle = pl.any_horizontal(
             *[
                 pl.col(m).is_null() | pl.col(m).is_nan()
                 for m in METRICS
-                if m not in (STRIDE_LENGTH_M, SPEED_MPS)
+                if m not in (STRIDE_LENGTH_M, SPEED_MPS, FOOT_PROGRESSION_ANGLE_DEG)
             ]
         )
         missing_length = pl.col(STRIDE_LENGTH_M).is_null() | pl.col(STRIDE_LENGTH_M).is_nan()
@@ -752,6 +761,7 @@ class StrideMetrics:
                 ((pl.col(HEEL_OFF_T) - ic) / stance).alias(HEEL_OFF_RATIO),
                 pl.col("_impact").alias(IMPACT_G),
                 (stance / stride_time).alias(DUTY_FACTOR),
+                toe_out.alias(FOOT_PROGRESSION_ANGLE_DEG),
             )
             .with_columns(
                 (pl.col(STRIDE_LENGTH_M) / pl.col(STRIDE_TIME_S)).alias(SPEED_MPS),

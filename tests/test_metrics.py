@@ -95,6 +95,7 @@ def synthetic(
             S.PRONATION_DEG: pron,
             S.PITCH_RATE_DPS: np.gradient(pitch, t),
             S.PRONATION_RATE_DPS: np.gradient(pron, t),
+            S.HEADING_DEG: 0.0,  # the shoe points along the progression (+x): toe-out 0
             S.ACC_NORM_G: acc_norm,
             S.ZERO_VELOCITY: still,
             S.VEL[0]: np.gradient(x, t),

@@ -381,15 +381,21 @@ def test_rate_does_not_matter(real_data, foot):
 def test_simulator_mounting_is_recovered(activity, seed):
     """Simulated shoe pods (noise, biases, ADC, turns) mounted a few to 15 deg off on each axis.
 
-    The simulator's foot frame points along the walking direction at foot-flat and toes out during
-    swing. Measured errors 0.07-0.52 deg over walk/run/mixed seeds 0-2 (0.2-1.7 deg before the gyro
+    The estimator's heading is the walking direction at foot-flat, so the shoes here point along
+    it (toe_out_deg=0; a toed-out shoe's axis lies outward of it by the toe-out, issue 15).
+    Measured errors 0.07-0.52 deg over walk/run/mixed seeds 0-2 (0.2-1.7 deg before the gyro
     bias was removed from the dead reckoning and gravity weighted by stillness); the gyro bias is
-    recovered within 0.05 deg/s.
+    recovered within 0.05 deg/s. With the issue-15 simulator (push-off about the oblique MTP axis,
+    1.5 deg stride-to-stride toe-out, gyro gain errors, impact rocking): median 0.53, max 1.10 deg
+    (0.90 with a perfect gyro), bias within 0.13 deg/s (the push-off now rolls from heel-off on,
+    at the edge of the still periods).
     """
     from strideflow.hardware.simulator import SimulationSettings, Simulator
 
     sim = Simulator(
-        SimulationSettings(activity=activity, duration_s=40.0, seed=seed, keep_orientation=False)
+        SimulationSettings(
+            activity=activity, duration_s=40.0, seed=seed, keep_orientation=False, toe_out_deg=0.0
+        )
     ).simulate()
     for foot in ("left", "right"):
         part = sim.samples_.filter(pl.col(FOOT) == foot)
@@ -397,6 +403,6 @@ def test_simulator_mounting_is_recovered(activity, seed):
             part.select(ACC).to_numpy(), part.select(GYR).to_numpy(), 200.0
         )
         # sim.mounting_ maps foot-frame vectors into the device frame; rotation_ is the inverse
-        assert angle_deg(est.rotation_, sim.mounting_[foot].inv()) < 1.0, (activity, seed, foot)
-        np.testing.assert_allclose(est.gyr_bias_dps_, sim.errors_[foot].gyr_bias_dps, atol=0.1)
+        assert angle_deg(est.rotation_, sim.mounting_[foot].inv()) < 1.3, (activity, seed, foot)
+        np.testing.assert_allclose(est.gyr_bias_dps_, sim.errors_[foot].gyr_bias_dps, atol=0.15)
         assert np.degrees(sim.mounting_[foot].magnitude()) > 2.0  # there was something to find
