@@ -33,9 +33,10 @@ Sources (`ShoeAxisSettings.source`):
 
 A known mount (`DeviceProfile.mounting_wxyz`) or an explicit ``--no-align`` bypass this module.
 
-What was tried from gait alone and did not work (spikes in the issue-15 branch notes; numbers on
-imu_sample.csv, whose given frame is the shoe frame, heading of the candidate's medio-lateral axis
-relative to the shoe's, median over 27 left / 29 right valid strides, left / right):
+What was tried from gait alone and did not work (scratch scripts, not kept in the repository;
+numbers on imu_sample.csv, whose given frame is the shoe frame: heading of the candidate's
+medio-lateral axis, as a line, relative to the shoe's, in the foot-flat-levelled frame, median over
+27 left / 29 right valid strides, left / right):
 
 - heel rocker, principal axis of the horizontal angular rate from IC to foot-flat: -34 / +24 deg
   (mean rate -28 / +22 deg); the rate at its peak after IC: -44 / +30 deg. Loading combines
@@ -43,10 +44,11 @@ relative to the shoe's, median over 27 left / 29 right valid strides, left / rig
   (pronation excursion 9 vs 4.5 deg), so its axis leans medially by an unknown angle.
 - push-off, heel-off to toe-off: -7 / +17 deg (mean rate -6 / +14 deg): the heel rises about the
   oblique metatarsal break, whose obliquity is the foot's own.
-- swing: -17 / +21 deg (see "swing_axis").
-- the rate just before toe-off: -20 / +30 deg; terminal swing (last 100 ms): 37 / 35 deg.
-- mid-stance (20-40 % of the stride): the small residual rotations are about an axis 20 deg
-  inside the long axis (subtalar motion), not about it.
+- swing: -17 / +21 deg, principal axis (mean rate -19 / +19 deg; see "swing_axis").
+- the peak rate in the 50 ms before toe-off: -20 / +30 deg; terminal swing (last 100 ms before
+  the next IC): -37 / +35 deg.
+- mid-stance (20-40 % of the stride): the small residual rotations turn about an axis 20-45 deg
+  from the long axis (subtalar motion), not about the shoe's y or x.
 
 None of these is a pure rotation about the shoe's own y or x: each phase's axis is set by
 anatomy (knee, ankle, subtalar and metatarsal axes) that varies between people by more than the
