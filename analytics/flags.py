@@ -79,7 +79,7 @@ class FlagSettings:
     - `low_pronation_excursion_deg` (4 deg): median pronation excursion below this: the foot
       barely everts after contact. The real walks give 8.4-15.0 deg; 4 deg is half the lowest.
     - `fast_pronation_velocity_dps` (700 deg/s): median max pronation velocity above this. The
-      real walks give 310-410 deg/s (50 Hz low-pass); 700 deg/s is well above that walking
+      real walks give 360-430 deg/s (80 Hz low-pass); 700 deg/s is well above that walking
       range and about twice the few hundred deg/s typical of running.
     - `lateral_roll_off_below_deg` (-2 deg): median toe-off pronation below this: the foot leaves
       the ground over its outer edge rather than through the big toe. 0 is the sign boundary of

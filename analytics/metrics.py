@@ -96,7 +96,7 @@ REASON_NO_NEXT_FOOT_FLAT = "no_next_foot_flat"  # no foot-flat after next IC: st
 _STRIDE = (*KEYS, STRIDE_INDEX)
 # Half a microsecond: event times are sample times, possibly recomputed as index / rate.
 _EPS_S = 5e-7
-PRONATION_VELOCITY_CUTOFF_HZ = 50.0
+PRONATION_VELOCITY_CUTOFF_HZ = 80.0
 
 
 @dataclass(frozen=True)
@@ -111,18 +111,20 @@ class MetricSettings:
       from the queried time; beyond, the value is null and the stride is marked invalid.
     - `max_next_foot_flat_s`: for the last stride of a bout (no following stride), the next foot-flat
       is the first zero-velocity sample at most this long after the next IC.
-    - `pronation_velocity_cutoff_hz` (50 Hz, at most 0.4 x the sampling rate),
+    - `pronation_velocity_cutoff_hz` (80 Hz, at most 0.4 x the sampling rate),
       `pronation_velocity_order` (4): max pronation velocity is the peak of the pronation rate
       after a zero-phase Butterworth low-pass (`scipy.signal.sosfiltfilt`, forward and backward:
       the magnitude response is squared, -6 dB at the cut-off, 8th-order roll-off); None: the raw
       rate. On the real walks the heel-strike transient is a one- or two-sample swing of the rate
-      with alternating sign at IC (|acc| 13-18 g; 100 Hz and up, aliased at 204.8 Hz), while the
-      foot slap's eversion is one lobe of 30-40 ms; on imu_sample.csv the raw peak sits on the
-      transient on the right foot (440 deg/s, 10 ms after IC) and on the lobe after the low-pass
-      (312 deg/s, 34 ms; left 437 -> 401 deg/s, both on the lobe). Lower cut-offs eat into the
-      eversion itself: 30 / 15 Hz give 339 / 276 deg/s on the left foot, and on simulator truth
-      (pulses of 20-60 ms) max pronation velocity MAPE is 3.3 % walking / 1.9 % running at 50 Hz
-      (raw 1.7 / 1.3 %), 6.0 / 3.6 % at 40 Hz, 42 / 37 % at 15 Hz (2nd order). Sinclair et al.,
+      with alternating sign at IC (|acc| 13-18 g; near the 102 Hz Nyquist rate of 204.8 Hz), while
+      the foot slap's eversion is one lobe of 30-40 ms. On imu_sample.csv the raw peak of the right
+      foot sits on the transient (440 deg/s, 10 ms after IC); low-passed it sits on the lobe (363
+      deg/s, 24 ms; left 437 -> 431 deg/s, on the lobe either way). The cut-off is as high as that
+      allows because the metric depends on it and the eversion pulses are short: on imu_sample.csv
+      (left) 431 / 401 / 339 / 276 deg/s at 80 / 50 / 30 / 15 Hz, no plateau; on simulator truth
+      (issue-15 simulator, true events, pulses of 20-60 ms) MAPE 2.7 % walking / 1.5 % running at
+      80 Hz, raw 2.8 / 1.6 %, 50 Hz 4.1 / 1.9 %, and at 50 or 60 Hz the session-to-session changes
+      of a simulated drift shrink by 40-50 % (tests/test_trends.py failed there). Sinclair et al.,
       J Hum Kinet 39:25-36 (2013) report the same sensitivity of frontal-plane derivatives to the
       cut-off in running kinematics: compare values only at one stated cut-off.
     - `pronation_velocity_lead_s`: the filter sees the rate from this long before IC (the
