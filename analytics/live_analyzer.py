@@ -214,6 +214,8 @@ class LiveStrideAnalyzer:
             self.mounting_ = Rotation.identity()
         else:
             self.mounting_ = None
+        # heading uncertainty of an estimated mounting (deg); None when the frame was given
+        self.mounting_uncertainty_deg_: float | None = None
         self._matrix = None if self.mounting_ is None else self.mounting_.as_matrix()
         levelled = a.orientation == "zero_velocity"
         if settings.gyr_bias_dps is not None or not levelled:
@@ -371,7 +373,7 @@ class LiveStrideAnalyzer:
         acc, gyr = w.view("acc", w.start, w.stop), w.view("gyr", w.start, w.stop)
         if self.mounting_ is None:
             try:
-                self.mounting_, relaxed = estimate_mounting(
+                self.mounting_, relaxed, self.mounting_uncertainty_deg_ = estimate_mounting(
                     acc, gyr, self.sampling_rate_hz, s.analysis, where
                 )
             except MountingFailed as exc:

@@ -46,9 +46,11 @@ WARMUP_TOLERANCE: dict[str, float] = {
 # forward only; the final row spreads the tilt error found at the next foot-flat back over the
 # swing, linearly in time, which moves the toe-off angles (real sensors: 2-7 deg of tilt error per
 # stride). Measured maxima (benchmarks/README.md): simulator 0.61 deg toe-off pronation, 0.08 deg
-# toe-off angle, 0.37 deg/s push-off rate, <= 0.02 for the rest; real imu_sample.csv 2.6 deg,
-# 1.6 deg, 5.2 deg/s, 0.21 deg excursion, 0.16 deg strike angle, and 0.19 s time to max
-# pronation (its maximum sits on a plateau, whose argmax the small tilt change can move).
+# toe-off angle, 0.37 deg/s push-off rate, <= 0.02 for the rest; real imu_sample.csv (in the shoe
+# frame, issue 15) 2.9 deg, 1.1 deg, 10.7 deg/s, 0.29 deg excursion, 0.14 deg strike angle, and
+# 0.18 s time to max pronation (its maximum sits on a plateau, whose argmax the small tilt change
+# can move); the push-off rate moves more there than in the walking-direction frame (5.2 deg/s),
+# as the shoe leaves the ground rolled by 10-20 deg, which couples roll into the pitch rate.
 STANCE_TOLERANCE: dict[str, float] = {
     STANCE_TIME_S: 1e-9,
     FOOT_STRIKE_ANGLE_DEG: 0.3,
@@ -57,7 +59,7 @@ STANCE_TOLERANCE: dict[str, float] = {
     TIME_TO_MAX_PRONATION_S: 0.25,
     TOE_OFF_PRONATION_DEG: 3.0,
     TOE_OFF_ANGLE_DEG: 2.0,
-    PUSH_OFF_RATE_DPS: 6.0,
+    PUSH_OFF_RATE_DPS: 12.0,
     HEEL_OFF_RATIO: 1e-9,
     IMPACT_G: 1e-6,
 }

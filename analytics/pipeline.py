@@ -31,7 +31,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -58,6 +58,7 @@ from strideflow.hardware.schema import (
     IC_T,
     INTERPOLATED,
     KEYS,
+    MOUNTING_UNCERTAINTY_DEG,
     NEXT_IC_T,
     SATURATED,
     SEGMENT,
@@ -86,7 +87,9 @@ class AnalysisResult:
 
     `strides` (STRIDES_SCHEMA), `sessions` and `flags` tables; `signals` and `events` per foot
     (the per-sample signals table and the detector's events with keys, for plots and debugging);
-    `mounting` per foot (device -> foot rotation used); `warnings` in plain words.
+    `mounting` per foot (device -> foot rotation used); `mounting_uncertainty_deg` per foot (the
+    1-sigma uncertainty of its heading, the shoe axis, deg; absent when the frame was not
+    estimated); `warnings` in plain words.
     """
 
     strides: pl.DataFrame
@@ -97,6 +100,16 @@ class AnalysisResult:
     mounting: dict[str, Rotation]
     sampling_rate_hz: float
     warnings: tuple[str, ...] = ()
+    mounting_uncertainty_deg: dict[str, float] = field(default_factory=dict)
+
+
+def with_mounting_uncertainty(strides: pl.DataFrame, uncertainty_deg: dict[str, float]) -> pl.DataFrame:
+    """`strides` with the column `mounting_uncertainty_deg`: the heading uncertainty of the foot's
+    mounting (deg), null for a foot whose frame was given rather than estimated."""
+    value = pl.lit(None, dtype=pl.Float64)
+    for foot, deg in uncertainty_deg.items():
+        value = pl.when(pl.col(FOOT) == foot).then(pl.lit(float(deg))).otherwise(value)
+    return strides.with_columns(value.cast(pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
 
 
 def _empty_strides() -> pl.DataFrame:
@@ -241,6 +254,7 @@ class RecordingAnalyzer:
         signals: dict[str, list[pl.DataFrame]] = {}
         events: dict[str, list[pl.DataFrame]] = {}
         mounting: dict[str, Rotation] = {}
+        uncertainty: dict[str, float] = {}
         with clock("prepare"):
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
@@ -250,7 +264,7 @@ class RecordingAnalyzer:
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
             with clock("mounting"):
                 if s.align_mounting:
-                    rotation, relaxed = estimate_mounting(acc_all, gyr_all, fs, s, where)
+                    rotation, relaxed, uncertainty[foot] = estimate_mounting(acc_all, gyr_all, fs, s, where)
                     warnings.extend(relaxed)
                     # the numbers apply_mounting gives, on the arrays the stages below read
                     acc_all, gyr_all = rotate_to_foot(rotation, acc_all), rotate_to_foot(rotation, gyr_all)
@@ -296,6 +310,7 @@ class RecordingAnalyzer:
                     s,
                 )
                 strides = _sample_flag_reasons(strides, samples)
+                strides = with_mounting_uncertainty(strides, uncertainty)
             else:
                 strides = _empty_strides()
         if strides.height == 0:
@@ -311,6 +326,7 @@ class RecordingAnalyzer:
             mounting=mounting,
             sampling_rate_hz=fs,
             warnings=tuple(warnings),
+            mounting_uncertainty_deg=uncertainty,
         )
         self.timings_s_ = clock.seconds_
         return self
@@ -360,4 +376,5 @@ def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()
         mounting=result.mounting,
         sampling_rate_hz=result.sampling_rate_hz,
         warnings=ingest_warnings + result.warnings,
+        mounting_uncertainty_deg=result.mounting_uncertainty_deg,
     )

@@ -64,8 +64,10 @@ def estimate_mounting(
     sampling_rate_hz: float,
     settings: AnalysisSettings,
     where: str,
-) -> tuple[Rotation, tuple[str, ...]]:
-    """Device -> foot rotation of one foot, and the warning when the relaxed (running) settings gave it.
+) -> tuple[Rotation, tuple[str, ...], float]:
+    """Device -> foot rotation of one foot, its warnings (the relaxed (running) settings gave it;
+    the walking direction stands in for the shoe axis) and the heading uncertainty of its x axis
+    (deg, `hardware.shoe_axis`).
 
     Parameters
     ----------
@@ -102,9 +104,15 @@ def estimate_mounting(
         except StrideflowError as exc:
             failed[primary] = str(exc)
             continue
-        if primary:
-            return estimator.rotation_, ()
-        return estimator.rotation_, (f"{where}: {RELAXED_MOUNTING}",)
+        notes = () if primary else (f"{where}: {RELAXED_MOUNTING}",)
+        shoe = estimator.shoe_axis_
+        if mounting.heading == "auto" and shoe.source_ == "walking":
+            notes += (
+                f"{where}: the pod is not square on the shoe and no toe-tap calibration was found: the "
+                f"walking direction stands in for the shoe axis (uncertainty {shoe.uncertainty_deg_:.0f} "
+                "deg), so toe-off pronation is a trend value only (docs/frames.md)",
+            )
+        return estimator.rotation_, notes, float(shoe.uncertainty_deg_)
     message = f"{where}: mounting alignment failed: {failed[True]}"
     if False in failed:
         message += f"; relaxed for running: {failed[False]}"

@@ -12,6 +12,8 @@ One row per (athlete_id, session_id, foot) present in the strides, with
   signed angles of `SIGNED_ANGLE_METRICS` (foot-strike angle, toe-off pronation) an index of two
   small angles explodes (0.9 vs 2.6 deg is -97 %), so their `_si_pct` is null and
 - `<metric>_lr_diff_deg` gives their symmetry as ``L - R`` in degrees instead.
+- `mounting_uncertainty_deg`: the largest heading uncertainty of the foot's mounting over the
+  session's strides (deg, `hardware.shoe_axis`); null when the frame was given, not estimated.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from strideflow.hardware.schema import (
     FOOT,
     KEYS,
     METRICS,
+    MOUNTING_UNCERTAINTY_DEG,
     SESSION_ID,
     SIGNED_ANGLE_METRICS,
     STRIDE_COUNT,
@@ -81,11 +84,14 @@ class SessionAggregator:
         """Compute `sessions_` from `strides` (only `valid` strides enter the statistics)."""
         metrics = self.settings.metrics
         valid = pl.col(VALID).fill_null(False)
+        if MOUNTING_UNCERTAINTY_DEG not in strides.columns:
+            strides = strides.with_columns(pl.lit(None, dtype=pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
         per_foot = (
             strides.group_by(*KEYS)
             .agg(
                 valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
+                pl.col(MOUNTING_UNCERTAINTY_DEG).max().cast(pl.Float64),
                 *[pl.col(m).filter(valid).median().alias(session_median(m)) for m in metrics],
                 *[
                     (
@@ -134,6 +140,7 @@ class SessionAggregator:
                 *medians,
                 *[session_iqr(m) for m in metrics],
                 *[pl.col(c).cast(pl.Float64) for c in symmetry_columns(metrics)],
+                MOUNTING_UNCERTAINTY_DEG,
             )
             .sort(*KEYS)
         )

@@ -1,7 +1,8 @@
 """The per-sample `signals` table (schema.SIGNALS_SCHEMA) of one foot: what the metrics read.
 
 Angles come from the orientation (sensor -> world, wxyz) through `hardware.frames`: roll and
-pitch independent of heading, pronation = roll signed per foot (eversion positive).
+pitch independent of heading, pronation = roll signed per foot (eversion positive), and the
+heading of the foot x axis (the shoe axis) unwrapped over the foot, for the foot progression angle.
 
 Angle rates, two methods:
 
@@ -30,13 +31,14 @@ import numba
 import numpy as np
 import polars as pl
 
-from strideflow.hardware.frames import pronation_sign, roll_pitch_deg
+from strideflow.hardware.frames import heading_deg, pronation_sign, roll_pitch_deg
 from strideflow.hardware.schema import (
     ACC,
     ACC_NORM_G,
     ATHLETE_ID,
     FOOT,
     GYR,
+    HEADING_DEG,
     PITCH_DEG,
     PITCH_RATE_DPS,
     POS,
@@ -214,6 +216,7 @@ def signals_frame(
         f64(PRONATION_DEG, sign * roll),
         f64(PITCH_RATE_DPS, pitch_rate),
         f64(PRONATION_RATE_DPS, sign * roll_rate, nan_to_null=True),
+        f64(HEADING_DEG, np.degrees(np.unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
         f64(ACC_NORM_G, row_norm(acc) / STANDARD_GRAVITY_MPS2),
         pl.Series(
             ZERO_VELOCITY,

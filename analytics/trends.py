@@ -40,6 +40,7 @@ from strideflow.hardware.schema import (
     ATHLETE_ID,
     CADENCE_SPM,
     FOOT,
+    FOOT_PROGRESSION_ANGLE_DEG,
     MAX_PRONATION_VELOCITY_DPS,
     METRICS,
     PRONATION_EXCURSION_DEG,
@@ -74,6 +75,7 @@ KEY_METRICS = (
     CADENCE_SPM,
     STANCE_TIME_S,
     STRIDE_LENGTH_M,
+    FOOT_PROGRESSION_ANGLE_DEG,
 )
 TRENDS_SCHEMA: dict[str, pl.DataType] = {
     ATHLETE_ID: pl.String(),

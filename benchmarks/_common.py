@@ -15,12 +15,15 @@ import platform
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from strideflow.analytics.pipeline import RUNNING_MOUNTING, AnalysisSettings
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
+from strideflow.hardware.mounting import MountingSettings
 
 Row = dict[str, object]
 
@@ -172,3 +175,13 @@ def synthetic_imu(
         gyr += rng.normal(0, 0.3, gyr.shape)
         mag += rng.normal(0, 0.5, mag.shape)
     return {"t": t, "acc_mps2": acc, "gyr_dps": gyr, "mag_ut": mag, "q_true": q}
+
+
+# The simulator mounts each pod askew (2-15 deg about each axis, yaw included) on a walker whose
+# shoe points where it walks: there the walking direction is the shoe axis, while the product's
+# default heading assumes a pod square on the shoe (hardware.shoe_axis) and would snap to the
+# nearest device axis, up to 15 deg off. Simulated sessions are analysed with the walking heading.
+SIMULATOR_ANALYSIS = AnalysisSettings(
+    mounting=MountingSettings(heading="walking"),
+    mounting_fallback=replace(RUNNING_MOUNTING, heading="walking"),
+)

@@ -1,9 +1,11 @@
 """Accuracy of the whole analysis against simulator truth: stride detection, event timing, metrics.
 
-Each simulated athlete walks one session and runs another (noise, gyro bias, mounting rotation,
-ADC and range clipping on; straight bouts with turns). The samples go through the same pipeline
-as a recording (`analytics.pipeline.analyze_samples`, mounting estimated from the data); detected
-strides are matched one-to-one to the true strides by toe-off time within 60 ms
+Each simulated athlete walks one session and runs another with the simulator's defaults (noise,
+gyro bias, gyro gain and cross-axis errors of 1 % and 0.5 deg, impact rocking that reaches the gyro,
+push-off about an oblique MTP axis, toe-out drawn 0-20 deg per athlete, mounting rotation, ADC and
+range clipping; straight bouts with turns). The samples go through the same pipeline as a recording
+(`analytics.pipeline.analyze_samples`, mounting estimated from the data); detected strides are
+matched one-to-one to the true strides by toe-off time within 60 ms
 (`analytics.evaluation.match_strides`), and each metric is compared over the matched pairs where
 both the detected and the true stride are valid.
 
@@ -11,17 +13,28 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
 - `stride.recall_pct`, `stride.precision_pct` (valid detected vs valid true strides);
 - `<event>.median_abs_ms`, `<event>.p95_abs_ms` for ic_t, foot_flat_t, heel_off_t, toe_off_t;
 - per numeric metric: `.mae`, `.p95_abs`, `.bias` (mean signed error, detected - truth), and
-  `.mape_pct` where the metric is positive by definition;
+  `.mape_pct` where the metric is positive by definition; `foot_progression_angle_deg.mae` is the
+  toe-out against the truth's, which is about the shoe's axis (the analysis frame's x is the
+  walking direction unless the mounting is known, so it reads ~0 there);
 - `stride_length_m.walk.mape_pct`, `stride_length_m.run.mape_pct`;
 - `strike_type.accuracy_pct`, `toe_off_pronation_sign.accuracy_pct` (all strides) and
   `toe_off_pronation_sign.clear_accuracy_pct` (strides whose true value is at least 2 deg from 0,
   `.clear_share_pct` of them);
 - `athletes`, `strides.matched` (how much data the figures rest on);
 - `true_mounting.*`: the same rows (without bias) when the simulator's known mounting rotation is
-  undone instead of estimated, which shows how much of each error the mounting estimate causes;
-- `gyr_gain.*`: the same rows (with bias) when the pods' gyros also have the gain errors of an
-  uncalibrated MEMS part (`GAIN_PROFILE`: 1 % sensitivity and 0.5 deg cross-axis, 1 sigma), which
-  the default simulated pod does not have and the pipeline does not estimate;
+  undone instead of estimated, i.e. the analysis runs in the shoe frame; shows how much of each
+  error the mounting estimate (and its heading, the walking direction) causes;
+- `toe_out.*`: the same rows (with bias) with every athlete toed out `TOE_OUT_SCENARIO_DEG` on
+  both feet;
+- `no_toe_out.*`: the same rows (with bias) with the shoes along the walking direction (toe-out 0,
+  everything else on), which isolates the gyro gain errors, impact rocking and oblique push-off.
+- `square_mount.*`: the same rows (with bias) for the athletes' own toe-out with the pods mounted
+  square on the shoe as real pods are (`square_mounting`: rolled 5-20 deg by the slope of the upper,
+  pitched up to 5 deg, turned at most 1 deg), analysed with the product's defaults: the shoe axis
+  from the pod's own axis (`hardware.shoe_axis`), the path the real recordings take. The other
+  scenarios keep the simulator's askew pods (2-15 deg about every axis, yaw included), whose shoe
+  axis walking data cannot reveal; they are analysed with the walking-direction heading
+  (`SIMULATOR_ANALYSIS`).
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
@@ -46,7 +59,7 @@ import polars as pl
 
 from strideflow.analytics.evaluation import match_strides
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
-from strideflow.benchmarks._common import Row, parallel_map, row
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.hardware import schema as S
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
 
@@ -84,11 +97,20 @@ UNITS = {
     S.HEEL_OFF_RATIO: "1",
     S.IMPACT_G: "g",
     S.DUTY_FACTOR: "1",
+    S.FOOT_PROGRESSION_ANGLE_DEG: "deg",
 }
 ACTIVITY = "activity"
-GAIN_PROFILE = replace(
-    DEFAULT_PROFILE, name="uncalibrated-gyro", gyr_scale_error=0.01, gyr_misalignment_deg=0.5
-)
+TOE_OUT_SCENARIO_DEG = 15.0  # the toe_out scenario: both feet, every athlete (imu_sample.csv: 14-16)
+
+
+def square_mounting(rng: np.random.Generator, foot: str):
+    """foot -> device rotation of a pod sitting square on the shoe's lateral upper: rolled 5-20 deg
+    (the upper's slope, outward on each foot), pitched within +-5 deg, turned within +-1 deg."""
+    from scipy.spatial.transform import Rotation
+
+    roll = rng.uniform(5.0, 20.0) * (1.0 if foot == "left" else -1.0)
+    return Rotation.from_euler("XYZ", [roll, rng.uniform(-5.0, 5.0), rng.uniform(-1.0, 1.0)], degrees=True)
+
 
 DELAY_PROFILE = replace(DEFAULT_PROFILE, name="gyro-delay-5ms", gyr_delay_s=0.005)
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -99,27 +121,39 @@ def simulate_and_analyze(
     athlete: int,
     activity: str,
     duration_s: float,
-    settings: AnalysisSettings = AnalysisSettings(),
+    settings: AnalysisSettings = SIMULATOR_ANALYSIS,
     true_mounting: bool = False,
     profile: DeviceProfile = DEFAULT_PROFILE,
+    toe_out_deg: float | None = None,
+    square_mount: bool = False,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
     `true_mounting`: undo the simulator's known mounting instead of estimating it (a diagnostic
     that separates the mounting estimate's share of the error from the rest of the pipeline).
+    `toe_out_deg`: both feet toe out this much (deg); None: the athlete's own drawn toe-out.
+    `square_mount`: pods square on the shoe (`square_mounting`) analysed with the product defaults.
     """
     from strideflow.hardware.mounting import apply_mounting
     from strideflow.hardware.simulator import SimulationSettings, Simulator
 
+    seed = (athlete, 1 if activity == "walk" else 2)
+    mounts = None
+    if square_mount:
+        rng = np.random.default_rng((*seed, 15))
+        mounts = {foot: square_mounting(rng, foot) for foot in S.FEET}
+        settings = AnalysisSettings()
     sim = Simulator(
         SimulationSettings(
             activity=activity,
             duration_s=duration_s,
-            seed=(athlete, 1 if activity == "walk" else 2),
+            seed=seed,
             athlete_id=f"A{athlete:03d}",
             session_id=f"{activity}",
             keep_orientation=False,
             profile=profile,
+            toe_out_deg=toe_out_deg,
+            mounting_rotations=mounts,
         )
     ).simulate()
     samples = sim.samples_
@@ -224,9 +258,17 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     return rows
 
 
-def _one(args: tuple[int, str, float, bool, DeviceProfile]) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile = args
-    return simulate_and_analyze(athlete, activity, duration_s, true_mounting=true_mounting, profile=profile)
+def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool]) -> pl.DataFrame:
+    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square = args
+    return simulate_and_analyze(
+        athlete,
+        activity,
+        duration_s,
+        true_mounting=true_mounting,
+        profile=profile,
+        toe_out_deg=toe_out_deg,
+        square_mount=square,
+    )
 
 
 def collect_pairs(
@@ -235,10 +277,14 @@ def collect_pairs(
     workers: int | None = None,
     true_mounting: bool = False,
     profile: DeviceProfile = DEFAULT_PROFILE,
+    toe_out_deg: float | None = None,
+    square_mount: bool = False,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
-        (a, act, duration_s, true_mounting, profile) for a in range(1, n_athletes + 1) for act in ACTIVITIES
+        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount)
+        for a in range(1, n_athletes + 1)
+        for act in ACTIVITIES
     ]
     parts = parallel_map(_one, jobs, workers)
     return pl.concat(parts, how="diagonal_relaxed")
@@ -256,9 +302,12 @@ def run(quick: bool = False) -> list[Row]:
     rows += [
         {**r, "name": f"true_mounting.{r['name']}"} for r in diagnostic if not r["name"].endswith(".bias")
     ]
-    # Diagnostic: the same sessions from pods whose gyros have uncalibrated gain errors.
-    gained = summarize(collect_pairs(n_athletes, duration_s, profile=GAIN_PROFILE))
-    rows += [{**r, "name": f"gyr_gain.{r['name']}"} for r in gained]
+    # Scenarios: every athlete toed out the same on both feet, and no toe-out at all.
+    for prefix, toe_out in (("toe_out", TOE_OUT_SCENARIO_DEG), ("no_toe_out", 0.0)):
+        scenario = summarize(collect_pairs(n_athletes, duration_s, toe_out_deg=toe_out))
+        rows += [{**r, "name": f"{prefix}.{r['name']}"} for r in scenario]
+    square = summarize(collect_pairs(n_athletes, duration_s, square_mount=True))
+    rows += [{**r, "name": f"square_mount.{r['name']}"} for r in square]
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]

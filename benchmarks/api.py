@@ -45,6 +45,7 @@ from strideflow.hardware.schema import (
     DUTY_FACTOR,
     FOOT,
     FOOT_FLAT_T,
+    FOOT_PROGRESSION_ANGLE_DEG,
     FOOT_STRIKE_ANGLE_DEG,
     HEEL_OFF_RATIO,
     HEEL_OFF_T,
@@ -75,7 +76,7 @@ from strideflow.hardware.schema import (
 )
 
 TEAM = "bench-team"
-STORE_VERSION = 1  # bump when the generated rows change
+STORE_VERSION = 2  # bump when the generated rows change (2: foot_progression_angle_deg)
 CONCURRENCY = 8
 FIRST_DATE = dt.date(2026, 1, 5)
 MEAN_STRIDE_S = 0.75  # s, a steady run
@@ -162,6 +163,7 @@ def synthetic_strides(athlete: str, session: str, n: int, rng: np.random.Generat
                     HEEL_OFF_RATIO: heel_off_ratio,
                     IMPACT_G: rng.normal(9.0, 1.5, per_foot),
                     DUTY_FACTOR: duty,
+                    FOOT_PROGRESSION_ANGLE_DEG: rng.normal(7.0, 5.0, per_foot),
                     VALID: valid,
                 }
             )

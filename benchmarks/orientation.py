@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
-from strideflow.benchmarks._common import Row, parallel_map, row
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.mahony import Mahony
 from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings, MahonySettings
@@ -56,6 +56,10 @@ from strideflow.hardware.frames import roll_pitch_deg
 from strideflow.hardware.mounting import apply_mounting
 
 SCENARIOS = ("walk", "run", "run_10g")
+# The shoes point along the walking direction here (no toe-out): the pipeline's mounting heading is
+# the walking direction, and roll about it is not roll about a toed-out shoe's axis. Toe-out is
+# measured by `bench accuracy` (its `toe_out.*` rows and the drawn 0-20 deg of its default).
+TOE_OUT_DEG = 0.0
 SCENARIO_ACTIVITY = {"walk": "walk", "run": "run", "run_10g": "run"}
 SCENARIO_SEED = {"walk": 1, "run": 2, "run_10g": 2}  # run_10g: the same runners as run
 # run_10g: continuous impact peak (g) and ringing frequency (Hz) drawn per runner. At 200 Hz a
@@ -117,7 +121,7 @@ class OrientationAccuracySettings:
     duration_s: float = 60.0
     scenarios: tuple[str, ...] = SCENARIOS
     configs: tuple[OrientationConfig, ...] = CONFIGS
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    analysis: AnalysisSettings = field(default_factory=lambda: SIMULATOR_ANALYSIS)
     true_mounting: bool = True
     workers: int | None = None
 
@@ -130,7 +134,12 @@ def simulate(athlete: int, scenario: str, duration_s: float):
     activity = SCENARIO_ACTIVITY[scenario]
     seed = (athlete, SCENARIO_SEED[scenario], 7)
     settings = SimulationSettings(
-        activity=activity, duration_s=duration_s, seed=seed, athlete_id=f"A{athlete:03d}", session_id=scenario
+        activity=activity,
+        duration_s=duration_s,
+        seed=seed,
+        athlete_id=f"A{athlete:03d}",
+        session_id=scenario,
+        toe_out_deg=TOE_OUT_DEG,
     )
     if scenario == "run_10g":
         # Same draw as the simulator makes from the seed, then only the impact raised.
@@ -188,7 +197,7 @@ def measured_impacts_g(samples: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFra
 def stride_errors(
     sim,
     configs: Sequence[OrientationConfig],
-    analysis: AnalysisSettings = AnalysisSettings(),
+    analysis: AnalysisSettings = SIMULATOR_ANALYSIS,
     true_mounting: bool = False,
 ) -> pl.DataFrame:
     """Per foot, stride and configuration: squared-error sums, counts and worst errors of roll and pitch.

@@ -46,6 +46,14 @@ def roll_pitch_deg(q_wxyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return roll, pitch
 
 
+def heading_deg(q_wxyz: np.ndarray) -> np.ndarray:
+    """Heading of the foot x axis in the world (its horizontal direction from world x toward y), deg
+    in (-180, 180]: the ZYX yaw atan2(R10, R00), defined while the foot is not pitched to +-90 deg."""
+    q = np.asarray(q_wxyz, dtype=float)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    return np.degrees(np.arctan2(2.0 * (x * y + w * z), 1.0 - 2.0 * (y * y + z * z)))
+
+
 def pronation_sign(foot: str) -> float:
     """+1 for the left foot, -1 for the right: eversion is positive on both feet."""
     if foot == "left":

@@ -11,27 +11,30 @@ stands flat. The rotation is estimated from one foot's own recording:
 3. forward motion: between two still periods the foot is dead-reckoned (gyro strapdown from the
    still orientation, linear velocity drift removed so the foot is at rest at both ends); the
    strides' horizontal displacements point forward. Their majority fixes the sign of y (and so
-   x = y cross z), and by default their median direction fixes the heading of x exactly
-   (`heading="walking"`), because a foot that toes out during swing tilts the swing axis by 5 to
-   14 deg (seen on the simulator) while the walking direction is where the foot points at
-   foot-flat. Walking backwards would flip x; that is not supported.
+   x = y cross z), and their median direction is the walking direction at foot-flat. Walking
+   backwards would flip x; that is not supported.
+4. the heading of x, the shoe's long axis (`hardware.shoe_axis`, `heading`): by default from
+   a toe-tap calibration at the start of the recording if there is one, else the device's own
+   axis nearest the walking direction when the pod sits square on the shoe, else the walking
+   direction, with an uncertainty in degrees (`shoe_axis_.uncertainty_deg_`).
 
-Every step uses vector norms and geometric constructions only, so the estimate is equivariant:
-rotating the input by Q rotates the estimate by Q (up to floating point).
+Steps 1-3 use vector norms and geometric constructions only, so with `heading="walking"` or
+"swing_axis" the estimate is equivariant: rotating the input by Q rotates the estimate by Q (up
+to floating point). The square-mount heading is deliberately not: it looks at the device's axes.
 
 What the data can and cannot tell: z is the foot-flat "up" (on the gaitmap recordings, whose
 given frame is already the foot frame, the foot-flat gravity is rolled by about 15 deg: the pods
-sit on the sloped lateral shoe upper). x is the walking direction at foot-flat, not the shoe's
-long axis as such: a foot placed toed-out puts the shoe axis a few to ~20 deg to the outside of
-it (14 and 16 deg on imu_sample.csv, outward on both feet; the swing axis agrees with the walking
-direction there within 4 deg, `quality_.forward_offset_deg`). A device profile with a fixed
-`mounting_wxyz` is the way to impose a known shoe axis instead.
+sit on the sloped lateral shoe upper). The walking direction is not the shoe's long axis: a foot
+placed toed-out puts the shoe axis a few to ~20 deg to the outside of it (12.0 and 14.7 deg on
+imu_sample.csv, outward on both feet; the swing axis is 5 deg further out still). Walking alone
+does not reveal the shoe axis (`hardware.shoe_axis` lists what was tried); the square-mount
+assumption or a device profile's fixed `mounting_wxyz` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numba
 import numpy as np
@@ -51,6 +54,13 @@ from strideflow.hardware.motion_math import (
 )
 from strideflow.hardware.profiles import DeviceProfile
 from strideflow.hardware.schema import ACC, FOOT, GYR, MAG, STANDARD_GRAVITY_MPS2
+from strideflow.hardware.shoe_axis import (
+    SHOE_AXIS_SOURCES,
+    ShoeAxisEstimator,
+    ShoeAxisSettings,
+    ToeTapCalibration,
+    ToeTapSettings,
+)
 
 __all__ = [
     "AlignmentError",
@@ -97,10 +107,14 @@ class MountingSettings:
         "foot_flat" or "standing".
     max_gravity_outlier_deg: still periods whose gravity direction is further than this from
         the first mean are dropped and the mean taken again.
-    heading: where +x points about z. "walking": the median dead-reckoned stride direction
-        (the walking direction at foot-flat); "swing_axis": orthogonal to the dominant swing
-        rotation axis. They agree within ~5 deg on the real recordings, but a foot that toes out
-        during swing tilts the swing axis (5 to 14 deg on the simulator), hence "walking".
+    heading: where +x points about z, the `source` of `hardware.shoe_axis`: "auto" (default:
+        a toe-tap calibration at the start if there is one, else the device axis nearest the
+        walking direction when the pod sits square on the shoe, else the walking direction),
+        "calibration", "square", "walking" (the median dead-reckoned stride
+        direction at foot-flat: the shoe axis only without toe-out) or "swing_axis"
+        (orthogonal to the dominant swing rotation axis, the leg's rather than the shoe's).
+    shoe_axis: the other settings of the shoe-axis choice (tolerances, uncertainties).
+    toe_taps: how a toe-tap calibration at the start of the recording is recognised.
     weight_gyr_dps, weight_acc_mps2: within the still periods each sample counts for gravity
         (and for the gyro bias) with the weight 1 / (1 + r²)², r² = (|gyr - bias| /
         weight_gyr_dps)² + ((|acc| - g) / weight_acc_mps2)², so the rolling edges of a short
@@ -122,14 +136,16 @@ class MountingSettings:
     max_foot_flat_s: float = 1.5
     gravity_source: str = "auto"
     max_gravity_outlier_deg: float = 20.0
-    heading: str = "walking"
+    heading: str = "auto"
+    shoe_axis: ShoeAxisSettings = field(default_factory=ShoeAxisSettings)
+    toe_taps: ToeTapSettings = field(default_factory=ToeTapSettings)
     weight_gyr_dps: float | None = 20.0
     weight_acc_mps2: float = 1.0
     subtract_gyr_bias: bool = True
 
     def __post_init__(self) -> None:
-        if self.heading not in ("walking", "swing_axis"):
-            raise ValueError(f"heading must be 'walking' or 'swing_axis', got {self.heading!r}")
+        if self.heading not in SHOE_AXIS_SOURCES:
+            raise ValueError(f"heading must be one of {', '.join(SHOE_AXIS_SOURCES)}, got {self.heading!r}")
         if self.gravity_source not in ("auto", "foot_flat", "standing"):
             raise ValueError(
                 f"gravity_source must be 'auto', 'foot_flat' or 'standing', got {self.gravity_source!r}"
@@ -350,7 +366,8 @@ class MountingEstimator:
         as +y; the foot's +y itself when heading="swing_axis"), `gravity_source_` ("foot_flat"
         or "standing"), `still_mask_`, `still_fraction_`, `strides_` ((n, 2) sample bounds of
         the strides used), `stride_displacement_m_` (their dead-reckoned displacement, device
-        frame at each stride's start) and `quality_`.
+        frame at each stride's start), `shoe_axis_` (the `ShoeAxisEstimator` that chose the
+        heading: `source_`, `uncertainty_deg_`, `walking_offset_deg_`) and `quality_`.
         Raises AlignmentError when there is no still period or no walking.
         """
         s = self.settings
@@ -469,11 +486,22 @@ class MountingEstimator:
         # Walking direction of each stride relative to the swing-axis x; the median ignores turns.
         offset = np.arctan2(direction @ y_dev, direction @ x_dev)
         walk_offset = float(np.median(offset))
-        if s.heading == "walking":
-            x_dev, y_dev = (
-                np.cos(walk_offset) * x_dev + np.sin(walk_offset) * y_dev,
-                np.cos(walk_offset) * y_dev - np.sin(walk_offset) * x_dev,
-            )
+        walk_x = np.cos(walk_offset) * x_dev + np.sin(walk_offset) * y_dev
+        # The heading of x: the shoe's long axis (hardware.shoe_axis), not the walking direction.
+        calibration = None
+        if s.heading in ("auto", "calibration"):
+            walks = np.flatnonzero(length >= s.toe_taps.max_displacement_m)
+            first_walk = int(stride_start[walks[0]]) if walks.size else len(acc)
+            calibration = self._toe_taps(acc, gyr, fs, seg_start, seg_stop, seg_mean, z_dev, first_walk)
+        shoe = ShoeAxisEstimator(replace(s.shoe_axis, source=s.heading)).estimate(
+            z_dev, walk_x, x_dev, np.degrees(offset), calibration
+        )
+        self.shoe_axis_ = shoe
+        if shoe.source_ == "walking":
+            x_dev, y_dev = walk_x, np.cos(walk_offset) * y_dev - np.sin(walk_offset) * x_dev
+        elif shoe.source_ != "swing_axis":
+            x_dev = shoe.x_dev_
+            y_dev = np.cross(z_dev, x_dev)
 
         matrix = np.stack((x_dev, y_dev, z_dev))
         self.rotation_ = Rotation.from_matrix(matrix)
@@ -494,6 +522,29 @@ class MountingEstimator:
         return self
 
     # --- helpers -------------------------------------------------------------------------
+    def _toe_taps(
+        self,
+        acc: np.ndarray,
+        gyr: np.ndarray,
+        fs: float,
+        seg_start: np.ndarray,
+        seg_stop: np.ndarray,
+        seg_mean: np.ndarray,
+        up_dev: np.ndarray,
+        first_walk: int,
+    ) -> ToeTapCalibration:
+        """The toe-tap calibration among the motions between still periods before `first_walk`."""
+        s = self.settings
+        a, b = seg_stop[:-1], seg_start[1:]
+        early = a < min(first_walk, s.toe_taps.window_s * fs)
+        a, b = a[early], b[early]
+        disp = _dead_reckon(acc, gyr, self.gyr_bias_dps_, a, b, seg_mean[:-1][early], 1.0 / fs)
+        up = _unit(up_dev)
+        horizontal = np.linalg.norm(disp - np.outer(disp @ up, up), axis=1)
+        return ToeTapCalibration(s.toe_taps).detect(
+            gyr, fs, np.column_stack((a, b)), horizontal, up, first_walk
+        )
+
     def _checked(self, acc_mps2, gyr_dps, sampling_rate_hz) -> tuple[np.ndarray, np.ndarray]:
         acc = np.asarray(acc_mps2, dtype=float)
         gyr = np.asarray(gyr_dps, dtype=float)

@@ -22,9 +22,11 @@ class DeviceProfile:
     acc_noise_density_mps2: float = 0.02  # white noise, m/s² per sample (RMS)
     gyr_noise_dps: float = 0.15  # white noise, deg/s per sample (RMS)
     gyr_bias_dps: float = 1.0  # typical turn-on bias magnitude, deg/s (1 sigma per axis)
-    # Gyro gain errors of an uncalibrated MEMS part (the simulator draws them per session; 0 = none):
-    gyr_scale_error: float = 0.0  # sensitivity error per axis, fraction (1 sigma; ~0.01 typical)
-    gyr_misalignment_deg: float = 0.0  # cross-axis sensitivity per axis pair, deg (1 sigma; ~0.5)
+    # Gyro gain errors of an uncalibrated MEMS part (the simulator draws them per device and session;
+    # 0 = none). On by default at the level of a factory-trimmed consumer MEMS gyro (data sheets give
+    # about +-1 % sensitivity tolerance and ~1 % cross-axis sensitivity, ~0.6 deg; issue 15):
+    gyr_scale_error: float = 0.01  # sensitivity error per axis, fraction (1 sigma)
+    gyr_misalignment_deg: float = 0.5  # cross-axis sensitivity per axis pair, deg (1 sigma)
     # The gyro's samples lag the accelerometer's by this (s): the two channels go through different
     # filters. 0 = in step; about 5 ms on the LORD 3DM-GX5-25 of the footprint walks (issue 17).
     gyr_delay_s: float = 0.0

@@ -78,6 +78,9 @@ PUSH_OFF_RATE_DPS = "push_off_rate_dps"
 HEEL_OFF_RATIO = "heel_off_ratio"
 IMPACT_G = "impact_g"
 DUTY_FACTOR = "duty_factor"
+# Toe-out: horizontal angle from the direction of progression (this foot-flat -> next foot-flat)
+# to the shoe's x axis at foot-flat, deg, positive outward on both feet (DESIGN.md).
+FOOT_PROGRESSION_ANGLE_DEG = "foot_progression_angle_deg"
 VALID = "valid"
 REASON = "reason"
 
@@ -99,6 +102,7 @@ METRICS = (
     HEEL_OFF_RATIO,
     IMPACT_G,
     DUTY_FACTOR,
+    FOOT_PROGRESSION_ANGLE_DEG,
 )
 
 STRIDES_SCHEMA: dict[str, pl.DataType] = {
@@ -114,7 +118,16 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 # Metrics of a stride known at its toe-off (the stance: IC to toe-off); the others need the next IC.
-NEEDS_NEXT_IC = (NEXT_IC_T, STRIDE_TIME_S, SWING_TIME_S, CADENCE_SPM, STRIDE_LENGTH_M, SPEED_MPS, DUTY_FACTOR)
+NEEDS_NEXT_IC = (
+    NEXT_IC_T,
+    STRIDE_TIME_S,
+    SWING_TIME_S,
+    CADENCE_SPM,
+    STRIDE_LENGTH_M,
+    SPEED_MPS,
+    DUTY_FACTOR,
+    FOOT_PROGRESSION_ANGLE_DEG,
+)
 STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
 
 # A live stride's provisional row at its toe-off (`analytics.live_analyzer`): the strides columns that do
@@ -127,6 +140,13 @@ STANCE_SCHEMA: dict[str, pl.DataType] = {
 STRIKE_REARFOOT_ABOVE_DEG = 8.0  # foot-strike angle > 8 deg: rearfoot
 STRIKE_FOREFOOT_BELOW_DEG = -1.6  # < -1.6 deg: forefoot; in between: midfoot
 STRIKE_TYPES = ("rearfoot", "midfoot", "forefoot")
+# Heading uncertainty (1 sigma, deg) of the mounting's shoe axis (hardware.shoe_axis): an extra strides
+# column (the same value on every stride of a foot's recording; null when the frame was given) and a
+# sessions column (its largest value over the session's recordings of that foot).
+MOUNTING_UNCERTAINTY_DEG = "mounting_uncertainty_deg"
+# Extra strides column (bool, null when unknown): max pronation sits at the end of its window
+# (IC + PRONATION_WINDOW_STANCE_FRACTION of stance), so pronation_excursion_deg is a lower bound.
+PRONATION_EXCURSION_CENSORED = "pronation_excursion_censored"
 PRONATION_WINDOW_STANCE_FRACTION = 0.60  # max pronation searched in [IC, IC + 60 % of stance]
 IMPACT_WINDOW_S = 0.050  # impact_g: peak |acc| within 50 ms after IC
 STRIKE_LOOKBACK_S = 0.010  # "pitch just before IC": 10 ms before IC (the impact corrupts IC itself)
@@ -168,6 +188,8 @@ PITCH_DEG = "pitch_deg"  # toes up positive, deg
 PRONATION_DEG = "pronation_deg"  # eversion positive on both feet, deg
 PITCH_RATE_DPS = "pitch_rate_dps"  # d(pitch)/dt, deg/s (negative = plantarflexing)
 PRONATION_RATE_DPS = "pronation_rate_dps"  # d(pronation)/dt, deg/s
+# heading of the foot x axis (shoe axis) in the world, atan2(R10, R00), unwrapped over the foot, deg
+HEADING_DEG = "heading_deg"
 ACC_NORM_G = "acc_norm_g"  # |specific force| in g
 ZERO_VELOCITY = "zero_velocity"  # bool: foot still (zero-velocity / foot-flat sample)
 VEL = ("vel_x_mps", "vel_y_mps", "vel_z_mps")  # world frame, zero-velocity aided
@@ -182,6 +204,7 @@ SIGNALS_SCHEMA: dict[str, pl.DataType] = {
     PRONATION_DEG: pl.Float64(),
     PITCH_RATE_DPS: pl.Float64(),
     PRONATION_RATE_DPS: pl.Float64(),
+    HEADING_DEG: pl.Float64(),
     ACC_NORM_G: pl.Float64(),
     ZERO_VELOCITY: pl.Boolean(),
     **{c: pl.Float64() for c in VEL},

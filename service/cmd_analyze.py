@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
@@ -15,6 +17,8 @@ from strideflow.analytics.flags import FLAG, METRIC, NOTE, THRESHOLD, VALUE
 from strideflow.analytics.pipeline import AnalysisSettings, summarize_strides
 from strideflow.analytics.session_analysis import RecordingFile, analyze_session
 from strideflow.analytics.sessions import symmetry_text
+from strideflow.analytics.settings import RUNNING_MOUNTING
+from strideflow.hardware.mounting import MountingSettings
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     CADENCE_SPM,
@@ -22,6 +26,7 @@ from strideflow.hardware.schema import (
     IC_T,
     KEYS,
     MAX_PRONATION_VELOCITY_DPS,
+    MOUNTING_UNCERTAINTY_DEG,
     PRONATION_EXCURSION_DEG,
     PUSH_OFF_RATE_DPS,
     SESSION_ID,
@@ -54,6 +59,14 @@ SUMMARY_ROWS = (
     (TOE_OFF_PRONATION_DEG, "toe-off pronation", "deg", 1.0, 1),
     (PUSH_OFF_RATE_DPS, "push-off rate", "deg/s", 1.0, 0),
 )
+
+
+class ShoeAxis(StrEnum):
+    auto = "auto"
+    calibration = "calibration"
+    square = "square"
+    walking = "walking"
+    swing_axis = "swing_axis"
 
 
 def _cell(row: dict | None, metric: str, scale: float, decimals: int) -> str:
@@ -107,6 +120,12 @@ def print_summary(
                 _cell(rows.get("right"), metric, scale, decimals),
                 symmetry_text(any_row, metric),
             )
+        # the mounting's heading uncertainty (1 sigma); "given": the file's frame was trusted
+        shoe_axis = []
+        for f in ("left", "right"):
+            u = rows.get(f, {}).get(MOUNTING_UNCERTAINTY_DEG)
+            shoe_axis.append("-" if f not in rows else "given" if u is None else f"± {u:.1f}")
+        table.add_row("shoe axis", "deg", *shoe_axis, "")
         console.print(table)
         mine = flags.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
         if mine.height == 0:
@@ -156,10 +175,25 @@ def analyze(
         "--align/--no-align",
         help="Estimate each sensor's mounting from the data, or trust the file's frame.",
     ),
+    shoe_axis: ShoeAxis = typer.Option(
+        ShoeAxis.auto,
+        "--shoe-axis",
+        help=(
+            "Where the foot frame's x (the shoe's long axis) comes from when aligning: auto (a toe-tap "
+            "calibration at the start, else the pod's own axis nearest the walking direction if it "
+            "sits square on the shoe, else the walking direction), calibration, square, walking, "
+            "swing_axis. See docs/frames.md."
+        ),
+    ),
 ) -> None:
     """Detect strides and compute pronation and toe-off metrics per stride and per session."""
     console = Console()
-    settings = AnalysisSettings(align_mounting=align)
+    heading = shoe_axis.value
+    settings = AnalysisSettings(
+        align_mounting=align,
+        mounting=MountingSettings(heading=heading),
+        mounting_fallback=replace(RUNNING_MOUNTING, heading=heading),
+    )
     recordings = [
         RecordingFile(
             str(path),

@@ -26,6 +26,12 @@ def simulate(
     activity: str = typer.Option("walk", "--activity", help="walk, run or mixed."),
     rate: float = typer.Option(200.0, "--rate", help="Sampling rate, Hz."),
     sessions: int = typer.Option(1, "--sessions", help="Sessions per athlete, spread over weeks.", min=1),
+    toe_out: float | None = typer.Option(
+        None,
+        "--toe-out",
+        help="Toe-out (foot progression angle) of every foot, deg, + outward; default: each "
+        "athlete's own, drawn 0-20 deg. 0 puts the shoes along the walking direction.",
+    ),
 ) -> None:
     """Simulate shoe IMUs on both feet and write a recorded dataset with its truth.
 
@@ -36,6 +42,8 @@ def simulate(
         raise SimulateError(f"--activity must be walk, run or mixed, got {activity!r}")
     if minutes <= 0 or rate <= 0:
         raise SimulateError(f"--minutes and --rate must be positive, got {minutes} and {rate}")
+    if toe_out is not None and not -30.0 <= toe_out <= 45.0:
+        raise SimulateError(f"--toe-out must be within -30 and 45 deg, got {toe_out}")
     if out.exists() and not out.is_dir():
         raise SimulateError(f"--out {out} exists and is not a directory")
     console = Console(stderr=True)
@@ -56,6 +64,7 @@ def simulate(
             activity=activity,
             sampling_rate_hz=rate,
             sessions=sessions,
+            toe_out_deg=toe_out,
             progress=lambda name: bar.update(task, advance=1, description=name),
         )
     typer.echo(f"wrote {athletes * sessions * 2} files, {manifest}")

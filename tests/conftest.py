@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from strideflow.analytics.pipeline import analyze_samples
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def live_simulated():
                 )
             ).simulate()
             fs = sim.settings.sampling_rate_hz
-            out.append((sim.samples_, fs, analyze_samples(sim.samples_, fs)))
+            out.append((sim.samples_, fs, analyze_samples(sim.samples_, fs, SIMULATOR_ANALYSIS)))
     return out
 
 

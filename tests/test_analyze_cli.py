@@ -30,7 +30,9 @@ def test_analyze_real_recording_writes_tables_and_prints_summary(real_data, tmp_
     assert p.returncode == 0, p.stderr
     strides = pl.read_parquet(out / "strides.parquet")
     sessions = pl.read_parquet(out / "sessions.parquet")
-    assert strides.schema == pl.Schema(S.STRIDES_SCHEMA)
+    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty)
+    extra = {S.PRONATION_EXCURSION_CENSORED: pl.Boolean(), S.MOUNTING_UNCERTAINTY_DEG: pl.Float64()}
+    assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, **extra})
     assert set(strides[S.FOOT]) == {"left", "right"}
     assert sessions.height == 2 and S.session_median(S.PRONATION_EXCURSION_DEG) in sessions.columns
     # The printed summary names the metrics of the issue, per foot, with symmetry.

@@ -19,6 +19,7 @@ import pytest
 
 from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.fusion.live import zero_velocity_margin_samples
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown
@@ -125,10 +126,14 @@ def _warmup_check(batch: pl.DataFrame, live: pl.DataFrame, min_matched: float) -
 
 
 def test_warmup_estimates_stay_within_documented_tolerance(live_simulated):
+    # Since the issue-15 simulator (push-off about the oblique MTP axis, gyro gain errors, impact
+    # rocking, toe-out) the warm-up mounting moves the events of a few strides: 88-100 % of each
+    # foot's strides keep identical events (was 100 %); the rest are compared in the events tests.
     for samples, fs, result in live_simulated:
         for foot in S.FEET:
-            live = stream(samples, foot, fs, LiveSettings())
-            _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=1.0)
+            # the batch result used the walking heading (the simulator's askew pods): so does live
+            live = stream(samples, foot, fs, LiveSettings(analysis=SIMULATOR_ANALYSIS))
+            _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=0.85)
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,12 @@ EVENTS = (S.FOOT_FLAT_T, S.HEEL_OFF_T, S.TOE_OFF_T)  # rows are paired by ic_t
 # pronation, 0.08 deg toe-off angle, 0.37 deg/s push-off, <= 0.02 for the rest on 569 strides).
 SIM_TOLERANCE = {
     **STANCE_TOLERANCE,
-    S.TOE_OFF_PRONATION_DEG: 1.0,
-    S.TOE_OFF_ANGLE_DEG: 0.2,
-    S.PUSH_OFF_RATE_DPS: 1.0,
+    S.TOE_OFF_PRONATION_DEG: 1.5,  # 1.0 before issue 15 (gain errors, see below): measured 1.42
+    # 0.2 before issue 15: the simulated gyros now have gain errors (1 %, 0.5 deg) by default, so the
+    # tilt error per stride, which only the final row spreads back, grows; measured 0.50 deg and
+    # 1.76 deg/s (push-off rate, was 1.0)
+    S.TOE_OFF_ANGLE_DEG: 0.6,
+    S.PUSH_OFF_RATE_DPS: 2.0,
     S.FOOT_STRIKE_ANGLE_DEG: 0.05,
     S.PRONATION_EXCURSION_DEG: 0.05,
     S.TIME_TO_MAX_PRONATION_S: 1e-9,
@@ -49,15 +52,28 @@ def paired(live: LiveStrideAnalyzer) -> tuple[pl.DataFrame, pl.DataFrame]:
     return both, same
 
 
-def check_stances(live: LiveStrideAnalyzer, block: int, max_cross_s: float, tolerance: dict) -> tuple:
-    """Assert the claims of the module docstring for one stream; (strides, strides with equal events)."""
+def check_stances(
+    live: LiveStrideAnalyzer, block: int, max_cross_s: float, tolerance: dict, peak_before_flat: bool = False
+) -> tuple:
+    """Assert the claims of the module docstring for one stream; (strides, strides with equal events).
+
+    peak_before_flat: compare time_to_max_pronation_s only where both rows find it before
+    foot-flat (see below)."""
     both, same = paired(live)
     assert both.height > 10
     assert both[f"{S.VALID}_st"].fill_null(False).all(), "a valid stride without a valid stance row"
     # out before the stride itself (emission = newest sample seen then)
     assert (both["emitted_t_st"] < both["emitted_t"]).all()
     for metric, limit in tolerance.items():
-        worst = float((same[metric] - same[f"{metric}_st"]).abs().max())
+        rows = same
+        if metric == S.TIME_TO_MAX_PRONATION_S and peak_before_flat:
+            # Where the foot-flat roll is within a few tenths of a degree of the loading peak, the
+            # window's maximum can sit on the flat foot in one row and at the peak in the other (the
+            # rows level the tilt differently; more so since the simulated gyros have gain errors,
+            # issue 15): compare the time only where both rows find the peak before foot-flat.
+            loading = same[S.FOOT_FLAT_T] - same[S.IC_T]
+            rows = same.filter((pl.col(metric) < loading) & (pl.col(f"{metric}_st") < loading))
+        worst = float((rows[metric] - rows[f"{metric}_st"]).abs().max())
         assert worst <= limit, (metric, worst)
     lat = live.stance_emissions_["toe_off_latency_samples"].to_numpy()
     assert lat.max() <= max_cross_s * live.sampling_rate_hz + block, lat.max()
@@ -69,7 +85,9 @@ def test_stance_rows_come_first_and_match_the_strides(live_simulated):
     for samples, fs, result in live_simulated:
         for foot in S.FEET:
             live = stream(samples, foot, fs, batch_settings_for(samples, foot, fs, result), block=20)
-            counts += check_stances(live, block=20, max_cross_s=0.1, tolerance=SIM_TOLERANCE)
+            counts += check_stances(
+                live, block=20, max_cross_s=0.1, tolerance=SIM_TOLERANCE, peak_before_flat=True
+            )
             assert S.STRIDE_INDEX not in live.stances_.columns
             assert dict(live.stances_.schema) == S.STANCE_SCHEMA
     assert counts[1] >= 0.97 * counts[0], counts

@@ -36,6 +36,12 @@ STRIDE_S = 1.0
 FIRST_IC_S = 0.5
 
 
+# The piecewise-linear curves below have box-shaped rates whose peak is the ramp's slope only
+# without the low-pass of max pronation velocity (MetricSettings.pronation_velocity_cutoff_hz);
+# the known-answer tests of the raw definition use the raw rate, test_bandwidth_* the filtered one.
+RAW_RATE = MetricSettings(pronation_velocity_cutoff_hz=None)
+
+
 def synthetic(
     n_strides: int = 6,
     rate_hz: float = 200.0,
@@ -89,6 +95,7 @@ def synthetic(
             S.PRONATION_DEG: pron,
             S.PITCH_RATE_DPS: np.gradient(pitch, t),
             S.PRONATION_RATE_DPS: np.gradient(pron, t),
+            S.HEADING_DEG: 0.0,  # the shoe points along the progression (+x): toe-out 0
             S.ACC_NORM_G: acc_norm,
             S.ZERO_VELOCITY: still,
             S.VEL[0]: np.gradient(x, t),
@@ -120,9 +127,10 @@ def synthetic(
 
 def test_known_answers_every_metric():
     signals, events = synthetic()
-    strides = compute_strides(events, signals)
-    assert list(strides.columns) == list(S.STRIDES_SCHEMA)
-    assert strides.schema == pl.Schema(S.STRIDES_SCHEMA)
+    strides = compute_strides(events, signals, RAW_RATE)
+    # the contract's columns in order, then the extra censoring flag
+    assert list(strides.columns) == [*S.STRIDES_SCHEMA, S.PRONATION_EXCURSION_CENSORED]
+    assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, S.PRONATION_EXCURSION_CENSORED: pl.Boolean()})
     n = strides.height
     expected = {
         S.STRIDE_TIME_S: 1.0,
@@ -152,7 +160,7 @@ def test_known_answers_every_metric():
 @pytest.mark.parametrize("rate_hz", [100.0, 204.8, 500.0])
 def test_known_answers_hold_at_any_rate(rate_hz):
     signals, events = synthetic(rate_hz=rate_hz, excursion_deg=12.0, pronation_slope_dps=300.0)
-    strides = compute_strides(events, signals)
+    strides = compute_strides(events, signals, RAW_RATE)
     dt = 1.0 / rate_hz
     # Angles at event times are interpolated between samples: exact on straight pieces, off by at
     # most (change of slope) * dt / 4 where an event falls between samples astride a kink.
@@ -359,7 +367,7 @@ def test_build_signals_known_roll_and_both_rate_methods_agree():
 def _two_feet(n=12, left_excursion=30.0, right_excursion=20.0, **kw):
     ls, le = synthetic(n_strides=n, foot="left", excursion_deg=left_excursion, **kw)
     rs, re = synthetic(n_strides=n, foot="right", excursion_deg=right_excursion, **kw)
-    return compute_strides(pl.concat([le, re]), pl.concat([ls, rs]))
+    return compute_strides(pl.concat([le, re]), pl.concat([ls, rs]), RAW_RATE)
 
 
 def test_sessions_median_iqr_count_and_symmetry_sign():
@@ -455,3 +463,52 @@ def test_pronation_rate_is_null_near_gimbal_lock_instead_of_exploding():
     flat = sig.filter(pl.col(S.PITCH_DEG).abs() <= 80.0)
     assert flat[S.PRONATION_RATE_DPS].null_count() == 0
     assert flat[S.PRONATION_RATE_DPS].abs().max() < 10.0 + 80.0 * 5.7  # |tan 80 deg| bounds it
+
+
+# --- censoring and bandwidth of the pronation metrics (issue 15 item 7) --------------------------
+def test_excursion_is_censored_when_max_pronation_sits_at_the_window_end():
+    signals, events = synthetic(excursion_deg=30.0, pronation_slope_dps=200.0)  # top at IC + 0.15 s
+    whole = compute_strides(events, signals)
+    assert not whole[S.PRONATION_EXCURSION_CENSORED].any()
+    # a window of 20 % of the 0.6 s stance ends at IC + 0.12 s, while pronation still rises
+    short = compute_strides(events, signals, MetricSettings(pronation_window_stance_fraction=0.2))
+    assert short[S.PRONATION_EXCURSION_CENSORED].all()
+    # the definition is kept: the excursion is the (lower-bound) value at the window end
+    assert np.allclose(short[S.PRONATION_EXCURSION_DEG], 0.12 * 200.0, atol=200.0 / 200.0)
+
+
+def _smooth_pronation_with_impact(rate_hz: float, spike_dps: float, ring_hz: float = 100.0):
+    """Signals whose pronation rises as a half cosine (10 deg in 0.12 s: peak rate 10 pi / 0.24 =
+    130.9 deg/s at IC + 60 ms), with an impact ring of `spike_dps` at `ring_hz` in the rate,
+    decaying in 4 ms, from IC (the real walks show the transient as a one- or two-sample swing of
+    alternating sign at 204.8 Hz, up to 1.5 x the foot slap's own peak)."""
+    signals, events = synthetic(rate_hz=rate_hz)
+    t = signals[S.T].to_numpy()
+    p = np.zeros_like(t)
+    rate = np.zeros_like(t)
+    for ic in events[S.IC_T].to_numpy():
+        tau = t - ic
+        rise = (tau >= 0) & (tau <= 0.12)
+        p[rise] = 5.0 * (1 - np.cos(np.pi * tau[rise] / 0.12))
+        p[(tau > 0.12) & (tau < 0.8)] = 10.0
+        rate[rise] = 5.0 * np.pi / 0.12 * np.sin(np.pi * tau[rise] / 0.12)
+        ring = (tau >= 0) & (tau < 0.06)
+        rate[ring] += spike_dps * np.exp(-tau[ring] / 0.004) * np.sin(2 * np.pi * ring_hz * tau[ring])
+    signals = signals.with_columns(pl.Series(S.PRONATION_DEG, p), pl.Series(S.PRONATION_RATE_DPS, rate))
+    return signals, events
+
+
+@pytest.mark.parametrize(("rate_hz", "ring_hz"), [(204.8, 100.0), (500.0, 150.0)])
+def test_bandwidth_an_impact_ring_does_not_set_max_pronation_velocity(rate_hz, ring_hz):
+    truth = 10.0 * np.pi / 0.24
+    # a ring of 2.3 x the eversion's peak rate, near the Nyquist rate as on the real walks
+    signals, events = _smooth_pronation_with_impact(rate_hz, spike_dps=300.0, ring_hz=ring_hz)
+    raw = compute_strides(events, signals, RAW_RATE)[S.MAX_PRONATION_VELOCITY_DPS]
+    # the ring sets the raw peak where the samples catch it (at 204.8 Hz the ICs fall between
+    # samples), far beyond the 5 % target
+    assert raw.max() > 1.2 * truth, raw.to_list()
+    filtered = compute_strides(events, signals)[S.MAX_PRONATION_VELOCITY_DPS]
+    assert np.allclose(filtered, truth, rtol=0.05), filtered.to_list()
+    # without the ring the low-pass keeps the eversion's own peak within 3 %
+    clean, events = _smooth_pronation_with_impact(rate_hz, spike_dps=0.0)
+    assert np.allclose(compute_strides(events, clean)[S.MAX_PRONATION_VELOCITY_DPS], truth, rtol=0.03)

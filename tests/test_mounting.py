@@ -91,6 +91,12 @@ def synthetic_walk(
     return acc, gyr
 
 
+# Arbitrary (askew) mounts of a walker without toe-out: the walking direction is the shoe axis
+# there, while the default square-mount heading would snap to whichever device axis is nearest
+# (hardware.shoe_axis); these tests check steps 1-3 of the estimate, so they use the walking heading.
+WALKING = MountingSettings(heading="walking")
+
+
 def mount(acc: np.ndarray, gyr: np.ndarray, device_to_foot: Rotation) -> tuple[np.ndarray, np.ndarray]:
     """What a device mounted with `device_to_foot` reads for foot-frame signals."""
     foot_to_device = device_to_foot.inv()
@@ -115,7 +121,7 @@ def test_synthetic_still_tilt_30_deg_about_x_reads_back_30_deg():
 def test_synthetic_random_mounting_recovered_with_noise(seed):
     acc, gyr = synthetic_walk(sampling_rate_hz=102.4, seed=seed)
     truth = Rotation.random(random_state=seed)
-    est = MountingEstimator().estimate(*mount(acc, gyr, truth), 102.4)
+    est = MountingEstimator(WALKING).estimate(*mount(acc, gyr, truth), 102.4)
     assert angle_deg(est.rotation_, truth) < 1.0
     # axis_dev_ is +y of the foot in the device frame; quaternion_ is the same rotation, w first
     np.testing.assert_allclose(est.axis_dev_, truth.inv().apply([0.0, 1.0, 0.0]), atol=0.02)
@@ -225,13 +231,13 @@ def read_foot(folder: Path, name: str, foot: str) -> tuple[np.ndarray, np.ndarra
 def test_random_rotations_of_real_recordings_are_recovered(real_data, name, foot, rate):
     """Rotate a recording by 24 random rotations, add sensor noise, recover the frame within 2 deg."""
     acc, gyr = read_foot(real_data, name, foot)
-    reference = MountingEstimator().estimate(acc, gyr, rate)
+    reference = MountingEstimator(WALKING).estimate(acc, gyr, rate)
     rng = np.random.default_rng(zlib.crc32(f"{name}:{foot}".encode()))
     errors = []
     for applied in Rotation.random(24, random_state=rng.integers(2**32)):
         acc_rot = applied.apply(acc) + rng.normal(0.0, DEFAULT_PROFILE.acc_noise_density_mps2, acc.shape)
         gyr_rot = applied.apply(gyr) + rng.normal(0.0, DEFAULT_PROFILE.gyr_noise_dps, gyr.shape)
-        est = MountingEstimator().estimate(acc_rot, gyr_rot, rate)
+        est = MountingEstimator(WALKING).estimate(acc_rot, gyr_rot, rate)
         # est maps rotated-device vectors into the foot frame: est * applied must equal the reference
         errors.append(angle_deg(est.rotation_ * applied, reference.rotation_))
     assert max(errors) < 2.0, f"worst recovery error {max(errors):.2f} deg"
@@ -345,7 +351,7 @@ def test_apply_mounting_with_the_estimate_levels_the_foot_flats():
             **dict(zip(GYR, gyr_dev.T, strict=True)),
         }
     )
-    est = MountingEstimator().estimate(acc_dev, gyr_dev, 200.0)
+    est = MountingEstimator(WALKING).estimate(acc_dev, gyr_dev, 200.0)
     out = apply_mounting(table, {"left": est.rotation_})
     np.testing.assert_allclose(out.select(ACC).to_numpy(), acc, atol=1e-3)
     np.testing.assert_allclose(out.select(GYR).to_numpy(), gyr, atol=1e-2)
@@ -375,20 +381,28 @@ def test_rate_does_not_matter(real_data, foot):
 def test_simulator_mounting_is_recovered(activity, seed):
     """Simulated shoe pods (noise, biases, ADC, turns) mounted a few to 15 deg off on each axis.
 
-    The simulator's foot frame points along the walking direction at foot-flat and toes out during
-    swing. Measured errors 0.07-0.52 deg over walk/run/mixed seeds 0-2 (0.2-1.7 deg before the gyro
+    The estimator's heading is the walking direction at foot-flat, so the shoes here point along
+    it (toe_out_deg=0; a toed-out shoe's axis lies outward of it by the toe-out, issue 15).
+    Measured errors 0.07-0.52 deg over walk/run/mixed seeds 0-2 (0.2-1.7 deg before the gyro
     bias was removed from the dead reckoning and gravity weighted by stillness); the gyro bias is
-    recovered within 0.05 deg/s.
+    recovered within 0.05 deg/s. With the issue-15 simulator (push-off about the oblique MTP axis,
+    1.5 deg stride-to-stride toe-out, gyro gain errors, impact rocking): median 0.53, max 1.10 deg
+    (0.90 with a perfect gyro), bias within 0.13 deg/s (the push-off now rolls from heel-off on,
+    at the edge of the still periods).
     """
     from strideflow.hardware.simulator import SimulationSettings, Simulator
 
     sim = Simulator(
-        SimulationSettings(activity=activity, duration_s=40.0, seed=seed, keep_orientation=False)
+        SimulationSettings(
+            activity=activity, duration_s=40.0, seed=seed, keep_orientation=False, toe_out_deg=0.0
+        )
     ).simulate()
     for foot in ("left", "right"):
         part = sim.samples_.filter(pl.col(FOOT) == foot)
-        est = MountingEstimator().estimate(part.select(ACC).to_numpy(), part.select(GYR).to_numpy(), 200.0)
+        est = MountingEstimator(WALKING).estimate(
+            part.select(ACC).to_numpy(), part.select(GYR).to_numpy(), 200.0
+        )
         # sim.mounting_ maps foot-frame vectors into the device frame; rotation_ is the inverse
-        assert angle_deg(est.rotation_, sim.mounting_[foot].inv()) < 1.0, (activity, seed, foot)
-        np.testing.assert_allclose(est.gyr_bias_dps_, sim.errors_[foot].gyr_bias_dps, atol=0.1)
+        assert angle_deg(est.rotation_, sim.mounting_[foot].inv()) < 1.3, (activity, seed, foot)
+        np.testing.assert_allclose(est.gyr_bias_dps_, sim.errors_[foot].gyr_bias_dps, atol=0.15)
         assert np.degrees(sim.mounting_[foot].magnitude()) > 2.0  # there was something to find

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 
 from strideflow.analytics.pipeline import AnalysisSettings
+from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.benchmarks.orientation import (
     CONFIGS,
     IMPACT_TARGET_G,
@@ -34,7 +35,7 @@ from strideflow.hardware import schema as S
 ANGLES = (S.ROLL_DEG, S.PITCH_DEG)
 ZERO_VELOCITY = next(c for c in CONFIGS if c.name == "zero_velocity")
 MADGWICK_REJECTION = next(c for c in CONFIGS if c.name == "madgwick_rejection")
-PRODUCT_DEFAULT = product_config(AnalysisSettings())
+PRODUCT_DEFAULT = product_config(SIMULATOR_ANALYSIS)
 
 
 @pytest.fixture(scope="module")

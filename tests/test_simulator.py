@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,16 +15,18 @@ from typer.testing import CliRunner
 
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import rotation_from_wxyz
-from strideflow.hardware.profiles import PROFILES
+from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES
 from strideflow.hardware.simulator import AthleteParams, SimulationSettings, Simulator, write_dataset
 from strideflow.hardware.simulator.kinematics import QuinticHermite
 from strideflow.hardware.simulator.params import STRIDE_LIMITS, sample_athlete
 
 G = S.STANDARD_GRAVITY_MPS2
+# The default pod has gyro gain errors (issue 15); the exact-signal checks need a perfect one.
+IDEAL_GYRO = replace(DEFAULT_PROFILE, name="ideal-gyro", gyr_scale_error=0.0, gyr_misalignment_deg=0.0)
 
 
 def _exact(activity: str, rate: float = 1000.0, duration: float = 40.0, seed: int = 5, **kw) -> Simulator:
-    """Noise-free, unmounted, unquantised simulation: the signals are the exact motion."""
+    """Noise-free, unmounted, unquantised simulation with a perfect gyro: the signals are the exact motion."""
     settings = SimulationSettings(
         activity=activity,
         duration_s=duration,
@@ -32,7 +35,7 @@ def _exact(activity: str, rate: float = 1000.0, duration: float = 40.0, seed: in
         noise=False,
         mounting=False,
         adc=False,
-        **kw,
+        **{"profile": IDEAL_GYRO, **kw},
     )
     return Simulator(settings).simulate()
 
@@ -123,7 +126,12 @@ def test_foot_flat_is_still(exact):
         assert still.sum() > 1000
         vel = orient.select(S.VEL).to_numpy()[still]
         assert np.abs(vel).max() < 1e-3  # m/s (the impact ringing has died out)
-        assert np.abs(gyr[still]).max() < 1e-6
+        # the pod's impact rocking (issue 15) leaves a tail of up to ~0.01 deg/s into the first ms of
+        # a running foot-flat, well below the 0.15 deg/s gyro noise; 0.2 s after IC it is gone
+        assert np.abs(gyr[still]).max() < 0.05
+        late = still & (t - tl.ic[np.clip(np.searchsorted(tl.ic, t) - 1, 0, None)] > 0.2)
+        assert late.sum() > 500
+        assert np.abs(gyr[late]).max() < 1e-6
 
 
 def test_accelerometer_double_integrates_to_the_displacement(exact):
@@ -375,27 +383,26 @@ def test_an_hour_of_running_never_puts_heel_off_before_foot_flat():
         FootMotion(tl, athlete, foot)  # raised "knots must increase strictly" before the fix
 
 
-def test_gyro_gain_errors_scale_the_readings_and_are_off_by_default():
-    """A profile with gain errors reads G @ rate (+ the same bias); the default profile has none and
-    its data are unchanged by the option existing (same draws, same samples)."""
-    from dataclasses import replace
-
-    from strideflow.hardware.profiles import DEFAULT_PROFILE
-
+def test_gyro_gain_errors_scale_the_readings_and_are_on_by_default():
+    """The default pod has gain errors at the issue-15 level (1 % sensitivity, 0.5 deg cross-axis,
+    1 sigma, drawn per device and session) and reads G @ rate (+ the same bias as a perfect pod:
+    the gains are drawn after the bias); a profile with zeros has none."""
+    assert DEFAULT_PROFILE.gyr_scale_error == 0.01 and DEFAULT_PROFILE.gyr_misalignment_deg == 0.5
     base = SimulationSettings(activity="walk", duration_s=30.0, seed=4, noise=True, adc=False)
-    plain = Simulator(base).simulate()
-    gained = Simulator(
-        replace(base, profile=replace(DEFAULT_PROFILE, gyr_scale_error=0.02, gyr_misalignment_deg=1.0))
-    ).simulate()
+    gained = Simulator(base).simulate()
+    plain = Simulator(replace(base, profile=IDEAL_GYRO)).simulate()
     for foot in S.FEET:
         e0, e1 = plain.errors_[foot], gained.errors_[foot]
         assert np.array_equal(e0.gyr_gain, np.eye(3))
         assert np.array_equal(e0.gyr_bias_dps, e1.gyr_bias_dps)  # drawn before the gain
-        assert 0 < np.abs(e1.gyr_gain - np.eye(3)).max() < 0.2
+        off = e1.gyr_gain - np.eye(3)
+        assert 0 < np.abs(np.diag(off)).max() < 0.05  # sensitivity: a few sigma of 1 %
+        cross = off[~np.eye(3, dtype=bool)]
+        assert 0 < np.abs(cross).max() < np.radians(2.5)  # cross-axis: a few sigma of 0.5 deg
     # Without noise the reading is exactly gain @ mounted rate + bias.
     quiet = replace(base, noise=False)
-    a = Simulator(quiet).simulate().samples_
-    b = Simulator(replace(quiet, profile=replace(DEFAULT_PROFILE, gyr_scale_error=0.02))).simulate()
+    a = Simulator(replace(quiet, profile=IDEAL_GYRO)).simulate().samples_
+    b = Simulator(quiet).simulate()
     for foot in S.FEET:
         ga = a.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()
         gb = b.samples_.filter(pl.col(S.FOOT) == foot).select(S.GYR).to_numpy()

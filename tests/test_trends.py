@@ -131,25 +131,43 @@ def test_errors_and_empty(tmp_path):
 # all four sessions, per metric (units: the metric's, and per 30 days). Measured errors on this
 # dataset are about half of these.
 TOLERANCE = {
-    PRONATION_EXCURSION_DEG: 0.3,
-    "max_pronation_velocity_dps": 10.0,
-    "toe_off_pronation_deg": 0.6,
-    "toe_off_angle_deg": 0.8,
+    # 0.3 before issue 15: each stride's toe-out now varies (1.5 deg SD), which the walking-direction
+    # frame turns into roll at the strike pitch; measured 0.31 deg off on one session here
+    PRONATION_EXCURSION_DEG: 0.5,
+    # 10 before issue 15: the gyro gain errors (1 %, drawn per session) and the impact rocking now
+    # move each session's rates; measured 10.7 deg/s off on one slope here
+    "max_pronation_velocity_dps": 15.0,
+    # 0.6 before issue 15: each stride's toe-out varies (1.5 deg SD), which the walking-direction
+    # frame turns into roll at the toe-off pitch (~tan(60 deg) x), and the gain errors scale with the
+    # drifting toe-off angle; measured 0.92 deg off on one change and 1.18 deg/30 d on one slope here
+    "toe_off_pronation_deg": 1.5,
+    "toe_off_angle_deg": 1.2,  # 0.8 before issue 15 (gain errors, oblique push-off): 0.88 measured
     "push_off_rate_dps": 6.0,
     CADENCE_SPM: 1.5,
     "stance_time_s": 0.015,
     "stride_length_m": 0.015,
+    "foot_progression_angle_deg": 1.5,  # no drift; session medians of 1.5 deg SD strides move a little
 }
+
+# The pods' gyro gain errors (issue 15: 1 %, 0.5 deg, kept per pod across sessions) bias toe-off
+# pronation by up to ~1 deg per pod (measured 1.13 here): a fixed offset the changes do not see;
+# 1.5 deg is issue 15's MAE target for it.
+LEVEL_TOLERANCE = {"toe_off_pronation_deg": 1.5}
 
 
 @pytest.mark.slow
 def test_trends_follow_the_simulated_drift(tmp_path):
     from strideflow.analytics.batch import BatchSettings, TeamBatch
+    from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
     from strideflow.hardware.simulator import write_dataset
 
     data, out = tmp_path / "data", tmp_path / "out"
-    write_dataset(data, athletes=2, minutes=1.0, sessions=4, seed=2)
-    assert TeamBatch(BatchSettings(workers=2)).run(data, out).summary_.sessions_done == 8
+    # Shoes along the walking direction: the pipeline's frame is the walking direction until the
+    # shoe axis is estimated (issue 15), and a toed-out shoe offsets angles about its axis there.
+    write_dataset(data, athletes=2, minutes=1.0, sessions=4, seed=2, toe_out_deg=0.0)
+    # ... and the simulator's pods sit askew on the shoe, so the walking heading (SIMULATOR_ANALYSIS)
+    batch = BatchSettings(workers=2, analysis=SIMULATOR_ANALYSIS)
+    assert TeamBatch(batch).run(data, out).summary_.sessions_done == 8
     n = 2
     trends = compute_trends(out, settings=TrendSettings(baseline_sessions=n))
     assert set(trends[METRIC]) == set(KEY_METRICS) == set(TOLERANCE)
@@ -185,5 +203,6 @@ def test_trends_follow_the_simulated_drift(tmp_path):
                 assert np.sign(est[CHANGE_FROM_BASELINE][-1]) == np.sign(true_change[-1])
                 signs_checked += 1
             # the absolute level may carry the pipeline's bias (a few %); the changes above may not
-            assert est[MEDIAN].to_numpy() == pytest.approx(y, abs=max(tol, 0.1 * np.abs(y).max()))
+            level_tol = max(tol, 0.1 * np.abs(y).max(), LEVEL_TOLERANCE.get(metric, 0.0))
+            assert est[MEDIAN].to_numpy() == pytest.approx(y, abs=level_tol), (metric, athlete, foot)
     assert signs_checked >= 6  # the drift is large enough to show its direction for several metrics

@@ -30,6 +30,7 @@ import polars as pl
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import wxyz_from_rotation
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
+from strideflow.hardware.simulator.imu import draw_gyr_gain
 from strideflow.hardware.simulator.params import sample_athlete, sample_drift
 from strideflow.hardware.simulator.simulator import ACTIVITY_CHOICES, SimulationSettings, Simulator
 
@@ -56,10 +57,12 @@ def write_dataset(
     sessions: int = 1,
     profile: DeviceProfile = DEFAULT_PROFILE,
     progress: Callable[[str], None] | None = None,
+    toe_out_deg: float | None = None,
 ) -> Path:
     """Simulate and write a dataset; returns the path of its manifest.csv.
 
     progress, if given, is called with "athlete/session" after each session is written.
+    toe_out_deg: every foot toes out this much (deg, + outward); None: each athlete's own (0-20 deg).
     """
     if activity not in ACTIVITY_CHOICES:
         raise ValueError(f"activity must be one of {ACTIVITY_CHOICES}, got {activity!r}")
@@ -74,6 +77,8 @@ def write_dataset(
         drift = sample_drift(arng, base)
         gaps = arng.integers(7, 15, size=sessions)
         start = FIRST_SESSION_DATE + dt.timedelta(days=int(arng.integers(0, 7)))
+        # the athlete's two pods keep their gyro gain errors from session to session
+        gains = {foot: draw_gyr_gain(arng, profile) for foot in S.FEET}
         athlete_id = f"A{a + 1:03d}"
         for k in range(sessions):
             fraction = k / (sessions - 1) if sessions > 1 else 0.0
@@ -91,6 +96,8 @@ def write_dataset(
                     session_id=session_id,
                     athlete=athlete,
                     keep_orientation=False,
+                    toe_out_deg=toe_out_deg,
+                    gyr_gains=gains,
                 )
             ).simulate()
             for foot in S.FEET:

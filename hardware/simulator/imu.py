@@ -35,18 +35,33 @@ def draw_mounting(rng: np.random.Generator) -> Rotation:
     return Rotation.from_euler("xyz", deg, degrees=True)
 
 
-def draw_errors(rng: np.random.Generator, profile: DeviceProfile, mounting: Rotation | None) -> SensorErrors:
-    """Session biases (and gyro gain errors, if the profile has any) of one device, with the given
-    (or no, for None) mounting. Gain errors are drawn last, so profiles without them give the same
-    data as before they existed."""
-    gyr_bias = rng.uniform(*GYR_BIAS_SCALE, size=3) * profile.gyr_bias_dps * rng.choice([-1.0, 1.0], size=3)
-    acc_bias = ACC_BIAS_MPS2 * rng.standard_normal(3)
+def draw_gyr_gain(rng: np.random.Generator, profile: DeviceProfile) -> np.ndarray:
+    """A gyro gain matrix (device reading = gain @ rate): identity plus the profile's per-axis
+    sensitivity error and cross-axis terms (1 sigma each); identity if the profile has none."""
     gain = np.eye(3)
     if profile.gyr_scale_error > 0 or profile.gyr_misalignment_deg > 0:
         gain = gain + np.diag(profile.gyr_scale_error * rng.standard_normal(3))
         cross = np.radians(profile.gyr_misalignment_deg) * rng.standard_normal((3, 3))
         np.fill_diagonal(cross, 0.0)
         gain = gain + cross
+    return gain
+
+
+def draw_errors(
+    rng: np.random.Generator,
+    profile: DeviceProfile,
+    mounting: Rotation | None,
+    gyr_gain: np.ndarray | None = None,
+) -> SensorErrors:
+    """Session biases and gyro gain errors (if the profile has any) of one device, with the given
+    (or no, for None) mounting. Gain errors are drawn last, so profiles without them give the same
+    data as before they existed; a given `gyr_gain` (the same pod in another session) replaces the
+    drawn one (which is still drawn, so the noise that follows is the same)."""
+    gyr_bias = rng.uniform(*GYR_BIAS_SCALE, size=3) * profile.gyr_bias_dps * rng.choice([-1.0, 1.0], size=3)
+    acc_bias = ACC_BIAS_MPS2 * rng.standard_normal(3)
+    gain = draw_gyr_gain(rng, profile)
+    if gyr_gain is not None:
+        gain = np.asarray(gyr_gain, dtype=float).reshape(3, 3)
     return SensorErrors(mounting if mounting is not None else Rotation.identity(), gyr_bias, acc_bias, gain)
 
 

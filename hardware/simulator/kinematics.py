@@ -24,6 +24,23 @@ IC. The specific force in the foot frame is
 
 Impact: after each IC the sensor position rings as tau^3 exp(-zeta w tau) sin(w tau) (mm scale); it
 starts with zero position, velocity, acceleration and jerk and dies out, so it integrates to no drift.
+The pod also rocks on the shoe upper with the same ringing, an angle delta(t) about the fixed pod
+axis IMPACT_GYR_AXIS through the sensor point, scaled so that its peak rate is the gait's
+`impact_gyr_dps` (a few deg/s walking, tens running): the sensor frame is R B with B = Rot(e, delta),
+so the gyro reads B^T omega + delta' e and the accelerometer B^T f. The angle is 0.03-0.25 deg at its
+peak and dies out with the ringing; the truth metrics are those of the shoe (the splines), without it.
+
+Toe-out: the shoe's heading on the ground is the walking direction turned outward by the stance's
+foot progression angle (left: +yaw, right: -yaw), so pitch and roll, which are about the foot
+frame's own axes, are about the shoe's axes, and the walking direction is not the shoe's x axis.
+
+Push-off about an oblique MTP axis: from heel-off the heel first rises about the metatarsal break
+line, which makes an angle m (`mtp_break_angle_deg`, ~60 deg) with the long axis, i.e. an axis turned
+alpha = 90 - m from the medio-lateral one with its lateral end behind; rising about it inverts the
+shoe, d(pronation)/d(pitch) = tan(alpha), so the angular rate at heel-off lies along the oblique axis
+(-sign tan(alpha), 1, 0). The foot then rolls medially onto the first MTP, the transverse "high
+gear" axis (Bojsen-Moller 1979), and reaches the athlete's toe-off pronation at toe-off with zero
+roll rate (`PushOffRoll`), so the truth `toe_off_pronation_deg` stays the drawn parameter.
 """
 
 from __future__ import annotations
@@ -32,7 +49,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from strideflow.hardware import schema as S
 from strideflow.hardware.frames import pronation_sign
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 from strideflow.hardware.simulator.params import AthleteParams
@@ -41,6 +57,9 @@ from strideflow.hardware.simulator.schedule import FootTimeline
 IMPACT_DAMPING = 0.8  # zeta of the impact ringing, per radian of its oscillation
 IMPACT_TILT_RAD = np.deg2rad(20.0)  # impact acceleration leans backward from vertical by this
 IMPACT_DURATION_S = 0.3  # after this the ringing is below 1e-30 of its peak: cut to zero
+# Pod axis the impact ringing rocks about (left foot; mirrored on the right): mostly a nod about the
+# medio-lateral axis, with some roll and yaw, so every gyro axis sees it.
+IMPACT_GYR_AXIS = np.array([0.35, 1.0, 0.2]) / np.linalg.norm([0.35, 1.0, 0.2])
 SWING_ACCEL_FRACTION = 0.25  # swing pitch: accelerate over this fraction of the swing, then a plateau
 PUSH_DECEL_SHAPE = 2.2  # normalised rate at toe-off of the post-toe-off deceleration piece
 PRE_IC_SHAPE = 1.5  # normalised rate at IC of the late-swing piece (heel strike)
@@ -101,6 +120,51 @@ class QuinticHermite:
         return f, df, d2f
 
 
+class PushOffRoll:
+    """Roll (deg): the quintic spline `base`, except from heel-off to toe-off, where it follows the
+    pitch: p = p_ff + P(x), x = pitch / pitch at toe-off (0 at heel-off, 1 at toe-off),
+
+        P(x) = a x (1 - x)^3 + D x^2 (6 - 8x + 3x^2),  a = -tan(alpha) * toe-off angle, D = p_to - p_ff.
+
+    dp/d(pitch) = tan(alpha) at heel-off: the heel starts rising about the oblique MTP axis (inverting);
+    P'(1) = P''(1) = 0: the push-off ends about the transverse axis with the toe-off pronation D and
+    zero roll rate and acceleration, where the spline takes over (C2 throughout, since pitch has
+    zero rate and acceleration at heel-off). Roll = sign * p; `evaluate` as QuinticHermite's.
+    """
+
+    def __init__(self, base, pitch, ho, to, toe_off_deg, tan_alpha, p_ff, p_to, sign) -> None:
+        keep = np.isfinite(ho) & np.isfinite(to)
+        self.base, self.pitch, self.sign = base, pitch, sign
+        self.ho, self.to = ho[keep], to[keep]
+        self.theta_to = -toe_off_deg[keep]
+        self.a = -tan_alpha * toe_off_deg[keep]
+        self.d = (p_to - p_ff)[keep]
+        self.p_ff = p_ff[keep]
+
+    def evaluate(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Value, first and second derivative at times t."""
+        t = np.asarray(t, float)
+        f, df, d2f = self.base.evaluate(t)
+        k = np.searchsorted(self.ho, t, side="right") - 1
+        inside = (k >= 0) & (t < self.to[np.maximum(k, 0)])
+        if not np.any(inside):
+            return f, df, d2f
+        f, df, d2f = f.copy(), df.copy(), d2f.copy()
+        j = k[inside]
+        th, dth, d2th = self.pitch.evaluate(t[inside])
+        x, dx, d2x = th / self.theta_to[j], dth / self.theta_to[j], d2th / self.theta_to[j]
+        a, d = self.a[j], self.d[j]
+        u = 1.0 - x
+        p = a * x * u**3 + d * x * x * (6.0 - 8.0 * x + 3.0 * x * x)
+        dp = a * u * u * (1.0 - 4.0 * x) + d * 12.0 * x * u * u
+        d2p = a * u * (-6.0 + 12.0 * x) + d * 12.0 * u * (1.0 - 3.0 * x)
+        s = self.sign
+        f[inside] = s * (self.p_ff[j] + p)
+        df[inside] = s * dp * dx
+        d2f[inside] = s * (d2p * dx * dx + dp * d2x)
+        return f, df, d2f
+
+
 def _impact_shape(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """G(x) = x^3 exp(-zeta x) sin(x) and its first two derivatives in x.
 
@@ -117,6 +181,28 @@ def _impact_shape(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 _IMPACT_PEAK = float(np.max(np.abs(_impact_shape(np.linspace(0.0, 30.0, 300_001))[2])))
+_IMPACT_RATE_PEAK = float(np.max(np.abs(_impact_shape(np.linspace(0.0, 30.0, 300_001))[1])))
+
+
+def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (N, 4) scalar-first quaternions a * b."""
+    aw, ax, ay, az = a.T
+    bw, bx, by, bz = b.T
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=1,
+    )
+
+
+def _rotate_back(axis: np.ndarray, angle: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """B^T v for B = Rot(axis, angle) (Rodrigues), per row of v (N, 3) and angle (N,)."""
+    c, s = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    return v * c - np.cross(axis, v) * s + np.outer(v @ axis, axis) * (1.0 - c)
 
 
 def _stack_knots(
@@ -166,7 +252,9 @@ class MotionSample:
 class FootMotion:
     """The exact motion of one foot's sensor over a session, evaluable at any times."""
 
-    def __init__(self, timeline: FootTimeline, athlete: AthleteParams, foot: str) -> None:
+    def __init__(
+        self, timeline: FootTimeline, athlete: AthleteParams, foot: str, impact_gyro: bool = True
+    ) -> None:
         self.timeline, self.athlete, self.foot = timeline, athlete, foot
         self.sign = pronation_sign(foot)
         tl, v = timeline, timeline.values
@@ -216,27 +304,29 @@ class FootMotion:
         p_to = p_ff + v["toe_off_pronation_deg"]
         sw = 0.5 * (tl.to + nxt(tl.ic))
         p_sw = nxt(p_ic) - v["swing_inversion_deg"]
-        # the roll-off toward toe-off starts after the pronation window (60 % of stance), so the
-        # window's max pronation is the loading one, as the excursion definition intends
-        window_end = tl.ic + (S.PRONATION_WINDOW_STANCE_FRACTION + 0.02) * (tl.to - tl.ic)
-        roll_off = np.where(np.isnan(tl.ic), tl.ho, np.fmax(tl.ho, window_end))
+        # from heel-off the roll follows the pitch (PushOffRoll): it first inverts, so where heel-off
+        # falls inside the pronation window (running), the window's max is still the loading one
         k1 = 0.35  # the peak pronation rate comes at 35 % of the rise, in time and angle
         s = self.sign
-        self.roll = _stack_knots(
+        base = _stack_knots(
             [
                 (tl.ic, s * p_ic, zero, zero),
                 (tl.ic + k1 * t_mp, s * (p_ic + k1 * e), s * vmax, zero),
                 (tl.ic + t_mp, s * p_max, zero, zero),
                 (tl.ffs, s * p_ff, zero, zero),
-                (roll_off, s * p_ff, zero, zero),
+                (tl.ho, s * p_ff, zero, zero),
                 (tl.to, s * p_to, zero, zero),
                 (sw, s * p_sw, zero, zero),
             ],
             tl.end_s,
             s * p_ff[-1],
         )
+        tan_alpha = np.tan(np.deg2rad(90.0 - athlete.mtp_break_angle_deg))
+        self.roll = PushOffRoll(base, self.pitch, tl.ho, tl.to, toe_off, tan_alpha, p_ff, p_to, s)
         # ---------- heading (deg) ----------
-        psi = np.rad2deg(tl.heading_rad)
+        # the shoe's heading on the ground: the walking direction turned outward by the toe-out
+        self.shoe_heading_rad = tl.heading_rad + s * np.deg2rad(v["foot_progression_angle_deg"])
+        psi = np.rad2deg(self.shoe_heading_rad)
         turn = nxt(psi) - psi
         swing_all = nxt(tl.ic) - tl.to
         toe_out = s * v["swing_yaw_deg"]
@@ -257,7 +347,7 @@ class FootMotion:
         self.r_sensor = np.array([a.sensor_x_m, s * a.sensor_y_m, a.sensor_z_m])
         self.r_mtp = np.array([a.mtp_x_m, 0.0, 0.0])
         self.r_land = np.stack([v["pivot_x_m"], zero, zero], axis=1)  # (n, 3), heel origin
-        flat = _rot_z(tl.heading_rad) @ _rot_x(np.deg2rad(s * p_ff))
+        flat = _rot_z(self.shoe_heading_rad) @ _rot_x(np.deg2rad(s * p_ff))
         self.c_land = tl.origin_m + np.einsum("nij,nj->ni", flat, self.r_land)
         self.c_mtp = tl.origin_m + flat @ self.r_mtp
         self.impact_amp = v["impact_g"] * STANDARD_GRAVITY_MPS2
@@ -271,6 +361,8 @@ class FootMotion:
             ],
             axis=1,
         )
+        self.impact_gyr_rad_s = np.deg2rad(v["impact_gyr_dps"]) if impact_gyro else np.zeros(tl.n)
+        self.impact_gyr_axis = IMPACT_GYR_AXIS * np.array([s, 1.0, s])
         self.cycle_start = np.where(np.isnan(tl.ic), -np.inf, tl.ic)
 
     @staticmethod
@@ -385,6 +477,21 @@ class FootMotion:
             + np.cross(w, wxl)
             + np.einsum("nji,nj->ni", R, a_world)
         )
+        # the pod rocking on the upper after IC: sensor frame R B, B = Rot(e, delta) about the sensor
+        rocking = ringing & (self.impact_gyr_rad_s[k] > 0.0)
+        if np.any(rocking):
+            j = k[rocking]
+            om = self.impact_w[j]
+            g0, g1, _ = _impact_shape(om * tau[rocking])
+            amp = self.impact_gyr_rad_s[j] / _IMPACT_RATE_PEAK
+            delta, delta1 = amp * g0 / om, amp * g1
+            e_axis = self.impact_gyr_axis
+            w = w.copy()
+            w[rocking] = _rotate_back(e_axis, delta, w[rocking]) + delta1[:, None] * e_axis
+            f[rocking] = _rotate_back(e_axis, delta, f[rocking])
+            half = 0.5 * delta
+            qb = np.concatenate([np.cos(half)[:, None], np.sin(half)[:, None] * e_axis], axis=1)
+            q[rocking] = _quat_multiply(q[rocking], qb)
         return MotionSample(
             t=t,
             theta=th0,

@@ -53,6 +53,7 @@ class GaitParams:
     landing_toe_out_deg: float = 5.0  # heading toe-out at IC, turned back in by max pronation
     impact_g: float = 16.0  # peak acceleration of the IC impact ringing, g
     impact_freq_hz: float = 40.0  # ringing frequency of the impact
+    impact_gyr_dps: float = 8.0  # peak angular rate of the pod's impact ringing (reaches the gyro), deg/s
     clearance_m: float = 0.06  # extra lift of the sole during swing
     variability_cv: float = 0.025  # stride-to-stride coefficient of variation
 
@@ -101,6 +102,17 @@ class AthleteParams:
     asymmetry_shift_deg: toe-off pronation left minus right, deg.
     Foot geometry (foot frame, origin at the heel contact point on the sole, x forward, y left):
     mtp_x_m is the ball of the foot; the sensor sits at sensor_*_m, laterally (y mirrored on the right).
+
+    foot_progression_angle_deg: toe-out, the heading of the shoe's long axis (the foot frame x) at
+    foot-flat outward of the walking direction, deg, positive outward on both feet (DESIGN.md);
+    left = this + fpa_asymmetry_deg / 2, right = this - fpa_asymmetry_deg / 2. The default 15 deg
+    is the healthy imu_sample.csv walker (walking direction 14 and 16 deg outward of the shoe axis).
+    mtp_break_angle_deg: angle between the metatarsal break line (the oblique MTP axis the heel
+    rises about) and the shoe's long axis, deg; 90 would be a medio-lateral (transverse) axis.
+    Isman & Inman (1969, Bull. Prosthet. Res. 10-11: 97-129) measured 62 deg on average (range
+    54-73 deg); Bojsen-Moller (1979, J. Anat. 129: 165-176) describes push-off starting about this
+    oblique axis (MTP 2-5, "low gear") and ending about the transverse axis through MTP 1-2
+    ("high gear"). The simulator uses that sequence, see kinematics.py.
     """
 
     walk: GaitParams = field(default_factory=GaitParams)
@@ -113,6 +125,14 @@ class AthleteParams:
     sensor_x_m: float = 0.07
     sensor_y_m: float = 0.045  # lateral: +y on the left foot, -y on the right
     sensor_z_m: float = 0.05
+    foot_progression_angle_deg: float = 15.0
+    fpa_asymmetry_deg: float = 0.0
+    mtp_break_angle_deg: float = 60.0
+
+    def foot_progression_angle(self, foot: str) -> float:
+        """Mean toe-out of one foot, deg (positive outward)."""
+        side = 0.5 if foot == "left" else -0.5
+        return self.foot_progression_angle_deg + side * self.fpa_asymmetry_deg
 
     def gait(self, activity: str, foot: str) -> GaitParams:
         """Mean gait of one foot for one activity, with the asymmetry applied."""
@@ -170,6 +190,7 @@ def typical_run() -> GaitParams:
         landing_toe_out_deg=4.0,
         impact_g=18.0,
         impact_freq_hz=50.0,
+        impact_gyr_dps=30.0,
         clearance_m=0.11,
         variability_cv=0.03,
     )
@@ -216,6 +237,15 @@ RUN_RANGES: dict[str, tuple[float, float]] = {
     "clearance_m": (0.08, 0.15),
     "variability_cv": (0.02, 0.04),
 }
+# Peak angular rate of the pod's impact ringing, deg/s (drawn after everything else, so that
+# adding it left the other draws of a seed unchanged): a few deg/s walking, tens running.
+IMPACT_GYR_RANGES = {"walk": (3.0, 15.0), "run": (15.0, 60.0)}
+# Toe-out (foot progression angle) of a drawn athlete, deg: the 0-20 deg issue 15 asks for, which
+# covers most healthy walkers (toe-out of several degrees is typical); left minus right within
+# FPA_ASYMMETRY_DEG.
+FPA_RANGE_DEG = (0.0, 20.0)
+FPA_ASYMMETRY_DEG = (-2.0, 2.0)
+MTP_BREAK_RANGE_DEG = (50.0, 65.0)  # the oblique MTP axis to the long axis (Isman & Inman: 54-73)
 # Foot-strike angle ranges per pattern, deg (DESIGN.md thresholds: > 8 rearfoot, < -1.6 forefoot)
 STRIKE_RANGES = {"rearfoot": (11.0, 24.0), "midfoot": (0.0, 6.0), "forefoot": (-12.0, -4.0)}
 STRIKE_ODDS = {"walk": (0.9, 0.1, 0.0), "run": (0.45, 0.35, 0.20)}  # rearfoot, midfoot, forefoot
@@ -255,7 +285,7 @@ def sample_athlete(rng: np.random.Generator) -> AthleteParams:
     walk = sample_gait(rng, "walk")
     run = sample_gait(rng, "run")
     scale = float(rng.uniform(0.9, 1.1))  # foot size
-    return AthleteParams(
+    athlete = AthleteParams(
         walk=walk,
         run=run,
         asymmetry=float(rng.uniform(-0.10, 0.10)),
@@ -266,6 +296,15 @@ def sample_athlete(rng: np.random.Generator) -> AthleteParams:
         sensor_x_m=float(rng.uniform(0.04, 0.09)) * scale,
         sensor_y_m=float(rng.uniform(0.035, 0.05)),
         sensor_z_m=float(rng.uniform(0.03, 0.06)),
+    )
+    # Drawn last, so a seed's other parameters are what they were before these existed.
+    return replace(
+        athlete,
+        walk=replace(walk, impact_gyr_dps=float(rng.uniform(*IMPACT_GYR_RANGES["walk"]))),
+        run=replace(run, impact_gyr_dps=float(rng.uniform(*IMPACT_GYR_RANGES["run"]))),
+        foot_progression_angle_deg=float(rng.uniform(*FPA_RANGE_DEG)),
+        fpa_asymmetry_deg=float(rng.uniform(*FPA_ASYMMETRY_DEG)),
+        mtp_break_angle_deg=float(rng.uniform(*MTP_BREAK_RANGE_DEG)),
     )
 
 

@@ -49,8 +49,17 @@ RELATIVE_VARYING = (
     "clearance_m",
 )
 ABSOLUTE_VARYING_DEG = ("strike_angle_deg", "toe_off_pronation_deg", "pronation_recoil_deg")
-CONSTANT = ("post_toe_off_s", "pre_ic_dorsiflexion_deg", "pre_ic_s", "impact_freq_hz", "flat_pronation_deg")
+CONSTANT = (
+    "post_toe_off_s",
+    "pre_ic_dorsiflexion_deg",
+    "pre_ic_s",
+    "impact_freq_hz",
+    "flat_pronation_deg",
+    "impact_gyr_dps",
+)
 ABSOLUTE_SD_PER_CV_DEG = 40.0  # a CV of 0.025 gives 1 deg stride-to-stride SD on signed angles
+# Stride-to-stride SD of the toe-out (foot progression angle), deg: real walkers vary by 1-2 deg.
+FPA_STRIDE_SD_DEG = 1.5
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class FootTimeline:
     gait: np.ndarray  # bool: stride k (ic[k] -> ic[k+1]) is a stride of continuous gait (truth row)
     turn: np.ndarray  # bool: swing k turns
     activity: np.ndarray  # str per stance
-    heading_rad: np.ndarray  # heading while on the ground
+    heading_rad: np.ndarray  # walking direction of the stance (the shoe points toe-out of it)
     origin_m: np.ndarray  # (n, 3) world position of the heel contact point at foot-flat
     values: dict[str, np.ndarray]  # per-stance GaitParams values (after variability) + derived
     end_s: float
@@ -226,6 +235,10 @@ def foot_timeline(
     step_a = np.array(step, float)
     d = np.stack([step_a * np.cos(mid), step_a * np.sin(mid), np.zeros(n_st)], axis=1)
     origin = np.vstack([[0.0, side, 0.0], np.array([0.0, side, 0.0]) + np.cumsum(d[:-1], axis=0)])
+    # toe-out of each stance (drawn last: the draws above are what they were before it existed)
+    values["foot_progression_angle_deg"] = athlete.foot_progression_angle(
+        foot
+    ) + FPA_STRIDE_SD_DEG * rng.standard_normal(n_st)
     return FootTimeline(
         ic=ic_a,
         ffs=ffs_a,

@@ -39,6 +39,16 @@ class SimulationSettings:
     mounting_rotations: fixed foot -> device rotations per foot (overrides `mounting`).
     turns: 180 deg turns inside bouts (turning strides are invalid in the truth).
     keep_orientation: build `truth_orientation_` (large; batch generation skips it).
+    toe_out_deg: None: each foot's toe-out (foot progression angle) is the athlete's own (drawn
+        0-20 deg, or `AthleteParams.foot_progression_angle_deg`); a number: both feet toe out by
+        this (deg, + outward; 0 puts the shoe's axis along the walking direction, as the simulator
+        did before toe-out existed). Strides vary around it by 1.5 deg (SD) either way.
+    gyr_gains: fixed gyro gain matrices per foot (device reading = gain @ rate), e.g. the same pods
+        in several sessions; None: drawn per session from `profile`.
+    impact_gyro: the pod rocks after each IC (`GaitParams.impact_gyr_dps`), which reaches the gyro;
+        False: the impact rings in the accelerometer only.
+    Gyro gain and cross-axis errors come from `profile` (`gyr_scale_error`, `gyr_misalignment_deg`;
+    1 % and 0.5 deg by default, drawn per device and session); a profile with zeros turns them off.
     """
 
     activity: str = "walk"
@@ -55,6 +65,9 @@ class SimulationSettings:
     mounting_rotations: Mapping[str, Rotation] | None = None
     turns: bool = True
     keep_orientation: bool = True
+    toe_out_deg: float | None = None
+    impact_gyro: bool = True
+    gyr_gains: Mapping[str, np.ndarray] | None = None
 
 
 class Simulator:
@@ -62,9 +75,11 @@ class Simulator:
 
     After `simulate()`:
     samples_: samples table (both feet, device frame, SAMPLES_SCHEMA columns);
-    truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus `activity`),
+    truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus
+        `foot_progression_angle_deg` and `activity`),
         turning strides valid = false with reason "turn", strides with a clipped sample "saturation";
-    truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world), roll_deg, pitch_deg,
+    truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world; the pod's impact rocking,
+        at most ~0.25 deg for ~0.1 s after IC, is in it, not in the truth strides), roll_deg, pitch_deg,
         pronation_deg, vel_*_mps and pos_*_m of the sensor point in the world;
     mounting_: foot -> scipy Rotation, v_device = mounting_[foot].apply(v_foot);
     params_: foot -> {activity: GaitParams} mean gait used; athlete_: the AthleteParams;
@@ -82,6 +97,10 @@ class Simulator:
         seeds = np.random.SeedSequence(s.seed).spawn(7)
         rng = [np.random.default_rng(x) for x in seeds]
         athlete = s.athlete if s.athlete is not None else sample_athlete(rng[0])
+        if s.toe_out_deg is not None:
+            athlete = dataclasses.replace(
+                athlete, foot_progression_angle_deg=float(s.toe_out_deg), fpa_asymmetry_deg=0.0
+            )
         bouts = plan_bouts(rng[1], s.activity, s.duration_s, athlete, turns=s.turns)
         n = int(np.floor(s.duration_s * s.sampling_rate_hz))
         t = np.arange(n) / s.sampling_rate_hz
@@ -93,13 +112,14 @@ class Simulator:
         self.errors_: dict[str, SensorErrors] = {}
         for i, foot in enumerate(S.FEET):
             tl = foot_timeline(rng[2 + i], bouts, athlete, foot, s.duration_s)
-            motion = FootMotion(tl, athlete, foot)
+            motion = FootMotion(tl, athlete, foot, impact_gyro=s.impact_gyro)
             sensor_rng = rng[4 + i]
             if s.mounting_rotations is not None:
                 mount = s.mounting_rotations[foot]
             else:
                 mount = draw_mounting(sensor_rng) if s.mounting else None
-            errors = draw_errors(sensor_rng, s.profile, mount)
+            gain = None if s.gyr_gains is None else s.gyr_gains[foot]
+            errors = draw_errors(sensor_rng, s.profile, mount, gain)
             m = _evaluate_in_chunks(motion, t, s.keep_orientation)
             gyr_true = delay_channel(m.gyr_dps, s.sampling_rate_hz, s.profile.gyr_delay_s)
             gyr, acc, saturated = measure(gyr_true, m.acc_mps2, errors, s.profile, sensor_rng, s.noise, s.adc)

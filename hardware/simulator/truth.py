@@ -30,7 +30,8 @@ def _grid(start: np.ndarray, stop: np.ndarray, points: int) -> np.ndarray:
 
 
 def truth_strides(motion: FootMotion, athlete_id: str, session_id: str) -> pl.DataFrame:
-    """The strides table of one foot's true motion (STRIDES_SCHEMA columns plus `activity`)."""
+    """The strides table of one foot's true motion (STRIDES_SCHEMA columns, with
+    `foot_progression_angle_deg`, plus `activity`)."""
     tl = motion.timeline
     k = np.flatnonzero(tl.gait)
     n = len(k)
@@ -69,7 +70,12 @@ def truth_strides(motion: FootMotion, athlete_id: str, session_id: str) -> pl.Da
     nffs, nho = tl.ffs[k + 1], tl.ho[k + 1]
     nff_t = np.where(np.isfinite(nho), 0.5 * (nffs + nho), nffs + 0.05)
     pos = motion.evaluate(np.concatenate([ff_t, nff_t])).pos_m
-    length = np.hypot(*(pos[n:, :2] - pos[:n, :2]).T)
+    step = pos[n:, :2] - pos[:n, :2]
+    length = np.hypot(*step.T)
+    # toe-out: shoe heading at foot-flat (the yaw spline is the heading of the foot x axis) against
+    # the direction of that same displacement, positive outward (left: +yaw, right: -yaw)
+    heading = np.deg2rad(motion.yaw.evaluate(ff_t)[0])
+    toe_out = np.rad2deg(np.angle(np.exp(1j * (heading - np.arctan2(step[:, 1], step[:, 0])))))
 
     pitch_ff = pitch_deg(ff_t)
     strike = pitch_deg(ic - S.STRIKE_LOOKBACK_S) - pitch_ff
@@ -108,6 +114,8 @@ def truth_strides(motion: FootMotion, athlete_id: str, session_id: str) -> pl.Da
         S.STRIKE_TYPE: strike_type.tolist(),
         S.VALID: ~turn,
         S.REASON: [TURN_REASON if x else None for x in turn],
+        S.FOOT_PROGRESSION_ANGLE_DEG: sign * toe_out,
         ACTIVITY: tl.activity[k].tolist(),
     }
-    return pl.DataFrame(data, schema={**S.STRIDES_SCHEMA, ACTIVITY: pl.String()})
+    schema = {**S.STRIDES_SCHEMA, S.FOOT_PROGRESSION_ANGLE_DEG: pl.Float64(), ACTIVITY: pl.String()}
+    return pl.DataFrame({c: data[c] for c in schema}, schema=schema)
