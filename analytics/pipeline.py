@@ -35,6 +35,7 @@ from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.events import EventSettings, StrideEventDetector
 from strideflow.analytics.flags import FlagSettings, SessionFlagger
+from strideflow.analytics.foot_side import FootSideCheck, FootSideSettings
 from strideflow.analytics.metrics import MetricSettings, StrideMetrics, key_runs
 from strideflow.analytics.sessions import SessionAggregator, SessionSettings
 from strideflow.analytics.signals import SignalSettings, signals_frame
@@ -103,6 +104,8 @@ class AnalysisSettings:
       residual), applied only when the residual singles it out and reported in the warnings
       either way. Default 0: on the real LORD footprint walks the estimate is not identifiable
       (flat residual, -11...+3 ms), while on the simulator it recovers the delay within 0.4 ms.
+    - `foot_side`: warn when a foot's strides invert instead of evert after contact (the label is
+      probably the other foot; `analytics.foot_side.FootSideCheck`); None: no check.
     """
 
     align_mounting: bool = True
@@ -123,6 +126,7 @@ class AnalysisSettings:
     min_segment_s: float = 2.0
     gyr_delay_s: float | Literal["estimate"] = 0.0
     gyr_delay: GyroDelaySettings = field(default_factory=GyroDelaySettings)
+    foot_side: FootSideSettings | None = field(default_factory=FootSideSettings)
 
 
 @dataclass(frozen=True)
@@ -353,6 +357,9 @@ class RecordingAnalyzer:
                     .strides_
                 )
                 strides = _sample_flag_reasons(strides, samples)
+                if s.foot_side is not None:
+                    side = FootSideCheck(s.foot_side).detect(strides, pl.concat(list(all_signals.values())))
+                    warnings.extend(side.warnings_)
             else:
                 strides = _empty_strides()
         if strides.height == 0:
