@@ -104,6 +104,7 @@ class AnalysisSettings:
       residual), applied only when the residual singles it out and reported in the warnings
       either way. Default 0: on the real LORD footprint walks the estimate is not identifiable
       (flat residual, -11...+3 ms), while on the simulator it recovers the delay within 0.4 ms.
+      Batch only: the live analysis refuses a non-zero value.
     - `foot_side`: warn when a foot's strides invert instead of evert after contact (the label is
       probably the other foot; `analytics.foot_side.FootSideCheck`); None: no check.
     """

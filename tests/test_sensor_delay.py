@@ -57,3 +57,12 @@ def test_pipeline_estimates_reports_and_undoes_the_delay():
     assert plain.gyr_delay_s["left"] == 0.0
     # Undoing the delay makes the strides longer again (the simulated delay shortens them).
     assert res.strides["stride_length_m"].median() > plain.strides["stride_length_m"].median()
+
+
+def test_live_analysis_refuses_a_gyro_delay_it_would_not_apply():
+    from strideflow.analytics.live import LiveError, LiveSettings, LiveStrideAnalyzer
+
+    with pytest.raises(LiveError, match="gyr_delay_s"):
+        LiveStrideAnalyzer(
+            "a", "s", "left", FS, LiveSettings(analysis=AnalysisSettings(gyr_delay_s="estimate"))
+        )
