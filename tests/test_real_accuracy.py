@@ -74,7 +74,7 @@ def test_stride_length_and_walked_distance_against_the_footprints(walk):
     assert np.median(np.abs(err_cm)) <= (7.5 if fast else 3.0)
     assert abs(np.mean(err_cm)) <= (8.0 if fast else 3.0)
     # Walked distance: every stride, the invalid ones and the first from standing included.
-    assert abs(length.sum() / ref.sum() - 1.0) <= 0.035
+    assert abs(length.sum() / ref.sum() - 1.0) <= (0.035 if fast else 0.025)
 
 
 @needs_walks
