@@ -186,6 +186,10 @@ class LiveStrideAnalyzer:
         a = settings.analysis
         if a.orientation not in ("zero_velocity", "madgwick"):
             raise LiveError(f"orientation must be 'zero_velocity' or 'madgwick', got {a.orientation!r}")
+        if a.gyr_delay_s != 0.0:
+            raise LiveError(
+                f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
+            )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings

@@ -38,6 +38,7 @@ import polars as pl
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.flags import SessionFlagger
+from strideflow.analytics.foot_side import FootSideCheck
 from strideflow.analytics.metrics import key_runs
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
@@ -50,6 +51,7 @@ from strideflow.analytics.segment import (
 )
 from strideflow.analytics.sessions import SessionAggregator
 from strideflow.analytics.settings import RUNNING_MOUNTING, AnalysisError, AnalysisSettings
+from strideflow.fusion.sensor_delay import GyroDelayEstimator, delay_gyro
 from strideflow.hardware.mounting import rotate_to_foot
 from strideflow.hardware.schema import (
     ACC,
@@ -89,7 +91,8 @@ class AnalysisResult:
     (the per-sample signals table and the detector's events with keys, for plots and debugging);
     `mounting` per foot (device -> foot rotation used); `mounting_uncertainty_deg` per foot (the
     1-sigma uncertainty of its heading, the shoe axis, deg; absent when the frame was not
-    estimated); `warnings` in plain words.
+    estimated); `warnings` in plain words; `gyr_delay_s` per foot, the gyro delay undone (s;
+    `AnalysisSettings.gyr_delay_s`).
     """
 
     strides: pl.DataFrame
@@ -101,6 +104,7 @@ class AnalysisResult:
     sampling_rate_hz: float
     warnings: tuple[str, ...] = ()
     mounting_uncertainty_deg: dict[str, float] = field(default_factory=dict)
+    gyr_delay_s: dict[str, float] = field(default_factory=dict)
 
 
 def with_mounting_uncertainty(strides: pl.DataFrame, uncertainty_deg: dict[str, float]) -> pl.DataFrame:
@@ -255,6 +259,7 @@ class RecordingAnalyzer:
         events: dict[str, list[pl.DataFrame]] = {}
         mounting: dict[str, Rotation] = {}
         uncertainty: dict[str, float] = {}
+        gyr_delay: dict[str, float] = {}
         with clock("prepare"):
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
@@ -271,6 +276,10 @@ class RecordingAnalyzer:
                 else:
                     rotation = Rotation.identity()
             mounting[foot] = rotation
+            with clock("prepare"):
+                gyr_delay[foot] = self._gyr_delay(acc_all, gyr_all, t_all, fs, where, warnings)
+                if gyr_delay[foot] != 0.0:
+                    gyr_all = np.ascontiguousarray(delay_gyro(gyr_all, t_all, gyr_delay[foot]))
             with clock("prepare"):
                 bounds = _segment_bounds(part)
                 if bounds is None:
@@ -311,6 +320,9 @@ class RecordingAnalyzer:
                 )
                 strides = _sample_flag_reasons(strides, samples)
                 strides = with_mounting_uncertainty(strides, uncertainty)
+                if s.foot_side is not None:
+                    side = FootSideCheck(s.foot_side).detect(strides, pl.concat(list(all_signals.values())))
+                    warnings.extend(side.warnings_)
             else:
                 strides = _empty_strides()
         if strides.height == 0:
@@ -327,9 +339,28 @@ class RecordingAnalyzer:
             sampling_rate_hz=fs,
             warnings=tuple(warnings),
             mounting_uncertainty_deg=uncertainty,
+            gyr_delay_s=gyr_delay,
         )
         self.timings_s_ = clock.seconds_
         return self
+
+    def _gyr_delay(
+        self, acc: np.ndarray, gyr: np.ndarray, t: np.ndarray, fs: float, where: str, warnings: list[str]
+    ) -> float:
+        """The gyro delay (s) to undo on one foot: the setting, or estimated and reported."""
+        s = self.settings
+        if s.gyr_delay_s != "estimate":
+            return float(s.gyr_delay_s)
+        est = GyroDelayEstimator(s.gyr_delay, s.zero_velocity, s.zupt).estimate(acc, gyr, fs, t - t[0])
+        if not np.isfinite(est.delay_s_):
+            warnings.append(f"{where}: gyro delay not estimated ({est.gaps_} strides, too few)")
+            return 0.0
+        found = f"{1000 * est.delay_s_:+.1f} ms (ZUPT residual contrast {est.contrast_:.1f})"
+        if not est.identified_:
+            warnings.append(f"{where}: gyro delay not identifiable (best {found}); none applied")
+            return 0.0
+        warnings.append(f"{where}: gyro lags the accelerometer by {found}; undone")
+        return est.delay_s_
 
 
 _EMPTY_SUMMARY: dict[AnalysisSettings, tuple[pl.DataFrame, pl.DataFrame]] = {}
@@ -377,4 +408,5 @@ def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()
         sampling_rate_hz=result.sampling_rate_hz,
         warnings=ingest_warnings + result.warnings,
         mounting_uncertainty_deg=result.mounting_uncertainty_deg,
+        gyr_delay_s=result.gyr_delay_s,
     )

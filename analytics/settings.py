@@ -11,9 +11,11 @@ from typing import Literal
 
 from strideflow.analytics.events import EventSettings
 from strideflow.analytics.flags import FlagSettings
+from strideflow.analytics.foot_side import FootSideSettings
 from strideflow.analytics.metrics import MetricSettings
 from strideflow.analytics.sessions import SessionSettings
 from strideflow.analytics.signals import SignalSettings
+from strideflow.fusion.sensor_delay import GyroDelaySettings
 from strideflow.fusion.settings import AccelerationRejection, MadgwickSettings
 from strideflow.fusion.zero_velocity import ZeroVelocitySettings
 from strideflow.fusion.zupt import ZuptSettings
@@ -54,6 +56,19 @@ class AnalysisSettings:
         Settings of each stage.
     min_segment_s
         Segments shorter than this are skipped (too short for a stride), s.
+    gyr_delay_s
+        How much the gyroscope lags the accelerometer (s); the gyro is read that much later before
+        fusion. A number (a device's known value), or "estimate": per foot from its data
+        (`fusion.sensor_delay.GyroDelayEstimator`, the delay minimising the ZUPT velocity residual),
+        applied only when the residual singles it out and reported in the warnings either way.
+        Default 0: on the real LORD footprint walks the estimate is not identifiable (flat
+        residual, -11...+3 ms), while on the simulator it recovers the delay within 0.4 ms. Batch
+        only: the live analysis refuses a non-zero value.
+    gyr_delay
+        Settings of that estimate.
+    foot_side
+        Warn when a foot's strides invert instead of evert after contact (the label is probably
+        the other foot; `analytics.foot_side.FootSideCheck`); None: no check.
 
     Notes
     -----
@@ -77,3 +92,6 @@ class AnalysisSettings:
     sessions: SessionSettings = field(default_factory=SessionSettings)
     flags: FlagSettings = field(default_factory=FlagSettings)
     min_segment_s: float = 2.0
+    gyr_delay_s: float | Literal["estimate"] = 0.0
+    gyr_delay: GyroDelaySettings = field(default_factory=GyroDelaySettings)
+    foot_side: FootSideSettings | None = field(default_factory=FootSideSettings)

@@ -43,7 +43,8 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
   read through the SensorConnect reader, strides paired with the measured footprints by order):
   `strides.expected`, `strides.detected`, `strides.found_pct` (detected strides within 0.3 m of
   their footprint stride), `strides.valid_pct`, `stride_length.bias_cm` and
-  `stride_length.median_abs_cm` (valid strides), `distance.error_pct` (all strides); and
+  `stride_length.median_abs_cm` (valid strides), `distance.error_pct` (all strides),
+  `first_stride.error_cm` (the stride from standing, invalid "gait_start" but measured); and
   `real.ic_stride.ic_t.median_abs_ms`, `.bias_ms`, `.sd_ms` against the motion-capture ICs of
   `imu_sample_ic_stride.csv`.
 """
@@ -339,6 +340,7 @@ def footprint_rows(walk: int, strides: pl.DataFrame, footprints_xy: np.ndarray) 
         row(f"{name}.strides.valid_pct", 100.0 * np.mean(valid), "%"),
         row(f"{name}.stride_length.bias_cm", float(np.mean(e_cm)), "cm"),
         row(f"{name}.stride_length.median_abs_cm", float(np.median(np.abs(e_cm))), "cm"),
+        row(f"{name}.first_stride.error_cm", 100.0 * float(err[0]), "cm"),
     ]
 
 

@@ -71,7 +71,9 @@ class ZeroVelocitySettings:
         descent, some turns: 0.22-0.36 s apart) enclose a foot still turning at 0.7-0.85 of them.
     push_off_gyr_dps: a stance ends in a push-off, gyr_y above this: a fallback anchor with no
         push-off between it and the next mid-swing lies in the early swing and is dropped, and a
-        swing-guided anchor is searched before the push-off (both only with `swing_gyr_dps` set).
+        swing-guided anchor is searched before the push-off (both only with `swing_gyr_dps` set);
+        and a fallback anchor with no dorsiflexion faster than this between it and the next still
+        sample is in that still period's stance (its heel strike) and is dropped.
     gravity_mps2: magnitude of gravity.
     """
 
@@ -234,6 +236,26 @@ def _pushes_off(anchors, gyr_y, swings, push, max_gap):  # pragma: no cover - co
 
 
 @numba.njit(cache=True)
+def _swings_before_still(anchors, gyr_y, still, level, max_gap):  # pragma: no cover - compiled
+    """Per anchor: does the foot swing (gyr_y below -level, dorsiflexing) between it and the next
+    still sample? An anchor of its own stance does; one at the heel strike of a slow step, a
+    few tenths of a second before that stance's foot-flat, does not. No still sample within
+    max_gap samples after it (the live flags look no further): kept."""
+    out = np.zeros(anchors.shape[0], dtype=np.bool_)
+    for k in range(anchors.shape[0]):
+        i = anchors[k] + 1
+        n = min(gyr_y.shape[0], anchors[k] + 1 + max_gap)
+        while i < n and not still[i]:
+            if gyr_y[i] < -level:
+                out[k] = True
+                break
+            i += 1
+        if i >= n:
+            out[k] = True
+    return out
+
+
+@numba.njit(cache=True)
 def _swing_anchors(
     stat, gyr_y, gyr_norm, still, swings, push, max_gap, max_stat, max_rate_fraction
 ):  # pragma: no cover - compiled
@@ -316,6 +338,10 @@ class ZeroVelocityDetector:
                 # The early swing, where gyr_y crosses zero and the specific force is briefly
                 # near gravity, can look still: an anchor there (no push-off after it) is dropped.
                 anchors = anchors[_pushes_off(anchors, gyr_y, swings, float(s.push_off_gyr_dps), gap)]
+                # The heel strike of a slow first step from standing (dorsiflexion below the
+                # mid-swing level) turns through zero and can look still: an anchor there has no
+                # swing before the still period that follows, it is in that stance.
+                anchors = anchors[_swings_before_still(anchors, gyr_y, still, float(s.push_off_gyr_dps), gap)]
             self.fallback_anchors_ = anchors
             fill_runs(still, anchors - half, anchors + half + 1)
         if guided and n > 2:

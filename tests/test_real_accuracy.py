@@ -71,10 +71,19 @@ def test_stride_length_and_walked_distance_against_the_footprints(walk):
     assert set(strides.filter(~pl.col(VALID))[REASON].unique()) <= {REASON_TURN, "gait_start"}
     err_cm = 100.0 * (length[straight] - ref[straight])
     fast = np.median(ref) >= 1.5
-    assert np.median(np.abs(err_cm)) <= (8.0 if fast else 3.0)
+    assert np.median(np.abs(err_cm)) <= (7.5 if fast else 3.0)
     assert abs(np.mean(err_cm)) <= (8.0 if fast else 3.0)
     # Walked distance: every stride, the invalid ones and the first from standing included.
-    assert abs(length.sum() / ref.sum() - 1.0) <= 0.04
+    assert abs(length.sum() / ref.sum() - 1.0) <= (0.035 if fast else 0.025)
+
+
+@needs_walks
+def test_the_first_stride_from_standing_has_its_footprint_length(walk):
+    # A slow first step turns through zero at its heel strike, a few tenths of a second before its
+    # foot-flat: taken for a stance there, it cut the step to 0.16-0.40 m (footprints 0.63-0.76 m).
+    _, strides, ref = walk
+    assert strides[REASON][0] == "gait_start"
+    assert abs(strides[STRIDE_LENGTH_M][0] - ref[0]) <= 0.05
 
 
 def test_initial_contact_against_motion_capture(real_data):

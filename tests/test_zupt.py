@@ -416,3 +416,32 @@ def test_a_quiet_instant_in_the_early_swing_is_not_a_stance_anchor():
     zv = ZeroVelocityDetector().detect(acc, gyr, fs)
     assert not zv.zero_velocity_[lo:hi].any()
     assert len(mask_to_periods(zv.zero_velocity_)) == len(mask_to_periods(old.zero_velocity_)) - 1
+
+
+def test_the_heel_strike_of_a_slow_step_is_not_a_stance_anchor():
+    """Real gait starts (LORD, trials 32, 42, 45): the first step from standing lands on the heel
+    and the foot then slaps flat (plantarflexion) for 0.25 s before its foot-flat; at the heel
+    strike gyr_y turns through zero and the relaxed fallback took that instant as a stance, which
+    cut the first stride to 0.16-0.40 m (footprints 0.63-0.76 m). No swing (dorsiflexion) follows
+    it before the still period: it belongs to that stance."""
+    fs = 200.0
+    acc, gyr, truth = _steps(fs, 4, still_s=0.3, swing_s=0.8)
+    periods = mask_to_periods(truth)
+    lo, hi = periods[1, 1], periods[2, 0]  # the second swing
+    k = np.arange(hi - lo) / (hi - lo)
+    # push-off, the dorsiflexion of the swing, the heel strike at k = 0.7, then the foot slap
+    gyr[lo:hi, 1] = np.where(
+        k < 0.3,
+        300.0 * np.sin(np.pi * k / 0.3),
+        np.where(k < 0.7, -400.0 * np.sin(np.pi * (k - 0.3) / 0.4), 200.0 * np.sin(np.pi * (k - 0.7) / 0.3)),
+    )
+    gyr[lo:hi, 0] = gyr[lo:hi, 2] = 0.0
+    acc[lo:hi] = np.column_stack([15.0 * np.sin(2 * np.pi * k), 0 * k, G + 10.0 * np.sin(np.pi * k)])
+    strike = lo + int(round(0.7 * (hi - lo)))
+    acc[strike - 2 : strike + 3] = [0.0, 0.0, G]
+    gyr[strike - 2 : strike + 3] = 0.0
+    old = ZeroVelocityDetector(ZeroVelocitySettings(swing_gyr_dps=None)).detect(acc, gyr, fs)
+    assert old.zero_velocity_[strike]  # the relaxed fallback alone takes it
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs)
+    assert not zv.zero_velocity_[lo:hi].any()
+    assert (zv.zero_velocity_ == truth).mean() > 0.9
