@@ -37,6 +37,7 @@ import numba
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.stride_checks import finish_strides
 from strideflow.hardware.schema import (
     ACC_NORM_G,
     CADENCE_SPM,
@@ -657,6 +658,7 @@ class StrideMetrics:
                 .alias(REASON),
                 (pl.col(VALID) & new_reason.is_null()).alias(VALID),
             )
+            .pipe(finish_strides)
             .select([pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()])
             .with_columns(pl.col(VALID).fill_null(False))
             .collect()

@@ -80,6 +80,11 @@ IMPACT_G = "impact_g"
 DUTY_FACTOR = "duty_factor"
 VALID = "valid"
 REASON = "reason"
+# Added to DESIGN.md's strides: walk or run per stride, from its duty factor (`analytics.activity`).
+ACTIVITY = "activity"
+WALK = "walk"
+RUN = "run"
+ACTIVITIES = (WALK, RUN)
 
 # Numeric metric columns, in DESIGN.md order (strike_type and valid are not numeric).
 METRICS = (
@@ -111,10 +116,20 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
     STRIKE_TYPE: pl.String(),
     VALID: pl.Boolean(),
     REASON: pl.String(),
+    ACTIVITY: pl.String(),
 }
 
 # Metrics of a stride known at its toe-off (the stance: IC to toe-off); the others need the next IC.
-NEEDS_NEXT_IC = (NEXT_IC_T, STRIDE_TIME_S, SWING_TIME_S, CADENCE_SPM, STRIDE_LENGTH_M, SPEED_MPS, DUTY_FACTOR)
+NEEDS_NEXT_IC = (
+    NEXT_IC_T,
+    STRIDE_TIME_S,
+    SWING_TIME_S,
+    CADENCE_SPM,
+    STRIDE_LENGTH_M,
+    SPEED_MPS,
+    DUTY_FACTOR,
+    ACTIVITY,
+)
 STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
 
 # A live stride's provisional row at its toe-off (`analytics.live`): the strides columns that do
