@@ -36,6 +36,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.events import EventSettings, StrideEventDetector
 from strideflow.analytics.flags import FlagSettings, SessionFlagger
 from strideflow.analytics.metrics import MetricSettings, StrideMetrics, key_runs
+from strideflow.analytics.plausibility import check_recording
 from strideflow.analytics.sessions import SessionAggregator, SessionSettings
 from strideflow.analytics.signals import SignalSettings, signals_frame
 from strideflow.fusion.madgwick import Madgwick
@@ -60,6 +61,7 @@ from strideflow.hardware.schema import (
     VALID,
     T,
 )
+from strideflow.ingest.screen import screen_samples
 
 REASON_GAP = "gap"  # the stride spans samples ingest filled in across a short gap
 REASON_SATURATION = "saturation"  # the gyroscope sat at its range during the stride
@@ -287,6 +289,7 @@ class RecordingAnalyzer:
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
             where = f"athlete {athlete}, session {session}, {foot} foot"
+            screen_samples(part, fs, where)  # too short or standing only: one line, before alignment
             with clock("prepare"):
                 acc_all, gyr_all = _xyz(part, ACC), _xyz(part, GYR)
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
@@ -311,7 +314,8 @@ class RecordingAnalyzer:
                 acc, gyr, t = acc_all[rows], gyr_all[rows], t_all[rows]
                 if len(t) < s.min_segment_s * fs:
                     warnings.append(
-                        f"{where}: skipped a segment of {len(t) / fs:.1f} s (< {s.min_segment_s} s)"
+                        f"{where}: skipped a piece of {len(t) / fs:.2f} s between gaps "
+                        f"(shorter than {s.min_segment_s:g} s, too short for a stride)"
                     )
                     continue
                 sig, ev = self._segment(acc, gyr, t, fs, (athlete, session, foot), clock)
@@ -337,6 +341,7 @@ class RecordingAnalyzer:
                     .strides_
                 )
                 strides = _sample_flag_reasons(strides, samples)
+                check_recording(strides, fs)  # mostly implausible strides: read wrongly, fail
             else:
                 strides = _empty_strides()
         if strides.height == 0:
@@ -461,6 +466,7 @@ def analyze_samples(
 
 def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()) -> AnalysisResult:
     """Analyse an ingested `Recording` (`.samples`, `.sampling_rate_hz`, `.warnings`)."""
+    screen_samples(recording.samples, recording.sampling_rate_hz, getattr(recording, "source", "recording"))
     result = analyze_samples(recording.samples, recording.sampling_rate_hz, settings)
     ingest_warnings = tuple(str(w) for w in getattr(recording, "warnings", ()))
     if not ingest_warnings:

@@ -313,6 +313,7 @@ def trends_figure(
     `trends` has one row per (metric, foot, session) with `median` and `baseline`; `band` maps
     (metric, foot) to the band's half-width in the metric's unit (drawn as baseline +/- band).
     Sessions are placed by `session_date` when every session has one, else in session order.
+    With an `activity` column, walking and running are separate lines (running dotted, squares).
     """
     cols = 2
     rows = max(1, (len(metrics) + cols - 1) // cols)
@@ -328,26 +329,33 @@ def trends_figure(
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         part = trends.filter(pl.col(TREND_METRIC) == metric)
         any_line = False
-        for foot in FEET:
-            rows_f = part.filter(pl.col(FOOT) == foot)
-            if dated:
-                rows_f = rows_f.sort(TREND_SESSION_DATE, TREND_SESSION_ID)
-                x = [np.datetime64(str(d)[:10]) for d in rows_f[TREND_SESSION_DATE].to_list()]
-            else:
-                rows_f = rows_f.sort(TREND_SESSION_ID)
-                x = [position[s] for s in rows_f[TREND_SESSION_ID].to_list()]
-            y = rows_f[TREND_MEDIAN].fill_null(np.nan).to_numpy().astype(float)
-            if not np.isfinite(y).any():
-                continue
-            any_line = True
-            color = FOOT_COLORS[foot]
-            baseline = rows_f[TREND_BASELINE].drop_nulls()
-            if baseline.len():
-                b = float(baseline[-1])
-                half = band.get((metric, foot), 0.0)
-                ax.axhspan(b - half, b + half, color=color, alpha=0.12, linewidth=0)
-                ax.axhline(b, color=color, linestyle="--", linewidth=1)
-            ax.plot(x, y, "o-", color=color, label=foot, markersize=5)
+        kinds = activities_of(part)
+        for kind in kinds:
+            for foot in FEET:
+                rows_f = _of_activity(part, kind).filter(pl.col(FOOT) == foot)
+                if dated:
+                    rows_f = rows_f.sort(TREND_SESSION_DATE, TREND_SESSION_ID)
+                    x = [np.datetime64(str(d)[:10]) for d in rows_f[TREND_SESSION_DATE].to_list()]
+                else:
+                    rows_f = rows_f.sort(TREND_SESSION_ID)
+                    x = [position[s] for s in rows_f[TREND_SESSION_ID].to_list()]
+                y = rows_f[TREND_MEDIAN].fill_null(np.nan).to_numpy().astype(float)
+                if not np.isfinite(y).any():
+                    continue
+                any_line = True
+                color = FOOT_COLORS[foot]
+                # Walking and running are separate lines, each against its own baseline.
+                running = kind == "run" and len(kinds) > 1
+                baseline = rows_f[TREND_BASELINE].drop_nulls()
+                if baseline.len():
+                    b = float(baseline[-1])
+                    half = band.get((metric, foot), 0.0)
+                    if not running:
+                        ax.axhspan(b - half, b + half, color=color, alpha=0.12, linewidth=0)
+                    ax.axhline(b, color=color, linestyle="--", linewidth=1)
+                word = ACTIVITY_WORDS.get(kind, kind)
+                label = foot if len(kinds) == 1 or kind is None else f"{foot} {word}"
+                ax.plot(x, y, "s:" if running else "o-", color=color, label=label, markersize=5)
         if any_line:
             ax.legend(fontsize=7)
         else:
