@@ -271,8 +271,12 @@ def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | N
     return fig
 
 
-def distributions_figure(strides: pl.DataFrame, metrics: tuple[str, ...] = DISTRIBUTION_METRICS) -> Figure:
-    """Histograms of valid strides' metrics, left and right overlaid, medians as dashed lines."""
+def distributions_figure(
+    strides: pl.DataFrame, metrics: tuple[str, ...] = DISTRIBUTION_METRICS, activity: str | None = None
+) -> Figure:
+    """Histograms of valid strides' metrics, left and right overlaid, medians as dashed lines;
+    `activity` (walk/run): that activity's strides only (two gaits make two-peaked histograms)."""
+    strides = _of_activity(strides, activity)
     cols = 2
     rows = (len(metrics) + cols - 1) // cols
     fig = Figure(figsize=(8.0, 3.0 * rows))
@@ -292,7 +296,7 @@ def distributions_figure(strides: pl.DataFrame, metrics: tuple[str, ...] = DISTR
             ax.legend(fontsize=7)
         ax.set_xlabel(metric_label(metric))
         ax.set_ylabel("strides")
-        ax.set_title(METRIC_INFO.get(metric, (metric,))[0], fontsize=10)
+        ax.set_title(_activity_title(METRIC_INFO.get(metric, (metric,))[0], activity), fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(metrics) :]:
         ax.set_visible(False)

@@ -70,6 +70,7 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
+    VALID,
     session_iqr,
     session_median,
 )
@@ -510,7 +511,11 @@ def render_html(data: ReportData) -> str:
         "foot-strike angle (pitch before contact relative to foot-flat) and toe-off angle (foot-flat "
         "pitch minus toe-off pitch); dotted line: the foot-flat level.</p>"
     )
-    dist = f"<figure>{figure_svg(distributions_figure(data.strides))}</figure>"
+    valid_kinds = activities_of(data.strides.filter(pl.col(VALID).fill_null(False)))
+    dist = "".join(
+        f"<figure>{figure_svg(distributions_figure(data.strides, activity=kind))}</figure>"
+        for kind in valid_kinds
+    )
     body = "".join(
         [
             _section(TITLE_SUMMARY, _summary_table(data)),
