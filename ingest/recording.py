@@ -319,7 +319,7 @@ def _assign_device_feet(
         log.add(
             FOOT_ASSUMED,
             f"the file does not say which foot the sensor was on: taken as {DEFAULT_FOOT} "
-            "(pass foot='left' or 'right', CLI --foot; pronation signs depend on it)",
+            "(give --foot left|right, upload field foot; pronation signs depend on it)",
         )
     table.sensors[0].foot = chosen
 
@@ -351,7 +351,7 @@ def _csv_series(
         if sensor.foot is None:
             raise IngestError(
                 source,
-                "cannot tell which foot this is: pass foot='left' or 'right' (CLI: --foot), "
+                "cannot tell which foot this is: give --foot left|right (upload field foot), "
                 "or put _left or _right in the file name",
             )
         series.append(
@@ -459,7 +459,7 @@ def _parquet_series(
             raise IngestError(
                 source,
                 "no foot column and no left/right in the file name: "
-                "pass foot='left' or 'right' (CLI: --foot)",
+                "give --foot left|right (upload field foot)",
             )
         feet = np.full(df.height, which, dtype=object)
     series = []

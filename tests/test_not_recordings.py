@@ -69,3 +69,33 @@ def test_known_binary_kinds_are_named(head, kind):
 
 def test_text_starting_like_a_weak_signature_is_not_refused():
     refuse_known_binary("BMX.csv", b"BMX,acc_x\n1,2\n")  # "BM" but text: no NUL byte
+
+
+def test_unit_advice_names_what_the_user_can_do_and_following_it_works(tmp_path):
+    import numpy as np
+    import polars as pl
+
+    from strideflow.hardware.simulator import SimulationSettings, Simulator
+
+    sim = Simulator(SimulationSettings(activity="walk", duration_s=30.0, seed=2)).simulate()
+    left = sim.samples_.filter(pl.col("foot") == "left").select(
+        "t", "acc_x", "acc_y", "acc_z", "gyr_x", "gyr_y", "gyr_z"
+    )
+    path = tmp_path / "radps_left.csv"
+    left.with_columns([pl.col(c) * np.pi / 180 for c in ("gyr_x", "gyr_y", "gyr_z")]).write_csv(path)
+    p = _analyze(path)
+    assert p.returncode == 1
+    message = " ".join(p.stderr.split())
+    assert "--units gyr=rad/s" in message and "units=gyr=rad/s" in message and "gyr_x [rad/s]" in message
+    assert "gyr_unit=" not in message  # no Python keyword the CLI does not have
+    assert _analyze(path, "--units", "gyr=rad/s").returncode == 0
+    header = path.read_text().split("\n", 1)
+    path.write_text(
+        header[0]
+        .replace("gyr_x", "gyr_x [rad/s]")
+        .replace("gyr_y", "gyr_y [rad/s]")
+        .replace("gyr_z", "gyr_z [rad/s]")
+        + "\n"
+        + header[1]
+    )
+    assert _analyze(path).returncode == 0
