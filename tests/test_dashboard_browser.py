@@ -199,8 +199,10 @@ def test_team_and_athlete_views_render_the_api_numbers(demo, browser):
             chart = page.locator(f"svg[data-chart='trend-{metric}']")
             assert chart.locator("path.line").count() >= 2  # left and right medians (+ baselines)
             assert chart.locator("circle").count() == 2 * len(sessions)
-        curve = page.locator("svg[data-chart='stance-pronation_deg']")
-        assert curve.locator(".chart-title").text_content() == "Pronation over stance (mean ± SD)"
+        # one curve pair per activity: this walking team has walking curves only
+        assert page.locator("svg[data-chart^='stance-pronation_deg']").count() == 1
+        curve = page.locator("svg[data-chart='stance-pronation_deg-walk']")
+        assert curve.locator(".chart-title").text_content() == "Pronation over stance (mean ± SD) (walking)"
         lines = curve.locator("path.line")
         assert lines.count() == 2
         # 101 points per curve, as the API's curves route returns them.
@@ -209,7 +211,7 @@ def test_team_and_athlete_views_render_the_api_numbers(demo, browser):
         )["items"]
         assert len([p for p in points if p["foot"] == "left"]) == 101
         assert lines.first.get_attribute("d").count("L") == 100
-        assert page.locator("svg[data-chart='stride-pitch_deg'] polygon.band").count() == 2
+        assert page.locator("svg[data-chart='stride-pitch_deg-walk'] polygon.band").count() == 2
         _save(page, demo, "athlete.png", "dashboard-athlete.png", full_page=True)
         assert console == [], console
     finally:

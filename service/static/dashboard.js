@@ -164,6 +164,11 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
   const W = 460, H = 280, m = { l: 58, r: 12, t: 30, b: 44 };
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-chart": id, "aria-label": title });
   root.append(svg("text", { x: 8, y: 18, "font-size": 14, "font-weight": 600, class: "chart-title" }, title));
+  // A legend that would run into the title gets a row of its own below it.
+  const legendWidth = series.filter((s) => !s.dashed).reduce((w, s) => w + 20 + 7 * s.name.length, 0);
+  const legendRow = legendWidth > W - m.r - 16 - 8 * title.length;
+  if (legendRow) m.t += 16;
+  const legendY = legendRow ? 34 : 18;
   const xs = [], ys = [];
   for (const s of series) {
     for (const [x, y] of s.points) if (y !== null && Number.isFinite(y)) { xs.push(x); ys.push(y); }
@@ -191,7 +196,9 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
   }
   for (const [x, label, tip] of xTicks || xr.ticks.filter((t) => t >= xr.lo && t <= xr.hi).map((t) => [t, String(t)])) {
     axes.append(svg("line", { x1: X(x), x2: X(x), y1: H - m.b, y2: H - m.b + 4, stroke: "#333" }));
-    const text = svg("text", { x: X(x), y: H - m.b + 16, "text-anchor": "middle", class: "x-tick", "data-x": String(x) }, label);
+    // The first and last labels grow inwards, so they are never cut at the chart's edge.
+    const anchor = x <= xr.lo ? "start" : x >= xr.hi ? "end" : "middle";
+    const text = svg("text", { x: X(x), y: H - m.b + 16, "text-anchor": anchor, class: "x-tick", "data-x": String(x) }, label);
     if (tip) text.append(svg("title", {}, tip));
     axes.append(text);
   }
@@ -227,8 +234,8 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
     }
     root.append(g);
     if (!s.dashed) {
-      root.append(svg("rect", { x: legendX, y: 9, width: 10, height: 10, fill: s.color }));
-      root.append(svg("text", { x: legendX + 14, y: 18, "font-size": 11 }, s.name));
+      root.append(svg("rect", { x: legendX, y: legendY - 9, width: 10, height: 10, fill: s.color }));
+      root.append(svg("text", { x: legendX + 14, y: legendY, "font-size": 11 }, s.name));
       legendX += 20 + 7 * s.name.length;
     }
   }
