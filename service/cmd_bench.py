@@ -29,7 +29,7 @@ def bench(
     quick: bool = typer.Option(
         False,
         "--quick",
-        help="Smaller run, the same rows: fusion 1 M samples (8 x 250 k batched, 3 repeats); accuracy "
+        help="Smaller run, the same rows: fusion 400 k samples (8 x 100 k batched, 2 repeats); accuracy "
         "8 athletes x 20 s per activity; batch 4 athletes x 15 min (the dataset is generated once and "
         "cached); api 50,000 stored strides; stream 2 and 8 devices x 8 s. Aimed at about a minute "
         "each on 2 idle cores; a loaded machine takes longer (measured times: benchmarks/README.md).",
