@@ -658,7 +658,8 @@ function liveCard(athleteId, a, foot) {
   card.setAttribute("data-valid", String(latest.valid));
   card.classList.add(...rowClass(latest).split(" "));
   const index = latest.type === "stride" ? `stride ${latest.stride_index}` : "stance (stride not closed yet)";
-  card.append(el("p", { class: "note", text: `${index}, IC at ${fmt(latest.ic_t, 2)} s` }));
+  const kind = latest.activity ? `, ${ACTIVITY_WORDS[latest.activity] || latest.activity}` : "";
+  card.append(el("p", { class: "note", text: `${index}, IC at ${fmt(latest.ic_t, 2)} s${kind}` }));
   const grid = el("dl", { class: "live-metrics latest" });
   for (const m of LIVE_METRICS) {
     grid.append(el("div", {}, el("dt", { text: metricLabel(m) }), el("dd", { "data-metric": m, text: metricFmt(m, latest[m]) })));
