@@ -332,17 +332,20 @@ def flag_sentence(row: dict) -> str:
     metric, flag = row[METRIC], row[FLAG]
     d = _decimals(metric)
     if flag == ASYMMETRY:
+        gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")
         return (
-            f"Left and right differ in {METRIC_INFO.get(metric, (metric,))[0]}: symmetry index "
+            f"Left and right differ in {METRIC_INFO.get(metric, (metric,))[0]}"
+            f"{f' ({gait})' if gait else ''}: symmetry index "
             f"{row[VALUE]:+.1f} % (positive = left larger), beyond the heuristic threshold of "
             f"±{row[THRESHOLD]:g} %."
         )
     template = _FLAG_TEXT.get(flag)
-    who = f"{row[FOOT]} foot" if row[FOOT] else "session"
+    gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")
+    who = (f"{row[FOOT]} foot" if row[FOOT] else "session") + (f", {gait}" if gait else "")
     if template is None:
         return f"{who}: {metric} = {row[VALUE]:.{d}f} (heuristic threshold {row[THRESHOLD]:g}): {row[NOTE]}."
     text = template.format(value=f"{row[VALUE]:.{d}f}", threshold=f"{row[THRESHOLD]:g}")
-    return f"{who.capitalize()}: {text}"
+    return f"{who[0].upper()}{who[1:]}: {text}"
 
 
 def _summary_table(data: ReportData) -> str:
