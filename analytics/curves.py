@@ -28,8 +28,10 @@ import numba
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.activity import activity_key_expr
 from strideflow.analytics.metrics import key_runs
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FOOT,
     IC_T,
@@ -62,6 +64,7 @@ CURVES_SCHEMA: dict[str, pl.DataType] = {
     PCT: pl.Float64(),
     PRONATION_DEG: pl.Float64(),
     PITCH_DEG: pl.Float64(),
+    ACTIVITY: pl.String(),  # the stride's walk/run (`analytics.activity`); summaries are per activity
 }
 
 STRIDE_COUNT = "stride_count"  # strides with a value at this (foot, phase, pct)
@@ -188,7 +191,7 @@ class StrideCurves:
         phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
         self.curves_ = pl.DataFrame(
             [
-                *base.select(*KEYS, STRIDE_INDEX, VALID).gather(np.repeat(np.arange(n), per_row)),
+                *base.select(*KEYS, STRIDE_INDEX, VALID, ACTIVITY).gather(np.repeat(np.arange(n), per_row)),
                 pl.Series(PHASE, phases, dtype=pl.String).gather(phase_index),
                 pl.Series(PCT, np.tile(np.round(frac * 100.0, 9), n * len(phases)), dtype=pl.Float64),
                 *angle_columns,
@@ -206,10 +209,11 @@ class StrideCurves:
             return self
         base, phases, frac, angles = resampled
         feet = base.get_column(FOOT).to_numpy()
+        kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
         valid = base.get_column(VALID).fill_null(False).to_numpy()
         parts = []
-        for foot in sorted(set(feet[valid].tolist())):
-            sel = valid & (feet == foot)
+        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
+            sel = valid & (feet == foot) & (kinds == kind)
             block = {a: angles[a][sel] for a in ANGLES}  # (strides, phases, points)
             finite = {a: np.isfinite(v) for a, v in block.items()}
             count = finite[PRONATION_DEG].sum(axis=0)
@@ -227,6 +231,7 @@ class StrideCurves:
                 pl.DataFrame(
                     {
                         FOOT: [foot] * count.size,
+                        ACTIVITY: pl.Series([kind or None] * count.size, dtype=pl.String),
                         PHASE: np.repeat(phases, frac.size),
                         PCT: np.tile(np.round(frac * 100.0, 9), len(phases)),
                         STRIDE_COUNT: count.ravel().astype(np.int64),
@@ -281,6 +286,9 @@ class StrideCurves:
                 *KEYS,
                 pl.col(STRIDE_INDEX).cast(pl.Int64),
                 pl.col(VALID).cast(pl.Boolean),
+                (activity_key_expr() if ACTIVITY in strides.columns else pl.lit(None, dtype=pl.String)).alias(
+                    ACTIVITY
+                ),
                 pl.col(IC_T).cast(pl.Float64),
                 pl.col(TOE_OFF_T).cast(pl.Float64),
                 pl.col(NEXT_IC_T).cast(pl.Float64),
@@ -338,13 +346,16 @@ def session_curves(result, points: int = 101) -> pl.DataFrame:
     )
 
 
-def curve_summary(curves: pl.DataFrame, by: Sequence[str] = (FOOT,), valid_only: bool = True) -> pl.DataFrame:
-    """Mean and SD (deg, ddof 1) of each angle per `by` columns (default: foot), phase and pct.
+def curve_summary(
+    curves: pl.DataFrame, by: Sequence[str] = (FOOT, ACTIVITY), valid_only: bool = True
+) -> pl.DataFrame:
+    """Mean and SD (deg, ddof 1) of each angle per `by` columns (default: foot and activity, so
+    walking and running strides never share a band), phase and pct.
 
     Only valid strides enter unless `valid_only` is False. Columns: `by`, `phase`, `pct`,
     `stride_count`, then `<angle>_mean` and `<angle>_sd` for pronation and pitch.
     """
-    by = list(by)
+    by = [c for c in by if c in curves.columns]
     data = curves.filter(pl.col(VALID).fill_null(False)) if valid_only else curves
     return (
         data.group_by(*by, PHASE, PCT)
@@ -353,5 +364,5 @@ def curve_summary(curves: pl.DataFrame, by: Sequence[str] = (FOOT,), valid_only:
             *[pl.col(a).mean().alias(curve_mean(a)) for a in ANGLES],
             *[pl.col(a).std(ddof=1).alias(curve_sd(a)) for a in ANGLES],
         )
-        .sort(*by, PHASE, PCT)
+        .sort(*by, PHASE, PCT, nulls_last=True)
     )

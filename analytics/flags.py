@@ -7,8 +7,9 @@ ideally against the athlete's own baseline. A foot needs at least `min_strides` 
 before any flag is raised on it, so a few odd strides never trigger one.
 
 The flags table has one row per raised flag: keys (`foot` is null for left/right asymmetry, which
-belongs to the session), `flag`, `metric`, `value` (the session median, or the symmetry index in
-percent), `threshold`, and a `note` in plain words.
+belongs to the session), `activity` (a sessions row is walking or running, so a flag compares a
+gait with thresholds for it and asymmetry pairs walking with walking), `flag`, `metric`,
+`value` (the session median, or the symmetry index in percent), `threshold`, and a `note` in plain words.
 
 Toe-off pronation depends on the shoe axis: a heading error δ of the mounting moves it by
 atan(tan θ · sin δ) at a toe-off pitch θ (docs/frames.md). Where the session's mounting
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FOOT,
     KEYS,
@@ -64,6 +66,7 @@ FLAGS_SCHEMA: dict[str, pl.DataType] = {
     VALUE: pl.Float64(),
     THRESHOLD: pl.Float64(),
     NOTE: pl.String(),
+    ACTIVITY: pl.String(),  # the sessions row's activity: a flag holds for walking or for running
 }
 
 
@@ -127,6 +130,7 @@ def _per_foot_rule(
     beyond = value > threshold if above else value < threshold
     return sessions.filter((pl.col(STRIDE_COUNT) >= settings.min_strides) & beyond).select(
         *KEYS,
+        pl.col(ACTIVITY),
         pl.lit(flag).alias(FLAG),
         pl.lit(metric).alias(METRIC),
         value.alias(VALUE),
@@ -160,6 +164,7 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
         value.alias(VALUE),
         pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
         pl.lit("the foot rolls off over its outer edge rather than through the big toe").alias(NOTE),
+        pl.col(ACTIVITY),
     )
     # Only a flag the face value would raise is withheld; a foot clear of the threshold gets no row.
     withheld = sessions.filter(enough & (value < threshold) & ~certain).select(
@@ -178,6 +183,7 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
             pl.lit(f"{s.withhold_sigmas:g}"),
             angle.round(0),
         ).alias(NOTE),
+        pl.col(ACTIVITY),
     )
     return [raised, withheld]
 
@@ -191,6 +197,8 @@ class SessionFlagger:
     def detect(self, sessions: pl.DataFrame) -> SessionFlagger:
         """Compute `flags_` (FLAGS_SCHEMA, one row per raised flag) from `sessions`."""
         s = self.settings
+        if ACTIVITY not in sessions.columns:  # a sessions table from before the split by activity
+            sessions = sessions.with_columns(pl.lit(None, dtype=pl.String).alias(ACTIVITY))
         per_foot = [
             _per_foot_rule(
                 sessions,
@@ -223,7 +231,7 @@ class SessionFlagger:
         ]
         # Asymmetry belongs to the session: both feet must qualify, then one row per metric.
         counted = (
-            sessions.group_by(ATHLETE_ID, SESSION_ID)
+            sessions.group_by(ATHLETE_ID, SESSION_ID, ACTIVITY)
             .agg(
                 (pl.col(STRIDE_COUNT) >= s.min_strides).sum().alias("_feet_ok"),
                 *[pl.col(symmetry_index(m)).first() for m in s.asymmetry_metrics],
@@ -240,6 +248,7 @@ class SessionFlagger:
                 pl.col(symmetry_index(m)).alias(VALUE),
                 pl.lit(s.asymmetry_si_pct, dtype=pl.Float64).alias(THRESHOLD),
                 pl.lit(f"left/right symmetry index of {m} beyond the heuristic ± threshold").alias(NOTE),
+                pl.col(ACTIVITY),
             )
             for m in s.asymmetry_metrics
         ]
@@ -247,7 +256,7 @@ class SessionFlagger:
             f.select([pl.col(c).cast(d) for c, d in FLAGS_SCHEMA.items()]) for f in (*per_foot, *asymmetry)
         ]
         self.flags_ = pl.concat(frames, how="vertical").sort(
-            ATHLETE_ID, SESSION_ID, FOOT, FLAG, METRIC, nulls_last=True
+            ATHLETE_ID, SESSION_ID, ACTIVITY, FOOT, FLAG, METRIC, nulls_last=True
         )
         return self
 

@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import butter, sosfiltfilt
 
+from strideflow.analytics.stride_checks import finish_strides
 from strideflow.hardware.schema import (
     ACC_NORM_G,
     CADENCE_SPM,
@@ -776,6 +777,7 @@ class StrideMetrics:
                 .alias(REASON),
                 (pl.col(VALID) & new_reason.is_null()).alias(VALID),
             )
+            .pipe(finish_strides)
             .select(
                 *[pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()],
                 pl.when(pl.col("_censored").is_not_nan())

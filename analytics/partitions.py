@@ -73,6 +73,16 @@ def has_partition(root: str | Path, table: str, athlete_id: str, session_id: str
     return (partition_dir(root, table, athlete_id, session_id) / PART_FILE).is_file()
 
 
+def _union_schema(files: list[str]) -> dict[str, pl.DataType]:
+    """Every column of the files' schemas (footer metadata only), in first-seen order."""
+    union: dict[str, pl.DataType] = {}
+    for path in files:
+        for name, dtype in pl.read_parquet_schema(path).items():
+            if name not in _HIVE_SCHEMA:  # the keys come from the paths
+                union.setdefault(name, dtype)
+    return union
+
+
 def scan_table(
     root: str | Path,
     table: str,
@@ -97,6 +107,9 @@ def scan_table(
         files,
         hive_partitioning=True,
         hive_schema=_HIVE_SCHEMA,
+        # Partitions written before a column was added (e.g. `activity`) lack it: read as null.
+        schema=_union_schema(files),
+        missing_columns="insert",
     )
     for name, value in ((ATHLETE_ID, athlete_id), (SESSION_ID, session_id)):
         if value is None:

@@ -40,6 +40,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.flags import SessionFlagger
 from strideflow.analytics.foot_side import FootSideCheck
 from strideflow.analytics.metrics import key_runs
+from strideflow.analytics.plausibility import check_recording
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
     REASON_GAP,
@@ -68,6 +69,7 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     T,
 )
+from strideflow.ingest.screen import screen_samples
 
 __all__ = [
     "REASON_GAP",
@@ -264,6 +266,7 @@ class RecordingAnalyzer:
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
             where = f"athlete {athlete}, session {session}, {foot} foot"
+            screen_samples(part, fs, where)  # too short or standing only: one line, before alignment
             with clock("prepare"):
                 acc_all, gyr_all = _xyz(part, ACC), _xyz(part, GYR)
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
@@ -293,7 +296,8 @@ class RecordingAnalyzer:
                 acc, gyr, t = acc_all[rows], gyr_all[rows], t_all[rows]
                 if len(t) < s.min_segment_s * fs:
                     warnings.append(
-                        f"{where}: skipped a segment of {len(t) / fs:.1f} s (< {s.min_segment_s} s)"
+                        f"{where}: skipped a piece of {len(t) / fs:.2f} s between gaps "
+                        f"(shorter than {s.min_segment_s:g} s, too short for a stride)"
                     )
                     continue
                 seg = analyze_segment(acc, gyr, t, fs, (athlete, session, foot), s, clock=clock)
@@ -323,6 +327,7 @@ class RecordingAnalyzer:
                 if s.foot_side is not None:
                     side = FootSideCheck(s.foot_side).detect(strides, pl.concat(list(all_signals.values())))
                     warnings.extend(side.warnings_)
+                check_recording(strides, fs)  # mostly implausible strides: read wrongly, fail
             else:
                 strides = _empty_strides()
         if strides.height == 0:
@@ -394,6 +399,7 @@ def analyze_samples(
 
 def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()) -> AnalysisResult:
     """Analyse an ingested `Recording` (`.samples`, `.sampling_rate_hz`, `.warnings`)."""
+    screen_samples(recording.samples, recording.sampling_rate_hz, getattr(recording, "source", "recording"))
     result = analyze_samples(recording.samples, recording.sampling_rate_hz, settings)
     ingest_warnings = tuple(str(w) for w in getattr(recording, "warnings", ()))
     if not ingest_warnings:

@@ -1,12 +1,15 @@
-"""The `sessions` table: per athlete-session-foot aggregates of the valid strides, and symmetry.
+"""The `sessions` table: per athlete-session-foot-activity aggregates of the valid strides, and symmetry.
 
-One row per (athlete_id, session_id, foot) present in the strides, with
+One row per (athlete_id, session_id, foot, activity) present in the strides (`activity`: walk or
+run, `analytics.activity`; a stride of unknown activity counts under its foot's usual one), so a
+session holding both gaits has a walking and a running row per foot, with
 
 - `stride_count`: number of valid strides (the aggregates use only these); `stride_count_all`:
   every detected stride, valid or not;
 - `<metric>_median` and `<metric>_iqr` (75th minus 25th percentile, linear interpolation) of each
   numeric metric, null when the foot has no valid stride;
-- `<metric>_si_pct`: the left/right symmetry index of the two feet's medians in that athlete-session,
+- `<metric>_si_pct`: the left/right symmetry index of the two feet's medians in that
+  athlete-session-activity (walking left against walking right),
   DESIGN.md's ``SI = 200 (L - R) / (L + R)`` percent, positive = left larger, the same value on
   both foot rows; null when a foot is missing. Only for the positive-valued metrics: for the
   signed angles of `SIGNED_ANGLE_METRICS` (foot-strike angle, toe-off pronation) an index of two
@@ -22,7 +25,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from strideflow.analytics.activity import activity_expr, activity_key_expr
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FOOT,
     KEYS,
@@ -86,8 +91,12 @@ class SessionAggregator:
         valid = pl.col(VALID).fill_null(False)
         if MOUNTING_UNCERTAINTY_DEG not in strides.columns:
             strides = strides.with_columns(pl.lit(None, dtype=pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
+        if ACTIVITY not in strides.columns:  # strides stored before the column existed
+            strides = strides.with_columns(activity_expr().alias(ACTIVITY))
+        strides = strides.with_columns(activity_key_expr().alias(ACTIVITY))
+        pair = [ATHLETE_ID, SESSION_ID, ACTIVITY]
         per_foot = (
-            strides.group_by(*KEYS)
+            strides.group_by(*KEYS, ACTIVITY)
             .agg(
                 valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
@@ -105,14 +114,13 @@ class SessionAggregator:
         )
         medians = [session_median(m) for m in metrics]
         left = per_foot.filter(pl.col(FOOT) == "left").select(
-            ATHLETE_ID, SESSION_ID, *[pl.col(c).alias(f"{c}__l") for c in medians]
+            *pair, *[pl.col(c).alias(f"{c}__l") for c in medians]
         )
         right = per_foot.filter(pl.col(FOOT) == "right").select(
-            ATHLETE_ID, SESSION_ID, *[pl.col(c).alias(f"{c}__r") for c in medians]
+            *pair, *[pl.col(c).alias(f"{c}__r") for c in medians]
         )
-        pairs = left.join(right, on=[ATHLETE_ID, SESSION_ID], how="full", coalesce=True).select(
-            ATHLETE_ID,
-            SESSION_ID,
+        pairs = left.join(right, on=pair, how="full", coalesce=True, nulls_equal=True).select(
+            *pair,
             *[
                 (
                     pl.lit(None, dtype=pl.Float64)
@@ -132,9 +140,10 @@ class SessionAggregator:
             ],
         )
         self.sessions_ = (
-            per_foot.join(pairs, on=[ATHLETE_ID, SESSION_ID], how="left")
+            per_foot.join(pairs, on=pair, how="left", nulls_equal=True)
             .select(
                 *KEYS,
+                ACTIVITY,
                 STRIDE_COUNT,
                 STRIDE_COUNT_ALL,
                 *medians,
@@ -142,7 +151,7 @@ class SessionAggregator:
                 *[pl.col(c).cast(pl.Float64) for c in symmetry_columns(metrics)],
                 MOUNTING_UNCERTAINTY_DEG,
             )
-            .sort(*KEYS)
+            .sort(*KEYS, ACTIVITY, nulls_last=True)
         )
         return self
 

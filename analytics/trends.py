@@ -3,7 +3,10 @@
 Input: the `sessions` partitions under a results root (`analytics.partitions`, as `strideflow
 batch` writes them), read with a lazy Polars scan filtered on `athlete_id`, so only that
 athlete's partition files are opened. Output: one row per (athlete_id, metric, foot, session),
-sorted by athlete, metric, foot, date, with the columns of `TRENDS_SCHEMA`:
+sorted by athlete, metric, foot, activity, date, with the columns of `TRENDS_SCHEMA`:
+
+- `activity` (walk/run, the sessions row's): each trend line, baseline and slope is per activity,
+  so a walking session after running ones is compared with earlier walking, never with running;
 
 - `session_date` (Date): the session's `session_date`; sessions are ordered by it, then by
   `session_id` (sessions without a date come last, in `session_id` order);
@@ -37,6 +40,7 @@ import polars as pl
 from strideflow.analytics import partitions
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     CADENCE_SPM,
     FOOT,
@@ -92,8 +96,9 @@ TRENDS_SCHEMA: dict[str, pl.DataType] = {
     SYMMETRY_INDEX: pl.Float64(),
     LR_DIFFERENCE_DEG: pl.Float64(),
     STRIDE_COUNT: pl.Int64(),
+    ACTIVITY: pl.String(),
 }
-_GROUP = [ATHLETE_ID, METRIC, FOOT]
+_GROUP = [ATHLETE_ID, METRIC, FOOT, ACTIVITY]
 
 
 class TrendError(StrideflowError):
@@ -122,6 +127,7 @@ def _long(sessions: pl.LazyFrame, metrics: list[str]) -> pl.LazyFrame:
     names = sessions.collect_schema().names()
     date = pl.col(SESSION_DATE) if SESSION_DATE in names else pl.lit(None, dtype=pl.String)
     count = pl.col(STRIDE_COUNT) if STRIDE_COUNT in names else pl.lit(None, dtype=pl.Int64)
+    activity = pl.col(ACTIVITY) if ACTIVITY in names else pl.lit(None, dtype=pl.String)
     parts = []
     for m in metrics:
         si = pl.col(symmetry_index(m)) if symmetry_index(m) in names else pl.lit(None)
@@ -137,6 +143,7 @@ def _long(sessions: pl.LazyFrame, metrics: list[str]) -> pl.LazyFrame:
                 si.cast(pl.Float64).alias(SYMMETRY_INDEX),
                 diff.cast(pl.Float64).alias(LR_DIFFERENCE_DEG),
                 count.cast(pl.Int64).alias(STRIDE_COUNT),
+                activity.cast(pl.String).alias(ACTIVITY),
             )
         )
     return pl.concat(parts, how="vertical")

@@ -38,8 +38,10 @@ import numpy as np
 import polars as pl
 
 from strideflow.analytics import partitions
+from strideflow.analytics.activity import activity_expr
 from strideflow.benchmarks._common import Row, row
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     CADENCE_SPM,
     DUTY_FACTOR,
@@ -172,7 +174,9 @@ def synthetic_strides(athlete: str, session: str, n: int, rng: np.random.Generat
         pl.when(pl.col(VALID)).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("turn")).alias(REASON)
     )
     return (
-        pl.concat(frames).with_columns(reason).select([pl.col(c).cast(t) for c, t in STRIDES_SCHEMA.items()])
+        pl.concat(frames)
+        .with_columns(reason, activity_expr().alias(ACTIVITY))
+        .select([pl.col(c).cast(t) for c, t in STRIDES_SCHEMA.items()])
     )
 
 

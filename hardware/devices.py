@@ -151,8 +151,8 @@ class PacketDevice:
         """When packet `seq` is complete: its last sample's time plus one sample period, s."""
         return float(self.t_s[self._stops[seq] - 1]) + 1.0 / self.sampling_rate_hz
 
-    def hello(self, athlete_id: str, session_id: str) -> dict:
-        """The hello message announcing this device's stream."""
+    def hello(self, athlete_id: str, session_id: str, session_date: str | None = None) -> dict:
+        """The hello message announcing this device's stream (`session_date` yyyy-mm-dd, optional)."""
         return {
             "athlete_id": athlete_id,
             "session_id": session_id,
@@ -160,6 +160,7 @@ class PacketDevice:
             "device_id": self.device_id,
             "sampling_rate_hz": self.sampling_rate_hz,
             "profile": self.profile.name,
+            **({"session_date": session_date} if session_date else {}),
         }
 
     def renamed(self, device_id: str) -> PacketDevice:
@@ -387,6 +388,7 @@ async def stream_device(
     window: int = 256,
     reconnect_timeout_s: float = 30.0,
     on_ack: Callable[[StreamReport], None] | None = None,
+    session_date: str | None = None,
 ) -> StreamReport:
     """Stream `device` to the server at `url`, resuming after every lost connection; end the stream.
 
@@ -448,7 +450,7 @@ async def stream_device(
                 max_size=1 << 20,
                 open_timeout=10,
             ) as ws:
-                await ws.send(json.dumps(device.hello(athlete_id, session_id)))
+                await ws.send(json.dumps(device.hello(athlete_id, session_id, session_date)))
                 hello = json.loads(await ws.recv())
                 if "error" in hello:
                     last_error.update(hello)

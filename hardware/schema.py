@@ -83,6 +83,11 @@ DUTY_FACTOR = "duty_factor"
 FOOT_PROGRESSION_ANGLE_DEG = "foot_progression_angle_deg"
 VALID = "valid"
 REASON = "reason"
+# Added to DESIGN.md's strides: walk or run per stride, from its duty factor (`analytics.activity`).
+ACTIVITY = "activity"
+WALK = "walk"
+RUN = "run"
+ACTIVITIES = (WALK, RUN)
 
 # Numeric metric columns, in DESIGN.md order (strike_type and valid are not numeric).
 METRICS = (
@@ -115,6 +120,7 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
     STRIKE_TYPE: pl.String(),
     VALID: pl.Boolean(),
     REASON: pl.String(),
+    ACTIVITY: pl.String(),
 }
 
 # Metrics of a stride known at its toe-off (the stance: IC to toe-off); the others need the next IC.
@@ -127,6 +133,7 @@ NEEDS_NEXT_IC = (
     SPEED_MPS,
     DUTY_FACTOR,
     FOOT_PROGRESSION_ANGLE_DEG,
+    ACTIVITY,
 )
 STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
 

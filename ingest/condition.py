@@ -164,7 +164,8 @@ def convert_units(
     if acc_stated is None and low <= median <= high:
         raise IngestError(
             source,
-            f"acceleration looks like g, not m/s² (median |acc| = {median:.3g}); pass acc_unit='g' if it is",
+            f"acceleration looks like g, not m/s² (median |acc| = {median:.3g}); if it is, give the unit: "
+            "--units acc=g (upload field units=acc=g, manifest column units) or a header like acc_x [g]",
             column=acc_label,
         )
     acc_scale = ACC_UNITS[acc_stated] if acc_stated is not None else 1.0
@@ -181,7 +182,7 @@ def convert_units(
         raise IngestError(
             source,
             f"median |acc| is {median:.4g} m/s², far from gravity (9.81): not m/s²? "
-            "(acc_unit='g' for g; other units need converting first)",
+            "(for g give --units acc=g, upload field units=acc=g; other units need converting first)",
             column=acc_label,
         )
     for axes, limit, unit in (
@@ -210,7 +211,8 @@ def convert_units(
             source,
             f"angular rate looks like rad/s: |gyr| never exceeds {gyr_max:.3g} while the accelerometer "
             f"shows the foot moving on {moving} samples; "
-            "pass gyr_unit='rad/s' (or 'dps' if it really is deg/s)",
+            "give the unit: --units gyr=rad/s (upload field units=gyr=rad/s, manifest column units) or a "
+            "header like gyr_x [rad/s]; --units gyr=deg/s if it really is deg/s",
             column=gyr_label,
         )
     if radps_like and gyr_scale == 1.0:

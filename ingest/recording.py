@@ -11,6 +11,7 @@ a Parquet file's own id columns win over that default, the caller's arguments ov
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import re
 import zlib
@@ -50,7 +51,9 @@ from strideflow.ingest.errors import (
 )
 from strideflow.ingest.formats import REGISTRY, detect_device
 from strideflow.ingest.mapping import MappingError, parse_columns, parse_units
+from strideflow.ingest.screen import refuse_known_binary
 from strideflow.ingest.settings import ReadSettings
+from strideflow.ingest.start_time import recording_start
 from strideflow.ingest.store import load_parquet
 
 FORMATS = ("auto", "csv", "gaitmap", "parquet", *REGISTRY)
@@ -72,6 +75,7 @@ class Recording:
     sampling_rate_hz: float  # Hz, the same for every foot and segment
     source: str  # the path as given
     warnings: tuple[IngestWarning, ...] = field(default=())
+    start_time: dt.datetime | None = None  # when the file states it (`ingest.start_time`), else None
 
     def feet(self) -> tuple[str, ...]:
         """Feet present, in (left, right) order."""
@@ -191,6 +195,7 @@ def read_recording(
         raise IngestError(source, f"cannot read the file ({exc.strerror or exc})") from None
     data = _utf16_to_utf8(source, _gunzip(source, data))
     name_path = Path(path).with_suffix("") if Path(path).suffix.lower() == ".gz" else Path(path)
+    refuse_known_binary(source, data)  # an image or document under a recording's name
     fmt = detect_format(name_path, data) if format == "auto" else format
     if format == "auto" and fmt in ("csv", "gaitmap") and b"\x00" in data[:65536]:
         raise IngestError(
@@ -264,7 +269,13 @@ def read_recording(
                 columns[flag] = columns[flag] | (columns.pop(previous) > 0)
         frames.append(_frame(columns, ids, s.foot, with_mag))
     samples = pl.concat(frames, how="vertical")
-    return Recording(samples=samples, sampling_rate_hz=rate, source=source, warnings=log.result())
+    return Recording(
+        samples=samples,
+        sampling_rate_hz=rate,
+        source=source,
+        warnings=log.result(),
+        start_time=recording_start(data),
+    )
 
 
 def _frame(
@@ -308,7 +319,7 @@ def _assign_device_feet(
         log.add(
             FOOT_ASSUMED,
             f"the file does not say which foot the sensor was on: taken as {DEFAULT_FOOT} "
-            "(pass foot='left' or 'right', CLI --foot; pronation signs depend on it)",
+            "(give --foot left|right, upload field foot; pronation signs depend on it)",
         )
     table.sensors[0].foot = chosen
 
@@ -340,7 +351,7 @@ def _csv_series(
         if sensor.foot is None:
             raise IngestError(
                 source,
-                "cannot tell which foot this is: pass foot='left' or 'right' (CLI: --foot), "
+                "cannot tell which foot this is: give --foot left|right (upload field foot), "
                 "or put _left or _right in the file name",
             )
         series.append(
@@ -448,7 +459,7 @@ def _parquet_series(
             raise IngestError(
                 source,
                 "no foot column and no left/right in the file name: "
-                "pass foot='left' or 'right' (CLI: --foot)",
+                "give --foot left|right (upload field foot)",
             )
         feet = np.full(df.height, which, dtype=object)
     series = []

@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from strideflow.hardware.errors import StrideflowError
 
@@ -65,5 +66,6 @@ def main() -> None:
     try:
         app()
     except StrideflowError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message may quote brackets (a header like `gyr_x [rad/s]`), which are not markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)

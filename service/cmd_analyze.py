@@ -20,6 +20,7 @@ from strideflow.analytics.sessions import symmetry_text
 from strideflow.analytics.settings import RUNNING_MOUNTING
 from strideflow.hardware.mounting import MountingSettings
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     CADENCE_SPM,
     FOOT,
@@ -93,11 +94,18 @@ def _strike_share(strides: pl.DataFrame) -> dict[tuple, str]:
 def print_summary(
     console: Console, strides: pl.DataFrame, sessions: pl.DataFrame, flags: pl.DataFrame
 ) -> None:
-    """One rich table per athlete-session: left, right and their symmetry index; then its flags."""
+    """One rich table per athlete-session-activity: left, right and their symmetry; then its flags."""
     strikes = _strike_share(strides)
-    for (athlete, session), part in sessions.group_by(ATHLETE_ID, SESSION_ID, maintain_order=True):
+    if ACTIVITY not in sessions.columns:
+        sessions = sessions.with_columns(pl.lit(None, dtype=pl.String).alias(ACTIVITY))
+    if ACTIVITY not in flags.columns:
+        flags = flags.with_columns(pl.lit(None, dtype=pl.String).alias(ACTIVITY))
+    groups = sessions.group_by(ATHLETE_ID, SESSION_ID, ACTIVITY, maintain_order=True)
+    for (athlete, session, activity), part in groups:
         rows = {r[FOOT]: r for r in part.iter_rows(named=True)}
-        table = Table(title=f"athlete {athlete} · session {session}  (median ± half IQR of valid strides)")
+        gait = {"walk": "walking", "run": "running"}.get(activity, activity)
+        title = f"athlete {athlete} · session {session}" + (f" · {gait}" if gait else "")
+        table = Table(title=f"{title}  (median ± half IQR of valid strides)")
         table.add_column("metric")
         table.add_column("unit")
         table.add_column("left", justify="right")
@@ -108,9 +116,16 @@ def print_summary(
             for f in ("left", "right")
         ]
         table.add_row("valid strides", "", *counts, "")
-        table.add_row(
-            "strike type", "", *[strikes.get((athlete, session, f), "-") for f in ("left", "right")], ""
-        )
+        if (
+            activity is None
+            or sessions.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
+            .get_column(ACTIVITY)
+            .n_unique()
+            == 1
+        ):  # the strike shares are over all valid strides
+            table.add_row(
+                "strike type", "", *[strikes.get((athlete, session, f), "-") for f in ("left", "right")], ""
+            )
         any_row = next(iter(rows.values()))
         for metric, label, unit, scale, decimals in SUMMARY_ROWS:
             table.add_row(
@@ -127,7 +142,11 @@ def print_summary(
             shoe_axis.append("-" if f not in rows else "given" if u is None else f"± {u:.1f}")
         table.add_row("shoe axis", "deg", *shoe_axis, "")
         console.print(table)
-        mine = flags.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
+        mine = flags.filter(
+            (pl.col(ATHLETE_ID) == athlete)
+            & (pl.col(SESSION_ID) == session)
+            & pl.col(ACTIVITY).eq_missing(activity)
+        )
         if mine.height == 0:
             console.print("flags: none (heuristic thresholds, see analytics/flags.py)")
         else:

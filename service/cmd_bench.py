@@ -26,7 +26,14 @@ def available_benchmarks() -> list[str]:
 @app.command()
 def bench(
     name: str = typer.Argument(..., help="Benchmark to run, e.g. fusion, accuracy, batch, api, stream."),
-    quick: bool = typer.Option(False, "--quick", help="Smaller run that finishes in under a minute."),
+    quick: bool = typer.Option(
+        False,
+        "--quick",
+        help="Smaller run, the same rows: fusion 400 k samples (8 x 100 k batched, 2 repeats); accuracy "
+        "8 athletes x 20 s per activity; batch 4 athletes x 15 min (the dataset is generated once and "
+        "cached); api 50,000 stored strides; stream 2 and 8 devices x 8 s. Aimed at about a minute "
+        "each on 2 idle cores; a loaded machine takes longer (measured times: benchmarks/README.md).",
+    ),
     json_path: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
     """Run one benchmark, print its table (samples/s, ratios, accuracy) and optionally write JSON."""

@@ -66,7 +66,7 @@ class DemoError(StrideflowError):
 
 def _team_table(sessions: pl.DataFrame, flags: pl.DataFrame) -> Table:
     table = Table(title="team summary: per-session median of valid strides")
-    for header in ("athlete", "session", "foot", "strides"):
+    for header in ("athlete", "session", "foot", "activity", "strides"):
         table.add_column(header)
     for _, header, _ in TEAM_COLUMNS:
         table.add_column(header, justify="right")
@@ -75,7 +75,8 @@ def _team_table(sessions: pl.DataFrame, flags: pl.DataFrame) -> Table:
     if flags.height:
         flag_names = flags.group_by(ATHLETE_ID, SESSION_ID).agg(pl.col(FLAG).unique().sort().str.join(", "))
         names = {(r[0], r[1]): r[2] for r in flag_names.iter_rows()}
-    for r in sessions.sort(*KEYS).iter_rows(named=True):
+    order = [*KEYS, "activity"] if "activity" in sessions.columns else list(KEYS)
+    for r in sessions.sort(order, nulls_last=True).iter_rows(named=True):
         cells = [
             f"{r[session_median(m)]:.{d}f}" if r.get(session_median(m)) is not None else "-"
             for m, _, d in TEAM_COLUMNS
@@ -84,6 +85,7 @@ def _team_table(sessions: pl.DataFrame, flags: pl.DataFrame) -> Table:
             r[ATHLETE_ID],
             r[SESSION_ID],
             r[FOOT],
+            r.get("activity") or "-",
             str(r[STRIDE_COUNT]),
             *cells,
             names.get((r[ATHLETE_ID], r[SESSION_ID]), ""),

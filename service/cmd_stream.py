@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from pathlib import Path
 
 import typer
@@ -77,13 +78,22 @@ def build_devices(
     ]
 
 
-async def stream_all(devices, url, key, athlete, session, speed, progress=None) -> list[StreamReport]:
+async def stream_all(
+    devices, url, key, athlete, session, speed, progress=None, session_date: str | None = None
+) -> list[StreamReport]:
     """Stream every device concurrently (one connection each); reports in device order."""
     return list(
         await asyncio.gather(
             *[
                 stream_device(
-                    d, url, key, athlete, session, speed=speed, on_ack=progress(d) if progress else None
+                    d,
+                    url,
+                    key,
+                    athlete,
+                    session,
+                    speed=speed,
+                    on_ack=progress(d) if progress else None,
+                    session_date=session_date,
                 )
                 for d in devices
             ]
@@ -106,6 +116,11 @@ def stream(
         None, "--rate", help="Sampling rate, Hz: of a file without a time column; of the simulated device."
     ),
     speed: str = typer.Option("realtime", "--speed", help="realtime (as the device samples) or max."),
+    session_date: str | None = typer.Option(
+        None,
+        "--session-date",
+        help="Date of the session, yyyy-mm-dd (default: the day the stream starts, UTC).",
+    ),
     foot: str | None = typer.Option(None, "--foot", help="left or right only (default: every foot present)."),
     file_format: str = typer.Option(
         "auto", "--format", help="Recording format: auto, csv, gaitmap, parquet."
@@ -134,6 +149,13 @@ def stream(
         raise StreamCommandError(f"--profile must be one of {', '.join(PROFILES)}, got {profile!r}")
     if activity not in ("walk", "run", "mixed"):
         raise StreamCommandError(f"--activity must be walk, run or mixed, got {activity!r}")
+    if session_date is not None:
+        try:
+            dt.date.fromisoformat(session_date)
+        except ValueError:
+            raise StreamCommandError(
+                f"--session-date must be a date yyyy-mm-dd, got {session_date!r}"
+            ) from None
     if minutes <= 0 or (rate is not None and rate <= 0):
         raise StreamCommandError("--minutes and --rate must be positive")
     console = Console(stderr=True)
@@ -162,7 +184,7 @@ def stream(
         def progress(d):
             return lambda report: bar.update(tasks[d.device_id], completed=report.samples_acked)
 
-        reports = asyncio.run(stream_all(devices, to, key, athlete, session, speed, progress))
+        reports = asyncio.run(stream_all(devices, to, key, athlete, session, speed, progress, session_date))
     for r in reports:
         end = r.end_reply or {}
         console.print(

@@ -200,6 +200,8 @@ class LiveHub:
         self.store_interval_s = store_interval_s
         self.idle_timeout_s = idle_timeout_s
         self.replay_s = replay_s
+        # (athlete, session) -> yyyy-mm-dd stored with the session's tables (set by the stream route)
+        self.session_dates: dict[tuple[str, str], str] = {}
         # (published_at, team, athlete, message) of the last replay_s, for subscribers that resume
         self._recent: deque[tuple[float, str, str, dict]] = deque(maxlen=REPLAY_MAX_MESSAGES)
         self.streams: dict[StreamKey, LiveStream] = {}
@@ -572,4 +574,7 @@ class LiveHub:
             # One source per session: a team batch run into these results leaves this session alone.
             write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
         # no curves: a live session has none, and older ones would not match these strides
-        write_session(self.results_dir, athlete, session, [strides], settings=self.analysis_settings)
+        date = self.session_dates.get((athlete, session))
+        write_session(
+            self.results_dir, athlete, session, [strides], session_date=date, settings=self.analysis_settings
+        )

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from strideflow.analytics.curves import PCT, PHASE, STANCE, STRIDE, curve_mean, curve_sd
 from strideflow.hardware.schema import (
+    ACTIVITY,
     CADENCE_SPM,
     DUTY_FACTOR,
     FEET,
@@ -90,6 +91,42 @@ def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666")
 
 
+def activities_of(frame: pl.DataFrame) -> list[str | None]:
+    """The activities (walk/run) a curves summary or strides table holds, most strides first;
+    [None] when it has no activity column (results stored before the split)."""
+    if ACTIVITY not in frame.columns or frame.height == 0:
+        return [None]
+    counts = frame.group_by(ACTIVITY).len().sort("len", ACTIVITY, descending=[True, False], nulls_last=True)
+    return counts.get_column(ACTIVITY).to_list()
+
+
+def _of_activity(frame: pl.DataFrame, activity: str | None) -> pl.DataFrame:
+    if activity is None or ACTIVITY not in frame.columns:
+        return frame
+    return frame.filter(pl.col(ACTIVITY) == activity)
+
+
+def _clip_band(ax, means: list[np.ndarray], sds: list[np.ndarray]) -> None:
+    """Y limits from the mean curves plus a typical band (the median SD, at most 3x it at any point),
+    so a few percent of stance with a huge SD cannot stretch the chart; the bands are clipped to it."""
+    finite = [m[np.isfinite(m)] for m in means if np.isfinite(m).any()]
+    if not finite:
+        return
+    lo = min(float(m.min()) for m in finite)
+    hi = max(float(m.max()) for m in finite)
+    sd_all = np.concatenate([s[np.isfinite(s)] for s in sds]) if sds else np.zeros(0)
+    pad = 3.0 * float(np.median(sd_all)) if sd_all.size else 0.0
+    pad = max(pad, 0.05 * (hi - lo), 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+
+
+def _activity_title(title: str, activity: str | None) -> str:
+    return title if activity is None else f"{title} ({ACTIVITY_WORDS.get(activity, activity)})"
+
+
+ACTIVITY_WORDS = {"walk": "walking", "run": "running"}
+
+
 def _foot_curve(summary: pl.DataFrame, foot: str, phase: str, angle: str) -> tuple[np.ndarray, ...]:
     part = summary.filter((pl.col(FOOT) == foot) & (pl.col(PHASE) == phase)).sort(PCT)
     return (
@@ -103,20 +140,25 @@ def _valid(strides: pl.DataFrame, foot: str) -> pl.DataFrame:
     return strides.filter((pl.col(FOOT) == foot) & pl.col(VALID).fill_null(False))
 
 
-def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame) -> Figure:
+def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | None = None) -> Figure:
     """Mean +/- SD pronation over stance per foot, with IC, max pronation and toe-off marked.
 
-    `summary` is `analytics.curves.curve_summary` by foot; `strides` the same session's strides
-    (the legend quotes their median pronation excursion).
+    `summary` is `analytics.curves.curve_summary` by foot (and activity); `strides` the same
+    session's strides (the legend quotes their median pronation excursion). `activity` (walk/run)
+    draws only that activity's curves and strides; the bands are clipped to the chart.
     """
+    summary, strides = _of_activity(summary, activity), _of_activity(strides, activity)
     fig = Figure(figsize=(8.0, 4.2))
     ax = fig.add_subplot()
     drawn = False
+    means, sds = [], []
     for foot in FEET:
         pct, mean, sd = _foot_curve(summary, foot, STANCE, PRONATION_DEG)
         if pct.size == 0 or not np.isfinite(mean).any():
             continue
         drawn = True
+        means.append(mean)
+        sds.append(sd)
         color = FOOT_COLORS[foot]
         excursion = _valid(strides, foot)[PRONATION_EXCURSION_DEG].median()
         label = f"{foot}" + ("" if excursion is None else f" (median excursion {excursion:.1f} deg)")
@@ -144,26 +186,32 @@ def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame) -> Figure:
         _no_data(ax, "no valid strides with curves")
     ax.axhline(0.0, color="#999", linewidth=0.8)
     ax.set_xlim(0, 100)
+    _clip_band(ax, means, sds)
     ax.set_xlabel("stance (% from initial contact to toe-off)")
     ax.set_ylabel("pronation angle (deg, eversion +)")
-    ax.set_title("Pronation over stance, mean ± SD")
+    ax.set_title(_activity_title("Pronation over stance, mean ± SD", activity))
     ax.grid(alpha=0.3)
     return fig
 
 
-def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame) -> Figure:
+def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | None = None) -> Figure:
     """Mean +/- SD pitch over the stride per foot, with foot-flat, toe-off and the two angles marked.
 
     Foot-strike angle = pitch just before IC minus pitch at foot-flat; toe-off angle = pitch at
     foot-flat minus pitch at toe-off (DESIGN.md); the medians of `strides` are quoted.
+    `activity` (walk/run) draws only that activity; the bands are clipped to the chart.
     """
+    summary, strides = _of_activity(summary, activity), _of_activity(strides, activity)
     fig = Figure(figsize=(8.0, 4.2))
     ax = fig.add_subplot()
     lines = []
+    means, sds = [], []
     for foot in FEET:
         pct, mean, sd = _foot_curve(summary, foot, STRIDE, PITCH_DEG)
         if pct.size == 0 or not np.isfinite(mean).any():
             continue
+        means.append(mean)
+        sds.append(sd)
         color = FOOT_COLORS[foot]
         valid = _valid(strides, foot)
         ax.fill_between(pct, mean - sd, mean + sd, color=color, alpha=0.18, linewidth=0)
@@ -215,15 +263,20 @@ def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame) -> Figure:
     else:
         _no_data(ax, "no valid strides with curves")
     ax.set_xlim(0, 100)
+    _clip_band(ax, means, sds)
     ax.set_xlabel("stride (% from initial contact to the next initial contact)")
     ax.set_ylabel("pitch (deg, toes up +)")
-    ax.set_title("Pitch over the stride, mean ± SD")
+    ax.set_title(_activity_title("Pitch over the stride, mean ± SD", activity))
     ax.grid(alpha=0.3)
     return fig
 
 
-def distributions_figure(strides: pl.DataFrame, metrics: tuple[str, ...] = DISTRIBUTION_METRICS) -> Figure:
-    """Histograms of valid strides' metrics, left and right overlaid, medians as dashed lines."""
+def distributions_figure(
+    strides: pl.DataFrame, metrics: tuple[str, ...] = DISTRIBUTION_METRICS, activity: str | None = None
+) -> Figure:
+    """Histograms of valid strides' metrics, left and right overlaid, medians as dashed lines;
+    `activity` (walk/run): that activity's strides only (two gaits make two-peaked histograms)."""
+    strides = _of_activity(strides, activity)
     cols = 2
     rows = (len(metrics) + cols - 1) // cols
     fig = Figure(figsize=(8.0, 3.0 * rows))
@@ -243,7 +296,7 @@ def distributions_figure(strides: pl.DataFrame, metrics: tuple[str, ...] = DISTR
             ax.legend(fontsize=7)
         ax.set_xlabel(metric_label(metric))
         ax.set_ylabel("strides")
-        ax.set_title(METRIC_INFO.get(metric, (metric,))[0], fontsize=10)
+        ax.set_title(_activity_title(METRIC_INFO.get(metric, (metric,))[0], activity), fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[len(metrics) :]:
         ax.set_visible(False)
@@ -264,6 +317,7 @@ def trends_figure(
     `trends` has one row per (metric, foot, session) with `median` and `baseline`; `band` maps
     (metric, foot) to the band's half-width in the metric's unit (drawn as baseline +/- band).
     Sessions are placed by `session_date` when every session has one, else in session order.
+    With an `activity` column, walking and running are separate lines (running dotted, squares).
     """
     cols = 2
     rows = max(1, (len(metrics) + cols - 1) // cols)
@@ -279,26 +333,33 @@ def trends_figure(
     for ax, metric in zip(axes.ravel(), metrics, strict=False):
         part = trends.filter(pl.col(TREND_METRIC) == metric)
         any_line = False
-        for foot in FEET:
-            rows_f = part.filter(pl.col(FOOT) == foot)
-            if dated:
-                rows_f = rows_f.sort(TREND_SESSION_DATE, TREND_SESSION_ID)
-                x = [np.datetime64(str(d)[:10]) for d in rows_f[TREND_SESSION_DATE].to_list()]
-            else:
-                rows_f = rows_f.sort(TREND_SESSION_ID)
-                x = [position[s] for s in rows_f[TREND_SESSION_ID].to_list()]
-            y = rows_f[TREND_MEDIAN].fill_null(np.nan).to_numpy().astype(float)
-            if not np.isfinite(y).any():
-                continue
-            any_line = True
-            color = FOOT_COLORS[foot]
-            baseline = rows_f[TREND_BASELINE].drop_nulls()
-            if baseline.len():
-                b = float(baseline[-1])
-                half = band.get((metric, foot), 0.0)
-                ax.axhspan(b - half, b + half, color=color, alpha=0.12, linewidth=0)
-                ax.axhline(b, color=color, linestyle="--", linewidth=1)
-            ax.plot(x, y, "o-", color=color, label=foot, markersize=5)
+        kinds = activities_of(part)
+        for kind in kinds:
+            for foot in FEET:
+                rows_f = _of_activity(part, kind).filter(pl.col(FOOT) == foot)
+                if dated:
+                    rows_f = rows_f.sort(TREND_SESSION_DATE, TREND_SESSION_ID)
+                    x = [np.datetime64(str(d)[:10]) for d in rows_f[TREND_SESSION_DATE].to_list()]
+                else:
+                    rows_f = rows_f.sort(TREND_SESSION_ID)
+                    x = [position[s] for s in rows_f[TREND_SESSION_ID].to_list()]
+                y = rows_f[TREND_MEDIAN].fill_null(np.nan).to_numpy().astype(float)
+                if not np.isfinite(y).any():
+                    continue
+                any_line = True
+                color = FOOT_COLORS[foot]
+                # Walking and running are separate lines, each against its own baseline.
+                running = kind == "run" and len(kinds) > 1
+                baseline = rows_f[TREND_BASELINE].drop_nulls()
+                if baseline.len():
+                    b = float(baseline[-1])
+                    half = band.get((metric, foot), 0.0)
+                    if not running:
+                        ax.axhspan(b - half, b + half, color=color, alpha=0.12, linewidth=0)
+                    ax.axhline(b, color=color, linestyle="--", linewidth=1)
+                word = ACTIVITY_WORDS.get(kind, kind)
+                label = foot if len(kinds) == 1 or kind is None else f"{foot} {word}"
+                ax.plot(x, y, "s:" if running else "o-", color=color, label=label, markersize=5)
         if any_line:
             ax.legend(fontsize=7)
         else:

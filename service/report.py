@@ -51,6 +51,7 @@ from strideflow.analytics.sessions import STRIDE_COUNT_ALL, symmetry_text
 from strideflow.analytics.trends import TrendSettings, compute_trends, trends_from_sessions
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     CADENCE_SPM,
     FEET,
@@ -69,14 +70,17 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
+    VALID,
     session_iqr,
     session_median,
 )
 from strideflow.service.plots import (
+    ACTIVITY_WORDS,
     METRIC_INFO,
     TREND_BASELINE,
     TREND_MEDIAN,
     TREND_METRIC,
+    activities_of,
     distributions_figure,
     figure_svg,
     metric_label,
@@ -328,21 +332,37 @@ def flag_sentence(row: dict) -> str:
     metric, flag = row[METRIC], row[FLAG]
     d = _decimals(metric)
     if flag == ASYMMETRY:
+        gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")
         return (
-            f"Left and right differ in {METRIC_INFO.get(metric, (metric,))[0]}: symmetry index "
+            f"Left and right differ in {METRIC_INFO.get(metric, (metric,))[0]}"
+            f"{f' ({gait})' if gait else ''}: symmetry index "
             f"{row[VALUE]:+.1f} % (positive = left larger), beyond the heuristic threshold of "
             f"±{row[THRESHOLD]:g} %."
         )
     template = _FLAG_TEXT.get(flag)
-    who = f"{row[FOOT]} foot" if row[FOOT] else "session"
+    gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")
+    who = (f"{row[FOOT]} foot" if row[FOOT] else "session") + (f", {gait}" if gait else "")
     if template is None:
         return f"{who}: {metric} = {row[VALUE]:.{d}f} (heuristic threshold {row[THRESHOLD]:g}): {row[NOTE]}."
     text = template.format(value=f"{row[VALUE]:.{d}f}", threshold=f"{row[THRESHOLD]:g}")
-    return f"{who.capitalize()}: {text}"
+    return f"{who[0].upper()}{who[1:]}: {text}"
 
 
 def _summary_table(data: ReportData) -> str:
-    rows = {r[FOOT]: r for r in data.sessions.iter_rows(named=True)}
+    """One table per activity of the session (walking and running are never averaged together)."""
+    kinds = activities_of(data.sessions)
+    if kinds == [None] or len(kinds) == 1:
+        head = "" if kinds[0] is None else f"<h3>{ACTIVITY_WORDS.get(kinds[0], kinds[0]).capitalize()}</h3>"
+        return head + _activity_table(data.sessions)
+    return "".join(
+        f"<h3>{ACTIVITY_WORDS.get(k, str(k)).capitalize()}</h3>"
+        + _activity_table(data.sessions.filter(pl.col(ACTIVITY).eq_missing(k)))
+        for k in kinds
+    )
+
+
+def _activity_table(sessions: pl.DataFrame) -> str:
+    rows = {r[FOOT]: r for r in sessions.iter_rows(named=True)}
     any_row = next(iter(rows.values()), {})
     out = [
         "<table><thead><tr><th>metric</th><th>unit</th><th class='left'>left</th>"
@@ -472,23 +492,33 @@ def render_html(data: ReportData) -> str:
     # Stored results hold each session's summary already; files analysed here give per-stride curves.
     summary = curves if STRIDE_COUNT in curves.columns else curve_summary(curves)
     no_curves = "<p class='note'>No stride curves for this session.</p>"
+    # One chart per activity: walking and running strides never share a mean or a band.
+    kinds = activities_of(summary)
     pron = (
         no_curves
         if curves.height == 0
-        else f"<figure>{figure_svg(pronation_figure(summary, data.strides))}</figure>"
-        "<p class='note'>Pronation angle (eversion positive on both feet) of the valid strides, "
+        else "".join(
+            f"<figure>{figure_svg(pronation_figure(summary, data.strides, kind))}</figure>" for kind in kinds
+        )
+        + "<p class='note'>Pronation angle (eversion positive on both feet) of the valid strides, "
         "resampled from initial contact (0 %) to toe-off (100 %); line: mean, band: ± 1 SD. "
         "Triangle: the mean curve's maximum within the first 60 % of stance.</p>"
     )
     pitch = (
         no_curves
         if curves.height == 0
-        else f"<figure>{figure_svg(pitch_figure(summary, data.strides))}</figure>"
-        "<p class='note'>Pitch (toes up positive) from initial contact to the next one. Arrows: "
+        else "".join(
+            f"<figure>{figure_svg(pitch_figure(summary, data.strides, kind))}</figure>" for kind in kinds
+        )
+        + "<p class='note'>Pitch (toes up positive) from initial contact to the next one. Arrows: "
         "foot-strike angle (pitch before contact relative to foot-flat) and toe-off angle (foot-flat "
         "pitch minus toe-off pitch); dotted line: the foot-flat level.</p>"
     )
-    dist = f"<figure>{figure_svg(distributions_figure(data.strides))}</figure>"
+    valid_kinds = activities_of(data.strides.filter(pl.col(VALID).fill_null(False)))
+    dist = "".join(
+        f"<figure>{figure_svg(distributions_figure(data.strides, activity=kind))}</figure>"
+        for kind in valid_kinds
+    )
     body = "".join(
         [
             _section(TITLE_SUMMARY, _summary_table(data)),

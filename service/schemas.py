@@ -113,6 +113,11 @@ class SessionFoot(BaseModel):
     """Per-foot aggregate of a session: valid/all stride counts and per-metric medians."""
 
     foot: Foot
+    activity: str | None = Field(
+        default=None,
+        description="walk or run: a session holding both gaits has one entry per foot and activity, "
+        "its main activity (most valid strides) first.",
+    )
     stride_count: int | None = None
     stride_count_all: int | None = None
     median: dict[str, float | None] = Field(
@@ -130,7 +135,8 @@ class SessionOut(BaseModel):
     feet: list[SessionFoot] = Field(default_factory=list)
     symmetry_index_pct: dict[str, float | None] = Field(
         default_factory=dict,
-        description="Metric -> 200 (L - R) / (L + R), percent; null for the signed angles.",
+        description="Metric -> 200 (L - R) / (L + R), percent, of the main activity (left walking "
+        "against right walking); null for the signed angles.",
     )
     lr_difference_deg: dict[str, float | None] = Field(
         default_factory=dict,
@@ -166,6 +172,7 @@ class TrendPoint(BaseModel):
     athlete_id: str
     metric: str
     foot: str | None = None
+    activity: str | None = Field(default=None, description="walk or run: each trend line is per activity.")
     session_id: str
     session_date: dt.date | None = None
     median: float | None = None

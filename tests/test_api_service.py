@@ -362,12 +362,14 @@ def test_athletes_cli_registers_athletes_and_refuses_another_teams_id(tmp_path):
     assert isinstance(r.exception, DatabaseError) and "P2" in str(r.exception)
 
 
-def standing_csv(seconds: float = 5.0, rate_hz: float = 100.0) -> bytes:
-    """A valid recording of a foot standing still: ingest accepts it, the analysis finds no walking."""
+def standing_csv(seconds: float = 5.0, rate_hz: float = 100.0, tap_dps: float = 0.0) -> bytes:
+    """A recording of a foot standing still; `tap_dps`: one 0.1 s turn of the sensor at that rate
+    (a tap: ingest cannot tell it from walking, the analysis finds no stride)."""
     rng = np.random.default_rng(0)
     n = int(seconds * rate_hz)
     acc = np.c_[rng.normal(0, 0.02, (n, 2)), 9.81 + rng.normal(0, 0.02, n)]
     gyr = rng.normal(0, 0.3, (n, 3))
+    gyr[n // 2 : n // 2 + int(0.1 * rate_hz), 1] += tap_dps
     rows = np.c_[np.arange(n) / rate_hz, acc, gyr]
     lines = ["t,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z", *(",".join(f"{v:.5f}" for v in r) for r in rows)]
     return ("\n".join(lines) + "\n").encode()
@@ -379,7 +381,7 @@ def test_failed_job_reports_the_error_and_does_not_block_the_session(service, da
     r = client.post(
         "/v1/recordings",
         headers=headers,
-        files={"file": ("standing_left.csv", standing_csv())},
+        files={"file": ("standing_left.csv", standing_csv(tap_dps=300.0))},
         data={"athlete_id": ATHLETE, "session_id": session},
     )
     assert r.status_code == 202, r.text
@@ -423,3 +425,43 @@ def test_a_session_is_either_uploaded_or_streamed(service, dataset):
         assert ws.receive_json() == {"ack": 0}
     r = upload(client, headers, dataset / ATHLETE / SESSION / "left.parquet", session_id=live_session)
     assert r.status_code == 409 and "streamed live" in r.json()["detail"], r.text
+
+
+def _png() -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
+
+
+@pytest.mark.parametrize(
+    ("name", "body", "expected"),
+    [
+        (
+            "standing_left.csv",
+            standing_csv(30.0),
+            "no walking found: the foot never left the ground (30 s standing",
+        ),
+        ("short_left.csv", standing_csv(2.0, tap_dps=300.0), "too short: 2.0 s of data"),
+        ("photo_left.csv", _png(), "not a text recording (PNG image)"),
+    ],
+    ids=["standing", "two-seconds", "png"],
+)
+def test_non_recordings_are_refused_before_a_job_exists(service, name, body, expected):
+    client, headers, *_ = service
+    session = f"S7{len(name)}"
+    r = client.post(
+        "/v1/recordings",
+        headers=headers,
+        files={"file": (name, body)},
+        data={"athlete_id": ATHLETE, "session_id": session},
+    )
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith(f"{name}: ") and expected in detail and "\n" not in detail
+    listed = client.get(f"/v1/athletes/{ATHLETE}/sessions", headers=headers).json()["items"]
+    assert session not in [s["session_id"] for s in listed]

@@ -11,6 +11,7 @@ screenshot are also copied to docs/ (how the README's pictures are made).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -198,8 +199,10 @@ def test_team_and_athlete_views_render_the_api_numbers(demo, browser):
             chart = page.locator(f"svg[data-chart='trend-{metric}']")
             assert chart.locator("path.line").count() >= 2  # left and right medians (+ baselines)
             assert chart.locator("circle").count() == 2 * len(sessions)
-        curve = page.locator("svg[data-chart='stance-pronation_deg']")
-        assert curve.locator(".chart-title").text_content() == "Pronation over stance (mean ± SD)"
+        # one curve pair per activity: this walking team has walking curves only
+        assert page.locator("svg[data-chart^='stance-pronation_deg']").count() == 1
+        curve = page.locator("svg[data-chart='stance-pronation_deg-walk']")
+        assert curve.locator(".chart-title").text_content() == "Pronation over stance (mean ± SD) (walking)"
         lines = curve.locator("path.line")
         assert lines.count() == 2
         # 101 points per curve, as the API's curves route returns them.
@@ -208,7 +211,7 @@ def test_team_and_athlete_views_render_the_api_numbers(demo, browser):
         )["items"]
         assert len([p for p in points if p["foot"] == "left"]) == 101
         assert lines.first.get_attribute("d").count("L") == 100
-        assert page.locator("svg[data-chart='stride-pitch_deg'] polygon.band").count() == 2
+        assert page.locator("svg[data-chart='stride-pitch_deg-walk'] polygon.band").count() == 2
         _save(page, demo, "athlete.png", "dashboard-athlete.png", full_page=True)
         assert console == [], console
     finally:
@@ -303,3 +306,69 @@ def test_a_slow_earlier_view_never_overwrites_the_current_route(demo, browser):
     finally:
         ctx.close()
     assert not [c for c in console if "pageerror" in c], console
+
+
+def test_trend_axis_in_date_order_and_activities_apart(demo, browser):
+    """Sessions uploaded out of date order (one undated: dated by its upload day), one of them mixed
+    walking and running: the trend axis and every line follow the dates; walking and running are
+    separate lines, curves and stride labels."""
+    from strideflow.service.auth import create_key
+    from strideflow.service.db import Database
+    from strideflow.service.settings import ServiceSettings
+
+    db = Database(ServiceSettings(data_dir=demo["data"]).resolved_database_url)
+    admin = create_key(db, TEAM, "admin")
+    db.ensure_athlete(TEAM, "A009")
+    db.dispose()
+    walk, mixed = demo["tmp"] / "team", demo["tmp"] / "mixed"
+    write_dataset(mixed, athletes=1, minutes=1.5, seed=9, activity="mixed")
+    headers = {"Authorization": f"Bearer {admin}"}
+    uploads = [("SC", mixed, None), ("SB", walk, "2025-03-01"), ("SA", walk, "2025-01-01")]
+    for session, root, date in uploads:  # the undated one first, the earliest last
+        for foot in ("left", "right"):
+            path = root / "A001" / "S01" / f"{foot}.parquet"
+            data = {"athlete_id": "A009", "session_id": session, "foot": foot}
+            if date:
+                data["session_date"] = date
+            r = demo["http"].post(
+                "/v1/recordings", headers=headers, files={"file": (path.name, path.read_bytes())}, data=data
+            )
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 300
+            while (job := _api(demo, admin, f"/v1/jobs/{r.json()['job_id']}"))["status"] not in (
+                "done",
+                "failed",
+            ):
+                assert time.monotonic() < deadline, job
+                time.sleep(0.3)
+            assert job["status"] == "done", job
+    sessions = _api(demo, admin, "/v1/athletes/A009/sessions")["items"]
+    assert [s["session_id"] for s in sessions] == ["SA", "SB", "SC"]
+    assert sessions[2]["session_date"] == dt.datetime.now(dt.UTC).date().isoformat()  # its upload day
+    console: list[str] = []
+    ctx, page = _page(browser, console)
+    try:
+        _login(page, demo, admin)
+        page.evaluate("location.hash = '#/athlete/A009'")
+        page.wait_for_selector("#view[data-ready='#/athlete/A009']", timeout=30_000)
+        chart = page.locator("svg[data-chart='trend-pronation_excursion_deg']")
+        tips = chart.locator("text.x-tick title").all_text_contents()
+        assert [t.split(" · ")[0] for t in tips] == ["SA", "SB", "SC"]
+        labels = chart.locator("text.x-tick").evaluate_all("ns => ns.map(n => n.firstChild.textContent)")
+        assert labels[:2] == ["01-01", "03-01"]
+        names = chart.locator("g.series").evaluate_all("gs => gs.map(g => g.getAttribute('data-series'))")
+        assert {"left walk", "right walk", "left run", "right run"} <= set(names)
+        # every line runs forwards in time and stays on the axis
+        box = chart.evaluate("s => s.viewBox.baseVal.width")
+        for d in chart.locator("g.series path.line").evaluate_all("ps => ps.map(p => p.getAttribute('d'))"):
+            xs = [float(seg.split(",")[0]) for seg in d.replace("M", "L").split("L") if seg]
+            assert xs == sorted(xs) and all(0 <= x <= box for x in xs), d
+        # the latest session (mixed) has one curve pair per activity and labels its strides
+        assert page.locator("svg[data-chart='stance-pronation_deg-walk']").count() == 1
+        assert page.locator("svg[data-chart='stance-pronation_deg-run']").count() == 1
+        kinds = set(page.locator("#strides-table td[data-col='activity']").all_inner_texts())
+        assert kinds == {"walk", "run"}
+        _save(page, demo, "athlete-mixed.png", "dashboard-activity.png", full_page=True)
+        assert console == [], console
+    finally:
+        ctx.close()

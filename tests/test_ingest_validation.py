@@ -295,7 +295,7 @@ def test_rad_per_s_is_rejected_unless_stated(tmp_path, walk):
     t, acc, gyr = walk
     path = write_text(tmp_path / "r_left.csv", HEADER, csv_lines(t, acc, np.radians(gyr)))
     err = _raises(path, column="gyr_x", match="looks like rad/s")
-    assert "gyr_unit='rad/s'" in str(err)
+    assert "--units gyr=rad/s" in str(err) and "units=gyr=rad/s" in str(err)  # advice the user can follow
     rec = read_recording(path, gyr_unit="rad/s")
     np.testing.assert_allclose(rec.samples.select(GYR).to_numpy(), gyr, rtol=1e-8, atol=1e-9)
     kept = read_recording(path, gyr_unit="dps")
@@ -315,7 +315,7 @@ def test_acceleration_in_g_is_rejected_unless_stated(tmp_path, walk):
     t, acc, gyr = walk
     path = write_text(tmp_path / "g_left.csv", HEADER, csv_lines(t, acc / STANDARD_GRAVITY_MPS2, gyr))
     err = _raises(path, column="acc_x", match="looks like g")
-    assert "acc_unit='g'" in str(err)
+    assert "--units acc=g" in str(err) and "acc_x [g]" in str(err)
     rec = read_recording(path, acc_unit="g")
     np.testing.assert_allclose(rec.samples.select(ACC).to_numpy(), acc, rtol=1e-8, atol=1e-8)
 

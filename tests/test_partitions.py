@@ -55,3 +55,18 @@ def test_replace_is_whole_and_leaves_no_temp_files(tmp_path):
 def test_bad_ids_are_refused_with_the_field_named(tmp_path, bad):
     with pytest.raises(PartitionError, match="athlete_id"):
         write_partition(tmp_path, STRIDES, _table("A1", "S1", 1), bad, "S1")
+
+
+def test_scan_reads_partitions_written_before_a_column_was_added(tmp_path):
+    from strideflow.analytics import partitions
+
+    old = pl.DataFrame({"foot": ["left"], "x": [1.0]})
+    new = pl.DataFrame({"foot": ["left"], "x": [2.0], "activity": ["run"]})
+    for name, first, second in (("old-first", old, new), ("new-first", new, old)):
+        root = tmp_path / name
+        partitions.write_partition(root, partitions.SESSIONS, first, "A1", "S1")
+        partitions.write_partition(root, partitions.SESSIONS, second, "A1", "S2")
+        got = partitions.scan_table(root, partitions.SESSIONS, athlete_id="A1").collect().sort("session_id")
+        assert got["x"].to_list() == [first["x"][0], second["x"][0]]
+        expected = [f["activity"][0] if "activity" in f.columns else None for f in (first, second)]
+        assert got["activity"].to_list() == expected

@@ -69,6 +69,7 @@ def _strides(
             "strike_type": ["rearfoot"] * n,
             VALID: valid,
             REASON: [None if v else "turn" for v in valid],
+            "activity": ["walk"] * n,
         },
         schema=STRIDES_SCHEMA,
     )

@@ -17,6 +17,7 @@ from strideflow.analytics.trends import compute_trends
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FEET,
     FOOT,
@@ -129,12 +130,20 @@ def session_out(
     if results is not None and results.height:
         mine = results.filter(pl.col(SESSION_ID) == row.session_id)
         analysed = mine.height > 0
-        for r in mine.sort(FOOT).iter_rows(named=True):
+        if ACTIVITY in mine.columns:
+            # The session's main activity (most valid strides) first: its feet and symmetry lead.
+            main = mine.with_columns(
+                pl.col(STRIDE_COUNT).fill_null(0).sum().over(ACTIVITY).alias("_n_activity")
+            ).sort("_n_activity", ACTIVITY, FOOT, descending=[True, False, False], nulls_last=True)
+        else:
+            main = mine.sort(FOOT)
+        for r in main.iter_rows(named=True):
             if r.get(FOOT) not in FEET:
                 continue
             feet.append(
                 SessionFoot(
                     foot=Foot(r[FOOT]),
+                    activity=r.get(ACTIVITY),
                     stride_count=r.get(STRIDE_COUNT),
                     stride_count_all=r.get(STRIDE_COUNT_ALL),
                     median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
@@ -142,9 +151,9 @@ def session_out(
                 )
             )
             for m in METRICS:
-                if symmetry_index(m) in r and si.get(m) is None:
+                if symmetry_index(m) in r and m not in si:
                     si[m] = _clean(r[symmetry_index(m)])
-                if lr_difference(m) in r and diff.get(m) is None:
+                if lr_difference(m) in r and m not in diff:
                     diff[m] = _clean(r[lr_difference(m)])
     return SessionOut(
         athlete_id=row.athlete_id,

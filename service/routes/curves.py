@@ -21,7 +21,7 @@ from strideflow.analytics.curves import (
     curve_sd,
     curve_summary,
 )
-from strideflow.hardware.schema import FOOT, PITCH_DEG, PRONATION_DEG
+from strideflow.hardware.schema import ACTIVITY, FOOT, PITCH_DEG, PRONATION_DEG
 from strideflow.service.auth import CurrentPrincipal
 from strideflow.service.db import SessionRow
 from strideflow.service.deps import (
@@ -47,9 +47,12 @@ class Phase(StrEnum):
 
 
 class CurvePoint(BaseModel):
-    """Mean and SD over the session's valid strides at one percent of a phase of one foot."""
+    """Mean and SD over the session's valid strides of one activity at one percent of a phase of one foot."""
 
     foot: Foot
+    activity: str | None = Field(
+        None, description="walk or run: walking and running strides never share a curve."
+    )
     phase: Phase
     pct: float = Field(description="Percent of the phase: 0 = initial contact, 100 = toe-off / next IC.")
     stride_count: int = Field(description="Valid strides with a value here.")
@@ -78,8 +81,10 @@ def _curves(settings: ServiceSettings, row: SessionRow, phase: str | None, foot:
     # Stored since the team batch's speed work: the session's summary; older stores: per-stride curves.
     summary = curves if STRIDE_COUNT in curves.columns else curve_summary(curves)
     summary = summary.filter(pl.col(STRIDE_COUNT) > 0)
+    activity = pl.col(ACTIVITY) if ACTIVITY in summary.columns else pl.lit(None, dtype=pl.String)
     out = summary.select(
         FOOT,
+        activity.alias(ACTIVITY),
         PHASE,
         PCT,
         STRIDE_COUNT,

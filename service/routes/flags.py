@@ -27,6 +27,7 @@ class FlagOut(BaseModel):
     athlete_id: str
     session_id: str
     foot: str | None = Field(None, description="null: left/right asymmetry, which belongs to the session")
+    activity: str | None = Field(None, description="walk or run: the gait the flag was raised on")
     flag: str
     metric: str
     value: float | None = Field(None, description="Session median in the metric's unit, or SI in percent.")
@@ -47,6 +48,7 @@ def _flags(settings: ServiceSettings, row: SessionRow) -> list[dict]:
                 "athlete_id": row.athlete_id,
                 "session_id": row.session_id,
                 FOOT: r[FOOT],
+                "activity": r.get("activity"),
                 FLAG: r[FLAG],
                 METRIC: r[METRIC],
                 VALUE: None if value is None or value != value else value,

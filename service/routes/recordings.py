@@ -43,6 +43,7 @@ from strideflow.hardware.schema import ATHLETE_ID, SESSION_ID
 from strideflow.ingest import ReadSettings, read_recording
 from strideflow.ingest.durable import fsync_dir
 from strideflow.ingest.limits import FileLimits, FileTooLarge, check_file_limits
+from strideflow.ingest.screen import screen_samples
 from strideflow.service.auth import CurrentPrincipal, not_found, require_writer
 from strideflow.service.db import QUEUED, Database, DatabaseError, Job, RecordingRow
 from strideflow.service.deps import DbDep, RunnerDep, SettingsDep
@@ -199,15 +200,19 @@ def _check_source(
         )
 
 
-def _validate(path: Path, filename: str, limits: FileLimits, **kwargs) -> str:
-    """Feet in the file ("left,right"); 413 past the limits (checked before decoding), 422 naming the
-    ingest problem (paths shown as the uploaded name)."""
+def _validate(path: Path, filename: str, limits: FileLimits, **kwargs) -> tuple[str, dt.date | None]:
+    """Feet in the file ("left,right") and the day it says it was recorded (None if it does not);
+    413 past the limits (checked before decoding), 422 naming the ingest problem (paths shown as
+    the uploaded name)."""
     try:
         check_file_limits(path, limits, source=filename)
     except FileTooLarge as exc:
         raise HTTPException(413, detail=str(exc)) from None
     try:
-        return ",".join(read_recording(path, **kwargs).feet())
+        recording = read_recording(path, **kwargs)
+        screen_samples(recording.samples, recording.sampling_rate_hz, recording.source)  # too short, standing
+        started = recording.start_time
+        return ",".join(recording.feet()), None if started is None else started.date()
     except StrideflowError as exc:
         raise HTTPException(422, detail=str(exc).replace(str(path), filename)) from None
     except Exception as exc:  # a reader bug must still answer as a rejected file, not a 500
@@ -259,7 +264,13 @@ async def upload_recording(
     units: Annotated[
         str, Form(max_length=200, description="Units of the file: acc=g|m/s^2,gyr=deg/s|rad/s.")
     ] = None,
-    session_date: Annotated[dt.date, Form(description="Calendar date of the session, yyyy-mm-dd.")] = None,
+    session_date: Annotated[
+        dt.date,
+        Form(
+            description="Calendar date of the session, yyyy-mm-dd; default: the start time the file "
+            "states (Physilog 'Created on', absolute timestamps), else the upload day (UTC)."
+        ),
+    ] = None,
     replace: Annotated[
         bool,
         Form(
@@ -327,7 +338,7 @@ async def _accept(
     existing = await run_in_threadpool(_existing_job, db, dedup_key)
     if existing is not None:
         return JobAccepted(job_id=existing)
-    feet = await run_in_threadpool(
+    feet, recorded_on = await run_in_threadpool(
         _validate,
         tmp_path,
         filename,
@@ -355,6 +366,8 @@ async def _accept(
         read_options=json.dumps(read_options) if any(read_options.values()) else None,
         dedup_key=dedup_key,
     )
+    # Every session has a date: the form's, else the recording's own start, else the upload day (UTC).
+    session_date = session_date or recorded_on or dt.datetime.now(dt.UTC).date()
     try:
         job_id = await run_in_threadpool(_register, db, team_id, row, session_date)
     except DatabaseError:

@@ -4,7 +4,8 @@ Ingest protocol (JSON text frames, packets as binary frames in the `hardware.pac
 
 1. The key comes as `Authorization: Bearer <key>` on the handshake, or as `"key"` in the first
    message (the hello itself, or a `{"key": ...}` message before it).
-2. Hello `{athlete_id, session_id, foot, device_id, sampling_rate_hz, profile}` is answered with
+2. Hello `{athlete_id, session_id, foot, device_id, sampling_rate_hz, profile}` (optional
+   `session_date` yyyy-mm-dd; default the day the stream starts, UTC) is answered with
    `{"resume_from": <last stored sequence number or null>, "gaps": [[a, b], ...], "ended": bool}`.
    Admin keys stream for any registered athlete of their team (unknown ids are refused like other
    teams' ids, 4403), athlete keys only
@@ -65,7 +66,7 @@ from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
-from strideflow.service.db import Database
+from strideflow.service.db import Database, SessionRow
 from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict, StreamEnded
 
 log = logging.getLogger("strideflow.service")
@@ -194,6 +195,24 @@ def _authorize_stream(principal: Principal, db: Database, athlete_id: str) -> st
     return team
 
 
+def _stored_date(db, athlete_id: str, session_id: str) -> dt.date | None:
+    """The session's date in the database (a resumed or earlier stream keeps its first date)."""
+    with db.session() as s:
+        row = s.get(SessionRow, (athlete_id, session_id))
+        return None if row is None else row.session_date
+
+
+def _hello_session_date(msg: dict) -> dt.date:
+    """The optional hello field `session_date` (yyyy-mm-dd), else today (UTC); a bad one closes."""
+    value = msg.get("session_date")
+    if value is None:
+        return dt.datetime.now(dt.UTC).date()
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise _Closing(BAD_MESSAGE, f"bad hello: session_date: not a date yyyy-mm-dd ({value!r})") from None
+
+
 @router.websocket("/v1/stream")
 async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
     """Live ingest of one device (see the module docstring for the protocol)."""
@@ -215,6 +234,7 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
                 f"session {hello.session_id!r} of athlete {hello.athlete_id!r} has uploaded recordings; "
                 "stream into a new session id",
             )
+        day = _hello_session_date(msg)  # the hello's session_date, else the stream start (UTC)
         try:
             live = await hub.attach(hello, team, owner)
         except StreamEnded as exc:
@@ -224,7 +244,9 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
         except StrideflowError as exc:
             raise _Closing(BAD_MESSAGE, str(exc)) from None
         # Only once the stream is taken: a refused hello leaves no session row behind.
-        await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, dt.date.today())
+        await run_in_threadpool(db.ensure_session, hello.athlete_id, hello.session_id, day)
+        stored = await run_in_threadpool(_stored_date, db, hello.athlete_id, hello.session_id)
+        hub.session_dates[(hello.athlete_id, hello.session_id)] = (stored or day).isoformat()
         await websocket.send_json(
             {
                 "resume_from": live.receiver.resume_from,

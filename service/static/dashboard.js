@@ -153,13 +153,30 @@ function niceTicks(lo, hi, count = 5) {
 }
 
 // series: [{name, color, points: [[x, y]], band: [[x, lo, hi]], dashed, markers}]
-function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = null, xMax = null }) {
+function median(values) {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  return v.length ? (v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2) : null;
+}
+
+// clipBands: the y range holds the lines plus the median band half-width, so a few points with a huge
+// SD cannot squash the chart; every series (bands included) is clipped to the plot area.
+function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = null, xMax = null, clipBands = false }) {
   const W = 460, H = 280, m = { l: 58, r: 12, t: 30, b: 44 };
   const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-chart": id, "aria-label": title });
   root.append(svg("text", { x: 8, y: 18, "font-size": 14, "font-weight": 600, class: "chart-title" }, title));
+  // A legend that would run into the title gets a row of its own below it.
+  const legendWidth = series.filter((s) => !s.dashed).reduce((w, s) => w + 20 + 7 * s.name.length, 0);
+  const legendRow = legendWidth > W - m.r - 16 - 8 * title.length;
+  if (legendRow) m.t += 16;
+  const legendY = legendRow ? 34 : 18;
   const xs = [], ys = [];
   for (const s of series) {
     for (const [x, y] of s.points) if (y !== null && Number.isFinite(y)) { xs.push(x); ys.push(y); }
+    if (clipBands) {
+      const half = median((s.band || []).map(([, lo, hi]) => (hi - lo) / 2)) ?? 0;
+      for (const [x, y] of s.points) if (y !== null && Number.isFinite(y)) { xs.push(x); ys.push(y - half, y + half); }
+      continue;
+    }
     for (const [x, lo, hi] of s.band || []) if (Number.isFinite(lo) && Number.isFinite(hi)) { xs.push(x); ys.push(lo, hi); }
   }
   if (!ys.length) {
@@ -177,9 +194,13 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
     axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: Y(t), y2: Y(t), stroke: "#e6e9ef" }));
     axes.append(svg("text", { x: m.l - 6, y: Y(t) + 4, "text-anchor": "end" }, String(t)));
   }
-  for (const [x, label] of xTicks || xr.ticks.filter((t) => t >= xr.lo && t <= xr.hi).map((t) => [t, String(t)])) {
+  for (const [x, label, tip] of xTicks || xr.ticks.filter((t) => t >= xr.lo && t <= xr.hi).map((t) => [t, String(t)])) {
     axes.append(svg("line", { x1: X(x), x2: X(x), y1: H - m.b, y2: H - m.b + 4, stroke: "#333" }));
-    axes.append(svg("text", { x: X(x), y: H - m.b + 16, "text-anchor": "middle" }, label));
+    // The first and last labels grow inwards, so they are never cut at the chart's edge.
+    const anchor = x <= xr.lo ? "start" : x >= xr.hi ? "end" : "middle";
+    const text = svg("text", { x: X(x), y: H - m.b + 16, "text-anchor": anchor, class: "x-tick", "data-x": String(x) }, label);
+    if (tip) text.append(svg("title", {}, tip));
+    axes.append(text);
   }
   axes.append(svg("line", { x1: m.l, x2: W - m.r, y1: H - m.b, y2: H - m.b, stroke: "#333" }));
   axes.append(svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: H - m.b, stroke: "#333" }));
@@ -187,10 +208,16 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
   axes.append(svg("text", { x: 14, y: (m.t + H - m.b) / 2, "text-anchor": "middle", class: "y-label",
     transform: `rotate(-90 14 ${(m.t + H - m.b) / 2})` }, yLabel));
   root.append(axes);
+  const clipId = `clip-${id}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  const defs = svg("defs");
+  const clip = svg("clipPath", { id: clipId });
+  clip.append(svg("rect", { x: m.l, y: m.t, width: W - m.l - m.r, height: H - m.t - m.b }));
+  defs.append(clip);
+  root.append(defs);
   const named = series.filter((s) => !s.dashed);
   let legendX = W - m.r - named.reduce((w, s) => w + 20 + 7 * s.name.length, 0);
   for (const s of series) {
-    const g = svg("g", { class: "series", "data-series": s.name });
+    const g = svg("g", { class: "series", "data-series": s.name, "clip-path": `url(#${clipId})` });
     if (s.band && s.band.length) {
       const ok = s.band.filter(([, lo, hi]) => Number.isFinite(lo) && Number.isFinite(hi));
       const upper = ok.map(([x, , hi]) => `${X(x).toFixed(1)},${Y(hi).toFixed(1)}`);
@@ -202,13 +229,13 @@ function lineChart({ id, title, xLabel, yLabel, series, xTicks = null, xMin = nu
     if (pts.length) {
       const d = pts.map(([x, y], i) => `${i ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
       g.append(svg("path", { d, fill: "none", stroke: s.color, "stroke-width": s.dashed ? 1.2 : 2,
-        "stroke-dasharray": s.dashed ? "5 4" : "none", class: "line" }));
+        "stroke-dasharray": s.dashed ? "5 4" : s.dash || "none", class: "line" }));
       if (s.markers) for (const [x, y] of pts) g.append(svg("circle", { cx: X(x), cy: Y(y), r: 3.5, fill: s.color }));
     }
     root.append(g);
     if (!s.dashed) {
-      root.append(svg("rect", { x: legendX, y: 9, width: 10, height: 10, fill: s.color }));
-      root.append(svg("text", { x: legendX + 14, y: 18, "font-size": 11 }, s.name));
+      root.append(svg("rect", { x: legendX, y: legendY - 9, width: 10, height: 10, fill: s.color }));
+      root.append(svg("text", { x: legendX + 14, y: legendY, "font-size": 11 }, s.name));
       legendX += 20 + 7 * s.name.length;
     }
   }
@@ -268,6 +295,19 @@ function chartBox(node) { return el("div", { class: "chart" }, node); }
 let routeRoot = null;
 const view = () => routeRoot;
 
+const ACTIVITY_WORDS = { walk: "walking", run: "running" };
+// The session's main activity (the API lists its feet with the activity of most valid strides first).
+function mainActivity(session) {
+  const f = (session.feet || [])[0];
+  return f && f.activity ? f.activity : null;
+}
+
+function activitiesOf(rows) {
+  const counts = new Map();
+  for (const r of rows) counts.set(r.activity ?? null, (counts.get(r.activity ?? null) || 0) + 1);
+  return [...counts.entries()].sort((a, b) => b[1] - a[1]).map(([k]) => k);
+}
+
 function footMedian(session, foot, metric) {
   const f = (session.feet || []).find((x) => x.foot === foot);
   return f && f.median ? f.median[metric] ?? null : null;
@@ -303,6 +343,11 @@ async function showTeam() {
     { key: "sessions", title: "sessions", value: (r) => r.athlete.session_count },
     { key: "latest", title: "latest session", text: true, value: (r) => (r.latest ? r.latest.session_id : null) },
     { key: "date", title: "date", text: true, value: (r) => (r.latest ? r.latest.session_date : null) },
+    { key: "activity", title: "activity", text: true, value: (r) => (r.latest ? mainActivity(r.latest) : null),
+      cell: (r) => {
+        const kinds = r.latest ? [...new Set((r.latest.feet || []).map((f) => f.activity).filter(Boolean))] : [];
+        return kinds.length ? kinds.map((k) => ACTIVITY_WORDS[k] || k).join(" + ") : "–";
+      } },
     { key: "strides", title: "valid strides L/R", value: (r) => (r.latest ? (footCount(r.latest, "left") || 0) + (footCount(r.latest, "right") || 0) : null),
       cell: (r) => (r.latest ? `${footCount(r.latest, "left") ?? "–"} / ${footCount(r.latest, "right") ?? "–"}` : "–") },
   ];
@@ -336,9 +381,10 @@ async function showTeam() {
   );
 }
 
-function curveChart(points, phase, angle, title, xLabel, yLabel) {
+function curveChart(points, phase, angle, title, xLabel, yLabel, activity = null) {
   const series = FEET.map((foot) => {
-    const mine = points.filter((p) => p.foot === foot && p.phase === phase).sort((a, b) => a.pct - b.pct);
+    const mine = points.filter((p) => p.foot === foot && p.phase === phase && (activity === null || p.activity === activity))
+      .sort((a, b) => a.pct - b.pct);
     const mean = `${angle}_mean`, sd = `${angle}_sd`;
     return {
       name: foot, color: FOOT_COLORS[foot],
@@ -346,24 +392,46 @@ function curveChart(points, phase, angle, title, xLabel, yLabel) {
       band: mine.map((p) => [p.pct, p[mean] - (p[sd] ?? 0), p[mean] + (p[sd] ?? 0)]),
     };
   }).filter((s) => s.points.length);
-  return lineChart({ id: `${phase}-${angle}`, title, xLabel, yLabel, series, xMin: 0, xMax: 100 });
+  const suffix = activity ? ` (${ACTIVITY_WORDS[activity] || activity})` : "";
+  return lineChart({ id: `${phase}-${angle}${activity ? `-${activity}` : ""}`, title: title + suffix, xLabel, yLabel,
+    series, xMin: 0, xMax: 100, clipBands: true });
 }
 
-function trendChart(trends, metric, sessionOrder) {
+// Sessions in date order (undated last, then by id): the one list a trend chart's x-axis and its lines use.
+function sessionTimeline(sessions, trends) {
+  const byId = new Map();
+  for (const s of sessions) byId.set(s.session_id, s.session_date ?? null);
+  for (const t of trends) if (!byId.has(t.session_id) || byId.get(t.session_id) === null) byId.set(t.session_id, t.session_date ?? null);
+  const key = ([id, date]) => `${date ?? "9999-99-99"}\u0000${id}`;
+  return [...byId.entries()].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0))
+    .map(([id, date]) => ({ session_id: id, session_date: date }));
+}
+
+const shorten = (text, n) => (text.length > n ? `${text.slice(0, n - 1)}…` : text);
+
+function trendChart(trends, metric, timeline) {
   const rows = trends.filter((t) => t.metric === metric);
-  const xTicks = sessionOrder.map((s, i) => [i, s]);
+  const index = new Map(timeline.map((s, i) => [s.session_id, i]));
+  // Tick label: the date (MM-DD) where known, else the session id, shortened; the full text is the tooltip.
+  const xTicks = timeline.map((s, i) => [i, s.session_date ? s.session_date.slice(5) : shorten(s.session_id, 6),
+    `${s.session_id}${s.session_date ? ` · ${s.session_date}` : " · no date"}`]);
+  const kinds = activitiesOf(rows);
   const series = [];
-  for (const foot of FEET) {
-    const mine = rows.filter((r) => r.foot === foot);
-    if (!mine.length) continue;
-    series.push({ name: foot, color: FOOT_COLORS[foot], markers: true,
-      points: mine.map((r) => [sessionOrder.indexOf(r.session_id), r.median]) });
-    const base = mine.find((r) => r.baseline !== null);
-    if (base) series.push({ name: `${foot} baseline`, color: FOOT_COLORS[foot], dashed: true,
-      points: [[0, base.baseline], [Math.max(1, sessionOrder.length - 1), base.baseline]] });
+  for (const kind of kinds) {
+    for (const foot of FEET) {
+      const mine = rows.filter((r) => r.foot === foot && (r.activity ?? null) === kind && index.has(r.session_id))
+        .sort((a, b) => index.get(a.session_id) - index.get(b.session_id));
+      if (!mine.length) continue;
+      const name = kinds.length > 1 && kind ? `${foot} ${kind}` : foot;
+      series.push({ name, color: FOOT_COLORS[foot], markers: true, dash: kind === "run" && kinds.length > 1 ? "2 3" : null,
+        points: mine.map((r) => [index.get(r.session_id), r.median]) });
+      const base = mine.find((r) => r.baseline !== null);
+      if (base) series.push({ name: `${name} baseline`, color: FOOT_COLORS[foot], dashed: true,
+        points: [[0, base.baseline], [Math.max(1, timeline.length - 1), base.baseline]] });
+    }
   }
-  return lineChart({ id: `trend-${metric}`, title: METRICS[metric][0], xLabel: "session",
-    yLabel: metricLabel(metric), series, xTicks, xMin: 0, xMax: Math.max(1, sessionOrder.length - 1) });
+  return lineChart({ id: `trend-${metric}`, title: METRICS[metric][0], xLabel: "session date (MM-DD), oldest first",
+    yLabel: metricLabel(metric), series, xTicks, xMin: 0, xMax: Math.max(1, timeline.length - 1) });
 }
 
 async function showAthlete(athleteId) {
@@ -380,10 +448,10 @@ async function showAthlete(athleteId) {
   const sid = latest.session_id;
   parts.push(el("p", { class: "note", id: "latest-session",
     text: `${sessions.length} session(s); latest ${sid}${latest.session_date ? ` on ${latest.session_date}` : ""}.` }));
-  const order = sessions.map((s) => s.session_id);
+  const timeline = sessionTimeline(sessions, trends);
   parts.push(el("h2", { text: "Trends against baseline" }),
-    el("div", { class: "charts", id: "trend-charts" }, ...TREND_METRICS.map((m) => chartBox(trendChart(trends, m, order)))),
-    el("p", { class: "note", text: "Session medians per foot; dashed: the athlete's baseline (mean of the first sessions)." }));
+    el("div", { class: "charts", id: "trend-charts" }, ...TREND_METRICS.map((m) => chartBox(trendChart(trends, m, timeline)))),
+    el("p", { class: "note", text: "Session medians per foot and activity (walking and running apart; running dotted), sessions in date order; dashed: the athlete's baseline (mean of the first sessions)." }));
   const [curves, flags, strides] = await Promise.all([
     apiAll(`/v1/sessions/${enc(sid)}/curves?athlete_id=${enc(athleteId)}`),
     sessionFlags(athleteId, sid),
@@ -391,11 +459,12 @@ async function showAthlete(athleteId) {
   ]);
   parts.push(el("h2", { text: `Latest curves (session ${sid})` }));
   if (curves.length) {
-    parts.push(el("div", { class: "charts", id: "curve-charts" },
+    // One pair of charts per activity: walking and running strides never share a mean or a band.
+    parts.push(el("div", { class: "charts", id: "curve-charts" }, ...activitiesOf(curves).flatMap((kind) => [
       chartBox(curveChart(curves, "stance", "pronation_deg", "Pronation over stance (mean ± SD)",
-        "stance (% IC → toe-off)", "pronation (deg, eversion +)")),
+        "stance (% IC → toe-off)", "pronation (deg, eversion +)", kind)),
       chartBox(curveChart(curves, "stride", "pitch_deg", "Pitch over the stride (mean ± SD)",
-        "stride (% IC → next IC)", "pitch (deg, toes up +)"))));
+        "stride (% IC → next IC)", "pitch (deg, toes up +)", kind))])));
   } else {
     parts.push(el("p", { class: "note", text: "No curves stored for this session." }));
   }
@@ -406,6 +475,7 @@ async function showAthlete(athleteId) {
   const strideCols = [
     { key: "foot", title: "foot", text: true, value: (s) => s.foot },
     { key: "stride_index", title: "stride", value: (s) => s.stride_index },
+    { key: "activity", title: "activity", text: true, value: (s) => s.activity ?? null },
     { key: "ic_t", title: "IC (s)", value: (s) => s.ic_t, cell: (s) => fmt(s.ic_t, 2) },
     { key: "valid", title: "valid", text: true, value: (s) => (s.valid ? "yes" : `no (${s.reason || "?"})`) },
   ];
@@ -588,7 +658,8 @@ function liveCard(athleteId, a, foot) {
   card.setAttribute("data-valid", String(latest.valid));
   card.classList.add(...rowClass(latest).split(" "));
   const index = latest.type === "stride" ? `stride ${latest.stride_index}` : "stance (stride not closed yet)";
-  card.append(el("p", { class: "note", text: `${index}, IC at ${fmt(latest.ic_t, 2)} s` }));
+  const kind = latest.activity ? `, ${ACTIVITY_WORDS[latest.activity] || latest.activity}` : "";
+  card.append(el("p", { class: "note", text: `${index}, IC at ${fmt(latest.ic_t, 2)} s${kind}` }));
   const grid = el("dl", { class: "live-metrics latest" });
   for (const m of LIVE_METRICS) {
     grid.append(el("div", {}, el("dt", { text: metricLabel(m) }), el("dd", { "data-metric": m, text: metricFmt(m, latest[m]) })));

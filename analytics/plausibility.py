@@ -1,0 +1,190 @@
+"""Plausibility limits per stride metric: a stride beyond one is marked invalid with a reason.
+
+A stride the detector and the metrics called valid is re-checked against the physiological range
+of each metric; the first limit it breaks (in `LIMITS` order) becomes its reason,
+``implausible_<metric>``. The limits are wide on purpose: they catch numbers no human foot makes
+(a wrong sampling rate, gyroscope units, a sensor that came loose), not unusual athletes.
+
+Limits (plausible range; why, with the source):
+
+- `cadence_spm` 30-300 steps/min: slow walking ~60-80; elite sprinters reach ~4.5-5 steps/s
+  (Weyand et al. 2000, J Appl Physiol 89:1991-1999).
+- `stance_time_s` 0.07-2.0 s: top-speed sprint contact ~0.08-0.1 s (Weyand et al. 2000); very
+  slow walking stance ~1-1.5 s.
+- `stride_length_m` < 6 m, walking < 3 m: sprint strides reach ~5 m (two steps of ~2.5 m); race
+  walkers' strides are ~2.5 m.
+- `speed_mps` < 13 m/s, walking < 4.6 m/s: the fastest sprint ~12.4 m/s; the race-walking 20 km
+  world record is ~4.4 m/s.
+- `foot_strike_angle_deg` -45-60 deg: walking heel strike ~20-30 deg, running rearfoot up to ~30,
+  forefoot to ~-15 (Altman & Davis 2012, Gait Posture 35:298-300).
+- `pronation_excursion_deg` 0-40 deg: rearfoot eversion excursion is ~5-20 deg (Nigg et al. 1993,
+  Clin Biomech 8:213) and shoe roll stays below ~30. 0 (no eversion within the window) is kept:
+  real feet show it (10 of 73 strides of gaitmap's `imu_sample_ms_left.csv`).
+- `max_pronation_velocity_dps` -2000-2000 deg/s: peak eversion velocity in running ~300-900 deg/s
+  (Nigg 1993); negative only where the excursion is 0 (then it is the rate at contact).
+- `toe_off_pronation_deg` -45-45 deg: the shoe's roll at push-off relative to foot-flat is a few
+  tens of degrees at most.
+- `toe_off_angle_deg` -20-120 deg: toe-off plantarflexion ~60-70 deg walking, up to ~100 running.
+- `push_off_rate_dps` -2500-2500 deg/s: the pitch rate in push-off stays below ~1500 deg/s.
+- `heel_off_ratio` 0-1: by definition (heel-off lies within stance).
+- `impact_g` < 50 g: shoe-mounted peaks are ~3-15 g; more is a knock on the sensor.
+
+A recording whose strides are mostly implausible (`RecordingPlausibility`) is not "valid with a few
+odd strides" but read wrongly; the analysis then fails with the likely cause (the sampling rate
+given with `--rate`, or gyroscope units) instead of publishing the numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.schema import (
+    ACTIVITY,
+    CADENCE_SPM,
+    FOOT_STRIKE_ANGLE_DEG,
+    HEEL_OFF_RATIO,
+    IMPACT_G,
+    KEYS,
+    MAX_PRONATION_VELOCITY_DPS,
+    PRONATION_EXCURSION_DEG,
+    PUSH_OFF_RATE_DPS,
+    REASON,
+    SPEED_MPS,
+    STANCE_TIME_S,
+    STRIDE_LENGTH_M,
+    TOE_OFF_ANGLE_DEG,
+    TOE_OFF_PRONATION_DEG,
+    VALID,
+    WALK,
+)
+
+# metric -> (lowest plausible, highest plausible, lower bound exclusive); None: no limit that side.
+LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
+    CADENCE_SPM: (30.0, 300.0, False),
+    STANCE_TIME_S: (0.07, 2.0, False),
+    STRIDE_LENGTH_M: (None, 6.0, False),
+    SPEED_MPS: (None, 13.0, False),
+    PRONATION_EXCURSION_DEG: (0.0, 40.0, False),
+    MAX_PRONATION_VELOCITY_DPS: (-2000.0, 2000.0, False),
+    TOE_OFF_PRONATION_DEG: (-45.0, 45.0, False),
+    FOOT_STRIKE_ANGLE_DEG: (-45.0, 60.0, False),
+    TOE_OFF_ANGLE_DEG: (-20.0, 120.0, False),
+    PUSH_OFF_RATE_DPS: (-2500.0, 2500.0, False),
+    HEEL_OFF_RATIO: (0.0, 1.0, False),
+    IMPACT_G: (None, 50.0, False),
+}
+# Tighter limits for walking strides (activity "walk"): race walkers' strides and speeds.
+WALK_LIMITS: dict[str, float] = {STRIDE_LENGTH_M: 3.0, SPEED_MPS: 4.6}
+
+
+def reason_for(metric: str) -> str:
+    """The `reason` of a stride beyond `metric`'s limits, e.g. ``implausible_cadence_spm``."""
+    return f"implausible_{metric}"
+
+
+def _beyond(metric: str, names: list[str]) -> pl.Expr:
+    lo, hi, lo_exclusive = LIMITS[metric]
+    value = pl.col(metric)
+    out = pl.lit(False)
+    if lo is not None:
+        out = out | ((value <= lo) if lo_exclusive else (value < lo))
+    if hi is not None:
+        out = out | (value > hi)
+    if metric in WALK_LIMITS and ACTIVITY in names:
+        out = out | ((pl.col(ACTIVITY) == WALK) & (value > WALK_LIMITS[metric]))
+    return out.fill_null(False)
+
+
+def implausible_reason_expr(names: list[str]) -> pl.Expr:
+    """The first limit a stride breaks, as its reason (String), null where none is broken."""
+    reason = pl.lit(None, dtype=pl.String)
+    for metric in reversed([m for m in LIMITS if m in names]):
+        reason = pl.when(_beyond(metric, names)).then(pl.lit(reason_for(metric))).otherwise(reason)
+    return reason
+
+
+def mark_implausible(strides: pl.LazyFrame) -> pl.LazyFrame:
+    """`strides` with valid strides beyond a limit set invalid with reason ``implausible_<metric>``."""
+    names = strides.collect_schema().names()
+    new = implausible_reason_expr(names)
+    return strides.with_columns(
+        pl.when(pl.col(VALID) & new.is_not_null()).then(new).otherwise(pl.col(REASON)).alias(REASON),
+        (pl.col(VALID) & new.is_null()).alias(VALID),
+    )
+
+
+class ImplausibleRecordingError(StrideflowError):
+    """Most strides of a recording are beyond the plausibility limits: it was read wrongly."""
+
+
+@dataclass(frozen=True)
+class PlausibilitySettings:
+    """`max_implausible_fraction`: a recording fails when more of its strides than this (among
+    those valid before the limits) are implausible; `min_strides`: only checked from this many."""
+
+    max_implausible_fraction: float = 0.5
+    min_strides: int = 6
+
+
+class RecordingPlausibility:
+    """Fails a recording whose strides are mostly implausible, naming the likely cause."""
+
+    def __init__(self, settings: PlausibilitySettings = PlausibilitySettings()):
+        self.settings = settings
+
+    def check(self, strides: pl.DataFrame, sampling_rate_hz: float, where: str = "") -> RecordingPlausibility:
+        """Raise ImplausibleRecordingError if too many strides are implausible; else set
+        `implausible_fraction_` (0..1, or None when too few strides to judge)."""
+        reasons = strides.get_column(REASON) if REASON in strides.columns else pl.Series(dtype=pl.String)
+        implausible = reasons.str.starts_with("implausible_").fill_null(False)
+        valid = strides.get_column(VALID).fill_null(False)
+        judged = int((valid | implausible).sum()) if strides.height else 0
+        self.implausible_fraction_ = None
+        if judged < self.settings.min_strides:
+            return self
+        n_bad = int(implausible.sum())
+        self.implausible_fraction_ = n_bad / judged
+        if self.implausible_fraction_ <= self.settings.max_implausible_fraction:
+            return self
+        top = reasons.filter(implausible).value_counts(sort=True).row(0)[0].removeprefix("implausible_")
+        cadence = strides.get_column(CADENCE_SPM).median() if CADENCE_SPM in strides.columns else None
+        stance = strides.get_column(STANCE_TIME_S).median() if STANCE_TIME_S in strides.columns else None
+        timing = ""
+        if cadence is not None and stance is not None:
+            timing = f" (median cadence {cadence:.0f} steps/min, stance {stance:.2f} s)"
+        prefix = f"{where}: " if where else ""
+        # Human strides last 0.6-1.6 s: far outside, time itself is scaled, i.e. the rate is wrong.
+        stride_s = None if cadence is None or cadence <= 0 else 120.0 / cadence
+        if stride_s is not None and stride_s > 1.6:
+            cause = (
+                f"a sampling rate set too low: the strides last {stride_s:.1f} s, so the device likely "
+                f"recorded faster than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
+                "field sampling_rate_hz)"
+            )
+        elif stride_s is not None and stride_s < 0.6:
+            cause = (
+                f"a sampling rate set too high: the strides last {stride_s:.2f} s, so the device likely "
+                f"recorded slower than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
+                "field sampling_rate_hz)"
+            )
+        else:
+            cause = (
+                "a wrong sampling rate (check --rate / the upload field sampling_rate_hz against the "
+                "device's) or gyroscope units (--units gyr=rad/s, upload field units)"
+            )
+        raise ImplausibleRecordingError(
+            f"{prefix}{n_bad} of {judged} strides are physically implausible (most often {top}) at "
+            f"{sampling_rate_hz:g} Hz{timing}. Likely cause: {cause}."
+        )
+
+
+def check_recording(strides: pl.DataFrame, sampling_rate_hz: float) -> None:
+    """`RecordingPlausibility().check` on each athlete-session-foot of `strides` (named in the error)."""
+    if strides.height == 0:
+        return
+    for (athlete, session, foot), part in strides.partition_by(list(KEYS), as_dict=True).items():
+        where = f"athlete {athlete}, session {session}, {foot} foot"
+        RecordingPlausibility().check(part, sampling_rate_hz, where)
