@@ -616,6 +616,22 @@ def session_jobs(recordings: pl.DataFrame, out_dir: str | Path, settings: BatchS
     return jobs
 
 
+def replaced_sessions(dataset_dir: str | Path, out_dir: str | Path) -> list[tuple[str, str]]:
+    """(athlete, session) of the dataset whose results in `out_dir` a batch run would replace with
+    those of other files: a marker is there, and its files are not the dataset's files of that session."""
+    recordings = find_recordings(dataset_dir)
+    out = Path(out_dir)
+    replaced = []
+    for (athlete, session), part in recordings.group_by(ATHLETE_ID, SESSION_ID, maintain_order=True):
+        previous = read_marker(out, athlete, session)
+        if previous is None:
+            continue
+        before = {str(Path(p).resolve()) for p in previous.get("paths", ())}
+        if before != {str(Path(p).resolve()) for p in part[PATH].to_list()}:
+            replaced.append((athlete, session))
+    return replaced
+
+
 def _job_bytes(job: SessionJob) -> int:
     try:
         return sum(os.path.getsize(f.path) for f in job.files)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from strideflow.analytics.batch import BatchProgress, BatchSettings, RunSummary, TeamBatch
 from strideflow.analytics.trends import TrendSettings, compute_trends
+from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
 
@@ -90,6 +91,12 @@ def batch(
         help="Sampling rate in Hz for files without a time column that the manifest gives none.",
     ),
     curves: bool = typer.Option(True, "--curves/--no-curves", help="Also write stride-normalised curves."),
+    replace: bool = typer.Option(
+        False,
+        "--replace",
+        help="Replace the results a strideflow server serves from OUT for the same athlete and session "
+        "ids with those of other files (refused without it).",
+    ),
 ) -> None:
     """Analyse every recording of a dataset with Dask, resumably, then compute trends.
 
@@ -103,6 +110,18 @@ def batch(
     if workers is not None and scheduler is not None:
         raise typer.BadParameter("give --workers or --scheduler, not both", param_hint="--workers")
     console = Console()
+    served = out.resolve().parent / "strideflow.db"
+    if served.exists() and not replace:
+        from strideflow.analytics.batch import replaced_sessions
+
+        clash = replaced_sessions(dataset_dir, out)
+        if clash:
+            shown = ", ".join(f"{a}/{s}" for a, s in clash[:5]) + (" ..." if len(clash) > 5 else "")
+            raise StrideflowError(
+                f"{out} is served by strideflow (database {served}) and holds results of other files for "
+                f"{len(clash)} of these sessions ({shown}) under the same athlete and session ids: "
+                "write to another --out folder, or pass --replace to replace them"
+            )
     settings = BatchSettings(
         workers=workers,
         scheduler=scheduler,
