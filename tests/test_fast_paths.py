@@ -139,7 +139,7 @@ def test_events_with_the_pipelines_position_equal_events_that_integrate_it(left)
     acc_f, gyr_f = rotate_to_foot(est.rotation_, acc), rotate_to_foot(est.rotation_, gyr)
     zv = ZeroVelocityDetector().detect(acc_f, gyr_f, FS).zero_velocity_
     q = zero_velocity_aided_orientation(acc_f, gyr_f, zv, FS, t)
-    position = ZuptIntegrator().estimate(acc_f, q, zv, FS, t).position_m_
+    position = ZuptIntegrator().estimate(acc_f, q, zv, FS, t, gyr_dps=gyr_f).position_m_
     own = StrideEventDetector().detect(acc_f, gyr_f, FS, zero_velocity=zv, t_s=t, q_wxyz=q)
     given = StrideEventDetector().detect(
         acc_f, gyr_f, FS, zero_velocity=zv, t_s=t, q_wxyz=q, position_m=position

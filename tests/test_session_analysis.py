@@ -67,7 +67,7 @@ def test_the_settings_given_are_the_settings_used(session_files):
     left = RecordingFile(session_files[0])
     outcome = analyze_session([left], AnalysisSettings(min_segment_s=1e6))
     assert outcome.analyzed[0].strides.height == 0
-    assert any("skipped a segment" in w for w in outcome.warnings)
+    assert any("skipped a piece" in w for w in outcome.warnings)
 
 
 def test_stream_and_file_gap_rules_agree():
@@ -128,4 +128,4 @@ def test_upload_jobs_analyse_with_the_settings_they_are_given(session_files, tmp
         str(tmp_path / "b"), "A001", "S01", None, [spec], AnalysisSettings(min_segment_s=1e6)
     )
     assert default["stride_count"] > 10
-    assert strict["stride_count"] == 0 and any("skipped a segment" in w for w in strict["warnings"])
+    assert strict["stride_count"] == 0 and any("skipped a piece" in w for w in strict["warnings"])
