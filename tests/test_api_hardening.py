@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.websockets import WebSocketDisconnect
+from test_api_service import wait_job
 
 from strideflow.analytics import partitions
 from strideflow.analytics.sessions_store import write_session
@@ -371,16 +372,6 @@ def test_server_drops_a_client_that_stops_sending_its_request(tmp_path, monkeypa
 # --- 5. one source of results per session ----------------------------------------------------------
 
 
-def _wait_job(client, headers: dict, job_id: str, timeout_s: float = 240.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {job}")
-
-
 @pytest.mark.slow
 def test_upload_into_a_batch_session_is_409_or_replaces_only_its_foot(tmp_path):
     """Before: the upload's job replaced the whole session (214 batch strides of both feet became
@@ -417,7 +408,7 @@ def test_upload_into_a_batch_session_is_409_or_replaces_only_its_foot(tmp_path):
         assert partitions.read_partition(results, partitions.STRIDES, "A001", "S01").equals(batch)
         r = upload(replace="true")
         assert r.status_code == 202, r.text
-        job = _wait_job(client, h, r.json()["job_id"])
+        job = wait_job(client, h, r.json()["job_id"], timeout_s=240.0)
         assert job["status"] == "done", job
         assert any("kept the team batch's results of the right foot" in w for w in job["warnings"])
     stored = partitions.read_partition(results, partitions.STRIDES, "A001", "S01")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.spatial.transform import Rotation
+from test_mounting import read_foot
 
 from strideflow.hardware.mounting import MountingEstimator, MountingSettings
-from strideflow.hardware.schema import ACC, GYR
 from strideflow.hardware.shoe_axis import ShoeAxisEstimator, ShoeAxisSettings
 
 UP = np.array([0.0, 0.0, 1.0])
@@ -74,19 +73,11 @@ REAL = [
 ]
 
 
-def _read(folder, name: str, foot: str) -> tuple[np.ndarray, np.ndarray]:
-    if "_ms_" in name:
-        frame = pd.read_csv(folder / name, index_col=0)
-    else:
-        frame = pd.read_csv(folder / name, header=[0, 1], index_col=0)[f"{foot}_sensor"]
-    return frame[list(ACC)].to_numpy(float), frame[list(GYR)].to_numpy(float)
-
-
 @pytest.mark.real_data
 @pytest.mark.parametrize(("name", "foot", "rate"), REAL)
 def test_shoe_axis_on_real_recordings_within_3_deg(real_data, name, foot, rate):
     """The files' x is the shoe's axis (data README); the walking direction is 7-15 deg off it."""
-    acc, gyr = _read(real_data, name, foot)
+    acc, gyr = read_foot(real_data, name, foot)
     est = MountingEstimator().estimate(acc, gyr, rate)
     error = _heading_error_deg(est, est.gravity_dev_, np.array([1.0, 0.0, 0.0]))
     assert abs(error) <= 3.0, f"{name} {foot}: shoe axis {error:+.2f} deg off the file's x"
