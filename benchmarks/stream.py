@@ -64,10 +64,19 @@ def free_port() -> int:
 class Server:
     """`strideflow serve` as a subprocess on loopback, for tests and benchmarks."""
 
-    def __init__(self, data_dir: str | Path, port: int | None = None, log_path: str | Path | None = None):
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int | None = None,
+        log_path: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        workers: int = 1,
+    ):
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.log_path = Path(log_path) if log_path else self.data_dir / f"serve-{self.port}.log"
+        self.env = env  # extra environment variables (e.g. STRIDEFLOW_DATABASE_URL)
+        self.workers = workers
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -82,7 +91,10 @@ class Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child process
         cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
         args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--data", str(self.data_dir)]
-        self.proc = subprocess.Popen([*cmd, *args], stdout=log, stderr=subprocess.STDOUT)
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
+        env = {**os.environ, **self.env} if self.env else None
+        self.proc = subprocess.Popen([*cmd, *args], stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

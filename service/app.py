@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.service.db import Database
 from strideflow.service.errors import install_error_handlers
+from strideflow.service.instances import Instance
 from strideflow.service.jobs import JobRunner
 from strideflow.service.routes import routers
 from strideflow.service.routes.recordings import INCOMING_DIR
@@ -33,6 +34,25 @@ def _version() -> str:
         return "0"
 
 
+class SharedStoreError(RuntimeError):
+    """Several server processes on one data folder without a store that connects them."""
+
+
+def check_shared_store(db: Database, instance: Instance) -> None:
+    """Refuse a second server process on the data folder when the store is the embedded SQLite:
+    its live streams and subscribers would not see each other's (no broker between processes)."""
+    if db.engine.dialect.name == "postgresql":
+        return
+    others = instance.others()
+    if others:
+        raise SharedStoreError(
+            f"another strideflow server ({others[0]}) already serves the data folder "
+            f"{instance.folder.parent} with the embedded SQLite store, which cannot connect the live "
+            "streams of several server processes: stop it, or point every process at one PostgreSQL "
+            "database (STRIDEFLOW_DATABASE_URL=postgresql+psycopg://...)"
+        )
+
+
 def create_app(settings: ServiceSettings | None = None, analysis: AnalysisSettings | None = None) -> FastAPI:
     """The service app. Its lifespan opens the database, starts the job worker (re-queueing jobs a
     crash left unfinished) and stops both on shutdown. `app.state.settings`, `app.state.db`,
@@ -47,16 +67,25 @@ def create_app(settings: ServiceSettings | None = None, analysis: AnalysisSettin
             d.mkdir(parents=True, exist_ok=True)
         # Uploads a crash interrupted before they were acknowledged: nobody holds a job for them.
         shutil.rmtree(settings.uploads_dir / INCOMING_DIR, ignore_errors=True)
+        instance = Instance(settings.data_dir).acquire()
         db = Database(settings.resolved_database_url)
-        await run_in_threadpool(db.create_all)
+        try:
+            check_shared_store(db, instance)
+            await run_in_threadpool(db.create_all)
+        except BaseException:
+            instance.release()
+            db.dispose()
+            raise
         app.state.db = db
-        runner = await run_in_threadpool(JobRunner(settings, db, analysis).start)
+        app.state.instance = instance
+        runner = await run_in_threadpool(JobRunner(settings, db, analysis, instance).start)
         app.state.jobs = runner
         try:
             yield
         finally:
             await run_in_threadpool(runner.stop)
             db.dispose()
+            instance.release()
 
     app = FastAPI(
         title="strideflow",

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Date,
     DateTime,
     Float,
@@ -113,6 +114,8 @@ class Job(Base):
     stride_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
     warnings: Mapped[list] = mapped_column(JSON, default=list)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # the server process (service.instances id) running it; a dead one's jobs are queued again
+    claimed_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -159,6 +162,19 @@ class ApiKey(Base):
     __table_args__ = (UniqueConstraint("hash"),)
 
 
+class LiveMessage(Base):
+    """A message published to live subscribers, kept `replay_s` for those that resume (`since`), when
+    the live broker is PostgreSQL (`service.live.publish.PostgresBroker`)."""
+
+    __tablename__ = "live_messages"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    published_at: Mapped[float] = mapped_column(Float, index=True)  # server time, s since the epoch
+    team_id: Mapped[str] = mapped_column(String(ID_LEN))
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN))
+    source: Mapped[str] = mapped_column(String(128))  # the publishing server process
+    message: Mapped[str] = mapped_column(Text)  # JSON
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -184,9 +200,13 @@ class Database:
 
     def create_all(self) -> None:
         """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
-        Base.metadata.create_all(self.engine)
-        added = {"recordings": ("read_options", "TEXT")}
-        for table, (column, sql_type) in added.items():
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # server processes starting together (`serve --workers N`) create the tables once
+                conn.execute(text("SELECT pg_advisory_xact_lock(7215031)"))
+            Base.metadata.create_all(conn)
+        added = [("recordings", "read_options", "TEXT"), ("jobs", "claimed_by", "VARCHAR(128)")]
+        for table, column, sql_type in added:
             try:
                 with self.engine.begin() as conn:
                     if column not in {c["name"] for c in inspect(conn).get_columns(table)}:

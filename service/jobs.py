@@ -32,13 +32,14 @@ import multiprocessing
 import signal
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
@@ -54,6 +55,7 @@ from strideflow.service.db import (
     SessionRow,
     utcnow,
 )
+from strideflow.service.instances import Instance
 from strideflow.service.settings import ServiceSettings
 
 log = logging.getLogger("strideflow.service.jobs")
@@ -232,10 +234,18 @@ class _Claim:
         return (self.athlete_id, self.session_id)
 
 
-def requeue_unfinished(db: Database, max_attempts: int) -> int:
-    """Queue jobs left `running` by a crash again (failed once they used `max_attempts`); how many."""
+def requeue_unfinished(
+    db: Database, max_attempts: int, alive: Callable[[str | None], bool] | None = None
+) -> int:
+    """Queue jobs left `running` by a crash again (failed once they used `max_attempts`); how many.
+
+    `alive(claimed_by)`: whether the server process that claimed a job still runs (its jobs are
+    left alone); None: no other process, every running job is re-queued.
+    """
     with db.session() as s:
         stale = s.scalars(select(Job).where(Job.status == RUNNING)).all()
+        if alive is not None:
+            stale = [job for job in stale if not alive(job.claimed_by)]
         for job in stale:
             if job.attempts >= max_attempts:
                 job.status = FAILED
@@ -256,13 +266,39 @@ def job_counts(db: Database, team_id: str | None = None) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-class JobRunner:
-    """Claims queued jobs and runs them in `settings.job_workers` spawned processes."""
+def _lock_claims(s) -> None:
+    """Serialise job claims of all server processes until the transaction ends, so that a
+    session's jobs are claimed by one process and two runs of a session never overlap: a
+    PostgreSQL transaction-level advisory lock; on SQLite a first write takes the database's
+    write lock (and makes the transaction read the newest data)."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(7215032)"))
+    else:
+        s.execute(update(Job).where(Job.id.is_(None)).values(status=Job.status))
 
-    def __init__(self, settings: ServiceSettings, db: Database, analysis: AnalysisSettings | None = None):
+
+class JobRunner:
+    """Claims queued jobs and runs them in `settings.job_workers` spawned processes.
+
+    Several server processes on one database each run a JobRunner: a claim marks the jobs
+    `running` with this process's id (`claimed_by`) under a lock every process takes
+    (`_lock_claims`), skipping sessions another process runs, so no job runs twice. Jobs of a
+    process that died (its `service.instances` lock is free) are queued again by the others.
+    """
+
+    REQUEUE_INTERVAL_S = 10.0
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        db: Database,
+        analysis: AnalysisSettings | None = None,
+        instance: Instance | None = None,
+    ):
         self.settings = settings
         self.db = db
         self.analysis = analysis if analysis is not None else AnalysisSettings()
+        self.instance = instance
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -271,13 +307,17 @@ class JobRunner:
 
     def start(self) -> JobRunner:
         """Re-queue crashed jobs and start the dispatcher thread."""
-        n = requeue_unfinished(self.db, self.settings.job_max_attempts)
+        n = requeue_unfinished(self.db, self.settings.job_max_attempts, self._alive)
         if n:
             log.info("re-queued %d job(s) interrupted by a previous shutdown", n)
         self._pool = self._new_pool()
         self._thread = threading.Thread(target=self._loop, name="strideflow-jobs", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def _alive(self) -> Callable[[str | None], bool] | None:
+        return None if self.instance is None else self.instance.is_alive
 
     def wake(self) -> None:
         """Tell the dispatcher that a job was queued."""
@@ -299,8 +339,14 @@ class JobRunner:
 
     def _loop(self) -> None:
         inflight: dict[Future, tuple[_Claim, ProcessPoolExecutor]] = {}
+        last_requeue = time.monotonic()
         while not self._stopping.is_set():
             try:
+                if self.instance is not None and time.monotonic() - last_requeue > self.REQUEUE_INTERVAL_S:
+                    last_requeue = time.monotonic()
+                    n = requeue_unfinished(self.db, self.settings.job_max_attempts, self._alive)
+                    if n:
+                        log.info("re-queued %d job(s) of a server process that died", n)
                 free = self.settings.job_workers - len(inflight)
                 if free > 0:
                     busy = {claim.key for claim, _ in inflight.values()}
@@ -346,7 +392,13 @@ class JobRunner:
     def _claim(self, free: int, busy: set[tuple[str, str]]) -> list[_Claim]:
         claims: list[_Claim] = []
         with self.db.session() as s:
+            _lock_claims(s)
             queued = s.scalars(select(Job).where(Job.status == QUEUED).order_by(Job.created, Job.id)).all()
+            if not queued:
+                return claims
+            # sessions another server process runs now are not claimed (nor are this one's: busy)
+            running = s.execute(select(Job.athlete_id, Job.session_id).where(Job.status == RUNNING)).all()
+            busy = busy | {tuple(r) for r in running}
             groups: dict[tuple[str, str], list[Job]] = {}
             for job in queued:
                 key = (job.athlete_id, job.session_id)
@@ -357,6 +409,7 @@ class JobRunner:
                 for job in jobs:
                     job.status, job.started, job.finished, job.error = RUNNING, now, None, None
                     job.attempts += 1
+                    job.claimed_by = None if self.instance is None else self.instance.id
                 rows = s.scalars(
                     select(RecordingRow)
                     .where(RecordingRow.athlete_id == athlete_id, RecordingRow.session_id == session_id)

@@ -55,7 +55,9 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import time
+import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -67,7 +69,14 @@ from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database, SessionRow
-from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict, StreamEnded
+from strideflow.service.live import (
+    WAL_DIRNAME,
+    InMemoryBroker,
+    LiveHub,
+    PostgresBroker,
+    StreamConflict,
+    StreamEnded,
+)
 
 log = logging.getLogger("strideflow.service")
 
@@ -94,9 +103,20 @@ def hub_of(app) -> LiveHub:
             settings.results_dir,
             analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
             idle_timeout_s=settings.stream_idle_timeout_s,
+            broker=live_broker(settings, getattr(app.state, "instance", None)),
         )
         app.state.live = hub
     return hub
+
+
+def live_broker(settings, instance=None):
+    """The broker of live rows for the service's store: PostgreSQL LISTEN/NOTIFY when the store is
+    PostgreSQL (every server process on it shares the rows), else in this process's memory."""
+    url = settings.resolved_database_url
+    if url.startswith("postgresql"):
+        source = instance.id if instance is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        return PostgresBroker(url, source, replay_s=600.0)
+    return InMemoryBroker(replay_s=600.0)
 
 
 @asynccontextmanager
@@ -358,7 +378,7 @@ async def subscribe(
             team = await run_in_threadpool(db.athlete_team, athlete_id)
             if not can_see(principal, team, athlete_id):
                 raise _Closing(FORBIDDEN, f"athlete_id={athlete_id!r} is not an athlete of this key's team")
-        sub = hub.subscribe(principal.team_id, athlete_id, since)
+        sub = await hub.subscribe(principal.team_id, athlete_id, since)
         subscribed = {"team_id": principal.team_id, "athlete_id": athlete_id, "server_time": time.time()}
         if since is not None:
             subscribed["replayed"] = sub.replayed

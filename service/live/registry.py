@@ -1,0 +1,290 @@
+"""The device streams a server process holds: attach (hello checks, rebuild from the log), receive
+(log append, group fsync, acknowledgements), detach, and the lock that makes one process the owner.
+
+A stream held in memory holds an exclusive `flock` on `<log>.lock` next to its write-ahead log
+(`service.instances.try_lock`), so two server processes on one data folder never append to the
+same log: a hello for a stream another process holds is refused (`StreamHeld`, close code 4409)
+until that process lets it go (with a shared broker it does when the connection closes, see
+`service.live.hub`). The kernel drops the lock of a process that dies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from strideflow.analytics.batch import SOURCE, UPLOAD_SOURCE, read_marker
+from strideflow.analytics.live_analyzer import StreamAnalyzer
+from strideflow.analytics.partitions import STRIDES, has_partition
+from strideflow.analytics.pipeline import AnalysisSettings
+from strideflow.hardware.profiles import PROFILES
+from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
+from strideflow.ingest.wal import read_wal, session_wal_devices, wal_path
+from strideflow.service.instances import try_lock, unlock
+
+log = logging.getLogger("strideflow.service")
+
+StreamKey = tuple[str, str, str, str]  # athlete_id, session_id, foot, device_id
+Send = Callable[[dict], Awaitable[None]]
+AnalyzerFactory = Callable[[StreamHello], StreamAnalyzer]
+LOCK_SUFFIX = ".lock"
+
+
+def default_analyzer(hello: StreamHello, analysis: AnalysisSettings | None = None) -> StreamAnalyzer:
+    """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream, with the
+    service's `analysis` settings (default AnalysisSettings()).
+
+    A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
+    gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
+    """
+    from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
+
+    analysis = analysis if analysis is not None else AnalysisSettings()
+    mounting = PROFILES[hello.profile].mounting_wxyz
+    settings = LiveSettings(analysis=analysis, mounting_wxyz=mounting)
+    return LiveStrideAnalyzer(
+        hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings
+    )
+
+
+class StreamConflict(StreamError):
+    """Another device already streams this athlete-session-foot, or the session's results come
+    from elsewhere (an upload or a batch run)."""
+
+
+class StreamEnded(StreamConflict):
+    """The stream (athlete, session, foot, device) has ended: it takes no more packets."""
+
+
+class StreamHeld(StreamConflict):
+    """Another server process on this data folder holds the stream (its device is connected there)."""
+
+
+class StreamRefused(StreamError):
+    """A packet with out-of-range fields: the connection is closed with the reason."""
+
+
+def has_live_logs(wal_root: str | Path, athlete_id: str, session_id: str) -> bool:
+    """Whether any device has streamed into this athlete-session (its write-ahead logs exist).
+
+    A session's results come from one source: live streams, or uploads and batch runs, which
+    replace the whole session's partitions. The stream and upload routes refuse to mix them.
+    """
+    return bool(session_wal_devices(wal_root, athlete_id, session_id))
+
+
+@dataclass(eq=False)
+class LiveStream:
+    """One device stream in memory."""
+
+    hello: StreamHello
+    team_id: str
+    receiver: StreamReceiver
+    analyzer: StreamAnalyzer
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    analysis_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    owner: object | None = None
+    ended: bool = False
+    last_packet_at: float = field(default_factory=time.time)  # server time of the newest packet
+    analysis_failures: int = 0  # packets the live analysis raised on (the first one is reported)
+    lease: int | None = None  # descriptor holding the stream's lock file (one process per stream)
+
+    @property
+    def key(self) -> StreamKey:
+        h = self.hello
+        return (h.athlete_id, h.session_id, h.foot, h.device_id)
+
+    def strides(self) -> pl.DataFrame:
+        return self.analyzer.strides_
+
+    def close(self) -> None:
+        """Close the log and let other processes take the stream."""
+        self.receiver.close()
+        unlock(self.lease)
+        self.lease = None
+
+
+def _lock_path(wal_root: Path, hello: StreamHello) -> Path:
+    path = wal_path(wal_root, hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+class StreamRegistry:
+    """The streams this process holds in memory, by (athlete, session, foot, device)."""
+
+    def __init__(self, wal_root: str | Path, results_dir: str | Path, analyzer_factory: AnalyzerFactory):
+        self.wal_root = Path(wal_root)
+        self.results_dir = Path(results_dir)
+        self.analyzer_factory = analyzer_factory
+        self.streams: dict[StreamKey, LiveStream] = {}
+        self._attach_lock = asyncio.Lock()
+
+    async def attach(self, hello: StreamHello, team_id: str, owner: object | None) -> tuple[LiveStream, bool]:
+        """The stream of `hello` and whether it is new in memory (rebuilt from its log); `owner`
+        takes it over."""
+        key = (hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+        async with self._attach_lock:
+            stream = self.streams.get(key)
+            if owner is not None and (
+                (stream is not None and stream.ended)
+                or (stream is None and await asyncio.to_thread(self._log_closed, hello))
+            ):
+                raise StreamEnded(
+                    f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot "
+                    f"(device {hello.device_id}) has ended; its results are final. Stream into a new "
+                    "session id",
+                    column="session_id",
+                )
+            created = stream is None
+            if stream is None:
+                self._check_single_device(hello)
+                self._check_results_source(hello)
+                stream = await asyncio.to_thread(self._rebuild, hello, team_id)
+                self.streams[key] = stream
+            if team_id:
+                stream.team_id = team_id
+            stream.owner = owner
+            return stream, created
+
+    def _log_closed(self, hello: StreamHello) -> bool:
+        """Whether the stream's log exists and holds a CLOSE record."""
+        path = wal_path(self.wal_root, hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
+        return path.is_file() and read_wal(path)[2]
+
+    def _check_single_device(self, hello: StreamHello) -> None:
+        others = {k[3] for k in self.streams if k[:3] == (hello.athlete_id, hello.session_id, hello.foot)}
+        others |= session_wal_devices(self.wal_root, hello.athlete_id, hello.session_id, hello.foot)
+        others.discard(hello.device_id)
+        if others:
+            raise StreamConflict(
+                f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot is already "
+                f"streamed by device {sorted(others)[0]!r}; one device per foot and session",
+                column="device_id",
+            )
+
+    def _check_results_source(self, hello: StreamHello) -> None:
+        """A first stream into a session whose results were stored by an upload job or a batch
+        run is refused: storing the stream would replace them (and the next job its strides)."""
+        if has_live_logs(self.wal_root, hello.athlete_id, hello.session_id):
+            return
+        if has_partition(self.results_dir, STRIDES, hello.athlete_id, hello.session_id):
+            marker = read_marker(self.results_dir, hello.athlete_id, hello.session_id) or {}
+            source = "an upload" if marker.get(SOURCE) == UPLOAD_SOURCE else "a team batch run"
+            raise StreamConflict(
+                f"athlete {hello.athlete_id}, session {hello.session_id} already has results from "
+                f"{source}; a session has one source of results: stream into a new session id",
+                column="session_id",
+            )
+
+    def _rebuild(self, hello: StreamHello, team_id: str) -> LiveStream:
+        lease = try_lock(_lock_path(self.wal_root, hello))
+        if lease is None:
+            raise StreamHeld(
+                f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot (device "
+                f"{hello.device_id}) is connected to another server process; it is released when that "
+                "connection closes: reconnect then",
+                column="device_id",
+            )
+        try:
+            receiver = StreamReceiver.open(self.wal_root, hello)
+        except BaseException:
+            unlock(lease)
+            raise
+        try:
+            analyzer = self.analyzer_factory(hello)
+            failures = 0
+            for packet in receiver.replayed_:
+                try:
+                    analyzer.push(**packet_block(packet, hello.sampling_rate_hz))
+                except Exception:  # as live: a packet the analysis fails on is kept, not fatal
+                    failures += 1
+                    if failures == 1:  # once per stream, not per packet
+                        log.exception("live analysis failed replaying %s, packet %s", hello, packet.sequence)
+            if failures > 1:
+                log.error("live analysis failed on %d replayed packets of %s", failures, hello)
+            if receiver.closed:
+                analyzer.finish()
+        except BaseException:
+            receiver.close()
+            unlock(lease)
+            raise
+        receiver.replayed_ = []  # the analysis holds what it needs; do not keep the raw packets
+        return LiveStream(hello, team_id, receiver, analyzer, ended=receiver.closed, lease=lease)
+
+    def remove(self, stream: LiveStream) -> None:
+        """Forget the stream and close it (if it is still the one in memory)."""
+        if self.streams.get(stream.key) is stream:
+            del self.streams[stream.key]
+        stream.close()
+
+    def drop(self, stream: LiveStream) -> None:
+        """Forget a stream whose in-memory state may be ahead of its log; the next hello rebuilds it."""
+        self.remove(stream)
+        stream.owner = None
+        stream.ended = True  # any later packet on the old connection is refused
+
+    def close_all(self) -> None:
+        for stream in self.streams.values():
+            stream.close()
+        self.streams.clear()
+
+    async def receive(
+        self,
+        stream: LiveStream,
+        batch: list[tuple[bytes, float]],
+        owner: object,
+        send: Send,
+        analyse: Callable[[LiveStream, list, Send], Awaitable[None]],
+    ) -> None:
+        """Handle binary messages (bytes, server receive time) of `owner`'s connection, in order.
+
+        New packets are appended, made durable with one fsync for the batch (group commit), then
+        acknowledged; then `analyse`d (shielded: a connection dropped mid-analysis must not lose
+        the strides it closes).
+        """
+        async with stream.lock:
+            if stream.owner is not owner:
+                raise StreamConflict("another connection took over this stream", column="device_id")
+            if stream.ended:
+                await send({"rejected": "the stream has ended; start a new session to stream more"})
+                return
+            replies: list[dict] = []
+            new = []
+            refused = None
+            try:
+                for data, received_at in batch:
+                    got = stream.receiver.receive(data)
+                    if got.fatal:
+                        refused = f"packet {got.sequence}: {got.reason}"
+                        break
+                    if got.outcome is Outcome.REJECTED:
+                        replies.append({"rejected": got.reason, "seq": got.sequence})
+                    elif got.outcome is Outcome.DUPLICATE:
+                        replies.append({"ack": got.sequence, "duplicate": True})
+                    elif got.outcome is Outcome.LATE:
+                        replies.append({"late": got.sequence})
+                    else:
+                        if got.gap is not None:
+                            replies.append({"gap": list(got.gap)})
+                        replies.append({"ack": got.sequence})
+                        new.append((got.packet, received_at))
+                if new:
+                    await asyncio.to_thread(stream.receiver.commit)
+                    stream.last_packet_at = time.time()
+            except BaseException:
+                # Appended but not durable, so never acknowledged, yet counted by the in-memory
+                # state: drop it, and the next hello rebuilds the stream from what the log holds.
+                self.drop(stream)
+                raise
+            for reply in replies:
+                await send(reply)
+            if new:
+                await asyncio.shield(asyncio.ensure_future(analyse(stream, new, send)))
+            if refused is not None:
+                raise StreamRefused(refused)
