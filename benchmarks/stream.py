@@ -291,68 +291,152 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
     }
 
 
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = os.environ.get(name, "").strip()
+    return tuple(int(x) for x in value.split(",") if x.strip()) if value else default
+
+
+@contextlib.contextmanager
+def _postgres_database(url: str):
+    """A throwaway database on the PostgreSQL server of `url` (a SQLAlchemy URL), dropped afterwards."""
+    import uuid
+
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from strideflow.service.live.publish import psycopg_dsn
+
+    name = f"sf_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(psycopg_dsn(url), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(psycopg_dsn(url), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _keys(data_dir: Path, url: str | None, athletes: tuple[str, ...]) -> tuple[str, str]:
+    if url is None:
+        return create_api_key(data_dir, TEAM, "admin", athletes=athletes), create_api_key(
+            data_dir, TEAM, "coach"
+        )
+    from strideflow.service.auth import create_key
+    from strideflow.service.db import Database
+
+    db = Database(url)
+    try:
+        db.create_all()
+        for athlete in athletes:
+            db.ensure_athlete(TEAM, athlete)
+        return create_key(db, TEAM, "admin"), create_key(db, TEAM, "coach")
+    finally:
+        db.dispose()
+
+
+def _cpu_s(proc) -> float:
+    """CPU seconds of a server process and its children (uvicorn workers, job workers)."""
+    import psutil
+
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 def run(quick: bool = False) -> list:
     """Rows for `strideflow bench stream` (see the module docstring)."""
     ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64)
-    seconds = 8.0 if quick else 30.0
+    ks = _env_ints("STRIDEFLOW_BENCH_STREAM_KS", ks)
+    seconds = float(os.environ.get("STRIDEFLOW_BENCH_STREAM_SECONDS") or (8.0 if quick else 30.0))
+    processes = _env_ints("STRIDEFLOW_BENCH_PROCESSES", (1,))
+    pg_url = os.environ.get("STRIDEFLOW_BENCH_DATABASE_URL")
+    if max(processes) > 1 and not pg_url:
+        raise RuntimeError(
+            "STRIDEFLOW_BENCH_PROCESSES > 1 needs STRIDEFLOW_BENCH_DATABASE_URL=postgresql+psycopg://... "
+            "(a PostgreSQL server where the benchmark may create a throwaway database)"
+        )
+    rows: list = []
+    load_before = os.getloadavg()[0]
+    for n in processes:
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(_postgres_database(pg_url)) if n > 1 else None
+            rows += _run_processes(n, ks, seconds, url)
+    rows.append(
+        row(
+            "machine.load_avg_1m",
+            load_before,
+            "runnable",
+            f"before the run ({os.cpu_count()} cores); other processes take CPU from server and clients",
+        )
+    )
+    return rows
+
+
+def _run_processes(n: int, ks: tuple[int, ...], seconds: float, database_url: str | None) -> list:
+    """The rows of one process count (`serve --workers n`); names `stream.k...` for one process,
+    `stream.p<n>.k...` for more."""
+    prefix = "stream" if n == 1 else f"stream.p{n}"
     tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
     rows: list = []
     best_k = 0
     try:
-        admin = create_api_key(tmp, TEAM, "admin", athletes=tuple(f"ATH{i:03d}" for i in range(max(ks) // 2)))
-        coach = create_api_key(tmp, TEAM, "coach")
-        load_before = os.getloadavg()[0]
-        with Server(tmp) as server:
+        admin, coach = _keys(tmp, database_url, tuple(f"ATH{i:03d}" for i in range(max(ks) // 2)))
+        env = None if database_url is None else {"STRIDEFLOW_DATABASE_URL": database_url}
+        with Server(tmp, env=env, workers=n) as server:
             import psutil
 
             proc = psutil.Process(server.proc.pid)
             for k in ks:
-                cpu0, t0 = proc.cpu_times(), time.perf_counter()
+                cpu0, t0 = _cpu_s(proc), time.perf_counter()
                 res = asyncio.run(_run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}"))
-                cpu1, t1 = proc.cpu_times(), time.perf_counter()
-                busy = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / (t1 - t0)
+                cpu1, t1 = _cpu_s(proc), time.perf_counter()
+                busy = (cpu1 - cpu0) / (t1 - t0)
                 rows += [
                     row(
-                        f"stream.k{k}.samples_per_s",
+                        f"{prefix}.k{k}.samples_per_s",
                         res["samples_per_s"],
                         "samples/s",
                         f"offered {k * SAMPLING_RATE_HZ:g}",
                     ),
-                    row(f"stream.k{k}.dropped_samples", res["dropped"], "samples"),
+                    row(f"{prefix}.k{k}.dropped_samples", res["dropped"], "samples"),
                     row(
-                        f"stream.k{k}.toe_off_latency_p50_ms",
+                        f"{prefix}.k{k}.toe_off_latency_p50_ms",
                         res["toe_off_p50_ms"],
                         "ms",
                         "packet carrying a stride's toe-off acknowledged -> its stance metrics at the "
                         f"subscriber; {res['toe_off_timed']} strides timed",
                     ),
-                    row(f"stream.k{k}.toe_off_latency_p99_ms", res["toe_off_p99_ms"], "ms"),
+                    row(f"{prefix}.k{k}.toe_off_latency_p99_ms", res["toe_off_p99_ms"], "ms"),
                     row(
-                        f"stream.k{k}.latency_p50_ms",
+                        f"{prefix}.k{k}.latency_p50_ms",
                         res["p50_ms"],
                         "ms",
                         f"packet closing a stride received -> final row at the subscriber; "
                         f"{res['timed']} of {res['strides']} strides timed",
                     ),
-                    row(f"stream.k{k}.latency_p99_ms", res["p99_ms"], "ms"),
+                    row(f"{prefix}.k{k}.latency_p99_ms", res["p99_ms"], "ms"),
                     row(
-                        f"stream.k{k}.final_toe_off_latency_p50_ms",
+                        f"{prefix}.k{k}.final_toe_off_latency_p50_ms",
                         res["final_toe_off_p50_ms"],
                         "ms",
                         "toe-off packet -> final row (closes at the foot-flat after the next swing)",
                     ),
-                    row(f"stream.k{k}.final_toe_off_latency_p99_ms", res["final_toe_off_p99_ms"], "ms"),
+                    row(f"{prefix}.k{k}.final_toe_off_latency_p99_ms", res["final_toe_off_p99_ms"], "ms"),
                     row(
-                        f"stream.k{k}.server_p99_ms",
+                        f"{prefix}.k{k}.server_p99_ms",
                         res["server_p99_ms"],
                         "ms",
                         "closing packet received -> stride published, inside the server",
                     ),
                     row(
-                        f"stream.k{k}.server_cpu_pct",
+                        f"{prefix}.k{k}.server_cpu_pct",
                         100 * busy,
                         "%",
-                        "server process CPU over the whole level, incl. warm-up backlog (100 = 1 core)",
+                        f"CPU of the {n} server process(es) over the whole level, incl. warm-up backlog "
+                        "(100 = 1 core)",
                     ),
                 ]
                 if res["dropped"] == 0 and res["toe_off_p99_ms"] < LATENCY_LIMIT_MS:
@@ -360,22 +444,15 @@ def run(quick: bool = False) -> list:
                 else:
                     break
         note = (
-            f"largest K of {list(ks)} ({seconds:g} s realtime each) "
+            f"largest K of {list(ks)} ({seconds:g} s realtime each, {n} server process(es)) "
             f"with toe-off -> stance metrics p99 < {LATENCY_LIMIT_MS:g} ms, 0 dropped"
         )
         if best_k == ks[-1]:
             note += "; not reached: try larger K"
-        rows.append(row("stream.max_k_p99_under_250ms", best_k, "devices", note))
-        rows.append(
-            row(
-                "machine.load_avg_1m",
-                load_before,
-                "runnable",
-                f"before the run ({os.cpu_count()} cores); other processes take CPU from server and clients",
-            )
-        )
+        rows.append(row(f"{prefix}.max_k_p99_under_250ms", best_k, "devices", note))
         print(
-            f"largest K with toe-off latency p99 < {LATENCY_LIMIT_MS:g} ms and no drops: {best_k}",
+            f"{n} process(es): largest K with toe-off latency p99 < {LATENCY_LIMIT_MS:g} ms and no "
+            f"drops: {best_k}",
             file=sys.stderr,
         )
     finally:

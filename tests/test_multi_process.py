@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -27,18 +29,17 @@ from strideflow.service.auth import create_key
 from strideflow.service.db import DONE, Database, Job
 
 URL = os.environ.get("STRIDEFLOW_TEST_DATABASE_URL")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not URL,
-        reason="needs PostgreSQL: set STRIDEFLOW_TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db",
-    ),
-]
+needs_pg = pytest.mark.skipif(
+    not URL,
+    reason="needs PostgreSQL: set STRIDEFLOW_TEST_DATABASE_URL=postgresql+psycopg://user@host:port/db",
+)
 TEAM = "T1"
 
 
 @pytest.fixture
 def pg_url():
+    if not URL:
+        pytest.skip("needs PostgreSQL: set STRIDEFLOW_TEST_DATABASE_URL")
     """A fresh database on the test server (dropped afterwards), as a SQLAlchemy URL."""
     import psycopg
     from sqlalchemy.engine import make_url
@@ -96,6 +97,8 @@ def _rows(messages: list[dict]) -> set[tuple]:
     return {(m["type"], m["foot"], m["ic_t"]) for m in messages}
 
 
+@pytest.mark.slow
+@needs_pg
 def test_rows_streamed_into_one_process_reach_subscribers_of_the_other(two_servers):
     a, b, keys, _ = two_servers
     device = SimulatedDevice.simulate(SimulationSettings(duration_s=40.0, seed=3), feet=("left",))[0]
@@ -131,6 +134,8 @@ def test_rows_streamed_into_one_process_reach_subscribers_of_the_other(two_serve
     assert resumed["replayed"] == len(live) and _rows(replayed) == _rows(live)
 
 
+@pytest.mark.slow
+@needs_pg
 def test_a_stream_held_by_one_process_is_refused_by_the_other_then_handed_over(two_servers):
     from websockets.asyncio.client import connect
 
@@ -165,6 +170,8 @@ def test_a_stream_held_by_one_process_is_refused_by_the_other_then_handed_over(t
     assert taken["resume_from"] == 0 and ack == {"ack": 1}
 
 
+@pytest.mark.slow
+@needs_pg
 def test_uploads_to_both_processes_run_each_job_once(two_servers, tmp_path):
     a, b, keys, db = two_servers
     sim = tmp_path / "sim"
@@ -201,3 +208,31 @@ def test_uploads_to_both_processes_run_each_job_once(two_servers, tmp_path):
         for athlete in ("A001", "A002"):
             page = client.get(f"/v1/athletes/{athlete}/sessions").json()
             assert [s["session_id"] for s in page["items"]] == ["S01"], page
+
+
+def test_workers_on_the_embedded_store_exit_2_naming_postgresql(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "STRIDEFLOW_DATABASE_URL"}
+    cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
+    args = ["serve", "--data", str(tmp_path), "--workers", "2"]
+    result = subprocess.run([*cmd, *args], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "needs a PostgreSQL store" in result.stderr and "STRIDEFLOW_DATABASE_URL" in result.stderr
+
+
+def test_a_second_server_on_an_sqlite_folder_is_refused(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from strideflow.service.app import SharedStoreError, create_app
+    from strideflow.service.instances import Instance
+    from strideflow.service.settings import ServiceSettings
+
+    settings = ServiceSettings(data_dir=tmp_path)
+    with TestClient(create_app(settings)) as first:
+        assert first.get("/health").status_code == 200
+        with pytest.raises(SharedStoreError, match="PostgreSQL"):
+            with TestClient(create_app(settings)):
+                pass
+        assert first.get("/health").status_code == 200
+    with TestClient(create_app(settings)) as again:  # the first one's lock went with it
+        assert again.get("/health").status_code == 200
+    assert Instance(tmp_path).others() == []
