@@ -166,7 +166,7 @@ def test_a_stream_held_by_one_process_is_refused_by_the_other_then_handed_over(t
             await asyncio.sleep(0.2)
 
     refused, taken, ack = asyncio.run(run())
-    assert refused["code"] == 4409 and "another server process" in refused["error"]
+    assert refused["code"] == 1013 and "another server process" in refused["error"]
     assert taken["resume_from"] == 0 and ack == {"ack": 1}
 
 
@@ -236,3 +236,39 @@ def test_a_second_server_on_an_sqlite_folder_is_refused(tmp_path):
     with TestClient(create_app(settings)) as again:  # the first one's lock went with it
         assert again.get("/health").status_code == 200
     assert Instance(tmp_path).others() == []
+
+
+def test_a_dead_server_process_is_seen_dead_at_once_and_only_its_jobs_are_requeued(tmp_path):
+    from strideflow.service.db import QUEUED, RUNNING
+    from strideflow.service.instances import Instance
+    from strideflow.service.jobs import requeue_unfinished
+
+    code = (
+        "import sys, time; from strideflow.service.instances import Instance; "
+        f"i = Instance({str(tmp_path)!r}).acquire(); print(i.id, flush=True); time.sleep(600)"
+    )
+    other = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        other_id = other.stdout.readline().strip()
+        me = Instance(tmp_path).acquire()
+        assert me.is_alive(other_id) and me.others() == [other_id]
+        db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+        db.create_all()
+        db.ensure_athlete("T1", "A1")
+        db.ensure_session("A1", "S1")
+        with db.session() as s:
+            for job_id, owner in (("mine", me.id), ("theirs", other_id), ("nobody", None)):
+                s.add(Job(id=job_id, athlete_id="A1", session_id="S1", status=RUNNING, claimed_by=owner))
+        assert requeue_unfinished(db, 3, me.is_alive) == 1  # the job of no live process
+        other.kill()
+        other.wait()
+        assert not me.is_alive(other_id) and me.others() == []
+        assert requeue_unfinished(db, 3, me.is_alive) == 1  # the dead process's job
+        with db.session() as s:
+            states = {j: s.get(Job, j).status for j in ("mine", "theirs", "nobody")}
+        assert states == {"mine": RUNNING, "theirs": QUEUED, "nobody": QUEUED}
+        me.release()
+        db.dispose()
+    finally:
+        other.kill()
+        other.wait()

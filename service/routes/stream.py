@@ -25,7 +25,9 @@ athlete, 4409 another device streams this foot (or another connection took the s
 the session already has uploaded recordings or batch results: a session is either streamed or
 uploaded), 4410 this stream has ended (its client sent `end`, or it was idle too long): an ended
 stream takes no more packets, stream into a new session id; 4408 no hello within
-`HELLO_TIMEOUT_S`. A live analysis that fails is reported once per stream as
+`HELLO_TIMEOUT_S`; 1013 (try again later) the stream is held by another server process on the
+same data folder (its device is connected there; released when that connection closes). A live
+analysis that fails is reported once per stream as
 `{"analysis_error": message, "seq": n}` (the packets stay stored).
 
 Subscribers (`?athlete_id=` optional) get `{"subscribed": {...}}`, then per stride two messages
@@ -76,14 +78,15 @@ from strideflow.service.live import (
     PostgresBroker,
     StreamConflict,
     StreamEnded,
+    StreamHeld,
 )
 
 log = logging.getLogger("strideflow.service")
 
 HELLO_TIMEOUT_S = 10.0
 HELLO_MAX_BYTES = 16 * 1024  # a hello is ~200 bytes; anything much larger is not one
-BAD_MESSAGE, UNAUTHORIZED, FORBIDDEN, TIMEOUT, CONFLICT, ENDED, INTERNAL = (
-    4400, 4401, 4403, 4408, 4409, 4410, 1011
+BAD_MESSAGE, UNAUTHORIZED, FORBIDDEN, TIMEOUT, CONFLICT, ENDED, INTERNAL, TRY_AGAIN = (
+    4400, 4401, 4403, 4408, 4409, 4410, 1011, 1013
 )  # fmt: skip
 
 
@@ -259,6 +262,8 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
             live = await hub.attach(hello, team, owner)
         except StreamEnded as exc:
             raise _Closing(ENDED, str(exc)) from None
+        except StreamHeld as exc:
+            raise _Closing(TRY_AGAIN, str(exc)) from None
         except StreamConflict as exc:
             raise _Closing(CONFLICT, str(exc)) from None
         except StrideflowError as exc:
