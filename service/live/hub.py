@@ -33,9 +33,10 @@ before it are stored and acknowledged.
 
 Several server processes (a broker with `shared` True, e.g. `PostgresBroker`): subscribers get
 the rows of every process; a stream belongs to the process its device is connected to (its log's
-lock, `registry`), and when the connection closes that process stores the session and lets the
-stream go (`release_on_detach`), so the device may reconnect to any process, which rebuilds it
-from the log. Streams nobody holds are ended when idle by whichever process scans the logs first.
+lock, `registry`). While other processes serve the data folder (`peers`), the owner stores the
+session and lets the stream go when its connection closes (and, every `store_interval_s`, any
+stored stream without a connection), so the device may reconnect to any process, which rebuilds
+it from the log. Logs nobody holds are ended when idle by whichever process scans them first.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class LiveHub:
         idle_timeout_s: float | None = 1800.0,
         replay_s: float = 600.0,
         broker: Broker | None = None,
-        release_on_detach: bool | None = None,
+        peers: Callable[[], bool] | None = None,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -99,8 +100,8 @@ class LiveHub:
         self.analysis = LiveAnalysis(self._emit, analysis_threads)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)
-        shared = self.publisher.broker.shared
-        self.release_on_detach = shared if release_on_detach is None else release_on_detach
+        # whether other server processes serve this data folder now (then streams are let go)
+        self.peers = peers if peers is not None and self.publisher.broker.shared else (lambda: False)
         self._flusher: asyncio.Task | None = None
         self._team_of: Callable[[str], str | None] | None = None
         self._closed_logs: set[Path] = set()  # logs known to hold a CLOSE record (never reopened)
@@ -139,10 +140,7 @@ class LiveHub:
         recovered = await self.recover(team_of)
         await self.expire_idle()
         await self.flush()
-        if self.release_on_detach:
-            for stream in list(self.streams.values()):
-                if stream.owner is None:
-                    self.registry.remove(stream)  # stored: any process may take it now
+        self._release_idle()
         self._flusher = asyncio.create_task(self._flush_loop())
         return recovered
 
@@ -192,13 +190,13 @@ class LiveHub:
         if stream.owner is not owner:
             return
         stream.owner = None
-        if self.release_on_detach and not stream.ended:
-            self.store.mark(stream.key[:2])
-            asyncio.ensure_future(self._release(stream))
-        elif stream.ended:
+        if stream.ended:
             self._evict(stream)
+        elif self.peers():
+            asyncio.ensure_future(self._release(stream))
 
     async def _release(self, stream: LiveStream) -> None:
+        """Store the stream's session and let another process take the stream."""
         try:
             await self.flush()
         except Exception:
@@ -206,6 +204,15 @@ class LiveHub:
             return  # kept in memory: the periodic store retries, the idle timeout ends it
         async with stream.lock:
             if stream.owner is None and self.streams.get(stream.key) is stream:
+                self.registry.remove(stream)
+
+    def _release_idle(self) -> None:
+        """With other server processes on the data folder, let go of the stored streams without a
+        connection, so that their devices may reconnect to any process."""
+        if not self.peers():
+            return
+        for stream in list(self.streams.values()):
+            if stream.owner is None and stream.key[:2] not in self.store.dirty:
                 self.registry.remove(stream)
 
     def _evict(self, stream: LiveStream) -> None:
@@ -243,7 +250,7 @@ class LiveHub:
         if self.idle_timeout_s is None:
             return 0
         now = time.time() if now is None else now
-        if self.release_on_detach and now - self._last_scan > LOG_SCAN_INTERVAL_S:
+        if self.publisher.broker.shared and now - self._last_scan > LOG_SCAN_INTERVAL_S:
             self._last_scan = now
             await self._take_idle_logs(now)
         count = 0
@@ -332,6 +339,7 @@ class LiveHub:
             try:
                 await self.expire_idle()
                 await self.flush()
+                self._release_idle()
             except Exception:
                 log.exception("storing live strides failed; retrying")
 

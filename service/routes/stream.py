@@ -101,12 +101,14 @@ def hub_of(app) -> LiveHub:
     hub = getattr(app.state, "live", None)
     if hub is None:
         settings = app.state.settings
+        instance = getattr(app.state, "instance", None)
         hub = LiveHub(
             settings.data_dir / WAL_DIRNAME,
             settings.results_dir,
             analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
             idle_timeout_s=settings.stream_idle_timeout_s,
-            broker=live_broker(settings, getattr(app.state, "instance", None)),
+            broker=live_broker(settings, instance),
+            peers=None if instance is None else (lambda: bool(instance.others())),
         )
         app.state.live = hub
     return hub
