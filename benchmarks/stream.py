@@ -24,7 +24,11 @@ Per K it reports:
   dropped.
 
 The server is a subprocess (`strideflow serve --port P --data DIR`), so the client process and
-the server share the machine's cores, as a gateway on the same host would. Devices start
+the server share the machine's cores, as a gateway on the same host would.
+Environment: `STRIDEFLOW_BENCH_PROCESSES` (e.g. "1,2": one run per server process count, rows
+`stream.p<N>.k<K>...` for N > 1, `serve --workers N` on a throwaway database created on the
+PostgreSQL server of `STRIDEFLOW_BENCH_DATABASE_URL`), `STRIDEFLOW_BENCH_STREAM_KS` (e.g.
+"8,16,24") and `STRIDEFLOW_BENCH_STREAM_SECONDS` (realtime seconds per level). Devices start
 staggered over one packet period, as real pods do not start in lockstep.
 """
 
