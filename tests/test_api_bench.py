@@ -26,7 +26,7 @@ from strideflow.hardware.schema import (
     SWING_TIME_S,
     TOE_OFF_T,
 )
-from strideflow.service.cmd_bench import available_benchmarks
+from strideflow.service.cli.bench import available_benchmarks
 
 TINY = api.StoreSpec(athletes=3, sessions=2, strides_per_session=40, seed=1)
 

@@ -1,6 +1,6 @@
 """schemathesis against the live OpenAPI schema of `strideflow serve` (issue 6).
 
-A small simulated team is analysed and stored by `service.cmd_demo.prepare_demo`, then served
+A small simulated team is analysed and stored by `service.cli.demo.prepare_demo`, then served
 by `strideflow serve` in a subprocess on a free loopback port. For every operation of the
 served schema, schemathesis generates requests with the demo admin key; each one is sent as
 generated (mostly unknown ids: 404/422 paths) and, for GET operations, once more with the path
@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from strideflow.benchmarks.api import Server
 from strideflow.hardware.schema import ATHLETE_ID
-from strideflow.service.cmd_demo import prepare_demo
+from strideflow.service.cli.demo import prepare_demo
 from strideflow.service.settings import ServiceSettings
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from strideflow.benchmarks._common import report, row
-from strideflow.service import cmd_bench
+from strideflow.service.cli import bench as cmd_bench
 
 
 def cli() -> typer.Typer:

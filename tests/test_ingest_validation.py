@@ -484,7 +484,7 @@ def test_jitter_with_a_short_gap_flags_only_the_gap(tmp_path):
 def test_inspect_command_prints_a_summary(tmp_path, walk):
     from typer.testing import CliRunner
 
-    import strideflow.service.cmd_inspect  # noqa: F401  registers the command
+    import strideflow.service.cli.inspect  # noqa: F401  registers the command
     from strideflow.service.cli import app
 
     t, acc, gyr = walk

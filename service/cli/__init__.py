@@ -1,4 +1,4 @@
-"""The `strideflow` command line: one typer app, one module per command.
+"""The `strideflow` command line: one typer app here, one module per command in this package.
 
 Every command prints strideflow's own errors (StrideflowError) as one readable line on stderr
 and exits 1, never with a traceback.
@@ -24,21 +24,22 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
-# Command name -> the module that defines it (each registers itself on `app` when imported).
-COMMAND_MODULES = {
-    "analyze": "cmd_analyze",
-    "athletes": "cmd_athletes",
-    "batch": "cmd_batch",
-    "bench": "cmd_bench",
-    "demo": "cmd_demo",
-    "evaluate": "cmd_evaluate",
-    "inspect": "cmd_inspect",
-    "keys": "cmd_keys",
-    "report": "cmd_report",
-    "serve": "cmd_serve",
-    "simulate": "cmd_simulate",
-    "stream": "cmd_stream",
-}
+# Command names; each is the module of this package that defines it (and registers itself on `app`
+# when imported).
+COMMANDS = (
+    "analyze",
+    "athletes",
+    "batch",
+    "bench",
+    "demo",
+    "evaluate",
+    "inspect",
+    "keys",
+    "report",
+    "serve",
+    "simulate",
+    "stream",
+)
 
 
 @app.callback()
@@ -55,9 +56,9 @@ def _register(argv: list[str] | None = None) -> None:
     import importlib
 
     name = next((a for a in (argv or []) if not a.startswith("-")), None)
-    modules = [COMMAND_MODULES[name]] if name in COMMAND_MODULES else COMMAND_MODULES.values()
+    modules = [name] if name in COMMANDS else COMMANDS
     for module in modules:
-        importlib.import_module(f"strideflow.service.{module}")
+        importlib.import_module(f"strideflow.service.cli.{module}")
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording
 from strideflow.hardware.schema import IC_T, STRIDE_INDEX
 from strideflow.ingest import read_recording
 from strideflow.service.cli import app
-from strideflow.service.cmd_analyze import FileFormat, Foot
+from strideflow.service.cli.analyze import FileFormat, Foot
 from strideflow.service.evaluate import (
     ALL,
     GROUP,
