@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from strideflow.analytics.evaluation import agreement, align_by_order, fit_clock, icc_a1
-from strideflow.service.evaluate import (
+from strideflow.service.report.evaluate import (
     EvaluationError,
     agreement_table,
     evaluate_pair,

@@ -19,11 +19,11 @@ from strideflow.service.cli import _register, app
 from strideflow.service.report import (
     SECTION_TITLES,
     ReportError,
-    flag_sentence,
     load_files,
     load_results,
     render_html,
 )
+from strideflow.service.wording import flag_sentence
 
 EXTERNAL = re.compile(
     r"""(?:src|href|action)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?(?:https?:)?//""", re.I

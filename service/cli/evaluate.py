@@ -16,7 +16,7 @@ from strideflow.hardware.schema import IC_T, STRIDE_INDEX
 from strideflow.ingest import read_recording
 from strideflow.service.cli import app
 from strideflow.service.cli.analyze import FileFormat, Foot
-from strideflow.service.evaluate import (
+from strideflow.service.report.evaluate import (
     ALL,
     GROUP,
     KINDS,

@@ -18,64 +18,35 @@ from matplotlib.figure import Figure
 from strideflow.analytics.curves import PCT, PHASE, STANCE, STRIDE, curve_mean, curve_sd
 from strideflow.hardware.schema import (
     ACTIVITY,
-    CADENCE_SPM,
     DUTY_FACTOR,
     FEET,
     FOOT,
     FOOT_FLAT_T,
     FOOT_STRIKE_ANGLE_DEG,
     IC_T,
-    IMPACT_G,
     MAX_PRONATION_VELOCITY_DPS,
     PITCH_DEG,
     PRONATION_DEG,
     PRONATION_EXCURSION_DEG,
     PRONATION_WINDOW_STANCE_FRACTION,
-    PUSH_OFF_RATE_DPS,
-    SPEED_MPS,
-    STANCE_TIME_S,
-    STRIDE_LENGTH_M,
     STRIDE_TIME_S,
-    TIME_TO_MAX_PRONATION_S,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
     VALID,
 )
+from strideflow.service.wording import ACTIVITY_WORDS, METRIC_INFO, metric_label
 
 matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, searchable, crisp
 matplotlib.rcParams["svg.hashsalt"] = "strideflow"  # stable element ids from run to run
 
 FOOT_COLORS = {"left": "#1f6fb4", "right": "#e0701b"}
 
-# metric -> (label, unit, decimals) for tables, axes and flag sentences.
-METRIC_INFO: dict[str, tuple[str, str, int]] = {
-    PRONATION_EXCURSION_DEG: ("pronation excursion", "deg", 1),
-    MAX_PRONATION_VELOCITY_DPS: ("max pronation velocity", "deg/s", 0),
-    TIME_TO_MAX_PRONATION_S: ("time to max pronation", "s", 3),
-    TOE_OFF_PRONATION_DEG: ("toe-off pronation", "deg", 1),
-    TOE_OFF_ANGLE_DEG: ("toe-off angle", "deg", 1),
-    FOOT_STRIKE_ANGLE_DEG: ("foot-strike angle", "deg", 1),
-    PUSH_OFF_RATE_DPS: ("push-off rate", "deg/s", 0),
-    STANCE_TIME_S: ("stance time", "s", 3),
-    STRIDE_TIME_S: ("stride time", "s", 3),
-    CADENCE_SPM: ("cadence", "steps/min", 1),
-    STRIDE_LENGTH_M: ("stride length", "m", 2),
-    SPEED_MPS: ("speed", "m/s", 2),
-    IMPACT_G: ("impact", "g", 1),
-    DUTY_FACTOR: ("duty factor", "1", 2),
-}
 DISTRIBUTION_METRICS = (
     PRONATION_EXCURSION_DEG,
     MAX_PRONATION_VELOCITY_DPS,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
 )
-
-
-def metric_label(metric: str) -> str:
-    """'pronation excursion (deg)' for a metric column; the column name itself if unknown."""
-    label, unit, _ = METRIC_INFO.get(metric, (metric, "", 2))
-    return f"{label} ({unit})" if unit and unit != "1" else label
 
 
 def figure_svg(fig: Figure) -> str:
@@ -122,9 +93,6 @@ def _clip_band(ax, means: list[np.ndarray], sds: list[np.ndarray]) -> None:
 
 def _activity_title(title: str, activity: str | None) -> str:
     return title if activity is None else f"{title} ({ACTIVITY_WORDS.get(activity, activity)})"
-
-
-ACTIVITY_WORDS = {"walk": "walking", "run": "running"}
 
 
 def _foot_curve(summary: pl.DataFrame, foot: str, phase: str, angle: str) -> tuple[np.ndarray, ...]:
