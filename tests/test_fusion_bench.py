@@ -70,3 +70,15 @@ def test_fusion_benchmark_quick(tmp_path):
     # a ratio is the quotient of the rows it names
     ratio = values["ratio.madgwick_vs_ahrs"]["value"]
     assert ratio == pytest.approx(values["strideflow.madgwick"]["value"] / values["ahrs.madgwick"]["value"])
+
+
+def test_every_benchmark_module_is_registered_with_a_run():
+    # pyproject's `strideflow.bench` entry points must list each public module of benchmarks/
+    import importlib
+    import pkgutil
+
+    import strideflow.benchmarks as pkg
+
+    modules = sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    assert cmd_bench.available_benchmarks() == modules
+    assert all(callable(importlib.import_module(f"strideflow.benchmarks.{m}").run) for m in modules)

@@ -1,9 +1,12 @@
-"""`strideflow bench NAME [--quick] [--json PATH]`: run one benchmark of `benchmarks/`."""
+"""`strideflow bench NAME [--quick] [--json PATH]`: run one benchmark of `benchmarks/`.
+
+The benchmarks are found through the `strideflow.bench` entry-point group (pyproject.toml),
+so the service never imports the benchmarks package that sits above it.
+"""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import typer
@@ -16,11 +19,12 @@ class BenchmarkError(StrideflowError):
     """Unknown benchmark name, or a benchmark module without run(quick)."""
 
 
-def available_benchmarks() -> list[str]:
-    """Names of the benchmark modules (every public module of strideflow.benchmarks)."""
-    import strideflow.benchmarks as pkg
+BENCHMARK_GROUP = "strideflow.bench"
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+
+def available_benchmarks() -> list[str]:
+    """Names of the registered benchmarks (the entry points of group `strideflow.bench`)."""
+    return sorted(ep.name for ep in entry_points(group=BENCHMARK_GROUP))
 
 
 @app.command()
@@ -37,17 +41,12 @@ def bench(
     json_path: Path | None = typer.Option(None, "--json", help="Also write the report as JSON here."),
 ) -> None:
     """Run one benchmark, print its table (samples/s, ratios, accuracy) and optionally write JSON."""
-    from strideflow.benchmarks._common import report
-
-    names = available_benchmarks()
-    if name not in names:
-        raise BenchmarkError(f"unknown benchmark {name!r}; available: {', '.join(names) or 'none'}")
-    module = importlib.import_module(f"strideflow.benchmarks.{name}")
-    run = getattr(module, "run", None)
-    if run is None:
-        raise BenchmarkError(f"benchmarks/{name}.py has no run(quick) function")
+    found = {ep.name: ep for ep in entry_points(group=BENCHMARK_GROUP)}
+    if name not in found:
+        raise BenchmarkError(f"unknown benchmark {name!r}; available: {', '.join(sorted(found)) or 'none'}")
+    run_and_report = found[name].load()
     from rich.console import Console
 
-    with Console(stderr=True).status(f"running benchmark {name}{' (quick)' if quick else ''} ..."):
-        rows = run(quick)
-    report(name, rows, json_path)
+    # The status spinner ends before the table is printed.
+    status = Console(stderr=True).status(f"running benchmark {name}{' (quick)' if quick else ''} ...")
+    run_and_report(name, quick, json_path, status=status)
