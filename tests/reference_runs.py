@@ -186,6 +186,7 @@ def _jobs_run(dataset: Path, tmp: Path) -> dict[str, pl.DataFrame]:
 def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dict[str, pl.DataFrame]:
     from strideflow.analytics.live_analyzer import LiveStrideAnalyzer
     from strideflow.hardware import schema as S
+    from strideflow.ingest.stream_receiver import SampleBlock
 
     strides, stances, emissions, warnings = [], [], [], []
     for foot in S.FEET:
@@ -202,7 +203,7 @@ def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dic
         pushed, stance_rows = [], []
         for i in range(0, len(t), block):
             sl = slice(i, i + block)
-            out = live.push(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl])
+            out = live.push(SampleBlock(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl]))
             pushed.append(out.strides)
             stance_rows.append(out.stances)
         pushed.append(live.finish().strides)

@@ -14,6 +14,7 @@ from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
+from strideflow.ingest.stream_receiver import SampleBlock
 
 FS = 200.0
 # no warm-up: the device frame is the foot frame and the bias is known (zero for this check)
@@ -38,7 +39,8 @@ def _run(arrays, cuts, settings=LiveSettings()) -> tuple[LiveStrideAnalyzer, lis
     live = LiveStrideAnalyzer("A", "S", "left", FS, settings)
     bounds = [0, *sorted(set(cuts)), len(t)]
     out = [
-        live.push(t[a:b], acc[a:b], gyr[a:b]).strides for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        live.push(SampleBlock(t[a:b], acc[a:b], gyr[a:b])).strides
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
     ]
     out.append(live.finish().strides)
     return live, out
@@ -84,7 +86,7 @@ def test_memory_is_bounded_on_a_long_walk():
     live = LiveStrideAnalyzer("A", "S", "left", FS, NO_WARMUP)
     longest = 0
     for i in range(0, len(t), 100):
-        live.push(t[i : i + 100], acc[i : i + 100], gyr[i : i + 100])
+        live.push(SampleBlock(t[i : i + 100], acc[i : i + 100], gyr[i : i + 100]))
         longest = max(longest, live._buf.stop - live._buf.start)
     live.finish()
     assert live.strides_.height > 100
@@ -153,16 +155,16 @@ def test_short_gap_is_interpolated_and_its_stride_invalid(running):
 def test_bad_blocks_are_rejected_naming_row_and_field(t, acc, gyr, message):
     live = LiveStrideAnalyzer("A", "S", "right", FS)
     with pytest.raises(LiveError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        live.push(np.array(t), np.array(acc, dtype=float), np.array(gyr, dtype=float))
+        live.push(SampleBlock(np.array(t), np.array(acc, dtype=float), np.array(gyr, dtype=float)))
 
 
 def test_time_must_continue_across_blocks_and_stream_end_is_final():
     live = LiveStrideAnalyzer("A", "S", "left", FS)
-    live.push(np.array([0.0, 0.005]), np.zeros((2, 3)), np.zeros((2, 3)))
+    live.push(SampleBlock(np.array([0.0, 0.005]), np.zeros((2, 3)), np.zeros((2, 3))))
     with pytest.raises(LiveError, match="not after the previous sample"):
-        live.push(np.array([0.004]), np.zeros((1, 3)), np.zeros((1, 3)))
+        live.push(SampleBlock(np.array([0.004]), np.zeros((1, 3)), np.zeros((1, 3))))
     assert live.finish().strides.height == 0
     with pytest.raises(LiveError, match="after finish"):
-        live.push(np.array([1.0]), np.zeros((1, 3)), np.zeros((1, 3)))
+        live.push(SampleBlock(np.array([1.0]), np.zeros((1, 3)), np.zeros((1, 3))))
     with pytest.raises(LiveError, match="foot"):
         LiveStrideAnalyzer("A", "S", "middle", FS)

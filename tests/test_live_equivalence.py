@@ -27,6 +27,7 @@ from strideflow.hardware import schema as S
 from strideflow.hardware.frames import wxyz_from_rotation
 from strideflow.hardware.mounting import apply_mounting
 from strideflow.ingest import read_recording
+from strideflow.ingest.stream_receiver import SampleBlock
 
 EXACT = 1e-6
 # WARMUP_TOLERANCE (analytics.live_analyzer): causal mounting and bias (20 s warm-up) against batch's
@@ -43,7 +44,7 @@ def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, 
     acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
     live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings)
     emitted = [
-        live.push(t[i : i + block], acc[i : i + block], gyr[i : i + block]).strides
+        live.push(SampleBlock(t[i : i + block], acc[i : i + block], gyr[i : i + block])).strides
         for i in range(0, len(t), block)
     ]
     emitted.append(live.finish().strides)

@@ -23,6 +23,7 @@ from test_live_equivalence import batch_settings_for, stream
 
 from strideflow.analytics.live_analyzer import STANCE_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.hardware import schema as S
+from strideflow.ingest.stream_receiver import SampleBlock
 
 EVENTS = (S.FOOT_FLAT_T, S.HEEL_OFF_T, S.TOE_OFF_T)  # rows are paired by ic_t
 # Tighter on the simulator (its gyro errors are bias and noise; measured maxima 0.61 deg toe-off
@@ -122,11 +123,11 @@ def test_stances_do_not_depend_on_block_sizes(live_simulated, data):
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(t) - 1), max_size=40))))
     live = LiveStrideAnalyzer("A", "S", "left", fs, cfg)
     returned = [
-        live.push(t[lo:hi], acc[lo:hi], gyr[lo:hi]).stances
+        live.push(SampleBlock(t[lo:hi], acc[lo:hi], gyr[lo:hi])).stances
         for lo, hi in zip([0, *cuts], [*cuts, len(t)], strict=True)
     ]
     whole = LiveStrideAnalyzer("A", "S", "left", fs, cfg)
-    whole.push(t, acc, gyr)
+    whole.push(SampleBlock(t, acc, gyr))
     assert live.stances_.height > 5
     assert live.stances_.equals(whole.stances_)
     # push returns each stance row once, with the block that gave it

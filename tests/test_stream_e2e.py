@@ -37,7 +37,7 @@ def local_live(device) -> pl.DataFrame:
     """The live analyzer run in this process on exactly the samples the device's packets carry."""
     live = LiveStrideAnalyzer("A1", "S1", device.foot, device.sampling_rate_hz)
     for seq in range(device.n_packets):
-        live.push(**packet_block(decode_packet(device.packet(seq)), device.sampling_rate_hz))
+        live.push(packet_block(decode_packet(device.packet(seq)), device.sampling_rate_hz))
     live.finish()
     return live.strides_
 

@@ -65,7 +65,8 @@ class CountingAnalyzer:
             S.VALID: True,
         }
 
-    def push(self, t_s, acc_mps2, gyr_dps, saturated):
+    def push(self, block):
+        t_s, gyr_dps = block.t_s, block.gyr_dps
         done = len(self.t) // STRIDE_SAMPLES
         half = (len(self.t) + STRIDE_SAMPLES // 2) // STRIDE_SAMPLES
         self.t.extend(np.asarray(t_s).tolist())
@@ -567,10 +568,10 @@ def test_out_of_range_packet_closes_the_stream_and_is_not_stored(service, seq, t
 class FailingAnalyzer(CountingAnalyzer):
     """Test double whose analysis raises on every packet after the first two."""
 
-    def push(self, t_s, acc_mps2, gyr_dps, saturated):
+    def push(self, block):
         if len(self.t) >= 2 * N_PER_PACKET:
             raise FloatingPointError("analysis cannot go on")
-        return super().push(t_s, acc_mps2, gyr_dps, saturated)
+        return super().push(block)
 
 
 def test_analysis_failure_is_reported_to_the_client_and_logged_once(tmp_path, caplog):
