@@ -1,5 +1,8 @@
 """Per-stride foot metrics of DESIGN.md's `strides` table, as Polars expressions over whole columns.
 
+(Over ~500 lines: the three vectorised steps share the index arithmetic over the same arrays and
+end in one lazy query; split, each would need the others' intermediates.)
+
 Inputs are two tables:
 
 - `events`: one row per stride (keys, `stride_index`, the five event times in s, `valid`, `reason`),
@@ -22,9 +25,8 @@ Three vectorised steps, no Python loop over strides:
 
 The bookkeeping around step 3 (which foot each stride belongs to, which stride follows it, the
 casts of the inputs) is numpy index arithmetic, and step 3 is one lazy query: each Polars query
-costs ~0.1 ms however few rows it has, and the live analyzer (`analytics.live_analyzer`) calls `estimate`
-twice per stride on windows of 2-3 strides (the former chain of joins, sorts and `over` windows
-took ~8 ms per call there, 2.3 ms now; the tables are bit for bit the same). Joins and sorts
+has a fixed cost however few rows it has, and the live analyzer (`analytics.live_analyzer`) calls
+`estimate` twice per stride on windows of 2-3 strides (timings: benchmarks/README.md). Joins and sorts
 remain only where the input needs them: several feet in the signals, signals out of order, or
 strides not already in (keys, IC) order. The signals are put in (keys, time) order once (a no-op
 for the pipeline's own tables), where the as-of joins this replaces sorted them for every lookup.
