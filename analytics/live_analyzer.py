@@ -7,7 +7,7 @@ orientation, integration, events, metrics, invalidation), the code the batch pip
 segment; so a stride it emits has the same events and metrics as `analyze_recording` on the whole
 file, as long as the mounting rotation and gyro bias are the same. Measurements of where and how
 much live differs from batch, of latencies and of the stance rows are in benchmarks/README.md
-("live analyzer"), taken by tests/test_live_equivalence.py and tests/test_live_stance.py.
+("live analyzer"), taken by tests/analytics/test_live_equivalence.py and tests/analytics/test_live_stance.py.
 
 - zero velocity: `fusion.live.ZeroVelocityStream`, flags final once their context is known;
 - the window starts where a still period starts, which batch levels the orientation on and where

@@ -127,7 +127,7 @@ class MetricSettings:
       (left) 431 / 401 / 339 / 276 deg/s at 80 / 50 / 30 / 15 Hz, no plateau; on simulator truth
       (issue-15 simulator, true events, pulses of 20-60 ms) MAPE 2.7 % walking / 1.5 % running at
       80 Hz, raw 2.8 / 1.6 %, 50 Hz 4.1 / 1.9 %, and at 50 or 60 Hz the session-to-session changes
-      of a simulated drift shrink by 40-50 % (tests/test_trends.py failed there). Sinclair et al.,
+      of a simulated drift shrink by 40-50 % (tests/analytics/test_trends.py failed there). Sinclair et al.,
       J Hum Kinet 39:25-36 (2013) report the same sensitivity of frontal-plane derivatives to the
       cut-off in running kinematics: compare values only at one stated cut-off.
     - `pronation_velocity_lead_s`: the filter sees the rate from this long before IC (the

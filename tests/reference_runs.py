@@ -15,7 +15,7 @@ The runs (`reference_tables()`):
   foot in blocks of 97 samples with the default (20 s warm-up) settings, and the simulated file
   with gaps in blocks of 50: strides, provisional stance rows, emission latencies, warnings.
 
-Each table is stored as Parquet (they are small) and compared exactly (`tests/test_fingerprint.py`).
+Each table is stored as Parquet (they are small) and compared exactly (`tests/e2e/test_fingerprint.py`).
 Regenerate after an intentional change of behaviour (and say so in the commit):
 
     python tests/reference_runs.py
@@ -250,7 +250,7 @@ def reference_tables() -> dict[str, pl.DataFrame]:
 
 
 # Float columns may differ by this much, absolute, or relative to the stored value where it is
-# above 1 in magnitude (see tests/test_fingerprint.py for why); everything else must be identical.
+# above 1 in magnitude (see tests/e2e/test_fingerprint.py for why); everything else must be identical.
 FLOAT_TOLERANCE = 1e-12
 
 

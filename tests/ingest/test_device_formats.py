@@ -11,34 +11,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.formats import fmt, motion, physilog_file
+from support.paths import SHARED_DATA
 
 from strideflow.hardware.schema import ACC, GYR, STANDARD_GRAVITY_MPS2
 from strideflow.ingest import IngestError, detect_format, read_recording
 from strideflow.ingest.errors import FOOT_ASSUMED, INVALID_SAMPLES
 
-WALKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "footprints_walks"
+WALKS = SHARED_DATA / "footprints_walks"
 needs_walks = pytest.mark.skipif(
     not WALKS.is_dir(), reason=f"footprint walks not found at {WALKS} (../shared/data/footprints_walks)"
 )
 NODE = "inertial-6253.76535"
-
-
-def motion(rate_hz: float = 200.0, seconds: float = 6.0, seed: int = 0) -> dict[str, np.ndarray]:
-    """A foot-like signal in SI units: acc in g-multiples of gravity along +z plus swings; gyr in rad/s."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(rate_hz * seconds)) / rate_hz
-    swing = np.clip(np.sin(2 * np.pi * 0.9 * t), 0, None) ** 2
-    acc_g = np.stack(
-        [0.8 * swing * np.sin(2 * np.pi * 3 * t), 0.1 * swing, 1.0 + 0.9 * swing * np.cos(2 * np.pi * 3 * t)]
-    )
-    gyr_rad = np.stack([0.5 * swing, 6.0 * swing * np.sin(2 * np.pi * 2 * t), 0.3 * swing])
-    acc_g += rng.normal(0, 0.002, acc_g.shape)
-    gyr_rad += rng.normal(0, 0.002, gyr_rad.shape)
-    return {"t": t, "acc_g": acc_g, "gyr_rad": gyr_rad}
-
-
-def fmt(x: float) -> str:
-    return f"{x:.9g}"
 
 
 # --- LORD SensorConnect ------------------------------------------------------------------------
@@ -140,28 +124,6 @@ def test_csv_gz_reads_like_the_csv(tmp_path):
 
 
 # --- GaitUp Physilog ---------------------------------------------------------------------------
-
-
-def physilog_file(tmp_path: Path, name: str = "LF.csv", rate: float = 128.0) -> Path:
-    m = motion(rate)
-    gyr_dps = np.degrees(m["gyr_rad"])
-    lines = [
-        "Gait Up - Physilog data export",
-        "Created on: 2024-03-05 10:12:00",
-        f"Total data points: {m['t'].size}",
-        "",
-        "Time [128 hz],Gyro [128 hz],,,Accel [128 hz],,,Baro [1 hz],,Event [128 hz],Quaternion [128 hz],,,,",
-        "Time,Gyro X,Gyro Y,Gyro Z,Accel X,Accel Y,Accel Z,Pressure,Temperature,Event,"
-        "Quat W,Quat X,Quat Y,Quat Z",
-        "[s],[deg/s],[deg/s],[deg/s],[g],[g],[g],[mBar],[degree C],[],[],[],[],[]",
-    ]
-    for i, t in enumerate(m["t"]):
-        baro = "963.2,24.5" if i % int(rate) == 0 else ","
-        vals = [fmt(t), *map(fmt, gyr_dps[:, i]), *map(fmt, m["acc_g"][:, i])]
-        lines.append(",".join(vals) + f",{baro},0,1,0,0,0,")
-    path = tmp_path / name
-    path.write_text("\r\n".join(lines) + "\r\n")
-    return path
 
 
 def test_physilog_detected_units_trailing_comma_sparse_columns(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from test_mounting import read_foot
+from support.mounting import read_foot
 
 from strideflow.hardware.mounting import MountingEstimator, MountingSettings
 from strideflow.hardware.shoe_axis import ShoeAxisEstimator, ShoeAxisSettings
@@ -126,7 +126,7 @@ def toe_taps(
 def _walk_with_calibration(toe_out_deg: float, mount: Rotation, seed: int = 0):
     """Device-frame acc and gyr: toe taps, then a walk whose direction is `toe_out_deg` to the
     right of the shoe axis (a toed-out left foot), through an askew `mount` (shoe -> device)."""
-    from test_mounting import synthetic_walk
+    from support.mounting import synthetic_walk
 
     cal_acc, cal_gyr = toe_taps()
     walk_acc, walk_gyr = synthetic_walk(strides=12)
@@ -158,7 +158,7 @@ def test_toe_taps_give_the_shoe_axis_of_an_askew_pod_on_a_toed_out_foot(seed):
 
 
 def test_no_calibration_without_taps_and_calibration_source_says_why():
-    from test_mounting import synthetic_walk
+    from support.mounting import synthetic_walk
 
     acc, gyr = synthetic_walk()
     est = MountingEstimator().estimate(acc, gyr, 200.0)
@@ -168,7 +168,7 @@ def test_no_calibration_without_taps_and_calibration_source_says_why():
 
 
 def test_two_taps_are_not_a_calibration():
-    from test_mounting import synthetic_walk
+    from support.mounting import synthetic_walk
 
     cal_acc, cal_gyr = toe_taps(taps=2)
     walk_acc, walk_gyr = synthetic_walk()

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.activity import RUN_BELOW_DUTY_FACTOR, activity_expr
 from strideflow.analytics.flags import compute_flags
@@ -15,7 +14,7 @@ from strideflow.analytics.trends import trends_from_sessions
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 
-FOOTPRINTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "footprints_walks"
+FOOTPRINTS = SHARED_DATA / "footprints_walks"
 
 
 def test_rule_known_answers():

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_support import BROWSER_TESTS
+from support.browser import BROWSER_TESTS
+from support.paths import REPO
 
 from strideflow.benchmarks.stream import free_port
 from strideflow.hardware.simulator import write_dataset
 
 TEAM = "demo-team"
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = REPO / "docs"
 
 pytestmark = BROWSER_TESTS
 

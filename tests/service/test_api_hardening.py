@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from starlette.websockets import WebSocketDisconnect
-from test_api_service import wait_job
+from support.api import wait_job
 
 from strideflow.analytics import partitions
 from strideflow.analytics.sessions_store import write_session

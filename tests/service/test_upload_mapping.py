@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from support.api import wait_job
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.discovery import DiscoveryError, find_recordings
 from strideflow.hardware.schema import ACC, GYR, STANDARD_GRAVITY_MPS2
@@ -20,7 +21,7 @@ from strideflow.service.settings import ServiceSettings
 ATHLETE = "A001"
 HEADER = ["Zeit", "Beschl. vorne", "Beschl. links", "Beschl. oben", "Dreh vorne", "Dreh links", "Dreh oben"]
 MAPPING = ",".join(f"{k}={v}" for k, v in zip(("t", *ACC, *GYR), HEADER, strict=True))
-WALKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "footprints_walks"
+WALKS = SHARED_DATA / "footprints_walks"
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +58,13 @@ def post(client, headers, path: Path, **fields):
     )
 
 
-def wait(client, headers, job_id: str) -> dict:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not finished")
-
-
 def test_upload_with_mapping_is_analysed(service, odd_file):
     client, headers = service
     r = post(
         client, headers, odd_file, session_id="M1", foot="left", columns=MAPPING, units="acc=g,gyr=rad/s"
     )
     assert r.status_code == 202, r.text
-    job = wait(client, headers, r.json()["job_id"])
+    job = wait_job(client, headers, r.json()["job_id"])
     assert job["status"] == "done", job
     strides = client.get("/v1/sessions/M1/strides", headers=headers, params={"athlete_id": ATHLETE}).json()
     assert len(strides["items"]) > 10
@@ -96,7 +87,7 @@ def test_upload_of_a_device_export_is_detected(service):
     client, headers = service
     r = post(client, headers, WALKS / "SensorConnectData_34.csv", session_id="L34", foot="right")
     assert r.status_code == 202, r.text
-    assert wait(client, headers, r.json()["job_id"])["status"] == "done"
+    assert wait_job(client, headers, r.json()["job_id"])["status"] == "done"
 
 
 def test_manifest_format_columns_and_units(tmp_path, odd_file):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.evaluation import agreement, align_by_order, fit_clock, icc_a1
 from strideflow.service.report.evaluate import (
@@ -22,7 +23,7 @@ from strideflow.service.report.evaluate import (
     parse_mapping,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 STRIDEFLOW = shutil.which("strideflow", path=str(Path(sys.executable).parent)) or shutil.which("strideflow")
 
 

@@ -18,11 +18,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
-from browser_support import BROWSER_TESTS
+from support.browser import BROWSER_TESTS
+from support.paths import REPO
 
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.benchmarks.stream import Server, create_api_key
@@ -43,7 +43,7 @@ TEAM = "live-team"
 SESSION = "LIVE1"
 # athlete -> (seed, activity) of its simulated pods
 STREAMS = {"A001": (3, "walk"), "A002": (4, "run")}
-DOCS = Path(__file__).resolve().parents[1] / "docs"
+DOCS = REPO / "docs"
 # Metrics shown on a card and the decimals the page shows them with (METRICS in dashboard.js).
 SHOWN = {
     PRONATION_EXCURSION_DEG: 1,

@@ -7,13 +7,13 @@ and the 4xx answers (401, 403, 404, 413, 422) with messages naming the problem.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from support.api import ATHLETE, DATE, SESSION, png_bytes, standing_csv, upload, wait_job
 
 from strideflow.analytics import partitions
 from strideflow.analytics.pipeline import analyze_samples
@@ -24,25 +24,6 @@ from strideflow.service.app import create_app
 from strideflow.service.auth import create_key
 from strideflow.service.catalog import sync_results
 from strideflow.service.settings import ServiceSettings
-
-ATHLETE, SESSION, DATE = "A001", "S01", "2025-01-11"
-
-
-def wait_job(client: TestClient, headers: dict, job_id: str, timeout_s: float = 180.0) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}", headers=headers).json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} not finished after {timeout_s} s: {job}")
-
-
-def upload(client, headers, path: Path, **fields):
-    data = {"athlete_id": ATHLETE, "session_id": SESSION, **fields}
-    return client.post(
-        "/v1/recordings", headers=headers, files={"file": (path.name, path.read_bytes())}, data=data
-    )
 
 
 @pytest.fixture(scope="module")
@@ -362,19 +343,6 @@ def test_athletes_cli_registers_athletes_and_refuses_another_teams_id(tmp_path):
     assert isinstance(r.exception, DatabaseError) and "P2" in str(r.exception)
 
 
-def standing_csv(seconds: float = 5.0, rate_hz: float = 100.0, tap_dps: float = 0.0) -> bytes:
-    """A recording of a foot standing still; `tap_dps`: one 0.1 s turn of the sensor at that rate
-    (a tap: ingest cannot tell it from walking, the analysis finds no stride)."""
-    rng = np.random.default_rng(0)
-    n = int(seconds * rate_hz)
-    acc = np.c_[rng.normal(0, 0.02, (n, 2)), 9.81 + rng.normal(0, 0.02, n)]
-    gyr = rng.normal(0, 0.3, (n, 3))
-    gyr[n // 2 : n // 2 + int(0.1 * rate_hz), 1] += tap_dps
-    rows = np.c_[np.arange(n) / rate_hz, acc, gyr]
-    lines = ["t,acc_x,acc_y,acc_z,gyr_x,gyr_y,gyr_z", *(",".join(f"{v:.5f}" for v in r) for r in rows)]
-    return ("\n".join(lines) + "\n").encode()
-
-
 def test_failed_job_reports_the_error_and_does_not_block_the_session(service, dataset, direct):
     client, headers, *_ = service
     session = "S60"
@@ -427,17 +395,6 @@ def test_a_session_is_either_uploaded_or_streamed(service, dataset):
     assert r.status_code == 409 and "streamed live" in r.json()["detail"], r.text
 
 
-def _png() -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0\0\0\0"))
-
-
 @pytest.mark.parametrize(
     ("name", "body", "expected"),
     [
@@ -447,7 +404,7 @@ def _png() -> bytes:
             "no walking found: the foot never left the ground (30 s standing",
         ),
         ("short_left.csv", standing_csv(2.0, tap_dps=300.0), "too short: 2.0 s of data"),
-        ("photo_left.csv", _png(), "not a text recording (PNG image)"),
+        ("photo_left.csv", png_bytes(), "not a text recording (PNG image)"),
     ],
     ids=["standing", "two-seconds", "png"],
 )

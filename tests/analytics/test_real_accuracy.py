@@ -14,12 +14,11 @@ never by file.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.events import REASON_TOO_LONG, REASON_TOO_SHORT, REASON_TURN
 from strideflow.analytics.pipeline import analyze_recording
@@ -27,7 +26,7 @@ from strideflow.hardware.schema import FOOT, IC_T, NEXT_IC_T, REASON, STRIDE_LEN
 from strideflow.ingest import read_recording
 
 pytestmark = pytest.mark.real_data
-WALKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "footprints_walks"
+WALKS = SHARED_DATA / "footprints_walks"
 TRIALS = (31, 32, 33, 34, 35, 36, 42, 43, 44, 45)
 needs_walks = pytest.mark.skipif(
     not WALKS.is_dir(), reason=f"footprint walks not found at {WALKS} (../shared/data/footprints_walks)"

@@ -3,11 +3,10 @@ positive outward on both feet (DESIGN.md), per stride, in sessions and trends.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 import pytest
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.metrics import compute_strides
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
@@ -17,9 +16,7 @@ from strideflow.hardware import schema as S
 from strideflow.hardware.mounting import apply_mounting
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 
-IMU_SAMPLE = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "gaitmap_example" / "imu_sample.csv"
-)
+IMU_SAMPLE = SHARED_DATA / "gaitmap_example" / "imu_sample.csv"
 
 
 def _signals(foot: str, heading_deg: float, direction_deg: float, n_strides: int = 4) -> tuple:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from test_ingest_support import HEADER, assert_valid_samples, csv_lines, walking_signals, write_text
+from support.ingest import HEADER, assert_valid_samples, csv_lines, walking_signals, write_text
 
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import (

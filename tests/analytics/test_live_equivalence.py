@@ -16,18 +16,14 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from support.live import batch_settings_for, stream
 
-from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
 from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.fusion.live import zero_velocity_margin_samples
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector
-from strideflow.fusion.zupt import LevelledStrapdown
 from strideflow.hardware import schema as S
-from strideflow.hardware.frames import wxyz_from_rotation
-from strideflow.hardware.mounting import apply_mounting
 from strideflow.ingest import read_recording
-from strideflow.ingest.stream_receiver import SampleBlock
 
 EXACT = 1e-6
 # WARMUP_TOLERANCE (analytics.live_analyzer): causal mounting and bias (20 s warm-up) against batch's
@@ -35,31 +31,6 @@ EXACT = 1e-6
 # walk/run (4 recordings x 2 feet) angles <= 0.03 deg, rates <= 0.5 deg/s, length <= 1e-5 m;
 # real imu_sample.csv angles <= 1.4 deg (toe-off pronation 3 deg: it is the most
 # mounting-sensitive metric, see README), rates <= 9.4 deg/s, length <= 0.003 m.
-
-
-def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, block: int = 200):
-    """The foot's samples pushed in blocks of `block`, then finish(); the analyzer."""
-    part = samples.filter(pl.col(S.FOOT) == foot).sort(S.T)
-    t = part[S.T].to_numpy()
-    acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
-    live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings)
-    emitted = [
-        live.push(SampleBlock(t[i : i + block], acc[i : i + block], gyr[i : i + block])).strides
-        for i in range(0, len(t), block)
-    ]
-    emitted.append(live.finish().strides)
-    assert pl.concat(emitted).equals(live.strides_)
-    return live
-
-
-def batch_settings_for(samples, foot, fs, result) -> LiveSettings:
-    """Live settings with batch's mounting rotation and gyro bias of that foot."""
-    rotation = result.mounting[foot]
-    part = apply_mounting(samples.filter(pl.col(S.FOOT) == foot).sort(S.T), {foot: rotation})
-    acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
-    zv = ZeroVelocityDetector().detect(acc, gyr, fs).zero_velocity_
-    bias = LevelledStrapdown().estimate(acc, gyr, zv, fs, part[S.T].to_numpy()).gyr_bias_dps_
-    return LiveSettings(mounting_wxyz=tuple(wxyz_from_rotation(rotation)), gyr_bias_dps=tuple(bias))
 
 
 def differences(batch: pl.DataFrame, live: pl.DataFrame) -> dict[str, float]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_api_service import _png, standing_csv
+from support.api import png_bytes, standing_csv
 
 from strideflow.ingest import IngestError
 from strideflow.ingest.screen import refuse_known_binary
@@ -39,7 +39,7 @@ def _analyze(path: Path, *extra: str) -> subprocess.CompletedProcess:
         ),
         ("standing_left.csv", standing_csv(30.0), ("--no-align",), "no walking found"),
         ("short_left.csv", standing_csv(2.0, tap_dps=300.0), (), "too short: 2.0 s of data"),
-        ("photo.csv", _png(), (), "photo.csv: not a text recording (PNG image)"),
+        ("photo.csv", png_bytes(), (), "photo.csv: not a text recording (PNG image)"),
     ],
     ids=["standing", "standing-no-align", "two-seconds", "png"],
 )

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from test_ingest_support import HEADER, assert_valid_samples, csv_lines, walking_signals
+from support.ingest import HEADER, assert_valid_samples, csv_lines, walking_signals
 
 from strideflow.hardware.schema import ACC, ATHLETE_ID, FOOT, GYR, SESSION_ID, T
 from strideflow.ingest import IngestError, read_recording

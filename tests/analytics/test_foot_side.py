@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
+from support.paths import SHARED_DATA
 
 from strideflow.analytics.foot_side import FootSideCheck
 from strideflow.analytics.pipeline import analyze_recording, analyze_samples
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.ingest import read_recording
 
-WALKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "footprints_walks"
+WALKS = SHARED_DATA / "footprints_walks"
 
 
 def _swap_foot(samples: pl.DataFrame) -> pl.DataFrame:

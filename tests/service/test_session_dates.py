@@ -9,8 +9,8 @@ import datetime as dt
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from test_api_service import upload, wait_job
-from test_device_formats import physilog_file
+from support.api import upload, wait_job
+from support.formats import physilog_file
 
 from strideflow.benchmarks.stream import Server, create_api_key
 from strideflow.hardware.devices import SimulatedDevice, stream_device

@@ -81,7 +81,7 @@ def test_metrics_are_physiologically_plausible_on_healthy_walking(healthy):
 def test_metrics_do_not_depend_on_how_the_sensor_is_mounted(healthy):
     # Turning the pod on the shoe by right angles (it stays square: one of its axes still along the
     # shoe, hardware.shoe_axis) is undone by the mounting alignment. An arbitrary turn is not: the
-    # shoe axis of an askew pod cannot be told from walking (tests/test_mounting.py covers the
+    # shoe axis of an askew pod cannot be told from walking (tests/hardware/test_mounting.py covers the
     # equivariant walking heading).
     recording, reference = healthy
     rng = np.random.default_rng(7)

@@ -19,7 +19,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_live_equivalence import batch_settings_for, stream
+from support.live import batch_settings_for, stream
 
 from strideflow.analytics.live_analyzer import STANCE_TOLERANCE, LiveSettings, LiveStrideAnalyzer
 from strideflow.hardware import schema as S

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_device_formats import fmt, motion
+from support.formats import fmt, motion
 
 from strideflow.hardware.schema import ACC, GYR, MAG, STANDARD_GRAVITY_MPS2
 from strideflow.ingest import IngestError, read_recording

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_ingest_support import assert_valid_samples
+from support.ingest import assert_valid_samples
 
 from strideflow.hardware.schema import ACC, FOOT, GYR, INTERPOLATED, SATURATED, SEGMENT, T
 from strideflow.ingest import IngestError, read_recording
