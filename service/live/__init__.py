@@ -10,6 +10,7 @@ from strideflow.service.live.publish import (
     InMemoryBroker,
     PostgresBroker,
     Subscriber,
+    broker_for,
     stride_messages,
 )
 from strideflow.service.live.registry import (
@@ -43,6 +44,7 @@ __all__ = [
     "StreamKey",
     "StreamRefused",
     "Subscriber",
+    "broker_for",
     "default_analyzer",
     "has_live_logs",
     "stride_messages",

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import polars as pl
 
 from strideflow.analytics.live_analyzer import LiveOutput, StreamAnalyzer
-from strideflow.ingest.stream_receiver import packet_block
+from strideflow.ingest.stream_receiver import SampleBlock, packet_block
 from strideflow.service.live.registry import LiveStream, Send
 
 log = logging.getLogger("strideflow.service")
@@ -65,9 +65,9 @@ class LiveAnalysis:
                 self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
 
     @staticmethod
-    def _push(analyzer: StreamAnalyzer, block: dict) -> LiveOutput:
+    def _push(analyzer: StreamAnalyzer, block: SampleBlock) -> LiveOutput:
         """(strides, provisional stance rows) the block completed."""
-        return analyzer.push(**block)
+        return analyzer.push(block)
 
     async def finish(self, stream: LiveStream, closed_by: str) -> None:
         """Finish the analysis, write the CLOSE record, emit the tail (caller holds stream.lock)."""

@@ -326,6 +326,15 @@ class PostgresBroker:
             self._deliver([(t, team, athlete, json.loads(m)) for _, t, team, athlete, m in rows])
 
 
+def broker_for(database_url: str, source: str, replay_s: float = 600.0) -> Broker:
+    """The broker of live rows for the service's store: PostgreSQL LISTEN/NOTIFY when the store is
+    PostgreSQL (every server process on it shares the rows), else in this process's memory.
+    `source`: this server process's id (`service.instances.Instance.id`)."""
+    if database_url.startswith("postgresql"):
+        return PostgresBroker(database_url, source, replay_s=replay_s)
+    return InMemoryBroker(replay_s=replay_s)
+
+
 class Publisher:
     """This process's subscribers, and the broker that connects it to the other processes."""
 

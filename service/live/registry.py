@@ -201,7 +201,7 @@ class StreamRegistry:
             failures = 0
             for packet in receiver.replayed_:
                 try:
-                    analyzer.push(**packet_block(packet, hello.sampling_rate_hz))
+                    analyzer.push(packet_block(packet, hello.sampling_rate_hz))
                 except Exception:  # as live: a packet the analysis fails on is kept, not fatal
                     failures += 1
                     if failures == 1:  # once per stream, not per packet

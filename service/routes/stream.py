@@ -57,29 +57,19 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
-from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database, SessionRow
-from strideflow.service.live import (
-    WAL_DIRNAME,
-    InMemoryBroker,
-    LiveHub,
-    PostgresBroker,
-    StreamConflict,
-    StreamEnded,
-    StreamHeld,
-)
+from strideflow.service.live import LiveHub, StreamConflict, StreamEnded, StreamHeld
+from strideflow.service.queries import hub_of
 
 log = logging.getLogger("strideflow.service")
 
@@ -94,34 +84,6 @@ class _Closing(Exception):
     def __init__(self, code: int, message: str):
         self.code = code
         self.message = message
-
-
-def hub_of(app) -> LiveHub:
-    """The app's LiveHub (created on first use if the lifespan did not run)."""
-    hub = getattr(app.state, "live", None)
-    if hub is None:
-        settings = app.state.settings
-        instance = getattr(app.state, "instance", None)
-        hub = LiveHub(
-            settings.data_dir / WAL_DIRNAME,
-            settings.results_dir,
-            analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
-            idle_timeout_s=settings.stream_idle_timeout_s,
-            broker=live_broker(settings, instance),
-            peers=None if instance is None else (lambda: bool(instance.others())),
-        )
-        app.state.live = hub
-    return hub
-
-
-def live_broker(settings, instance=None):
-    """The broker of live rows for the service's store: PostgreSQL LISTEN/NOTIFY when the store is
-    PostgreSQL (every server process on it shares the rows), else in this process's memory."""
-    url = settings.resolved_database_url
-    if url.startswith("postgresql"):
-        source = instance.id if instance is not None else f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        return PostgresBroker(url, source, replay_s=600.0)
-    return InMemoryBroker(replay_s=600.0)
 
 
 @asynccontextmanager
