@@ -41,6 +41,7 @@ needs none either: the last stride ends at the last IC, and the standing after i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numba
 import numpy as np
@@ -216,6 +217,26 @@ def _jerk(acc):  # pragma: no cover - compiled
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+@lru_cache(maxsize=16)
+def _table_stages(s: EventSettings, gait_start: bool) -> tuple[tuple[pl.Expr, ...], ...]:
+    """The `reason` and `valid` steps of the events table, built once per settings (the live
+    analyzer builds a table of a few rows twice per stride)."""
+    stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
+    # First matching rule wins: a flat coalesce, which Polars evaluates cheaper than a chain.
+    rules = [
+        (stride_time > s.max_stride_s, REASON_TOO_LONG),
+        (stride_time < s.min_stride_s, REASON_TOO_SHORT),
+        (pl.col(HEADING_CHANGE_DEG).abs() > s.turn_deg, REASON_TURN),
+        (pl.col(DISPLACEMENT_M) < s.min_displacement_m, REASON_SHUFFLE),
+    ]
+    if gait_start:
+        rules.insert(0, (pl.col(STRIDE_INDEX) == 0, REASON_GAIT_START))
+    reason = pl.coalesce(
+        *[pl.when(rule).then(pl.lit(name)) for rule, name in rules], pl.lit(None, dtype=pl.String)
+    )
+    return ((reason.alias(REASON),), (pl.col(REASON).is_null().alias(VALID),))
 
 
 class StrideEventDetector:
@@ -433,25 +454,11 @@ class StrideEventDetector:
             DISPLACEMENT_M: disp,
         }
         df = pl.DataFrame([pl.Series(name, values) for name, values in columns.items()])
-        stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
-        reason = (
-            pl.when(pl.lit(gait_start) & (pl.col(STRIDE_INDEX) == 0))
-            .then(pl.lit(REASON_GAIT_START))
-            .when(stride_time > s.max_stride_s)
-            .then(pl.lit(REASON_TOO_LONG))
-            .when(stride_time < s.min_stride_s)
-            .then(pl.lit(REASON_TOO_SHORT))
-            .when(pl.col(HEADING_CHANGE_DEG).abs() > s.turn_deg)
-            .then(pl.lit(REASON_TURN))
-            .when(pl.col(DISPLACEMENT_M) < s.min_displacement_m)
-            .then(pl.lit(REASON_SHUFFLE))
-            .otherwise(pl.lit(None, dtype=pl.String))
-        )
+        query = df.lazy()
+        for stage in _table_stages(s, gait_start):
+            query = query.with_columns(*stage)
         return (
-            df.lazy()
-            .with_columns(reason.alias(REASON))
-            .with_columns(pl.col(REASON).is_null().alias(VALID))
-            .select(list(EVENTS_SCHEMA))
+            query.select(list(EVENTS_SCHEMA))
             .cast(EVENTS_SCHEMA)
-            .collect()
+            .collect(optimizations=pl.QueryOptFlags.none())
         )
