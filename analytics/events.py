@@ -398,12 +398,17 @@ class StrideEventDetector:
         self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
         if open_step:
             # Only a stride that is already too long is known to be invalid.
-            too_long = pl.col(NEXT_IC_T) - pl.col(IC_T) > s.max_stride_s
-            self.open_stride_ = events.tail(1).with_columns(
-                (~too_long).alias(VALID),
-                pl.when(too_long).then(pl.lit(REASON_TOO_LONG)).otherwise(None).alias(REASON),
-                pl.lit(float("nan")).alias(HEADING_CHANGE_DEG),
-                pl.lit(float("nan")).alias(DISPLACEMENT_M),
+            # (built column by column: the live analyzer does this per stance row, a query cost more)
+            last = events.tail(1)
+            too_long = bool(last.get_column(NEXT_IC_T)[0] - last.get_column(IC_T)[0] > s.max_stride_s)
+            own = {
+                VALID: pl.Series(VALID, [not too_long], dtype=pl.Boolean),
+                REASON: pl.Series(REASON, [REASON_TOO_LONG if too_long else None], dtype=pl.String),
+                HEADING_CHANGE_DEG: pl.Series(HEADING_CHANGE_DEG, [float("nan")], dtype=pl.Float64),
+                DISPLACEMENT_M: pl.Series(DISPLACEMENT_M, [float("nan")], dtype=pl.Float64),
+            }
+            self.open_stride_ = pl.DataFrame(
+                [own[c] if c in own else last.get_column(c) for c in last.columns]
             )
             events = events.head(-1)
         self.events_ = events

@@ -206,6 +206,7 @@ class LiveStrideAnalyzer:
         self._stances: list[pl.DataFrame] = []
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
+        self._new_strides: list[pl.DataFrame] = []
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
         # conditioning (device frame)
@@ -288,6 +289,7 @@ class LiveStrideAnalyzer:
         t, acc, gyr, sat = self._checked(t_s, acc_mps2, gyr_dps, saturated)
         start = len(self._emissions)
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         if len(t):
             self.samples_seen_ += len(t)
             self._condition(t, acc, gyr, sat)
@@ -299,6 +301,7 @@ class LiveStrideAnalyzer:
             return LiveOutput(_NO_STRIDES, _NO_STANCES)
         self._finished = True
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         start = len(self._emissions)
         if not self._ready and self._warm.stop > self._warm.start:
             self._attempt_warmup(final=True)
@@ -548,19 +551,25 @@ class LiveStrideAnalyzer:
         ff = ev[FOOT_FLAT_IDX].to_numpy()
         emit = ic > self._last_ic
         if a0 != self._seg0:
-            emit &= (ev[REASON] != REASON_GAIT_START).fill_null(True).to_numpy()
+            emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
         if not emit.any():
             return
         strides = seg.strides(ev)
-        chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
-        out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)
+        # The emitted events' metric rows in IC order, with their window indices (column by
+        # column: on these few rows each Polars query cost more than the rows' numbers).
+        chosen = np.flatnonzero(emit)
+        chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
+        row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
+        rows = [row_of[int(i)] for i in ev.get_column(STRIDE_INDEX).to_numpy()[chosen]]
+        out = strides[rows].hstack([ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)])
         out = self._flag_samples(out, a0)
         k = out.height
-        out = out.with_columns(pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k)))
-        out = out.select([pl.col(c).cast(d) for c, d in STRIDES_SCHEMA.items()])
+        numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
+        out = pl.DataFrame([numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
+        self._new_strides.append(out)
         close_t = float(b.view("t", close, close + 1)[0])
         for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
             self._emissions.append(
@@ -633,15 +642,19 @@ class LiveStrideAnalyzer:
             return
         m = seg.strides(row)
         # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
-        missing = any(v is None or not math.isfinite(v) for v in m.select(STANCE_METRICS).row(0))
+        missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS))
         reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
-        m = m.with_columns(
-            pl.lit(reason is None).alias(VALID),
-            pl.lit(reason, dtype=pl.String).alias(REASON),
-            row[IC_IDX],
-            row[NEXT_IC_IDX],
+        own = {
+            VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
+            REASON: pl.Series(REASON, [reason], dtype=pl.String),
+            IC_IDX: row.get_column(IC_IDX),
+            NEXT_IC_IDX: row.get_column(NEXT_IC_IDX),
+        }
+        m = pl.DataFrame(
+            [own[c] if c in own else m.get_column(c) for c in (*STANCE_SCHEMA, IC_IDX, NEXT_IC_IDX)]
         )
-        out = self._flag_samples(m, a0).select(list(STANCE_SCHEMA))
+        flagged = self._flag_samples(m, a0)
+        out = pl.DataFrame([flagged.get_column(c) for c in STANCE_SCHEMA])
         self._stances.append(out)
         self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
         self._stance_ic = ic
@@ -701,5 +714,5 @@ class LiveStrideAnalyzer:
             e.pop("_close", None)
         if len(self._emissions) == start:
             return _NO_STRIDES
-        k = len(self._emissions) - start
-        return self.strides_.tail(k)
+        # this push's own frames: the tail of `strides_` would concatenate the whole session
+        return self._new_strides[0] if len(self._new_strides) == 1 else pl.concat(self._new_strides)
