@@ -41,7 +41,6 @@ needs none either: the last stride ends at the last IC, and the standing after i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numba
 import numpy as np
@@ -219,24 +218,35 @@ def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
-@lru_cache(maxsize=16)
-def _table_stages(s: EventSettings, gait_start: bool) -> tuple[tuple[pl.Expr, ...], ...]:
-    """The `reason` and `valid` steps of the events table, built once per settings (the live
-    analyzer builds a table of a few rows twice per stride)."""
-    stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
-    # First matching rule wins: a flat coalesce, which Polars evaluates cheaper than a chain.
+def _above(x: np.ndarray, limit: float) -> np.ndarray:
+    """x > limit as Polars compares: NaN is above every number."""
+    return (x > limit) | np.isnan(x)
+
+
+def stride_reasons(
+    s: EventSettings,
+    ic_t: np.ndarray,
+    next_ic_t: np.ndarray,
+    heading_change_deg: np.ndarray,
+    displacement_m: np.ndarray,
+    gait_start: bool,
+) -> list[str | None]:
+    """Per stride, the first rule it breaks (`reason`; None: valid): gait start (the first row,
+    when `gait_start`), too long, too short, a turn, a shuffle. Comparisons as Polars makes them
+    (NaN above every number), so the table equals the Polars expressions this replaced."""
+    stride_time = next_ic_t - ic_t
     rules = [
-        (stride_time > s.max_stride_s, REASON_TOO_LONG),
+        (_above(stride_time, s.max_stride_s), REASON_TOO_LONG),
         (stride_time < s.min_stride_s, REASON_TOO_SHORT),
-        (pl.col(HEADING_CHANGE_DEG).abs() > s.turn_deg, REASON_TURN),
-        (pl.col(DISPLACEMENT_M) < s.min_displacement_m, REASON_SHUFFLE),
+        (_above(np.abs(heading_change_deg), s.turn_deg), REASON_TURN),
+        (displacement_m < s.min_displacement_m, REASON_SHUFFLE),
     ]
     if gait_start:
-        rules.insert(0, (pl.col(STRIDE_INDEX) == 0, REASON_GAIT_START))
-    reason = pl.coalesce(
-        *[pl.when(rule).then(pl.lit(name)) for rule, name in rules], pl.lit(None, dtype=pl.String)
-    )
-    return ((reason.alias(REASON),), (pl.col(REASON).is_null().alias(VALID),))
+        rules.insert(0, (np.arange(len(ic_t)) == 0, REASON_GAIT_START))
+    reason = np.full(len(ic_t), None, dtype=object)
+    for hit, name in reversed(rules):  # earlier rules overwrite later ones
+        reason[hit] = name
+    return reason.tolist()
 
 
 class StrideEventDetector:
@@ -441,8 +451,8 @@ class StrideEventDetector:
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
         disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
-        # Built from Series (a dict of arrays costs ~0.4 ms more) and finished in one query: the
-        # live analyzer calls this twice per stride on a few rows.
+        # Numpy columns, then Series (a dict of arrays costs ~0.4 ms more) and no query: the live
+        # analyzer calls this twice per stride on a few rows, where a query's fixed cost dominated.
         columns = {
             STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
             IC_T: t[ic_idx],
@@ -458,12 +468,7 @@ class StrideEventDetector:
             HEADING_CHANGE_DEG: heading,
             DISPLACEMENT_M: disp,
         }
-        df = pl.DataFrame([pl.Series(name, values) for name, values in columns.items()])
-        query = df.lazy()
-        for stage in _table_stages(s, gait_start):
-            query = query.with_columns(*stage)
-        return (
-            query.select(list(EVENTS_SCHEMA))
-            .cast(EVENTS_SCHEMA)
-            .collect(optimizations=pl.QueryOptFlags.none())
-        )
+        reason = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
+        columns[REASON] = reason
+        columns[VALID] = np.array([r is None for r in reason], dtype=bool)
+        return pl.DataFrame([pl.Series(c, columns[c], dtype=dtype) for c, dtype in EVENTS_SCHEMA.items()])

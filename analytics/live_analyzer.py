@@ -39,6 +39,7 @@ stance rows, emission) reads best in one class; settings, tolerances and the sam
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -125,6 +126,21 @@ def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Rows of v rotated by the mounting matrix, elementwise (`hardware.motion_math.rotate_rows`): a
     BLAS product's rounding would depend on the block size, which made one-sample blocks differ."""
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
+
+
+def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The frames concatenated, kept as the list's only element so the next call is free.
+
+    The hub reads `strides_` from its store thread while the analysis thread appends: only the
+    merged prefix is replaced, in place, so a frame appended meanwhile stays."""
+    with _MERGE_LOCK:
+        n = len(frames)
+        if n > 1:
+            frames[:n] = [pl.concat(frames[:n])]
+        return frames[0]
+
+
+_MERGE_LOCK = threading.Lock()
 
 
 class LiveOutput(NamedTuple):
@@ -248,9 +264,7 @@ class LiveStrideAnalyzer:
         """Every stride emitted so far (STRIDES_SCHEMA)."""
         if not self._emitted:
             return _NO_STRIDES
-        if len(self._emitted) > 1:
-            self._emitted = [pl.concat(self._emitted)]
-        return self._emitted[0]
+        return _merged(self._emitted)
 
     @property
     def emissions_(self) -> pl.DataFrame:
@@ -262,9 +276,7 @@ class LiveStrideAnalyzer:
         """Every provisional stance row emitted so far (STANCE_SCHEMA)."""
         if not self._stances:
             return _NO_STANCES
-        if len(self._stances) > 1:
-            self._stances = [pl.concat(self._stances)]
-        return self._stances[0]
+        return _merged(self._stances)
 
     @property
     def stance_emissions_(self) -> pl.DataFrame:
