@@ -20,7 +20,7 @@ measured on the footprint walks of `../shared/data/footprints_walks` (one 3DM-GX
 with the gyro read d ms later, the mean stride-length error of the normal-speed walks (reference
 median stride < 1.5 m) crosses zero at d = 5-6 ms on both channel sets, 200 Hz and 250 Hz, so a
 lag in time, not in samples (d = 0: -1.6...-2.8 cm; 3 ms: -0.6...-1.5; 4.5 ms: -0.1...-0.9;
-5.5 ms: -0.6...+0.3; 7 ms: +0.1...+0.8), the spread halves (median abs 1.6-2.6 -> 0.7-1.7 cm) and
+5.5 ms: -0.6...+0.3; 7 ms: -0.3...+0.8), the spread halves (median abs 1.6-2.6 -> 0.7-1.7 cm) and
 the fast walks, not used to choose it, improve too. A lag, not a gyro gain error: the gyro gain
 that would lengthen the strides as much (+2-3 %) has the wrong sign for the walks' heading, which
 turns 1.3-2.2 % more than the footprint path (walks 32, 33, 36, 42, 45; a lag leaves integrated
