@@ -162,3 +162,12 @@ def test_the_anchor_lever_gives_a_rolling_anchor_its_velocity():
 
     assert bias_m(None) < -0.02
     assert abs(bias_m((0.0, 0.0, athlete.sensor_z_m))) < 0.005
+
+
+def test_the_live_analysis_refuses_an_anchor_lever():
+    from strideflow.analytics.live_analyzer import LiveError, LiveSettings, LiveStrideAnalyzer
+    from strideflow.fusion.zupt import ZuptSettings
+
+    analysis = AnalysisSettings(zupt=ZuptSettings(anchor_lever_m=(0.0, 0.0, 0.05)))
+    with pytest.raises(LiveError, match="anchor_lever_m"):
+        LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
