@@ -16,12 +16,14 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy.integrate import cumulative_trapezoid
+from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.pipeline import analyze_samples
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import rotation_from_wxyz
+from strideflow.hardware.profiles import DEFAULT_PROFILE
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.hardware.simulator.params import AthleteParams, typical_run
 
@@ -62,21 +64,46 @@ def rolling_run(roll_dps: float = ROLL_DPS):
 
 @pytest.fixture(scope="module")
 def rolling_exact():
-    from test_simulator import _exact
-
-    return _exact("run", duration=20.0, athlete=AthleteParams(run=rolling_run()))
+    # noise-free, unmounted, unquantised, a perfect gyro at 1 kHz: the signals are the exact motion
+    ideal = replace(DEFAULT_PROFILE, name="ideal-gyro", gyr_scale_error=0.0, gyr_misalignment_deg=0.0)
+    settings = SimulationSettings(
+        activity="run",
+        duration_s=20.0,
+        sampling_rate_hz=1000.0,
+        seed=5,
+        noise=False,
+        mounting=False,
+        adc=False,
+        profile=ideal,
+        athlete=AthleteParams(run=rolling_run()),
+    )
+    return Simulator(settings).simulate()
 
 
 def test_a_rolling_stance_is_exact_motion(rolling_exact):
-    import test_simulator as ts
-
-    # gyro = body rate of the true orientation, and it integrates to it stride by stride
-    ts.test_gyro_is_the_body_rate_of_the_orientation(rolling_exact)
-    ts.test_gyro_integrates_to_the_true_orientation(rolling_exact)
+    dt = 1.0 / rolling_exact.settings.sampling_rate_hz
     for foot in ("left", "right"):
         smp = rolling_exact.samples_.filter(pl.col("foot") == foot)
         orient = rolling_exact.truth_orientation_.filter(pl.col("foot") == foot)
         t = smp["t"].to_numpy()
+        rot = rotation_from_wxyz(orient.select(S.QUAT).to_numpy())
+        # gyro = body rate of the true orientation (finite differences of the true quaternions)
+        w = smp.select(S.GYR).to_numpy()
+        w_fd = np.rad2deg((rot[:-1].inv() * rot[1:]).as_rotvec()) / dt
+        w_mid = rolling_exact.motions_[foot].evaluate(0.5 * (t[:-1] + t[1:])).gyr_dps
+        assert np.median(np.abs(w_fd - w_mid)) < 0.01 and np.percentile(np.abs(w_fd - w_mid), 99.9) < 0.5
+        # ... and integrates to it from each IC to the next within 0.1 deg
+        truth = rolling_exact.truth_strides_.filter(pl.col("foot") == foot)
+        i0 = np.searchsorted(t, truth["ic_t"].to_numpy())
+        i1 = np.searchsorted(t, truth["next_ic_t"].to_numpy())
+        q = rot[i0]
+        wr = np.deg2rad(w)
+        for j in range(int((i1 - i0).max())):
+            a, b = wr[np.minimum(i0 + j, len(t) - 1)], wr[np.minimum(i0 + j + 1, len(t) - 1)]
+            step = 0.5 * (a + b) * dt + np.cross(a, b) * dt * dt / 12.0  # with the coning term
+            step[i0 + j >= i1] = 0.0
+            q = q * Rotation.from_rotvec(step)
+        assert np.rad2deg((q.inv() * rot[i1]).magnitude()).max() < 0.1
         pos = orient.select(S.POS).to_numpy()
         vel = orient.select(S.VEL).to_numpy()
         # velocity is the derivative of position (the moving contact keeps it continuous; the
@@ -85,10 +112,8 @@ def test_a_rolling_stance_is_exact_motion(rolling_exact):
         assert np.abs(fd - vel[1:-1]).max() < 0.02
         # the specific force, rotated to the world and less gravity, integrates twice from one
         # foot-flat (moving now: from its true velocity) to the next to the true displacement
-        rot = rotation_from_wxyz(orient.select(S.QUAT).to_numpy())
         a_world = rot.apply(np.array(smp.select(S.ACC).to_numpy()))
         a_world[:, 2] -= S.STANDARD_GRAVITY_MPS2
-        truth = rolling_exact.truth_strides_.filter(pl.col("foot") == foot)
         ff = np.searchsorted(t, truth["foot_flat_t"].to_numpy())
         errors = []
         for i0, i1 in zip(ff[:-1], ff[1:], strict=True):
