@@ -189,6 +189,12 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
             )
+        if a.zupt.anchor_lever_m is not None:
+            # live windows start at a stance whose de-drifted velocity must be zero
+            raise LiveError(
+                "zupt.anchor_lever_m is not supported by the live analysis (batch only), "
+                f"got {a.zupt.anchor_lever_m!r}"
+            )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings
