@@ -352,7 +352,7 @@ def _cpu_s(proc) -> float:
 
 def run(quick: bool = False) -> list:
     """Rows for `strideflow bench stream` (see the module docstring)."""
-    ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64)
+    ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256)
     ks = _env_ints("STRIDEFLOW_BENCH_STREAM_KS", ks)
     seconds = float(os.environ.get("STRIDEFLOW_BENCH_STREAM_SECONDS") or (8.0 if quick else 30.0))
     processes = _env_ints("STRIDEFLOW_BENCH_PROCESSES", (1,))
