@@ -87,6 +87,19 @@ def estimate_mounting(
     MountingFailed
         Neither settings found still periods and strides; `errors` holds each one's last error.
     """
+    estimator, notes = estimate_mounting_details(acc_mps2, gyr_dps, sampling_rate_hz, settings, where)
+    return estimator.rotation_, notes, float(estimator.shoe_axis_.uncertainty_deg_)
+
+
+def estimate_mounting_details(
+    acc_mps2: np.ndarray,
+    gyr_dps: np.ndarray,
+    sampling_rate_hz: float,
+    settings: AnalysisSettings,
+    where: str,
+) -> tuple[MountingEstimator, tuple[str, ...]]:
+    """`estimate_mounting` giving the fitted `MountingEstimator` itself (with its per-stride
+    directions, `analytics.mountings`) and the warnings."""
     n_all = len(acc_mps2)
     window_s = settings.mounting_window_s
     n = n_all if window_s is None else min(n_all, max(1, int(round(window_s * sampling_rate_hz))))
@@ -112,7 +125,7 @@ def estimate_mounting(
                 f"walking direction stands in for the shoe axis (uncertainty {shoe.uncertainty_deg_:.0f} "
                 "deg), so toe-off pronation is a trend value only (docs/frames.md)",
             )
-        return estimator.rotation_, notes, float(shoe.uncertainty_deg_)
+        return estimator, notes
     message = f"{where}: mounting alignment failed: {failed[True]}"
     if False in failed:
         message += f"; relaxed for running: {failed[False]}"

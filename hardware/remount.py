@@ -1,0 +1,161 @@
+"""Remount detection: has the pod moved on the shoe, within a recording or since the last session?
+
+A mounting (device -> foot rotation) is kept per athlete, device and foot across sessions
+(docs/frames.md, "One mounting per shoe"), so a remount must be noticed. Two device-frame
+directions move with the pod but not with the gait:
+
+- the foot-flat up direction (gravity at each foot-flat, `MountingEstimator.stride_up_dev_`):
+  it moves with any tilt of the pod on the shoe;
+- the dominant swing rotation axis of each stride (the leg's flexion axis): it moves with any
+  turn of the pod, including a turn about the vertical, which gravity cannot see.
+
+The walking direction would see a turn too, but on the real footprint walks its per-stride
+direction jumps by 25-130 deg between windows of 8 strides (short strides at turns and starts),
+while the swing axis moves by at most 10 deg: only the swing axis is used.
+
+Tolerance (what counts as a jump), derived from the data's own scatter: the per-stride scatter
+σ of a direction is the median angle between consecutive strides over sqrt(2) (a median, so a
+single jump does not inflate it). Within a recording the medians of `window_strides` strides
+before and after a candidate stride are compared; their difference has a standard error of about
+1.25 σ sqrt(2 / w) (1.25: the efficiency of a median), and a jump counts beyond `sigmas` (4) of
+it. Between sessions the two mountings' per-stride scatters are combined, σ = sqrt(σ_a² + σ_b²),
+without dividing by the stride counts: the foot-flat attitude and swing axis of one mount move
+between sessions with gait speed, by 3-15 deg (gravity) and 4-20 deg (swing axis) on the real
+footprint walks 31-36 (one pod, one mount, walks of different speeds), which is about the per-stride
+scatter (2-4 deg and 5-10 deg); 4 sigma keeps every pair of those walks one mounting while the
+remount between walks 36 and 42 (60-80 deg) is found. Both rules have a floor, `min_jump_deg`
+(5 deg): on the real walks the foot-flat attitude moves by up to 5 deg within a recording with
+walking speed and slope, so a smaller jump cannot be told from a change of gait.
+
+A remount within the first or last `window_strides` strides of a recording is not found within
+it (the next session's comparison finds it). A pod that is turned only about the vertical by
+less than about 4 σ of the swing axis (20-40 deg on the real walks, ~5 deg on the simulator) is
+not told apart from a change of the leg's swing; such a turn changes the heading of the shoe axis
+only when that heading comes from the walking direction (`hardware.shoe_axis`, "walking").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["RemountDetector", "RemountSettings", "direction_scatter_deg", "stride_swing_axes", "jump_deg"]
+
+
+@dataclass(frozen=True)
+class RemountSettings:
+    """Settings of remount detection (module docstring gives the reasoning).
+
+    window_strides: strides on either side of a candidate jump within a recording.
+    sigmas: a jump counts beyond this many standard errors (within) or scatters (between sessions).
+    min_jump_deg: no jump below this counts, deg.
+    swing_gyr_dps: samples of a stride with |gyr| above this define its swing axis (as
+        `MountingSettings.swing_gyr_dps`).
+    """
+
+    window_strides: int = 10
+    sigmas: float = 4.0
+    min_jump_deg: float = 5.0
+    swing_gyr_dps: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.window_strides < 3:
+            raise ValueError(f"window_strides must be >= 3, got {self.window_strides}")
+        if not (self.sigmas > 0 and self.min_jump_deg >= 0):
+            raise ValueError("sigmas must be > 0 and min_jump_deg >= 0")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
+
+
+def jump_deg(a: np.ndarray, b: np.ndarray) -> float:
+    """Angle between two device-frame directions, deg."""
+    return float(_angle_deg(_unit(np.asarray(a, float)), _unit(np.asarray(b, float))))
+
+
+def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.ndarray, swing_gyr_dps: float):
+    """(n, 3) unit dominant rotation axis of each stride's swing samples (|gyr| >= swing_gyr_dps),
+    signed like `axis_dev`; NaN rows for strides with fewer than 3 such samples."""
+    out = np.full((len(strides), 3), np.nan)
+    norm = np.linalg.norm(gyr_dps, axis=1)
+    for k, (a, b) in enumerate(strides):
+        g = gyr_dps[a:b][norm[a:b] >= swing_gyr_dps]
+        if len(g) >= 3:
+            v = np.linalg.eigh(g.T @ g)[1][:, -1]
+            out[k] = v if v @ axis_dev >= 0 else -v
+    return out
+
+
+def direction_scatter_deg(directions: np.ndarray) -> float:
+    """Per-stride scatter of (n, 3) unit directions (NaN rows ignored), deg: the median angle
+    between consecutive strides over sqrt(2); NaN with fewer than 3 directions."""
+    d = directions[np.isfinite(directions[:, 0])]
+    if len(d) < 3:
+        return float("nan")
+    return float(np.median(_angle_deg(d[1:], d[:-1])) / np.sqrt(2.0))
+
+
+def _median_direction(d: np.ndarray) -> np.ndarray:
+    return _unit(np.nanmedian(d, axis=0))
+
+
+class RemountDetector:
+    """Find the strides at which the pod moved on the shoe within one recording."""
+
+    def __init__(self, settings: RemountSettings | None = None) -> None:
+        self.settings = settings if settings is not None else RemountSettings()
+
+    def tolerance_deg(self, scatter_deg: float, within: bool) -> float:
+        """The jump (deg) beyond which a direction with this per-stride scatter has moved."""
+        s = self.settings
+        if not np.isfinite(scatter_deg):
+            return float("inf")
+        spread = 1.25 * scatter_deg * np.sqrt(2.0 / s.window_strides) if within else scatter_deg
+        return float(max(s.min_jump_deg, s.sigmas * spread))
+
+    def detect(self, up_dev: np.ndarray, swing_dev: np.ndarray) -> RemountDetector:
+        """Detect from each stride's foot-flat up and swing axis ((n, 3) unit, device frame, NaN
+        rows allowed), in stride order.
+
+        Sets `remounts_` (indices of the first stride of each new mounting, ascending), `jumps_`
+        (per remount: (gravity jump, swing-axis jump) in deg), `tolerance_deg_` ((gravity,
+        swing axis) tolerance, deg) and `contrast_deg_` ((n, 2): at stride k the jump between
+        the windows before and after it; NaN where a window is short).
+        """
+        s = self.settings
+        up = np.asarray(up_dev, float)
+        swing = np.asarray(swing_dev, float)
+        n, w = len(up), s.window_strides
+        tol = np.array(
+            [
+                self.tolerance_deg(direction_scatter_deg(up), True),
+                self.tolerance_deg(direction_scatter_deg(swing), True),
+            ]
+        )
+        contrast = np.full((n, 2), np.nan)
+        for k in range(w, n - w + 1):
+            for c, d in enumerate((up, swing)):
+                before, after = d[k - w : k], d[k : k + w]
+                if np.isfinite(before[:, 0]).sum() >= 3 and np.isfinite(after[:, 0]).sum() >= 3:
+                    contrast[k, c] = jump_deg(_median_direction(before), _median_direction(after))
+        excess = (
+            np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
+        )
+        remounts: list[int] = []
+        free = np.ones(n, dtype=bool)
+        while n and np.any(free & (excess > 1.0)):
+            k = int(np.argmax(np.where(free, excess, -np.inf)))
+            remounts.append(k)
+            free[max(0, k - w) : k + w] = False
+        remounts.sort()
+        self.remounts_ = remounts
+        self.jumps_ = [(float(contrast[k, 0]), float(contrast[k, 1])) for k in remounts]
+        self.tolerance_deg_ = (float(tol[0]), float(tol[1]))
+        self.contrast_deg_ = contrast
+        return self
