@@ -14,8 +14,9 @@ direction jumps by 25-130 deg between windows of 8 strides (short strides at tur
 while the swing axis moves by at most 10 deg: only the swing axis is used.
 
 Tolerance (what counts as a jump), derived from the data's own scatter: the per-stride scatter
-σ of a direction is the median angle between consecutive strides over sqrt(2) (a median, so a
-single jump does not inflate it). Within a recording the medians of `window_strides` strides
+σ of a direction is 1.4826 x the median angle between each stride's direction and the median
+of the strides around it (`direction_scatter_deg`; a median of local deviations, so a single
+jump does not inflate it). Within a recording the medians of `window_strides` strides
 before and after a candidate stride are compared; their difference has a standard error of about
 1.25 σ sqrt(2 / w) (1.25: the efficiency of a median), and a jump counts beyond `sigmas` (4) of
 it. Between sessions the two mountings' per-stride scatters are combined, σ = sqrt(σ_a² + σ_b²),
@@ -92,13 +93,17 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
     return out
 
 
-def direction_scatter_deg(directions: np.ndarray) -> float:
-    """Per-stride scatter of (n, 3) unit directions (NaN rows ignored), deg: the median angle
-    between consecutive strides over sqrt(2); NaN with fewer than 3 directions."""
+def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
+    """Per-stride scatter of (n, 3) unit directions (NaN rows ignored), deg: 1.4826 x the median
+    angle between each direction and the median of the `window` strides on either side of it
+    (local, so that a jump or a slow drift does not inflate it; 1.4826 x median, the robust SD
+    of a normal scatter, errs large for these 2-D angles); NaN with fewer than 3 directions."""
     d = directions[np.isfinite(directions[:, 0])]
-    if len(d) < 3:
+    n = len(d)
+    if n < 3:
         return float("nan")
-    return float(np.median(_angle_deg(d[1:], d[:-1])) / np.sqrt(2.0))
+    dev = [jump_deg(d[k], _median_direction(d[max(0, k - window) : k + window + 1])) for k in range(n)]
+    return float(1.4826 * np.median(dev))
 
 
 def _median_direction(d: np.ndarray) -> np.ndarray:

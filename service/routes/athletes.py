@@ -22,6 +22,9 @@ from strideflow.hardware.schema import (
     FEET,
     FOOT,
     METRICS,
+    MOUNTING_ID,
+    MOUNTING_UNCERTAINTY_DEG,
+    REMOUNT,
     SESSION_ID,
     STRIDE_COUNT,
     lr_difference,
@@ -45,6 +48,7 @@ from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
     Foot,
+    MountingOut,
     Page,
     SessionFoot,
     SessionOut,
@@ -148,6 +152,9 @@ def session_out(
                     stride_count_all=r.get(STRIDE_COUNT_ALL),
                     median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
                     iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
+                    mounting_id=r.get(MOUNTING_ID),
+                    remount=r.get(REMOUNT),
+                    mounting_uncertainty_deg=_clean(r.get(MOUNTING_UNCERTAINTY_DEG)),
                 )
             )
             for m in METRICS:
@@ -316,3 +323,30 @@ async def trends(
     page = rows[start : start + n]
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
     return Page[TrendPoint](items=[TrendPoint.model_validate(r) for r in page], next_cursor=nxt)
+
+
+def _mountings(settings: ServiceSettings, athlete_id: str) -> list[MountingOut]:
+    from strideflow.analytics.mountings import read_mountings
+
+    try:
+        stored = read_mountings(settings.results_dir, athlete_id)
+    except StrideflowError as exc:
+        log.error("mountings of athlete %s: %s", athlete_id, exc)
+        raise HTTPException(
+            503, detail=f"the stored mountings of athlete {athlete_id} cannot be read; re-run an analysis"
+        ) from exc
+    return [
+        MountingOut.model_validate(
+            {k: _clean(v) for k, v in m.to_dict().items()} | {"device_id": m.device_id or "", "foot": m.foot}
+        )
+        for m in stored
+    ]
+
+
+@router.get("/athletes/{athlete_id}/mountings", response_model=list[MountingOut], responses=READ_ERRORS)
+async def list_mountings(
+    athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep, settings: SettingsDep
+) -> list[MountingOut]:
+    """The athlete's mountings (one per device and foot until a remount), oldest first."""
+    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    return await run_in_threadpool(_mountings, settings, athlete_id)
