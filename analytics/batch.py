@@ -31,6 +31,11 @@ does not overwrite those sessions and does not skip them silently either: each i
 `RunSummary.failures` (error type `SourceConflict`, naming the source and the marker to delete
 to give the session back to the batch).
 
+Mountings: each athlete's sessions run in date order (each task waits for the athlete's previous
+one; athletes run in parallel), reading the athlete's stored mountings before the analysis and
+recording the ones used after it (`analytics.mountings`, `OUT/_mountings/<athlete>.json`), so a
+pod's mounting is kept from session to session until a remount is detected.
+
 Resuming: after a session's partitions are written, the task writes a done-marker
 `out_dir/_state/<athlete>/<session>.json` (atomically) holding `content_sha256`, the sha256 of
 the session's files' bytes together with what the dataset says about them (foot, format, rate,

@@ -22,11 +22,11 @@ before and after a candidate stride are compared; their difference has a standar
 it. Between sessions the two mountings' per-stride scatters are combined, σ = sqrt(σ_a² + σ_b²),
 without dividing by the stride counts: the foot-flat attitude and swing axis of one mount move
 between sessions with gait speed, by 3-15 deg (gravity) and 4-20 deg (swing axis) on the real
-footprint walks 31-36 (one pod, one mount, walks of different speeds), which is about the per-stride
-scatter (2-4 deg and 5-10 deg); 4 sigma keeps every pair of those walks one mounting while the
-remount between walks 36 and 42 (60-80 deg) is found. Both rules have a floor, `min_jump_deg`
-(5 deg): on the real walks the foot-flat attitude moves by up to 5 deg within a recording with
-walking speed and slope, so a smaller jump cannot be told from a change of gait.
+footprint walks 31-36 (one pod, one mount, walks of different speeds), about 1-3 per-stride
+scatters (2.9 deg and 6.7-9.6 deg there); 4 sigma keeps every pair of those walks one mounting
+while the remount between walks 36 and 42 (72 deg up, 124 deg swing axis) is found. Both rules
+have a floor, `min_jump_deg` (5 deg): on the real walks the foot-flat attitude moves by up to
+5 deg within a recording with walking speed and slope, so a smaller jump cannot be told from a change of gait.
 
 A remount within the first or last `window_strides` strides of a recording is not found within
 it (the next session's comparison finds it). A pod that is turned only about the vertical by

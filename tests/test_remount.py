@@ -207,3 +207,54 @@ def test_the_store_keeps_one_row_per_mounting_and_counts_a_session_once(tmp_path
     # a session analysed again is decided against the mounting before it, not one it began itself
     assert prior_mountings(stored, DEFAULT_DEVICE, "S01") == {}
     assert prior_mountings(stored, "another-pod", "S03") == {}
+
+
+def test_the_batch_reuses_an_athletes_mounting_and_the_api_shows_it(tmp_path):
+    """Two sessions of one athlete with the same pods (the simulated dataset keeps each athlete's
+    pods mounted the same way): the batch's second session is measured in the first's mounting,
+    and the API lists it (the role checks of the route: test_api_roles walks every route)."""
+    from fastapi.testclient import TestClient
+
+    from strideflow.analytics import partitions
+    from strideflow.analytics.batch import BatchSettings, run_session, session_jobs
+    from strideflow.analytics.discovery import find_recordings
+    from strideflow.hardware.simulator import write_dataset
+    from strideflow.service.app import create_app
+    from strideflow.service.auth import create_key
+    from strideflow.service.db import Database
+    from strideflow.service.settings import ServiceSettings
+
+    dataset = tmp_path / "dataset"
+    write_dataset(dataset, athletes=1, minutes=0.75, seed=4, sessions=2)
+    settings = ServiceSettings(data_dir=tmp_path / "data", job_workers=1)
+    results = settings.results_dir
+    jobs = session_jobs(find_recordings(dataset), results, BatchSettings(workers=1))
+    for job in sorted(jobs, key=lambda j: j.session_id):  # as TeamBatch chains them
+        assert run_session(job)["status"] == "done"
+    stored = read_mountings(results, "A001")
+    assert [(m.mounting_id, m.sessions) for m in stored] == [
+        ("left-S01-1", ("S01", "S02")),
+        ("right-S01-1", ("S01", "S02")),
+    ]
+    second = partitions.read_partition(results, partitions.SESSIONS, "A001", "S02")
+    assert set(second[MOUNTING_ID]) == {"left-S01-1", "right-S01-1"} and not second[REMOUNT].any()
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    db.create_all()
+    key = create_key(db, "team", "coach")
+    db.ensure_athlete("team", "A001")
+    db.ensure_session("A001", "S02")
+    db.dispose()
+    with TestClient(create_app(settings)) as client:
+        auth = {"Authorization": f"Bearer {key}"}
+        listed = client.get("/v1/athletes/A001/mountings", headers=auth)
+        assert listed.status_code == 200, listed.text
+        rows = listed.json()
+        assert [r["mounting_id"] for r in rows] == ["left-S01-1", "right-S01-1"]
+        assert rows[0]["sessions"] == ["S01", "S02"] and rows[0]["n_strides"] > 0
+        assert rows[0]["started"] == FIRST and rows[0]["device_id"] == DEFAULT_DEVICE
+        session = client.get("/v1/athletes/A001/sessions", headers=auth).json()["items"][0]
+        assert {f["mounting_id"] for f in session["feet"]} == {"left-S01-1", "right-S01-1"}
+        assert all(f["remount"] is False for f in session["feet"])
+        assert client.get("/v1/athletes/nobody/mountings", headers=auth).status_code == 404
