@@ -316,11 +316,13 @@ def read_mountings(out_dir: str | Path, athlete_id: str) -> list[Mounting]:
 def prior_mountings(
     stored: Iterable[Mounting], device_id: str, session_id: str, feet: Iterable[str] = ("left", "right")
 ) -> dict[str, Mounting]:
-    """Per foot, the latest stored mounting of `device_id` not begun by `session_id` itself (so a
-    session analysed again is decided against what was there before it)."""
+    """Per foot, the latest stored mounting of `device_id`, leaving out one that `session_id` itself
+    began and no other session used (a session analysed again is decided afresh, unless later
+    sessions were measured in the mounting it began: then that mounting is kept for it too)."""
     out: dict[str, Mounting] = {}
     for m in stored:
-        if m.device_id == device_id and m.foot in feet and m.first_session_id != session_id:
+        own = m.first_session_id == session_id and set(m.sessions) <= {session_id}
+        if m.device_id == device_id and m.foot in feet and not own:
             out[m.foot] = m
     return out
 
@@ -345,21 +347,19 @@ def record_mountings(
 ) -> list[Mounting]:
     """Store the mountings a session used, each with its number of strides in that session.
 
-    Mountings this session began before (an earlier analysis of it) are replaced; a kept one is
-    updated (last session, sessions, strides). Returns the athlete's mountings after the update.
+    A kept one is updated (last session, strides per session); what an earlier analysis of this
+    session began and this one did not use is removed. Returns the athlete's mountings after the update.
     """
     from strideflow.ingest.durable import write_atomic
 
     path = mountings_path(out_dir, athlete_id)
     with _locked(path):
-        stored = [
-            m
-            for m in read_mountings(out_dir, athlete_id)
-            if not (m.device_id == device_id and m.first_session_id == session_id)
-        ]
+        stored = read_mountings(out_dir, athlete_id)
         index = {(m.device_id, m.foot, m.mounting_id): i for i, m in enumerate(stored)}
+        now = set()
         for m, n_strides in used:
             key = (device_id, m.foot, m.mounting_id)
+            now.add(key)
             old = stored[index[key]].session_strides if key in index else ()
             counts = dict(old) | {session_id: int(n_strides)}  # a session analysed again counts once
             m = replace(m, athlete_id=athlete_id, device_id=device_id, session_strides=tuple(counts.items()))
@@ -368,6 +368,13 @@ def record_mountings(
             else:
                 index[key] = len(stored)
                 stored.append(m)
+        # what an earlier analysis of this session began and this one did not use is gone
+        stored = [
+            m
+            for m in stored
+            if (m.device_id, m.foot, m.mounting_id) in now
+            or not (m.device_id == device_id and m.first_session_id == session_id)
+        ]
         body = {"athlete_id": athlete_id, "mountings": [m.to_dict() for m in stored]}
         write_atomic(path, json.dumps(body, indent=1).encode())
     return stored

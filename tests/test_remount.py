@@ -195,6 +195,7 @@ def test_the_store_keeps_one_row_per_mounting_and_counts_a_session_once(tmp_path
     stored = read_mountings(tmp_path, "A001")
     assert [m.mounting_id for m in stored] == ["left-S01-1", "right-S01-1"]
     assert [m.n_strides for m in stored] == [10, 10]
+    assert prior_mountings(stored, DEFAULT_DEVICE, "S01") == {}  # S01 analysed again: decided afresh
     prior = prior_mountings(stored, DEFAULT_DEVICE, "S02")
     two = RecordingAnalyzer().analyze(second, 200.0, mountings=prior).result_
     record_mountings(tmp_path, "A001", "S02", DEFAULT_DEVICE, [(ms[-1], 7) for ms in two.mountings.values()])
@@ -204,8 +205,8 @@ def test_the_store_keeps_one_row_per_mounting_and_counts_a_session_once(tmp_path
         ("right-S01-1", ("S01", "S02"), 17),
     ]
     assert np.array_equal(stored[0].rotation.as_matrix(), one.mounting["left"].as_matrix())
-    # a session analysed again is decided against the mounting before it, not one it began itself
-    assert prior_mountings(stored, DEFAULT_DEVICE, "S01") == {}
+    # S01 analysed again now keeps the mounting S02 was measured in; another device has none
+    assert prior_mountings(stored, DEFAULT_DEVICE, "S01") == {m.foot: m for m in stored}
     assert prior_mountings(stored, "another-pod", "S03") == {}
 
 
