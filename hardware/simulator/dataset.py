@@ -80,7 +80,7 @@ def write_dataset(
         # the athlete's two pods keep their gyro gain errors from session to session
         gains = {foot: draw_gyr_gain(arng, profile) for foot in S.FEET}
         # ... and stay mounted the same way (a remount is something to detect, not the default)
-        mounts = {foot: draw_mounting(arng) for foot in S.FEET}
+        mounts = {foot: draw_mounting(arng, foot) for foot in S.FEET}
         athlete_id = f"A{a + 1:03d}"
         for k in range(sessions):
             fraction = k / (sessions - 1) if sessions > 1 else 0.0
