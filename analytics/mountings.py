@@ -228,7 +228,7 @@ class MountingTracker:
             if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
                 continue
             moved = jump_deg(np.asarray(a), np.asarray(b))
-            tol = detector.tolerance_deg(float(np.hypot(sa, sb)), within=False)
+            tol = detector.tolerance_deg(float(np.hypot(sa, sb)), within=False, swing=name == "swing axis")
             if moved > tol:
                 problems.append(f"{name} moved {moved:.1f} deg in the device frame (tolerance {tol:.1f} deg)")
         return not problems, "; ".join(problems)
