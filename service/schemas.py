@@ -141,6 +141,7 @@ class MountingOut(BaseModel):
     """One mounting of an athlete's pod on a foot (docs/frames.md, "One mounting per shoe")."""
 
     mounting_id: str
+    athlete_id: str
     device_id: str
     foot: Foot
     q_wxyz: list[float] = Field(description="Device -> shoe frame rotation, scalar-first quaternion.")

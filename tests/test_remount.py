@@ -251,7 +251,7 @@ def test_the_batch_reuses_an_athletes_mounting_and_the_api_shows_it(tmp_path):
         auth = {"Authorization": f"Bearer {key}"}
         listed = client.get("/v1/athletes/A001/mountings", headers=auth)
         assert listed.status_code == 200, listed.text
-        rows = listed.json()
+        rows = listed.json()["items"]
         assert [r["mounting_id"] for r in rows] == ["left-S01-1", "right-S01-1"]
         assert rows[0]["sessions"] == ["S01", "S02"] and rows[0]["n_strides"] > 0
         assert rows[0]["started"] == FIRST and rows[0]["device_id"] == DEFAULT_DEVICE

@@ -337,16 +337,27 @@ def _mountings(settings: ServiceSettings, athlete_id: str) -> list[MountingOut]:
         ) from exc
     return [
         MountingOut.model_validate(
-            {k: _clean(v) for k, v in m.to_dict().items()} | {"device_id": m.device_id or "", "foot": m.foot}
+            {k: _clean(v) for k, v in m.to_dict().items()}
+            | {"athlete_id": athlete_id, "device_id": m.device_id or "", "foot": m.foot}
         )
         for m in stored
     ]
 
 
-@router.get("/athletes/{athlete_id}/mountings", response_model=list[MountingOut], responses=READ_ERRORS)
+@router.get("/athletes/{athlete_id}/mountings", response_model=Page[MountingOut], responses=READ_ERRORS)
 async def list_mountings(
-    athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep, settings: SettingsDep
-) -> list[MountingOut]:
+    athlete_id: AthletePath,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[MountingOut]:
     """The athlete's mountings (one per device and foot until a remount), oldest first."""
     await run_in_threadpool(visible_athlete, principal, db, athlete_id)
-    return await run_in_threadpool(_mountings, settings, athlete_id)
+    n = page_size(settings, limit)
+    key = decode_cursor("mountings", cursor, (int,))
+    start = 0 if key is None else max(key[0], 0)
+    rows = await run_in_threadpool(_mountings, settings, athlete_id)
+    nxt = encode_cursor("mountings", [start + n]) if start + n < len(rows) else None
+    return Page[MountingOut](items=rows[start : start + n], next_cursor=nxt)
