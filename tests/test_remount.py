@@ -259,3 +259,31 @@ def test_the_batch_reuses_an_athletes_mounting_and_the_api_shows_it(tmp_path):
         assert {f["mounting_id"] for f in session["feet"]} == {"left-S01-1", "right-S01-1"}
         assert all(f["remount"] is False for f in session["feet"])
         assert client.get("/v1/athletes/nobody/mountings", headers=auth).status_code == 404
+
+
+def test_short_or_gappy_direction_series_give_no_remount_and_no_error():
+    from strideflow.hardware.remount import RemountDetector
+
+    rng = np.random.default_rng(0)
+    up = np.tile([0.0, 0.0, 1.0], (30, 1)) + rng.normal(0, 0.01, (30, 3))
+    swing = np.tile([0.0, 1.0, 0.0], (30, 1)) + rng.normal(0, 0.01, (30, 3))
+    swing[::3] = np.nan  # strides without enough swing samples
+    for n in (0, 1, 5, 19, 30):
+        det = RemountDetector().detect(up[:n], swing[:n])
+        assert det.remounts_ == []
+    jumped = up.copy()
+    jumped[15:] = Rotation.from_euler("x", 10, degrees=True).apply(jumped[15:])
+    assert RemountDetector().detect(jumped, swing).remounts_ == [15]
+
+
+def test_a_damaged_mountings_file_is_named_not_a_traceback(tmp_path):
+    from strideflow.analytics.mountings import mountings_path
+    from strideflow.hardware.errors import StrideflowError
+
+    path = mountings_path(tmp_path, "A001")
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    with pytest.raises(StrideflowError, match="_mountings/A001.json: not a mountings file"):
+        read_mountings(tmp_path, "A001")
+    with pytest.raises(StrideflowError, match="athlete"):
+        mountings_path(tmp_path, "../etc")
