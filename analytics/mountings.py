@@ -236,9 +236,16 @@ class MountingTracker:
     def _split(self, acc, gyr, t_s, fs, detector: RemountDetector, where: str) -> tuple[list[int], list[str]]:
         """Row bounds of the pieces (first 0, last N) and the reason of each inner bound."""
         n = len(acc)
-        try:
-            est = MountingEstimator(replace(self.settings.mounting, heading="walking")).estimate(acc, gyr, fs)
-        except StrideflowError:
+        est = None
+        for mounting in (self.settings.mounting, self.settings.mounting_fallback):  # walking, then running
+            if mounting is None:
+                continue
+            try:
+                est = MountingEstimator(replace(mounting, heading="walking")).estimate(acc, gyr, fs)
+                break
+            except StrideflowError:
+                continue
+        if est is None:
             return [0, n], []  # too little walking to look for a jump; estimate_mounting reports it
         swing = stride_swing_axes(gyr, est.strides_, est.axis_dev_, detector.settings.swing_gyr_dps)
         det = detector.detect(est.stride_up_dev_, swing)
