@@ -41,6 +41,10 @@ the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
+- `rolling_stance.*` (full run only): the same rows with every runner's stance rolling at
+  `ROLLING_STANCE_DPS` from foot-flat to heel-off (`GaitParams.stance_roll_dps`): no still sample
+  in a running stance, as on the real fast footprint strides; analysed with the true mounting
+  (the mounting estimate needs still periods; compare with `true_mounting.*`);
 - `real.*` (when `../shared/data` is there): the real recordings against their independent
   references, beside the simulator rows. Per footprint walk NN (`real.walkNN.`, one LORD pod,
   read through the SensorConnect reader, strides paired with the measured footprints by order):
@@ -117,6 +121,8 @@ def square_mounting(rng: np.random.Generator, foot: str):
 
 
 DELAY_PROFILE = replace(DEFAULT_PROFILE, name="gyro-delay-5ms", gyr_delay_s=0.005)
+# deg/s: the real running-like stances' minimum gyro norm (footprint walks 35, 43, 44: median 38)
+ROLLING_STANCE_DPS = 35.0
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FOOTPRINT_WALKS = (31, 32, 33, 34, 35, 36, 42, 43, 44, 45)
 
@@ -131,6 +137,7 @@ def simulate_and_analyze(
     toe_out_deg: float | None = None,
     square_mount: bool = False,
     askew: bool = False,
+    stance_roll_dps: float | None = None,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -141,13 +148,20 @@ def simulate_and_analyze(
     `askew`: the simulator's askew pods (`mount_style="askew"`) analysed with the walking-direction
     heading, the fallback (`SIMULATOR_ANALYSIS`). `settings`: None, the product defaults (or the
     fallback for `askew`).
+    `stance_roll_dps`: the athlete's running stance rolls at this rate (deg/s) instead of standing still.
     """
     if settings is None:
         settings = SIMULATOR_ANALYSIS if askew else AnalysisSettings()
     from strideflow.hardware.mounting import apply_mounting
     from strideflow.hardware.simulator import SimulationSettings, Simulator
+    from strideflow.hardware.simulator.params import sample_athlete
 
     seed = (athlete, 1 if activity == "walk" else 2)
+    gait = None
+    if stance_roll_dps is not None:
+        # the athlete the simulator draws from this seed (its first spawned stream), rolling
+        drawn = sample_athlete(np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[0]))
+        gait = replace(drawn, run=replace(drawn.run, stance_roll_dps=stance_roll_dps))
     mounts = None
     if square_mount:
         rng = np.random.default_rng((*seed, 15))
@@ -165,6 +179,7 @@ def simulate_and_analyze(
             toe_out_deg=toe_out_deg,
             mounting_rotations=mounts,
             mount_style="askew" if askew else "square",
+            athlete=gait,
         )
     ).simulate()
     samples = sim.samples_
@@ -269,8 +284,10 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     return rows
 
 
-def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, bool]) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, askew = args
+def _one(
+    args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None, bool],
+) -> pl.DataFrame:
+    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll, askew = args
     return simulate_and_analyze(
         athlete,
         activity,
@@ -279,6 +296,7 @@ def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, b
         profile=profile,
         toe_out_deg=toe_out_deg,
         square_mount=square,
+        stance_roll_dps=roll,
         askew=askew,
     )
 
@@ -291,11 +309,12 @@ def collect_pairs(
     profile: DeviceProfile = DEFAULT_PROFILE,
     toe_out_deg: float | None = None,
     square_mount: bool = False,
+    stance_roll_dps: float | None = None,
     askew: bool = False,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
-        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, askew)
+        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, stance_roll_dps, askew)
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
     ]
@@ -326,6 +345,12 @@ def run(quick: bool = False) -> list[Row]:
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]
+        # with the true mounting: the mounting estimate needs still periods, which a session of
+        # rolling running stances does not have (compare with the true_mounting rows)
+        rolling = summarize(
+            collect_pairs(n_athletes, duration_s, true_mounting=True, stance_roll_dps=ROLLING_STANCE_DPS)
+        )
+        rows += [{**r, "name": f"rolling_stance.{r['name']}"} for r in rolling]
     rows += real_data_rows()
     rows.append(row("benchmark.wall_s", time.perf_counter() - t0, "s"))
     return rows
