@@ -202,45 +202,9 @@ class StrideCurves:
     def summarize(self, strides: pl.DataFrame, signals: pl.DataFrame) -> StrideCurves:
         """Fill `summary_`: what `curve_summary(curves_)` gives (valid strides, by foot), computed
         from the resampled arrays without building the long per-stride table (a team batch stores
-        only this: the per-stride table is as long as the samples)."""
-        resampled = self._resample(strides, signals)
-        if resampled is None:
-            self.summary_ = curve_summary(_empty_curves())
-            return self
-        base, phases, frac, angles = resampled
-        feet = base.get_column(FOOT).to_numpy()
-        kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
-        valid = base.get_column(VALID).fill_null(False).to_numpy()
-        parts = []
-        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
-            sel = valid & (feet == foot) & (kinds == kind)
-            block = {a: angles[a][sel] for a in ANGLES}  # (strides, phases, points)
-            finite = {a: np.isfinite(v) for a, v in block.items()}
-            count = finite[PRONATION_DEG].sum(axis=0)
-            columns = {}
-            for a in ANGLES:
-                k = finite[a].sum(axis=0)
-                total = np.where(finite[a], block[a], 0.0).sum(axis=0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = total / k
-                    dev = np.where(finite[a], block[a] - mean[None], 0.0)
-                    sd = np.sqrt((dev * dev).sum(axis=0) / (k - 1))
-                columns[curve_mean(a)] = np.where(k > 0, mean, np.nan).ravel()
-                columns[curve_sd(a)] = np.where(k > 1, sd, np.nan).ravel()
-            parts.append(
-                pl.DataFrame(
-                    {
-                        FOOT: [foot] * count.size,
-                        ACTIVITY: pl.Series([kind or None] * count.size, dtype=pl.String),
-                        PHASE: np.repeat(phases, frac.size),
-                        PCT: np.tile(np.round(frac * 100.0, 9), len(phases)),
-                        STRIDE_COUNT: count.ravel().astype(np.int64),
-                        **{c: columns[c] for c in (curve_mean(a) for a in ANGLES)},
-                        **{c: columns[c] for c in (curve_sd(a) for a in ANGLES)},
-                    }
-                ).with_columns(pl.col(c).fill_nan(None) for c in columns)
-            )
-        self.summary_ = pl.concat(parts) if parts else curve_summary(_empty_curves())
+        only this: the per-stride table is as long as the samples). The same code
+        (`CurveAccumulator`) summarises a live stream stride by stride."""
+        self.summary_ = CurveAccumulator(self.settings).add(strides, signals).summary_
         return self
 
     def _resample(self, strides: pl.DataFrame, signals: pl.DataFrame):
@@ -318,6 +282,100 @@ class StrideCurves:
         )
         angles = {a: out.reshape(n, len(phases), points) for a, out in zip(ANGLES, resampled, strict=True)}
         return base, phases, frac, angles
+
+
+class CurveAccumulator:
+    """Mean and SD curves of valid strides per foot and activity, from strides added in any portions.
+
+    `add(strides, signals)` resamples the strides as `StrideCurves` does and merges their valid
+    strides into running counts, means and sums of squared deviations per (foot, activity, phase,
+    pct) (Chan et al.'s pairwise update, "Algorithms for computing the sample variance", 1983), so a
+    live stream keeps a few kilobytes per foot and activity instead of every stride's curve.
+    `summary_` is then the `curve_summary` table of all strides added so far (what the batch
+    stores as a session's `curves`); one `add` of a whole session is `StrideCurves.summarize`.
+
+    Attributes
+    ----------
+    summary_
+        Columns foot, activity, phase, pct, stride_count, `<angle>_mean`, `<angle>_sd` (deg, ddof 1).
+    strides_added_
+        Strides added (valid or not).
+    """
+
+    def __init__(self, settings: CurveSettings = CurveSettings()):
+        self.settings = settings
+        self.strides_added_ = 0
+        # (foot, activity or "") -> {angle: (count, mean, m2)}, each (phases, points)
+        self._groups: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._phases = sorted(PHASES)
+        self._frac = np.linspace(0.0, 1.0, int(settings.points))
+
+    def add(self, strides: pl.DataFrame, signals: pl.DataFrame) -> CurveAccumulator:
+        """Merge the valid strides of a `strides` table, resampled on their per-sample `signals`
+        (keys, `t` s, `pronation_deg`, `pitch_deg`, covering each stride from IC to next IC)."""
+        resampled = StrideCurves(self.settings)._resample(strides, signals)
+        self.strides_added_ += strides.height
+        if resampled is None:
+            return self
+        base, _, _, angles = resampled
+        feet = base.get_column(FOOT).to_numpy()
+        kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
+        valid = base.get_column(VALID).fill_null(False).to_numpy()
+        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
+            sel = valid & (feet == foot) & (kinds == kind)
+            group = self._groups.get((foot, kind))
+            merged = {}
+            for a in ANGLES:
+                block = angles[a][sel]  # (strides, phases, points)
+                finite = np.isfinite(block)
+                k = finite.sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(finite, block, 0.0).sum(axis=0) / k
+                    dev = np.where(finite, block - mean[None], 0.0)
+                m2 = (dev * dev).sum(axis=0)
+                if group is not None:
+                    k, mean, m2 = _merge_moments(*group[a], k, mean, m2)
+                merged[a] = (k, mean, m2)
+            self._groups[(foot, kind)] = merged
+        return self
+
+    @property
+    def summary_(self) -> pl.DataFrame:
+        parts = []
+        frac = self._frac
+        for (foot, kind), group in sorted(self._groups.items()):
+            count = group[PRONATION_DEG][0]
+            columns = {}
+            for a in ANGLES:
+                k, mean, m2 = group[a]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sd = np.sqrt(m2 / (k - 1))
+                columns[curve_mean(a)] = np.where(k > 0, mean, np.nan).ravel()
+                columns[curve_sd(a)] = np.where(k > 1, sd, np.nan).ravel()
+            parts.append(
+                pl.DataFrame(
+                    {
+                        FOOT: [foot] * count.size,
+                        ACTIVITY: pl.Series([kind or None] * count.size, dtype=pl.String),
+                        PHASE: np.repeat(self._phases, frac.size),
+                        PCT: np.tile(np.round(frac * 100.0, 9), len(self._phases)),
+                        STRIDE_COUNT: count.ravel().astype(np.int64),
+                        **{c: columns[c] for c in (curve_mean(a) for a in ANGLES)},
+                        **{c: columns[c] for c in (curve_sd(a) for a in ANGLES)},
+                    }
+                ).with_columns(pl.col(c).fill_nan(None) for c in columns)
+            )
+        return pl.concat(parts) if parts else curve_summary(_empty_curves())
+
+
+def _merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Count, mean and sum of squared deviations of two sets from each one's (elementwise)."""
+    n = n_a + n_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = mean_b - mean_a
+        mean = np.where(n_a == 0, mean_b, np.where(n_b == 0, mean_a, mean_a + delta * (n_b / n)))
+        m2 = np.where(n_a == 0, m2_b, np.where(n_b == 0, m2_a, m2_a + m2_b + delta * delta * (n_a * n_b / n)))
+    return n, mean, m2
 
 
 def stride_curves(result, points: int = 101) -> pl.DataFrame:

@@ -45,6 +45,7 @@ import numpy as np
 import polars as pl
 from scipy.spatial.transform import Rotation
 
+from strideflow.analytics.curves import CurveAccumulator
 from strideflow.analytics.events import (
     FOOT_FLAT_IDX,
     IC_IDX,
@@ -152,6 +153,9 @@ class StreamAnalyzer(Protocol):
         """End the stream; what its end completed."""
         ...
 
+    # Optional: `curves_`, the session's curve summary so far (analytics.curves.curve_summary
+    # columns), which the hub stores as the session's `curves`; an analyzer without it stores none.
+
 
 class LiveStrideAnalyzer:
     """Per-stride metrics of one athlete-session-foot stream as it arrives (see the module doc).
@@ -161,7 +165,8 @@ class LiveStrideAnalyzer:
     closes. Attributes: `strides_` (all emitted), `samples_seen_` (samples pushed),
     `mounting_` (device -> foot Rotation, None until known), `emissions_` (per stride: closing
     time, time of the newest sample when it went out, and `latency_samples_` between the two),
-    `warnings_` (plain words).
+    `warnings_` (plain words), `curves_` (mean and SD curves of the valid strides emitted, as
+    batch stores them).
     """
 
     def __init__(
@@ -206,6 +211,8 @@ class LiveStrideAnalyzer:
         self._stances: list[pl.DataFrame] = []
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
+        # session curves of the emitted strides, from each window's signals (batch's resampling)
+        self._curves = CurveAccumulator() if settings.curves else None
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
         # conditioning (device frame)
@@ -250,6 +257,13 @@ class LiveStrideAnalyzer:
         if len(self._emitted) > 1:
             self._emitted = [pl.concat(self._emitted)]
         return self._emitted[0]
+
+    @property
+    def curves_(self) -> pl.DataFrame | None:
+        """Mean and SD stance and stride curves of the valid strides emitted so far, per foot and
+        activity (the `curves` table a batch run stores for a session, `analytics.curves`); None
+        when `LiveSettings.curves` is off."""
+        return None if self._curves is None else self._curves.summary_
 
     @property
     def emissions_(self) -> pl.DataFrame:
@@ -561,6 +575,8 @@ class LiveStrideAnalyzer:
         out = out.with_columns(pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k)))
         out = out.select([pl.col(c).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
+        if self._curves is not None:
+            self._curves.add(out, seg.signals())
         close_t = float(b.view("t", close, close + 1)[0])
         for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
             self._emissions.append(
