@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from strideflow.analytics.flags import (
+    ASYMMETRY,
     LATERAL_ROLL_OFF,
     SHORT_TOE_OFF,
     TOE_OFF_FLAG_WITHHELD,
@@ -78,3 +79,25 @@ def test_no_toe_off_flag_on_the_real_walks(real_data, name, rate, foot):
     assert (sessions[S.session_median(S.TOE_OFF_PRONATION_DEG)] > 0).all()
     # the session carries the mounting's uncertainty: the square-mount tolerance, 3 deg
     assert sessions[S.MOUNTING_UNCERTAINTY_DEG].to_list() == [3.0] * sessions.height
+
+
+HEALTHY_PAIRS = [
+    ("imu_sample.csv", 204.8),
+    ("imu_sample_healthy_stair_up.csv", 204.8),
+    ("imu_sample_healthy_stair_down.csv", 204.8),
+    ("imu_sample_ic_stride.csv", 102.4),
+]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "rate"), HEALTHY_PAIRS)
+def test_healthy_left_right_differences_raise_no_flag_by_default(real_data, name, rate):
+    """Issue 18: the unsourced 15 % symmetry-index flag fired on every healthy two-foot recording
+    (imu_sample.csv: pronation excursion 27 %, max pronation velocity 17 %). The indices stay in the
+    sessions row; a flag is raised only for metrics a user lists (their own threshold)."""
+    result = analyze_recording(read_recording(real_data / name, sampling_rate_hz=rate))
+    assert ASYMMETRY not in set(result.flags["flag"]), result.flags
+    si = result.sessions[S.symmetry_index(S.PRONATION_EXCURSION_DEG)].abs().max()
+    assert si > 15.0  # the healthy asymmetry the old default flagged is still reported
+    listed = compute_flags(result.sessions, FlagSettings(asymmetry_metrics=(S.PRONATION_EXCURSION_DEG,)))
+    assert set(listed.filter(pl.col("flag") == ASYMMETRY)["metric"]) == {S.PRONATION_EXCURSION_DEG}
