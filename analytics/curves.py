@@ -168,6 +168,37 @@ def _time_ordered(sig: pl.DataFrame, runs: pl.DataFrame) -> bool:
     return bool(rising.all())
 
 
+def _resample_arrays(
+    ic: np.ndarray,
+    ends: list[np.ndarray],
+    t0: np.ndarray,
+    t1: np.ndarray,
+    offset: np.ndarray,
+    frac: np.ndarray,
+    t_global: np.ndarray,
+    values: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """{angle: (stride, phase, pct)} of strides with IC times `ic` (n,) and per phase its end times
+    (n,), each stride's signal spanning [t0, t1] (s) and shifted by `offset` onto `t_global`, the
+    increasing time axis of `values` (NaN where a phase is unknown or leaves its signal)."""
+    n, points = ic.size, frac.size
+    ic, t0, t1, offset = (np.asarray(x, dtype=float)[:, None] for x in (ic, t0, t1, offset))
+    # (stride, phase, pct) query instants on the global axis; NaN where a phase has no value.
+    query = np.empty((n, len(ends), points))
+    for k, end in enumerate(ends):
+        end = np.asarray(end, dtype=float)[:, None]
+        local = ic + frac[None, :] * (end - ic)
+        # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
+        inside = (local >= t0) & (local <= t1) & (end > ic)
+        query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
+    resampled = _interp_pair(
+        query.ravel(),
+        np.ascontiguousarray(t_global, dtype=float),
+        *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
+    )
+    return {a: out.reshape(n, len(ends), points) for a, out in zip(ANGLES, resampled, strict=True)}
+
+
 class StrideCurves:
     """Resamples pronation and pitch of every stride over stance and over the stride."""
 
@@ -260,27 +291,13 @@ class StrideCurves:
             .sort(*KEYS, STRIDE_INDEX, maintain_order=True)
             .join(groups, on=list(KEYS), how="left", maintain_order="left")
         )
-        n = base.height
         frac = np.linspace(0.0, 1.0, points)
         phases = sorted(PHASES)
-        t0 = base["_t0"].fill_null(np.nan).to_numpy()[:, None]
-        t1 = base["_t1"].fill_null(np.nan).to_numpy()[:, None]
-        offset = base["_offset"].fill_null(np.nan).to_numpy()[:, None]
-        ic = base[IC_T].fill_null(np.nan).to_numpy()[:, None]
-        # (stride, phase, pct) query instants on the global axis; NaN where a phase has no value.
-        query = np.empty((n, len(phases), points))
-        for k, phase in enumerate(phases):
-            end = base[PHASE_END[phase]].fill_null(np.nan).to_numpy()[:, None]
-            local = ic + frac[None, :] * (end - ic)
-            # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
-            inside = (local >= t0) & (local <= t1) & (end > ic)
-            query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
-        resampled = _interp_pair(
-            query.ravel(),
-            np.ascontiguousarray(t_global),
-            *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
+        column = {c: base[c].fill_null(np.nan).to_numpy() for c in ("_t0", "_t1", "_offset", IC_T)}
+        ends = [base[PHASE_END[phase]].fill_null(np.nan).to_numpy() for phase in phases]
+        angles = _resample_arrays(
+            column[IC_T], ends, column["_t0"], column["_t1"], column["_offset"], frac, t_global, values
         )
-        angles = {a: out.reshape(n, len(phases), points) for a, out in zip(ANGLES, resampled, strict=True)}
         return base, phases, frac, angles
 
 
@@ -321,6 +338,45 @@ class CurveAccumulator:
         feet = base.get_column(FOOT).to_numpy()
         kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
         valid = base.get_column(VALID).fill_null(False).to_numpy()
+        self._merge(feet, kinds, valid, angles)
+        return self
+
+    def add_foot(
+        self,
+        foot: str,
+        activity: np.ndarray,
+        valid: np.ndarray,
+        event_times: dict[str, np.ndarray],
+        t_s: np.ndarray,
+        pronation_deg: np.ndarray,
+        pitch_deg: np.ndarray,
+    ) -> CurveAccumulator:
+        """`add` for strides of one foot given as arrays, without polars (a live window's few strides):
+        per stride its `activity` (str or None), `valid`, and `event_times` {ic_t, toe_off_t,
+        next_ic_t} (s, NaN unknown); the foot's signal `t_s` (increasing, s) with its pronation and
+        pitch (deg). The same resampling (`_resample_arrays`) and merge as `add`."""
+        t = np.asarray(t_s, dtype=float)
+        n = len(valid)
+        self.strides_added_ += n
+        if n == 0 or t.size == 0:
+            return self
+        t0 = np.full(n, t[0])
+        angles = _resample_arrays(
+            np.asarray(event_times[IC_T], dtype=float),
+            [np.asarray(event_times[PHASE_END[p]], dtype=float) for p in self._phases],
+            t0,
+            np.full(n, t[-1]),
+            np.zeros(n),
+            self._frac,
+            t - t[0],
+            {PRONATION_DEG: pronation_deg, PITCH_DEG: pitch_deg},
+        )
+        kinds = np.array(["" if k is None else k for k in activity], dtype=object)
+        self._merge(np.full(n, foot, dtype=object), kinds, np.asarray(valid, dtype=bool), angles)
+        return self
+
+    def _merge(self, feet: np.ndarray, kinds: np.ndarray, valid: np.ndarray, angles: dict) -> None:
+        """Merge the valid strides' resampled curves into the running moments per foot and activity."""
         for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
             sel = valid & (feet == foot) & (kinds == kind)
             group = self._groups.get((foot, kind))
@@ -337,7 +393,6 @@ class CurveAccumulator:
                     k, mean, m2 = _merge_moments(*group[a], k, mean, m2)
                 merged[a] = (k, mean, m2)
             self._groups[(foot, kind)] = merged
-        return self
 
     @property
     def summary_(self) -> pl.DataFrame:

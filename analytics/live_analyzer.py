@@ -74,10 +74,13 @@ from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FEET,
     IC_T,
     NEXT_IC_T,
+    PITCH_DEG,
+    PRONATION_DEG,
     REASON,
     SESSION_ID,
     STANCE_METRICS,
@@ -86,6 +89,7 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     TOE_OFF_T,
     VALID,
+    T,
 )
 from strideflow.ingest.gaps import GapConditioner
 
@@ -576,7 +580,16 @@ class LiveStrideAnalyzer:
         out = out.select([pl.col(c).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
         if self._curves is not None:
-            self._curves.add(out, seg.signals())
+            sig = seg.signals()
+            self._curves.add_foot(
+                self.foot,
+                out[ACTIVITY].to_list(),
+                out[VALID].fill_null(False).to_numpy(),
+                {c: out[c].fill_null(np.nan).to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
+                sig[T].to_numpy(),
+                sig[PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                sig[PITCH_DEG].fill_null(np.nan).to_numpy(),
+            )
         close_t = float(b.view("t", close, close + 1)[0])
         for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
             self._emissions.append(

@@ -257,3 +257,27 @@ def test_accumulator_in_portions_equals_the_session_summary(simulated):
         assert acc.strides_added_ == strides.height
         assert_frame_equal(acc.summary_, expected, abs_tol=1e-9, rel_tol=1e-9)
     assert_frame_equal(CurveAccumulator().summary_, curve_summary(pl.DataFrame(schema=CURVES_SCHEMA)))
+
+
+def test_add_foot_from_arrays_equals_add(simulated):
+    """The live analyzer's entry (`add_foot`: one foot's strides and signal as arrays, no polars)
+    resamples and merges as `add` does: the same summary per foot."""
+    result, _ = simulated
+    expected = session_curves(result)
+    for foot in ("left", "right"):
+        strides = result.strides.filter(pl.col(S.FOOT) == foot).sort(S.STRIDE_INDEX)
+        signal = result.signals[foot].sort(S.T)
+        acc = CurveAccumulator()
+        for lo in range(0, strides.height, 4):  # a few strides at a time, as windows emit them
+            part = strides.slice(lo, 4)
+            acc.add_foot(
+                foot,
+                part[S.ACTIVITY].to_list(),
+                part[S.VALID].to_numpy(),
+                {c: part[c].fill_null(np.nan).to_numpy() for c in (S.IC_T, S.TOE_OFF_T, S.NEXT_IC_T)},
+                signal[S.T].to_numpy(),
+                signal[S.PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                signal[S.PITCH_DEG].fill_null(np.nan).to_numpy(),
+            )
+        assert acc.strides_added_ == strides.height
+        assert_frame_equal(acc.summary_, expected.filter(pl.col(S.FOOT) == foot), abs_tol=1e-9, rel_tol=1e-9)
