@@ -1,5 +1,8 @@
 """Exact foot motion: orientation from C2 splines of yaw, pitch and roll, position from rolling contact.
 
+(Over ~500 lines: one exact motion model: the orientation splines and the rolling-contact
+position depend on each other's knots.)
+
 Orientation. The foot frame (sensor -> world) is R = Rz(psi) Ry(-theta) Rx(phi): theta is the
 pitch (toes up positive) and phi the roll of frames.roll_pitch_deg, psi the heading. Each angle is a
 quintic Hermite spline through knots with given value, rate and second derivative, so angle, rate

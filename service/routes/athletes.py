@@ -17,17 +17,10 @@ from strideflow.analytics.trends import compute_trends
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
-    ACTIVITY,
     ATHLETE_ID,
-    FEET,
     FOOT,
     METRICS,
     SESSION_ID,
-    STRIDE_COUNT,
-    lr_difference,
-    session_iqr,
-    session_median,
-    symmetry_index,
 )
 from strideflow.service.auth import CurrentPrincipal, Principal, Role, visible_athlete
 from strideflow.service.db import Athlete, Database, SessionRow
@@ -41,12 +34,12 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
+from strideflow.service.queries import session_out, session_results
 from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
     Foot,
     Page,
-    SessionFoot,
     SessionOut,
     TrendPoint,
 )
@@ -56,7 +49,6 @@ log = logging.getLogger("strideflow.service")
 router = APIRouter(prefix="/v1", tags=["athletes"])
 
 Metric = StrEnum("Metric", {m: m for m in METRICS})
-STRIDE_COUNT_ALL = f"{STRIDE_COUNT}_all"  # all strides, valid or not (analytics.sessions)
 NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
 
 AthletePath = Annotated[str, Path(max_length=128)]
@@ -110,102 +102,6 @@ async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: 
     await run_in_threadpool(visible_athlete, principal, db, athlete_id)
     items = await run_in_threadpool(_athletes, db, principal, None, 1, athlete_id)
     return items[0]
-
-
-def _clean(value):
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
-def session_out(
-    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
-) -> SessionOut:
-    """A session row with its per-foot aggregates from the sessions table (if analysed);
-    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
-    feet: list[SessionFoot] = []
-    si: dict[str, float | None] = {}
-    diff: dict[str, float | None] = {}
-    analysed = False
-    if results is not None and results.height:
-        mine = results.filter(pl.col(SESSION_ID) == row.session_id)
-        analysed = mine.height > 0
-        if ACTIVITY in mine.columns:
-            # The session's main activity (most valid strides) first: its feet and symmetry lead.
-            main = mine.with_columns(
-                pl.col(STRIDE_COUNT).fill_null(0).sum().over(ACTIVITY).alias("_n_activity")
-            ).sort("_n_activity", ACTIVITY, FOOT, descending=[True, False, False], nulls_last=True)
-        else:
-            main = mine.sort(FOOT)
-        for r in main.iter_rows(named=True):
-            if r.get(FOOT) not in FEET:
-                continue
-            feet.append(
-                SessionFoot(
-                    foot=Foot(r[FOOT]),
-                    activity=r.get(ACTIVITY),
-                    stride_count=r.get(STRIDE_COUNT),
-                    stride_count_all=r.get(STRIDE_COUNT_ALL),
-                    median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
-                    iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
-                )
-            )
-            for m in METRICS:
-                if symmetry_index(m) in r and m not in si:
-                    si[m] = _clean(r[symmetry_index(m)])
-                if lr_difference(m) in r and m not in diff:
-                    diff[m] = _clean(r[lr_difference(m)])
-    return SessionOut(
-        athlete_id=row.athlete_id,
-        session_id=row.session_id,
-        session_date=row.session_date,
-        created=row.created,
-        analysed=analysed,
-        feet=feet,
-        symmetry_index_pct=si,
-        lr_difference_deg=diff,
-        results_error=results_error,
-    )
-
-
-def session_results(
-    settings: ServiceSettings, athlete_id: str, session_ids: list[str]
-) -> tuple[pl.DataFrame | None, dict[str, str]]:
-    """Rows of the sessions table for these sessions of one athlete (None if none stored), and
-    {session_id: problem} of sessions whose stored partition cannot be read (logged).
-
-    The partition files are opened directly (no directory scan) and read in one parallel collect;
-    only when that fails are they read one by one, to serve the others and name the damaged ones.
-    """
-    paths = {}
-    for sid in session_ids:
-        if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
-            continue
-        path = partitions.partition_dir(settings.results_dir, partitions.SESSIONS, athlete_id, sid)
-        path = path / partitions.PART_FILE
-        if path.is_file():
-            paths[sid] = path
-
-    def scan(sid: str) -> pl.LazyFrame:
-        return pl.scan_parquet(paths[sid]).with_columns(pl.lit(sid).alias(SESSION_ID))
-
-    if not paths:
-        return None, {}
-    try:
-        return pl.concat([scan(sid) for sid in paths], how="diagonal_relaxed").collect(), {}
-    except Exception:  # noqa: BLE001 - polars raises several types for a damaged file; found below
-        pass
-    frames, damaged = [], {}
-    for sid in paths:
-        try:
-            frames.append(scan(sid).collect())
-        except Exception as exc:  # noqa: BLE001
-            damaged[sid] = read_problem(exc)
-            log.error(
-                "stored %s of athlete %r, session %r cannot be read: %s",
-                partitions.SESSIONS, athlete_id, sid, damaged[sid],
-            )  # fmt: skip
-    return (pl.concat(frames, how="diagonal_relaxed") if frames else None), damaged
 
 
 def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: list | None, limit: int):

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import polars as pl
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import select
 
 from strideflow.analytics import partitions
 from strideflow.hardware.schema import (
@@ -20,8 +19,8 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     VALID,
 )
-from strideflow.service.auth import CurrentPrincipal, Principal, Role, not_found
-from strideflow.service.db import Athlete, Database, SessionRow
+from strideflow.service.auth import CurrentPrincipal
+from strideflow.service.db import SessionRow
 from strideflow.service.deps import (
     CursorQuery,
     DbDep,
@@ -32,46 +31,19 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
-from strideflow.service.routes.athletes import session_out, session_results
+from strideflow.service.queries import (
+    AthleteQuery,
+    SessionPath,
+    resolve_session,
+    session_out,
+    session_results,
+)
 from strideflow.service.schemas import READ_ERRORS, Foot, Page, SessionOut, Stride
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
-SessionPath = Annotated[str, Path(max_length=128)]
-AthleteQuery = Annotated[
-    str | None,
-    Query(
-        max_length=128,
-        description="Athlete of the session; needed only when several visible athletes share the id.",
-    ),
-]
 _FOOT_RANK = {f: i for i, f in enumerate(FEET)}
-
-
-def resolve_session(
-    db: Database, principal: Principal, session_id: str, athlete_id: str | None
-) -> SessionRow:
-    """The one session with this id the principal may see: 404 if none, 422 if several (pass athlete_id)."""
-    stmt = (
-        select(SessionRow)
-        .join(Athlete, Athlete.id == SessionRow.athlete_id)
-        .where(SessionRow.session_id == session_id, Athlete.team_id == principal.team_id)
-    )
-    if principal.role is Role.athlete:
-        stmt = stmt.where(SessionRow.athlete_id == principal.athlete_id)
-    if athlete_id is not None:
-        stmt = stmt.where(SessionRow.athlete_id == athlete_id)
-    with db.session() as s:
-        rows = s.scalars(stmt.limit(2)).all()
-    if not rows:
-        raise not_found("session", session_id)
-    if len(rows) > 1:
-        raise HTTPException(
-            422,
-            detail=f"query parameter 'athlete_id': session {session_id!r} is shared by several athletes",
-        )
-    return rows[0]
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, responses=READ_ERRORS)
