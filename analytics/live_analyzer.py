@@ -39,6 +39,7 @@ stance rows, emission) reads best in one class; settings, tolerances and the sam
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -133,6 +134,21 @@ def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
 
 
+def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The frames concatenated, kept as the list's only element so the next call is free.
+
+    The hub reads `strides_` from its store thread while the analysis thread appends: only the
+    merged prefix is replaced, in place, so a frame appended meanwhile stays."""
+    with _MERGE_LOCK:
+        n = len(frames)
+        if n > 1:
+            frames[:n] = [pl.concat(frames[:n])]
+        return frames[0]
+
+
+_MERGE_LOCK = threading.Lock()
+
+
 class LiveOutput(NamedTuple):
     """What a block completed: `strides` (STRIDES_SCHEMA) and provisional `stances` (STANCE_SCHEMA)."""
 
@@ -198,6 +214,12 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
             )
+        if a.zupt.anchor_lever_m is not None:
+            # live windows start at a stance whose de-drifted velocity must be zero
+            raise LiveError(
+                "zupt.anchor_lever_m is not supported by the live analysis (batch only), "
+                f"got {a.zupt.anchor_lever_m!r}"
+            )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings
@@ -214,6 +236,7 @@ class LiveStrideAnalyzer:
         self._stances: list[pl.DataFrame] = []
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
+        self._new_strides: list[pl.DataFrame] = []
         # session curves of the emitted strides, from each window's signals (batch's resampling)
         self._curves = CurveAccumulator() if settings.curves else None
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
@@ -257,9 +280,7 @@ class LiveStrideAnalyzer:
         """Every stride emitted so far (STRIDES_SCHEMA)."""
         if not self._emitted:
             return _NO_STRIDES
-        if len(self._emitted) > 1:
-            self._emitted = [pl.concat(self._emitted)]
-        return self._emitted[0]
+        return _merged(self._emitted)
 
     @property
     def curves_(self) -> pl.DataFrame | None:
@@ -278,9 +299,7 @@ class LiveStrideAnalyzer:
         """Every provisional stance row emitted so far (STANCE_SCHEMA)."""
         if not self._stances:
             return _NO_STANCES
-        if len(self._stances) > 1:
-            self._stances = [pl.concat(self._stances)]
-        return self._stances[0]
+        return _merged(self._stances)
 
     @property
     def stance_emissions_(self) -> pl.DataFrame:
@@ -302,6 +321,7 @@ class LiveStrideAnalyzer:
         t, acc, gyr, sat = self._checked(block.t_s, block.acc_mps2, block.gyr_dps, block.saturated)
         start = len(self._emissions)
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         if len(t):
             self.samples_seen_ += len(t)
             self._condition(t, acc, gyr, sat)
@@ -313,6 +333,7 @@ class LiveStrideAnalyzer:
             return LiveOutput(_NO_STRIDES, _NO_STANCES)
         self._finished = True
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         start = len(self._emissions)
         if not self._ready and self._warm.stop > self._warm.start:
             self._attempt_warmup(final=True)
@@ -562,19 +583,25 @@ class LiveStrideAnalyzer:
         ff = ev[FOOT_FLAT_IDX].to_numpy()
         emit = ic > self._last_ic
         if a0 != self._seg0:
-            emit &= (ev[REASON] != REASON_GAIT_START).fill_null(True).to_numpy()
+            emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
         if not emit.any():
             return
         strides = seg.strides(ev)
-        chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
-        out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)
+        # The emitted events' metric rows in IC order, with their window indices (column by
+        # column: on these few rows each Polars query cost more than the rows' numbers).
+        chosen = np.flatnonzero(emit)
+        chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
+        row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
+        rows = [row_of[int(i)] for i in ev.get_column(STRIDE_INDEX).to_numpy()[chosen]]
+        out = strides[rows].hstack([ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)])
         out = self._flag_samples(out, a0)
         k = out.height
-        out = out.with_columns(pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k)))
-        out = out.select([pl.col(c).cast(d) for c, d in STRIDES_SCHEMA.items()])
+        numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
+        out = pl.DataFrame([numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
+        self._new_strides.append(out)
         if self._curves is not None:
             sig = seg.signals()
             self._curves.add_foot(
@@ -658,15 +685,19 @@ class LiveStrideAnalyzer:
             return
         m = seg.strides(row)
         # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
-        missing = any(v is None or not math.isfinite(v) for v in m.select(STANCE_METRICS).row(0))
+        missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS))
         reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
-        m = m.with_columns(
-            pl.lit(reason is None).alias(VALID),
-            pl.lit(reason, dtype=pl.String).alias(REASON),
-            row[IC_IDX],
-            row[NEXT_IC_IDX],
+        own = {
+            VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
+            REASON: pl.Series(REASON, [reason], dtype=pl.String),
+            IC_IDX: row.get_column(IC_IDX),
+            NEXT_IC_IDX: row.get_column(NEXT_IC_IDX),
+        }
+        m = pl.DataFrame(
+            [own[c] if c in own else m.get_column(c) for c in (*STANCE_SCHEMA, IC_IDX, NEXT_IC_IDX)]
         )
-        out = self._flag_samples(m, a0).select(list(STANCE_SCHEMA))
+        flagged = self._flag_samples(m, a0)
+        out = pl.DataFrame([flagged.get_column(c) for c in STANCE_SCHEMA])
         self._stances.append(out)
         self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
         self._stance_ic = ic
@@ -710,6 +741,8 @@ class LiveStrideAnalyzer:
             c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         gap, sat = reasons
+        if not (gap.any() or sat.any()):
+            return out  # what apply_sample_flags leaves (its query cost ~1 ms per row)
         return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
 
     def _collect(self, start: int) -> pl.DataFrame:
@@ -724,5 +757,5 @@ class LiveStrideAnalyzer:
             e.pop("_close", None)
         if len(self._emissions) == start:
             return _NO_STRIDES
-        k = len(self._emissions) - start
-        return self.strides_.tail(k)
+        # this push's own frames: the tail of `strides_` would concatenate the whole session
+        return self._new_strides[0] if len(self._new_strides) == 1 else pl.concat(self._new_strides)

@@ -199,7 +199,11 @@ class Segment:
 
     def strides(self, events: pl.DataFrame) -> pl.DataFrame:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
-        keyed = events.with_columns(pl.lit(k).alias(c) for c, k in zip(KEYS, self.keys, strict=True))
+        keys = [
+            pl.Series(c, [k] * events.height, dtype=pl.String) for c, k in zip(KEYS, self.keys, strict=True)
+        ]
+        # hstack, not a query: the live analyzer calls this per stride on a few rows
+        keyed = events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
         return stride_metrics(keyed, self.signals(), self.settings)
 
 

@@ -16,7 +16,8 @@ from support.paths import SHARED_DATA
 
 from strideflow.hardware.schema import ACC, GYR, STANDARD_GRAVITY_MPS2
 from strideflow.ingest import IngestError, detect_format, read_recording
-from strideflow.ingest.errors import FOOT_ASSUMED, INVALID_SAMPLES
+from strideflow.ingest.errors import FOOT_ASSUMED, GYRO_DELAY, INVALID_SAMPLES
+from strideflow.ingest.formats.lord import GYR_DELAY_S
 
 WALKS = SHARED_DATA / "footprints_walks"
 needs_walks = pytest.mark.skipif(
@@ -89,7 +90,24 @@ def test_lord_valid_flags_become_a_flagged_gap(tmp_path):
     assert s["interpolated"].sum() == 5
     assert s["interpolated"].to_numpy()[500:505].all()
     # units: m/s² kept, rad/s converted
-    assert np.isclose(s["gyr_y"].to_numpy()[0], np.degrees(motion(250.0)["gyr_rad"][1, 0]), atol=1e-6)
+    m = motion(250.0)
+    assert np.isclose(s["acc_z"].to_numpy()[0], m["acc_g"][2, 0] * STANDARD_GRAVITY_MPS2, atol=1e-6)
+    gyr_y = np.degrees(np.interp(m["t"][0] + GYR_DELAY_S, m["t"], m["gyr_rad"][1]))
+    assert np.isclose(s["gyr_y"].to_numpy()[0], gyr_y, atol=1e-6)
+
+
+def test_lord_gyro_lag_is_undone_and_said(tmp_path):
+    # The device's gyro samples lag its accelerometer's by GYR_DELAY_S: the reader reads the gyro
+    # that much later (linear interpolation on the file's time) and says so; acc is untouched.
+    m = motion(250.0)
+    rec = read_recording(lord_filter_file(tmp_path, None, preamble=False), foot="left")
+    assert [w for w in rec.warnings if w.kind == GYRO_DELAY]
+    assert 0.003 <= GYR_DELAY_S <= 0.008
+    t = rec.samples["t"].to_numpy()
+    for k, c in enumerate(GYR):
+        want = np.degrees(np.interp(t + GYR_DELAY_S, m["t"], m["gyr_rad"][k]))
+        assert np.allclose(rec.samples[c].to_numpy(), want, atol=1e-5)
+    assert np.allclose(rec.samples["acc_x"].to_numpy(), m["acc_g"][0] * STANDARD_GRAVITY_MPS2, atol=1e-6)
 
 
 def test_lord_long_invalid_run_splits_segments(tmp_path):
