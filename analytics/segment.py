@@ -18,7 +18,7 @@ The batch pipeline (`analytics.pipeline`) feeds it each segment of a recording, 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -188,9 +188,16 @@ class Segment:
     events: pl.DataFrame
     open_stride: pl.DataFrame
     settings: AnalysisSettings
+    _signals: pl.DataFrame | None = field(default=None, repr=False)
 
     def signals(self) -> pl.DataFrame:
-        """The per-sample signals table (SIGNALS_SCHEMA) of the segment."""
+        """The per-sample signals table (SIGNALS_SCHEMA) of the segment (built once: the strides and
+        the live analyzer's curves both read it)."""
+        if self._signals is None:
+            self._signals = self._build_signals()
+        return self._signals
+
+    def _build_signals(self) -> pl.DataFrame:
         return signals_frame(
             self.keys,
             self.t,
