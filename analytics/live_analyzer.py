@@ -46,6 +46,7 @@ import numpy as np
 import polars as pl
 from scipy.spatial.transform import Rotation
 
+from strideflow.analytics.curves import CurveAccumulator
 from strideflow.analytics.events import (
     FOOT_FLAT_IDX,
     IC_IDX,
@@ -74,10 +75,13 @@ from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FEET,
     IC_T,
     NEXT_IC_T,
+    PITCH_DEG,
+    PRONATION_DEG,
     REASON,
     SESSION_ID,
     STANCE_METRICS,
@@ -86,6 +90,7 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     TOE_OFF_T,
     VALID,
+    T,
 )
 from strideflow.ingest.gaps import GapConditioner
 from strideflow.ingest.stream_receiver import SampleBlock
@@ -167,6 +172,9 @@ class StreamAnalyzer(Protocol):
         """End the stream; what its end completed."""
         ...
 
+    # Optional: `curves_`, the session's curve summary so far (analytics.curves.curve_summary
+    # columns), which the hub stores as the session's `curves`; an analyzer without it stores none.
+
 
 class LiveStrideAnalyzer:
     """Per-stride metrics of one athlete-session-foot stream as it arrives (see the module doc).
@@ -176,7 +184,8 @@ class LiveStrideAnalyzer:
     closes. Attributes: `strides_` (all emitted), `samples_seen_` (samples pushed),
     `mounting_` (device -> foot Rotation, None until known), `emissions_` (per stride: closing
     time, time of the newest sample when it went out, and `latency_samples_` between the two),
-    `warnings_` (plain words).
+    `warnings_` (plain words), `curves_` (mean and SD curves of the valid strides emitted, as
+    batch stores them).
     """
 
     def __init__(
@@ -228,6 +237,8 @@ class LiveStrideAnalyzer:
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
         self._new_strides: list[pl.DataFrame] = []
+        # session curves of the emitted strides, from each window's signals (batch's resampling)
+        self._curves = CurveAccumulator() if settings.curves else None
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
         # conditioning (device frame)
@@ -270,6 +281,13 @@ class LiveStrideAnalyzer:
         if not self._emitted:
             return _NO_STRIDES
         return _merged(self._emitted)
+
+    @property
+    def curves_(self) -> pl.DataFrame | None:
+        """Mean and SD stance and stride curves of the valid strides emitted so far, per foot and
+        activity (the `curves` table a batch run stores for a session, `analytics.curves`); None
+        when `LiveSettings.curves` is off."""
+        return None if self._curves is None else self._curves.summary_
 
     @property
     def emissions_(self) -> pl.DataFrame:
@@ -584,6 +602,17 @@ class LiveStrideAnalyzer:
         out = pl.DataFrame([numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
         self._new_strides.append(out)
+        if self._curves is not None:
+            sig = seg.signals()
+            self._curves.add_foot(
+                self.foot,
+                out[ACTIVITY].to_list(),
+                out[VALID].fill_null(False).to_numpy(),
+                {c: out[c].fill_null(np.nan).to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
+                sig[T].to_numpy(),
+                sig[PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                sig[PITCH_DEG].fill_null(np.nan).to_numpy(),
+            )
         close_t = float(b.view("t", close, close + 1)[0])
         for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
             self._emissions.append(
