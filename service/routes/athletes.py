@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from enum import StrEnum
+from pathlib import Path as FsPath
 from typing import Annotated
 
 import polars as pl
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 from sqlalchemy import func, select, tuple_
 
 from strideflow.analytics import partitions
@@ -29,6 +31,7 @@ from strideflow.hardware.schema import (
     session_median,
     symmetry_index,
 )
+from strideflow.service import summary_index
 from strideflow.service.auth import CurrentPrincipal, Principal, Role, visible_athlete
 from strideflow.service.db import Athlete, Database, SessionRow
 from strideflow.service.deps import (
@@ -38,6 +41,7 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
+    page_response,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
@@ -58,6 +62,8 @@ router = APIRouter(prefix="/v1", tags=["athletes"])
 Metric = StrEnum("Metric", {m: m for m in METRICS})
 STRIDE_COUNT_ALL = f"{STRIDE_COUNT}_all"  # all strides, valid or not (analytics.sessions)
 NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
+
+TREND_FIELDS = tuple(TrendPoint.model_fields)
 
 AthletePath = Annotated[str, Path(max_length=128)]
 
@@ -83,9 +89,9 @@ def _athletes(db: Database, principal: Principal, after: str | None, limit: int,
         stmt = stmt.where(Athlete.id > after)
     if only is not None:
         stmt = stmt.where(Athlete.id == only)
-    with db.session() as s:
-        rows = s.execute(stmt).all()
-    return [AthleteOut(athlete_id=a, session_count=n, last_session_date=d) for a, n, d in rows]
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [{"athlete_id": a, "session_count": n, "last_session_date": d} for a, n, d in rows]
 
 
 @router.get("/athletes", response_model=Page[AthleteOut], responses=READ_ERRORS)
@@ -95,21 +101,21 @@ async def list_athletes(
     settings: SettingsDep,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[AthleteOut]:
+) -> Response:
     """Athletes the key may see (its team; an athlete key: itself), ordered by athlete id."""
     n = page_size(settings, limit)
     key = decode_cursor("athletes", cursor, (str,))
-    items = await run_in_threadpool(_athletes, db, principal, None if key is None else key[0], n)
-    nxt = encode_cursor("athletes", [items[n - 1].athlete_id]) if len(items) > n else None
-    return Page[AthleteOut](items=items[:n], next_cursor=nxt)
+    items = _athletes(db, principal, None if key is None else key[0], n)  # one indexed query: inline
+    nxt = encode_cursor("athletes", [items[n - 1]["athlete_id"]]) if len(items) > n else None
+    return page_response(items[:n], nxt)
 
 
 @router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=READ_ERRORS)
 async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep) -> AthleteOut:
     """One athlete with its session count and last session date."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
-    items = await run_in_threadpool(_athletes, db, principal, None, 1, athlete_id)
-    return items[0]
+    visible_athlete(principal, db, athlete_id)
+    items = _athletes(db, principal, None, 1, athlete_id)
+    return AthleteOut.model_validate(items[0])
 
 
 def _clean(value):
@@ -118,17 +124,15 @@ def _clean(value):
     return value
 
 
-def session_out(
-    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
-) -> SessionOut:
-    """A session row with its per-foot aggregates from the sessions table (if analysed);
-    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
-    feet: list[SessionFoot] = []
+def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
+    """SessionOut's result fields of one session (`analysed`, `feet`, `symmetry_index_pct`,
+    `lr_difference_deg`, JSON-ready) from rows of the sessions table (None: not analysed)."""
+    feet: list[dict] = []
     si: dict[str, float | None] = {}
     diff: dict[str, float | None] = {}
     analysed = False
     if results is not None and results.height:
-        mine = results.filter(pl.col(SESSION_ID) == row.session_id)
+        mine = results.filter(pl.col(SESSION_ID) == session_id)
         analysed = mine.height > 0
         if ACTIVITY in mine.columns:
             # The session's main activity (most valid strides) first: its feet and symmetry lead.
@@ -148,28 +152,47 @@ def session_out(
                     stride_count_all=r.get(STRIDE_COUNT_ALL),
                     median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
                     iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
-                )
+                ).model_dump(mode="json")
             )
             for m in METRICS:
                 if symmetry_index(m) in r and m not in si:
                     si[m] = _clean(r[symmetry_index(m)])
                 if lr_difference(m) in r and m not in diff:
                     diff[m] = _clean(r[lr_difference(m)])
-    return SessionOut(
-        athlete_id=row.athlete_id,
-        session_id=row.session_id,
-        session_date=row.session_date,
-        created=row.created,
-        analysed=analysed,
-        feet=feet,
-        symmetry_index_pct=si,
-        lr_difference_deg=diff,
-        results_error=results_error,
+    return {"analysed": analysed, "feet": feet, "symmetry_index_pct": si, "lr_difference_deg": diff}
+
+
+def session_item(row: SessionRow, fields: dict, results_error: str | None = None) -> dict:
+    """A session row with its result fields (`session_fields`) as a SessionOut-shaped dict."""
+    return {
+        "athlete_id": row.athlete_id,
+        "session_id": row.session_id,
+        "session_date": row.session_date,
+        "created": row.created,
+        **fields,
+        "results_error": results_error,
+    }
+
+
+def session_out(
+    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
+) -> SessionOut:
+    """A session row with its per-foot aggregates from the sessions table (if analysed);
+    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
+    return SessionOut.model_validate(
+        session_item(row, session_fields(results, row.session_id), results_error)
     )
 
 
 def session_results(
     settings: ServiceSettings, athlete_id: str, session_ids: list[str]
+) -> tuple[pl.DataFrame | None, dict[str, str]]:
+    """`read_session_rows` of the service's results folder."""
+    return read_session_rows(settings.results_dir, athlete_id, session_ids)
+
+
+def read_session_rows(
+    results_dir: FsPath, athlete_id: str, session_ids: list[str]
 ) -> tuple[pl.DataFrame | None, dict[str, str]]:
     """Rows of the sessions table for these sessions of one athlete (None if none stored), and
     {session_id: problem} of sessions whose stored partition cannot be read (logged).
@@ -181,7 +204,7 @@ def session_results(
     for sid in session_ids:
         if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
             continue
-        path = partitions.partition_dir(settings.results_dir, partitions.SESSIONS, athlete_id, sid)
+        path = partitions.partition_dir(results_dir, partitions.SESSIONS, athlete_id, sid)
         path = path / partitions.PART_FILE
         if path.is_file():
             paths[sid] = path
@@ -208,7 +231,8 @@ def session_results(
     return (pl.concat(frames, how="diagonal_relaxed") if frames else None), damaged
 
 
-def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: list | None, limit: int):
+def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int):
+    """(up to limit + 1 session rows from `after` on, the first `limit` of them with valid ids)."""
     sort_date = func.coalesce(SessionRow.session_date, NO_DATE)
     stmt = (
         select(SessionRow)
@@ -228,8 +252,21 @@ def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: l
             shown.append(r)
         else:  # stored before every id was checked: skipped, so it cannot break the listing
             log.warning("athlete %r: skipped session row with an invalid id %r", athlete_id, r.session_id)
-    results, damaged = session_results(settings, athlete_id, [r.session_id for r in shown])
-    return rows, [session_out(r, results, damaged.get(r.session_id)) for r in shown]
+    return rows, shown
+
+
+async def session_summaries(
+    db: Database, settings: ServiceSettings, athlete_id: str, session_ids: list[str]
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """`summary_index.session_summaries`: index rows read on the event loop (no file is opened),
+    partitions that changed since read again in the thread pool."""
+    found, stale = summary_index.cached_summaries(db, settings.results_dir, athlete_id, session_ids)
+    if not stale:
+        return found, {}
+    more, damaged = await run_in_threadpool(
+        summary_index.rebuild_summaries, db, settings.results_dir, athlete_id, stale
+    )
+    return found | more, damaged
 
 
 @router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=READ_ERRORS)
@@ -240,9 +277,9 @@ async def list_sessions(
     settings: SettingsDep,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[SessionOut]:
+) -> Response:
     """Sessions of an athlete, oldest first (undated first), each with per-foot medians and symmetry."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    visible_athlete(principal, db, athlete_id)
     n = page_size(settings, limit)
     key = decode_cursor("sessions", cursor, (str, str))
     if key is not None:
@@ -250,12 +287,17 @@ async def list_sessions(
             dt.date.fromisoformat(key[0])
         except ValueError:
             raise HTTPException(422, detail="query parameter 'cursor': not a cursor of this list") from None
-    rows, items = await run_in_threadpool(_sessions, db, settings, athlete_id, key, n)
+    rows, shown = _session_rows(db, athlete_id, key, n)
+    summaries, damaged = await session_summaries(db, settings, athlete_id, [r.session_id for r in shown])
+    not_analysed = session_fields(None, "")
+    items = [
+        session_item(r, summaries.get(r.session_id, not_analysed), damaged.get(r.session_id)) for r in shown
+    ]
     nxt = None
     if len(rows) > n:
         last = rows[n - 1]
         nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
-    return Page[SessionOut](items=items, next_cursor=nxt)
+    return page_response(items, nxt)
 
 
 def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) -> DamagedResultsError | None:
@@ -271,7 +313,17 @@ def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) ->
     return None
 
 
-def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot: str | None) -> list[dict]:
+def _trends(
+    db: Database,
+    settings: ServiceSettings,
+    athlete_id: str,
+    metric: str | None,
+    foot: str | None,
+    signature: str | None = None,
+) -> list[dict]:
+    points = summary_index.trend_points(db, settings.results_dir, athlete_id, metric, signature)
+    if points is not None:
+        return points if foot is None else [p for p in points if p.get(FOOT) == foot]
     try:
         df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
     except StrideflowError:
@@ -300,19 +352,20 @@ async def trends(
     foot: Foot | None = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[TrendPoint]:
+) -> Response:
     """Per-session median of a metric, change from the athlete's baseline, slope per 30 days."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    visible_athlete(principal, db, athlete_id)
     n = page_size(settings, limit)
     key = decode_cursor("trends", cursor, (int,))
     start = 0 if key is None else max(key[0], 0)
-    rows = await run_in_threadpool(
-        _trends,
-        settings,
-        athlete_id,
-        None if metric is None else metric.value,
-        None if foot is None else foot.value,
-    )
+    m = None if metric is None else metric.value
+    f = None if foot is None else foot.value
+    # The index, read on the event loop; the partitions (changed since indexed) in the thread pool.
+    rows, signature = summary_index.cached_trend_points(db, settings.results_dir, athlete_id, m)
+    if rows is summary_index.MISS or rows is None:
+        rows = await run_in_threadpool(_trends, db, settings, athlete_id, m, f, signature)
+    elif f is not None:
+        rows = [p for p in rows if p.get(FOOT) == f]
     page = rows[start : start + n]
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
-    return Page[TrendPoint](items=[TrendPoint.model_validate(r) for r in page], next_cursor=nxt)
+    return page_response([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
