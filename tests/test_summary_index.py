@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +243,60 @@ def test_the_index_answers_what_the_partitions_say_after_every_kind_of_write(tmp
             partitions.delete_partition(results, table, "B1", "S05")
         assert api_sessions(client, headers, "B1")["S05"]["analysed"] is False
         assert_api_is_truth(client, headers, results, "B1")
+
+
+def test_the_service_tests_use_the_database_they_are_given(tmp_path):
+    """Under STRIDEFLOW_TEST_DATABASE_URL (.ci/run's PostgreSQL pass) the service's databases are
+    really on that server; without it, the embedded SQLite file of the data folder."""
+    from conftest import TEST_DATABASE_URL
+
+    from strideflow.service.db import Database
+
+    db = Database(ServiceSettings(data_dir=tmp_path).resolved_database_url)
+    try:
+        db.create_all()
+        db.ensure_athlete(TEAM, "A1")
+        assert db.athlete_team("A1") == TEAM
+        expected = "postgresql" if TEST_DATABASE_URL else "sqlite"
+        assert db.engine.dialect.name == expected
+    finally:
+        db.dispose()
+
+
+def test_a_live_stream_s_stored_results_are_what_the_api_answers(tmp_path):
+    """A live stream rewrites its session's partitions as strides close (and at its end); the
+    session list and trends follow each rewrite without being told."""
+    from test_stream_protocol import auth, hello, make_app, packet
+
+    from strideflow.service.routes import athletes as athletes_routes
+
+    app = make_app(tmp_path)  # a LiveHub with a counting analyzer: one stride per 10 packets
+    app.include_router(athletes_routes.router)
+    results = tmp_path / "results"
+    with TestClient(app) as client:
+        db = app.state.db
+        key = create_key(db, TEAM, "admin")
+        db.ensure_athlete(TEAM, "A1")
+        db.ensure_session("A1", "S1")
+        seen = []
+        with client.websocket_connect("/v1/stream", headers=auth(key)) as ws:
+            ws.send_json(hello())
+            ws.receive_json()
+            for seq in range(45):
+                ws.send_bytes(packet(seq))
+                assert ws.receive_json() == {"ack": seq}
+                if seq % 10 == 9:
+                    deadline = time.monotonic() + 30
+                    while partitions.read_partition(results, partitions.STRIDES, "A1", "S1") is None or (
+                        partitions.read_partition(results, partitions.STRIDES, "A1", "S1").height
+                        < (seq + 1) // 10
+                    ):
+                        assert time.monotonic() < deadline, "the live hub did not store its strides"
+                        time.sleep(0.05)
+                    seen.append(api_sessions(client, headers=auth(key), athlete="A1")["S1"])
+                    assert_api_is_truth(client, auth(key), results, "A1")
+            ws.send_json({"end": True})
+            assert ws.receive_json()["ended"] is True
+        assert_api_is_truth(client, auth(key), results, "A1")
+    counts = [s["feet"][0]["stride_count_all"] for s in seen]
+    assert counts == sorted(counts) and counts[-1] > counts[0], counts

@@ -80,7 +80,7 @@ async def get_session(
     athlete_id: AthleteQuery = None,
 ) -> dict:
     """One session with per-foot medians, IQRs and left/right symmetry."""
-    row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
+    row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
     summaries, damaged = await session_summaries(db, settings, row.athlete_id, [row.session_id])
     if damaged:
         raise DamagedResultsError(
@@ -137,7 +137,7 @@ async def list_strides(
         raise HTTPException(422, detail=f"query parameter 't_from': {t_from} is after t_to={t_to}")
     n = page_size(settings, limit)
     key = decode_cursor("strides", cursor, (int, int))
-    row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
+    row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
     items, nxt = await run_in_threadpool(
         _strides, settings, row, None if foot is None else foot.value, t_from, t_to, valid, key, n
     )
