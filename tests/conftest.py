@@ -48,6 +48,11 @@ if TEST_DATABASE_URL:
 
     def _database_init(self, url: str):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            # An empty file where the SQLite database would be: the CLI's "is there a database in
+            # --data" check (service/cmd_keys.py) and served-folder detection look for it.
+            sqlite_file = Path(url[len("sqlite:///") :])
+            if sqlite_file.parent.is_dir():
+                sqlite_file.touch()
             url = _pg_url_for(url)
         _sqlite_init(self, url)
 
