@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from enum import StrEnum
 from pathlib import Path as FsPath
@@ -12,7 +13,7 @@ import polars as pl
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import bindparam, func, select, tuple_
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import compute_trends
@@ -68,29 +69,34 @@ TREND_FIELDS = tuple(TrendPoint.model_fields)
 AthletePath = Annotated[str, Path(max_length=128)]
 
 
-def _athlete_filter(principal: Principal):
-    cond = Athlete.team_id == principal.team_id
-    if principal.role is Role.athlete:
-        cond = cond & (Athlete.id == principal.athlete_id)
-    return cond
+@functools.cache
+def _athletes_statement(own_only: bool, after: bool, only: bool):
+    """The athletes query for one combination of filters, built once (values are bound per call)."""
+    stmt = (
+        select(Athlete.id, func.count(SessionRow.session_id), func.max(SessionRow.session_date))
+        .outerjoin(SessionRow, SessionRow.athlete_id == Athlete.id)
+        .where(Athlete.team_id == bindparam("team_id"))
+        .group_by(Athlete.id)
+        .order_by(Athlete.id)
+        .limit(bindparam("limit"))
+    )
+    if own_only:
+        stmt = stmt.where(Athlete.id == bindparam("own_id"))
+    if after:
+        stmt = stmt.where(Athlete.id > bindparam("after"))
+    if only:
+        stmt = stmt.where(Athlete.id == bindparam("only"))
+    return stmt
 
 
 def _athletes(db: Database, principal: Principal, after: str | None, limit: int, only: str | None = None):
-    last_date = func.max(SessionRow.session_date)
-    stmt = (
-        select(Athlete.id, func.count(SessionRow.session_id), last_date)
-        .outerjoin(SessionRow, SessionRow.athlete_id == Athlete.id)
-        .where(_athlete_filter(principal))
-        .group_by(Athlete.id)
-        .order_by(Athlete.id)
-        .limit(limit + 1)
-    )
-    if after is not None:
-        stmt = stmt.where(Athlete.id > after)
-    if only is not None:
-        stmt = stmt.where(Athlete.id == only)
+    own_only = principal.role is Role.athlete
+    stmt = _athletes_statement(own_only, after is not None, only is not None)
+    params = {"team_id": principal.team_id, "limit": limit + 1, "after": after, "only": only}
+    if own_only:
+        params["own_id"] = principal.athlete_id
     with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+        rows = conn.execute(stmt, {k: v for k, v in params.items() if v is not None}).all()
     return [{"athlete_id": a, "session_count": n, "last_session_date": d} for a, n, d in rows]
 
 
