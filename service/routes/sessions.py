@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from strideflow.analytics import partitions
 from strideflow.hardware.schema import (
@@ -46,21 +47,33 @@ AthleteQuery = Annotated[
 STRIDE_FIELDS = tuple(c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID))
 
 
-def resolve_session(
-    db: Database, principal: Principal, session_id: str, athlete_id: str | None
-) -> SessionRow:
-    """The one session with this id the principal may see: 404 if none, 422 if several (pass athlete_id)."""
+@functools.cache
+def _session_statement(own_only: bool, by_athlete: bool):
+    """The session lookup for one combination of filters, built once (values bound per call)."""
     stmt = (
-        select(SessionRow)
+        select(SessionRow.athlete_id, SessionRow.session_id, SessionRow.session_date, SessionRow.created)
         .join(Athlete, Athlete.id == SessionRow.athlete_id)
-        .where(SessionRow.session_id == session_id, Athlete.team_id == principal.team_id)
+        .where(SessionRow.session_id == bindparam("session_id"), Athlete.team_id == bindparam("team_id"))
+        .limit(2)
     )
-    if principal.role is Role.athlete:
-        stmt = stmt.where(SessionRow.athlete_id == principal.athlete_id)
+    if own_only:
+        stmt = stmt.where(SessionRow.athlete_id == bindparam("own_id"))
+    if by_athlete:
+        stmt = stmt.where(SessionRow.athlete_id == bindparam("athlete_id"))
+    return stmt
+
+
+def resolve_session(db: Database, principal: Principal, session_id: str, athlete_id: str | None):
+    """The one session with this id the principal may see (a row with `athlete_id`, `session_id`,
+    `session_date`, `created`): 404 if none, 422 if several (pass athlete_id)."""
+    own_only = principal.role is Role.athlete
+    params = {"session_id": session_id, "team_id": principal.team_id}
+    if own_only:
+        params["own_id"] = principal.athlete_id
     if athlete_id is not None:
-        stmt = stmt.where(SessionRow.athlete_id == athlete_id)
-    with db.session() as s:
-        rows = s.scalars(stmt.limit(2)).all()
+        params["athlete_id"] = athlete_id
+    with db.engine.connect() as conn:  # Core: every session route asks this first
+        rows = conn.execute(_session_statement(own_only, athlete_id is not None), params).all()
     if not rows:
         raise not_found("session", session_id)
     if len(rows) > 1:
