@@ -12,7 +12,9 @@ when its spec changes.
 asyncio clients in this process share one httpx.AsyncClient and call one route at a time for a
 fixed time, each request for a random athlete / session. Rows per route: `<route>.requests_per_s`
 (req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, client side),
-`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request) and
+`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request),
+`<route>.server_cpu_ms` (ms of the server process's CPU time per request in the concurrent run:
+what other load on the machine changes least) and
 `<route>.errors` (non-200 or empty answers, must be 0). Plus `store.strides` (strides stored),
 `store.partitions`, `store.build_s` (s; 0 when the cached store was reused) and `store.index_s`
 (s to bring the service's summary index up to date before serving). Client and server
@@ -382,14 +384,31 @@ async def _drive(base_url: str, key: str, make, duration_s: float, concurrency: 
     }
 
 
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def measure(
-    base_url: str, key: str, spec: StoreSpec, duration_s: float, concurrency: int = CONCURRENCY
+    base_url: str,
+    key: str,
+    spec: StoreSpec,
+    duration_s: float,
+    concurrency: int = CONCURRENCY,
+    server_pid: int | None = None,
 ) -> dict:
-    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages)."""
-    return {
-        name: asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
-        for i, (name, make) in enumerate(route_requests(spec).items())
-    }
+    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages) and, given
+    the server's pid, server_cpu_ms (the server process's CPU time per request, ms)."""
+    out = {}
+    for i, (name, make) in enumerate(route_requests(spec).items()):
+        cpu0 = None if server_pid is None else _cpu_s(server_pid)
+        out[name] = asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
+        if cpu0 is not None:
+            # includes the warm-up request; requests >> 1
+            out[name]["server_cpu_ms"] = 1000.0 * (_cpu_s(server_pid) - cpu0) / out[name]["requests"]
+    return out
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -407,7 +426,9 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(row("store.index_s", index_store(data_dir), "s", "summary index brought up to date"))
     duration_s = QUICK_DURATION_S if quick else DURATION_S
     with Server(data_dir) as server:
-        results = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s)
+        results = measure(
+            server.base_url, info["admin_key"], spec, duration_s=duration_s, server_pid=server.proc.pid
+        )
         serial = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s / 3, concurrency=1)
     note = f"{CONCURRENCY} concurrent clients, admin key, client and server on the same cores"
     for name, res in results.items():
@@ -417,6 +438,14 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(row(f"{name}.p99_ms", res["p99_ms"], "ms"))
         rows.append(
             row(f"{name}.serial_p50_ms", serial[name]["p50_ms"], "ms", "one client: the server's own time")
+        )
+        rows.append(
+            row(
+                f"{name}.server_cpu_ms",
+                res["server_cpu_ms"],
+                "ms",
+                "server process CPU time per request (concurrent run): the least load-dependent figure",
+            )
         )
         errors = res["errors"] + serial[name]["errors"]
         rows.append(row(f"{name}.errors", len(errors), "requests", "; ".join(errors[:2]) or None))
