@@ -1,13 +1,13 @@
 """Live per-stride analysis of one foot's sample stream, equal to the batch pipeline on the same data.
 
-`LiveStrideAnalyzer.push(t, acc, gyr)` takes blocks of any size and returns what the block
+`LiveStrideAnalyzer.push(SampleBlock(t, acc, gyr))` takes blocks of any size and returns what the block
 completed (`LiveOutput`: the strides, the `strides` table of DESIGN.md, and the provisional stance
 rows). It runs the batch code itself: every window goes through `analytics.segment` (zero velocity,
 orientation, integration, events, metrics, invalidation), the code the batch pipeline runs per
 segment; so a stride it emits has the same events and metrics as `analyze_recording` on the whole
 file, as long as the mounting rotation and gyro bias are the same. Measurements of where and how
 much live differs from batch, of latencies and of the stance rows are in benchmarks/README.md
-("live analyzer"), taken by tests/test_live_equivalence.py and tests/test_live_stance.py.
+("live analyzer"), taken by tests/analytics/test_live_equivalence.py and tests/analytics/test_live_stance.py.
 
 - zero velocity: `fusion.live.ZeroVelocityStream`, flags final once their context is known;
 - the window starts where a still period starts, which batch levels the orientation on and where
@@ -87,6 +87,7 @@ from strideflow.hardware.schema import (
     VALID,
 )
 from strideflow.ingest.gaps import GapConditioner
+from strideflow.ingest.stream_receiver import SampleBlock
 
 __all__ = [
     "STANCE_TOLERANCE",
@@ -142,9 +143,7 @@ class StreamAnalyzer(Protocol):
         """Every stride emitted so far (STRIDES_SCHEMA)."""
         ...
 
-    def push(
-        self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray, *, saturated=None
-    ) -> LiveOutput:
+    def push(self, block: SampleBlock) -> LiveOutput:
         """Feed a block; the strides and stance rows it completed."""
         ...
 
@@ -189,6 +188,12 @@ class LiveStrideAnalyzer:
         if a.gyr_delay_s != 0.0:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
+            )
+        if a.zupt.anchor_lever_m is not None:
+            # live windows start at a stance whose de-drifted velocity must be zero
+            raise LiveError(
+                "zupt.anchor_lever_m is not supported by the live analysis (batch only), "
+                f"got {a.zupt.anchor_lever_m!r}"
             )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
@@ -275,17 +280,14 @@ class LiveStrideAnalyzer:
         """Per emitted stride, samples received after its closing sample before it went out."""
         return np.array([e[_LATENCY] for e in self._emissions], dtype=np.int64)
 
-    def push(
-        self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray, *, saturated=None
-    ) -> LiveOutput:
-        """Feed a block of n samples: t (n,) s, acc (n, 3) m/s², gyr (n, 3) deg/s, device or foot frame.
-
-        `saturated` (n,) bool optionally marks samples at the device's range. Returns the
-        strides this block completed and the provisional stance rows it gave.
+    def push(self, block: SampleBlock) -> LiveOutput:
+        """Feed a block of n samples (`ingest.stream_receiver.SampleBlock`: t s, acc m/s², gyr deg/s,
+        device or foot frame, optional saturation marks). Returns the strides this block completed
+        and the provisional stance rows it gave.
         """
         if self._finished:
             raise LiveError("push after finish(): this analyzer's stream has ended")
-        t, acc, gyr, sat = self._checked(t_s, acc_mps2, gyr_dps, saturated)
+        t, acc, gyr, sat = self._checked(block.t_s, block.acc_mps2, block.gyr_dps, block.saturated)
         start = len(self._emissions)
         self._new_stances = _NO_STANCES
         if len(t):

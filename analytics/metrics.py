@@ -1,5 +1,8 @@
 """Per-stride foot metrics of DESIGN.md's `strides` table, as Polars expressions over whole columns.
 
+(Over ~500 lines: the three vectorised steps share the index arithmetic over the same arrays and
+end in one lazy query; split, each would need the others' intermediates.)
+
 Inputs are two tables:
 
 - `events`: one row per stride (keys, `stride_index`, the five event times in s, `valid`, `reason`),
@@ -22,9 +25,8 @@ Three vectorised steps, no Python loop over strides:
 
 The bookkeeping around step 3 (which foot each stride belongs to, which stride follows it, the
 casts of the inputs) is numpy index arithmetic, and step 3 is one lazy query: each Polars query
-costs ~0.1 ms however few rows it has, and the live analyzer (`analytics.live_analyzer`) calls `estimate`
-twice per stride on windows of 2-3 strides (the former chain of joins, sorts and `over` windows
-took ~8 ms per call there, 2.3 ms now; the tables are bit for bit the same). Joins and sorts
+has a fixed cost however few rows it has, and the live analyzer (`analytics.live_analyzer`) calls
+`estimate` twice per stride on windows of 2-3 strides (timings: benchmarks/README.md). Joins and sorts
 remain only where the input needs them: several feet in the signals, signals out of order, or
 strides not already in (keys, IC) order. The signals are put in (keys, time) order once (a no-op
 for the pipeline's own tables), where the as-of joins this replaces sorted them for every lookup.
@@ -125,7 +127,7 @@ class MetricSettings:
       (left) 431 / 401 / 339 / 276 deg/s at 80 / 50 / 30 / 15 Hz, no plateau; on simulator truth
       (issue-15 simulator, true events, pulses of 20-60 ms) MAPE 2.7 % walking / 1.5 % running at
       80 Hz, raw 2.8 / 1.6 %, 50 Hz 4.1 / 1.9 %, and at 50 or 60 Hz the session-to-session changes
-      of a simulated drift shrink by 40-50 % (tests/test_trends.py failed there). Sinclair et al.,
+      of a simulated drift shrink by 40-50 % (tests/analytics/test_trends.py failed there). Sinclair et al.,
       J Hum Kinet 39:25-36 (2013) report the same sensitivity of frontal-plane derivatives to the
       cut-off in running kinematics: compare values only at one stated cut-off.
     - `pronation_velocity_lead_s`: the filter sees the rate from this long before IC (the

@@ -7,7 +7,9 @@ samples/s; ratios are `ratio.<what>` with unit "x".
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import importlib
 import json
 import multiprocessing
 import os
@@ -22,6 +24,7 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.pipeline import RUNNING_MOUNTING, AnalysisSettings
+from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 from strideflow.hardware.mounting import MountingSettings
 
@@ -116,6 +119,20 @@ def report(name: str, rows: list[Row], json_path: str | Path | None = None, cons
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc, indent=2) + "\n")
     return doc
+
+
+def run_benchmark(
+    name: str, quick: bool, json_path: str | Path | None = None, status=contextlib.nullcontext()
+) -> dict:
+    """Run `benchmarks/<name>.py`'s `run(quick)` inside `status` (a context manager, e.g. a spinner),
+    then print and optionally write its report. Every benchmark's `strideflow.bench` entry point."""
+    module = importlib.import_module(f"strideflow.benchmarks.{name}")
+    run = getattr(module, "run", None)
+    if run is None:
+        raise StrideflowError(f"benchmarks/{name}.py has no run(quick) function")
+    with status:
+        rows = run(quick)
+    return report(name, rows, json_path)
 
 
 def _format_value(value: float) -> str:

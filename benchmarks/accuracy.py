@@ -38,6 +38,10 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
+- `rolling_stance.*` (full run only): the same rows with every runner's stance rolling at
+  `ROLLING_STANCE_DPS` from foot-flat to heel-off (`GaitParams.stance_roll_dps`): no still sample
+  in a running stance, as on the real fast footprint strides; analysed with the true mounting
+  (the mounting estimate needs still periods; compare with `true_mounting.*`);
 - `real.*` (when `../shared/data` is there): the real recordings against their independent
   references, beside the simulator rows. Per footprint walk NN (`real.walkNN.`, one LORD pod,
   read through the SensorConnect reader, strides paired with the measured footprints by order):
@@ -114,6 +118,8 @@ def square_mounting(rng: np.random.Generator, foot: str):
 
 
 DELAY_PROFILE = replace(DEFAULT_PROFILE, name="gyro-delay-5ms", gyr_delay_s=0.005)
+# deg/s: the real running-like stances' minimum gyro norm (footprint walks 35, 43, 44: median 38)
+ROLLING_STANCE_DPS = 35.0
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FOOTPRINT_WALKS = (31, 32, 33, 34, 35, 36, 42, 43, 44, 45)
 
@@ -127,6 +133,7 @@ def simulate_and_analyze(
     profile: DeviceProfile = DEFAULT_PROFILE,
     toe_out_deg: float | None = None,
     square_mount: bool = False,
+    stance_roll_dps: float | None = None,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -134,11 +141,18 @@ def simulate_and_analyze(
     that separates the mounting estimate's share of the error from the rest of the pipeline).
     `toe_out_deg`: both feet toe out this much (deg); None: the athlete's own drawn toe-out.
     `square_mount`: pods square on the shoe (`square_mounting`) analysed with the product defaults.
+    `stance_roll_dps`: the athlete's running stance rolls at this rate (deg/s) instead of standing still.
     """
     from strideflow.hardware.mounting import apply_mounting
     from strideflow.hardware.simulator import SimulationSettings, Simulator
+    from strideflow.hardware.simulator.params import sample_athlete
 
     seed = (athlete, 1 if activity == "walk" else 2)
+    gait = None
+    if stance_roll_dps is not None:
+        # the athlete the simulator draws from this seed (its first spawned stream), rolling
+        drawn = sample_athlete(np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[0]))
+        gait = replace(drawn, run=replace(drawn.run, stance_roll_dps=stance_roll_dps))
     mounts = None
     if square_mount:
         rng = np.random.default_rng((*seed, 15))
@@ -155,6 +169,7 @@ def simulate_and_analyze(
             profile=profile,
             toe_out_deg=toe_out_deg,
             mounting_rotations=mounts,
+            athlete=gait,
         )
     ).simulate()
     samples = sim.samples_
@@ -259,8 +274,8 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     return rows
 
 
-def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool]) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square = args
+def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None]) -> pl.DataFrame:
+    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll = args
     return simulate_and_analyze(
         athlete,
         activity,
@@ -269,6 +284,7 @@ def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool]) 
         profile=profile,
         toe_out_deg=toe_out_deg,
         square_mount=square,
+        stance_roll_dps=roll,
     )
 
 
@@ -280,10 +296,11 @@ def collect_pairs(
     profile: DeviceProfile = DEFAULT_PROFILE,
     toe_out_deg: float | None = None,
     square_mount: bool = False,
+    stance_roll_dps: float | None = None,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
-        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount)
+        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, stance_roll_dps)
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
     ]
@@ -312,6 +329,12 @@ def run(quick: bool = False) -> list[Row]:
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]
+        # with the true mounting: the mounting estimate needs still periods, which a session of
+        # rolling running stances does not have (compare with the true_mounting rows)
+        rolling = summarize(
+            collect_pairs(n_athletes, duration_s, true_mounting=True, stance_roll_dps=ROLLING_STANCE_DPS)
+        )
+        rows += [{**r, "name": f"rolling_stance.{r['name']}"} for r in rolling]
     rows += real_data_rows()
     rows.append(row("benchmark.wall_s", time.perf_counter() - t0, "s"))
     return rows

@@ -1,5 +1,8 @@
 """Team-day batch speed and memory: strideflow's `TeamBatch` against two baselines, in one run.
 
+(Over ~500 lines: one benchmark: the cached workload, strideflow's run and the two baselines it is
+measured against must stay comparable.)
+
 Workload: a simulated team day (`strideflow simulate`'s simulator, mixed walking and running,
 both feet, 200 Hz), 100 athletes x 1 session x 60 min = 100 athlete-hours, 144 M samples
 (`--quick`: 4 athletes x 15 min). It is generated once, in parallel, and cached outside the

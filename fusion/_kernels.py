@@ -1,5 +1,9 @@
 """Compiled (numba) per-sample recursions of the Madgwick and Mahony filters.
 
+(Over ~500 lines: the Madgwick and Mahony update rules and every kernel built from them (one sensor,
+many sensors, streaming) stay in one module so that numba inlines the same step functions into each
+and the variants stay equal bit for bit.)
+
 The maths follows the `ahrs` package 0.4.x (its update rules, gains and initial attitude), written
 out component by component so that numba keeps every quantity in registers. Quaternions are scalar
 first and rotate sensor-frame vectors into the world frame (z up). Inside the kernels the angular

@@ -90,8 +90,24 @@ def unit_quaternion(q0, shape=(4,)) -> np.ndarray:
 class Madgwick:
     """Madgwick filter: `estimate` one sensor, or `estimate_many` independent sensors at once.
 
-    Results: `orientation_` (N, 4) or (S, N, 4) float64 quaternions (w, x, y, z), sensor to world;
-    `gain_` the gain used.
+    Parameters
+    ----------
+    settings
+        `MadgwickSettings`: gain beta (1/s; None: the ahrs default for the sensor set) and the
+        optional acceleration rejection.
+
+    Attributes
+    ----------
+    orientation_
+        (N, 4) or (S, N, 4) float64 quaternions (w, x, y, z), sensor to world.
+    gain_
+        The gain used.
+
+    Notes
+    -----
+    Gradient-descent orientation filter of Madgwick, Harrison & Vaidyanathan (2011, IEEE ICORR,
+    "Estimation of IMU and MARG orientation using a gradient descent algorithm"), written to give
+    the same quaternions as the `ahrs` package's `Madgwick` (`test_fusion_reference.py`).
     """
 
     def __init__(self, settings: MadgwickSettings | None = None) -> None:

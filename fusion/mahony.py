@@ -24,8 +24,24 @@ from strideflow.fusion.settings import MahonySettings, rejection_params
 class Mahony:
     """Mahony filter: `estimate` one sensor, or `estimate_many` independent sensors at once.
 
-    Results: `orientation_` (N, 4) or (S, N, 4) quaternions (w, x, y, z), sensor to world;
-    `bias_dps_` (3,) or (S, 3) the gyroscope-bias estimate after the last sample, deg/s.
+    Parameters
+    ----------
+    settings
+        `MahonySettings`: proportional and integral gains, initial gyro bias (deg/s) and the
+        optional acceleration rejection.
+
+    Attributes
+    ----------
+    orientation_
+        (N, 4) or (S, N, 4) quaternions (w, x, y, z), sensor to world.
+    bias_dps_
+        (3,) or (S, 3) the gyroscope-bias estimate after the last sample, deg/s.
+
+    Notes
+    -----
+    Explicit complementary filter of Mahony, Hamel & Pflimlin (2008, IEEE Trans. Automatic
+    Control 53(5):1203-1218), written to give the same quaternions as the `ahrs` package's
+    `Mahony` (`test_fusion_reference.py`).
     """
 
     def __init__(self, settings: MahonySettings | None = None) -> None:

@@ -1,4 +1,8 @@
-"""The fusion stage: a `samples` table in, an `orientation` table out (DESIGN.md).
+"""Table-level fusion: a `samples` table in, an `orientation` table out (DESIGN.md).
+
+The stride pipeline does not go through here: it fuses each stance-to-stance segment inside the
+segment analysis (`analytics.segment`, with ZUPT levelling). This is the API for callers that want
+the `orientation` table of whole recordings, and what `strideflow bench fusion` measures end to end.
 
 Every (athlete, session, foot[, segment]) group is filtered independently, starting as ahrs does
 from its first sample. Columns go to numpy without copies where Arrow allows, all groups run in one

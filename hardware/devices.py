@@ -1,5 +1,8 @@
 """Devices that stream packets: a simulated shoe pod and a replayer of recorded samples.
 
+(Over ~500 lines: the simulated pod and the replayer share packetising, pacing and resume, which
+read best next to both users.)
+
 Both turn a foot's samples (device frame, m/s² and deg/s) into the int16 packets of
 `hardware.packets`, quantised with the scale factors of a `DeviceProfile` and clipped at its range
 as the device's ADC does, `samples_per_packet` samples each (a packet never spans a gap in time).

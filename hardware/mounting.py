@@ -1,5 +1,8 @@
 """Mounting alignment: the fixed rotation from a device's own frame into the foot sensor frame.
 
+(Over ~500 lines: one estimator whose steps (gravity at foot-flats, swing axis, progression sign)
+and fallbacks read best in the order they run; the shared rotation maths is in `hardware.motion_math`.)
+
 The foot sensor frame (DESIGN.md) has x toward the shoe tip, y to the left and z up when the foot
 stands flat. The rotation is estimated from one foot's own recording:
 

@@ -28,7 +28,7 @@ class DeviceProfile:
     gyr_scale_error: float = 0.01  # sensitivity error per axis, fraction (1 sigma)
     gyr_misalignment_deg: float = 0.5  # cross-axis sensitivity per axis pair, deg (1 sigma)
     # The gyro's samples lag the accelerometer's by this (s): the two channels go through different
-    # filters. 0 = in step; about 5 ms on the LORD 3DM-GX5-25 of the footprint walks (issue 17).
+    # filters. 0 = in step; 5 ms on the LORD 3DM-GX5-25 (measured, `ingest.formats.lord`).
     gyr_delay_s: float = 0.0
     # Fixed device -> foot-frame rotation (w, x, y, z) when the pod sits in a known holder;
     # None: estimate it from the data (strideflow.hardware.mounting).
@@ -56,6 +56,10 @@ PROFILES: dict[str, DeviceProfile] = {
         DeviceProfile(),
         # NilsPod-like pod of the gaitmap recordings (±16 g, ±2000 deg/s at 204.8 Hz).
         DeviceProfile(name="nilspod", sampling_rate_hz=204.8),
+        # LORD MicroStrain 3DM-GX5-25 as seen in the footprint walks (issue 17): its gyro lags its
+        # accelerometer by 5 ms (the SensorConnect reader undoes it, `ingest.formats.lord`) and
+        # clips at about 500 deg/s per axis on fast swings; up to 17 g passed unclipped.
+        DeviceProfile(name="lord-3dm-gx5-25", acc_range_g=20.0, gyr_range_dps=500.0, gyr_delay_s=0.005),
         # A cheaper pod that saturates on running impacts.
         DeviceProfile(name="budget-8g-1000dps", acc_range_g=8.0, gyr_range_dps=1000.0, gyr_noise_dps=0.3),
     )

@@ -1,5 +1,8 @@
 """CSV readers: the generic one-header-row file and the gaitmap two-row-header file.
 
+(Over ~500 lines: the generic and the gaitmap reader share the header, field-count and cell checks and
+the per-line scans that name a bad line; split, those private helpers would cross modules.)
+
 Both turn the file into `RawSensor`s: float channels under canonical names plus the file line of
 every sample, and a time base (time in s, or a sample index that needs a rate). Validation of the
 numbers (time order, gaps, units, saturation) happens in `condition`; here only the text is

@@ -268,26 +268,46 @@ class StreamReceiver:
         self.wal.close()
 
 
-def packet_block(packet: Packet, sampling_rate_hz: float) -> dict[str, np.ndarray]:
-    """A packet's samples as keyword arguments of a live analyzer's `push`.
+@dataclass(frozen=True)
+class SampleBlock:
+    """n consecutive samples of one device, as a live analyzer's `push` takes them.
+
+    `t_s` (n,) s; `acc_mps2` (n, 3) m/s²; `gyr_dps` (n, 3) deg/s, device or foot frame;
+    `saturated` (n,) bool where a sample sits at the device's range (None: not known);
+    `first_seq`/`last_seq`: the packet sequence numbers the block came from (None outside a stream).
+    """
+
+    t_s: np.ndarray
+    acc_mps2: np.ndarray
+    gyr_dps: np.ndarray
+    saturated: np.ndarray | None = None
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+def packet_block(packet: Packet, sampling_rate_hz: float) -> SampleBlock:
+    """A packet's samples as a `SampleBlock`.
 
     t_s from the device timestamp, acc_mps2 and gyr_dps from counts / scales, and `saturated`
     where an axis sits at the int16 limit (the device's range).
     """
     counts = packet.counts
     saturated = np.any((counts == np.iinfo(np.int16).min) | (counts == np.iinfo(np.int16).max), axis=1)
-    return {
-        "t_s": packet.times_s(sampling_rate_hz),
-        "acc_mps2": packet.acc_mps2,
-        "gyr_dps": packet.gyr_dps,
-        "saturated": saturated,
-    }
+    return SampleBlock(
+        t_s=packet.times_s(sampling_rate_hz),
+        acc_mps2=packet.acc_mps2,
+        gyr_dps=packet.gyr_dps,
+        saturated=saturated,
+        first_seq=packet.sequence,
+        last_seq=packet.sequence,
+    )
 
 
 __all__ = [
     "MAX_SAMPLES",
     "Outcome",
     "Received",
+    "SampleBlock",
     "SequenceState",
     "StreamError",
     "StreamHello",

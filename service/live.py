@@ -63,7 +63,14 @@ from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
-from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
+from strideflow.ingest.stream_receiver import (
+    Outcome,
+    SampleBlock,
+    StreamError,
+    StreamHello,
+    StreamReceiver,
+    packet_block,
+)
 from strideflow.ingest.wal import list_wals, read_wal, session_wal_devices, wal_path
 
 log = logging.getLogger("strideflow.service")
@@ -319,7 +326,7 @@ class LiveHub:
             failures = 0
             for packet in receiver.replayed_:
                 try:
-                    analyzer.push(**packet_block(packet, hello.sampling_rate_hz))
+                    analyzer.push(packet_block(packet, hello.sampling_rate_hz))
                 except Exception:  # as live: a packet the analysis fails on is kept, not fatal
                     failures += 1
                     if failures == 1:  # once per stream, not per packet
@@ -429,9 +436,9 @@ class LiveHub:
                 self._publish(stream, strides, received_at, packet.sequence, "packet")
 
     @staticmethod
-    def _push(analyzer: StreamAnalyzer, block: dict) -> LiveOutput:
+    def _push(analyzer: StreamAnalyzer, block: SampleBlock) -> LiveOutput:
         """(strides, provisional stance rows) the block completed."""
-        return analyzer.push(**block)
+        return analyzer.push(block)
 
     async def end(self, stream: LiveStream, owner: object) -> dict:
         """The client ended the stream: finish the analysis, store, mark the log closed."""

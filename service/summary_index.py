@@ -121,7 +121,7 @@ def _upsert(db: Database, model, key: dict, values: dict) -> None:
 # --- session summaries ------------------------------------------------------------------------
 def build_summary(results: pl.DataFrame | None, session_id: str) -> dict:
     """The SessionOut fields of one session from rows of its `sessions` table (None: not analysed)."""
-    from strideflow.service.routes.athletes import session_fields
+    from strideflow.service.queries import session_fields
 
     return session_fields(results, session_id)
 
@@ -150,7 +150,7 @@ def rebuild_summaries(
     """Build and store the summaries of `stale` ({session_id: signature taken before reading}) from
     their partitions (one parallel read); returns ({session_id: summary}, {session_id: problem})
     with the sessions whose partition cannot be read (not indexed; logged) in the second."""
-    from strideflow.service.routes.athletes import read_session_rows
+    from strideflow.service.queries import read_session_rows
 
     if not stale:
         return {}, {}

@@ -105,11 +105,11 @@ def live_simulated():
 
 @pytest.fixture(scope="module")
 def browser():
-    """Chromium (tests/browser_support.py) under Playwright; skips when the package is missing.
+    """Chromium (tests/support/browser.py) under Playwright; skips when the package is missing.
 
     Per module: Playwright's sync API keeps an event loop running in the main thread while it is
     open, and later modules call asyncio.run()."""
-    from browser_support import CHROMIUM, CHROMIUM_ARGS
+    from support.browser import CHROMIUM, CHROMIUM_ARGS
 
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="the playwright Python package is not installed"

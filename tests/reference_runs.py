@@ -15,7 +15,7 @@ The runs (`reference_tables()`):
   foot in blocks of 97 samples with the default (20 s warm-up) settings, and the simulated file
   with gaps in blocks of 50: strides, provisional stance rows, emission latencies, warnings.
 
-Each table is stored as Parquet (they are small) and compared exactly (`tests/test_fingerprint.py`).
+Each table is stored as Parquet (they are small) and compared exactly (`tests/e2e/test_fingerprint.py`).
 Regenerate after an intentional change of behaviour (and say so in the commit):
 
     python tests/reference_runs.py
@@ -186,6 +186,7 @@ def _jobs_run(dataset: Path, tmp: Path) -> dict[str, pl.DataFrame]:
 def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dict[str, pl.DataFrame]:
     from strideflow.analytics.live_analyzer import LiveStrideAnalyzer
     from strideflow.hardware import schema as S
+    from strideflow.ingest.stream_receiver import SampleBlock
 
     strides, stances, emissions, warnings = [], [], [], []
     for foot in S.FEET:
@@ -202,7 +203,7 @@ def _live_replay(samples: pl.DataFrame, fs: float, block: int, name: str) -> dic
         pushed, stance_rows = [], []
         for i in range(0, len(t), block):
             sl = slice(i, i + block)
-            out = live.push(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl])
+            out = live.push(SampleBlock(t[sl], acc[sl], gyr[sl], saturated=None if sat is None else sat[sl]))
             pushed.append(out.strides)
             stance_rows.append(out.stances)
         pushed.append(live.finish().strides)
@@ -249,7 +250,7 @@ def reference_tables() -> dict[str, pl.DataFrame]:
 
 
 # Float columns may differ by this much, absolute, or relative to the stored value where it is
-# above 1 in magnitude (see tests/test_fingerprint.py for why); everything else must be identical.
+# above 1 in magnitude (see tests/e2e/test_fingerprint.py for why); everything else must be identical.
 FLOAT_TOLERANCE = 1e-12
 
 

@@ -1,5 +1,8 @@
 """Exact foot motion: orientation from C2 splines of yaw, pitch and roll, position from rolling contact.
 
+(Over ~500 lines: one exact motion model: the orientation splines and the rolling-contact
+position depend on each other's knots.)
+
 Orientation. The foot frame (sensor -> world) is R = Rz(psi) Ry(-theta) Rx(phi): theta is the
 pitch (toes up positive) and phi the roll of frames.roll_pitch_deg, psi the heading. Each angle is a
 quintic Hermite spline through knots with given value, rate and second derivative, so angle, rate
@@ -15,10 +18,13 @@ and the angular acceleration from its time derivative.
 Position. On the ground the foot rotates about a fixed contact point c (heel for a rearfoot strike,
 midfoot or ball of the foot otherwise, then the ball of the foot from heel-off to toe-off), so the
 sensor is at p = c + R l with the body-fixed lever l = r_sensor - r_contact. The foot-flat is still
-because every angle knot there has zero rate and acceleration. In swing the contact point and lever
-blend with a quintic smooth step from the toe-off contact (ball of the foot) to the next landing
-contact, plus a lift bump, which keeps position, velocity and acceleration continuous at toe-off and
-IC. The specific force in the foot frame is
+because every angle knot there has zero rate and acceleration, unless the stance rolls
+(`stance_roll_dps`, running): then pitch falls at that rate from foot-flat to heel-off while the
+contact moves along the sole from the landing point to the ball of the foot (the same smooth step
+as in swing, in the body and on the floor alike), so the sensor moves and no sample is still.
+In swing the contact point and lever blend with a quintic smooth step from the toe-off contact
+(ball of the foot) to the next landing contact, plus a lift bump, which keeps position, velocity
+and acceleration continuous at toe-off and IC. The specific force in the foot frame is
 
     f_b = l'' + 2 w x l' + w' x l + w x (w x l) + R^T (c'' + a_impact + [0, 0, g]).
 
@@ -122,22 +128,27 @@ class QuinticHermite:
 
 class PushOffRoll:
     """Roll (deg): the quintic spline `base`, except from heel-off to toe-off, where it follows the
-    pitch: p = p_ff + P(x), x = pitch / pitch at toe-off (0 at heel-off, 1 at toe-off),
+    pitch: p = p_ff + P(x), x = (pitch - pitch at heel-off) / (pitch at toe-off - pitch at heel-off)
+    (0 at heel-off, 1 at toe-off),
 
-        P(x) = a x (1 - x)^3 + D x^2 (6 - 8x + 3x^2),  a = -tan(alpha) * toe-off angle, D = p_to - p_ff.
+        P(x) = a x (1 - x)^3 + D x^2 (6 - 8x + 3x^2),  a = tan(alpha) * (pitch at heel-off - at toe-off),
+        D = p_to - p_ff.
 
     dp/d(pitch) = tan(alpha) at heel-off: the heel starts rising about the oblique MTP axis (inverting);
     P'(1) = P''(1) = 0: the push-off ends about the transverse axis with the toe-off pronation D and
-    zero roll rate and acceleration, where the spline takes over (C2 throughout, since pitch has
-    zero rate and acceleration at heel-off). Roll = sign * p; `evaluate` as QuinticHermite's.
+    zero roll rate and acceleration, where the spline takes over. C2 throughout: pitch has zero
+    acceleration at heel-off, and zero rate too unless the stance rolls (`stance_roll_dps`), in
+    which case the spline's heel-off knot carries P's rate and acceleration there. Roll = sign * p;
+    `evaluate` as QuinticHermite's.
     """
 
-    def __init__(self, base, pitch, ho, to, toe_off_deg, tan_alpha, p_ff, p_to, sign) -> None:
+    def __init__(self, base, pitch, ho, to, toe_off_deg, tan_alpha, p_ff, p_to, sign, theta_ho=None) -> None:
         keep = np.isfinite(ho) & np.isfinite(to)
         self.base, self.pitch, self.sign = base, pitch, sign
         self.ho, self.to = ho[keep], to[keep]
+        self.theta_ho = np.zeros(int(keep.sum())) if theta_ho is None else np.asarray(theta_ho)[keep]
         self.theta_to = -toe_off_deg[keep]
-        self.a = -tan_alpha * toe_off_deg[keep]
+        self.a = -tan_alpha * (toe_off_deg[keep] + self.theta_ho)
         self.d = (p_to - p_ff)[keep]
         self.p_ff = p_ff[keep]
 
@@ -152,7 +163,8 @@ class PushOffRoll:
         f, df, d2f = f.copy(), df.copy(), d2f.copy()
         j = k[inside]
         th, dth, d2th = self.pitch.evaluate(t[inside])
-        x, dx, d2x = th / self.theta_to[j], dth / self.theta_to[j], d2th / self.theta_to[j]
+        span = self.theta_to[j] - self.theta_ho[j]
+        x, dx, d2x = (th - self.theta_ho[j]) / span, dth / span, d2th / span
         a, d = self.a[j], self.d[j]
         u = 1.0 - x
         p = a * x * u**3 + d * x * x * (6.0 - 8.0 * x + 3.0 * x * x)
@@ -280,12 +292,17 @@ class FootMotion:
         tau = SWING_ACCEL_FRACTION * swing_s
         v_swing = (peak_next - theta_min) / (swing_s - tau)
         zero = np.zeros(tl.n)
+        # a rolling stance (running): pitch falls at `stance_roll_dps` from foot-flat to heel-off,
+        # only in stances a stride of gait leaves from (standing before and after a bout is still)
+        mid_gait = np.isfinite(tl.ho) & tl.gait
+        roll_rate = np.where(mid_gait, -v["stance_roll_dps"], 0.0)
+        theta_ho = np.where(mid_gait, roll_rate * (tl.ho - tl.ffs), 0.0)
         self.pitch = _stack_knots(
             [
                 (tp, peak, zero, zero),
                 (tl.ic, strike, ic_rate, zero),
-                (tl.ffs, zero, zero, zero),
-                (tl.ho, zero, zero, zero),
+                (tl.ffs, zero, roll_rate, zero),
+                (tl.ho, theta_ho, roll_rate, zero),
                 (tl.to, -toe_off, -push_rate, zero),
                 (te, theta_min, zero, zero),
                 (te + tau, theta_min + 0.5 * v_swing * tau, v_swing, zero),
@@ -308,21 +325,26 @@ class FootMotion:
         # falls inside the pronation window (running), the window's max is still the loading one
         k1 = 0.35  # the peak pronation rate comes at 35 % of the rise, in time and angle
         s = self.sign
+        # heel-off of a rolling stance: the spline leaves with PushOffRoll's rate and acceleration
+        tan_alpha = np.tan(np.deg2rad(90.0 - athlete.mtp_break_angle_deg))
+        a_push = -tan_alpha * (theta_ho + toe_off)
+        dx0 = roll_rate / (-toe_off - theta_ho)
+        ho_rate = s * a_push * dx0
+        ho_acc = s * (-6.0 * a_push + 12.0 * (p_to - p_ff)) * dx0 * dx0
         base = _stack_knots(
             [
                 (tl.ic, s * p_ic, zero, zero),
                 (tl.ic + k1 * t_mp, s * (p_ic + k1 * e), s * vmax, zero),
                 (tl.ic + t_mp, s * p_max, zero, zero),
                 (tl.ffs, s * p_ff, zero, zero),
-                (tl.ho, s * p_ff, zero, zero),
+                (tl.ho, s * p_ff, ho_rate, ho_acc),
                 (tl.to, s * p_to, zero, zero),
                 (sw, s * p_sw, zero, zero),
             ],
             tl.end_s,
             s * p_ff[-1],
         )
-        tan_alpha = np.tan(np.deg2rad(90.0 - athlete.mtp_break_angle_deg))
-        self.roll = PushOffRoll(base, self.pitch, tl.ho, tl.to, toe_off, tan_alpha, p_ff, p_to, s)
+        self.roll = PushOffRoll(base, self.pitch, tl.ho, tl.to, toe_off, tan_alpha, p_ff, p_to, s, theta_ho)
         # ---------- heading (deg) ----------
         # the shoe's heading on the ground: the walking direction turned outward by the toe-out
         self.shoe_heading_rad = tl.heading_rad + s * np.deg2rad(v["foot_progression_angle_deg"])
@@ -364,6 +386,7 @@ class FootMotion:
         self.impact_gyr_rad_s = np.deg2rad(v["impact_gyr_dps"]) if impact_gyro else np.zeros(tl.n)
         self.impact_gyr_axis = IMPACT_GYR_AXIS * np.array([s, 1.0, s])
         self.cycle_start = np.where(np.isnan(tl.ic), -np.inf, tl.ic)
+        self.stance_roll = -roll_rate
 
     @staticmethod
     def _next(a: np.ndarray) -> np.ndarray:
@@ -428,6 +451,23 @@ class FootMotion:
         c2d = np.zeros_like(c)
         l1d = np.zeros_like(c)
         l2d = np.zeros_like(c)
+        rolling = ~in_swing & ~landing & (t < tl.ho[k]) & (self.stance_roll[k] > 0.0)
+        if np.any(rolling):
+            # the contact moves along the sole from the landing point to the ball of the foot
+            j = k[rolling]
+            T = tl.ho[j] - tl.ffs[j]
+            u = (t[rolling] - tl.ffs[j]) / T
+            B = u**3 * (10 - 15 * u + 6 * u * u)
+            B1 = 30 * u * u * (1 - u) ** 2 / T
+            B2 = 60 * u * (1 - u) * (1 - 2 * u) / T**2
+            dc = self.c_mtp[j] - self.c_land[j]
+            dr = self.r_mtp - self.r_land[j]
+            c[rolling] = self.c_land[j] + B[:, None] * dc
+            c1d[rolling] = B1[:, None] * dc
+            c2d[rolling] = B2[:, None] * dc
+            lev[rolling] = (self.r_sensor - self.r_land[j]) - B[:, None] * dr
+            l1d[rolling] = -B1[:, None] * dr
+            l2d[rolling] = -B2[:, None] * dr
         if np.any(in_swing):
             j = k[in_swing]
             ts = t[in_swing]

@@ -55,6 +55,11 @@ class GaitParams:
     impact_freq_hz: float = 40.0  # ringing frequency of the impact
     impact_gyr_dps: float = 8.0  # peak angular rate of the pod's impact ringing (reaches the gyro), deg/s
     clearance_m: float = 0.06  # extra lift of the sole during swing
+    # Plantarflexion rate the foot keeps from foot-flat to heel-off, rolling over the sole from the
+    # landing contact to the ball of the foot, deg/s. 0: a still foot-flat. Real running-like
+    # strides (LORD footprint walks, issue 17) never stand still: the gyro norm stays above
+    # 28-45 deg/s (quartiles of its stance minimum) and the 15 ms SHOE statistic above 2.4-4.7.
+    stance_roll_dps: float = 0.0
     variability_cv: float = 0.025  # stride-to-stride coefficient of variation
 
     @property

@@ -56,6 +56,7 @@ CONSTANT = (
     "impact_freq_hz",
     "flat_pronation_deg",
     "impact_gyr_dps",
+    "stance_roll_dps",
 )
 ABSOLUTE_SD_PER_CV_DEG = 40.0  # a CV of 0.025 gives 1 deg stride-to-stride SD on signed angles
 # Stride-to-stride SD of the toe-out (foot progression angle), deg: real walkers vary by 1-2 deg.

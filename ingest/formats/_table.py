@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 
+from strideflow.hardware.schema import GYR
 from strideflow.ingest.columns import parse_name
 from strideflow.ingest.csvfile import RawSensor, RawTable, _Body, _cells, _time_seconds
-from strideflow.ingest.errors import INVALID_SAMPLES, IngestError, WarningLog
+from strideflow.ingest.errors import GYRO_DELAY, INVALID_SAMPLES, IngestError, WarningLog
 from strideflow.ingest.settings import ReadSettings
 
 GAUSS_TO_UT = 100.0  # 1 G = 100 µT
@@ -111,9 +112,15 @@ def build_table(
     scale: dict[str, float] | None = None,
     time_values: np.ndarray | None = None,
     foot: str | None = None,
+    gyr_delay_s: float = 0.0,
+    gyr_delay_source: str = "",
 ) -> RawTable:
     """One sensor's table: rows whose device valid flag of a used channel is not 1 are left out
-    (logged), so they become gaps for `condition` to interpolate or split at."""
+    (logged), so they become gaps for `condition` to interpolate or split at.
+
+    `gyr_delay_s` (s): the device's gyroscope samples lag its accelerometer's by this much (its
+    format's known value, `gyr_delay_source` says where it comes from): the gyro channels are read
+    that much later, gyr(t + gyr_delay_s), by linear interpolation on the file's own time."""
     keep = np.ones(rows.size, dtype=bool)
     if valid:
         for pos in valid.values():
@@ -139,4 +146,17 @@ def build_table(
     )
     table = RawTable(sensors=[sensor], rows=rows[keep], time_label=time_label)
     table.time_s = _time_seconds(source, t[keep], time_scale, time_label, settings, log)
+    if gyr_delay_s:
+        _undo_gyr_delay(sensor, table.time_s, gyr_delay_s, gyr_delay_source, log)
     return table
+
+
+def _undo_gyr_delay(sensor: RawSensor, t_s: np.ndarray, delay_s: float, why: str, log: WarningLog) -> None:
+    """Read the gyro channels `delay_s` later (ends held); only on strictly increasing time, where
+    interpolation means something (an unordered file fails later in `condition` anyway)."""
+    gyr = [c for c in GYR if c in sensor.channels]
+    if not gyr or t_s.size < 2 or not np.all(np.diff(t_s) > 0):
+        return
+    for c in gyr:
+        sensor.channels[c] = np.interp(t_s + delay_s, t_s, sensor.channels[c])
+    log.add(GYRO_DELAY, f"gyroscope read {1000.0 * delay_s:g} ms later than the accelerometer ({why})")

@@ -11,12 +11,32 @@ Communications Protocol" manual (sensor data set 0x80 and estimation filter data
 (0x80,0x06) in Gauss, `estCompensatedAccelX/Y/Z` (0x82,0x1C) in m/s² (gravity included, biases
 removed), `estAngularRateX/Y/Z` (0x82,0x0E) in rad/s. The device's own angles are not used.
 `Time` is in seconds. The raw scaled channels are preferred when a file has both.
+
+Gyro lag (`GYR_DELAY_S`, the `lord-3dm-gx5-25` device profile's `gyr_delay_s`): the
+3DM-GX5-25's angular-rate samples lag its acceleration samples by about 5 ms, in the scaled
+(0x80) and the filter (0x82) channels alike, so the gyro channels are read 5 ms later
+(`_table.build_table`, warning kind `gyro_delay`). LORD's manual states no such figure; it was
+measured on the footprint walks of `../shared/data/footprints_walks` (one 3DM-GX5-25, issue 17):
+with the gyro read d ms later, the mean stride-length error of the normal-speed walks (reference
+median stride < 1.5 m) crosses zero at d = 5-6 ms on both channel sets, 200 Hz and 250 Hz, so a
+lag in time, not in samples (d = 0: -1.6...-2.8 cm; 3 ms: -0.6...-1.5; 4.5 ms: -0.1...-0.9;
+5.5 ms: -0.6...+0.3; 7 ms: -0.3...+0.8), the spread halves (median abs 1.6-2.6 -> 0.7-1.7 cm) and
+the fast walks, not used to choose it, improve too. A lag, not a gyro gain error: the gyro gain
+that would lengthen the strides as much (+2-3 %) has the wrong sign for the walks' heading, which
+turns 1.3-2.2 % more than the footprint path (walks 32, 33, 36, 42, 45; a lag leaves integrated
+angles unchanged).
+Why a lag shortens strides: the orientation turns late, so gravity is removed in the wrong
+direction while the foot rotates fast in swing (`fusion.sensor_delay`). To check another unit,
+walk over marked footprints and scan `AnalysisSettings(gyr_delay_s=...)` (on top of what this
+reader undoes); the ZUPT-residual estimator (`gyr_delay_s="estimate"`) does not single the lag
+out on these walks.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import ACC, GYR, MAG
 from strideflow.ingest.csvfile import RawTable
 from strideflow.ingest.errors import IGNORED_SENSOR, IngestError, WarningLog
@@ -35,6 +55,9 @@ _FILTER = {
     **{f"estAngularRate{a}": (c, "rad/s", 1.0) for a, c in zip("XYZ", GYR, strict=True)},
 }
 _VALID = "valid"
+# s; how much the gyro lags the accelerometer on the 3DM-GX5-25 (module docstring).
+GYR_DELAY_S = PROFILES["lord-3dm-gx5-25"].gyr_delay_s
+_GYR_DELAY_SOURCE = "LORD 3DM-GX5-25 gyro lag measured on walks with footprints, ingest.formats.lord"
 
 
 def _split(label: str) -> tuple[str, str, bool] | None:
@@ -118,6 +141,8 @@ def read(source: str, data: bytes, path: Path, settings: ReadSettings, log: Warn
             log=log,
             valid=valid,
             scale={table[n][0]: table[n][2] for n in found},
+            gyr_delay_s=GYR_DELAY_S,
+            gyr_delay_source=_GYR_DELAY_SOURCE,
         )
     ]
 

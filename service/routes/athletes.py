@@ -6,7 +6,6 @@ import datetime as dt
 import functools
 import logging
 from enum import StrEnum
-from pathlib import Path as FsPath
 from typing import Annotated
 
 import polars as pl
@@ -20,17 +19,10 @@ from strideflow.analytics.trends import compute_trends
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
-    ACTIVITY,
     ATHLETE_ID,
-    FEET,
     FOOT,
     METRICS,
     SESSION_ID,
-    STRIDE_COUNT,
-    lr_difference,
-    session_iqr,
-    session_median,
-    symmetry_index,
 )
 from strideflow.service import summary_index
 from strideflow.service.auth import CurrentPrincipal, Principal, Role, visible_athlete
@@ -46,12 +38,12 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
+from strideflow.service.queries import session_fields, session_item, session_summaries
 from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
     Foot,
     Page,
-    SessionFoot,
     SessionOut,
     TrendPoint,
 )
@@ -61,7 +53,6 @@ log = logging.getLogger("strideflow.service")
 router = APIRouter(prefix="/v1", tags=["athletes"])
 
 Metric = StrEnum("Metric", {m: m for m in METRICS})
-STRIDE_COUNT_ALL = f"{STRIDE_COUNT}_all"  # all strides, valid or not (analytics.sessions)
 NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
 
 TREND_FIELDS = tuple(TrendPoint.model_fields)
@@ -124,119 +115,6 @@ async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: 
     return AthleteOut.model_validate(items[0])
 
 
-def _clean(value):
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    return value
-
-
-def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
-    """SessionOut's result fields of one session (`analysed`, `feet`, `symmetry_index_pct`,
-    `lr_difference_deg`, JSON-ready) from rows of the sessions table (None: not analysed)."""
-    feet: list[dict] = []
-    si: dict[str, float | None] = {}
-    diff: dict[str, float | None] = {}
-    analysed = False
-    if results is not None and results.height:
-        mine = results.filter(pl.col(SESSION_ID) == session_id)
-        analysed = mine.height > 0
-        if ACTIVITY in mine.columns:
-            # The session's main activity (most valid strides) first: its feet and symmetry lead.
-            main = mine.with_columns(
-                pl.col(STRIDE_COUNT).fill_null(0).sum().over(ACTIVITY).alias("_n_activity")
-            ).sort("_n_activity", ACTIVITY, FOOT, descending=[True, False, False], nulls_last=True)
-        else:
-            main = mine.sort(FOOT)
-        for r in main.iter_rows(named=True):
-            if r.get(FOOT) not in FEET:
-                continue
-            feet.append(
-                SessionFoot(
-                    foot=Foot(r[FOOT]),
-                    activity=r.get(ACTIVITY),
-                    stride_count=r.get(STRIDE_COUNT),
-                    stride_count_all=r.get(STRIDE_COUNT_ALL),
-                    median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
-                    iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
-                ).model_dump(mode="json")
-            )
-            for m in METRICS:
-                if symmetry_index(m) in r and m not in si:
-                    si[m] = _clean(r[symmetry_index(m)])
-                if lr_difference(m) in r and m not in diff:
-                    diff[m] = _clean(r[lr_difference(m)])
-    return {"analysed": analysed, "feet": feet, "symmetry_index_pct": si, "lr_difference_deg": diff}
-
-
-def session_item(row: SessionRow, fields: dict, results_error: str | None = None) -> dict:
-    """A session row with its result fields (`session_fields`) as a SessionOut-shaped dict."""
-    return {
-        "athlete_id": row.athlete_id,
-        "session_id": row.session_id,
-        "session_date": row.session_date,
-        "created": row.created,
-        **fields,
-        "results_error": results_error,
-    }
-
-
-def session_out(
-    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
-) -> SessionOut:
-    """A session row with its per-foot aggregates from the sessions table (if analysed);
-    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
-    return SessionOut.model_validate(
-        session_item(row, session_fields(results, row.session_id), results_error)
-    )
-
-
-def session_results(
-    settings: ServiceSettings, athlete_id: str, session_ids: list[str]
-) -> tuple[pl.DataFrame | None, dict[str, str]]:
-    """`read_session_rows` of the service's results folder."""
-    return read_session_rows(settings.results_dir, athlete_id, session_ids)
-
-
-def read_session_rows(
-    results_dir: FsPath, athlete_id: str, session_ids: list[str]
-) -> tuple[pl.DataFrame | None, dict[str, str]]:
-    """Rows of the sessions table for these sessions of one athlete (None if none stored), and
-    {session_id: problem} of sessions whose stored partition cannot be read (logged).
-
-    The partition files are opened directly (no directory scan) and read in one parallel collect;
-    only when that fails are they read one by one, to serve the others and name the damaged ones.
-    """
-    paths = {}
-    for sid in session_ids:
-        if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
-            continue
-        path = partitions.partition_dir(results_dir, partitions.SESSIONS, athlete_id, sid)
-        path = path / partitions.PART_FILE
-        if path.is_file():
-            paths[sid] = path
-
-    def scan(sid: str) -> pl.LazyFrame:
-        return pl.scan_parquet(paths[sid]).with_columns(pl.lit(sid).alias(SESSION_ID))
-
-    if not paths:
-        return None, {}
-    try:
-        return pl.concat([scan(sid) for sid in paths], how="diagonal_relaxed").collect(), {}
-    except Exception:  # noqa: BLE001 - polars raises several types for a damaged file; found below
-        pass
-    frames, damaged = [], {}
-    for sid in paths:
-        try:
-            frames.append(scan(sid).collect())
-        except Exception as exc:  # noqa: BLE001
-            damaged[sid] = read_problem(exc)
-            log.error(
-                "stored %s of athlete %r, session %r cannot be read: %s",
-                partitions.SESSIONS, athlete_id, sid, damaged[sid],
-            )  # fmt: skip
-    return (pl.concat(frames, how="diagonal_relaxed") if frames else None), damaged
-
-
 def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int):
     """(up to limit + 1 session rows from `after` on, the first `limit` of them with valid ids)."""
     sort_date = func.coalesce(SessionRow.session_date, NO_DATE)
@@ -259,20 +137,6 @@ def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int)
         else:  # stored before every id was checked: skipped, so it cannot break the listing
             log.warning("athlete %r: skipped session row with an invalid id %r", athlete_id, r.session_id)
     return rows, shown
-
-
-async def session_summaries(
-    db: Database, settings: ServiceSettings, athlete_id: str, session_ids: list[str]
-) -> tuple[dict[str, dict], dict[str, str]]:
-    """`summary_index.session_summaries`: index rows read on the event loop (no file is opened),
-    partitions that changed since read again in the thread pool."""
-    found, stale = summary_index.cached_summaries(db, settings.results_dir, athlete_id, session_ids)
-    if not stale:
-        return found, {}
-    more, damaged = await run_in_threadpool(
-        summary_index.rebuild_summaries, db, settings.results_dir, athlete_id, stale
-    )
-    return found | more, damaged
 
 
 @router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=READ_ERRORS)

@@ -34,7 +34,7 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.errors import read_results
-from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
+from strideflow.service.queries import AthleteQuery, SessionPath, resolve_session
 from strideflow.service.schemas import READ_ERRORS, Foot, Page
 from strideflow.service.settings import ServiceSettings
 

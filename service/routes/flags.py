@@ -13,10 +13,10 @@ from strideflow.service.auth import CurrentPrincipal
 from strideflow.service.db import SessionRow
 from strideflow.service.deps import DbDep, SettingsDep
 from strideflow.service.errors import read_results
-from strideflow.service.report import flag_sentence
-from strideflow.service.routes.sessions import AthleteQuery, SessionPath, resolve_session
+from strideflow.service.queries import AthleteQuery, SessionPath, resolve_session
 from strideflow.service.schemas import READ_ERRORS, Page
 from strideflow.service.settings import ServiceSettings
+from strideflow.service.wording import flag_sentence
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 

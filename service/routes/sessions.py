@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import bindparam, select
 
 from strideflow.analytics import partitions
 from strideflow.hardware.schema import (
@@ -17,8 +15,8 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
 )
 from strideflow.service import strides_page
-from strideflow.service.auth import CurrentPrincipal, Principal, Role, not_found
-from strideflow.service.db import Athlete, Database, SessionRow
+from strideflow.service.auth import CurrentPrincipal
+from strideflow.service.db import SessionRow
 from strideflow.service.deps import (
     CursorQuery,
     DbDep,
@@ -30,58 +28,20 @@ from strideflow.service.deps import (
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
-from strideflow.service.routes.athletes import session_fields, session_item, session_summaries
+from strideflow.service.queries import (
+    AthleteQuery,
+    SessionPath,
+    resolve_session,
+    session_fields,
+    session_item,
+    session_summaries,
+)
 from strideflow.service.schemas import READ_ERRORS, Foot, Page, SessionOut, Stride
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
-SessionPath = Annotated[str, Path(max_length=128)]
-AthleteQuery = Annotated[
-    str | None,
-    Query(
-        max_length=128,
-        description="Athlete of the session; needed only when several visible athletes share the id.",
-    ),
-]
 STRIDE_FIELDS = tuple(c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID))
-
-
-@functools.cache
-def _session_statement(own_only: bool, by_athlete: bool):
-    """The session lookup for one combination of filters, built once (values bound per call)."""
-    stmt = (
-        select(SessionRow.athlete_id, SessionRow.session_id, SessionRow.session_date, SessionRow.created)
-        .join(Athlete, Athlete.id == SessionRow.athlete_id)
-        .where(SessionRow.session_id == bindparam("session_id"), Athlete.team_id == bindparam("team_id"))
-        .limit(2)
-    )
-    if own_only:
-        stmt = stmt.where(SessionRow.athlete_id == bindparam("own_id"))
-    if by_athlete:
-        stmt = stmt.where(SessionRow.athlete_id == bindparam("athlete_id"))
-    return stmt
-
-
-def resolve_session(db: Database, principal: Principal, session_id: str, athlete_id: str | None):
-    """The one session with this id the principal may see (a row with `athlete_id`, `session_id`,
-    `session_date`, `created`): 404 if none, 422 if several (pass athlete_id)."""
-    own_only = principal.role is Role.athlete
-    params = {"session_id": session_id, "team_id": principal.team_id}
-    if own_only:
-        params["own_id"] = principal.athlete_id
-    if athlete_id is not None:
-        params["athlete_id"] = athlete_id
-    with db.engine.connect() as conn:  # Core: every session route asks this first
-        rows = conn.execute(_session_statement(own_only, athlete_id is not None), params).all()
-    if not rows:
-        raise not_found("session", session_id)
-    if len(rows) > 1:
-        raise HTTPException(
-            422,
-            detail=f"query parameter 'athlete_id': session {session_id!r} is shared by several athletes",
-        )
-    return rows[0]
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, responses=READ_ERRORS)

@@ -62,12 +62,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, FastAPI, Query, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 
-from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.ingest.stream_receiver import StreamError, StreamHello
 from strideflow.service.auth import Principal, Role, authenticate, can_see
 from strideflow.service.db import Database, SessionRow
-from strideflow.service.live import WAL_DIRNAME, LiveHub, StreamConflict, StreamEnded
+from strideflow.service.live import LiveHub, StreamConflict, StreamEnded
+from strideflow.service.queries import hub_of
 
 log = logging.getLogger("strideflow.service")
 
@@ -82,21 +82,6 @@ class _Closing(Exception):
     def __init__(self, code: int, message: str):
         self.code = code
         self.message = message
-
-
-def hub_of(app) -> LiveHub:
-    """The app's LiveHub (created on first use if the lifespan did not run)."""
-    hub = getattr(app.state, "live", None)
-    if hub is None:
-        settings = app.state.settings
-        hub = LiveHub(
-            settings.data_dir / WAL_DIRNAME,
-            settings.results_dir,
-            analysis_settings=getattr(app.state, "analysis", None) or AnalysisSettings(),
-            idle_timeout_s=settings.stream_idle_timeout_s,
-        )
-        app.state.live = hub
-    return hub
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ from strideflow.service.deps import (
     encode_cursor,
     page_size,
 )
-from strideflow.service.routes.stream import hub_of
+from strideflow.service.queries import hub_of
 from strideflow.service.schemas import READ_ERRORS, Page, StreamOut
 
 router = APIRouter(prefix="/v1", tags=["live"])

@@ -1,0 +1,1 @@
+"""Helpers shared by tests in different folders, imported as `support.*` (tests/ is on the path)."""

@@ -1,0 +1,38 @@
+"""Feeding a live analyzer a recording in blocks, and the batch mounting/bias it may start from."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector
+from strideflow.fusion.zupt import LevelledStrapdown
+from strideflow.hardware import schema as S
+from strideflow.hardware.frames import wxyz_from_rotation
+from strideflow.hardware.mounting import apply_mounting
+from strideflow.ingest.stream_receiver import SampleBlock
+
+
+def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, block: int = 200):
+    """The foot's samples pushed in blocks of `block`, then finish(); the analyzer."""
+    part = samples.filter(pl.col(S.FOOT) == foot).sort(S.T)
+    t = part[S.T].to_numpy()
+    acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
+    live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings)
+    emitted = [
+        live.push(SampleBlock(t[i : i + block], acc[i : i + block], gyr[i : i + block])).strides
+        for i in range(0, len(t), block)
+    ]
+    emitted.append(live.finish().strides)
+    assert pl.concat(emitted).equals(live.strides_)
+    return live
+
+
+def batch_settings_for(samples, foot, fs, result) -> LiveSettings:
+    """Live settings with batch's mounting rotation and gyro bias of that foot."""
+    rotation = result.mounting[foot]
+    part = apply_mounting(samples.filter(pl.col(S.FOOT) == foot).sort(S.T), {foot: rotation})
+    acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
+    zv = ZeroVelocityDetector().detect(acc, gyr, fs).zero_velocity_
+    bias = LevelledStrapdown().estimate(acc, gyr, zv, fs, part[S.T].to_numpy()).gyr_bias_dps_
+    return LiveSettings(mounting_wxyz=tuple(wxyz_from_rotation(rotation)), gyr_bias_dps=tuple(bias))
