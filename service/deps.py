@@ -82,5 +82,5 @@ def page_response(items: list[dict], next_cursor: str | None) -> Response:
     For items a route builds in its response model's shape from typed stores (Parquet columns,
     index rows made by the same models): FastAPI would validate each again on the way out, which
     costs more than the rest of a cached request."""
-    body = pydantic_core.to_json({"items": items, "next_cursor": next_cursor})
+    body = pydantic_core.to_json({"items": items, "next_cursor": next_cursor}, inf_nan_mode="null")
     return Response(body, media_type="application/json")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from pathlib import Path as FsPath
 from typing import Annotated
 
@@ -88,7 +89,7 @@ def resolve_session(db: Database, principal: Principal, session_id: str, athlete
 
 
 def _clean(value):
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and inf are not JSON: null
         return None
     return value
 
@@ -166,32 +167,21 @@ def read_session_rows(
     """Rows of the sessions table for these sessions of one athlete (None if none stored), and
     {session_id: problem} of sessions whose stored partition cannot be read (logged).
 
-    The partition files are opened directly (no directory scan) and read in one parallel collect;
-    only when that fails are they read one by one, to serve the others and name the damaged ones.
+    Each partition file is opened once and read from that open file: a partition replaced while
+    it is read (`os.replace` by a live stream or a job) gives the old table or the new one; read
+    by path, polars may take the footer from one file and the pages from the other.
     """
-    paths = {}
+    frames, damaged = [], {}
     for sid in session_ids:
         if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
             continue
         path = partitions.partition_dir(results_dir, partitions.SESSIONS, athlete_id, sid)
-        path = path / partitions.PART_FILE
-        if path.is_file():
-            paths[sid] = path
-
-    def scan(sid: str) -> pl.LazyFrame:
-        return pl.scan_parquet(paths[sid]).with_columns(pl.lit(sid).alias(SESSION_ID))
-
-    if not paths:
-        return None, {}
-    try:
-        return pl.concat([scan(sid) for sid in paths], how="diagonal_relaxed").collect(), {}
-    except Exception:  # noqa: BLE001 - polars raises several types for a damaged file; found below
-        pass
-    frames, damaged = [], {}
-    for sid in paths:
         try:
-            frames.append(scan(sid).collect())
-        except Exception as exc:  # noqa: BLE001
+            with open(path / partitions.PART_FILE, "rb") as fh:
+                frames.append(pl.read_parquet(fh).with_columns(pl.lit(sid).alias(SESSION_ID)))
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
             damaged[sid] = read_problem(exc)
             log.error(
                 "stored %s of athlete %r, session %r cannot be read: %s",

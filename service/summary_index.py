@@ -188,9 +188,12 @@ def _trend_rows(results_dir: Path, athlete_id: str) -> dict[str, list[dict] | No
     if not present:
         return out
     df = trends_from_sessions(lf, present, TrendSettings().baseline_sessions).collect()
-    floats = [c for c, t in df.schema.items() if t.is_float()]
-    df = df.with_columns(pl.col(floats).fill_nan(None))
-    for r in json.loads(df.write_json()):  # dates as ISO strings, null for NaN
+    # NaN and inf as null, as the response model writes them
+    finite = [
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c, t in df.schema.items() if t.is_float()
+    ]
+    df = df.with_columns(finite)
+    for r in json.loads(df.write_json()):  # dates as ISO strings
         out[r[METRIC]].append(r)
     return out
 
@@ -245,9 +248,14 @@ def index_trends(
     """Rebuild the athlete's trend series from its partitions; {metric: rows}, None if unreadable."""
     if signature is None:
         signature = athlete_signature(results_dir, athlete_id)
-    try:
-        by_metric = _trend_rows(results_dir, athlete_id)
-    except Exception:  # noqa: BLE001 - a damaged partition: the route's own path names it
+    by_metric = None
+    for _ in range(2):  # the second time: a partition that was being replaced while it was read
+        try:
+            by_metric = _trend_rows(results_dir, athlete_id)
+            break
+        except Exception:  # noqa: BLE001 - a damaged partition: the route's own path names it
+            continue
+    if by_metric is None:
         return None
     for m, points in by_metric.items():
         key = {"athlete_id": athlete_id, "metric": m}
