@@ -31,6 +31,11 @@ does not overwrite those sessions and does not skip them silently either: each i
 `RunSummary.failures` (error type `SourceConflict`, naming the source and the marker to delete
 to give the session back to the batch).
 
+Mountings: each athlete's sessions run in date order (each task waits for the athlete's previous
+one; athletes run in parallel), reading the athlete's stored mountings before the analysis and
+recording the ones used after it (`analytics.mountings`, `OUT/_mountings/<athlete>.json`), so a
+pod's mounting is kept from session to session until a remount is detected.
+
 Resuming: after a session's partitions are written, the task writes a done-marker
 `out_dir/_state/<athlete>/<session>.json` (atomically) holding `content_sha256`, the sha256 of
 the session's files' bytes together with what the dataset says about them (foot, format, rate,
@@ -77,6 +82,7 @@ import polars as pl
 
 from strideflow.analytics import partitions
 from strideflow.analytics.discovery import COLUMNS, FORMAT, PATH, SAMPLING_RATE_HZ, UNITS, find_recordings
+from strideflow.analytics.mountings import DEFAULT_DEVICE, prior_mountings, read_mountings, record_mountings
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.session_analysis import RecordingFile, analyze_session
 from strideflow.analytics.sessions_store import write_session
@@ -303,10 +309,13 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # ru_maxrss is in KiB on Linux
 
 
-def run_session(job: SessionJob) -> dict:
+def run_session(job: SessionJob, after: object = None) -> dict:
     """The Dask task: analyse one athlete-session and write its partitions; returns a small dict.
 
     Whatever goes wrong is reported in the dict (never raised), so one session cannot stop a run.
+    `after`: the result of the athlete's previous session's task (ignored: passing its future
+    makes Dask run the athlete's sessions in date order, so each finds the mountings the one
+    before stored).
     """
     stage_s: dict[str, float] = {}
     paths = [f.path for f in job.files]
@@ -380,6 +389,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     # One file at a time, keeping only its strides (and curves): a task holds at most one file's
     # samples and signals, whatever the session's length. The feet are independent up to the
     # sessions table, which is built from the strides of all of them at the end.
+    prior = prior_mountings(read_mountings(out, job.athlete_id), DEFAULT_DEVICE, job.session_id)
     outcome = analyze_session(
         job.files,
         job.analysis,
@@ -389,6 +399,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
         curve_points=CURVE_POINTS,
         catch=Exception,  # any failure of one file is reported, the rest go on
         covered_feet="fail",
+        mountings=prior,
     )
     for name, seconds in outcome.stage_s.items():
         _add(stage_s, name, seconds)
@@ -416,6 +427,7 @@ def _run_session(job: SessionJob, base: dict, stage_s: dict[str, float]) -> dict
     )
     _add(stage_s, "analyze", stored.summarize_s)
     t0 = time.perf_counter()
+    record_mountings(out, job.athlete_id, job.session_id, DEFAULT_DEVICE, outcome.mountings_used())
     samples = sum(d.samples for d in done)
     recording_s = max(d.duration_s for d in done)
     if not failed:
@@ -676,15 +688,18 @@ class TeamBatch:
                 startup_s = time.perf_counter() - t_start
                 by_key = {}
                 t_tasks = time.perf_counter()
-                for job in jobs:
+                last: dict[str, object] = {}  # athlete -> the future of their latest session
+                for job in sorted(jobs, key=lambda j: (j.athlete_id, str(j.session_date), j.session_id)):
                     fut = client.submit(
                         run_session,
                         job,
+                        last.get(job.athlete_id),
                         key=f"strideflow-session-{job.athlete_id}-{job.session_id}-{uuid.uuid4().hex[:8]}",
                         pure=False,
                         priority=_job_bytes(job),  # the largest sessions first: shorter tail
                     )
                     by_key[fut.key] = (fut, job)
+                    last[job.athlete_id] = fut
                 for fut in as_completed([f for f, _ in by_key.values()]):
                     job = by_key.pop(fut.key)[1]
                     try:

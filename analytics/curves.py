@@ -168,6 +168,37 @@ def _time_ordered(sig: pl.DataFrame, runs: pl.DataFrame) -> bool:
     return bool(rising.all())
 
 
+def _resample_arrays(
+    ic: np.ndarray,
+    ends: list[np.ndarray],
+    t0: np.ndarray,
+    t1: np.ndarray,
+    offset: np.ndarray,
+    frac: np.ndarray,
+    t_global: np.ndarray,
+    values: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """{angle: (stride, phase, pct)} of strides with IC times `ic` (n,) and per phase its end times
+    (n,), each stride's signal spanning [t0, t1] (s) and shifted by `offset` onto `t_global`, the
+    increasing time axis of `values` (NaN where a phase is unknown or leaves its signal)."""
+    n, points = ic.size, frac.size
+    ic, t0, t1, offset = (np.asarray(x, dtype=float)[:, None] for x in (ic, t0, t1, offset))
+    # (stride, phase, pct) query instants on the global axis; NaN where a phase has no value.
+    query = np.empty((n, len(ends), points))
+    for k, end in enumerate(ends):
+        end = np.asarray(end, dtype=float)[:, None]
+        local = ic + frac[None, :] * (end - ic)
+        # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
+        inside = (local >= t0) & (local <= t1) & (end > ic)
+        query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
+    resampled = _interp_pair(
+        query.ravel(),
+        np.ascontiguousarray(t_global, dtype=float),
+        *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
+    )
+    return {a: out.reshape(n, len(ends), points) for a, out in zip(ANGLES, resampled, strict=True)}
+
+
 class StrideCurves:
     """Resamples pronation and pitch of every stride over stance and over the stride."""
 
@@ -202,45 +233,9 @@ class StrideCurves:
     def summarize(self, strides: pl.DataFrame, signals: pl.DataFrame) -> StrideCurves:
         """Fill `summary_`: what `curve_summary(curves_)` gives (valid strides, by foot), computed
         from the resampled arrays without building the long per-stride table (a team batch stores
-        only this: the per-stride table is as long as the samples)."""
-        resampled = self._resample(strides, signals)
-        if resampled is None:
-            self.summary_ = curve_summary(_empty_curves())
-            return self
-        base, phases, frac, angles = resampled
-        feet = base.get_column(FOOT).to_numpy()
-        kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
-        valid = base.get_column(VALID).fill_null(False).to_numpy()
-        parts = []
-        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
-            sel = valid & (feet == foot) & (kinds == kind)
-            block = {a: angles[a][sel] for a in ANGLES}  # (strides, phases, points)
-            finite = {a: np.isfinite(v) for a, v in block.items()}
-            count = finite[PRONATION_DEG].sum(axis=0)
-            columns = {}
-            for a in ANGLES:
-                k = finite[a].sum(axis=0)
-                total = np.where(finite[a], block[a], 0.0).sum(axis=0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean = total / k
-                    dev = np.where(finite[a], block[a] - mean[None], 0.0)
-                    sd = np.sqrt((dev * dev).sum(axis=0) / (k - 1))
-                columns[curve_mean(a)] = np.where(k > 0, mean, np.nan).ravel()
-                columns[curve_sd(a)] = np.where(k > 1, sd, np.nan).ravel()
-            parts.append(
-                pl.DataFrame(
-                    {
-                        FOOT: [foot] * count.size,
-                        ACTIVITY: pl.Series([kind or None] * count.size, dtype=pl.String),
-                        PHASE: np.repeat(phases, frac.size),
-                        PCT: np.tile(np.round(frac * 100.0, 9), len(phases)),
-                        STRIDE_COUNT: count.ravel().astype(np.int64),
-                        **{c: columns[c] for c in (curve_mean(a) for a in ANGLES)},
-                        **{c: columns[c] for c in (curve_sd(a) for a in ANGLES)},
-                    }
-                ).with_columns(pl.col(c).fill_nan(None) for c in columns)
-            )
-        self.summary_ = pl.concat(parts) if parts else curve_summary(_empty_curves())
+        only this: the per-stride table is as long as the samples). The same code
+        (`CurveAccumulator`) summarises a live stream stride by stride."""
+        self.summary_ = CurveAccumulator(self.settings).add(strides, signals).summary_
         return self
 
     def _resample(self, strides: pl.DataFrame, signals: pl.DataFrame):
@@ -296,28 +291,146 @@ class StrideCurves:
             .sort(*KEYS, STRIDE_INDEX, maintain_order=True)
             .join(groups, on=list(KEYS), how="left", maintain_order="left")
         )
-        n = base.height
         frac = np.linspace(0.0, 1.0, points)
         phases = sorted(PHASES)
-        t0 = base["_t0"].fill_null(np.nan).to_numpy()[:, None]
-        t1 = base["_t1"].fill_null(np.nan).to_numpy()[:, None]
-        offset = base["_offset"].fill_null(np.nan).to_numpy()[:, None]
-        ic = base[IC_T].fill_null(np.nan).to_numpy()[:, None]
-        # (stride, phase, pct) query instants on the global axis; NaN where a phase has no value.
-        query = np.empty((n, len(phases), points))
-        for k, phase in enumerate(phases):
-            end = base[PHASE_END[phase]].fill_null(np.nan).to_numpy()[:, None]
-            local = ic + frac[None, :] * (end - ic)
-            # Instants outside this foot's own signal would read a neighbouring stretch: leave null.
-            inside = (local >= t0) & (local <= t1) & (end > ic)
-            query[:, k, :] = np.where(inside, local - t0 + offset, np.nan)
-        resampled = _interp_pair(
-            query.ravel(),
-            np.ascontiguousarray(t_global),
-            *[np.ascontiguousarray(values[a], dtype=float) for a in ANGLES],
+        column = {c: base[c].fill_null(np.nan).to_numpy() for c in ("_t0", "_t1", "_offset", IC_T)}
+        ends = [base[PHASE_END[phase]].fill_null(np.nan).to_numpy() for phase in phases]
+        angles = _resample_arrays(
+            column[IC_T], ends, column["_t0"], column["_t1"], column["_offset"], frac, t_global, values
         )
-        angles = {a: out.reshape(n, len(phases), points) for a, out in zip(ANGLES, resampled, strict=True)}
         return base, phases, frac, angles
+
+
+class CurveAccumulator:
+    """Mean and SD curves of valid strides per foot and activity, from strides added in any portions.
+
+    `add(strides, signals)` resamples the strides as `StrideCurves` does and merges their valid
+    strides into running counts, means and sums of squared deviations per (foot, activity, phase,
+    pct) (Chan et al.'s pairwise update, "Algorithms for computing the sample variance", 1983), so a
+    live stream keeps a few kilobytes per foot and activity instead of every stride's curve.
+    `summary_` is then the `curve_summary` table of all strides added so far (what the batch
+    stores as a session's `curves`); one `add` of a whole session is `StrideCurves.summarize`.
+
+    Attributes
+    ----------
+    summary_
+        Columns foot, activity, phase, pct, stride_count, `<angle>_mean`, `<angle>_sd` (deg, ddof 1).
+    strides_added_
+        Strides added (valid or not).
+    """
+
+    def __init__(self, settings: CurveSettings = CurveSettings()):
+        self.settings = settings
+        self.strides_added_ = 0
+        # (foot, activity or "") -> {angle: (count, mean, m2)}, each (phases, points)
+        self._groups: dict[tuple[str, str], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._phases = sorted(PHASES)
+        self._frac = np.linspace(0.0, 1.0, int(settings.points))
+
+    def add(self, strides: pl.DataFrame, signals: pl.DataFrame) -> CurveAccumulator:
+        """Merge the valid strides of a `strides` table, resampled on their per-sample `signals`
+        (keys, `t` s, `pronation_deg`, `pitch_deg`, covering each stride from IC to next IC)."""
+        resampled = StrideCurves(self.settings)._resample(strides, signals)
+        self.strides_added_ += strides.height
+        if resampled is None:
+            return self
+        base, _, _, angles = resampled
+        feet = base.get_column(FOOT).to_numpy()
+        kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
+        valid = base.get_column(VALID).fill_null(False).to_numpy()
+        self._merge(feet, kinds, valid, angles)
+        return self
+
+    def add_foot(
+        self,
+        foot: str,
+        activity: np.ndarray,
+        valid: np.ndarray,
+        event_times: dict[str, np.ndarray],
+        t_s: np.ndarray,
+        pronation_deg: np.ndarray,
+        pitch_deg: np.ndarray,
+    ) -> CurveAccumulator:
+        """`add` for strides of one foot given as arrays, without polars (a live window's few strides):
+        per stride its `activity` (str or None), `valid`, and `event_times` {ic_t, toe_off_t,
+        next_ic_t} (s, NaN unknown); the foot's signal `t_s` (increasing, s) with its pronation and
+        pitch (deg). The same resampling (`_resample_arrays`) and merge as `add`."""
+        t = np.asarray(t_s, dtype=float)
+        n = len(valid)
+        self.strides_added_ += n
+        if n == 0 or t.size == 0:
+            return self
+        t0 = np.full(n, t[0])
+        angles = _resample_arrays(
+            np.asarray(event_times[IC_T], dtype=float),
+            [np.asarray(event_times[PHASE_END[p]], dtype=float) for p in self._phases],
+            t0,
+            np.full(n, t[-1]),
+            np.zeros(n),
+            self._frac,
+            t - t[0],
+            {PRONATION_DEG: pronation_deg, PITCH_DEG: pitch_deg},
+        )
+        kinds = np.array(["" if k is None else k for k in activity], dtype=object)
+        self._merge(np.full(n, foot, dtype=object), kinds, np.asarray(valid, dtype=bool), angles)
+        return self
+
+    def _merge(self, feet: np.ndarray, kinds: np.ndarray, valid: np.ndarray, angles: dict) -> None:
+        """Merge the valid strides' resampled curves into the running moments per foot and activity."""
+        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
+            sel = valid & (feet == foot) & (kinds == kind)
+            group = self._groups.get((foot, kind))
+            merged = {}
+            for a in ANGLES:
+                block = angles[a][sel]  # (strides, phases, points)
+                finite = np.isfinite(block)
+                k = finite.sum(axis=0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean = np.where(finite, block, 0.0).sum(axis=0) / k
+                    dev = np.where(finite, block - mean[None], 0.0)
+                m2 = (dev * dev).sum(axis=0)
+                if group is not None:
+                    k, mean, m2 = _merge_moments(*group[a], k, mean, m2)
+                merged[a] = (k, mean, m2)
+            self._groups[(foot, kind)] = merged
+
+    @property
+    def summary_(self) -> pl.DataFrame:
+        parts = []
+        frac = self._frac
+        for (foot, kind), group in sorted(self._groups.items()):
+            count = group[PRONATION_DEG][0]
+            columns = {}
+            for a in ANGLES:
+                k, mean, m2 = group[a]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    sd = np.sqrt(m2 / (k - 1))
+                columns[curve_mean(a)] = np.where(k > 0, mean, np.nan).ravel()
+                columns[curve_sd(a)] = np.where(k > 1, sd, np.nan).ravel()
+            parts.append(
+                pl.DataFrame(
+                    {
+                        FOOT: [foot] * count.size,
+                        ACTIVITY: pl.Series([kind or None] * count.size, dtype=pl.String),
+                        PHASE: np.repeat(self._phases, frac.size),
+                        PCT: np.tile(np.round(frac * 100.0, 9), len(self._phases)),
+                        STRIDE_COUNT: count.ravel().astype(np.int64),
+                        **{c: columns[c] for c in (curve_mean(a) for a in ANGLES)},
+                        **{c: columns[c] for c in (curve_sd(a) for a in ANGLES)},
+                    }
+                ).with_columns(pl.col(c).fill_nan(None) for c in columns)
+            )
+        return pl.concat(parts) if parts else curve_summary(_empty_curves())
+
+
+def _merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
+    """Count, mean and sum of squared deviations of two sets from each one's (elementwise)."""
+    n = n_a + n_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        delta = mean_b - mean_a
+        mean = np.where(n_a == 0, mean_b, np.where(n_b == 0, mean_a, mean_a + delta * (n_b / n)))
+        m2 = np.where(n_a == 0, m2_b, np.where(n_b == 0, m2_a, m2_a + m2_b + delta * delta * (n_a * n_b / n)))
+    return n, mean, m2
 
 
 def stride_curves(result, points: int = 101) -> pl.DataFrame:

@@ -218,6 +218,37 @@ def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
+def _above(x: np.ndarray, limit: float) -> np.ndarray:
+    """x > limit as Polars compares: NaN is above every number."""
+    return (x > limit) | np.isnan(x)
+
+
+def stride_reasons(
+    s: EventSettings,
+    ic_t: np.ndarray,
+    next_ic_t: np.ndarray,
+    heading_change_deg: np.ndarray,
+    displacement_m: np.ndarray,
+    gait_start: bool,
+) -> list[str | None]:
+    """Per stride, the first rule it breaks (`reason`; None: valid): gait start (the first row,
+    when `gait_start`), too long, too short, a turn, a shuffle. Comparisons as Polars makes them
+    (NaN above every number), so the table equals the Polars expressions this replaced."""
+    stride_time = next_ic_t - ic_t
+    rules = [
+        (_above(stride_time, s.max_stride_s), REASON_TOO_LONG),
+        (stride_time < s.min_stride_s, REASON_TOO_SHORT),
+        (_above(np.abs(heading_change_deg), s.turn_deg), REASON_TURN),
+        (displacement_m < s.min_displacement_m, REASON_SHUFFLE),
+    ]
+    if gait_start:
+        rules.insert(0, (np.arange(len(ic_t)) == 0, REASON_GAIT_START))
+    reason = np.full(len(ic_t), None, dtype=object)
+    for hit, name in reversed(rules):  # earlier rules overwrite later ones
+        reason[hit] = name
+    return reason.tolist()
+
+
 class StrideEventDetector:
     """Detect IC, foot-flat, heel-off and toe-off of one foot and assemble IC-to-IC strides."""
 
@@ -377,12 +408,17 @@ class StrideEventDetector:
         self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
         if open_step:
             # Only a stride that is already too long is known to be invalid.
-            too_long = pl.col(NEXT_IC_T) - pl.col(IC_T) > s.max_stride_s
-            self.open_stride_ = events.tail(1).with_columns(
-                (~too_long).alias(VALID),
-                pl.when(too_long).then(pl.lit(REASON_TOO_LONG)).otherwise(None).alias(REASON),
-                pl.lit(float("nan")).alias(HEADING_CHANGE_DEG),
-                pl.lit(float("nan")).alias(DISPLACEMENT_M),
+            # (built column by column: the live analyzer does this per stance row, a query cost more)
+            last = events.tail(1)
+            too_long = bool(last.get_column(NEXT_IC_T)[0] - last.get_column(IC_T)[0] > s.max_stride_s)
+            own = {
+                VALID: pl.Series(VALID, [not too_long], dtype=pl.Boolean),
+                REASON: pl.Series(REASON, [REASON_TOO_LONG if too_long else None], dtype=pl.String),
+                HEADING_CHANGE_DEG: pl.Series(HEADING_CHANGE_DEG, [float("nan")], dtype=pl.Float64),
+                DISPLACEMENT_M: pl.Series(DISPLACEMENT_M, [float("nan")], dtype=pl.Float64),
+            }
+            self.open_stride_ = pl.DataFrame(
+                [own[c] if c in own else last.get_column(c) for c in last.columns]
             )
             events = events.head(-1)
         self.events_ = events
@@ -415,8 +451,8 @@ class StrideEventDetector:
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
         disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
-        # Built from Series (a dict of arrays costs ~0.4 ms more) and finished in one query: the
-        # live analyzer calls this twice per stride on a few rows.
+        # Numpy columns, then Series (a dict of arrays costs ~0.4 ms more) and no query: the live
+        # analyzer calls this twice per stride on a few rows, where a query's fixed cost dominated.
         columns = {
             STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
             IC_T: t[ic_idx],
@@ -432,26 +468,7 @@ class StrideEventDetector:
             HEADING_CHANGE_DEG: heading,
             DISPLACEMENT_M: disp,
         }
-        df = pl.DataFrame([pl.Series(name, values) for name, values in columns.items()])
-        stride_time = pl.col(NEXT_IC_T) - pl.col(IC_T)
-        reason = (
-            pl.when(pl.lit(gait_start) & (pl.col(STRIDE_INDEX) == 0))
-            .then(pl.lit(REASON_GAIT_START))
-            .when(stride_time > s.max_stride_s)
-            .then(pl.lit(REASON_TOO_LONG))
-            .when(stride_time < s.min_stride_s)
-            .then(pl.lit(REASON_TOO_SHORT))
-            .when(pl.col(HEADING_CHANGE_DEG).abs() > s.turn_deg)
-            .then(pl.lit(REASON_TURN))
-            .when(pl.col(DISPLACEMENT_M) < s.min_displacement_m)
-            .then(pl.lit(REASON_SHUFFLE))
-            .otherwise(pl.lit(None, dtype=pl.String))
-        )
-        return (
-            df.lazy()
-            .with_columns(reason.alias(REASON))
-            .with_columns(pl.col(REASON).is_null().alias(VALID))
-            .select(list(EVENTS_SCHEMA))
-            .cast(EVENTS_SCHEMA)
-            .collect()
-        )
+        reason = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
+        columns[REASON] = reason
+        columns[VALID] = np.array([r is None for r in reason], dtype=bool)
+        return pl.DataFrame([pl.Series(c, columns[c], dtype=dtype) for c, dtype in EVENTS_SCHEMA.items()])

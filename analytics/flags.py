@@ -21,6 +21,7 @@ than estimated (null uncertainty) is judged at face value.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import polars as pl
@@ -33,12 +34,14 @@ from strideflow.hardware.schema import (
     MAX_PRONATION_VELOCITY_DPS,
     MOUNTING_UNCERTAINTY_DEG,
     PRONATION_EXCURSION_DEG,
+    SESSION_DATE,
     SESSION_ID,
     STANCE_TIME_S,
     STRIDE_COUNT,
     STRIDE_LENGTH_M,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
+    session_iqr,
     session_median,
     symmetry_index,
 )
@@ -54,8 +57,17 @@ FAST_PRONATION = "fast_pronation"
 LATERAL_ROLL_OFF = "lateral_roll_off"
 SHORT_TOE_OFF = "short_toe_off"
 ASYMMETRY = "asymmetry"
+ASYMMETRY_CHANGE = "asymmetry_change"  # against the athlete's own sessions (asymmetry_against_baseline)
 TOE_OFF_FLAG_WITHHELD = "toe_off_flag_withheld"
-FLAGS = (LOW_PRONATION, FAST_PRONATION, LATERAL_ROLL_OFF, SHORT_TOE_OFF, ASYMMETRY, TOE_OFF_FLAG_WITHHELD)
+FLAGS = (
+    LOW_PRONATION,
+    FAST_PRONATION,
+    LATERAL_ROLL_OFF,
+    SHORT_TOE_OFF,
+    ASYMMETRY,
+    TOE_OFF_FLAG_WITHHELD,
+    ASYMMETRY_CHANGE,
+)
 
 FLAGS_SCHEMA: dict[str, pl.DataType] = {
     ATHLETE_ID: pl.String(),
@@ -96,9 +108,18 @@ class FlagSettings:
       toe-off) below this: little roll-over and push-off through the toes. The real walks give
       55-68 deg; 30 deg is half of that. A heading error changes this angle only through its
       cosine (0.1 deg at 5 deg), so it is never withheld.
-    - `asymmetry_si_pct` (15 %): |left/right symmetry index| of a metric in `asymmetry_metrics`
-      above this (one flag per metric). No source beyond convention; the healthy walker of
-      imu_sample.csv exceeds it on pronation excursion (27 %), so read it as "look", not "fault".
+    - `asymmetry_metrics` (none by default) and `asymmetry_si_pct` (15 %): |left/right symmetry
+      index| of a listed metric above this raises one flag per metric. Off by default because no
+      fixed threshold has a source: healthy walkers are asymmetric by amounts that depend on the
+      metric and the recording (rearfoot and kinematic left/right differences of 2-3 deg are usual
+      in healthy runners, Gait & Posture 2023, PMID 37187155, which on an 8-15 deg excursion is a
+      20-40 % index), and the healthy gaitmap recordings here give pronation-excursion indices of
+      27 % (imu_sample.csv, 15.0 vs 11.5 deg), 77 % and 39 % (stairs) and -142 % (ic_stride), max
+      pronation velocity 17 % to -109 %, stance time -41 % to +5 %. A 15 % flag fired on all of
+      them. Left/right symmetry stays in every sessions row (`<metric>_si_pct`, signed angles
+      `<metric>_lr_diff_deg`), in the trends (`symmetry_index` per session, so a change against
+      the athlete's own earlier sessions shows) and on the dashboard; list metrics here with a
+      threshold taken from the athlete's own baseline to flag it.
     """
 
     min_strides: int = 10
@@ -108,13 +129,7 @@ class FlagSettings:
     withhold_sigmas: float = 2.0
     short_toe_off_below_deg: float = 30.0
     asymmetry_si_pct: float = 15.0
-    asymmetry_metrics: tuple[str, ...] = (
-        PRONATION_EXCURSION_DEG,
-        MAX_PRONATION_VELOCITY_DPS,
-        TOE_OFF_ANGLE_DEG,
-        STANCE_TIME_S,
-        STRIDE_LENGTH_M,
-    )
+    asymmetry_metrics: tuple[str, ...] = ()
 
 
 def _per_foot_rule(
@@ -264,3 +279,127 @@ class SessionFlagger:
 def compute_flags(sessions: pl.DataFrame, settings: FlagSettings = FlagSettings()) -> pl.DataFrame:
     """Shorthand for `SessionFlagger(settings).detect(sessions).flags_`."""
     return SessionFlagger(settings).detect(sessions).flags_
+
+
+SESSION_ORDER = "_order"
+
+
+@dataclass(frozen=True)
+class BaselineAsymmetrySettings:
+    """Left/right asymmetry judged against the athlete's own baseline (no population threshold).
+
+    - `metrics`: the positive-valued metrics whose symmetry index is followed.
+    - `baseline_sessions` (3): the athlete's first sessions of the same activity (by date, then id)
+      that make the baseline, as the trends' baseline (`analytics.trends`); at least 2 are needed
+      for their spread, and a session inside the baseline is never flagged.
+    - `sds` (2): a session is flagged when its index differs from the baseline mean by more than
+      `sds` standard deviations of that difference, ~95 % two-sided for a normal error: the
+      variance is the baseline sessions' own spread (sample variance, ddof 1) plus this session's
+      sampling error of the index, propagated from each foot's median, whose standard error is
+      1.2533 sigma / sqrt(n) with sigma = IQR / 1.349 for a normal sample.
+    - `min_strides` (10): valid strides each foot needs, in the session and in each baseline session.
+    """
+
+    metrics: tuple[str, ...] = (
+        PRONATION_EXCURSION_DEG,
+        MAX_PRONATION_VELOCITY_DPS,
+        TOE_OFF_ANGLE_DEG,
+        STANCE_TIME_S,
+        STRIDE_LENGTH_M,
+    )
+    baseline_sessions: int = 3
+    sds: float = 2.0
+    min_strides: int = 10
+
+
+def _si_and_error(sessions: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """Per session and activity (both feet with enough strides): the symmetry index of `metric`
+    (percent) and its standard error from the feet's medians, IQRs and stride counts."""
+    med, iqr = session_median(metric), session_iqr(metric)
+    se = 1.2533 * (pl.col(iqr) / 1.349) / pl.col(STRIDE_COUNT).cast(pl.Float64).sqrt()
+    per_foot = sessions.select(
+        SESSION_ID, ACTIVITY, SESSION_ORDER, FOOT, STRIDE_COUNT, pl.col(med).alias("_m"), se.alias("_se")
+    )
+    left = per_foot.filter(pl.col(FOOT) == "left")
+    right = per_foot.filter(pl.col(FOOT) == "right").select(
+        SESSION_ID,
+        ACTIVITY,
+        pl.col(STRIDE_COUNT).alias("_nr"),
+        pl.col("_m").alias("_mr"),
+        pl.col("_se").alias("_ser"),
+    )
+    both = left.join(right, on=[SESSION_ID, ACTIVITY], how="inner", nulls_equal=True)
+    total = pl.col("_m") + pl.col("_mr")
+    # SI = 200 (L - R) / (L + R): dSI/dL = 400 R / (L + R)^2, dSI/dR = -400 L / (L + R)^2
+    error = (
+        400.0
+        * ((pl.col("_mr") * pl.col("_se")) ** 2 + (pl.col("_m") * pl.col("_ser")) ** 2).sqrt()
+        / total**2
+    )
+    return both.select(
+        SESSION_ID,
+        ACTIVITY,
+        SESSION_ORDER,
+        pl.min_horizontal(STRIDE_COUNT, "_nr").alias("_n"),
+        (200.0 * (pl.col("_m") - pl.col("_mr")) / total).alias("_si"),
+        error.alias("_si_se"),
+    )
+
+
+def asymmetry_against_baseline(
+    sessions: pl.DataFrame, session_id: str, settings: BaselineAsymmetrySettings = BaselineAsymmetrySettings()
+) -> pl.DataFrame:
+    """`asymmetry_change` flags (FLAGS_SCHEMA) of one session of one athlete, from that athlete's
+    `sessions` rows of every session (`session_date`, keys, medians, IQRs, stride counts): a
+    metric's left/right symmetry index beyond the athlete's own baseline (see
+    `BaselineAsymmetrySettings`). `value` is the session's index, `threshold` the limit of its
+    distance from the baseline mean (percent points); the note gives the baseline."""
+    s = settings
+    if sessions.height == 0 or session_id not in set(sessions[SESSION_ID].to_list()):
+        return pl.DataFrame(schema=FLAGS_SCHEMA)
+    names = sessions.columns
+    date = pl.col(SESSION_DATE) if SESSION_DATE in names else pl.lit(None, dtype=pl.String)
+    activity = pl.col(ACTIVITY) if ACTIVITY in names else pl.lit(None, dtype=pl.String)
+    order = (
+        sessions.select(SESSION_ID, date.alias("_d"))
+        .unique(SESSION_ID)
+        .sort("_d", SESSION_ID, nulls_last=True)
+        .with_row_index(SESSION_ORDER)
+        .select(SESSION_ID, SESSION_ORDER)
+    )
+    table = sessions.with_columns(activity.alias(ACTIVITY)).join(order, on=SESSION_ID)
+    athlete = sessions[ATHLETE_ID][0] if ATHLETE_ID in names else None
+    rows = []
+    for metric in s.metrics:
+        if session_median(metric) not in names or session_iqr(metric) not in names:
+            continue
+        si = _si_and_error(table, metric).filter(pl.col("_n") >= s.min_strides).sort(SESSION_ORDER)
+        for (kind,), part in si.partition_by(ACTIVITY, as_dict=True).items():
+            base = part.head(s.baseline_sessions)
+            target = part.filter(pl.col(SESSION_ID) == session_id)
+            if base.height < 2 or target.height == 0 or session_id in base[SESSION_ID].to_list():
+                continue
+            mean, sd = float(base["_si"].mean()), float(base["_si"].std(ddof=1))
+            value, error = float(target["_si"][0]), float(target["_si_se"][0] or 0.0)
+            limit = s.sds * math.sqrt(sd**2 + error**2)
+            if not (math.isfinite(value) and math.isfinite(limit)) or abs(value - mean) <= limit:
+                continue
+            rows.append(
+                {
+                    ATHLETE_ID: athlete,
+                    SESSION_ID: session_id,
+                    FOOT: None,
+                    FLAG: ASYMMETRY_CHANGE,
+                    METRIC: metric,
+                    VALUE: value,
+                    THRESHOLD: limit,
+                    NOTE: (
+                        f"left/right symmetry index of {metric} {value:+.1f} % against the athlete's "
+                        f"baseline {mean:+.1f} ± {sd:.1f} % (first {base.height} {kind or ''} sessions): "
+                        f"{abs(value - mean):.1f} points off, beyond {s.sds:g} standard deviations "
+                        f"({limit:.1f})"
+                    ).replace("  ", " "),
+                    ACTIVITY: kind,
+                }
+            )
+    return pl.DataFrame(rows, schema=FLAGS_SCHEMA)

@@ -39,12 +39,14 @@ stance rows, emission) reads best in one class; settings, tolerances and the sam
 from __future__ import annotations
 
 import math
+import threading
 from typing import NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
 from scipy.spatial.transform import Rotation
 
+from strideflow.analytics.curves import CurveAccumulator
 from strideflow.analytics.events import (
     FOOT_FLAT_IDX,
     IC_IDX,
@@ -73,10 +75,13 @@ from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FEET,
     IC_T,
     NEXT_IC_T,
+    PITCH_DEG,
+    PRONATION_DEG,
     REASON,
     SESSION_ID,
     STANCE_METRICS,
@@ -85,6 +90,7 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     TOE_OFF_T,
     VALID,
+    T,
 )
 from strideflow.ingest.gaps import GapConditioner
 from strideflow.ingest.stream_receiver import SampleBlock
@@ -128,6 +134,21 @@ def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
 
 
+def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The frames concatenated, kept as the list's only element so the next call is free.
+
+    The hub reads `strides_` from its store thread while the analysis thread appends: only the
+    merged prefix is replaced, in place, so a frame appended meanwhile stays."""
+    with _MERGE_LOCK:
+        n = len(frames)
+        if n > 1:
+            frames[:n] = [pl.concat(frames[:n])]
+        return frames[0]
+
+
+_MERGE_LOCK = threading.Lock()
+
+
 class LiveOutput(NamedTuple):
     """What a block completed: `strides` (STRIDES_SCHEMA) and provisional `stances` (STANCE_SCHEMA)."""
 
@@ -151,6 +172,9 @@ class StreamAnalyzer(Protocol):
         """End the stream; what its end completed."""
         ...
 
+    # Optional: `curves_`, the session's curve summary so far (analytics.curves.curve_summary
+    # columns), which the hub stores as the session's `curves`; an analyzer without it stores none.
+
 
 class LiveStrideAnalyzer:
     """Per-stride metrics of one athlete-session-foot stream as it arrives (see the module doc).
@@ -160,7 +184,8 @@ class LiveStrideAnalyzer:
     closes. Attributes: `strides_` (all emitted), `samples_seen_` (samples pushed),
     `mounting_` (device -> foot Rotation, None until known), `emissions_` (per stride: closing
     time, time of the newest sample when it went out, and `latency_samples_` between the two),
-    `warnings_` (plain words).
+    `warnings_` (plain words), `curves_` (mean and SD curves of the valid strides emitted, as
+    batch stores them).
     """
 
     def __init__(
@@ -211,6 +236,9 @@ class LiveStrideAnalyzer:
         self._stances: list[pl.DataFrame] = []
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
+        self._new_strides: list[pl.DataFrame] = []
+        # session curves of the emitted strides, from each window's signals (batch's resampling)
+        self._curves = CurveAccumulator() if settings.curves else None
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
         self._stance_ic = -1  # global index of the IC of the last stance emitted
         # conditioning (device frame)
@@ -252,9 +280,14 @@ class LiveStrideAnalyzer:
         """Every stride emitted so far (STRIDES_SCHEMA)."""
         if not self._emitted:
             return _NO_STRIDES
-        if len(self._emitted) > 1:
-            self._emitted = [pl.concat(self._emitted)]
-        return self._emitted[0]
+        return _merged(self._emitted)
+
+    @property
+    def curves_(self) -> pl.DataFrame | None:
+        """Mean and SD stance and stride curves of the valid strides emitted so far, per foot and
+        activity (the `curves` table a batch run stores for a session, `analytics.curves`); None
+        when `LiveSettings.curves` is off."""
+        return None if self._curves is None else self._curves.summary_
 
     @property
     def emissions_(self) -> pl.DataFrame:
@@ -266,9 +299,7 @@ class LiveStrideAnalyzer:
         """Every provisional stance row emitted so far (STANCE_SCHEMA)."""
         if not self._stances:
             return _NO_STANCES
-        if len(self._stances) > 1:
-            self._stances = [pl.concat(self._stances)]
-        return self._stances[0]
+        return _merged(self._stances)
 
     @property
     def stance_emissions_(self) -> pl.DataFrame:
@@ -290,6 +321,7 @@ class LiveStrideAnalyzer:
         t, acc, gyr, sat = self._checked(block.t_s, block.acc_mps2, block.gyr_dps, block.saturated)
         start = len(self._emissions)
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         if len(t):
             self.samples_seen_ += len(t)
             self._condition(t, acc, gyr, sat)
@@ -301,6 +333,7 @@ class LiveStrideAnalyzer:
             return LiveOutput(_NO_STRIDES, _NO_STANCES)
         self._finished = True
         self._new_stances = _NO_STANCES
+        self._new_strides = []
         start = len(self._emissions)
         if not self._ready and self._warm.stop > self._warm.start:
             self._attempt_warmup(final=True)
@@ -550,19 +583,36 @@ class LiveStrideAnalyzer:
         ff = ev[FOOT_FLAT_IDX].to_numpy()
         emit = ic > self._last_ic
         if a0 != self._seg0:
-            emit &= (ev[REASON] != REASON_GAIT_START).fill_null(True).to_numpy()
+            emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
         if not emit.any():
             return
         strides = seg.strides(ev)
-        chosen = ev.select(STRIDE_INDEX, IC_IDX, NEXT_IC_IDX).filter(pl.Series(emit))
-        out = chosen.join(strides, on=STRIDE_INDEX, how="left").sort(IC_IDX)
+        # The emitted events' metric rows in IC order, with their window indices (column by
+        # column: on these few rows each Polars query cost more than the rows' numbers).
+        chosen = np.flatnonzero(emit)
+        chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
+        row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
+        rows = [row_of[int(i)] for i in ev.get_column(STRIDE_INDEX).to_numpy()[chosen]]
+        out = strides[rows].hstack([ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)])
         out = self._flag_samples(out, a0)
         k = out.height
-        out = out.with_columns(pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k)))
-        out = out.select([pl.col(c).cast(d) for c, d in STRIDES_SCHEMA.items()])
+        numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
+        out = pl.DataFrame([numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()])
         self._emitted.append(out)
+        self._new_strides.append(out)
+        if self._curves is not None:
+            sig = seg.signals()
+            self._curves.add_foot(
+                self.foot,
+                out[ACTIVITY].to_list(),
+                out[VALID].fill_null(False).to_numpy(),
+                {c: out[c].fill_null(np.nan).to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
+                sig[T].to_numpy(),
+                sig[PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                sig[PITCH_DEG].fill_null(np.nan).to_numpy(),
+            )
         close_t = float(b.view("t", close, close + 1)[0])
         for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
             self._emissions.append(
@@ -635,15 +685,19 @@ class LiveStrideAnalyzer:
             return
         m = seg.strides(row)
         # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
-        missing = any(v is None or not math.isfinite(v) for v in m.select(STANCE_METRICS).row(0))
+        missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS))
         reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
-        m = m.with_columns(
-            pl.lit(reason is None).alias(VALID),
-            pl.lit(reason, dtype=pl.String).alias(REASON),
-            row[IC_IDX],
-            row[NEXT_IC_IDX],
+        own = {
+            VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
+            REASON: pl.Series(REASON, [reason], dtype=pl.String),
+            IC_IDX: row.get_column(IC_IDX),
+            NEXT_IC_IDX: row.get_column(NEXT_IC_IDX),
+        }
+        m = pl.DataFrame(
+            [own[c] if c in own else m.get_column(c) for c in (*STANCE_SCHEMA, IC_IDX, NEXT_IC_IDX)]
         )
-        out = self._flag_samples(m, a0).select(list(STANCE_SCHEMA))
+        flagged = self._flag_samples(m, a0)
+        out = pl.DataFrame([flagged.get_column(c) for c in STANCE_SCHEMA])
         self._stances.append(out)
         self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
         self._stance_ic = ic
@@ -687,6 +741,8 @@ class LiveStrideAnalyzer:
             c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         gap, sat = reasons
+        if not (gap.any() or sat.any()):
+            return out  # what apply_sample_flags leaves (its query cost ~1 ms per row)
         return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
 
     def _collect(self, start: int) -> pl.DataFrame:
@@ -701,5 +757,5 @@ class LiveStrideAnalyzer:
             e.pop("_close", None)
         if len(self._emissions) == start:
             return _NO_STRIDES
-        k = len(self._emissions) - start
-        return self.strides_.tail(k)
+        # this push's own frames: the tail of `strides_` would concatenate the whole session
+        return self._new_strides[0] if len(self._new_strides) == 1 else pl.concat(self._new_strides)

@@ -95,6 +95,8 @@ class LiveSettings:
         flagged, strides over them invalid "gap"), longer starts a new segment.
     stances: also emit each stride's provisional stance row as soon as its toe-off is known
         (`LiveOutput.stances` of `push`); False saves that analysis.
+    curves: keep the session's mean and SD stance and stride curves of the emitted strides
+        (`LiveStrideAnalyzer.curves_`, `analytics.curves.CurveAccumulator`); False saves that work.
     """
 
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
@@ -107,3 +109,4 @@ class LiveSettings:
     zero_velocity_margin_s: float | None = None
     read: ReadSettings = field(default_factory=ReadSettings)
     stances: bool = True
+    curves: bool = True

@@ -40,9 +40,9 @@ from functools import lru_cache
 import numba
 import numpy as np
 import polars as pl
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, sosfilt, sosfilt_zi
 
-from strideflow.analytics.stride_checks import finish_strides
+from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
     ACC_NORM_G,
     CADENCE_SPM,
@@ -594,20 +594,36 @@ def _filtered_velocity_and_censoring(
             idx = np.arange(rate.size)
             rate = np.interp(idx, idx[finite], rate[finite])
         cutoff = settings.pronation_velocity_cutoff_hz
-        sos = _butter_sos(settings.pronation_velocity_order, min(cutoff, 0.4 * fs), fs)
-        pad = 3 * (2 * len(sos) + 1)
+        sos, zi, pad = _butter_sos(settings.pronation_velocity_order, min(cutoff, 0.4 * fs), fs)
         if rate.size <= pad:
             velocity[k] = float(np.max(rate[a - lead : peak - lead]))
             continue
-        smooth = sosfiltfilt(sos, rate)
+        smooth = zero_phase_filter(sos, zi, pad, rate)
         velocity[k] = float(np.max(smooth[a - lead : peak - lead]))
     return velocity, censored
 
 
 @lru_cache(maxsize=32)
-def _butter_sos(order: int, cutoff_hz: float, fs: float) -> np.ndarray:
-    """Second-order sections of a Butterworth low-pass (scipy), cached per rate."""
-    return butter(order, cutoff_hz, fs=fs, output="sos")
+def _butter_sos(order: int, cutoff_hz: float, fs: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Second-order sections of a Butterworth low-pass (scipy), their steady-state initial
+    conditions (`scipy.signal.sosfilt_zi`) and the edge padding `scipy.signal.sosfiltfilt` uses
+    (samples); cached per rate."""
+    sos = butter(order, cutoff_hz, fs=fs, output="sos")
+    taps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return sos, sosfilt_zi(sos), 3 * taps
+
+
+def zero_phase_filter(sos: np.ndarray, zi: np.ndarray, pad: int, x: np.ndarray) -> np.ndarray:
+    """`scipy.signal.sosfiltfilt(sos, x)` of a 1-D x (len(x) > pad), step for step, with the
+    initial conditions `zi` = `sosfilt_zi(sos)` given: scipy solves for them at every call, which
+    was half the cost of a stride's filtered velocity (the live analyzer filters per stride).
+
+    Odd extension by `pad` samples at both ends, forward pass from the steady state scaled by
+    the first sample, backward pass likewise, extension cut off."""
+    ext = np.concatenate((2 * x[:1] - x[pad:0:-1], x, 2 * x[-1:] - x[-2 : -(pad + 2) : -1]))
+    y = sosfilt(sos, ext, zi=zi * ext[:1])[0]
+    y = sosfilt(sos, y[::-1], zi=zi * y[-1:])[0][::-1]
+    return y[pad:-pad]
 
 
 def _next_foot_flat(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> np.ndarray:
@@ -671,6 +687,82 @@ def _in_key_time_order(events: pl.DataFrame, strides: _Strides) -> bool:
     return ic.size < 2 or bool(np.all(np.diff(ic) > 0))
 
 
+@lru_cache(maxsize=8)
+def _definitions(s: MetricSettings, names: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """The `with_columns` steps of `StrideMetrics.estimate`'s query for a table with these column
+    names: the metric definitions, then `finish_strides`. Built once per settings: the live
+    analyzer runs the query on a few rows per stride, where building the expressions cost as
+    much as running them."""
+    ic, ff, to, nic = (pl.col(c) for c in (IC_T, FOOT_FLAT_T, TOE_OFF_T, NEXT_IC_T))
+    stride_time = nic - ic
+    stance = to - ic
+    dx = pl.col(f"{POS[0]}_next_ff") - pl.col(f"{POS[0]}_ff")
+    dy = pl.col(f"{POS[1]}_next_ff") - pl.col(f"{POS[1]}_ff")
+    strike_angle = pl.col(f"{PITCH_DEG}_before_ic") - pl.col(f"{PITCH_DEG}_ff")
+    # toe-out: shoe heading at foot-flat minus the direction of this stride's displacement,
+    # wrapped to (-180, 180], positive outward: +yaw on the left foot, -yaw on the right
+    off_axis = pl.col(f"{HEADING_DEG}_ff").radians() - pl.arctan2(dy, dx)
+    outward = pl.when(pl.col(FOOT) == "left").then(1.0).when(pl.col(FOOT) == "right").then(-1.0)
+    toe_out = outward * pl.arctan2(off_axis.sin(), off_axis.cos()).degrees()
+    # A stride the detector called valid stays valid only if every metric could be computed.
+    missing_angle = pl.any_horizontal(
+        *[
+            pl.col(m).is_null() | pl.col(m).is_nan()
+            for m in METRICS
+            if m not in (STRIDE_LENGTH_M, SPEED_MPS, FOOT_PROGRESSION_ANGLE_DEG)
+        ]
+    )
+    missing_length = pl.col(STRIDE_LENGTH_M).is_null() | pl.col(STRIDE_LENGTH_M).is_nan()
+    new_reason = (
+        pl.when(missing_angle)
+        .then(pl.lit(REASON_NO_SIGNAL))
+        .when(missing_length)
+        .then(pl.lit(REASON_NO_NEXT_FOOT_FLAT))
+        .otherwise(None)
+    )
+    metrics = (
+        stride_time.alias(STRIDE_TIME_S),
+        stance.alias(STANCE_TIME_S),
+        (nic - to).alias(SWING_TIME_S),
+        (120.0 / stride_time).alias(CADENCE_SPM),
+        (dx.pow(2) + dy.pow(2)).sqrt().alias(STRIDE_LENGTH_M),
+        strike_angle.alias(FOOT_STRIKE_ANGLE_DEG),
+        (pl.col("_p_max") - pl.col(f"{PRONATION_DEG}_ic")).alias(PRONATION_EXCURSION_DEG),
+        pl.col("_v_max").alias(MAX_PRONATION_VELOCITY_DPS),
+        (pl.col("_t_max_p") - ic).alias(TIME_TO_MAX_PRONATION_S),
+        (pl.col(f"{PRONATION_DEG}_to") - pl.col(f"{PRONATION_DEG}_ff")).alias(TOE_OFF_PRONATION_DEG),
+        (pl.col(f"{PITCH_DEG}_ff") - pl.col(f"{PITCH_DEG}_to")).alias(TOE_OFF_ANGLE_DEG),
+        pl.col("_push_off").alias(PUSH_OFF_RATE_DPS),
+        ((pl.col(HEEL_OFF_T) - ic) / stance).alias(HEEL_OFF_RATIO),
+        pl.col("_impact").alias(IMPACT_G),
+        (stance / stride_time).alias(DUTY_FACTOR),
+        toe_out.alias(FOOT_PROGRESSION_ANGLE_DEG),
+    )
+    derived = (
+        (pl.col(STRIDE_LENGTH_M) / pl.col(STRIDE_TIME_S)).alias(SPEED_MPS),
+        strike_type_expr(pl.col(FOOT_STRIKE_ANGLE_DEG), s).alias(STRIKE_TYPE),
+    )
+    # computed once into a scratch column, read twice (the final select drops it)
+    new = pl.col("_new_reason")
+    validity = (
+        pl.when(pl.col(VALID) & new.is_not_null()).then(new).otherwise(pl.col(REASON)).alias(REASON),
+        (pl.col(VALID) & new.is_null()).alias(VALID),
+    )
+    stages = (metrics, derived, (new_reason.alias("_new_reason"),), validity)
+    after = list(names)
+    for stage in stages:
+        after += [n for n in (e.meta.output_name() for e in stage) if n not in after]
+    return (*stages, *finish_strides_stages(tuple(after)))
+
+
+_FINAL_SELECT = (
+    *[pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()],
+    pl.when(pl.col("_censored").is_not_nan())
+    .then(pl.col("_censored") > 0.5)
+    .alias(PRONATION_EXCURSION_CENSORED),
+)
+
+
 class StrideMetrics:
     """Every metric column of the `strides` table from stride events and per-sample signals."""
 
@@ -720,74 +812,16 @@ class StrideMetrics:
             *(_series(name, v) for name, v in zip(_EXTREMA, extrema, strict=True)),
         ]
         # 3. DESIGN.md's definitions as Polars expressions, evaluated in one query.
-        ic, ff, to, nic = (pl.col(c) for c in (IC_T, FOOT_FLAT_T, TOE_OFF_T, NEXT_IC_T))
-        stride_time = nic - ic
-        stance = to - ic
-        dx = pl.col(f"{POS[0]}_next_ff") - pl.col(f"{POS[0]}_ff")
-        dy = pl.col(f"{POS[1]}_next_ff") - pl.col(f"{POS[1]}_ff")
-        strike_angle = pl.col(f"{PITCH_DEG}_before_ic") - pl.col(f"{PITCH_DEG}_ff")
-        # toe-out: shoe heading at foot-flat minus the direction of this stride's displacement,
-        # wrapped to (-180, 180], positive outward: +yaw on the left foot, -yaw on the right
-        off_axis = pl.col(f"{HEADING_DEG}_ff").radians() - pl.arctan2(dy, dx)
-        outward = pl.when(pl.col(FOOT) == "left").then(1.0).when(pl.col(FOOT) == "right").then(-1.0)
-        toe_out = outward * pl.arctan2(off_axis.sin(), off_axis.cos()).degrees()
-        # A stride the detector called valid stays valid only if every metric could be computed.
-        missing_angle = pl.any_horizontal(
-            *[
-                pl.col(m).is_null() | pl.col(m).is_nan()
-                for m in METRICS
-                if m not in (STRIDE_LENGTH_M, SPEED_MPS, FOOT_PROGRESSION_ANGLE_DEG)
-            ]
-        )
-        missing_length = pl.col(STRIDE_LENGTH_M).is_null() | pl.col(STRIDE_LENGTH_M).is_nan()
-        new_reason = (
-            pl.when(missing_angle)
-            .then(pl.lit(REASON_NO_SIGNAL))
-            .when(missing_length)
-            .then(pl.lit(REASON_NO_NEXT_FOOT_FLAT))
-            .otherwise(None)
-        )
+        table = events.hstack(points)
+        query = table.lazy()
+        for stage in _definitions(s, tuple(table.columns)):
+            query = query.with_columns(*stage)
+        # Unoptimised: the plan is already lean (scratch columns instead of common subexpressions),
+        # and planning was a third of the query's cost on the live analyzer's few rows.
         out = (
-            events.hstack(points)
-            .lazy()
-            .with_columns(
-                stride_time.alias(STRIDE_TIME_S),
-                stance.alias(STANCE_TIME_S),
-                (nic - to).alias(SWING_TIME_S),
-                (120.0 / stride_time).alias(CADENCE_SPM),
-                (dx.pow(2) + dy.pow(2)).sqrt().alias(STRIDE_LENGTH_M),
-                strike_angle.alias(FOOT_STRIKE_ANGLE_DEG),
-                (pl.col("_p_max") - pl.col(f"{PRONATION_DEG}_ic")).alias(PRONATION_EXCURSION_DEG),
-                pl.col("_v_max").alias(MAX_PRONATION_VELOCITY_DPS),
-                (pl.col("_t_max_p") - ic).alias(TIME_TO_MAX_PRONATION_S),
-                (pl.col(f"{PRONATION_DEG}_to") - pl.col(f"{PRONATION_DEG}_ff")).alias(TOE_OFF_PRONATION_DEG),
-                (pl.col(f"{PITCH_DEG}_ff") - pl.col(f"{PITCH_DEG}_to")).alias(TOE_OFF_ANGLE_DEG),
-                pl.col("_push_off").alias(PUSH_OFF_RATE_DPS),
-                ((pl.col(HEEL_OFF_T) - ic) / stance).alias(HEEL_OFF_RATIO),
-                pl.col("_impact").alias(IMPACT_G),
-                (stance / stride_time).alias(DUTY_FACTOR),
-                toe_out.alias(FOOT_PROGRESSION_ANGLE_DEG),
-            )
-            .with_columns(
-                (pl.col(STRIDE_LENGTH_M) / pl.col(STRIDE_TIME_S)).alias(SPEED_MPS),
-                strike_type_expr(pl.col(FOOT_STRIKE_ANGLE_DEG), s).alias(STRIKE_TYPE),
-            )
-            .with_columns(
-                pl.when(pl.col(VALID) & new_reason.is_not_null())
-                .then(new_reason)
-                .otherwise(pl.col(REASON))
-                .alias(REASON),
-                (pl.col(VALID) & new_reason.is_null()).alias(VALID),
-            )
-            .pipe(finish_strides)
-            .select(
-                *[pl.col(c).cast(dtype) for c, dtype in STRIDES_SCHEMA.items()],
-                pl.when(pl.col("_censored").is_not_nan())
-                .then(pl.col("_censored") > 0.5)
-                .alias(PRONATION_EXCURSION_CENSORED),
-            )
+            query.select(*_FINAL_SELECT)
             .with_columns(pl.col(VALID).fill_null(False))
-            .collect()
+            .collect(optimizations=pl.QueryOptFlags.none())
         )
         self.strides_ = out if _in_key_time_order(events, strides) else out.sort(*KEYS, IC_T)
         return self

@@ -29,7 +29,7 @@ and finally, over all feet at once:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -40,6 +40,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.flags import SessionFlagger
 from strideflow.analytics.foot_side import FootSideCheck
 from strideflow.analytics.metrics import key_runs
+from strideflow.analytics.mountings import FIRST, Mounting, MountingTracker
 from strideflow.analytics.plausibility import check_recording
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
@@ -47,7 +48,6 @@ from strideflow.analytics.segment import (
     REASON_SATURATION,
     analyze_segment,
     apply_sample_flags,
-    estimate_mounting,
     stride_metrics,
 )
 from strideflow.analytics.sessions import SessionAggregator
@@ -61,8 +61,10 @@ from strideflow.hardware.schema import (
     IC_T,
     INTERPOLATED,
     KEYS,
+    MOUNTING_ID,
     MOUNTING_UNCERTAINTY_DEG,
     NEXT_IC_T,
+    REMOUNT,
     SATURATED,
     SEGMENT,
     STRIDE_INDEX,
@@ -94,7 +96,9 @@ class AnalysisResult:
     `mounting` per foot (device -> foot rotation used); `mounting_uncertainty_deg` per foot (the
     1-sigma uncertainty of its heading, the shoe axis, deg; absent when the frame was not
     estimated); `warnings` in plain words; `gyr_delay_s` per foot, the gyro delay undone (s;
-    `AnalysisSettings.gyr_delay_s`).
+    `AnalysisSettings.gyr_delay_s`); `mountings` per foot, the mountings used in time order
+    (`analytics.mountings.Mounting`: more than one after a remount within the recording; the
+    first is the prior passed in when it fitted), and `remounts`, one line per remount.
     """
 
     strides: pl.DataFrame
@@ -107,6 +111,26 @@ class AnalysisResult:
     warnings: tuple[str, ...] = ()
     mounting_uncertainty_deg: dict[str, float] = field(default_factory=dict)
     gyr_delay_s: dict[str, float] = field(default_factory=dict)
+    mountings: dict[str, list[Mounting]] = field(default_factory=dict)
+    remounts: tuple[str, ...] = ()
+
+
+def with_mountings(
+    strides: pl.DataFrame, mountings: Mapping[str, list[Mounting]], session_of: dict
+) -> pl.DataFrame:
+    """`strides` with `mounting_id` (the mounting in use at the stride's IC) and `remount` (that
+    mounting began with a remount in this session); null for a foot whose frame was given."""
+    mounting_id = pl.lit(None, dtype=pl.String)
+    remount = pl.lit(None, dtype=pl.Boolean)
+    for foot, pieces in mountings.items():
+        for m in pieces:
+            here = (pl.col(FOOT) == foot) & (
+                pl.col(IC_T) >= m.start_t_s if m is not pieces[0] else pl.lit(True)
+            )
+            began = m.started != FIRST and m.first_session_id == session_of.get(foot)
+            mounting_id = pl.when(here).then(pl.lit(m.mounting_id)).otherwise(mounting_id)
+            remount = pl.when(here).then(pl.lit(began)).otherwise(remount)
+    return strides.with_columns(mounting_id.alias(MOUNTING_ID), remount.alias(REMOUNT))
 
 
 def with_mounting_uncertainty(strides: pl.DataFrame, uncertainty_deg: dict[str, float]) -> pl.DataFrame:
@@ -238,6 +262,26 @@ def _segment_bounds(part: pl.DataFrame) -> list[tuple[int, int]] | None:
     return list(zip(edges[:-1], edges[1:], strict=True))
 
 
+def _cut_segments(segments: list, cuts: list[int]) -> list:
+    """The segments (slices, or arrays of rows in ascending order) cut at the rows in `cuts`: no
+    segment spans a remount, whose samples before and after are in different mountings."""
+    if not cuts:
+        return segments
+    out = []
+    edges = [0, *cuts, np.iinfo(np.int64).max]
+    for rows in segments:
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+            if isinstance(rows, slice):
+                a, b = max(rows.start, lo), min(rows.stop, hi)
+                if a < b:
+                    out.append(slice(a, b))
+            else:
+                part = rows[(rows >= lo) & (rows < hi)]
+                if len(part):
+                    out.append(part)
+    return out
+
+
 class RecordingAnalyzer:
     """Runs the whole analysis on a `samples` table (one or more athlete-session-feet)."""
 
@@ -245,13 +289,19 @@ class RecordingAnalyzer:
         self.settings = settings
 
     def analyze(
-        self, samples: pl.DataFrame, sampling_rate_hz: float, summarize: bool = True
+        self,
+        samples: pl.DataFrame,
+        sampling_rate_hz: float,
+        summarize: bool = True,
+        mountings: Mapping[str, Mounting] | None = None,
     ) -> RecordingAnalyzer:
         """Fill `result_` (AnalysisResult) and `timings_s_` (wall seconds per stage of STAGES).
 
         `samples` in the samples schema, device or foot frame. `summarize=False` leaves the
         result's `sessions` and `flags` empty (with their columns), for callers that summarise
         the strides of several recordings together (`summarize_strides`), as the team batch does.
+        `mountings`: per foot, the prior mounting of that foot's device (the athlete's stored one,
+        `analytics.mountings`), used unchanged unless a remount is detected.
         """
         s = self.settings
         fs = float(sampling_rate_hz)
@@ -262,6 +312,9 @@ class RecordingAnalyzer:
         mounting: dict[str, Rotation] = {}
         uncertainty: dict[str, float] = {}
         gyr_delay: dict[str, float] = {}
+        used: dict[str, list[Mounting]] = {}
+        session_of: dict[str, str] = {}
+        remounts: list[str] = []
         with clock("prepare"):
             parts = _foot_parts(samples)
         for (athlete, session, foot), part in parts:
@@ -270,12 +323,35 @@ class RecordingAnalyzer:
             with clock("prepare"):
                 acc_all, gyr_all = _xyz(part, ACC), _xyz(part, GYR)
                 t_all = np.array(part.get_column(T).cast(pl.Float64).to_numpy())  # writable copy
+            cuts: list[int] = []  # rows where a new mounting begins (a remount within the recording)
             with clock("mounting"):
                 if s.align_mounting:
-                    rotation, relaxed, uncertainty[foot] = estimate_mounting(acc_all, gyr_all, fs, s, where)
-                    warnings.extend(relaxed)
+                    tracker = MountingTracker(s).estimate(
+                        acc_all,
+                        gyr_all,
+                        t_all,
+                        fs,
+                        (athlete, session, foot),
+                        where,
+                        (mountings or {}).get(foot),
+                    )
+                    warnings.extend(tracker.warnings_)
+                    remounts.extend(tracker.remounts_)
+                    pieces = tracker.pieces_
+                    used[foot] = [p.mounting for p in pieces]
+                    session_of[foot] = session
+                    unc = [p.mounting.uncertainty_deg for p in pieces]
+                    if all(u is not None for u in unc):
+                        uncertainty[foot] = float(max(unc))
+                    cuts = [p.start_row for p in pieces[1:]]
+                    rotation = pieces[0].mounting.rotation
                     # the numbers apply_mounting gives, on the arrays the stages below read
-                    acc_all, gyr_all = rotate_to_foot(rotation, acc_all), rotate_to_foot(rotation, gyr_all)
+                    acc_rot, gyr_rot = np.empty_like(acc_all), np.empty_like(gyr_all)
+                    for p in pieces:
+                        rows = slice(p.start_row, p.stop_row)
+                        acc_rot[rows] = rotate_to_foot(p.mounting.rotation, acc_all[rows])
+                        gyr_rot[rows] = rotate_to_foot(p.mounting.rotation, gyr_all[rows])
+                    acc_all, gyr_all = acc_rot, gyr_rot
                 else:
                     rotation = Rotation.identity()
             mounting[foot] = rotation
@@ -291,6 +367,7 @@ class RecordingAnalyzer:
                     segments = [g.get_column("_row").to_numpy() for g in groups]
                 else:
                     segments = [slice(lo, hi) for lo, hi in bounds]
+                segments = _cut_segments(segments, cuts)
             stride_offset = 0
             for rows in segments:
                 acc, gyr, t = acc_all[rows], gyr_all[rows], t_all[rows]
@@ -324,6 +401,7 @@ class RecordingAnalyzer:
                 )
                 strides = _sample_flag_reasons(strides, samples)
                 strides = with_mounting_uncertainty(strides, uncertainty)
+                strides = with_mountings(strides, used, session_of)
                 if s.foot_side is not None:
                     side = FootSideCheck(s.foot_side).detect(strides, pl.concat(list(all_signals.values())))
                     warnings.extend(side.warnings_)
@@ -345,6 +423,8 @@ class RecordingAnalyzer:
             warnings=tuple(warnings),
             mounting_uncertainty_deg=uncertainty,
             gyr_delay_s=gyr_delay,
+            mountings=used,
+            remounts=tuple(remounts),
         )
         self.timings_s_ = clock.seconds_
         return self
@@ -415,4 +495,6 @@ def analyze_recording(recording, settings: AnalysisSettings = AnalysisSettings()
         warnings=ingest_warnings + result.warnings,
         mounting_uncertainty_deg=result.mounting_uncertainty_deg,
         gyr_delay_s=result.gyr_delay_s,
+        mountings=result.mountings,
+        remounts=result.remounts,
     )

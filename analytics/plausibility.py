@@ -32,11 +32,26 @@ Limits (plausible range; why, with the source):
 A recording whose strides are mostly implausible (`RecordingPlausibility`) is not "valid with a few
 odd strides" but read wrongly; the analysis then fails with the likely cause (the sampling rate
 given with `--rate`, or gyroscope units) instead of publishing the numbers.
+
+The recording is also judged as a whole by its walking strides' **walk ratio**, step length /
+cadence = (`stride_length_m` / 2) / `cadence_spm` (m per step/min): the median over the valid
+walking strides of a foot must lie within `WALK_RATIO_LIMITS` (0.0015-0.02). Healthy adults keep
+it near 0.006 whatever their speed (Sekiya & Nagasaki 1998, Gait Posture 7:225-227, "walk
+ratio"); the real walks here give per-foot medians 0.0058-0.0079 (imu_sample.csv,
+imu_sample_ic_stride.csv, both MS files, the 14 footprints walks) and the stair recordings, whose
+horizontal stride is one tread, 0.0025-0.0028.
+A rate set too high shrinks it by about the cube of the error (time shrinks, so cadence rises and
+the integrated length falls with time squared): `analyze --rate 400` on the 204.8 Hz imu_sample.csv
+walks at cadence 215 with 0.31 m strides, walk ratio 0.0007, which every per-stride limit lets
+through (race walkers reach ~210 steps/min). It is a recording-level test, not a per-stride limit,
+because single strides on stairs or at a turn legitimately go below it (0.001 on the stair files).
+It catches a rate about 1.6 times too high or more on level walking (0.006 / 1.6^3 = 0.0015).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import polars as pl
 
@@ -78,6 +93,8 @@ LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
 }
 # Tighter limits for walking strides (activity "walk"): race walkers' strides and speeds.
 WALK_LIMITS: dict[str, float] = {STRIDE_LENGTH_M: 3.0, SPEED_MPS: 4.6}
+# Median walk ratio of a foot's valid walking strides, m per step/min (module docstring).
+WALK_RATIO_LIMITS = (0.0015, 0.02)
 
 
 def reason_for(metric: str) -> str:
@@ -100,19 +117,36 @@ def _beyond(metric: str, names: list[str]) -> pl.Expr:
 
 def implausible_reason_expr(names: list[str]) -> pl.Expr:
     """The first limit a stride breaks, as its reason (String), null where none is broken."""
-    reason = pl.lit(None, dtype=pl.String)
-    for metric in reversed([m for m in LIMITS if m in names]):
-        reason = pl.when(_beyond(metric, names)).then(pl.lit(reason_for(metric))).otherwise(reason)
-    return reason
+    # One flat coalesce, not a nested when/otherwise chain: Polars evaluates every branch of the
+    # chain at each level, which cost ~2 ms per query on the live analyzer's few-row tables.
+    broken = [pl.when(_beyond(m, names)).then(pl.lit(reason_for(m))) for m in LIMITS if m in names]
+    return pl.coalesce(*broken, pl.lit(None, dtype=pl.String))
+
+
+_IMPLAUSIBLE = "_implausible"  # scratch column: the reason is computed once, then read twice
 
 
 def mark_implausible(strides: pl.LazyFrame) -> pl.LazyFrame:
     """`strides` with valid strides beyond a limit set invalid with reason ``implausible_<metric>``."""
-    names = strides.collect_schema().names()
-    new = implausible_reason_expr(names)
-    return strides.with_columns(
-        pl.when(pl.col(VALID) & new.is_not_null()).then(new).otherwise(pl.col(REASON)).alias(REASON),
-        (pl.col(VALID) & new.is_null()).alias(VALID),
+    for stage in mark_implausible_stages(tuple(strides.collect_schema().names())):
+        strides = strides.with_columns(*stage)
+    return strides.drop(_IMPLAUSIBLE)
+
+
+@lru_cache(maxsize=16)
+def mark_implausible_stages(names: tuple[str, ...]) -> tuple[tuple[pl.Expr, ...], ...]:
+    """The `with_columns` steps of `mark_implausible` for a table with these column names; they
+    leave a scratch column `_implausible` for the caller to drop.
+
+    Built once per set of names: the live analyzer evaluates them on a few rows per stride, where
+    building the expressions cost as much as the query."""
+    new = pl.col(_IMPLAUSIBLE)
+    return (
+        (implausible_reason_expr(list(names)).alias(_IMPLAUSIBLE),),
+        (
+            pl.when(pl.col(VALID) & new.is_not_null()).then(new).otherwise(pl.col(REASON)).alias(REASON),
+            (pl.col(VALID) & new.is_null()).alias(VALID),
+        ),
     )
 
 
@@ -130,7 +164,12 @@ class PlausibilitySettings:
 
 
 class RecordingPlausibility:
-    """Fails a recording whose strides are mostly implausible, naming the likely cause."""
+    """Fails a recording whose strides are mostly implausible, or whose walking strides' median walk
+    ratio is outside `WALK_RATIO_LIMITS` (module docstring), naming the likely cause.
+
+    Attributes: `implausible_fraction_` (0..1, None when too few strides to judge), `walk_ratio_`
+    (median of the valid walking strides, m per step/min; None with fewer than `min_strides`).
+    """
 
     def __init__(self, settings: PlausibilitySettings = PlausibilitySettings()):
         self.settings = settings
@@ -143,42 +182,82 @@ class RecordingPlausibility:
         valid = strides.get_column(VALID).fill_null(False)
         judged = int((valid | implausible).sum()) if strides.height else 0
         self.implausible_fraction_ = None
+        self.walk_ratio_ = None
         if judged < self.settings.min_strides:
             return self
         n_bad = int(implausible.sum())
         self.implausible_fraction_ = n_bad / judged
-        if self.implausible_fraction_ <= self.settings.max_implausible_fraction:
-            return self
-        top = reasons.filter(implausible).value_counts(sort=True).row(0)[0].removeprefix("implausible_")
         cadence = strides.get_column(CADENCE_SPM).median() if CADENCE_SPM in strides.columns else None
         stance = strides.get_column(STANCE_TIME_S).median() if STANCE_TIME_S in strides.columns else None
         timing = ""
         if cadence is not None and stance is not None:
             timing = f" (median cadence {cadence:.0f} steps/min, stance {stance:.2f} s)"
         prefix = f"{where}: " if where else ""
-        # Human strides last 0.6-1.6 s: far outside, time itself is scaled, i.e. the rate is wrong.
-        stride_s = None if cadence is None or cadence <= 0 else 120.0 / cadence
-        if stride_s is not None and stride_s > 1.6:
-            cause = (
-                f"a sampling rate set too low: the strides last {stride_s:.1f} s, so the device likely "
-                f"recorded faster than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
-                "field sampling_rate_hz)"
-            )
-        elif stride_s is not None and stride_s < 0.6:
-            cause = (
-                f"a sampling rate set too high: the strides last {stride_s:.2f} s, so the device likely "
-                f"recorded slower than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
-                "field sampling_rate_hz)"
-            )
-        else:
-            cause = (
-                "a wrong sampling rate (check --rate / the upload field sampling_rate_hz against the "
-                "device's) or gyroscope units (--units gyr=rad/s, upload field units)"
-            )
+        if self.implausible_fraction_ <= self.settings.max_implausible_fraction:
+            self._check_walk_ratio(strides, valid, sampling_rate_hz, prefix)
+            return self
+        top = reasons.filter(implausible).value_counts(sort=True).row(0)[0].removeprefix("implausible_")
         raise ImplausibleRecordingError(
             f"{prefix}{n_bad} of {judged} strides are physically implausible (most often {top}) at "
-            f"{sampling_rate_hz:g} Hz{timing}. Likely cause: {cause}."
+            f"{sampling_rate_hz:g} Hz{timing}. Likely cause: {_likely_cause(cadence, sampling_rate_hz)}."
         )
+
+    def _check_walk_ratio(
+        self, strides: pl.DataFrame, valid: pl.Series, sampling_rate_hz: float, prefix: str
+    ):
+        """Fail when the valid walking strides' median walk ratio is outside WALK_RATIO_LIMITS;
+        sets `walk_ratio_` (m per step/min, None when fewer than `min_strides` walking strides)."""
+        self.walk_ratio_ = None
+        if not {ACTIVITY, STRIDE_LENGTH_M, CADENCE_SPM} <= set(strides.columns):
+            return
+        walking = strides.filter(valid & (pl.col(ACTIVITY) == WALK))
+        if walking.height < self.settings.min_strides:
+            return
+        ratio = walking.select(((pl.col(STRIDE_LENGTH_M) / 2.0) / pl.col(CADENCE_SPM)).median()).item()
+        if ratio is None:
+            return
+        self.walk_ratio_ = float(ratio)
+        lo, hi = WALK_RATIO_LIMITS
+        if lo <= ratio <= hi:
+            return
+        cadence = walking.get_column(CADENCE_SPM).median()
+        length = walking.get_column(STRIDE_LENGTH_M).median()
+        # Too small: fast, short strides, time compressed (rate too high); too large: the reverse.
+        side, device = ("high", "slower") if ratio < lo else ("low", "faster")
+        cause = (
+            f"a sampling rate set too {side}: the device likely recorded {device} than "
+            f"{sampling_rate_hz:g} Hz; give its true rate with --rate (upload field sampling_rate_hz)"
+        )
+        raise ImplausibleRecordingError(
+            f"{prefix}the walking strides are not a human walk at {sampling_rate_hz:g} Hz: median cadence "
+            f"{cadence:.0f} steps/min with {length:.2f} m strides, a walk ratio (step length / cadence) of "
+            f"{ratio:.4f} m per step/min where people walk with {lo:g}-{hi:g} (about 0.006). "
+            f"Likely cause: {cause}."
+        )
+
+
+def _likely_cause(cadence: float | None, sampling_rate_hz: float) -> str:
+    """The likely cause of implausible strides, in words with what to do, from their median cadence."""
+    # Human strides last 0.6-1.6 s: far outside, time itself is scaled, i.e. the rate is wrong.
+    stride_s = None if cadence is None or cadence <= 0 else 120.0 / cadence
+    if stride_s is not None and stride_s > 1.6:
+        cause = (
+            f"a sampling rate set too low: the strides last {stride_s:.1f} s, so the device likely "
+            f"recorded faster than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
+            "field sampling_rate_hz)"
+        )
+    elif stride_s is not None and stride_s < 0.6:
+        cause = (
+            f"a sampling rate set too high: the strides last {stride_s:.2f} s, so the device likely "
+            f"recorded slower than {sampling_rate_hz:g} Hz; give its true rate with --rate (upload "
+            "field sampling_rate_hz)"
+        )
+    else:
+        cause = (
+            "a wrong sampling rate (check --rate / the upload field sampling_rate_hz against the "
+            "device's) or gyroscope units (--units gyr=rad/s, upload field units)"
+        )
+    return cause
 
 
 def check_recording(strides: pl.DataFrame, sampling_rate_hz: float) -> None:

@@ -18,7 +18,7 @@ The batch pipeline (`analytics.pipeline`) feeds it each segment of a recording, 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -87,6 +87,19 @@ def estimate_mounting(
     MountingFailed
         Neither settings found still periods and strides; `errors` holds each one's last error.
     """
+    estimator, notes = estimate_mounting_details(acc_mps2, gyr_dps, sampling_rate_hz, settings, where)
+    return estimator.rotation_, notes, float(estimator.shoe_axis_.uncertainty_deg_)
+
+
+def estimate_mounting_details(
+    acc_mps2: np.ndarray,
+    gyr_dps: np.ndarray,
+    sampling_rate_hz: float,
+    settings: AnalysisSettings,
+    where: str,
+) -> tuple[MountingEstimator, tuple[str, ...]]:
+    """`estimate_mounting` giving the fitted `MountingEstimator` itself (with its per-stride
+    directions, `analytics.mountings`) and the warnings."""
     n_all = len(acc_mps2)
     window_s = settings.mounting_window_s
     n = n_all if window_s is None else min(n_all, max(1, int(round(window_s * sampling_rate_hz))))
@@ -112,7 +125,7 @@ def estimate_mounting(
                 f"walking direction stands in for the shoe axis (uncertainty {shoe.uncertainty_deg_:.0f} "
                 "deg), so toe-off pronation is a trend value only (docs/frames.md)",
             )
-        return estimator.rotation_, notes, float(shoe.uncertainty_deg_)
+        return estimator, notes
     message = f"{where}: mounting alignment failed: {failed[True]}"
     if False in failed:
         message += f"; relaxed for running: {failed[False]}"
@@ -175,9 +188,16 @@ class Segment:
     events: pl.DataFrame
     open_stride: pl.DataFrame
     settings: AnalysisSettings
+    _signals: pl.DataFrame | None = field(default=None, repr=False)
 
     def signals(self) -> pl.DataFrame:
-        """The per-sample signals table (SIGNALS_SCHEMA) of the segment."""
+        """The per-sample signals table (SIGNALS_SCHEMA) of the segment (built once: the strides and
+        the live analyzer's curves both read it)."""
+        if self._signals is None:
+            self._signals = self._build_signals()
+        return self._signals
+
+    def _build_signals(self) -> pl.DataFrame:
         return signals_frame(
             self.keys,
             self.t,
@@ -192,7 +212,11 @@ class Segment:
 
     def strides(self, events: pl.DataFrame) -> pl.DataFrame:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
-        keyed = events.with_columns(pl.lit(k).alias(c) for c, k in zip(KEYS, self.keys, strict=True))
+        keys = [
+            pl.Series(c, [k] * events.height, dtype=pl.String) for c, k in zip(KEYS, self.keys, strict=True)
+        ]
+        # hstack, not a query: the live analyzer calls this per stride on a few rows
+        keyed = events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
         return stride_metrics(keyed, self.signals(), self.settings)
 
 

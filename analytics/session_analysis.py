@@ -17,13 +17,14 @@ curves), failures and warnings. What the callers differ in is explicit:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import polars as pl
 
 from strideflow.analytics.curves import session_curves
+from strideflow.analytics.mountings import Mounting
 from strideflow.analytics.pipeline import AnalysisSettings, RecordingAnalyzer
 from strideflow.hardware.schema import FOOT
 
@@ -67,7 +68,8 @@ class FileFailure:
 @dataclass(frozen=True)
 class AnalyzedFile:
     """A file that was analysed: its strides (STRIDES_SCHEMA), curves (if asked for), sample count
-    and duration (s), the ingest and analysis warnings, and the feet analysed from it."""
+    and duration (s), the ingest and analysis warnings, the feet analysed from it, the mountings
+    used per foot (`analytics.mountings`) and its remounts (one line each)."""
 
     file: RecordingFile
     strides: pl.DataFrame
@@ -76,6 +78,8 @@ class AnalyzedFile:
     duration_s: float
     warnings: tuple[str, ...]
     feet: tuple[str, ...] = ()
+    mountings: dict[str, list[Mounting]] = field(default_factory=dict)
+    remounts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,28 @@ class SessionOutcome:
     def warnings(self) -> list[str]:
         return [w for a in self.analyzed for w in a.warnings]
 
+    @property
+    def remounts(self) -> list[str]:
+        return [r for a in self.analyzed for r in a.remounts]
+
+    def mountings_used(self) -> list[tuple[Mounting, int]]:
+        """(mounting, strides of this session measured in it) of every file and foot, for
+        `analytics.mountings.record_mountings`."""
+        from strideflow.hardware.schema import MOUNTING_ID
+
+        counts: dict[str, int] = {}
+        for a in self.analyzed:
+            if MOUNTING_ID in a.strides.columns:
+                for mid, n in a.strides.group_by(MOUNTING_ID).len().iter_rows():
+                    if mid is not None:
+                        counts[mid] = counts.get(mid, 0) + n
+        seen: dict[tuple[str, str], Mounting] = {}
+        for a in self.analyzed:
+            for foot, ms in a.mountings.items():
+                for m in ms:
+                    seen[(foot, m.mounting_id)] = m
+        return [(m, counts.get(m.mounting_id, 0)) for m in seen.values()]
+
 
 def _add(stage_s: dict[str, float], name: str, seconds: float) -> None:
     stage_s[name] = stage_s.get(name, 0.0) + float(seconds)
@@ -117,6 +143,7 @@ def analyze_session(
     catch: type[BaseException] | tuple[type[BaseException], ...] = (),
     covered_feet: Literal["fail", "skip", "keep"] = "keep",
     progress: Callable[[RecordingFile], object] | None = None,
+    mountings: Mapping[str, Mounting] | None = None,
 ) -> SessionOutcome:
     """Read and analyse each of a session's files with `settings`.
 
@@ -140,6 +167,9 @@ def analyze_session(
         "keep" analyses it anyway.
     progress
         Called with each file once it is analysed.
+    mountings
+        Per foot, the prior mounting of the foot's device (the caller's stored one,
+        `analytics.mountings.prior_mountings`), kept unless a remount is detected.
     """
     from strideflow.ingest import read_recording
 
@@ -189,7 +219,9 @@ def analyze_session(
             samples = samples.filter(pl.col(FOOT).is_in(feet))
         t0 = time.perf_counter()
         try:
-            analyzer = RecordingAnalyzer(settings).analyze(samples, rec.sampling_rate_hz, summarize=False)
+            analyzer = RecordingAnalyzer(settings).analyze(
+                samples, rec.sampling_rate_hz, summarize=False, mountings=mountings
+            )
         except catch as exc:
             failures.append(FileFailure(f, "analyze", type(exc).__name__, str(exc) or repr(exc)))
             continue
@@ -213,6 +245,8 @@ def analyze_session(
                 duration_s=rec.duration_s,
                 warnings=tuple(str(w) for w in rec.warnings) + result.warnings,
                 feet=tuple(feet),
+                mountings=result.mountings,
+                remounts=result.remounts,
             )
         )
         if progress is not None:

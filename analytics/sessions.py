@@ -17,6 +17,8 @@ session holding both gaits has a walking and a running row per foot, with
 - `<metric>_lr_diff_deg` gives their symmetry as ``L - R`` in degrees instead.
 - `mounting_uncertainty_deg`: the largest heading uncertainty of the foot's mounting over the
   session's strides (deg, `hardware.shoe_axis`); null when the frame was given, not estimated.
+- `mounting_id`: the foot's mounting at its last stride of the session; `remount`: a mounting of
+  the foot began with a remount in this session (`analytics.mountings`); null when not known.
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
     FOOT,
+    IC_T,
     KEYS,
     METRICS,
+    MOUNTING_ID,
     MOUNTING_UNCERTAINTY_DEG,
+    REMOUNT,
     SESSION_ID,
     SIGNED_ANGLE_METRICS,
     STRIDE_COUNT,
@@ -91,6 +96,10 @@ class SessionAggregator:
         valid = pl.col(VALID).fill_null(False)
         if MOUNTING_UNCERTAINTY_DEG not in strides.columns:
             strides = strides.with_columns(pl.lit(None, dtype=pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
+        if MOUNTING_ID not in strides.columns:
+            strides = strides.with_columns(pl.lit(None, dtype=pl.String).alias(MOUNTING_ID))
+        if REMOUNT not in strides.columns:
+            strides = strides.with_columns(pl.lit(None, dtype=pl.Boolean).alias(REMOUNT))
         if ACTIVITY not in strides.columns:  # strides stored before the column existed
             strides = strides.with_columns(activity_expr().alias(ACTIVITY))
         strides = strides.with_columns(activity_key_expr().alias(ACTIVITY))
@@ -101,6 +110,8 @@ class SessionAggregator:
                 valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
                 pl.col(MOUNTING_UNCERTAINTY_DEG).max().cast(pl.Float64),
+                pl.col(MOUNTING_ID).sort_by(IC_T).drop_nulls().last().cast(pl.String),
+                pl.col(REMOUNT).any(ignore_nulls=False).cast(pl.Boolean),
                 *[pl.col(m).filter(valid).median().alias(session_median(m)) for m in metrics],
                 *[
                     (
@@ -150,6 +161,8 @@ class SessionAggregator:
                 *[session_iqr(m) for m in metrics],
                 *[pl.col(c).cast(pl.Float64) for c in symmetry_columns(metrics)],
                 MOUNTING_UNCERTAINTY_DEG,
+                MOUNTING_ID,
+                REMOUNT,
             )
             .sort(*KEYS, ACTIVITY, nulls_last=True)
         )

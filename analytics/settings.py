@@ -21,6 +21,7 @@ from strideflow.fusion.zero_velocity import ZeroVelocitySettings
 from strideflow.fusion.zupt import ZuptSettings
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.mounting import MountingSettings
+from strideflow.hardware.remount import RemountSettings
 
 # Stillness relaxed for running, whose foot-flats are a few tens of ms long and still roll.
 RUNNING_MOUNTING = MountingSettings(
@@ -66,6 +67,10 @@ class AnalysisSettings:
         only: the live analysis refuses a non-zero value.
     gyr_delay
         Settings of that estimate.
+    remount
+        Remount detection (`hardware.remount`): within a recording, and of a prior mounting
+        passed to the analysis against this session's estimate (`analytics.mountings`); None: no
+        detection, a prior mounting is used as it is.
     foot_side
         Warn when a foot's strides invert instead of evert after contact (the label is probably
         the other foot; `analytics.foot_side.FootSideCheck`); None: no check.
@@ -95,3 +100,4 @@ class AnalysisSettings:
     gyr_delay_s: float | Literal["estimate"] = 0.0
     gyr_delay: GyroDelaySettings = field(default_factory=GyroDelaySettings)
     foot_side: FootSideSettings | None = field(default_factory=FootSideSettings)
+    remount: RemountSettings | None = field(default_factory=RemountSettings)

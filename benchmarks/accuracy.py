@@ -28,13 +28,16 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
   both feet;
 - `no_toe_out.*`: the same rows (with bias) with the shoes along the walking direction (toe-out 0,
   everything else on), which isolates the gyro gain errors, impact rocking and oblique push-off.
-- `square_mount.*`: the same rows (with bias) for the athletes' own toe-out with the pods mounted
-  square on the shoe as real pods are (`square_mounting`: rolled 5-20 deg by the slope of the upper,
-  pitched up to 5 deg, turned at most 1 deg), analysed with the product's defaults: the shoe axis
-  from the pod's own axis (`hardware.shoe_axis`), the path the real recordings take. The other
-  scenarios keep the simulator's askew pods (2-15 deg about every axis, yaw included), whose shoe
-  axis walking data cannot reveal; they are analysed with the walking-direction heading
-  (`SIMULATOR_ANALYSIS`).
+- `square_mount.*`: the same rows (with bias) with the pods turned at most 1 deg on the shoe
+  (`square_mounting`; the simulator's default square pods are turned up to 2 deg).
+- `askew_mount.*`: the same rows (with bias) with the simulator's askew pods (2-15 deg about every
+  axis, yaw included: a pod turned on its mount), whose shoe axis walking data cannot reveal,
+  analysed with the walking-direction heading, the fallback (`SIMULATOR_ANALYSIS`): its error is
+  the toe-out.
+The default, `toe_out`, `no_toe_out` and `square_mount` rows use the product's defaults on the
+simulator's default pods, mounted square on the shoe as real pods are (`imu.draw_mounting`:
+rolled 5-20 deg by the slope of the upper, pitched +-5 deg, turned +-2 deg): the shoe axis from
+the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
@@ -128,11 +131,12 @@ def simulate_and_analyze(
     athlete: int,
     activity: str,
     duration_s: float,
-    settings: AnalysisSettings = SIMULATOR_ANALYSIS,
+    settings: AnalysisSettings | None = None,
     true_mounting: bool = False,
     profile: DeviceProfile = DEFAULT_PROFILE,
     toe_out_deg: float | None = None,
     square_mount: bool = False,
+    askew: bool = False,
     stance_roll_dps: float | None = None,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
@@ -141,8 +145,13 @@ def simulate_and_analyze(
     that separates the mounting estimate's share of the error from the rest of the pipeline).
     `toe_out_deg`: both feet toe out this much (deg); None: the athlete's own drawn toe-out.
     `square_mount`: pods square on the shoe (`square_mounting`) analysed with the product defaults.
+    `askew`: the simulator's askew pods (`mount_style="askew"`) analysed with the walking-direction
+    heading, the fallback (`SIMULATOR_ANALYSIS`). `settings`: None, the product defaults (or the
+    fallback for `askew`).
     `stance_roll_dps`: the athlete's running stance rolls at this rate (deg/s) instead of standing still.
     """
+    if settings is None:
+        settings = SIMULATOR_ANALYSIS if askew else AnalysisSettings()
     from strideflow.hardware.mounting import apply_mounting
     from strideflow.hardware.simulator import SimulationSettings, Simulator
     from strideflow.hardware.simulator.params import sample_athlete
@@ -169,6 +178,7 @@ def simulate_and_analyze(
             profile=profile,
             toe_out_deg=toe_out_deg,
             mounting_rotations=mounts,
+            mount_style="askew" if askew else "square",
             athlete=gait,
         )
     ).simulate()
@@ -274,8 +284,10 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     return rows
 
 
-def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None]) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll = args
+def _one(
+    args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None, bool],
+) -> pl.DataFrame:
+    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll, askew = args
     return simulate_and_analyze(
         athlete,
         activity,
@@ -285,6 +297,7 @@ def _one(args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, f
         toe_out_deg=toe_out_deg,
         square_mount=square,
         stance_roll_dps=roll,
+        askew=askew,
     )
 
 
@@ -297,10 +310,11 @@ def collect_pairs(
     toe_out_deg: float | None = None,
     square_mount: bool = False,
     stance_roll_dps: float | None = None,
+    askew: bool = False,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
-        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, stance_roll_dps)
+        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, stance_roll_dps, askew)
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
     ]
@@ -326,6 +340,8 @@ def run(quick: bool = False) -> list[Row]:
         rows += [{**r, "name": f"{prefix}.{r['name']}"} for r in scenario]
     square = summarize(collect_pairs(n_athletes, duration_s, square_mount=True))
     rows += [{**r, "name": f"square_mount.{r['name']}"} for r in square]
+    askew = summarize(collect_pairs(n_athletes, duration_s, askew=True))
+    rows += [{**r, "name": f"askew_mount.{r['name']}"} for r in askew]
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]

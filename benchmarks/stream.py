@@ -281,7 +281,7 @@ async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: f
 
 def run(quick: bool = False) -> list:
     """Rows for `strideflow bench stream` (see the module docstring)."""
-    ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64)
+    ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256)
     seconds = 8.0 if quick else 30.0
     tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
     rows: list = []

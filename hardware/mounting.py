@@ -369,8 +369,11 @@ class MountingEstimator:
         as +y; the foot's +y itself when heading="swing_axis"), `gravity_source_` ("foot_flat"
         or "standing"), `still_mask_`, `still_fraction_`, `strides_` ((n, 2) sample bounds of
         the strides used), `stride_displacement_m_` (their dead-reckoned displacement, device
-        frame at each stride's start), `shoe_axis_` (the `ShoeAxisEstimator` that chose the
-        heading: `source_`, `uncertainty_deg_`, `walking_offset_deg_`) and `quality_`.
+        frame at each stride's start), `stride_up_dev_` (unit foot-flat up before each stride) and
+        `stride_walk_dev_` (unit horizontal direction of each stride, NaN for strides too short to
+        vote), both device frame (`hardware.remount` reads them), `shoe_axis_` (the
+        `ShoeAxisEstimator` that chose the heading: `source_`, `uncertainty_deg_`,
+        `walking_offset_deg_`) and `quality_`.
         Raises AlignmentError when there is no still period or no walking.
         """
         s = self.settings
@@ -475,6 +478,8 @@ class MountingEstimator:
         horiz = disp - np.sum(disp * up, axis=1, keepdims=True) * up
         length = np.linalg.norm(horiz, axis=1)
         voting = length >= s.min_stride_length_m
+        self.stride_up_dev_ = up
+        self.stride_walk_dev_ = np.where(voting[:, None], horiz / np.maximum(length, 1e-12)[:, None], np.nan)
         if not voting.any():
             raise AlignmentError(
                 f"no forward motion: none of {n_strides} strides moved the foot by "

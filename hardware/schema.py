@@ -151,6 +151,12 @@ STRIKE_TYPES = ("rearfoot", "midfoot", "forefoot")
 # column (the same value on every stride of a foot's recording; null when the frame was given) and a
 # sessions column (its largest value over the session's recordings of that foot).
 MOUNTING_UNCERTAINTY_DEG = "mounting_uncertainty_deg"
+# The mounting a stride was measured in (extra strides column, str; null when the frame was given) and
+# whether that mounting began with a remount found in this session (bool). Sessions: `mounting_id` of
+# the foot's last mounting in the session, `remount` true when any began with one
+# (`analytics.mountings`, docs/frames.md).
+MOUNTING_ID = "mounting_id"
+REMOUNT = "remount"
 # Extra strides column (bool, null when unknown): max pronation sits at the end of its window
 # (IC + PRONATION_WINDOW_STANCE_FRACTION of stance), so pronation_excursion_deg is a lower bound.
 PRONATION_EXCURSION_CENSORED = "pronation_excursion_censored"

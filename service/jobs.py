@@ -114,6 +114,12 @@ def _analyse_session(
     recordings: list[dict],
     settings: AnalysisSettings,
 ) -> dict:
+    from strideflow.analytics.mountings import (
+        DEFAULT_DEVICE,
+        prior_mountings,
+        read_mountings,
+        record_mountings,
+    )
     from strideflow.analytics.session_analysis import RecordingFile, analyze_session
     from strideflow.analytics.sessions_store import write_session
 
@@ -130,6 +136,9 @@ def _analyse_session(
         for spec in recordings
     ]
     ids = {spec["path"]: spec["id"] for spec in recordings}
+    # Uploaded files carry no device id: an athlete's foot is taken as one device (DEFAULT_DEVICE),
+    # whose stored mounting the batch and the upload jobs share (analytics.mountings).
+    prior = prior_mountings(read_mountings(results_dir, athlete_id), DEFAULT_DEVICE, session_id)
     # One recording that cannot be analysed must not block the session's others; the newest
     # upload of a foot (recordings come newest first) is the one used.
     outcome = analyze_session(
@@ -140,6 +149,7 @@ def _analyse_session(
         curves=True,
         catch=StrideflowError,
         covered_feet="skip",
+        mountings=prior,
     )
     errors = [f"{x.file.name}: {x.error}" for x in outcome.failures]
     if not outcome.analyzed:
@@ -168,6 +178,7 @@ def _analyse_session(
         session_date,
         settings=settings,
     )
+    record_mountings(results_dir, athlete_id, session_id, DEFAULT_DEVICE, outcome.mountings_used())
     warnings = [_public(w, recordings) for w in warnings]
     if len(warnings) > MAX_WARNINGS:
         warnings = [*warnings[:MAX_WARNINGS], f"{len(warnings) - MAX_WARNINGS} more warnings not listed"]

@@ -8,7 +8,8 @@ matching subscribers and the session is marked for storing.
 
 Storing: every `store_interval_s` (5 s) the sessions with new strides are written with
 `analytics.sessions_store.write_session` (STRIDES with every stride of the session so far,
-SESSIONS and FLAGS from them), off the event loop; the end of a stream stores at once.
+SESSIONS and FLAGS from them, CURVES: each analyzer's `curves_`, the mean and SD curves of its
+valid strides, resampled by batch's code), off the event loop; the end of a stream stores at once.
 Stored results may lag the stream by that interval (a store rewrites the session's partition,
 ~15 ms for 100 strides, so it is not done per stride); acknowledged samples are durable in the
 log at once.
@@ -57,8 +58,9 @@ from pathlib import Path
 import polars as pl
 
 from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, UPLOAD_SOURCE, read_marker, write_marker
+from strideflow.analytics.curves import STRIDE_COUNT
 from strideflow.analytics.live_analyzer import LiveOutput, StreamAnalyzer
-from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
+from strideflow.analytics.partitions import CURVES, STRIDES, has_partition, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.profiles import PROFILES
@@ -555,9 +557,10 @@ class LiveHub:
                 athlete, session = self._dirty.pop()
                 streams = [s for k, s in self.streams.items() if k[:2] == (athlete, session)]
                 parts = [s.strides() for s in streams]
+                curves = [getattr(s.analyzer, "curves_", None) for s in streams]
                 feet = {s.hello.foot for s in streams}
                 try:
-                    await asyncio.to_thread(self._store, athlete, session, parts, feet)
+                    await asyncio.to_thread(self._store, athlete, session, parts, feet, curves)
                 except BaseException:
                     self._dirty.add((athlete, session))
                     raise
@@ -565,9 +568,26 @@ class LiveHub:
                     if s.ended and s.owner is None:
                         self._evict(s)
 
-    def _store(self, athlete: str, session: str, parts: list[pl.DataFrame], feet: set[str]) -> None:
+    def _store(
+        self,
+        athlete: str,
+        session: str,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        curves: list[pl.DataFrame | None] | None = None,
+    ) -> None:
+        """Write the session from its streams' strides and curves (`curves`: per stream, its
+        analyzer's `curves_`, the session curve summary of its foot; None: it keeps none)."""
         strides = pl.concat([p.select(list(STRIDES_SCHEMA)) for p in parts]) if parts else None
         stored = read_partition(self.results_dir, STRIDES, athlete, session)
+        curve_parts = [c for c in curves or () if c is not None]
+        if curve_parts:
+            # as the strides: the stored curves of feet without a stream in memory are kept
+            stored_curves = read_partition(self.results_dir, CURVES, athlete, session)
+            if stored_curves is not None and STRIDE_COUNT in stored_curves.columns:
+                kept_curves = stored_curves.filter(~pl.col(FOOT).is_in(sorted(feet)))
+                if kept_curves.height:
+                    curve_parts.append(kept_curves)
         if stored is not None:
             kept = stored.filter(~pl.col(FOOT).is_in(sorted(feet)))
             if kept.height:
@@ -580,8 +600,13 @@ class LiveHub:
         if read_marker(self.results_dir, athlete, session) is None:
             # One source per session: a team batch run into these results leaves this session alone.
             write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
-        # no curves: a live session has none, and older ones would not match these strides
         date = self.session_dates.get((athlete, session))
         write_session(
-            self.results_dir, athlete, session, [strides], session_date=date, settings=self.analysis_settings
+            self.results_dir,
+            athlete,
+            session,
+            [strides],
+            curves_parts=curve_parts,
+            session_date=date,
+            settings=self.analysis_settings,
         )

@@ -24,6 +24,9 @@ from strideflow.hardware.schema import (
     FEET,
     FOOT,
     METRICS,
+    MOUNTING_ID,
+    MOUNTING_UNCERTAINTY_DEG,
+    REMOUNT,
     SESSION_ID,
     STRIDE_COUNT,
     lr_difference,
@@ -122,6 +125,9 @@ def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
                     stride_count_all=r.get(STRIDE_COUNT_ALL),
                     median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
                     iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
+                    mounting_id=r.get(MOUNTING_ID),
+                    remount=r.get(REMOUNT),
+                    mounting_uncertainty_deg=_clean(r.get(MOUNTING_UNCERTAINTY_DEG)),
                 ).model_dump(mode="json")
             )
             for m in METRICS:

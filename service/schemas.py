@@ -124,6 +124,37 @@ class SessionFoot(BaseModel):
         default_factory=dict, description="Metric -> median of valid strides."
     )
     iqr: dict[str, float | None] = Field(default_factory=dict, description="Metric -> inter-quartile range.")
+    mounting_id: str | None = Field(
+        default=None,
+        description="The foot's mounting (device -> shoe frame, kept across sessions) at its last stride "
+        "of the session; GET /v1/athletes/{id}/mountings lists them.",
+    )
+    remount: bool | None = Field(
+        default=None, description="A remount of the foot's pod was detected in this session."
+    )
+    mounting_uncertainty_deg: float | None = Field(
+        default=None, description="1-sigma heading uncertainty of the shoe axis, deg; null: frame given."
+    )
+
+
+class MountingOut(BaseModel):
+    """One mounting of an athlete's pod on a foot (docs/frames.md, "One mounting per shoe")."""
+
+    mounting_id: str
+    athlete_id: str
+    device_id: str
+    foot: Foot
+    q_wxyz: list[float] = Field(description="Device -> shoe frame rotation, scalar-first quaternion.")
+    shoe_axis_source: str | None = Field(description="calibration, square, walking or swing_axis.")
+    uncertainty_deg: float | None = Field(description="1-sigma heading uncertainty of the shoe axis, deg.")
+    gravity_spread_deg: float = Field(description="Quality: RMS spread of the foot-flat gravity, deg.")
+    started: str = Field(description="first, remount_between_sessions or remount_within_recording.")
+    reason: str = Field(description="Why a remount was declared, in words (empty for the first).")
+    first_session_id: str
+    last_session_id: str
+    start_t_s: float = Field(description="Where in its first session it began, s.")
+    n_strides: int
+    sessions: list[str]
 
 
 class SessionOut(BaseModel):

@@ -43,6 +43,9 @@ from strideflow.service.db import ID_LEN, Base, Database, UTCDateTime, utcnow
 log = logging.getLogger("strideflow.service")
 
 NO_FILE = "-"  # signature of a partition that is not stored
+# Part of every signature: bump when what a row holds changes (e.g. a new SessionOut field), so
+# rows an older version wrote are rebuilt on their next read.
+INDEX_VERSION = 1
 
 
 class SessionSummary(Base):
@@ -70,12 +73,13 @@ class TrendSeries(Base):
 
 
 def file_signature(path: Path) -> str:
-    """mtime (ns), size and inode of a file, or NO_FILE if it does not exist."""
+    """mtime (ns), size and inode of a file (and the index's format version), or NO_FILE if it
+    does not exist."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
         return NO_FILE
-    return f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+    return f"v{INDEX_VERSION}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
 
 
 def session_signature(results_dir: Path, athlete_id: str, session_id: str) -> str:

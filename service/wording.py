@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from strideflow.analytics.flags import (
     ASYMMETRY,
+    ASYMMETRY_CHANGE,
     FAST_PRONATION,
     FLAG,
     LATERAL_ROLL_OFF,
@@ -90,6 +91,12 @@ def flag_sentence(row: dict) -> str:
             f"{f' ({gait})' if gait else ''}: symmetry index "
             f"{row[VALUE]:+.1f} % (positive = left larger), beyond the heuristic threshold of "
             f"±{row[THRESHOLD]:g} %."
+        )
+    if flag == ASYMMETRY_CHANGE:
+        gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")
+        return (
+            f"Left/right balance of {METRIC_INFO.get(metric, (metric,))[0]}"
+            f"{f' ({gait})' if gait else ''} moved away from this athlete's own baseline: {row[NOTE]}."
         )
     template = _FLAG_TEXT.get(flag)
     gait = ACTIVITY_WORDS.get(row.get(ACTIVITY) or "", "")

@@ -30,7 +30,7 @@ import polars as pl
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import wxyz_from_rotation
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
-from strideflow.hardware.simulator.imu import draw_gyr_gain
+from strideflow.hardware.simulator.imu import draw_gyr_gain, draw_mounting
 from strideflow.hardware.simulator.params import sample_athlete, sample_drift
 from strideflow.hardware.simulator.simulator import ACTIVITY_CHOICES, SimulationSettings, Simulator
 
@@ -79,6 +79,8 @@ def write_dataset(
         start = FIRST_SESSION_DATE + dt.timedelta(days=int(arng.integers(0, 7)))
         # the athlete's two pods keep their gyro gain errors from session to session
         gains = {foot: draw_gyr_gain(arng, profile) for foot in S.FEET}
+        # ... and stay mounted the same way (a remount is something to detect, not the default)
+        mounts = {foot: draw_mounting(arng, foot) for foot in S.FEET}
         athlete_id = f"A{a + 1:03d}"
         for k in range(sessions):
             fraction = k / (sessions - 1) if sessions > 1 else 0.0
@@ -98,6 +100,7 @@ def write_dataset(
                     keep_orientation=False,
                     toe_out_deg=toe_out_deg,
                     gyr_gains=gains,
+                    mounting_rotations=mounts,
                 )
             ).simulate()
             for foot in S.FEET:

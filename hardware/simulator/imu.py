@@ -10,7 +10,17 @@ from scipy.spatial.transform import Rotation
 
 from strideflow.hardware.profiles import DeviceProfile
 
-MOUNTING_DEG = (2.0, 15.0)  # each axis of the mounting rotation: a magnitude in this range, either sign
+MOUNTING_DEG = (
+    2.0,
+    15.0,
+)  # askew pods: each axis of the mounting rotation a magnitude in this range, either sign
+# Square pods (the default): the case along an edge of the shoe on its lateral upper, rolled outward by the
+# upper's slope (the gaitmap pods: 14-16 deg), pitched a little, and turned on the shoe by at most the
+# hand-mounting tolerance (within the 3 deg `ShoeAxisSettings.square_tolerance_deg` assumes).
+SQUARE_ROLL_DEG = (5.0, 20.0)
+SQUARE_PITCH_DEG = 5.0  # +- this
+SQUARE_YAW_DEG = 2.0  # +- this
+MOUNT_STYLES = ("square", "askew")
 GYR_BIAS_SCALE = (0.5, 2.0)  # per-axis gyro bias magnitude, x the profile's gyr_bias_dps
 ACC_BIAS_MPS2 = 0.05  # 1 sigma per axis of the accelerometer bias
 
@@ -29,10 +39,23 @@ class SensorErrors:
     gyr_gain: np.ndarray = field(default_factory=lambda: np.eye(3))
 
 
-def draw_mounting(rng: np.random.Generator) -> Rotation:
-    """A random mounting: a few to ~15 deg about each axis (xyz Euler angles)."""
-    deg = rng.uniform(*MOUNTING_DEG, size=3) * rng.choice([-1.0, 1.0], size=3)
-    return Rotation.from_euler("xyz", deg, degrees=True)
+def draw_mounting(rng: np.random.Generator, foot: str = "left", style: str = "square") -> Rotation:
+    """A random foot -> device mounting rotation.
+
+    "square" (default): rolled outward SQUARE_ROLL_DEG, pitched within +-SQUARE_PITCH_DEG and turned
+    within +-SQUARE_YAW_DEG (intrinsic XYZ), as real pods clipped or taped along the shoe sit;
+    "askew": MOUNTING_DEG about each axis, yaw included (a pod turned on its mount, whose shoe axis
+    walking data cannot reveal).
+    """
+    if style == "askew":
+        deg = rng.uniform(*MOUNTING_DEG, size=3) * rng.choice([-1.0, 1.0], size=3)
+        return Rotation.from_euler("xyz", deg, degrees=True)
+    if style != "square":
+        raise ValueError(f"mount style must be one of {', '.join(MOUNT_STYLES)}, got {style!r}")
+    roll = rng.uniform(*SQUARE_ROLL_DEG) * (1.0 if foot == "left" else -1.0)
+    pitch = rng.uniform(-SQUARE_PITCH_DEG, SQUARE_PITCH_DEG)
+    yaw = rng.uniform(-SQUARE_YAW_DEG, SQUARE_YAW_DEG)
+    return Rotation.from_euler("XYZ", [roll, pitch, yaw], degrees=True)
 
 
 def draw_gyr_gain(rng: np.random.Generator, profile: DeviceProfile) -> np.ndarray:

@@ -32,8 +32,11 @@ class SimulationSettings:
     duration_s: session length, s; sampling_rate_hz: output rate, Hz.
     seed: int or sequence of ints (numpy SeedSequence entropy); same seed, same output.
     noise: white noise plus per-session gyro and acc biases (from `profile`).
-    mounting: random mounting rotation per foot (device frame = foot frame rotated a few to
-        ~15 deg about each axis); False: the device frame is the foot frame.
+    mounting: random mounting rotation per foot, `mount_style`; False: the device frame is the
+        foot frame.
+    mount_style: "square" (default: the pod along the shoe on its lateral upper, rolled 5-20 deg
+        by the upper's slope, pitched +-5 deg, turned +-2 deg, `imu.draw_mounting`) or "askew"
+        (2-15 deg about every axis, yaw included: a pod turned on its mount).
     adc: quantise with the profile's LSB and clip at its range (saturation).
     athlete: the gait to simulate; None draws one from the seed.
     mounting_rotations: fixed foot -> device rotations per foot (overrides `mounting`).
@@ -57,6 +60,7 @@ class SimulationSettings:
     seed: int | Sequence[int] = 0
     noise: bool = True
     mounting: bool = True
+    mount_style: str = "square"
     adc: bool = True
     profile: DeviceProfile = DEFAULT_PROFILE
     athlete_id: str = "A001"
@@ -117,7 +121,7 @@ class Simulator:
             if s.mounting_rotations is not None:
                 mount = s.mounting_rotations[foot]
             else:
-                mount = draw_mounting(sensor_rng) if s.mounting else None
+                mount = draw_mounting(sensor_rng, foot, s.mount_style) if s.mounting else None
             gain = None if s.gyr_gains is None else s.gyr_gains[foot]
             errors = draw_errors(sensor_rng, s.profile, mount, gain)
             m = _evaluate_in_chunks(motion, t, s.keep_orientation)

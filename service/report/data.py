@@ -69,6 +69,7 @@ class ReportData:
     trends: pl.DataFrame | None
     source: str
     warnings: tuple[str, ...] = ()
+    remounts: tuple[str, ...] = ()
 
 
 def _trends_or_reason(trends: pl.DataFrame) -> tuple[pl.DataFrame | None, str | None]:
@@ -145,6 +146,7 @@ def load_results(
     trends, why = _trends_or_reason(compute_trends(root, athlete_id=athlete_id))
     if why:
         warnings.append(why)
+    remounts = _stored_remounts(root, athlete_id, session_id, warnings)
     return ReportData(
         athlete_id=athlete_id,
         session_id=session_id,
@@ -157,6 +159,23 @@ def load_results(
         trends=trends,
         source=f"results in {root}",
         warnings=tuple(warnings),
+        remounts=remounts,
+    )
+
+
+def _stored_remounts(root: Path, athlete_id: str, session_id: str, warnings: list[str]) -> tuple[str, ...]:
+    """One line per remount begun in the session, from the athlete's stored mountings."""
+    from strideflow.analytics.mountings import FIRST, read_mountings
+
+    try:
+        stored = read_mountings(root, athlete_id)
+    except StrideflowError as exc:
+        warnings.append(f"mountings not shown: {exc}")
+        return ()
+    return tuple(
+        f"Remount, {m.foot} foot (device {m.device_id}): new mounting {m.mounting_id}, {m.reason}"
+        for m in stored
+        if m.first_session_id == session_id and m.started != FIRST
     )
 
 
@@ -174,7 +193,7 @@ def load_files(
 
     if not paths:
         raise ReportError("no files given")
-    strides_parts, curve_parts, warnings = [], [], []
+    strides_parts, curve_parts, warnings, remounts = [], [], [], []
     for path in paths:
         recording = read_recording(
             Path(path),
@@ -184,7 +203,8 @@ def load_files(
             session_id=session_id,
         )
         result = analyze_recording(recording, settings)
-        warnings.extend(f"{Path(path).name}: {w}" for w in result.warnings)
+        warnings.extend(f"{Path(path).name}: {w}" for w in result.warnings if w not in result.remounts)
+        remounts.extend(f"{Path(path).name}: {r}" for r in result.remounts)
         strides_parts.append(result.strides)
         curve_parts.append(stride_curves(result))
     strides = pl.concat(strides_parts).sort(*KEYS, IC_T)
@@ -213,4 +233,5 @@ def load_files(
         trends=trends,
         source=f"{len(paths)} file(s): " + ", ".join(Path(*Path(p).parts[-3:]).as_posix() for p in paths),
         warnings=tuple(warnings),
+        remounts=tuple(remounts),
     )

@@ -229,8 +229,14 @@ def _flags_section(data: ReportData) -> str:
         f"{s.low_pronation_excursion_deg:g} deg, max pronation velocity above "
         f"{s.fast_pronation_velocity_dps:g} deg/s, toe-off pronation below "
         f"{s.lateral_roll_off_below_deg:g} deg, "
-        f"toe-off angle below {s.short_toe_off_below_deg:g} deg, |left/right symmetry index| above "
-        f"{s.asymmetry_si_pct:g} %; a foot needs {s.min_strides} valid strides before it is flagged.</p>"
+        f"toe-off angle below {s.short_toe_off_below_deg:g} deg"
+        + (
+            f", |left/right symmetry index| of {', '.join(s.asymmetry_metrics)} above "
+            f"{s.asymmetry_si_pct:g} %"
+            if s.asymmetry_metrics
+            else " (left/right symmetry is shown, not flagged: no fixed threshold has a source)"
+        )
+        + f"; a foot needs {s.min_strides} valid strides before it is flagged.</p>"
     )
     return "".join(parts)
 
@@ -249,6 +255,7 @@ def render_html(data: ReportData) -> str:
         f"made {dt.date.today().isoformat()}"
     )
     warnings = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in data.warnings)
+    warnings += "".join(f"<p class='warn remount'>{html.escape(r)}</p>" for r in data.remounts)
     curves = data.curves if data.curves is not None else pl.DataFrame(schema=CURVES_SCHEMA)
     # Stored results hold each session's summary already; files analysed here give per-stride curves.
     summary = curves if STRIDE_COUNT in curves.columns else curve_summary(curves)

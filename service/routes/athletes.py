@@ -43,6 +43,7 @@ from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
     Foot,
+    MountingOut,
     Page,
     SessionOut,
     TrendPoint,
@@ -239,3 +240,41 @@ async def trends(
     page = rows[start : start + n]
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
     return page_response([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
+
+
+def _mountings(settings: ServiceSettings, athlete_id: str) -> list[MountingOut]:
+    from strideflow.analytics.mountings import read_mountings
+
+    try:
+        stored = read_mountings(settings.results_dir, athlete_id)
+    except StrideflowError as exc:
+        log.error("mountings of athlete %s: %s", athlete_id, exc)
+        raise HTTPException(
+            503, detail=f"the stored mountings of athlete {athlete_id} cannot be read; re-run an analysis"
+        ) from exc
+    return [
+        MountingOut.model_validate(
+            {k: (None if isinstance(v, float) and v != v else v) for k, v in m.to_dict().items()}
+            | {"athlete_id": athlete_id, "device_id": m.device_id or "", "foot": m.foot}
+        )
+        for m in stored
+    ]
+
+
+@router.get("/athletes/{athlete_id}/mountings", response_model=Page[MountingOut], responses=READ_ERRORS)
+async def list_mountings(
+    athlete_id: AthletePath,
+    principal: CurrentPrincipal,
+    db: DbDep,
+    settings: SettingsDep,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
+) -> Page[MountingOut]:
+    """The athlete's mountings (one per device and foot until a remount), oldest first."""
+    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    n = page_size(settings, limit)
+    key = decode_cursor("mountings", cursor, (int,))
+    start = 0 if key is None else max(key[0], 0)
+    rows = await run_in_threadpool(_mountings, settings, athlete_id)
+    nxt = encode_cursor("mountings", [start + n]) if start + n < len(rows) else None
+    return Page[MountingOut](items=rows[start : start + n], next_cursor=nxt)

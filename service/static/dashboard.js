@@ -92,12 +92,13 @@ function metricLabel(metric) {
 }
 
 // A table whose header cells sort the rows (numbers numerically, blanks last).
-function sortableTable(id, columns, rows) {
+// `state` ({key, ascending}), when given, keeps the sort across re-renders of the same table.
+function sortableTable(id, columns, rows, state = null) {
   const table = el("table", { id });
   const head = el("tr");
   const body = el("tbody");
-  let sortKey = null;
-  let ascending = true;
+  let sortKey = state ? state.key : null;
+  let ascending = state ? state.ascending : true;
   const render = () => {
     body.replaceChildren();
     const sorted = rows.slice();
@@ -128,10 +129,12 @@ function sortableTable(id, columns, rows) {
     th.addEventListener("click", () => {
       ascending = sortKey === c.key ? !ascending : true;
       sortKey = c.key;
+      if (state) { state.key = sortKey; state.ascending = ascending; }
       for (const other of head.children) other.removeAttribute("aria-sort");
       th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
       render();
     });
+    if (sortKey === c.key) th.setAttribute("aria-sort", ascending ? "ascending" : "descending");
     head.append(th);
   }
   table.append(el("thead", {}, head), body);
@@ -327,21 +330,70 @@ async function sessionFlags(athleteId, sessionId) {
   return apiAll(`/v1/sessions/${enc(sessionId)}/flags?athlete_id=${enc(athleteId)}`);
 }
 
-async function showTeam() {
-  const root = view();
-  root.replaceChildren(el("h1", { text: "Team" }), el("p", { class: "note", text: "loading…" }));
-  const athletes = await apiAll("/v1/athletes");
-  const rows = await Promise.all(athletes.map(async (a) => {
-    const { latest } = await latestSession(a.athlete_id);
-    const flags = latest && latest.analysed ? await sessionFlags(a.athlete_id, latest.session_id) : [];
-    return { athlete: a, latest, flags, _rowKey: a.athlete_id };
-  }));
+// The team row of an athlete who is streaming (GET /v1/streams: a stream not ended) is about the live
+// session: its stored figures (stored every few seconds while it streams), marked "live" with a link
+// to the Live view. Before its first strides are stored (the 20 s warm-up and the first store) the row
+// shows the athlete's previous analysed session, says so, and keeps the live marker: a coach sees at
+// once who is out on a run now and still has the last known numbers instead of a row of dashes. While
+// anyone is live the view refreshes itself every TEAM_REFRESH_S (keeping the sort).
+const TEAM_REFRESH_S = 15;
+let teamSort = { key: null, ascending: true };
+
+async function liveSessions() {
+  try {
+    const streams = await apiAll("/v1/streams");
+    const out = new Map();
+    for (const s of streams) if (!s.ended) out.set(s.athlete_id, s.session_id);
+    return out;
+  } catch (_) { return new Map(); } // an older server without the route: no live markers
+}
+
+async function teamRow(a, live) {
+  const { sessions } = await latestSession(a.athlete_id);
+  const liveId = live.get(a.athlete_id) ?? null;
+  // Newest by date, then by when it was created (the list orders one day's sessions by id).
+  const byTime = sessions.slice().sort((x, y) => String(x.session_date ?? "").localeCompare(String(y.session_date ?? ""))
+    || String(x.created).localeCompare(String(y.created)));
+  const current = (liveId && sessions.find((x) => x.session_id === liveId)) || (byTime.length ? byTime[byTime.length - 1] : null);
+  // figures: the current session's when stored, else the newest analysed one before it
+  let shown = current;
+  if (current && !current.analysed) {
+    const earlier = byTime.filter((x) => x !== current && x.analysed && (x.feet || []).length);
+    shown = earlier.length ? earlier[earlier.length - 1] : current;
+  }
+  const flags = shown && shown.analysed ? await sessionFlags(a.athlete_id, shown.session_id) : [];
+  return { athlete: a, current, latest: shown, liveId: current && current.session_id === liveId ? liveId : null,
+    flags, _rowKey: a.athlete_id };
+}
+
+function latestCell(r) {
+  if (!r.current) return "–";
+  const box = el("span", {}, r.current.session_id);
+  if (r.liveId) box.append(" ", el("a", { class: "badge live", href: `#/live/${enc(r.athlete.athlete_id)}`,
+    title: "streaming now: open the Live view", text: "live" }));
+  if (r.liveId && !r.current.analysed && r.latest === r.current) {
+    box.append(el("span", { class: "note figures-from", text: " (no strides stored yet)" }));
+  } else if (r.latest && r.latest !== r.current) {
+    const why = r.liveId ? "no strides stored yet" : "not analysed yet";
+    box.append(el("span", { class: "note figures-from", "data-session": r.latest.session_id,
+      text: ` (${why}; figures of ${r.latest.session_id})` }));
+  }
+  return box;
+}
+
+async function showTeam(refreshOf = null) {
+  const root = refreshOf || view();
+  if (!refreshOf) root.replaceChildren(el("h1", { text: "Team" }), el("p", { class: "note", text: "loading…" }));
+  const [athletes, live] = await Promise.all([apiAll("/v1/athletes"), liveSessions()]);
+  const rows = await Promise.all(athletes.map((a) => teamRow(a, live)));
+  if (routeRoot !== root) return;
   const num = (metric, foot) => (r) => (r.latest ? footMedian(r.latest, foot, metric) : null);
   const columns = [
     { key: "athlete", title: "athlete", text: true, value: (r) => r.athlete.athlete_id,
       cell: (r) => el("a", { href: `#/athlete/${enc(r.athlete.athlete_id)}`, text: r.athlete.athlete_id }) },
     { key: "sessions", title: "sessions", value: (r) => r.athlete.session_count },
-    { key: "latest", title: "latest session", text: true, value: (r) => (r.latest ? r.latest.session_id : null) },
+    { key: "latest", title: "latest session", text: true, value: (r) => (r.current ? r.current.session_id : null),
+      cell: latestCell },
     { key: "date", title: "date", text: true, value: (r) => (r.latest ? r.latest.session_date : null) },
     { key: "activity", title: "activity", text: true, value: (r) => (r.latest ? mainActivity(r.latest) : null),
       cell: (r) => {
@@ -374,11 +426,15 @@ async function showTeam() {
   root.replaceChildren(
     el("h1", { text: "Team" }),
     el("p", { class: "note", text: `${athletes.length} athlete(s) visible to this key. Medians of the latest session's valid strides; click a column to sort, an athlete to open.` }),
-    el("div", { class: "wide" }, sortableTable("team-table", columns, rows)),
+    el("div", { class: "wide" }, sortableTable("team-table", columns, rows, teamSort)),
     el("h2", { text: "Latest sessions at a glance" }),
     el("div", { class: "charts" }, chartBox(chart)),
     el("p", { class: "note", text: "Flags are configurable heuristics, not a diagnosis; hover a flag for its explanation." }),
   );
+  root.setAttribute("data-live", String(rows.filter((r) => r.liveId).length));
+  if (rows.some((r) => r.liveId)) {
+    setTimeout(() => { if (routeRoot === root) showTeam(root).catch(() => {}); }, TEAM_REFRESH_S * 1000);
+  }
 }
 
 function curveChart(points, phase, angle, title, xLabel, yLabel, activity = null) {

@@ -20,11 +20,13 @@ from typer.testing import CliRunner
 from strideflow.analytics import partitions
 from strideflow.analytics.batch import STATE_DIR, BatchSettings, TeamBatch, marker_path
 from strideflow.analytics.discovery import DiscoveryError, find_recordings
-from strideflow.analytics.pipeline import analyze_recording, summarize_strides
+from strideflow.analytics.mountings import DEFAULT_DEVICE, prior_mountings, read_mountings
+from strideflow.analytics.pipeline import RecordingAnalyzer, summarize_strides
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FOOT,
     KEYS,
+    MOUNTING_ID,
     PRONATION_EXCURSION_DEG,
     SESSION_DATE,
     SESSION_ID,
@@ -104,7 +106,11 @@ def test_batch_equals_analysis_of_each_session(dataset, clean_run):
     assert recordings.height == 12
     for (athlete, session), files in recordings.group_by(ATHLETE_ID, SESSION_ID):
         recs = [read_recording(p, foot=f) for p, f in zip(files["path"], files[FOOT], strict=True)]
-        results = [analyze_recording(r) for r in recs]
+        # the batch measures a session in the mounting kept from the athlete's earlier sessions
+        prior = prior_mountings(read_mountings(out, athlete), DEFAULT_DEVICE, session)
+        results = [
+            RecordingAnalyzer().analyze(r.samples, r.sampling_rate_hz, mountings=prior).result_ for r in recs
+        ]
         expected = pl.concat([r.strides for r in results]).sort(*KEYS, STRIDE_INDEX)
         assert expected.height > 40
         got = partitions.read_partition(out, partitions.STRIDES, athlete, session)
@@ -163,12 +169,16 @@ def test_changed_file_redoes_only_its_session(dataset, clean_run, scheduler_addr
     assert (s.sessions_done, s.sessions_skipped, s.recordings_done, s.recordings_skipped) == (1, 5, 2, 10)
     after = _tree(out)
     redone = {k for k in before if after[k] != before[k]}
-    assert redone and all("A002" in k and ("S01" in k) for k in redone)
+    # the session's partitions and marker, and the athlete's mountings file (its S01 strides)
+    assert redone and all("A002" in k and ("S01" in k or k.startswith("_mountings/")) for k in redone)
     assert "strides/athlete_id=A002/session_id=S01/part-0.parquet" in redone
+    # S02 was measured in the mounting S01 began, so S01 analysed again keeps it
+    prior = prior_mountings(read_mountings(out, "A002"), DEFAULT_DEVICE, "S01")
+    assert set(prior) == {"left", "right"}
     expected = pl.concat(
         [
-            analyze_recording(read_recording(changed)).strides,
-            analyze_recording(read_recording(changed.with_stem("right"))).strides,
+            RecordingAnalyzer().analyze(r.samples, r.sampling_rate_hz, mountings=prior).result_.strides
+            for r in (read_recording(changed), read_recording(changed.with_stem("right")))
         ]
     ).sort(*KEYS, STRIDE_INDEX)
     assert_frame_equal(partitions.read_partition(out, partitions.STRIDES, "A002", "S01"), expected)
@@ -237,9 +247,12 @@ def test_folder_layout_and_a_broken_file(dataset, clean_run, scheduler_address, 
     assert sorted(ath4[FOOT]) == ["left", "right"]
     assert ath4[symmetry_index(PRONATION_EXCURSION_DEG)].is_not_null().all()
     clean = partitions.read_partition(clean_run[0], partitions.STRIDES, "A003", "S01")
+    # (the mounting id names the session that began it: "left-s1-1" there, "left-S01-1" here)
     assert_frame_equal(
-        partitions.read_partition(out, partitions.STRIDES, "ath4", "s1").drop(ATHLETE_ID, SESSION_ID),
-        clean.drop(ATHLETE_ID, SESSION_ID),
+        partitions.read_partition(out, partitions.STRIDES, "ath4", "s1").drop(
+            ATHLETE_ID, SESSION_ID, MOUNTING_ID
+        ),
+        clean.drop(ATHLETE_ID, SESSION_ID, MOUNTING_ID),
     )
     trends = pl.read_parquet(out / "trends.parquet")
     assert set(trends[ATHLETE_ID]) == {"ath1", "ath2", "ath4"}

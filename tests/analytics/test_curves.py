@@ -16,6 +16,7 @@ from strideflow.analytics.curves import (
     STANCE,
     STRIDE,
     STRIDE_COUNT,
+    CurveAccumulator,
     CurveSettings,
     StrideCurves,
     curve_mean,
@@ -235,3 +236,48 @@ def test_session_curves_equal_the_summary_of_the_stride_curves(simulated):
     got = session_curves(changed)
     assert set(got[S.FOOT].unique()) == {"left"}
     assert_frame_equal(got, expected, abs_tol=1e-9, rel_tol=1e-9)
+
+
+def test_accumulator_in_portions_equals_the_session_summary(simulated):
+    """A live stream adds its strides a few at a time (`CurveAccumulator`): merged over any split,
+    with an invalid stride among them, the summary is batch's `session_curves` of all of them."""
+    result, _ = simulated
+    strides = result.strides.with_columns(
+        pl.when(pl.col(S.STRIDE_INDEX) == 4).then(False).otherwise(pl.col(S.VALID)).alias(S.VALID)
+    )
+    signals = pl.concat([s for s in result.signals.values() if s.height], how="diagonal_relaxed")
+    expected = session_curves(dataclasses.replace(result, strides=strides))
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        acc = CurveAccumulator()
+        order = strides.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(1 << 30)))
+        cuts = np.sort(rng.choice(np.arange(1, order.height), size=5, replace=False))
+        for lo, hi in zip([0, *cuts], [*cuts, order.height], strict=True):
+            acc.add(order.slice(lo, hi - lo), signals)
+        assert acc.strides_added_ == strides.height
+        assert_frame_equal(acc.summary_, expected, abs_tol=1e-9, rel_tol=1e-9)
+    assert_frame_equal(CurveAccumulator().summary_, curve_summary(pl.DataFrame(schema=CURVES_SCHEMA)))
+
+
+def test_add_foot_from_arrays_equals_add(simulated):
+    """The live analyzer's entry (`add_foot`: one foot's strides and signal as arrays, no polars)
+    resamples and merges as `add` does: the same summary per foot."""
+    result, _ = simulated
+    expected = session_curves(result)
+    for foot in ("left", "right"):
+        strides = result.strides.filter(pl.col(S.FOOT) == foot).sort(S.STRIDE_INDEX)
+        signal = result.signals[foot].sort(S.T)
+        acc = CurveAccumulator()
+        for lo in range(0, strides.height, 4):  # a few strides at a time, as windows emit them
+            part = strides.slice(lo, 4)
+            acc.add_foot(
+                foot,
+                part[S.ACTIVITY].to_list(),
+                part[S.VALID].to_numpy(),
+                {c: part[c].fill_null(np.nan).to_numpy() for c in (S.IC_T, S.TOE_OFF_T, S.NEXT_IC_T)},
+                signal[S.T].to_numpy(),
+                signal[S.PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                signal[S.PITCH_DEG].fill_null(np.nan).to_numpy(),
+            )
+        assert acc.strides_added_ == strides.height
+        assert_frame_equal(acc.summary_, expected.filter(pl.col(S.FOOT) == foot), abs_tol=1e-9, rel_tol=1e-9)

@@ -12,6 +12,8 @@ from functools import cache
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strideflow.analytics.evaluation import event_errors_s, match_strides, timing_summary_ms
 from strideflow.analytics.events import FOOT_FLAT_IDX, StrideEventDetector
@@ -97,3 +99,44 @@ def test_zupt_stride_length(activity, mape_pct):
     err = _evaluate(activity)["length_err"]
     assert err.size > 1500
     assert np.mean(np.abs(err)) * 100 <= mape_pct
+
+
+_FLOATS = st.one_of(st.floats(-1e3, 1e3), st.just(float("nan")))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    rows=st.lists(st.tuples(_FLOATS, _FLOATS, _FLOATS, _FLOATS), min_size=1, max_size=8),
+    gait_start=st.booleans(),
+)
+def test_stride_reasons_equal_the_polars_rules_nan_included(rows, gait_start):
+    """The events table's reasons (numpy) are what its former Polars expressions gave, where
+    Polars puts NaN above every number."""
+    from strideflow.analytics.events import (
+        REASON_GAIT_START,
+        REASON_SHUFFLE,
+        REASON_TOO_LONG,
+        REASON_TOO_SHORT,
+        REASON_TURN,
+        EventSettings,
+        stride_reasons,
+    )
+
+    s = EventSettings()
+    ic, nic, heading, disp = (np.array(c, dtype=float) for c in zip(*rows, strict=True))
+    frame = pl.DataFrame({"i": np.arange(len(ic)), "ic": ic, "nic": nic, "h": heading, "d": disp})
+    stride_time = pl.col("nic") - pl.col("ic")
+    expected = frame.select(
+        pl.when(pl.lit(gait_start) & (pl.col("i") == 0))
+        .then(pl.lit(REASON_GAIT_START))
+        .when(stride_time > s.max_stride_s)
+        .then(pl.lit(REASON_TOO_LONG))
+        .when(stride_time < s.min_stride_s)
+        .then(pl.lit(REASON_TOO_SHORT))
+        .when(pl.col("h").abs() > s.turn_deg)
+        .then(pl.lit(REASON_TURN))
+        .when(pl.col("d") < s.min_displacement_m)
+        .then(pl.lit(REASON_SHUFFLE))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    ).to_series()
+    assert stride_reasons(s, ic, nic, heading, disp, gait_start) == expected.to_list()

@@ -7,10 +7,13 @@ import polars as pl
 import pytest
 
 from strideflow.analytics.flags import (
+    ASYMMETRY,
+    ASYMMETRY_CHANGE,
     LATERAL_ROLL_OFF,
     SHORT_TOE_OFF,
     TOE_OFF_FLAG_WITHHELD,
     FlagSettings,
+    asymmetry_against_baseline,
     compute_flags,
 )
 from strideflow.analytics.pipeline import analyze_recording
@@ -78,3 +81,89 @@ def test_no_toe_off_flag_on_the_real_walks(real_data, name, rate, foot):
     assert (sessions[S.session_median(S.TOE_OFF_PRONATION_DEG)] > 0).all()
     # the session carries the mounting's uncertainty: the square-mount tolerance, 3 deg
     assert sessions[S.MOUNTING_UNCERTAINTY_DEG].to_list() == [3.0] * sessions.height
+
+
+HEALTHY_PAIRS = [
+    ("imu_sample.csv", 204.8),
+    ("imu_sample_healthy_stair_up.csv", 204.8),
+    ("imu_sample_healthy_stair_down.csv", 204.8),
+    ("imu_sample_ic_stride.csv", 102.4),
+]
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(("name", "rate"), HEALTHY_PAIRS)
+def test_healthy_left_right_differences_raise_no_flag_by_default(real_data, name, rate):
+    """Issue 18: the unsourced 15 % symmetry-index flag fired on every healthy two-foot recording
+    (imu_sample.csv: pronation excursion 27 %, max pronation velocity 17 %). The indices stay in the
+    sessions row; a flag is raised only for metrics a user lists (their own threshold)."""
+    result = analyze_recording(read_recording(real_data / name, sampling_rate_hz=rate))
+    assert ASYMMETRY not in set(result.flags["flag"]), result.flags
+    si = result.sessions[S.symmetry_index(S.PRONATION_EXCURSION_DEG)].abs().max()
+    assert si > 15.0  # the healthy asymmetry the old default flagged is still reported
+    listed = compute_flags(result.sessions, FlagSettings(asymmetry_metrics=(S.PRONATION_EXCURSION_DEG,)))
+    assert set(listed.filter(pl.col("flag") == ASYMMETRY)["metric"]) == {S.PRONATION_EXCURSION_DEG}
+
+
+def _history(rows: list[tuple]) -> pl.DataFrame:
+    """Sessions rows of athlete A: (session, date, activity, left median, right median) of pronation
+    excursion, 30 strides and IQR 1 deg per foot."""
+    m = S.PRONATION_EXCURSION_DEG
+    out = []
+    for session, date, activity, left, right in rows:
+        for foot, value in (("left", left), ("right", right)):
+            out.append(
+                {
+                    S.ATHLETE_ID: "A",
+                    S.SESSION_ID: session,
+                    S.FOOT: foot,
+                    S.ACTIVITY: activity,
+                    S.SESSION_DATE: date,
+                    S.STRIDE_COUNT: 30,
+                    S.session_median(m): value,
+                    S.session_iqr(m): 1.0,
+                }
+            )
+    return pl.DataFrame(out)
+
+
+def test_asymmetry_is_judged_against_the_athlete_own_baseline():
+    """Issue 18: an athlete whose left foot always pronates more is not flagged for it; a session
+    whose index leaves their own baseline (first 3 sessions, mean +- 2 SD of the difference, with
+    the session's own sampling error) is, and walking is compared with walking only."""
+    history = _history(
+        [
+            ("S1", "2025-01-01", "walk", 15.0, 11.5),  # imu_sample-like: +26 %
+            ("S2", "2025-01-08", "walk", 14.5, 11.6),
+            ("S3", "2025-01-15", "walk", 15.2, 11.3),
+            ("S5", "2025-01-22", "walk", 15.1, 11.4),  # as usual: no flag
+            ("S4", "2025-01-29", "walk", 11.0, 14.0),  # reversed: flagged (ids out of date order)
+            ("R1", "2025-01-30", "run", 11.0, 14.0),  # a run has no running baseline yet
+        ]
+    )
+    si = [200 * (a - b) / (a + b) for a, b in ((15.0, 11.5), (14.5, 11.6), (15.2, 11.3))]
+    for session in ("S1", "S2", "S3", "S5", "R1"):
+        assert asymmetry_against_baseline(history, session).height == 0, session
+    flags = asymmetry_against_baseline(history, "S4")
+    assert flags.height == 1
+    row = flags.row(0, named=True)
+    assert (row["flag"], row["metric"], row[S.FOOT], row[S.ACTIVITY]) == (
+        ASYMMETRY_CHANGE,
+        S.PRONATION_EXCURSION_DEG,
+        None,
+        "walk",
+    )
+    assert row["value"] == pytest.approx(200 * (11.0 - 14.0) / 25.0)
+    sd = float(np.std(si, ddof=1))
+    assert row["threshold"] > 2 * sd  # the session's own sampling error widens it
+    assert f"baseline {np.mean(si):+.1f}" in row["note"]
+    # Too few strides in the session: not judged.
+    few = history.with_columns(
+        pl.when(pl.col(S.SESSION_ID) == "S4").then(5).otherwise(pl.col(S.STRIDE_COUNT)).alias(S.STRIDE_COUNT)
+    )
+    assert asymmetry_against_baseline(few, "S4").height == 0
+    # One baseline session has no spread: nothing to judge against.
+    assert (
+        asymmetry_against_baseline(history.filter(pl.col(S.SESSION_ID).is_in(["S1", "S4"])), "S4").height == 0
+    )
+    assert asymmetry_against_baseline(history, "nope").height == 0

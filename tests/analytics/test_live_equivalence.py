@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from support.live import batch_settings_for, stream
 
+from strideflow.analytics.curves import session_curves
 from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
 from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
@@ -132,3 +134,21 @@ def test_real_recording_with_warmup(real_recording):
         live = stream(recording.samples, foot, recording.sampling_rate_hz, LiveSettings(), block=205)
         # one toe-off on the turn moves with the mounting estimate (left foot)
         _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=0.9)
+
+
+def test_live_curves_equal_batch_session_curves_with_batch_mounting(real_recording):
+    """The curves a stream stores (`LiveStrideAnalyzer.curves_`, from each window's signals) are the
+    ones batch stores for the file (`session_curves`), to rounding (measured 3e-13 deg), when both
+    use the same mounting and bias (issue 18: streamed sessions had no curves)."""
+    recording, result = real_recording
+    fs = recording.sampling_rate_hz
+    expected = session_curves(result)
+    for foot in S.FEET:
+        live = stream(
+            recording.samples, foot, fs, batch_settings_for(recording.samples, foot, fs, result), 205
+        )
+        got = live.curves_
+        assert got is not None and got.height == 2 * 101
+        assert_frame_equal(got, expected.filter(pl.col(S.FOOT) == foot), abs_tol=1e-9, rel_tol=0)
+    off = stream(recording.samples, "left", fs, LiveSettings(curves=False), block=205)
+    assert off.curves_ is None and off.strides_.height > 0

@@ -30,8 +30,14 @@ def healthy(real_data):
 def test_tables_follow_the_contract(healthy):
     _, result = healthy
     strides = result.strides
-    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty)
-    extra = {S.PRONATION_EXCURSION_CENSORED: pl.Boolean(), S.MOUNTING_UNCERTAINTY_DEG: pl.Float64()}
+    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty,
+    # the mounting's id and whether it began with a remount in this session)
+    extra = {
+        S.PRONATION_EXCURSION_CENSORED: pl.Boolean(),
+        S.MOUNTING_UNCERTAINTY_DEG: pl.Float64(),
+        S.MOUNTING_ID: pl.String(),
+        S.REMOUNT: pl.Boolean(),
+    }
     assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, **extra})
     assert set(strides[S.FOOT]) == {"left", "right"}
     assert result.flags.schema == pl.Schema(FLAGS_SCHEMA)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from strideflow.analytics.plausibility import (
     LIMITS,
+    WALK_RATIO_LIMITS,
     ImplausibleRecordingError,
     RecordingPlausibility,
     implausible_reason_expr,
@@ -113,6 +114,40 @@ def test_mostly_implausible_strides_fail_naming_the_rate():
     assert RecordingPlausibility().check(fine, 100.0).implausible_fraction_ == 0.0
 
 
+@pytest.mark.parametrize(
+    ("cadence", "length", "activity", "fails"),
+    [
+        (110.0, 1.4, "walk", None),  # walk ratio 0.0064: a healthy walker's
+        (107.0, 0.53, "walk", None),  # stairs: one tread per step (0.0025, the stair files)
+        (215.0, 0.31, "walk", "too high"),  # imu_sample.csv analysed at --rate 400 (0.0007)
+        (54.0, 2.8, "walk", "too low"),  # a rate set too low (0.026)
+        (215.0, 0.31, "run", None),  # the walk ratio is a walking rule
+    ],
+)
+def test_walk_ratio_of_the_walking_strides_reveals_a_wrong_rate(cadence, length, activity, fails):
+    """Issue 18: a rate set too high passed every per-stride limit; the median walk ratio (step
+    length / cadence) of the walking strides is held against WALK_RATIO_LIMITS, which enclose the
+    real walks' per-foot medians 0.0058-0.0079 and the stairs' 0.0025."""
+    lo, hi = WALK_RATIO_LIMITS
+    assert lo < 0.0025 and 0.0079 < hi
+    row = _stride(
+        **{S.CADENCE_SPM: cadence, S.STRIDE_LENGTH_M: length, S.SPEED_MPS: 1.0, S.ACTIVITY: activity}
+    )
+    odd = _stride(**{S.CADENCE_SPM: 110.0, S.STRIDE_LENGTH_M: 0.2})  # one short stride does not decide
+    strides = mark_implausible(pl.DataFrame([row] * 9 + [odd]).lazy()).collect()
+    assert strides[S.VALID].all()
+    if fails is None:
+        check = RecordingPlausibility().check(strides, 204.8, "x.csv")
+        assert check.implausible_fraction_ == 0.0
+        assert (check.walk_ratio_ is None) == (activity == "run")
+    else:
+        with pytest.raises(ImplausibleRecordingError, match=rf"x.csv: .* walk ratio .* set {fails}") as err:
+            RecordingPlausibility().check(strides, 204.8, "x.csv")
+        assert "204.8 Hz" in str(err.value) and "--rate" in str(err.value)
+    few = RecordingPlausibility().check(strides.head(5), 204.8)
+    assert few.walk_ratio_ is None  # too few strides to judge
+
+
 @pytest.mark.real_data
 def test_cli_wrong_rate_fails_with_the_likely_cause(real_data, tmp_path):
     assert STRIDEFLOW, "the strideflow console script is not installed"
@@ -141,3 +176,31 @@ def test_cli_wrong_rate_fails_with_the_likely_cause(real_data, tmp_path):
     assert ok.returncode == 0, ok.stderr
     strides = pl.read_parquet(tmp_path / "ok" / "strides.parquet")
     assert not strides[S.REASON].drop_nulls().str.starts_with("implausible_").any()
+
+
+@pytest.mark.real_data
+def test_cli_rate_set_too_high_fails_naming_the_rate(real_data, tmp_path):
+    """Issue 18: `analyze --rate 400` on the 204.8 Hz file passed every limit (walking at cadence 215
+    with 0.31 m strides); the walk ratio catches it and the message names the rate."""
+    assert STRIDEFLOW, "the strideflow console script is not installed"
+    p = subprocess.run(
+        [
+            STRIDEFLOW,
+            "analyze",
+            str(real_data / "imu_sample.csv"),
+            "--rate",
+            "400",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert p.returncode == 1, p.stderr
+    message = " ".join(p.stderr.split())
+    assert "not a human walk at 400 Hz" in message and "walk ratio" in message, message
+    assert "sampling rate set too high" in message and "slower than 400 Hz" in message, message
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "o" / "strides.parquet").exists()

@@ -113,10 +113,9 @@ def test_known_answer_two_feet_two_parts(tmp_path):
 
     flags = partitions.read_partition(tmp_path, partitions.FLAGS, A, S)
     got = sorted(flags.select(FOOT, FLAG, METRIC).rows(), key=str)
-    assert got == sorted(
-        [("right", LOW_PRONATION, PRONATION_EXCURSION_DEG), (None, ASYMMETRY, PRONATION_EXCURSION_DEG)],
-        key=str,
-    )
+    # no asymmetry flag by default (issue 18: no fixed threshold has a source); the index is stored
+    assert got == [("right", LOW_PRONATION, PRONATION_EXCURSION_DEG)]
+    assert ASYMMETRY not in flags[FLAG].to_list()
     assert flags.filter(pl.col(FLAG) == LOW_PRONATION)[VALUE].item() == pytest.approx(2.0)
 
     curves = partitions.read_partition(tmp_path, partitions.CURVES, A, S)
@@ -132,9 +131,7 @@ def test_rewrite_without_flags_or_curves_leaves_no_stale_tables(tmp_path):
     write_session(
         tmp_path, A, S, [_strides("left", [2.0] * 12), _strides("right", [8.0] * 12)], [_curves("left", 1)]
     )
-    assert (
-        partitions.read_partition(tmp_path, partitions.FLAGS, A, S).height == 2
-    )  # low pronation + asymmetry
+    assert partitions.read_partition(tmp_path, partitions.FLAGS, A, S).height == 1  # low pronation
     assert partitions.has_partition(tmp_path, partitions.CURVES, A, S)
 
     out = write_session(tmp_path, A, S, [_strides("left", [6.0] * 12), _strides("right", [6.0] * 12)])

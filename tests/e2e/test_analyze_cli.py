@@ -31,7 +31,12 @@ def test_analyze_real_recording_writes_tables_and_prints_summary(real_data, tmp_
     strides = pl.read_parquet(out / "strides.parquet")
     sessions = pl.read_parquet(out / "sessions.parquet")
     # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty)
-    extra = {S.PRONATION_EXCURSION_CENSORED: pl.Boolean(), S.MOUNTING_UNCERTAINTY_DEG: pl.Float64()}
+    extra = {
+        S.PRONATION_EXCURSION_CENSORED: pl.Boolean(),
+        S.MOUNTING_UNCERTAINTY_DEG: pl.Float64(),
+        S.MOUNTING_ID: pl.String(),
+        S.REMOUNT: pl.Boolean(),
+    }
     assert strides.schema == pl.Schema({**S.STRIDES_SCHEMA, **extra})
     assert set(strides[S.FOOT]) == {"left", "right"}
     assert sessions.height == 2 and S.session_median(S.PRONATION_EXCURSION_DEG) in sessions.columns

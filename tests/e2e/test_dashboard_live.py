@@ -444,3 +444,97 @@ def test_live_view_lists_the_devices_streaming_now(server, browser):
         proc.kill()
         proc.wait()
         ctx.close()
+
+
+def test_team_row_of_a_streaming_athlete_shows_stored_figures_marked_live(server, browser):
+    """Issue 18: the team row of an athlete who is streaming showed only dashes. While the live
+    session has no stored strides (warm-up) the row shows the previous analysed session's figures
+    and says so; once strides are stored, the live session's own; both marked "live" with a link
+    to the Live view. Every figure is one the API served to the page."""
+    admin = server["admin"]
+    stream = (
+        "stream", "--device", "sim", "--to", f"ws://127.0.0.1:{server['port']}", "--key", admin,
+        "--athlete", "A001", "--seed", "6",
+    )  # fmt: skip
+    done = subprocess.run(
+        _cli(*stream, "--session", "TEAMPREV", "--speed", "max", "--minutes", "0.5"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    proc = subprocess.Popen(
+        _cli(*stream, "--session", "TEAMLIVE", "--speed", "realtime", "--minutes", "0.75"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    console: list[str] = []
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = ctx.new_page()
+    page.on("console", lambda m: console.append(m.text) if m.type in ("error", "warning") else None)
+    served: list[dict] = []  # every /v1/athletes/A001/sessions page the dashboard received
+
+    def keep(response) -> None:
+        if "/v1/athletes/A001/sessions" in response.url and response.ok:
+            served.append({s["session_id"]: s for s in response.json()["items"]})
+
+    page.on("response", keep)
+    row = page.locator("#team-table tbody tr[data-row='A001']")
+
+    def shown_figures_match(session_id: str) -> None:
+        """The row's pronation medians and stride counts are those of `session_id` in a response."""
+        cells = {
+            foot: row.locator(f"td[data-col='pronation_excursion_deg.{foot}']").inner_text()
+            for foot in ("left", "right")
+        }
+        options = []
+        for page_items in served:
+            s = page_items.get(session_id)
+            if s and s["feet"]:
+                med = {f["foot"]: f["median"]["pronation_excursion_deg"] for f in s["feet"]}
+                options.append({foot: _fmt(med.get(foot), 1) for foot in ("left", "right")})
+        assert cells in options, (session_id, cells, options)
+        assert "–" not in cells.values()
+
+    try:
+        # The stream's hello registers TEAMLIVE; open the team view before its first strides are stored.
+        deadline = time.monotonic() + 30
+        while not (server["data"] / "stream-wal").exists() or not any(
+            "TEAMLIVE" in str(p) for p in (server["data"] / "stream-wal").rglob("*")
+        ):
+            assert time.monotonic() < deadline, "the live stream never started"
+            time.sleep(0.2)
+        page.goto(f"{server['base']}/#/team")
+        page.fill("#api-key", server["coach"])
+        page.click("#login-button")
+        page.wait_for_selector("#view[data-ready='#/team']", timeout=30_000)
+        row.locator("a.badge.live").wait_for(timeout=30_000)
+        assert row.locator("td[data-col='latest']").inner_text().startswith("TEAMLIVE live")
+        assert row.locator("a.badge.live").get_attribute("href") == "#/live/A001"
+        if not has_partition(server["data"] / "results", STRIDES, "A001", "TEAMLIVE"):
+            # warm-up: the previous analysed session's figures, named
+            note = row.locator(".figures-from")
+            previous = note.get_attribute("data-session")
+            assert previous == "TEAMPREV", previous
+            assert f"figures of {previous}" in note.inner_text()
+            shown_figures_match(previous)
+        # The view refreshes itself while someone is live: the live session's own stored figures.
+        page.wait_for_function(
+            "() => { const r = document.querySelector(\"#team-table tr[data-row='A001']\");"
+            " return r && r.querySelector('.badge.live') && !r.querySelector('.figures-from'); }",
+            timeout=90_000,
+        )
+        shown_figures_match("TEAMLIVE")
+        assert proc.wait(timeout=120) == 0
+        # Ended: no live marker, the session's final figures.
+        page.reload()
+        page.wait_for_selector("#view[data-ready='#/team']", timeout=30_000)
+        assert row.locator("a.badge.live").count() == 0 and row.locator(".figures-from").count() == 0
+        # the newest session (the list orders one day's sessions by id: TEAMPREV after TEAMLIVE)
+        assert row.locator("td[data-col='latest']").inner_text() == "TEAMLIVE"
+        shown_figures_match("TEAMLIVE")
+        assert not console, console
+    finally:
+        proc.kill()
+        proc.wait()
+        ctx.close()

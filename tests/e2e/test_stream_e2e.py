@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 
+import httpx
 import numpy as np
 import polars as pl
 import pytest
 
+from strideflow.analytics.curves import PCT, PHASE, STRIDE_COUNT, curve_mean, curve_sd, session_curves
 from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveStrideAnalyzer
-from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
+from strideflow.analytics.partitions import CURVES, SESSIONS, STRIDES, read_partition
 from strideflow.analytics.pipeline import analyze_recording
 from strideflow.benchmarks.stream import Server, create_api_key
 from strideflow.hardware import schema as S
@@ -49,6 +51,47 @@ def assert_same_strides(stored: pl.DataFrame, expected: pl.DataFrame, atol: floa
     for c in (*S.EVENT_TIMES, *S.METRICS):
         a, b = stored[c].to_numpy().astype(float), expected[c].to_numpy().astype(float)
         np.testing.assert_allclose(a, b, atol=atol, rtol=0, equal_nan=True, err_msg=c)
+
+
+# Stored live curves against batch's `session_curves` of the same file (issue 18): with the causal
+# warm-up the means differ by the warm-up's mounting and bias (measured on imu_sample.csv: <= 0.29 deg
+# mean, <= 0.04 deg SD; with batch's mounting and bias they agree to 3e-13 deg, test_live_equivalence).
+CURVE_MEAN_TOL_DEG = 1.0
+CURVE_SD_TOL_DEG = 0.3
+
+
+def assert_curves_close(stored: pl.DataFrame, batch: pl.DataFrame) -> dict[str, float]:
+    """Same rows (foot, activity, phase, pct) and stride counts; means and SDs within the tolerances."""
+    on = [S.FOOT, S.ACTIVITY, PHASE, PCT]
+    assert stored.height == batch.height > 0
+    joined = batch.join(stored, on=on, how="full", suffix="_live", nulls_equal=True, coalesce=True)
+    assert joined.height == batch.height, "the stored curves have other rows than batch's"
+    assert joined[STRIDE_COUNT].to_list() == joined[f"{STRIDE_COUNT}_live"].to_list()
+    worst = {}
+    for angle in (S.PRONATION_DEG, S.PITCH_DEG):
+        for column, tol in ((curve_mean(angle), CURVE_MEAN_TOL_DEG), (curve_sd(angle), CURVE_SD_TOL_DEG)):
+            worst[column] = float((joined[column] - joined[f"{column}_live"]).abs().max())
+            assert worst[column] <= tol, (column, worst[column], tol)
+    return worst
+
+
+def get_curves(url: str, key: str, athlete: str, session: str) -> list[dict]:
+    """Every item of `GET /v1/sessions/{session}/curves`, following the cursor."""
+    base = url.replace("ws://", "http://", 1)  # Server.url is the stream's WebSocket address
+    items, cursor = [], None
+    while True:
+        params = {"athlete_id": athlete, "limit": 500, **({"cursor": cursor} if cursor else {})}
+        r = httpx.get(
+            f"{base}/v1/sessions/{session}/curves",
+            params=params,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=120,  # the machine is shared: no timed assert
+        )
+        assert r.status_code == 200, r.text
+        items += r.json()["items"]
+        cursor = r.json()["next_cursor"]
+        if cursor is None:
+            return items
 
 
 @pytest.mark.slow
@@ -142,6 +185,11 @@ def test_streamed_recording_equals_batch_analysis(server_dir, tmp_path):
     for c, tol in WARMUP_TOLERANCE.items():
         worst[c] = float(np.nanmax(np.abs(stored[c].to_numpy()[valid] - batch[c].to_numpy()[valid])))
         assert worst[c] <= tol, (c, worst[c], tol)
+    # 3. The session's curves are stored as batch stores them, and served (issue 18).
+    curves = read_partition(data / "results", CURVES, "A1", "S1")
+    worst |= assert_curves_close(curves, session_curves(analyze_recording(recording)))
+    served = get_curves(server.url, keys["admin"], "A1", "S1")
+    assert len(served) == curves.filter(pl.col(STRIDE_COUNT) > 0).height > 0
     print(f"streamed 60 s at max speed in {elapsed:.1f} s; max |live - batch|: {worst}")
 
 
@@ -204,6 +252,13 @@ def test_streamed_real_recording_both_feet(server_dir, real_data):
     assert_same_strides(stored, pl.concat(expected))
     sessions = read_partition(data / "results", SESSIONS, "R1", "imu_sample")
     assert sorted(sessions[S.FOOT].to_list()) == ["left", "right"]
+    # Curves of both feet stored as batch's, and served like an uploaded session's (issue 18).
+    curves = read_partition(data / "results", CURVES, "R1", "imu_sample")
+    worst = assert_curves_close(curves, session_curves(analyze_recording(recording)))
+    served = get_curves(server.url, keys["admin"], "R1", "imu_sample")
+    assert {(c["foot"], c["phase"]) for c in served} == {(f, p) for f in S.FEET for p in ("stance", "stride")}
+    assert len(served) == curves.filter(pl.col(STRIDE_COUNT) > 0).height
+    print(f"real recording streamed: max |live - batch| of the curves {worst}")
 
 
 @pytest.mark.slow

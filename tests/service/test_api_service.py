@@ -422,3 +422,47 @@ def test_non_recordings_are_refused_before_a_job_exists(service, name, body, exp
     assert detail.startswith(f"{name}: ") and expected in detail and "\n" not in detail
     listed = client.get(f"/v1/athletes/{ATHLETE}/sessions", headers=headers).json()["items"]
     assert session not in [s["session_id"] for s in listed]
+
+
+def test_flags_route_adds_asymmetry_against_the_athlete_baseline(tmp_path):
+    """Issue 18: the flags of a session include `asymmetry_change` when its left/right index leaves
+    the athlete's own baseline (first 3 sessions), computed from the stored sessions at request time."""
+    from strideflow.analytics.flags import FLAGS_SCHEMA
+
+    settings = ServiceSettings(data_dir=tmp_path)
+    m = "pronation_excursion_deg"
+    days = (
+        ("S1", "2025-03-01", 15.0, 11.5),
+        ("S2", "2025-03-08", 14.5, 11.6),
+        ("S3", "2025-03-15", 15.2, 11.3),
+    )
+    for sid, date, left, right in (*days, ("S4", "2025-03-22", 11.0, 14.0)):
+        sessions = pl.DataFrame(
+            {
+                FOOT: ["left", "right"],
+                "activity": ["walk", "walk"],
+                SESSION_DATE: [date, date],
+                f"{m}_median": [left, right],
+                f"{m}_iqr": [1.0, 1.0],
+                "stride_count": [30, 30],
+            }
+        )
+        partitions.write_partition(settings.results_dir, partitions.SESSIONS, sessions, "D1", sid)
+        partitions.write_partition(
+            settings.results_dir, partitions.FLAGS, pl.DataFrame(schema=FLAGS_SCHEMA), "D1", sid
+        )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        assert sync_results(app.state.db, settings.results_dir, "teamD") == 4
+        headers = {"Authorization": f"Bearer {create_key(app.state.db, 'teamD', 'coach')}"}
+        for sid in ("S1", "S2", "S3"):
+            r = client.get(f"/v1/sessions/{sid}/flags", headers=headers, params={"athlete_id": "D1"})
+            assert r.status_code == 200 and r.json()["items"] == [], r.json()
+        items = client.get("/v1/sessions/S4/flags", headers=headers, params={"athlete_id": "D1"}).json()[
+            "items"
+        ]
+        assert [(i["flag"], i["metric"], i["foot"], i["activity"]) for i in items] == [
+            ("asymmetry_change", m, None, "walk")
+        ]
+        assert items[0]["value"] == pytest.approx(-24.0)
+        assert "own baseline" in items[0]["text"] and "baseline +" in items[0]["text"]

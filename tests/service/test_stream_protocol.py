@@ -595,3 +595,32 @@ def test_analysis_failure_is_reported_to_the_client_and_logged_once(tmp_path, ca
     assert len(errors) == 1 and errors[0]["seq"] == 2 and "FloatingPointError" in errors[0]["analysis_error"]
     failures = [r for r in caplog.records if "live analysis failed" in r.getMessage()]
     assert len(failures) == 1, [r.getMessage() for r in failures]
+
+
+def test_store_keeps_the_curves_of_a_foot_no_longer_in_memory(tmp_path):
+    """Issue 18: the hub stores each stream's curves with its strides; a foot whose stream has left
+    memory keeps its stored strides and curves when the other foot's stream stores again."""
+    from strideflow.analytics.curves import STRIDE_COUNT, session_curves
+    from strideflow.analytics.partitions import CURVES
+    from strideflow.analytics.pipeline import analyze_samples
+    from strideflow.hardware.simulator import SimulationSettings, Simulator
+
+    sim = Simulator(SimulationSettings(duration_s=25.0, seed=2, athlete_id="A1", session_id="S1")).simulate()
+    result = analyze_samples(sim.samples_, sim.settings.sampling_rate_hz)
+    curves = session_curves(result)
+    by_foot = {
+        f: (result.strides.filter(pl.col(S.FOOT) == f), curves.filter(pl.col(S.FOOT) == f)) for f in S.FEET
+    }
+    hub = LiveHub(tmp_path / WAL_DIRNAME, tmp_path / "results")
+    try:
+        hub._store("A1", "S1", [by_foot["left"][0]], {"left"}, [by_foot["left"][1]])
+        hub._store("A1", "S1", [by_foot["right"][0]], {"right"}, [by_foot["right"][1]])
+    finally:
+        hub._analysis_pool.shutdown(wait=False)
+    stored = read_partition(tmp_path / "results", CURVES, "A1", "S1")
+    assert sorted(stored[S.FOOT].unique()) == ["left", "right"]
+    got = stored.drop(S.ATHLETE_ID, S.SESSION_ID).sort(S.FOOT, "phase", "pct")
+    assert got.select(S.FOOT, "phase", "pct", STRIDE_COUNT).equals(
+        curves.sort(S.FOOT, "phase", "pct").select(S.FOOT, "phase", "pct", STRIDE_COUNT)
+    )
+    assert read_partition(tmp_path / "results", STRIDES, "A1", "S1").height == result.strides.height
