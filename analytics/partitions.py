@@ -27,6 +27,7 @@ FLAGS = "flags"
 CURVES = "curves"  # per-session mean/SD pronation and pitch curves per foot (analytics.curves)
 TABLES = (STRIDES, SESSIONS, FLAGS, CURVES)
 PART_FILE = "part-0.parquet"
+STRIDES_ROW_GROUP_ROWS = 256  # rows per Parquet row group of a strides partition
 _HIVE_SCHEMA = {ATHLETE_ID: pl.String(), SESSION_ID: pl.String()}
 
 
@@ -58,8 +59,14 @@ def write_partition(root: str | Path, table: str, df: pl.DataFrame, athlete_id: 
     """Atomically replace one partition with `df` (its key columns, if present, are dropped)."""
     final_dir = partition_dir(root, table, athlete_id, session_id)
     body = df.drop([c for c in (ATHLETE_ID, SESSION_ID) if c in df.columns])
+    # Strides come sorted by foot and stride index: small row groups with min/max statistics let a
+    # page of them (the API's strides route) be read from one or two groups, not the whole file.
+    rows = STRIDES_ROW_GROUP_ROWS if table == STRIDES else None
     # lz4: writes ~2x and reads ~2.6x faster than the zstd default; files ~5 % larger.
-    return write_atomic(final_dir / PART_FILE, lambda fh: body.write_parquet(fh, compression="lz4"))
+    return write_atomic(
+        final_dir / PART_FILE,
+        lambda fh: body.write_parquet(fh, compression="lz4", statistics=True, row_group_size=rows),
+    )
 
 
 def delete_partition(root: str | Path, table: str, athlete_id: str, session_id: str) -> None:

@@ -12,9 +12,12 @@ when its spec changes.
 asyncio clients in this process share one httpx.AsyncClient and call one route at a time for a
 fixed time, each request for a random athlete / session. Rows per route: `<route>.requests_per_s`
 (req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, client side),
-`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request) and
+`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request),
+`<route>.server_cpu_ms` (ms of the server process's CPU time per request in the concurrent run:
+what other load on the machine changes least) and
 `<route>.errors` (non-200 or empty answers, must be 0). Plus `store.strides` (strides stored),
-`store.partitions` and `store.build_s` (s; 0 when the cached store was reused). Client and server
+`store.partitions`, `store.build_s` (s; 0 when the cached store was reused) and `store.index_s`
+(s to bring the service's summary index up to date before serving). Client and server
 share the machine's cores, so req/s is a floor for a dedicated server.
 """
 
@@ -78,7 +81,7 @@ from strideflow.hardware.schema import (
 )
 
 TEAM = "bench-team"
-STORE_VERSION = 2  # bump when the generated rows change (2: foot_progression_angle_deg)
+STORE_VERSION = 3  # bump when the stored store changes (2: foot_progression_angle_deg; 3: strides row groups)
 CONCURRENCY = 8
 FIRST_DATE = dt.date(2026, 1, 5)
 MEAN_STRIDE_S = 0.75  # s, a steady run
@@ -243,6 +246,24 @@ def build_store(data_dir: Path, spec: StoreSpec) -> tuple[Path, dict]:
     return data_dir, info
 
 
+def index_store(data_dir: Path) -> float:
+    """Bring the service's summary index of a (possibly older cached) store up to date, as
+    `catalog.sync_results` does when results are registered; returns the seconds it took."""
+    from strideflow.service import summary_index
+    from strideflow.service.db import Database
+    from strideflow.service.settings import ServiceSettings
+
+    settings = ServiceSettings(data_dir=data_dir)
+    t0 = time.perf_counter()
+    db = Database(settings.resolved_database_url)
+    try:
+        db.create_all()
+        summary_index.refresh(db, settings.results_dir)
+    finally:
+        db.dispose()
+    return time.perf_counter() - t0
+
+
 def cache_dir(spec: StoreSpec) -> Path:
     """Where the store of `spec` is kept between runs (outside the repository)."""
     base = os.environ.get("STRIDEFLOW_BENCH_CACHE") or Path(tempfile.gettempdir()) / "strideflow-bench-api"
@@ -363,14 +384,31 @@ async def _drive(base_url: str, key: str, make, duration_s: float, concurrency: 
     }
 
 
+def _cpu_s(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
 def measure(
-    base_url: str, key: str, spec: StoreSpec, duration_s: float, concurrency: int = CONCURRENCY
+    base_url: str,
+    key: str,
+    spec: StoreSpec,
+    duration_s: float,
+    concurrency: int = CONCURRENCY,
+    server_pid: int | None = None,
 ) -> dict:
-    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages)."""
-    return {
-        name: asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
-        for i, (name, make) in enumerate(route_requests(spec).items())
-    }
+    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages) and, given
+    the server's pid, server_cpu_ms (the server process's CPU time per request, ms)."""
+    out = {}
+    for i, (name, make) in enumerate(route_requests(spec).items()):
+        cpu0 = None if server_pid is None else _cpu_s(server_pid)
+        out[name] = asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
+        if cpu0 is not None:
+            # includes the warm-up request; requests >> 1
+            out[name]["server_cpu_ms"] = 1000.0 * (_cpu_s(server_pid) - cpu0) / out[name]["requests"]
+    return out
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -385,9 +423,12 @@ def run(quick: bool = False) -> list[Row]:
             "store.build_s", info["build_s"], "s", "0: cached store reused" if info["build_s"] == 0 else None
         ),
     ]
+    rows.append(row("store.index_s", index_store(data_dir), "s", "summary index brought up to date"))
     duration_s = QUICK_DURATION_S if quick else DURATION_S
     with Server(data_dir) as server:
-        results = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s)
+        results = measure(
+            server.base_url, info["admin_key"], spec, duration_s=duration_s, server_pid=server.proc.pid
+        )
         serial = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s / 3, concurrency=1)
     note = f"{CONCURRENCY} concurrent clients, admin key, client and server on the same cores"
     for name, res in results.items():
@@ -397,6 +438,14 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(row(f"{name}.p99_ms", res["p99_ms"], "ms"))
         rows.append(
             row(f"{name}.serial_p50_ms", serial[name]["p50_ms"], "ms", "one client: the server's own time")
+        )
+        rows.append(
+            row(
+                f"{name}.server_cpu_ms",
+                res["server_cpu_ms"],
+                "ms",
+                "server process CPU time per request (concurrent run): the least load-dependent figure",
+            )
         )
         errors = res["errors"] + serial[name]["errors"]
         rows.append(row(f"{name}.errors", len(errors), "requests", "; ".join(errors[:2]) or None))

@@ -10,6 +10,7 @@ import polars as pl
 
 from strideflow.analytics import partitions
 from strideflow.hardware.schema import ATHLETE_ID, SESSION_DATE, SESSION_ID
+from strideflow.service import summary_index
 from strideflow.service.db import Database, SessionRow
 
 
@@ -48,11 +49,13 @@ def sync_results(
 
     Athletes that are new join `team_id`; an athlete owned by another team raises DatabaseError
     (its results cannot be re-assigned silently). Session dates come from the sessions table's
-    `session_date` column when present.
+    `session_date` column when present. The API's index of their summaries and trends
+    (`service.summary_index`) is brought up to date for the registered athletes.
     """
     results_dir = Path(results_dir)
     partitions.check_id("team_id", team_id)
     new = 0
+    registered: set[str] = set()
     for athlete_id, session_id in _stored_keys(results_dir):
         if athletes is not None and athlete_id not in athletes:
             continue
@@ -63,4 +66,6 @@ def sync_results(
             existed = s.get(SessionRow, (athlete_id, session_id)) is not None
         db.ensure_session(athlete_id, session_id, _session_date(results_dir, athlete_id, session_id))
         new += not existed
+        registered.add(athlete_id)
+    summary_index.refresh(db, results_dir, sorted(registered))
     return new

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     inspect,
@@ -175,6 +176,9 @@ class LiveMessage(Base):
     message: Mapped[str] = mapped_column(Text)  # JSON
 
 
+_TEAM_OF_ATHLETE = select(Athlete.team_id).where(Athlete.id == bindparam("athlete_id"))
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -200,6 +204,8 @@ class Database:
 
     def create_all(self) -> None:
         """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
+        from strideflow.service import summary_index  # noqa: F401 - registers the index tables
+
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # server processes starting together (`serve --workers N`) create the tables once
@@ -292,5 +298,5 @@ class Database:
 
     def athlete_team(self, athlete_id: str) -> str | None:
         """Team owning the athlete, or None if the athlete is unknown."""
-        with self.session() as s:
-            return s.scalar(select(Athlete.team_id).where(Athlete.id == athlete_id))
+        with self.engine.connect() as conn:  # Core and a prebuilt statement: every athlete route asks
+            return conn.execute(_TEAM_OF_ATHLETE, {"athlete_id": athlete_id}).scalar()

@@ -455,6 +455,15 @@ class JobRunner:
                 )
         return claims
 
+    def _index(self, claim: _Claim) -> None:
+        """Rebuild the API's index rows of a session just written (before its jobs show done)."""
+        from strideflow.service import summary_index
+
+        try:
+            summary_index.refresh(self.db, self.settings.results_dir, [claim.athlete_id])
+        except Exception:  # the index rebuilds itself on the next read; the results are stored
+            log.exception("indexing athlete %r, session %r failed", claim.athlete_id, claim.session_id)
+
     def _finish(self, claim: _Claim, pool: ProcessPoolExecutor, fut: Future) -> None:
         now = utcnow()
         try:
@@ -474,6 +483,8 @@ class JobRunner:
                         job.status = QUEUED
             return
         values: dict = {"finished": now}
+        if "error" not in out:
+            self._index(claim)
         if "error" in out:
             values.update(status=FAILED, error=out["error"])
         else:

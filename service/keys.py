@@ -26,6 +26,8 @@ import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import bindparam, select
+
 from strideflow.analytics.partitions import check_id
 from strideflow.hardware.errors import StrideflowError
 from strideflow.service.db import ApiKey, Database
@@ -127,6 +129,11 @@ def revoke_key(db: Database, key_id: str) -> KeyInfo:
     return info
 
 
+_KEY_BY_ID = select(ApiKey.hash, ApiKey.role, ApiKey.team_id, ApiKey.athlete_id).where(
+    ApiKey.id == bindparam("key_id")
+)
+
+
 def authenticate(db: Database, raw_key: str | None) -> Principal | None:
     """The principal of a raw key, or None for a missing, malformed or unknown key."""
     if not raw_key or not raw_key.startswith(KEY_PREFIX):
@@ -134,8 +141,9 @@ def authenticate(db: Database, raw_key: str | None) -> Principal | None:
     key_id, sep, _secret = raw_key[len(KEY_PREFIX) :].partition("_")
     if not sep or len(key_id) != 32:
         return None
-    with db.session() as s:
-        row = s.get(ApiKey, key_id)
-        if row is None or not hmac.compare_digest(row.hash, _digest(raw_key)):
-            return None
-        return Principal(key_id=row.id, role=Role(row.role), team_id=row.team_id, athlete_id=row.athlete_id)
+    # Core, not the ORM, and a statement built once: every request runs this primary-key read.
+    with db.engine.connect() as conn:
+        row = conn.execute(_KEY_BY_ID, {"key_id": key_id}).first()
+    if row is None or not hmac.compare_digest(row.hash, _digest(raw_key)):
+        return None
+    return Principal(key_id=key_id, role=Role(row.role), team_id=row.team_id, athlete_id=row.athlete_id)

@@ -1,16 +1,21 @@
 """Lookups shared by the routes: a session the key may see, a session's stored per-foot results as
-the API shows them, and the app's live hub. Routes import these from here, never from each other."""
+the API shows them (kept by `service.summary_index`), and the app's live hub. Routes import these
+from here, never from each other."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import os
 import uuid
+from pathlib import Path as FsPath
 from typing import Annotated
 
 import polars as pl
 from fastapi import HTTPException, Path, Query
-from sqlalchemy import select
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import bindparam, select
 
 from strideflow.analytics import partitions
 from strideflow.analytics.sessions import STRIDE_COUNT_ALL
@@ -31,6 +36,7 @@ from strideflow.hardware.schema import (
     session_median,
     symmetry_index,
 )
+from strideflow.service import summary_index
 from strideflow.service.auth import Principal, Role, not_found
 from strideflow.service.db import Athlete, Database, SessionRow
 from strideflow.service.errors import read_problem
@@ -50,21 +56,33 @@ AthleteQuery = Annotated[
 ]
 
 
-def resolve_session(
-    db: Database, principal: Principal, session_id: str, athlete_id: str | None
-) -> SessionRow:
-    """The one session with this id the principal may see: 404 if none, 422 if several (pass athlete_id)."""
+@functools.cache
+def _session_statement(own_only: bool, by_athlete: bool):
+    """The session lookup for one combination of filters, built once (values bound per call)."""
     stmt = (
-        select(SessionRow)
+        select(SessionRow.athlete_id, SessionRow.session_id, SessionRow.session_date, SessionRow.created)
         .join(Athlete, Athlete.id == SessionRow.athlete_id)
-        .where(SessionRow.session_id == session_id, Athlete.team_id == principal.team_id)
+        .where(SessionRow.session_id == bindparam("session_id"), Athlete.team_id == bindparam("team_id"))
+        .limit(2)
     )
-    if principal.role is Role.athlete:
-        stmt = stmt.where(SessionRow.athlete_id == principal.athlete_id)
+    if own_only:
+        stmt = stmt.where(SessionRow.athlete_id == bindparam("own_id"))
+    if by_athlete:
+        stmt = stmt.where(SessionRow.athlete_id == bindparam("athlete_id"))
+    return stmt
+
+
+def resolve_session(db: Database, principal: Principal, session_id: str, athlete_id: str | None):
+    """The one session with this id the principal may see (a row with `athlete_id`, `session_id`,
+    `session_date`, `created`): 404 if none, 422 if several (pass athlete_id)."""
+    own_only = principal.role is Role.athlete
+    params = {"session_id": session_id, "team_id": principal.team_id}
+    if own_only:
+        params["own_id"] = principal.athlete_id
     if athlete_id is not None:
-        stmt = stmt.where(SessionRow.athlete_id == athlete_id)
-    with db.session() as s:
-        rows = s.scalars(stmt.limit(2)).all()
+        params["athlete_id"] = athlete_id
+    with db.engine.connect() as conn:  # Core: every session route asks this first
+        rows = conn.execute(_session_statement(own_only, athlete_id is not None), params).all()
     if not rows:
         raise not_found("session", session_id)
     if len(rows) > 1:
@@ -76,22 +94,20 @@ def resolve_session(
 
 
 def _clean(value):
-    if isinstance(value, float) and value != value:  # NaN is not JSON
+    if isinstance(value, float) and not math.isfinite(value):  # NaN and inf are not JSON: null
         return None
     return value
 
 
-def session_out(
-    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
-) -> SessionOut:
-    """A session row with its per-foot aggregates from the sessions table (if analysed);
-    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
-    feet: list[SessionFoot] = []
+def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
+    """SessionOut's result fields of one session (`analysed`, `feet`, `symmetry_index_pct`,
+    `lr_difference_deg`, JSON-ready) from rows of the sessions table (None: not analysed)."""
+    feet: list[dict] = []
     si: dict[str, float | None] = {}
     diff: dict[str, float | None] = {}
     analysed = False
     if results is not None and results.height:
-        mine = results.filter(pl.col(SESSION_ID) == row.session_id)
+        mine = results.filter(pl.col(SESSION_ID) == session_id)
         analysed = mine.height > 0
         if ACTIVITY in mine.columns:
             # The session's main activity (most valid strides) first: its feet and symmetry lead.
@@ -114,64 +130,86 @@ def session_out(
                     mounting_id=r.get(MOUNTING_ID),
                     remount=r.get(REMOUNT),
                     mounting_uncertainty_deg=_clean(r.get(MOUNTING_UNCERTAINTY_DEG)),
-                )
+                ).model_dump(mode="json")
             )
             for m in METRICS:
                 if symmetry_index(m) in r and m not in si:
                     si[m] = _clean(r[symmetry_index(m)])
                 if lr_difference(m) in r and m not in diff:
                     diff[m] = _clean(r[lr_difference(m)])
-    return SessionOut(
-        athlete_id=row.athlete_id,
-        session_id=row.session_id,
-        session_date=row.session_date,
-        created=row.created,
-        analysed=analysed,
-        feet=feet,
-        symmetry_index_pct=si,
-        lr_difference_deg=diff,
-        results_error=results_error,
+    return {"analysed": analysed, "feet": feet, "symmetry_index_pct": si, "lr_difference_deg": diff}
+
+
+def session_item(row: SessionRow, fields: dict, results_error: str | None = None) -> dict:
+    """A session row with its result fields (`session_fields`) as a SessionOut-shaped dict."""
+    return {
+        "athlete_id": row.athlete_id,
+        "session_id": row.session_id,
+        "session_date": row.session_date,
+        "created": row.created,
+        **fields,
+        "results_error": results_error,
+    }
+
+
+def session_out(
+    row: SessionRow, results: pl.DataFrame | None, results_error: str | None = None
+) -> SessionOut:
+    """A session row with its per-foot aggregates from the sessions table (if analysed);
+    `results_error`: why its stored results cannot be read (a damaged partition), else None."""
+    return SessionOut.model_validate(
+        session_item(row, session_fields(results, row.session_id), results_error)
     )
 
 
 def session_results(
     settings: ServiceSettings, athlete_id: str, session_ids: list[str]
 ) -> tuple[pl.DataFrame | None, dict[str, str]]:
+    """`read_session_rows` of the service's results folder."""
+    return read_session_rows(settings.results_dir, athlete_id, session_ids)
+
+
+def read_session_rows(
+    results_dir: FsPath, athlete_id: str, session_ids: list[str]
+) -> tuple[pl.DataFrame | None, dict[str, str]]:
     """Rows of the sessions table for these sessions of one athlete (None if none stored), and
     {session_id: problem} of sessions whose stored partition cannot be read (logged).
 
-    The partition files are opened directly (no directory scan) and read in one parallel collect;
-    only when that fails are they read one by one, to serve the others and name the damaged ones.
+    Each partition file is opened once and read from that open file: a partition replaced while
+    it is read (`os.replace` by a live stream or a job) gives the old table or the new one; read
+    by path, polars may take the footer from one file and the pages from the other.
     """
-    paths = {}
+    frames, damaged = [], {}
     for sid in session_ids:
         if not is_valid_id(sid):  # a row stored before ids were checked: no partition can hold it
             continue
-        path = partitions.partition_dir(settings.results_dir, partitions.SESSIONS, athlete_id, sid)
-        path = path / partitions.PART_FILE
-        if path.is_file():
-            paths[sid] = path
-
-    def scan(sid: str) -> pl.LazyFrame:
-        return pl.scan_parquet(paths[sid]).with_columns(pl.lit(sid).alias(SESSION_ID))
-
-    if not paths:
-        return None, {}
-    try:
-        return pl.concat([scan(sid) for sid in paths], how="diagonal_relaxed").collect(), {}
-    except Exception:  # noqa: BLE001 - polars raises several types for a damaged file; found below
-        pass
-    frames, damaged = [], {}
-    for sid in paths:
+        path = partitions.partition_dir(results_dir, partitions.SESSIONS, athlete_id, sid)
         try:
-            frames.append(scan(sid).collect())
-        except Exception as exc:  # noqa: BLE001
+            with open(path / partitions.PART_FILE, "rb") as fh:
+                frames.append(pl.read_parquet(fh).with_columns(pl.lit(sid).alias(SESSION_ID)))
+        except FileNotFoundError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
             damaged[sid] = read_problem(exc)
             log.error(
                 "stored %s of athlete %r, session %r cannot be read: %s",
                 partitions.SESSIONS, athlete_id, sid, damaged[sid],
             )  # fmt: skip
     return (pl.concat(frames, how="diagonal_relaxed") if frames else None), damaged
+
+
+async def session_summaries(
+    db: Database, settings: ServiceSettings, athlete_id: str, session_ids: list[str]
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """`summary_index.session_summaries`: index rows read on the event loop (no file is opened),
+    partitions that changed since read again in the thread pool."""
+    found, stale = summary_index.cached_summaries(db, settings.results_dir, athlete_id, session_ids)
+    if not stale:
+        return found, {}
+    more, damaged = await run_in_threadpool(
+        summary_index.rebuild_summaries, db, settings.results_dir, athlete_id, stale
+    )
+    return found | more, damaged
 
 
 def hub_of(app) -> LiveHub:

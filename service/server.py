@@ -80,4 +80,5 @@ def uvicorn_options(settings: ServiceSettings) -> dict:
         "h11_max_incomplete_event_size": MAX_INCOMPLETE_EVENT_BYTES,
         "ws_ping_interval": settings.ws_ping_interval_s,
         "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "access_log": settings.access_log,
     }

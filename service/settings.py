@@ -38,6 +38,8 @@ class ServiceSettings(BaseSettings):
       serve` installs it as an ASGI middleware on every HTTP request).
     - `ws_ping_interval_s` / `ws_ping_timeout_s`: WebSocket pings; a peer that does not answer
       one within the timeout is disconnected (uvicorn `ws_ping_interval`/`ws_ping_timeout`).
+    - `access_log`: log a line per HTTP request (uvicorn's access log; off by default: formatting
+      and writing it costs about as much as answering a cached request).
     """
 
     model_config = SettingsConfigDict(env_prefix="STRIDEFLOW_", extra="ignore")
@@ -57,6 +59,7 @@ class ServiceSettings(BaseSettings):
     request_read_timeout_s: float = Field(default=30.0, gt=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    access_log: bool = False
 
     @property
     def file_limits(self) -> FileLimits:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,64 @@ from strideflow.hardware.simulator import SimulationSettings, Simulator
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "gaitmap_example"
+
+# PostgreSQL runs of the service tests (.ci/run): with STRIDEFLOW_TEST_DATABASE_URL set to a
+# server's maintenance database (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres),
+# every service database the tests open in this process (a `sqlite:///<data_dir>/strideflow.db`)
+# becomes a database of its own on that server, created on first use and dropped at the end, so
+# each test's data folder still starts empty, as with SQLite.
+TEST_DATABASE_URL = os.environ.get("STRIDEFLOW_TEST_DATABASE_URL")
+_pg_databases: dict[str, str] = {}
+
+
+def _pg_url_for(sqlite_url: str) -> str:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    if sqlite_url not in _pg_databases:
+        name = "sf_test_" + hashlib.sha1(sqlite_url.encode()).hexdigest()[:24]
+        admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            admin.dispose()
+        _pg_databases[sqlite_url] = make_url(TEST_DATABASE_URL).set(database=name).render_as_string(False)
+    return _pg_databases[sqlite_url]
+
+
+if TEST_DATABASE_URL:
+    from strideflow.service import db as _db
+
+    _sqlite_init = _db.Database.__init__
+
+    def _database_init(self, url: str):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            # An empty file where the SQLite database would be: the CLI's "is there a database in
+            # --data" check (service/cmd_keys.py) and served-folder detection look for it.
+            sqlite_file = Path(url[len("sqlite:///") :])
+            if sqlite_file.parent.is_dir():
+                sqlite_file.touch()
+            url = _pg_url_for(url)
+        _sqlite_init(self, url)
+
+    _db.Database.__init__ = _database_init
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases():
+    yield
+    if not _pg_databases:
+        return
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for url in _pg_databases.values():
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")

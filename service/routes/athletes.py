@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from enum import StrEnum
 from typing import Annotated
@@ -10,7 +11,8 @@ from typing import Annotated
 import polars as pl
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy import func, select, tuple_
+from fastapi.responses import Response
+from sqlalchemy import bindparam, func, select, tuple_
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import compute_trends
@@ -22,6 +24,7 @@ from strideflow.hardware.schema import (
     METRICS,
     SESSION_ID,
 )
+from strideflow.service import summary_index
 from strideflow.service.auth import CurrentPrincipal, Principal, Role, visible_athlete
 from strideflow.service.db import Athlete, Database, SessionRow
 from strideflow.service.deps import (
@@ -31,10 +34,11 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
+    page_response,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
-from strideflow.service.queries import session_out, session_results
+from strideflow.service.queries import session_fields, session_item, session_summaries
 from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
@@ -52,33 +56,40 @@ router = APIRouter(prefix="/v1", tags=["athletes"])
 Metric = StrEnum("Metric", {m: m for m in METRICS})
 NO_DATE = dt.date(1, 1, 1)  # sorts undated sessions first
 
+TREND_FIELDS = tuple(TrendPoint.model_fields)
+
 AthletePath = Annotated[str, Path(max_length=128)]
 
 
-def _athlete_filter(principal: Principal):
-    cond = Athlete.team_id == principal.team_id
-    if principal.role is Role.athlete:
-        cond = cond & (Athlete.id == principal.athlete_id)
-    return cond
+@functools.cache
+def _athletes_statement(own_only: bool, after: bool, only: bool):
+    """The athletes query for one combination of filters, built once (values are bound per call)."""
+    stmt = (
+        select(Athlete.id, func.count(SessionRow.session_id), func.max(SessionRow.session_date))
+        .outerjoin(SessionRow, SessionRow.athlete_id == Athlete.id)
+        .where(Athlete.team_id == bindparam("team_id"))
+        .group_by(Athlete.id)
+        .order_by(Athlete.id)
+        .limit(bindparam("limit"))
+    )
+    if own_only:
+        stmt = stmt.where(Athlete.id == bindparam("own_id"))
+    if after:
+        stmt = stmt.where(Athlete.id > bindparam("after"))
+    if only:
+        stmt = stmt.where(Athlete.id == bindparam("only"))
+    return stmt
 
 
 def _athletes(db: Database, principal: Principal, after: str | None, limit: int, only: str | None = None):
-    last_date = func.max(SessionRow.session_date)
-    stmt = (
-        select(Athlete.id, func.count(SessionRow.session_id), last_date)
-        .outerjoin(SessionRow, SessionRow.athlete_id == Athlete.id)
-        .where(_athlete_filter(principal))
-        .group_by(Athlete.id)
-        .order_by(Athlete.id)
-        .limit(limit + 1)
-    )
-    if after is not None:
-        stmt = stmt.where(Athlete.id > after)
-    if only is not None:
-        stmt = stmt.where(Athlete.id == only)
-    with db.session() as s:
-        rows = s.execute(stmt).all()
-    return [AthleteOut(athlete_id=a, session_count=n, last_session_date=d) for a, n, d in rows]
+    own_only = principal.role is Role.athlete
+    stmt = _athletes_statement(own_only, after is not None, only is not None)
+    params = {"team_id": principal.team_id, "limit": limit + 1, "after": after, "only": only}
+    if own_only:
+        params["own_id"] = principal.athlete_id
+    with db.engine.connect() as conn:
+        rows = conn.execute(stmt, {k: v for k, v in params.items() if v is not None}).all()
+    return [{"athlete_id": a, "session_count": n, "last_session_date": d} for a, n, d in rows]
 
 
 @router.get("/athletes", response_model=Page[AthleteOut], responses=READ_ERRORS)
@@ -88,24 +99,25 @@ async def list_athletes(
     settings: SettingsDep,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[AthleteOut]:
+) -> Response:
     """Athletes the key may see (its team; an athlete key: itself), ordered by athlete id."""
     n = page_size(settings, limit)
     key = decode_cursor("athletes", cursor, (str,))
-    items = await run_in_threadpool(_athletes, db, principal, None if key is None else key[0], n)
-    nxt = encode_cursor("athletes", [items[n - 1].athlete_id]) if len(items) > n else None
-    return Page[AthleteOut](items=items[:n], next_cursor=nxt)
+    items = _athletes(db, principal, None if key is None else key[0], n)  # one indexed query: inline
+    nxt = encode_cursor("athletes", [items[n - 1]["athlete_id"]]) if len(items) > n else None
+    return page_response(items[:n], nxt)
 
 
 @router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=READ_ERRORS)
 async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: DbDep) -> AthleteOut:
     """One athlete with its session count and last session date."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
-    items = await run_in_threadpool(_athletes, db, principal, None, 1, athlete_id)
-    return items[0]
+    visible_athlete(principal, db, athlete_id)
+    items = _athletes(db, principal, None, 1, athlete_id)
+    return AthleteOut.model_validate(items[0])
 
 
-def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: list | None, limit: int):
+def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int):
+    """(up to limit + 1 session rows from `after` on, the first `limit` of them with valid ids)."""
     sort_date = func.coalesce(SessionRow.session_date, NO_DATE)
     stmt = (
         select(SessionRow)
@@ -125,8 +137,7 @@ def _sessions(db: Database, settings: ServiceSettings, athlete_id: str, after: l
             shown.append(r)
         else:  # stored before every id was checked: skipped, so it cannot break the listing
             log.warning("athlete %r: skipped session row with an invalid id %r", athlete_id, r.session_id)
-    results, damaged = session_results(settings, athlete_id, [r.session_id for r in shown])
-    return rows, [session_out(r, results, damaged.get(r.session_id)) for r in shown]
+    return rows, shown
 
 
 @router.get("/athletes/{athlete_id}/sessions", response_model=Page[SessionOut], responses=READ_ERRORS)
@@ -137,9 +148,9 @@ async def list_sessions(
     settings: SettingsDep,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[SessionOut]:
+) -> Response:
     """Sessions of an athlete, oldest first (undated first), each with per-foot medians and symmetry."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    visible_athlete(principal, db, athlete_id)
     n = page_size(settings, limit)
     key = decode_cursor("sessions", cursor, (str, str))
     if key is not None:
@@ -147,12 +158,17 @@ async def list_sessions(
             dt.date.fromisoformat(key[0])
         except ValueError:
             raise HTTPException(422, detail="query parameter 'cursor': not a cursor of this list") from None
-    rows, items = await run_in_threadpool(_sessions, db, settings, athlete_id, key, n)
+    rows, shown = _session_rows(db, athlete_id, key, n)
+    summaries, damaged = await session_summaries(db, settings, athlete_id, [r.session_id for r in shown])
+    not_analysed = session_fields(None, "")
+    items = [
+        session_item(r, summaries.get(r.session_id, not_analysed), damaged.get(r.session_id)) for r in shown
+    ]
     nxt = None
     if len(rows) > n:
         last = rows[n - 1]
         nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
-    return Page[SessionOut](items=items, next_cursor=nxt)
+    return page_response(items, nxt)
 
 
 def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) -> DamagedResultsError | None:
@@ -168,7 +184,17 @@ def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) ->
     return None
 
 
-def _trends(settings: ServiceSettings, athlete_id: str, metric: str | None, foot: str | None) -> list[dict]:
+def _trends(
+    db: Database,
+    settings: ServiceSettings,
+    athlete_id: str,
+    metric: str | None,
+    foot: str | None,
+    signature: str | None = None,
+) -> list[dict]:
+    points = summary_index.trend_points(db, settings.results_dir, athlete_id, metric, signature)
+    if points is not None:
+        return points if foot is None else [p for p in points if p.get(FOOT) == foot]
     try:
         df = compute_trends(settings.results_dir, athlete_id=athlete_id, metric=metric)
     except StrideflowError:
@@ -197,22 +223,23 @@ async def trends(
     foot: Foot | None = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> Page[TrendPoint]:
+) -> Response:
     """Per-session median of a metric, change from the athlete's baseline, slope per 30 days."""
-    await run_in_threadpool(visible_athlete, principal, db, athlete_id)
+    visible_athlete(principal, db, athlete_id)
     n = page_size(settings, limit)
     key = decode_cursor("trends", cursor, (int,))
     start = 0 if key is None else max(key[0], 0)
-    rows = await run_in_threadpool(
-        _trends,
-        settings,
-        athlete_id,
-        None if metric is None else metric.value,
-        None if foot is None else foot.value,
-    )
+    m = None if metric is None else metric.value
+    f = None if foot is None else foot.value
+    # The index, read on the event loop; the partitions (changed since indexed) in the thread pool.
+    rows, signature = summary_index.cached_trend_points(db, settings.results_dir, athlete_id, m)
+    if rows is summary_index.MISS or rows is None:
+        rows = await run_in_threadpool(_trends, db, settings, athlete_id, m, f, signature)
+    elif f is not None:
+        rows = [p for p in rows if p.get(FOOT) == f]
     page = rows[start : start + n]
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
-    return Page[TrendPoint](items=[TrendPoint.model_validate(r) for r in page], next_cursor=nxt)
+    return page_response([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
 
 
 def _mountings(settings: ServiceSettings, athlete_id: str) -> list[MountingOut]:

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import polars as pl
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
 
 from strideflow.analytics import partitions
 from strideflow.hardware.schema import (
     ATHLETE_ID,
-    FEET,
-    FOOT,
-    IC_T,
     SESSION_ID,
-    STRIDE_INDEX,
     STRIDES_SCHEMA,
-    VALID,
 )
+from strideflow.service import strides_page
 from strideflow.service.auth import CurrentPrincipal
 from strideflow.service.db import SessionRow
 from strideflow.service.deps import (
@@ -28,6 +24,7 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
+    page_response,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
@@ -35,15 +32,16 @@ from strideflow.service.queries import (
     AthleteQuery,
     SessionPath,
     resolve_session,
-    session_out,
-    session_results,
+    session_fields,
+    session_item,
+    session_summaries,
 )
 from strideflow.service.schemas import READ_ERRORS, Foot, Page, SessionOut, Stride
 from strideflow.service.settings import ServiceSettings
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
-_FOOT_RANK = {f: i for i, f in enumerate(FEET)}
+STRIDE_FIELDS = tuple(c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID))
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, responses=READ_ERRORS)
@@ -53,15 +51,15 @@ async def get_session(
     db: DbDep,
     settings: SettingsDep,
     athlete_id: AthleteQuery = None,
-) -> SessionOut:
+) -> dict:
     """One session with per-foot medians, IQRs and left/right symmetry."""
-    row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
-    results, damaged = await run_in_threadpool(session_results, settings, row.athlete_id, [row.session_id])
+    row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
+    summaries, damaged = await session_summaries(db, settings, row.athlete_id, [row.session_id])
     if damaged:
         raise DamagedResultsError(
             row.athlete_id, row.session_id, partitions.SESSIONS, damaged[row.session_id]
         )
-    return session_out(row, results)
+    return session_item(row, summaries.get(row.session_id) or session_fields(None, row.session_id))
 
 
 def _strides(
@@ -78,39 +76,15 @@ def _strides(
     path = path / partitions.PART_FILE
     if not path.is_file():
         return [], None
-    lf = pl.scan_parquet(path)
-    if foot is not None:
-        lf = lf.filter(pl.col(FOOT) == foot)
-    if t_from is not None:
-        lf = lf.filter(pl.col(IC_T) >= t_from)
-    if t_to is not None:
-        lf = lf.filter(pl.col(IC_T) <= t_to)
-    if valid is not None:
-        lf = lf.filter(pl.col(VALID) == valid)
-    # Stable order: foot (left, right), then stride index; the cursor is the last item's key.
-    rank = pl.col(FOOT).replace_strict(_FOOT_RANK, default=len(FEET), return_dtype=pl.Int32)
-    lf = lf.with_columns(rank.alias("_foot_rank"))
-    if after is not None:
-        lf = lf.filter(
-            (pl.col("_foot_rank") > after[0])
-            | ((pl.col("_foot_rank") == after[0]) & (pl.col(STRIDE_INDEX) > after[1]))
-        )
+    keys = {ATHLETE_ID: row.athlete_id, SESSION_ID: row.session_id}
     try:
-        df = lf.sort("_foot_rank", STRIDE_INDEX).head(limit + 1).collect()
-    except Exception as exc:  # noqa: BLE001 - polars raises several types for a damaged file
+        items, nxt, _ = strides_page.read_page(path, foot, t_from, t_to, valid, after, limit)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         raise DamagedResultsError(
             row.athlete_id, row.session_id, partitions.STRIDES, read_problem(exc)
         ) from None
-    nxt = None
-    if df.height > limit:
-        last = df.row(limit - 1, named=True)
-        nxt = [last["_foot_rank"], last[STRIDE_INDEX]]
-        df = df.head(limit)
-    cols = [c for c in STRIDES_SCHEMA if c in df.columns and c not in (ATHLETE_ID, SESSION_ID)]
-    floats = [c for c in cols if df.schema[c].is_float()]
-    df = df.select(cols).with_columns(pl.col(floats).fill_nan(None))
-    df = df.with_columns(pl.lit(row.athlete_id).alias(ATHLETE_ID), pl.lit(row.session_id).alias(SESSION_ID))
-    return df.to_dicts(), nxt
+    # Every Stride field, in the model's order (partitions older than a column lack it: null).
+    return [{c: item.get(c) for c in STRIDE_FIELDS} | keys for item in items], nxt
 
 
 @router.get("/sessions/{session_id}/strides", response_model=Page[Stride], responses=READ_ERRORS)
@@ -130,15 +104,14 @@ async def list_strides(
     valid: Annotated[bool | None, Query(description="Only valid (true) or invalid (false) strides.")] = None,
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
-) -> dict:
+) -> Response:
     """Strides of a session, ordered by foot (left first) and stride index."""
     if t_from is not None and t_to is not None and t_from > t_to:
         raise HTTPException(422, detail=f"query parameter 't_from': {t_from} is after t_to={t_to}")
     n = page_size(settings, limit)
     key = decode_cursor("strides", cursor, (int, int))
-    row = await run_in_threadpool(resolve_session, db, principal, session_id, athlete_id)
+    row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
     items, nxt = await run_in_threadpool(
         _strides, settings, row, None if foot is None else foot.value, t_from, t_to, valid, key, n
     )
-    # A plain dict: FastAPI validates it against Page[Stride] once, on the way out.
-    return {"items": items, "next_cursor": None if nxt is None else encode_cursor("strides", nxt)}
+    return page_response(items, None if nxt is None else encode_cursor("strides", nxt))

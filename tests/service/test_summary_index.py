@@ -1,0 +1,359 @@
+"""The API's SQL index of stored results (service.summary_index) and the row-group strides reader
+(service.strides_page) against the Parquet truth they are built from.
+
+Results reach the served folder three ways (the team batch, upload jobs, live streams), all
+through `analytics.sessions_store.write_session`; the index must answer exactly what the Parquet
+partitions say right after any of them, and be rebuildable from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, func, select
+from support.api import upload, wait_job
+
+from strideflow.analytics import partitions
+from strideflow.analytics.sessions_store import write_session
+from strideflow.analytics.trends import KEY_METRICS, compute_trends
+from strideflow.benchmarks.api import synthetic_strides
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    FEET,
+    FOOT,
+    IC_T,
+    NEXT_IC_T,
+    PRONATION_EXCURSION_DEG,
+    SESSION_ID,
+    STANCE_SCHEMA,
+    STANCE_TIME_S,
+    STRIDE_INDEX,
+    STRIDES_SCHEMA,
+    VALID,
+)
+from strideflow.hardware.simulator import write_dataset
+from strideflow.service import strides_page, summary_index
+from strideflow.service.app import create_app
+from strideflow.service.auth import create_key
+from strideflow.service.catalog import sync_results
+from strideflow.service.queries import read_session_rows, session_fields
+from strideflow.service.routes.athletes import TREND_FIELDS
+from strideflow.service.settings import ServiceSettings
+
+TEAM = "t1"
+FIRST = dt.date(2026, 3, 2)
+
+
+# --- strides pages ------------------------------------------------------------------------------
+def reference_rows(df: pl.DataFrame, foot, t_from, t_to, valid) -> list[dict]:
+    """Every matching stride in page order (foot rank, stride index), as the route answered before."""
+    lf = df.lazy()
+    if foot is not None:
+        lf = lf.filter(pl.col(FOOT) == foot)
+    if t_from is not None:
+        lf = lf.filter(pl.col(IC_T) >= t_from)
+    if t_to is not None:
+        lf = lf.filter(pl.col(IC_T) <= t_to)
+    if valid is not None:
+        lf = lf.filter(pl.col(VALID) == valid)
+    rank = pl.col(FOOT).replace_strict({f: i for i, f in enumerate(FEET)}, default=len(FEET))
+    cols = [c for c in STRIDES_SCHEMA if c in df.columns]
+    out = lf.sort(rank, STRIDE_INDEX).select(cols).collect()
+    floats = [c for c in cols if out.schema[c].is_float()]
+    return out.with_columns(pl.col(floats).fill_nan(None)).to_dicts()
+
+
+def all_pages(path: Path, foot, t_from, t_to, valid, limit) -> tuple[list[dict], int]:
+    rows, cursor, pages = [], None, 0
+    while True:
+        page, cursor, _ = strides_page.read_page(path, foot, t_from, t_to, valid, cursor, limit)
+        assert len(page) <= limit
+        rows += page
+        pages += 1
+        assert pages < 10_000
+        if cursor is None:
+            return rows, pages
+
+
+def session_strides(n: int, seed: int, athlete="A1", session="S1") -> pl.DataFrame:
+    return synthetic_strides(athlete, session, n, np.random.default_rng(seed)).drop(
+        "athlete_id", "session_id"
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(2, 120).map(lambda k: 2 * k),
+    seed=st.integers(0, 10_000),
+    group_rows=st.sampled_from([1, 7, 64, 256]),
+    shuffle=st.booleans(),
+    nan_share=st.sampled_from([0.0, 0.2]),
+    foot=st.sampled_from([None, "left", "right"]),
+    window=st.one_of(st.none(), st.tuples(st.floats(0, 60), st.floats(0, 60))),
+    valid=st.sampled_from([None, True, False]),
+    limit=st.integers(1, 60),
+)
+def test_strides_pages_match_the_polars_reference(
+    n, seed, group_rows, shuffle, nan_share, foot, window, valid, limit
+):
+    """Any partition (sorted or not, any row-group size, NaN metrics, NaN times) paged through with
+    any filters gives exactly the reference rows, each once, in order."""
+    df = session_strides(n, seed)
+    rng = np.random.default_rng(seed)
+    if nan_share:
+        nan = rng.random(df.height) < nan_share
+        df = df.with_columns(
+            pl.when(pl.lit(nan)).then(float("nan")).otherwise(pl.col(c)).alias(c)
+            for c in (PRONATION_EXCURSION_DEG, IC_T)
+        )
+    if shuffle:
+        df = df.sample(fraction=1.0, shuffle=True, seed=seed)
+    t_from, t_to = (None, None) if window is None else (min(window), max(window))
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(partitions, "STRIDES_ROW_GROUP_ROWS", group_rows)
+        path = partitions.write_partition(tmp, partitions.STRIDES, df, "A1", "S1")
+        got, _ = all_pages(path, foot, t_from, t_to, valid, limit)
+    want = reference_rows(df, foot, t_from, t_to, valid)
+    assert len(got) == len(want)
+    assert got == want
+
+
+def test_a_page_reads_only_the_row_groups_it_needs(tmp_path):
+    df = session_strides(4000, 3)  # 2000 strides per foot, sorted as write_session stores them
+    path = partitions.write_partition(tmp_path, partitions.STRIDES, df, "A1", "S1")
+    groups = strides_page.pq.ParquetFile(path).metadata.num_row_groups
+    assert groups == 4000 // partitions.STRIDES_ROW_GROUP_ROWS + 1
+    left = df.filter(pl.col(FOOT) == "left")
+    t0 = float(left[IC_T][700])
+    page, cursor, read = strides_page.read_page(path, "left", t0, t0 + 300.0, None, None, 100)
+    assert [r[STRIDE_INDEX] for r in page] == list(range(700, 800))
+    assert cursor is not None
+    # the page's two groups, and at most the one group holding both feet (its statistics span
+    # both feet's times and stride indices, so they cannot rule it out)
+    assert read <= 3, f"read {read} of {groups} row groups for one page"
+    # right foot, first page: the left foot's 7 groups are skipped by their statistics; its first
+    # 48 strides share a group with the left foot's last, the page ends in the next
+    page, _, read = strides_page.read_page(path, "right", None, None, None, None, 50)
+    assert [r[STRIDE_INDEX] for r in page] == list(range(50)) and read == 2
+
+
+# --- session summaries and trends ---------------------------------------------------------------
+def write(results: Path, athlete: str, k: int, n: int = 200, seed: int = 0) -> None:
+    """Session k of an athlete through the one session write of batch, jobs and live streams."""
+    strides = synthetic_strides(athlete, f"S{k:02d}", n, np.random.default_rng([seed, k]))
+    date = (FIRST + dt.timedelta(days=9 * k)).isoformat()
+    write_session(results, athlete, f"S{k:02d}", [strides], session_date=date)
+
+
+def truth_sessions(results: Path, athlete: str, session_ids: list[str]) -> dict[str, dict]:
+    rows, damaged = read_session_rows(results, athlete, session_ids)
+    assert not damaged
+    return {sid: session_fields(rows, sid) for sid in session_ids}
+
+
+def truth_trends(results: Path, athlete: str, metric: str | None) -> list[dict]:
+    df = compute_trends(results, athlete_id=athlete, metric=metric)
+    floats = [c for c, t in df.schema.items() if t.is_float()]
+    rows = df.with_columns(pl.col(floats).fill_nan(None), pl.col("session_date").cast(pl.String)).to_dicts()
+    return [{f: r.get(f) for f in TREND_FIELDS} for r in rows]
+
+
+def api_sessions(client, headers, athlete) -> dict[str, dict]:
+    r = client.get(f"/v1/athletes/{athlete}/sessions", headers=headers)
+    assert r.status_code == 200, r.text
+    keys = ("analysed", "feet", "symmetry_index_pct", "lr_difference_deg")
+    return {s["session_id"]: {k: s[k] for k in keys} for s in r.json()["items"]}
+
+
+def api_trends(client, headers, athlete, metric=None) -> list[dict]:
+    params = {"limit": 1000} | ({"metric": metric} if metric else {})
+    r = client.get(f"/v1/athletes/{athlete}/trends", headers=headers, params=params)
+    assert r.status_code == 200, r.text
+    assert r.json()["next_cursor"] is None
+    return r.json()["items"]
+
+
+def assert_api_is_truth(client, headers, results: Path, athlete: str) -> None:
+    got = api_sessions(client, headers, athlete)
+    assert got == truth_sessions(results, athlete, sorted(got))
+    for metric in (None, PRONATION_EXCURSION_DEG, STANCE_TIME_S):
+        assert api_trends(client, headers, athlete, metric) == truth_trends(results, athlete, metric)
+
+
+def index_rows(db, model, athlete: str) -> int:
+    with db.session() as s:
+        return s.scalar(select(func.count()).select_from(model).where(model.athlete_id == athlete))
+
+
+@pytest.mark.slow
+def test_the_index_answers_what_the_partitions_say_after_every_kind_of_write(tmp_path):
+    settings_ = ServiceSettings(data_dir=tmp_path / "data")
+    results = settings_.results_dir
+    results.mkdir(parents=True)
+    app = create_app(settings_)
+    with TestClient(app) as client:
+        db = app.state.db
+        headers = {"Authorization": f"Bearer {create_key(db, TEAM, 'admin')}"}
+
+        # 1. the team batch writes into the served folder, then its sessions are registered
+        for k in range(1, 5):
+            write(results, "B1", k)
+        assert sync_results(db, results, TEAM) == 4
+        assert index_rows(db, summary_index.SessionSummary, "B1") == 4  # indexed when registered
+        assert index_rows(db, summary_index.TrendSeries, "B1") > len(KEY_METRICS)
+        assert_api_is_truth(client, headers, results, "B1")
+
+        # 2. a session rewritten in place (a re-run, or a live stream storing its strides so far):
+        # nobody tells the index, which must notice on the next read
+        before = api_sessions(client, headers, "B1")["S02"]
+        write(results, "B1", 2, n=120, seed=99)
+        assert api_sessions(client, headers, "B1")["S02"] != before
+        assert_api_is_truth(client, headers, results, "B1")
+
+        # 3. a new session appears on disk (batch of a later day) and is registered
+        write(results, "B1", 5)
+        sync_results(db, results, TEAM)
+        assert_api_is_truth(client, headers, results, "B1")
+
+        # 4. the index is only a cache: dropped, it is rebuilt from the partitions
+        with db.session() as s:
+            s.execute(delete(summary_index.SessionSummary))
+            s.execute(delete(summary_index.TrendSeries))
+        assert_api_is_truth(client, headers, results, "B1")
+        assert summary_index.refresh(db, results) == 0  # the reads above rebuilt everything
+
+        # 5. an upload: the job writes, indexes, and the API shows the new session
+        dataset = tmp_path / "sim"
+        write_dataset(dataset, athletes=1, minutes=0.3, seed=4, activity="walk")
+        db.ensure_athlete(TEAM, "A001")
+        r = upload(client, headers, dataset / "A001" / "S01" / "left.parquet", foot="left")
+        assert r.status_code == 202, r.text
+        assert wait_job(client, headers, r.json()["job_id"])["status"] == "done"
+        assert index_rows(db, summary_index.SessionSummary, "A001") == 1
+        got = api_sessions(client, headers, "A001")
+        assert got["S01"]["analysed"] and got["S01"]["feet"][0]["foot"] == "left"
+        assert_api_is_truth(client, headers, results, "A001")
+
+        # 6. a partition removed behind the service's back: not analysed any more, no trend rows
+        for table in partitions.TABLES:
+            partitions.delete_partition(results, table, "B1", "S05")
+        assert api_sessions(client, headers, "B1")["S05"]["analysed"] is False
+        assert_api_is_truth(client, headers, results, "B1")
+
+
+def test_the_service_tests_use_the_database_they_are_given(tmp_path):
+    """Under STRIDEFLOW_TEST_DATABASE_URL (.ci/run's PostgreSQL pass) the service's databases are
+    really on that server; without it, the embedded SQLite file of the data folder."""
+    from conftest import TEST_DATABASE_URL
+
+    from strideflow.service.db import Database
+
+    db = Database(ServiceSettings(data_dir=tmp_path).resolved_database_url)
+    try:
+        db.create_all()
+        db.ensure_athlete(TEAM, "A1")
+        assert db.athlete_team("A1") == TEAM
+        expected = "postgresql" if TEST_DATABASE_URL else "sqlite"
+        assert db.engine.dialect.name == expected
+    finally:
+        db.dispose()
+
+
+class OneStridePerPacketAnalyzer:
+    """Live analyzer double: every packet of 10 samples closes one stride (ic_t its first sample,
+    pronation excursion the mean gyr_x), so what the hub stores is known packet by packet."""
+
+    def __init__(self, hello):
+        self.keys = {ATHLETE_ID: hello.athlete_id, SESSION_ID: hello.session_id, FOOT: hello.foot}
+        self.n = 0
+        self.strides_ = pl.DataFrame(schema=STRIDES_SCHEMA)
+
+    def push(self, block):
+        from strideflow.analytics.live_analyzer import LiveOutput
+
+        t = np.asarray(block.t_s)
+        row = {**self.keys, STRIDE_INDEX: self.n, IC_T: float(t[0]), NEXT_IC_T: float(t[-1]), VALID: True}
+        row[PRONATION_EXCURSION_DEG] = float(np.mean(np.asarray(block.gyr_dps)[:, 0]))
+        self.n += 1
+        new = pl.DataFrame([row], schema=STRIDES_SCHEMA)
+        self.strides_ = pl.concat([self.strides_, new])
+        return LiveOutput(new, pl.DataFrame(schema=STANCE_SCHEMA))
+
+    def finish(self):
+        from strideflow.analytics.live_analyzer import LiveOutput
+
+        return LiveOutput(pl.DataFrame(schema=STRIDES_SCHEMA), pl.DataFrame(schema=STANCE_SCHEMA))
+
+
+def live_app(data_dir: Path):
+    """The service app whose live hub (set before its first use) runs the analyzer double."""
+    from strideflow.service.live import WAL_DIRNAME, LiveHub
+
+    app = create_app(ServiceSettings(data_dir=data_dir))
+    app.state.live = LiveHub(
+        data_dir / WAL_DIRNAME,
+        data_dir / "results",
+        analyzer_factory=OneStridePerPacketAnalyzer,
+        store_interval_s=0.05,
+    )
+    return app
+
+
+def stored_strides(results: Path, athlete: str, session: str) -> int:
+    """Rows of a strides partition that a live hub may be replacing: read from one open file."""
+    path = partitions.partition_dir(results, partitions.STRIDES, athlete, session) / partitions.PART_FILE
+    try:
+        with open(path, "rb") as fh:
+            return strides_page.pq.ParquetFile(fh).metadata.num_rows
+    except FileNotFoundError:
+        return 0
+
+
+def live_packet(seq: int) -> bytes:
+    from strideflow.hardware.packets import encode_packet
+
+    counts = np.zeros((10, 6), np.int16)
+    counts[:, 2] = 2048
+    counts[:, 3] = seq  # gyr_x: a known value per stride
+    return encode_packet("pod-L", "left", seq, int(seq * 10 / 100.0 * 1e6), counts, 204.8, 16.0)
+
+
+def test_a_live_stream_s_stored_results_are_what_the_api_answers(tmp_path):
+    """A live stream rewrites its session's partitions as strides close (and at its end); the
+    session list and trends follow each rewrite without being told."""
+    results = tmp_path / "results"
+    app = live_app(tmp_path)
+    with TestClient(app) as client:
+        db = app.state.db
+        headers = {"Authorization": f"Bearer {create_key(db, TEAM, 'admin')}"}
+        db.ensure_athlete(TEAM, "A1")
+        hello = {"athlete_id": "A1", "session_id": "S1", "foot": "left", "device_id": "pod-L"}
+        counts = []
+        with client.websocket_connect("/v1/stream", headers=headers) as ws:
+            ws.send_json({**hello, "sampling_rate_hz": 100.0})
+            ws.receive_json()
+            for seq in range(12):
+                ws.send_bytes(live_packet(seq))
+                assert ws.receive_json() == {"ack": seq}
+                if seq % 4 == 3:
+                    deadline = time.monotonic() + 30
+                    while True:  # the hub stores every 0.05 s
+                        if stored_strides(results, "A1", "S1") >= seq + 1:
+                            break
+                        assert time.monotonic() < deadline, "the live hub did not store its strides"
+                        time.sleep(0.05)
+                    counts.append(api_sessions(client, headers, "A1")["S1"]["feet"][0]["stride_count_all"])
+                    assert_api_is_truth(client, headers, results, "A1")
+            ws.send_json({"end": True})
+            assert ws.receive_json()["ended"] is True
+        assert_api_is_truth(client, headers, results, "A1")
+    assert counts == sorted(counts) and counts[-1] > counts[0], counts
