@@ -219,6 +219,9 @@ def test_workers_on_the_embedded_store_exit_2_naming_postgresql(tmp_path):
     assert "needs a PostgreSQL store" in result.stderr and "STRIDEFLOW_DATABASE_URL" in result.stderr
 
 
+@pytest.mark.skipif(
+    bool(URL), reason="the PostgreSQL pass (conftest) gives every data folder a PostgreSQL store"
+)
 def test_a_second_server_on_an_sqlite_folder_is_refused(tmp_path):
     from fastapi.testclient import TestClient
 
