@@ -103,6 +103,11 @@ class SessionAggregator:
         if ACTIVITY not in strides.columns:  # strides stored before the column existed
             strides = strides.with_columns(activity_expr().alias(ACTIVITY))
         strides = strides.with_columns(activity_key_expr().alias(ACTIVITY))
+        # the latest mounting of a session in time order; tables without stride times (hand-made
+        # ones) keep their row order
+        last_mounting = pl.col(MOUNTING_ID)
+        if IC_T in strides.columns:
+            last_mounting = last_mounting.sort_by(IC_T)
         pair = [ATHLETE_ID, SESSION_ID, ACTIVITY]
         per_foot = (
             strides.group_by(*KEYS, ACTIVITY)
@@ -110,7 +115,7 @@ class SessionAggregator:
                 valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
                 pl.col(MOUNTING_UNCERTAINTY_DEG).max().cast(pl.Float64),
-                pl.col(MOUNTING_ID).sort_by(IC_T).drop_nulls().last().cast(pl.String),
+                last_mounting.drop_nulls().last().cast(pl.String),
                 pl.col(REMOUNT).any(ignore_nulls=False).cast(pl.Boolean),
                 *[pl.col(m).filter(valid).median().alias(session_median(m)) for m in metrics],
                 *[
