@@ -28,8 +28,8 @@ from enum import StrEnum
 
 from sqlalchemy import bindparam, select
 
-from strideflow.analytics.partitions import check_id
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.ids import check_id
 from strideflow.service.db import ApiKey, Database
 
 KEY_PREFIX = "sf_"
