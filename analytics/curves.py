@@ -200,7 +200,25 @@ def _resample_arrays(
 
 
 class StrideCurves:
-    """Resamples pronation and pitch of every stride over stance and over the stride."""
+    """Resamples pronation and pitch of every stride over stance and over the stride.
+
+    Parameters
+    ----------
+    settings
+        `CurveSettings`: samples per phase (0 to 100 %).
+
+    Attributes
+    ----------
+    curves_ : pl.DataFrame
+        CURVES_SCHEMA, angles in deg at each percent of stance and of the stride (`compute`).
+    summary_ : pl.DataFrame
+        Per-foot mean and SD curves of the valid strides, deg (`summarize`).
+
+    Notes
+    -----
+    Time normalisation to 0-100 % of the gait cycle by linear interpolation, as is usual for gait
+    curves; the running mean/SD uses Chan et al.'s pairwise update (`CurveAccumulator`).
+    """
 
     def __init__(self, settings: CurveSettings = CurveSettings()):
         self.settings = settings

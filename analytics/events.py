@@ -250,7 +250,29 @@ def stride_reasons(
 
 
 class StrideEventDetector:
-    """Detect IC, foot-flat, heel-off and toe-off of one foot and assemble IC-to-IC strides."""
+    """Detect IC, foot-flat, heel-off and toe-off of one foot and assemble IC-to-IC strides.
+
+    Parameters
+    ----------
+    settings
+        `EventSettings` (durations in s, rates in deg/s, turn in deg, lengths in m).
+
+    Attributes
+    ----------
+    events_ : pl.DataFrame
+        EVENTS_SCHEMA, one row per stride, event times in s, `valid` and `reason`.
+    open_stride_ : pl.DataFrame
+        With `open_end`: the stride whose swing the data ends in (one row, else empty).
+    zero_velocity_, q_wxyz_, position_m_ : np.ndarray
+        (N,) bool still samples, (N, 4) orientation (w x y z) and (N, 3) world position (m) used.
+
+    Notes
+    -----
+    Mid-swing as the largest dorsiflexion rate follows the stride segmentation of Rampp et al.
+    (2015, IEEE Trans. Biomed. Eng.); the event rules (spin-weighted push-off, jerk-onset IC,
+    heel-off rate, the gait-start row) and the validity rules are strideflow's own heuristics
+    (module docstring).
+    """
 
     def __init__(self, settings: EventSettings | None = None) -> None:
         self.settings = settings if settings is not None else EventSettings()
@@ -268,7 +290,7 @@ class StrideEventDetector:
         position_m: np.ndarray | None = None,
         open_end: bool = False,
     ):
-        """Fill `events_` (pl.DataFrame, EVENTS_SCHEMA), `zero_velocity_`, `q_wxyz_`, `position_m_`.
+        """Detect from (N, 3) acc (m/s²) and gyr (deg/s), foot frame.
 
         Times in s from `t_s` (or sample index / rate). `pitch_deg` is accepted for callers that
         have it; heel-off uses the plantarflexion rate, which is its derivative. `position_m`

@@ -204,7 +204,25 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
 
 
 class SessionFlagger:
-    """Raises the heuristic flags of FlagSettings on a `sessions` table."""
+    """Raises the heuristic flags of FlagSettings on a `sessions` table.
+
+    Parameters
+    ----------
+    settings
+        `FlagSettings` (thresholds in the metric's unit: deg, deg/s, s, symmetry index in %; the
+        minimum number of valid strides per foot).
+
+    Attributes
+    ----------
+    flags_ : pl.DataFrame
+        FLAGS_SCHEMA, one row per raised (or withheld toe-off) flag.
+
+    Notes
+    -----
+    strideflow's own heuristics, not a diagnosis: thresholds are defaults chosen from ranges
+    reported for healthy gait (module docstring); asymmetry is judged on DESIGN.md's symmetry
+    index 200 (L - R) / (L + R) % (Robinson, Herzog & Nigg 1987), from `analytics.sessions`.
+    """
 
     def __init__(self, settings: FlagSettings = FlagSettings()):
         self.settings = settings

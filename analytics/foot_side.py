@@ -55,6 +55,11 @@ class FootSideCheck:
         `everting_share` (0-1) and `suspect` (bool: probably the other foot).
     warnings_ : tuple[str, ...]
         One plain-words warning per suspect foot.
+
+    Notes
+    -----
+    strideflow's own heuristic, from the eversion of the loading foot after initial contact; the
+    measurements it rests on are in the module docstring.
     """
 
     def __init__(self, settings: FootSideSettings | None = None) -> None:

@@ -179,13 +179,38 @@ class StreamAnalyzer(Protocol):
 class LiveStrideAnalyzer:
     """Per-stride metrics of one athlete-session-foot stream as it arrives (see the module doc).
 
-    `push(t_s, acc_mps2, gyr_dps)` returns the strides completed by the block (STRIDES_SCHEMA,
-    `stride_index` continuing from 0 as in batch); `finish()` those that the end of the stream
-    closes. Attributes: `strides_` (all emitted), `samples_seen_` (samples pushed),
-    `mounting_` (device -> foot Rotation, None until known), `emissions_` (per stride: closing
-    time, time of the newest sample when it went out, and `latency_samples_` between the two),
-    `warnings_` (plain words), `curves_` (mean and SD curves of the valid strides emitted, as
-    batch stores them).
+    `push(block)` returns a `LiveOutput` with the strides completed by the block (STRIDES_SCHEMA,
+    `stride_index` continuing from 0 as in batch) and its provisional stance rows; `finish()`
+    what the end of the stream closes.
+
+    Parameters
+    ----------
+    athlete_id, session_id, foot
+        The stream's keys.
+    sampling_rate_hz
+        Nominal rate of the stream (Hz).
+    settings
+        `LiveSettings` (times in s; the batch `AnalysisSettings` the strides must agree with).
+
+    Attributes
+    ----------
+    strides_, stances_ : pl.DataFrame
+        All strides and provisional stance rows emitted.
+    samples_seen_ : int
+        Samples pushed.
+    mounting_ : Rotation | None
+        Device -> foot rotation, None until known.
+    emissions_, stance_emissions_, latency_samples_
+        Per stride (stance row): closing time and time of the newest sample when it went out (s),
+        and the samples between the two.
+    warnings_ : list[str]
+        In plain words.
+    curves_ : pl.DataFrame | None
+        Mean and SD curves (deg) of the valid strides emitted, as batch stores them.
+
+    Notes
+    -----
+    Runs the batch segment analysis (`analytics.segment`) on windows; each stage cites its source.
     """
 
     def __init__(

@@ -764,14 +764,32 @@ _FINAL_SELECT = (
 
 
 class StrideMetrics:
-    """Every metric column of the `strides` table from stride events and per-sample signals."""
+    """Every metric column of the `strides` table from stride events and per-sample signals.
+
+    Parameters
+    ----------
+    settings
+        `MetricSettings` (windows in s or stance fractions, strike limits in deg, low-pass in Hz).
+
+    Attributes
+    ----------
+    strides_ : pl.DataFrame
+        STRIDES_SCHEMA columns in that order (units in the names: s, m, deg, deg/s, g), then
+        `pronation_excursion_censored`; sorted by keys and IC.
+
+    Notes
+    -----
+    The metric definitions are DESIGN.md's. Stride length from the zero-velocity-aided position
+    between consecutive foot-flats is the usual foot-worn IMU approach (e.g. Mariani et al. 2010,
+    J. Biomech.); the strike type from the foot-strike angle follows Altman & Davis (2012, Gait
+    Posture); the low-pass of the pronation rate is discussed at `MetricSettings`.
+    """
 
     def __init__(self, settings: MetricSettings = MetricSettings()):
         self.settings = settings
 
     def estimate(self, events: pl.DataFrame, signals: pl.DataFrame) -> StrideMetrics:
-        """Compute `strides_` (STRIDES_SCHEMA columns, in that order, then the extra column
-        `pronation_excursion_censored`; sorted by keys and IC)."""
+        """Compute `strides_` from `events` (events table, times in s) and `signals` (SIGNALS_SCHEMA)."""
         s = self.settings
         events = _cast_columns(
             events,

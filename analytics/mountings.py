@@ -150,6 +150,17 @@ class MountingTracker:
         The analysis settings: `mounting`, `mounting_fallback`, `mounting_window_s` as
         `analytics.segment.estimate_mounting`; `remount` (None: no detection within the
         recording, and a prior is used as it is).
+
+    Attributes
+    ----------
+    pieces_ : list[MountingPiece]
+        The mountings in time order, covering all rows.
+    warnings_, remounts_ : tuple[str, ...]
+        Warnings, and one line per remount, in words.
+
+    Notes
+    -----
+    strideflow's own heuristic over `hardware.mounting` and `hardware.remount`.
     """
 
     def __init__(self, settings: AnalysisSettings) -> None:
@@ -165,11 +176,7 @@ class MountingTracker:
         where: str,
         prior: Mounting | None = None,
     ) -> MountingTracker:
-        """Estimate from one foot's (N, 3) device-frame acc (m/s²) and gyr (deg/s) and times (s).
-
-        Sets `pieces_` (MountingPiece in time order, covering all rows), `warnings_` and
-        `remounts_` (one line per remount, in words).
-        """
+        """Estimate from one foot's (N, 3) device-frame acc (m/s²) and gyr (deg/s) and times (s)."""
         s = self.settings
         fs = float(sampling_rate_hz)
         n = len(acc_mps2)

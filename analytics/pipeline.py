@@ -1,5 +1,8 @@
 """Analysis of one recording: samples -> strides, sessions and flags.
 
+(Over ~500 lines: the per-foot loop over mountings, segments and summaries is one recipe that reads
+best top to bottom; the segment analysis itself is `analytics.segment`.)
+
 Per athlete-session-foot:
 
 1. mounting alignment: the device -> foot-frame rotation estimated from the foot's own data
@@ -283,7 +286,24 @@ def _cut_segments(segments: list, cuts: list[int]) -> list:
 
 
 class RecordingAnalyzer:
-    """Runs the whole analysis on a `samples` table (one or more athlete-session-feet)."""
+    """Runs the whole analysis on a `samples` table (one or more athlete-session-feet).
+
+    Parameters
+    ----------
+    settings
+        `AnalysisSettings`: the settings of every stage (units in their fields).
+
+    Attributes
+    ----------
+    result_ : AnalysisResult
+        Strides, sessions and flags tables; per foot the signals, events and mountings; warnings.
+    timings_s_ : dict[str, float]
+        Wall seconds per stage of STAGES.
+
+    Notes
+    -----
+    The chain of the module docstring; each stage's class cites its own source.
+    """
 
     def __init__(self, settings: AnalysisSettings = AnalysisSettings()):
         self.settings = settings
@@ -295,7 +315,7 @@ class RecordingAnalyzer:
         summarize: bool = True,
         mountings: Mapping[str, Mounting] | None = None,
     ) -> RecordingAnalyzer:
-        """Fill `result_` (AnalysisResult) and `timings_s_` (wall seconds per stage of STAGES).
+        """Analyse `samples` (samples schema, m/s² and deg/s) taken at `sampling_rate_hz`.
 
         `samples` in the samples schema, device or foot frame. `summarize=False` leaves the
         result's `sessions` and `flags` empty (with their columns), for callers that summarise

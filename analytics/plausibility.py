@@ -167,8 +167,22 @@ class RecordingPlausibility:
     """Fails a recording whose strides are mostly implausible, or whose walking strides' median walk
     ratio is outside `WALK_RATIO_LIMITS` (module docstring), naming the likely cause.
 
-    Attributes: `implausible_fraction_` (0..1, None when too few strides to judge), `walk_ratio_`
-    (median of the valid walking strides, m per step/min; None with fewer than `min_strides`).
+    Parameters
+    ----------
+    settings
+        `PlausibilitySettings`: largest implausible share (0..1) and the minimum strides to judge.
+
+    Attributes
+    ----------
+    implausible_fraction_ : float | None
+        0..1, None when too few strides to judge.
+    walk_ratio_ : float | None
+        Median of the valid walking strides, m per (step/min); None with fewer than `min_strides`.
+
+    Notes
+    -----
+    The per-metric limits and their sources are in the module docstring; the recording-level rule
+    is strideflow's own heuristic.
     """
 
     def __init__(self, settings: PlausibilitySettings = PlausibilitySettings()):

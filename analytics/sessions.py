@@ -85,7 +85,24 @@ def symmetry_text(row: dict, metric: str) -> str:
 
 
 class SessionAggregator:
-    """Aggregates a `strides` table into the `sessions` table (one row per athlete-session-foot)."""
+    """Aggregates a `strides` table into the `sessions` table (one row per athlete-session-foot).
+
+    Parameters
+    ----------
+    settings
+        `SessionSettings`: which stride metrics are aggregated (each keeps its unit).
+
+    Attributes
+    ----------
+    sessions_ : pl.DataFrame
+        SESSIONS_SCHEMA: per athlete-session-foot-activity statistics of the valid strides and the
+        left/right symmetry.
+
+    Notes
+    -----
+    Median and IQR per metric (module docstring); the symmetry index is DESIGN.md's
+    200 (L - R) / (L + R) % (Robinson, Herzog & Nigg 1987), L - R in deg for signed angles.
+    """
 
     def __init__(self, settings: SessionSettings = SessionSettings()):
         self.settings = settings

@@ -197,7 +197,25 @@ def trends_from_sessions(
 
 
 class TrendCalculator:
-    """Trends of the stored `sessions` table; see the module docstring for every definition."""
+    """Trends of the stored `sessions` table; see the module docstring for every definition.
+
+    Parameters
+    ----------
+    settings
+        `TrendSettings`: baseline length (sessions) and the metrics (each in its own unit).
+
+    Attributes
+    ----------
+    trends_ : pl.DataFrame
+        TRENDS_SCHEMA, one row per athlete, metric, foot and session (changes in the metric's
+        unit, `slope_per_30d` in unit per 30 days, `change_pct` in %).
+    plan_ : pl.LazyFrame | None
+        The lazy query that gave `trends_` (None when there was nothing to read).
+
+    Notes
+    -----
+    strideflow's own definitions (baseline mean, ordinary least-squares slope), module docstring.
+    """
 
     def __init__(self, settings: TrendSettings = TrendSettings()):
         self.settings = settings

@@ -295,13 +295,39 @@ def _swing_anchors(
 
 
 class ZeroVelocityDetector:
-    """Detect zero-velocity (foot still on the ground) samples from foot-frame acc and gyr."""
+    """Detect zero-velocity (foot still on the ground) samples from foot-frame acc and gyr.
+
+    Parameters
+    ----------
+    settings
+        `ZeroVelocitySettings` (window and durations in s, tolerances in m/s² and deg/s, thresholds
+        in tolerance units).
+
+    Attributes
+    ----------
+    statistic_ : np.ndarray
+        (N,) SHOE statistic (dimensionless, in tolerance units).
+    zero_velocity_ : np.ndarray
+        (N,) bool, the foot is still.
+    periods_ : np.ndarray
+        (K, 2) sample indices [start, end) of the still periods.
+    fallback_anchors_, swing_anchors_ : np.ndarray
+        Sample indices of the still periods added by the fallback and by the swing-guided rule.
+
+    Notes
+    -----
+    The statistic is the SHOE detector of Skog, Händel, Nilsson & Rantakokko (2010, IEEE Trans.
+    Biomed. Eng., "Zero-velocity detection: an algorithm evaluation"). The swing-guided anchors use
+    the mid-swing gyro peak that the stride segmentation of Rampp et al. (2015, IEEE Trans. Biomed.
+    Eng.) rests on; the merge, minimum-duration, fallback and swing-guided rules are strideflow's
+    own heuristics (module docstring).
+    """
 
     def __init__(self, settings: ZeroVelocitySettings | None = None) -> None:
         self.settings = settings if settings is not None else ZeroVelocitySettings()
 
     def detect(self, acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float):
-        """Fill `statistic_` (N,), `zero_velocity_` (N,) bool and `periods_` (K, 2) [start, end)."""
+        """Detect from (N, 3) acc (m/s²) and gyr (deg/s) in the foot frame; fills the attributes."""
         s = self.settings
         acc = np.asarray(acc_mps2, dtype=float)
         gyr = np.asarray(gyr_dps, dtype=float)

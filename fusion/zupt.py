@@ -65,7 +65,28 @@ def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
 
 
 class ZuptIntegrator:
-    """World-frame velocity and position of the foot, drift removed between zero-velocity periods."""
+    """World-frame velocity and position of the foot, drift removed between zero-velocity periods.
+
+    Parameters
+    ----------
+    settings
+        `ZuptSettings` (gravity in m/s², lever arm in m, core threshold in tolerance units).
+
+    Attributes
+    ----------
+    acc_world_mps2_, velocity_mps_, position_m_ : np.ndarray
+        (N, 3) world frame (z up): specific force (m/s²), de-drifted velocity (m/s), position (m).
+    zero_velocity_core_ : np.ndarray
+        (N,) bool, the samples whose velocity was set to zero.
+
+    Notes
+    -----
+    Zero-velocity updates for foot-mounted inertial sensors (Foxlin 2005, IEEE Computer Graphics
+    and Applications, "Pedestrian tracking with shoe-mounted inertial sensors"); the drift is removed
+    as a ramp linear in time over each gap between still periods, the de-drift used in foot-worn
+    gait analysis such as Mariani et al. (2010, J. Biomech.). Taking it instead of an error-state
+    Kalman filter, and the still-period core, are strideflow's choices (module docstring).
+    """
 
     def __init__(self, settings: ZuptSettings | None = None) -> None:
         self.settings = settings if settings is not None else ZuptSettings()
@@ -79,8 +100,7 @@ class ZuptIntegrator:
         t_s: np.ndarray | None = None,
         gyr_dps: np.ndarray | None = None,
     ):
-        """Fill `acc_world_mps2_`, `velocity_mps_`, `position_m_` (N, 3; world frame, z up, m/s², m/s, m)
-        and `zero_velocity_core_` (N,) bool, the samples whose velocity was set to zero.
+        """Integrate (N, 3) acc (m/s², sensor frame) with (N, 4) orientation (w x y z) and (N,) zero velocity.
 
         `t_s` (s) overrides the uniform time axis given by `sampling_rate_hz`. With `gyr_dps`
         ((N, 3), deg/s, same frame as acc) only the core of each zero-velocity period is used
@@ -370,6 +390,30 @@ class LevelledStrapdown:
     nothing jumps at a still period. Heading is the gyro's. Before the first anchor and after the
     last one that anchor's correction is kept. Without any still period the orientation starts
     level with heading 0.
+
+    Parameters
+    ----------
+    settings
+        `LevellingSettings` (gravity in m/s², stillness scales in deg/s and m/s², windows in s).
+
+    Attributes
+    ----------
+    orientation_ : np.ndarray
+        (N, 4) quaternions (w, x, y, z), sensor to world.
+    gyr_bias_dps_ : np.ndarray
+        (3,) gyro bias subtracted (deg/s), from the still samples.
+    anchors_ : np.ndarray
+        (K,) sample indices of the levelling anchors.
+    gravity_ : np.ndarray
+        (K, 3) unit gravity at each anchor, sensor frame.
+    tilt_correction_deg_ : np.ndarray
+        (K,) tilt error (deg) the gyro had accumulated at each anchor since the previous one.
+
+    Notes
+    -----
+    strideflow's own heuristic: gyro strapdown levelled to gravity at every still period, the tilt
+    error spread linearly in time as `ZuptIntegrator` does for velocity, with its own stillness
+    weights.
     """
 
     def __init__(self, settings: LevellingSettings | None = None) -> None:
@@ -383,9 +427,7 @@ class LevelledStrapdown:
         sampling_rate_hz: float,
         t_s: np.ndarray | None = None,
     ) -> LevelledStrapdown:
-        """Fill `orientation_` (N, 4) wxyz, `gyr_bias_dps_` (3,), `anchors_` (K,) sample indices,
-        `gravity_` (K, 3) unit gravity at each anchor in the sensor frame and `tilt_correction_deg_`
-        (K,) the tilt error the gyro had accumulated at each anchor since the previous one, deg."""
+        """Orientation from (N, 3) acc (m/s²) and gyr (deg/s) and the (N,) zero-velocity mask; `t_s` in s."""
         s = self.settings
         acc = np.ascontiguousarray(acc_mps2, dtype=float)
         gyr = np.ascontiguousarray(gyr_dps, dtype=float)

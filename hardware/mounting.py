@@ -354,7 +354,43 @@ def _weighted_prefix_sums(weight: np.ndarray, acc: np.ndarray):  # pragma: no co
 
 
 class MountingEstimator:
-    """Estimate a device's mounting rotation into the foot sensor frame from its own walking data."""
+    """Estimate a device's mounting rotation into the foot sensor frame from its own walking data.
+
+    Parameters
+    ----------
+    settings
+        `MountingSettings` (stillness thresholds in deg/s and m/s², durations in s, swing rate in
+        deg/s, the heading source).
+
+    Attributes
+    ----------
+    rotation_, quaternion_
+        Device -> foot frame, as a scipy `Rotation` and as (4,) w x y z.
+    gravity_dev_ : np.ndarray
+        (3,) gravity (m/s²), device frame; `gravity_source_` says "foot_flat" or "standing".
+    axis_dev_ : np.ndarray
+        (3,) unit dominant swing axis signed as +y (the foot's +y when heading="swing_axis").
+    gyr_bias_dps_ : np.ndarray
+        (3,) gyro bias (deg/s) from the still samples (zero when not subtracted).
+    still_mask_, still_fraction_
+        (N,) bool still samples and their share.
+    strides_, stride_displacement_m_
+        (n, 2) sample bounds of the strides used; their dead-reckoned displacement (m), device
+        frame at each stride's start.
+    stride_up_dev_, stride_walk_dev_
+        (n, 3) unit foot-flat up before each stride and horizontal walking direction (NaN for
+        strides too short to vote), device frame (`hardware.remount` reads them).
+    shoe_axis_ : ShoeAxisEstimator
+        The estimator that chose the heading (`source_`, `uncertainty_deg_`, `walking_offset_deg_`).
+    quality_ : MountingQuality
+
+    Notes
+    -----
+    Gravity at rest as the vertical and the dominant gyro axis of the swing as the medio-lateral
+    axis is the idea of gaitmap's sensor alignment (`align_dataset_to_gravity`, `PcaAlignment`);
+    the foot-flat preference, the dead-reckoned sign of the walking direction and
+    the fallbacks are strideflow's own heuristics (module docstring).
+    """
 
     def __init__(self, settings: MountingSettings | None = None) -> None:
         self.settings = settings if settings is not None else MountingSettings()
@@ -364,16 +400,6 @@ class MountingEstimator:
     ) -> MountingEstimator:
         """Estimate from (N, 3) acc (m/s²) and gyr (deg/s) of one foot in the device frame.
 
-        Sets `rotation_` (device -> foot frame), `quaternion_` (same, w x y z), `gravity_dev_`
-        (m/s², device frame), `axis_dev_` (unit, device frame: the dominant swing axis, signed
-        as +y; the foot's +y itself when heading="swing_axis"), `gravity_source_` ("foot_flat"
-        or "standing"), `still_mask_`, `still_fraction_`, `strides_` ((n, 2) sample bounds of
-        the strides used), `stride_displacement_m_` (their dead-reckoned displacement, device
-        frame at each stride's start), `stride_up_dev_` (unit foot-flat up before each stride) and
-        `stride_walk_dev_` (unit horizontal direction of each stride, NaN for strides too short to
-        vote), both device frame (`hardware.remount` reads them), `shoe_axis_` (the
-        `ShoeAxisEstimator` that chose the heading: `source_`, `uncertainty_deg_`,
-        `walking_offset_deg_`) and `quality_`.
         Raises AlignmentError when there is no still period or no walking.
         """
         s = self.settings

@@ -118,7 +118,30 @@ def _median_direction(d: np.ndarray) -> np.ndarray:
 
 
 class RemountDetector:
-    """Find the strides at which the pod moved on the shoe within one recording."""
+    """Find the strides at which the pod moved on the shoe within one recording.
+
+    Parameters
+    ----------
+    settings
+        `RemountSettings` (window in strides, jump floors in deg, swing rate in deg/s).
+
+    Attributes
+    ----------
+    remounts_ : list[int]
+        Index of the first stride of each new mounting, ascending.
+    jumps_ : list[tuple[float, float]]
+        Per remount: (foot-flat up jump, swing-axis jump), deg.
+    tolerance_deg_ : tuple[float, float]
+        (foot-flat up, swing axis) tolerance, deg.
+    contrast_deg_ : np.ndarray
+        (n, 2) at stride k the jump (deg) between the windows before and after it; NaN where a
+        window is short.
+
+    Notes
+    -----
+    strideflow's own heuristic: a change point of two device-frame directions, tested against
+    their per-stride scatter (module docstring).
+    """
 
     def __init__(self, settings: RemountSettings | None = None) -> None:
         self.settings = settings if settings is not None else RemountSettings()
@@ -149,11 +172,6 @@ class RemountDetector:
     def detect(self, up_dev: np.ndarray, swing_dev: np.ndarray) -> RemountDetector:
         """Detect from each stride's foot-flat up and swing axis ((n, 3) unit, device frame, NaN
         rows allowed), in stride order.
-
-        Sets `remounts_` (indices of the first stride of each new mounting, ascending), `jumps_`
-        (per remount: (gravity jump, swing-axis jump) in deg), `tolerance_deg_` ((gravity,
-        swing axis) tolerance, deg) and `contrast_deg_` ((n, 2): at stride k the jump between
-        the windows before and after it; NaN where a window is short).
         """
         s = self.settings
         up = np.asarray(up_dev, float)

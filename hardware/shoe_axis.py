@@ -114,7 +114,31 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 class ShoeAxisEstimator:
-    """Choose the foot frame's +x (the shoe's long axis) in the device frame, with an uncertainty."""
+    """Choose the foot frame's +x (the shoe's long axis) in the device frame, with an uncertainty.
+
+    Parameters
+    ----------
+    settings
+        `ShoeAxisSettings` (source, tolerances and uncertainties in deg).
+
+    Attributes
+    ----------
+    x_dev_ : np.ndarray
+        (3,) unit shoe +x in the device frame, orthogonal to the foot-flat up.
+    source_ : str
+        "calibration", "square", "walking" or "swing_axis".
+    device_axis_ : str | None
+        The device axis taken (e.g. "+x") when square, else None.
+    uncertainty_deg_ : float
+        1-sigma heading uncertainty (deg).
+    walking_offset_deg_ : float
+        Heading of the walking direction relative to `x_dev_` (deg, positive to the left about +z).
+
+    Notes
+    -----
+    strideflow's own heuristic: the order of sources and the square-mount assumption are described
+    in the module docstring, with what was tried on the real recordings.
+    """
 
     def __init__(self, settings: ShoeAxisSettings | None = None) -> None:
         self.settings = settings if settings is not None else ShoeAxisSettings()
@@ -131,12 +155,6 @@ class ShoeAxisEstimator:
         vectors orthogonal to `up_dev`, device frame) and each stride's walking direction relative
         to the swing-axis heading (deg; its spread gives the walking cue's own noise), and the
         recording's toe-tap calibration if one was searched for.
-
-        Sets `x_dev_` (unit, orthogonal to `up_dev`: the shoe's +x in the device frame),
-        `source_` ("calibration", "square", "walking" or "swing_axis"), `device_axis_` (e.g. "+x" when
-        square, else None), `uncertainty_deg_` (1-sigma heading uncertainty, deg) and
-        `walking_offset_deg_` (heading of the walking direction relative to x_dev_, deg, positive
-        to the left about +z).
         """
         s = self.settings
         up = _unit(np.asarray(up_dev, dtype=float))
@@ -248,6 +266,29 @@ class ToeTapCalibration:
     the first `window_s`, before the first walking stride, rotate about one near-horizontal axis and
     leave the sensor where it was. Their axis is the shoe's medio-lateral axis (the shoe pivots on
     its heel); each lobe of the rate about it (toes up, toes down) gives one heading estimate.
+
+    Parameters
+    ----------
+    settings
+        `ToeTapSettings` (search window in s, rates in deg/s, displacement in m, minimum taps).
+
+    Attributes
+    ----------
+    found_ : bool
+        Whether a calibration was found; `reason_` says why not, in words.
+    axis_dev_ : np.ndarray | None
+        (3,) unit rotation axis of the taps, device frame, sign arbitrary.
+    n_taps_ : int
+    tap_headings_deg_ : np.ndarray
+        Each lobe's axis heading relative to the mean (deg).
+    uncertainty_deg_ : float
+        SD of the headings over sqrt(n) (deg).
+    bounds_ : np.ndarray
+        (k, 2) sample bounds [start, stop) of the motions used.
+
+    Notes
+    -----
+    strideflow's own heuristic.
     """
 
     def __init__(self, settings: ToeTapSettings | None = None) -> None:
@@ -263,12 +304,8 @@ class ToeTapCalibration:
         first_walk_start: int,
     ) -> ToeTapCalibration:
         """Search the motions [start, stop) of `motion_bounds` ((n, 2) sample indices, with their
-        horizontal dead-reckoned displacement in m) that end before sample `first_walk_start`.
-
-        Sets `found_`, `reason_` (why not, in words), `axis_dev_` (unit, device frame, the taps'
-        rotation axis, sign arbitrary), `n_taps_`, `tap_headings_deg_` (each lobe's axis heading
-        relative to the mean, deg), `uncertainty_deg_` (their SD over sqrt(n), deg) and
-        `bounds_` (the motions used).
+        horizontal dead-reckoned displacement in m) that end before sample `first_walk_start`;
+        `gyr_dps` (N, 3) in deg/s, `up_dev` the unit foot-flat up, device frame.
         """
         s = self.settings
         gyr = np.asarray(gyr_dps, dtype=float)

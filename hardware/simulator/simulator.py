@@ -77,8 +77,14 @@ class SimulationSettings:
 class Simulator:
     """Shoe IMUs on both feet of one athlete for one session, with the true motion and strides.
 
-    After `simulate()`:
-    samples_: samples table (both feet, device frame, SAMPLES_SCHEMA columns);
+    Parameters
+    ----------
+    settings
+        `SimulationSettings` (activity, duration in s, rate in Hz, seed, noise and mounting options).
+
+    Attributes
+    ----------
+    samples_: samples table (both feet, device frame, SAMPLES_SCHEMA columns, m/s² and deg/s);
     truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus
         `foot_progression_angle_deg` and `activity`),
         turning strides valid = false with reason "turn", strides with a clipped sample "saturation";
@@ -88,6 +94,10 @@ class Simulator:
     mounting_: foot -> scipy Rotation, v_device = mounting_[foot].apply(v_foot);
     params_: foot -> {activity: GaitParams} mean gait used; athlete_: the AthleteParams;
     motions_: foot -> FootMotion (the exact motion, evaluable at any time); errors_: foot -> SensorErrors.
+
+    Notes
+    -----
+    strideflow's own motion model (`hardware.simulator.kinematics`), not a published simulator.
     """
 
     def __init__(self, settings: SimulationSettings | None = None) -> None:
