@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -62,10 +63,15 @@ def dask_cluster(tmp_path):
     ]
     try:
         deadline = time.monotonic() + 60
-        while not scheduler_file.exists() and time.monotonic() < deadline:
+        address = None
+        while address is None and time.monotonic() < deadline:
             assert procs[0].poll() is None, (tmp_path / "dask.log").read_text()
-            time.sleep(0.1)
-        address = json.loads(scheduler_file.read_text())["address"]
+            # the scheduler creates the file before it writes it: wait for a whole document
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, KeyError):
+                address = json.loads(scheduler_file.read_text())["address"]
+            if address is None:
+                time.sleep(0.1)
+        assert address is not None, (tmp_path / "dask.log").read_text()
         for _ in range(2):
             procs.append(
                 subprocess.Popen(
