@@ -26,9 +26,9 @@ footprint walks 31-36 (one pod, one mount, walks of different speeds), about 1-3
 scatters (2.9 deg and 6.7-9.6 deg there); 4 sigma keeps every pair of those walks one mounting
 while the remount between walks 36 and 42 (72 deg up, 124 deg swing axis) is found. Both rules
 have floors: `min_jump_deg` (5 deg) for the foot-flat up direction, which on the real walks moves
-by up to 5 deg within a recording with walking speed and slope, and `min_swing_jump_deg` (15 deg)
+by up to 5 deg within a recording with walking speed and slope, and `min_swing_jump_deg` (30 deg)
 for the swing axis, which moves with the gait: by up to 10 deg within the real recordings and
-5-12 deg between walking and running bouts on the simulator. Smaller jumps cannot be told from
+5-18 deg between walking and running bouts on the simulator. Smaller jumps cannot be told from
 a change of gait.
 
 A remount within the first or last `window_strides` strides of a recording is not found within
@@ -40,6 +40,7 @@ only when that heading comes from the walking direction (`hardware.shoe_axis`, "
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,9 @@ class RemountSettings:
     min_jump_deg: no jump of the foot-flat up direction below this counts, deg.
     min_swing_jump_deg: no jump of the swing axis below this counts, deg: the swing axis moves
         with the gait itself, by 5-12 deg between the walking and running bouts of one simulated
-        recording (8 athletes, mixed activity), where 5 deg declared false remounts in 5 of 8.
+        recording (8 athletes, mixed activity), where 5 deg declared false remounts in 5 of 8, and
+        by up to 17.9 deg in `bench batch --quick`'s 15-minute mixed sessions, where 15 deg
+        declared 13-22 false remounts per recording in 2 of 4 athletes; 30 deg leaves a margin.
     swing_gyr_dps: samples of a stride with |gyr| above this define its swing axis (as
         `MountingSettings.swing_gyr_dps`).
     """
@@ -64,7 +67,7 @@ class RemountSettings:
     window_strides: int = 10
     sigmas: float = 4.0
     min_jump_deg: float = 5.0
-    min_swing_jump_deg: float = 15.0
+    min_swing_jump_deg: float = 30.0
     swing_gyr_dps: float = 100.0
 
     def __post_init__(self) -> None:
@@ -109,12 +112,25 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     n = len(d)
     if n < 3:
         return float("nan")
-    dev = [jump_deg(d[k], _median_direction(d[max(0, k - window) : k + window + 1])) for k in range(n)]
+    # NaN rows on either side make every stride's window full-size; the median ignores them, so
+    # each window holds exactly the strides of `d[max(0, k - window) : k + window + 1]`
+    pad = np.full((window, 3), np.nan)
+    medians = _window_median_directions(np.vstack((pad, d, pad)), 2 * window + 1)
+    dev = _angle_deg(_unit(d), _unit(medians))
     return float(1.4826 * np.median(dev))
 
 
 def _median_direction(d: np.ndarray) -> np.ndarray:
     return _unit(np.nanmedian(d, axis=0))
+
+
+def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
+    """`_median_direction` of every run of `w` consecutive rows of (n, 3) `d`: (n - w + 1, 3); NaN
+    rows where a run has no finite row."""
+    runs = np.lib.stride_tricks.sliding_window_view(d, w, axis=0)  # (n - w + 1, 3, w)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN runs
+        return _unit(np.nanmedian(runs, axis=-1))
 
 
 class RemountDetector:
@@ -184,11 +200,15 @@ class RemountDetector:
             ]
         )
         contrast = np.full((n, 2), np.nan)
-        for k in range(w, n - w + 1):
+        if n >= 2 * w:
+            # stride k compares the run of w strides before it with the run of w from it on
+            k = np.arange(w, n - w + 1)
             for c, d in enumerate((up, swing)):
-                before, after = d[k - w : k], d[k : k + w]
-                if np.isfinite(before[:, 0]).sum() >= 3 and np.isfinite(after[:, 0]).sum() >= 3:
-                    contrast[k, c] = jump_deg(_median_direction(before), _median_direction(after))
+                med = _unit(_window_median_directions(d, w))
+                finite = np.lib.stride_tricks.sliding_window_view(np.isfinite(d[:, 0]), w).sum(axis=-1)
+                ok = (finite[k - w] >= 3) & (finite[k] >= 3)
+                with np.errstate(invalid="ignore"):
+                    contrast[k[ok], c] = _angle_deg(med[k[ok] - w], med[k[ok]])
         excess = (
             np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
         )

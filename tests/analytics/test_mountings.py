@@ -297,3 +297,29 @@ def test_a_damaged_mountings_file_is_named_not_a_traceback(tmp_path):
         read_mountings(tmp_path, "A001")
     with pytest.raises(StrideflowError, match="athlete"):
         mountings_path(tmp_path, "../etc")
+
+
+def test_walking_and_running_bouts_of_one_recording_are_not_remounts(tmp_path):
+    """The swing axis moves with the gait (walk <-> run) by more than 15 deg in these mixed
+    recordings (the old floor, which declared false remounts here); the default floor must not."""
+    from dataclasses import replace
+
+    from strideflow.hardware.mounting import MountingEstimator
+    from strideflow.hardware.remount import RemountDetector, RemountSettings, stride_swing_axes
+    from strideflow.hardware.simulator import write_dataset
+
+    write_dataset(tmp_path, athletes=4, minutes=8, seed=2026, activity="mixed")
+    settings = AnalysisSettings()
+    largest_swing_jump, old_floor_remounts = 0.0, 0
+    for path in sorted(tmp_path.glob("*/*/*.parquet")):
+        samples = pl.read_parquet(path)
+        acc, gyr = samples.select(ACC).to_numpy(), samples.select(GYR).to_numpy()
+        est = MountingEstimator(replace(settings.mounting, heading="walking")).estimate(acc, gyr, 200.0)
+        swing = stride_swing_axes(gyr, est.strides_, est.axis_dev_, settings.remount.swing_gyr_dps)
+        default = RemountDetector(settings.remount).detect(est.stride_up_dev_, swing)
+        assert default.remounts_ == [], (path, default.jumps_)
+        old = RemountDetector(RemountSettings(min_swing_jump_deg=15.0)).detect(est.stride_up_dev_, swing)
+        old_floor_remounts += len(old.remounts_)
+        largest_swing_jump = max(largest_swing_jump, float(np.nanmax(default.contrast_deg_[:, 1])))
+    assert 15.0 < largest_swing_jump < settings.remount.min_swing_jump_deg
+    assert old_floor_remounts >= 1
