@@ -87,7 +87,13 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def jump_deg(a: np.ndarray, b: np.ndarray) -> float:
     """Angle between two device-frame directions, deg."""
-    return float(_angle_deg(_unit(np.asarray(a, float)), _unit(np.asarray(b, float))))
+    return float(_jumps_deg(np.asarray(a, float), np.asarray(b, float)))
+
+
+def _jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`jump_deg` of each pair of (n, 3) rows, deg (NaN where a row is NaN)."""
+    with np.errstate(invalid="ignore"):
+        return _angle_deg(_unit(a), _unit(b))
 
 
 def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.ndarray, swing_gyr_dps: float):
@@ -116,7 +122,7 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     # each window holds exactly the strides of `d[max(0, k - window) : k + window + 1]`
     pad = np.full((window, 3), np.nan)
     medians = _window_median_directions(np.vstack((pad, d, pad)), 2 * window + 1)
-    dev = _angle_deg(_unit(d), _unit(medians))
+    dev = _jumps_deg(d, medians)
     return float(1.4826 * np.median(dev))
 
 
@@ -204,11 +210,10 @@ class RemountDetector:
             # stride k compares the run of w strides before it with the run of w from it on
             k = np.arange(w, n - w + 1)
             for c, d in enumerate((up, swing)):
-                med = _unit(_window_median_directions(d, w))
+                med = _window_median_directions(d, w)
                 finite = np.lib.stride_tricks.sliding_window_view(np.isfinite(d[:, 0]), w).sum(axis=-1)
                 ok = (finite[k - w] >= 3) & (finite[k] >= 3)
-                with np.errstate(invalid="ignore"):
-                    contrast[k[ok], c] = _angle_deg(med[k[ok] - w], med[k[ok]])
+                contrast[k[ok], c] = _jumps_deg(med[k[ok] - w], med[k[ok]])
         excess = (
             np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
         )
