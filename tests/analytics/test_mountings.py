@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 from scipy.spatial.transform import Rotation
-from support.mounting import read_foot
+from support.mounting import RECORDINGS, read_foot
 from support.paths import SHARED_DATA
 
 from strideflow.analytics.mountings import (
@@ -41,17 +41,6 @@ from strideflow.hardware.simulator.simulator import SimulationSettings, Simulato
 from strideflow.ingest import read_recording
 
 WALKS = SHARED_DATA / "footprints_walks"
-# every real gaitmap recording in shared/ with its foot and rate
-RECORDINGS = [
-    ("imu_sample.csv", "left", 204.8),
-    ("imu_sample.csv", "right", 204.8),
-    ("imu_sample_ms_left.csv", "left", 102.4),
-    ("imu_sample_ms_right.csv", "right", 102.4),
-    ("imu_sample_ic_stride.csv", "left", 102.4),
-    ("imu_sample_ic_stride.csv", "right", 102.4),
-    ("imu_sample_healthy_stair_up.csv", "left", 204.8),
-    ("imu_sample_healthy_stair_down.csv", "right", 204.8),
-]
 SETTINGS = AnalysisSettings()
 TURN = Rotation.from_euler("zx", [20.0, 8.0], degrees=True)  # a pod knocked on its mount
 

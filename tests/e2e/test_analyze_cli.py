@@ -30,7 +30,8 @@ def test_analyze_real_recording_writes_tables_and_prints_summary(real_data, tmp_
     assert p.returncode == 0, p.stderr
     strides = pl.read_parquet(out / "strides.parquet")
     sessions = pl.read_parquet(out / "sessions.parquet")
-    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty)
+    # the contract's columns in order, then the extra columns (censoring, the mounting's uncertainty,
+    # the mounting's id and whether it began with a remount in this session)
     extra = {
         S.PRONATION_EXCURSION_CENSORED: pl.Boolean(),
         S.MOUNTING_UNCERTAINTY_DEG: pl.Float64(),

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.spatial.transform import Rotation
-from support.mounting import G, read_foot, synthetic_walk
+from support.mounting import RECORDINGS, G, read_foot, synthetic_walk
 
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
@@ -149,16 +149,6 @@ def test_arbitrary_input_gives_estimate_or_alignment_error(data, rate):
 
 
 # --- real recordings -----------------------------------------------------------------------------
-RECORDINGS = [
-    ("imu_sample.csv", "left", 204.8),
-    ("imu_sample.csv", "right", 204.8),
-    ("imu_sample_ms_left.csv", "left", 102.4),
-    ("imu_sample_ms_right.csv", "right", 102.4),
-    ("imu_sample_ic_stride.csv", "left", 102.4),
-    ("imu_sample_ic_stride.csv", "right", 102.4),
-    ("imu_sample_healthy_stair_up.csv", "left", 204.8),
-    ("imu_sample_healthy_stair_down.csv", "right", 204.8),
-]
 
 
 @pytest.mark.real_data

@@ -12,6 +12,18 @@ from strideflow.hardware.schema import ACC, GYR, STANDARD_GRAVITY_MPS2
 
 G = STANDARD_GRAVITY_MPS2
 
+# every real gaitmap recording in shared/ with its foot and sampling rate (Hz)
+RECORDINGS = [
+    ("imu_sample.csv", "left", 204.8),
+    ("imu_sample.csv", "right", 204.8),
+    ("imu_sample_ms_left.csv", "left", 102.4),
+    ("imu_sample_ms_right.csv", "right", 102.4),
+    ("imu_sample_ic_stride.csv", "left", 102.4),
+    ("imu_sample_ic_stride.csv", "right", 102.4),
+    ("imu_sample_healthy_stair_up.csv", "left", 204.8),
+    ("imu_sample_healthy_stair_down.csv", "right", 204.8),
+]
+
 
 def synthetic_walk(
     sampling_rate_hz: float = 200.0,
