@@ -38,8 +38,10 @@ stance rows, emission) reads best in one class; settings, tolerances and the sam
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -56,7 +58,7 @@ from strideflow.analytics.events import (
 )
 from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
-from strideflow.analytics.metrics import REASON_NO_SIGNAL
+from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides, evaluate_prepared
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
     REASON_GAP,
@@ -132,6 +134,49 @@ def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     """Rows of v rotated by the mounting matrix, elementwise (`hardware.motion_math.rotate_rows`): a
     BLAS product's rounding would depend on the block size, which made one-sample blocks differ."""
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
+
+
+def _with_sample_flags(out: pl.DataFrame, flags: tuple[np.ndarray, ...]) -> pl.DataFrame:
+    """Rows over interpolated or gyro-saturated samples (`flags`: per row, from
+    `LiveStrideAnalyzer._sample_flags`) are invalid ("gap", "saturation")."""
+    gap, sat = flags
+    if not (gap.any() or sat.any()):
+        return out  # what apply_sample_flags leaves (its query cost ~1 ms per row)
+    return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
+
+
+def resolve_together(analyzers: list[LiveStrideAnalyzer]) -> dict[int, Exception]:
+    """Run the pending metric queries of several analyzers (each after its `begin_push`) as one
+    query, and complete their rows; `end_push()` then gives each one's output. The rows are those
+    each analyzer's own `resolve()` gives: every query row depends on that row only.
+
+    Returns {position in `analyzers`: exception} for analyzers whose rows failed (then each was
+    resolved on its own, so one bad table does not fail the others)."""
+    waiting = [(i, a) for i, a in enumerate(analyzers) if a.pending_]
+    failed: dict[int, Exception] = {}
+    if not waiting:
+        return failed
+    settings = waiting[0][1].settings.analysis.metrics
+    results = None
+    if all(a.settings.analysis.metrics == settings for _, a in waiting):
+        with contextlib.suppress(Exception):  # then each on its own, to tell which one fails
+            results = evaluate_prepared([p for _, a in waiting for p in a.pending_], settings)
+    if results is not None:
+        offset = 0
+        for i, a in waiting:
+            n = len(a.pending_)
+            try:
+                a.resolve(results[offset : offset + n])
+            except Exception as exc:
+                failed[i] = exc
+            offset += n
+        return failed
+    for i, a in waiting:
+        try:
+            a.resolve()
+        except Exception as exc:
+            failed[i] = exc
+    return failed
 
 
 def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
@@ -262,6 +307,9 @@ class LiveStrideAnalyzer:
         self._stance_emissions: list[dict] = []
         self._new_stances = _NO_STANCES
         self._new_strides: list[pl.DataFrame] = []
+        # metric queries of this push not run yet, each with what to do with its strides table
+        self._pending: list[tuple[PreparedStrides, Callable[[pl.DataFrame], None]]] = []
+        self._push_start = 0
         # session curves of the emitted strides, from each window's signals (batch's resampling)
         self._curves = CurveAccumulator() if settings.curves else None
         self._armed = False  # a plantarflexion (push-off) was seen since the last swing trigger
@@ -341,30 +389,64 @@ class LiveStrideAnalyzer:
         device or foot frame, optional saturation marks). Returns the strides this block completed
         and the provisional stance rows it gave.
         """
+        try:
+            self.begin_push(block)
+        finally:
+            self.resolve()
+        return self.end_push()
+
+    def begin_push(self, block: SampleBlock) -> None:
+        """`push` up to the metric queries: they wait in `pending_` until `resolve()` (or
+        `resolve_together` with other analyzers' queries) runs them; `end_push()` then returns the
+        block's output. Nothing else reads the metric values in between."""
         if self._finished:
             raise LiveError("push after finish(): this analyzer's stream has ended")
         t, acc, gyr, sat = self._checked(block.t_s, block.acc_mps2, block.gyr_dps, block.saturated)
-        start = len(self._emissions)
-        self._new_stances = _NO_STANCES
-        self._new_strides = []
+        self._start_output()
         if len(t):
             self.samples_seen_ += len(t)
             self._condition(t, acc, gyr, sat)
-        return LiveOutput(self._collect(start), self._new_stances)
 
     def finish(self) -> LiveOutput:
         """End the stream: emit the strides its end closes (as batch does at a recording's end)."""
         if self._finished:
             return LiveOutput(_NO_STRIDES, _NO_STANCES)
         self._finished = True
+        self._start_output()
+        try:
+            if not self._ready and self._warm.stop > self._warm.start:
+                self._attempt_warmup(final=True)
+            if self._ready and self._seg0 is not None:
+                self._end_segment()
+        finally:
+            self.resolve()
+        return self.end_push()
+
+    @property
+    def pending_(self) -> list[PreparedStrides]:
+        """The metric queries of the current push not run yet."""
+        return [p for p, _ in self._pending]
+
+    def resolve(self, results: list[pl.DataFrame] | None = None) -> None:
+        """Run the pending metric queries (one query for all), or take their `results` (the
+        `evaluate_prepared` tables of `pending_`, in order), and complete the rows waiting on them."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if results is None:
+            results = evaluate_prepared([p for p, _ in pending], self.settings.analysis.metrics)
+        for (_, done), table in zip(pending, results, strict=True):
+            done(table)
+
+    def end_push(self) -> LiveOutput:
+        """The output of the push (or finish) whose queries `resolve` has run."""
+        return LiveOutput(self._collect(self._push_start), self._new_stances)
+
+    def _start_output(self) -> None:
+        self._push_start = len(self._emissions)
         self._new_stances = _NO_STANCES
         self._new_strides = []
-        start = len(self._emissions)
-        if not self._ready and self._warm.stop > self._warm.start:
-            self._attempt_warmup(final=True)
-        if self._ready and self._seg0 is not None:
-            self._end_segment()
-        return LiveOutput(self._collect(start), self._new_stances)
+        self._pending = []
 
     # --- input -----------------------------------------------------------------------------
     def _checked(self, t_s, acc_mps2, gyr_dps, saturated):
@@ -613,43 +695,52 @@ class LiveStrideAnalyzer:
             emit[-1] = False
         if not emit.any():
             return
-        strides = seg.strides(ev)
+        prepared = seg.prepare_strides(ev)
         # The emitted events' metric rows in IC order, with their window indices (column by
         # column: on these few rows each Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
         chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
-        row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
-        rows = [row_of[int(i)] for i in ev.get_column(STRIDE_INDEX).to_numpy()[chosen]]
-        out = strides[rows].hstack([ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)])
-        out = self._flag_samples(out, a0)
-        k = out.height
+        picked = ev.get_column(STRIDE_INDEX).to_numpy()[chosen]
+        indices = [ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)]
+        flags = self._sample_flags(indices[0].to_numpy(), indices[1].to_numpy(), a0)
+        k = len(chosen)
         numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
-        out = pl.DataFrame([numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()])
-        self._emitted.append(out)
-        self._new_strides.append(out)
-        if self._curves is not None:
-            sig = seg.signals()
-            self._curves.add_foot(
-                self.foot,
-                out[ACTIVITY].to_list(),
-                out[VALID].fill_null(False).to_numpy(),
-                {c: out[c].fill_null(np.nan).to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
-                sig[T].to_numpy(),
-                sig[PRONATION_DEG].fill_null(np.nan).to_numpy(),
-                sig[PITCH_DEG].fill_null(np.nan).to_numpy(),
-            )
+        sig = seg.signals() if self._curves is not None else None
         close_t = float(b.view("t", close, close + 1)[0])
-        for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
-            self._emissions.append(
-                {
-                    STRIDE_INDEX: idx,
-                    NEXT_IC_T: nic,
-                    _CLOSE_T: close_t,
-                    "_close": close,
-                    _EMITTED_T: None,
-                    _LATENCY: None,
-                }
+
+        def done(strides: pl.DataFrame) -> None:
+            # the rest of the window, once the metric query has run (`resolve`)
+            row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
+            out = strides[[row_of[int(i)] for i in picked]].hstack(indices)
+            out = _with_sample_flags(out, flags)
+            out = pl.DataFrame(
+                [numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()]
             )
+            self._emitted.append(out)
+            self._new_strides.append(out)
+            if sig is not None:
+                self._curves.add_foot(
+                    self.foot,
+                    out[ACTIVITY].to_list(),
+                    out[VALID].fill_null(False).to_numpy(),
+                    {c: out[c].fill_null(np.nan).to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
+                    sig[T].to_numpy(),
+                    sig[PRONATION_DEG].fill_null(np.nan).to_numpy(),
+                    sig[PITCH_DEG].fill_null(np.nan).to_numpy(),
+                )
+            for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
+                self._emissions.append(
+                    {
+                        STRIDE_INDEX: idx,
+                        NEXT_IC_T: nic,
+                        _CLOSE_T: close_t,
+                        "_close": close,
+                        _EMITTED_T: None,
+                        _LATENCY: None,
+                    }
+                )
+
+        self._pending.append((prepared, done))
         self._n_emitted += k
         last = np.flatnonzero(emit)[-1]
         self._last_ic = int(ic[last])
@@ -708,33 +799,35 @@ class LiveStrideAnalyzer:
         ic, to = int(row[IC_IDX][0]) + a0, int(row[TOE_OFF_IDX][0]) + a0
         if ic <= max(self._stance_ic, self._last_ic):
             return
-        m = seg.strides(row)
-        # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
-        missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS))
-        reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
-        own = {
-            VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
-            REASON: pl.Series(REASON, [reason], dtype=pl.String),
-            IC_IDX: row.get_column(IC_IDX),
-            NEXT_IC_IDX: row.get_column(NEXT_IC_IDX),
+        prepared = seg.prepare_strides(row)
+        flags = self._sample_flags(row[IC_IDX].to_numpy(), row[NEXT_IC_IDX].to_numpy(), a0)
+        emission = {
+            IC_T: float(row[IC_T][0]),
+            TOE_OFF_T: float(row[TOE_OFF_T][0]),
+            _EMITTED_T: float(b.view("t", b.stop - 1, b.stop)[0]),
+            _TOE_OFF_LATENCY: b.stop - 1 - to,
         }
-        m = pl.DataFrame(
-            [own[c] if c in own else m.get_column(c) for c in (*STANCE_SCHEMA, IC_IDX, NEXT_IC_IDX)]
-        )
-        flagged = self._flag_samples(m, a0)
-        out = pl.DataFrame([flagged.get_column(c) for c in STANCE_SCHEMA])
-        self._stances.append(out)
-        self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
-        self._stance_ic = ic
-        newest = float(b.view("t", b.stop - 1, b.stop)[0])
-        self._stance_emissions.append(
-            {
-                IC_T: float(row[IC_T][0]),
-                TOE_OFF_T: float(row[TOE_OFF_T][0]),
-                _EMITTED_T: newest,
-                _TOE_OFF_LATENCY: b.stop - 1 - to,
+
+        def done(m: pl.DataFrame) -> None:
+            # the rest of the stance row, once the metric query has run (`resolve`)
+            # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
+            missing = any(
+                v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS)
+            )
+            reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
+            own = {
+                VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
+                REASON: pl.Series(REASON, [reason], dtype=pl.String),
             }
-        )
+            out = _with_sample_flags(
+                pl.DataFrame([own[c] if c in own else m.get_column(c) for c in STANCE_SCHEMA]), flags
+            )
+            self._stances.append(out)
+            self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
+            self._stance_emissions.append(emission)
+
+        self._pending.append((prepared, done))
+        self._stance_ic = ic
 
     def _segment(self, a0: int, stop: int, zv: np.ndarray, **options) -> Segment:
         """The shared segment analysis (`analytics.segment`) of window rows [a0, stop) with flags zv.
@@ -756,19 +849,16 @@ class LiveStrideAnalyzer:
             acc, gyr, t, fs, keys, self.settings.analysis, zero_velocity=zv, q_wxyz=q, **options
         )
 
-    def _flag_samples(self, out: pl.DataFrame, a0: int) -> pl.DataFrame:
-        """Rows over interpolated or gyro-saturated samples between their IC_IDX and NEXT_IC_IDX
-        (window indices) are invalid ("gap", "saturation")."""
+    def _sample_flags(self, ic_idx: np.ndarray, next_ic_idx: np.ndarray, a0: int) -> tuple[np.ndarray, ...]:
+        """Per row (IC_IDX, NEXT_IC_IDX: window indices from a0): whether its samples between them
+        include interpolated ones, and gyro-saturated ones (the buffer as it is now)."""
         b = self._buf
-        lo, hi = out[IC_IDX].to_numpy() + a0, out[NEXT_IC_IDX].to_numpy() + a0
+        lo, hi = ic_idx + a0, next_ic_idx + a0
         reasons = []
         for name in ("is_gap", "is_sat"):
             c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
-        gap, sat = reasons
-        if not (gap.any() or sat.any()):
-            return out  # what apply_sample_flags leaves (its query cost ~1 ms per row)
-        return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
+        return tuple(reasons)
 
     def _collect(self, start: int) -> pl.DataFrame:
         """Strides emitted since emission number `start`, with their latency filled in."""

@@ -790,6 +790,14 @@ class StrideMetrics:
 
     def estimate(self, events: pl.DataFrame, signals: pl.DataFrame) -> StrideMetrics:
         """Compute `strides_` from `events` (events table, times in s) and `signals` (SIGNALS_SCHEMA)."""
+        self.strides_ = evaluate_prepared([self.prepare(events, signals)], self.settings)[0]
+        return self
+
+    def prepare(self, events: pl.DataFrame, signals: pl.DataFrame) -> PreparedStrides:
+        """The numpy half of `estimate`: the events with every point value and window extremum the
+        definitions read. `evaluate_prepared` runs the definitions' Polars query on many of these at
+        once (the live service batches the strides of all streams due together: on a few rows the
+        query's fixed cost is the whole cost)."""
         s = self.settings
         events = _cast_columns(
             events,
@@ -829,20 +837,52 @@ class StrideMetrics:
             *at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2]),
             *(_series(name, v) for name, v in zip(_EXTREMA, extrema, strict=True)),
         ]
-        # 3. DESIGN.md's definitions as Polars expressions, evaluated in one query.
-        table = events.hstack(points)
-        query = table.lazy()
-        for stage in _definitions(s, tuple(table.columns)):
-            query = query.with_columns(*stage)
-        # Unoptimised: the plan is already lean (scratch columns instead of common subexpressions),
-        # and planning was a third of the query's cost on the live analyzer's few rows.
-        out = (
-            query.select(*_FINAL_SELECT)
-            .with_columns(pl.col(VALID).fill_null(False))
-            .collect(optimizations=pl.QueryOptFlags.none())
-        )
-        self.strides_ = out if _in_key_time_order(events, strides) else out.sort(*KEYS, IC_T)
-        return self
+        return PreparedStrides(events.hstack(points), _in_key_time_order(events, strides))
+
+
+@dataclass(frozen=True)
+class PreparedStrides:
+    """`StrideMetrics.prepare`'s result: the events with the values the definitions read (`table`),
+    and whether its rows are already in (keys, IC) order (`in_order`)."""
+
+    table: pl.DataFrame
+    in_order: bool
+
+
+def _metric_query(table: pl.DataFrame, s: MetricSettings) -> pl.DataFrame:
+    """DESIGN.md's definitions as Polars expressions, evaluated in one query (row by row: each row's
+    result depends on that row only)."""
+    query = table.lazy()
+    for stage in _definitions(s, tuple(table.columns)):
+        query = query.with_columns(*stage)
+    # Unoptimised: the plan is already lean (scratch columns instead of common subexpressions),
+    # and planning was a third of the query's cost on the live analyzer's few rows.
+    return (
+        query.select(*_FINAL_SELECT)
+        .with_columns(pl.col(VALID).fill_null(False))
+        .collect(optimizations=pl.QueryOptFlags.none())
+    )
+
+
+def evaluate_prepared(
+    prepared: list[PreparedStrides], settings: MetricSettings = MetricSettings()
+) -> list[pl.DataFrame]:
+    """The strides tables (STRIDES_SCHEMA, then `pronation_excursion_censored`; each sorted by keys
+    and IC) of `StrideMetrics.prepare` results, in their order, from one query over all of them
+    (tables whose columns differ get a query each)."""
+    out: list[pl.DataFrame | None] = [None] * len(prepared)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault(tuple(p.table.schema.items()), []).append(i)
+    for members in groups.values():
+        tables = [prepared[i].table for i in members]
+        result = _metric_query(tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False), settings)
+        offset = 0
+        for i, table in zip(members, tables, strict=True):
+            part = result.slice(offset, table.height) if len(tables) > 1 else result
+            offset += table.height
+            out[i] = part if prepared[i].in_order else part.sort(*KEYS, IC_T)
+    return out
 
 
 def compute_strides(

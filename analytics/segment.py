@@ -25,7 +25,7 @@ import polars as pl
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.events import StrideEventDetector
-from strideflow.analytics.metrics import StrideMetrics
+from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
 from strideflow.analytics.signals import signals_frame
 from strideflow.fusion.madgwick import Madgwick
@@ -212,12 +212,18 @@ class Segment:
 
     def strides(self, events: pl.DataFrame) -> pl.DataFrame:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
+        return stride_metrics(self._keyed(events), self.signals(), self.settings)
+
+    def prepare_strides(self, events: pl.DataFrame) -> PreparedStrides:
+        """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it)."""
+        return StrideMetrics(self.settings.metrics).prepare(self._keyed(events), self.signals())
+
+    def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
         keys = [
             pl.Series(c, [k] * events.height, dtype=pl.String) for c, k in zip(KEYS, self.keys, strict=True)
         ]
         # hstack, not a query: the live analyzer calls this per stride on a few rows
-        keyed = events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
-        return stride_metrics(keyed, self.signals(), self.settings)
+        return events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
 
 
 def analyze_segment(

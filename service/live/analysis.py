@@ -1,10 +1,18 @@
-"""Live analysis of stored packets on its own threads, and its failures.
+"""Live analysis of stored packets, batched across streams, and its failures.
 
-Analyses get their own threads (one per core by default), so fsyncs in the default pool never
-wait behind them, and a burst of analyses queues first come, first served. Packets of one stream
-are analysed in the order they were stored. The first exception the analysis raises on a stream
-is logged with its traceback and sent to the client once as `{"analysis_error": message, "seq":
-n}`; the packets stay stored, later failures are counted (`LiveStream.analysis_failures`).
+Streams whose packets were stored while an analysis ran wait for the next tick; a tick takes every
+waiting stream's packets and analyses them on the analysis thread (so fsyncs in the default pool
+never wait behind it) in rounds: round r pushes the r-th packet of each stream
+(`LiveStrideAnalyzer.begin_push`), then runs the metric queries of all the strides and stance rows
+those packets completed as one Polars query (`analytics.live_analyzer.resolve_together`): on the
+few rows of one stride the query's fixed cost was most of the analysis, so with many streams due
+at once it is paid once per round instead of once per row. The rows are those each stream's own
+analysis gives (each query row depends on that row only). Packets of one stream are analysed in
+the order they were stored. An analyzer without `begin_push` (a test's) is pushed as it is.
+
+The first exception the analysis raises on a stream is logged with its traceback and sent to the
+client once as `{"analysis_error": message, "seq": n}`; the packets stay stored, later failures
+are counted (`LiveStream.analysis_failures`).
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import polars as pl
 
-from strideflow.analytics.live_analyzer import LiveOutput, StreamAnalyzer
-from strideflow.ingest.stream_receiver import SampleBlock, packet_block
+from strideflow.analytics.live_analyzer import LiveOutput, resolve_together
+from strideflow.ingest.stream_receiver import packet_block
 from strideflow.service.live.registry import LiveStream, Send
 
 log = logging.getLogger("strideflow.service")
@@ -28,46 +37,91 @@ log = logging.getLogger("strideflow.service")
 Emit = Callable[[LiveStream, pl.DataFrame, float, int | None, str, str], None]
 
 
-class LiveAnalysis:
-    """Runs each stream's analyzer on the packets it stored and hands the rows to `emit`."""
+@dataclass
+class _Job:
+    """One stream's stored packets ((packet, received_at), ...) waiting for a tick."""
 
-    def __init__(self, emit: Emit, threads: int = 2):
+    stream: LiveStream
+    packets: list
+    send: Send | None
+    done: asyncio.Future
+    outputs: list[tuple[int, LiveOutput]] = field(default_factory=list)  # (packet number, output)
+    errors: list[tuple[int, Exception]] = field(default_factory=list)
+
+
+class LiveAnalysis:
+    """Runs the streams' analyzers on the packets they stored, in ticks, and hands the rows to `emit`.
+
+    `threads` is accepted for compatibility; one tick runs at a time, on one thread: the analysis
+    is Python and NumPy under one interpreter lock, and a single tick batches the most streams.
+    """
+
+    def __init__(self, emit: Emit, threads: int = 1):
         self.emit = emit
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="live-analysis")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-analysis")
+        self._waiting: list[_Job] = []
+        self._runner: asyncio.Future | None = None
+        self.ticks_ = 0  # ticks run (a tick with n streams saves n - 1 queries per round)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False)
 
     async def analyse(self, stream: LiveStream, packets: list, send: Send | None = None) -> None:
-        """Push stored packets ((packet, received_at), ...) through the stream's analyzer."""
+        """Push stored packets ((packet, received_at), ...) through the stream's analyzer at the
+        next tick; returns once their rows are emitted."""
         async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
-            for packet, received_at in packets:
-                block = packet_block(packet, stream.hello.sampling_rate_hz)
-                try:
-                    strides, stances = await asyncio.get_running_loop().run_in_executor(
-                        self._pool, lambda b=block: self._push(stream.analyzer, b)
-                    )
-                except Exception as exc:
-                    # The packet is durable; a failing analysis must not drop the connection. Logged
-                    # and reported once per stream, not once per packet.
-                    stream.analysis_failures += 1
-                    if stream.analysis_failures == 1:
-                        log.exception("live analysis failed on %s, packet %s", stream.key, packet.sequence)
-                        if send is not None:
-                            message = (
-                                f"live analysis failed at packet {packet.sequence} ({type(exc).__name__}: "
-                                f"{str(exc)[:200]}); the packets are stored, strides may be missing"
-                            )
-                            with contextlib.suppress(Exception):
-                                await send({"analysis_error": message, "seq": packet.sequence})
-                    continue
-                self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")
-                self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
+            job = _Job(stream, list(packets), send, asyncio.get_running_loop().create_future())
+            self._waiting.append(job)
+            if self._runner is None or self._runner.done():
+                self._runner = asyncio.ensure_future(self._run())
+            await asyncio.shield(job.done)
 
-    @staticmethod
-    def _push(analyzer: StreamAnalyzer, block: SampleBlock) -> LiveOutput:
-        """(strides, provisional stance rows) the block completed."""
-        return analyzer.push(block)
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            # one job per stream and tick (a stream's analyzer takes one packet per round)
+            jobs, seen, self._waiting = [], set(), self._waiting
+            for job in list(self._waiting):
+                if id(job.stream) not in seen:
+                    seen.add(id(job.stream))
+                    jobs.append(job)
+                    self._waiting.remove(job)
+            try:
+                await loop.run_in_executor(self._pool, _tick, jobs)
+            except BaseException as exc:  # the tick itself broke: nothing may wait forever
+                for job in jobs:
+                    if not job.done.done():
+                        job.done.set_exception(exc)
+                raise
+            self.ticks_ += 1
+            for job in jobs:
+                try:
+                    await self._deliver(job)
+                finally:
+                    if not job.done.done():
+                        job.done.set_result(None)
+
+    async def _deliver(self, job: _Job) -> None:
+        stream = job.stream
+        for number, exc in job.errors:
+            # The packet is durable; a failing analysis must not drop the connection. Logged and
+            # reported once per stream, not once per packet.
+            stream.analysis_failures += 1
+            if stream.analysis_failures > 1:
+                continue
+            seq = job.packets[number][0].sequence
+            log.error("live analysis failed on %s, packet %s", stream.key, seq, exc_info=exc)
+            if job.send is not None:
+                message = (
+                    f"live analysis failed at packet {seq} ({type(exc).__name__}: "
+                    f"{str(exc)[:200]}); the packets are stored, strides may be missing"
+                )
+                with contextlib.suppress(Exception):
+                    await job.send({"analysis_error": message, "seq": seq})
+        for number, (strides, stances) in job.outputs:
+            packet, received_at = job.packets[number]
+            self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")
+            self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
 
     async def finish(self, stream: LiveStream, closed_by: str) -> None:
         """Finish the analysis, write the CLOSE record, emit the tail (caller holds stream.lock)."""
@@ -79,3 +133,34 @@ class LiveAnalysis:
         await asyncio.to_thread(stream.receiver.end)
         stream.ended = True
         self.emit(stream, tail, received_at, stream.receiver.resume_from, closed_by, "stride")
+
+
+def _tick(jobs: list[_Job]) -> None:
+    """Analyse the jobs' packets in rounds (round r: packet r of each job), each round's metric
+    queries as one; fills each job's outputs and errors."""
+    rounds = max(len(job.packets) for job in jobs)
+    for r in range(rounds):
+        begun: list[_Job] = []
+        for job in jobs:
+            if r >= len(job.packets):
+                continue
+            packet, _ = job.packets[r]
+            analyzer = job.stream.analyzer
+            try:
+                block = packet_block(packet, job.stream.hello.sampling_rate_hz)
+                if not hasattr(analyzer, "begin_push"):
+                    job.outputs.append((r, analyzer.push(block)))
+                    continue
+                analyzer.begin_push(block)
+            except Exception as exc:
+                job.errors.append((r, exc))
+                with contextlib.suppress(Exception):
+                    analyzer.resolve()  # rows completed before the failure are kept, as by push()
+                continue
+            begun.append(job)
+        failed = resolve_together([job.stream.analyzer for job in begun])
+        for i, job in enumerate(begun):
+            if i in failed:
+                job.errors.append((r, failed[i]))
+            else:
+                job.outputs.append((r, job.stream.analyzer.end_push()))
