@@ -1,7 +1,7 @@
 """Live streams inside the server, split by job: `registry` (streams, hello checks, receive,
-recovery, the per-stream lock between processes), `analysis` (analysis threads, failures),
-`publish` (subscribers, replay buffer, brokers), `store` (periodic storing), `hub` (`LiveHub`,
-the facade the routes use). See `hub` for the life of a stream."""
+recovery, the per-stream lock between processes), `analysis` (analysis ticks batched across
+streams, failures), `publish` (subscribers, replay buffer, brokers), `store` (periodic storing),
+`hub` (`LiveHub`, the facade the routes use). See `hub` for the life of a stream."""
 
 from strideflow.service.live.hub import LiveHub
 from strideflow.service.live.publish import (

@@ -1,6 +1,6 @@
 """`LiveHub`: the live streams of one server process, as the stream routes use them.
 
-It wires the parts (`registry`: streams and their logs; `analysis`: the analysis threads;
+It wires the parts (`registry`: streams and their logs; `analysis`: the analysis ticks;
 `publish`: subscribers and the broker; `store`: periodic storing) and owns what crosses them:
 a packet goes log append -> fsync (in a worker thread) -> ack -> analysis; each row the analyzer
 completes is published at once and the session is marked for storing.
