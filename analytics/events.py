@@ -105,6 +105,8 @@ class EventSettings:
     min_swing_s: ... and it lasts at least this long.
     to_lookback_s: toe-off is searched from this long before the end of the still period.
     to_spin_weight: toe-off is the peak of gyr_y - to_spin_weight * |gyr_z| (deg/s per deg/s).
+    to_subsample: toe_off_t lies between samples, at the peak of a parabola through the peak's
+        rising side (module docstring); False: at the peak sample.
     ic_jerk_fraction: the impact is found where the jerk first reaches this share of its peak ...
     ic_quiet_fraction: ... and IC is the last sample before it whose jerk is below this share of
         that sample's jerk (the impact's rise takes a few ms; IC is where it starts), searched
@@ -123,6 +125,7 @@ class EventSettings:
     min_swing_s: float = 0.10
     to_lookback_s: float = 0.05
     to_spin_weight: float = 1.0
+    to_subsample: bool = True
     ic_jerk_fraction: float = 0.65
     ic_quiet_fraction: float = 0.25
     ic_max_rise_s: float = 0.010
@@ -216,6 +219,32 @@ def _jerk(acc):  # pragma: no cover - compiled
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+def _rising_peak_offset(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Offset (samples, in [-1, 1]) of the continuous peak of `x` from its peak samples `idx`.
+
+    The peak is taken as the vertex of a parabola through three samples of its rising side only:
+    through idx-2..idx when that vertex lies after idx, else through idx-3..idx-1, the vertex then
+    kept within [idx-1, idx]. 0 where the samples are missing or not concave."""
+    idx = np.asarray(idx, dtype=np.int64)
+    out = np.zeros(len(idx))
+    ok = (idx >= 3) & (idx + 1 < len(x))
+    if not ok.any():
+        return out
+    i = idx[ok]
+    a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
+        late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)  # vertex from i-1
+        early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)  # vertex from i-2
+    offset = np.where(
+        late >= 1.0,
+        np.minimum(late - 1.0, 1.0),
+        np.where(np.isfinite(early), np.clip(early - 2.0, -1.0, 0.0), 0.0),
+    )
+    out[ok] = offset
+    return out
 
 
 def _above(x: np.ndarray, limit: float) -> np.ndarray:
@@ -426,7 +455,8 @@ class StrideEventDetector:
                 next_ff = np.concatenate([after, next_ff]).astype(np.int64)
                 ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
-        events = self._table(t, *rows, q, position, gait_start=len(start) > 0)
+        to_offset = _rising_peak_offset(gyr_y, to_idx) if s.to_subsample else np.zeros(len(to_idx))
+        events = self._table(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
         self.open_stride_ = pl.DataFrame(schema=EVENTS_SCHEMA)
         if open_step:
             # Only a stride that is already too long is known to be invalid.
@@ -463,9 +493,10 @@ class StrideEventDetector:
         return ff.astype(np.int64), length
 
     def _table(
-        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool
+        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool, to_offset
     ) -> pl.DataFrame:
-        """One row per stride from per-row sample indices; the first is a gait start if flagged."""
+        """One row per stride from per-row sample indices; the first is a gait start if flagged.
+        `to_offset`: toe-off's offset from its sample (samples)."""
         s = self.settings
         n_rows = len(ic_idx)
         if n_rows == 0:
@@ -480,7 +511,7 @@ class StrideEventDetector:
             IC_T: t[ic_idx],
             FOOT_FLAT_T: t[ff],
             HEEL_OFF_T: t[heel_off],
-            TOE_OFF_T: t[toe_off],
+            TOE_OFF_T: np.interp(toe_off + to_offset, np.arange(len(t)), t),
             NEXT_IC_T: t[next_ic],
             IC_IDX: ic_idx.astype(np.int64),
             FOOT_FLAT_IDX: ff.astype(np.int64),
