@@ -225,8 +225,8 @@ def _rising_peak_offset(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Offset (samples, in [-1, 1]) of the continuous peak of `x` from its peak samples `idx`.
 
     The peak is taken as the vertex of a parabola through three samples of its rising side only:
-    through idx-2..idx when that vertex lies after idx, else through idx-3..idx-1, the vertex then
-    kept within [idx-1, idx]. 0 where the samples are missing or not concave."""
+    through idx-2..idx when that vertex lies in [idx, idx+1], else through idx-3..idx-1 when it lies
+    in [idx-1, idx]; 0 where neither does, the samples are missing or not concave."""
     idx = np.asarray(idx, dtype=np.int64)
     out = np.zeros(len(idx))
     ok = (idx >= 3) & (idx + 1 < len(x))
@@ -238,10 +238,11 @@ def _rising_peak_offset(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
         den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
         late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)  # vertex from i-1
         early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)  # vertex from i-2
+    # a vertex outside the interval its samples allow: the parabola does not describe this peak
     offset = np.where(
-        late >= 1.0,
-        np.minimum(late - 1.0, 1.0),
-        np.where(np.isfinite(early), np.clip(early - 2.0, -1.0, 0.0), 0.0),
+        (late >= 1.0) & (late <= 2.0),
+        late - 1.0,
+        np.where((early >= 1.0) & (early <= 2.0), early - 2.0, 0.0),
     )
     out[ok] = offset
     return out
