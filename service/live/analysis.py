@@ -80,23 +80,26 @@ class LiveAnalysis:
         loop = asyncio.get_running_loop()
         while self._waiting:
             # one job per stream and tick (a stream's analyzer takes one packet per round)
-            jobs, seen, self._waiting = [], set(), self._waiting
-            for job in list(self._waiting):
-                if id(job.stream) not in seen:
-                    seen.add(id(job.stream))
-                    jobs.append(job)
-                    self._waiting.remove(job)
+            jobs, later, seen = [], [], set()
+            for job in self._waiting:
+                (later if id(job.stream) in seen else jobs).append(job)
+                seen.add(id(job.stream))
+            self._waiting = later
             try:
                 await loop.run_in_executor(self._pool, _tick, jobs)
             except BaseException as exc:  # the tick itself broke: nothing may wait forever
-                for job in jobs:
+                for job in [*jobs, *self._waiting]:
                     if not job.done.done():
                         job.done.set_exception(exc)
+                self._waiting = []
                 raise
             self.ticks_ += 1
             for job in jobs:
                 try:
                     await self._deliver(job)
+                except Exception as exc:  # this stream's caller sees it; the others' rows still go out
+                    if not job.done.done():
+                        job.done.set_exception(exc)
                 finally:
                     if not job.done.done():
                         job.done.set_result(None)
@@ -162,5 +165,8 @@ def _tick(jobs: list[_Job]) -> None:
         for i, job in enumerate(begun):
             if i in failed:
                 job.errors.append((r, failed[i]))
-            else:
+                continue
+            try:
                 job.outputs.append((r, job.stream.analyzer.end_push()))
+            except Exception as exc:
+                job.errors.append((r, exc))
