@@ -71,14 +71,15 @@ def test_stride_length_and_walked_distance_against_the_footprints(walk):
     err_cm = 100.0 * (length[straight] - ref[straight])
     fast = np.median(ref) >= 1.5
     # Normal-speed walks meet the issue-17 targets (measured 0.7-1.7 cm, |bias| 0.1-0.8 cm with the
-    # LORD gyro lag undone by the reader; 1.6-2.6 / 1.6-2.8 cm without). The fast walks do not yet
-    # (3.6-5.3 cm, bias -1.3...-5.0 cm): running stances without a still sample, gyro clipping.
+    # LORD gyro lag undone by the reader; 1.6-2.6 / 1.6-2.8 cm without). The fast walks meet the
+    # bias target but 44's (-1.4...-1.9 cm, 44: -2.5; walk 35 was -4.9 before the reader rebuilt its
+    # clipped gyro) and miss the median one (3.5-5.3 cm): see benchmarks/README.md, real data.
     assert np.median(np.abs(err_cm)) <= (6.0 if fast else 2.0)
-    assert abs(np.mean(err_cm)) <= (5.5 if fast else 2.0)
+    assert abs(np.mean(err_cm)) <= (3.0 if fast else 2.0)
     # Walked distance: every stride, the invalid ones and the first from standing included
-    # (measured -1.2...+0.3 % normal, -1.9...-0.4 % fast).
-    assert abs(length.sum() / ref.sum() - 1.0) <= (0.022 if fast else 0.015)
-
+    # (measured -1.2...+0.3 % normal, -1.5...-0.4 % fast; walk 35 -1.9 % before the clipped gyro
+    # was rebuilt).
+    assert abs(length.sum() / ref.sum() - 1.0) <= (0.017 if fast else 0.015)
 
 @needs_walks
 def test_the_first_stride_from_standing_has_its_footprint_length(walk):
