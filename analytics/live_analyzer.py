@@ -377,6 +377,10 @@ class LiveStrideAnalyzer:
             self._attempt_warmup(final=True)
         if self._ready and self._seg0 is not None:
             self._end_segment()
+        if self.mountings_ is not None:  # a remount in the last chunk marks the rows after it
+            seen = len(self.mountings_.warnings_)
+            self.mountings_.check(final=True)
+            self.warnings_.extend(self.mountings_.warnings_[seen:])
         return LiveOutput(self._collect(start), self._new_stances)
 
     # --- input -----------------------------------------------------------------------------

@@ -158,11 +158,14 @@ class LiveMountings:
         """Take device-frame samples, at most up to the next chunk's end (`boundaries`)."""
         self._buf.append(t=t_s, acc=acc_mps2, gyr=gyr_dps)
 
-    def check(self) -> Mounting | None:
+    def check(self, final: bool = False) -> Mounting | None:
         """At a chunk's end: the strides of the chunk join the detector's; the new mounting when a
-        remount is found (the analyzer switches to it), else None."""
+        remount is found (the analyzer switches to it), else None. `final`: at the stream's end,
+        the samples since the last chunk's end (a remount found there only marks the rows)."""
         b = self._buf
-        c0 = b.stop - self._chunk
+        c0 = b.stop - (b.stop % self._chunk or self._chunk) if final else b.stop - self._chunk
+        if c0 >= b.stop:
+            return None
         t = b.view("t", c0, b.stop)
         acc, gyr = b.view("acc", c0, b.stop), b.view("gyr", c0, b.stop)
         est, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)
