@@ -1,0 +1,86 @@
+"""A live session is stored in, and records, the athlete's mounting as an uploaded session does (issue 15).
+
+- an upload job's session of the real `imu_sample.csv` (athlete R1, session S1), then the same
+  walk streamed into `WS /v1/stream` as session S2 by a named pod: the stream keeps the upload's
+  mounting (`mounting_id`, `remount` false, its `mounting_uncertainty_deg` on strides and
+  sessions), the mountings file adds S2 to it through `record_mountings`, and
+  `GET /v1/athletes/R1/mountings` lists the live session under it.
+"""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from strideflow.analytics.mountings import DEFAULT_DEVICE, read_mountings
+from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
+from strideflow.hardware import schema as S
+from strideflow.hardware.devices import RecordingReplayer
+from strideflow.ingest import read_recording
+from strideflow.service.app import create_app
+from strideflow.service.auth import create_key
+from strideflow.service.db import Database
+from strideflow.service.jobs import analyse_session
+from strideflow.service.settings import ServiceSettings
+
+
+def _stream(client: TestClient, key: str, device: RecordingReplayer, athlete: str, session: str) -> dict:
+    """Every packet of `device` into WS /v1/stream, each acknowledged, then the end; the end's reply."""
+    with client.websocket_connect("/v1/stream", headers={"Authorization": f"Bearer {key}"}) as ws:
+        ws.send_json(
+            {
+                "athlete_id": athlete,
+                "session_id": session,
+                "foot": device.foot,
+                "device_id": device.device_id,
+                "sampling_rate_hz": device.sampling_rate_hz,
+            }
+        )
+        assert ws.receive_json()["resume_from"] is None
+        for seq in range(device.n_packets):
+            ws.send_bytes(device.packet(seq))
+            reply = ws.receive_json()
+            assert reply.get("ack") == seq, reply
+        ws.send_json({"end": True})
+        return ws.receive_json()
+
+
+@pytest.mark.real_data
+def test_a_live_session_keeps_and_records_the_uploaded_sessions_mounting(real_data, tmp_path):
+    settings = ServiceSettings(data_dir=tmp_path / "data", job_workers=1)
+    results = settings.results_dir
+    path = real_data / "imu_sample.csv"
+    # session S1 as the upload job analyses it (the job's own function, in this process)
+    spec = {"path": str(path), "format": "auto", "sampling_rate_hz": 204.8, "foot": None}
+    done = analyse_session(str(results), "R1", "S1", None, [spec | {"filename": path.name, "id": 1}])
+    assert "error" not in done, done
+    (left_s1,) = [m for m in read_mountings(results, "R1") if m.foot == "left"]
+    assert left_s1.mounting_id == "left-S1-1" and left_s1.device_id == DEFAULT_DEVICE
+
+    db = Database(settings.resolved_database_url)
+    db.create_all()
+    key = create_key(db, "team", "admin")
+    db.ensure_athlete("team", "R1")
+    db.dispose()
+    recording = read_recording(path, sampling_rate_hz=204.8)
+    device = RecordingReplayer.from_samples(recording.samples, 204.8, "left", device_id="pod-L")
+    with TestClient(create_app(settings)) as client:
+        ended = _stream(client, key, device, "R1", "S2")
+        assert ended["ended"] is True and ended["strides"] > 20
+        listed = client.get("/v1/athletes/R1/mountings", headers={"Authorization": f"Bearer {key}"})
+        assert listed.status_code == 200, listed.text
+        rows = {r["mounting_id"]: r for r in listed.json()["items"]}
+    # the stored live session: measured in the upload's mounting, as an uploaded session would be
+    strides = read_partition(results, STRIDES, "R1", "S2")
+    assert strides.height == ended["strides"]
+    assert set(strides[S.MOUNTING_ID]) == {"left-S1-1"} and not strides[S.REMOUNT].any()
+    assert set(strides[S.MOUNTING_UNCERTAINTY_DEG]) == {left_s1.uncertainty_deg}
+    session = read_partition(results, SESSIONS, "R1", "S2").row(0, named=True)
+    assert session[S.MOUNTING_ID] == "left-S1-1" and session[S.REMOUNT] is False
+    assert session[S.MOUNTING_UNCERTAINTY_DEG] == left_s1.uncertainty_deg
+    # the mountings file: S2 added to the kept mounting (stored under the files' device), counted once
+    kept = [m for m in read_mountings(results, "R1") if m.mounting_id == "left-S1-1"]
+    assert len(kept) == 1 and kept[0].sessions == ("S1", "S2")
+    assert dict(kept[0].session_strides)["S2"] == strides.height
+    assert rows["left-S1-1"]["sessions"] == ["S1", "S2"] and rows["left-S1-1"]["device_id"] == DEFAULT_DEVICE
+    assert set(rows) == {"left-S1-1", "right-S1-1"}
