@@ -5,10 +5,29 @@ rec = read_recording("walk.csv", sampling_rate_hz=204.8)
 rec.samples, rec.sampling_rate_hz, rec.warnings, rec.feet()
 """
 
+from importlib import import_module
+
 from strideflow.ingest.errors import IngestError, IngestWarning
-from strideflow.ingest.recording import FORMATS, Recording, default_id, detect_format, read_recording
-from strideflow.ingest.settings import ReadSettings
-from strideflow.ingest.store import read_samples, write_samples
+
+# Readers pull in numpy and polars; they load on first use so that light users of the package
+# (service settings reading `ingest.limits`, `strideflow keys`) start in well under a second.
+_LAZY = {
+    "FORMATS": "recording",
+    "Recording": "recording",
+    "default_id": "recording",
+    "detect_format": "recording",
+    "read_recording": "recording",
+    "ReadSettings": "settings",
+    "read_samples": "store",
+    "write_samples": "store",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"strideflow.ingest.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'strideflow.ingest' has no attribute {name!r}")
+
 
 __all__ = [
     "FORMATS",

@@ -204,8 +204,6 @@ class Database:
 
     def create_all(self) -> None:
         """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
-        from strideflow.service import summary_index  # noqa: F401 - registers the index tables
-
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # server processes starting together (`serve --workers N`) create the tables once
@@ -300,3 +298,29 @@ class Database:
         """Team owning the athlete, or None if the athlete is unknown."""
         with self.engine.connect() as conn:  # Core and a prebuilt statement: every athlete route asks
             return conn.execute(_TEAM_OF_ATHLETE, {"athlete_id": athlete_id}).scalar()
+
+
+# The index tables kept by `service.summary_index` (defined here so that creating the database
+# does not load that module and the analytics it needs).
+class SessionSummary(Base):
+    """The API's summary of one athlete-session's `sessions` partition (see `service.summary_index`)."""
+
+    __tablename__ = "session_summaries"
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(96))
+    # {"analysed", "feet", "symmetry_index_pct", "lr_difference_deg"} as in SessionOut
+    summary: Mapped[dict] = mapped_column(JSON)
+    indexed: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TrendSeries(Base):
+    """One athlete's trend rows of one metric, built from all its `sessions` partitions."""
+
+    __tablename__ = "trend_series"
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
+    signature: Mapped[str] = mapped_column(Text)  # of every sessions partition of the athlete
+    # compute_trends rows (NaN as null, dates ISO); null: the stored sessions have no such column
+    points: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    indexed: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)

@@ -30,15 +30,14 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import JSON, String, Text, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import METRIC, TrendSettings, trends_from_sessions
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import ATHLETE_ID, METRICS, SESSION_ID, session_median
-from strideflow.service.db import ID_LEN, Base, Database, UTCDateTime, utcnow
+from strideflow.service.db import Database, SessionSummary, TrendSeries, utcnow
 
 log = logging.getLogger("strideflow.service")
 
@@ -46,30 +45,6 @@ NO_FILE = "-"  # signature of a partition that is not stored
 # Part of every signature: bump when what a row holds changes (e.g. a new SessionOut field), so
 # rows an older version wrote are rebuilt on their next read.
 INDEX_VERSION = 1
-
-
-class SessionSummary(Base):
-    """The API's summary of one athlete-session's `sessions` partition (see the module docstring)."""
-
-    __tablename__ = "session_summaries"
-    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
-    session_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
-    signature: Mapped[str] = mapped_column(String(96))
-    # {"analysed", "feet", "symmetry_index_pct", "lr_difference_deg"} as in SessionOut
-    summary: Mapped[dict] = mapped_column(JSON)
-    indexed: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
-
-
-class TrendSeries(Base):
-    """One athlete's trend rows of one metric, built from all its `sessions` partitions."""
-
-    __tablename__ = "trend_series"
-    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
-    metric: Mapped[str] = mapped_column(String(64), primary_key=True)
-    signature: Mapped[str] = mapped_column(Text)  # of every sessions partition of the athlete
-    # compute_trends rows (NaN as null, dates ISO); null: the stored sessions have no such column
-    points: Mapped[list | None] = mapped_column(JSON, nullable=True)
-    indexed: Mapped[object] = mapped_column(UTCDateTime, default=utcnow)
 
 
 def file_signature(path: Path) -> str:

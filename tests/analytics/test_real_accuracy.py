@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
-from support.paths import SHARED_DATA
+from support.footprints import MISSING, WALKS, analysed_walk, needs_walks
 
 from strideflow.analytics.events import REASON_TOO_LONG, REASON_TOO_SHORT, REASON_TURN
 from strideflow.analytics.pipeline import analyze_recording
@@ -26,11 +26,7 @@ from strideflow.hardware.schema import FOOT, IC_T, NEXT_IC_T, REASON, STRIDE_LEN
 from strideflow.ingest import read_recording
 
 pytestmark = pytest.mark.real_data
-WALKS = SHARED_DATA / "footprints_walks"
 TRIALS = (31, 32, 33, 34, 35, 36, 42, 43, 44, 45)
-needs_walks = pytest.mark.skipif(
-    not WALKS.is_dir(), reason=f"footprint walks not found at {WALKS} (../shared/data/footprints_walks)"
-)
 
 
 def footprint_strides_m(trial: int) -> np.ndarray:
@@ -43,8 +39,8 @@ def footprint_strides_m(trial: int) -> np.ndarray:
 def walk(request):
     trial = request.param
     if not WALKS.is_dir():
-        pytest.skip(f"footprint walks not found at {WALKS} (../shared/data/footprints_walks)")
-    strides = analyze_recording(read_recording(WALKS / f"SensorConnectData_{trial}.csv")).strides
+        pytest.skip(MISSING)
+    strides = analysed_walk(trial)[1]
     return trial, strides.sort(IC_T), footprint_strides_m(trial)
 
 
