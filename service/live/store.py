@@ -164,7 +164,7 @@ class SessionStore:
             session_date=date,
             settings=self.analysis_settings,
         )
-        for (device, foot, pieces), part in zip(mountings or (), parts, strict=True):
+        for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
             if not pieces:
                 continue  # a given frame: no mounting to keep
             try:
