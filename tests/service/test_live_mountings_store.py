@@ -6,18 +6,22 @@
   sessions), the mountings file adds S2 to it through `record_mountings`, and
   `GET /v1/athletes/R1/mountings` lists the live session under it;
 - the mountings file's lock holds across processes: two processes recording into one athlete's
-  file at once lose no update.
+  file at once lose no update;
+- a live session's toe-off flag is judged with its mounting's uncertainty by batch's rule.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 
+import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
+from strideflow.analytics.flags import LATERAL_ROLL_OFF, TOE_OFF_FLAG_WITHHELD
 from strideflow.analytics.mountings import DEFAULT_DEVICE, Mounting, read_mountings, record_mountings
 from strideflow.analytics.partitions import SESSIONS, STRIDES, read_partition
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware import schema as S
 from strideflow.hardware.devices import RecordingReplayer
 from strideflow.ingest import read_recording
@@ -137,3 +141,45 @@ def test_the_mountings_lock_holds_across_processes(tmp_path):
         f"left-{s}{k}-1" for s in ("SA", "SB") for k in range(times)
     )
     assert sum(m.n_strides for m in stored) == 2 * sum(range(1, times + 1))
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(
+    ("uncertainty_deg", "flag"), [(1.0, LATERAL_ROLL_OFF), (15.0, TOE_OFF_FLAG_WITHHELD)]
+)
+def test_a_live_store_withholds_the_toe_off_flag_as_batch_does(real_data, tmp_path, uncertainty_deg, flag):
+    """The stored live session carries its mounting's uncertainty, so the flag rule of batch judges
+    it: a toe-off pronation below the threshold is flagged with a certain frame and withheld, with
+    batch's note, when the uncertainty at the toe-off angle could explain it. (The real walk is
+    healthy; its toe-off pronation is set to -8 deg to stand for a lateral roll-off.)"""
+    from dataclasses import replace
+
+    from support.live import stream
+
+    from strideflow.analytics.flags import FLAG, NOTE
+    from strideflow.analytics.live_analyzer import LiveSettings
+    from strideflow.analytics.live_mountings import LivePiece
+    from strideflow.analytics.partitions import FLAGS
+    from strideflow.service.live import WAL_DIRNAME
+    from strideflow.service.live.store import SessionStore
+
+    recording = read_recording(real_data / "imu_sample.csv", sampling_rate_hz=204.8)
+    samples = recording.samples.with_columns(
+        pl.lit("R1").alias(S.ATHLETE_ID), pl.lit("S1").alias(S.SESSION_ID)
+    )
+    live = stream(samples, "left", 204.8, LiveSettings(), block=205)
+    (piece,) = live.mountings_.pieces_
+    pieces = (LivePiece(replace(piece.mounting, uncertainty_deg=uncertainty_deg)),)
+    strides = live.strides_.with_columns(pl.lit(-8.0).alias(S.TOE_OFF_PRONATION_DEG))
+    store = SessionStore(tmp_path / "results", tmp_path / WAL_DIRNAME, AnalysisSettings())
+    store._store("R1", "S1", [strides], {"left"}, None, [("pod-L", "left", pieces)])
+    flags = read_partition(tmp_path / "results", FLAGS, "R1", "S1")
+    toe_off = flags.filter(pl.col("metric") == S.TOE_OFF_PRONATION_DEG)
+    assert toe_off[FLAG].to_list() == [flag]
+    if flag == TOE_OFF_FLAG_WITHHELD:
+        assert (
+            "lateral_roll_off not judged" in toe_off[NOTE][0] and "mounting uncertainty" in toe_off[NOTE][0]
+        )
+    stored = read_partition(tmp_path / "results", SESSIONS, "R1", "S1")
+    assert stored[S.MOUNTING_UNCERTAINTY_DEG].to_list() == [uncertainty_deg]
+    assert [m.mounting_id for m in read_mountings(tmp_path / "results", "R1")] == [piece.mounting.mounting_id]
