@@ -83,11 +83,15 @@ def test_no_alignment_needs_no_warmup_but_a_bias(live_simulated):
     assert live.latency_samples_.max() <= 200 + margin + 40 + 6
 
 
-def _warmup_check(batch: pl.DataFrame, live: pl.DataFrame, min_matched: float) -> dict[str, float]:
+def _warmup_check(batch: pl.DataFrame, live: pl.DataFrame, min_matched: float, fs: float) -> dict[str, float]:
     assert live.height == batch.height
     b, lv = batch.sort(S.STRIDE_INDEX), live.sort(S.STRIDE_INDEX)
+    # the same event samples; toe-off lies between samples, where the peak's shape in the (slightly
+    # different) warm-up frame puts it: the same peak within half a sample
+    tolerance = {S.TOE_OFF_T: 0.5 / fs}
     same_events = np.all(
-        [(b[c] - lv[c]).abs().fill_null(0.0).to_numpy() < EXACT for c in S.EVENT_TIMES], axis=0
+        [(b[c] - lv[c]).abs().fill_null(0.0).to_numpy() < tolerance.get(c, EXACT) for c in S.EVENT_TIMES],
+        axis=0,
     )
     assert same_events.mean() >= min_matched
     keep = same_events & b[S.VALID].to_numpy() & lv[S.VALID].to_numpy()
@@ -107,7 +111,9 @@ def test_warmup_estimates_stay_within_documented_tolerance(live_simulated):
         for foot in S.FEET:
             # the batch result used the walking heading (the simulator's askew pods): so does live
             live = stream(samples, foot, fs, LiveSettings(analysis=SIMULATOR_ANALYSIS))
-            _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=0.85)
+            _warmup_check(
+                result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=0.85, fs=fs
+            )
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +139,12 @@ def test_real_recording_with_warmup(real_recording):
     for foot in S.FEET:
         live = stream(recording.samples, foot, recording.sampling_rate_hz, LiveSettings(), block=205)
         # one toe-off on the turn moves with the mounting estimate (left foot)
-        _warmup_check(result.strides.filter(pl.col(S.FOOT) == foot), live.strides_, min_matched=0.9)
+        _warmup_check(
+            result.strides.filter(pl.col(S.FOOT) == foot),
+            live.strides_,
+            min_matched=0.9,
+            fs=recording.sampling_rate_hz,
+        )
 
 
 def test_live_curves_equal_batch_session_curves_with_batch_mounting(real_recording):
