@@ -299,9 +299,10 @@ class LiveStrideAnalyzer:
             ).reshape(3)
         else:
             self.gyr_bias_dps_ = None
-        # Samples of context around a still period that the levelling reads (its gravity margin
-        # and the change of specific force to the neighbouring samples).
-        margin_s = LevellingSettings().gravity_margin_s if levelled else 0.0
+        # Samples of context around a still period that the levelling reads (its gravity margin,
+        # the wider one of short periods, and the change of specific force to the neighbours).
+        lev = LevellingSettings()
+        margin_s = max(lev.gravity_margin_s, lev.short_gravity_margin_s or 0.0) if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
         self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
         self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
