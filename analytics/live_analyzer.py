@@ -21,7 +21,9 @@ much live differs from batch, of latencies and of the stance rows are in benchma
   sample with the detector's open-end stride gives the stride's stance metrics (STANCE_SCHEMA),
   once per IC; the final stride row with the same `ic_t` replaces it later;
 - mounting and gyro bias: from the first `warmup_s` (`analytics.segment.estimate_mounting`, retried
-  every `warmup_retry_s`), or fixed (`mounting_wxyz`, `gyr_bias_dps`), or not needed;
+  every `warmup_retry_s`), or fixed (`mounting_wxyz`, `gyr_bias_dps`), or not needed; an estimated
+  mounting is the athlete's stored one when it fits the warm-up (`prior_mounting`) and is watched
+  for remounts while streaming (`analytics.live_mountings`);
 - gaps: `ingest.gaps.GapConditioner`, ingest's rule; saturation against the largest |gyr| so far;
 - buffer: trimmed at each emitted stride's foot-flat; if no stride closes for `max_buffer_s` the
   window is cut there like a recording gap.
