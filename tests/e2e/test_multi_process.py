@@ -3,10 +3,11 @@
 A device streams into process A while a coach subscribes on process B: B's subscriber gets every
 stance and stride row A publishes (PostgreSQL LISTEN/NOTIFY), a subscriber resuming on B with
 `since` gets them again from the replay table, the device's stream is refused by B while A holds
-it and taken over by B once A lets it go; uploads sent to both processes are each analysed by
-exactly one run. Needs a PostgreSQL server: STRIDEFLOW_TEST_DATABASE_URL (a SQLAlchemy URL such
-as postgresql+psycopg://postgres@127.0.0.1:5432/postgres whose user may create databases); each
-test creates and drops its own database.
+it and taken over by B once A lets it go; each process lists the streams the other holds; uploads
+sent to both processes are each analysed by exactly one run. Needs a PostgreSQL server:
+STRIDEFLOW_TEST_DATABASE_URL (a SQLAlchemy URL such as
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres whose user may create databases); each test
+creates and drops its own database.
 """
 
 from __future__ import annotations
@@ -203,6 +204,61 @@ def test_streams_of_one_athlete_into_both_processes_record_both_mountings(two_se
         assert (m.mounting_id, m.device_id, m.sessions) == (f"{foot}-S3-1", device.device_id, ("S3",))
         rows = stored.filter(pl.col(FOOT) == foot)
         assert set(rows[MOUNTING_ID]) == {m.mounting_id} and m.n_strides == rows.height
+
+
+@pytest.mark.slow
+@needs_pg
+def test_each_process_lists_the_streams_the_other_holds(two_servers):
+    from websockets.asyncio.client import connect
+
+    a, b, keys, db = two_servers
+    other_athlete = create_key(db, TEAM, "athlete", "A001")
+    device = SimulatedDevice.simulate(SimulationSettings(duration_s=20.0, seed=5), feet=("left",))[0]
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+
+    def listing(server, key: str) -> list[dict]:
+        r = httpx.get(
+            f"http://127.0.0.1:{server.port}/v1/streams",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    async def until(server, key: str, done, what: str) -> list[dict]:
+        deadline = time.monotonic() + 20
+        while True:
+            items = await asyncio.to_thread(listing, server, key)
+            if done(items):
+                return items
+            assert time.monotonic() < deadline, f"{what}: {items}"
+            await asyncio.sleep(0.3)
+
+    async def run():
+        async with connect(f"{a.url}/v1/stream", additional_headers=auth) as on_a:
+            await on_a.send(json.dumps(device.hello("LIVE1", "S3")))
+            assert json.loads(await on_a.recv())["resume_from"] is None
+            for seq in range(3):
+                await on_a.send(device.packet(seq))
+                assert json.loads(await on_a.recv()) == {"ack": seq}
+            seen_by_b = await until(
+                b, keys["coach"], lambda items: items and items[0]["last_seq"] == 2, "B lists A's stream"
+            )
+            seen_by_a = await asyncio.to_thread(listing, a, keys["coach"])
+            hidden = await asyncio.to_thread(listing, b, other_athlete)
+        # A lets the stream go once the connection is closed and the session stored: no one holds it.
+        gone = await until(b, keys["coach"], lambda items: not items, "B stops listing the released stream")
+        return seen_by_b, seen_by_a, hidden, gone
+
+    seen_by_b, seen_by_a, hidden, gone = asyncio.run(run())
+    key = ("LIVE1", "S3", "left", device.device_id)
+    assert [(i["athlete_id"], i["session_id"], i["foot"], i["device_id"]) for i in seen_by_b] == [key]
+    assert [(i["athlete_id"], i["session_id"], i["foot"], i["device_id"]) for i in seen_by_a] == [key]
+    ours, theirs = seen_by_a[0], seen_by_b[0]
+    assert theirs["connected"] and not theirs["ended"]
+    assert theirs["samples"] == ours["samples"] == sum(device.packet_sizes[:3])
+    assert theirs["sampling_rate_hz"] == ours["sampling_rate_hz"] == device.sampling_rate_hz
+    assert hidden == [] and gone == []
 
 
 @pytest.mark.slow
