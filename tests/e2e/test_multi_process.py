@@ -21,6 +21,7 @@ import time
 import uuid
 
 import httpx
+import polars as pl
 import pytest
 
 from strideflow.benchmarks.stream import Server
@@ -169,6 +170,40 @@ def test_a_stream_held_by_one_process_is_refused_by_the_other_then_handed_over(t
     refused, taken, ack = asyncio.run(run())
     assert refused["code"] == 1013 and "another server process" in refused["error"]
     assert taken["resume_from"] == 0 and ack == {"ack": 1}
+
+
+@pytest.mark.slow
+@needs_pg
+def test_streams_of_one_athlete_into_both_processes_record_both_mountings(two_servers, tmp_path):
+    """Issue 15: the left foot streams into A while the right foot streams into B (one athlete, one
+    session): each process's live store records its foot's mounting in the athlete's one mountings
+    file, under its lock, and neither update is lost; the stored strides carry both ids."""
+    from strideflow.analytics.mountings import read_mountings
+    from strideflow.analytics.partitions import STRIDES, read_partition
+    from strideflow.hardware.schema import FOOT, MOUNTING_ID
+
+    a, b, keys, _ = two_servers
+    devices = SimulatedDevice.simulate(SimulationSettings(duration_s=40.0, seed=6), feet=("left", "right"))
+
+    async def run():
+        return await asyncio.gather(
+            *[
+                stream_device(d, server.url, keys["admin"], "LIVE1", "S3", speed="max", window=64)
+                for d, server in zip(devices, (a, b), strict=True)
+            ]
+        )
+
+    reports = asyncio.run(run())
+    results = tmp_path / "data" / "results"
+    stored = read_partition(results, STRIDES, "LIVE1", "S3")
+    assert stored.height == sum(r.end_reply["strides"] for r in reports)
+    mountings = {m.foot: m for m in read_mountings(results, "LIVE1")}
+    assert sorted(mountings) == ["left", "right"]
+    for foot, device in zip(("left", "right"), devices, strict=True):
+        m = mountings[foot]
+        assert (m.mounting_id, m.device_id, m.sessions) == (f"{foot}-S3-1", device.device_id, ("S3",))
+        rows = stored.filter(pl.col(FOOT) == foot)
+        assert set(rows[MOUNTING_ID]) == {m.mounting_id} and m.n_strides == rows.height
 
 
 @pytest.mark.slow
