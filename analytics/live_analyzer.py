@@ -21,7 +21,9 @@ much live differs from batch, of latencies and of the stance rows are in benchma
   sample with the detector's open-end stride gives the stride's stance metrics (STANCE_SCHEMA),
   once per IC; the final stride row with the same `ic_t` replaces it later;
 - mounting and gyro bias: from the first `warmup_s` (`analytics.segment.estimate_mounting`, retried
-  every `warmup_retry_s`), or fixed (`mounting_wxyz`, `gyr_bias_dps`), or not needed;
+  every `warmup_retry_s`), or fixed (`mounting_wxyz`, `gyr_bias_dps`), or not needed; an estimated
+  mounting is the athlete's stored one when it fits the warm-up (`prior_mounting`) and is watched
+  for remounts while streaming (`analytics.live_mountings`);
 - gaps: `ingest.gaps.GapConditioner`, ingest's rule; saturation against the largest |gyr| so far;
 - buffer: trimmed at each emitted stride's foot-flat; if no stride closes for `max_buffer_s` the
   window is cut there like a recording gap.
@@ -57,8 +59,10 @@ from strideflow.analytics.events import (
     TOE_OFF_IDX,
 )
 from strideflow.analytics.live_buffer import SampleColumns
+from strideflow.analytics.live_mountings import LiveMountings
 from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
 from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides, evaluate_prepared
+from strideflow.analytics.mountings import Mounting
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
     REASON_GAP,
@@ -242,6 +246,9 @@ class LiveStrideAnalyzer:
         Nominal rate of the stream (Hz).
     settings
         `LiveSettings` (times in s; the batch `AnalysisSettings` the strides must agree with).
+    prior_mounting
+        The athlete's stored mounting of this foot and device (`analytics.mountings.prior_mountings`),
+        kept unless the warm-up finds a remount; used only when the mounting is estimated.
 
     Attributes
     ----------
@@ -251,6 +258,8 @@ class LiveStrideAnalyzer:
         Samples pushed.
     mounting_ : Rotation | None
         Device -> foot rotation, None until known.
+    mountings_ : LiveMountings | None
+        The stream's mountings and remounts (`analytics.live_mountings`), when it estimates them.
     emissions_, stance_emissions_, latency_samples_
         Per stride (stance row): closing time and time of the newest sample when it went out (s),
         and the samples between the two.
@@ -271,6 +280,7 @@ class LiveStrideAnalyzer:
         foot: str,
         sampling_rate_hz: float,
         settings: LiveSettings = LiveSettings(),
+        prior_mounting: Mounting | None = None,
     ) -> None:
         if foot not in FEET:
             raise LiveError(f"foot must be one of {', '.join(FEET)}, got {foot!r}")
@@ -332,6 +342,11 @@ class LiveStrideAnalyzer:
             self.mounting_ = None
         # heading uncertainty of an estimated mounting (deg); None when the frame was given
         self.mounting_uncertainty_deg_: float | None = None
+        # an estimated mounting is kept from the store and watched for remounts, as in batch
+        self.mountings_ = None
+        if self.mounting_ is None:
+            self.mountings_ = LiveMountings(athlete_id, session_id, foot, fs, a, prior_mounting)
+        self._new_mounting = False  # the next sample starts a segment in a new mounting
         self._matrix = None if self.mounting_ is None else self.mounting_.as_matrix()
         levelled = a.orientation == "zero_velocity"
         if settings.gyr_bias_dps is not None or not levelled:
@@ -340,9 +355,10 @@ class LiveStrideAnalyzer:
             ).reshape(3)
         else:
             self.gyr_bias_dps_ = None
-        # Samples of context around a still period that the levelling reads (its gravity margin
-        # and the change of specific force to the neighbouring samples).
-        margin_s = LevellingSettings().gravity_margin_s if levelled else 0.0
+        # Samples of context around a still period that the levelling reads (its gravity margin,
+        # the wider one of short periods, and the change of specific force to the neighbours).
+        lev = LevellingSettings()
+        margin_s = max(lev.gravity_margin_s, lev.short_gravity_margin_s or 0.0) if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
         self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
         self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
@@ -426,6 +442,10 @@ class LiveStrideAnalyzer:
                 self._end_segment()
         finally:
             self.resolve()
+        if self.mountings_ is not None:  # a remount in the last chunk marks the rows after it
+            seen = len(self.mountings_.warnings_)
+            self.mountings_.check(final=True)
+            self.warnings_.extend(self.mountings_.warnings_[seen:])
         return self.end_push()
 
     @property
@@ -495,10 +515,49 @@ class LiveStrideAnalyzer:
         running = np.maximum.accumulate(np.maximum(gyr_abs, self._gyr_abs_max))
         self._gyr_abs_max = float(running[-1])
         at_range = sat & (gyr_abs >= running * GYR_AT_RANGE)
+        if self.mountings_ is None:
+            self._pass_on(t, acc, gyr, is_gap, at_range, is_new)
+            return
+        # in pieces that end where a chunk of the mounting watch is complete (data-fixed sample
+        # counts): a remount found there switches the frame from the next sample on
+        ends = self.mountings_.boundaries(len(t))
+        lo = 0
+        for hi in (*ends, len(t)):
+            if hi > lo:
+                sl = slice(lo, hi)
+                self.mountings_.observe(t[sl], acc[sl], gyr[sl])
+                self._pass_on(t[sl], acc[sl], gyr[sl], is_gap[sl], at_range[sl], is_new[sl])
+                if hi in ends:
+                    self._check_mounting()
+            lo = hi
+
+    def _pass_on(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
+        """To the warm-up until the mounting and bias are known, then to the foot-frame path."""
+        if self._new_mounting and len(t):
+            is_new = is_new.copy()
+            is_new[0], self._new_mounting = True, False
         if not self._ready:
-            self._warm_up(t, acc, gyr, is_gap, at_range, is_new)
+            self._warm_up(t, acc, gyr, is_gap, is_sat, is_new)
         else:
-            self._feed(t, acc, gyr, is_gap, at_range, is_new)
+            self._feed(t, acc, gyr, is_gap, is_sat, is_new)
+
+    def _check_mounting(self) -> None:
+        """A chunk of the mounting watch is complete: on a remount, end the segment measured in the
+        old mounting and go on in the new one (`analytics.live_mountings`)."""
+        seen = len(self.mountings_.warnings_)
+        new = self.mountings_.check()
+        self.warnings_.extend(self.mountings_.warnings_[seen:])
+        if new is None:
+            return
+        if self._seg0 is not None:
+            self._end_segment()
+        old = self._matrix
+        self.mounting_ = new.rotation
+        self._matrix = self.mounting_.as_matrix()
+        self.mounting_uncertainty_deg_ = new.uncertainty_deg
+        if self.gyr_bias_dps_ is not None:  # the device's bias, in the new foot frame
+            self.gyr_bias_dps_ = self._matrix @ (old.T @ self.gyr_bias_dps_)
+        self._new_mounting = True
 
     # --- mounting --------------------------------------------------------------------------
     def _warm_up(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
@@ -525,9 +584,15 @@ class LiveStrideAnalyzer:
         acc, gyr = w.view("acc", w.start, w.stop), w.view("gyr", w.start, w.stop)
         if self.mounting_ is None:
             try:
-                self.mounting_, relaxed, self.mounting_uncertainty_deg_ = estimate_mounting(
-                    acc, gyr, self.sampling_rate_hz, s.analysis, where
-                )
+                if self.mountings_ is not None:  # the stored mounting, or the warm-up's own estimate
+                    t0 = float(w.view("t", w.start, w.start + 1)[0])
+                    mounting, relaxed = self.mountings_.first(acc, gyr, t0)
+                    self.mounting_ = mounting.rotation
+                    self.mounting_uncertainty_deg_ = mounting.uncertainty_deg
+                else:
+                    self.mounting_, relaxed, self.mounting_uncertainty_deg_ = estimate_mounting(
+                        acc, gyr, self.sampling_rate_hz, s.analysis, where
+                    )
             except MountingFailed as exc:
                 errors = exc.errors
                 if final:

@@ -51,7 +51,9 @@ __all__ = [
     "mountings_path",
     "prior_mountings",
     "read_mountings",
+    "mountings_used",
     "record_mountings",
+    "same_device",
 ]
 
 DEFAULT_DEVICE = "default"
@@ -188,34 +190,69 @@ class MountingTracker:
         pieces: list[MountingPiece] = []
         remounts: list[str] = []
         warnings: list[str] = []
-        session = keys[1]
         for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-            est, notes = estimate_mounting_details(acc_mps2[lo:hi], gyr_dps[lo:hi], fs, s, where)
-            mounting = self._mounting(est, gyr_dps[lo:hi], keys, i, float(t_s[lo]) if n else 0.0)
-            if i > 0:
-                mounting = replace(mounting, started=REMOUNT_WITHIN, reason=within[i - 1])
-                remounts.append(f"{where}: {within[i - 1]}")
-            elif prior is not None:
-                fits, why = self.fits(prior, mounting, detector)
-                if fits:
-                    mounting = replace(prior, last_session_id=session)
-                    notes = tuple(x for x in notes if "walking direction stands in" not in x)
-                    if prior.shoe_axis_source == "walking":
-                        notes += (
-                            f"{where}: the kept mounting {prior.mounting_id} takes the walking direction "
-                            f"for the shoe axis (uncertainty {prior.uncertainty_deg:.0f} deg)",
-                        )
-                else:
-                    mounting = replace(
-                        mounting, started=REMOUNT_BETWEEN, reason=f"since mounting {prior.mounting_id}: {why}"
-                    )
-                    remounts.append(f"{where}: remount since mounting {prior.mounting_id}: {why}")
+            mounting, notes, remount = self.piece(
+                acc_mps2[lo:hi],
+                gyr_dps[lo:hi],
+                float(t_s[lo]) if n else 0.0,
+                fs,
+                keys,
+                where,
+                i,
+                prior=prior if i == 0 else None,
+                within=within[i - 1] if i > 0 else None,
+            )
+            if remount is not None:
+                remounts.append(remount)
             warnings.extend(notes)
-            pieces.append(MountingPiece(lo, hi, mounting, tuple(notes)))
+            pieces.append(MountingPiece(lo, hi, mounting, notes))
         self.pieces_ = pieces
         self.warnings_ = tuple(warnings) + tuple(remounts)
         self.remounts_ = tuple(remounts)
         return self
+
+    def piece(
+        self,
+        acc_mps2: np.ndarray,
+        gyr_dps: np.ndarray,
+        start_t_s: float,
+        sampling_rate_hz: float,
+        keys: tuple[str, str, str],
+        where: str,
+        index: int,
+        prior: Mounting | None = None,
+        within: str | None = None,
+    ) -> tuple[Mounting, tuple[str, ...], str | None]:
+        """The mounting of one piece of a foot's data (device frame, m/s² and deg/s, starting at
+        `start_t_s` s): (mounting, warnings, the remount line or None).
+
+        `index` numbers the piece in its session (0: the first); `within` is the reason of a remount
+        within the recording that began it; the first piece is compared with `prior`. `estimate`
+        runs it per piece; a live stream (`analytics.live_mountings`) at its warm-up and at each
+        remount it finds. Raises `analytics.segment.MountingFailed` as `estimate_mounting` does.
+        """
+        s = self.settings
+        fs = float(sampling_rate_hz)
+        est, notes = estimate_mounting_details(acc_mps2, gyr_dps, fs, s, where)
+        mounting = self._mounting(est, gyr_dps, keys, index, start_t_s)
+        if within is not None:
+            return replace(mounting, started=REMOUNT_WITHIN, reason=within), notes, f"{where}: {within}"
+        if prior is None:
+            return mounting, notes, None
+        detector = RemountDetector(s.remount) if s.remount is not None else None
+        fits, why = self.fits(prior, mounting, detector)
+        if not fits:
+            mounting = replace(
+                mounting, started=REMOUNT_BETWEEN, reason=f"since mounting {prior.mounting_id}: {why}"
+            )
+            return mounting, notes, f"{where}: remount since mounting {prior.mounting_id}: {why}"
+        notes = tuple(x for x in notes if "walking direction stands in" not in x)
+        if prior.shoe_axis_source == "walking":
+            notes += (
+                f"{where}: the kept mounting {prior.mounting_id} takes the walking direction "
+                f"for the shoe axis (uncertainty {prior.uncertainty_deg:.0f} deg)",
+            )
+        return replace(prior, last_session_id=keys[1]), notes, None
 
     def fits(self, prior: Mounting, new: Mounting, detector: RemountDetector | None) -> tuple[bool, str]:
         """(does `new`, this session's estimate, fit the `prior` mounting, why not in words)."""
@@ -243,28 +280,15 @@ class MountingTracker:
     def _split(self, acc, gyr, t_s, fs, detector: RemountDetector, where: str) -> tuple[list[int], list[str]]:
         """Row bounds of the pieces (first 0, last N) and the reason of each inner bound."""
         n = len(acc)
-        est = None
-        for mounting in (self.settings.mounting, self.settings.mounting_fallback):  # walking, then running
-            if mounting is None:
-                continue
-            try:
-                est = MountingEstimator(replace(mounting, heading="walking")).estimate(acc, gyr, fs)
-                break
-            except StrideflowError:
-                continue
+        est, swing = stride_directions(acc, gyr, fs, self.settings)
         if est is None:
             return [0, n], []  # too little walking to look for a jump; estimate_mounting reports it
-        swing = stride_swing_axes(gyr, est.strides_, est.axis_dev_, detector.settings.swing_gyr_dps)
         det = detector.detect(est.stride_up_dev_, swing)
         bounds, reasons = [0], []
-        tol_up, tol_swing = det.tolerance_deg_
-        for k, (up, sw) in zip(det.remounts_, det.jumps_, strict=True):
+        for k, jumps in zip(det.remounts_, det.jumps_, strict=True):
             row = int(est.strides_[k - 1, 1])  # the still period before the first stride in the new mount
             bounds.append(row)
-            reasons.append(
-                f"remount within the recording at t = {float(t_s[row]):.1f} s: foot-flat up moved "
-                f"{up:.1f} deg (tolerance {tol_up:.1f}), swing axis {sw:.1f} deg (tolerance {tol_swing:.1f})"
-            )
+            reasons.append(remount_reason(float(t_s[row]), jumps, det.tolerance_deg_))
         bounds.append(n)
         return bounds, reasons
 
@@ -303,6 +327,35 @@ class MountingTracker:
         return r.swing_gyr_dps if r is not None else self.settings.mounting.swing_gyr_dps
 
 
+def stride_directions(
+    acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float, settings: AnalysisSettings
+) -> tuple[MountingEstimator | None, np.ndarray]:
+    """The strides of device-frame data (m/s², deg/s) and their directions for remount detection:
+    (the `MountingEstimator` with the walking heading, holding `strides_` and `stride_up_dev_`;
+    the (n, 3) swing axes), walking settings first, then running; (None, empty) without walking."""
+    for mounting in (settings.mounting, settings.mounting_fallback):
+        if mounting is None:
+            continue
+        try:
+            est = MountingEstimator(replace(mounting, heading="walking")).estimate(
+                acc_mps2, gyr_dps, sampling_rate_hz
+            )
+        except StrideflowError:
+            continue
+        swing_gyr = settings.remount.swing_gyr_dps if settings.remount is not None else mounting.swing_gyr_dps
+        return est, stride_swing_axes(gyr_dps, est.strides_, est.axis_dev_, swing_gyr)
+    return None, np.zeros((0, 3))
+
+
+def remount_reason(t_s: float, jumps_deg: tuple[float, float], tolerance_deg: tuple[float, float]) -> str:
+    """A remount within a recording at `t_s` s, in words: (foot-flat up, swing axis) jumps and tolerances."""
+    (up, sw), (tol_up, tol_swing) = jumps_deg, tolerance_deg
+    return (
+        f"remount within the recording at t = {t_s:.1f} s: foot-flat up moved {up:.1f} deg "
+        f"(tolerance {tol_up:.1f}), swing axis {sw:.1f} deg (tolerance {tol_swing:.1f})"
+    )
+
+
 # --- the store: OUT/_mountings/<athlete>.json --------------------------------------------------
 
 MOUNTINGS_DIR = "_mountings"
@@ -327,16 +380,26 @@ def read_mountings(out_dir: str | Path, athlete_id: str) -> list[Mounting]:
     return [Mounting.from_dict(r) for r in rows.get("mountings", [])]
 
 
+def same_device(stored_device_id: str | None, device_id: str) -> bool:
+    """Whether a mounting stored for `stored_device_id` may be the one of `device_id`: the same
+    device, or either is `DEFAULT_DEVICE` (files carry no device id, so a file's pod may be any
+    stream's device, and a stream's pod the one the files were recorded with)."""
+    return stored_device_id == device_id or DEFAULT_DEVICE in (stored_device_id, device_id)
+
+
 def prior_mountings(
     stored: Iterable[Mounting], device_id: str, session_id: str, feet: Iterable[str] = ("left", "right")
 ) -> dict[str, Mounting]:
-    """Per foot, the latest stored mounting of `device_id`, leaving out one that `session_id` itself
-    began and no other session used (a session analysed again is decided afresh, unless later
-    sessions were measured in the mounting it began: then that mounting is kept for it too)."""
+    """Per foot, the latest stored mounting of `device_id` (`same_device`: files and streams of one
+    athlete's foot share their mountings, whichever way a session arrives), leaving out one that
+    `session_id` itself began and no other session used (a session analysed again is decided
+    afresh, unless later sessions were measured in the mounting it began: then that mounting is
+    kept for it too). "Latest": the last begun (the store keeps them in the order they began)."""
     out: dict[str, Mounting] = {}
+    feet = tuple(feet)
     for m in stored:
         own = m.first_session_id == session_id and set(m.sessions) <= {session_id}
-        if m.device_id == device_id and m.foot in feet and not own:
+        if same_device(m.device_id, device_id) and m.foot in feet and not own:
             out[m.foot] = m
     return out
 
@@ -359,10 +422,15 @@ def record_mountings(
     device_id: str,
     used: Iterable[tuple[Mounting, int]],
 ) -> list[Mounting]:
-    """Store the mountings a session used, each with its number of strides in that session.
+    """Store the mountings a session of `device_id` used, each with its number of strides in that
+    session.
 
-    A kept one is updated (last session, strides per session); what an earlier analysis of this
-    session began and this one did not use is removed. Returns the athlete's mountings after the update.
+    A kept one is updated (last session, strides per session) under the device it was stored for
+    (a stream that kept the files' mounting adds its session to that one); a new one is stored
+    for `device_id`. What an earlier analysis of this session began and this one did not use is
+    removed. Returns the athlete's mountings after the update. Callers: the team batch, the
+    service's upload jobs and its live store (`service.live.store`), in any process: the
+    read-modify-write holds an exclusive `flock` on the athlete's lock file.
     """
     from strideflow.ingest.durable import write_atomic
 
@@ -372,11 +440,12 @@ def record_mountings(
         index = {(m.device_id, m.foot, m.mounting_id): i for i, m in enumerate(stored)}
         now = set()
         for m, n_strides in used:
-            key = (device_id, m.foot, m.mounting_id)
+            device = m.device_id if m.device_id is not None else device_id
+            key = (device, m.foot, m.mounting_id)
             now.add(key)
             old = stored[index[key]].session_strides if key in index else ()
             counts = dict(old) | {session_id: int(n_strides)}  # a session analysed again counts once
-            m = replace(m, athlete_id=athlete_id, device_id=device_id, session_strides=tuple(counts.items()))
+            m = replace(m, athlete_id=athlete_id, device_id=device, session_strides=tuple(counts.items()))
             if key in index:
                 stored[index[key]] = m
             else:
@@ -397,3 +466,25 @@ def record_mountings(
 def session_mountings(pieces: Mapping[str, list[Mounting]], strides_per_mounting: Mapping[str, int]) -> list:
     """(mounting, strides) pairs of a session's pieces, for `record_mountings`."""
     return [(m, int(strides_per_mounting.get(m.mounting_id, 0))) for ms in pieces.values() for m in ms]
+
+
+def mountings_used(
+    strides_parts: Iterable, pieces: Iterable[Mapping[str, list[Mounting]]]
+) -> list[tuple[Mounting, int]]:
+    """(mounting, strides measured in it) of a session, for `record_mountings`: `strides_parts`, its
+    strides tables (with `mounting_id`); `pieces`, per part the mountings used per foot. The upload
+    jobs, the team batch (`SessionOutcome.mountings_used`) and the live store count with it."""
+    from strideflow.hardware.schema import MOUNTING_ID
+
+    counts: dict[str, int] = {}
+    for strides in strides_parts:
+        if MOUNTING_ID in strides.columns:
+            for mid, n in strides.group_by(MOUNTING_ID).len().iter_rows():
+                if mid is not None:
+                    counts[mid] = counts.get(mid, 0) + n
+    seen: dict[tuple[str, str], Mounting] = {}
+    for per_foot in pieces:
+        for foot, ms in per_foot.items():
+            for m in ms:
+                seen[(foot, m.mounting_id)] = m
+    return [(m, counts.get(m.mounting_id, 0)) for m in seen.values()]

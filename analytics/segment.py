@@ -125,6 +125,17 @@ def estimate_mounting_details(
                 f"walking direction stands in for the shoe axis (uncertainty {shoe.uncertainty_deg_:.0f} "
                 "deg), so toe-off pronation is a trend value only (docs/frames.md)",
             )
+        ambiguous = shoe.square_disagreement_deg_ > mounting.shoe_axis.square_tolerance_deg
+        if shoe.source_ == "square" and ambiguous:
+            up = estimator.gravity_dev_ / np.linalg.norm(estimator.gravity_dev_)
+            notes += (
+                f"{where}: the pod is tilted about two of its own axes (foot-flat up "
+                f"({up[0]:+.2f}, {up[1]:+.2f}, {up[2]:+.2f}) in the device frame), so its edges read the "
+                f"shoe axis up to {shoe.square_disagreement_deg_:.0f} deg apart: the square-mount heading "
+                f"is uncertain by {shoe.uncertainty_deg_:.0f} deg and toe-off flags are withheld where that "
+                "could explain them (docs/frames.md; a toe-tap calibration or the device's known mounting "
+                "removes it)",
+            )
         return estimator, notes
     message = f"{where}: mounting alignment failed: {failed[True]}"
     if False in failed:

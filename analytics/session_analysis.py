@@ -111,21 +111,10 @@ class SessionOutcome:
 
     def mountings_used(self) -> list[tuple[Mounting, int]]:
         """(mounting, strides of this session measured in it) of every file and foot, for
-        `analytics.mountings.record_mountings`."""
-        from strideflow.hardware.schema import MOUNTING_ID
+        `analytics.mountings.record_mountings` (`analytics.mountings.mountings_used`)."""
+        from strideflow.analytics.mountings import mountings_used
 
-        counts: dict[str, int] = {}
-        for a in self.analyzed:
-            if MOUNTING_ID in a.strides.columns:
-                for mid, n in a.strides.group_by(MOUNTING_ID).len().iter_rows():
-                    if mid is not None:
-                        counts[mid] = counts.get(mid, 0) + n
-        seen: dict[tuple[str, str], Mounting] = {}
-        for a in self.analyzed:
-            for foot, ms in a.mountings.items():
-                for m in ms:
-                    seen[(foot, m.mounting_id)] = m
-        return [(m, counts.get(m.mounting_id, 0)) for m in seen.values()]
+        return mountings_used((a.strides for a in self.analyzed), (a.mountings for a in self.analyzed))
 
 
 def _add(stage_s: dict[str, float], name: str, seconds: float) -> None:

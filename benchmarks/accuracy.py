@@ -45,6 +45,12 @@ the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
   `ROLLING_STANCE_DPS` from foot-flat to heel-off (`GaitParams.stance_roll_dps`): no still sample
   in a running stance, as on the real fast footprint strides; analysed with the true mounting
   (the mounting estimate needs still periods; compare with `true_mounting.*`);
+- `gyro_range_500.*` and `gyro_range_500_as_read.*` (full run only): the same rows on pods whose
+  gyro clips at 500 deg/s per axis (`CLIPPED_GYRO_PROFILE`, the range of the real LORD pod of the
+  footprint walks, which its fast strides exceed), every stride with a clipped sample kept valid in
+  the truth (the motion is a stride; the simulator's own saturation flag is what a real pod's
+  calibrated output does not give) and, in the first, the clipped runs rebuilt the way the LORD
+  reader rebuilds them (`ingest.clipping`);
 - `real.*` (when `../shared/data` is there): the real recordings against their independent
   references, beside the simulator rows. Per footprint walk NN (`real.walkNN.`, one LORD pod,
   read through the SensorConnect reader, strides paired with the measured footprints by order):
@@ -69,7 +75,8 @@ from strideflow.analytics.evaluation import match_strides
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
 from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.hardware import schema as S
-from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
+from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES, DeviceProfile
+from strideflow.hardware.simulator.simulator import SATURATION_REASON
 
 TOLERANCE_S = 0.060
 CLEAR_TOE_OFF_PRONATION_DEG = 2.0
@@ -121,6 +128,10 @@ def square_mounting(rng: np.random.Generator, foot: str):
 
 
 DELAY_PROFILE = replace(DEFAULT_PROFILE, name="gyro-delay-5ms", gyr_delay_s=0.005)
+# deg/s: the gyro range of the real LORD pod of the footprint walks (`hardware.profiles`)
+CLIPPED_GYRO_PROFILE = replace(
+    DEFAULT_PROFILE, name="gyro-500dps", gyr_range_dps=PROFILES["lord-3dm-gx5-25"].gyr_range_dps
+)
 # deg/s: the real running-like stances' minimum gyro norm (footprint walks 35, 43, 44: median 38)
 ROLLING_STANCE_DPS = 35.0
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -138,6 +149,7 @@ def simulate_and_analyze(
     square_mount: bool = False,
     askew: bool = False,
     stance_roll_dps: float | None = None,
+    clipped_gyr: str | None = None,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -149,6 +161,9 @@ def simulate_and_analyze(
     heading, the fallback (`SIMULATOR_ANALYSIS`). `settings`: None, the product defaults (or the
     fallback for `askew`).
     `stance_roll_dps`: the athlete's running stance rolls at this rate (deg/s) instead of standing still.
+    `clipped_gyr`: None, or "as_read" / "rebuilt": true strides with a clipped gyro sample (at the
+    profile's range) stay valid, and with "rebuilt" the clipped runs are rebuilt as the LORD reader
+    does (`ingest.clipping.rebuild_clipped`) before the analysis.
     """
     if settings is None:
         settings = SIMULATOR_ANALYSIS if askew else AnalysisSettings()
@@ -183,12 +198,37 @@ def simulate_and_analyze(
         )
     ).simulate()
     samples = sim.samples_
+    truth = sim.truth_strides_
+    if clipped_gyr is not None:
+        truth = truth.with_columns(
+            (pl.col(S.VALID) | (pl.col(S.REASON) == SATURATION_REASON)).alias(S.VALID),
+            pl.when(pl.col(S.REASON) == SATURATION_REASON)
+            .then(None)
+            .otherwise(pl.col(S.REASON))
+            .alias(S.REASON),
+        )
+    if clipped_gyr == "rebuilt":
+        samples = _rebuilt_gyr(samples, profile.gyr_range_dps)
     if true_mounting:
         samples = apply_mounting(samples, {foot: rot.inv() for foot, rot in sim.mounting_.items()})
         settings = replace(settings, align_mounting=False)
     detected = analyze_samples(samples, sim.settings.sampling_rate_hz, settings).strides
-    truth = sim.truth_strides_
     return pair_strides(detected, truth, activity)
+
+
+def _rebuilt_gyr(samples: pl.DataFrame, range_dps: float) -> pl.DataFrame:
+    """Each foot's gyro with the runs clipped at `range_dps` rebuilt (`ingest.clipping`)."""
+    from strideflow.ingest.clipping import rebuild_clipped
+
+    parts = []
+    for _, part in samples.group_by(S.FOOT, maintain_order=True):
+        t = part[S.T].to_numpy()
+        parts.append(
+            part.with_columns(
+                pl.Series(c, rebuild_clipped(t, part[c].to_numpy(), range_dps)[0]) for c in S.GYR
+            )
+        )
+    return pl.concat(parts)
 
 
 def pair_strides(detected: pl.DataFrame, truth: pl.DataFrame, activity: str) -> pl.DataFrame:
@@ -285,9 +325,9 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
 
 
 def _one(
-    args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None, bool],
+    args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None, bool, str | None],
 ) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll, askew = args
+    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll, askew, clipped = args
     return simulate_and_analyze(
         athlete,
         activity,
@@ -298,6 +338,7 @@ def _one(
         square_mount=square,
         stance_roll_dps=roll,
         askew=askew,
+        clipped_gyr=clipped,
     )
 
 
@@ -311,10 +352,22 @@ def collect_pairs(
     square_mount: bool = False,
     stance_roll_dps: float | None = None,
     askew: bool = False,
+    clipped_gyr: str | None = None,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
-        (a, act, duration_s, true_mounting, profile, toe_out_deg, square_mount, stance_roll_dps, askew)
+        (
+            a,
+            act,
+            duration_s,
+            true_mounting,
+            profile,
+            toe_out_deg,
+            square_mount,
+            stance_roll_dps,
+            askew,
+            clipped_gyr,
+        )
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
     ]
@@ -351,6 +404,11 @@ def run(quick: bool = False) -> list[Row]:
             collect_pairs(n_athletes, duration_s, true_mounting=True, stance_roll_dps=ROLLING_STANCE_DPS)
         )
         rows += [{**r, "name": f"rolling_stance.{r['name']}"} for r in rolling]
+        for prefix, clipped in (("gyro_range_500", "rebuilt"), ("gyro_range_500_as_read", "as_read")):
+            scenario = summarize(
+                collect_pairs(n_athletes, duration_s, profile=CLIPPED_GYRO_PROFILE, clipped_gyr=clipped)
+            )
+            rows += [{**r, "name": f"{prefix}.{r['name']}"} for r in scenario]
     rows += real_data_rows()
     rows.append(row("benchmark.wall_s", time.perf_counter() - t0, "s"))
     return rows

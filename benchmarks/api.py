@@ -8,22 +8,24 @@ with `catalog.sync_results`, and given an admin key. Full run: 100 athletes x 10
 is cached (`STRIDEFLOW_BENCH_CACHE`, default `<tmp>/strideflow-bench-api`) and rebuilt only
 when its spec changes.
 
-`strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process); `CONCURRENCY`
-asyncio clients in this process share one httpx.AsyncClient and call one route at a time for a
-fixed time, each request for a random athlete / session. Rows per route: `<route>.requests_per_s`
-(req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, client side),
-`<route>.serial_p50_ms` (ms, one client at a time: the server's own cost per request),
-`<route>.server_cpu_ms` (ms of the server process's CPU time per request in the concurrent run:
-what other load on the machine changes least) and
-`<route>.errors` (non-200 or empty answers, must be 0). Plus `store.strides` (strides stored),
-`store.partitions`, `store.build_s` (s; 0 when the cached store was reused) and `store.index_s`
-(s to bring the service's summary index up to date before serving). Client and server
-share the machine's cores, so req/s is a floor for a dedicated server.
+`strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process). The load comes from
+`benchmarks/loadgen.py` in a process of its own: `CONCURRENCY` keep-alive HTTP/1.1 connections,
+each sending one request at a time from request heads built before the clock starts (random
+athlete / session per request), for a fixed time per route after a 1 s warm-up. Rows per route:
+`<route>.requests_per_s` (req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, first
+byte sent to last byte read), `<route>.serial_p50_ms` (ms, one connection: the server's own
+time per request), `<route>.server_cpu_ms` (ms of the server process's CPU time per request in
+the concurrent run: what other load on the machine changes least), `<route>.client_cpu_ms` (ms
+of the load generator's CPU time per request: what the measurement itself takes from the
+cores) and `<route>.errors` (answers that are not 200 with a non-empty page, must be 0). Plus
+`store.strides` (strides stored), `store.partitions`, `store.build_s` (s; 0 when the cached
+store was reused), `store.index_s` (s to bring the service's summary index up to date before
+serving) and `machine.load_1min`. Client and server share the machine's cores, so req/s is a
+floor for a dedicated server.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -34,14 +36,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import polars as pl
 
 from strideflow.analytics import partitions
 from strideflow.analytics.activity import activity_expr
+from strideflow.benchmarks import loadgen
 from strideflow.benchmarks._common import Row, row
 from strideflow.hardware.schema import (
     ACTIVITY,
@@ -279,31 +284,33 @@ def _free_port() -> int:
 class Server:
     """`strideflow serve --data DIR` on a free loopback port, as a subprocess (context manager)."""
 
-    def __init__(self, data_dir: Path, startup_timeout_s: float = 120.0):
+    def __init__(self, data_dir: Path, startup_timeout_s: float = 120.0, env: dict | None = None):
         self.data_dir = data_dir
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout_s = startup_timeout_s
+        self.env = env  # the server's environment (None: this process's)
+
+    def _healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:  # refused while starting, or an HTTP error
+            return False
 
     def __enter__(self) -> Server:
-        import httpx
-
         self.log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
         cmd += ["serve", "--data", str(self.data_dir), "--port", str(self.port)]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.startup_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+        while not self._healthy():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 text = self.output()
                 self.__exit__()
                 raise RuntimeError(f"strideflow serve did not start:\n{text[-3000:]}")
             time.sleep(0.2)
+        return self
 
     def output(self) -> str:
         self.log.seek(0)
@@ -347,48 +354,33 @@ def route_requests(spec: StoreSpec) -> dict[str, callable]:
     return {"athletes": athletes, "sessions": sessions, "strides": strides, "trends": trends}
 
 
-async def _drive(base_url: str, key: str, make, duration_s: float, concurrency: int, seed: int) -> dict:
-    import httpx
+REQUESTS_PER_ROUTE = 2000  # request heads built per route and cycled (random targets)
 
-    latencies: list[float] = []
-    errors: list[str] = []
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, limits=limits, timeout=60) as client:
-        path, params = make(random.Random(seed))
-        warm = await client.get(path, params=params)  # first call: imports, caches
-        if warm.status_code != 200:
-            errors.append(f"{warm.status_code} {path} {warm.text[:200]}")
-        t_end = time.perf_counter() + duration_s
 
-        async def worker(w: int) -> None:
-            rng = random.Random(seed * 1000 + w)
-            while time.perf_counter() < t_end:
-                path, params = make(rng)
-                t0 = time.perf_counter()
-                r = await client.get(path, params=params)
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200 or not r.json()["items"]:
-                    errors.append(f"{r.status_code} {path} {params} {r.text[:200]}")
+def request_heads(spec: StoreSpec, host: str, port: int, key: str, name: str, seed: int) -> list[str]:
+    """`REQUESTS_PER_ROUTE` request heads of route `name` for random targets (latin-1 text)."""
+    make = route_requests(spec)[name]
+    rng = random.Random(seed)
+    return [
+        loadgen.request_head(host, port, key, *make(rng)).decode("latin-1") for _ in range(REQUESTS_PER_ROUTE)
+    ]
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(w) for w in range(concurrency)))
-        wall = time.perf_counter() - t0
-    lat = np.array(latencies) * 1000.0
-    return {
-        "requests": lat.size,
-        "requests_per_s": lat.size / wall,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)),
-        "errors": errors,
+
+def _summary(phase: dict) -> dict:
+    lat = np.asarray(phase["latencies_s"]) * 1000.0
+    n = max(lat.size, 1)
+    out = {
+        "requests": int(lat.size),
+        "requests_per_s": lat.size / phase["wall_s"],
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else float("nan"),
+        "client_cpu_ms": 1000.0 * phase["client_cpu_s"] / n,
+        "errors": phase["errors"],
+        "error_examples": phase["error_examples"],
     }
-
-
-def _cpu_s(pid: int) -> float:
-    import psutil
-
-    t = psutil.Process(pid).cpu_times()
-    return t.user + t.system
+    if phase["server_cpu_s"] is not None:
+        out["server_cpu_ms"] = 1000.0 * phase["server_cpu_s"] / n
+    return out
 
 
 def measure(
@@ -398,17 +390,34 @@ def measure(
     duration_s: float,
     concurrency: int = CONCURRENCY,
     server_pid: int | None = None,
+    serial_duration_s: float | None = None,
+    warmup_s: float = 1.0,
 ) -> dict:
-    """Per route: requests, requests_per_s, p50_ms, p99_ms, errors (list of messages) and, given
-    the server's pid, server_cpu_ms (the server process's CPU time per request, ms)."""
-    out = {}
-    for i, (name, make) in enumerate(route_requests(spec).items()):
-        cpu0 = None if server_pid is None else _cpu_s(server_pid)
-        out[name] = asyncio.run(_drive(base_url, key, make, duration_s, concurrency, seed=i))
-        if cpu0 is not None:
-            # includes the warm-up request; requests >> 1
-            out[name]["server_cpu_ms"] = 1000.0 * (_cpu_s(server_pid) - cpu0) / out[name]["requests"]
-    return out
+    """Drive every route with `loadgen` in its own process: `concurrency` connections for
+    `duration_s` each, then (if `serial_duration_s`) one connection. Per route: requests,
+    requests_per_s, p50_ms, p99_ms, client_cpu_ms (the load generator's CPU per request), errors
+    (count), error_examples and, given the server's pid (Linux), server_cpu_ms (the server
+    process's CPU time per request); serial runs are under `serial.<route>`."""
+    url = urlsplit(base_url)
+    phases = []
+    for i, name in enumerate(route_requests(spec)):
+        heads = request_heads(spec, url.hostname, url.port, key, name, seed=i)
+        phases.append({"name": name, "heads": heads, "concurrency": concurrency,
+                       "duration_s": duration_s, "warmup_s": warmup_s})  # fmt: skip
+        if serial_duration_s:
+            phases.append({"name": f"serial.{name}", "heads": heads, "concurrency": 1,
+                           "duration_s": serial_duration_s, "warmup_s": 0.2})  # fmt: skip
+    job = {"host": url.hostname, "port": url.port, "server_pid": server_pid, "phases": phases}
+    proc = subprocess.run(
+        [sys.executable, "-m", "strideflow.benchmarks.loadgen"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the load generator failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return {name: _summary(phase) for name, phase in json.loads(proc.stdout)["phases"].items()}
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -427,17 +436,22 @@ def run(quick: bool = False) -> list[Row]:
     duration_s = QUICK_DURATION_S if quick else DURATION_S
     with Server(data_dir) as server:
         results = measure(
-            server.base_url, info["admin_key"], spec, duration_s=duration_s, server_pid=server.proc.pid
+            server.base_url,
+            info["admin_key"],
+            spec,
+            duration_s=duration_s,
+            server_pid=server.proc.pid,
+            serial_duration_s=duration_s / 3,
         )
-        serial = measure(server.base_url, info["admin_key"], spec, duration_s=duration_s / 3, concurrency=1)
-    note = f"{CONCURRENCY} concurrent clients, admin key, client and server on the same cores"
-    for name, res in results.items():
+    note = f"{CONCURRENCY} concurrent connections, admin key, client and server on the same cores"
+    for name in route_requests(spec):
+        res, serial = results[name], results[f"serial.{name}"]
         rows.append(row(f"{name}.requests_per_s", res["requests_per_s"], "req/s", note))
         note = None
         rows.append(row(f"{name}.p50_ms", res["p50_ms"], "ms"))
         rows.append(row(f"{name}.p99_ms", res["p99_ms"], "ms"))
         rows.append(
-            row(f"{name}.serial_p50_ms", serial[name]["p50_ms"], "ms", "one client: the server's own time")
+            row(f"{name}.serial_p50_ms", serial["p50_ms"], "ms", "one connection: the server's own time")
         )
         rows.append(
             row(
@@ -447,6 +461,13 @@ def run(quick: bool = False) -> list[Row]:
                 "server process CPU time per request (concurrent run): the least load-dependent figure",
             )
         )
-        errors = res["errors"] + serial[name]["errors"]
-        rows.append(row(f"{name}.errors", len(errors), "requests", "; ".join(errors[:2]) or None))
+        rows.append(
+            row(f"{name}.client_cpu_ms", res["client_cpu_ms"], "ms", "load generator CPU time per request")
+        )
+        errors = res["errors"] + serial["errors"]
+        examples = res["error_examples"] + serial["error_examples"]
+        rows.append(row(f"{name}.errors", errors, "requests", "; ".join(examples[:2]) or None))
+    rows.append(
+        row("machine.load_1min", os.getloadavg()[0], "load", "other work on the machine during the run")
+    )
     return rows

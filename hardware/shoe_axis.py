@@ -15,7 +15,23 @@ Sources (`ShoeAxisSettings.source`):
   upper but not turned about it. It holds on every real recording in shared/ (the gaitmap pods
   on the lateral upper: their frame is rolled 14-16 deg and pitched ~5 deg, and the shoe axis is
   their x); it fails for a pod turned on its mount, which no data from walking alone can reveal.
-  Its uncertainty is the assumed yaw tolerance of such a mount (`square_tolerance_deg`).
+  Its uncertainty is the assumed yaw tolerance of such a mount (`square_tolerance_deg`), combined
+  in quadrature with the square reading's own ambiguity (`square_disagreement_deg_`): a pod tilted
+  about one of its axes has every edge along, across or normal to the shoe, but a pod tilted about
+  two (pitched on the laces and rolled or turned on them) does not, and "square" no longer says
+  which edge follows the shoe. Each device axis horizontal enough to define a heading reads the
+  shoe axis (turned by the nearest quarter turn); the largest difference from the chosen one is
+  that ambiguity. It is 0.0-1.2 deg on imu_sample.csv and the MS files (uncertainty 3.0-3.2 deg),
+  6-14 deg on the stair files (pods pitched 45-53 deg) and 11.2 / 23.9 deg (left / right) on
+  imu_sample_ic_stride.csv, where the pods are pitched ~40 deg at rest and the foot-flat up is
+  tilted 48.5 / 60.7 deg from the device z: the pods' x, y and z read walking offsets of
+  -2.6 / -8.9 / -13.9 deg (left) and -3.9 / +13.9 / +20.0 deg (right), and toe-off pronation
+  moves with them (right foot -34 / -15 / -8 deg). That foot-flat up is itself off: this walker's
+  stance rolls (no sample below 38 deg/s), and a heel-rise plateau (the pod tilted ~70 deg,
+  60-70 deg/s, |acc| near 1 g) passes the 70 deg/s stillness test and joins the foot-flats; the
+  real foot-flats read 44-49 deg and quiet standing 42 deg. A steep device x (48 / 58 deg below
+  the horizontal) turns such an up error into a heading error: standing gravity moves the right
+  foot's progression angle from -7.9 to +6.5 deg. The ambiguity measures both effects.
 - ``"walking"``: the median walking direction at foot-flat (the foot frame's x until issue 15).
   It is the shoe axis only for a foot that neither toes out nor in: on imu_sample.csv it is 12.0 deg
   (left) and 14.7 deg (right) outward of the shoe, on the MS files 7.4 / 8.1 deg. Its
@@ -97,7 +113,8 @@ class ShoeAxisSettings:
         is too steep to define a heading (0.5 = tilted at most 60 deg from horizontal).
     square_tolerance_deg: assumed yaw tolerance of a square mount, deg (an assumption stated
         here, not a measurement: a case clipped or taped by hand along an edge of the shoe;
-        3 deg is the accuracy the issue asks of the estimate).
+        3 deg is the accuracy the issue asks of the estimate). The uncertainty of a square
+        heading adds the pod's own ambiguity in quadrature (`square_disagreement_deg_`).
     walking_uncertainty_deg: uncertainty of the walking direction as the shoe axis, deg: the
         person's toe-out, which walking data cannot tell (7-15 deg on the real recordings).
     calibration_tolerance_deg: assumed bias of the toe-tap axis against the shoe's
@@ -141,6 +158,10 @@ class ShoeAxisEstimator:
         The device axis taken (e.g. "+x") when square, else None.
     uncertainty_deg_ : float
         1-sigma heading uncertainty (deg).
+    square_disagreement_deg_ : float
+        When square: the largest heading difference between the chosen device axis and the shoe axis
+        as read from the pod's other axes that are horizontal enough (deg; 0 for a pod tilted about
+        one of its axes only); NaN for the other sources.
     walking_offset_deg_ : float
         Heading of the walking direction relative to `x_dev_` (deg, positive to the left about +z).
 
@@ -179,6 +200,7 @@ class ShoeAxisEstimator:
             walking_noise = np.inf
 
         self.device_axis_ = None
+        self.square_disagreement_deg_ = float("nan")
         source = s.source
         if source in ("auto", "calibration"):
             if calibration is not None and calibration.found_:
@@ -203,7 +225,8 @@ class ShoeAxisEstimator:
                 self.x_dev_ = axis
                 self.device_axis_ = name
                 self.source_ = "square"
-                self.uncertainty_deg_ = float(s.square_tolerance_deg)
+                self.square_disagreement_deg_ = self._square_disagreement_deg(up, axis)
+                self.uncertainty_deg_ = float(np.hypot(s.square_tolerance_deg, self.square_disagreement_deg_))
                 self.walking_offset_deg_ = offset
                 return self
             if source == "square":
@@ -240,6 +263,20 @@ class ShoeAxisEstimator:
         if best is None or abs(best_offset) > s.max_square_offset_deg:
             return None, None, float("nan")
         return best, best_name, float(best_offset)
+
+    def _square_disagreement_deg(self, up: np.ndarray, x_dev: np.ndarray) -> float:
+        """Largest heading difference (deg) between `x_dev` and the shoe axis as read from each
+        other device axis horizontal enough to define a heading, turned by the nearest quarter turn.
+        """
+        headings = [
+            self._heading_deg(up, x_dev, axis)
+            for axis in np.eye(3)
+            if np.linalg.norm(axis - (axis @ up) * up) >= self.settings.min_horizontal
+        ]
+        # a square pod's axes lie along, across or normal to the shoe: their residual from a
+        # multiple of 90 deg is the ambiguity of the square reading
+        residual = [h - 90.0 * np.round(h / 90.0) for h in headings]
+        return float(np.max(np.abs(residual))) if residual else 0.0
 
     @staticmethod
     def _heading_deg(up: np.ndarray, reference: np.ndarray, direction: np.ndarray) -> float:

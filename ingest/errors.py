@@ -41,6 +41,7 @@ UNIT = "unit"  # a unit conversion or a stated unit that looks implausible
 KEYS_OVERRIDDEN = "keys_overridden"  # ids or foot stored in the file replaced by the caller's
 INVALID_SAMPLES = "invalid_samples"  # samples a device flagged invalid, left out as a gap
 GYRO_DELAY = "gyro_delay"  # a device's known gyroscope lag undone: the gyro channels read later
+GYRO_CLIPPED = "gyro_clipped"  # gyro samples clipped at the device's known range, rebuilt (ingest.clipping)
 FOOT_ASSUMED = "foot_assumed"  # a one-sensor device file that says no foot: a default foot was used
 SUMMARY = "summary"  # more warnings of one kind than ReadSettings.max_warnings_per_kind
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Float,
@@ -174,6 +175,27 @@ class LiveMessage(Base):
     athlete_id: Mapped[str] = mapped_column(String(ID_LEN))
     source: Mapped[str] = mapped_column(String(128))  # the publishing server process
     message: Mapped[str] = mapped_column(Text)  # JSON
+
+
+class LiveStreamRow(Base):
+    """A live device stream held by one server process, as `GET /v1/streams` lists it: each process
+    writes its own every few seconds (`service.stream_list`), so that any process lists them all."""
+
+    __tablename__ = "live_streams"
+    instance_id: Mapped[str] = mapped_column(String(128), primary_key=True)  # service.instances id
+    athlete_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    foot: Mapped[str] = mapped_column(String(8), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(ID_LEN), index=True)
+    sampling_rate_hz: Mapped[float] = mapped_column(Float)
+    connected: Mapped[bool] = mapped_column(Boolean)
+    ended: Mapped[bool] = mapped_column(Boolean)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    samples: Mapped[int] = mapped_column(BigInteger)
+    strides: Mapped[int] = mapped_column(Integer)
+    last_packet_at: Mapped[float] = mapped_column(Float)  # server time, s since the epoch
+    written_at: Mapped[float] = mapped_column(Float)  # when its process wrote the row
 
 
 _TEAM_OF_ATHLETE = select(Athlete.team_id).where(Athlete.id == bindparam("athlete_id"))

@@ -84,3 +84,10 @@ def page_response(items: list[dict], next_cursor: str | None) -> Response:
     costs more than the rest of a cached request."""
     body = pydantic_core.to_json({"items": items, "next_cursor": next_cursor}, inf_nan_mode="null")
     return Response(body, media_type="application/json")
+
+
+def json_page_response(items_json: bytes, next_cursor: str | None) -> Response:
+    """A list page whose items are already one JSON array (`items_json`): written into the body as
+    it is, not parsed and written again."""
+    body = b'{"items":' + items_json + b',"next_cursor":' + pydantic_core.to_json(next_cursor) + b"}"
+    return Response(body, media_type="application/json")

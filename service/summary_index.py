@@ -30,7 +30,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import polars as pl
-from sqlalchemy import select
+from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.exc import IntegrityError
 
 from strideflow.analytics import partitions
@@ -121,6 +121,29 @@ def cached_summaries(
         rows = conn.execute(stmt).all()
     found = {sid: summary for sid, sig, summary in rows if current.get(sid) == sig}
     return found, {sid: sig for sid, sig in current.items() if sid not in found}
+
+
+def cached_summary_texts(
+    db: Database, results_dir: Path, athlete_id: str, session_ids: list[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """`cached_summaries` with each summary as its stored JSON text (a JSON object), for a route
+    that writes it into its answer as it is instead of parsing it and writing it again."""
+    ids = [sid for sid in session_ids if is_valid_id(sid)]
+    if not ids:
+        return {}, {}
+    current = {sid: session_signature(results_dir, athlete_id, sid) for sid in ids}
+    with db.engine.connect() as conn:
+        rows = conn.execute(_SUMMARY_TEXTS, {"athlete_id": athlete_id, "ids": ids}).all()
+    found = {sid: text for sid, sig, text in rows if current.get(sid) == sig}
+    return found, {sid: sig for sid, sig in current.items() if sid not in found}
+
+
+_SUMMARY_TEXTS = select(
+    SessionSummary.session_id, SessionSummary.signature, cast(SessionSummary.summary, Text)
+).where(
+    SessionSummary.athlete_id == bindparam("athlete_id"),
+    SessionSummary.session_id.in_(bindparam("ids", expanding=True)),
+)
 
 
 def rebuild_summaries(

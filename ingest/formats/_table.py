@@ -13,9 +13,10 @@ import re
 import numpy as np
 
 from strideflow.hardware.schema import GYR
+from strideflow.ingest.clipping import rebuild_clipped
 from strideflow.ingest.columns import parse_name
 from strideflow.ingest.csvfile import RawSensor, RawTable, _Body, _cells, _time_seconds
-from strideflow.ingest.errors import GYRO_DELAY, INVALID_SAMPLES, IngestError, WarningLog
+from strideflow.ingest.errors import GYRO_CLIPPED, GYRO_DELAY, INVALID_SAMPLES, IngestError, WarningLog
 from strideflow.ingest.settings import ReadSettings
 
 GAUSS_TO_UT = 100.0  # 1 G = 100 µT
@@ -114,13 +115,16 @@ def build_table(
     foot: str | None = None,
     gyr_delay_s: float = 0.0,
     gyr_delay_source: str = "",
+    gyr_range: float | None = None,
 ) -> RawTable:
     """One sensor's table: rows whose device valid flag of a used channel is not 1 are left out
     (logged), so they become gaps for `condition` to interpolate or split at.
 
     `gyr_delay_s` (s): the device's gyroscope samples lag its accelerometer's by this much (its
     format's known value, `gyr_delay_source` says where it comes from): the gyro channels are read
-    that much later, gyr(t + gyr_delay_s), by linear interpolation on the file's own time."""
+    that much later, gyr(t + gyr_delay_s), by linear interpolation on the file's own time.
+    `gyr_range` (the gyro channels' unit after `scale`): the device's known full scale; samples
+    clipped there are rebuilt first (`ingest.clipping`, warning kind `gyro_clipped`)."""
     keep = np.ones(rows.size, dtype=bool)
     if valid:
         for pos in valid.values():
@@ -146,9 +150,33 @@ def build_table(
     )
     table = RawTable(sensors=[sensor], rows=rows[keep], time_label=time_label)
     table.time_s = _time_seconds(source, t[keep], time_scale, time_label, settings, log)
+    if gyr_range is not None:
+        _rebuild_clipped_gyr(sensor, table, gyr_range, log)
     if gyr_delay_s:
         _undo_gyr_delay(sensor, table.time_s, gyr_delay_s, gyr_delay_source, log)
     return table
+
+
+def _rebuild_clipped_gyr(sensor: RawSensor, table: RawTable, gyr_range: float, log: WarningLog) -> None:
+    """Rebuild the gyro samples clipped at the device's range, before anything interpolates them;
+    only on strictly increasing time (an unordered file fails later in `condition` anyway)."""
+    t_s = table.time_s
+    if t_s.size < 2 or not np.all(np.diff(t_s) > 0):
+        return
+    counts, first = {}, t_s.size
+    for c in (c for c in GYR if c in sensor.channels):
+        before = sensor.channels[c]
+        sensor.channels[c], counts[c] = rebuild_clipped(t_s, before, gyr_range)
+        if counts[c]:
+            first = min(first, int(np.argmax(sensor.channels[c] != before)))
+    if first < t_s.size:
+        per_axis = ", ".join(f"{k} of {sensor.labels.get(c, c)}" for c, k in counts.items() if k)
+        log.add(
+            GYRO_CLIPPED,
+            f"gyroscope samples at the device's range (±{gyr_range:.4g} {sensor.units.get('gyr') or ''}) "
+            f"rebuilt by a cubic across each clipped run (ingest.clipping): {per_axis}",
+            row=int(table.rows[first]),
+        )
 
 
 def _undo_gyr_delay(sensor: RawSensor, t_s: np.ndarray, delay_s: float, why: str, log: WarningLog) -> None:

@@ -95,7 +95,9 @@ class LiveHub:
         self.idle_timeout_s = idle_timeout_s
         self.replay_s = replay_s
         # the default analyzer, with this hub's analysis settings
-        factory = analyzer_factory or functools.partial(default_analyzer, analysis=analysis_settings)
+        factory = analyzer_factory or functools.partial(
+            default_analyzer, analysis=analysis_settings, results_dir=self.results_dir
+        )
         self.registry = StreamRegistry(wal_root, results_dir, factory)
         self.analysis = LiveAnalysis(self._emit, analysis_threads)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))

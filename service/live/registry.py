@@ -36,21 +36,39 @@ AnalyzerFactory = Callable[[StreamHello], StreamAnalyzer]
 LOCK_SUFFIX = ".lock"
 
 
-def default_analyzer(hello: StreamHello, analysis: AnalysisSettings | None = None) -> StreamAnalyzer:
+def default_analyzer(
+    hello: StreamHello, analysis: AnalysisSettings | None = None, results_dir: str | Path | None = None
+) -> StreamAnalyzer:
     """The streaming stride analyzer of `analytics.live_analyzer` for one foot's stream, with the
     service's `analysis` settings (default AnalysisSettings()).
 
     A profile with a fixed mounting (`DeviceProfile.mounting_wxyz`, a pod in a known holder)
-    gives it to the analyzer; otherwise the analyzer estimates it from its warm-up.
+    gives it to the analyzer; otherwise the analyzer estimates it from its warm-up, starting from
+    the athlete's stored mounting of this foot and device in `results_dir` (`prior_mounting`).
     """
     from strideflow.analytics.live_analyzer import LiveSettings, LiveStrideAnalyzer
 
     analysis = analysis if analysis is not None else AnalysisSettings()
     mounting = PROFILES[hello.profile].mounting_wxyz
     settings = LiveSettings(analysis=analysis, mounting_wxyz=mounting)
+    prior = prior_mounting(results_dir, hello) if results_dir is not None and mounting is None else None
     return LiveStrideAnalyzer(
-        hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings
+        hello.athlete_id, hello.session_id, hello.foot, hello.sampling_rate_hz, settings, prior_mounting=prior
     )
+
+
+def prior_mounting(results_dir: str | Path, hello: StreamHello):
+    """The athlete's stored mounting of the stream's foot and device (`analytics.mountings`), or
+    None; a mountings file that cannot be read is logged and the stream estimates its own."""
+    from strideflow.analytics.mountings import prior_mountings, read_mountings
+    from strideflow.hardware.errors import StrideflowError
+
+    try:
+        stored = read_mountings(results_dir, hello.athlete_id)
+    except StrideflowError as exc:
+        log.error("live stream %s starts without the stored mounting: %s", hello, exc)
+        return None
+    return prior_mountings(stored, hello.device_id, hello.session_id, (hello.foot,)).get(hello.foot)
 
 
 class StreamConflict(StreamError):

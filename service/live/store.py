@@ -8,6 +8,13 @@ this process's memory (the other foot's stream ended earlier, or streams into an
 process) are kept from the stored partition, so storing never loses the other foot. The
 read-modify-write of one session is serialised across server processes by an exclusive `flock`
 on `<wal_root>/.store-locks/<hash of athlete, session>.lock`.
+
+Mountings (issue 15): each stream's strides get batch's mounting columns (`mounting_uncertainty_deg`,
+`mounting_id`, `remount`, `analytics.live_mountings.label_strides`), so the session's sessions and
+flags rows (the toe-off flags withheld where the mounting's uncertainty could reach the threshold)
+come from `write_session` as in batch; then the mountings the streams used are recorded with
+`analytics.mountings.record_mountings`, the upload jobs' and the batch's own call, which holds the
+athlete's mountings lock across processes.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
+import logging
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,14 +31,27 @@ import polars as pl
 
 from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write_marker
 from strideflow.analytics.curves import STRIDE_COUNT
+from strideflow.analytics.live_mountings import LivePiece, label_strides, used_mountings
+from strideflow.analytics.mountings import record_mountings
 from strideflow.analytics.partitions import CURVES, STRIDES, read_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
-from strideflow.hardware.schema import FOOT, STRIDES_SCHEMA
+from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.schema import FOOT, MOUNTING_ID, MOUNTING_UNCERTAINTY_DEG, REMOUNT, STRIDES_SCHEMA
 from strideflow.service.live.registry import LiveStream
 
 SessionKey = tuple[str, str]  # athlete_id, session_id
 LOCKS_DIRNAME = ".store-locks"
+# the extra strides columns batch writes that a live session stores too (analytics.pipeline)
+MOUNTING_COLUMNS = {
+    MOUNTING_UNCERTAINTY_DEG: pl.Float64(),
+    MOUNTING_ID: pl.String(),
+    REMOUNT: pl.Boolean(),
+}
+STORED_SCHEMA = {**STRIDES_SCHEMA, **MOUNTING_COLUMNS}
+# per stream: (device_id, foot, its mountings so far; empty when its frame was given)
+StreamMountings = tuple[str, str, tuple[LivePiece, ...]]
+log = logging.getLogger("strideflow.service")
 
 
 class SessionStore:
@@ -61,9 +82,10 @@ class SessionStore:
                 streams = streams_of((athlete, session))
                 parts = [s.strides() for s in streams]
                 curves = [getattr(s.analyzer, "curves_", None) for s in streams]
+                mountings = [_stream_mountings(s) for s in streams]
                 feet = {s.hello.foot for s in streams}
                 try:
-                    await asyncio.to_thread(self._store, athlete, session, parts, feet, curves)
+                    await asyncio.to_thread(self._store, athlete, session, parts, feet, curves, mountings)
                 except BaseException:
                     self.dirty.add((athlete, session))
                     raise
@@ -84,12 +106,14 @@ class SessionStore:
         parts: list[pl.DataFrame],
         feet: set[str],
         curves: list[pl.DataFrame | None] | None = None,
+        mountings: list[StreamMountings] | None = None,
     ) -> None:
         """Write the session from its streams' strides and curves (`curves`: per stream, its
-        analyzer's `curves_`, the session curve summary of its foot; None: it keeps none)."""
+        analyzer's `curves_`, the session curve summary of its foot; None: it keeps none) and
+        record the mountings they were measured in (`mountings`: per stream; None: none known)."""
         fd = self._session_lock(athlete, session)
         try:
-            self._store_locked(athlete, session, parts, feet, curves)
+            self._store_locked(athlete, session, parts, feet, curves, mountings)
         finally:
             os.close(fd)
 
@@ -100,8 +124,15 @@ class SessionStore:
         parts: list[pl.DataFrame],
         feet: set[str],
         curves: list[pl.DataFrame | None] | None,
+        mountings: list[StreamMountings] | None = None,
     ) -> None:
-        strides = pl.concat([p.select(list(STRIDES_SCHEMA)) for p in parts]) if parts else None
+        if mountings is not None:
+            parts = [
+                label_strides(p, pieces, foot, session)
+                for p, (_, foot, pieces) in zip(parts, mountings, strict=True)
+            ]
+        parts = [_stored_columns(p) for p in parts]
+        strides = pl.concat(parts) if parts else None
         stored = read_partition(self.results_dir, STRIDES, athlete, session)
         curve_parts = [c for c in curves or () if c is not None]
         if curve_parts:
@@ -114,8 +145,8 @@ class SessionStore:
         if stored is not None:
             kept = stored.filter(~pl.col(FOOT).is_in(sorted(feet)))
             if kept.height:
-                kept = kept.select([c for c in STRIDES_SCHEMA if c in kept.columns]).cast(
-                    {c: t for c, t in STRIDES_SCHEMA.items() if c in kept.columns}
+                kept = kept.select([c for c in STORED_SCHEMA if c in kept.columns]).cast(
+                    {c: t for c, t in STORED_SCHEMA.items() if c in kept.columns}
                 )
                 strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
         if strides is None:
@@ -133,3 +164,27 @@ class SessionStore:
             session_date=date,
             settings=self.analysis_settings,
         )
+        for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
+            if not pieces:
+                continue  # a given frame: no mounting to keep
+            try:
+                record_mountings(
+                    self.results_dir, athlete, session, device, used_mountings(part, pieces, foot)
+                )
+            except StrideflowError:
+                # the session's strides are stored; the next store records them again
+                log.exception("recording the mountings of live session %s/%s failed", athlete, session)
+
+
+def _stream_mountings(stream: LiveStream) -> StreamMountings:
+    """(device, foot, the stream's mountings so far): a snapshot, as its strides are taken."""
+    watch = getattr(stream.analyzer, "mountings_", None)
+    return (stream.hello.device_id, stream.hello.foot, watch.pieces_ if watch is not None else ())
+
+
+def _stored_columns(strides: pl.DataFrame) -> pl.DataFrame:
+    """A stream's strides in the stored columns (the mounting columns null where they are missing)."""
+    missing = [
+        pl.lit(None, dtype=t).alias(c) for c, t in MOUNTING_COLUMNS.items() if c not in strides.columns
+    ]
+    return strides.with_columns(missing).select(list(STORED_SCHEMA))

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Annotated
 
 import polars as pl
+import pydantic_core
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -34,11 +35,12 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
+    json_page_response,
     page_response,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
-from strideflow.service.queries import session_fields, session_item, session_summaries
+from strideflow.service.queries import session_fields, session_item
 from strideflow.service.schemas import (
     READ_ERRORS,
     AthleteOut,
@@ -159,16 +161,37 @@ async def list_sessions(
         except ValueError:
             raise HTTPException(422, detail="query parameter 'cursor': not a cursor of this list") from None
     rows, shown = _session_rows(db, athlete_id, key, n)
-    summaries, damaged = await session_summaries(db, settings, athlete_id, [r.session_id for r in shown])
+    ids = [r.session_id for r in shown]
+    # The index's JSON is written into the answer as stored; only rebuilt summaries are encoded.
+    texts, stale = summary_index.cached_summary_texts(db, settings.results_dir, athlete_id, ids)
+    rebuilt, damaged = {}, {}
+    if stale:
+        rebuilt, damaged = await run_in_threadpool(
+            summary_index.rebuild_summaries, db, settings.results_dir, athlete_id, stale
+        )
     not_analysed = session_fields(None, "")
-    items = [
-        session_item(r, summaries.get(r.session_id, not_analysed), damaged.get(r.session_id)) for r in shown
-    ]
+    items = []
+    for r in shown:
+        error = damaged.get(r.session_id)
+        text = texts.get(r.session_id)
+        if text is None:
+            items.append(
+                pydantic_core.to_json(session_item(r, rebuilt.get(r.session_id, not_analysed), error))
+            )
+        else:
+            items.append(_with_summary(session_item(r, {}, error), text))
     nxt = None
     if len(rows) > n:
         last = rows[n - 1]
         nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
-    return page_response(items, nxt)
+    return json_page_response(b"[" + b",".join(items) + b"]", nxt)
+
+
+def _with_summary(item: dict, summary_json: str) -> bytes:
+    """The JSON object of `item` with the members of the JSON object `summary_json` added."""
+    head = pydantic_core.to_json(item)
+    members = summary_json.strip()[1:-1].strip()
+    return head[:-1] + b"," + members.encode() + b"}" if members else head
 
 
 def damaged_partition(settings: ServiceSettings, table: str, athlete_id: str) -> DamagedResultsError | None:

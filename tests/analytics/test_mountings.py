@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -204,9 +206,18 @@ def test_the_store_keeps_one_row_per_mounting_and_counts_a_session_once(tmp_path
         ("right-S01-1", ("S01", "S02"), 17),
     ]
     assert np.array_equal(stored[0].rotation.as_matrix(), one.mounting["left"].as_matrix())
-    # S01 analysed again now keeps the mounting S02 was measured in; another device has none
+    # S01 analysed again now keeps the mounting S02 was measured in
     assert prior_mountings(stored, DEFAULT_DEVICE, "S01") == {m.foot: m for m in stored}
-    assert prior_mountings(stored, "another-pod", "S03") == {}
+    # files carry no device id: a stream's pod (a named device) may be the files' one and starts from
+    # their mounting; a mounting stored for one named device is not another named device's
+    assert prior_mountings(stored, "pod-1", "S03") == {m.foot: m for m in stored}
+    pod_mounting = replace(stored[0], mounting_id="left-S03-1", device_id=None)
+    record_mountings(tmp_path, "A001", "S03", "pod-1", [(pod_mounting, 5)])
+    now = read_mountings(tmp_path, "A001")
+    assert prior_mountings(now, "pod-2", "S04")["left"].mounting_id == "left-S01-1"
+    assert prior_mountings(now, "pod-1", "S04")["left"].mounting_id == "left-S03-1"
+    # and a session of files takes the foot's latest mounting, whichever device began it
+    assert prior_mountings(now, DEFAULT_DEVICE, "S04")["left"].mounting_id == "left-S03-1"
 
 
 def test_the_batch_reuses_an_athletes_mounting_and_the_api_shows_it(tmp_path):
@@ -291,7 +302,6 @@ def test_a_damaged_mountings_file_is_named_not_a_traceback(tmp_path):
 def test_walking_and_running_bouts_of_one_recording_are_not_remounts(tmp_path):
     """The swing axis moves with the gait (walk <-> run) by more than 15 deg in these mixed
     recordings (the old floor, which declared false remounts here); the default floor must not."""
-    from dataclasses import replace
 
     from strideflow.hardware.mounting import MountingEstimator
     from strideflow.hardware.remount import RemountDetector, RemountSettings, stride_swing_axes

@@ -3,10 +3,11 @@
 A device streams into process A while a coach subscribes on process B: B's subscriber gets every
 stance and stride row A publishes (PostgreSQL LISTEN/NOTIFY), a subscriber resuming on B with
 `since` gets them again from the replay table, the device's stream is refused by B while A holds
-it and taken over by B once A lets it go; uploads sent to both processes are each analysed by
-exactly one run. Needs a PostgreSQL server: STRIDEFLOW_TEST_DATABASE_URL (a SQLAlchemy URL such
-as postgresql+psycopg://postgres@127.0.0.1:5432/postgres whose user may create databases); each
-test creates and drops its own database.
+it and taken over by B once A lets it go; each process lists the streams the other holds; uploads
+sent to both processes are each analysed by exactly one run. Needs a PostgreSQL server:
+STRIDEFLOW_TEST_DATABASE_URL (a SQLAlchemy URL such as
+postgresql+psycopg://postgres@127.0.0.1:5432/postgres whose user may create databases); each test
+creates and drops its own database.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import uuid
 
 import httpx
+import polars as pl
 import pytest
 
 from strideflow.benchmarks.stream import Server
@@ -168,6 +170,95 @@ def test_a_stream_held_by_one_process_is_refused_by_the_other_then_handed_over(t
     refused, taken, ack = asyncio.run(run())
     assert refused["code"] == 1013 and "another server process" in refused["error"]
     assert taken["resume_from"] == 0 and ack == {"ack": 1}
+
+
+@pytest.mark.slow
+@needs_pg
+def test_streams_of_one_athlete_into_both_processes_record_both_mountings(two_servers, tmp_path):
+    """Issue 15: the left foot streams into A while the right foot streams into B (one athlete, one
+    session): each process's live store records its foot's mounting in the athlete's one mountings
+    file, under its lock, and neither update is lost; the stored strides carry both ids."""
+    from strideflow.analytics.mountings import read_mountings
+    from strideflow.analytics.partitions import STRIDES, read_partition
+    from strideflow.hardware.schema import FOOT, MOUNTING_ID
+
+    a, b, keys, _ = two_servers
+    devices = SimulatedDevice.simulate(SimulationSettings(duration_s=40.0, seed=6), feet=("left", "right"))
+
+    async def run():
+        return await asyncio.gather(
+            *[
+                stream_device(d, server.url, keys["admin"], "LIVE1", "S3", speed="max", window=64)
+                for d, server in zip(devices, (a, b), strict=True)
+            ]
+        )
+
+    reports = asyncio.run(run())
+    results = tmp_path / "data" / "results"
+    stored = read_partition(results, STRIDES, "LIVE1", "S3")
+    assert stored.height == sum(r.end_reply["strides"] for r in reports)
+    mountings = {m.foot: m for m in read_mountings(results, "LIVE1")}
+    assert sorted(mountings) == ["left", "right"]
+    for foot, device in zip(("left", "right"), devices, strict=True):
+        m = mountings[foot]
+        assert (m.mounting_id, m.device_id, m.sessions) == (f"{foot}-S3-1", device.device_id, ("S3",))
+        rows = stored.filter(pl.col(FOOT) == foot)
+        assert set(rows[MOUNTING_ID]) == {m.mounting_id} and m.n_strides == rows.height
+
+
+@pytest.mark.slow
+@needs_pg
+def test_each_process_lists_the_streams_the_other_holds(two_servers):
+    from websockets.asyncio.client import connect
+
+    a, b, keys, db = two_servers
+    other_athlete = create_key(db, TEAM, "athlete", "A001")
+    device = SimulatedDevice.simulate(SimulationSettings(duration_s=20.0, seed=5), feet=("left",))[0]
+    auth = {"Authorization": f"Bearer {keys['admin']}"}
+
+    def listing(server, key: str) -> list[dict]:
+        r = httpx.get(
+            f"http://127.0.0.1:{server.port}/v1/streams",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["items"]
+
+    async def until(server, key: str, done, what: str) -> list[dict]:
+        deadline = time.monotonic() + 20
+        while True:
+            items = await asyncio.to_thread(listing, server, key)
+            if done(items):
+                return items
+            assert time.monotonic() < deadline, f"{what}: {items}"
+            await asyncio.sleep(0.3)
+
+    async def run():
+        async with connect(f"{a.url}/v1/stream", additional_headers=auth) as on_a:
+            await on_a.send(json.dumps(device.hello("LIVE1", "S3")))
+            assert json.loads(await on_a.recv())["resume_from"] is None
+            for seq in range(3):
+                await on_a.send(device.packet(seq))
+                assert json.loads(await on_a.recv()) == {"ack": seq}
+            seen_by_b = await until(
+                b, keys["coach"], lambda items: items and items[0]["last_seq"] == 2, "B lists A's stream"
+            )
+            seen_by_a = await asyncio.to_thread(listing, a, keys["coach"])
+            hidden = await asyncio.to_thread(listing, b, other_athlete)
+        # A lets the stream go once the connection is closed and the session stored: no one holds it.
+        gone = await until(b, keys["coach"], lambda items: not items, "B stops listing the released stream")
+        return seen_by_b, seen_by_a, hidden, gone
+
+    seen_by_b, seen_by_a, hidden, gone = asyncio.run(run())
+    key = ("LIVE1", "S3", "left", device.device_id)
+    assert [(i["athlete_id"], i["session_id"], i["foot"], i["device_id"]) for i in seen_by_b] == [key]
+    assert [(i["athlete_id"], i["session_id"], i["foot"], i["device_id"]) for i in seen_by_a] == [key]
+    ours, theirs = seen_by_a[0], seen_by_b[0]
+    assert theirs["connected"] and not theirs["ended"]
+    assert theirs["samples"] == ours["samples"] == sum(device.packet_sizes[:3])
+    assert theirs["sampling_rate_hz"] == ours["sampling_rate_hz"] == device.sampling_rate_hz
+    assert hidden == [] and gone == []
 
 
 @pytest.mark.slow

@@ -346,6 +346,33 @@ def test_anchor_rounds_the_same_wherever_the_still_period_lies():
         np.testing.assert_allclose(rp[50:], ref_rp[50:], atol=1e-9)
 
 
+@pytest.mark.parametrize("v0_mps, tau_s", [(0.05, 0.05), (0.05, 0.03), (0.1, 0.05)])
+def test_a_rolling_anchor_takes_gravity_from_a_wider_window(v0_mps, tau_s):
+    """A level sensor on a foot that rolls through its stance: its velocity passes through zero
+    (v0 tanh((t - t0) / tau), forward) and only that one sample is still. The window's mean
+    specific force is gravity plus the velocity change over it divided by its length: the 45 ms
+    window of a long still period tilts the anchor's gravity by 5.5-11 deg here, the 0.2 s window of
+    a short period by half of that or less (`LevellingSettings.short_gravity_margin_s`)."""
+    from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
+
+    n = int(2 * FS)
+    t = np.arange(n) / FS
+    acc = np.zeros((n, 3))
+    acc[:, 2] = G
+    acc[:, 0] = v0_mps / tau_s / np.cosh((t - 1.0) / tau_s) ** 2
+    zv = np.zeros(n, bool)
+    zv[int(FS)] = True
+
+    def tilt_deg(short_margin_s):
+        s = LevellingSettings(estimate_gyr_bias=False, short_gravity_margin_s=short_margin_s)
+        g = LevelledStrapdown(s).estimate(acc, np.zeros((n, 3)), zv, FS).gravity_[0]
+        return float(np.degrees(np.arccos(g[2])))
+
+    narrow, wide = tilt_deg(None), tilt_deg(0.1)
+    assert narrow > 5.0
+    assert wide < 0.5 * narrow
+
+
 def test_zupt_core_keeps_the_slow_roll_at_the_edges_of_a_lenient_still_period():
     """A foot that creeps (rolls onto the toe at 25 deg/s, sensor at 5 cm/s) for 0.3 s before and
     after its swing: a zero-velocity mask that also covers the creep cuts it out of the stride;

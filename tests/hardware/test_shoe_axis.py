@@ -45,6 +45,28 @@ def test_tilted_device_axis_is_projected_and_a_backward_axis_is_chosen_by_walkin
     np.testing.assert_allclose(device_to_foot.apply(est.x_dev_), [1.0, 0.0, 0.0], atol=1e-12)
 
 
+@pytest.mark.parametrize(("pitch_deg", "roll_deg"), [(45.0, 0.0), (45.0, 10.0), (60.0, 5.0), (20.0, -15.0)])
+def test_a_pod_tilted_about_two_axes_carries_its_square_ambiguity(pitch_deg, roll_deg):
+    # pod pitched on the laces about its y, then rolled about its own x: its x stays in the shoe's
+    # sagittal plane (heading 0), its y reads the shoe axis atan(sin b tan r) off and its z
+    # -atan(tan r / sin b) off (while horizontal enough); one tilt alone leaves no ambiguity
+    b, r = np.radians(pitch_deg), np.radians(roll_deg)
+    device_to_foot = Rotation.from_euler("YX", [pitch_deg, roll_deg], degrees=True)
+    inv = device_to_foot.inv()
+    est = ShoeAxisEstimator().estimate(
+        inv.apply(UP), inv.apply(_heading(1.0)), inv.apply(_heading(1.0)), np.zeros(9)
+    )
+    assert est.source_ == "square" and est.device_axis_ == "+x"
+    readings = [np.arctan(np.sin(b) * np.tan(r))]
+    if np.hypot(np.sin(b) * np.cos(r), np.sin(r)) >= ShoeAxisSettings().min_horizontal:
+        readings.append(np.arctan(np.tan(r) / np.sin(b)))
+    expected = float(np.degrees(np.max(np.abs(readings))))
+    assert est.square_disagreement_deg_ == pytest.approx(expected, abs=1e-9)
+    assert est.uncertainty_deg_ == pytest.approx(np.hypot(ShoeAxisSettings().square_tolerance_deg, expected))
+    if roll_deg == 0.0:
+        assert est.uncertainty_deg_ == pytest.approx(ShoeAxisSettings().square_tolerance_deg)
+
+
 def test_askew_pod_falls_back_to_the_walking_direction_with_a_large_uncertainty():
     # no device axis within 30 deg of the walking direction: a pod turned 45 deg on the shoe
     walking = _heading(45.0)

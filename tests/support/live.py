@@ -13,12 +13,15 @@ from strideflow.hardware.mounting import apply_mounting
 from strideflow.ingest.stream_receiver import SampleBlock
 
 
-def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, block: int = 200):
-    """The foot's samples pushed in blocks of `block`, then finish(); the analyzer."""
+def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, block: int = 200, prior=None):
+    """The foot's samples pushed in blocks of `block`, then finish(); the analyzer (`prior`: its
+    `prior_mounting`)."""
     part = samples.filter(pl.col(S.FOOT) == foot).sort(S.T)
     t = part[S.T].to_numpy()
     acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
-    live = LiveStrideAnalyzer(part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings)
+    live = LiveStrideAnalyzer(
+        part[S.ATHLETE_ID][0], part[S.SESSION_ID][0], foot, fs, settings, prior_mounting=prior
+    )
     emitted = [
         live.push(SampleBlock(t[i : i + block], acc[i : i + block], gyr[i : i + block])).strides
         for i in range(0, len(t), block)

@@ -1,0 +1,254 @@
+"""The mountings of a live stream: kept from the athlete's store, and remounts found as they happen.
+
+A stream is measured in the frame batch and upload sessions of that athlete's foot use
+(`analytics.mountings`), so that trends hold one frame whatever way a session arrived:
+
+- **at the warm-up** (`LiveMountings.first`): the stream's own estimate from its warm-up samples
+  is compared with the prior the caller passes (the athlete's stored mounting of that foot and
+  device, `prior_mountings`) by `MountingTracker.piece`, the code batch runs per piece: when it
+  fits, the prior's rotation is used unchanged (the same frame, bit for bit, from the first
+  stride); when not, a new mounting starts ("remount_between_sessions") in the stream's own
+  estimate; without a prior the stream's estimate is its first mounting.
+- **while streaming** (`observe` / `check`): every `chunk_s` of device-frame samples the strides
+  of that chunk and their foot-flat up and swing axis are found (`stride_directions`, batch's
+  remount detection input) and `hardware.remount.RemountDetector` runs on the strides since the
+  current mounting began. A jump needs `window_strides` strides after it, so it is found 10 to
+  about 30 strides late. Then a new mounting ("remount_within_recording") is estimated from the
+  samples since the jump and the analyzer goes on in it from the next sample, as a new segment.
+  The strides emitted in between were measured in the old frame after the pod moved: they carry
+  the new mounting's id, `remount` true, and `valid = false` with reason "remount" (`label`).
+- **at a store**: `label` adds `mounting_uncertainty_deg`, `mounting_id` and `remount` as batch
+  does (`analytics.pipeline.with_mounting_uncertainty`, `with_mountings`) and `used` counts the
+  strides per mounting for `record_mountings`, the same code as the upload jobs and the batch.
+
+Chunks fall at fixed sample counts from the stream's start, so every decision is the same
+whatever the block sizes and after a rebuild from the stream's log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from strideflow.analytics.live_buffer import SampleColumns
+from strideflow.analytics.mountings import (
+    Mounting,
+    MountingTracker,
+    mountings_used,
+    remount_reason,
+    stride_directions,
+)
+from strideflow.analytics.pipeline import with_mounting_uncertainty, with_mountings
+from strideflow.analytics.segment import MountingFailed
+from strideflow.analytics.settings import AnalysisSettings
+from strideflow.hardware.remount import RemountDetector
+from strideflow.hardware.schema import IC_T, REASON, VALID
+
+__all__ = ["REASON_REMOUNT", "LiveMountingSettings", "LiveMountings", "LivePiece", "label_strides"]
+
+# a stride measured in the previous mounting's frame after the pod moved (found later, see above)
+REASON_REMOUNT = "remount"
+
+
+@dataclass(frozen=True)
+class LiveMountingSettings:
+    """Settings of `LiveMountings` (times in s).
+
+    chunk_s: device-frame samples per remount check. The stride finder needs `min_strides` (3)
+        strides between still periods in a chunk: 10 s chunks missed one of twelve on a simulated
+        walk/run change, 20 s (about 18 walking strides) none; cost 1.3-1.6 ms per 20 s chunk
+        (0.1 ms per stride, against about 16 ms per stride of the live analysis).
+    max_strides: per-stride directions kept for the detector (its scatter and windows), newest.
+    """
+
+    chunk_s: float = 20.0
+    max_strides: int = 200
+
+    def __post_init__(self) -> None:
+        if not self.chunk_s > 0 or self.max_strides < 1:
+            raise ValueError("chunk_s must be > 0 and max_strides >= 1")
+
+
+@dataclass(frozen=True)
+class LivePiece:
+    """A mounting of the stream: the rows after `switch_t_s` (s; None: from the start) are measured
+    in its frame; the strides from its `start_t_s` up to then were measured in the one before."""
+
+    mounting: Mounting
+    switch_t_s: float | None = None
+
+
+class LiveMountings:
+    """The mountings of one foot's live stream (module docstring).
+
+    Parameters
+    ----------
+    athlete_id, session_id, foot
+        The stream's keys.
+    sampling_rate_hz
+        Its rate (Hz).
+    analysis
+        The analysis settings (`mounting`, `mounting_fallback`, `mounting_window_s`, `remount`:
+        None, no remount detection and a prior is used as it is, as in batch).
+    prior
+        The athlete's stored mounting of this foot and device (`prior_mountings`), or None.
+    settings
+        `LiveMountingSettings`.
+
+    Attributes
+    ----------
+    pieces_ : tuple[LivePiece, ...]
+        The mountings so far, in time order (replaced, never changed in place: a reader's copy holds).
+    warnings_, remounts_ : list[str]
+        Warnings, and one line per remount, in words.
+
+    Notes
+    -----
+    strideflow's own heuristic: batch's `MountingTracker` and `hardware.remount` on chunks.
+    """
+
+    def __init__(
+        self,
+        athlete_id: str,
+        session_id: str,
+        foot: str,
+        sampling_rate_hz: float,
+        analysis: AnalysisSettings,
+        prior: Mounting | None = None,
+        settings: LiveMountingSettings = LiveMountingSettings(),
+    ) -> None:
+        self.keys = (athlete_id, session_id, foot)
+        self.sampling_rate_hz = float(sampling_rate_hz)
+        self.analysis = analysis
+        self.prior = prior
+        self.settings = settings
+        self.where = f"athlete {athlete_id}, session {session_id}, {foot} foot"
+        self._tracker = MountingTracker(analysis)
+        self._chunk = max(int(round(settings.chunk_s * self.sampling_rate_hz)), 1)
+        self._buf = SampleColumns(t=1, acc=3, gyr=3)  # the last two chunks, device frame
+        self._up = np.zeros((0, 3))  # per stride since the current mounting began: foot-flat up,
+        self._swing = np.zeros((0, 3))  # swing axis (device frame)
+        self._stride_t = np.zeros((0, 2))  # and (start, stop) times (s)
+        self.pieces_: tuple[LivePiece, ...] = ()
+        self.warnings_: list[str] = []
+        self.remounts_: list[str] = []
+
+    # --- the warm-up ---------------------------------------------------------------------------
+    def first(self, acc_mps2: np.ndarray, gyr_dps: np.ndarray, start_t_s: float) -> tuple[Mounting, tuple]:
+        """The stream's first mounting from its warm-up samples (device frame, m/s², deg/s):
+        (mounting, warnings). Raises `analytics.segment.MountingFailed` as `estimate_mounting`."""
+        mounting, notes, remount = self._tracker.piece(
+            acc_mps2, gyr_dps, start_t_s, self.sampling_rate_hz, self.keys, self.where, 0, prior=self.prior
+        )
+        self.pieces_ = (LivePiece(mounting),)
+        if remount is not None:
+            self.remounts_.append(remount)
+            notes = (*notes, remount)
+        return mounting, notes
+
+    # --- while streaming -----------------------------------------------------------------------
+    def boundaries(self, n: int) -> list[int]:
+        """Offsets (1..n) in the next `n` samples after which a chunk is complete (`check` then)."""
+        first = self._chunk - self._buf.stop % self._chunk
+        return list(range(first, n + 1, self._chunk))
+
+    def observe(self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray) -> None:
+        """Take device-frame samples, at most up to the next chunk's end (`boundaries`)."""
+        self._buf.append(t=t_s, acc=acc_mps2, gyr=gyr_dps)
+
+    def check(self, final: bool = False) -> Mounting | None:
+        """At a chunk's end: the strides of the chunk join the detector's; the new mounting when a
+        remount is found (the analyzer switches to it), else None. `final`: at the stream's end,
+        the samples since the last chunk's end (a remount found there only marks the rows)."""
+        b = self._buf
+        c0 = b.stop - (b.stop % self._chunk or self._chunk) if final else b.stop - self._chunk
+        if c0 >= b.stop:
+            return None
+        t = b.view("t", c0, b.stop)
+        acc, gyr = b.view("acc", c0, b.stop), b.view("gyr", c0, b.stop)
+        est, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)
+        if est is not None:
+            # a chunk's swing axes are signed by its own estimate: keep them on the side of the rest
+            ref = np.nanmedian(self._swing, axis=0) if np.isfinite(self._swing).any() else None
+            if ref is not None and np.nansum(swing @ ref) < 0:
+                swing = -swing
+            times = np.column_stack((t[est.strides_[:, 0]], t[est.strides_[:, 1]]))
+            keep = self.settings.max_strides
+            self._up = np.vstack((self._up, est.stride_up_dev_))[-keep:]
+            self._swing = np.vstack((self._swing, swing))[-keep:]
+            self._stride_t = np.vstack((self._stride_t, times))[-keep:]
+        found = None
+        if self.pieces_ and self.analysis.remount is not None and est is not None:
+            found = self._remount(float(t[-1]))
+        b.trim(c0)  # keep this chunk: the samples of the next remount may start in it
+        return found
+
+    def _remount(self, last_t_s: float) -> Mounting | None:
+        det = RemountDetector(self.analysis.remount).detect(self._up, self._swing)
+        if not det.remounts_:
+            return None
+        k = det.remounts_[0]  # a later one is found again among the strides after this one
+        jump_t = float(self._stride_t[k - 1, 1])  # the still period before the first stride moved
+        reason = remount_reason(jump_t, det.jumps_[0], det.tolerance_deg_)
+        b = self._buf
+        t = b.view("t", b.start, b.stop)
+        lo = b.start + int(np.searchsorted(t, jump_t))
+        try:
+            mounting, notes, line = self._tracker.piece(
+                b.view("acc", lo, b.stop),
+                b.view("gyr", lo, b.stop),
+                jump_t,
+                self.sampling_rate_hz,
+                self.keys,
+                self.where,
+                len(self.pieces_),
+                within=reason,
+            )
+        except MountingFailed as exc:
+            # tried again at the next chunk with more samples after the jump
+            self.warnings_.append(f"{self.where}: {reason}; no new mounting estimated yet: {exc.errors[0]}")
+            return None
+        self.pieces_ = (*self.pieces_, LivePiece(mounting, switch_t_s=last_t_s))
+        self.warnings_.extend((*notes, line or reason))
+        self.remounts_.append(line or reason)
+        moved = self._stride_t[:, 0] >= jump_t
+        self._up, self._swing, self._stride_t = self._up[moved], self._swing[moved], self._stride_t[moved]
+        return mounting
+
+    # --- at a store ----------------------------------------------------------------------------
+    def label(self, strides: pl.DataFrame) -> pl.DataFrame:
+        """`label_strides` with this stream's pieces."""
+        return label_strides(strides, self.pieces_, self.keys[2], self.keys[1])
+
+    def used(self, strides: pl.DataFrame) -> list[tuple[Mounting, int]]:
+        """(mounting, strides measured in it) of labelled `strides`, for `record_mountings`."""
+        return used_mountings(strides, self.pieces_, self.keys[2])
+
+
+def label_strides(
+    strides: pl.DataFrame, pieces: tuple[LivePiece, ...], foot: str, session_id: str
+) -> pl.DataFrame:
+    """One foot's live `strides` with batch's mounting columns (`mounting_uncertainty_deg`,
+    `mounting_id`, `remount`; null without pieces, as for a frame that was given), and the strides
+    measured in the old frame after a remount invalid ("remount")."""
+    uncertainty = [p.mounting.uncertainty_deg for p in pieces]
+    per_foot = {foot: float(max(uncertainty))} if pieces and all(u is not None for u in uncertainty) else {}
+    out = with_mounting_uncertainty(strides, per_foot)
+    out = with_mountings(out, {foot: [p.mounting for p in pieces]} if pieces else {}, {foot: session_id})
+    stale = pl.lit(False)
+    for p in pieces[1:]:
+        stale = stale | ((pl.col(IC_T) >= p.mounting.start_t_s) & (pl.col(IC_T) <= p.switch_t_s))
+    stale = pl.col(VALID) & stale.fill_null(False)
+    return out.with_columns(
+        pl.when(stale).then(pl.lit(REASON_REMOUNT)).otherwise(pl.col(REASON)).alias(REASON),
+        (pl.col(VALID) & ~stale).alias(VALID),
+    )
+
+
+def used_mountings(
+    strides: pl.DataFrame, pieces: tuple[LivePiece, ...], foot: str
+) -> list[tuple[Mounting, int]]:
+    """(mounting, strides) of a stream's labelled strides, by `analytics.mountings.mountings_used`."""
+    return mountings_used([strides], [{foot: [p.mounting for p in pieces]}] if pieces else [])
