@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
+import numpy as np
+import polars as pl
 import pyarrow.parquet as pq
 
 from strideflow.hardware.schema import (
@@ -48,6 +48,7 @@ class _Group:
 
     def __init__(self, index: int, meta: pq.RowGroupMetaData, columns: dict[str, int]):
         self.index = index
+        self.num_rows = meta.num_rows
 
         def stats(name):
             i = columns.get(name)
@@ -68,6 +69,10 @@ class _Group:
             _rank(feet[0]) if feet is not None and feet[0] == feet[1] else 0,
             self.stride_index[0] if self.stride_index is not None else -math.inf,
         )
+        # largest key, known only for a group of one foot with index statistics
+        self.max_key = None
+        if feet is not None and feet[0] == feet[1] and self.stride_index is not None:
+            self.max_key = (_rank(feet[0]), self.stride_index[1])
 
     def may_match(self, foot, t_from, t_to, valid, after) -> bool:
         if foot is not None and self.foot is not None and not (self.foot[0] <= foot <= self.foot[1]):
@@ -99,6 +104,22 @@ def read_page(
     """(up to `limit` strides as dicts in STRIDES_SCHEMA column order without the key columns,
     NaN as None; the cursor key [foot rank, stride index] of the last one if more follow, else None;
     the number of row groups read). Raises whatever pyarrow raises for an unreadable file."""
+    page, nxt, n_read = read_page_frame(path, foot, t_from, t_to, valid, after, limit)
+    floats = [c for c, dtype in page.schema.items() if dtype.is_float()]
+    return page.with_columns(pl.col(floats).fill_nan(None)).to_dicts(), nxt, n_read
+
+
+def read_page_frame(
+    path: Path,
+    foot: str | None,
+    t_from: float | None,
+    t_to: float | None,
+    valid: bool | None,
+    after: list | None,
+    limit: int,
+) -> tuple[pl.DataFrame, list | None, int]:
+    """`read_page` with the page as a frame of the file's STRIDES_SCHEMA columns without the key
+    columns (NaN kept)."""
     pf = pq.ParquetFile(path, pre_buffer=False)
     meta = pf.metadata
     names = pf.schema_arrow.names
@@ -108,77 +129,92 @@ def read_page(
         (g for g in groups if g.may_match(foot, t_from, t_to, valid, after)), key=lambda g: g.min_key
     )
     cols = [c for c in STRIDES_SCHEMA if c in names and c not in (ATHLETE_ID, SESSION_ID)]
-    parts: list[pa.Table] = []
-    kept = 0
+    # Candidate rows (at most limit + 1, the smallest keys so far): batch, row in its frame, foot
+    # rank, stride index. The rows are chosen on numpy arrays (microseconds, where each pyarrow or
+    # polars call costs tens) and taken from the frames once, at the end.
+    frames: list[pl.DataFrame] = []
+    found = [np.empty(0, np.int64)] * 4
     last_key = None
     n_read = 0
-    ordered = False
-    for g in todo:
-        if kept > limit and last_key is not None and g.min_key > last_key:
+    i = 0
+    while i < len(todo):
+        if found[0].size > limit and last_key is not None and todo[i].min_key > last_key:
             break
-        table = _filter(
-            pf.read_row_group(g.index, columns=cols, use_threads=False), foot, t_from, t_to, valid, after
-        )
-        n_read += 1
-        if table.num_rows:
-            parts.append(table)
-            kept += table.num_rows
-            ordered = False
-            if kept > limit:
-                page = _ordered(pa.concat_tables(parts)).slice(0, limit + 1)
-                parts, kept, ordered = [page], page.num_rows, True
-                last = page.slice(limit, 1).to_pylist()[0]
-                last_key = (last["_foot_rank"], last[STRIDE_INDEX])
-    if not parts:
-        return [], None, n_read
-    page = parts[0] if ordered else _ordered(pa.concat_tables(parts)).slice(0, limit + 1)
+        batch = _batch(todo, i, limit + 1 - found[0].size)
+        i += len(batch)
+        frame = pl.from_arrow(pf.read_row_groups([g.index for g in batch], columns=cols, use_threads=False))
+        n_read += len(batch)
+        rank, index, rows = _select(frame, foot, t_from, t_to, valid, after)
+        if rows.size:
+            new = (np.full(rows.size, len(frames)), rows, rank[rows], index[rows])
+            frames.append(frame)
+            found = [np.concatenate(pair) for pair in zip(found, new, strict=True)]
+            if found[0].size > limit:
+                found = _first(found, limit + 1)
+                last_key = _key(found[2][limit], found[3][limit])
+    part, row, rank, index = _first(found, limit + 1)
     nxt = None
-    if page.num_rows > limit:
-        last = page.slice(limit - 1, 1).select(["_foot_rank", STRIDE_INDEX]).to_pylist()[0]
-        nxt = [last["_foot_rank"], last[STRIDE_INDEX]]
-        page = page.slice(0, limit)
-    page = page.drop_columns(["_foot_rank"])
-    floats = [f.name for f in page.schema if pa.types.is_floating(f.type)]
-    rows = page.to_pylist()
-    for r in rows:
-        for k in floats:
-            v = r[k]
-            if v != v:  # NaN is not JSON: null
-                r[k] = None
-    return rows, nxt, n_read
+    if part.size > limit:
+        nxt = list(_key(rank[limit - 1], index[limit - 1]))
+        part, row = part[:limit], row[:limit]
+    if not frames:
+        return pl.DataFrame(schema={c: STRIDES_SCHEMA[c] for c in cols}), nxt, n_read
+    if len(frames) == 1:
+        return frames[0][row], nxt, n_read
+    starts = np.cumsum([0] + [f.height for f in frames[:-1]])
+    return pl.concat(frames)[row + starts[part]], nxt, n_read
 
 
-def _foot_rank(table: pa.Table) -> pa.Array:
-    feet = pa.array(FEET)
-    idx = pc.index_in(table[FOOT], value_set=feet)
-    return pc.fill_null(idx, _OTHER_FOOT).cast(pa.int32())
+def _batch(todo: list[_Group], i: int, need: int) -> list[_Group]:
+    """The row groups to read in one call from todo[i]: as many as hold `need` rows, then those
+    that may hold keys below theirs (the stop rule would read them next; known only for groups of
+    one foot)."""
+    batch: list[_Group] = []
+    rows = 0
+    while i < len(todo) and rows < max(need, 1):
+        batch.append(todo[i])
+        rows += todo[i].num_rows
+        i += 1
+    bounds = [g.max_key for g in batch]
+    if None not in bounds:
+        bound = max(bounds)
+        while i < len(todo) and todo[i].min_key <= bound:
+            batch.append(todo[i])
+            i += 1
+    return batch
 
 
-def _filter(table: pa.Table, foot, t_from, t_to, valid, after) -> pa.Table:
-    table = table.append_column("_foot_rank", _foot_rank(table))
-    mask = None
+def _first(found: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """The `n` candidates with the smallest (foot rank, stride index) in that order; ties (and
+    null indices, last) keep their reading order."""
+    order = np.lexsort((found[3], found[2]))[:n]
+    return [a[order] for a in found]
 
-    def both(m, cond):
-        return cond if m is None else pc.and_kleene(m, cond)
 
+def _key(rank, index) -> tuple[int, int | None]:
+    """A cursor key from a foot rank and a stride index (NaN: null)."""
+    return int(rank), None if index != index else int(index)
+
+
+def _select(frame: pl.DataFrame, foot, t_from, t_to, valid, after) -> tuple[np.ndarray, ...]:
+    """(foot rank and stride index (null: NaN) of every row, the positions of the rows the filters
+    keep)."""
+    feet = frame[FOOT].to_numpy()
+    rank = np.full(len(feet), _OTHER_FOOT, np.int64)
+    for f, r in FOOT_RANK.items():
+        rank[feet == f] = r
+    index = frame[STRIDE_INDEX].cast(pl.Float64).to_numpy()
+    mask = np.ones(len(feet), bool)
     if foot is not None:
-        mask = both(mask, pc.equal(table[FOOT], foot))
-    if t_from is not None:
-        mask = both(mask, pc.greater_equal(table[IC_T], t_from))
-    if t_to is not None:
-        mask = both(mask, pc.less_equal(table[IC_T], t_to))
+        mask &= feet == foot
+    if t_from is not None or t_to is not None:
+        ic_t = frame[IC_T].cast(pl.Float64).to_numpy()  # null: NaN, never in a window
+        if t_from is not None:
+            mask &= ic_t >= t_from
+        if t_to is not None:
+            mask &= ic_t <= t_to
     if valid is not None:
-        mask = both(mask, pc.equal(table[VALID], valid))
+        mask &= frame[VALID].to_numpy() == valid  # null is neither
     if after is not None:
-        rank, index = table["_foot_rank"], table[STRIDE_INDEX]
-        later = pc.or_kleene(
-            pc.greater(rank, after[0]), pc.and_kleene(pc.equal(rank, after[0]), pc.greater(index, after[1]))
-        )
-        mask = both(mask, later)
-    if mask is None:
-        return table
-    return table.filter(pc.fill_null(mask, False))
-
-
-def _ordered(table: pa.Table) -> pa.Table:
-    return table.sort_by([("_foot_rank", "ascending"), (STRIDE_INDEX, "ascending")])
+        mask &= (rank > after[0]) | ((rank == after[0]) & (index > after[1]))
+    return rank, index, np.flatnonzero(mask)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import polars as pl
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
@@ -24,7 +25,7 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
-    page_response,
+    json_page_response,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
@@ -71,20 +72,24 @@ def _strides(
     valid: bool | None,
     after: list | None,
     limit: int,
-) -> tuple[list[dict], list | None]:
+) -> tuple[bytes, list | None]:
+    """(the page's items as one JSON array, the cursor key of the next page or None)."""
     path = partitions.partition_dir(settings.results_dir, partitions.STRIDES, row.athlete_id, row.session_id)
     path = path / partitions.PART_FILE
     if not path.is_file():
-        return [], None
-    keys = {ATHLETE_ID: row.athlete_id, SESSION_ID: row.session_id}
+        return b"[]", None
     try:
-        items, nxt, _ = strides_page.read_page(path, foot, t_from, t_to, valid, after, limit)
+        page, nxt, _ = strides_page.read_page_frame(path, foot, t_from, t_to, valid, after, limit)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         raise DamagedResultsError(
             row.athlete_id, row.session_id, partitions.STRIDES, read_problem(exc)
         ) from None
-    # Every Stride field, in the model's order (partitions older than a column lack it: null).
-    return [{c: item.get(c) for c in STRIDE_FIELDS} | keys for item in items], nxt
+    # Every Stride field, in the model's order (partitions older than a column lack it: null), then
+    # the keys; written by polars as pydantic-core writes the same rows (serde_json: same floats,
+    # NaN as null, same escapes), without a Python object per value.
+    fields = [pl.col(c) if c in page.columns else pl.lit(None).alias(c) for c in STRIDE_FIELDS]
+    keys = {ATHLETE_ID: pl.lit(row.athlete_id), SESSION_ID: pl.lit(row.session_id)}
+    return page.select(*fields, **keys).write_json().encode(), nxt
 
 
 @router.get("/sessions/{session_id}/strides", response_model=Page[Stride], responses=READ_ERRORS)
@@ -111,7 +116,7 @@ async def list_strides(
     n = page_size(settings, limit)
     key = decode_cursor("strides", cursor, (int, int))
     row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
-    items, nxt = await run_in_threadpool(
+    items_json, nxt = await run_in_threadpool(
         _strides, settings, row, None if foot is None else foot.value, t_from, t_to, valid, key, n
     )
-    return page_response(items, None if nxt is None else encode_cursor("strides", nxt))
+    return json_page_response(items_json, None if nxt is None else encode_cursor("strides", nxt))
