@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import polars as pl
 from fastapi import APIRouter, HTTPException, Query
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from strideflow.analytics import partitions
@@ -43,6 +44,10 @@ from strideflow.service.settings import ServiceSettings
 router = APIRouter(prefix="/v1", tags=["sessions"])
 
 STRIDE_FIELDS = tuple(c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID))
+# Strides pages are read on two threads of their own rather than the shared pool (40): a page holds
+# the GIL between its pyarrow and polars calls, and with 8 pages at once the threads' contention for
+# it cost ~1 ms of CPU per request (bench api, issue 19); two still overlap reading with the loop.
+_PAGE_READERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="strides-page")
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, responses=READ_ERRORS)
@@ -116,7 +121,6 @@ async def list_strides(
     n = page_size(settings, limit)
     key = decode_cursor("strides", cursor, (int, int))
     row = resolve_session(db, principal, session_id, athlete_id)  # one indexed query: inline
-    items_json, nxt = await run_in_threadpool(
-        _strides, settings, row, None if foot is None else foot.value, t_from, t_to, valid, key, n
-    )
+    args = (settings, row, None if foot is None else foot.value, t_from, t_to, valid, key, n)
+    items_json, nxt = await asyncio.get_running_loop().run_in_executor(_PAGE_READERS, _strides, *args)
     return json_page_response(items_json, None if nxt is None else encode_cursor("strides", nxt))
