@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pydantic_core
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
@@ -27,12 +28,14 @@ from strideflow.analytics.sessions_store import write_session
 from strideflow.analytics.trends import KEY_METRICS, compute_trends
 from strideflow.benchmarks.api import synthetic_strides
 from strideflow.hardware.schema import (
+    ACTIVITY,
     ATHLETE_ID,
     FEET,
     FOOT,
     IC_T,
     NEXT_IC_T,
     PRONATION_EXCURSION_DEG,
+    REASON,
     SESSION_ID,
     STANCE_SCHEMA,
     STANCE_TIME_S,
@@ -144,6 +147,34 @@ def test_a_page_reads_only_the_row_groups_it_needs(tmp_path):
     # 48 strides share a group with the left foot's last, the page ends in the next
     page, _, read = strides_page.read_page(path, "right", None, None, None, None, 50)
     assert [r[STRIDE_INDEX] for r in page] == list(range(50)) and read == 2
+
+
+def test_a_page_written_by_polars_is_the_json_pydantic_core_writes(tmp_path):
+    """The route writes a page's items with polars: the same bytes as pydantic-core writing the
+    page's dicts (NaN and null as null, float digits, string escapes, a column the file lacks)."""
+    df = session_strides(600, 5)
+    odd = pl.Series(['a"b\\c', "\u00e9\u4e2d", "\x01\n\t", None, "\u2028/"] * 120)
+    df = df.with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(float("nan")).otherwise(pl.col(IC_T)).alias(IC_T),
+        pl.when(pl.int_range(pl.len()) % 5 == 0)
+        .then(None)
+        .otherwise(pl.col(PRONATION_EXCURSION_DEG) * 1e-9)
+        .alias(PRONATION_EXCURSION_DEG),
+        odd.alias(REASON),
+    ).drop(ACTIVITY)
+    path = partitions.write_partition(tmp_path, partitions.STRIDES, df, "A1", "S1")
+    fields = [c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID)]
+    cursor = None
+    while True:
+        rows, nxt, _ = strides_page.read_page(path, None, None, None, None, cursor, 97)
+        frame, nxt_frame, _ = strides_page.read_page_frame(path, None, None, None, None, cursor, 97)
+        assert nxt_frame == nxt
+        want = pydantic_core.to_json([{c: r.get(c) for c in fields} for r in rows], inf_nan_mode="null")
+        got = frame.select(pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in fields)
+        assert got.write_json().encode() == want
+        cursor = nxt
+        if cursor is None:
+            break
 
 
 # --- session summaries and trends ---------------------------------------------------------------
