@@ -47,7 +47,8 @@ shoe, d(pronation)/d(pitch) = tan(alpha), so the angular rate at heel-off lies a
 (-sign tan(alpha), 1, 0). The foot then rolls medially onto the first MTP (Bojsen-Moller 1979) and
 reaches the athlete's toe-off pronation at toe-off (`PushOffRoll`), so the truth
 `toe_off_pronation_deg` stays the drawn parameter. At toe-off it turns about an axis oblique to the
-shoe's y axis by beta (`AthleteParams.toe_off_axis`, + everting): real feet do (imu_sample.csv
+shoe's y axis by beta (the stance's `toe_off_axis_deg`, around `AthleteParams.toe_off_axis`,
++ everting): real feet do (imu_sample.csv
 +17 / +25 deg), a purely transverse end would hide the error a late or early toe-off instant makes
 in the toe-off pronation. With no yaw rate there, the body rate is (phi', -theta' cos phi, .), so
 tan(beta) = p' / (-theta' cos phi) fixes the roll rate p' at toe-off; after toe-off the roll
@@ -347,7 +348,7 @@ class FootMotion:
         ho_rate = s * a_push * dx0
         ho_acc = s * (-6.0 * a_push + 12.0 * (p_to - p_ff)) * dx0 * dx0
         # toe-off about the axis beta: P'(1) = c; pronation rate there c * dx/dt, dx/dt = push_rate / span
-        beta = np.deg2rad(athlete.toe_off_axis(foot))
+        beta = np.deg2rad(v["toe_off_axis_deg"])
         span = toe_off + theta_ho
         c_push = np.tan(beta) * np.cos(np.deg2rad(p_to)) * span
         to_rate = c_push * push_rate / span
