@@ -9,7 +9,7 @@ is cached (`STRIDEFLOW_BENCH_CACHE`, default `<tmp>/strideflow-bench-api`) and r
 when its spec changes.
 
 `strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process). The load comes from
-`benchmarks/loadgen.py` in a process of its own: `CONCURRENCY` keep-alive HTTP/1.1 connections,
+`benchmarks/_loadgen.py` in a process of its own: `CONCURRENCY` keep-alive HTTP/1.1 connections,
 each sending one request at a time from request heads built before the clock starts (random
 athlete / session per request), for a fixed time per route after a 1 s warm-up. Rows per route:
 `<route>.requests_per_s` (req/s), `<route>.p50_ms` and `<route>.p99_ms` (ms, per request, first
@@ -46,7 +46,7 @@ import polars as pl
 
 from strideflow.analytics import partitions
 from strideflow.analytics.activity import activity_expr
-from strideflow.benchmarks import loadgen
+from strideflow.benchmarks import _loadgen as loadgen
 from strideflow.benchmarks._common import Row, row
 from strideflow.hardware.schema import (
     ACTIVITY,
@@ -409,7 +409,7 @@ def measure(
                            "duration_s": serial_duration_s, "warmup_s": 0.2})  # fmt: skip
     job = {"host": url.hostname, "port": url.port, "server_pid": server_pid, "phases": phases}
     proc = subprocess.run(
-        [sys.executable, "-m", "strideflow.benchmarks.loadgen"],
+        [sys.executable, "-m", "strideflow.benchmarks._loadgen"],
         input=json.dumps(job),
         capture_output=True,
         text=True,

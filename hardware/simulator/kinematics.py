@@ -44,9 +44,15 @@ Push-off about an oblique MTP axis: from heel-off the heel first rises about the
 line, which makes an angle m (`mtp_break_angle_deg`, ~60 deg) with the long axis, i.e. an axis turned
 alpha = 90 - m from the medio-lateral one with its lateral end behind; rising about it inverts the
 shoe, d(pronation)/d(pitch) = tan(alpha), so the angular rate at heel-off lies along the oblique axis
-(-sign tan(alpha), 1, 0). The foot then rolls medially onto the first MTP, the transverse "high
-gear" axis (Bojsen-Moller 1979), and reaches the athlete's toe-off pronation at toe-off with zero
-roll rate (`PushOffRoll`), so the truth `toe_off_pronation_deg` stays the drawn parameter.
+(-sign tan(alpha), 1, 0). The foot then rolls medially onto the first MTP (Bojsen-Moller 1979) and
+reaches the athlete's toe-off pronation at toe-off (`PushOffRoll`), so the truth
+`toe_off_pronation_deg` stays the drawn parameter. At toe-off it turns about an axis oblique to the
+shoe's y axis by beta (the stance's `toe_off_axis_deg`, around `AthleteParams.toe_off_axis`,
++ everting): real feet do (imu_sample.csv
++17 / +25 deg), a purely transverse end would hide the error a late or early toe-off instant makes
+in the toe-off pronation. With no yaw rate there, the body rate is (phi', -theta' cos phi, .), so
+tan(beta) = p' / (-theta' cos phi) fixes the roll rate p' at toe-off; after toe-off the roll
+decelerates to rest in the same normalised shape as the pitch, keeping that axis until then.
 """
 
 from __future__ import annotations
@@ -131,18 +137,22 @@ class PushOffRoll:
     pitch: p = p_ff + P(x), x = (pitch - pitch at heel-off) / (pitch at toe-off - pitch at heel-off)
     (0 at heel-off, 1 at toe-off),
 
-        P(x) = a x (1 - x)^3 + D x^2 (6 - 8x + 3x^2),  a = tan(alpha) * (pitch at heel-off - at toe-off),
-        D = p_to - p_ff.
+        P(x) = a x (1 - x)^3 + D x^2 (6 - 8x + 3x^2) + c x^3 (x - 1)(4 - 3x),
+        a = tan(alpha) * (pitch at heel-off - at toe-off), D = p_to - p_ff,
+        c = tan(beta) cos(roll at toe-off) (pitch at heel-off - at toe-off).
 
     dp/d(pitch) = tan(alpha) at heel-off: the heel starts rising about the oblique MTP axis (inverting);
-    P'(1) = P''(1) = 0: the push-off ends about the transverse axis with the toe-off pronation D and
-    zero roll rate and acceleration, where the spline takes over. C2 throughout: pitch has zero
-    acceleration at heel-off, and zero rate too unless the stance rolls (`stance_roll_dps`), in
+    P(1) = D, P'(1) = c, P''(1) = 0: the push-off ends with the toe-off pronation D, turning about the
+    axis beta from the shoe's y axis, with zero roll acceleration; the spline takes over with that rate
+    (its toe-off knot carries it). The c term is flat to second order at heel-off. C2 throughout: pitch
+    has zero acceleration at heel-off, and zero rate too unless the stance rolls (`stance_roll_dps`), in
     which case the spline's heel-off knot carries P's rate and acceleration there. Roll = sign * p;
     `evaluate` as QuinticHermite's.
     """
 
-    def __init__(self, base, pitch, ho, to, toe_off_deg, tan_alpha, p_ff, p_to, sign, theta_ho=None) -> None:
+    def __init__(
+        self, base, pitch, ho, to, toe_off_deg, tan_alpha, p_ff, p_to, sign, theta_ho=None, c=None
+    ) -> None:
         keep = np.isfinite(ho) & np.isfinite(to)
         self.base, self.pitch, self.sign = base, pitch, sign
         self.ho, self.to = ho[keep], to[keep]
@@ -151,6 +161,7 @@ class PushOffRoll:
         self.a = -tan_alpha * (toe_off_deg[keep] + self.theta_ho)
         self.d = (p_to - p_ff)[keep]
         self.p_ff = p_ff[keep]
+        self.c = np.zeros(int(keep.sum())) if c is None else np.asarray(c)[keep]
 
     def evaluate(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Value, first and second derivative at times t."""
@@ -165,11 +176,16 @@ class PushOffRoll:
         th, dth, d2th = self.pitch.evaluate(t[inside])
         span = self.theta_to[j] - self.theta_ho[j]
         x, dx, d2x = (th - self.theta_ho[j]) / span, dth / span, d2th / span
-        a, d = self.a[j], self.d[j]
+        a, d, c = self.a[j], self.d[j], self.c[j]
         u = 1.0 - x
-        p = a * x * u**3 + d * x * x * (6.0 - 8.0 * x + 3.0 * x * x)
-        dp = a * u * u * (1.0 - 4.0 * x) + d * 12.0 * x * u * u
-        d2p = a * u * (-6.0 + 12.0 * x) + d * 12.0 * u * (1.0 - 3.0 * x)
+        x2 = x * x
+        p = a * x * u**3 + d * x2 * (6.0 - 8.0 * x + 3.0 * x2) + c * x2 * x * (-3.0 * x2 + 7.0 * x - 4.0)
+        dp = a * u * u * (1.0 - 4.0 * x) + d * 12.0 * x * u * u + c * x2 * (-15.0 * x2 + 28.0 * x - 12.0)
+        d2p = (
+            a * u * (-6.0 + 12.0 * x)
+            + d * 12.0 * u * (1.0 - 3.0 * x)
+            + c * x * (-60.0 * x2 + 84.0 * x - 24.0)
+        )
         s = self.sign
         f[inside] = s * (self.p_ff[j] + p)
         df[inside] = s * dp * dx
@@ -331,6 +347,12 @@ class FootMotion:
         dx0 = roll_rate / (-toe_off - theta_ho)
         ho_rate = s * a_push * dx0
         ho_acc = s * (-6.0 * a_push + 12.0 * (p_to - p_ff)) * dx0 * dx0
+        # toe-off about the axis beta: P'(1) = c; pronation rate there c * dx/dt, dx/dt = push_rate / span
+        beta = np.deg2rad(v["toe_off_axis_deg"])
+        span = toe_off + theta_ho
+        c_push = np.tan(beta) * np.cos(np.deg2rad(p_to)) * span
+        to_rate = c_push * push_rate / span
+        p_te = p_to + to_rate * v["post_toe_off_s"] / PUSH_DECEL_SHAPE
         base = _stack_knots(
             [
                 (tl.ic, s * p_ic, zero, zero),
@@ -338,13 +360,16 @@ class FootMotion:
                 (tl.ic + t_mp, s * p_max, zero, zero),
                 (tl.ffs, s * p_ff, zero, zero),
                 (tl.ho, s * p_ff, ho_rate, ho_acc),
-                (tl.to, s * p_to, zero, zero),
+                (tl.to, s * p_to, s * to_rate, zero),
+                (te, s * p_te, zero, zero),
                 (sw, s * p_sw, zero, zero),
             ],
             tl.end_s,
             s * p_ff[-1],
         )
-        self.roll = PushOffRoll(base, self.pitch, tl.ho, tl.to, toe_off, tan_alpha, p_ff, p_to, s, theta_ho)
+        self.roll = PushOffRoll(
+            base, self.pitch, tl.ho, tl.to, toe_off, tan_alpha, p_ff, p_to, s, theta_ho, c_push
+        )
         # ---------- heading (deg) ----------
         # the shoe's heading on the ground: the walking direction turned outward by the toe-out
         self.shoe_heading_rad = tl.heading_rad + s * np.deg2rad(v["foot_progression_angle_deg"])

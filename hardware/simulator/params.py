@@ -118,6 +118,11 @@ class AthleteParams:
     54-73 deg); Bojsen-Moller (1979, J. Anat. 129: 165-176) describes push-off starting about this
     oblique axis (MTP 2-5, "low gear") and ending about the transverse axis through MTP 1-2
     ("high gear"). The simulator uses that sequence, see kinematics.py.
+    toe_off_axis_deg: angle of the shoe's rotation axis at toe-off from its medio-lateral (y) axis in
+    the sole plane, deg, positive when the shoe everts while it plantarflexes (it rolls off over the
+    big toe); left = this + toe_off_axis_asymmetry_deg / 2, right = this - .../2. The default is the
+    healthy imu_sample.csv walker (left +17, right +25 deg, measured at the detected toe-off in the
+    file's shoe frame); the push-off ends about this axis instead of the transverse one.
     """
 
     walk: GaitParams = field(default_factory=GaitParams)
@@ -133,11 +138,18 @@ class AthleteParams:
     foot_progression_angle_deg: float = 15.0
     fpa_asymmetry_deg: float = 0.0
     mtp_break_angle_deg: float = 60.0
+    toe_off_axis_deg: float = 21.0
+    toe_off_axis_asymmetry_deg: float = -8.0
 
     def foot_progression_angle(self, foot: str) -> float:
         """Mean toe-out of one foot, deg (positive outward)."""
         side = 0.5 if foot == "left" else -0.5
         return self.foot_progression_angle_deg + side * self.fpa_asymmetry_deg
+
+    def toe_off_axis(self, foot: str) -> float:
+        """Angle of one foot's rotation axis at toe-off from the shoe's y axis, deg (+ everting)."""
+        side = 0.5 if foot == "left" else -0.5
+        return self.toe_off_axis_deg + side * self.toe_off_axis_asymmetry_deg
 
     def gait(self, activity: str, foot: str) -> GaitParams:
         """Mean gait of one foot for one activity, with the asymmetry applied."""
@@ -253,6 +265,14 @@ IMPACT_GYR_RANGES = {"walk": (3.0, 15.0), "run": (15.0, 60.0)}
 FPA_RANGE_DEG = (0.0, 20.0)
 FPA_ASYMMETRY_DEG = (-2.0, 2.0)
 MTP_BREAK_RANGE_DEG = (50.0, 65.0)  # the oblique MTP axis to the long axis (Isman & Inman: 54-73)
+# Rotation axis at toe-off from the shoe's y axis in the sole plane, deg (+: everting while
+# plantarflexing), athlete mean and left minus right. Measured at the detected toe-off on the level
+# walks of shared/ in their given shoe frame (benchmarks/README.md): healthy imu_sample.csv +17 / +25
+# (left / right), the MS walker +0 / -10; per foot these draws span -10..+25 deg. The size is that of
+# the MTP break line's obliquity (Isman & Inman: 90 - 62 = 28 deg on average), but its sense is the
+# measured one: healthy feet evert as they roll off over the big toe, where the break line inverts.
+TOE_OFF_AXIS_RANGE_DEG = (-5.0, 20.0)
+TOE_OFF_AXIS_ASYMMETRY_DEG = (-10.0, 10.0)
 # Foot-strike angle ranges per pattern, deg (DESIGN.md thresholds: > 8 rearfoot, < -1.6 forefoot)
 STRIKE_RANGES = {"rearfoot": (11.0, 24.0), "midfoot": (0.0, 6.0), "forefoot": (-12.0, -4.0)}
 STRIKE_ODDS = {"walk": (0.9, 0.1, 0.0), "run": (0.45, 0.35, 0.20)}  # rearfoot, midfoot, forefoot
@@ -312,6 +332,8 @@ def sample_athlete(rng: np.random.Generator) -> AthleteParams:
         foot_progression_angle_deg=float(rng.uniform(*FPA_RANGE_DEG)),
         fpa_asymmetry_deg=float(rng.uniform(*FPA_ASYMMETRY_DEG)),
         mtp_break_angle_deg=float(rng.uniform(*MTP_BREAK_RANGE_DEG)),
+        toe_off_axis_deg=float(rng.uniform(*TOE_OFF_AXIS_RANGE_DEG)),
+        toe_off_axis_asymmetry_deg=float(rng.uniform(*TOE_OFF_AXIS_ASYMMETRY_DEG)),
     )
 
 

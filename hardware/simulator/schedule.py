@@ -61,6 +61,9 @@ CONSTANT = (
 ABSOLUTE_SD_PER_CV_DEG = 40.0  # a CV of 0.025 gives 1 deg stride-to-stride SD on signed angles
 # Stride-to-stride SD of the toe-out (foot progression angle), deg: real walkers vary by 1-2 deg.
 FPA_STRIDE_SD_DEG = 1.5
+# Stride-to-stride SD of the rotation axis at toe-off, deg: the real level walks' per-foot IQR at the
+# detected toe-off is 2.7-5.6 deg (SD ~2-4, sampling included; benchmarks/README.md).
+TOE_OFF_AXIS_STRIDE_SD_DEG = 2.5
 
 
 @dataclass(frozen=True)
@@ -236,10 +239,13 @@ def foot_timeline(
     step_a = np.array(step, float)
     d = np.stack([step_a * np.cos(mid), step_a * np.sin(mid), np.zeros(n_st)], axis=1)
     origin = np.vstack([[0.0, side, 0.0], np.array([0.0, side, 0.0]) + np.cumsum(d[:-1], axis=0)])
-    # toe-out of each stance (drawn last: the draws above are what they were before it existed)
+    # toe-out and toe-off axis of each stance (drawn last: the draws above are what they were before)
     values["foot_progression_angle_deg"] = athlete.foot_progression_angle(
         foot
     ) + FPA_STRIDE_SD_DEG * rng.standard_normal(n_st)
+    values["toe_off_axis_deg"] = athlete.toe_off_axis(
+        foot
+    ) + TOE_OFF_AXIS_STRIDE_SD_DEG * rng.standard_normal(n_st)
     return FootTimeline(
         ic=ic_a,
         ffs=ffs_a,

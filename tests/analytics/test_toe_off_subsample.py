@@ -70,4 +70,7 @@ def test_simulated_walking_toe_off_is_no_longer_early():
     # at 200 Hz the peak sample lies ~2 ms before it on walking strides.
     before, after = _mean_toe_off_error_ms(False), _mean_toe_off_error_ms(True)
     assert before < -1.5
-    assert abs(after) < 0.7
+    # -0.57 ms while the push-off ended about the shoe's y axis; -0.81 since it ends about the
+    # athlete's oblique toe-off axis: the shoe still rolls at toe-off, so the body y rate is
+    # -pitch' cos(roll) and its peak and rising side are no longer exactly the pitch rate's.
+    assert abs(after) < 1.0

@@ -116,8 +116,8 @@ def test_shoe_axis_on_real_recordings_within_3_deg(real_data, name, foot, rate):
 @pytest.mark.parametrize(("activity", "seed"), [("walk", 0), ("walk", 6), ("run", 1)])
 def test_square_heading_error_on_the_simulator_is_the_pods_own_yaw(activity, seed):
     """The simulator's default pods sit square on the shoe, turned by up to 2 deg (its yaw on the
-    shoe, `imu.draw_mounting`), with toe-out, the oblique MTP push-off, gyro gain and cross-axis
-    errors and impact rocking all on. The estimated shoe axis is off by exactly minus that yaw:
+    shoe, `imu.draw_mounting`), with toe-out, the oblique MTP push-off and toe-off axis, gyro gain and
+    cross-axis errors and impact rocking all on. The estimated shoe axis is off by exactly minus that yaw:
     measured over 8 athletes x walk/run x both feet (31 estimates), |error| median 1.13, p95 1.84,
     max 1.85 deg, and error + yaw within 0.051 deg. So the estimator adds nothing of its own
     (toe-out, the MTP axis, the gains, too few strides); what is left is the mount's yaw, which

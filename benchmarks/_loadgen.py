@@ -10,7 +10,7 @@ A response counts as an error unless its status is 200 and its body is a non-emp
 (`{"items":[{...`); every `PARSE_EVERY`-th body is also parsed as JSON (a cheap sample that the
 bodies are whole).
 
-Run as `python -m strideflow.benchmarks.loadgen` with a JSON job on stdin (see `run`); the
+Run as `python -m strideflow.benchmarks._loadgen` with a JSON job on stdin (see `run`); the
 answer is JSON on stdout. Only the standard library (and uvloop, if present) is imported, so the
 process starts in well under a second.
 """
