@@ -52,11 +52,11 @@ class _Job:
 class LiveAnalysis:
     """Runs the streams' analyzers on the packets they stored, in ticks, and hands the rows to `emit`.
 
-    `threads` is accepted for compatibility; one tick runs at a time, on one thread: the analysis
-    is Python and NumPy under one interpreter lock, and a single tick batches the most streams.
+    One tick runs at a time, on one thread: the analysis is Python and NumPy under one interpreter
+    lock, and a single tick batches the most streams.
     """
 
-    def __init__(self, emit: Emit, threads: int = 1):
+    def __init__(self, emit: Emit):
         self.emit = emit
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-analysis")
         self._waiting: list[_Job] = []

@@ -82,7 +82,6 @@ class LiveHub:
         analyzer_factory: AnalyzerFactory | None = None,
         analysis_settings: AnalysisSettings = AnalysisSettings(),
         store_interval_s: float = 5.0,
-        analysis_threads: int = 2,
         idle_timeout_s: float | None = 1800.0,
         replay_s: float = 600.0,
         broker: Broker | None = None,
@@ -99,7 +98,7 @@ class LiveHub:
             default_analyzer, analysis=analysis_settings, results_dir=self.results_dir
         )
         self.registry = StreamRegistry(wal_root, results_dir, factory)
-        self.analysis = LiveAnalysis(self._emit, analysis_threads)
+        self.analysis = LiveAnalysis(self._emit)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)
         # whether other server processes serve this data folder now (then streams are let go)
