@@ -92,23 +92,6 @@ class _Group:
         return True
 
 
-def read_page(
-    path: Path,
-    foot: str | None,
-    t_from: float | None,
-    t_to: float | None,
-    valid: bool | None,
-    after: list | None,
-    limit: int,
-) -> tuple[list[dict], list | None, int]:
-    """(up to `limit` strides as dicts in STRIDES_SCHEMA column order without the key columns,
-    NaN as None; the cursor key [foot rank, stride index] of the last one if more follow, else None;
-    the number of row groups read). Raises whatever pyarrow raises for an unreadable file."""
-    page, nxt, n_read = read_page_frame(path, foot, t_from, t_to, valid, after, limit)
-    floats = [c for c, dtype in page.schema.items() if dtype.is_float()]
-    return page.with_columns(pl.col(floats).fill_nan(None)).to_dicts(), nxt, n_read
-
-
 def read_page_frame(
     path: Path,
     foot: str | None,
@@ -118,8 +101,9 @@ def read_page_frame(
     after: list | None,
     limit: int,
 ) -> tuple[pl.DataFrame, list | None, int]:
-    """`read_page` with the page as a frame of the file's STRIDES_SCHEMA columns without the key
-    columns (NaN kept)."""
+    """(up to `limit` strides as a frame of the file's STRIDES_SCHEMA columns without the key columns,
+    NaN kept; the cursor key [foot rank, stride index] of the last one if more follow, else None;
+    the number of row groups read). Raises whatever pyarrow raises for an unreadable file."""
     pf = pq.ParquetFile(path, pre_buffer=False)
     meta = pf.metadata
     names = pf.schema_arrow.names

@@ -70,15 +70,25 @@ def reference_rows(df: pl.DataFrame, foot, t_from, t_to, valid) -> list[dict]:
         lf = lf.filter(pl.col(VALID) == valid)
     rank = pl.col(FOOT).replace_strict({f: i for i, f in enumerate(FEET)}, default=len(FEET))
     cols = [c for c in STRIDES_SCHEMA if c in df.columns]
-    out = lf.sort(rank, STRIDE_INDEX).select(cols).collect()
-    floats = [c for c in cols if out.schema[c].is_float()]
-    return out.with_columns(pl.col(floats).fill_nan(None)).to_dicts()
+    return as_rows(lf.sort(rank, STRIDE_INDEX).select(cols).collect())
+
+
+def as_rows(frame: pl.DataFrame) -> list[dict]:
+    """Rows as dicts, NaN as None (as the API answers them)."""
+    floats = [c for c, dtype in frame.schema.items() if dtype.is_float()]
+    return frame.with_columns(pl.col(floats).fill_nan(None)).to_dicts()
+
+
+def read_page(path: Path, *args) -> tuple[list[dict], list | None, int]:
+    """`strides_page.read_page_frame` with its page as rows."""
+    page, cursor, n_read = strides_page.read_page_frame(path, *args)
+    return as_rows(page), cursor, n_read
 
 
 def all_pages(path: Path, foot, t_from, t_to, valid, limit) -> tuple[list[dict], int]:
     rows, cursor, pages = [], None, 0
     while True:
-        page, cursor, _ = strides_page.read_page(path, foot, t_from, t_to, valid, cursor, limit)
+        page, cursor, _ = read_page(path, foot, t_from, t_to, valid, cursor, limit)
         assert len(page) <= limit
         rows += page
         pages += 1
@@ -137,7 +147,7 @@ def test_a_page_reads_only_the_row_groups_it_needs(tmp_path):
     assert groups == 4000 // partitions.STRIDES_ROW_GROUP_ROWS + 1
     left = df.filter(pl.col(FOOT) == "left")
     t0 = float(left[IC_T][700])
-    page, cursor, read = strides_page.read_page(path, "left", t0, t0 + 300.0, None, None, 100)
+    page, cursor, read = read_page(path, "left", t0, t0 + 300.0, None, None, 100)
     assert [r[STRIDE_INDEX] for r in page] == list(range(700, 800))
     assert cursor is not None
     # the page's two groups, and at most the one group holding both feet (its statistics span
@@ -145,7 +155,7 @@ def test_a_page_reads_only_the_row_groups_it_needs(tmp_path):
     assert read <= 3, f"read {read} of {groups} row groups for one page"
     # right foot, first page: the left foot's 7 groups are skipped by their statistics; its first
     # 48 strides share a group with the left foot's last, the page ends in the next
-    page, _, read = strides_page.read_page(path, "right", None, None, None, None, 50)
+    page, _, read = read_page(path, "right", None, None, None, None, 50)
     assert [r[STRIDE_INDEX] for r in page] == list(range(50)) and read == 2
 
 
@@ -166,7 +176,7 @@ def test_a_page_written_by_polars_is_the_json_pydantic_core_writes(tmp_path):
     fields = [c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID)]
     cursor = None
     while True:
-        rows, nxt, _ = strides_page.read_page(path, None, None, None, None, cursor, 97)
+        rows, nxt, _ = read_page(path, None, None, None, None, cursor, 97)
         frame, nxt_frame, _ = strides_page.read_page_frame(path, None, None, None, None, cursor, 97)
         assert nxt_frame == nxt
         want = pydantic_core.to_json([{c: r.get(c) for c in fields} for r in rows], inf_nan_mode="null")
