@@ -76,10 +76,11 @@ MTP push-off, gyro gain and cross-axis errors and impact rocking on) the "square
 exactly minus the pod's yaw on the shoe: within 0.051 deg over 8 athletes x walk/run x both feet,
 |error| median 1.13, p95 1.84 deg. The estimate adds no error of its own (not from toe-out, the MTP
 axis, the gains or the number of strides); its whole error is the mount's turn, which is what
-`square_tolerance_deg` states. The one cue that would find it there, the rotation axis at toe-off
-(the simulator ends its push-off about the transverse MTP axis with no roll or yaw rate: 0.00 deg
-off its y), is 16.5 / 24.8 deg (left / right, medians) off the shoe's y on imu_sample.csv at the
-detected toe-offs and 0.1 / 10.4 deg on the MS files: the foot's own, so it is not used.
+`square_tolerance_deg` states. The one cue that would have found it there, the rotation axis at
+toe-off (0.00 deg off the shoe's y while the simulator's push-off had no roll or yaw rate), is 16.5 /
+24.8 deg (left / right, medians) off the shoe's y on imu_sample.csv at the detected toe-offs and
+0.1 / 10.4 deg on the MS files: the foot's own, so it is not used (the simulator now draws that
+angle per athlete, `AthleteParams.toe_off_axis_deg`).
 """
 
 from __future__ import annotations
