@@ -28,8 +28,13 @@ the server share the machine's cores, as a gateway on the same host would.
 Environment: `STRIDEFLOW_BENCH_PROCESSES` (e.g. "1,2": one run per server process count, rows
 `stream.p<N>.k<K>...` for N > 1, `serve --workers N` on a throwaway database created on the
 PostgreSQL server of `STRIDEFLOW_BENCH_DATABASE_URL`), `STRIDEFLOW_BENCH_STREAM_KS` (e.g.
-"8,16,24") and `STRIDEFLOW_BENCH_STREAM_SECONDS` (realtime seconds per level). Devices start
-staggered over one packet period, as real pods do not start in lockstep.
+"8,16,24"), `STRIDEFLOW_BENCH_STREAM_SECONDS` (realtime seconds per level) and
+`STRIDEFLOW_BENCH_STREAM_LOCKSTEP=1` (every athlete the same samples, as before session 7: all
+strides of a level fall in the same packet periods, the worst case for latency). Devices start
+staggered over one packet period, as real pods do not start in lockstep; each athlete starts at its
+own point of the walk (shifts spread over `PHASE_SPREAD_S`, about one stride), as a team does not
+walk in step. The server runs `strideflow serve`'s default live analysis workers (one per core)
+unless `STRIDEFLOW_LIVE_ANALYSIS_WORKERS` is set.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ SAMPLING_RATE_HZ = 200.0
 LATENCY_LIMIT_MS = 250.0
 WARMUP_BURST_S = 21.0  # > analytics.live_analyzer.LiveSettings().warmup_s, so strides flow in realtime
 SETTLE_S = 1.0
+PHASE_SPREAD_S = 1.2  # athletes' starts spread over about one stride (~1.1 s walking)
 TEAM = "BENCH"
 
 
@@ -158,19 +164,50 @@ def create_api_key(
         db.dispose()
 
 
-def _devices(k: int, seconds: float):
-    """K devices: one simulated session's two feet, renamed per athlete (shared arrays)."""
+def _devices(k: int, seconds: float, lockstep: bool = False):
+    """K devices: one simulated session's two feet per athlete. Each athlete starts at its own point
+    of the walk (a shift of 0-`PHASE_SPREAD_S` s, spread evenly), as a team does not walk in step;
+    `lockstep`: every athlete the same samples (shared arrays), so all strides fall in the same
+    packet periods."""
     from strideflow.hardware.devices import SimulatedDevice
     from strideflow.hardware.simulator import SimulationSettings
 
+    spread = 0.0 if lockstep else PHASE_SPREAD_S
     base = SimulatedDevice.simulate(
-        SimulationSettings(duration_s=WARMUP_BURST_S + seconds, sampling_rate_hz=SAMPLING_RATE_HZ, seed=11)
+        SimulationSettings(
+            duration_s=WARMUP_BURST_S + seconds + spread, sampling_rate_hz=SAMPLING_RATE_HZ, seed=11
+        )
     )
+    n = int(round((WARMUP_BURST_S + seconds) * SAMPLING_RATE_HZ))
     devices = []
     for i in range(k):
-        dev = base[i % 2].renamed(f"b{i // 2:03d}-{base[i % 2].foot[0].upper()}")
-        devices.append((f"ATH{i // 2:03d}", dev))
+        athlete, src = i // 2, base[i % 2]
+        device_id = f"b{athlete:03d}-{src.foot[0].upper()}"
+        if lockstep:
+            dev = src.renamed(device_id)
+        else:
+            # golden-ratio sequence: any number of athletes spread evenly over the shift range
+            off = int(round(((athlete * 0.6180339887) % 1.0) * spread * SAMPLING_RATE_HZ))
+            dev = _shifted(src, off, n, device_id)
+        devices.append((f"ATH{athlete:03d}", dev))
     return devices
+
+
+def _shifted(dev, start: int, n: int, device_id: str):
+    """The device's samples [start, start + n) from t = 0 s, under another id."""
+    from strideflow.hardware.devices import SimulatedDevice
+
+    counts = dev.counts_[start : start + n].astype(float)
+    return SimulatedDevice(
+        dev.t_s[start : start + n] - dev.t_s[start],
+        counts[:, :3] / dev.acc_scale,
+        counts[:, 3:] / dev.gyr_scale,
+        foot=dev.foot,
+        device_id=device_id,
+        sampling_rate_hz=dev.sampling_rate_hz,
+        profile=dev.profile,
+        samples_per_packet=dev.samples_per_packet,
+    )
 
 
 def _acked_time(series: list[tuple[float, int]], toe_off_t: float | None) -> float | None:
@@ -185,12 +222,14 @@ def _acked_time(series: list[tuple[float, int]], toe_off_t: float | None) -> flo
     return None
 
 
-async def _run_load(url: str, admin_key: str, coach_key: str, k: int, seconds: float, session: str) -> dict:
+async def _run_load(
+    url: str, admin_key: str, coach_key: str, k: int, seconds: float, session: str, lockstep: bool = False
+) -> dict:
     from websockets.asyncio.client import connect
 
     from strideflow.hardware.devices import stream_device
 
-    devices = _devices(k, seconds)
+    devices = _devices(k, seconds, lockstep)
     for _, dev in devices:  # encoded before the run (cached per device): the load costs the client less
         for seq in range(dev.n_packets):
             dev.packet(seq)
@@ -363,6 +402,7 @@ def run(quick: bool = False) -> list:
     seconds = float(os.environ.get("STRIDEFLOW_BENCH_STREAM_SECONDS") or (8.0 if quick else 30.0))
     processes = _env_ints("STRIDEFLOW_BENCH_PROCESSES", (1,))
     pg_url = os.environ.get("STRIDEFLOW_BENCH_DATABASE_URL")
+    lockstep = os.environ.get("STRIDEFLOW_BENCH_STREAM_LOCKSTEP", "") not in ("", "0")
     if max(processes) > 1 and not pg_url:
         raise RuntimeError(
             "STRIDEFLOW_BENCH_PROCESSES > 1 needs STRIDEFLOW_BENCH_DATABASE_URL=postgresql+psycopg://... "
@@ -373,7 +413,7 @@ def run(quick: bool = False) -> list:
     for n in processes:
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(_postgres_database(pg_url)) if n > 1 else None
-            rows += _run_processes(n, ks, seconds, url)
+            rows += _run_processes(n, ks, seconds, url, lockstep)
     rows.append(
         row(
             "machine.load_avg_1m",
@@ -385,7 +425,9 @@ def run(quick: bool = False) -> list:
     return rows
 
 
-def _run_processes(n: int, ks: tuple[int, ...], seconds: float, database_url: str | None) -> list:
+def _run_processes(
+    n: int, ks: tuple[int, ...], seconds: float, database_url: str | None, lockstep: bool = False
+) -> list:
     """The rows of one process count (`serve --workers n`); names `stream.k...` for one process,
     `stream.p<n>.k...` for more."""
     prefix = "stream" if n == 1 else f"stream.p{n}"
@@ -401,7 +443,9 @@ def _run_processes(n: int, ks: tuple[int, ...], seconds: float, database_url: st
             proc = psutil.Process(server.proc.pid)
             for k in ks:
                 cpu0, t0 = _cpu_s(proc), time.perf_counter()
-                res = asyncio.run(_run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}"))
+                res = asyncio.run(
+                    _run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}", lockstep=lockstep)
+                )
                 cpu1, t1 = _cpu_s(proc), time.perf_counter()
                 busy = (cpu1 - cpu0) / (t1 - t0)
                 strides_per_s = res["strides"] / (t1 - t0)
@@ -470,7 +514,8 @@ def _run_processes(n: int, ks: tuple[int, ...], seconds: float, database_url: st
                     break
         note = (
             f"largest K of {list(ks)} ({seconds:g} s realtime each, {n} server process(es)) "
-            f"with toe-off -> stance metrics p99 < {LATENCY_LIMIT_MS:g} ms, 0 dropped"
+            f"with toe-off -> stance metrics p99 < {LATENCY_LIMIT_MS:g} ms, 0 dropped; athletes "
+            + ("in lockstep" if lockstep else f"out of step (starts spread over {PHASE_SPREAD_S:g} s)")
         )
         if best_k == ks[-1]:
             note += "; not reached: try larger K"

@@ -226,6 +226,7 @@ def hub_of(app) -> LiveHub:
             idle_timeout_s=settings.stream_idle_timeout_s,
             broker=broker_for(settings.resolved_database_url, source),
             peers=None if instance is None else (lambda: bool(instance.others())),
+            analysis_workers=settings.live_analysis_workers,
         )
         app.state.live = hub
     return hub

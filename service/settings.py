@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
       the Parquet metadata or by counting a CSV's (or inflating a gzip's) lines in chunks before
       the file is decoded (`ingest.limits`); larger -> 413.
     - `job_workers`: analysis worker processes (each a spawned process, not a thread).
+    - `live_analysis_workers`: worker processes that run the live streams' analysis, each owning
+      the analyzers of a disjoint set of streams (`service.live.workers`); 0 runs it on a thread of
+      the server process. `strideflow serve` uses one per core unless this is set.
     - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
     - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
       / the largest `limit` accepted.
@@ -51,6 +54,7 @@ class ServiceSettings(BaseSettings):
     max_upload_columns: int = Field(default=256, gt=0)
     max_upload_decoded_bytes: int = Field(default=1024 * MIB, gt=0)
     job_workers: int = Field(default=1, ge=1)
+    live_analysis_workers: int = Field(default=0, ge=0)
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)

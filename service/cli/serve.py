@@ -47,6 +47,13 @@ def serve(
         help="Data folder: database, uploads, results (default: STRIDEFLOW_DATA_DIR or ./strideflow-data).",
     ),
     job_workers: int | None = typer.Option(None, "--job-workers", min=1, help="Analysis worker processes."),
+    analysis_workers: int | None = typer.Option(
+        None,
+        "--analysis-workers",
+        min=0,
+        help="Worker processes for the live streams' analysis (default: STRIDEFLOW_LIVE_ANALYSIS_WORKERS, "
+        "else one per core shared by the server processes; 0: a thread of each server process).",
+    ),
     workers: int = typer.Option(
         1,
         "--workers",
@@ -67,6 +74,11 @@ def serve(
         overrides["data_dir"] = data
     if job_workers is not None:
         overrides["job_workers"] = job_workers
+    if analysis_workers is None and "STRIDEFLOW_LIVE_ANALYSIS_WORKERS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        analysis_workers = cores // workers if cores > 1 else 0
+    if analysis_workers is not None:
+        overrides["live_analysis_workers"] = analysis_workers
     settings = ServiceSettings(**overrides)
     _log_to_console()
     # Read and idle timeouts (settings keep_alive_timeout_s, request_read_timeout_s, ws_ping_*).
@@ -87,5 +99,6 @@ def serve(
         os.environ["STRIDEFLOW_DATA_DIR"] = str(data.resolve())
     if job_workers is not None:
         os.environ["STRIDEFLOW_JOB_WORKERS"] = str(job_workers)
+    os.environ["STRIDEFLOW_LIVE_ANALYSIS_WORKERS"] = str(settings.live_analysis_workers)
     options["http"] = "strideflow.service.server:ReadTimeoutH11Protocol"
     uvicorn.run(FACTORY, factory=True, workers=workers, host=host, port=port, log_level="info", **options)

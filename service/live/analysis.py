@@ -30,6 +30,7 @@ import polars as pl
 from strideflow.analytics.live_analyzer import LiveOutput, resolve_together
 from strideflow.ingest.stream_receiver import packet_block
 from strideflow.service.live.registry import LiveStream, Send
+from strideflow.service.live.workers import RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
 
@@ -68,8 +69,11 @@ class LiveAnalysis:
 
     async def analyse(self, stream: LiveStream, packets: list, send: Send | None = None) -> None:
         """Push stored packets ((packet, received_at), ...) through the stream's analyzer at the
-        next tick; returns once their rows are emitted."""
+        next tick (or in its worker process); returns once their rows are emitted."""
         async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
+            if isinstance(stream.analyzer, RemoteAnalyzer):
+                await self._remote(stream, list(packets), send)
+                return
             job = _Job(stream, list(packets), send, asyncio.get_running_loop().create_future())
             self._waiting.append(job)
             if self._runner is None or self._runner.done():
@@ -104,23 +108,56 @@ class LiveAnalysis:
                     if not job.done.done():
                         job.done.set_result(None)
 
-    async def _deliver(self, job: _Job) -> None:
-        stream = job.stream
-        for number, exc in job.errors:
+    async def _remote(self, stream: LiveStream, packets: list, send: Send | None) -> None:
+        """The packets analysed in the stream's worker process: each packet's rows are emitted as
+        soon as they arrive; returns when every packet is done."""
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        left = [len(packets)]
+        errors: list[tuple[int, Exception]] = []
+
+        def on_output(index: int, strides, stances, error) -> None:  # on the event loop
+            if error is not None:
+                errors.append((max(index, 0), error))
+            else:
+                stream.analyzer.add(strides)
+                packet, received_at = packets[index]
+                if stances is not None:
+                    self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")
+                if strides is not None:
+                    self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
+            left[0] -= 1
+            if left[0] == 0 and not done.done():
+                done.set_result(None)
+
+        def from_worker(*args) -> None:  # on a reader thread
+            loop.call_soon_threadsafe(on_output, *args)
+
+        stream.analyzer.push_packets([p for p, _ in packets], from_worker)
+        await asyncio.shield(done)
+        await self._report(stream, [(packets[i][0].sequence, exc) for i, exc in errors], send)
+
+    async def _report(
+        self, stream: LiveStream, errors: list[tuple[int, Exception]], send: Send | None
+    ) -> None:
+        for seq, exc in errors:
             # The packet is durable; a failing analysis must not drop the connection. Logged and
             # reported once per stream, not once per packet.
             stream.analysis_failures += 1
             if stream.analysis_failures > 1:
                 continue
-            seq = job.packets[number][0].sequence
             log.error("live analysis failed on %s, packet %s", stream.key, seq, exc_info=exc)
-            if job.send is not None:
+            if send is not None:
                 message = (
                     f"live analysis failed at packet {seq} ({type(exc).__name__}: "
                     f"{str(exc)[:200]}); the packets are stored, strides may be missing"
                 )
                 with contextlib.suppress(Exception):
-                    await job.send({"analysis_error": message, "seq": seq})
+                    await send({"analysis_error": message, "seq": seq})
+
+    async def _deliver(self, job: _Job) -> None:
+        stream = job.stream
+        await self._report(stream, [(job.packets[n][0].sequence, exc) for n, exc in job.errors], job.send)
         for number, (strides, stances) in job.outputs:
             packet, received_at = job.packets[number]
             self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")

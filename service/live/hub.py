@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,7 @@ from strideflow.service.live.registry import (
     default_analyzer,
 )
 from strideflow.service.live.store import SessionStore
+from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
 
@@ -86,6 +88,7 @@ class LiveHub:
         replay_s: float = 600.0,
         broker: Broker | None = None,
         peers: Callable[[], bool] | None = None,
+        analysis_workers: int = 0,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -93,9 +96,14 @@ class LiveHub:
         self.store_interval_s = store_interval_s
         self.idle_timeout_s = idle_timeout_s
         self.replay_s = replay_s
-        # the default analyzer, with this hub's analysis settings
-        factory = analyzer_factory or functools.partial(
-            default_analyzer, analysis=analysis_settings, results_dir=self.results_dir
+        # the default analyzer, with this hub's analysis settings (in worker processes if asked)
+        self.analysis_workers = analysis_workers
+        self._workers: AnalysisWorkers | None = None
+        self._workers_lock = threading.Lock()
+        factory = analyzer_factory or (
+            self._remote_analyzer
+            if analysis_workers > 0
+            else functools.partial(default_analyzer, analysis=analysis_settings, results_dir=self.results_dir)
         )
         self.registry = StreamRegistry(wal_root, results_dir, factory)
         self.analysis = LiveAnalysis(self._emit)
@@ -133,10 +141,24 @@ class LiveHub:
     def analyzer_factory(self, factory: AnalyzerFactory) -> None:
         self.registry.analyzer_factory = factory
 
+    def _remote_analyzer(self, hello: StreamHello) -> RemoteAnalyzer:
+        """The default analyzer of a stream, run in one of the hub's worker processes."""
+        return RemoteAnalyzer(self._worker_pool(), hello)
+
+    def _worker_pool(self) -> AnalysisWorkers:
+        with self._workers_lock:
+            if self._workers is None:
+                self._workers = AnalysisWorkers(
+                    self.analysis_workers, self.analysis_settings, self.results_dir
+                )
+            return self._workers
+
     # --- lifecycle --------------------------------------------------------------------------
     async def start(self, team_of: Callable[[str], str | None] | None = None) -> int:
         """Start the broker, replay unclosed logs (returns how many) and start the periodic store."""
         self._team_of = team_of
+        if self.analysis_workers > 0 and self.registry.analyzer_factory == self._remote_analyzer:
+            await asyncio.to_thread(self._worker_pool)  # started now, not at the first stream
         await self.publisher.start()
         recovered = await self.recover(team_of)
         await self.expire_idle()
@@ -154,6 +176,9 @@ class LiveHub:
         await self.flush()
         self.registry.close_all()
         self.analysis.shutdown()
+        if self._workers is not None:
+            await asyncio.to_thread(self._workers.close)
+            self._workers = None
         await self.publisher.stop()
 
     async def recover(self, team_of: Callable[[str], str | None] | None = None) -> int:
@@ -355,6 +380,14 @@ class LiveHub:
                 if s.ended and s.owner is None:
                     self._evict(s)
 
+        # streams analysed in worker processes: their curves and mountings as of now
+        remote = [
+            asyncio.wrap_future(s.analyzer.refresh())
+            for k, s in list(self.streams.items())
+            if k[:2] in self.store.dirty and isinstance(s.analyzer, RemoteAnalyzer)
+        ]
+        if remote:
+            await asyncio.gather(*remote, return_exceptions=True)
         await self.store.flush(streams_of, stored)
 
 

@@ -122,7 +122,10 @@ class LiveStream:
         return self.analyzer.strides_
 
     def close(self) -> None:
-        """Close the log and let other processes take the stream."""
+        """Close the log, drop a worker process's analyzer, and let other processes take the stream."""
+        close = getattr(self.analyzer, "close", None)  # service.live.workers.RemoteAnalyzer
+        if close is not None:
+            close()
         self.receiver.close()
         unlock(self.lease)
         self.lease = None
@@ -214,10 +217,17 @@ class StreamRegistry:
         except BaseException:
             unlock(lease)
             raise
+        analyzer = None
         try:
             analyzer = self.analyzer_factory(hello)
             failures = 0
-            for packet in receiver.replayed_:
+            replay = getattr(analyzer, "replay", None)  # an analyzer in a worker process replays there
+            if replay is not None:
+                texts = replay(receiver.replayed_, receiver.closed)
+                failures = len(texts)
+                if texts:
+                    log.error("live analysis failed replaying %s, %s", hello, texts[0])
+            for packet in receiver.replayed_ if replay is None else ():
                 try:
                     analyzer.push(packet_block(packet, hello.sampling_rate_hz))
                 except Exception:  # as live: a packet the analysis fails on is kept, not fatal
@@ -226,9 +236,11 @@ class StreamRegistry:
                         log.exception("live analysis failed replaying %s, packet %s", hello, packet.sequence)
             if failures > 1:
                 log.error("live analysis failed on %d replayed packets of %s", failures, hello)
-            if receiver.closed:
+            if receiver.closed and replay is None:
                 analyzer.finish()
         except BaseException:
+            if analyzer is not None and hasattr(analyzer, "close"):
+                analyzer.close()
             receiver.close()
             unlock(lease)
             raise

@@ -1,0 +1,436 @@
+"""Live analysis in worker processes: each owns the analyzers of a disjoint set of streams.
+
+The server process keeps the hub (write-ahead logs, acknowledgements, subscribers, storing);
+`AnalysisWorkers` starts `n` spawned processes (spawn: forking a threaded server deadlocks
+polars) and gives each new stream to the one with the fewest. A stream's stored packets go to its
+worker, which pushes them through the stream's `LiveStrideAnalyzer` in the order stored and sends
+back each packet's rows as soon as they are complete, so the analysis runs on as many cores as
+there are workers and no longer shares the server's interpreter lock with its event loop.
+
+In a worker, streams with packets waiting are analysed in rounds (round r: the next packet of each),
+and a round's metric queries run as one (`resolve_together`, as in `service.live.analysis`) per
+group of streams begun within `GROUP_S`: a group's rows go out when the group is resolved, so a
+stream's due row waits behind at most that much of other streams' work, not a whole round.
+
+`RemoteAnalyzer` stands for a stream's analyzer in the server process: it keeps the strides the
+worker emitted (`strides_`, what the store writes) and, refreshed before each store, the curves and
+mountings (`curves_`, `mountings_.pieces_`). A worker that dies fails the packets waiting on it
+(reported as analysis failures; the packets stay stored in the log).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import logging
+import multiprocessing
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import polars as pl
+
+log = logging.getLogger("strideflow.service")
+
+GROUP_S = 0.02  # a worker resolves and sends the rows of the streams begun within this long (s)
+
+# per packet, from the worker: (index in the push, strides or None, stances or None, error or None)
+OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | None], None]
+
+
+class RemoteAnalysisError(RuntimeError):
+    """An exception raised in a worker process that could not be sent as it was."""
+
+
+def _portable(exc: BaseException) -> Exception:
+    """The exception if it survives pickling, else a RemoteAnalysisError with its type and text."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc  # type: ignore[return-value]
+    except Exception:
+        return RemoteAnalysisError(f"{type(exc).__name__}: {exc}")
+
+
+def _frame(df) -> pl.DataFrame | None:
+    return df if isinstance(df, pl.DataFrame) and df.height else None
+
+
+# --- the worker process ---------------------------------------------------------------------
+class _Worker:
+    """The analyzers of one worker process and their waiting packets."""
+
+    def __init__(self, conn, analysis_settings, results_dir: str):
+        self.conn = conn
+        self.analysis = analysis_settings
+        self.results_dir = results_dir
+        self.analyzers: dict[int, tuple[object, float]] = {}  # stream id -> (analyzer, rate Hz)
+        self.waiting: dict[int, deque] = {}  # stream id -> (push id, index, packet), in stored order
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._send_lock = threading.Lock()
+
+    def send(self, message) -> None:
+        with self._send_lock:
+            self.conn.send(message)
+
+    def _read(self) -> None:
+        try:
+            while True:
+                self.inbox.put(self.conn.recv())
+        except (EOFError, OSError):
+            self.inbox.put(None)
+
+    def run(self) -> None:
+        threading.Thread(target=self._read, daemon=True, name="live-worker-reader").start()
+        while True:
+            messages = [] if self.waiting else [self.inbox.get()]
+            while True:
+                try:
+                    messages.append(self.inbox.get_nowait())
+                except queue.Empty:
+                    break
+            for message in messages:
+                if message is None:
+                    return
+                self._handle(message)
+            if self.waiting:
+                self._round()
+
+    def _handle(self, message) -> None:
+        kind, sid = message[0], message[1]
+        if kind == "push":
+            _, _, push_id, packets = message
+            q = self.waiting.setdefault(sid, deque())
+            q.extend((push_id, i, p) for i, p in enumerate(packets))
+            return
+        call_id = message[2]
+        try:
+            self._drain(sid)  # a call sees every packet sent before it
+            result = getattr(self, f"_{kind}")(sid, *message[3:])
+            self.send(("reply", call_id, result, None))
+        except BaseException as exc:
+            self.send(("reply", call_id, None, _portable(exc)))
+
+    def _open(self, sid: int, hello, packets: list, closed: bool):
+        from strideflow.ingest.stream_receiver import packet_block
+        from strideflow.service.live.registry import default_analyzer
+
+        analyzer = default_analyzer(hello, analysis=self.analysis, results_dir=self.results_dir)
+        failures: list[str] = []
+        for packet in packets:
+            try:
+                analyzer.push(packet_block(packet, hello.sampling_rate_hz))
+            except Exception:  # as live: a packet the analysis fails on is kept, not fatal
+                failures.append(f"packet {packet.sequence}: {traceback.format_exc()}")
+        if closed:
+            analyzer.finish()
+        self.analyzers[sid] = (analyzer, hello.sampling_rate_hz)
+        return _frame(analyzer.strides_), failures, self._snapshot(sid)
+
+    def _finish(self, sid: int):
+        analyzer, _ = self.analyzers[sid]
+        out = analyzer.finish()
+        return _frame(out.strides), _frame(out.stances), self._snapshot(sid)
+
+    def _snapshot(self, sid: int):
+        analyzer, _ = self.analyzers[sid]
+        watch = getattr(analyzer, "mountings_", None)
+        return getattr(analyzer, "curves_", None), None if watch is None else tuple(watch.pieces_)
+
+    def _close(self, sid: int):
+        self.analyzers.pop(sid, None)
+        self.waiting.pop(sid, None)
+
+    def _drain(self, sid: int) -> None:
+        while self.waiting.get(sid):
+            self._round(only=sid)
+
+    def _round(self, only: int | None = None) -> None:
+        """The next packet of each stream with packets waiting (or of stream `only`)."""
+        from strideflow.analytics.live_analyzer import resolve_together
+        from strideflow.ingest.stream_receiver import packet_block
+
+        sids = [only] if only is not None else list(self.waiting)
+        group: list[tuple[int, int, int]] = []  # (stream id, push id, index), begun
+        started = time.perf_counter()
+        for sid in sids:
+            q = self.waiting[sid]
+            push_id, index, packet = q.popleft()
+            if not q:
+                del self.waiting[sid]
+            if sid not in self.analyzers:
+                continue  # closed meanwhile
+            analyzer, rate = self.analyzers[sid]
+            try:
+                analyzer.begin_push(packet_block(packet, rate))
+            except Exception as exc:
+                try:
+                    analyzer.resolve()  # rows completed before the failure are kept, as by push()
+                except Exception:
+                    pass
+                self.send(("out", [(push_id, index, None, None, _portable(exc))]))
+                continue
+            group.append((sid, push_id, index))
+            if time.perf_counter() - started > GROUP_S:
+                self._resolve(group, resolve_together)
+                group, started = [], time.perf_counter()
+        if group:
+            self._resolve(group, resolve_together)
+
+    def _resolve(self, group: list[tuple[int, int, int]], resolve_together) -> None:
+        analyzers = [self.analyzers[sid][0] for sid, _, _ in group]
+        failed = resolve_together(analyzers)
+        outs = []
+        for i, (_, push_id, index) in enumerate(group):
+            if i in failed:
+                outs.append((push_id, index, None, None, _portable(failed[i])))
+                continue
+            try:
+                strides, stances = analyzers[i].end_push()
+                outs.append((push_id, index, _frame(strides), _frame(stances), None))
+            except Exception as exc:
+                outs.append((push_id, index, None, None, _portable(exc)))
+        self.send(("out", outs))
+
+
+def _worker_main(conn, analysis_settings, results_dir: str) -> None:
+    _Worker(conn, analysis_settings, results_dir).run()
+
+
+# --- the server side ------------------------------------------------------------------------
+class _Link:
+    """The server's end of one worker process: a sender thread (a busy worker must never block the
+    event loop on a full pipe) and a reader thread."""
+
+    def __init__(self, pool: AnalysisWorkers, number: int, ctx, analysis_settings, results_dir: str):
+        self.pool = pool
+        parent, child = ctx.Pipe()
+        self.conn = parent
+        self.process = ctx.Process(
+            target=_worker_main,
+            args=(child, analysis_settings, results_dir),
+            name=f"strideflow-live-analysis-{number}",
+            daemon=True,
+        )
+        self.process.start()
+        child.close()
+        self.streams = 0
+        self.alive = True
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._send_loop, daemon=True, name=f"live-analysis-send-{number}").start()
+        threading.Thread(target=self._read_loop, daemon=True, name=f"live-analysis-read-{number}").start()
+
+    def send(self, message) -> None:
+        self.outbox.put(message)
+
+    def _send_loop(self) -> None:
+        while True:
+            message = self.outbox.get()
+            if message is None:
+                return
+            try:
+                self.conn.send(message)
+            except (OSError, ValueError):
+                return  # the reader sees the pipe close and fails what waits
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                self.pool._dispatch(self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        finally:
+            self.alive = False
+            self.pool._lost(self)
+
+    def close(self) -> None:
+        self.outbox.put(None)
+        self.alive = False
+        self.process.join(timeout=5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(timeout=5)
+        self.conn.close()
+
+
+class AnalysisWorkers:
+    """`n` worker processes running the live analyzers (see the module doc)."""
+
+    def __init__(self, n: int, analysis_settings, results_dir: str | Path):
+        ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._calls: dict[int, tuple[_Link, concurrent.futures.Future]] = {}
+        self._pushes: dict[int, tuple[_Link, OnOutput, int]] = {}  # push id -> (link, callback, left)
+        self.links = [_Link(self, i, ctx, analysis_settings, str(results_dir)) for i in range(n)]
+
+    def close(self) -> None:
+        for link in self.links:
+            link.close()
+
+    def assign(self) -> _Link:
+        with self._lock:
+            live = [link for link in self.links if link.alive] or self.links
+            link = min(live, key=lambda x: x.streams)
+            link.streams += 1
+            return link
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def call(self, link: _Link, kind: str, sid: int, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        call_id = self.next_id()
+        with self._lock:
+            if not link.alive:
+                future.set_exception(RemoteAnalysisError("the live analysis worker process has stopped"))
+                return future
+            self._calls[call_id] = (link, future)
+        link.send((kind, sid, call_id, *args))
+        return future
+
+    def push(self, link: _Link, sid: int, packets: list, on_output: OnOutput) -> None:
+        """Analyse packets of stream `sid`; `on_output` gets each one's rows (from a reader thread)."""
+        push_id = self.next_id()
+        with self._lock:
+            if not link.alive:
+                dead = True
+            else:
+                dead = False
+                self._pushes[push_id] = (link, on_output, len(packets))
+        if dead:
+            for i in range(len(packets)):
+                on_output(i, None, None, RemoteAnalysisError("the live analysis worker process has stopped"))
+            return
+        link.send(("push", sid, push_id, packets))
+
+    def _dispatch(self, message) -> None:
+        if message[0] == "reply":
+            _, call_id, result, error = message
+            with self._lock:
+                _, future = self._calls.pop(call_id, (None, None))
+            if future is None:
+                return  # a call nobody waits for ("close")
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+            return
+        for push_id, index, strides, stances, error in message[1]:
+            with self._lock:
+                link, on_output, left = self._pushes[push_id]
+                if left > 1:
+                    self._pushes[push_id] = (link, on_output, left - 1)
+                else:
+                    del self._pushes[push_id]
+            on_output(index, strides, stances, error)
+
+    def _lost(self, link: _Link) -> None:
+        """A worker's pipe closed: fail what waits on it."""
+        error = RemoteAnalysisError("the live analysis worker process has stopped")
+        with self._lock:
+            calls = [(k, f) for k, (x, f) in self._calls.items() if x is link]
+            pushes = [(k, cb, left) for k, (x, cb, left) in self._pushes.items() if x is link]
+            for k, _ in calls:
+                del self._calls[k]
+            for k, _, _ in pushes:
+                del self._pushes[k]
+        if calls or pushes:
+            log.error("a live analysis worker process stopped; %d analyses waiting on it failed", len(pushes))
+        for _, future in calls:
+            future.set_exception(error)
+        for _, on_output, left in pushes:
+            for i in range(left):  # the indices are not known here; the callback counts them
+                on_output(-1 - i, None, None, error)
+
+
+class RemoteAnalyzer:
+    """A stream's analyzer running in a worker process, as the server process sees it.
+
+    Attributes
+    ----------
+    strides_ : pl.DataFrame
+        Every stride the worker emitted for this stream (STRIDES_SCHEMA).
+    curves_ : pl.DataFrame | None
+        The stream's session curves at the last refresh (`refresh`), as the analyzer gives them.
+    mountings_ : object | None
+        With `pieces_`, the stream's mountings at the last refresh; None when the frame was given.
+    """
+
+    def __init__(self, workers: AnalysisWorkers, hello):
+        self.workers = workers
+        self.hello = hello
+        self.link = workers.assign()
+        self.sid = workers.next_id()
+        self._emitted: list[pl.DataFrame] = []
+        self._merge_lock = threading.Lock()
+        self.curves_: pl.DataFrame | None = None
+        self.mountings_ = None
+        self._closed = False
+
+    @property
+    def strides_(self) -> pl.DataFrame:
+        from strideflow.analytics.live_analyzer import _NO_STRIDES
+
+        with self._merge_lock:
+            if not self._emitted:
+                return _NO_STRIDES
+            if len(self._emitted) > 1:
+                self._emitted[:] = [pl.concat(self._emitted)]
+            return self._emitted[0]
+
+    def add(self, strides: pl.DataFrame | None) -> None:
+        """Strides the worker emitted (kept for the store)."""
+        if strides is not None and strides.height:
+            with self._merge_lock:
+                self._emitted.append(strides)
+
+    def _take_snapshot(self, snapshot) -> None:
+        curves, pieces = snapshot
+        self.curves_ = curves
+        self.mountings_ = None if pieces is None else SimpleNamespace(pieces_=pieces)
+
+    def replay(self, packets: list, closed: bool) -> list[str]:
+        """Build the analyzer in its worker from a log's packets (blocking); the failures' texts."""
+        strides, failures, snapshot = self.workers.call(
+            self.link, "open", self.sid, self.hello, list(packets), closed
+        ).result()
+        self.add(strides)
+        self._take_snapshot(snapshot)
+        return failures
+
+    def push_packets(self, packets: list, on_output: OnOutput) -> None:
+        self.workers.push(self.link, self.sid, packets, on_output)
+
+    def finish(self):
+        """End the stream in its worker (blocking); its `LiveOutput`."""
+        from strideflow.analytics.live_analyzer import _NO_STANCES, _NO_STRIDES, LiveOutput
+
+        strides, stances, snapshot = self.workers.call(self.link, "finish", self.sid).result()
+        self.add(strides)
+        self._take_snapshot(snapshot)
+        return LiveOutput(
+            strides if strides is not None else _NO_STRIDES, stances if stances is not None else _NO_STANCES
+        )
+
+    def refresh(self) -> concurrent.futures.Future:
+        """Fetch the curves and mountings as they are after every packet sent so far."""
+        future = self.workers.call(self.link, "snapshot", self.sid)
+        future.add_done_callback(lambda f: f.exception() is None and self._take_snapshot(f.result()))
+        return future
+
+    def close(self) -> None:
+        """Drop the analyzer in its worker."""
+        if self._closed:
+            return
+        self._closed = True
+        with self.workers._lock:
+            self.link.streams -= 1
+        if self.link.alive:
+            self.link.send(("close", self.sid, self.workers.next_id()))
