@@ -1,11 +1,13 @@
 """Live analysis in worker processes: each owns the analyzers of a disjoint set of streams.
 
 The server process keeps the hub (write-ahead logs, acknowledgements, subscribers, storing);
-`AnalysisWorkers` starts `n` spawned processes (spawn: forking a threaded server deadlocks
-polars) and gives each new stream to the one with the fewest. A stream's stored packets go to its
-worker, which pushes them through the stream's `LiveStrideAnalyzer` in the order stored and sends
-back each packet's rows as soon as they are complete, so the analysis runs on as many cores as
-there are workers and no longer shares the server's interpreter lock with its event loop.
+`AnalysisWorkers` starts `n` processes (`python -c`, `worker_main`, connected by
+a socket pair: forking a threaded server deadlocks polars, and multiprocessing's spawn would
+import the caller's main script again) and gives each new stream to the one with the fewest. A
+stream's stored packets go to its worker, which pushes them through the stream's
+`LiveStrideAnalyzer` in the order stored and sends back each packet's rows as soon as they are
+complete, so the analysis runs on as many cores as there are workers and no longer shares the
+server's interpreter lock with its event loop.
 
 In a worker, streams with packets waiting are analysed in rounds (round r: the next packet of each),
 and a round's metric queries run as one (`resolve_together`, as in `service.live.analysis`) per
@@ -21,15 +23,20 @@ mountings (`curves_`, `mountings_.pieces_`). A worker that dies fails the packet
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import logging
-import multiprocessing
+import os
 import queue
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,6 +44,18 @@ import polars as pl
 
 log = logging.getLogger("strideflow.service")
 
+_WORKER_CODE = (
+    "import sys; from strideflow.service.live.workers import worker_main; worker_main(int(sys.argv[1]))"
+)
+# One thread per library in a worker: the queries and arrays of a stride are small, and each
+# process's own thread pools (Polars', BLAS's) only compete with the other workers for the cores.
+WORKER_ENV = {
+    "POLARS_MAX_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMBA_NUM_THREADS": "1",
+}
 GROUP_S = 0.02  # a worker resolves and sends the rows of the streams begun within this long (s)
 
 # per packet, from the worker: (index in the push, strides or None, stances or None, error or None)
@@ -199,8 +218,14 @@ class _Worker:
         self.send(("out", outs))
 
 
-def _worker_main(conn, analysis_settings, results_dir: str) -> None:
-    _Worker(conn, analysis_settings, results_dir).run()
+def worker_main(fd: int) -> None:
+    """A worker process's life: settings first, then messages until the server's end closes."""
+    conn = Connection(fd)
+    try:
+        analysis_settings, results_dir = conn.recv()
+        _Worker(conn, analysis_settings, results_dir).run()
+    except (EOFError, OSError):  # the server closed the socket (stopped, or died)
+        return
 
 
 # --- the server side ------------------------------------------------------------------------
@@ -208,21 +233,22 @@ class _Link:
     """The server's end of one worker process: a sender thread (a busy worker must never block the
     event loop on a full pipe) and a reader thread."""
 
-    def __init__(self, pool: AnalysisWorkers, number: int, ctx, analysis_settings, results_dir: str):
+    def __init__(self, pool: AnalysisWorkers, number: int, analysis_settings, results_dir: str):
         self.pool = pool
-        parent, child = ctx.Pipe()
-        self.conn = parent
-        self.process = ctx.Process(
-            target=_worker_main,
-            args=(child, analysis_settings, results_dir),
-            name=f"strideflow-live-analysis-{number}",
-            daemon=True,
-        )
-        self.process.start()
-        child.close()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _WORKER_CODE, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **WORKER_ENV},
+            )
+        self._sock = ours  # shut down on close, which wakes the reader and ends the worker
+        self.conn = Connection(os.dup(ours.fileno()))
         self.streams = 0
         self.alive = True
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.outbox.put((analysis_settings, results_dir))  # the worker's first message
         threading.Thread(target=self._send_loop, daemon=True, name=f"live-analysis-send-{number}").start()
         threading.Thread(target=self._read_loop, daemon=True, name=f"live-analysis-read-{number}").start()
 
@@ -247,28 +273,31 @@ class _Link:
             pass
         finally:
             self.alive = False
+            self.conn.close()
             self.pool._lost(self)
 
     def close(self) -> None:
-        self.outbox.put(None)
+        self.outbox.put(None)  # the sender stops
         self.alive = False
-        self.process.join(timeout=5)
-        if self.process.is_alive():
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)  # the reader and the worker see the end
+        self._sock.close()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.join(timeout=5)
-        self.conn.close()
+            self.process.wait(timeout=5)
 
 
 class AnalysisWorkers:
     """`n` worker processes running the live analyzers (see the module doc)."""
 
     def __init__(self, n: int, analysis_settings, results_dir: str | Path):
-        ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._calls: dict[int, tuple[_Link, concurrent.futures.Future]] = {}
         self._pushes: dict[int, tuple[_Link, OnOutput, int]] = {}  # push id -> (link, callback, left)
-        self.links = [_Link(self, i, ctx, analysis_settings, str(results_dir)) for i in range(n)]
+        self.links = [_Link(self, i, analysis_settings, str(results_dir)) for i in range(n)]
 
     def close(self) -> None:
         for link in self.links:

@@ -132,7 +132,7 @@ def test_a_dead_worker_fails_its_packets_without_losing_them(tmp_path, devices):
             _, replies = await _stream(hub, left, slice(0, 50), end=False)
             link = hub._workers.links[0]
             os.kill(link.process.pid, signal.SIGKILL)
-            link.process.join(timeout=10)
+            link.process.wait(timeout=10)
             _, more = await asyncio.wait_for(_stream(hub, left, slice(50, 80), end=False), timeout=30)
             return replies + more, hub.streams
         finally:
