@@ -1,14 +1,18 @@
 """Live analysis of stored packets, batched across streams, and its failures.
 
-Streams whose packets were stored while an analysis ran wait for the next tick; a tick takes every
-waiting stream's packets and analyses them on the analysis thread (so fsyncs in the default pool
-never wait behind it) in rounds: round r pushes the r-th packet of each stream
-(`LiveStrideAnalyzer.begin_push`), then runs the metric queries of all the strides and stance rows
-those packets completed as one Polars query (`analytics.live_analyzer.resolve_together`): on the
-few rows of one stride the query's fixed cost was most of the analysis, so with many streams due
-at once it is paid once per round instead of once per row. The rows are those each stream's own
-analysis gives (each query row depends on that row only). Packets of one stream are analysed in
-the order they were stored. An analyzer without `begin_push` (a test's) is pushed as it is.
+With `LiveHub(analysis_workers=n)` (what `strideflow serve` runs) a stream's analyzer lives in a
+worker process (`service.live.workers`): its packets are sent there in the order stored and each
+packet's rows are emitted when they come back. Otherwise, on this process's analysis thread: streams
+whose packets were stored while an analysis ran wait for the next tick; a tick takes every waiting
+stream's packets and analyses them on the analysis thread (so fsyncs in the default pool never wait
+behind it) in rounds, each round's rows emitted as soon as it is resolved: round r pushes the r-th
+packet of each stream (`LiveStrideAnalyzer.begin_push`), then runs the metric queries of all the
+strides and stance rows those packets completed as one Polars query
+(`analytics.live_analyzer.resolve_together`): on the few rows of one stride the query's fixed cost
+was most of the analysis, so with many streams due at once it is paid once per round instead of once
+per row. The rows are those each stream's own analysis gives (each query row depends on that row
+only). Packets of one stream are analysed in the order they were stored. An analyzer without
+`begin_push` (a test's) is pushed as it is.
 
 The first exception the analysis raises on a stream is logged with its traceback and sent to the
 client once as `{"analysis_error": message, "seq": n}`; the packets stay stored, later failures
@@ -34,6 +38,10 @@ from strideflow.service.live.workers import RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
 
+# packets of a stream sent to its worker process and not analysed yet before its connection waits
+# (2 s of a 200 Hz pod's 20-sample packets): a worker that falls behind slows the acknowledgements
+MAX_IN_FLIGHT = 20
+
 # (stream, rows, received_at, closing sequence number, closed_by, kind "stance" or "stride")
 Emit = Callable[[LiveStream, pl.DataFrame, float, int | None, str, str], None]
 
@@ -48,6 +56,7 @@ class _Job:
     done: asyncio.Future
     outputs: list[tuple[int, LiveOutput]] = field(default_factory=list)  # (packet number, output)
     errors: list[tuple[int, Exception]] = field(default_factory=list)
+    emit_error: Exception | None = None  # publishing its rows failed (its caller sees it)
 
 
 class LiveAnalysis:
@@ -69,11 +78,12 @@ class LiveAnalysis:
 
     async def analyse(self, stream: LiveStream, packets: list, send: Send | None = None) -> None:
         """Push stored packets ((packet, received_at), ...) through the stream's analyzer at the
-        next tick (or in its worker process); returns once their rows are emitted."""
+        next tick, and return once their rows are emitted; or hand them to the stream's worker
+        process, and return once at most `MAX_IN_FLIGHT` of its packets wait for their rows."""
+        if isinstance(stream.analyzer, RemoteAnalyzer):
+            await self._remote(stream, list(packets), send)
+            return
         async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
-            if isinstance(stream.analyzer, RemoteAnalyzer):
-                await self._remote(stream, list(packets), send)
-                return
             job = _Job(stream, list(packets), send, asyncio.get_running_loop().create_future())
             self._waiting.append(job)
             if self._runner is None or self._runner.done():
@@ -89,8 +99,12 @@ class LiveAnalysis:
                 (later if id(job.stream) in seen else jobs).append(job)
                 seen.add(id(job.stream))
             self._waiting = later
+
+            def on_round(r: int, jobs=jobs) -> None:  # on the analysis thread
+                loop.call_soon_threadsafe(self._emit_round, jobs, r)
+
             try:
-                await loop.run_in_executor(self._pool, _tick, jobs)
+                await loop.run_in_executor(self._pool, _tick, jobs, on_round)
             except BaseException as exc:  # the tick itself broke: nothing may wait forever
                 for job in [*jobs, *self._waiting]:
                     if not job.done.done():
@@ -101,6 +115,8 @@ class LiveAnalysis:
             for job in jobs:
                 try:
                     await self._deliver(job)
+                    if job.emit_error is not None:
+                        raise job.emit_error
                 except Exception as exc:  # this stream's caller sees it; the others' rows still go out
                     if not job.done.done():
                         job.done.set_exception(exc)
@@ -109,8 +125,10 @@ class LiveAnalysis:
                         job.done.set_result(None)
 
     async def _remote(self, stream: LiveStream, packets: list, send: Send | None) -> None:
-        """The packets analysed in the stream's worker process: each packet's rows are emitted as
-        soon as they arrive; returns when every packet is done."""
+        """The packets analysed in the stream's worker process, in the order sent: each packet's
+        rows are emitted as soon as they arrive. The stream's connection goes on storing and
+        acknowledging its next packets meanwhile, up to `MAX_IN_FLIGHT` packets ahead of the
+        analysis; `finish` (and a store's refresh) reach the worker after every packet sent."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         left = [len(packets)]
@@ -133,9 +151,19 @@ class LiveAnalysis:
         def from_worker(*args) -> None:  # on a reader thread
             loop.call_soon_threadsafe(on_output, *args)
 
-        stream.analyzer.push_packets([p for p, _ in packets], from_worker)
-        await asyncio.shield(done)
-        await self._report(stream, [(packets[i][0].sequence, exc) for i, exc in errors], send)
+        def report(_) -> None:
+            if errors:
+                failed = [(packets[i][0].sequence, exc) for i, exc in errors]
+                asyncio.ensure_future(self._report(stream, failed, send))
+
+        done.add_done_callback(report)
+        analyzer = stream.analyzer
+        analyzer.push_packets([p for p, _ in packets], from_worker)
+        analyzer.in_flight.append((done, len(packets)))
+        while analyzer.in_flight and (analyzer.in_flight[0][0].done() or _waiting(analyzer) > MAX_IN_FLIGHT):
+            oldest, _ = analyzer.in_flight[0]
+            await asyncio.shield(oldest)
+            analyzer.in_flight.popleft()
 
     async def _report(
         self, stream: LiveStream, errors: list[tuple[int, Exception]], send: Send | None
@@ -155,13 +183,22 @@ class LiveAnalysis:
                 with contextlib.suppress(Exception):
                     await send({"analysis_error": message, "seq": seq})
 
+    def _emit_round(self, jobs: list[_Job], r: int) -> None:
+        """The rows of a tick's round r, as soon as it is resolved (not after the whole tick)."""
+        for job in jobs:
+            for number, (strides, stances) in job.outputs:
+                if number != r:
+                    continue
+                packet, received_at = job.packets[number]
+                try:
+                    self.emit(job.stream, stances, received_at, packet.sequence, "packet", "stance")
+                    self.emit(job.stream, strides, received_at, packet.sequence, "packet", "stride")
+                except Exception as exc:  # this stream's caller sees it; the others' rows still go out
+                    job.emit_error = job.emit_error or exc
+
     async def _deliver(self, job: _Job) -> None:
-        stream = job.stream
-        await self._report(stream, [(job.packets[n][0].sequence, exc) for n, exc in job.errors], job.send)
-        for number, (strides, stances) in job.outputs:
-            packet, received_at = job.packets[number]
-            self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")
-            self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
+        """After the tick: the job's failures (its rows went out with their rounds)."""
+        await self._report(job.stream, [(job.packets[n][0].sequence, e) for n, e in job.errors], job.send)
 
     async def finish(self, stream: LiveStream, closed_by: str) -> None:
         """Finish the analysis, write the CLOSE record, emit the tail (caller holds stream.lock)."""
@@ -175,9 +212,14 @@ class LiveAnalysis:
         self.emit(stream, tail, received_at, stream.receiver.resume_from, closed_by, "stride")
 
 
-def _tick(jobs: list[_Job]) -> None:
+def _waiting(analyzer: RemoteAnalyzer) -> int:
+    """Packets sent to the analyzer's worker whose rows have not come back."""
+    return sum(n for done, n in analyzer.in_flight if not done.done())
+
+
+def _tick(jobs: list[_Job], on_round: Callable[[int], None] | None = None) -> None:
     """Analyse the jobs' packets in rounds (round r: packet r of each job), each round's metric
-    queries as one; fills each job's outputs and errors."""
+    queries as one; fills each job's outputs and errors, and calls `on_round(r)` after each."""
     rounds = max(len(job.packets) for job in jobs)
     for r in range(rounds):
         begun: list[_Job] = []
@@ -207,3 +249,5 @@ def _tick(jobs: list[_Job]) -> None:
                 job.outputs.append((r, job.stream.analyzer.end_push()))
             except Exception as exc:
                 job.errors.append((r, exc))
+        if on_round is not None:
+            on_round(r)

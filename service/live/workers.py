@@ -402,6 +402,8 @@ class RemoteAnalyzer:
         self.curves_: pl.DataFrame | None = None
         self.mountings_ = None
         self._closed = False
+        # (future done when the rows of a push are back, its packets), oldest first (event loop only)
+        self.in_flight: deque = deque()
 
     @property
     def strides_(self) -> pl.DataFrame:
