@@ -134,11 +134,12 @@ class LiveAnalysis:
         left = [len(packets)]
         errors: list[tuple[int, Exception]] = []
 
-        def on_output(index: int, strides, stances, error) -> None:  # on the event loop
+        def on_output(index: int, strides, stances, error, pieces) -> None:  # on the event loop
             if error is not None:
                 errors.append((max(index, 0), error))
             else:
                 stream.analyzer.add(strides)
+                stream.analyzer.take_mountings(pieces)  # what the messages are labelled with
                 packet, received_at = packets[index]
                 if stances is not None:
                     self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")

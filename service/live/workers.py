@@ -58,8 +58,10 @@ WORKER_ENV = {
 }
 GROUP_S = 0.02  # a worker resolves and sends the rows of the streams begun within this long (s)
 
-# per packet, from the worker: (index in the push, strides or None, stances or None, error or None)
-OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | None], None]
+NOT_SENT = "-"  # an output without the stream's mountings (it has no rows)
+# per packet, from the worker: (index in the push, strides or None, stances or None, error or None,
+# the stream's mountings after it or NOT_SENT)
+OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | None, object], None]
 
 
 class RemoteAnalysisError(RuntimeError):
@@ -75,6 +77,12 @@ def _portable(exc: BaseException) -> Exception:
         return exc  # type: ignore[return-value]
     except Exception:
         return RemoteAnalysisError(f"{type(exc).__name__}: {exc}")
+
+
+def _pieces(analyzer) -> tuple | None:
+    """The analyzer's mountings so far (`LivePiece`s), None when its frame was given."""
+    watch = getattr(analyzer, "mountings_", None)
+    return None if watch is None else tuple(watch.pieces_)
 
 
 def _frame(df) -> pl.DataFrame | None:
@@ -159,8 +167,7 @@ class _Worker:
 
     def _snapshot(self, sid: int):
         analyzer, _ = self.analyzers[sid]
-        watch = getattr(analyzer, "mountings_", None)
-        return getattr(analyzer, "curves_", None), None if watch is None else tuple(watch.pieces_)
+        return getattr(analyzer, "curves_", None), _pieces(analyzer)
 
     def _close(self, sid: int):
         self.analyzers.pop(sid, None)
@@ -193,7 +200,7 @@ class _Worker:
                     analyzer.resolve()  # rows completed before the failure are kept, as by push()
                 except Exception:
                     pass
-                self.send(("out", [(push_id, index, None, None, _portable(exc))]))
+                self.send(("out", [(push_id, index, None, None, _portable(exc), NOT_SENT)]))
                 continue
             group.append((sid, push_id, index))
             if time.perf_counter() - started > GROUP_S:
@@ -208,13 +215,15 @@ class _Worker:
         outs = []
         for i, (_, push_id, index) in enumerate(group):
             if i in failed:
-                outs.append((push_id, index, None, None, _portable(failed[i])))
+                outs.append((push_id, index, None, None, _portable(failed[i]), NOT_SENT))
                 continue
             try:
-                strides, stances = analyzers[i].end_push()
-                outs.append((push_id, index, _frame(strides), _frame(stances), None))
+                strides, stances = (_frame(f) for f in analyzers[i].end_push())
+                # the mountings the messages of these rows are labelled with (service.live.publish)
+                pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzers[i])
+                outs.append((push_id, index, strides, stances, None, pieces))
             except Exception as exc:
-                outs.append((push_id, index, None, None, _portable(exc)))
+                outs.append((push_id, index, None, None, _portable(exc), NOT_SENT))
         self.send(("out", outs))
 
 
@@ -334,8 +343,9 @@ class AnalysisWorkers:
                 dead = False
                 self._pushes[push_id] = (link, on_output, len(packets))
         if dead:
+            error = RemoteAnalysisError("the live analysis worker process has stopped")
             for i in range(len(packets)):
-                on_output(i, None, None, RemoteAnalysisError("the live analysis worker process has stopped"))
+                on_output(i, None, None, error, NOT_SENT)
             return
         link.send(("push", sid, push_id, packets))
 
@@ -351,14 +361,14 @@ class AnalysisWorkers:
             else:
                 future.set_result(result)
             return
-        for push_id, index, strides, stances, error in message[1]:
+        for push_id, index, strides, stances, error, pieces in message[1]:
             with self._lock:
                 link, on_output, left = self._pushes[push_id]
                 if left > 1:
                     self._pushes[push_id] = (link, on_output, left - 1)
                 else:
                     del self._pushes[push_id]
-            on_output(index, strides, stances, error)
+            on_output(index, strides, stances, error, pieces)
 
     def _lost(self, link: _Link) -> None:
         """A worker's pipe closed: fail what waits on it."""
@@ -376,7 +386,7 @@ class AnalysisWorkers:
             future.set_exception(error)
         for _, on_output, left in pushes:
             for i in range(left):  # the indices are not known here; the callback counts them
-                on_output(-1 - i, None, None, error)
+                on_output(-1 - i, None, None, error, NOT_SENT)
 
 
 class RemoteAnalyzer:
@@ -425,7 +435,12 @@ class RemoteAnalyzer:
     def _take_snapshot(self, snapshot) -> None:
         curves, pieces = snapshot
         self.curves_ = curves
-        self.mountings_ = None if pieces is None else SimpleNamespace(pieces_=pieces)
+        self.take_mountings(pieces)
+
+    def take_mountings(self, pieces) -> None:
+        """The stream's mountings as the worker sent them (None: its frame was given)."""
+        if pieces is not NOT_SENT:
+            self.mountings_ = None if pieces is None else SimpleNamespace(pieces_=pieces)
 
     def replay(self, packets: list, closed: bool) -> list[str]:
         """Build the analyzer in its worker from a log's packets (blocking); the failures' texts."""
