@@ -218,15 +218,18 @@ def cached_trend_points(db: Database, results_dir: Path, athlete_id: str, metric
     the athlete's current signature). No file is opened."""
     metrics = _wanted(metric)
     current = athlete_signature(results_dir, athlete_id)
-    stmt = select(TrendSeries.metric, TrendSeries.signature, TrendSeries.points).where(
-        TrendSeries.athlete_id == athlete_id, TrendSeries.metric.in_(metrics)
-    )
     with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+        rows = conn.execute(_TREND_SERIES, {"athlete_id": athlete_id, "metrics": list(metrics)}).all()
     found = {m: points for m, sig, points in rows if sig == current}
     if len(found) < len(metrics):
         return MISS, current
     return _select(found, metric), current
+
+
+_TREND_SERIES = select(TrendSeries.metric, TrendSeries.signature, TrendSeries.points).where(
+    TrendSeries.athlete_id == bindparam("athlete_id"),
+    TrendSeries.metric.in_(bindparam("metrics", expanding=True)),
+)
 
 
 def trend_points(
