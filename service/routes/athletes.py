@@ -89,7 +89,7 @@ def _athletes(db: Database, principal: Principal, after: str | None, limit: int,
     params = {"team_id": principal.team_id, "limit": limit + 1, "after": after, "only": only}
     if own_only:
         params["own_id"] = principal.athlete_id
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         rows = conn.execute(stmt, {k: v for k, v in params.items() if v is not None}).all()
     return [{"athlete_id": a, "session_count": n, "last_session_date": d} for a, n, d in rows]
 
@@ -139,7 +139,7 @@ def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int)
     params: dict = {"athlete_id": athlete_id, "limit": limit + 1}
     if after is not None:
         params |= {"after_date": dt.date.fromisoformat(after[0]), "after_id": after[1]}
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         rows = conn.execute(_sessions_statement(after is not None), params).all()
     shown = []
     for r in rows[:limit]:
