@@ -39,8 +39,9 @@ async def current_principal(
 ) -> Principal:
     """FastAPI dependency: the request's principal, or 401 with WWW-Authenticate.
 
-    Runs on the event loop: one primary-key read (well under a millisecond) costs less there than
-    a hop to the thread pool and back, and keeps request threads from contending for the GIL."""
+    Runs on the event loop: one primary-key read (well under a millisecond; none while the key is
+    remembered, `KeyCache`) costs less there than a hop to the thread pool and back, and keeps
+    request threads from contending for the GIL."""
     if credentials is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     cache = getattr(request.app.state, "key_cache", None)
