@@ -55,7 +55,14 @@ from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.ingest.stream_receiver import StreamHello
 from strideflow.ingest.wal import WAL_SUFFIX, list_wals, read_wal
 from strideflow.service.live.analysis import LiveAnalysis
-from strideflow.service.live.publish import Broker, InMemoryBroker, Publisher, Subscriber, stride_messages
+from strideflow.service.live.publish import (
+    Broker,
+    InMemoryBroker,
+    Publisher,
+    Subscriber,
+    stride_messages,
+    with_stream_mountings,
+)
 from strideflow.service.live.registry import (
     AnalyzerFactory,
     LiveStream,
@@ -323,7 +330,7 @@ class LiveHub:
             self.store.mark(stream.key[:2])
         now = time.time()
         messages = stride_messages(
-            strides,
+            with_stream_mountings(strides, stream),
             kind,
             device_id=stream.hello.device_id,
             closed_by=closed_by,

@@ -29,6 +29,8 @@ from typing import Protocol
 
 import polars as pl
 
+from strideflow.analytics.live_mountings import label_strides
+
 log = logging.getLogger("strideflow.service")
 
 REPLAY_MAX_MESSAGES = 200_000  # bound of the replay buffer whatever replay_s (~100 MB at most)
@@ -44,11 +46,24 @@ def _json_value(v):
     return v
 
 
+def with_stream_mountings(strides: pl.DataFrame, stream) -> pl.DataFrame:
+    """A stream's new rows with the mounting columns its store gives them (issue 15, item 3):
+    `mounting_uncertainty_deg`, `mounting_id` and `remount` (`analytics.live_mountings.label_strides`
+    on the stream's mountings so far), so that a subscriber sees a remount when the stream finds it;
+    rows measured in the old frame after a remount are `valid` false, reason "remount", as stored.
+    Null for a frame that was given (no mountings), as in the strides table.
+    """
+    watch = getattr(stream.analyzer, "mountings_", None)
+    pieces = watch.pieces_ if watch is not None else ()
+    return label_strides(strides, pieces, stream.hello.foot, stream.hello.session_id)
+
+
 def stride_messages(strides: pl.DataFrame, kind: str = "stride", **extra) -> list[dict]:
     """Subscriber messages of rows: {"type": kind, keys, events, metrics, valid, reason, **extra}.
 
     kind "stride": a final `strides` row; "stance": a provisional row at the toe-off
-    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
+    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`;
+    the hub adds the mounting columns first (`with_stream_mountings`).
     """
     return [
         {"type": kind, **{k: _json_value(v) for k, v in row.items()}, **extra} for row in strides.to_dicts()
