@@ -50,7 +50,9 @@ def with_stream_mountings(strides: pl.DataFrame, stream) -> pl.DataFrame:
     """A stream's new rows with the mounting columns its store gives them (issue 15, item 3):
     `mounting_uncertainty_deg`, `mounting_id` and `remount` (`analytics.live_mountings.label_strides`
     on the stream's mountings so far), so that a subscriber sees a remount when the stream finds it;
-    rows measured in the old frame after a remount are `valid` false, reason "remount", as stored.
+    rows measured in the old frame after a remount are `valid` false, reason "remount", as stored;
+    the uncertainty is the largest of the stream's mountings so far (the stored rows: of them all).
+    A row already pushed is not sent again when a later remount relabels it (the stored row is).
     Null for a frame that was given (no mountings), as in the strides table.
     """
     watch = getattr(stream.analyzer, "mountings_", None)
