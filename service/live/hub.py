@@ -60,8 +60,8 @@ from strideflow.service.live.publish import (
     InMemoryBroker,
     Publisher,
     Subscriber,
+    stream_mountings,
     stride_messages,
-    with_stream_mountings,
 )
 from strideflow.service.live.registry import (
     AnalyzerFactory,
@@ -330,8 +330,9 @@ class LiveHub:
             self.store.mark(stream.key[:2])
         now = time.time()
         messages = stride_messages(
-            with_stream_mountings(strides, stream),
+            strides,
             kind,
+            mountings=stream_mountings(stream),
             device_id=stream.hello.device_id,
             closed_by=closed_by,
             closed_by_seq=seq,

@@ -2,16 +2,22 @@
 item 3): a simulated pod turned on the shoe part-way through a stream into `WS /v1/stream`; the
 `stance` and `stride` messages of `WS /v1/stream/subscribe` carry `mounting_id`, `remount` and
 `mounting_uncertainty_deg` as the stored rows do, the new mounting's from the moment the stream
-switches to it.
+switches to it; row by row, the messages' labels are the store's (`label_strides`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+from types import SimpleNamespace
+
 import numpy as np
 import polars as pl
+import pytest
 from fastapi.testclient import TestClient
 from scipy.spatial.transform import Rotation
 
+from strideflow.analytics.live_mountings import LivePiece, label_strides
+from strideflow.analytics.mountings import FIRST, REMOUNT_BETWEEN, REMOUNT_WITHIN, Mounting
 from strideflow.analytics.partitions import STRIDES, read_partition
 from strideflow.hardware import schema as S
 from strideflow.hardware.devices import RecordingReplayer
@@ -19,6 +25,7 @@ from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.service.app import create_app
 from strideflow.service.auth import create_key
 from strideflow.service.db import Database
+from strideflow.service.live.publish import stream_mountings, stride_messages
 from strideflow.service.settings import ServiceSettings
 
 TURN_T_S = 60.0
@@ -125,12 +132,65 @@ def test_subscribers_see_the_mounting_and_a_remount_found_live(tmp_path):
     assert np.all(np.isfinite([m[S.MOUNTING_UNCERTAINTY_DEG] for m in stances]))
 
 
+def _mounting(mounting_id: str, started: str, start_t_s: float, uncertainty_deg: float | None) -> Mounting:
+    return Mounting(
+        mounting_id=mounting_id,
+        foot="left",
+        q_wxyz=(1.0, 0.0, 0.0, 0.0),
+        shoe_axis_source="square",
+        uncertainty_deg=uncertainty_deg,
+        up_dev=(0.0, 0.0, 1.0),
+        swing_axis_dev=(0.0, 1.0, 0.0),
+        up_scatter_deg=1.0,
+        swing_scatter_deg=2.0,
+        gravity_spread_deg=1.0,
+        started=started,
+        reason="",
+        first_session_id="S1",
+        last_session_id="S1",
+        start_t_s=start_t_s,
+    )
+
+
+@pytest.mark.parametrize("kind", ["stride", "stance"])
+def test_message_labels_equal_the_stored_labels_row_by_row(kind):
+    """The messages' per-row labels are `label_strides`' (what the store writes), on every case it
+    has: rows before, during (measured in the old frame: invalid) and after each switch, an IC
+    exactly on a bound, another foot's row, a row without IC, a given frame; and null uncertainty
+    when one mounting has none."""
+    schema = S.STRIDES_SCHEMA if kind == "stride" else S.STANCE_SCHEMA
+    ic = [*np.arange(0.0, 100.0, 2.5), 40.0, 55.0, 70.0, None]
+    rows = pl.DataFrame(
+        [
+            {c: None for c in schema}
+            | {S.IC_T: t, S.VALID: i % 7 != 3, S.REASON: None if i % 7 != 3 else "gap", S.FOOT: "left"}
+            for i, t in enumerate(ic)
+        ]
+        + [{c: None for c in schema} | {S.IC_T: 60.0, S.VALID: True, S.FOOT: "right"}],
+        schema=schema,
+    )
+    cases = [
+        (),
+        (LivePiece(_mounting("left-S0-1", FIRST, 0.0, 3.0)),),
+        (
+            LivePiece(_mounting("left-S0-1", FIRST, 0.0, 3.0)),
+            LivePiece(_mounting("left-S1-2", REMOUNT_WITHIN, 40.0, 3.4), switch_t_s=55.0),
+            LivePiece(_mounting("left-S1-3", REMOUNT_WITHIN, 70.0, 2.9), switch_t_s=82.5),
+        ),
+        (
+            LivePiece(replace(_mounting("left-S0-1", REMOUNT_BETWEEN, 0.0, None), first_session_id="S0")),
+            LivePiece(_mounting("left-S1-2", REMOUNT_WITHIN, 40.0, 3.4), switch_t_s=55.0),
+        ),
+    ]
+    keep = (*MOUNTING_FIELDS, S.VALID, S.REASON, S.IC_T, S.FOOT)
+    for pieces in cases:
+        stored = label_strides(rows, pieces, "left", "S1").select(keep).to_dicts()
+        sent = stride_messages(rows, kind, mountings=(pieces, "left", "S1"))
+        assert [{k: m[k] for k in keep} for m in sent] == stored, pieces
+
+
 def test_a_given_frame_has_no_mounting_in_its_messages():
     """With the frame given (no mounting estimated) the columns are there and null, as in the table."""
-    from types import SimpleNamespace
-
-    from strideflow.service.live.publish import stride_messages, with_stream_mountings
-
     row = {c: None for c in S.STANCE_SCHEMA} | {
         S.IC_T: 1.0,
         S.VALID: True,
@@ -139,5 +199,5 @@ def test_a_given_frame_has_no_mounting_in_its_messages():
     }
     rows = pl.DataFrame([row], schema=S.STANCE_SCHEMA)
     stream = SimpleNamespace(analyzer=SimpleNamespace(), hello=SimpleNamespace(foot="left", session_id="S1"))
-    (message,) = stride_messages(with_stream_mountings(rows, stream), "stance")
+    (message,) = stride_messages(rows, "stance", mountings=stream_mountings(stream))
     assert all(message[f] is None for f in MOUNTING_FIELDS)
