@@ -7,8 +7,8 @@ puts it down, the shoe turning about one axis through its heel, then rests on th
 
 The imperfection (what the product cannot know): the taps do not turn the shoe about its own
 medio-lateral (y) axis exactly. The ankle's (talocrural) axis is oblique to the foot: about 6 deg
-from the medio-lateral in the horizontal plane, its lateral end behind the medial one, and about
-10 deg in the frontal plane, its lateral end lower (Inman 1976, The Joints of the Ankle; Isman &
+from the medio-lateral in the horizontal plane, its lateral end behind the medial one, and 7-10
+deg in the frontal plane, its lateral end lower (Inman 1976, The Joints of the Ankle; Isman &
 Inman 1969, Bull. Prosthet. Res. 10-11: 97-129, measured it on 46 specimens and found it to vary
 between people by several degrees). With the heel loaded, the floor holds the shoe on its heel's
 contact line (its own y) and the subtalar joint and the shank's rotation take up most of that
