@@ -776,7 +776,7 @@ class LiveStrideAnalyzer:
         flags = self._sample_flags(indices[0].to_numpy(), indices[1].to_numpy(), a0)
         k = len(chosen)
         numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
-        sig = seg.signals() if self._curves is not None else None
+        sig = seg.signal_arrays() if self._curves is not None else None
         close_t = float(b.view("t", close, close + 1)[0])
 
         def done(strides: pl.DataFrame) -> None:
@@ -795,9 +795,9 @@ class LiveStrideAnalyzer:
                     out[ACTIVITY].to_list(),
                     _valid_numpy(out[VALID]),
                     {c: out[c].to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
-                    sig[T].to_numpy(),
-                    sig[PRONATION_DEG].to_numpy(),
-                    sig[PITCH_DEG].to_numpy(),
+                    sig[T],
+                    sig[PRONATION_DEG],
+                    sig[PITCH_DEG],
                 )
             for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
                 self._emissions.append(

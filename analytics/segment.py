@@ -27,7 +27,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.events import StrideEventDetector
 from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
-from strideflow.analytics.signals import signals_frame
+from strideflow.analytics.signals import signal_arrays, signals_frame
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, ZuptIntegrator
@@ -200,6 +200,7 @@ class Segment:
     open_stride: pl.DataFrame
     settings: AnalysisSettings
     _signals: pl.DataFrame | None = field(default=None, repr=False)
+    _signal_arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def signals(self) -> pl.DataFrame:
         """The per-sample signals table (SIGNALS_SCHEMA) of the segment (built once: the strides and
@@ -207,6 +208,23 @@ class Segment:
         if self._signals is None:
             self._signals = self._build_signals()
         return self._signals
+
+    def signal_arrays(self) -> dict[str, np.ndarray]:
+        """The signals table's columns but the keys as numpy arrays (`analytics.signals.signal_arrays`,
+        built once): what the live analyzer's metrics and curves read, without the table."""
+        if self._signal_arrays is None:
+            self._signal_arrays = signal_arrays(
+                self.keys[2],
+                self.t,
+                self.acc,
+                self.gyr,
+                self.q_wxyz,
+                zero_velocity=self.zero_velocity,
+                velocity_mps=self.velocity_mps,
+                position_m=self.position_m,
+                settings=self.settings.signals,
+            )
+        return self._signal_arrays
 
     def _build_signals(self) -> pl.DataFrame:
         return signals_frame(
@@ -226,8 +244,11 @@ class Segment:
         return stride_metrics(self._keyed(events), self.signals(), self.settings)
 
     def prepare_strides(self, events: pl.DataFrame) -> PreparedStrides:
-        """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it)."""
-        return StrideMetrics(self.settings.metrics).prepare(self._keyed(events), self.signals())
+        """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it),
+        from the signals as arrays."""
+        return StrideMetrics(self.settings.metrics).prepare_arrays(
+            self._keyed(events), self.keys, self.signal_arrays()
+        )
 
     def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
         keys = [
