@@ -766,7 +766,8 @@ class LiveStrideAnalyzer:
             emit[-1] = False
         if not emit.any():
             return
-        prepared = seg.prepare_strides(ev)
+        # only the emitted rows' metrics (each with what the rest of the window gives it)
+        prepared = seg.prepare_strides(ev, np.flatnonzero(emit))
         # The emitted events' metric rows in IC order, with their window indices (column by
         # column: on these few rows each Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
@@ -781,8 +782,11 @@ class LiveStrideAnalyzer:
 
         def done(strides: pl.DataFrame) -> None:
             # the rest of the window, once the metric query has run (`resolve`)
-            row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
-            out = strides[[row_of[int(i)] for i in picked]].hstack(indices)
+            have = strides.get_column(STRIDE_INDEX).to_numpy()
+            if not np.array_equal(have, picked):
+                row_of = {int(i): r for r, i in enumerate(have)}
+                strides = strides[[row_of[int(i)] for i in picked]]
+            out = strides.hstack(indices)
             out = _with_sample_flags(out, flags)
             out = pl.DataFrame(
                 [numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()]

@@ -524,9 +524,12 @@ class _Strides:
         return out
 
 
-def _window_extrema(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> list[np.ndarray]:
+def _window_extrema(
+    index: _IndexedSignals, strides: _Strides, settings: MetricSettings, wanted: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Per stride (in `strides` order): max pronation and its time, peak pronation velocity, push-off
-    rate, impact (NaN when undefined).
+    rate, impact (NaN when undefined). `wanted` (bool per stride): the filtered velocity and the
+    censoring only of these (the others' are NaN; the rest is vectorised, the low-pass per stride).
 
     Each sample belongs to the stride whose IC is the latest at or before it (tolerating the
     rounding of event times), and only while it lies before that stride's next IC.
@@ -581,6 +584,7 @@ def _window_extrema(index: _IndexedSignals, strides: _Strides, settings: MetricS
             strides.times[TOE_OFF_T][rows],
             result[rows, 1],
             settings,
+            None if wanted is None else wanted[rows],
         )
         if settings.pronation_velocity_cutoff_hz is not None:
             result[rows, 2] = velocity
@@ -598,6 +602,7 @@ def _filtered_velocity_and_censoring(
     toe_off: np.ndarray,
     t_max_p: np.ndarray,
     settings: MetricSettings,
+    wanted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per stride: the peak of the low-passed pronation rate in [IC, time of max pronation] (NaN
     when undefined) and whether max pronation sits at its window's end (1.0, 0.0, NaN unknown).
@@ -612,7 +617,7 @@ def _filtered_velocity_and_censoring(
     fraction = settings.pronation_window_stance_fraction
     for k in range(m):
         a, b, tm = int(start[k]), int(stop[k]), t_max_p[k]
-        if b <= a or not np.isfinite(tm):
+        if b <= a or not np.isfinite(tm) or (wanted is not None and not wanted[k]):
             continue
         window_end = ic[k] + fraction * (toe_off[k] - ic[k]) + _EPS_S
         last = a + int(np.searchsorted(t[a:b], window_end, side="right")) - 1
@@ -858,14 +863,23 @@ class StrideMetrics:
         return self._prepare(events, index)
 
     def prepare_arrays(
-        self, events: pl.DataFrame, keys: tuple[str, str, str], arrays: dict[str, np.ndarray]
+        self,
+        events: pl.DataFrame,
+        keys: tuple[str, str, str],
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray | None = None,
     ) -> PreparedStrides:
         """`prepare` on one foot's signals given as numpy columns (`analytics.signals.signal_arrays`
         of the foot `keys` = (athlete, session, foot)) instead of a signals table: the same result,
-        without building and reading back the table (the live analyzer, per window)."""
-        return self._prepare(events, _IndexedSignals.of_arrays(keys, arrays))
+        without building and reading back the table (the live analyzer, per window).
 
-    def _prepare(self, events: pl.DataFrame, index: _IndexedSignals) -> PreparedStrides:
+        `rows` (increasing row numbers of `events`): prepare only these rows, with the values they
+        have in the whole table (a stride's metrics read the stride after it)."""
+        return self._prepare(events, _IndexedSignals.of_arrays(keys, arrays), rows)
+
+    def _prepare(
+        self, events: pl.DataFrame, index: _IndexedSignals, rows: np.ndarray | None = None
+    ) -> PreparedStrides:
         s = self.settings
         events = _cast_columns(
             events,
@@ -887,14 +901,25 @@ class StrideMetrics:
             values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
 
         # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
-        extrema = _window_extrema(index, strides, s)
+        wanted = None
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+                raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
+            wanted = np.zeros(events.height, dtype=bool)
+            wanted[rows] = True
+        extrema = _window_extrema(index, strides, s, wanted)
         at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG)
         at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG)
         at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2])
         at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG)
         at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2])
         values.update(zip(_EXTREMA, extrema, strict=True))
-        return PreparedStrides(events, values, _in_key_time_order(events, strides))
+        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
+        if rows is not None and rows.size < events.height:
+            events = events[rows]
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(events, values, in_order)
 
 
 @dataclass(frozen=True)
@@ -941,13 +966,11 @@ def evaluate_prepared(
         groups.setdefault((tuple(p.events.schema.items()), tuple(p.values)), []).append(i)
     for members in groups.values():
         parts = [prepared[i] for i in members]
-        if len(parts) == 1:
-            table = parts[0].table
-        else:  # the values' columns built once for all the tables
-            events = pl.concat([p.events for p in parts], rechunk=False)
-            table = events.hstack(
-                [_series(name, np.concatenate([p.values[name] for p in parts])) for name in parts[0].values]
-            )
+        # Each table's columns built on its own, then concatenated: a query over columns built
+        # in one piece gave some rows' speed an ulp apart (Polars' kernels are not always
+        # independent of how the input was assembled), and the rows must not depend on the batch.
+        tables = [p.table for p in parts]
+        table = tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False)
         result = _metric_query(table, settings)
         offset = 0
         for i, p in zip(members, parts, strict=True):

@@ -243,11 +243,12 @@ class Segment:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
         return stride_metrics(self._keyed(events), self.signals(), self.settings)
 
-    def prepare_strides(self, events: pl.DataFrame) -> PreparedStrides:
+    def prepare_strides(self, events: pl.DataFrame, rows: np.ndarray | None = None) -> PreparedStrides:
         """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it),
-        from the signals as arrays."""
+        from the signals as arrays; only of the events' `rows` when given (increasing row numbers;
+        their values are those of the whole table)."""
         return StrideMetrics(self.settings.metrics).prepare_arrays(
-            self._keyed(events), self.keys, self.signal_arrays()
+            self._keyed(events), self.keys, self.signal_arrays(), rows
         )
 
     def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
