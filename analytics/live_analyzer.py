@@ -484,6 +484,22 @@ class LiveStrideAnalyzer:
             if v.shape != (n, 3):
                 raise LiveError(f"{name} must have shape ({n}, 3) to match t_s, got {v.shape}")
             out.append(v)
+        last_t = self._gaps.last_t_
+        # one quick test for the usual block (this runs per packet and stream); rows only if it fails
+        if not (
+            all(np.isfinite(v).all() for v in out)
+            and (n == 0 or last_t is None or t[0] > last_t)
+            and bool((t[1:] > t[:-1]).all())
+        ):
+            self._refuse(t, out)
+        sat = np.zeros(n, dtype=bool) if saturated is None else np.asarray(saturated, dtype=bool).reshape(-1)
+        if sat.shape != (n,):
+            raise LiveError(f"saturated must have shape ({n},) to match t_s, got {sat.shape}")
+        return t, out[1], out[2], sat
+
+    def _refuse(self, t: np.ndarray, out: list[np.ndarray]) -> None:
+        """LiveError naming the first bad row of a block that failed `_checked`'s quick test."""
+        n = len(t)
         for name, v in zip(("t_s", "acc_mps2", "gyr_dps"), out, strict=True):
             bad = ~np.isfinite(v.reshape(n, -1)).all(axis=1)
             if bad.any():
@@ -497,10 +513,7 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"t_s, block row {i}: {t[i]:.9g} s is not after the previous sample ({prev[i]:.9g} s)"
             )
-        sat = np.zeros(n, dtype=bool) if saturated is None else np.asarray(saturated, dtype=bool).reshape(-1)
-        if sat.shape != (n,):
-            raise LiveError(f"saturated must have shape ({n},) to match t_s, got {sat.shape}")
-        return t, out[1], out[2], sat
+        raise AssertionError("unreachable: the block failed the quick test but no row is bad")
 
     def _condition(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, sat: np.ndarray) -> None:
         """Gaps as ingest treats them (`ingest.gaps`): short ones interpolated (flagged), long ones
