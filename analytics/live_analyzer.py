@@ -781,13 +781,14 @@ class LiveStrideAnalyzer:
             return
         # only the emitted rows' metrics (each with what the rest of the window gives it)
         prepared = seg.prepare_strides(ev, np.flatnonzero(emit))
-        # The emitted events' metric rows in IC order, with their window indices (column by
-        # column: on these few rows each Polars query cost more than the rows' numbers).
+        # The emitted events' metric rows in IC order (column by column: on these few rows each
+        # Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
         chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
         picked = ev.get_column(STRIDE_INDEX).to_numpy()[chosen]
-        indices = [ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)]
-        flags = self._sample_flags(indices[0].to_numpy(), indices[1].to_numpy(), a0)
+        flags = self._sample_flags(
+            ev.get_column(IC_IDX).to_numpy()[chosen], ev.get_column(NEXT_IC_IDX).to_numpy()[chosen], a0
+        )
         k = len(chosen)
         numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
         sig = seg.signal_arrays() if self._curves is not None else None
@@ -799,10 +800,14 @@ class LiveStrideAnalyzer:
             if not np.array_equal(have, picked):
                 row_of = {int(i): r for r, i in enumerate(have)}
                 strides = strides[[row_of[int(i)] for i in picked]]
-            out = strides.hstack(indices)
-            out = _with_sample_flags(out, flags)
+            out = _with_sample_flags(strides, flags)
+            columns = [numbered.get(c, out.get_column(c)) for c in STRIDES_SCHEMA]
+            # the query's columns have these types already: a cast per column only where not
             out = pl.DataFrame(
-                [numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()]
+                [
+                    c if c.dtype == d else c.cast(d)
+                    for c, d in zip(columns, STRIDES_SCHEMA.values(), strict=True)
+                ]
             )
             self._emitted.append(out)
             self._new_strides.append(out)
