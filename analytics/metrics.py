@@ -716,7 +716,7 @@ def _cast_columns(frame: pl.DataFrame, dtypes: dict[str, pl.DataType | None]) ->
     columns = []
     for name, dtype in dtypes.items():
         column = frame.get_column(name)
-        columns.append(column if dtype is None else column.cast(dtype))
+        columns.append(column if dtype is None or column.dtype == dtype else column.cast(dtype))
     return pl.DataFrame(columns)
 
 

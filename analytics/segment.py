@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -252,11 +253,16 @@ class Segment:
         )
 
     def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
-        keys = [
-            pl.Series(c, [k] * events.height, dtype=pl.String) for c, k in zip(KEYS, self.keys, strict=True)
-        ]
+        keys = list(_key_columns(tuple(self.keys), events.height))
         # hstack, not a query: the live analyzer calls this per stride on a few rows
         return events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
+
+
+@lru_cache(maxsize=4096)
+def _key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
+    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
+    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
+    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
 
 
 def analyze_segment(
