@@ -191,12 +191,3 @@ def test_the_anchor_lever_gives_a_rolling_anchor_its_velocity():
     # is not under the pod at the anchor. This passed at < 5 mm only while the runner's 18 g impact
     # clipped the 16 g accelerometer, whose own -1.1 cm cancelled the overshoot.
     assert abs(with_lever) < 0.6 * abs(without)
-
-
-def test_the_live_analysis_refuses_an_anchor_lever():
-    from strideflow.analytics.live_analyzer import LiveError, LiveSettings, LiveStrideAnalyzer
-    from strideflow.fusion.zupt import ZuptSettings
-
-    analysis = AnalysisSettings(zupt=ZuptSettings(anchor_lever_m=(0.0, 0.0, 0.05)))
-    with pytest.raises(LiveError, match="anchor_lever_m"):
-        LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
