@@ -44,10 +44,15 @@ class ZuptSettings:
     gravity_mps2: gravity removed from the world-frame specific force (m/s²).
     estimate_gravity: use the mean world vertical specific force over the zero-velocity samples
         instead (absorbs accelerometer scale error; the de-drift removes the rest anyway).
-    core_threshold: when the gyroscope is given, velocity is set to zero only on the core of each
-        zero-velocity period: its samples whose SHOE statistic over `core_window_s` (tolerances
-        of `ZeroVelocitySettings`) is below this, or its quietest sample if none is. None: on
-        every zero-velocity sample.
+    core_threshold: when the gyroscope is given, the anchor velocity is imposed only on the core
+        of each zero-velocity period: its samples whose SHOE statistic over `core_window_s`
+        (tolerances of `ZeroVelocitySettings`) is below this, or its quietest sample if none is.
+        None (default): on every zero-velocity sample. The core (0.25) was the default while the
+        anchors had velocity 0: the detected period's first and last tens of ms the foot already
+        rolls, and 0 imposed there cut 2-3 cm from every real stride. With `anchor_lever_m` those
+        samples get the rolling foot's w x r instead, and the whole period gave the real
+        footprint walks a smaller error than its core (benchmarks/README.md, real data, round
+        five); without a lever, set 0.25.
     core_window_s: window of that statistic, s.
     anchor_lever_m: where the sensor sits relative to the foot's contact point while it stands
         (x, y, z in the frame of acc and gyr, m), e.g. (0, 0, h) for a sensor h above the sole.
@@ -62,7 +67,7 @@ class ZuptSettings:
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
     estimate_gravity: bool = False
-    core_threshold: float | None = 0.25
+    core_threshold: float | None = None
     core_window_s: float = 0.015
     anchor_lever_m: tuple[float, float, float] | None = POD_LEVER_M
 
