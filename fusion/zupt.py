@@ -2,9 +2,10 @@
 
 Method (linear de-drift, chosen over an error-state Kalman filter for being exact on its own
 assumptions and cheap): the specific force is rotated into the world frame, gravity removed
-and integrated (trapezoid) to velocity. Velocity is zero on every zero-velocity sample; over
-each motion gap between two zero-velocity samples the velocity error that accumulated by the
-end of the gap (the velocity should be zero there) is removed as a ramp linear in time, which
+and integrated (trapezoid) to velocity. Velocity is zero on every zero-velocity sample (by default
+the pod's w x r about the foot's contact: zero on a still foot, a few cm/s on a foot rolling through
+its stance; `ZuptSettings.anchor_lever_m`); over each motion gap between two zero-velocity samples
+the velocity error that accumulated by the end of the gap is removed as a ramp linear in time, which
 cancels any constant acceleration error (bias, gravity or tilt error) over the gap exactly.
 Position is the trapezoid integral of the de-drifted velocity. Before the first and after the
 last zero-velocity sample there is nothing to correct against: velocity there is integrated
@@ -62,7 +63,8 @@ class ZuptSettings:
         times the stride time; a still foot-flat (w = 0) keeps 0. Default `POD_LEVER_M`, the same
         lever as `LevellingSettings.lever_m` (the two belong together: the levelling takes the
         sensor's acceleration about the contact out of gravity, this its velocity out of the
-        anchor; benchmarks/README.md, real data, round five). None: 0 on every anchor.
+        anchor; benchmarks/README.md, real data, round five; the analysis passes this one value to
+        both, `analytics.segment.levelling_settings`). None: 0 on every anchor.
     """
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
