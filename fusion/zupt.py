@@ -2,7 +2,7 @@
 
 Method (linear de-drift, chosen over an error-state Kalman filter for being exact on its own
 assumptions and cheap): the specific force is rotated into the world frame, gravity removed
-and integrated (trapezoid) to velocity. Velocity is zero on every zero-velocity sample (by default
+and integrated (trapezoid) to velocity. Velocity is imposed on every zero-velocity sample (by default
 the pod's w x r about the foot's contact: zero on a still foot, a few cm/s on a foot rolling through
 its stance; `ZuptSettings.anchor_lever_m`); over each motion gap between two zero-velocity samples
 the velocity error that accumulated by the end of the gap is removed as a ramp linear in time, which
