@@ -72,6 +72,7 @@ from strideflow.analytics.segment import (
     analyze_segment,
     apply_sample_flags,
     estimate_mounting,
+    levelling_settings,
     segment_orientation,
 )
 from strideflow.fusion.live import ZeroVelocityStream
@@ -299,12 +300,6 @@ class LiveStrideAnalyzer:
         if a.gyr_delay_s != 0.0:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
-            )
-        if a.zupt.anchor_lever_m is not None:
-            # live windows start at a stance whose de-drifted velocity must be zero
-            raise LiveError(
-                "zupt.anchor_lever_m is not supported by the live analysis (batch only), "
-                f"got {a.zupt.anchor_lever_m!r}"
             )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
@@ -630,7 +625,7 @@ class LiveStrideAnalyzer:
             acc_f, gyr_f = _to_foot(acc, self._matrix), _to_foot(gyr, self._matrix)
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
             self.gyr_bias_dps_ = (
-                LevelledStrapdown()
+                LevelledStrapdown(levelling_settings(s.analysis))
                 .estimate(
                     acc_f, gyr_f, zv.zero_velocity_, self.sampling_rate_hz, w.view("t", w.start, w.stop)
                 )

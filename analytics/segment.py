@@ -144,6 +144,13 @@ def estimate_mounting_details(
     raise MountingFailed(message, tuple(failed[k] for k in (True, False) if k in failed))
 
 
+def levelling_settings(settings: AnalysisSettings, fixed_bias: bool = False) -> LevellingSettings:
+    """The levelling of `settings`: its lever is the ZUPT's anchor lever (one pod placement for both:
+    the sensor's acceleration about the contact out of gravity, its velocity out of the anchor)."""
+    base = _FIXED_BIAS_LEVELLING if fixed_bias else LevellingSettings()
+    return replace(base, lever_m=settings.zupt.anchor_lever_m)
+
+
 def segment_orientation(
     acc_mps2: np.ndarray,
     gyr_dps: np.ndarray,
@@ -155,9 +162,9 @@ def segment_orientation(
 ) -> np.ndarray:
     """Orientation (N, 4) wxyz of a foot-frame segment, by `settings.orientation`.
 
-    "zero_velocity": `fusion.zupt.LevelledStrapdown`, with the gyroscope bias estimated from the
-    segment's still samples, or `gyr_bias_dps` (3,) subtracted when given (live: the warm-up's
-    estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
+    "zero_velocity": `fusion.zupt.LevelledStrapdown` (`levelling_settings`), with the gyroscope bias
+    estimated from the segment's still samples, or `gyr_bias_dps` (3,) subtracted when given (live:
+    the warm-up's estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
     filter instead and passes its output to `analyze_segment`).
     """
     if settings.orientation == "madgwick":
@@ -166,9 +173,11 @@ def segment_orientation(
     if settings.orientation != "zero_velocity":
         raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {settings.orientation!r}")
     if gyr_bias_dps is None:
-        strapdown = LevelledStrapdown().estimate(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s)
+        strapdown = LevelledStrapdown(levelling_settings(settings)).estimate(
+            acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s
+        )
     else:
-        strapdown = LevelledStrapdown(_FIXED_BIAS_LEVELLING).estimate(
+        strapdown = LevelledStrapdown(levelling_settings(settings, fixed_bias=True)).estimate(
             acc_mps2, gyr_dps - gyr_bias_dps, zero_velocity, sampling_rate_hz, t_s
         )
     return strapdown.orientation_
