@@ -168,7 +168,7 @@ class LiveMountings:
             return None
         t = b.view("t", c0, b.stop)
         acc, gyr = b.view("acc", c0, b.stop), b.view("gyr", c0, b.stop)
-        est, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)
+        est, up, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)
         if est is not None:
             # a chunk's swing axes are signed by its own estimate: keep them on the side of the rest
             ref = np.nanmedian(self._swing, axis=0) if np.isfinite(self._swing).any() else None
@@ -176,7 +176,7 @@ class LiveMountings:
                 swing = -swing
             times = np.column_stack((t[est.strides_[:, 0]], t[est.strides_[:, 1]]))
             keep = self.settings.max_strides
-            self._up = np.vstack((self._up, est.stride_up_dev_))[-keep:]
+            self._up = np.vstack((self._up, up))[-keep:]
             self._swing = np.vstack((self._swing, swing))[-keep:]
             self._stride_t = np.vstack((self._stride_t, times))[-keep:]
         found = None

@@ -280,10 +280,10 @@ class MountingTracker:
     def _split(self, acc, gyr, t_s, fs, detector: RemountDetector, where: str) -> tuple[list[int], list[str]]:
         """Row bounds of the pieces (first 0, last N) and the reason of each inner bound."""
         n = len(acc)
-        est, swing = stride_directions(acc, gyr, fs, self.settings)
+        est, up, swing = stride_directions(acc, gyr, fs, self.settings)
         if est is None:
             return [0, n], []  # too little walking to look for a jump; estimate_mounting reports it
-        det = detector.detect(est.stride_up_dev_, swing)
+        det = detector.detect(up, swing)
         bounds, reasons = [0], []
         for k, jumps in zip(det.remounts_, det.jumps_, strict=True):
             row = int(est.strides_[k - 1, 1])  # the still period before the first stride in the new mount
@@ -301,7 +301,7 @@ class MountingTracker:
         start_t_s: float,
     ) -> Mounting:
         athlete, session, foot = keys
-        swing = stride_swing_axes(gyr, est.strides_, est.axis_dev_, self._swing_gyr_dps())
+        swing = moving_only(est, stride_swing_axes(gyr, est.strides_, est.axis_dev_, self._swing_gyr_dps()))
         shoe = getattr(est, "shoe_axis_", None)
         return Mounting(
             mounting_id=f"{foot}-{session}-{piece + 1}",
@@ -311,7 +311,7 @@ class MountingTracker:
             uncertainty_deg=None if shoe is None else float(shoe.uncertainty_deg_),
             up_dev=_tuple(est.rotation_.inv().apply([0.0, 0.0, 1.0])),
             swing_axis_dev=_tuple(_median_direction(swing)),
-            up_scatter_deg=direction_scatter_deg(est.stride_up_dev_),
+            up_scatter_deg=direction_scatter_deg(moving_only(est, est.stride_up_dev_)),
             swing_scatter_deg=direction_scatter_deg(swing),
             gravity_spread_deg=float(est.quality_.gravity_spread_deg),
             started=FIRST,
@@ -329,10 +329,11 @@ class MountingTracker:
 
 def stride_directions(
     acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float, settings: AnalysisSettings
-) -> tuple[MountingEstimator | None, np.ndarray]:
+) -> tuple[MountingEstimator | None, np.ndarray, np.ndarray]:
     """The strides of device-frame data (m/s², deg/s) and their directions for remount detection:
-    (the `MountingEstimator` with the walking heading, holding `strides_` and `stride_up_dev_`;
-    the (n, 3) swing axes), walking settings first, then running; (None, empty) without walking."""
+    (the `MountingEstimator` with the walking heading, holding `strides_`; the (n, 3) foot-flat ups
+    and swing axes, NaN for strides that did not move the foot, `moving_only`), walking settings
+    first, then running; (None, empty, empty) without walking."""
     for mounting in (settings.mounting, settings.mounting_fallback):
         if mounting is None:
             continue
@@ -343,8 +344,24 @@ def stride_directions(
         except StrideflowError:
             continue
         swing_gyr = settings.remount.swing_gyr_dps if settings.remount is not None else mounting.swing_gyr_dps
-        return est, stride_swing_axes(gyr_dps, est.strides_, est.axis_dev_, swing_gyr)
-    return None, np.zeros((0, 3))
+        swing = stride_swing_axes(gyr_dps, est.strides_, est.axis_dev_, swing_gyr)
+        return est, moving_only(est, est.stride_up_dev_), moving_only(est, swing)
+    return None, np.zeros((0, 3)), np.zeros((0, 3))
+
+
+def moving_only(est: MountingEstimator, directions: np.ndarray) -> np.ndarray:
+    """Per-stride (n, 3) directions, NaN for the "strides" before the first one that moved the foot
+    (by `min_stride_length_m`, dead-reckoned): a field calibration's toe taps, or fidgeting before
+    walking off. They are no strides for remount detection: a tap turns about its own axis (15-25
+    deg from the walking swing axis: the toe-out and the leg's axis), and a tap held at its top
+    leaves a "foot-flat" tilted by the tap; either read as a remount (the simulator's calibration,
+    `hardware.simulator.calibration`, did: 17 deg of foot-flat up). Later strides that did not move
+    are kept: on imu_sample_ic_stride.csv the heel-rise plateaus split strides that way, and their
+    scatter is part of the tolerance the recording needs (without them it found a false remount).
+    """
+    moved = np.isfinite(est.stride_walk_dev_[:, 0])
+    before_walking = np.arange(len(moved)) < (int(np.argmax(moved)) if moved.any() else len(moved))
+    return np.where(before_walking[:, None], np.nan, directions)
 
 
 def remount_reason(t_s: float, jumps_deg: tuple[float, float], tolerance_deg: tuple[float, float]) -> str:

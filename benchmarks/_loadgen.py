@@ -102,7 +102,14 @@ def _check(status: int, body: bytes, n: int) -> str | None:
 
 
 async def _phase(
-    host: str, port: int, heads: list[bytes], concurrency: int, duration_s: float, warmup_s: float, pid
+    host: str,
+    port: int,
+    heads: list[bytes],
+    concurrency: int,
+    duration_s: float,
+    warmup_s: float,
+    pid,
+    database_match: str | None = None,
 ):
     loop = asyncio.get_running_loop()
     conns = []
@@ -137,6 +144,8 @@ async def _phase(
         t_end = time.perf_counter() + warmup_s
         await asyncio.gather(*(worker(c, k, t_end, False) for k, c in enumerate(conns)))
     server0 = _server_cpu_s(pid)
+    db_pids = _pids_matching(database_match)
+    db0 = _cpu_by_pid(db_pids)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     t_end = t0 + duration_s
@@ -144,30 +153,68 @@ async def _phase(
     wall = time.perf_counter() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     server1 = _server_cpu_s(pid)
+    db1 = _cpu_by_pid(db_pids)
+    database = sum(db1[p] - db0[p] for p in db1 if p in db0) if database_match else None
     for c in conns:
         c.transport.close()
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     server = None if server0 is None else server1 - server0
-    return latencies, wall, cpu, server, n_errors, errors
+    return latencies, wall, cpu, server, database, n_errors, errors
 
 
-def _server_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of process `pid` (Linux /proc), None without a pid."""
-    if pid is None:
+def _server_cpu_s(pids: list[int] | None) -> float | None:
+    """User + system CPU seconds of the processes `pids` together (Linux /proc), None without."""
+    if not pids:
         return None
     import os
 
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = 0
+    for pid in pids:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _pids_matching(text: str | None) -> list[int]:
+    """Processes whose command line holds `text` (e.g. the PostgreSQL backends of one database,
+    `postgres: user dbname ...`), found after the warm-up, when the server's pool is open."""
+    if not text:
+        return []
+    import os
+
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(name))
+            except OSError:
+                continue
+    return found
+
+
+def _cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds of each of `pids` still running."""
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = _server_cpu_s([pid])
+        except OSError:
+            continue
+    return out
 
 
 def run(job: dict) -> dict:
     """Run the phases of `job` one after another.
 
-    job = {"host", "port", "server_pid" (optional: its CPU time is read around each phase),
+    job = {"host", "port", "server_pids" (optional: the server processes, whose CPU time is read
+    around each phase; or "server_pid", one), "database_match" (optional: text in the command
+    line of the database server's processes of this run, whose CPU time is read likewise),
     "phases": [{"name", "heads": [str (latin-1 request bytes)], "concurrency", "duration_s",
     "warmup_s"}]}. Answer: {"phases": {name: {"latencies_s": [...], "wall_s", "client_cpu_s",
-    "server_cpu_s" (None without server_pid), "errors", "error_examples"}}}.
+    "server_cpu_s" (None without server pids), "database_cpu_s" (None without database_match),
+    "errors", "error_examples"}}}.
     """
     try:
         import uvloop
@@ -175,13 +222,13 @@ def run(job: dict) -> dict:
         new_loop = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
         new_loop = asyncio.new_event_loop
-    pid = job.get("server_pid")
+    pid = job.get("server_pids") or ([job["server_pid"]] if job.get("server_pid") is not None else None)
     out = {}
     for phase in job["phases"]:
         heads = [h.encode("latin-1") for h in phase["heads"]]
         loop = new_loop()
         try:
-            lat, wall, cpu, server, n_err, examples = loop.run_until_complete(
+            lat, wall, cpu, server, database, n_err, examples = loop.run_until_complete(
                 _phase(
                     job["host"],
                     int(job["port"]),
@@ -190,6 +237,7 @@ def run(job: dict) -> dict:
                     float(phase["duration_s"]),
                     float(phase.get("warmup_s", 0.0)),
                     pid,
+                    job.get("database_match"),
                 )
             )
         finally:
@@ -199,6 +247,7 @@ def run(job: dict) -> dict:
             "wall_s": wall,
             "client_cpu_s": cpu,
             "server_cpu_s": server,
+            "database_cpu_s": database,
             "errors": n_err,
             "error_examples": examples,
         }

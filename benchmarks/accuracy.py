@@ -30,11 +30,19 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
   everything else on), which isolates the gyro gain errors, impact rocking and oblique push-off.
 - `square_mount.*`: the same rows (with bias) with the pods turned at most 1 deg on the shoe
   (`square_mounting`; the simulator's default square pods are turned up to 2 deg).
+- `calibrated.*`: the same rows (with bias) as the default, each session starting with the
+  simulator's toe-tap field calibration (`hardware.simulator.calibration`: standing, heel-down toe
+  taps of each foot, standing), analysed with the product defaults (heading `auto`, which takes the
+  calibration when it finds one). The taps turn the shoe about an axis drawn per athlete ~1 deg
+  off its own y (an assumption, see that module), which the calibration inherits.
+- `shoe_axis.heading_abs_error_deg.median` / `.p95` (per scenario): the heading of the analysis
+  frame's x against the shoe's true axis, over the sessions' feet; `shoe_axis.calibration_pct`:
+  the share of feet whose heading came from a toe-tap calibration.
 - `askew_mount.*`: the same rows (with bias) with the simulator's askew pods (2-15 deg about every
   axis, yaw included: a pod turned on its mount), whose shoe axis walking data cannot reveal,
   analysed with the walking-direction heading, the fallback (`SIMULATOR_ANALYSIS`): its error is
   the toe-out.
-The default, `toe_out`, `no_toe_out` and `square_mount` rows use the product's defaults on the
+The default, `toe_out`, `no_toe_out`, `square_mount` and `calibrated` rows use the product's defaults on the
 simulator's default pods, mounted square on the shoe as real pods are (`imu.draw_mounting`:
 rolled 5-20 deg by the slope of the upper, pitched +-5 deg, turned +-2 deg): the shoe axis from
 the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
@@ -150,6 +158,8 @@ def simulate_and_analyze(
     askew: bool = False,
     stance_roll_dps: float | None = None,
     clipped_gyr: str | None = None,
+    calibration: bool = False,
+    tap_axis_deg: float | None = None,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -164,6 +174,10 @@ def simulate_and_analyze(
     `clipped_gyr`: None, or "as_read" / "rebuilt": true strides with a clipped gyro sample (at the
     profile's range) stay valid, and with "rebuilt" the clipped runs are rebuilt as the LORD reader
     does (`ingest.clipping.rebuild_clipped`) before the analysis.
+    `calibration`: the session starts with a toe-tap calibration (`SimulationSettings.calibration`),
+    whose taps turn about an axis `tap_axis_deg` off the shoe's y (None: the athlete's drawn one).
+    Each foot's shoe-axis heading error (deg, analysis x against the true shoe x, about the true
+    up) and heading source are added as `_heading_error_deg` and `_heading_source`.
     """
     if settings is None:
         settings = SIMULATOR_ANALYSIS if askew else AnalysisSettings()
@@ -195,6 +209,8 @@ def simulate_and_analyze(
             mounting_rotations=mounts,
             mount_style="askew" if askew else "square",
             athlete=gait,
+            calibration=calibration,
+            tap_axis_deg=tap_axis_deg,
         )
     ).simulate()
     samples = sim.samples_
@@ -212,8 +228,34 @@ def simulate_and_analyze(
     if true_mounting:
         samples = apply_mounting(samples, {foot: rot.inv() for foot, rot in sim.mounting_.items()})
         settings = replace(settings, align_mounting=False)
-    detected = analyze_samples(samples, sim.settings.sampling_rate_hz, settings).strides
-    return pair_strides(detected, truth, activity)
+    result = analyze_samples(samples, sim.settings.sampling_rate_hz, settings)
+    pairs = pair_strides(result.strides, truth, activity)
+    if true_mounting:
+        return pairs
+    rows = []
+    for foot in S.FEET:
+        if foot in result.mounting:
+            used = result.mountings.get(foot)
+            rows.append(
+                {
+                    S.FOOT: foot,
+                    "_heading_error_deg": _heading_error_deg(result.mounting[foot], sim.mounting_[foot]),
+                    "_heading_source": used[0].shoe_axis_source if used else None,
+                    "_session": f"A{athlete:03d}/{activity}/{foot}",
+                }
+            )
+    schema = {S.FOOT: pl.String, "_heading_error_deg": pl.Float64, "_heading_source": pl.String}
+    heading = pl.DataFrame(rows, schema={**schema, "_session": pl.String})
+    return pairs.join(heading, left_on=pl.coalesce(S.FOOT, f"{S.FOOT}_true"), right_on=S.FOOT, how="left")
+
+
+def _heading_error_deg(device_to_foot, foot_to_device) -> float:
+    """Heading (deg, about the true foot-flat up) of the analysis frame's x against the shoe's x."""
+    up = foot_to_device.apply([0.0, 0.0, 1.0])
+    x_true = foot_to_device.apply([1.0, 0.0, 0.0])
+    x_est = device_to_foot.as_matrix()[0]
+    x_est = x_est - (x_est @ up) * up
+    return float(np.degrees(np.arctan2(np.cross(x_true, x_est) @ up, x_true @ x_est)))
 
 
 def _rebuilt_gyr(samples: pl.DataFrame, range_dps: float) -> pl.DataFrame:
@@ -265,6 +307,16 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     rows.append(row("stride.recall_pct", 100.0 * n_matched / max(n_true, 1), "%"))
     rows.append(row("stride.precision_pct", 100.0 * n_matched / max(n_matched + n_false, 1), "%"))
     rows.append(row("strides.matched", n_matched, "strides"))
+    if "_heading_error_deg" in pairs.columns:
+        feet = (
+            pairs.select("_session", "_heading_error_deg", "_heading_source").drop_nulls("_session").unique()
+        )
+        err = feet["_heading_error_deg"].drop_nulls().abs().to_numpy()
+        if err.size:
+            rows.append(row("shoe_axis.heading_abs_error_deg.median", float(np.median(err)), "deg"))
+            rows.append(row("shoe_axis.heading_abs_error_deg.p95", float(np.percentile(err, 95)), "deg"))
+            share = float((feet["_heading_source"] == "calibration").mean() * 100.0)
+            rows.append(row("shoe_axis.calibration_pct", share, "%"))
     matched = pairs.filter(pl.col("_matched"))
     for event in EVENTS:
         err_ms = ((matched[event] - matched[f"{event}_true"]).abs() * 1000.0).drop_nulls().to_numpy()
@@ -324,10 +376,21 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     return rows
 
 
-def _one(
-    args: tuple[int, str, float, bool, DeviceProfile, float | None, bool, float | None, bool, str | None],
-) -> pl.DataFrame:
-    athlete, activity, duration_s, true_mounting, profile, toe_out_deg, square, roll, askew, clipped = args
+def _one(args: tuple) -> pl.DataFrame:
+    (
+        athlete,
+        activity,
+        duration_s,
+        true_mounting,
+        profile,
+        toe_out_deg,
+        square,
+        roll,
+        askew,
+        clipped,
+        cal,
+        tap,
+    ) = args
     return simulate_and_analyze(
         athlete,
         activity,
@@ -339,6 +402,8 @@ def _one(
         stance_roll_dps=roll,
         askew=askew,
         clipped_gyr=clipped,
+        calibration=cal,
+        tap_axis_deg=tap,
     )
 
 
@@ -353,6 +418,8 @@ def collect_pairs(
     stance_roll_dps: float | None = None,
     askew: bool = False,
     clipped_gyr: str | None = None,
+    calibration: bool = False,
+    tap_axis_deg: float | None = None,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
@@ -367,6 +434,8 @@ def collect_pairs(
             stance_roll_dps,
             askew,
             clipped_gyr,
+            calibration,
+            tap_axis_deg,
         )
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
@@ -393,6 +462,8 @@ def run(quick: bool = False) -> list[Row]:
         rows += [{**r, "name": f"{prefix}.{r['name']}"} for r in scenario]
     square = summarize(collect_pairs(n_athletes, duration_s, square_mount=True))
     rows += [{**r, "name": f"square_mount.{r['name']}"} for r in square]
+    calibrated = summarize(collect_pairs(n_athletes, duration_s, calibration=True))
+    rows += [{**r, "name": f"calibrated.{r['name']}"} for r in calibrated]
     askew = summarize(collect_pairs(n_athletes, duration_s, askew=True))
     rows += [{**r, "name": f"askew_mount.{r['name']}"} for r in askew]
     if not quick:

@@ -8,7 +8,8 @@ with `catalog.sync_results`, and given an admin key. Full run: 100 athletes x 10
 is cached (`STRIDEFLOW_BENCH_CACHE`, default `<tmp>/strideflow-bench-api`) and rebuilt only
 when its spec changes.
 
-`strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process). The load comes from
+`strideflow serve` runs as a subprocess on 127.0.0.1 (one uvicorn process on the store's SQLite
+database; see `STRIDEFLOW_BENCH_PROCESSES` below for more). The load comes from
 `benchmarks/_loadgen.py` in a process of its own: `CONCURRENCY` keep-alive HTTP/1.1 connections,
 each sending one request at a time from request heads built before the clock starts (random
 athlete / session per request), for a fixed time per route after a 1 s warm-up. Rows per route:
@@ -22,6 +23,12 @@ cores) and `<route>.errors` (answers that are not 200 with a non-empty page, mus
 store was reused), `store.index_s` (s to bring the service's summary index up to date before
 serving) and `machine.load_1min`. Client and server share the machine's cores, so req/s is a
 floor for a dedicated server.
+
+Environment: `STRIDEFLOW_BENCH_PROCESSES` (e.g. "1,2": one run per server process count; for
+N > 1 `serve --workers N` on a throwaway database created on the PostgreSQL server of
+`STRIDEFLOW_BENCH_DATABASE_URL`, into which the store is registered as `catalog.sync_results`
+does, and rows `p<N>.<route>...`, `p<N>.store.index_s`; server CPU is then the sum over the
+server's processes).
 """
 
 from __future__ import annotations
@@ -251,14 +258,15 @@ def build_store(data_dir: Path, spec: StoreSpec) -> tuple[Path, dict]:
     return data_dir, info
 
 
-def index_store(data_dir: Path) -> float:
+def index_store(data_dir: Path, database_url: str | None = None) -> float:
     """Bring the service's summary index of a (possibly older cached) store up to date, as
-    `catalog.sync_results` does when results are registered; returns the seconds it took."""
+    `catalog.sync_results` does when results are registered; returns the seconds it took.
+    `database_url`: another database than the store's SQLite file (already registered)."""
     from strideflow.service import summary_index
     from strideflow.service.db import Database
     from strideflow.service.settings import ServiceSettings
 
-    settings = ServiceSettings(data_dir=data_dir)
+    settings = ServiceSettings(data_dir=data_dir, database_url=database_url)
     t0 = time.perf_counter()
     db = Database(settings.resolved_database_url)
     try:
@@ -267,6 +275,22 @@ def index_store(data_dir: Path) -> float:
     finally:
         db.dispose()
     return time.perf_counter() - t0
+
+
+def register_store(data_dir: Path, database_url: str) -> str:
+    """Register the store's results in the (empty) database at `database_url` as `strideflow
+    serve` on that database would see them after `catalog.sync_results`; returns an admin key."""
+    from strideflow.service.auth import create_key
+    from strideflow.service.catalog import sync_results
+    from strideflow.service.db import Database
+
+    db = Database(database_url)
+    try:
+        db.create_all()
+        sync_results(db, data_dir / "results", TEAM)
+        return create_key(db, TEAM, "admin")
+    finally:
+        db.dispose()
 
 
 def cache_dir(spec: StoreSpec) -> Path:
@@ -284,12 +308,15 @@ def _free_port() -> int:
 class Server:
     """`strideflow serve --data DIR` on a free loopback port, as a subprocess (context manager)."""
 
-    def __init__(self, data_dir: Path, startup_timeout_s: float = 120.0, env: dict | None = None):
+    def __init__(
+        self, data_dir: Path, startup_timeout_s: float = 120.0, env: dict | None = None, workers: int = 1
+    ):
         self.data_dir = data_dir
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.startup_timeout_s = startup_timeout_s
         self.env = env  # the server's environment (None: this process's)
+        self.workers = workers  # `serve --workers`
 
     def _healthy(self) -> bool:
         try:
@@ -302,6 +329,8 @@ class Server:
         self.log = tempfile.TemporaryFile()
         cmd = [sys.executable, "-c", "from strideflow.service.cli import main; main()"]
         cmd += ["serve", "--data", str(self.data_dir), "--port", str(self.port)]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + self.startup_timeout_s
         while not self._healthy():
@@ -311,6 +340,13 @@ class Server:
                 raise RuntimeError(f"strideflow serve did not start:\n{text[-3000:]}")
             time.sleep(0.2)
         return self
+
+    def pids(self) -> list[int]:
+        """The server's processes: this one and its children (uvicorn workers, job workers)."""
+        import psutil
+
+        proc = psutil.Process(self.proc.pid)
+        return [proc.pid, *(p.pid for p in proc.children(recursive=True))]
 
     def output(self) -> str:
         self.log.seek(0)
@@ -380,6 +416,8 @@ def _summary(phase: dict) -> dict:
     }
     if phase["server_cpu_s"] is not None:
         out["server_cpu_ms"] = 1000.0 * phase["server_cpu_s"] / n
+    if phase.get("database_cpu_s") is not None:
+        out["database_cpu_ms"] = 1000.0 * phase["database_cpu_s"] / n
     return out
 
 
@@ -389,15 +427,18 @@ def measure(
     spec: StoreSpec,
     duration_s: float,
     concurrency: int = CONCURRENCY,
-    server_pid: int | None = None,
+    server_pid: int | list[int] | None = None,
     serial_duration_s: float | None = None,
     warmup_s: float = 1.0,
+    database_match: str | None = None,
 ) -> dict:
     """Drive every route with `loadgen` in its own process: `concurrency` connections for
     `duration_s` each, then (if `serial_duration_s`) one connection. Per route: requests,
     requests_per_s, p50_ms, p99_ms, client_cpu_ms (the load generator's CPU per request), errors
-    (count), error_examples and, given the server's pid (Linux), server_cpu_ms (the server
-    process's CPU time per request); serial runs are under `serial.<route>`."""
+    (count), error_examples and, given the server's pid or pids (Linux), server_cpu_ms (the
+    server processes' CPU time per request) and, given `database_match` (text in the command
+    line of a local PostgreSQL's backends of this run), database_cpu_ms; serial runs are under
+    `serial.<route>`."""
     url = urlsplit(base_url)
     phases = []
     for i, name in enumerate(route_requests(spec)):
@@ -407,7 +448,10 @@ def measure(
         if serial_duration_s:
             phases.append({"name": f"serial.{name}", "heads": heads, "concurrency": 1,
                            "duration_s": serial_duration_s, "warmup_s": 0.2})  # fmt: skip
-    job = {"host": url.hostname, "port": url.port, "server_pid": server_pid, "phases": phases}
+    pids = [server_pid] if isinstance(server_pid, int) else server_pid
+    job = {"host": url.hostname, "port": url.port, "server_pids": pids, "phases": phases}
+    if database_match:
+        job["database_match"] = database_match
     proc = subprocess.run(
         [sys.executable, "-m", "strideflow.benchmarks._loadgen"],
         input=json.dumps(job),
@@ -434,40 +478,105 @@ def run(quick: bool = False) -> list[Row]:
     ]
     rows.append(row("store.index_s", index_store(data_dir), "s", "summary index brought up to date"))
     duration_s = QUICK_DURATION_S if quick else DURATION_S
-    with Server(data_dir) as server:
-        results = measure(
-            server.base_url,
-            info["admin_key"],
-            spec,
-            duration_s=duration_s,
-            server_pid=server.proc.pid,
-            serial_duration_s=duration_s / 3,
+    processes = _env_ints("STRIDEFLOW_BENCH_PROCESSES", (1,))
+    pg_url = os.environ.get("STRIDEFLOW_BENCH_DATABASE_URL")
+    if max(processes) > 1 and not pg_url:
+        raise RuntimeError(
+            "STRIDEFLOW_BENCH_PROCESSES > 1 needs STRIDEFLOW_BENCH_DATABASE_URL=postgresql+psycopg://... "
+            "(a PostgreSQL server where the benchmark may create a throwaway database)"
         )
-    note = f"{CONCURRENCY} concurrent connections, admin key, client and server on the same cores"
-    for name in route_requests(spec):
-        res, serial = results[name], results[f"serial.{name}"]
-        rows.append(row(f"{name}.requests_per_s", res["requests_per_s"], "req/s", note))
-        note = None
-        rows.append(row(f"{name}.p50_ms", res["p50_ms"], "ms"))
-        rows.append(row(f"{name}.p99_ms", res["p99_ms"], "ms"))
-        rows.append(
-            row(f"{name}.serial_p50_ms", serial["p50_ms"], "ms", "one connection: the server's own time")
-        )
-        rows.append(
-            row(
-                f"{name}.server_cpu_ms",
-                res["server_cpu_ms"],
-                "ms",
-                "server process CPU time per request (concurrent run): the least load-dependent figure",
+    for n in processes:
+        if n == 1:
+            with Server(data_dir) as server:
+                results = measure(
+                    server.base_url,
+                    info["admin_key"],
+                    spec,
+                    duration_s=duration_s,
+                    server_pid=server.pids(),
+                    serial_duration_s=duration_s / 3,
+                )
+            rows += _route_rows("", spec, results, "one server process, the store's SQLite database")
+            continue
+        from sqlalchemy.engine import make_url
+
+        from strideflow.benchmarks.stream import _postgres_database
+
+        with _postgres_database(pg_url) as url:
+            t0 = time.perf_counter()
+            admin_key = register_store(data_dir, url)
+            index_s = index_store(data_dir, url) + time.perf_counter() - t0
+            rows.append(
+                row(f"p{n}.store.index_s", index_s, "s", "store registered and indexed in PostgreSQL")
             )
-        )
-        rows.append(
-            row(f"{name}.client_cpu_ms", res["client_cpu_ms"], "ms", "load generator CPU time per request")
-        )
-        errors = res["errors"] + serial["errors"]
-        examples = res["error_examples"] + serial["error_examples"]
-        rows.append(row(f"{name}.errors", errors, "requests", "; ".join(examples[:2]) or None))
+            env = {**os.environ, "STRIDEFLOW_DATABASE_URL": url}
+            with Server(data_dir, env=env, workers=n) as server:
+                results = measure(
+                    server.base_url,
+                    admin_key,
+                    spec,
+                    duration_s=duration_s,
+                    server_pid=server.pids(),
+                    serial_duration_s=duration_s / 3,
+                    database_match=f" {make_url(url).database} ",
+                )
+            rows += _route_rows(f"p{n}.", spec, results, f"serve --workers {n} on PostgreSQL")
     rows.append(
         row("machine.load_1min", os.getloadavg()[0], "load", "other work on the machine during the run")
     )
+    return rows
+
+
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    value = os.environ.get(name, "").strip()
+    return tuple(int(x) for x in value.split(",") if x.strip()) if value else default
+
+
+def _route_rows(prefix: str, spec: StoreSpec, results: dict, server_note: str) -> list[Row]:
+    """The rows of one server set-up (`prefix` + route names)."""
+    rows = []
+    note = f"{CONCURRENCY} concurrent connections, admin key, client and server on the same cores"
+    note += f"; {server_note}"
+    for name in route_requests(spec):
+        res, serial = results[name], results[f"serial.{name}"]
+        rows.append(row(f"{prefix}{name}.requests_per_s", res["requests_per_s"], "req/s", note))
+        note = None
+        rows.append(row(f"{prefix}{name}.p50_ms", res["p50_ms"], "ms"))
+        rows.append(row(f"{prefix}{name}.p99_ms", res["p99_ms"], "ms"))
+        rows.append(
+            row(
+                f"{prefix}{name}.serial_p50_ms",
+                serial["p50_ms"],
+                "ms",
+                "one connection: the server's own time",
+            )
+        )
+        rows.append(
+            row(
+                f"{prefix}{name}.server_cpu_ms",
+                res["server_cpu_ms"],
+                "ms",
+                "server processes' CPU time per request (concurrent run): the least load-dependent figure",
+            )
+        )
+        rows.append(
+            row(
+                f"{prefix}{name}.client_cpu_ms",
+                res["client_cpu_ms"],
+                "ms",
+                "load generator CPU time per request",
+            )
+        )
+        if "database_cpu_ms" in res:
+            rows.append(
+                row(
+                    f"{prefix}{name}.database_cpu_ms",
+                    res["database_cpu_ms"],
+                    "ms",
+                    "PostgreSQL backends' CPU time per request (a server on this machine)",
+                )
+            )
+        errors = res["errors"] + serial["errors"]
+        examples = res["error_examples"] + serial["error_examples"]
+        rows.append(row(f"{prefix}{name}.errors", errors, "requests", "; ".join(examples[:2]) or None))
     return rows

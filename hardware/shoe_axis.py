@@ -43,7 +43,11 @@ Sources (`ShoeAxisSettings.source`):
   the heel kept down (the forefoot lifted and put down again, the shoe pivoting on its heel).
   The taps turn the shoe about its own medio-lateral axis, so x is the horizontal direction
   orthogonal to their rotation axis; its uncertainty is the spread of the single taps' axes over
-  sqrt(n). It holds for a pod mounted any way at all.
+  sqrt(n). It holds for a pod mounted any way at all, and is only as good as the taps' axis: on the
+  simulator's calibration (`hardware.simulator.calibration`, `bench accuracy`'s `calibrated.*`)
+  it is found on every foot, and its heading is off by the taps' axis error plus 0.47 deg
+  (median; the taps' scatter and the pod's gyro cross-axis errors); a real ankle's oblique axis
+  makes that error unknown (none measured: no real calibration is in shared/).
 - ``"auto"`` (default): "calibration" when one is found, else "square" when a device axis
   qualifies, else "walking".
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from strideflow.analytics.settings import AnalysisSettings
+from strideflow.service.auth import KeyCache
 from strideflow.service.db import Database
 from strideflow.service.errors import install_error_handlers
 from strideflow.service.instances import Instance
@@ -96,6 +97,7 @@ def create_app(settings: ServiceSettings | None = None, analysis: AnalysisSettin
     )
     app.state.settings = settings
     app.state.analysis = analysis
+    app.state.key_cache = KeyCache(settings.key_cache_s)
     install_error_handlers(app)
     for router in routers():
         app.include_router(router)

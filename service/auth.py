@@ -6,6 +6,7 @@ web framework); see its docstring for the role table.
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -38,14 +39,46 @@ async def current_principal(
 ) -> Principal:
     """FastAPI dependency: the request's principal, or 401 with WWW-Authenticate.
 
-    Runs on the event loop: one primary-key read (well under a millisecond) costs less there than
-    a hop to the thread pool and back, and keeps request threads from contending for the GIL."""
+    Runs on the event loop: one primary-key read (well under a millisecond; none while the key is
+    remembered, `KeyCache`) costs less there than a hop to the thread pool and back, and keeps
+    request threads from contending for the GIL."""
     if credentials is None:
         raise _unauthorized("missing API key: send 'Authorization: Bearer <key>'")
-    principal = authenticate(request.app.state.db, credentials.credentials)
+    cache = getattr(request.app.state, "key_cache", None)
+    principal = None if cache is None else cache.get(credentials.credentials)
     if principal is None:
-        raise _unauthorized("invalid API key")
+        principal = authenticate(request.app.state.db, credentials.credentials)
+        if principal is None:
+            raise _unauthorized("invalid API key")
+        if cache is not None:
+            cache.put(credentials.credentials, principal)
     return principal
+
+
+class KeyCache:
+    """Principals of keys that were valid within the last `ttl_s` seconds (this process only).
+
+    A revoked key is refused by every server process at most `ttl_s` after `strideflow keys
+    revoke` (`ServiceSettings.key_cache_s`, 0: asked on every request); unknown keys are always
+    looked up. Holds at most `max_keys` keys (emptied when full: a team has a handful)."""
+
+    def __init__(self, ttl_s: float, max_keys: int = 4096):
+        self.ttl_s = ttl_s
+        self.max_keys = max_keys
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, raw_key: str) -> Principal | None:
+        entry = self._entries.get(raw_key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, raw_key: str, principal: Principal) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._entries) >= self.max_keys:
+            self._entries.clear()
+        self._entries[raw_key] = (time.monotonic() + self.ttl_s, principal)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

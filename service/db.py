@@ -223,6 +223,16 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self._athlete_teams: dict[str, str] = {}  # see athlete_team
+        # One-statement reads of the API routes: on PostgreSQL in autocommit, one round trip per
+        # query instead of three (BEGIN, the query, ROLLBACK when the connection is returned);
+        # a single statement sees one snapshot either way. SQLite's in-process transactions cost
+        # nothing to speak of, so it reads through the engine itself.
+        self.reader = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
 
     def create_all(self) -> None:
         """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
@@ -317,9 +327,17 @@ class Database:
             return s.execute(stmt.limit(1)).first() is not None
 
     def athlete_team(self, athlete_id: str) -> str | None:
-        """Team owning the athlete, or None if the athlete is unknown."""
-        with self.engine.connect() as conn:  # Core and a prebuilt statement: every athlete route asks
-            return conn.execute(_TEAM_OF_ATHLETE, {"athlete_id": athlete_id}).scalar()
+        """Team owning the athlete, or None if the athlete is unknown.
+
+        Every athlete route asks, so a known athlete's team is remembered: an athlete is never
+        deleted nor moved to another team (`ensure_athlete`). Unknown ids are asked again."""
+        team = self._athlete_teams.get(athlete_id)
+        if team is None:
+            with self.reader.connect() as conn:  # Core and a prebuilt statement
+                team = conn.execute(_TEAM_OF_ATHLETE, {"athlete_id": athlete_id}).scalar()
+            if team is not None:
+                self._athlete_teams[athlete_id] = team
+        return team
 
 
 # The index tables kept by `service.summary_index` (defined here so that creating the database

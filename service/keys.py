@@ -112,7 +112,8 @@ def list_keys(db: Database, team_id: str | None = None) -> list[KeyInfo]:
 
 
 def revoke_key(db: Database, key_id: str) -> KeyInfo:
-    """Delete a key by its id (the part after `sf_`, or the whole key); it stops working at once.
+    """Delete a key by its id (the part after `sf_`, or the whole key); `authenticate` refuses it at
+    once, a running server within its `key_cache_s`.
 
     Raises AuthError when no key has that id.
     """
@@ -142,7 +143,7 @@ def authenticate(db: Database, raw_key: str | None) -> Principal | None:
     if not sep or len(key_id) != 32:
         return None
     # Core, not the ORM, and a statement built once: every request runs this primary-key read.
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         row = conn.execute(_KEY_BY_ID, {"key_id": key_id}).first()
     if row is None or not hmac.compare_digest(row.hash, _digest(raw_key)):
         return None

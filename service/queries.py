@@ -81,7 +81,7 @@ def resolve_session(db: Database, principal: Principal, session_id: str, athlete
         params["own_id"] = principal.athlete_id
     if athlete_id is not None:
         params["athlete_id"] = athlete_id
-    with db.engine.connect() as conn:  # Core: every session route asks this first
+    with db.reader.connect() as conn:  # Core: every session route asks this first
         rows = conn.execute(_session_statement(own_only, athlete_id is not None), params).all()
     if not rows:
         raise not_found("session", session_id)

@@ -41,6 +41,9 @@ class ServiceSettings(BaseSettings):
       serve` installs it as an ASGI middleware on every HTTP request).
     - `ws_ping_interval_s` / `ws_ping_timeout_s`: WebSocket pings; a peer that does not answer
       one within the timeout is disconnected (uvicorn `ws_ping_interval`/`ws_ping_timeout`).
+    - `key_cache_s`: a server process remembers a valid API key for this long instead of looking
+      it up on every request, so a revoked key stops working in every process within it (s; 0:
+      looked up on every request).
     - `access_log`: log a line per HTTP request (uvicorn's access log; off by default: formatting
       and writing it costs about as much as answering a cached request).
     """
@@ -63,6 +66,7 @@ class ServiceSettings(BaseSettings):
     request_read_timeout_s: float = Field(default=30.0, gt=0)
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
+    key_cache_s: float = Field(default=1.0, ge=0)
     access_log: bool = False
 
     @property

@@ -117,7 +117,7 @@ def cached_summaries(
     stmt = select(SessionSummary.session_id, SessionSummary.signature, SessionSummary.summary).where(
         SessionSummary.athlete_id == athlete_id, SessionSummary.session_id.in_(ids)
     )
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         rows = conn.execute(stmt).all()
     found = {sid: summary for sid, sig, summary in rows if current.get(sid) == sig}
     return found, {sid: sig for sid, sig in current.items() if sid not in found}
@@ -132,7 +132,7 @@ def cached_summary_texts(
     if not ids:
         return {}, {}
     current = {sid: session_signature(results_dir, athlete_id, sid) for sid in ids}
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         rows = conn.execute(_SUMMARY_TEXTS, {"athlete_id": athlete_id, "ids": ids}).all()
     found = {sid: text for sid, sig, text in rows if current.get(sid) == sig}
     return found, {sid: sig for sid, sig in current.items() if sid not in found}
@@ -218,15 +218,18 @@ def cached_trend_points(db: Database, results_dir: Path, athlete_id: str, metric
     the athlete's current signature). No file is opened."""
     metrics = _wanted(metric)
     current = athlete_signature(results_dir, athlete_id)
-    stmt = select(TrendSeries.metric, TrendSeries.signature, TrendSeries.points).where(
-        TrendSeries.athlete_id == athlete_id, TrendSeries.metric.in_(metrics)
-    )
-    with db.engine.connect() as conn:
-        rows = conn.execute(stmt).all()
+    with db.reader.connect() as conn:
+        rows = conn.execute(_TREND_SERIES, {"athlete_id": athlete_id, "metrics": list(metrics)}).all()
     found = {m: points for m, sig, points in rows if sig == current}
     if len(found) < len(metrics):
         return MISS, current
     return _select(found, metric), current
+
+
+_TREND_SERIES = select(TrendSeries.metric, TrendSeries.signature, TrendSeries.points).where(
+    TrendSeries.athlete_id == bindparam("athlete_id"),
+    TrendSeries.metric.in_(bindparam("metrics", expanding=True)),
+)
 
 
 def trend_points(

@@ -6,7 +6,8 @@
 
 Modules: params (athlete gait and its sampling), schedule (bouts, turns, stance timelines),
 kinematics (exact orientation, angular rate, specific force, position), imu (sensor errors),
-truth (true strides table), simulator (one session), dataset (a recorded dataset on disk).
+calibration (an optional toe-tap field calibration before the session), truth (true strides
+table), simulator (one session), dataset (a recorded dataset on disk).
 """
 
 from strideflow.hardware.simulator.dataset import write_dataset

@@ -12,6 +12,12 @@ Layout (DESIGN.md, `strideflow simulate`):
     DIR/truth_params.parquet           mean gait parameters per athlete, session, foot, activity:
                                        the known trend when sessions drift
 
+With `calibration`, every session starts with a toe-tap field calibration (`simulator.calibration`)
+and the manifest gains `calibration_s` (its length, s: the session proper starts there) and
+`tap_axis_deg` (the true heading of that foot's tap axis from the shoe's y, deg, + lateral end
+backward: the error a perfect calibration inherits). Each athlete's tap axis is drawn from
+SeedSequence([seed, a, 0]), which no session uses, so the rest of the dataset is the same.
+
 Athlete a's parameters come from SeedSequence([seed, a]); session s of athlete a is simulated
 with SeedSequence([seed, a, s + 1]), so a file does not depend on how many athletes are made.
 Sessions are spread over weeks (7 to 14 days apart) and the drifting parameters move linearly
@@ -31,7 +37,7 @@ from strideflow.hardware import schema as S
 from strideflow.hardware.frames import wxyz_from_rotation
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
 from strideflow.hardware.simulator.imu import draw_gyr_gain, draw_mounting
-from strideflow.hardware.simulator.params import sample_athlete, sample_drift
+from strideflow.hardware.simulator.params import sample_athlete, sample_drift, sample_tap_axis
 from strideflow.hardware.simulator.simulator import ACTIVITY_CHOICES, SimulationSettings, Simulator
 
 FIRST_SESSION_DATE = dt.date(2025, 1, 6)
@@ -58,11 +64,13 @@ def write_dataset(
     profile: DeviceProfile = DEFAULT_PROFILE,
     progress: Callable[[str], None] | None = None,
     toe_out_deg: float | None = None,
+    calibration: bool = False,
 ) -> Path:
     """Simulate and write a dataset; returns the path of its manifest.csv.
 
     progress, if given, is called with "athlete/session" after each session is written.
     toe_out_deg: every foot toes out this much (deg, + outward); None: each athlete's own (0-20 deg).
+    calibration: each session starts with a toe-tap calibration (module docstring).
     """
     if activity not in ACTIVITY_CHOICES:
         raise ValueError(f"activity must be one of {ACTIVITY_CHOICES}, got {activity!r}")
@@ -82,6 +90,8 @@ def write_dataset(
         # ... and stay mounted the same way (a remount is something to detect, not the default)
         mounts = {foot: draw_mounting(arng, foot) for foot in S.FEET}
         athlete_id = f"A{a + 1:03d}"
+        if calibration:
+            base = sample_tap_axis(np.random.default_rng(np.random.SeedSequence([seed, a, 0])), base)
         for k in range(sessions):
             fraction = k / (sessions - 1) if sessions > 1 else 0.0
             athlete = base.drifted(drift, fraction)
@@ -101,6 +111,7 @@ def write_dataset(
                     toe_out_deg=toe_out_deg,
                     gyr_gains=gains,
                     mounting_rotations=mounts,
+                    calibration=calibration,
                 )
             ).simulate()
             for foot in S.FEET:
@@ -119,6 +130,11 @@ def write_dataset(
                         "session_date": date.isoformat(),
                         **{c: float(x) for c, x in zip(MOUNT_QUAT, q, strict=True)},
                         "profile": profile.name,
+                        **(
+                            {"calibration_s": sim.calibration_s_, "tap_axis_deg": athlete.tap_axis(foot)}
+                            if calibration
+                            else {}
+                        ),
                     }
                 )
                 for row in athlete.as_rows(foot):

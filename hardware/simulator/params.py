@@ -123,6 +123,10 @@ class AthleteParams:
     big toe); left = this + toe_off_axis_asymmetry_deg / 2, right = this - .../2. The default is the
     healthy imu_sample.csv walker (left +17, right +25 deg, measured at the detected toe-off in the
     file's shoe frame); the push-off ends about this axis instead of the transverse one.
+    tap_axis_deg: heading of the axis the shoe turns about in a heel-down toe tap (the simulated
+    field calibration, `simulator.calibration`) from the shoe's y axis in the sole plane, deg,
+    + when its lateral end lies behind (the ankle axis' sense); left = this +
+    tap_axis_asymmetry_deg / 2, right = this - .../2. Drawn by `sample_tap_axis` (default: its mean).
     """
 
     walk: GaitParams = field(default_factory=GaitParams)
@@ -140,6 +144,8 @@ class AthleteParams:
     mtp_break_angle_deg: float = 60.0
     toe_off_axis_deg: float = 21.0
     toe_off_axis_asymmetry_deg: float = -8.0
+    tap_axis_deg: float = 1.0
+    tap_axis_asymmetry_deg: float = 0.0
 
     def foot_progression_angle(self, foot: str) -> float:
         """Mean toe-out of one foot, deg (positive outward)."""
@@ -150,6 +156,11 @@ class AthleteParams:
         """Angle of one foot's rotation axis at toe-off from the shoe's y axis, deg (+ everting)."""
         side = 0.5 if foot == "left" else -0.5
         return self.toe_off_axis_deg + side * self.toe_off_axis_asymmetry_deg
+
+    def tap_axis(self, foot: str) -> float:
+        """Heading of one foot's toe-tap axis from the shoe's y axis, deg (+ lateral end backward)."""
+        side = 0.5 if foot == "left" else -0.5
+        return self.tap_axis_deg + side * self.tap_axis_asymmetry_deg
 
     def gait(self, activity: str, foot: str) -> GaitParams:
         """Mean gait of one foot for one activity, with the asymmetry applied."""
@@ -205,9 +216,11 @@ def typical_run() -> GaitParams:
         swing_inversion_deg=10.0,
         swing_yaw_deg=12.0,
         landing_toe_out_deg=4.0,
-        # Within RUN_RANGES. The fast (2.4 m/s) real footprint strides measure 9.3 g (quartiles
-        # 7.1-9.7) with a LORD pod on the instep; the former 18 g read 17 g at that pace.
-        impact_g=10.0,
+        # Within RUN_RANGES. The fast (2.4 m/s) real footprint strides measure 8.8 g (median of the
+        # 32 valid running strides whose footprint stride is >= 2 m; 9.3 g over the 25 the analysis
+        # measured at >= 2 m before the pod's lever) with a LORD pod on the instep; the former 18 g
+        # read 17 g at that pace, 10 g read 11.1 g (tests/hardware/test_simulator_running_realism.py).
+        impact_g=9.0,
         impact_freq_hz=50.0,
         impact_gyr_dps=30.0,
         clearance_m=0.11,
@@ -273,6 +286,13 @@ MTP_BREAK_RANGE_DEG = (50.0, 65.0)  # the oblique MTP axis to the long axis (Ism
 # measured one: healthy feet evert as they roll off over the big toe, where the break line inverts.
 TOE_OFF_AXIS_RANGE_DEG = (-5.0, 20.0)
 TOE_OFF_AXIS_ASYMMETRY_DEG = (-10.0, 10.0)
+# Heading of the toe-tap calibration's axis from the shoe's y, deg (+ lateral end backward): normal
+# over athletes with this mean and SD, left minus right uniform within +- the asymmetry. A reasoned
+# assumption, not a measurement (simulator.calibration): the ankle's axis is ~6 deg off the
+# medio-lateral (Inman 1976), and the loaded heel keeps the shoe on its own axis for most of that.
+TAP_AXIS_MEAN_DEG = 1.0
+TAP_AXIS_SD_DEG = 1.0
+TAP_AXIS_ASYMMETRY_DEG = 1.0
 # Foot-strike angle ranges per pattern, deg (DESIGN.md thresholds: > 8 rearfoot, < -1.6 forefoot)
 STRIKE_RANGES = {"rearfoot": (11.0, 24.0), "midfoot": (0.0, 6.0), "forefoot": (-12.0, -4.0)}
 STRIKE_ODDS = {"walk": (0.9, 0.1, 0.0), "run": (0.45, 0.35, 0.20)}  # rearfoot, midfoot, forefoot
@@ -334,6 +354,15 @@ def sample_athlete(rng: np.random.Generator) -> AthleteParams:
         mtp_break_angle_deg=float(rng.uniform(*MTP_BREAK_RANGE_DEG)),
         toe_off_axis_deg=float(rng.uniform(*TOE_OFF_AXIS_RANGE_DEG)),
         toe_off_axis_asymmetry_deg=float(rng.uniform(*TOE_OFF_AXIS_ASYMMETRY_DEG)),
+    )
+
+
+def sample_tap_axis(rng: np.random.Generator, athlete: AthleteParams) -> AthleteParams:
+    """The athlete with a drawn toe-tap axis (`AthleteParams.tap_axis_deg`, its asymmetry)."""
+    return replace(
+        athlete,
+        tap_axis_deg=float(rng.normal(TAP_AXIS_MEAN_DEG, TAP_AXIS_SD_DEG)),
+        tap_axis_asymmetry_deg=float(rng.uniform(-TAP_AXIS_ASYMMETRY_DEG, TAP_AXIS_ASYMMETRY_DEG)),
     )
 
 

@@ -13,9 +13,15 @@ from scipy.spatial.transform import Rotation
 from strideflow.hardware import schema as S
 from strideflow.hardware.frames import pronation_deg, roll_pitch_deg
 from strideflow.hardware.profiles import DEFAULT_PROFILE, DeviceProfile
+from strideflow.hardware.simulator.calibration import (
+    TAPS,
+    CalibrationMotion,
+    CalibrationPlan,
+    plan_calibration,
+)
 from strideflow.hardware.simulator.imu import SensorErrors, delay_channel, draw_errors, draw_mounting, measure
 from strideflow.hardware.simulator.kinematics import FootMotion, MotionSample
-from strideflow.hardware.simulator.params import AthleteParams, GaitParams, sample_athlete
+from strideflow.hardware.simulator.params import AthleteParams, GaitParams, sample_athlete, sample_tap_axis
 from strideflow.hardware.simulator.schedule import FootTimeline, foot_timeline, plan_bouts
 from strideflow.hardware.simulator.truth import truth_strides
 
@@ -50,6 +56,17 @@ class SimulationSettings:
         in several sessions; None: drawn per session from `profile`.
     impact_gyro: the pod rocks after each IC (`GaitParams.impact_gyr_dps`), which reaches the gyro;
         False: the impact rings in the accelerometer only.
+    calibration: a toe-tap field calibration before the session (`simulator.calibration`: standing,
+        heel-down toe taps of the left foot, then of the right, standing; 10-16 s), which
+        `hardware.shoe_axis.ToeTapCalibration` looks for. Its seconds come before `duration_s`
+        (the session that follows is the one simulated without it, shifted); truth times are the
+        recording's. The taps turn the shoe about an axis `AthleteParams.tap_axis_deg` off its y
+        axis (drawn per athlete when `athlete` is None, from a stream of its own, so the session
+        is the same as without the calibration).
+    tap_axis_deg: None: the athlete's tap axis; a number: both feet's taps turn about an axis this
+        far off the shoe's y axis (deg, + lateral end backward), e.g. to find where a calibration
+        stops being good enough.
+    calibration_taps: taps per foot.
     Gyro gain and cross-axis errors come from `profile` (`gyr_scale_error`, `gyr_misalignment_deg`;
     1 % and 0.5 deg by default, drawn per device and session); a profile with zeros turns them off.
     """
@@ -72,6 +89,9 @@ class SimulationSettings:
     toe_out_deg: float | None = None
     impact_gyro: bool = True
     gyr_gains: Mapping[str, np.ndarray] | None = None
+    calibration: bool = False
+    tap_axis_deg: float | None = None
+    calibration_taps: int = TAPS
 
 
 class Simulator:
@@ -93,7 +113,11 @@ class Simulator:
         pronation_deg, vel_*_mps and pos_*_m of the sensor point in the world;
     mounting_: foot -> scipy Rotation, v_device = mounting_[foot].apply(v_foot);
     params_: foot -> {activity: GaitParams} mean gait used; athlete_: the AthleteParams;
-    motions_: foot -> FootMotion (the exact motion, evaluable at any time); errors_: foot -> SensorErrors.
+    motions_: foot -> FootMotion (the exact motion, evaluable at any time, in the session's own time:
+        the recording's minus `calibration_s_`); errors_: foot -> SensorErrors;
+    calibration_s_: seconds of toe-tap calibration before the session (0.0 without one);
+    calibration_: foot -> CalibrationPlan (tap times in s, amplitudes, each tap's axis in the shoe
+        frame) when there is a calibration, else empty.
 
     Notes
     -----
@@ -108,7 +132,8 @@ class Simulator:
         s = self.settings
         if s.activity not in ACTIVITY_CHOICES:
             raise ValueError(f"activity must be one of {ACTIVITY_CHOICES}, got {s.activity!r}")
-        seeds = np.random.SeedSequence(s.seed).spawn(7)
+        # the eighth stream is the calibration's: the first seven are what they were before it
+        seeds = np.random.SeedSequence(s.seed).spawn(8)
         rng = [np.random.default_rng(x) for x in seeds]
         athlete = s.athlete if s.athlete is not None else sample_athlete(rng[0])
         if s.toe_out_deg is not None:
@@ -116,7 +141,22 @@ class Simulator:
                 athlete, foot_progression_angle_deg=float(s.toe_out_deg), fpa_asymmetry_deg=0.0
             )
         bouts = plan_bouts(rng[1], s.activity, s.duration_s, athlete, turns=s.turns)
-        n = int(np.floor(s.duration_s * s.sampling_rate_hz))
+        self.calibration_: dict[str, CalibrationPlan] = {}
+        n_cal = 0
+        if s.calibration:
+            if s.athlete is None:
+                athlete = sample_tap_axis(rng[7], athlete)
+            if s.tap_axis_deg is not None:
+                athlete = dataclasses.replace(
+                    athlete, tap_axis_deg=float(s.tap_axis_deg), tap_axis_asymmetry_deg=0.0
+                )
+            cal_s, self.calibration_ = plan_calibration(
+                rng[7], {foot: athlete.tap_axis(foot) for foot in S.FEET}, s.calibration_taps
+            )
+            n_cal = int(np.ceil(cal_s * s.sampling_rate_hz))
+        self.calibration_s_ = n_cal / s.sampling_rate_hz
+        n_session = int(np.floor(s.duration_s * s.sampling_rate_hz))
+        n = n_cal + n_session
         t = np.arange(n) / s.sampling_rate_hz
         samples, strides, orient = [], [], []
         self.mounting_: dict[str, Rotation] = {}
@@ -134,7 +174,9 @@ class Simulator:
                 mount = draw_mounting(sensor_rng, foot, s.mount_style) if s.mounting else None
             gain = None if s.gyr_gains is None else s.gyr_gains[foot]
             errors = draw_errors(sensor_rng, s.profile, mount, gain)
-            m = _evaluate_in_chunks(motion, t, s.keep_orientation)
+            m = _evaluate_in_chunks(motion, np.arange(n_session) / s.sampling_rate_hz, s.keep_orientation)
+            if n_cal:
+                m = _after_calibration(motion, self.calibration_[foot], m, t, n_cal, s.keep_orientation)
             gyr_true = delay_channel(m.gyr_dps, s.sampling_rate_hz, s.profile.gyr_delay_s)
             gyr, acc, saturated = measure(gyr_true, m.acc_mps2, errors, s.profile, sensor_rng, s.noise, s.adc)
             keys = {S.ATHLETE_ID: s.athlete_id, S.SESSION_ID: s.session_id, S.FOOT: foot}
@@ -150,6 +192,8 @@ class Simulator:
                 )
             )
             truth = truth_strides(motion, s.athlete_id, s.session_id)
+            if n_cal:
+                truth = truth.with_columns(pl.col(c) + self.calibration_s_ for c in S.EVENT_TIMES)
             strides.append(_mark_saturation(truth, t, saturated))
             if s.keep_orientation:
                 roll, pitch = roll_pitch_deg(m.quat_wxyz)
@@ -198,6 +242,30 @@ def _evaluate_in_chunks(motion: FootMotion, t: np.ndarray, orientation: bool) ->
     return MotionSample(
         *(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(MotionSample))
     )
+
+
+def _after_calibration(
+    motion: FootMotion,
+    plan: CalibrationPlan,
+    session: MotionSample,
+    t: np.ndarray,
+    n_cal: int,
+    orientation: bool,
+) -> MotionSample:
+    """The calibration's motion over t[:n_cal], from the pose the session starts in, then the
+    session's (its times shifted by the calibration's length)."""
+    start = motion.evaluate(np.zeros(1))
+    cal = CalibrationMotion(plan, start.quat_wxyz[0], start.pos_m[0], motion.r_sensor).evaluate(t[:n_cal])
+    parts = []
+    for f in dataclasses.fields(MotionSample):
+        a, b = getattr(cal, f.name), getattr(session, f.name)
+        if f.name == "t":
+            parts.append(t)
+        elif not orientation and f.name in ("quat_wxyz", "pos_m", "vel_mps"):
+            parts.append(b)
+        else:
+            parts.append(np.concatenate([a, b]))
+    return MotionSample(*parts)
 
 
 def _mark_saturation(truth: pl.DataFrame, t: np.ndarray, saturated: np.ndarray) -> pl.DataFrame:

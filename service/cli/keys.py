@@ -98,7 +98,7 @@ def revoke(
     key_id: str = typer.Argument(..., help="The key id from `keys list` (or the whole key)."),
     data: Path = typer.Option(..., "--data", help=_DATA_HELP),
 ) -> None:
-    """Revoke a key: it is deleted and stops working on the next request, also on a running server."""
+    """Revoke a key: it is deleted, and a running server refuses it within its key_cache_s (1 s)."""
     from strideflow.service.keys import revoke_key
 
     db = _open_database(data, init=False)

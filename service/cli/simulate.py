@@ -32,6 +32,14 @@ def simulate(
         help="Toe-out (foot progression angle) of every foot, deg, + outward; default: each "
         "athlete's own, drawn 0-20 deg. 0 puts the shoes along the walking direction.",
     ),
+    calibration: bool = typer.Option(
+        False,
+        "--calibration",
+        help="Start every session with a toe-tap field calibration (standing, heel-down toe taps of "
+        "the left then the right foot, standing; 10-16 s), as `analyze` recognises it. Its taps turn "
+        "the shoe about an axis drawn per athlete ~1 deg off the shoe's own (manifest `tap_axis_deg`; "
+        "`calibration_s`: where the session proper starts).",
+    ),
 ) -> None:
     """Simulate shoe IMUs on both feet and write a recorded dataset with its truth.
 
@@ -65,6 +73,7 @@ def simulate(
             sampling_rate_hz=rate,
             sessions=sessions,
             toe_out_deg=toe_out,
+            calibration=calibration,
             progress=lambda name: bar.update(task, advance=1, description=name),
         )
     typer.echo(f"wrote {athletes * sessions * 2} files, {manifest}")

@@ -56,7 +56,14 @@ from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.ingest.stream_receiver import StreamHello
 from strideflow.ingest.wal import WAL_SUFFIX, list_wals, read_wal
 from strideflow.service.live.analysis import LiveAnalysis
-from strideflow.service.live.publish import Broker, InMemoryBroker, Publisher, Subscriber, stride_messages
+from strideflow.service.live.publish import (
+    Broker,
+    InMemoryBroker,
+    Publisher,
+    Subscriber,
+    stream_mountings,
+    stride_messages,
+)
 from strideflow.service.live.registry import (
     AnalyzerFactory,
     LiveStream,
@@ -350,6 +357,7 @@ class LiveHub:
         messages = stride_messages(
             strides,
             kind,
+            mountings=stream_mountings(stream),
             device_id=stream.hello.device_id,
             closed_by=closed_by,
             closed_by_seq=seq,

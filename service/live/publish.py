@@ -29,6 +29,18 @@ from typing import Protocol
 
 import polars as pl
 
+from strideflow.analytics.live_mountings import REASON_REMOUNT
+from strideflow.analytics.mountings import FIRST
+from strideflow.hardware.schema import (
+    FOOT,
+    IC_T,
+    MOUNTING_ID,
+    MOUNTING_UNCERTAINTY_DEG,
+    REASON,
+    REMOUNT,
+    VALID,
+)
+
 log = logging.getLogger("strideflow.service")
 
 REPLAY_MAX_MESSAGES = 200_000  # bound of the replay buffer whatever replay_s (~100 MB at most)
@@ -44,14 +56,63 @@ def _json_value(v):
     return v
 
 
-def stride_messages(strides: pl.DataFrame, kind: str = "stride", **extra) -> list[dict]:
+def stream_mountings(stream) -> tuple[tuple, str, str]:
+    """(the stream's mountings so far, `analytics.live_mountings.LivePiece`s, empty for a frame that
+    was given; its foot; its session): what `stride_messages` labels the rows with."""
+    watch = getattr(stream.analyzer, "mountings_", None)
+    return (tuple(watch.pieces_) if watch is not None else (), stream.hello.foot, stream.hello.session_id)
+
+
+def _mounting_label(pieces: tuple, foot: str, session_id: str) -> Callable[[dict], dict]:
+    """One row (a dict) with the mounting columns the stream's store gives it (issue 15, item 3):
+    `analytics.live_mountings.label_strides` row by row (that function costs 0.4-1 ms per call in
+    polars; this, microseconds): `mounting_uncertainty_deg` the largest of the mountings so far,
+    `mounting_id` the mounting in use at the row's IC, `remount` whether that mounting began with a
+    remount in this session, and a valid row measured in the old frame after a remount (IC from the
+    new mounting's start up to the switch) invalid, reason "remount". All null without mountings."""
+    unknown = {MOUNTING_UNCERTAINTY_DEG: None, MOUNTING_ID: None, REMOUNT: None}
+    if not pieces:
+        return lambda row: row | unknown
+    uncertainty = [p.mounting.uncertainty_deg for p in pieces]
+    worst = float(max(uncertainty)) if all(u is not None for u in uncertainty) else None
+
+    def label(row: dict) -> dict:
+        if row.get(FOOT) != foot:
+            return row | unknown
+        ic = row.get(IC_T)
+        m = pieces[0].mounting
+        for p in pieces[1:]:
+            if ic is not None and ic >= p.mounting.start_t_s:
+                m = p.mounting
+        out = row | {
+            MOUNTING_UNCERTAINTY_DEG: worst,
+            MOUNTING_ID: m.mounting_id,
+            REMOUNT: m.started != FIRST and m.first_session_id == session_id,
+        }
+        stale = ic is not None and any(
+            p.switch_t_s is not None and p.mounting.start_t_s <= ic <= p.switch_t_s for p in pieces[1:]
+        )
+        if stale and row.get(VALID):
+            out |= {VALID: False, REASON: REASON_REMOUNT}
+        return out
+
+    return label
+
+
+def stride_messages(
+    strides: pl.DataFrame, kind: str = "stride", mountings: tuple | None = None, **extra
+) -> list[dict]:
     """Subscriber messages of rows: {"type": kind, keys, events, metrics, valid, reason, **extra}.
 
     kind "stride": a final `strides` row; "stance": a provisional row at the toe-off
-    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`.
+    (`analytics.live_analyzer`, STANCE_SCHEMA), replaced by the "stride" with the same foot and `ic_t`;
+    `mountings`: `stream_mountings` of the stream, whose mounting columns the rows then carry as
+    stored (`_mounting_label`; a row already pushed is not sent again when a later remount relabels it).
     """
+    label = _mounting_label(*mountings) if mountings is not None else None
     return [
-        {"type": kind, **{k: _json_value(v) for k, v in row.items()}, **extra} for row in strides.to_dicts()
+        {"type": kind, **{k: _json_value(v) for k, v in (label(row) if label else row).items()}, **extra}
+        for row in strides.to_dicts()
     ]
 
 

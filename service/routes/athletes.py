@@ -13,7 +13,7 @@ import pydantic_core
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from sqlalchemy import bindparam, func, select, tuple_
+from sqlalchemy import Date, bindparam, func, select, tuple_
 
 from strideflow.analytics import partitions
 from strideflow.analytics.trends import compute_trends
@@ -89,7 +89,7 @@ def _athletes(db: Database, principal: Principal, after: str | None, limit: int,
     params = {"team_id": principal.team_id, "limit": limit + 1, "after": after, "only": only}
     if own_only:
         params["own_id"] = principal.athlete_id
-    with db.engine.connect() as conn:
+    with db.reader.connect() as conn:
         rows = conn.execute(stmt, {k: v for k, v in params.items() if v is not None}).all()
     return [{"athlete_id": a, "session_count": n, "last_session_date": d} for a, n, d in rows]
 
@@ -118,21 +118,29 @@ async def get_athlete(athlete_id: AthletePath, principal: CurrentPrincipal, db: 
     return AthleteOut.model_validate(items[0])
 
 
-def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int):
-    """(up to limit + 1 session rows from `after` on, the first `limit` of them with valid ids)."""
+@functools.cache
+def _sessions_statement(after: bool):
+    """The sessions query (Core, built once: rows with SessionRow's columns as attributes)."""
     sort_date = func.coalesce(SessionRow.session_date, NO_DATE)
     stmt = (
-        select(SessionRow)
-        .where(SessionRow.athlete_id == athlete_id)
+        select(SessionRow.athlete_id, SessionRow.session_id, SessionRow.session_date, SessionRow.created)
+        .where(SessionRow.athlete_id == bindparam("athlete_id"))
         .order_by(sort_date, SessionRow.session_id)
-        .limit(limit + 1)
+        .limit(bindparam("limit"))
     )
+    if after:
+        after_key = (bindparam("after_date", type_=Date), bindparam("after_id"))
+        stmt = stmt.where(tuple_(sort_date, SessionRow.session_id) > tuple_(*after_key))
+    return stmt
+
+
+def _session_rows(db: Database, athlete_id: str, after: list | None, limit: int):
+    """(up to limit + 1 session rows from `after` on, the first `limit` of them with valid ids)."""
+    params: dict = {"athlete_id": athlete_id, "limit": limit + 1}
     if after is not None:
-        stmt = stmt.where(
-            tuple_(sort_date, SessionRow.session_id) > (dt.date.fromisoformat(after[0]), after[1])
-        )
-    with db.session() as s:
-        rows = list(s.scalars(stmt).all())
+        params |= {"after_date": dt.date.fromisoformat(after[0]), "after_id": after[1]}
+    with db.reader.connect() as conn:
+        rows = conn.execute(_sessions_statement(after is not None), params).all()
     shown = []
     for r in rows[:limit]:
         if is_valid_id(r.session_id):

@@ -1,11 +1,12 @@
-"""`bench accuracy`'s clipped-gyro scenario: a pod whose gyro clips at the real LORD pod's range."""
+"""`bench accuracy`'s scenarios: a pod whose gyro clips at the real LORD pod's range; the toe-tap
+calibration in front of a session (`calibrated.*`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
-from strideflow.benchmarks.accuracy import CLIPPED_GYRO_PROFILE, simulate_and_analyze
+from strideflow.benchmarks.accuracy import CLIPPED_GYRO_PROFILE, simulate_and_analyze, summarize
 from strideflow.hardware import schema as S
 
 
@@ -31,3 +32,18 @@ def test_a_gyro_clipped_at_500_dps_costs_running_stride_length_and_the_rebuild_w
     rebuilt = _run_stride_length_mape_pct("rebuilt", CLIPPED_GYRO_PROFILE)
     assert as_read > 2.0 * unclipped
     assert rebuilt < unclipped + 0.6 * (as_read - unclipped)
+
+
+def test_the_calibrated_scenario_takes_the_shoe_axis_from_the_calibration():
+    """Athlete 4 walking: its taps once read as a remount (a tap pausing at its top looked like a
+    17 deg tilted foot-flat) and the mounting of the tapping piece failed; the strides before walking
+    no longer count for remount detection. Exact taps: the heading is off by the calibration's own
+    floor (the taps' scatter and the gyro cross-axis errors, 0.47 deg median over the quick run)."""
+    pairs = simulate_and_analyze(4, "walk", 20.0, calibration=True, tap_axis_deg=0.0)
+    rows = {r["name"]: r["value"] for r in summarize(pairs)}
+    assert rows["shoe_axis.calibration_pct"] == 100.0
+    assert rows["stride.recall_pct"] == 100.0 and rows["stride.precision_pct"] == 100.0
+    assert rows["shoe_axis.heading_abs_error_deg.p95"] < 1.5
+    plain = {r["name"]: r["value"] for r in summarize(simulate_and_analyze(4, "walk", 20.0))}
+    assert plain["shoe_axis.calibration_pct"] == 0.0
+    assert plain["strides.matched"] == rows["strides.matched"]  # the same session behind the taps

@@ -4,6 +4,7 @@ served, and the load driver reports every route with no errors (on a tiny store,
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import polars as pl
@@ -83,3 +84,23 @@ def test_load_run_reports_every_route_without_errors(tmp_path, monkeypatch):
         assert 0 < rows[f"{route}.p50_ms"]["value"] <= rows[f"{route}.p99_ms"]["value"]
         assert rows[f"{route}.p50_ms"]["unit"] == "ms"
     json.dumps(list(rows.values()))  # the report is JSON-serialisable
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get("STRIDEFLOW_TEST_DATABASE_URL"),
+    reason="needs a PostgreSQL server: STRIDEFLOW_TEST_DATABASE_URL=postgresql+psycopg://... (.ci/run)",
+)
+def test_two_server_processes_on_postgresql(tmp_path, monkeypatch):
+    monkeypatch.setenv("STRIDEFLOW_BENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("STRIDEFLOW_BENCH_PROCESSES", "2")
+    monkeypatch.setenv("STRIDEFLOW_BENCH_DATABASE_URL", os.environ["STRIDEFLOW_TEST_DATABASE_URL"])
+    monkeypatch.setattr(api, "QUICK", TINY)
+    monkeypatch.setattr(api, "QUICK_DURATION_S", 0.5)
+    rows = {r["name"]: r for r in api.run(quick=True)}
+    for route in api.route_requests(TINY):
+        assert f"{route}.errors" not in rows  # only the process count asked for
+        assert rows[f"p2.{route}.errors"]["value"] == 0, rows[f"p2.{route}.errors"]
+        assert rows[f"p2.{route}.requests_per_s"]["value"] > 0
+        assert rows[f"p2.{route}.server_cpu_ms"]["value"] > 0
+        assert rows[f"p2.{route}.database_cpu_ms"]["value"] > 0  # the backends of this run were found
