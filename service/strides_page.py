@@ -367,11 +367,13 @@ def read_items_page(
     valid: bool | None,
     after: list | None,
     limit: int,
-) -> tuple[bytes, list | None]:
+    build: bool = True,
+) -> tuple[bytes, list | None] | None:
     """(the page's items as one JSON array, the cursor key [foot rank, stride index] of the next page
     or None), the same page as `read_page_frame` written by `item_frame`, from the partition's
-    items file (built first when it is missing, stale or damaged). A missing partition: no items.
-    Raises whatever pyarrow raises for an unreadable partition."""
+    items file (built first when it is missing, stale or damaged; `build=False`: None then, nothing
+    built). A missing partition: no items. Raises whatever pyarrow raises for an unreadable
+    partition."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -388,10 +390,12 @@ def read_items_page(
             size = os.fstat(fd).st_size
             head = os.pread(fd, _FIRST_READ, 0)
             if len(head) >= _HEAD.size and len(head) < size:
-                n = _HEAD.unpack_from(head)[-1]
-                if _HEAD.size + 8 * (5 * n + 1) > len(head):
-                    head = os.pread(fd, _HEAD.size + 8 * (5 * n + 1), 0)
+                arrays_end = _HEAD.size + 8 * (5 * _HEAD.unpack_from(head)[-1] + 1)
+                if len(head) < arrays_end <= size:
+                    head = os.pread(fd, arrays_end, 0)
             items = _Items.parse(head, stamp, size, lambda at, k: os.pread(fd, k, at))
+        if items is None and not build:
+            return None
         if items is None:
             data = write_items(path, athlete_id, session_id)
             items = _Items.parse(data, stamp, len(data), lambda at, k: data[at : at + k])
