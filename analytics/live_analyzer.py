@@ -72,6 +72,7 @@ from strideflow.analytics.segment import (
     analyze_segment,
     apply_sample_flags,
     estimate_mounting,
+    levelling_settings,
     segment_orientation,
 )
 from strideflow.fusion.live import ZeroVelocityStream
@@ -300,12 +301,6 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
             )
-        if a.zupt.anchor_lever_m is not None:
-            # live windows start at a stance whose de-drifted velocity must be zero
-            raise LiveError(
-                "zupt.anchor_lever_m is not supported by the live analysis (batch only), "
-                f"got {a.zupt.anchor_lever_m!r}"
-            )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings
@@ -484,6 +479,22 @@ class LiveStrideAnalyzer:
             if v.shape != (n, 3):
                 raise LiveError(f"{name} must have shape ({n}, 3) to match t_s, got {v.shape}")
             out.append(v)
+        last_t = self._gaps.last_t_
+        # one quick test for the usual block (this runs per packet and stream); rows only if it fails
+        if not (
+            all(np.isfinite(v).all() for v in out)
+            and (n == 0 or last_t is None or t[0] > last_t)
+            and bool((t[1:] > t[:-1]).all())
+        ):
+            self._refuse(t, out)
+        sat = np.zeros(n, dtype=bool) if saturated is None else np.asarray(saturated, dtype=bool).reshape(-1)
+        if sat.shape != (n,):
+            raise LiveError(f"saturated must have shape ({n},) to match t_s, got {sat.shape}")
+        return t, out[1], out[2], sat
+
+    def _refuse(self, t: np.ndarray, out: list[np.ndarray]) -> None:
+        """LiveError naming the first bad row of a block that failed `_checked`'s quick test."""
+        n = len(t)
         for name, v in zip(("t_s", "acc_mps2", "gyr_dps"), out, strict=True):
             bad = ~np.isfinite(v.reshape(n, -1)).all(axis=1)
             if bad.any():
@@ -497,10 +508,7 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"t_s, block row {i}: {t[i]:.9g} s is not after the previous sample ({prev[i]:.9g} s)"
             )
-        sat = np.zeros(n, dtype=bool) if saturated is None else np.asarray(saturated, dtype=bool).reshape(-1)
-        if sat.shape != (n,):
-            raise LiveError(f"saturated must have shape ({n},) to match t_s, got {sat.shape}")
-        return t, out[1], out[2], sat
+        raise AssertionError("unreachable: the block failed the quick test but no row is bad")
 
     def _condition(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, sat: np.ndarray) -> None:
         """Gaps as ingest treats them (`ingest.gaps`): short ones interpolated (flagged), long ones
@@ -617,7 +625,7 @@ class LiveStrideAnalyzer:
             acc_f, gyr_f = _to_foot(acc, self._matrix), _to_foot(gyr, self._matrix)
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
             self.gyr_bias_dps_ = (
-                LevelledStrapdown()
+                LevelledStrapdown(levelling_settings(s.analysis))
                 .estimate(
                     acc_f, gyr_f, zv.zero_velocity_, self.sampling_rate_hz, w.view("t", w.start, w.stop)
                 )
@@ -766,26 +774,35 @@ class LiveStrideAnalyzer:
             emit[-1] = False
         if not emit.any():
             return
-        prepared = seg.prepare_strides(ev)
-        # The emitted events' metric rows in IC order, with their window indices (column by
-        # column: on these few rows each Polars query cost more than the rows' numbers).
+        # only the emitted rows' metrics (each with what the rest of the window gives it)
+        prepared = seg.prepare_strides(ev, np.flatnonzero(emit))
+        # The emitted events' metric rows in IC order (column by column: on these few rows each
+        # Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
         chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
         picked = ev.get_column(STRIDE_INDEX).to_numpy()[chosen]
-        indices = [ev.get_column(c)[chosen] for c in (IC_IDX, NEXT_IC_IDX)]
-        flags = self._sample_flags(indices[0].to_numpy(), indices[1].to_numpy(), a0)
+        flags = self._sample_flags(
+            ev.get_column(IC_IDX).to_numpy()[chosen], ev.get_column(NEXT_IC_IDX).to_numpy()[chosen], a0
+        )
         k = len(chosen)
         numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
-        sig = seg.signals() if self._curves is not None else None
+        sig = seg.signal_arrays() if self._curves is not None else None
         close_t = float(b.view("t", close, close + 1)[0])
 
         def done(strides: pl.DataFrame) -> None:
             # the rest of the window, once the metric query has run (`resolve`)
-            row_of = {int(i): r for r, i in enumerate(strides.get_column(STRIDE_INDEX).to_list())}
-            out = strides[[row_of[int(i)] for i in picked]].hstack(indices)
-            out = _with_sample_flags(out, flags)
+            have = strides.get_column(STRIDE_INDEX).to_numpy()
+            if not np.array_equal(have, picked):
+                row_of = {int(i): r for r, i in enumerate(have)}
+                strides = strides[[row_of[int(i)] for i in picked]]
+            out = _with_sample_flags(strides, flags)
+            columns = [numbered.get(c, out.get_column(c)) for c in STRIDES_SCHEMA]
+            # the query's columns have these types already: a cast per column only where not
             out = pl.DataFrame(
-                [numbered.get(c, out.get_column(c)).cast(d) for c, d in STRIDES_SCHEMA.items()]
+                [
+                    c if c.dtype == d else c.cast(d)
+                    for c, d in zip(columns, STRIDES_SCHEMA.values(), strict=True)
+                ]
             )
             self._emitted.append(out)
             self._new_strides.append(out)
@@ -795,9 +812,9 @@ class LiveStrideAnalyzer:
                     out[ACTIVITY].to_list(),
                     _valid_numpy(out[VALID]),
                     {c: out[c].to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
-                    sig[T].to_numpy(),
-                    sig[PRONATION_DEG].to_numpy(),
-                    sig[PITCH_DEG].to_numpy(),
+                    sig[T],
+                    sig[PRONATION_DEG],
+                    sig[PITCH_DEG],
                 )
             for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
                 self._emissions.append(

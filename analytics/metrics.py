@@ -327,10 +327,31 @@ class _IndexedSignals:
         if not self._ordered(frame, runs):
             frame = frame.sort(*KEYS, T, maintain_order=True)
             runs = self._runs(frame)
-        self.frame = frame
+        self.frame: pl.DataFrame | None = frame
         self.runs = runs
+        self.one_key: tuple[str, ...] | None = None
         self.t = frame.get_column(T).cast(pl.Float64).to_numpy() if frame.height else np.zeros(0)
         self._columns: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def of_arrays(cls, keys: tuple[str, str, str], arrays: dict[str, np.ndarray]) -> _IndexedSignals:
+        """One foot's signals as numpy columns (`analytics.signals.signal_arrays`: float64 with NaN
+        for null, the zero-velocity flag bool), without a table: the live analyzer's windows.
+        Rows out of time order are put in order (stably, as the table's sort does)."""
+        t = np.asarray(arrays[T], dtype=float)
+        order = None
+        if t.size > 1 and not bool(np.all(np.diff(t) > 0)):
+            order = np.argsort(t, kind="stable")
+        self = cls.__new__(cls)
+        self.frame = None
+        self.one_key = tuple(keys)
+        self.runs = None
+        self.t = t if order is None else t[order]
+        self._columns = {
+            name: (values if order is None else values[order]) for name, values in arrays.items() if name != T
+        }
+        self._columns[T] = self.t
+        return self
 
     @staticmethod
     def _runs(frame: pl.DataFrame) -> pl.DataFrame:
@@ -349,6 +370,13 @@ class _IndexedSignals:
         rising[runs.get_column(_LO).to_numpy()[1:] - 1] = True  # a new run may restart the clock
         return bool(rising.all())
 
+    def flags(self, name: str) -> np.ndarray:
+        """A boolean column as numpy (null -> False)."""
+        if self.frame is None:
+            return self._columns[name]
+        column = self.frame.get_column(name)
+        return (column.fill_null(False) if column.null_count() else column).to_numpy()
+
     def column(self, name: str) -> np.ndarray:
         """A float column as numpy (null -> NaN), cached."""
         if name not in self._columns:
@@ -360,8 +388,19 @@ class _IndexedSignals:
     def bounds(self, rows: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per row of `rows`: [lo, hi) signal row range of its athlete-session-foot and the number
         of that run in `runs` (-1, -1, -1 when absent; null keys match nothing, as in a join)."""
-        runs = self.runs
         m = rows.height
+        if self.one_key is not None:
+            # One foot as arrays (the live analyzer's windows): compare the keys directly.
+            if not self.t.size:
+                none = np.full(m, -1, dtype=np.int64)
+                return none.copy(), none.copy(), none
+            match = np.ones(m, dtype=bool)
+            for k, value in zip(KEYS, self.one_key, strict=True):
+                match &= rows.get_column(k).to_numpy() == value
+            run = np.where(match, 0, -1).astype(np.int64)
+            lo = np.where(run >= 0, 0, -1).astype(np.int64)
+            return lo, np.where(run >= 0, self.t.size, -1).astype(np.int64), run
+        runs = self.runs
         same_types = all(rows.schema[k] == runs.schema[k] == pl.String for k in KEYS)
         if runs.height == 1 and same_types:
             # One foot in the signals (the live analyzer's case): compare the keys directly.
@@ -485,9 +524,12 @@ class _Strides:
         return out
 
 
-def _window_extrema(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> list[np.ndarray]:
+def _window_extrema(
+    index: _IndexedSignals, strides: _Strides, settings: MetricSettings, wanted: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Per stride (in `strides` order): max pronation and its time, peak pronation velocity, push-off
-    rate, impact (NaN when undefined).
+    rate, impact (NaN when undefined). `wanted` (bool per stride): the filtered velocity and the
+    censoring only of these (the others' are NaN; the rest is vectorised, the low-pass per stride).
 
     Each sample belongs to the stride whose IC is the latest at or before it (tolerating the
     rounding of event times), and only while it lies before that stride's next IC.
@@ -542,6 +584,7 @@ def _window_extrema(index: _IndexedSignals, strides: _Strides, settings: MetricS
             strides.times[TOE_OFF_T][rows],
             result[rows, 1],
             settings,
+            None if wanted is None else wanted[rows],
         )
         if settings.pronation_velocity_cutoff_hz is not None:
             result[rows, 2] = velocity
@@ -559,6 +602,7 @@ def _filtered_velocity_and_censoring(
     toe_off: np.ndarray,
     t_max_p: np.ndarray,
     settings: MetricSettings,
+    wanted: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per stride: the peak of the low-passed pronation rate in [IC, time of max pronation] (NaN
     when undefined) and whether max pronation sits at its window's end (1.0, 0.0, NaN unknown).
@@ -573,7 +617,7 @@ def _filtered_velocity_and_censoring(
     fraction = settings.pronation_window_stance_fraction
     for k in range(m):
         a, b, tm = int(start[k]), int(stop[k]), t_max_p[k]
-        if b <= a or not np.isfinite(tm):
+        if b <= a or not np.isfinite(tm) or (wanted is not None and not wanted[k]):
             continue
         window_end = ic[k] + fraction * (toe_off[k] - ic[k]) + _EPS_S
         last = a + int(np.searchsorted(t[a:b], window_end, side="right")) - 1
@@ -639,10 +683,7 @@ def _next_foot_flat(index: _IndexedSignals, strides: _Strides, settings: MetricS
     nic = strides.times[NEXT_IC_T][rows]
     still_t = np.full(rows.size, np.nan)
     if index.t.size and rows.size:
-        zero_velocity = index.frame.get_column(ZERO_VELOCITY)
-        if zero_velocity.null_count():
-            zero_velocity = zero_velocity.fill_null(False)
-        zv = zero_velocity.to_numpy()
+        zv = index.flags(ZERO_VELOCITY)
         t_still = index.t[zv]
         # Row ranges of each foot inside the still samples.
         before = np.concatenate([[0], np.cumsum(zv)])
@@ -675,7 +716,7 @@ def _cast_columns(frame: pl.DataFrame, dtypes: dict[str, pl.DataType | None]) ->
     columns = []
     for name, dtype in dtypes.items():
         column = frame.get_column(name)
-        columns.append(column if dtype is None else column.cast(dtype))
+        columns.append(column if dtype is None or column.dtype == dtype else column.cast(dtype))
     return pl.DataFrame(columns)
 
 
@@ -809,6 +850,36 @@ class StrideMetrics:
         definitions read. `evaluate_prepared` runs the definitions' Polars query on many of these at
         once (the live service batches the strides of all streams due together: on a few rows the
         query's fixed cost is the whole cost)."""
+        index = _IndexedSignals(
+            _cast_columns(
+                signals,
+                {
+                    **dict.fromkeys(KEYS, pl.String),
+                    **dict.fromkeys((T, PITCH_DEG, PRONATION_DEG, *POS[:2], PRONATION_RATE_DPS, HEADING_DEG)),
+                    **dict.fromkeys((PITCH_RATE_DPS, ACC_NORM_G, ZERO_VELOCITY)),
+                },
+            )
+        )
+        return self._prepare(events, index)
+
+    def prepare_arrays(
+        self,
+        events: pl.DataFrame,
+        keys: tuple[str, str, str],
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray | None = None,
+    ) -> PreparedStrides:
+        """`prepare` on one foot's signals given as numpy columns (`analytics.signals.signal_arrays`
+        of the foot `keys` = (athlete, session, foot)) instead of a signals table: the same result,
+        without building and reading back the table (the live analyzer, per window).
+
+        `rows` (increasing row numbers of `events`): prepare only these rows, with the values they
+        have in the whole table (a stride's metrics read the stride after it)."""
+        return self._prepare(events, _IndexedSignals.of_arrays(keys, arrays), rows)
+
+    def _prepare(
+        self, events: pl.DataFrame, index: _IndexedSignals, rows: np.ndarray | None = None
+    ) -> PreparedStrides:
         s = self.settings
         events = _cast_columns(
             events,
@@ -821,43 +892,59 @@ class StrideMetrics:
             },
         )
         gap = s.max_interpolation_gap_s
-        index = _IndexedSignals(
-            _cast_columns(
-                signals,
-                {
-                    **dict.fromkeys(KEYS, pl.String),
-                    **dict.fromkeys((T, PITCH_DEG, PRONATION_DEG, *POS[:2], PRONATION_RATE_DPS, HEADING_DEG)),
-                    **dict.fromkeys((PITCH_RATE_DPS, ACC_NORM_G, ZERO_VELOCITY)),
-                },
-            )
-        )
         strides = _Strides.of(events, index)
         lo, hi, times = strides.lo, strides.hi, strides.times
+        values: dict[str, np.ndarray] = {}
 
-        def at(tq: np.ndarray, suffix: str, *columns: str) -> list[pl.Series]:
-            values = _interpolate(index, lo, hi, tq, columns, gap)
-            return [_series(f"{c}{suffix}", v) for c, v in zip(columns, values, strict=True)]
+        def at(tq: np.ndarray, suffix: str, *columns: str) -> None:
+            found = _interpolate(index, lo, hi, tq, columns, gap)
+            values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
 
         # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
-        extrema = _window_extrema(index, strides, s)
-        points = [
-            *at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG),
-            *at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG),
-            *at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2]),
-            *at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG),
-            *at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2]),
-            *(_series(name, v) for name, v in zip(_EXTREMA, extrema, strict=True)),
-        ]
-        return PreparedStrides(events.hstack(points), _in_key_time_order(events, strides))
+        wanted = None
+        if rows is not None:
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+                raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
+            wanted = np.zeros(events.height, dtype=bool)
+            wanted[rows] = True
+        extrema = _window_extrema(index, strides, s, wanted)
+        at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG)
+        at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG)
+        at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2])
+        at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG)
+        at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2])
+        values.update(zip(_EXTREMA, extrema, strict=True))
+        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
+        if rows is not None and rows.size < events.height:
+            contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
+            events = events.slice(int(rows[0]), rows.size) if contiguous else events[rows]
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(events, values, in_order)
 
 
 @dataclass(frozen=True)
 class PreparedStrides:
-    """`StrideMetrics.prepare`'s result: the events with the values the definitions read (`table`),
-    and whether its rows are already in (keys, IC) order (`in_order`)."""
+    """`StrideMetrics.prepare`'s result: the events (`events`, cast), the values the definitions
+    read per row (`values`: numpy, NaN where undefined), and whether the rows are already in
+    (keys, IC) order (`in_order`). The values become columns only in `evaluate_prepared`, once
+    for all tables evaluated together."""
 
-    table: pl.DataFrame
+    events: pl.DataFrame
+    values: dict[str, np.ndarray]
     in_order: bool
+
+    @property
+    def table(self) -> pl.DataFrame:
+        """The events with the values as Float64 columns (NaN -> null): what the query reads."""
+        # one Series for all the values, sliced into the columns: a Series costs ~20-40 us to
+        # build from numpy whatever its length (the live analyzer's tables have 1-3 rows)
+        k = self.events.height
+        names = list(self.values)
+        if not names:
+            return self.events
+        flat = _series("", np.concatenate([self.values[name] for name in names]))
+        return self.events.hstack([flat.slice(i * k, k).alias(name) for i, name in enumerate(names)])
 
 
 def _metric_query(table: pl.DataFrame, s: MetricSettings) -> pl.DataFrame:
@@ -884,15 +971,20 @@ def evaluate_prepared(
     out: list[pl.DataFrame | None] = [None] * len(prepared)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
-        groups.setdefault(tuple(p.table.schema.items()), []).append(i)
+        groups.setdefault((tuple(p.events.schema.items()), tuple(p.values)), []).append(i)
     for members in groups.values():
-        tables = [prepared[i].table for i in members]
-        result = _metric_query(tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False), settings)
+        parts = [prepared[i] for i in members]
+        # Each table's columns built on its own, then concatenated: a query over columns built
+        # in one piece gave some rows' speed an ulp apart (Polars' kernels are not always
+        # independent of how the input was assembled), and the rows must not depend on the batch.
+        tables = [p.table for p in parts]
+        table = tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False)
+        result = _metric_query(table, settings)
         offset = 0
-        for i, table in zip(members, tables, strict=True):
-            part = result.slice(offset, table.height) if len(tables) > 1 else result
-            offset += table.height
-            out[i] = part if prepared[i].in_order else part.sort(*KEYS, IC_T)
+        for i, p in zip(members, parts, strict=True):
+            part = result.slice(offset, p.events.height) if len(parts) > 1 else result
+            offset += p.events.height
+            out[i] = part if p.in_order else part.sort(*KEYS, IC_T)
     return out
 
 

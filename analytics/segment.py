@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -27,7 +28,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.events import StrideEventDetector
 from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
-from strideflow.analytics.signals import signals_frame
+from strideflow.analytics.signals import signal_arrays, signals_frame
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, ZuptIntegrator
@@ -143,6 +144,13 @@ def estimate_mounting_details(
     raise MountingFailed(message, tuple(failed[k] for k in (True, False) if k in failed))
 
 
+def levelling_settings(settings: AnalysisSettings, fixed_bias: bool = False) -> LevellingSettings:
+    """The levelling of `settings`: its lever is the ZUPT's anchor lever (one pod placement for both:
+    the sensor's acceleration about the contact out of gravity, its velocity out of the anchor)."""
+    base = _FIXED_BIAS_LEVELLING if fixed_bias else LevellingSettings()
+    return replace(base, lever_m=settings.zupt.anchor_lever_m)
+
+
 def segment_orientation(
     acc_mps2: np.ndarray,
     gyr_dps: np.ndarray,
@@ -154,9 +162,9 @@ def segment_orientation(
 ) -> np.ndarray:
     """Orientation (N, 4) wxyz of a foot-frame segment, by `settings.orientation`.
 
-    "zero_velocity": `fusion.zupt.LevelledStrapdown`, with the gyroscope bias estimated from the
-    segment's still samples, or `gyr_bias_dps` (3,) subtracted when given (live: the warm-up's
-    estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
+    "zero_velocity": `fusion.zupt.LevelledStrapdown` (`levelling_settings`), with the gyroscope bias
+    estimated from the segment's still samples, or `gyr_bias_dps` (3,) subtracted when given (live:
+    the warm-up's estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
     filter instead and passes its output to `analyze_segment`).
     """
     if settings.orientation == "madgwick":
@@ -165,9 +173,11 @@ def segment_orientation(
     if settings.orientation != "zero_velocity":
         raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {settings.orientation!r}")
     if gyr_bias_dps is None:
-        strapdown = LevelledStrapdown().estimate(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s)
+        strapdown = LevelledStrapdown(levelling_settings(settings)).estimate(
+            acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s
+        )
     else:
-        strapdown = LevelledStrapdown(_FIXED_BIAS_LEVELLING).estimate(
+        strapdown = LevelledStrapdown(levelling_settings(settings, fixed_bias=True)).estimate(
             acc_mps2, gyr_dps - gyr_bias_dps, zero_velocity, sampling_rate_hz, t_s
         )
     return strapdown.orientation_
@@ -200,6 +210,7 @@ class Segment:
     open_stride: pl.DataFrame
     settings: AnalysisSettings
     _signals: pl.DataFrame | None = field(default=None, repr=False)
+    _signal_arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def signals(self) -> pl.DataFrame:
         """The per-sample signals table (SIGNALS_SCHEMA) of the segment (built once: the strides and
@@ -207,6 +218,23 @@ class Segment:
         if self._signals is None:
             self._signals = self._build_signals()
         return self._signals
+
+    def signal_arrays(self) -> dict[str, np.ndarray]:
+        """The signals table's columns but the keys as numpy arrays (`analytics.signals.signal_arrays`,
+        built once): what the live analyzer's metrics and curves read, without the table."""
+        if self._signal_arrays is None:
+            self._signal_arrays = signal_arrays(
+                self.keys[2],
+                self.t,
+                self.acc,
+                self.gyr,
+                self.q_wxyz,
+                zero_velocity=self.zero_velocity,
+                velocity_mps=self.velocity_mps,
+                position_m=self.position_m,
+                settings=self.settings.signals,
+            )
+        return self._signal_arrays
 
     def _build_signals(self) -> pl.DataFrame:
         return signals_frame(
@@ -225,16 +253,25 @@ class Segment:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
         return stride_metrics(self._keyed(events), self.signals(), self.settings)
 
-    def prepare_strides(self, events: pl.DataFrame) -> PreparedStrides:
-        """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it)."""
-        return StrideMetrics(self.settings.metrics).prepare(self._keyed(events), self.signals())
+    def prepare_strides(self, events: pl.DataFrame, rows: np.ndarray | None = None) -> PreparedStrides:
+        """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it),
+        from the signals as arrays; only of the events' `rows` when given (increasing row numbers;
+        their values are those of the whole table)."""
+        return StrideMetrics(self.settings.metrics).prepare_arrays(
+            self._keyed(events), self.keys, self.signal_arrays(), rows
+        )
 
     def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
-        keys = [
-            pl.Series(c, [k] * events.height, dtype=pl.String) for c, k in zip(KEYS, self.keys, strict=True)
-        ]
+        keys = list(_key_columns(tuple(self.keys), events.height))
         # hstack, not a query: the live analyzer calls this per stride on a few rows
         return events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
+
+
+@lru_cache(maxsize=4096)
+def _key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
+    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
+    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
+    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
 
 
 def analyze_segment(

@@ -178,12 +178,59 @@ def signals_frame(
     `keys` = (athlete_id, session_id, foot), each one value (or a column of n values for the ids);
     t (N,) s, acc (N,3) m/s² and gyr (N,3) deg/s in the foot frame, orientation (N,4 wxyz).
     """
-    t = np.asarray(t_s, dtype=float)
-    n = t.shape[0]
-    q = np.asarray(orientation_wxyz, dtype=float).reshape(n, 4)
     athlete, session, foot = keys
     if not isinstance(foot, str):
         raise ValueError(f"signals_frame takes one foot at a time, got foot {foot!r}")
+    arrays = signal_arrays(
+        foot,
+        t_s,
+        acc_mps2,
+        gyr_dps,
+        orientation_wxyz,
+        zero_velocity=zero_velocity,
+        velocity_mps=velocity_mps,
+        position_m=position_m,
+        settings=settings,
+    )
+    n = arrays[T].shape[0]
+
+    # Columns are built as Series and put together without a Polars query: on the live analyzer's
+    # windows of a few hundred samples the per-query overhead would cost more than the work.
+    def key_column(name: str, value: object) -> pl.Series:
+        if isinstance(value, pl.Series):
+            return value.cast(pl.String).rename(name)
+        text = None if value is None else str(value)
+        return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)
+
+    columns = [key_column(ATHLETE_ID, athlete), key_column(SESSION_ID, session), key_column(FOOT, foot)]
+    for name in list(SIGNALS_SCHEMA)[3:]:
+        dtype = pl.Boolean if name == ZERO_VELOCITY else pl.Float64
+        columns.append(pl.Series(name, arrays[name], dtype=dtype, nan_to_null=name in _NULL_WHERE_NAN))
+    return pl.DataFrame(columns)
+
+
+# Columns whose NaN are nulls in the table (undefined rate near gimbal lock; no integration).
+_NULL_WHERE_NAN = frozenset((PRONATION_RATE_DPS, *VEL, *POS))
+
+
+def signal_arrays(
+    foot: str,
+    t_s: np.ndarray,
+    acc_mps2: np.ndarray,
+    gyr_dps: np.ndarray,
+    orientation_wxyz: np.ndarray,
+    *,
+    zero_velocity: np.ndarray | None = None,
+    velocity_mps: np.ndarray | None = None,
+    position_m: np.ndarray | None = None,
+    settings: SignalSettings = SignalSettings(),
+) -> dict[str, np.ndarray]:
+    """`signals_frame`'s columns but the keys, as numpy arrays by column name (float64, NaN where
+    the table has null; `zero_velocity` bool): what the live analyzer's metrics and curves read,
+    without building the table."""
+    t = np.asarray(t_s, dtype=float)
+    n = t.shape[0]
+    q = np.asarray(orientation_wxyz, dtype=float).reshape(n, 4)
     acc = np.asarray(acc_mps2, dtype=float)
     roll, pitch = roll_pitch_deg(q)
     if settings.rate_method == "gyro":
@@ -195,37 +242,23 @@ def signals_frame(
     roll_rate = np.where(np.abs(pitch) <= settings.max_euler_pitch_deg, roll_rate, np.nan)
     sign = pronation_sign(foot)
 
-    # Columns are built as Series and put together without a Polars query: on the live analyzer's
-    # windows of a few hundred samples the per-query overhead would cost more than the work.
-    def key_column(name: str, value: object) -> pl.Series:
-        if isinstance(value, pl.Series):
-            return value.cast(pl.String).rename(name)
-        text = None if value is None else str(value)
-        return pl.Series(name, [text], dtype=pl.String).new_from_index(0, n)
+    def f64(values: np.ndarray) -> np.ndarray:
+        return np.asarray(values, dtype=float)
 
-    def f64(name: str, values: np.ndarray, nan_to_null: bool = False) -> pl.Series:
-        return pl.Series(name, np.asarray(values, dtype=float), dtype=pl.Float64, nan_to_null=nan_to_null)
-
-    columns = [
-        key_column(ATHLETE_ID, athlete),
-        key_column(SESSION_ID, session),
-        key_column(FOOT, foot),
-        f64(T, t),
-        f64(ROLL_DEG, roll),
-        f64(PITCH_DEG, pitch),
-        f64(PRONATION_DEG, sign * roll),
-        f64(PITCH_RATE_DPS, pitch_rate),
-        f64(PRONATION_RATE_DPS, sign * roll_rate, nan_to_null=True),
-        f64(HEADING_DEG, np.degrees(np.unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
-        f64(ACC_NORM_G, row_norm(acc) / STANDARD_GRAVITY_MPS2),
-        pl.Series(
-            ZERO_VELOCITY,
-            np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool),
-            dtype=pl.Boolean,
+    arrays = {
+        T: t,
+        ROLL_DEG: f64(roll),
+        PITCH_DEG: f64(pitch),
+        PRONATION_DEG: f64(sign * roll),
+        PITCH_RATE_DPS: f64(pitch_rate),
+        PRONATION_RATE_DPS: f64(sign * roll_rate),
+        HEADING_DEG: f64(np.degrees(np.unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
+        ACC_NORM_G: f64(row_norm(acc) / STANDARD_GRAVITY_MPS2),
+        ZERO_VELOCITY: (
+            np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool)
         ),
-    ]
+    }
     for names, values in ((VEL, velocity_mps), (POS, position_m)):
         v = np.full((n, 3), np.nan) if values is None else np.asarray(values, dtype=float).reshape(n, 3)
-        columns.extend(f64(name, v[:, i], nan_to_null=True) for i, name in enumerate(names))
-    by_name = {column.name: column for column in columns}
-    return pl.DataFrame([by_name[name] for name in SIGNALS_SCHEMA])
+        arrays.update((name, v[:, i]) for i, name in enumerate(names))
+    return arrays

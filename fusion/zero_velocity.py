@@ -24,7 +24,7 @@ ground): the stillness threshold adapts to the gait instead of being fixed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numba
 import numpy as np
@@ -135,8 +135,12 @@ def _window_statistic(c, half, gravity, acc_tol2, gyr_tol2):  # pragma: no cover
     return out
 
 
-def _statistic_from_sums(sums: np.ndarray, sampling_rate_hz: float, settings: ZeroVelocitySettings):
-    half = max(int(round(settings.window_s * sampling_rate_hz / 2.0)), 1)
+def _statistic_from_sums(
+    sums: np.ndarray, sampling_rate_hz: float, settings: ZeroVelocitySettings, window_s: float | None = None
+):
+    """The statistic over `window_s` (default: the settings' `window_s`)."""
+    window_s = settings.window_s if window_s is None else window_s
+    half = max(int(round(window_s * sampling_rate_hz / 2.0)), 1)
     return _window_statistic(
         sums,
         half,
@@ -352,7 +356,7 @@ class ZeroVelocityDetector:
         self.swing_anchors_ = np.zeros(0, dtype=np.int64)
         guided = s.swing_gyr_dps is not None
         if (s.fallback_threshold is not None or guided) and n > 2:
-            short = _statistic_from_sums(sums, fs, replace(s, window_s=s.fallback_window_s))
+            short = _statistic_from_sums(sums, fs, s, s.fallback_window_s)
         half = max(int(round(s.fallback_duration_s * fs / 2.0)), 0)
         gyr_y = np.ascontiguousarray(gyr[:, 1])
         sep = max(int(round(s.fallback_separation_s * fs)), 1)

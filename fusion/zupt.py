@@ -2,9 +2,10 @@
 
 Method (linear de-drift, chosen over an error-state Kalman filter for being exact on its own
 assumptions and cheap): the specific force is rotated into the world frame, gravity removed
-and integrated (trapezoid) to velocity. Velocity is zero on every zero-velocity sample; over
-each motion gap between two zero-velocity samples the velocity error that accumulated by the
-end of the gap (the velocity should be zero there) is removed as a ramp linear in time, which
+and integrated (trapezoid) to velocity. Velocity is imposed on every zero-velocity sample (by default
+the pod's w x r about the foot's contact: zero on a still foot, a few cm/s on a foot rolling through
+its stance; `ZuptSettings.anchor_lever_m`); over each motion gap between two zero-velocity samples
+the velocity error that accumulated by the end of the gap is removed as a ramp linear in time, which
 cancels any constant acceleration error (bias, gravity or tilt error) over the gap exactly.
 Position is the trapezoid integral of the de-drifted velocity. Before the first and after the
 last zero-velocity sample there is nothing to correct against: velocity there is integrated
@@ -29,6 +30,13 @@ from strideflow.hardware.motion_math import (
 )
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 
+# Where the pod sits relative to the foot's contact with the ground, foot frame (x forward, z up), m:
+# 4.5 cm above the sole, the middle of the 3-6 cm the simulator draws for a pod on the shoe upper
+# (`hardware.simulator.params`). Only the height reaches the horizontal velocity and the levelling of
+# a foot pitching on the ground (w x r with w along y); x and y are left at 0 because the contact
+# moves along the sole from heel to ball during a stance.
+POD_LEVER_M: tuple[float, float, float] = (0.0, 0.0, 0.045)
+
 
 @dataclass(frozen=True)
 class ZuptSettings:
@@ -37,24 +45,33 @@ class ZuptSettings:
     gravity_mps2: gravity removed from the world-frame specific force (m/s²).
     estimate_gravity: use the mean world vertical specific force over the zero-velocity samples
         instead (absorbs accelerometer scale error; the de-drift removes the rest anyway).
-    core_threshold: when the gyroscope is given, velocity is set to zero only on the core of each
-        zero-velocity period: its samples whose SHOE statistic over `core_window_s` (tolerances
-        of `ZeroVelocitySettings`) is below this, or its quietest sample if none is. None: on
-        every zero-velocity sample.
+    core_threshold: when the gyroscope is given, the anchor velocity is imposed only on the core
+        of each zero-velocity period: its samples whose SHOE statistic over `core_window_s`
+        (tolerances of `ZeroVelocitySettings`) is below this, or its quietest sample if none is.
+        None (default): on every zero-velocity sample. The core (0.25) was the default while the
+        anchors had velocity 0: the detected period's first and last tens of ms the foot already
+        rolls, and 0 imposed there cut 2-3 cm from every real stride. With `anchor_lever_m` those
+        samples get the rolling foot's w x r instead, and the whole period gave the real
+        footprint walks a smaller error than its core (benchmarks/README.md, real data, round
+        five); without a lever, set 0.25.
     core_window_s: window of that statistic, s.
     anchor_lever_m: where the sensor sits relative to the foot's contact point while it stands
         (x, y, z in the frame of acc and gyr, m), e.g. (0, 0, h) for a sensor h above the sole.
         With it (and the gyroscope) the velocity at each zero-velocity core sample is the
         rotation's w x r (world frame) instead of 0: a running stance rolls through its anchor
         (no sample is still), and zero imposed there shortens the stride by about that speed
-        times the stride time. None (default): 0, the still foot-flat of walking.
+        times the stride time; a still foot-flat (w = 0) keeps 0. Default `POD_LEVER_M`, the same
+        lever as `LevellingSettings.lever_m` (the two belong together: the levelling takes the
+        sensor's acceleration about the contact out of gravity, this its velocity out of the
+        anchor; benchmarks/README.md, real data, round five; the analysis passes this one value to
+        both, `analytics.segment.levelling_settings`). None: 0 on every anchor.
     """
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
     estimate_gravity: bool = False
-    core_threshold: float | None = 0.25
+    core_threshold: float | None = None
     core_window_s: float = 0.015
-    anchor_lever_m: tuple[float, float, float] | None = None
+    anchor_lever_m: tuple[float, float, float] | None = POD_LEVER_M
 
 
 def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -228,6 +245,15 @@ class LevellingSettings:
         median stride-length error of the fast walks 3.5-5.3 -> 2.6-3.7 cm, normal walks 0.7-1.7
         -> 0.6-1.5 cm); on the simulator's rolling stances, which lack the real walks' 4-10 deg of
         tilt correction per stride, it costs 0.2 percentage points of running stride length.
+    lever_m: where the sensor sits relative to the foot's contact with the ground (x, y, z in the
+        frame of acc and gyr, m; default `POD_LEVER_M`). The levelling then takes the sensor's own
+        acceleration as a rigid body turning about that contact, a x r + w x (w x r) (a the angular
+        acceleration, by central differences of the gyro), out of the specific force before it
+        reads gravity. Why: a foot rolling through a running stance keeps turning at 20-40 deg/s
+        and its pitch rate swings from foot slap to push-off within the gravity window, so the
+        sensor h above the contact accelerates by a h, about 1 m/s² (6 deg of tilt) for
+        a = 20 rad/s² and h = 5 cm; a still foot-flat (w = a = 0) is unchanged. None: nothing
+        taken out.
     """
 
     still_gyr_dps: float = 10.0
@@ -239,6 +265,19 @@ class LevellingSettings:
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
     short_period_s: float = 0.1
     short_gravity_margin_s: float | None = 0.1
+    lever_m: tuple[float, float, float] | None = POD_LEVER_M
+
+
+def lever_acceleration(gyr_dps: np.ndarray, t_s: np.ndarray, lever_m) -> np.ndarray:
+    """(N, 3) acceleration (m/s², sensor frame) of a point at `lever_m` (m) from a fixed pivot of a
+    rigid body turning at `gyr_dps` ((N, 3), deg/s) at times `t_s` (s): a x r + w x (w x r), the
+    angular acceleration a by central differences (one-sided at the ends)."""
+    w = np.radians(np.asarray(gyr_dps, dtype=float))
+    r = np.asarray(lever_m, dtype=float)
+    if w.shape[0] < 2:
+        return np.zeros_like(w)
+    alpha = np.gradient(w, np.asarray(t_s, dtype=float), axis=0)
+    return np.cross(alpha, r) + np.cross(w, np.cross(w, r))
 
 
 @numba.njit(cache=True)
@@ -456,6 +495,9 @@ class LevelledStrapdown:
         bias = np.zeros(3)
         if s.estimate_gyr_bias and np.count_nonzero(zv) >= s.min_bias_samples:
             bias = still_gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
+        if s.lever_m is not None and any(s.lever_m):
+            # from the rate less its bias, so that a bias given beforehand (live) gives the same
+            acc = np.ascontiguousarray(acc - lever_acceleration(gyr - bias, t, s.lever_m))
         q_ref, a_ref = strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
         periods = mask_to_periods(zv)
         self.gyr_bias_dps_ = bias

@@ -121,9 +121,27 @@ def rotate_rows(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:  # pragma: n
 # --- still periods ----------------------------------------------------------------------------
 def mask_to_periods(mask: np.ndarray) -> np.ndarray:
     """(K, 2) int array of [start, end) sample ranges where a bool mask is true."""
-    m = np.asarray(mask, dtype=bool)
-    edges = np.diff(np.concatenate([[False], m, [False]]).astype(np.int8))
-    return np.column_stack([np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)]).astype(np.int64)
+    m = np.ascontiguousarray(mask, dtype=bool).reshape(-1)
+    # compiled: called several times per live window, where numpy's fixed costs were most of it
+    return _mask_to_periods(m)
+
+
+@numba.njit(cache=True)
+def _mask_to_periods(m):  # pragma: no cover - compiled
+    n = m.shape[0]
+    count = 0
+    for i in range(n):
+        if m[i] and (i == 0 or not m[i - 1]):
+            count += 1
+    out = np.empty((count, 2), dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if m[i] and (i == 0 or not m[i - 1]):
+            out[k, 0] = i
+        if m[i] and (i == n - 1 or not m[i + 1]):
+            out[k, 1] = i + 1
+            k += 1
+    return out
 
 
 @numba.njit(cache=True)

@@ -33,11 +33,19 @@ from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write
 from strideflow.analytics.curves import STRIDE_COUNT
 from strideflow.analytics.live_mountings import LivePiece, label_strides, used_mountings
 from strideflow.analytics.mountings import record_mountings
-from strideflow.analytics.partitions import CURVES, STRIDES, read_partition
+from strideflow.analytics.partitions import CURVES, PART_FILE, STRIDES, partition_dir
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.errors import StrideflowError
-from strideflow.hardware.schema import FOOT, MOUNTING_ID, MOUNTING_UNCERTAINTY_DEG, REMOUNT, STRIDES_SCHEMA
+from strideflow.hardware.schema import (
+    ATHLETE_ID,
+    FOOT,
+    MOUNTING_ID,
+    MOUNTING_UNCERTAINTY_DEG,
+    REMOUNT,
+    SESSION_ID,
+    STRIDES_SCHEMA,
+)
 from strideflow.service.live.registry import LiveStream
 
 SessionKey = tuple[str, str]  # athlete_id, session_id
@@ -133,22 +141,18 @@ class SessionStore:
             ]
         parts = [_stored_columns(p) for p in parts]
         strides = pl.concat(parts) if parts else None
-        stored = read_partition(self.results_dir, STRIDES, athlete, session)
+        kept = self._other_feet(STRIDES, athlete, session, feet)
         curve_parts = [c for c in curves or () if c is not None]
         if curve_parts:
             # as the strides: the stored curves of feet without a stream in memory are kept
-            stored_curves = read_partition(self.results_dir, CURVES, athlete, session)
-            if stored_curves is not None and STRIDE_COUNT in stored_curves.columns:
-                kept_curves = stored_curves.filter(~pl.col(FOOT).is_in(sorted(feet)))
-                if kept_curves.height:
-                    curve_parts.append(kept_curves)
-        if stored is not None:
-            kept = stored.filter(~pl.col(FOOT).is_in(sorted(feet)))
-            if kept.height:
-                kept = kept.select([c for c in STORED_SCHEMA if c in kept.columns]).cast(
-                    {c: t for c, t in STORED_SCHEMA.items() if c in kept.columns}
-                )
-                strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
+            kept_curves = self._other_feet(CURVES, athlete, session, feet, needs=STRIDE_COUNT)
+            if kept_curves is not None and kept_curves.height:
+                curve_parts.append(kept_curves)
+        if kept is not None and kept.height:
+            kept = kept.select([c for c in STORED_SCHEMA if c in kept.columns]).cast(
+                {c: t for c, t in STORED_SCHEMA.items() if c in kept.columns}
+            )
+            strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
         if strides is None:
             return
         if read_marker(self.results_dir, athlete, session) is None:
@@ -174,6 +178,24 @@ class SessionStore:
             except StrideflowError:
                 # the session's strides are stored; the next store records them again
                 log.exception("recording the mountings of live session %s/%s failed", athlete, session)
+
+    def _other_feet(
+        self, table: str, athlete: str, session: str, feet: set[str], needs: str | None = None
+    ) -> pl.DataFrame | None:
+        """The stored rows of `table` whose foot has no stream here, with the key columns (None when
+        nothing is stored, or the file lacks the column `needs`). A filtered scan: the session's
+        own feet are most rows, and the partition grows with the session, so the row groups of
+        those feet are skipped by their statistics instead of read at every store."""
+        path = partition_dir(self.results_dir, table, athlete, session) / PART_FILE
+        if not path.is_file():
+            return None
+        scan = pl.scan_parquet(path)
+        if needs is not None and needs not in scan.collect_schema().names():
+            return None
+        rows = scan.filter(~pl.col(FOOT).is_in(sorted(feet))).collect()
+        return rows.with_columns(pl.lit(athlete).alias(ATHLETE_ID), pl.lit(session).alias(SESSION_ID)).select(
+            ATHLETE_ID, SESSION_ID, *rows.columns
+        )
 
 
 def _stream_mountings(stream: LiveStream) -> StreamMountings:

@@ -161,10 +161,12 @@ def test_rolling_running_stances_are_found_and_measured():
     assert abs(np.median(found) / np.median(true) - 1.0) <= 0.02
 
 
-def test_the_anchor_lever_gives_a_rolling_anchor_its_velocity():
+def test_the_pod_lever_gives_a_rolling_anchor_its_velocity_and_its_gravity():
     # Zero velocity imposed on a rolling anchor drops the sensor's speed there (|w| x its height
-    # above the contact, ~4 cm/s) times the stride time: strides ~2 cm short. Given the lever, the
-    # anchor gets w x r and most of the bias goes.
+    # above the contact, ~4 cm/s) times the stride time: strides ~2 cm short; and the gravity read
+    # around it carries the sensor's acceleration about the contact (a x r: degrees of tilt, one
+    # stride long and the next short). Given the lever, the anchor gets w x r and the levelling
+    # takes a x r + w x (w x r) out of gravity (`fusion.zupt.POD_LEVER_M`, the default).
     from strideflow.fusion.zupt import ZuptSettings
 
     athlete = AthleteParams(run=rolling_run())
@@ -173,7 +175,7 @@ def test_the_anchor_lever_gives_a_rolling_anchor_its_velocity():
     ).simulate()
     truth = sim.truth_strides_.filter(pl.col("foot") == "left")
 
-    def bias_m(lever) -> float:
+    def errors_m(lever) -> np.ndarray:
         settings = AnalysisSettings(align_mounting=False, zupt=ZuptSettings(anchor_lever_m=lever))
         found = analyze_samples(sim.samples_, FS, settings).strides.filter(pl.col("foot") == "left")
         true_to = truth["toe_off_t"].to_numpy()
@@ -181,22 +183,11 @@ def test_the_anchor_lever_gives_a_rolling_anchor_its_velocity():
         ok = (np.abs(found["toe_off_t"].to_numpy() - true_to[j]) < 0.06) & found["valid"].to_numpy()
         ok &= truth["valid"].to_numpy()[j]
         assert ok.sum() >= 12
-        return float(
-            np.mean(found["stride_length_m"].to_numpy()[ok] - truth["stride_length_m"].to_numpy()[j][ok])
-        )
+        return found["stride_length_m"].to_numpy()[ok] - truth["stride_length_m"].to_numpy()[j][ok]
 
-    without, with_lever = bias_m(None), bias_m((0.0, 0.0, athlete.sensor_z_m))
-    assert without < -0.015
-    # A lever with the contact straight below the pod over-corrects (+1 cm here): the rolling contact
-    # is not under the pod at the anchor. This passed at < 5 mm only while the runner's 18 g impact
-    # clipped the 16 g accelerometer, whose own -1.1 cm cancelled the overshoot.
-    assert abs(with_lever) < 0.6 * abs(without)
-
-
-def test_the_live_analysis_refuses_an_anchor_lever():
-    from strideflow.analytics.live_analyzer import LiveError, LiveSettings, LiveStrideAnalyzer
-    from strideflow.fusion.zupt import ZuptSettings
-
-    analysis = AnalysisSettings(zupt=ZuptSettings(anchor_lever_m=(0.0, 0.0, 0.05)))
-    with pytest.raises(LiveError, match="anchor_lever_m"):
-        LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
+    without, with_lever = errors_m(None), errors_m((0.0, 0.0, athlete.sensor_z_m))
+    # measured: bias -2.7 / +0.5 cm, median abs 3.5 / 0.7 cm (the anchor part alone, round three:
+    # median abs 5.1 -> 4.0 cm; the spread was the levelling's)
+    assert np.mean(without) < -0.015
+    assert abs(np.mean(with_lever)) < 0.3 * abs(np.mean(without))
+    assert np.median(np.abs(with_lever)) < 0.3 * np.median(np.abs(without))

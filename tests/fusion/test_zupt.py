@@ -11,7 +11,14 @@ from strideflow.fusion.zero_velocity import (
     mask_to_periods,
     periods_to_mask,
 )
-from strideflow.fusion.zupt import ZuptIntegrator, ZuptSettings, zero_velocity_aided_orientation
+from strideflow.fusion.zupt import (
+    LevelledStrapdown,
+    LevellingSettings,
+    ZuptIntegrator,
+    ZuptSettings,
+    lever_acceleration,
+    zero_velocity_aided_orientation,
+)
 from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2 as G
 
@@ -200,7 +207,8 @@ def test_zero_velocity_aided_orientation_recovers_pitch_of_a_rotation_between_st
     acc = np.column_stack([G * np.sin(th), np.zeros(n), G * np.cos(th)])
     zv = np.zeros(n, bool)
     zv[:still] = zv[still + move :] = True
-    q = zero_velocity_aided_orientation(acc, gyr, zv, fs)
+    # a sensor turning about itself (no lever: its specific force is gravity alone)
+    q = zero_velocity_aided_orientation(acc, gyr, zv, fs, settings=LevellingSettings(lever_m=None))
     _, pitch = roll_pitch_deg(q)
     assert pitch[still + move - 1] == pytest.approx(pitch_end, abs=0.05)
     assert pitch[-1] == pytest.approx(pitch_end, abs=1e-9)
@@ -407,8 +415,10 @@ def test_zupt_core_keeps_the_slow_roll_at_the_edges_of_a_lenient_still_period():
     v = np.concatenate([[0.0], np.cumsum(0.5 * (ax[1:] + ax[:-1]) * dt)])
     truth = np.concatenate([[0.0], np.cumsum(0.5 * (v[1:] + v[:-1]) * dt)])[-1]
     assert truth > 0.05
-    lenient_run = ZuptIntegrator().estimate(acc, q, zv, fs)
-    core_run = ZuptIntegrator().estimate(acc, q, zv, fs, gyr_dps=gyr)
+    # the core as it was by default before the anchor lever (a pure translation: no lever applies)
+    cored = ZuptSettings(core_threshold=0.25, anchor_lever_m=None)
+    lenient_run = ZuptIntegrator(cored).estimate(acc, q, zv, fs)
+    core_run = ZuptIntegrator(cored).estimate(acc, q, zv, fs, gyr_dps=gyr)
     # Without the gyroscope every zero-velocity sample is used: the creep (2.5 cm) is lost.
     assert lenient_run.position_m_[-1, 0] < truth - 0.02
     assert core_run.position_m_[-1, 0] == pytest.approx(truth, abs=1e-3)
@@ -472,3 +482,50 @@ def test_the_heel_strike_of_a_slow_step_is_not_a_stance_anchor():
     zv = ZeroVelocityDetector().detect(acc, gyr, fs)
     assert not zv.zero_velocity_[lo:hi].any()
     assert (zv.zero_velocity_ == truth).mean() > 0.9
+
+
+def test_lever_acceleration_of_a_rigid_body_about_its_pivot():
+    # Constant rate about y: only the centripetal part, -w^2 r towards the pivot.
+    t = np.arange(50) / 200.0
+    w = np.tile([0.0, np.degrees(3.0), 0.0], (50, 1))
+    a = lever_acceleration(w, t, (0.1, 0.0, 0.05))
+    assert a == pytest.approx(np.tile([-0.9, 0.0, -0.45], (50, 1)), abs=1e-12)
+    # A rate rising linearly (alpha = 20 rad/s² about y) at zero rate: alpha x r, exact at the ends too.
+    w = np.column_stack([np.zeros(50), np.degrees(20.0 * (t - t[25])), np.zeros(50)])
+    a = lever_acceleration(w, t, (0.0, 0.0, 0.045))
+    assert a[25] == pytest.approx([20.0 * 0.045, 0.0, 0.0], abs=1e-12)
+    # at the first sample (one-sided difference): alpha h forward, -w^2 h towards the pivot
+    assert a[0] == pytest.approx([0.9, 0.0, -((20.0 * (t[0] - t[25])) ** 2) * 0.045], abs=1e-9)
+
+
+def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
+    """A foot pitching about its contact point with the pod h above it (a rolling running stance):
+    the pod's specific force carries its acceleration about the contact, alpha x r + w x (w x r),
+    which a gravity window around the anchor reads as tilt; with the lever taken out it is exact."""
+    fs, h, alpha = 200.0, 0.045, 20.0
+    t = np.arange(int(0.4 * fs)) / fs
+    tc = t[len(t) // 2]
+    theta = 0.5 * alpha * (t - tc) ** 2 - 0.1  # pitch about y through the contact, rad
+    rate, acc_th = alpha * (t - tc), np.full_like(t, alpha)
+    c, s = np.cos(theta), np.sin(theta)
+    # sensor at R_y(theta) (0, 0, h) from the fixed contact; world specific force = p'' + g up
+    p_dd = h * np.column_stack([acc_th * c - rate**2 * s, np.zeros_like(t), -acc_th * s - rate**2 * c])
+    f_world = p_dd + np.array([0.0, 0.0, G])
+    # body = R_y(theta)^T world
+    acc = np.column_stack(
+        [c * f_world[:, 0] - s * f_world[:, 2], f_world[:, 1], s * f_world[:, 0] + c * f_world[:, 2]]
+    )
+    gyr = np.column_stack([np.zeros_like(t), np.degrees(rate), np.zeros_like(t)])
+    zv = np.zeros(len(t), bool)
+    zv[len(t) // 2 - 1 : len(t) // 2 + 2] = True  # three samples around the slowest instant
+    up_true = np.array([-s, np.zeros_like(t), c]).T  # R_y(theta)^T (0, 0, 1)
+
+    def tilt_error_deg(lever):
+        st = LevellingSettings(estimate_gyr_bias=False, lever_m=lever)
+        lev = LevelledStrapdown(st).estimate(acc, gyr, zv, fs, t)
+        k = lev.anchors_[0]
+        return float(np.degrees(np.arccos(np.clip(lev.gravity_[0] @ up_true[k], -1.0, 1.0))))
+
+    without, with_lever = tilt_error_deg(None), tilt_error_deg((0.0, 0.0, h))
+    assert without > 3.0  # alpha h = 0.9 m/s²: about 5 deg
+    assert with_lever < 0.05

@@ -212,9 +212,10 @@ def test_cli_footprint_walk_and_strides_table_input(tmp_path):
     summary = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     det = summary["detection"][0]
     assert det["kind"] == "footprints" and det["n_reference"] == 33
-    assert det["recall"] > 0.5
+    assert det["recall"] > 0.8  # 27 of 33: the rest are the gait start and the U-turn strides
     sl = summary["agreement"][0]
-    assert sl["metric"] == "stride_length_m" and sl["median_abs_error"] < 0.3  # metres, as measured today
+    # metres; measured 0.009 (benchmarks/README.md, real data, round five), 0.03 before issue 17
+    assert sl["metric"] == "stride_length_m" and sl["median_abs_error"] < 0.02
 
 
 def test_cli_bad_reference_is_a_clear_error(tmp_path):
