@@ -259,10 +259,10 @@ def build_store(data_dir: Path, spec: StoreSpec) -> tuple[Path, dict]:
 
 
 def index_store(data_dir: Path, database_url: str | None = None) -> float:
-    """Bring the service's summary index of a (possibly older cached) store up to date, as
-    `catalog.sync_results` does when results are registered; returns the seconds it took.
+    """Bring the service's summary index and strides items of a (possibly older cached) store up to
+    date, as `catalog.sync_results` and a first page do; returns the seconds it took.
     `database_url`: another database than the store's SQLite file (already registered)."""
-    from strideflow.service import summary_index
+    from strideflow.service import strides_page, summary_index
     from strideflow.service.db import Database
     from strideflow.service.settings import ServiceSettings
 
@@ -274,6 +274,7 @@ def index_store(data_dir: Path, database_url: str | None = None) -> float:
         summary_index.refresh(db, settings.results_dir)
     finally:
         db.dispose()
+    strides_page.refresh_items(settings.results_dir)
     return time.perf_counter() - t0
 
 

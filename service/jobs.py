@@ -456,12 +456,14 @@ class JobRunner:
         return claims
 
     def _index(self, claim: _Claim) -> None:
-        """Rebuild the API's index rows of a session just written (before its jobs show done)."""
-        from strideflow.service import summary_index
+        """Rebuild the API's index rows and strides items of a session just written (before its jobs
+        show done)."""
+        from strideflow.service import strides_page, summary_index
 
         try:
             summary_index.refresh(self.db, self.settings.results_dir, [claim.athlete_id])
-        except Exception:  # the index rebuilds itself on the next read; the results are stored
+            strides_page.ensure_items(self.settings.results_dir, claim.athlete_id, claim.session_id)
+        except Exception:  # index and items rebuild themselves on the next read; the results are stored
             log.exception("indexing athlete %r, session %r failed", claim.athlete_id, claim.session_id)
 
     def _finish(self, claim: _Claim, pool: ProcessPoolExecutor, fut: Future) -> None:

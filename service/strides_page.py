@@ -13,17 +13,30 @@ rank then stride index) is read by
 
 Neither step assumes the file is sorted (a group without statistics is always read; the stop
 compares keys), so any partition answers correctly: sorted ones just answer from a group or two.
+
+The route answers from a pre-encoded form of the partition instead (`read_items_page`): the file
+`ITEMS_FILE` beside it holds every stride's JSON item in page order, their byte offsets and the
+four columns the filters and the cursor need, so that a page is a `stat`, two reads and a byte
+slice. It is built from the Parquet file (the truth) and stamped with that file's modification
+time, size and inode, read from the open file it was built from; a page checks the stamp against
+a `stat` of the partition and rebuilds the items when they differ, are missing or are damaged
+(partitions are replaced by `os.replace`, a new inode), so it is never served stale.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import struct
+import threading
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from strideflow.analytics import partitions
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FEET,
@@ -34,6 +47,8 @@ from strideflow.hardware.schema import (
     STRIDES_SCHEMA,
     VALID,
 )
+
+log = logging.getLogger(__name__)
 
 FOOT_RANK = {f: i for i, f in enumerate(FEET)}
 _OTHER_FOOT = len(FEET)  # rank of a foot value that is not one of FEET (sorts last)
@@ -202,3 +217,223 @@ def _select(frame: pl.DataFrame, foot, t_from, t_to, valid, after) -> tuple[np.n
     if after is not None:
         mask &= (rank > after[0]) | ((rank == after[0]) & (index > after[1]))
     return rank, index, np.flatnonzero(mask)
+
+
+# --- the pre-encoded items ----------------------------------------------------------------------
+ITEMS_FILE = "_part-0.items"  # "_": skipped by pyarrow datasets; partitions' globs name PART_FILE
+STRIDE_FIELDS = tuple(c for c in STRIDES_SCHEMA if c not in (ATHLETE_ID, SESSION_ID))
+_MAGIC = b"SFITEMS1"
+# magic, the partition's st_mtime_ns, st_size, st_ino, number of items; then int64/float64 arrays of
+# the items' foot rank, stride index (null: NaN), ic_t (null: NaN), valid (1, 0, null: -1) and n + 1
+# byte offsets into the items, which follow: each item's JSON and a comma
+_HEAD = struct.Struct("<8sqqqq")
+_FIRST_READ = 1 << 16  # header and arrays of a session of up to ~1,600 strides in one read
+
+
+def item_frame(frame: pl.DataFrame, athlete_id: str, session_id: str) -> pl.DataFrame:
+    """A page's rows in the Stride model's fields and order (columns a partition lacks: null), then
+    the keys: written by polars as pydantic-core writes the same rows (serde_json: same floats, NaN
+    as null, same escapes), without a Python object per value."""
+    fields = [pl.col(c) if c in frame.columns else pl.lit(None).alias(c) for c in STRIDE_FIELDS]
+    return frame.select(*fields, **{ATHLETE_ID: pl.lit(athlete_id), SESSION_ID: pl.lit(session_id)})
+
+
+def build_items(path: Path, athlete_id: str, session_id: str) -> bytes:
+    """The items file's content for the partition at `path`: its rows in the order the page reader
+    meets them (row groups by smallest key, then file order; stably sorted by foot rank and stride
+    index). Raises whatever pyarrow raises for an unreadable file."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())  # the stamp of the very file read, so a replaced file is seen
+        pf = pq.ParquetFile(f, pre_buffer=False)
+        meta = pf.metadata
+        names = pf.schema_arrow.names
+        columns = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+        groups = [_Group(i, meta.row_group(i), columns) for i in range(meta.num_row_groups)]
+        cols = [c for c in STRIDES_SCHEMA if c in names and c not in (ATHLETE_ID, SESSION_ID)]
+        table = pf.read(columns=cols, use_threads=False)
+    frame = pl.from_arrow(table)
+    starts = np.cumsum([0] + [g.num_rows for g in groups])
+    read_order = [
+        np.arange(starts[g.index], starts[g.index + 1]) for g in sorted(groups, key=lambda g: g.min_key)
+    ]
+    frame = frame[np.concatenate(read_order)] if read_order else frame
+    rank, index, _ = _select(frame, None, None, None, None, None)
+    frame = frame[np.lexsort((index, rank))]
+    rank, index, _ = _select(frame, None, None, None, None, None)
+    ic_t = frame[IC_T].cast(pl.Float64).to_numpy() if IC_T in frame.columns else np.full(frame.height, np.nan)
+    valid = np.full(frame.height, -1, np.int64)
+    if VALID in frame.columns:
+        flags = frame[VALID]
+        valid[(flags == True).fill_null(False).to_numpy()] = 1  # noqa: E712 - polars expression
+        valid[(flags == False).fill_null(False).to_numpy()] = 0  # noqa: E712
+    lines = item_frame(frame, athlete_id, session_id).write_ndjson().encode() if frame.height else b""
+    ends = np.flatnonzero(np.frombuffer(lines, np.uint8) == ord("\n"))  # a newline in a string is \n
+    offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
+    arrays = [rank.astype(np.int64), index.astype(np.float64), ic_t.astype(np.float64), valid, offsets]
+    head = _HEAD.pack(_MAGIC, st.st_mtime_ns, st.st_size, st.st_ino, frame.height)
+    return head + b"".join(a.tobytes() for a in arrays) + lines.replace(b"\n", b",")
+
+
+def write_items(path: Path, athlete_id: str, session_id: str) -> bytes:
+    """Build the items of the partition at `path` and replace its items file with them (atomically;
+    a folder that cannot be written is logged, the items are still returned)."""
+    data = build_items(path, athlete_id, session_id)
+    tmp = path.with_name(f".{ITEMS_FILE}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path.with_name(ITEMS_FILE))
+    except OSError as exc:
+        log.warning("strides items of %s not written (%s): pages are built from the Parquet file", path, exc)
+        tmp.unlink(missing_ok=True)
+    return data
+
+
+def ensure_items(results_dir: str | Path, athlete_id: str, session_id: str) -> bool:
+    """Build the items of one session's strides partition if they are missing or stale; True if
+    they were built (False too when the session has no strides partition)."""
+    path = (
+        partitions.partition_dir(results_dir, partitions.STRIDES, athlete_id, session_id)
+        / partitions.PART_FILE
+    )
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    if _Items.open(path.with_name(ITEMS_FILE), (st.st_mtime_ns, st.st_size, st.st_ino)) is not None:
+        return False
+    write_items(path, athlete_id, session_id)
+    return True
+
+
+def refresh_items(results_dir: str | Path) -> int:
+    """`ensure_items` for every strides partition under `results_dir`; returns how many were built
+    (an unreadable partition is logged and left: its pages answer its problem)."""
+    built = 0
+    for path in sorted((Path(results_dir) / partitions.STRIDES).glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*")):
+        athlete_id = path.parent.name.split("=", 1)[1]
+        session_id = path.name.split("=", 1)[1]
+        try:
+            built += ensure_items(results_dir, athlete_id, session_id)
+        except Exception:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            log.exception("strides items of athlete %r, session %r not built", athlete_id, session_id)
+    return built
+
+
+class _Items:
+    """An items file (or its content in memory) whose stamp matched: the arrays, and a reader of
+    byte ranges of the items."""
+
+    def __init__(self, arrays: list[np.ndarray], base: int, read):
+        self.rank, self.index, self.ic_t, self.valid, self.offsets = arrays
+        self.base = base
+        self.read = read
+
+    @classmethod
+    def parse(cls, head: bytes, stamp: tuple[int, int, int], size: int, read) -> _Items | None:
+        """None if `head` (the file's first bytes, at least the arrays) is not items of `stamp`."""
+        if len(head) < _HEAD.size:
+            return None
+        magic, *got, n = _HEAD.unpack_from(head)
+        if magic != _MAGIC or tuple(got) != stamp:
+            return None
+        base = _HEAD.size + 8 * (5 * n + 1)
+        if len(head) < base:
+            return None
+        arrays = [
+            np.frombuffer(head, np.float64 if k in (1, 2) else np.int64, n + (k == 4), _HEAD.size + 8 * n * k)
+            for k in range(5)
+        ]
+        if base + int(arrays[4][-1]) != size:  # truncated or grown: rebuilt
+            return None
+        return cls(arrays, base, read)
+
+    @classmethod
+    def open(cls, items_path: Path, stamp: tuple[int, int, int]) -> _Items | None:
+        """The items file's arrays, read whole into memory (None: missing, stale or damaged)."""
+        try:
+            data = items_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return cls.parse(data, stamp, len(data), lambda at, n: data[at : at + n])
+
+
+def read_items_page(
+    path: Path,
+    athlete_id: str,
+    session_id: str,
+    foot: str | None,
+    t_from: float | None,
+    t_to: float | None,
+    valid: bool | None,
+    after: list | None,
+    limit: int,
+    build: bool = True,
+) -> tuple[bytes, list | None] | None:
+    """(the page's items as one JSON array, the cursor key [foot rank, stride index] of the next page
+    or None), the same page as `read_page_frame` written by `item_frame`, from the partition's
+    items file (built first when it is missing, stale or damaged; `build=False`: None then, nothing
+    built). A missing partition: no items. Raises whatever pyarrow raises for an unreadable
+    partition."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return b"[]", None
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    items = None
+    fd = None
+    try:
+        fd = os.open(path.with_name(ITEMS_FILE), os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+    try:
+        if fd is not None:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, _FIRST_READ, 0)
+            if len(head) >= _HEAD.size and len(head) < size:
+                arrays_end = _HEAD.size + 8 * (5 * _HEAD.unpack_from(head)[-1] + 1)
+                if len(head) < arrays_end <= size:
+                    head = os.pread(fd, arrays_end, 0)
+            items = _Items.parse(head, stamp, size, lambda at, k: os.pread(fd, k, at))
+        if items is None and not build:
+            return None
+        if items is None:
+            data = write_items(path, athlete_id, session_id)
+            items = _Items.parse(data, stamp, len(data), lambda at, k: data[at : at + k])
+            if items is None:  # the partition was replaced since the stat: answer from what was read
+                head = _HEAD.unpack_from(data)
+                items = _Items.parse(data, tuple(head[1:4]), len(data), lambda at, k: data[at : at + k])
+        return _page(items, foot, t_from, t_to, valid, after, limit)
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _page(items: _Items, foot, t_from, t_to, valid, after, limit) -> tuple[bytes, list | None]:
+    rank, index = items.rank, items.index
+    mask = np.ones(rank.size, bool)
+    if foot is not None:
+        mask &= rank == FOOT_RANK.get(foot, _OTHER_FOOT)
+    if t_from is not None:
+        mask &= items.ic_t >= t_from
+    if t_to is not None:
+        mask &= items.ic_t <= t_to
+    if valid is not None:
+        mask &= items.valid == int(valid)
+    if after is not None:
+        mask &= (rank > after[0]) | ((rank == after[0]) & (index > after[1]))
+    rows = np.flatnonzero(mask)[: limit + 1]
+    nxt = None
+    if rows.size > limit:
+        last = rows[limit - 1]
+        nxt = list(_key(rank[last], index[last]))
+        rows = rows[:limit]
+    if not rows.size:
+        return b"[]", nxt
+    offsets = items.offsets
+    first, end = int(offsets[rows[0]]), int(offsets[rows[-1] + 1])
+    span = items.read(items.base + first, end - first)
+    if rows.size == rows[-1] - rows[0] + 1:  # one run of items (the usual page): one slice
+        return b"[" + span[:-1] + b"]", nxt
+    view = memoryview(span)
+    parts = [view[offsets[r] - first : offsets[r + 1] - first - 1] for r in rows]
+    return b"[" + b",".join(parts) + b"]", nxt

@@ -187,6 +187,93 @@ def test_a_page_written_by_polars_is_the_json_pydantic_core_writes(tmp_path):
             break
 
 
+def items_pages(path: Path, foot, t_from, t_to, valid, limit) -> int:
+    """Page through a partition with `read_items_page` and with `read_page_frame` written as the route
+    wrote it before the items file: the same bytes and cursors, page by page; returns the pages."""
+    cursor, pages = None, 0
+    while True:
+        frame, want_next, _ = strides_page.read_page_frame(path, foot, t_from, t_to, valid, cursor, limit)
+        want = strides_page.item_frame(frame, "A1", "S1").write_json().encode()
+        got, got_next = strides_page.read_items_page(
+            path, "A1", "S1", foot, t_from, t_to, valid, cursor, limit
+        )
+        assert got == want
+        assert got_next == want_next
+        pages += 1
+        if want_next is None:
+            return pages
+        cursor = want_next
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 120).map(lambda k: 2 * k),
+    seed=st.integers(0, 10_000),
+    group_rows=st.sampled_from([1, 7, 64, 256]),
+    shuffle=st.booleans(),
+    foot=st.sampled_from([None, "left", "right"]),
+    window=st.one_of(st.none(), st.tuples(st.floats(0, 60), st.floats(0, 60))),
+    valid=st.sampled_from([None, True, False]),
+    limit=st.integers(1, 60),
+)
+def test_pages_from_the_items_file_are_the_pages_read_from_parquet(
+    n, seed, group_rows, shuffle, foot, window, valid, limit
+):
+    """Any partition (sorted or not, NaN times and metrics, null validity, odd strings) paged through
+    with any filters gives the same bytes and cursors from its items file as from its row groups."""
+    df = session_strides(max(n, 2), seed).head(n)
+    rng = np.random.default_rng(seed)
+    nan = pl.lit(rng.random(df.height) < 0.2)
+    df = df.with_columns(
+        pl.when(nan).then(float("nan")).otherwise(pl.col(IC_T)).alias(IC_T),
+        pl.when(nan).then(None).otherwise(pl.col(PRONATION_EXCURSION_DEG)).alias(PRONATION_EXCURSION_DEG),
+        pl.when(pl.int_range(pl.len()) % 9 == 0).then(None).otherwise(pl.col(VALID)).alias(VALID),
+        pl.when(pl.int_range(pl.len()) % 4 == 0)
+        .then(pl.lit('"\\\n\u2028\u00e9'))
+        .otherwise(pl.col(REASON))
+        .alias(REASON),
+    )
+    if shuffle:
+        df = df.sample(fraction=1.0, shuffle=True, seed=seed)
+    t_from, t_to = (None, None) if window is None else (min(window), max(window))
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        mp.setattr(partitions, "STRIDES_ROW_GROUP_ROWS", group_rows)
+        path = partitions.write_partition(tmp, partitions.STRIDES, df, "A1", "S1")
+        items_pages(path, foot, t_from, t_to, valid, limit)
+        assert (path.parent / strides_page.ITEMS_FILE).is_file()
+
+
+def test_the_items_file_is_rebuilt_when_missing_stale_or_damaged(tmp_path):
+    """Items never answer for another file than the partition they were built from: a rewritten
+    partition, a damaged, truncated or foreign items file are each rebuilt before the page."""
+    items = partitions.partition_dir(tmp_path, partitions.STRIDES, "A1", "S1") / strides_page.ITEMS_FILE
+    path = partitions.write_partition(tmp_path, partitions.STRIDES, session_strides(300, 1), "A1", "S1")
+    assert not items.exists()
+    assert items_pages(path, "left", None, None, None, 40) == 4  # built by the first page
+    built = items.read_bytes()
+    assert strides_page.ensure_items(tmp_path, "A1", "S1") is False  # fresh: left alone
+    # the partition rewritten (as every write does, by os.replace): other strides, same page shape
+    path = partitions.write_partition(tmp_path, partitions.STRIDES, session_strides(300, 2), "A1", "S1")
+    assert items.read_bytes() == built  # stale until read
+    items_pages(path, "left", None, None, None, 40)
+    assert items.read_bytes() != built
+    fresh = items.read_bytes()
+    for damaged in (fresh[:-3], fresh[:100], b"", b"not items at all", fresh + b"{}"):
+        items.write_bytes(damaged)
+        items_pages(path, None, 5.0, 50.0, None, 17)
+        assert items.read_bytes() == fresh
+    # another session's items copied in
+    other = partitions.write_partition(tmp_path, partitions.STRIDES, session_strides(300, 3), "A1", "S2")
+    strides_page.read_items_page(other, "A1", "S2", None, None, None, None, None, 10)
+    items.write_bytes((other.parent / strides_page.ITEMS_FILE).read_bytes())
+    items_pages(path, "right", None, None, True, 33)
+    assert items.read_bytes() == fresh
+    # a partition gone (deleted session): no strides, whatever items are left beside it
+    partitions.delete_partition(tmp_path, partitions.STRIDES, "A1", "S1")
+    assert strides_page.read_items_page(path, "A1", "S1", None, None, None, None, None, 10) == (b"[]", None)
+    assert strides_page.refresh_items(tmp_path) == 0
+
+
 # --- session summaries and trends ---------------------------------------------------------------
 def write(results: Path, athlete: str, k: int, n: int = 200, seed: int = 0) -> None:
     """Session k of an athlete through the one session write of batch, jobs and live streams."""
