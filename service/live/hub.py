@@ -150,7 +150,7 @@ class LiveHub:
 
     def _remote_analyzer(self, hello: StreamHello) -> RemoteAnalyzer:
         """The default analyzer of a stream, run in one of the hub's worker processes."""
-        return RemoteAnalyzer(self._worker_pool(), hello)
+        return RemoteAnalyzer(self._worker_pool(), hello, self.wal_root)
 
     def _worker_pool(self) -> AnalysisWorkers:
         with self._workers_lock:

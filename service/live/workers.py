@@ -16,8 +16,19 @@ stream's due row waits behind at most that much of other streams' work, not a wh
 
 `RemoteAnalyzer` stands for a stream's analyzer in the server process: it keeps the strides the
 worker emitted (`strides_`, what the store writes) and, refreshed before each store, the curves and
-mountings (`curves_`, `mountings_.pieces_`). A worker that dies fails the packets waiting on it
-(reported as analysis failures; the packets stay stored in the log).
+mountings (`curves_`, `mountings_.pieces_`).
+
+A worker that dies (killed, out of memory) fails the packets waiting on it (reported once per stream
+as an analysis failure; the packets stay stored in the log). A replacement process takes its slot,
+and each of its streams' analyzers is rebuilt there from the stream's log, one stream after the
+other: the first `pushed_` packets of the log (those sent to the analysis so far, whatever became
+of them) are replayed in the replacement before any later packet reaches it, so the strides are
+those of an uninterrupted run (the rebuilt strides are stored, not published again, as after a
+restart). Bounds: a stream is rebuilt after at most `MAX_LOSSES` losses blamed on it (a loss while
+streams were being rebuilt is blamed on those, otherwise on every stream of the worker), then it
+is left without analysis until its stream is rebuilt from the log again (server restart); and the
+pool starts at most `MAX_RESTARTS` replacements within `RESTART_WINDOW_S`, after which a dead
+worker's slot stays empty and its streams are left without analysis.
 """
 
 from __future__ import annotations
@@ -57,6 +68,10 @@ WORKER_ENV = {
     "NUMBA_NUM_THREADS": "1",
 }
 GROUP_S = 0.02  # a worker resolves and sends the rows of the streams begun within this long (s)
+MAX_LOSSES = 2  # worker losses blamed on one stream after which it is no longer rebuilt
+MAX_RESTARTS = 10  # replacement workers started within RESTART_WINDOW_S before the pool stops
+RESTART_WINDOW_S = 60.0
+REBUILD_WAIT_S = 120.0  # how long `finish` on a lost worker waits for the stream's rebuild (s)
 
 NOT_SENT = "-"  # an output without the stream's mountings (it has no rows)
 # per packet, from the worker: (index in the push, strides or None, stances or None, error or None,
@@ -66,6 +81,13 @@ OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | 
 
 class RemoteAnalysisError(RuntimeError):
     """An exception raised in a worker process that could not be sent as it was."""
+
+
+class WorkerLost(RemoteAnalysisError):
+    """The worker process holding the stream's analyzer stopped."""
+
+    def __init__(self):
+        super().__init__("the live analysis worker process has stopped")
 
 
 def _portable(exc: BaseException) -> Exception:
@@ -304,13 +326,27 @@ class AnalysisWorkers:
     def __init__(self, n: int, analysis_settings, results_dir: str | Path):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._calls: dict[int, tuple[_Link, concurrent.futures.Future]] = {}
+        # call id -> (link, future, kind, stream id)
+        self._calls: dict[int, tuple[_Link, concurrent.futures.Future, str, int]] = {}
         self._pushes: dict[int, tuple[_Link, OnOutput, int]] = {}  # push id -> (link, callback, left)
-        self.links = [_Link(self, i, analysis_settings, str(results_dir)) for i in range(n)]
+        self._settings = (analysis_settings, str(results_dir))
+        self._analyzers: dict[int, RemoteAnalyzer] = {}  # stream id -> its analyzer
+        self._closing = False
+        self._dead: queue.SimpleQueue = queue.SimpleQueue()  # lost links, for the restarter thread
+        self._restarter: threading.Thread | None = None
+        self._restarts: deque[float] = deque()  # when replacements were started (monotonic s)
+        self.restarts_ = 0  # replacement workers started
+        self.links = [_Link(self, i, *self._settings) for i in range(n)]
 
     def close(self) -> None:
-        for link in self.links:
+        with self._lock:
+            self._closing = True
+            links = list(self.links)
+        self._dead.put(None)
+        for link in links:
             link.close()
+        for analyzer in list(self._analyzers.values()):
+            analyzer._notify()
 
     def assign(self) -> _Link:
         with self._lock:
@@ -322,14 +358,18 @@ class AnalysisWorkers:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def call(self, link: _Link, kind: str, sid: int, *args) -> concurrent.futures.Future:
+    def call(self, link: _Link, kind: str, sid: int, *args, on_done=None) -> concurrent.futures.Future:
+        """Call `kind` on stream `sid` in the link's worker; `on_done(future)` runs in the reader
+        thread as the reply arrives, before any later message of that worker is handled."""
         future: concurrent.futures.Future = concurrent.futures.Future()
+        if on_done is not None:
+            future.add_done_callback(on_done)
         call_id = self.next_id()
         with self._lock:
             if not link.alive:
-                future.set_exception(RemoteAnalysisError("the live analysis worker process has stopped"))
+                future.set_exception(WorkerLost())
                 return future
-            self._calls[call_id] = (link, future)
+            self._calls[call_id] = (link, future, kind, sid)
         link.send((kind, sid, call_id, *args))
         return future
 
@@ -343,7 +383,7 @@ class AnalysisWorkers:
                 dead = False
                 self._pushes[push_id] = (link, on_output, len(packets))
         if dead:
-            error = RemoteAnalysisError("the live analysis worker process has stopped")
+            error = WorkerLost()
             for i in range(len(packets)):
                 on_output(i, None, None, error, NOT_SENT)
             return
@@ -353,7 +393,7 @@ class AnalysisWorkers:
         if message[0] == "reply":
             _, call_id, result, error = message
             with self._lock:
-                _, future = self._calls.pop(call_id, (None, None))
+                future = self._calls.pop(call_id, (None, None))[1]
             if future is None:
                 return  # a call nobody waits for ("close")
             if error is not None:
@@ -371,22 +411,118 @@ class AnalysisWorkers:
             on_output(index, strides, stances, error, pieces)
 
     def _lost(self, link: _Link) -> None:
-        """A worker's pipe closed: fail what waits on it."""
-        error = RemoteAnalysisError("the live analysis worker process has stopped")
+        """A worker's pipe closed: fail what waits on it, blame the loss, and (unless the pool is
+        closing) have the restarter replace the worker and rebuild its streams."""
+        error = WorkerLost()
         with self._lock:
-            calls = [(k, f) for k, (x, f) in self._calls.items() if x is link]
+            calls = [(k, f, kind, sid) for k, (x, f, kind, sid) in self._calls.items() if x is link]
             pushes = [(k, cb, left) for k, (x, cb, left) in self._pushes.items() if x is link]
-            for k, _ in calls:
+            for k, *_ in calls:
                 del self._calls[k]
             for k, _, _ in pushes:
                 del self._pushes[k]
-        if calls or pushes:
-            log.error("a live analysis worker process stopped; %d analyses waiting on it failed", len(pushes))
-        for _, future in calls:
+            closing = self._closing
+            if not closing:
+                opening = {sid for _, _, kind, sid in calls if kind == "open"}
+                on_link = [a for a in self._analyzers.values() if a.link is link]
+                # a stream being rebuilt when the worker died is the likely cause; else all are suspect
+                blamed = [a for a in on_link if a.sid in opening] or on_link
+                for analyzer in blamed:
+                    analyzer.losses += 1
+                if self._restarter is None:
+                    self._restarter = threading.Thread(
+                        target=self._restart_loop, daemon=True, name="live-analysis-restarter"
+                    )
+                    self._restarter.start()
+                self._dead.put(link)
+        if not closing:
+            log.error(
+                "live analysis worker process %d stopped with %d streams; %d analyses waiting on it "
+                "failed; starting a replacement",
+                link.process.pid,
+                len(on_link),
+                len(pushes),
+            )
+        for _, future, _, _ in calls:
             future.set_exception(error)
         for _, on_output, left in pushes:
             for i in range(left):  # the indices are not known here; the callback counts them
                 on_output(-1 - i, None, None, error, NOT_SENT)
+
+    def _register(self, analyzer: RemoteAnalyzer) -> None:
+        with self._lock:
+            self._analyzers[analyzer.sid] = analyzer
+
+    def _unregister(self, analyzer: RemoteAnalyzer) -> None:
+        with self._lock:
+            self._analyzers.pop(analyzer.sid, None)
+            analyzer.link.streams -= 1
+
+    def _restart_loop(self) -> None:
+        while True:
+            dead = self._dead.get()
+            if dead is None:
+                return
+            try:
+                self._replace(dead)
+            except Exception:  # the restarter must outlive one failed replacement
+                log.exception("replacing a live analysis worker process failed")
+
+    def _replace(self, dead: _Link) -> None:
+        """Start a worker in the dead one's slot and rebuild there every stream left on a dead worker."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            dead.process.wait(timeout=5)  # reaped (its exit code logged)
+        now = time.monotonic()
+        with self._lock:
+            if self._closing or dead not in self.links:
+                return
+            while self._restarts and now - self._restarts[0] > RESTART_WINDOW_S:
+                self._restarts.popleft()
+            refused = len(self._restarts) >= MAX_RESTARTS
+            if not refused:
+                self._restarts.append(now)
+            slot = self.links.index(dead)
+        if refused:
+            log.error(
+                "live analysis worker process %d exited (code %s): %d replacements within %.0f s, not "
+                "starting another; its streams are stored without analysis until the server restarts",
+                dead.process.pid,
+                dead.process.returncode,
+                MAX_RESTARTS,
+                RESTART_WINDOW_S,
+            )
+            for analyzer in self._orphans():
+                analyzer._give_up("no replacement worker")
+            return
+        new = _Link(self, slot, *self._settings)
+        with self._lock:
+            if self._closing:
+                new.close()
+                return
+            self.links[slot] = new
+            self.restarts_ += 1
+        log.warning(
+            "live analysis worker process %d exited (code %s); replaced by process %d",
+            dead.process.pid,
+            dead.process.returncode,
+            new.process.pid,
+        )
+        for analyzer in self._orphans():
+            if not new.alive:
+                return  # the replacement died too: the restarter comes back for the rest
+            if analyzer.losses > MAX_LOSSES:
+                analyzer._give_up(f"{analyzer.losses} worker losses while analysing it")
+                continue
+            analyzer._rebuild(new)
+
+    def _orphans(self) -> list[RemoteAnalyzer]:
+        """The open, unfinished analyzers whose worker is dead and that are not given up."""
+        with self._lock:
+            return [
+                a
+                for a in self._analyzers.values()
+                if a.opened and not a.finished and not a.abandoned and not a.link.alive
+            ]
 
 
 class RemoteAnalyzer:
@@ -402,18 +538,29 @@ class RemoteAnalyzer:
         With `pieces_`, the stream's mountings at the last refresh; None when the frame was given.
     """
 
-    def __init__(self, workers: AnalysisWorkers, hello):
+    def __init__(self, workers: AnalysisWorkers, hello, wal_root: str | Path | None = None):
         self.workers = workers
         self.hello = hello
+        self.wal_root = wal_root  # where the stream's log is, to rebuild it after a worker loss
         self.link = workers.assign()
         self.sid = workers.next_id()
         self._emitted: list[pl.DataFrame] = []
         self._merge_lock = threading.Lock()
+        self._rebuilt = False  # strides_ may then hold a row twice (one emitted before the loss)
         self.curves_: pl.DataFrame | None = None
         self.mountings_ = None
         self._closed = False
         # (future done when the rows of a push are back, its packets), oldest first (event loop only)
         self.in_flight: deque = deque()
+        self.pushed_ = 0  # packets sent to the analysis (the log's first pushed_ packets)
+        self._push_lock = threading.Lock()  # a push and a move to another worker, one at a time
+        self._changed = threading.Condition()  # notified when the analyzer moves or is given up
+        self.opened = False  # its analyzer was built in the worker
+        self.finished = False
+        self.abandoned = False  # left without analysis after worker losses
+        self.losses = 0  # worker losses blamed on this stream
+        self.rebuilds_ = 0
+        workers._register(self)
 
     @property
     def strides_(self) -> pl.DataFrame:
@@ -423,7 +570,12 @@ class RemoteAnalyzer:
             if not self._emitted:
                 return _NO_STRIDES
             if len(self._emitted) > 1:
-                self._emitted[:] = [pl.concat(self._emitted)]
+                merged = pl.concat(self._emitted)
+                if self._rebuilt:  # a row emitted before the loss and rebuilt from the log: once
+                    from strideflow.hardware import schema as S
+
+                    merged = merged.unique(subset=[S.FOOT, S.IC_T], keep="first", maintain_order=True)
+                self._emitted[:] = [merged]
             return self._emitted[0]
 
     def add(self, strides: pl.DataFrame | None) -> None:
@@ -444,21 +596,114 @@ class RemoteAnalyzer:
 
     def replay(self, packets: list, closed: bool) -> list[str]:
         """Build the analyzer in its worker from a log's packets (blocking); the failures' texts."""
-        strides, failures, snapshot = self.workers.call(
-            self.link, "open", self.sid, self.hello, list(packets), closed
-        ).result()
+        with self._push_lock:
+            future = self.workers.call(self.link, "open", self.sid, self.hello, list(packets), closed)
+            self.pushed_ = len(packets)
+        strides, failures, snapshot = future.result()
         self.add(strides)
         self._take_snapshot(snapshot)
+        self.opened = True
+        self.finished = closed
         return failures
 
     def push_packets(self, packets: list, on_output: OnOutput) -> None:
-        self.workers.push(self.link, self.sid, packets, on_output)
+        with self._push_lock:
+            self.pushed_ += len(packets)
+            self.workers.push(self.link, self.sid, packets, on_output)
+
+    def _rebuild(self, link: _Link) -> bool:
+        """Move the analyzer to `link` (a replacement worker) and rebuild it there from the log's
+        first `pushed_` packets, sent before any later packet (blocking); whether it worked."""
+        from strideflow.hardware.packets import decode_packet
+        from strideflow.ingest.wal import read_wal, wal_path
+
+        if self.wal_root is None:
+            self._give_up("its log is not known")
+            return False
+        h = self.hello
+        path = wal_path(self.wal_root, h.athlete_id, h.session_id, h.foot, h.device_id)
+        while True:
+            try:
+                payloads = read_wal(path)[1]
+                packets = [decode_packet(p) for p in payloads]
+            except Exception as exc:
+                self._give_up(f"its log cannot be read ({exc})")
+                return False
+            with self._push_lock:
+                if self.pushed_ > len(packets):
+                    continue  # packets stored and pushed since the log was read: read it again
+                old, self.link = self.link, link
+                with self.workers._lock:
+                    old.streams -= 1
+                    link.streams += 1
+                future = self.workers.call(
+                    link, "open", self.sid, self.hello, packets[: self.pushed_], False, on_done=self._reopened
+                )
+                count = self.pushed_
+            break
+        self._notify()  # a `finish` waiting for the move goes to the new worker, after the rebuild
+        try:
+            failures = future.result()[1]
+        except Exception as exc:
+            log.error("rebuilding the live analysis of %s after a worker loss failed: %s", self.hello, exc)
+            return False
+        self.rebuilds_ += 1
+        log.warning(
+            "live analysis of %s rebuilt from its log (%d packets) in worker process %d",
+            self.hello,
+            count,
+            link.process.pid,
+        )
+        if failures:
+            log.error("live analysis failed rebuilding %s, %s", self.hello, failures[0])
+        return True
+
+    def _reopened(self, future: concurrent.futures.Future) -> None:
+        """The rebuild's reply (in the reader thread, before the rows of later packets): its strides
+        replace those emitted so far, which the rebuild gives again."""
+        if future.exception() is not None:
+            return
+        strides, _, snapshot = future.result()
+        with self._merge_lock:
+            self._emitted[:] = [] if strides is None else [strides]
+            self._rebuilt = True
+        self._take_snapshot(snapshot)
+
+    def _give_up(self, reason: str) -> None:
+        self.abandoned = True
+        log.error(
+            "live analysis of %s stopped: %s; its packets are stored and analysed when the server restarts",
+            self.hello,
+            reason,
+        )
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _moved(self, old: _Link) -> bool:
+        """Wait until the analyzer left the lost worker `old`; False if it will not."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self.link is not old or self.abandoned or self.workers._closing, REBUILD_WAIT_S
+            )
+        return self.link is not old and not self.abandoned
 
     def finish(self):
-        """End the stream in its worker (blocking); its `LiveOutput`."""
+        """End the stream in its worker (blocking; after a rebuild if the worker was lost); its
+        `LiveOutput`."""
         from strideflow.analytics.live_analyzer import _NO_STANCES, _NO_STRIDES, LiveOutput
 
-        strides, stances, snapshot = self.workers.call(self.link, "finish", self.sid).result()
+        while True:
+            link = self.link
+            try:
+                strides, stances, snapshot = self.workers.call(link, "finish", self.sid).result()
+                break
+            except WorkerLost:
+                if not self._moved(link):
+                    raise
+        self.finished = True
         self.add(strides)
         self._take_snapshot(snapshot)
         return LiveOutput(
@@ -476,7 +721,6 @@ class RemoteAnalyzer:
         if self._closed:
             return
         self._closed = True
-        with self.workers._lock:
-            self.link.streams -= 1
+        self.workers._unregister(self)
         if self.link.alive:
             self.link.send(("close", self.sid, self.workers.next_id()))

@@ -18,7 +18,7 @@ from strideflow.hardware.simulator import SimulationSettings
 from strideflow.ingest.stream_receiver import StreamHello
 from strideflow.service.live import WAL_DIRNAME, LiveHub
 from strideflow.service.live.analysis import MAX_IN_FLIGHT
-from strideflow.service.live.workers import RemoteAnalyzer
+from strideflow.service.live.workers import MAX_LOSSES, RemoteAnalyzer
 
 ATHLETE, SESSION, TEAM = "A1", "S1", "T1"
 
@@ -149,3 +149,88 @@ def test_a_dead_worker_fails_its_packets_without_losing_them(tmp_path, devices):
     errors = [r for r in replies if "analysis_error" in r]
     # the first packet without rows: at most MAX_IN_FLIGHT packets were on their way at the kill
     assert len(errors) == 1 and 50 - MAX_IN_FLIGHT <= errors[0]["seq"] < 80
+
+
+def _kill(link) -> None:
+    os.kill(link.process.pid, signal.SIGKILL)
+    link.process.wait(timeout=10)
+
+
+async def _until(check, what: str, timeout_s: float = 60.0) -> None:
+    """Wait (without a timed assert on speed: the bound only stops a hung test) until `check()`."""
+    for _ in range(int(timeout_s / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_a_dead_worker_is_replaced_and_its_streams_rebuilt_from_the_logs(tmp_path, devices):
+    """A worker process killed mid-stream is replaced; the streams it held are rebuilt there from
+    their logs (the packets that failed while it was down included), rows of later packets arrive
+    again, and the stored session is that of one uninterrupted in-process run."""
+    whole = asyncio.run(_run(tmp_path / "whole", 0, devices))
+
+    async def go():
+        hub = _hub(tmp_path / "killed", 1)
+        await hub.start()
+        try:
+            first, replies = await _stream(hub, devices, slice(0, 150), end=False)
+            pool = hub._workers
+            dead = pool.links[0]
+            _kill(dead)
+            # packets stored while the worker is down (their analysis fails, they are kept)
+            down, more = await _stream(hub, devices, slice(150, 160), end=False)
+            analyzers = [s.analyzer for s in hub.streams.values()]
+            await _until(lambda: all(a.rebuilds_ == 1 for a in analyzers), "both streams rebuilt")
+            assert pool.links[0] is not dead and pool.links[0].alive and pool.restarts_ == 1
+            after, rest = await _stream(hub, devices, slice(160, None), end=True)
+            return first + down, after, replies + more + rest
+        finally:
+            await hub.stop()
+
+    before, after, replies = asyncio.run(go())
+    stored = read_partition(tmp_path / "killed" / "results", STRIDES, ATHLETE, SESSION)
+    assert _sorted(stored).equals(_sorted(whole[1]))
+    # every packet stored and acknowledged, the loss reported once per stream
+    assert sorted(r["ack"] for r in replies if "ack" in r) == sorted(list(range(devices[0].n_packets)) * 2)
+    assert 1 <= len([r for r in replies if "analysis_error" in r]) <= 2
+    # rows resume: the rows of packets sent after the rebuild are the uninterrupted run's
+    resumed = [m for m in after if m.get("closed_by") == "packet"]
+    assert {m["type"] for m in resumed} == {"stance", "stride"}
+    assert min(m["closed_by_seq"] for m in resumed) >= 160
+    assert set(_rows(resumed)) <= set(_rows(whole[0]))
+    assert len(before) + len(after) <= len(whole[0])
+
+
+def test_a_stream_whose_worker_keeps_dying_is_given_up_after_max_losses(tmp_path, devices):
+    """Each loss of the worker holding a stream counts against it: after MAX_LOSSES rebuilds the
+    next loss leaves it without analysis (no endless restarts), the pool keeps a live worker, and
+    its packets are still stored and acknowledged."""
+
+    async def go():
+        hub = _hub(tmp_path, 1)
+        await hub.start()
+        try:
+            left = devices[:1]
+            _, replies = await _stream(hub, left, slice(0, 30), end=False)
+            pool = hub._workers
+            (analyzer,) = [s.analyzer for s in hub.streams.values()]
+            for loss in range(1, MAX_LOSSES + 2):
+                dead = pool.links[0]
+                _kill(dead)
+                if loss <= MAX_LOSSES:
+                    await _until(lambda n=loss: analyzer.rebuilds_ == n, f"rebuild {loss}")
+                    assert analyzer.link.alive and not analyzer.abandoned
+            await _until(lambda: analyzer.abandoned, "the stream given up")
+            await _until(lambda: pool.links[0].alive, "a replacement worker")
+            _, more = await _stream(hub, left, slice(30, 60), end=False)
+            return replies + more, pool.restarts_, analyzer
+        finally:
+            await hub.stop()
+
+    replies, restarts, analyzer = asyncio.run(go())
+    assert restarts == MAX_LOSSES + 1 and analyzer.rebuilds_ == MAX_LOSSES
+    assert analyzer.losses == MAX_LOSSES + 1
+    assert sorted(r["ack"] for r in replies if "ack" in r) == list(range(60))
+    assert len([r for r in replies if "analysis_error" in r]) == 1
