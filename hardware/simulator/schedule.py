@@ -31,6 +31,9 @@ FIRST_STEP_LENGTH_FACTOR = 0.6  # gait initiation: the first swing from standing
 INITIAL_STAND_S = (2.0, 4.0)
 PAUSE_STAND_S = (2.0, 6.0)
 BOUT_S = {"walk": (15.0, 45.0), "run": (20.0, 60.0)}
+# Shortest session that always holds one bout: the longest initial standing (4 s), 1.5 s at the end,
+# two strides to start and land and four strides of gait, at the slowest drawn stride (< 1.3 s).
+MIN_SESSION_S = 15.0
 LEG_STRIDES = {"walk": (8, 18), "run": (10, 25)}  # strides of a straight leg before a turn
 
 # Per-stride parameters drawn around the foot's mean (names of GaitParams fields)
@@ -137,6 +140,13 @@ def plan_bouts(
         bouts.append(Bout(act, t, times, turn, turn_rad, str(rng.choice(FEET))))
         t += float(times.sum()) + 2 * stride + float(rng.uniform(*PAUSE_STAND_S))
         previous = act
+    if not bouts:
+        needed = t + 1.5 + 2 * stride + max(4 * stride, 0.25 * lo)
+        raise ValueError(
+            f"a {activity} session of {duration_s:g} s has no room for a bout of gait after its "
+            f"{t:.1f} s of standing: this athlete needs at least {needed:.1f} s "
+            f"({MIN_SESSION_S:g} s always suffices)"
+        )
     return bouts
 
 

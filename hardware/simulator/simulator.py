@@ -35,7 +35,8 @@ class SimulationSettings:
     """What to simulate.
 
     activity: walk, run, or mixed (walking and running bouts alternate, separated by standing).
-    duration_s: session length, s; sampling_rate_hz: output rate, Hz.
+    duration_s: session length, s (15 s, `schedule.MIN_SESSION_S`, always holds one bout of gait;
+        shorter ones that hold none are refused by name); sampling_rate_hz: output rate, Hz.
     seed: int or sequence of ints (numpy SeedSequence entropy); same seed, same output.
     noise: white noise plus per-session gyro and acc biases (from `profile`).
     mounting: random mounting rotation per foot, `mount_style`; False: the device frame is the

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.simulator import write_dataset
+from strideflow.hardware.simulator.schedule import MIN_SESSION_S
 from strideflow.service.cli import app
 
 
@@ -50,6 +51,11 @@ def simulate(
         raise SimulateError(f"--activity must be walk, run or mixed, got {activity!r}")
     if minutes <= 0 or rate <= 0:
         raise SimulateError(f"--minutes and --rate must be positive, got {minutes} and {rate}")
+    if minutes * 60.0 < MIN_SESSION_S:
+        raise SimulateError(
+            f"--minutes {minutes:g} ({minutes * 60.0:g} s) is too short: a session needs at least "
+            f"{MIN_SESSION_S:g} s (standing, one bout of gait, standing)"
+        )
     if toe_out is not None and not -30.0 <= toe_out <= 45.0:
         raise SimulateError(f"--toe-out must be within -30 and 45 deg, got {toe_out}")
     if out.exists() and not out.is_dir():

@@ -363,6 +363,26 @@ def test_cli_writes_the_contract_files(tmp_path):
     assert bad.exit_code != 0
 
 
+def test_a_session_too_short_for_one_bout_is_refused_by_name(tmp_path):
+    """Regression: 10 s sessions ended in an IndexError deep in the knot stacking (no bout fitted)."""
+    from strideflow.service.cli import _register, app
+
+    with pytest.raises(ValueError, match="walk session of 10 s has no room for a bout"):
+        Simulator(SimulationSettings(duration_s=10.0, keep_orientation=False)).simulate()
+    _register()
+    res = CliRunner().invoke(
+        app, ["simulate", "--athletes", "1", "--minutes", "0.1", "--out", str(tmp_path / "s")]
+    )
+    # the entry point prints a StrideflowError as one line, no traceback
+    assert res.exit_code != 0 and "is too short" in str(res.exception)
+    assert type(res.exception).__name__ == "SimulateError"
+    # the documented minimum holds for any athlete and activity
+    for seed in range(20):
+        for activity in ("walk", "run", "mixed"):
+            settings = SimulationSettings(activity=activity, duration_s=15.0, seed=seed)
+            assert Simulator(settings).simulate().truth_strides_.height > 0
+
+
 def test_an_hour_of_running_never_puts_heel_off_before_foot_flat():
     """Regression: per-stride variation once put heel-off before foot-flat on a runner whose still
     phase is short (benchmark team-day athlete 52), and the pitch curve's knots collided."""
