@@ -301,6 +301,12 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
             )
+        if a.zupt.tilt_fit_sd_mps is not None:
+            # the fit spans every stance of the segment; a live window holds about three
+            raise LiveError(
+                f"zupt.tilt_fit_sd_mps is not supported by the live analysis (batch only), "
+                f"got {a.zupt.tilt_fit_sd_mps!r}"
+            )
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings

@@ -12,6 +12,7 @@ from strideflow.analytics.live_analyzer import LiveError, LiveSettings, LiveStri
 from strideflow.analytics.pipeline import REASON_GAP, AnalysisSettings, analyze_samples
 from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
+from strideflow.fusion.zupt import ZuptSettings
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.ingest.stream_receiver import SampleBlock
@@ -170,3 +171,9 @@ def test_time_must_continue_across_blocks_and_stream_end_is_final():
         live.push(SampleBlock(np.array([1.0]), np.zeros((1, 3)), np.zeros((1, 3))))
     with pytest.raises(LiveError, match="foot"):
         LiveStrideAnalyzer("A", "S", "middle", FS)
+
+
+def test_the_live_analysis_refuses_the_stance_tilt_fit():
+    analysis = AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=0.02))
+    with pytest.raises(LiveError, match="tilt_fit_sd_mps"):
+        LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))

@@ -16,6 +16,7 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    fit_stance_tilt,
     lever_acceleration,
     zero_velocity_aided_orientation,
 )
@@ -529,3 +530,48 @@ def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
     without, with_lever = tilt_error_deg(None), tilt_error_deg((0.0, 0.0, h))
     assert without > 3.0  # alpha h = 0.9 m/s²: about 5 deg
     assert with_lever < 0.05
+
+
+def _strides_with_tilt_error(tilt_rad: np.ndarray):
+    """Level walk: still 0.3 s, 1.2 m swing of 0.7 s, repeated; the world specific force carries a
+    tilt error (rotation about x and y) linear in time between the still periods' middles."""
+    still, swing, length = int(0.3 * FS), int(0.7 * FS), 1.2
+    tau = np.arange(swing) / FS
+    vx = length / 0.7 * (1.0 - np.cos(2.0 * np.pi * tau / 0.7))
+    vz = 0.3 * np.sin(2.0 * np.pi * tau / 0.7)
+    k = len(tilt_rad)
+    v = np.concatenate(
+        [np.zeros((still, 3))]
+        + [np.concatenate([np.column_stack([vx, 0 * vx, vz]), np.zeros((still, 3))]) for _ in range(k - 1)]
+    )
+    n = len(v)
+    t = np.arange(n) / FS
+    f = np.gradient(v, t, axis=0) + [0.0, 0.0, G]
+    zv = np.all(v == 0.0, axis=1)
+    nodes = np.array([(a + b - 1) // 2 for a, b in mask_to_periods(zv)])
+    d = np.column_stack(
+        [np.interp(t, t[nodes], tilt_rad[:, 0]), np.interp(t, t[nodes], tilt_rad[:, 1]), 0 * t]
+    )
+    return t, f + np.cross(d, f), zv, v
+
+
+def test_stance_tilt_fit_recovers_the_tilt_error_from_the_still_velocity():
+    rng = np.random.default_rng(3)
+    tilt = rng.uniform(-np.radians(3.0), np.radians(3.0), (6, 2))
+    t, f, zv, _ = _strides_with_tilt_error(tilt)
+    fitted, _ = fit_stance_tilt(f, zv, t, G, np.zeros_like(f), 0.001, np.radians(30.0))
+    np.testing.assert_allclose(fitted, tilt, atol=np.radians(0.1))  # discretisation of f
+    assert fit_stance_tilt(f[:400], zv[:400], t[:400], G, np.zeros((400, 3)), 0.001, 1.0) is None
+
+
+def test_stance_tilt_fit_gives_back_the_stride_length_the_tilt_error_took():
+    tilt = np.radians([[0.0, 0.0], [0.0, 3.0], [0.0, -3.0], [0.0, 3.0], [0.0, -3.0], [0.0, 0.0]])
+    t, f, zv, v = _strides_with_tilt_error(tilt)
+    q = _level(len(t))
+    nodes = np.array([(a + b - 1) // 2 for a, b in mask_to_periods(zv)])
+    plain = ZuptIntegrator().estimate(f, q, zv, FS, t).position_m_[nodes, 0]
+    fitted = ZuptIntegrator(ZuptSettings(tilt_fit_sd_mps=0.01)).estimate(f, q, zv, FS, t)
+    stride_plain, stride_fit = np.diff(plain), np.diff(fitted.position_m_[nodes, 0])
+    assert np.max(np.abs(stride_plain - 1.2)) > 0.01  # one long, the next short
+    np.testing.assert_allclose(stride_fit, 1.2, atol=0.002)
+    np.testing.assert_allclose(np.degrees(fitted.tilt_fit_rad_), np.degrees(tilt), atol=0.5)
