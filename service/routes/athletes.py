@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import logging
 from enum import StrEnum
 from typing import Annotated
@@ -183,11 +184,10 @@ async def list_sessions(
         error = damaged.get(r.session_id)
         text = texts.get(r.session_id)
         if text is None:
-            items.append(
-                pydantic_core.to_json(session_item(r, rebuilt.get(r.session_id, not_analysed), error))
-            )
-        else:
-            items.append(_with_summary(session_item(r, {}, error), text))
+            # written as the index stores it (its column's json.dumps), so that the answer's bytes
+            # do not change once the summary is cached
+            text = json.dumps(rebuilt.get(r.session_id, not_analysed))
+        items.append(_with_summary(session_item(r, {}, error), text))
     nxt = None
     if len(rows) > n:
         last = rows[n - 1]
