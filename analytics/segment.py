@@ -28,7 +28,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.analytics.events import StrideEventDetector
 from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
-from strideflow.analytics.signals import signal_arrays, signals_frame
+from strideflow.analytics.signals import signal_arrays, signals_table
 from strideflow.fusion.madgwick import Madgwick
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, ZuptIntegrator
@@ -223,22 +223,12 @@ class Segment:
         """The signals table's columns but the keys as numpy arrays (`analytics.signals.signal_arrays`,
         built once): what the live analyzer's metrics and curves read, without the table."""
         if self._signal_arrays is None:
-            self._signal_arrays = signal_arrays(
-                self.keys[2],
-                self.t,
-                self.acc,
-                self.gyr,
-                self.q_wxyz,
-                zero_velocity=self.zero_velocity,
-                velocity_mps=self.velocity_mps,
-                position_m=self.position_m,
-                settings=self.settings.signals,
-            )
+            self._signal_arrays = self._arrays()
         return self._signal_arrays
 
-    def _build_signals(self) -> pl.DataFrame:
-        return signals_frame(
-            self.keys,
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return signal_arrays(
+            self.keys[2],
             self.t,
             self.acc,
             self.gyr,
@@ -248,6 +238,11 @@ class Segment:
             position_m=self.position_m,
             settings=self.settings.signals,
         )
+
+    def _build_signals(self) -> pl.DataFrame:
+        # the arrays are kept only when the live path asked for them (batch keeps the table alone)
+        arrays = self._signal_arrays if self._signal_arrays is not None else self._arrays()
+        return signals_table(tuple(self.keys), arrays)
 
     def strides(self, events: pl.DataFrame) -> pl.DataFrame:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""

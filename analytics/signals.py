@@ -178,7 +178,7 @@ def signals_frame(
     `keys` = (athlete_id, session_id, foot), each one value (or a column of n values for the ids);
     t (N,) s, acc (N,3) m/s² and gyr (N,3) deg/s in the foot frame, orientation (N,4 wxyz).
     """
-    athlete, session, foot = keys
+    foot = keys[2]
     if not isinstance(foot, str):
         raise ValueError(f"signals_frame takes one foot at a time, got foot {foot!r}")
     arrays = signal_arrays(
@@ -192,6 +192,13 @@ def signals_frame(
         position_m=position_m,
         settings=settings,
     )
+    return signals_table(keys, arrays)
+
+
+def signals_table(keys: tuple, arrays: dict[str, np.ndarray]) -> pl.DataFrame:
+    """The signals table (SIGNALS_SCHEMA) of one foot from `signal_arrays`' columns and `keys` =
+    (athlete_id, session_id, foot), each one value (or a column of n values for the ids)."""
+    athlete, session, foot = keys
     n = arrays[T].shape[0]
 
     # Columns are built as Series and put together without a Polars query: on the live analyzer's
