@@ -167,9 +167,23 @@ def segment_orientation(
     the warm-up's estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
     filter instead and passes its output to `analyze_segment`).
     """
+    q, _ = segment_levelling(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s, settings, gyr_bias_dps)
+    return q
+
+
+def segment_levelling(
+    acc_mps2: np.ndarray,
+    gyr_dps: np.ndarray,
+    zero_velocity: np.ndarray,
+    sampling_rate_hz: float,
+    t_s: np.ndarray,
+    settings: AnalysisSettings,
+    gyr_bias_dps: np.ndarray | None = None,
+) -> tuple[np.ndarray, float | None]:
+    """`segment_orientation` and the levelling's `anchor_tilt_sd_deg_` (deg; None for Madgwick)."""
     if settings.orientation == "madgwick":
         madgwick = Madgwick(settings.madgwick).estimate(acc_mps2, gyr_dps, sampling_rate_hz=sampling_rate_hz)
-        return madgwick.orientation_
+        return madgwick.orientation_, None
     if settings.orientation != "zero_velocity":
         raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {settings.orientation!r}")
     if gyr_bias_dps is None:
@@ -180,7 +194,7 @@ def segment_orientation(
         strapdown = LevelledStrapdown(levelling_settings(settings, fixed_bias=True)).estimate(
             acc_mps2, gyr_dps - gyr_bias_dps, zero_velocity, sampling_rate_hz, t_s
         )
-    return strapdown.orientation_
+    return strapdown.orientation_, strapdown.anchor_tilt_sd_deg_
 
 
 def _no_clock(stage: str) -> contextlib.AbstractContextManager:
@@ -313,12 +327,15 @@ def analyze_segment(
     with clock("zero_velocity"):
         if zero_velocity is None:
             zero_velocity = ZeroVelocityDetector(s.zero_velocity).detect(acc_mps2, gyr_dps, fs).zero_velocity_
+    anchor_tilt_sd = None
     with clock("orientation"):
         if q_wxyz is None:
-            q_wxyz = segment_orientation(acc_mps2, gyr_dps, zero_velocity, fs, t_s, s)
+            q_wxyz, anchor_tilt_sd = segment_levelling(acc_mps2, gyr_dps, zero_velocity, fs, t_s, s)
     with clock("integration"):
         if integrate:
-            zupt = ZuptIntegrator(s.zupt).estimate(acc_mps2, q_wxyz, zero_velocity, fs, t_s, gyr_dps=gyr_dps)
+            zupt = ZuptIntegrator(s.zupt).estimate(
+                acc_mps2, q_wxyz, zero_velocity, fs, t_s, gyr_dps=gyr_dps, anchor_tilt_sd_deg=anchor_tilt_sd
+            )
             velocity, position = zupt.velocity_mps_, zupt.position_m_
         else:
             velocity = position = np.zeros((len(t_s), 3))

@@ -15,6 +15,7 @@ from the nearest zero-velocity sample without de-drift.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numba
 import numpy as np
@@ -77,7 +78,14 @@ class ZuptSettings:
         1.5-1.6 / 1.1-1.2 cm for 0.1-0.02 m/s) but raises the simulator's stride-length MAPE
         (0.26 -> 0.37-0.40 %), whose levelled tilt is already right to 0.2 deg
         (benchmarks/README.md, real data, round six).
-    tilt_fit_prior_deg: SD (deg) of the tilt error at each period before the fit (ridge prior).
+    tilt_fit_prior_deg: SD (deg) of the tilt error at each period before the fit (ridge prior), or
+        "levelling": the SD the levelling measured for its own gravity readings
+        (`LevelledStrapdown.anchor_tilt_sd_deg_`, passed to `ZuptIntegrator.estimate`), at least
+        `tilt_fit_min_prior_deg`. A recording whose anchors read gravity well (the simulator:
+        0.05-0.1 deg) is then left as the levelling made it, while one whose rolling anchors read it
+        3-4 deg wrong (the real fast footprint walks) is refitted (benchmarks/README.md, real data,
+        round seven).
+    tilt_fit_min_prior_deg: lower bound of the "levelling" prior, deg.
     """
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
@@ -86,7 +94,8 @@ class ZuptSettings:
     core_window_s: float = 0.015
     anchor_lever_m: tuple[float, float, float] | None = POD_LEVER_M
     tilt_fit_sd_mps: float | None = None
-    tilt_fit_prior_deg: float = 3.0
+    tilt_fit_prior_deg: float | Literal["levelling"] = 3.0
+    tilt_fit_min_prior_deg: float = 0.05
 
 
 def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -131,12 +140,14 @@ class ZuptIntegrator:
         sampling_rate_hz: float,
         t_s: np.ndarray | None = None,
         gyr_dps: np.ndarray | None = None,
+        anchor_tilt_sd_deg: float | None = None,
     ):
         """Integrate (N, 3) acc (m/s², sensor frame) with (N, 4) orientation (w x y z) and (N,) zero velocity.
 
         `t_s` (s) overrides the uniform time axis given by `sampling_rate_hz`. With `gyr_dps`
         ((N, 3), deg/s, same frame as acc) only the core of each zero-velocity period is used
-        (`ZuptSettings.core_threshold`).
+        (`ZuptSettings.core_threshold`). `anchor_tilt_sd_deg`: the levelling's
+        `anchor_tilt_sd_deg_` (deg), needed by `tilt_fit_prior_deg="levelling"`.
         """
         acc = np.asarray(acc_mps2, dtype=float)
         q = np.asarray(q_wxyz, dtype=float)
@@ -173,7 +184,7 @@ class ZuptIntegrator:
                 g,
                 anchor_v,
                 self.settings.tilt_fit_sd_mps,
-                np.radians(self.settings.tilt_fit_prior_deg),
+                np.radians(self._tilt_prior_deg(anchor_tilt_sd_deg)),
             )
             if tilt is not None:
                 self.tilt_fit_rad_, d = tilt
@@ -186,6 +197,17 @@ class ZuptIntegrator:
         self.velocity_mps_ = velocity
         self.position_m_ = position
         return self
+
+    def _tilt_prior_deg(self, anchor_tilt_sd_deg: float | None) -> float:
+        prior = self.settings.tilt_fit_prior_deg
+        if prior != "levelling":
+            return float(prior)
+        if anchor_tilt_sd_deg is None:
+            raise ValueError(
+                'tilt_fit_prior_deg="levelling" needs anchor_tilt_sd_deg, the levelled orientation\'s '
+                "LevelledStrapdown.anchor_tilt_sd_deg_ (orientation 'zero_velocity')"
+            )
+        return max(float(anchor_tilt_sd_deg), self.settings.tilt_fit_min_prior_deg)
 
 
 def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
@@ -433,11 +455,13 @@ def _to_up(vx, vy, vz):  # pragma: no cover - compiled
 @numba.njit(cache=True)
 def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
     """q = L(t) q_ref(t): L levels the reference frame at every anchor; in between, the tilt
-    correction found at the next anchor is applied in proportion to the elapsed time."""
+    correction found at the next anchor is applied in proportion to the elapsed time. Returns q, the
+    correction's angle per anchor (rad) and its horizontal world axis (K, 2)."""
     n = q_ref.shape[0]
     k = anchor.shape[0]
     out = np.empty((n, 4))
     tilt = np.zeros(k)
+    axis = np.zeros((k, 2))
     ax, ay, ang = _to_up(g_ref[0, 0], g_ref[0, 1], g_ref[0, 2])
     lw, lx, ly, lz = np.cos(ang / 2), ax * np.sin(ang / 2), ay * np.sin(ang / 2), 0.0
     for i in range(0, anchor[0] + 1):
@@ -449,6 +473,7 @@ def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
         vx, vy, vz = rotate_vector(lw, lx, ly, lz, g_ref[j + 1, 0], g_ref[j + 1, 1], g_ref[j + 1, 2])
         ax, ay, ang = _to_up(vx, vy, vz)
         tilt[j + 1] = ang
+        axis[j + 1, 0], axis[j + 1, 1] = ax, ay
         span = t[a1] - t[a0]
         for i in range(a0 + 1, a1 + 1):
             half = 0.5 * ang * ((t[i] - t[a0]) / span if span > 0.0 else 1.0)
@@ -465,7 +490,7 @@ def _levelled(q_ref, t, anchor, g_ref):  # pragma: no cover - compiled
         out[i, 0], out[i, 1], out[i, 2], out[i, 3] = qmul(
             lw, lx, ly, lz, q_ref[i, 0], q_ref[i, 1], q_ref[i, 2], q_ref[i, 3]
         )
-    return out, tilt
+    return out, tilt, axis
 
 
 @numba.njit(cache=True)
@@ -560,6 +585,9 @@ class LevelledStrapdown:
         (K, 3) unit gravity at each anchor, sensor frame.
     tilt_correction_deg_ : np.ndarray
         (K,) tilt error (deg) the gyro had accumulated at each anchor since the previous one.
+    anchor_tilt_sd_deg_ : float
+        SD (deg) of the gravity reading's own error at the anchors, from the corrections
+        (`anchor_tilt_sd_deg`): the prior of `ZuptSettings.tilt_fit_prior_deg="levelling"`.
 
     Notes
     -----
@@ -604,6 +632,7 @@ class LevelledStrapdown:
             self.anchors_ = np.zeros(0, dtype=np.int64)
             self.gravity_ = np.zeros((0, 3))
             self.tilt_correction_deg_ = np.zeros(0)
+            self.anchor_tilt_sd_deg_ = 0.0
             self.orientation_ = q_ref
             return self
         margin = np.full(len(periods), int(round(s.gravity_margin_s * float(sampling_rate_hz))))
@@ -624,9 +653,32 @@ class LevelledStrapdown:
         g_body = rotate_all(q_inv, g_ref)
         self.anchors_ = anchor
         self.gravity_ = g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
-        self.orientation_, tilt = _levelled(q_ref, t, anchor, g_ref)
+        self.orientation_, tilt, axis = _levelled(q_ref, t, anchor, g_ref)
         self.tilt_correction_deg_ = np.degrees(tilt)
+        self.anchor_tilt_sd_deg_ = anchor_tilt_sd_deg(self.orientation_[anchor], tilt, axis)
         return self
+
+
+def anchor_tilt_sd_deg(q_anchor: np.ndarray, tilt_rad: np.ndarray, axis: np.ndarray) -> float:
+    """SD (deg) of the gravity reading's error at the anchors, from the levelling's corrections.
+
+    `q_anchor` (K, 4) wxyz orientation at the anchors, `tilt_rad` (K,) and `axis` (K, 2) the
+    correction found at each (angle about a horizontal world axis; the first is the initial
+    levelling). A correction is the gyro's drift since the previous anchor plus e_j - e_(j-1), e the
+    error of the gravity read at anchor j: consecutive corrections share -e_(j-1), so their lag-1
+    covariance is -SD(e)² whatever the drift (constant in the sensor frame, hence taken there).
+    The square root of minus that covariance, averaged over the two tilt axes; 0 when it is
+    positive or with fewer than three corrections.
+    """
+    if len(tilt_rad) < 4:
+        return 0.0
+    world = np.zeros((len(tilt_rad) - 1, 3))
+    world[:, :2] = axis[1:] * tilt_rad[1:, None]
+    inv = q_anchor[1:] * np.array([1.0, -1.0, -1.0, -1.0])
+    body = rotate_all(np.ascontiguousarray(inv), world)[:, :2]
+    d = body - body.mean(axis=0)
+    lag1 = np.mean(d[1:] * d[:-1], axis=0)
+    return float(np.degrees(np.sqrt(np.mean(np.maximum(-lag1, 0.0)))))
 
 
 def zero_velocity_aided_orientation(

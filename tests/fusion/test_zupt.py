@@ -16,6 +16,7 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    anchor_tilt_sd_deg,
     fit_stance_tilt,
     lever_acceleration,
     zero_velocity_aided_orientation,
@@ -575,3 +576,50 @@ def test_stance_tilt_fit_gives_back_the_stride_length_the_tilt_error_took():
     assert np.max(np.abs(stride_plain - 1.2)) > 0.01  # one long, the next short
     np.testing.assert_allclose(stride_fit, 1.2, atol=0.002)
     np.testing.assert_allclose(np.degrees(fitted.tilt_fit_rad_), np.degrees(tilt), atol=0.5)
+
+
+def _corrections(drift_deg, error_deg: np.ndarray):
+    """Levelling corrections (angle rad, world axis) at level anchors: the drift since the previous
+    anchor plus e_j - e_(j-1), e the error of the gravity read at each anchor (K, 2) deg."""
+    c = np.radians(np.asarray(drift_deg) + np.diff(error_deg, axis=0))
+    angle = np.linalg.norm(c, axis=1)
+    tilt = np.concatenate([[0.0], angle])
+    axis = np.concatenate([[[1.0, 0.0]], c / angle[:, None]])
+    return _level(len(tilt)), tilt, axis
+
+
+def test_anchor_tilt_sd_reads_the_gravity_errors_not_the_gyro_drift():
+    rng = np.random.default_rng(7)
+    errors = rng.normal(0.0, 2.0, (801, 2))  # deg
+    assert anchor_tilt_sd_deg(*_corrections([0.5, 8.0], errors)) == pytest.approx(2.0, abs=0.2)
+    # the drift alone (constant, as a gyro bias, or varying from stride to stride) is not an anchor error
+    assert anchor_tilt_sd_deg(*_corrections([0.5, 8.0], np.zeros((801, 2)))) == pytest.approx(0.0, abs=1e-9)
+    assert anchor_tilt_sd_deg(*_corrections(rng.normal(3.0, 1.0, (800, 2)), np.zeros((801, 2)))) < 0.15
+    assert anchor_tilt_sd_deg(*_corrections([0.5, 8.0], errors[:3])) == 0.0  # two corrections: unknown
+
+
+def test_the_levelling_prior_leaves_a_well_levelled_walk_as_it_was():
+    """A swing error the linear tilt model does not hold (a velocity bump inside each swing) moves
+    the strides of a fit with a fixed 3 deg prior; with the levelling's prior of a walk whose
+    anchors read gravity well (0 deg: the floor) the strides stay as the plain ZUPT made them."""
+    tilt = np.zeros((6, 2))
+    t, f, zv, _ = _strides_with_tilt_error(tilt)
+    # m/s² within each swing, of alternating sign: 0.1 m/s of velocity error by the swing's end
+    swing = np.cumsum(np.diff(zv.astype(int), prepend=1) == -1)
+    bump = np.where(~zv, 0.3 * (-1.0) ** swing * np.sin(np.pi * (t % 1.0 - 0.3) / 0.7) ** 2, 0.0)
+    f = f + np.column_stack([bump, 0 * bump, 0 * bump])
+    q = _level(len(t))
+    nodes = np.array([(a + b - 1) // 2 for a, b in mask_to_periods(zv)])
+
+    def strides(settings, sd=None):
+        zupt = ZuptIntegrator(settings).estimate(f, q, zv, FS, t, anchor_tilt_sd_deg=sd)
+        return np.diff(zupt.position_m_[nodes, 0])
+
+    plain = strides(ZuptSettings())
+    fixed = strides(ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg=3.0))
+    levelling = ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg="levelling")
+    assert np.max(np.abs(fixed - plain)) > 0.01  # measured 12.6 mm
+    np.testing.assert_allclose(strides(levelling, 0.0), plain, atol=5e-5)  # measured 9 um
+    np.testing.assert_array_equal(strides(levelling, 3.0), fixed)  # the same fit with that prior
+    with pytest.raises(ValueError, match="anchor_tilt_sd_deg"):
+        ZuptIntegrator(levelling).estimate(f, q, zv, FS, t)
