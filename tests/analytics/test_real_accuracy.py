@@ -84,9 +84,9 @@ def test_stride_length_and_walked_distance_against_the_footprints(walk):
 def test_the_stance_tilt_fit_with_the_levelling_prior_meets_the_stride_length_targets(walk):
     # Opt-in (the live analysis cannot reproduce a fit across every stance of a segment): the anchor
     # tilts refitted from the velocity, each within the SD the levelling's own corrections show for
-    # its gravity readings (3-4 deg on the fast walks' rolling anchors, 0.05-0.1 deg on the
-    # simulator, which it leaves unchanged). Measured: median abs 0.6-1.5 cm (fast 1.1-1.5), bias
-    # -0.7...+1.5 cm, distance -1.2...+0.8 % (benchmarks/README.md, real data, round seven).
+    # its gravity readings (1.1-1.9 deg on the fast walks' rolling anchors, 0.01-0.14 deg on the
+    # simulator, which it leaves about unchanged). Measured: median abs 0.6-1.6 cm (fast 1.1-1.6),
+    # bias -0.7...+1.1 cm, distance -1.2...+0.8 % (benchmarks/README.md, real data, round seven).
     trial, strides, ref = walk
     settings = AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg="levelling"))
     fitted = analyze_recording(analysed_walk(trial)[0], settings).strides.sort(IC_T)
