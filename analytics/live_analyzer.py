@@ -80,7 +80,7 @@ from strideflow.fusion.stream import MadgwickStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
 from strideflow.hardware.frames import rotation_from_wxyz
-from strideflow.hardware.motion_math import rotate_rows
+from strideflow.hardware.motion_math import mask_to_periods, rotate_rows
 from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
@@ -301,12 +301,18 @@ class LiveStrideAnalyzer:
             raise LiveError(
                 f"gyr_delay_s is not supported by the live analysis (batch only), got {a.gyr_delay_s!r}"
             )
-        if a.zupt.tilt_fit_sd_mps is not None:
-            # the fit spans every stance of the segment; a live window holds about three
+        fit = a.zupt.tilt_fit_sd_mps is not None
+        if fit and a.zupt.tilt_fit_span != 1:
+            # the whole-segment fit spans every stance; a window holds one still period before a
+            # stride's and waits for one after it
             raise LiveError(
-                f"zupt.tilt_fit_sd_mps is not supported by the live analysis (batch only), "
-                f"got {a.zupt.tilt_fit_sd_mps!r}"
+                f"zupt.tilt_fit_sd_mps needs zupt.tilt_fit_span=1 in the live analysis (the local "
+                f"fit), got tilt_fit_sd_mps={a.zupt.tilt_fit_sd_mps!r}, "
+                f"tilt_fit_span={a.zupt.tilt_fit_span!r}"
             )
+        self._needs_sd = fit and a.zupt.tilt_fit_prior_deg == "levelling"
+        if self._needs_sd and a.orientation != "zero_velocity":
+            raise LiveError('zupt.tilt_fit_prior_deg="levelling" needs orientation "zero_velocity"')
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings
@@ -356,12 +362,18 @@ class LiveStrideAnalyzer:
             ).reshape(3)
         else:
             self.gyr_bias_dps_ = None
+        # the stance tilt fit's prior (deg): fixed, or the warm-up's levelling's, as the bias
+        self.anchor_tilt_sd_deg_: float | None = settings.anchor_tilt_sd_deg
         # Samples of context around a still period that the levelling reads (its gravity margin,
         # the wider one of short periods, and the change of specific force to the neighbours).
         lev = LevellingSettings()
         margin_s = max(lev.gravity_margin_s, lev.short_gravity_margin_s or 0.0) if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
-        self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
+        self._ready = (
+            self.mounting_ is not None
+            and self.gyr_bias_dps_ is not None
+            and not (self._needs_sd and self.anchor_tilt_sd_deg_ is None)
+        )
         self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
         self._next_attempt = self._n(settings.warmup_s)
         # foot-frame window
@@ -627,16 +639,16 @@ class LiveStrideAnalyzer:
                 return
             self.warnings_.extend(relaxed)
             self._matrix = self.mounting_.as_matrix()
-        if self.gyr_bias_dps_ is None:
+        if self.gyr_bias_dps_ is None or (self._needs_sd and self.anchor_tilt_sd_deg_ is None):
             acc_f, gyr_f = _to_foot(acc, self._matrix), _to_foot(gyr, self._matrix)
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
-            self.gyr_bias_dps_ = (
-                LevelledStrapdown(levelling_settings(s.analysis))
-                .estimate(
-                    acc_f, gyr_f, zv.zero_velocity_, self.sampling_rate_hz, w.view("t", w.start, w.stop)
-                )
-                .gyr_bias_dps_
+            levelled = LevelledStrapdown(levelling_settings(s.analysis)).estimate(
+                acc_f, gyr_f, zv.zero_velocity_, self.sampling_rate_hz, w.view("t", w.start, w.stop)
             )
+            if self.gyr_bias_dps_ is None:
+                self.gyr_bias_dps_ = levelled.gyr_bias_dps_
+            if self.anchor_tilt_sd_deg_ is None and self._needs_sd:
+                self.anchor_tilt_sd_deg_ = levelled.anchor_tilt_sd_deg_
         self._ready = True
         rows = {
             k: w.view(k, w.start, w.stop).copy() for k in ("t", "acc", "gyr", "is_gap", "is_sat", "is_new")
@@ -778,6 +790,8 @@ class LiveStrideAnalyzer:
             emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
+            if self.settings.analysis.zupt.tilt_fit_sd_mps is not None:
+                emit &= self._fit_settled(ev, zv)
         if not emit.any():
             return
         # only the emitted rows' metrics (each with what the rest of the window gives it)
@@ -841,10 +855,44 @@ class LiveStrideAnalyzer:
         # Next window: from the start of the still period at or before the last emitted foot-flat
         # (the next stride's swing comes after it).
         starts = np.flatnonzero(zv & ~np.concatenate([[False], zv[:-1]]))
-        before = starts[(starts <= ff[last]) & (starts + a0 > self._anchor)]
+        before = starts[starts <= ff[last]]
+        if self.settings.analysis.zupt.tilt_fit_sd_mps is not None:
+            # From the period before the one whose middle is at or before that foot-flat: the local
+            # tilt fit of the next stride's foot-flat reads the motion from the middle of the
+            # period before it, which a window levels as batch does only after its first
+            # levelling anchor.
+            periods = mask_to_periods(zv)
+            at_or_before = np.count_nonzero((periods[:, 0] + periods[:, 1] - 1) // 2 <= ff[last])
+            before = periods[: max(at_or_before - 1, 0), 0]
+        before = before[before + a0 > self._anchor]
         if len(before):
             self._anchor = a0 + int(before[-1])
             b.trim(max(self._anchor - self._ctx, self._seg0))
+
+    @staticmethod
+    def _fit_settled(ev: pl.DataFrame, zv: np.ndarray) -> np.ndarray:
+        """Per event row: the local stance tilt fit (`ZuptSettings.tilt_fit_span` 1) gives the
+        still period at or after its next foot-flat (the first whose middle is not before it) what
+        batch gives it: the motion up to the middle of the period after it, levelled as batch
+        levels it, i.e. up to the levelling anchor of the period after that one (the anchor, a
+        weighted centre, can lie before a period's middle). The row waits for that period
+        otherwise (about one stride)."""
+        periods = mask_to_periods(zv)
+        complete = int(np.count_nonzero(periods[:, 1] < len(zv)))
+        ic, ff = ev.get_column(IC_IDX).to_numpy(), ev.get_column(FOOT_FLAT_IDX).to_numpy()
+        nic = ev.get_column(NEXT_IC_IDX).to_numpy()
+        # the next foot-flat (analytics.metrics): the following stride's when it starts at this
+        # stride's next IC, else the first still sample after next IC; the later of the two bounds
+        order = np.argsort(ic, kind="stable")
+        following = np.full(len(ic), -1)
+        following[order[:-1]] = order[1:]
+        chained = (following >= 0) & (ic[np.maximum(following, 0)] == nic)
+        still = np.flatnonzero(zv)
+        after = np.searchsorted(still, nic)
+        first_still = np.where(after < len(still), still[np.minimum(after, len(still) - 1)], len(zv))
+        nff = np.where(chained, ff[np.maximum(following, 0)], first_still)
+        period = np.searchsorted((periods[:, 0] + periods[:, 1] - 1) // 2, nff, side="left")
+        return period + 2 < complete
 
     # --- provisional stance rows -----------------------------------------------------------
     def _scan_swing(self, gyr_y: np.ndarray) -> list[int]:
@@ -940,7 +988,16 @@ class LiveStrideAnalyzer:
             )
         keys = (self.athlete_id, self.session_id, self.foot)
         return analyze_segment(
-            acc, gyr, t, fs, keys, self.settings.analysis, zero_velocity=zv, q_wxyz=q, **options
+            acc,
+            gyr,
+            t,
+            fs,
+            keys,
+            self.settings.analysis,
+            zero_velocity=zv,
+            q_wxyz=q,
+            anchor_tilt_sd_deg=self.anchor_tilt_sd_deg_,
+            **options,
         )
 
     def _sample_flags(self, ic_idx: np.ndarray, next_ic_idx: np.ndarray, a0: int) -> tuple[np.ndarray, ...]:

@@ -80,6 +80,9 @@ class LiveSettings:
     gyr_bias_dps: fixed foot-frame gyroscope bias the levelled orientation subtracts; None
         estimates it from the warm-up's still samples as `fusion.zupt.LevelledStrapdown` does
         (batch: from all still samples of the segment).
+    anchor_tilt_sd_deg: fixed prior (deg) of the stance tilt fit with
+        `analysis.zupt.tilt_fit_prior_deg="levelling"` (batch: `LevelledStrapdown.anchor_tilt_sd_deg_`
+        of the segment); None estimates it from the warm-up's levelling, as the bias.
     warmup_s: samples collected before the first mounting and bias estimate (nothing is emitted
         before; the mounting needs `analysis.mounting.min_strides` strides). No warm-up when
         both are fixed (or not used: no alignment and Madgwick orientation).
@@ -102,6 +105,7 @@ class LiveSettings:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     mounting_wxyz: tuple[float, float, float, float] | None = None
     gyr_bias_dps: tuple[float, float, float] | None = None
+    anchor_tilt_sd_deg: float | None = None
     warmup_s: float = 20.0
     warmup_retry_s: float = 10.0
     max_buffer_s: float = 60.0

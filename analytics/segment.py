@@ -295,6 +295,7 @@ def analyze_segment(
     q_wxyz: np.ndarray | None = None,
     integrate: bool = True,
     open_end: bool = False,
+    anchor_tilt_sd_deg: float | None = None,
     clock=_no_clock,
 ) -> Segment:
     """Zero velocity, orientation, velocity and position, and stride events of one segment.
@@ -319,6 +320,9 @@ def analyze_segment(
         False skips the velocity and position (zeros): the live stance rows read no metric of them.
     open_end
         The data may end in a swing (`StrideEventDetector.detect(open_end=True)`).
+    anchor_tilt_sd_deg
+        The levelling's anchor SD (deg) for `ZuptSettings.tilt_fit_prior_deg="levelling"` when
+        `q_wxyz` is given (live: the warm-up's or a fixed one); else the segment's own levelling's.
     clock
         Callable giving a context manager per stage name (the pipeline's stage timer).
     """
@@ -327,7 +331,7 @@ def analyze_segment(
     with clock("zero_velocity"):
         if zero_velocity is None:
             zero_velocity = ZeroVelocityDetector(s.zero_velocity).detect(acc_mps2, gyr_dps, fs).zero_velocity_
-    anchor_tilt_sd = None
+    anchor_tilt_sd = anchor_tilt_sd_deg
     with clock("orientation"):
         if q_wxyz is None:
             q_wxyz, anchor_tilt_sd = segment_levelling(acc_mps2, gyr_dps, zero_velocity, fs, t_s, s)

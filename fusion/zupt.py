@@ -71,15 +71,14 @@ class ZuptSettings:
         the de-drift (`fit_stance_tilt`): modelled as linear in time between the middles of
         consecutive zero-velocity periods, chosen so the velocity equals the anchor velocity over
         every zero-velocity sample, not only where the levelling read gravity. This is the SD (m/s)
-        allowed to each step of that velocity between consecutive zero-velocity samples. None
-        (default): off. Opt-in, batch only (the fit spans the segment's stances; the live
-        analysis refuses it): on the real footprint walks it lowers the fast walks' median
-        stride-length error (34 / 35 / 43 / 44: 1.6 / 2.4 / 2.2 / 1.8 -> 0.9-1.0 / 1.7-2.2 /
-        1.5-1.6 / 1.1-1.2 cm for 0.1-0.02 m/s) but with the fixed prior raises the simulator's
-        stride-length MAPE (0.26 -> 0.37-0.40 %), whose levelled tilt is already right to 0.2 deg
-        (benchmarks/README.md, real data, round six); with `tilt_fit_prior_deg="levelling"` and
-        0.1 m/s every footprint walk meets the issue-17 targets (fast 1.1-1.6 cm) and the
-        simulator's `--quick` rows stay within 0.001 percentage points (round seven).
+        allowed to each step of that velocity between consecutive zero-velocity samples; None: off.
+        The live analysis takes it only with `tilt_fit_span=1` (the whole-segment fit spans every
+        stance; a window holds a few). History (benchmarks/README.md, real data): with a fixed
+        prior it lowered the fast footprint walks' median stride-length error (34 / 35 / 43 / 44:
+        1.6 / 2.4 / 2.2 / 1.8 -> 0.9-1.0 / 1.7-2.2 / 1.5-1.6 / 1.1-1.2 cm) but raised the
+        simulator's stride-length MAPE (0.26 -> 0.37-0.40 %, round six); with the levelling's
+        prior the simulator stays as it was (round seven); the local form (span 1) at 0.05 m/s
+        keeps every footprint walk within the issue-17 targets (fast 0.9-1.5 cm, round eight).
     tilt_fit_prior_deg: SD (deg) of the tilt error at each period before the fit (ridge prior), or
         "levelling": the SD the levelling measured for its own gravity readings
         (`LevelledStrapdown.anchor_tilt_sd_deg_`, passed to `ZuptIntegrator.estimate`), at least
@@ -88,6 +87,10 @@ class ZuptSettings:
         while one whose rolling anchors read it 1-2 deg wrong (the real fast footprint walks) is
         refitted (benchmarks/README.md, real data, round seven).
     tilt_fit_min_prior_deg: lower bound of the "levelling" prior, deg.
+    tilt_fit_span: None (default): the fit solves every period of the segment at once. An integer
+        m: each period's tilt is fitted from the periods within m of it and the motion between
+        them only (`fit_stance_tilt`'s `span`), so that a live window holding those periods gives
+        the same tilt (benchmarks/README.md, real data, round eight).
     """
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
@@ -98,6 +101,7 @@ class ZuptSettings:
     tilt_fit_sd_mps: float | None = None
     tilt_fit_prior_deg: float | Literal["levelling"] = 3.0
     tilt_fit_min_prior_deg: float = 0.05
+    tilt_fit_span: int | None = None
 
 
 def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -187,6 +191,7 @@ class ZuptIntegrator:
                 anchor_v,
                 self.settings.tilt_fit_sd_mps,
                 np.radians(self._tilt_prior_deg(anchor_tilt_sd_deg)),
+                self.settings.tilt_fit_span,
             )
             if tilt is not None:
                 self.tilt_fit_rad_, d = tilt
@@ -212,7 +217,7 @@ class ZuptIntegrator:
         return max(float(anchor_tilt_sd_deg), self.settings.tilt_fit_min_prior_deg)
 
 
-def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
+def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad, span=None):
     """Horizontal tilt error (rad, about world x and y) of a world-frame specific force.
 
     `a_world` (N, 3) m/s² with gravity, `zv` (N,) zero-velocity mask, `t` (N,) s, `g` m/s², `anchor_v`
@@ -220,8 +225,10 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
     between nodes (the middle sample of each zero-velocity period; constant before the first and
     after the last); a small rotation d adds d x f to the specific force f, so the raw velocity
     gains its integral. Least squares over every step between consecutive zero-velocity samples
-    (SD `sd_mps`) with a zero-mean prior of SD `prior_rad` per node. Returns (K, 2) node tilts and
-    the (N, 3) rotation vector d per sample, or None with fewer than three periods.
+    (SD `sd_mps`) with a zero-mean prior of SD `prior_rad` per node. `span`: None, all nodes at
+    once (a block-tridiagonal system); an integer m, each node's tilt from the nodes within m of it
+    and the steps between them (`_local_tilt`). Returns (K, 2) node tilts and the (N, 3) rotation
+    vector d per sample, or None with fewer than three periods.
     """
     periods = mask_to_periods(zv)
     n, k = len(t), len(periods)
@@ -238,9 +245,9 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
     seg = np.searchsorted(nodes, np.arange(n - 1), side="right") - 1
     lo_t = t[nodes[np.clip(seg, 0, k - 1)]]
     hi_t = t[nodes[np.clip(seg + 1, 0, k - 1)]]
-    span = np.where(hi_t > lo_t, hi_t - lo_t, 1.0)
-    s0 = np.clip((t[:-1] - lo_t) / span, 0.0, 1.0)
-    s1 = np.clip((t[1:] - lo_t) / span, 0.0, 1.0)
+    gap = np.where(hi_t > lo_t, hi_t - lo_t, 1.0)
+    s0 = np.clip((t[:-1] - lo_t) / gap, 0.0, 1.0)
+    s1 = np.clip((t[1:] - lo_t) / gap, 0.0, 1.0)
     outside = (seg < 0) | (seg >= k - 1)
     s0[outside], s1[outside] = 0.0, 0.0
     half_dt = 0.5 * np.diff(t)[:, None, None]
@@ -256,6 +263,9 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
     rows_b[outside[p]] = 0.0
     target = (v_raw[q] - v_raw[p]) - (anchor_v[q] - anchor_v[p])
     w = 1.0 / sd_mps**2
+    if span is not None:
+        tilt = _local_tilt(seg[p], rows_a, rows_b, target, k, w, 1.0 / prior_rad**2, span)
+        return tilt, _tilt_per_sample(t, t[nodes], tilt)
     # normal equations, block tridiagonal: lower band storage for `scipy.linalg.solveh_banded`
     band = np.zeros((4, 2 * k))
     band[0] = 1.0 / prior_rad**2
@@ -274,11 +284,53 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad):
         for j in range(2):
             np.add.at(rhs, 2 * c_ + j, proj[:, j])
     tilt = scipy.linalg.solveh_banded(band, rhs, lower=True).reshape(k, 2)
-    tn = t[nodes]
-    d = np.zeros((n, 3))
-    d[:, 0] = np.interp(t, tn, tilt[:, 0])
-    d[:, 1] = np.interp(t, tn, tilt[:, 1])
-    return tilt, d
+    return tilt, _tilt_per_sample(t, t[nodes], tilt)
+
+
+def _tilt_per_sample(t, t_nodes, tilt):
+    """(N, 3) rotation vector per sample, linear between the nodes' tilts (K, 2), constant outside."""
+    d = np.zeros((len(t), 3))
+    d[:, 0] = np.interp(t, t_nodes, tilt[:, 0])
+    d[:, 1] = np.interp(t, t_nodes, tilt[:, 1])
+    return d
+
+
+def _local_tilt(seg, rows_a, rows_b, target, k, w, prior_w, span):
+    """Each node's tilt (K, 2) from the nodes within `span` of it and the steps between them.
+
+    A step between nodes a and a + 1 (`seg` = a; -1 before the first node, K - 1 after the last)
+    adds its normal equations to that interval's 4 x 4 block (the two nodes' tilts); node j's
+    system holds the blocks of intervals j - span .. j + span - 1 (the steps before the first node
+    only in the first node's, those after the last only in the last one's) and the prior of
+    2 span + 1 nodes (those beyond the segment have no steps: 0). Node j's tilt is its own entries
+    of that system's solution. A node's tilt thus depends on the data between its `span`-th
+    neighbours only, which a live window holding them reproduces.
+    """
+    # interval blocks indexed by seg + 1: 0 = before the first node, K = after the last one
+    rows = np.concatenate([rows_a, rows_b], axis=2)  # (R, 3, 4): [node a | node a + 1]
+    before = seg < 0
+    # before the first node the steps hang on node 0, the interval's second node
+    rows[before] = np.concatenate([np.zeros_like(rows_a[before]), rows_a[before]], axis=2)
+    idx = np.clip(seg, -1, k - 1) + 1
+    blocks = np.zeros((k + 1, 4, 4))
+    np.add.at(blocks, idx, w * np.einsum("rij,rik->rjk", rows, rows))
+    proj = np.zeros((k + 1, 4))
+    np.add.at(proj, idx, w * np.einsum("rij,ri->rj", rows, target))
+    m = 2 * span + 1
+    system = np.zeros((k, 2 * m, 2 * m))
+    system[:, np.arange(2 * m), np.arange(2 * m)] = prior_w
+    rhs = np.zeros((k, 2 * m))
+    centre = np.arange(k)
+    for o in range(-span, span):  # interval centre + o, between local nodes o + span and o + span + 1
+        i = centre + o + 1
+        ok = (i >= 0) & (i <= k)
+        # the steps outside the nodes belong to the first and the last node's systems only
+        ok &= ((i > 0) | (centre == 0)) & ((i < k) | (centre == k - 1))
+        lo = 2 * (o + span)
+        system[ok, lo : lo + 4, lo : lo + 4] += blocks[i[ok]]
+        rhs[ok, lo : lo + 4] += proj[i[ok]]
+    solution = np.linalg.solve(system, rhs[:, :, None])[:, :, 0]
+    return solution[:, 2 * span : 2 * span + 2]
 
 
 def zero_velocity_core(

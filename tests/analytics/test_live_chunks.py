@@ -173,7 +173,15 @@ def test_time_must_continue_across_blocks_and_stream_end_is_final():
         LiveStrideAnalyzer("A", "S", "middle", FS)
 
 
-def test_the_live_analysis_refuses_the_stance_tilt_fit():
-    analysis = AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=0.02))
-    with pytest.raises(LiveError, match="tilt_fit_sd_mps"):
-        LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
+def test_the_live_analysis_refuses_the_whole_segment_stance_tilt_fit():
+    # the fit across every stance of a segment (span None) or a span a window does not hold
+    for span in (None, 2):
+        analysis = AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=0.02, tilt_fit_span=span))
+        with pytest.raises(LiveError, match="tilt_fit_span"):
+            LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
+    local = ZuptSettings(tilt_fit_sd_mps=0.02, tilt_fit_span=1, tilt_fit_prior_deg="levelling")
+    with pytest.raises(LiveError, match="levelling"):
+        LiveStrideAnalyzer(
+            "a", "s", "left", FS, LiveSettings(analysis=AnalysisSettings(orientation="madgwick", zupt=local))
+        )
+    LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=AnalysisSettings(zupt=local)))

@@ -13,6 +13,8 @@ Two claims, measured here:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -24,6 +26,7 @@ from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, analyze_samples
 from strideflow.benchmarks._common import SIMULATOR_ANALYSIS
 from strideflow.fusion.live import zero_velocity_margin_samples
+from strideflow.fusion.zupt import ZuptSettings
 from strideflow.hardware import schema as S
 from strideflow.ingest import read_recording
 
@@ -59,6 +62,50 @@ def test_same_mounting_and_bias_gives_batch_strides_exactly(live_simulated):
             assert b[S.REASON].to_list() == lv[S.REASON].to_list()
             assert b[S.STRIKE_TYPE].to_list() == lv[S.STRIKE_TYPE].to_list()
             assert live.warnings_ == []
+
+
+# The local stance tilt fit (`ZuptSettings.tilt_fit_span` 1): each still period's tilt from its
+# neighbours only, which the live window holds (it starts a still period earlier and a final row
+# waits for the period after its next foot-flat's neighbour). A fixed 3 deg prior moves the real
+# strides by up to 5-6 cm, so equality to 1e-6 is not the fit doing nothing.
+LOCAL_FIT = {
+    prior: AnalysisSettings(
+        zupt=ZuptSettings(tilt_fit_sd_mps=0.05, tilt_fit_prior_deg=prior, tilt_fit_span=1)
+    )
+    for prior in (3.0, "levelling")
+}
+
+
+def test_local_stance_tilt_fit_gives_batch_strides_exactly(live_simulated):
+    for samples, fs, _ in live_simulated[::3]:  # one walk, one run
+        settings = replace(SIMULATOR_ANALYSIS, zupt=LOCAL_FIT[3.0].zupt)
+        result = analyze_samples(samples, fs, settings)
+        for foot in S.FEET:
+            live_settings = replace(batch_settings_for(samples, foot, fs, result), analysis=settings)
+            live = stream(samples, foot, fs, live_settings)
+            batch = result.strides.filter(pl.col(S.FOOT) == foot)
+            diff = differences(batch, live.strides_)
+            assert max(diff.values()) < EXACT, diff
+
+
+@pytest.mark.parametrize("prior", LOCAL_FIT)
+def test_real_recording_exact_with_the_local_stance_tilt_fit(real_recording, prior):
+    recording, _ = real_recording
+    fs = recording.sampling_rate_hz
+    result = analyze_recording(recording, LOCAL_FIT[prior])
+    plain = analyze_recording(recording, AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=None)))
+    for foot in S.FEET:
+        settings = replace(batch_settings_for(recording.samples, foot, fs, result), analysis=LOCAL_FIT[prior])
+        live = stream(recording.samples, foot, fs, settings, block=205)
+        batch = result.strides.filter(pl.col(S.FOOT) == foot)
+        diff = differences(batch, live.strides_)
+        assert max(diff.values()) < EXACT, diff
+        assert batch.sort(S.STRIDE_INDEX)[S.VALID].to_list() == live.strides_[S.VALID].to_list()
+        moved = (
+            batch.sort(S.STRIDE_INDEX)[S.STRIDE_LENGTH_M]
+            - plain.strides.filter(pl.col(S.FOOT) == foot).sort(S.STRIDE_INDEX)[S.STRIDE_LENGTH_M]
+        )
+        assert moved.abs().max() > (0.03 if prior == 3.0 else 0.003)  # measured 5.5-6.2 / 0.5-1.2 cm
 
 
 def test_no_alignment_needs_no_warmup_but_a_bias(live_simulated):

@@ -578,6 +578,33 @@ def test_stance_tilt_fit_gives_back_the_stride_length_the_tilt_error_took():
     np.testing.assert_allclose(np.degrees(fitted.tilt_fit_rad_), np.degrees(tilt), atol=0.5)
 
 
+def test_local_stance_tilt_fit_recovers_the_tilts_from_the_neighbouring_periods_only():
+    rng = np.random.default_rng(3)
+    tilt = rng.uniform(-np.radians(3.0), np.radians(3.0), (8, 2))
+    t, f, zv, _ = _strides_with_tilt_error(tilt)
+    args = (G, np.zeros_like(f), 0.001, np.radians(30.0))
+    local, d = fit_stance_tilt(f, zv, t, *args, span=1)
+    np.testing.assert_allclose(local, tilt, atol=np.radians(0.1))  # measured 0.09 deg
+    assert d.shape == (len(t), 3) and not d[:, 2].any()
+    # node 3 reads the motion between nodes 2 and 4 only: data from node 5 on does not move it
+    nodes = np.array([(a + b - 1) // 2 for a, b in mask_to_periods(zv)])
+    bent = f.copy()
+    bent[nodes[5] :, 0] += 0.5
+    moved, _ = fit_stance_tilt(bent, zv, t, *args, span=1)
+    np.testing.assert_allclose(moved[:4], local[:4], rtol=0, atol=1e-12)
+    assert np.abs(moved[4:] - local[4:]).max() > np.radians(0.5)
+    # neither does data before node 1 (without the steps before node 0, which only node 0 reads)
+    first = f.copy()
+    first[: nodes[1], 1] -= 0.5
+    moved, _ = fit_stance_tilt(first, zv, t, *args, span=1)
+    np.testing.assert_allclose(moved[2:], local[2:], rtol=0, atol=1e-12)
+    # the same fit in a window cut at node 1's period start and node 5's period end
+    per = mask_to_periods(zv)
+    w = slice(per[1, 0], per[5, 1])
+    cut, _ = fit_stance_tilt(f[w], zv[w], t[w], G, np.zeros_like(f[w]), 0.001, np.radians(30.0), span=1)
+    np.testing.assert_allclose(cut[1:4], local[2:5], rtol=0, atol=1e-12)
+
+
 def _corrections(drift_deg, error_deg: np.ndarray):
     """Levelling corrections (angle rad, world axis) at level anchors: the drift since the previous
     anchor plus e_j - e_(j-1), e the error of the gravity read at each anchor (K, 2) deg."""

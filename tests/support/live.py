@@ -32,10 +32,14 @@ def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, 
 
 
 def batch_settings_for(samples, foot, fs, result) -> LiveSettings:
-    """Live settings with batch's mounting rotation and gyro bias of that foot."""
+    """Live settings with batch's mounting rotation, gyro bias and levelling anchor SD of that foot."""
     rotation = result.mounting[foot]
     part = apply_mounting(samples.filter(pl.col(S.FOOT) == foot).sort(S.T), {foot: rotation})
     acc, gyr = part.select(S.ACC).to_numpy(), part.select(S.GYR).to_numpy()
     zv = ZeroVelocityDetector().detect(acc, gyr, fs).zero_velocity_
-    bias = LevelledStrapdown().estimate(acc, gyr, zv, fs, part[S.T].to_numpy()).gyr_bias_dps_
-    return LiveSettings(mounting_wxyz=tuple(wxyz_from_rotation(rotation)), gyr_bias_dps=tuple(bias))
+    levelled = LevelledStrapdown().estimate(acc, gyr, zv, fs, part[S.T].to_numpy())
+    return LiveSettings(
+        mounting_wxyz=tuple(wxyz_from_rotation(rotation)),
+        gyr_bias_dps=tuple(levelled.gyr_bias_dps_),
+        anchor_tilt_sd_deg=levelled.anchor_tilt_sd_deg_,
+    )
