@@ -310,9 +310,7 @@ class LiveStrideAnalyzer:
                 f"fit), got tilt_fit_sd_mps={a.zupt.tilt_fit_sd_mps!r}, "
                 f"tilt_fit_span={a.zupt.tilt_fit_span!r}"
             )
-        self._needs_sd = fit and a.zupt.tilt_fit_prior_deg == "levelling"
-        if self._needs_sd and a.orientation != "zero_velocity":
-            raise LiveError('zupt.tilt_fit_prior_deg="levelling" needs orientation "zero_velocity"')
+        self._levelling_prior = fit and a.zupt.tilt_fit_prior_deg == "levelling"
         self.athlete_id, self.session_id, self.foot = athlete_id, session_id, foot
         self.sampling_rate_hz = fs
         self.settings = settings
@@ -362,18 +360,21 @@ class LiveStrideAnalyzer:
             ).reshape(3)
         else:
             self.gyr_bias_dps_ = None
-        # the stance tilt fit's prior (deg): fixed, or the warm-up's levelling's, as the bias
-        self.anchor_tilt_sd_deg_: float | None = settings.anchor_tilt_sd_deg
+        # The stance tilt fit's prior (deg): fixed, or the warm-up's levelling's as the bias, when
+        # a warm-up runs anyway (without it: no fit, as batch without a levelling).
+        self.anchor_tilt_sd_deg_: float | None = settings.anchor_tilt_sd_deg if levelled else None
+        self._needs_sd = (
+            self._levelling_prior
+            and levelled
+            and self.anchor_tilt_sd_deg_ is None
+            and (self.mounting_ is None or self.gyr_bias_dps_ is None)
+        )
         # Samples of context around a still period that the levelling reads (its gravity margin,
         # the wider one of short periods, and the change of specific force to the neighbours).
         lev = LevellingSettings()
         margin_s = max(lev.gravity_margin_s, lev.short_gravity_margin_s or 0.0) if levelled else 0.0
         self._ctx = int(round(margin_s * fs)) + 2
-        self._ready = (
-            self.mounting_ is not None
-            and self.gyr_bias_dps_ is not None
-            and not (self._needs_sd and self.anchor_tilt_sd_deg_ is None)
-        )
+        self._ready = self.mounting_ is not None and self.gyr_bias_dps_ is not None
         self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
         self._next_attempt = self._n(settings.warmup_s)
         # foot-frame window
@@ -790,7 +791,7 @@ class LiveStrideAnalyzer:
             emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
-            if self.settings.analysis.zupt.tilt_fit_sd_mps is not None:
+            if self._fitting():
                 emit &= self._fit_settled(ev, zv)
         if not emit.any():
             return
@@ -856,7 +857,7 @@ class LiveStrideAnalyzer:
         # (the next stride's swing comes after it).
         starts = np.flatnonzero(zv & ~np.concatenate([[False], zv[:-1]]))
         before = starts[starts <= ff[last]]
-        if self.settings.analysis.zupt.tilt_fit_sd_mps is not None:
+        if self._fitting():
             # From the period before the one whose middle is at or before that foot-flat: the local
             # tilt fit of the next stride's foot-flat reads the motion from the middle of the
             # period before it, which a window levels as batch does only after its first
@@ -868,6 +869,12 @@ class LiveStrideAnalyzer:
         if len(before):
             self._anchor = a0 + int(before[-1])
             b.trim(max(self._anchor - self._ctx, self._seg0))
+
+    def _fitting(self) -> bool:
+        """The windows run the stance tilt fit (`ZuptSettings.tilt_fit_sd_mps`), i.e. it has its prior."""
+        if self.settings.analysis.zupt.tilt_fit_sd_mps is None:
+            return False
+        return not self._levelling_prior or self.anchor_tilt_sd_deg_ is not None
 
     @staticmethod
     def _fit_settled(ev: pl.DataFrame, zv: np.ndarray) -> np.ndarray:

@@ -71,7 +71,8 @@ class ZuptSettings:
         the de-drift (`fit_stance_tilt`): modelled as linear in time between the middles of
         consecutive zero-velocity periods, chosen so the velocity equals the anchor velocity over
         every zero-velocity sample, not only where the levelling read gravity. This is the SD (m/s)
-        allowed to each step of that velocity between consecutive zero-velocity samples; None: off.
+        allowed to each step of that velocity between consecutive zero-velocity samples (default
+        0.05, with the levelling's prior and `tilt_fit_span` 1); None: off.
         The live analysis takes it only with `tilt_fit_span=1` (the whole-segment fit spans every
         stance; a window holds a few). History (benchmarks/README.md, real data): with a fixed
         prior it lowered the fast footprint walks' median stride-length error (34 / 35 / 43 / 44:
@@ -85,12 +86,13 @@ class ZuptSettings:
         `tilt_fit_min_prior_deg`. A recording whose anchors read gravity well (the simulator's
         default walking and running: 0.01-0.14 deg) is then left about as the levelling made it,
         while one whose rolling anchors read it 1-2 deg wrong (the real fast footprint walks) is
-        refitted (benchmarks/README.md, real data, round seven).
+        refitted (benchmarks/README.md, real data, round seven). Without that SD (a Madgwick
+        orientation, a caller that passes none) the "levelling" prior fits nothing.
     tilt_fit_min_prior_deg: lower bound of the "levelling" prior, deg.
-    tilt_fit_span: None (default): the fit solves every period of the segment at once. An integer
-        m: each period's tilt is fitted from the periods within m of it and the motion between
-        them only (`fit_stance_tilt`'s `span`), so that a live window holding those periods gives
-        the same tilt (benchmarks/README.md, real data, round eight).
+    tilt_fit_span: an integer m (default 1): each period's tilt is fitted from the periods within
+        m of it and the motion between them only (`fit_stance_tilt`'s `span`), so that a live
+        window holding those periods gives the same tilt (benchmarks/README.md, real data, round
+        eight); None: the fit solves every period of the segment at once (batch only).
     """
 
     gravity_mps2: float = STANDARD_GRAVITY_MPS2
@@ -98,10 +100,10 @@ class ZuptSettings:
     core_threshold: float | None = None
     core_window_s: float = 0.015
     anchor_lever_m: tuple[float, float, float] | None = POD_LEVER_M
-    tilt_fit_sd_mps: float | None = None
-    tilt_fit_prior_deg: float | Literal["levelling"] = 3.0
+    tilt_fit_sd_mps: float | None = 0.05
+    tilt_fit_prior_deg: float | Literal["levelling"] = "levelling"
     tilt_fit_min_prior_deg: float = 0.05
-    tilt_fit_span: int | None = None
+    tilt_fit_span: int | None = 1
 
 
 def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
@@ -153,7 +155,7 @@ class ZuptIntegrator:
         `t_s` (s) overrides the uniform time axis given by `sampling_rate_hz`. With `gyr_dps`
         ((N, 3), deg/s, same frame as acc) only the core of each zero-velocity period is used
         (`ZuptSettings.core_threshold`). `anchor_tilt_sd_deg`: the levelling's
-        `anchor_tilt_sd_deg_` (deg), needed by `tilt_fit_prior_deg="levelling"`.
+        `anchor_tilt_sd_deg_` (deg), the prior of `tilt_fit_prior_deg="levelling"` (None: no fit).
         """
         acc = np.asarray(acc_mps2, dtype=float)
         q = np.asarray(q_wxyz, dtype=float)
@@ -182,7 +184,8 @@ class ZuptIntegrator:
             anchor_v[zv] = rotate_all(np.ascontiguousarray(q[zv]), np.ascontiguousarray(body))
         t = np.ascontiguousarray(t, dtype=float)
         self.tilt_fit_rad_ = np.zeros((0, 2))
-        if self.settings.tilt_fit_sd_mps is not None and n:
+        prior_deg = self._tilt_prior_deg(anchor_tilt_sd_deg)
+        if self.settings.tilt_fit_sd_mps is not None and prior_deg is not None and n:
             tilt = fit_stance_tilt(
                 a_world,
                 zv,
@@ -190,7 +193,7 @@ class ZuptIntegrator:
                 g,
                 anchor_v,
                 self.settings.tilt_fit_sd_mps,
-                np.radians(self._tilt_prior_deg(anchor_tilt_sd_deg)),
+                np.radians(prior_deg),
                 self.settings.tilt_fit_span,
             )
             if tilt is not None:
@@ -205,15 +208,13 @@ class ZuptIntegrator:
         self.position_m_ = position
         return self
 
-    def _tilt_prior_deg(self, anchor_tilt_sd_deg: float | None) -> float:
+    def _tilt_prior_deg(self, anchor_tilt_sd_deg: float | None) -> float | None:
+        """The fit's prior (deg); None: no fit (the "levelling" prior without the levelling's SD)."""
         prior = self.settings.tilt_fit_prior_deg
         if prior != "levelling":
             return float(prior)
         if anchor_tilt_sd_deg is None:
-            raise ValueError(
-                'tilt_fit_prior_deg="levelling" needs anchor_tilt_sd_deg, the levelled orientation\'s '
-                "LevelledStrapdown.anchor_tilt_sd_deg_ (orientation 'zero_velocity')"
-            )
+            return None
         return max(float(anchor_tilt_sd_deg), self.settings.tilt_fit_min_prior_deg)
 
 

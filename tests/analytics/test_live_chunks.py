@@ -179,9 +179,4 @@ def test_the_live_analysis_refuses_the_whole_segment_stance_tilt_fit():
         analysis = AnalysisSettings(zupt=ZuptSettings(tilt_fit_sd_mps=0.02, tilt_fit_span=span))
         with pytest.raises(LiveError, match="tilt_fit_span"):
             LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=analysis))
-    local = ZuptSettings(tilt_fit_sd_mps=0.02, tilt_fit_span=1, tilt_fit_prior_deg="levelling")
-    with pytest.raises(LiveError, match="levelling"):
-        LiveStrideAnalyzer(
-            "a", "s", "left", FS, LiveSettings(analysis=AnalysisSettings(orientation="madgwick", zupt=local))
-        )
-    LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings(analysis=AnalysisSettings(zupt=local)))
+    LiveStrideAnalyzer("a", "s", "left", FS, LiveSettings())  # the default: the local fit (span 1)

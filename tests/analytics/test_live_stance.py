@@ -14,6 +14,8 @@ and on the real imu_sample.csv:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -21,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.live import batch_settings_for, stream
 
-from strideflow.analytics.live_analyzer import STANCE_TOLERANCE, LiveSettings, LiveStrideAnalyzer
+from strideflow.analytics.live_analyzer import STANCE_TOLERANCE, LiveStrideAnalyzer
 from strideflow.hardware import schema as S
 from strideflow.ingest.stream_receiver import SampleBlock
 
@@ -97,7 +99,7 @@ def test_stance_rows_come_first_and_match_the_strides(live_simulated):
 def test_stances_off_emits_none_and_the_same_strides(live_simulated):
     samples, fs, result = live_simulated[0]
     on = batch_settings_for(samples, "left", fs, result)
-    off = LiveSettings(mounting_wxyz=on.mounting_wxyz, gyr_bias_dps=on.gyr_bias_dps, stances=False)
+    off = replace(on, stances=False)
     a, b = stream(samples, "left", fs, on, block=20), stream(samples, "left", fs, off, block=20)
     assert b.stances_.height == 0 and a.stances_.height > 0
     assert a.strides_.equals(b.strides_)

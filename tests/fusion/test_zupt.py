@@ -571,7 +571,8 @@ def test_stance_tilt_fit_gives_back_the_stride_length_the_tilt_error_took():
     q = _level(len(t))
     nodes = np.array([(a + b - 1) // 2 for a, b in mask_to_periods(zv)])
     plain = ZuptIntegrator().estimate(f, q, zv, FS, t).position_m_[nodes, 0]
-    fitted = ZuptIntegrator(ZuptSettings(tilt_fit_sd_mps=0.01)).estimate(f, q, zv, FS, t)
+    whole = ZuptSettings(tilt_fit_sd_mps=0.01, tilt_fit_prior_deg=3.0, tilt_fit_span=None)
+    fitted = ZuptIntegrator(whole).estimate(f, q, zv, FS, t)
     stride_plain, stride_fit = np.diff(plain), np.diff(fitted.position_m_[nodes, 0])
     assert np.max(np.abs(stride_plain - 1.2)) > 0.01  # one long, the next short
     np.testing.assert_allclose(stride_fit, 1.2, atol=0.002)
@@ -646,11 +647,11 @@ def test_the_levelling_prior_leaves_a_well_levelled_walk_as_it_was():
         zupt = ZuptIntegrator(settings).estimate(f, q, zv, FS, t, anchor_tilt_sd_deg=sd)
         return np.diff(zupt.position_m_[nodes, 0])
 
-    plain = strides(ZuptSettings())
-    fixed = strides(ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg=3.0))
-    levelling = ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg="levelling")
+    plain = strides(ZuptSettings(tilt_fit_sd_mps=None))
+    fixed = strides(ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg=3.0, tilt_fit_span=None))
+    levelling = ZuptSettings(tilt_fit_sd_mps=0.1, tilt_fit_prior_deg="levelling", tilt_fit_span=None)
     assert np.max(np.abs(fixed - plain)) > 0.01  # measured 12.6 mm
     np.testing.assert_allclose(strides(levelling, 0.0), plain, atol=5e-5)  # measured 9 um
     np.testing.assert_array_equal(strides(levelling, 3.0), fixed)  # the same fit with that prior
-    with pytest.raises(ValueError, match="anchor_tilt_sd_deg"):
-        ZuptIntegrator(levelling).estimate(f, q, zv, FS, t)
+    # without the levelling's SD (a Madgwick orientation) there is nothing to fit
+    np.testing.assert_array_equal(strides(levelling), strides(ZuptSettings(tilt_fit_sd_mps=None)))
