@@ -26,9 +26,13 @@ much live differs from batch, of latencies and of the stance rows are in benchma
   for remounts while streaming (`analytics.live_mountings`);
 - gaps: `ingest.gaps.GapConditioner`, ingest's rule; saturation against the largest |gyr| so far;
 - buffer: trimmed at each emitted stride's foot-flat; if no stride closes for `max_buffer_s` the
-  window is cut there like a recording gap.
+  window is cut there like a recording gap;
+- the stance tilt fit (`ZuptSettings.tilt_fit_span` 1, the default): a window starts one still
+  period earlier and a final row waits for one more still period, so that the periods each of its
+  foot-flats' tilts is fitted from are levelled as batch levels them; its prior, the levelling's
+  anchor SD, comes from the warm-up as the bias does (or `LiveSettings.anchor_tilt_sd_deg`).
 
-Bounded memory: the rolling window (about three strides while walking, at most `max_buffer_s`),
+Bounded memory: the rolling window (about four strides while walking, at most `max_buffer_s`),
 the zero-velocity context and, until the mounting is known, the warm-up samples.
 Deterministic and independent of block sizes: every decision (zero-velocity chunks, mounting
 attempts, windows, cuts) falls at sample counts fixed by the data, never by block boundaries.
