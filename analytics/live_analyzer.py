@@ -950,7 +950,11 @@ class LiveStrideAnalyzer:
         lo, hi = ic_idx + a0, next_ic_idx + a0
         reasons = []
         for name in ("is_gap", "is_sat"):
-            c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
+            flags = b.view(name, a0, b.stop)
+            if not flags.any():  # the usual window: no row spans one
+                reasons.append(np.zeros(len(lo), dtype=bool))
+                continue
+            c = np.concatenate([[0], np.cumsum(flags)])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         return tuple(reasons)
 

@@ -739,10 +739,11 @@ def _one_value(column: pl.Series) -> bool:
     query `n_unique` runs (most of the check's cost on the live analyzer's few rows)."""
     if column.len() <= 1:
         return True
-    first = column[0]
-    if first is None:
-        return column.null_count() == column.len()
-    return column.null_count() == 0 and bool((column == first).all())
+    nulls = column.null_count()
+    if nulls:
+        return nulls == column.len()
+    # equal smallest and largest value (aggregations, no query: ~0.5 us against ~9 us for `==`)
+    return column.min() == column.max()
 
 
 def _in_key_time_order(events: pl.DataFrame, strides: _Strides) -> bool:

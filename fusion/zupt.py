@@ -161,7 +161,7 @@ class ZuptIntegrator:
         lever = self.settings.anchor_lever_m
         if lever is not None and gyr_dps is not None and n and zv.any():
             w = np.radians(np.asarray(gyr_dps, dtype=float)[zv])
-            body = np.cross(w, np.asarray(lever, dtype=float))
+            body = _cross_rows(w, np.asarray(lever, dtype=float))
             anchor_v[zv] = rotate_all(np.ascontiguousarray(q[zv]), np.ascontiguousarray(body))
         t = np.ascontiguousarray(t, dtype=float)
         self.tilt_fit_rad_ = np.zeros((0, 2))
