@@ -396,7 +396,12 @@ class _IndexedSignals:
                 return none.copy(), none.copy(), none
             match = np.ones(m, dtype=bool)
             for k, value in zip(KEYS, self.one_key, strict=True):
-                match &= rows.get_column(k).to_numpy() == value
+                column = rows.get_column(k)
+                if m and column.null_count() == 0 and column.min() == column.max():
+                    # one value throughout (the windows' case): no object array per key
+                    match &= column.min() == value
+                else:
+                    match &= column.to_numpy() == value
             run = np.where(match, 0, -1).astype(np.int64)
             lo = np.where(run >= 0, 0, -1).astype(np.int64)
             return lo, np.where(run >= 0, self.t.size, -1).astype(np.int64), run
@@ -478,7 +483,10 @@ def _interpolate_with(
 
 
 def _query_times(queries: pl.DataFrame, time_column: str) -> np.ndarray:
-    return queries.get_column(time_column).cast(pl.Float64).to_numpy().astype(float, copy=False)
+    column = queries.get_column(time_column)
+    if column.dtype != pl.Float64:
+        column = column.cast(pl.Float64)
+    return column.to_numpy().astype(float, copy=False)
 
 
 def values_at(

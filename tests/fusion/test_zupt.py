@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from strideflow.fusion.zero_velocity import (
     ZeroVelocityDetector,
@@ -16,6 +19,7 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    _cross_rows,
     fit_stance_tilt,
     lever_acceleration,
     zero_velocity_aided_orientation,
@@ -497,6 +501,20 @@ def test_lever_acceleration_of_a_rigid_body_about_its_pivot():
     assert a[25] == pytest.approx([20.0 * 0.045, 0.0, 0.0], abs=1e-12)
     # at the first sample (one-sided difference): alpha h forward, -w^2 h towards the pivot
     assert a[0] == pytest.approx([0.9, 0.0, -((20.0 * (t[0] - t[25])) ** 2) * 0.045], abs=1e-9)
+
+
+_FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False)
+
+
+@given(
+    hnp.arrays(float, st.tuples(st.integers(1, 40), st.just(3)), elements=_FINITE),
+    hnp.arrays(float, (3,), elements=_FINITE),
+)
+def test_row_cross_products_are_numpys_bit_for_bit(a, r):
+    # the live windows' lever terms must not move a ulp (the live rows are compared bit for bit)
+    assert np.array_equal(_cross_rows(a, r), np.cross(a, r))
+    b = a[::-1] * 0.5 + r
+    assert np.array_equal(_cross_rows(a, b), np.cross(a, b))
 
 
 def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
