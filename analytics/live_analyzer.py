@@ -488,7 +488,9 @@ class LiveStrideAnalyzer:
         last_t = self._gaps.last_t_
         # one quick test for the usual block (this runs per packet and stream); rows only if it fails
         if not (
-            all(np.isfinite(v).all() for v in out)
+            np.isfinite(t).all()
+            and np.isfinite(out[1]).all()
+            and np.isfinite(out[2]).all()
             and (n == 0 or last_t is None or t[0] > last_t)
             and bool((t[1:] > t[:-1]).all())
         ):
@@ -649,6 +651,9 @@ class LiveStrideAnalyzer:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
         m = self._matrix
         acc, gyr = _to_foot(acc, m), _to_foot(gyr, m)
+        if not is_new.any():  # the usual block: all in the current segment
+            self._append(t, acc, gyr, is_gap, is_sat)
+            return
         bounds = np.concatenate([np.flatnonzero(is_new), [len(t)]])
         if bounds[0] != 0:
             bounds = np.concatenate([[0], bounds])
