@@ -22,6 +22,7 @@ from strideflow.fusion.zupt import (
     ZuptIntegrator,
     ZuptSettings,
     _cross_rows,
+    _time_gradient,
     fit_stance_tilt,
     lever_acceleration,
     zero_velocity_aided_orientation,
@@ -553,6 +554,20 @@ def test_row_cross_products_are_numpys_bit_for_bit(a, r):
     assert np.array_equal(_cross_rows(a, r), np.cross(a, r))
     b = a[::-1] * 0.5 + r
     assert np.array_equal(_cross_rows(a, b), np.cross(a, b))
+
+
+@given(
+    hnp.arrays(float, st.tuples(st.integers(2, 40), st.just(3)), elements=_FINITE),
+    st.floats(0.001, 0.02),
+    st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
+)
+def test_time_gradient_is_numpys_bit_for_bit(f, step, jitter):
+    n = len(f)
+    uniform = np.arange(n) * step
+    steps = step + np.resize(np.asarray(jitter or [0.0]), n - 1)
+    exact = np.arange(n) * 2.0**-7  # every step equal: numpy's uniform formula
+    for t in (exact, uniform, np.concatenate([[0.0], np.cumsum(steps)])):
+        assert np.array_equal(_time_gradient(f, t), np.gradient(f, t, axis=0))
 
 
 def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
