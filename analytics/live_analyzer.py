@@ -859,15 +859,17 @@ class LiveStrideAnalyzer:
         (a positive gyr_y): batch's test for a step. The toe-off (the push-off's peak) lies before
         it: 14-19 samples at 200 Hz on the simulator, 4-14 on real walking.
         """
-        starts: list[int] = []
         level = -self.settings.analysis.events.min_swing_dps
-        for i in np.flatnonzero((gyr_y > 0.0) | (gyr_y < level)):
-            if gyr_y[i] > 0.0:
-                self._armed = True
-            elif self._armed:
-                self._armed = False
-                starts.append(int(i) + 1)
-        return starts
+        pos = gyr_y > 0.0
+        events = np.flatnonzero(pos | (gyr_y < level))
+        if not len(events):
+            return []
+        # a push-off arms, the next fast dorsiflexion fires and disarms: a swing starts at each
+        # dorsiflexion sample whose previous event sample is a push-off one (or, first, if armed)
+        armed = pos[events]
+        before = np.concatenate([[self._armed], armed[:-1]])
+        self._armed = bool(armed[-1])
+        return [int(i) + 1 for i in events[~armed & before]]
 
     def _stance(self, stop: int) -> None:
         """Provisional row of the stride whose toe-off started the swing that sample stop - 1 is in.
