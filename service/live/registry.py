@@ -315,6 +315,7 @@ class StreamRegistry:
             for reply in replies:
                 await send(reply)
             if new:
+                # a finished future when the rows need not be waited for (no task per packet)
                 await asyncio.shield(asyncio.ensure_future(analyse(stream, new, send)))
             if refused is not None:
                 raise StreamRefused(refused)

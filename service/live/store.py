@@ -73,6 +73,10 @@ class SessionStore:
         self.session_dates: dict[SessionKey, str] = {}
         self.dirty: set[SessionKey] = set()
         self._lock = asyncio.Lock()
+        # (table, athlete, session, feet, needs) -> (signature of the partition file, its rows of other
+        # feet): a partition this store wrote itself keeps the rows it read before, so they are not
+        # scanned again at every store (the signature changes when anyone else rewrites the file)
+        self._kept: dict[tuple, tuple[tuple | None, pl.DataFrame | None]] = {}
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -97,6 +101,8 @@ class SessionStore:
                 except BaseException:
                     self.dirty.add((athlete, session))
                     raise
+                if all(s.ended for s in streams):  # nothing more to store for it in this process
+                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != (athlete, session)}
                 if stored is not None:
                     stored(streams)
 
@@ -168,6 +174,7 @@ class SessionStore:
             session_date=date,
             settings=self.analysis_settings,
         )
+        self._wrote(athlete, session)
         for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
             if not pieces:
                 continue  # a given frame: no mounting to keep
@@ -187,15 +194,45 @@ class SessionStore:
         own feet are most rows, and the partition grows with the session, so the row groups of
         those feet are skipped by their statistics instead of read at every store."""
         path = partition_dir(self.results_dir, table, athlete, session) / PART_FILE
-        if not path.is_file():
+        key = (table, athlete, session, tuple(sorted(feet)), needs)
+        signature = _signature(path)
+        cached = self._kept.get(key)
+        if cached is not None and signature is not None and cached[0] == signature:
+            return cached[1]
+        self._kept[key] = (None, None)  # until this store has written the partition (`_wrote`)
+        if signature is None:
             return None
         scan = pl.scan_parquet(path)
         if needs is not None and needs not in scan.collect_schema().names():
             return None
         rows = scan.filter(~pl.col(FOOT).is_in(sorted(feet))).collect()
-        return rows.with_columns(pl.lit(athlete).alias(ATHLETE_ID), pl.lit(session).alias(SESSION_ID)).select(
+        rows = rows.with_columns(pl.lit(athlete).alias(ATHLETE_ID), pl.lit(session).alias(SESSION_ID)).select(
             ATHLETE_ID, SESSION_ID, *rows.columns
         )
+        self._kept[key] = (None, rows)
+        return rows
+
+    def _wrote(self, athlete: str, session: str) -> None:
+        """This store has just rewritten the session's partitions (under the session's lock) with the
+        other feet's rows it read: they hold the same rows until someone else writes the files."""
+        for key, (_, rows) in list(self._kept.items()):
+            if key[1:3] == (athlete, session):
+                path = partition_dir(self.results_dir, key[0], athlete, session) / PART_FILE
+                signature = _signature(path)
+                if rows is None and signature is not None:
+                    del self._kept[key]  # the file is new or lacked the column: read it next time
+                else:
+                    self._kept[key] = (signature, rows)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """(mtime ns, size, inode) of a file, None when it does not exist: partitions are replaced with
+    `os.replace`, so every rewrite changes it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _stream_mountings(stream: LiveStream) -> StreamMountings:
