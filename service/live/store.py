@@ -24,7 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import polars as pl
@@ -86,11 +86,17 @@ class SessionStore:
         self,
         streams_of: Callable[[SessionKey], list[LiveStream]],
         stored: Callable[[Iterable[LiveStream]], None] | None = None,
+        only: Collection[SessionKey] | None = None,
     ) -> None:
-        """Store every session with new strides; `stored` gets each session's streams afterwards."""
+        """Store every session with new strides (or those of them in `only`); `stored` gets each
+        session's streams afterwards."""
         async with self._lock:
-            while self.dirty:
-                athlete, session = self.dirty.pop()
+            while True:
+                due = self.dirty if only is None else self.dirty.intersection(only)
+                if not due:
+                    break
+                athlete, session = next(iter(due))
+                self.dirty.discard((athlete, session))
                 streams = streams_of((athlete, session))
                 parts = [s.strides() for s in streams]
                 curves = [getattr(s.analyzer, "curves_", None) for s in streams]
