@@ -77,6 +77,8 @@ class SessionStore:
         # feet): a partition this store wrote itself keeps the rows it read before, so they are not
         # scanned again at every store (the signature changes when anyone else rewrites the file)
         self._kept: dict[tuple, tuple[tuple | None, pl.DataFrame | None]] = {}
+        # (athlete, session, device, foot) -> (mountings, strides, labelled strides) of the last store
+        self._labels: dict[tuple, tuple[tuple, pl.DataFrame, pl.DataFrame]] = {}
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -109,6 +111,7 @@ class SessionStore:
                     raise
                 if all(s.ended for s in streams):  # nothing more to store for it in this process
                     self._kept = {k: v for k, v in self._kept.items() if k[1:3] != (athlete, session)}
+                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != (athlete, session)}
                 if stored is not None:
                     stored(streams)
 
@@ -148,10 +151,11 @@ class SessionStore:
     ) -> None:
         if mountings is not None:
             parts = [
-                label_strides(p, pieces, foot, session)
-                for p, (_, foot, pieces) in zip(parts, mountings, strict=True)
+                self._labelled(athlete, session, p, device, foot, pieces)
+                for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
             ]
-        parts = [_stored_columns(p) for p in parts]
+        else:
+            parts = [_stored_columns(p) for p in parts]
         strides = pl.concat(parts) if parts else None
         kept = self._other_feet(STRIDES, athlete, session, feet)
         curve_parts = [c for c in curves or () if c is not None]
@@ -191,6 +195,29 @@ class SessionStore:
             except StrideflowError:
                 # the session's strides are stored; the next store records them again
                 log.exception("recording the mountings of live session %s/%s failed", athlete, session)
+
+    def _labelled(
+        self, athlete: str, session: str, strides: pl.DataFrame, device: str, foot: str, pieces: tuple
+    ) -> pl.DataFrame:
+        """A stream's strides labelled with their mountings (`label_strides`) in the stored columns.
+        Each row's labels depend on that row and the mountings only, so while the mountings are
+        those of the previous store and the strides begin with its rows, only the new rows are
+        labelled (a remount relabels them all)."""
+        key = (athlete, session, device, foot)
+        pieces = tuple(pieces)
+        cached = self._labels.get(key)
+        out = None
+        if cached is not None and cached[0] == pieces:
+            old_strides, old_out = cached[1:]
+            n = old_strides.height
+            if strides.height >= n and strides.slice(0, n).equals(old_strides):
+                new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
+                if new.schema == old_out.schema:
+                    out = pl.concat([old_out, new]) if new.height else old_out
+        if out is None:
+            out = _stored_columns(label_strides(strides, pieces, foot, session))
+        self._labels[key] = (pieces, strides, out)
+        return out
 
     def _other_feet(
         self, table: str, athlete: str, session: str, feet: set[str], needs: str | None = None
