@@ -79,6 +79,7 @@ class SessionStore:
         self._kept: dict[tuple, tuple[tuple | None, pl.DataFrame | None]] = {}
         # (athlete, session, device, foot) -> (mountings, strides, labelled strides) of the last store
         self._labels: dict[tuple, tuple[tuple, pl.DataFrame, pl.DataFrame]] = {}
+        self._used: set[tuple] = set()
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -149,6 +150,7 @@ class SessionStore:
         curves: list[pl.DataFrame | None] | None,
         mountings: list[StreamMountings] | None = None,
     ) -> None:
+        self._used: set[tuple] = set()  # the keys of `_kept` this store reads
         if mountings is not None:
             parts = [
                 self._labelled(athlete, session, p, device, foot, pieces)
@@ -184,7 +186,7 @@ class SessionStore:
             session_date=date,
             settings=self.analysis_settings,
         )
-        self._wrote(athlete, session)
+        self._wrote(athlete, session, self._used)
         for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
             if not pieces:
                 continue  # a given frame: no mounting to keep
@@ -228,6 +230,7 @@ class SessionStore:
         those feet are skipped by their statistics instead of read at every store."""
         path = partition_dir(self.results_dir, table, athlete, session) / PART_FILE
         key = (table, athlete, session, tuple(sorted(feet)), needs)
+        self._used.add(key)
         signature = _signature(path)
         cached = self._kept.get(key)
         if cached is not None and signature is not None and cached[0] == signature:
@@ -245,17 +248,19 @@ class SessionStore:
         self._kept[key] = (None, rows)
         return rows
 
-    def _wrote(self, athlete: str, session: str) -> None:
+    def _wrote(self, athlete: str, session: str, used: set[tuple]) -> None:
         """This store has just rewritten the session's partitions (under the session's lock) with the
-        other feet's rows it read: they hold the same rows until someone else writes the files."""
+        other feet's rows it read (`used`: their keys): the files hold those rows until someone else
+        writes them. Rows read for another set of feet are out of date now: dropped."""
         for key, (_, rows) in list(self._kept.items()):
-            if key[1:3] == (athlete, session):
-                path = partition_dir(self.results_dir, key[0], athlete, session) / PART_FILE
-                signature = _signature(path)
-                if rows is None and signature is not None:
-                    del self._kept[key]  # the file is new or lacked the column: read it next time
-                else:
-                    self._kept[key] = (signature, rows)
+            if key[1:3] != (athlete, session):
+                continue
+            path = partition_dir(self.results_dir, key[0], athlete, session) / PART_FILE
+            signature = _signature(path)
+            if key not in used or (rows is None and signature is not None):
+                del self._kept[key]  # the file is new or lacked the column: read it next time
+            else:
+                self._kept[key] = (signature, rows)
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
