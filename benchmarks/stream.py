@@ -383,16 +383,19 @@ def _keys(data_dir: Path, url: str | None, athletes: tuple[str, ...]) -> tuple[s
         db.dispose()
 
 
-def _cpu_s(proc) -> float:
-    """CPU seconds of a server process and its children (uvicorn workers, job workers)."""
+def _cpu_s(proc) -> tuple[float, float]:
+    """CPU seconds of a server process and its children (uvicorn workers, job workers, live
+    analysis workers), and of its live analysis workers alone."""
     import psutil
 
-    total = 0.0
+    total = analysis = 0.0
     for p in [proc, *proc.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
             total += t.user + t.system
-    return total
+            if any("worker_main" in part for part in p.cmdline()):  # service.live.workers
+                analysis += t.user + t.system
+    return total, analysis
 
 
 def run(quick: bool = False) -> list:
@@ -442,11 +445,11 @@ def _run_processes(
 
             proc = psutil.Process(server.proc.pid)
             for k in ks:
-                cpu0, t0 = _cpu_s(proc), time.perf_counter()
+                (cpu0, analysis0), t0 = _cpu_s(proc), time.perf_counter()
                 res = asyncio.run(
                     _run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}", lockstep=lockstep)
                 )
-                cpu1, t1 = _cpu_s(proc), time.perf_counter()
+                (cpu1, analysis1), t1 = _cpu_s(proc), time.perf_counter()
                 busy = (cpu1 - cpu0) / (t1 - t0)
                 strides_per_s = res["strides"] / (t1 - t0)
                 rows += [
@@ -499,6 +502,13 @@ def _run_processes(
                         "ms",
                         f"server CPU over the level / strides delivered ({strides_per_s:.0f} strides/s, "
                         "each with its stance row; all packet handling included)",
+                    ),
+                    row(
+                        f"{prefix}.k{k}.server_outside_analysis_cpu_ms_per_stride",
+                        1e3 * (cpu1 - cpu0 - (analysis1 - analysis0)) / max(res["strides"], 1),
+                        "ms",
+                        "the same without the live analysis worker processes: the server process(es) "
+                        "(packets, logs, acks, messages to and from the workers, store, publishing)",
                     ),
                     row(
                         f"{prefix}.k{k}.client_cpu_pct",

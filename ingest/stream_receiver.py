@@ -250,7 +250,7 @@ class StreamReceiver:
         problem = self.out_of_range(packet)
         if problem is not None:
             return Received(Outcome.REJECTED, sequence=packet.sequence, reason=problem, fatal=True)
-        self.wal.append(bytes(data))
+        self.wal.queue(bytes(data))  # written and made durable by `commit`
         self.state.add(packet.sequence, gap)
         self.samples_received_ += packet.n_samples
         self._advance(packet)

@@ -127,6 +127,7 @@ class WriteAheadLog:
         self.packets_ = packets
         self.closed_ = closed
         self.truncated_bytes_ = truncated
+        self._pending: list[bytes] = []  # appended records not written yet (`sync` writes them)
 
     @classmethod
     def open(cls, path: str | Path, meta: dict | None = None) -> WriteAheadLog:
@@ -178,19 +179,36 @@ class WriteAheadLog:
 
     def append(self, packet: bytes) -> None:
         """Write one packet record (not yet durable: call `sync` before acknowledging it)."""
+        self._write_pending()
         self._write(_frame(PACKET, packet))
 
+    def queue(self, packet: bytes) -> None:
+        """Add one packet record to be written by the next `sync` (or `append`), with the others
+        queued, in one system call: the live server queues on its event loop and syncs in a thread,
+        so the loop makes no write. Not written, not durable, never to be acknowledged before the sync.
+        """
+        self._pending.append(_frame(PACKET, packet))
+
+    def _write_pending(self) -> None:
+        if self._pending:
+            records, self._pending = b"".join(self._pending), []
+            self._write(records)  # on failure none of them is in the log (and none was acknowledged)
+
     def append_close(self) -> None:
-        """Mark the stream ended by its client (durable on return)."""
+        """Mark the stream ended by its client (durable on return, with every record before it)."""
+        self._write_pending()
         self._write(_frame(CLOSE, b""))
         _sync(self._fd)
         self.closed_ = True
 
     def sync(self) -> None:
-        """Make every appended record durable."""
+        """Write the appended records and make them durable."""
+        self._write_pending()
         _sync(self._fd)
 
     def close(self) -> None:
+        """Close the file; records queued since the last sync are dropped (never acknowledged)."""
+        self._pending = []
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

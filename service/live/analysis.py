@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -76,13 +76,16 @@ class LiveAnalysis:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False)
 
-    async def analyse(self, stream: LiveStream, packets: list, send: Send | None = None) -> None:
+    def analyse(self, stream: LiveStream, packets: list, send: Send | None = None) -> Awaitable[None]:
         """Push stored packets ((packet, received_at), ...) through the stream's analyzer at the
-        next tick, and return once their rows are emitted; or hand them to the stream's worker
-        process, and return once at most `MAX_IN_FLIGHT` of its packets wait for their rows."""
+        next tick, done once their rows are emitted; or hand them to the stream's worker process
+        at once, done once at most `MAX_IN_FLIGHT` of its packets wait for their rows (most often
+        already: then a finished future, so that a packet costs the event loop no task)."""
         if isinstance(stream.analyzer, RemoteAnalyzer):
-            await self._remote(stream, list(packets), send)
-            return
+            return self._remote(stream, list(packets), send)
+        return self._local(stream, packets, send)
+
+    async def _local(self, stream: LiveStream, packets: list, send: Send | None) -> None:
         async with stream.analysis_lock:  # FIFO: packets are analysed in the order they were stored
             job = _Job(stream, list(packets), send, asyncio.get_running_loop().create_future())
             self._waiting.append(job)
@@ -124,7 +127,7 @@ class LiveAnalysis:
                     if not job.done.done():
                         job.done.set_result(None)
 
-    async def _remote(self, stream: LiveStream, packets: list, send: Send | None) -> None:
+    def _remote(self, stream: LiveStream, packets: list, send: Send | None) -> Awaitable[None]:
         """The packets analysed in the stream's worker process, in the order sent: each packet's
         rows are emitted as soon as they arrive. The stream's connection goes on storing and
         acknowledging its next packets meanwhile, up to `MAX_IN_FLIGHT` packets ahead of the
@@ -161,10 +164,13 @@ class LiveAnalysis:
         analyzer = stream.analyzer
         analyzer.push_packets([p for p, _ in packets], from_worker)
         analyzer.in_flight.append((done, len(packets)))
-        while analyzer.in_flight and (analyzer.in_flight[0][0].done() or _waiting(analyzer) > MAX_IN_FLIGHT):
-            oldest, _ = analyzer.in_flight[0]
-            await asyncio.shield(oldest)
+        while analyzer.in_flight and analyzer.in_flight[0][0].done():
             analyzer.in_flight.popleft()
+        if _waiting(analyzer) <= MAX_IN_FLIGHT:
+            ready = loop.create_future()
+            ready.set_result(None)
+            return ready
+        return _catch_up(analyzer)
 
     async def _report(
         self, stream: LiveStream, errors: list[tuple[int, Exception]], send: Send | None
@@ -211,6 +217,14 @@ class LiveAnalysis:
         await asyncio.to_thread(stream.receiver.end)
         stream.ended = True
         self.emit(stream, tail, received_at, stream.receiver.resume_from, closed_by, "stride")
+
+
+async def _catch_up(analyzer: RemoteAnalyzer) -> None:
+    """Wait until at most `MAX_IN_FLIGHT` packets sent to the analyzer's worker wait for their rows."""
+    while analyzer.in_flight and (analyzer.in_flight[0][0].done() or _waiting(analyzer) > MAX_IN_FLIGHT):
+        oldest, _ = analyzer.in_flight[0]
+        await asyncio.shield(oldest)
+        analyzer.in_flight.popleft()
 
 
 def _waiting(analyzer: RemoteAnalyzer) -> int:

@@ -47,7 +47,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import polars as pl
@@ -231,7 +231,7 @@ class LiveHub:
     async def _release(self, stream: LiveStream) -> None:
         """Store the stream's session and let another process take the stream."""
         try:
-            await self.flush()
+            await self.flush(only={stream.key[:2]})
         except Exception:
             log.exception("storing live stream %s before letting it go failed", stream.key)
             return  # kept in memory: the periodic store retries, the idle timeout ends it
@@ -265,7 +265,7 @@ class LiveHub:
             if stream.owner is not owner:
                 raise StreamConflict("another connection took over this stream", column="device_id")
             await self._finish(stream, "end")
-        await self.flush()
+        await self.flush(only={stream.key[:2]})  # its session now; the others at the periodic store
         return {
             "ended": True,
             "last_seq": stream.receiver.resume_from,
@@ -377,8 +377,8 @@ class LiveHub:
             except Exception:
                 log.exception("storing live strides failed; retrying")
 
-    async def flush(self) -> None:
-        """Store every session with new strides."""
+    async def flush(self, only: Collection[tuple[str, str]] | None = None) -> None:
+        """Store every session with new strides (or those of them in `only`: (athlete, session))."""
 
         def streams_of(key):
             return [s for k, s in self.streams.items() if k[:2] == key]
@@ -392,11 +392,13 @@ class LiveHub:
         remote = [
             asyncio.wrap_future(s.analyzer.refresh())
             for k, s in list(self.streams.items())
-            if k[:2] in self.store.dirty and isinstance(s.analyzer, RemoteAnalyzer)
+            if k[:2] in self.store.dirty
+            and (only is None or k[:2] in only)
+            and isinstance(s.analyzer, RemoteAnalyzer)
         ]
         if remote:
             await asyncio.gather(*remote, return_exceptions=True)
-        await self.store.flush(streams_of, stored)
+        await self.store.flush(streams_of, stored, only)
 
 
 def hello_key(hello: StreamHello) -> tuple[str, str, str, str]:

@@ -24,7 +24,7 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 import polars as pl
@@ -73,6 +73,13 @@ class SessionStore:
         self.session_dates: dict[SessionKey, str] = {}
         self.dirty: set[SessionKey] = set()
         self._lock = asyncio.Lock()
+        # (table, athlete, session, feet, needs) -> (signature of the partition file, its rows of other
+        # feet): a partition this store wrote itself keeps the rows it read before, so they are not
+        # scanned again at every store (the signature changes when anyone else rewrites the file)
+        self._kept: dict[tuple, tuple[tuple | None, pl.DataFrame | None]] = {}
+        # (athlete, session, device, foot) -> (mountings, strides, labelled strides) of the last store
+        self._labels: dict[tuple, tuple[tuple, pl.DataFrame, pl.DataFrame]] = {}
+        self._used: set[tuple] = set()
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -82,11 +89,17 @@ class SessionStore:
         self,
         streams_of: Callable[[SessionKey], list[LiveStream]],
         stored: Callable[[Iterable[LiveStream]], None] | None = None,
+        only: Collection[SessionKey] | None = None,
     ) -> None:
-        """Store every session with new strides; `stored` gets each session's streams afterwards."""
+        """Store every session with new strides (or those of them in `only`); `stored` gets each
+        session's streams afterwards."""
         async with self._lock:
-            while self.dirty:
-                athlete, session = self.dirty.pop()
+            while True:
+                due = self.dirty if only is None else self.dirty.intersection(only)
+                if not due:
+                    break
+                athlete, session = next(iter(due))
+                self.dirty.discard((athlete, session))
                 streams = streams_of((athlete, session))
                 parts = [s.strides() for s in streams]
                 curves = [getattr(s.analyzer, "curves_", None) for s in streams]
@@ -97,6 +110,9 @@ class SessionStore:
                 except BaseException:
                     self.dirty.add((athlete, session))
                     raise
+                if all(s.ended for s in streams):  # nothing more to store for it in this process
+                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != (athlete, session)}
+                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != (athlete, session)}
                 if stored is not None:
                     stored(streams)
 
@@ -134,12 +150,14 @@ class SessionStore:
         curves: list[pl.DataFrame | None] | None,
         mountings: list[StreamMountings] | None = None,
     ) -> None:
+        self._used: set[tuple] = set()  # the keys of `_kept` this store reads
         if mountings is not None:
             parts = [
-                label_strides(p, pieces, foot, session)
-                for p, (_, foot, pieces) in zip(parts, mountings, strict=True)
+                self._labelled(athlete, session, p, device, foot, pieces)
+                for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
             ]
-        parts = [_stored_columns(p) for p in parts]
+        else:
+            parts = [_stored_columns(p) for p in parts]
         strides = pl.concat(parts) if parts else None
         kept = self._other_feet(STRIDES, athlete, session, feet)
         curve_parts = [c for c in curves or () if c is not None]
@@ -168,6 +186,7 @@ class SessionStore:
             session_date=date,
             settings=self.analysis_settings,
         )
+        self._wrote(athlete, session, self._used)
         for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
             if not pieces:
                 continue  # a given frame: no mounting to keep
@@ -179,6 +198,29 @@ class SessionStore:
                 # the session's strides are stored; the next store records them again
                 log.exception("recording the mountings of live session %s/%s failed", athlete, session)
 
+    def _labelled(
+        self, athlete: str, session: str, strides: pl.DataFrame, device: str, foot: str, pieces: tuple
+    ) -> pl.DataFrame:
+        """A stream's strides labelled with their mountings (`label_strides`) in the stored columns.
+        Each row's labels depend on that row and the mountings only, so while the mountings are
+        those of the previous store and the strides begin with its rows, only the new rows are
+        labelled (a remount relabels them all)."""
+        key = (athlete, session, device, foot)
+        pieces = tuple(pieces)
+        cached = self._labels.get(key)
+        out = None
+        if cached is not None and cached[0] == pieces:
+            old_strides, old_out = cached[1:]
+            n = old_strides.height
+            if strides.height >= n and strides.slice(0, n).equals(old_strides):
+                new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
+                if new.schema == old_out.schema:
+                    out = pl.concat([old_out, new]) if new.height else old_out
+        if out is None:
+            out = _stored_columns(label_strides(strides, pieces, foot, session))
+        self._labels[key] = (pieces, strides, out)
+        return out
+
     def _other_feet(
         self, table: str, athlete: str, session: str, feet: set[str], needs: str | None = None
     ) -> pl.DataFrame | None:
@@ -187,15 +229,48 @@ class SessionStore:
         own feet are most rows, and the partition grows with the session, so the row groups of
         those feet are skipped by their statistics instead of read at every store."""
         path = partition_dir(self.results_dir, table, athlete, session) / PART_FILE
-        if not path.is_file():
+        key = (table, athlete, session, tuple(sorted(feet)), needs)
+        self._used.add(key)
+        signature = _signature(path)
+        cached = self._kept.get(key)
+        if cached is not None and signature is not None and cached[0] == signature:
+            return cached[1]
+        self._kept[key] = (None, None)  # until this store has written the partition (`_wrote`)
+        if signature is None:
             return None
         scan = pl.scan_parquet(path)
         if needs is not None and needs not in scan.collect_schema().names():
             return None
         rows = scan.filter(~pl.col(FOOT).is_in(sorted(feet))).collect()
-        return rows.with_columns(pl.lit(athlete).alias(ATHLETE_ID), pl.lit(session).alias(SESSION_ID)).select(
+        rows = rows.with_columns(pl.lit(athlete).alias(ATHLETE_ID), pl.lit(session).alias(SESSION_ID)).select(
             ATHLETE_ID, SESSION_ID, *rows.columns
         )
+        self._kept[key] = (None, rows)
+        return rows
+
+    def _wrote(self, athlete: str, session: str, used: set[tuple]) -> None:
+        """This store has just rewritten the session's partitions (under the session's lock) with the
+        other feet's rows it read (`used`: their keys): the files hold those rows until someone else
+        writes them. Rows read for another set of feet are out of date now: dropped."""
+        for key, (_, rows) in list(self._kept.items()):
+            if key[1:3] != (athlete, session):
+                continue
+            path = partition_dir(self.results_dir, key[0], athlete, session) / PART_FILE
+            signature = _signature(path)
+            if key not in used or (rows is None and signature is not None):
+                del self._kept[key]  # the file is new or lacked the column: read it next time
+            else:
+                self._kept[key] = (signature, rows)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """(mtime ns, size, inode) of a file, None when it does not exist: partitions are replaced with
+    `os.replace`, so every rewrite changes it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _stream_mountings(stream: LiveStream) -> StreamMountings:

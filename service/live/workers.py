@@ -74,6 +74,7 @@ RESTART_WINDOW_S = 60.0
 REBUILD_WAIT_S = 120.0  # how long `finish` on a lost worker waits for the stream's rebuild (s)
 
 NOT_SENT = "-"  # an output without the stream's mountings (it has no rows)
+MANY = "many"  # (MANY, [message, ...]): the messages queued for a worker, sent as one
 # per packet, from the worker: (index in the push, strides or None, stances or None, error or None,
 # the stream's mountings after it or NOT_SENT)
 OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | None, object], None]
@@ -111,6 +112,31 @@ def _frame(df) -> pl.DataFrame | None:
     return df if isinstance(df, pl.DataFrame) and df.height else None
 
 
+def compact_packet(packet) -> tuple:
+    """A stored packet as a worker gets it: its fields and its samples as bytes (pickled in ~1 us,
+    a `Packet` with its array in ~7 us, and checked again for nothing: it was checked when stored)."""
+    return (
+        packet.device_id,
+        packet.foot,
+        packet.sequence,
+        packet.timestamp_us,
+        packet.acc_scale_per_mps2,
+        packet.gyr_scale_per_dps,
+        packet.counts.tobytes(),
+    )
+
+
+def packet_of(compact: tuple):
+    """The `Packet` of `compact_packet`."""
+    import numpy as np
+
+    from strideflow.hardware.packets import AXES, Packet
+
+    device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
+    samples = np.frombuffer(counts, np.int16).reshape(-1, AXES)
+    return Packet(device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, samples)
+
+
 # --- the worker process ---------------------------------------------------------------------
 class _Worker:
     """The analyzers of one worker process and their waiting packets."""
@@ -131,7 +157,12 @@ class _Worker:
     def _read(self) -> None:
         try:
             while True:
-                self.inbox.put(self.conn.recv())
+                message = self.conn.recv()
+                if message[0] == MANY:
+                    for one in message[1]:
+                        self.inbox.put(one)
+                else:
+                    self.inbox.put(message)
         except (EOFError, OSError):
             self.inbox.put(None)
 
@@ -156,7 +187,7 @@ class _Worker:
         if kind == "push":
             _, _, push_id, packets = message
             q = self.waiting.setdefault(sid, deque())
-            q.extend((push_id, i, p) for i, p in enumerate(packets))
+            q.extend((push_id, i, packet_of(p)) for i, p in enumerate(packets))
             return
         call_id = message[2]
         try:
@@ -291,14 +322,27 @@ class _Link:
         self.outbox.put(message)
 
     def _send_loop(self) -> None:
+        first = True  # the settings go alone (the worker reads them before its loop)
         while True:
-            message = self.outbox.get()
-            if message is None:
-                return
+            messages = [self.outbox.get()]
+            while not first:  # what queued meanwhile goes in the same pickle and write
+                try:
+                    messages.append(self.outbox.get_nowait())
+                except queue.Empty:
+                    break
+            first = False
+            stop = None in messages
+            if stop:
+                messages = messages[: messages.index(None)]
             try:
-                self.conn.send(message)
+                if len(messages) == 1:
+                    self.conn.send(messages[0])
+                elif messages:
+                    self.conn.send((MANY, messages))
             except (OSError, ValueError):
                 return  # the reader sees the pipe close and fails what waits
+            if stop:
+                return
 
     def _read_loop(self) -> None:
         try:
@@ -401,7 +445,7 @@ class AnalysisWorkers:
             for i in range(len(packets)):
                 on_output(i, None, None, error, NOT_SENT)
             return
-        link.send(("push", sid, push_id, packets))
+        link.send(("push", sid, push_id, [compact_packet(p) for p in packets]))
 
     def _dispatch(self, message) -> None:
         if message[0] == "reply":

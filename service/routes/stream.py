@@ -245,7 +245,11 @@ async def stream(websocket: WebSocket, hub: HubDep, db: WsDbDep) -> None:
         )
 
         async def send(message: dict) -> None:
-            await websocket.send_json(message)
+            seq = message.get("ack")
+            if len(message) == 1 and type(seq) is int:  # one per packet: the text send_json makes
+                await websocket.send_text(f'{{"ack":{seq}}}')
+            else:
+                await websocket.send_json(message)
 
         # A reader queues frames as they arrive; the loop below takes every queued packet at once,
         # so a fast client's packets share one fsync (group commit) instead of one each.
