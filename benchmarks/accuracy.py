@@ -160,6 +160,7 @@ def simulate_and_analyze(
     clipped_gyr: str | None = None,
     calibration: bool = False,
     tap_axis_deg: float | None = None,
+    mount_compliance_s2: float = 0.0,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -176,6 +177,7 @@ def simulate_and_analyze(
     does (`ingest.clipping.rebuild_clipped`) before the analysis.
     `calibration`: the session starts with a toe-tap calibration (`SimulationSettings.calibration`),
     whose taps turn about an axis `tap_axis_deg` off the shoe's y (None: the athlete's drawn one).
+    `mount_compliance_s2`: the pods sit on a compliant mount (`SimulationSettings.mount_compliance_s2`).
     Each foot's shoe-axis heading error (deg, analysis x against the true shoe x, about the true
     up) and heading source are added as `_heading_error_deg` and `_heading_source`.
     """
@@ -211,6 +213,7 @@ def simulate_and_analyze(
             athlete=gait,
             calibration=calibration,
             tap_axis_deg=tap_axis_deg,
+            mount_compliance_s2=mount_compliance_s2,
         )
     ).simulate()
     samples = sim.samples_
@@ -390,6 +393,7 @@ def _one(args: tuple) -> pl.DataFrame:
         clipped,
         cal,
         tap,
+        compliance,
     ) = args
     return simulate_and_analyze(
         athlete,
@@ -404,6 +408,7 @@ def _one(args: tuple) -> pl.DataFrame:
         clipped_gyr=clipped,
         calibration=cal,
         tap_axis_deg=tap,
+        mount_compliance_s2=compliance,
     )
 
 
@@ -420,6 +425,7 @@ def collect_pairs(
     clipped_gyr: str | None = None,
     calibration: bool = False,
     tap_axis_deg: float | None = None,
+    mount_compliance_s2: float = 0.0,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
@@ -436,6 +442,7 @@ def collect_pairs(
             clipped_gyr,
             calibration,
             tap_axis_deg,
+            mount_compliance_s2,
         )
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
