@@ -38,8 +38,9 @@ peak and dies out with the ringing; the truth metrics are those of the shoe (the
 
 Compliant mount (opt-in, `mount_compliance_s2` kappa > 0): a pod held by a clip or strap on the
 upper is a small mass on a soft, damped rotational spring, so the shoe's angular acceleration alpha
-(body frame) tilts it backwards on the shoe: tau d' + d = -kappa alpha about the shoe's x and y axes
-(the strap holds the twist about z), d = (a, b), M = Rx(a) Ry(b), turning about the pod's base on the
+(body frame) tilts it backwards on the shoe: tau d' + d = D tanh(-kappa alpha / D) about the shoe's
+x and y axes (the strap holds the twist about z; D = `MOUNT_MAX_TILT_RAD`, where the pod meets the
+upper), d = (a, b), M = Rx(a) Ry(b), turning about the pod's base on the
 upper `MOUNT_PIVOT_M` below the sensor. The sensor frame is R M and the sensor point c + R (l + (M - I)
 d_pivot), so the gyro reads M^T omega + omega_M and the accelerometer M^T f with f from the moved
 lever. A still foot-flat has alpha = 0 and the tilt dies out within tau; a rolling stance (and a
@@ -90,10 +91,15 @@ IMPACT_GYR_AXIS = np.array([0.35, 1.0, 0.2]) / np.linalg.norm([0.35, 1.0, 0.2])
 # issue 17, benchmarks/README round seven): their levelling's gravity reading at the rolling stance
 # anchors errs by an SD of 1.1-1.9 deg per anchor (normal walks 0-0.7 deg, the rigid simulator
 # 0.01-0.14 deg), consecutive corrections correlated -0.26 to -0.55, growing with the foot's rate
-# (Spearman 0.42) and angular acceleration (0.48) at the anchor. 5e-4 s² gives the simulated running
-# anchors an SD of 0.8-1.8 deg (rolling stances) and the walking ones 0.0-0.2 deg.
-MOUNT_COMPLIANCE_S2 = 5e-4
+# (Spearman 0.42) and angular acceleration (0.48) at the anchor, ~1-2 cm per stride. 7e-4 s² (with
+# the 2 deg stop below) gives the simulated runners' anchors an SD of 0.3-2.2 deg (median 1.1; 0.5-1.7
+# on rolling stances), the walkers' 0.0-0.3 deg, and the runners' stride length a median abs error
+# of 2.0 cm (rigid 0.5 cm); 4 athletes x 20 s each.
+MOUNT_COMPLIANCE_S2 = 7e-4
 MOUNT_TIME_CONSTANT_S = 0.02  # the strap's damping: the tilt follows the load within ~20 ms
+# the pod meets the upper: the load's tilt D tanh(-kappa alpha / D) stays within D (the swing's and the
+# impact's angular accelerations, hundreds of rad/s², would tilt a linear mount by tens of degrees)
+MOUNT_MAX_TILT_RAD = np.deg2rad(2.0)
 MOUNT_GRID_HZ = 1000.0  # the tilt equation is integrated on this grid
 MOUNT_PIVOT_M = 0.01  # the pod turns about its base on the upper, this far below the sensor (pod z)
 SWING_ACCEL_FRACTION = 0.25  # swing pitch: accelerate over this fraction of the swing, then a plateau
@@ -479,7 +485,7 @@ class FootMotion:
         kappa, tau = self.mount_compliance_s2, self.mount_time_constant_s
         t = np.arange(0.0, self.timeline.end_s + 2.0 / MOUNT_GRID_HZ, 1.0 / MOUNT_GRID_HZ)
         _, wd = _body_rate(*self.angles(t))
-        u = -kappa * wd[:, :2]
+        u = MOUNT_MAX_TILT_RAD * np.tanh(-kappa * wd[:, :2] / MOUNT_MAX_TILT_RAD)
         lag = signal.lti([1.0], [tau, 1.0])
         d = np.stack([signal.lsim(lag, u[:, j], t, interp=True)[1] for j in (0, 1)], axis=1)
         d1 = (u - d) / tau

@@ -69,9 +69,10 @@ class SimulationSettings:
         stops being good enough.
     calibration_taps: taps per foot.
     mount_compliance_s2: 0 (default): the pod is rigid on the shoe; > 0: it sits on a compliant
-        mount and tilts against the shoe by -kappa times the shoe's angular acceleration (s²,
-        `kinematics.MOUNT_COMPLIANCE_S2` = 5e-4 is the level of the real fast footprint walks),
-        lagged by `mount_time_constant_s` (`kinematics` module doc).
+        mount and tilts against the shoe by -kappa times the shoe's angular acceleration (s²; at
+        most 2 deg, `kinematics.MOUNT_MAX_TILT_RAD`; `kinematics.MOUNT_COMPLIANCE_S2` = 7e-4 is the
+        level of the real fast footprint walks), lagged by `mount_time_constant_s` (`kinematics`
+        module doc).
     Gyro gain and cross-axis errors come from `profile` (`gyr_scale_error`, `gyr_misalignment_deg`;
     1 % and 0.5 deg by default, drawn per device and session); a profile with zeros turns them off.
     """

@@ -1,6 +1,7 @@
 """The compliant pod mount (issue 17 item 5): the pod tilts on the shoe as stated, exactly, and only when on.
 
-`kinematics` module doc: tau d' + d = -kappa alpha_xy (alpha the shoe's angular acceleration, body frame),
+`kinematics` module doc: tau d' + d = D tanh(-kappa alpha_xy / D) (alpha the shoe's angular acceleration,
+body frame; D the tilt at which the pod meets the upper),
 the sensor frame R M with M = Rx(a) Ry(b) turning about the pod's base `MOUNT_PIVOT_M` below the sensor.
 """
 
@@ -17,6 +18,7 @@ from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.hardware.simulator.kinematics import (
     MOUNT_COMPLIANCE_S2,
+    MOUNT_MAX_TILT_RAD,
     MOUNT_TIME_CONSTANT_S,
     FootMotion,
     _body_rate,
@@ -67,6 +69,7 @@ def test_pod_tilt_against_the_shoe_is_the_stated_model(pair):
     # M = Rx(a) Ry(b): M[2,1] = sin a, M[1,1] = cos a; M[0,2] = sin b, M[0,0] = cos b
     tilt = np.stack([np.arctan2(m[:, 2, 1], m[:, 1, 1]), np.arctan2(m[:, 0, 2], m[:, 0, 0])], axis=1)
     np.testing.assert_allclose(compliant.mount_tilt_rad(t), tilt, atol=1e-12)
+    assert np.abs(tilt).max() <= MOUNT_MAX_TILT_RAD * (1.0 + 1e-6)  # a lag of a load within D
 
     # the equation solved independently: midpoint rule on a 0.1 ms grid (the simulator's: exact for an
     # input linear between the points of a 1 ms grid)
@@ -74,11 +77,12 @@ def test_pod_tilt_against_the_shoe_is_the_stated_model(pair):
     s = np.arange(1.5, 12.0 + h, h)
     _, wd = _body_rate(*rigid.angles(s[:-1] + 0.5 * h))
     e = np.exp(-h / tau)
+    load = MOUNT_MAX_TILT_RAD * np.tanh(-kappa * wd[:, :2] / MOUNT_MAX_TILT_RAD)
     start = compliant.mount_tilt_rad(s[:1])[0]
     solved = np.stack(
         [
             np.concatenate(
-                [start[j : j + 1], lfilter([1.0 - e], [1.0, -e], -kappa * wd[:, j], zi=[e * start[j]])[0]]
+                [start[j : j + 1], lfilter([1.0 - e], [1.0, -e], load[:, j], zi=[e * start[j]])[0]]
             )
             for j in (0, 1)
         ],
@@ -87,7 +91,9 @@ def test_pod_tilt_against_the_shoe_is_the_stated_model(pair):
     model = np.stack([np.interp(t, s, solved[:, j]) for j in (0, 1)], axis=1)
     peak = np.abs(model).max(axis=0)
     assert np.all(peak > np.deg2rad(1.0)), "the model's tilt must be of degrees to be tested"
-    np.testing.assert_array_less(np.abs(model - tilt).max(axis=0), 0.01 * peak)
+    # within 2 % of the peak (~0.04 deg): the simulator holds the load linear over 1 ms, the stop makes
+    # it bend faster than that at the swing's peaks
+    np.testing.assert_array_less(np.abs(model - tilt).max(axis=0), 0.02 * peak)
 
 
 def test_gyro_and_accelerometer_are_the_pod_frames(pair):
