@@ -17,6 +17,15 @@ uncertainty (`mounting_uncertainty_deg`) could have moved the median across the 
 `lateral_roll_off` flag is not raised; a `toe_off_flag_withheld` row says so instead, with the
 possible error as its value and the reason in its note. A session whose frame was given rather
 than estimated (null uncertainty) is judged at face value.
+
+The pronation flags are withheld the same way where the number cannot carry them: a
+`pronation_flag_withheld` row (the face value, the threshold, the reason) replaces a
+`low_pronation`, `fast_pronation` or `lateral_roll_off` flag on a foot that does not evert after
+contact on most of its strides (median pronation excursion 0: the pattern of a sensor read as the
+other foot, `analytics.foot_side`; every sign of pronation is then mirrored), and a `low_pronation`
+flag on a foot that does not land on its heel (median foot-strike angle at or below the rearfoot
+limit, 8 deg): the threshold's sources are heel strikes, and a flat or forefoot landing starts the
+excursion part-way into the loading (`FlagSettings`).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
     FOOT,
+    FOOT_STRIKE_ANGLE_DEG,
     KEYS,
     MAX_PRONATION_VELOCITY_DPS,
     MOUNTING_UNCERTAINTY_DEG,
@@ -39,6 +49,7 @@ from strideflow.hardware.schema import (
     STANCE_TIME_S,
     STRIDE_COUNT,
     STRIDE_LENGTH_M,
+    STRIKE_REARFOOT_ABOVE_DEG,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
     session_iqr,
@@ -59,6 +70,7 @@ SHORT_TOE_OFF = "short_toe_off"
 ASYMMETRY = "asymmetry"
 ASYMMETRY_CHANGE = "asymmetry_change"  # against the athlete's own sessions (asymmetry_against_baseline)
 TOE_OFF_FLAG_WITHHELD = "toe_off_flag_withheld"
+PRONATION_FLAG_WITHHELD = "pronation_flag_withheld"  # a pronation flag the foot's strides cannot carry
 FLAGS = (
     LOW_PRONATION,
     FAST_PRONATION,
@@ -67,6 +79,7 @@ FLAGS = (
     ASYMMETRY,
     TOE_OFF_FLAG_WITHHELD,
     ASYMMETRY_CHANGE,
+    PRONATION_FLAG_WITHHELD,
 )
 
 FLAGS_SCHEMA: dict[str, pl.DataType] = {
@@ -90,24 +103,46 @@ class FlagSettings:
     and the MS files, analysed in the shoe frame; session medians per foot):
 
     - `min_strides` (10): valid strides a foot needs before it can be flagged, so a few odd
-      strides never decide a median.
+      strides never decide a median: at 10 strides the median's standard error is ~0.3 IQR
+      (1.2533 sigma / sqrt(n), sigma = IQR / 1.349, as in `BaselineAsymmetrySettings`).
     - `low_pronation_excursion_deg` (4 deg): median pronation excursion below this: the foot
-      barely everts after contact. The real walks give 8.4-15.0 deg; 4 deg is half the lowest.
+      barely everts after contact. Rearfoot eversion excursion is ~5-20 deg in heel-toe running
+      (Nigg et al. 1993, Clin Biomech 8:213); the real walks, all heel strikes (median foot-strike
+      angle 25-34 deg), give 8.4-15.0 deg; 4 deg is half the lowest. Both sources are heel
+      strikes, so the flag is judged only on a foot whose median foot-strike angle is above the
+      rearfoot limit (`STRIKE_REARFOOT_ABOVE_DEG`, 8 deg); on a flat or forefoot landing the
+      "contact" the excursion starts from is already part-way into the loading and no source
+      gives its range (the healthy stair-up walker reads 3.3 deg at a -1.6 deg strike angle).
+      There a `pronation_flag_withheld` row says so; compare such a foot with its own baseline.
     - `fast_pronation_velocity_dps` (700 deg/s): median max pronation velocity above this. The
       real walks give 360-430 deg/s (80 Hz low-pass); 700 deg/s is well above that walking
-      range and about twice the few hundred deg/s typical of running.
+      range and about twice the few hundred deg/s typical of running (peak eversion velocity
+      ~300-900 deg/s, Nigg et al. 1993).
+    - The pronation flags (`low_pronation`, `fast_pronation`, `lateral_roll_off`) are not judged
+      on a foot whose median pronation excursion is 0, i.e. more than half its strides do not
+      evert within the excursion window: a loading foot everts after contact on almost every
+      stride (50-100 % on the gaitmap feet of known side, `analytics.foot_side`), and the
+      one-sensor LORD footprint walks, taken as left because the files name no foot, evert on
+      0-15 % because the pod was on the right foot: every pronation sign is mirrored there.
     - `lateral_roll_off_below_deg` (-2 deg): median toe-off pronation below this: the foot leaves
       the ground over its outer edge rather than through the big toe. 0 is the sign boundary of
-      the metric (DESIGN.md); the 2 deg margin is about twice the metric's error on simulator
-      truth with uncalibrated gyros (MAE 1.15 deg, benchmarks/README.md), so noise alone does
-      not flag. The real walks give +7 to +20 deg. Withheld where the mounting's uncertainty
-      could reach it (module docstring, `withhold_sigmas`).
+      the metric (DESIGN.md); the 2 deg margin is the metric's error on simulator truth once the
+      shoe axis is right (MAE 1.1-1.4 deg with pods square within 1 deg or an exact calibration,
+      benchmarks/README.md), so sensor noise alone does not flag. The error the shoe axis adds
+      (2.5 deg MAE at the default +-2 deg pod yaw, more on real mounts) is not in the margin but
+      in the withholding: the flag is withheld where the mounting's uncertainty could reach it
+      (module docstring, `withhold_sigmas`). The healthy real walks give +7 to +20 deg.
     - `withhold_sigmas` (2): the mounting uncertainty is 1 sigma; the toe-off pronation error
       held against the threshold is atan(tan θ · sin(2 σ)) at the median toe-off angle θ.
-    - `short_toe_off_below_deg` (30 deg): median toe-off angle (plantarflexion from foot-flat to
-      toe-off) below this: little roll-over and push-off through the toes. The real walks give
-      55-68 deg; 30 deg is half of that. A heading error changes this angle only through its
-      cosine (0.1 deg at 5 deg), so it is never withheld.
+    - `short_toe_off_below_deg` (15 deg): median toe-off angle (plantarflexion from foot-flat to
+      toe-off) below this: little roll-over and push-off through the toes. Half the lowest median
+      of the healthy real recordings: the gaitmap pods at the heel read 55-68 deg (level walks),
+      40-51 deg (stairs, ic_stride), the LORD pod of the footprint walks (its place on the shoe
+      unknown) 33-40 deg walking and 30-38 deg running: where a pod sits along the shoe sets the
+      angle it reads (the forefoot bends at the toes while the rearfoot pitches up), which the
+      former 30 deg (half of the heel pods' 55-68) did not allow for: it flagged walk 43's
+      running (29.9 deg). A heading error changes this angle only through its cosine (0.1 deg at
+      5 deg), and its sign is the same on either foot, so it is never withheld.
     - `asymmetry_metrics` (none by default) and `asymmetry_si_pct` (15 %): |left/right symmetry
       index| of a listed metric above this raises one flag per metric. Off by default because no
       fixed threshold has a source: healthy walkers are asymmetric by amounts that depend on the
@@ -127,9 +162,47 @@ class FlagSettings:
     fast_pronation_velocity_dps: float = 700.0
     lateral_roll_off_below_deg: float = -2.0
     withhold_sigmas: float = 2.0
-    short_toe_off_below_deg: float = 30.0
+    short_toe_off_below_deg: float = 15.0
     asymmetry_si_pct: float = 15.0
     asymmetry_metrics: tuple[str, ...] = ()
+
+
+def _median_or_null(sessions: pl.DataFrame, metric: str) -> pl.Expr:
+    name = session_median(metric)
+    return pl.col(name) if name in sessions.columns else pl.lit(None, dtype=pl.Float64)
+
+
+def _not_everting(sessions: pl.DataFrame) -> pl.Expr:
+    """True where most of the foot's strides do not evert after contact (median excursion 0)."""
+    return (_median_or_null(sessions, PRONATION_EXCURSION_DEG) <= 0.0).fill_null(False)
+
+
+def _withheld_note(flag: str, sessions: pl.DataFrame, heel_strikes_only: bool, foot_signed: bool) -> pl.Expr:
+    """Why a pronation flag is not judged on a foot (null where it is judged)."""
+    if not foot_signed:
+        return pl.lit(None, dtype=pl.String)
+    excursion = _median_or_null(sessions, PRONATION_EXCURSION_DEG)
+    strike = _median_or_null(sessions, FOOT_STRIKE_ANGLE_DEG)
+    note = pl.when(_not_everting(sessions)).then(
+        pl.format(
+            "{} not judged: the foot does not evert after contact on most strides (median pronation "
+            "excursion {} deg), the pattern of a sensor read as the other foot, which mirrors every "
+            "pronation sign; give the foot explicitly (or check the pod) before reading pronation",
+            pl.lit(flag),
+            excursion.round(1),
+        )
+    )
+    if heel_strikes_only:
+        note = note.when((strike <= STRIKE_REARFOOT_ABOVE_DEG).fill_null(False)).then(
+            pl.format(
+                "{} not judged: the foot lands flat or on its forefoot (median foot-strike angle {} deg) "
+                "and the threshold's sources are heel strikes, whose excursion starts at the heel's "
+                "contact; compare with the athlete's own baseline",
+                pl.lit(flag),
+                strike.round(1),
+            )
+        )
+    return note.otherwise(pl.lit(None, dtype=pl.String))
 
 
 def _per_foot_rule(
@@ -140,18 +213,35 @@ def _per_foot_rule(
     threshold: float,
     above: bool,
     note: str,
-) -> pl.DataFrame:
+    heel_strikes_only: bool = False,
+    foot_signed: bool = True,
+) -> list[pl.DataFrame]:
+    """The flag where the face value crosses `threshold`, or a withheld row where it cannot be judged."""
     value = pl.col(session_median(metric))
-    beyond = value > threshold if above else value < threshold
-    return sessions.filter((pl.col(STRIDE_COUNT) >= settings.min_strides) & beyond).select(
-        *KEYS,
-        pl.col(ACTIVITY),
-        pl.lit(flag).alias(FLAG),
-        pl.lit(metric).alias(METRIC),
-        value.alias(VALUE),
-        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
-        pl.lit(note).alias(NOTE),
+    beyond = (value > threshold if above else value < threshold) & (
+        pl.col(STRIDE_COUNT) >= settings.min_strides
     )
+    withheld = _withheld_note(flag, sessions, heel_strikes_only, foot_signed)
+    return [
+        sessions.filter(beyond & ~withheld.is_not_null()).select(
+            *KEYS,
+            pl.col(ACTIVITY),
+            pl.lit(flag).alias(FLAG),
+            pl.lit(metric).alias(METRIC),
+            value.alias(VALUE),
+            pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
+            pl.lit(note).alias(NOTE),
+        ),
+        sessions.filter(beyond & withheld.is_not_null()).select(
+            *KEYS,
+            pl.col(ACTIVITY),
+            pl.lit(PRONATION_FLAG_WITHHELD).alias(FLAG),
+            pl.lit(metric).alias(METRIC),
+            value.alias(VALUE),
+            pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
+            withheld.alias(NOTE),
+        ),
+    ]
 
 
 def toe_off_pronation_error_deg(heading_error_deg: pl.Expr, toe_off_angle_deg: pl.Expr) -> pl.Expr:
@@ -172,7 +262,8 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
     threshold = s.lateral_roll_off_below_deg
     enough = pl.col(STRIDE_COUNT) >= s.min_strides
     certain = value + error < threshold
-    raised = sessions.filter(enough & certain).select(
+    mirrored = _not_everting(sessions)
+    raised = sessions.filter(enough & certain & ~mirrored).select(
         *KEYS,
         pl.lit(LATERAL_ROLL_OFF).alias(FLAG),
         pl.lit(TOE_OFF_PRONATION_DEG).alias(METRIC),
@@ -182,6 +273,15 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
         pl.col(ACTIVITY),
     )
     # Only a flag the face value would raise is withheld; a foot clear of the threshold gets no row.
+    mirrored_row = sessions.filter(enough & certain & mirrored).select(
+        *KEYS,
+        pl.lit(PRONATION_FLAG_WITHHELD).alias(FLAG),
+        pl.lit(TOE_OFF_PRONATION_DEG).alias(METRIC),
+        value.alias(VALUE),
+        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
+        _withheld_note(LATERAL_ROLL_OFF, sessions, False, True).alias(NOTE),
+        pl.col(ACTIVITY),
+    )
     withheld = sessions.filter(enough & (value < threshold) & ~certain).select(
         *KEYS,
         pl.lit(TOE_OFF_FLAG_WITHHELD).alias(FLAG),
@@ -200,7 +300,7 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
         ).alias(NOTE),
         pl.col(ACTIVITY),
     )
-    return [raised, withheld]
+    return [raised, mirrored_row, withheld]
 
 
 class SessionFlagger:
@@ -233,7 +333,7 @@ class SessionFlagger:
         if ACTIVITY not in sessions.columns:  # a sessions table from before the split by activity
             sessions = sessions.with_columns(pl.lit(None, dtype=pl.String).alias(ACTIVITY))
         per_foot = [
-            _per_foot_rule(
+            *_per_foot_rule(
                 sessions,
                 s,
                 LOW_PRONATION,
@@ -241,8 +341,9 @@ class SessionFlagger:
                 s.low_pronation_excursion_deg,
                 False,
                 "pronation excursion below the heuristic threshold: little eversion after contact",
+                heel_strikes_only=True,
             ),
-            _per_foot_rule(
+            *_per_foot_rule(
                 sessions,
                 s,
                 FAST_PRONATION,
@@ -252,7 +353,7 @@ class SessionFlagger:
                 "max pronation velocity above the heuristic threshold",
             ),
             *_toe_off_pronation_rules(sessions, s),
-            _per_foot_rule(
+            *_per_foot_rule(
                 sessions,
                 s,
                 SHORT_TOE_OFF,
@@ -260,6 +361,7 @@ class SessionFlagger:
                 s.short_toe_off_below_deg,
                 False,
                 "toe-off angle below the heuristic threshold: little roll-over through the toes",
+                foot_signed=False,  # the toe-off angle reads the same on either foot
             ),
         ]
         # Asymmetry belongs to the session: both feet must qualify, then one row per metric.

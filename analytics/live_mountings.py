@@ -17,9 +17,10 @@ A stream is measured in the frame batch and upload sessions of that athlete's fo
   samples since the jump and the analyzer goes on in it from the next sample, as a new segment.
   The strides emitted in between were measured in the old frame after the pod moved: they carry
   the new mounting's id, `remount` true, and `valid = false` with reason "remount" (`label`).
-- **at a store**: `label` adds `mounting_uncertainty_deg`, `mounting_id` and `remount` as batch
-  does (`analytics.pipeline.with_mounting_uncertainty`, `with_mountings`) and `used` counts the
-  strides per mounting for `record_mountings`, the same code as the upload jobs and the batch.
+- **at a store**: `label` adds `mounting_uncertainty_deg`, `mounting_id` and `remount` with
+  `mounting_rule`, the one row rule the messages to subscribers use too (the same answers as
+  batch's `analytics.pipeline.with_mounting_uncertainty` and `with_mountings`), and `used` counts
+  the strides per mounting for `record_mountings`, the same code as the upload jobs and the batch.
 
 Chunks fall at fixed sample counts from the stream's start, so every decision is the same
 whatever the block sizes and after a rebuild from the stream's log.
@@ -27,6 +28,7 @@ whatever the block sizes and after a rebuild from the stream's log.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,19 +36,34 @@ import polars as pl
 
 from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.mountings import (
+    FIRST,
     Mounting,
     MountingTracker,
     mountings_used,
     remount_reason,
     stride_directions,
 )
-from strideflow.analytics.pipeline import with_mounting_uncertainty, with_mountings
 from strideflow.analytics.segment import MountingFailed
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.remount import RemountDetector
-from strideflow.hardware.schema import IC_T, REASON, VALID
+from strideflow.hardware.schema import (
+    FOOT,
+    IC_T,
+    MOUNTING_ID,
+    MOUNTING_UNCERTAINTY_DEG,
+    REASON,
+    REMOUNT,
+    VALID,
+)
 
-__all__ = ["REASON_REMOUNT", "LiveMountingSettings", "LiveMountings", "LivePiece", "label_strides"]
+__all__ = [
+    "REASON_REMOUNT",
+    "LiveMountingSettings",
+    "LiveMountings",
+    "LivePiece",
+    "label_strides",
+    "mounting_rule",
+]
 
 # a stride measured in the previous mounting's frame after the pod moved (found later, see above)
 REASON_REMOUNT = "remount"
@@ -227,23 +244,66 @@ class LiveMountings:
         return used_mountings(strides, self.pieces_, self.keys[2])
 
 
+MountingColumns = tuple[float | None, str | None, bool | None, bool]
+
+
+def mounting_rule(
+    pieces: tuple[LivePiece, ...], foot: str, session_id: str
+) -> Callable[[str | None, float | None], MountingColumns]:
+    """The mounting columns of one row of a stream, from its foot and IC (s): the one rule the
+    stored rows (`label_strides`) and the messages to subscribers (`service.live.publish`) use.
+
+    Returns (`mounting_uncertainty_deg`: the largest of the mountings so far, null if one has
+    none; `mounting_id`: the mounting in use at the IC, the first for a row without IC; `remount`:
+    that mounting began with a remount in this session; stale: measured in the old frame after a
+    remount, IC from the new mounting's start up to its switch). All null (and not stale) without
+    pieces, as for a frame that was given, and for another foot's row. The same answers as
+    batch's `with_mounting_uncertainty` and `with_mountings`.
+    """
+    if not pieces:
+        return lambda row_foot, ic: (None, None, None, False)
+    uncertainty = [p.mounting.uncertainty_deg for p in pieces]
+    worst = float(max(uncertainty)) if all(u is not None for u in uncertainty) else None
+    # (start s, id, began with a remount in this session) per mounting; the first holds from the start
+    spans = [
+        (m.start_t_s, m.mounting_id, m.started != FIRST and m.first_session_id == session_id)
+        for m in (p.mounting for p in pieces)
+    ]
+    stale_spans = [(p.mounting.start_t_s, p.switch_t_s) for p in pieces[1:] if p.switch_t_s is not None]
+
+    def rule(row_foot: str | None, ic: float | None) -> MountingColumns:
+        if row_foot != foot:
+            return None, None, None, False
+        _, mounting_id, remount = spans[0]
+        if ic is None:
+            return worst, mounting_id, remount, False
+        for start, later_id, later_remount in spans[1:]:
+            if ic >= start:
+                mounting_id, remount = later_id, later_remount
+        return worst, mounting_id, remount, any(start <= ic <= switch for start, switch in stale_spans)
+
+    return rule
+
+
 def label_strides(
     strides: pl.DataFrame, pieces: tuple[LivePiece, ...], foot: str, session_id: str
 ) -> pl.DataFrame:
     """One foot's live `strides` with batch's mounting columns (`mounting_uncertainty_deg`,
     `mounting_id`, `remount`; null without pieces, as for a frame that was given), and the strides
-    measured in the old frame after a remount invalid ("remount")."""
-    uncertainty = [p.mounting.uncertainty_deg for p in pieces]
-    per_foot = {foot: float(max(uncertainty))} if pieces and all(u is not None for u in uncertainty) else {}
-    out = with_mounting_uncertainty(strides, per_foot)
-    out = with_mountings(out, {foot: [p.mounting for p in pieces]} if pieces else {}, {foot: session_id})
-    stale = pl.lit(False)
-    for p in pieces[1:]:
-        stale = stale | ((pl.col(IC_T) >= p.mounting.start_t_s) & (pl.col(IC_T) <= p.switch_t_s))
-    stale = pl.col(VALID) & stale.fill_null(False)
-    return out.with_columns(
-        pl.when(stale).then(pl.lit(REASON_REMOUNT)).otherwise(pl.col(REASON)).alias(REASON),
-        (pl.col(VALID) & ~stale).alias(VALID),
+    measured in the old frame after a remount invalid ("remount"): `mounting_rule` on each row."""
+    rule = mounting_rule(pieces, foot, session_id)
+    rows = [rule(f, ic) for f, ic in zip(strides.get_column(FOOT), strides.get_column(IC_T), strict=True)]
+    uncertainty, mounting_id, remount, stale = (
+        (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 4
+    )
+    old_frame = pl.col(VALID) & pl.Series(stale, dtype=pl.Boolean)
+    return strides.with_columns(
+        pl.Series(MOUNTING_UNCERTAINTY_DEG, uncertainty, dtype=pl.Float64),
+        pl.Series(MOUNTING_ID, mounting_id, dtype=pl.String),
+        pl.Series(REMOUNT, remount, dtype=pl.Boolean),
+    ).with_columns(
+        pl.when(old_frame).then(pl.lit(REASON_REMOUNT)).otherwise(pl.col(REASON)).alias(REASON),
+        (pl.col(VALID) & ~old_frame).alias(VALID),
     )
 
 

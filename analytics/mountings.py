@@ -453,6 +453,10 @@ def record_mountings(
 
     path = mountings_path(out_dir, athlete_id)
     with _locked(path):
+        # Under the lock nobody else is writing this file: a temporary one beside it is what a
+        # killed writer left (the session it belonged to has no marker, so it is analysed again).
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
         stored = read_mountings(out_dir, athlete_id)
         index = {(m.device_id, m.foot, m.mounting_id): i for i, m in enumerate(stored)}
         now = set()

@@ -11,6 +11,12 @@ Limits (plausible range; why, with the source):
   (Weyand et al. 2000, J Appl Physiol 89:1991-1999).
 - `stance_time_s` 0.07-2.0 s: top-speed sprint contact ~0.08-0.1 s (Weyand et al. 2000); very
   slow walking stance ~1-1.5 s.
+- `swing_time_s` >= 0.1 s: swing takes ~0.35-0.45 s walking and ~0.33-0.37 s in sprinters at any
+  speed (Weyand et al. 2000); a swing of a few milliseconds is a toe-off placed at the end of the
+  swing (on `imu_sample_healthy_stair_up.csv` 12 strides read 3-25 ms swings, stance ~0.97 s and
+  toe-off angles of 0.4-7 deg, the push-off missed; every other real stride swings >= 0.28 s).
+  A misplaced event, not a recording read wrongly: `RecordingPlausibility` does not count it
+  (`EVENT_LIMITS`), so such a stride is dropped without failing the recording.
 - `stride_length_m` < 6 m, walking < 3 m: sprint strides reach ~5 m (two steps of ~2.5 m); race
   walkers' strides are ~2.5 m.
 - `speed_mps` < 13 m/s, walking < 4.6 m/s: the fastest sprint ~12.4 m/s; the race-walking 20 km
@@ -70,6 +76,7 @@ from strideflow.hardware.schema import (
     SPEED_MPS,
     STANCE_TIME_S,
     STRIDE_LENGTH_M,
+    SWING_TIME_S,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
     VALID,
@@ -80,6 +87,7 @@ from strideflow.hardware.schema import (
 LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
     CADENCE_SPM: (30.0, 300.0, False),
     STANCE_TIME_S: (0.07, 2.0, False),
+    SWING_TIME_S: (0.1, None, False),
     STRIDE_LENGTH_M: (None, 6.0, False),
     SPEED_MPS: (None, 13.0, False),
     PRONATION_EXCURSION_DEG: (0.0, 40.0, False),
@@ -91,6 +99,8 @@ LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
     HEEL_OFF_RATIO: (0.0, 1.0, False),
     IMPACT_G: (None, 50.0, False),
 }
+# Limits that catch a misplaced gait event rather than a wrong rate or unit (module docstring).
+EVENT_LIMITS = frozenset({SWING_TIME_S})
 # Tighter limits for walking strides (activity "walk"): race walkers' strides and speeds.
 WALK_LIMITS: dict[str, float] = {STRIDE_LENGTH_M: 3.0, SPEED_MPS: 4.6}
 # Median walk ratio of a foot's valid walking strides, m per step/min (module docstring).
@@ -192,7 +202,8 @@ class RecordingPlausibility:
         """Raise ImplausibleRecordingError if too many strides are implausible; else set
         `implausible_fraction_` (0..1, or None when too few strides to judge)."""
         reasons = strides.get_column(REASON) if REASON in strides.columns else pl.Series(dtype=pl.String)
-        implausible = reasons.str.starts_with("implausible_").fill_null(False)
+        misplaced_event = reasons.is_in([reason_for(m) for m in EVENT_LIMITS])
+        implausible = (reasons.str.starts_with("implausible_") & ~misplaced_event).fill_null(False)
         valid = strides.get_column(VALID).fill_null(False)
         judged = int((valid | implausible).sum()) if strides.height else 0
         self.implausible_fraction_ = None

@@ -29,8 +29,7 @@ from typing import Protocol
 
 import polars as pl
 
-from strideflow.analytics.live_mountings import REASON_REMOUNT
-from strideflow.analytics.mountings import FIRST
+from strideflow.analytics.live_mountings import REASON_REMOUNT, mounting_rule
 from strideflow.hardware.schema import (
     FOOT,
     IC_T,
@@ -65,33 +64,14 @@ def stream_mountings(stream) -> tuple[tuple, str, str]:
 
 def _mounting_label(pieces: tuple, foot: str, session_id: str) -> Callable[[dict], dict]:
     """One row (a dict) with the mounting columns the stream's store gives it (issue 15, item 3):
-    `analytics.live_mountings.label_strides` row by row (that function costs 0.4-1 ms per call in
-    polars; this, microseconds): `mounting_uncertainty_deg` the largest of the mountings so far,
-    `mounting_id` the mounting in use at the row's IC, `remount` whether that mounting began with a
-    remount in this session, and a valid row measured in the old frame after a remount (IC from the
-    new mounting's start up to the switch) invalid, reason "remount". All null without mountings."""
-    unknown = {MOUNTING_UNCERTAINTY_DEG: None, MOUNTING_ID: None, REMOUNT: None}
-    if not pieces:
-        return lambda row: row | unknown
-    uncertainty = [p.mounting.uncertainty_deg for p in pieces]
-    worst = float(max(uncertainty)) if all(u is not None for u in uncertainty) else None
+    `analytics.live_mountings.mounting_rule`, the rule `label_strides` applies to the stored rows,
+    called per row (microseconds; the Polars table costs 0.4-1 ms per call): a valid row measured
+    in the old frame after a remount becomes invalid, reason "remount"."""
+    rule = mounting_rule(pieces, foot, session_id)
 
     def label(row: dict) -> dict:
-        if row.get(FOOT) != foot:
-            return row | unknown
-        ic = row.get(IC_T)
-        m = pieces[0].mounting
-        for p in pieces[1:]:
-            if ic is not None and ic >= p.mounting.start_t_s:
-                m = p.mounting
-        out = row | {
-            MOUNTING_UNCERTAINTY_DEG: worst,
-            MOUNTING_ID: m.mounting_id,
-            REMOUNT: m.started != FIRST and m.first_session_id == session_id,
-        }
-        stale = ic is not None and any(
-            p.switch_t_s is not None and p.mounting.start_t_s <= ic <= p.switch_t_s for p in pieces[1:]
-        )
+        uncertainty, mounting_id, remount, stale = rule(row.get(FOOT), row.get(IC_T))
+        out = row | {MOUNTING_UNCERTAINTY_DEG: uncertainty, MOUNTING_ID: mounting_id, REMOUNT: remount}
         if stale and row.get(VALID):
             out |= {VALID: False, REASON: REASON_REMOUNT}
         return out

@@ -422,7 +422,9 @@ def test_signed_angles_report_symmetry_as_a_difference_in_degrees():
 def test_flags_raise_on_heuristics_and_need_enough_strides():
     strides = _two_feet(n=12, left_excursion=3.0, right_excursion=10.0, pitch_toe_off_deg=-20.0)
     # asymmetry is flagged only for listed metrics (no fixed threshold has a source, issue 18)
-    listed = FlagSettings(asymmetry_metrics=(S.PRONATION_EXCURSION_DEG, S.STANCE_TIME_S))
+    listed = FlagSettings(
+        asymmetry_metrics=(S.PRONATION_EXCURSION_DEG, S.STANCE_TIME_S), short_toe_off_below_deg=30.0
+    )
     flags = compute_flags(compute_sessions(strides), listed)
     assert ASYMMETRY not in compute_flags(compute_sessions(strides))[FLAG].to_list()
     raised = {(r[S.FOOT], r[FLAG]) for r in flags.iter_rows(named=True)}

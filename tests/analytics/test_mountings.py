@@ -29,6 +29,7 @@ from strideflow.analytics.mountings import (
     REMOUNT_BETWEEN,
     REMOUNT_WITHIN,
     MountingTracker,
+    mountings_path,
     prior_mountings,
     read_mountings,
     record_mountings,
@@ -322,3 +323,20 @@ def test_walking_and_running_bouts_of_one_recording_are_not_remounts(tmp_path):
         largest_swing_jump = max(largest_swing_jump, float(np.nanmax(default.contrast_deg_[:, 1])))
     assert 15.0 < largest_swing_jump < settings.remount.min_swing_jump_deg
     assert old_floor_remounts >= 1
+
+
+def test_a_killed_writers_temporary_file_is_swept_by_the_next_write(tmp_path):
+    """A run killed inside the atomic write leaves `.A001.json.<id>.tmp`; its session has no marker
+    and is analysed again, and that write (under the athlete's lock) removes the leftover."""
+    first, _ = _two_sessions(7)
+    one = RecordingAnalyzer().analyze(first, 200.0).result_
+    used = [(ms[-1], 10) for ms in one.mountings.values()]
+    path = mountings_path(tmp_path, "A001")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    leftover = path.parent / f".{path.name}.deadbeef.tmp"
+    leftover.write_bytes(b'{"athlete_id": "A001", "mount')
+    other = path.parent / ".A002.json.deadbeef.tmp"  # another athlete's: not this write's to judge
+    other.write_bytes(b"{")
+    record_mountings(tmp_path, "A001", "S01", DEFAULT_DEVICE, used)
+    assert not leftover.exists() and other.exists()
+    assert [m.mounting_id for m in read_mountings(tmp_path, "A001")] == ["left-S01-1", "right-S01-1"]

@@ -16,6 +16,7 @@ from strideflow.analytics.sessions_store import SessionStoreError, write_session
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FOOT,
+    FOOT_STRIKE_ANGLE_DEG,
     MAX_PRONATION_VELOCITY_DPS,
     METRICS,
     PRONATION_EXCURSION_DEG,
@@ -41,6 +42,7 @@ A, S = "A7", "S3"
 TABLES = partitions.TABLES
 # Values that raise no flag by themselves (FlagSettings defaults), the same on both feet.
 QUIET = {
+    FOOT_STRIKE_ANGLE_DEG: 20.0,  # a heel strike: low_pronation is judged
     MAX_PRONATION_VELOCITY_DPS: 300.0,
     TOE_OFF_PRONATION_DEG: 1.0,
     TOE_OFF_ANGLE_DEG: 60.0,
