@@ -488,7 +488,9 @@ class LiveStrideAnalyzer:
         last_t = self._gaps.last_t_
         # one quick test for the usual block (this runs per packet and stream); rows only if it fails
         if not (
-            all(np.isfinite(v).all() for v in out)
+            np.isfinite(t).all()
+            and np.isfinite(out[1]).all()
+            and np.isfinite(out[2]).all()
             and (n == 0 or last_t is None or t[0] > last_t)
             and bool((t[1:] > t[:-1]).all())
         ):
@@ -649,6 +651,9 @@ class LiveStrideAnalyzer:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
         m = self._matrix
         acc, gyr = _to_foot(acc, m), _to_foot(gyr, m)
+        if not is_new.any():  # the usual block: all in the current segment
+            self._append(t, acc, gyr, is_gap, is_sat)
+            return
         bounds = np.concatenate([np.flatnonzero(is_new), [len(t)]])
         if bounds[0] != 0:
             bounds = np.concatenate([[0], bounds])
@@ -854,15 +859,17 @@ class LiveStrideAnalyzer:
         (a positive gyr_y): batch's test for a step. The toe-off (the push-off's peak) lies before
         it: 14-19 samples at 200 Hz on the simulator, 4-14 on real walking.
         """
-        starts: list[int] = []
         level = -self.settings.analysis.events.min_swing_dps
-        for i in np.flatnonzero((gyr_y > 0.0) | (gyr_y < level)):
-            if gyr_y[i] > 0.0:
-                self._armed = True
-            elif self._armed:
-                self._armed = False
-                starts.append(int(i) + 1)
-        return starts
+        pos = gyr_y > 0.0
+        events = np.flatnonzero(pos | (gyr_y < level))
+        if not len(events):
+            return []
+        # a push-off arms, the next fast dorsiflexion fires and disarms: a swing starts at each
+        # dorsiflexion sample whose previous event sample is a push-off one (or, first, if armed)
+        armed = pos[events]
+        before = np.concatenate([[self._armed], armed[:-1]])
+        self._armed = bool(armed[-1])
+        return [int(i) + 1 for i in events[~armed & before]]
 
     def _stance(self, stop: int) -> None:
         """Provisional row of the stride whose toe-off started the swing that sample stop - 1 is in.
@@ -950,7 +957,11 @@ class LiveStrideAnalyzer:
         lo, hi = ic_idx + a0, next_ic_idx + a0
         reasons = []
         for name in ("is_gap", "is_sat"):
-            c = np.concatenate([[0], np.cumsum(b.view(name, a0, b.stop))])
+            flags = b.view(name, a0, b.stop)
+            if not flags.any():  # the usual window: no row spans one
+                reasons.append(np.zeros(len(lo), dtype=bool))
+                continue
+            c = np.concatenate([[0], np.cumsum(flags)])
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         return tuple(reasons)
 

@@ -396,7 +396,12 @@ class _IndexedSignals:
                 return none.copy(), none.copy(), none
             match = np.ones(m, dtype=bool)
             for k, value in zip(KEYS, self.one_key, strict=True):
-                match &= rows.get_column(k).to_numpy() == value
+                column = rows.get_column(k)
+                if m and column.null_count() == 0 and column.min() == column.max():
+                    # one value throughout (the windows' case): no object array per key
+                    match &= column.min() == value
+                else:
+                    match &= column.to_numpy() == value
             run = np.where(match, 0, -1).astype(np.int64)
             lo = np.where(run >= 0, 0, -1).astype(np.int64)
             return lo, np.where(run >= 0, self.t.size, -1).astype(np.int64), run
@@ -441,9 +446,16 @@ def _interpolate(
     max_gap_s: float,
 ) -> list[np.ndarray]:
     """Columns linearly interpolated at the query times tq; NaN where `values_at` says null."""
-    t = index.t
-    if t.size == 0:
+    if index.t.size == 0:
         return [np.full(tq.size, np.nan) for _ in columns]
+    return _interpolate_with(index, _interpolation(index.t, lo, hi, tq, max_gap_s), columns)
+
+
+def _interpolation(
+    t: np.ndarray, lo: np.ndarray, hi: np.ndarray, tq: np.ndarray, max_gap_s: float
+) -> tuple[np.ndarray, ...]:
+    """`_interpolate`'s neighbours (before, after), weights and `near` of each query time (t not
+    empty); each query's own, whatever else is asked with it."""
     before, after = _neighbours(t, lo, hi, tq)
     found = (before >= 0) & (after >= 0)
     b = np.where(found, before, 0)
@@ -455,6 +467,13 @@ def _interpolate(
         w = np.where(span > 0, (tq - t0) / span, 0.0)
     limit = max_gap_s + _EPS_S
     near = found & ((tq - t0) <= limit) & ((t1 - tq) <= limit)
+    return b, a, w, near
+
+
+def _interpolate_with(
+    index: _IndexedSignals, weights: tuple[np.ndarray, ...], columns: list[str] | tuple[str, ...]
+) -> list[np.ndarray]:
+    b, a, w, near = weights
     out = []
     for c in columns:
         x = index.column(c)
@@ -464,7 +483,10 @@ def _interpolate(
 
 
 def _query_times(queries: pl.DataFrame, time_column: str) -> np.ndarray:
-    return queries.get_column(time_column).cast(pl.Float64).to_numpy().astype(float, copy=False)
+    column = queries.get_column(time_column)
+    if column.dtype != pl.Float64:
+        column = column.cast(pl.Float64)
+    return column.to_numpy().astype(float, copy=False)
 
 
 def values_at(
@@ -725,10 +747,11 @@ def _one_value(column: pl.Series) -> bool:
     query `n_unique` runs (most of the check's cost on the live analyzer's few rows)."""
     if column.len() <= 1:
         return True
-    first = column[0]
-    if first is None:
-        return column.null_count() == column.len()
-    return column.null_count() == 0 and bool((column == first).all())
+    nulls = column.null_count()
+    if nulls:
+        return nulls == column.len()
+    # equal smallest and largest value (aggregations, no query: ~0.5 us against ~9 us for `==`)
+    return column.min() == column.max()
 
 
 def _in_key_time_order(events: pl.DataFrame, strides: _Strides) -> bool:
@@ -896,9 +919,22 @@ class StrideMetrics:
         lo, hi, times = strides.lo, strides.hi, strides.times
         values: dict[str, np.ndarray] = {}
 
-        def at(tq: np.ndarray, suffix: str, *columns: str) -> None:
-            found = _interpolate(index, lo, hi, tq, columns, gap)
-            values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
+        def at(queries: list[tuple[np.ndarray, str, tuple[str, ...]]]) -> None:
+            # every query time's neighbours in one search (each row's own: nothing mixes)
+            m = lo.size
+            if index.t.size == 0 or m == 0:
+                for tq, suffix, columns in queries:
+                    found = _interpolate(index, lo, hi, tq, columns, gap)
+                    values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
+                return
+            k = len(queries)
+            both = _interpolation(
+                index.t, np.tile(lo, k), np.tile(hi, k), np.concatenate([q[0] for q in queries]), gap
+            )
+            for i, (_, suffix, columns) in enumerate(queries):
+                part = tuple(x[i * m : (i + 1) * m] for x in both)
+                found = _interpolate_with(index, part, columns)
+                values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
 
         # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
         wanted = None
@@ -909,11 +945,15 @@ class StrideMetrics:
             wanted = np.zeros(events.height, dtype=bool)
             wanted[rows] = True
         extrema = _window_extrema(index, strides, s, wanted)
-        at(times[IC_T], "_ic", PITCH_DEG, PRONATION_DEG)
-        at(times[IC_T] - s.strike_lookback_s, "_before_ic", PITCH_DEG)
-        at(times[FOOT_FLAT_T], "_ff", PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2])
-        at(times[TOE_OFF_T], "_to", PITCH_DEG, PRONATION_DEG)
-        at(_next_foot_flat(index, strides, s), "_next_ff", *POS[:2])
+        at(
+            [
+                (times[IC_T], "_ic", (PITCH_DEG, PRONATION_DEG)),
+                (times[IC_T] - s.strike_lookback_s, "_before_ic", (PITCH_DEG,)),
+                (times[FOOT_FLAT_T], "_ff", (PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2])),
+                (times[TOE_OFF_T], "_to", (PITCH_DEG, PRONATION_DEG)),
+                (_next_foot_flat(index, strides, s), "_next_ff", tuple(POS[:2])),
+            ]
+        )
         values.update(zip(_EXTREMA, extrema, strict=True))
         in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
         if rows is not None and rows.size < events.height:

@@ -147,8 +147,15 @@ def estimate_mounting_details(
 def levelling_settings(settings: AnalysisSettings, fixed_bias: bool = False) -> LevellingSettings:
     """The levelling of `settings`: its lever is the ZUPT's anchor lever (one pod placement for both:
     the sensor's acceleration about the contact out of gravity, its velocity out of the anchor)."""
+    lever = settings.zupt.anchor_lever_m
+    return _levelling(None if lever is None else tuple(float(x) for x in lever), fixed_bias)
+
+
+@lru_cache(maxsize=64)
+def _levelling(lever_m: tuple[float, float, float] | None, fixed_bias: bool) -> LevellingSettings:
+    # cached: the live analyzer asks per window (settings are frozen, so sharing is safe)
     base = _FIXED_BIAS_LEVELLING if fixed_bias else LevellingSettings()
-    return replace(base, lever_m=settings.zupt.anchor_lever_m)
+    return replace(base, lever_m=lever_m)
 
 
 def segment_orientation(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from strideflow.fusion.zero_velocity import (
     ZeroVelocityDetector,
     ZeroVelocitySettings,
+    _merged_still,
+    fill_runs,
     mask_to_periods,
     periods_to_mask,
 )
@@ -16,6 +21,8 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    _cross_rows,
+    _time_gradient,
     anchor_tilt_sd_deg,
     fit_stance_tilt,
     lever_acceleration,
@@ -498,6 +505,70 @@ def test_lever_acceleration_of_a_rigid_body_about_its_pivot():
     assert a[25] == pytest.approx([20.0 * 0.045, 0.0, 0.0], abs=1e-12)
     # at the first sample (one-sided difference): alpha h forward, -w^2 h towards the pivot
     assert a[0] == pytest.approx([0.9, 0.0, -((20.0 * (t[0] - t[25])) ** 2) * 0.045], abs=1e-9)
+
+
+def _merged_still_reference(still: np.ndarray, merge_gap: float, min_len: float) -> np.ndarray:
+    """The detector's merge and minimum duration as numpy stated them before `_merged_still`."""
+    still = still.copy()
+    periods = mask_to_periods(still)
+    if len(periods) > 1:
+        gaps = periods[1:, 0] - periods[:-1, 1]
+        fill = gaps < merge_gap
+        fill_runs(still, periods[:-1, 1][fill], periods[1:, 0][fill])
+        periods = mask_to_periods(still)
+    keep = (periods[:, 1] - periods[:, 0]) >= min_len
+    return periods_to_mask(periods[keep], len(still))
+
+
+@given(
+    st.lists(st.booleans(), max_size=120),
+    st.floats(0.0, 12.0, allow_nan=False),
+    st.floats(1.0, 12.0, allow_nan=False),
+)
+def test_merged_still_periods_are_the_numpy_statement(bits, merge_gap, min_len):
+    still = np.array(bits, dtype=bool)
+    got = _merged_still(still, merge_gap, min_len)
+    assert np.array_equal(got, _merged_still_reference(still, merge_gap, min_len))
+    assert np.array_equal(still, np.array(bits, dtype=bool))  # the input is left as it was
+
+
+def test_detector_periods_follow_its_flags():
+    rng = np.random.default_rng(3)
+    acc = np.tile([0.0, 0.0, G], (400, 1)) + rng.normal(0.0, 0.05, (400, 3))
+    gyr = rng.normal(0.0, 2.0, (400, 3))
+    acc[150:250] += rng.normal(0.0, 8.0, (100, 3))
+    gyr[150:250] += rng.normal(0.0, 300.0, (100, 3))
+    zv = ZeroVelocityDetector().detect(acc, gyr, FS)
+    assert np.array_equal(zv.periods_, mask_to_periods(zv.zero_velocity_))
+    assert len(zv.periods_) >= 2  # still before and after the motion
+
+
+_FINITE = st.floats(-1e6, 1e6, allow_nan=False, allow_subnormal=False)
+
+
+@given(
+    hnp.arrays(float, st.tuples(st.integers(1, 40), st.just(3)), elements=_FINITE),
+    hnp.arrays(float, (3,), elements=_FINITE),
+)
+def test_row_cross_products_are_numpys_bit_for_bit(a, r):
+    # the live windows' lever terms must not move a ulp (the live rows are compared bit for bit)
+    assert np.array_equal(_cross_rows(a, r), np.cross(a, r))
+    b = a[::-1] * 0.5 + r
+    assert np.array_equal(_cross_rows(a, b), np.cross(a, b))
+
+
+@given(
+    hnp.arrays(float, st.tuples(st.integers(2, 40), st.just(3)), elements=_FINITE),
+    st.floats(0.001, 0.02),
+    st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
+)
+def test_time_gradient_is_numpys_bit_for_bit(f, step, jitter):
+    n = len(f)
+    uniform = np.arange(n) * step
+    steps = step + np.resize(np.asarray(jitter or [0.0]), n - 1)
+    exact = np.arange(n) * 2.0**-7  # every step equal: numpy's uniform formula
+    for t in (exact, uniform, np.concatenate([[0.0], np.cumsum(steps)])):
+        assert np.array_equal(_time_gradient(f, t), np.gradient(f, t, axis=0))
 
 
 def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
