@@ -46,6 +46,11 @@ The default, `toe_out`, `no_toe_out`, `square_mount` and `calibrated` rows use t
 simulator's default pods, mounted square on the shoe as real pods are (`imu.draw_mounting`:
 rolled 5-20 deg by the slope of the upper, pitched +-5 deg, turned +-2 deg): the shoe axis from
 the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
+- `compliant_mount.*`: the same rows (with bias) with every pod on a compliant mount
+  (`SimulationSettings.mount_compliance_s2` = `kinematics.MOUNT_COMPLIANCE_S2`): the pod tilts on
+  the shoe with the shoe's angular acceleration, which the analysis' rigid lever reads as the foot's
+  own turn; its level is the real fast footprint walks' anchor error (issue 17, item 5);
+  `compliant_rolling_stance.*` (full run only): the same with the `rolling_stance` runners.
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
@@ -84,6 +89,7 @@ from strideflow.analytics.pipeline import AnalysisSettings, analyze_samples
 from strideflow.benchmarks._common import SIMULATOR_ANALYSIS, Row, parallel_map, row
 from strideflow.hardware import schema as S
 from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES, DeviceProfile
+from strideflow.hardware.simulator.kinematics import MOUNT_COMPLIANCE_S2
 from strideflow.hardware.simulator.simulator import SATURATION_REASON
 
 TOLERANCE_S = 0.060
@@ -160,6 +166,7 @@ def simulate_and_analyze(
     clipped_gyr: str | None = None,
     calibration: bool = False,
     tap_axis_deg: float | None = None,
+    mount_compliance_s2: float = 0.0,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -176,6 +183,7 @@ def simulate_and_analyze(
     does (`ingest.clipping.rebuild_clipped`) before the analysis.
     `calibration`: the session starts with a toe-tap calibration (`SimulationSettings.calibration`),
     whose taps turn about an axis `tap_axis_deg` off the shoe's y (None: the athlete's drawn one).
+    `mount_compliance_s2`: the pods sit on a compliant mount (`SimulationSettings.mount_compliance_s2`).
     Each foot's shoe-axis heading error (deg, analysis x against the true shoe x, about the true
     up) and heading source are added as `_heading_error_deg` and `_heading_source`.
     """
@@ -211,6 +219,7 @@ def simulate_and_analyze(
             athlete=gait,
             calibration=calibration,
             tap_axis_deg=tap_axis_deg,
+            mount_compliance_s2=mount_compliance_s2,
         )
     ).simulate()
     samples = sim.samples_
@@ -390,6 +399,7 @@ def _one(args: tuple) -> pl.DataFrame:
         clipped,
         cal,
         tap,
+        compliance,
     ) = args
     return simulate_and_analyze(
         athlete,
@@ -404,6 +414,7 @@ def _one(args: tuple) -> pl.DataFrame:
         clipped_gyr=clipped,
         calibration=cal,
         tap_axis_deg=tap,
+        mount_compliance_s2=compliance,
     )
 
 
@@ -420,6 +431,7 @@ def collect_pairs(
     clipped_gyr: str | None = None,
     calibration: bool = False,
     tap_axis_deg: float | None = None,
+    mount_compliance_s2: float = 0.0,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
@@ -436,6 +448,7 @@ def collect_pairs(
             clipped_gyr,
             calibration,
             tap_axis_deg,
+            mount_compliance_s2,
         )
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
@@ -466,6 +479,8 @@ def run(quick: bool = False) -> list[Row]:
     rows += [{**r, "name": f"calibrated.{r['name']}"} for r in calibrated]
     askew = summarize(collect_pairs(n_athletes, duration_s, askew=True))
     rows += [{**r, "name": f"askew_mount.{r['name']}"} for r in askew]
+    compliant = summarize(collect_pairs(n_athletes, duration_s, mount_compliance_s2=MOUNT_COMPLIANCE_S2))
+    rows += [{**r, "name": f"compliant_mount.{r['name']}"} for r in compliant]
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]
@@ -475,6 +490,16 @@ def run(quick: bool = False) -> list[Row]:
             collect_pairs(n_athletes, duration_s, true_mounting=True, stance_roll_dps=ROLLING_STANCE_DPS)
         )
         rows += [{**r, "name": f"rolling_stance.{r['name']}"} for r in rolling]
+        compliant_rolling = summarize(
+            collect_pairs(
+                n_athletes,
+                duration_s,
+                true_mounting=True,
+                stance_roll_dps=ROLLING_STANCE_DPS,
+                mount_compliance_s2=MOUNT_COMPLIANCE_S2,
+            )
+        )
+        rows += [{**r, "name": f"compliant_rolling_stance.{r['name']}"} for r in compliant_rolling]
         for prefix, clipped in (("gyro_range_500", "rebuilt"), ("gyro_range_500_as_read", "as_read")):
             scenario = summarize(
                 collect_pairs(n_athletes, duration_s, profile=CLIPPED_GYRO_PROFILE, clipped_gyr=clipped)

@@ -36,6 +36,19 @@ axis IMPACT_GYR_AXIS through the sensor point, scaled so that its peak rate is t
 so the gyro reads B^T omega + delta' e and the accelerometer B^T f. The angle is 0.03-0.25 deg at its
 peak and dies out with the ringing; the truth metrics are those of the shoe (the splines), without it.
 
+Compliant mount (opt-in, `mount_compliance_s2` kappa > 0): a pod held by a clip or strap on the
+upper is a small mass on a soft, damped rotational spring, so the shoe's angular acceleration alpha
+(body frame) tilts it backwards on the shoe: tau d' + d = D tanh(-kappa alpha / D) about the shoe's
+x and y axes (the strap holds the twist about z; D = `MOUNT_MAX_TILT_RAD`, where the pod meets the
+upper), d = (a, b), M = Rx(a) Ry(b), turning about the pod's base on the
+upper `MOUNT_PIVOT_M` below the sensor. The sensor frame is R M and the sensor point c + R (l + (M - I)
+d_pivot), so the gyro reads M^T omega + omega_M and the accelerometer M^T f with f from the moved
+lever. A still foot-flat has alpha = 0 and the tilt dies out within tau; a rolling stance (and a
+short running stance still ringing from the heel strike) keeps one that varies with the stride's
+motion. The rigid lever the analysis assumes (`fusion.zupt.POD_LEVER_M`) reads the pod's own turn
+as the foot turning about its contact: the levelling's gravity reading at such an anchor is off.
+The truth metrics stay the shoe's (the splines); `truth_orientation_` carries the pod's frame.
+
 Toe-out: the shoe's heading on the ground is the walking direction turned outward by the stance's
 foot progression angle (left: +yaw, right: -yaw), so pitch and roll, which are about the foot
 frame's own axes, are about the shoe's axes, and the walking direction is not the shoe's x axis.
@@ -60,6 +73,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import signal
 
 from strideflow.hardware.frames import pronation_sign
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
@@ -72,6 +86,22 @@ IMPACT_DURATION_S = 0.3  # after this the ringing is below 1e-30 of its peak: cu
 # Pod axis the impact ringing rocks about (left foot; mirrored on the right): mostly a nod about the
 # medio-lateral axis, with some roll and yaw, so every gyro axis sees it.
 IMPACT_GYR_AXIS = np.array([0.35, 1.0, 0.2]) / np.linalg.norm([0.35, 1.0, 0.2])
+# Compliant pod mount (`FootMotion` mount_compliance_s2, off by default; see the module doc).
+# The level (tilt per angular acceleration, s²) is set from the real fast footprint walks (LORD pod,
+# issue 17, benchmarks/README round seven): their levelling's gravity reading at the rolling stance
+# anchors errs by an SD of 1.1-1.9 deg per anchor (normal walks 0-0.7 deg, the rigid simulator
+# 0.01-0.14 deg), consecutive corrections correlated -0.26 to -0.55, growing with the foot's rate
+# (Spearman 0.42) and angular acceleration (0.48) at the anchor, ~1-2 cm per stride. 7e-4 s² (with
+# the 2 deg stop below) gives the simulated runners' anchors an SD of 0.3-2.2 deg (median 1.1; 0.5-1.7
+# on rolling stances), the walkers' 0.0-0.3 deg, and the runners' stride length a median abs error
+# of 2.0 cm (rigid 0.5 cm); 4 athletes x 20 s each.
+MOUNT_COMPLIANCE_S2 = 7e-4
+MOUNT_TIME_CONSTANT_S = 0.02  # the strap's damping: the tilt follows the load within ~20 ms
+# the pod meets the upper: the load's tilt D tanh(-kappa alpha / D) stays within D (the swing's and the
+# impact's angular accelerations, hundreds of rad/s², would tilt a linear mount by tens of degrees)
+MOUNT_MAX_TILT_RAD = np.deg2rad(2.0)
+MOUNT_GRID_HZ = 1000.0  # the tilt equation is integrated on this grid
+MOUNT_PIVOT_M = 0.01  # the pod turns about its base on the upper, this far below the sensor (pod z)
 SWING_ACCEL_FRACTION = 0.25  # swing pitch: accelerate over this fraction of the swing, then a plateau
 PUSH_DECEL_SHAPE = 2.2  # normalised rate at toe-off of the post-toe-off deceleration piece
 PRE_IC_SHAPE = 1.5  # normalised rate at IC of the late-swing piece (heel strike)
@@ -249,10 +279,33 @@ def _stack_knots(
     return QuinticHermite(t, y, dy, d2y)
 
 
+def _body_rate(th: np.ndarray, ph: np.ndarray, ps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Body angular velocity and acceleration (N, 3), rad/s and rad/s², from the (3, N) stacks of
+    (value, rate, acceleration) of pitch, roll and heading (the module doc's Euler-rate relation)."""
+    (th0, th1, th2), (ph0, ph1, ph2), (ps1, ps2) = th, ph, ps[1:]
+    st, ct, sp, cp = np.sin(th0), np.cos(th0), np.sin(ph0), np.cos(ph0)
+    w = np.stack([ph1 + ps1 * st, -th1 * cp + ps1 * ct * sp, th1 * sp + ps1 * ct * cp], axis=1)
+    wd = np.stack(
+        [
+            ph2 + ps2 * st + ps1 * th1 * ct,
+            -th2 * cp + th1 * ph1 * sp + ps2 * ct * sp - ps1 * th1 * st * sp + ps1 * ph1 * ct * cp,
+            th2 * sp + th1 * ph1 * cp + ps2 * ct * cp - ps1 * th1 * st * cp - ps1 * ph1 * ct * sp,
+        ],
+        axis=1,
+    )
+    return w, wd
+
+
 def _rot_z(a: np.ndarray) -> np.ndarray:
     c, s = np.cos(a), np.sin(a)
     z, o = np.zeros_like(a), np.ones_like(a)
     return np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def _rot_y(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, z, s], -1), np.stack([z, o, z], -1), np.stack([-s, z, c], -1)], -2)
 
 
 def _rot_x(a: np.ndarray) -> np.ndarray:
@@ -281,7 +334,13 @@ class FootMotion:
     """The exact motion of one foot's sensor over a session, evaluable at any times."""
 
     def __init__(
-        self, timeline: FootTimeline, athlete: AthleteParams, foot: str, impact_gyro: bool = True
+        self,
+        timeline: FootTimeline,
+        athlete: AthleteParams,
+        foot: str,
+        impact_gyro: bool = True,
+        mount_compliance_s2: float = 0.0,
+        mount_time_constant_s: float = MOUNT_TIME_CONSTANT_S,
     ) -> None:
         self.timeline, self.athlete, self.foot = timeline, athlete, foot
         self.sign = pronation_sign(foot)
@@ -412,6 +471,60 @@ class FootMotion:
         self.impact_gyr_axis = IMPACT_GYR_AXIS * np.array([s, 1.0, s])
         self.cycle_start = np.where(np.isnan(tl.ic), -np.inf, tl.ic)
         self.stance_roll = -roll_rate
+        self.mount_compliance_s2, self.mount_time_constant_s = mount_compliance_s2, mount_time_constant_s
+        self.mount_tilt = self._mount_tilt() if mount_compliance_s2 > 0.0 else None
+
+    def _mount_tilt(self) -> tuple[QuinticHermite, QuinticHermite]:
+        """The compliant mount's tilt about the shoe's x and y axes (rad), as C2 splines.
+
+        tau d' + d = -kappa alpha_xy (alpha: the shoe's angular acceleration, body frame), solved
+        exactly for an input linear between the points of a `MOUNT_GRID_HZ` grid (first-order
+        hold); the knots carry d, d' from the equation and d'' = (u' - d') / tau, u' by central
+        differences, so the splines' rate and acceleration are exact for the tilt they describe.
+        """
+        kappa, tau = self.mount_compliance_s2, self.mount_time_constant_s
+        t = np.arange(0.0, self.timeline.end_s + 2.0 / MOUNT_GRID_HZ, 1.0 / MOUNT_GRID_HZ)
+        _, wd = _body_rate(*self.angles(t))
+        u = MOUNT_MAX_TILT_RAD * np.tanh(-kappa * wd[:, :2] / MOUNT_MAX_TILT_RAD)
+        lag = signal.lti([1.0], [tau, 1.0])
+        d = np.stack([signal.lsim(lag, u[:, j], t, interp=True)[1] for j in (0, 1)], axis=1)
+        d1 = (u - d) / tau
+        d2 = (np.gradient(u, t, axis=0) - d1) / tau
+        return tuple(QuinticHermite(t, d[:, j], d1[:, j], d2[:, j]) for j in (0, 1))
+
+    def _mount_rotation(
+        self, t: np.ndarray, lev: np.ndarray, l1d: np.ndarray, l2d: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """M = Rx(a) Ry(b) of the compliant mount at t and its body rate w_M (rad/s); moves the
+        sensor's lever and its derivatives in place by the turn about the base (M - I) d."""
+        a0, a1, a2 = self.mount_tilt[0].evaluate(t)
+        b0, b1, b2 = self.mount_tilt[1].evaluate(t)
+        m_rot = _rot_x(a0) @ _rot_y(b0)
+        cb, sb = np.cos(b0), np.sin(b0)
+        w_m = np.stack([a1 * cb, b1, a1 * sb], axis=1)
+        w_m1 = np.stack([a2 * cb - a1 * b1 * sb, b2, a2 * sb + a1 * b1 * cb], axis=1)
+        d = np.array([0.0, 0.0, MOUNT_PIVOT_M])
+        wxd = np.cross(w_m, d)
+        lev += m_rot @ d - d
+        l1d += np.einsum("nij,nj->ni", m_rot, wxd)
+        l2d += np.einsum("nij,nj->ni", m_rot, np.cross(w_m1, d) + np.cross(w_m, wxd))
+        return m_rot, w_m
+
+    def _mount_quat(self, t: np.ndarray) -> np.ndarray:
+        """(N, 4) quaternion of the mount's Rx(a) Ry(b) at t."""
+        ha = 0.5 * self.mount_tilt[0].evaluate(t)[0]
+        hb = 0.5 * self.mount_tilt[1].evaluate(t)[0]
+        z = np.zeros_like(ha)
+        qa = np.stack([np.cos(ha), np.sin(ha), z, z], axis=1)
+        qb = np.stack([np.cos(hb), z, np.sin(hb), z], axis=1)
+        return _quat_multiply(qa, qb)
+
+    def mount_tilt_rad(self, t: np.ndarray) -> np.ndarray:
+        """(N, 2) the pod's tilt on the shoe about the shoe's x and y axes (rad); zeros when rigid."""
+        t = np.asarray(t, float)
+        if self.mount_tilt is None:
+            return np.zeros((len(t), 2))
+        return np.stack([self.mount_tilt[j].evaluate(t)[0] for j in (0, 1)], axis=1)
 
     @staticmethod
     def _next(a: np.ndarray) -> np.ndarray:
@@ -429,17 +542,9 @@ class FootMotion:
         """Exact orientation, angular rate, specific force, position and velocity at times t (s)."""
         t = np.asarray(t, float)
         th, ph, ps = self.angles(t)
-        (th0, th1, th2), (ph0, ph1, ph2), (ps0, ps1, ps2) = th, ph, ps
+        (th0, th1, _), (ph0, ph1, _), (ps0, ps1, _) = th, ph, ps
         st, ct, sp, cp = np.sin(th0), np.cos(th0), np.sin(ph0), np.cos(ph0)
-        w = np.stack([ph1 + ps1 * st, -th1 * cp + ps1 * ct * sp, th1 * sp + ps1 * ct * cp], axis=1)
-        wd = np.stack(
-            [
-                ph2 + ps2 * st + ps1 * th1 * ct,
-                -th2 * cp + th1 * ph1 * sp + ps2 * ct * sp - ps1 * th1 * st * sp + ps1 * ph1 * ct * cp,
-                th2 * sp + th1 * ph1 * cp + ps2 * ct * cp - ps1 * th1 * st * cp - ps1 * ph1 * ct * sp,
-            ],
-            axis=1,
-        )
+        w, wd = _body_rate(th, ph, ps)
         cz, sz = np.cos(ps0), np.sin(ps0)
         # R = Rz(psi) Ry(-theta) Rx(phi), written out
         R = np.empty((len(t), 3, 3))
@@ -529,6 +634,7 @@ class FootMotion:
             imp[ringing] = (amp * g0 / om**2)[:, None] * d
             imp1[ringing] = (amp * g1 / om)[:, None] * d
             imp2[ringing] = (amp * g2)[:, None] * d
+        mount = self._mount_rotation(t, lev, l1d, l2d) if self.mount_tilt is not None else None
         Rl = np.einsum("nij,nj->ni", R, lev)
         wxl = np.cross(w, lev)
         pos = c + Rl + imp
@@ -542,6 +648,12 @@ class FootMotion:
             + np.cross(w, wxl)
             + np.einsum("nji,nj->ni", R, a_world)
         )
+        if mount is not None:
+            # the pod on its compliant mount: sensor frame R M, read as M^T w + w_M and M^T f
+            m_rot, w_m = mount
+            w = np.einsum("nji,nj->ni", m_rot, w) + w_m
+            f = np.einsum("nji,nj->ni", m_rot, f)
+            q = _quat_multiply(q, self._mount_quat(t))
         # the pod rocking on the upper after IC: sensor frame R B, B = Rot(e, delta) about the sensor
         rocking = ringing & (self.impact_gyr_rad_s[k] > 0.0)
         if np.any(rocking):

@@ -20,7 +20,7 @@ from strideflow.hardware.simulator.calibration import (
     plan_calibration,
 )
 from strideflow.hardware.simulator.imu import SensorErrors, delay_channel, draw_errors, draw_mounting, measure
-from strideflow.hardware.simulator.kinematics import FootMotion, MotionSample
+from strideflow.hardware.simulator.kinematics import MOUNT_TIME_CONSTANT_S, FootMotion, MotionSample
 from strideflow.hardware.simulator.params import AthleteParams, GaitParams, sample_athlete, sample_tap_axis
 from strideflow.hardware.simulator.schedule import FootTimeline, foot_timeline, plan_bouts
 from strideflow.hardware.simulator.truth import truth_strides
@@ -68,6 +68,11 @@ class SimulationSettings:
         far off the shoe's y axis (deg, + lateral end backward), e.g. to find where a calibration
         stops being good enough.
     calibration_taps: taps per foot.
+    mount_compliance_s2: 0 (default): the pod is rigid on the shoe; > 0: it sits on a compliant
+        mount and tilts against the shoe by -kappa times the shoe's angular acceleration (s²; at
+        most 2 deg, `kinematics.MOUNT_MAX_TILT_RAD`; `kinematics.MOUNT_COMPLIANCE_S2` = 7e-4 is the
+        level of the real fast footprint walks), lagged by `mount_time_constant_s` (`kinematics`
+        module doc).
     Gyro gain and cross-axis errors come from `profile` (`gyr_scale_error`, `gyr_misalignment_deg`;
     1 % and 0.5 deg by default, drawn per device and session); a profile with zeros turns them off.
     """
@@ -93,6 +98,8 @@ class SimulationSettings:
     calibration: bool = False
     tap_axis_deg: float | None = None
     calibration_taps: int = TAPS
+    mount_compliance_s2: float = 0.0
+    mount_time_constant_s: float = MOUNT_TIME_CONSTANT_S
 
 
 class Simulator:
@@ -167,7 +174,14 @@ class Simulator:
         self.errors_: dict[str, SensorErrors] = {}
         for i, foot in enumerate(S.FEET):
             tl = foot_timeline(rng[2 + i], bouts, athlete, foot, s.duration_s)
-            motion = FootMotion(tl, athlete, foot, impact_gyro=s.impact_gyro)
+            motion = FootMotion(
+                tl,
+                athlete,
+                foot,
+                impact_gyro=s.impact_gyro,
+                mount_compliance_s2=s.mount_compliance_s2,
+                mount_time_constant_s=s.mount_time_constant_s,
+            )
             sensor_rng = rng[4 + i]
             if s.mounting_rotations is not None:
                 mount = s.mounting_rotations[foot]

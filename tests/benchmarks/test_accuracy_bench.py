@@ -47,3 +47,22 @@ def test_the_calibrated_scenario_takes_the_shoe_axis_from_the_calibration():
     plain = {r["name"]: r["value"] for r in summarize(simulate_and_analyze(4, "walk", 20.0))}
     assert plain["shoe_axis.calibration_pct"] == 0.0
     assert plain["strides.matched"] == rows["strides.matched"]  # the same session behind the taps
+
+
+def test_a_compliant_pod_mount_costs_running_stride_length_as_the_real_fast_walks_show():
+    """`compliant_mount.*`: pods tilting on the shoe with its angular acceleration (the level of the
+    real fast footprint walks' rolling-anchor error) take the runners' stride length from the rigid
+    pod's ~0.5 cm median abs error to the 1.5-2.5 cm the real fast walks have (issue 17, item 5)."""
+    from strideflow.hardware.simulator.kinematics import MOUNT_COMPLIANCE_S2
+
+    def median_abs_cm(compliance: float) -> float:
+        parts = [simulate_and_analyze(a, "run", 20.0, mount_compliance_s2=compliance) for a in (1, 2)]
+        pairs = pl.concat(parts, how="diagonal_relaxed").filter(
+            pl.col("_matched") & pl.col(S.VALID) & pl.col(f"{S.VALID}_true")
+        )
+        err = pairs[S.STRIDE_LENGTH_M].to_numpy() - pairs[f"{S.STRIDE_LENGTH_M}_true"].to_numpy()
+        return float(100.0 * np.median(np.abs(err)))
+
+    rigid, compliant = median_abs_cm(0.0), median_abs_cm(MOUNT_COMPLIANCE_S2)
+    assert rigid < 0.8
+    assert compliant > max(1.2, 2.0 * rigid)
