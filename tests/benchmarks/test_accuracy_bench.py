@@ -3,10 +3,14 @@ calibration in front of a session (`calibrated.*`)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.benchmarks.accuracy import CLIPPED_GYRO_PROFILE, simulate_and_analyze, summarize
+from strideflow.fusion.zupt import ZuptSettings
 from strideflow.hardware import schema as S
 
 
@@ -52,17 +56,27 @@ def test_the_calibrated_scenario_takes_the_shoe_axis_from_the_calibration():
 def test_a_compliant_pod_mount_costs_running_stride_length_as_the_real_fast_walks_show():
     """`compliant_mount.*`: pods tilting on the shoe with its angular acceleration (the level of the
     real fast footprint walks' rolling-anchor error) take the runners' stride length from the rigid
-    pod's ~0.5 cm median abs error to the 1.5-2.5 cm the real fast walks have (issue 17, item 5)."""
+    pod's ~0.5 cm median abs error to the 1.5-2.5 cm the real fast walks had without the stance
+    tilt fit (issue 17, item 5); the default local tilt fit takes part of it back, as it took walk
+    35 from 2.4 to 1.5 cm (benchmarks/README.md, round eight), and leaves rigid pods as they were."""
     from strideflow.hardware.simulator.kinematics import MOUNT_COMPLIANCE_S2
 
-    def median_abs_cm(compliance: float) -> float:
-        parts = [simulate_and_analyze(a, "run", 20.0, mount_compliance_s2=compliance) for a in (1, 2)]
+    no_fit = AnalysisSettings(zupt=replace(ZuptSettings(), tilt_fit_sd_mps=None))
+
+    def median_abs_cm(compliance: float, settings: AnalysisSettings | None) -> float:
+        parts = [
+            simulate_and_analyze(a, "run", 20.0, settings=settings, mount_compliance_s2=compliance)
+            for a in (1, 2)
+        ]
         pairs = pl.concat(parts, how="diagonal_relaxed").filter(
             pl.col("_matched") & pl.col(S.VALID) & pl.col(f"{S.VALID}_true")
         )
         err = pairs[S.STRIDE_LENGTH_M].to_numpy() - pairs[f"{S.STRIDE_LENGTH_M}_true"].to_numpy()
         return float(100.0 * np.median(np.abs(err)))
 
-    rigid, compliant = median_abs_cm(0.0), median_abs_cm(MOUNT_COMPLIANCE_S2)
+    rigid, compliant = median_abs_cm(0.0, no_fit), median_abs_cm(MOUNT_COMPLIANCE_S2, no_fit)
     assert rigid < 0.8
     assert compliant > max(1.2, 2.0 * rigid)
+    rigid_fit, compliant_fit = median_abs_cm(0.0, None), median_abs_cm(MOUNT_COMPLIANCE_S2, None)
+    assert abs(rigid_fit - rigid) < 0.1
+    assert compliant_fit < 0.7 * compliant  # measured 1.99 -> 1.02 cm (rigid 0.51 -> 0.51)
