@@ -82,7 +82,7 @@ from strideflow.analytics.segment import (
 from strideflow.fusion.live import ZeroVelocityStream
 from strideflow.fusion.stream import MadgwickStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
-from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings
+from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, tilt_fit_nodes
 from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.motion_math import mask_to_periods, rotate_rows
 from strideflow.hardware.schema import (
@@ -872,7 +872,7 @@ class LiveStrideAnalyzer:
             # period before it, which a window levels as batch does only after its first
             # levelling anchor.
             periods = mask_to_periods(zv)
-            at_or_before = np.count_nonzero((periods[:, 0] + periods[:, 1] - 1) // 2 <= ff[last])
+            at_or_before = np.count_nonzero(tilt_fit_nodes(periods) <= ff[last])
             before = periods[: max(at_or_before - 1, 0), 0]
         before = before[before + a0 > self._anchor]
         if len(before):
@@ -907,7 +907,7 @@ class LiveStrideAnalyzer:
         after = np.searchsorted(still, nic)
         first_still = np.where(after < len(still), still[np.minimum(after, len(still) - 1)], len(zv))
         nff = np.where(chained, ff[np.maximum(following, 0)], first_still)
-        period = np.searchsorted((periods[:, 0] + periods[:, 1] - 1) // 2, nff, side="left")
+        period = np.searchsorted(tilt_fit_nodes(periods), nff, side="left")
         return period + 2 < complete
 
     # --- provisional stance rows -----------------------------------------------------------

@@ -235,7 +235,7 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad, span=None):
     n, k = len(t), len(periods)
     if k < 3:
         return None
-    nodes = (periods[:, 0] + periods[:, 1] - 1) // 2
+    nodes = tilt_fit_nodes(periods)
     f = a_world
     v_raw = _cumtrapz(f - np.array([0.0, 0.0, g]), np.diff(t))
     # J(f): d(d x f)/d(dx, dy), (N, 3, 2)
@@ -286,6 +286,13 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad, span=None):
             np.add.at(rhs, 2 * c_ + j, proj[:, j])
     tilt = scipy.linalg.solveh_banded(band, rhs, lower=True).reshape(k, 2)
     return tilt, _tilt_per_sample(t, t[nodes], tilt)
+
+
+def tilt_fit_nodes(periods: np.ndarray) -> np.ndarray:
+    """The stance tilt fit's node (sample index) of each still period of (K, 2) [start, end): its
+    middle sample, the earlier one of an even length. The live analyzer's windows follow the same
+    nodes (`analytics.live_analyzer`), so this is the one place that says where they are."""
+    return (periods[:, 0] + periods[:, 1] - 1) // 2
 
 
 def _tilt_per_sample(t, t_nodes, tilt):
@@ -771,11 +778,15 @@ def anchor_tilt_sd_deg(q_anchor: np.ndarray, tilt_rad: np.ndarray, axis: np.ndar
     body = rotate_all(np.ascontiguousarray(inv), world)[:, :2]
     # cov(a, b) = (var(a + b) - var(a - b)) / 4, each variance from the median absolute deviation,
     # so that a few odd corrections (a turn, a stumble) do not set the prior
-    plus, minus = body[1:] + body[:-1], body[1:] - body[:-1]
-    var_plus = (1.4826 * np.median(np.abs(plus - np.median(plus, axis=0)), axis=0)) ** 2
-    var_minus = (1.4826 * np.median(np.abs(minus - np.median(minus, axis=0)), axis=0)) ** 2
-    lag1 = (var_plus - var_minus) / 4.0
+    lag1 = (_robust_variance(body[1:] + body[:-1]) - _robust_variance(body[1:] - body[:-1])) / 4.0
     return float(np.degrees(np.sqrt(np.mean(np.maximum(-lag1, 0.0)))))
+
+
+def _robust_variance(x: np.ndarray) -> np.ndarray:
+    """Per column of (K, m) x: (1.4826 x the median absolute deviation)², the variance of a normal
+    sample. numpy, not `scipy.stats.median_abs_deviation`: that costs ~300 against ~45 us on the few
+    corrections of a live window, and importing scipy.stats takes seconds."""
+    return (1.4826 * np.median(np.abs(x - np.median(x, axis=0)), axis=0)) ** 2
 
 
 def zero_velocity_aided_orientation(
