@@ -205,6 +205,27 @@ def _withheld_note(flag: str, sessions: pl.DataFrame, heel_strikes_only: bool, f
     return note.otherwise(pl.lit(None, dtype=pl.String))
 
 
+def _flag_rows(
+    sessions: pl.DataFrame,
+    where: pl.Expr,
+    flag: str,
+    metric: str,
+    value: pl.Expr,
+    threshold: float,
+    note: pl.Expr,
+) -> pl.DataFrame:
+    """Flag rows (FLAGS_SCHEMA's columns) of the per-foot `sessions` rows where `where` holds."""
+    return sessions.filter(where).select(
+        *KEYS,
+        pl.col(ACTIVITY),
+        pl.lit(flag).alias(FLAG),
+        pl.lit(metric).alias(METRIC),
+        value.alias(VALUE),
+        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
+        note.alias(NOTE),
+    )
+
+
 def _per_foot_rule(
     sessions: pl.DataFrame,
     settings: FlagSettings,
@@ -222,25 +243,10 @@ def _per_foot_rule(
         pl.col(STRIDE_COUNT) >= settings.min_strides
     )
     withheld = _withheld_note(flag, sessions, heel_strikes_only, foot_signed)
+    judged = withheld.is_null()
     return [
-        sessions.filter(beyond & ~withheld.is_not_null()).select(
-            *KEYS,
-            pl.col(ACTIVITY),
-            pl.lit(flag).alias(FLAG),
-            pl.lit(metric).alias(METRIC),
-            value.alias(VALUE),
-            pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
-            pl.lit(note).alias(NOTE),
-        ),
-        sessions.filter(beyond & withheld.is_not_null()).select(
-            *KEYS,
-            pl.col(ACTIVITY),
-            pl.lit(PRONATION_FLAG_WITHHELD).alias(FLAG),
-            pl.lit(metric).alias(METRIC),
-            value.alias(VALUE),
-            pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
-            withheld.alias(NOTE),
-        ),
+        _flag_rows(sessions, beyond & judged, flag, metric, value, threshold, pl.lit(note)),
+        _flag_rows(sessions, beyond & ~judged, PRONATION_FLAG_WITHHELD, metric, value, threshold, withheld),
     ]
 
 
@@ -263,31 +269,33 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
     enough = pl.col(STRIDE_COUNT) >= s.min_strides
     certain = value + error < threshold
     mirrored = _not_everting(sessions)
-    raised = sessions.filter(enough & certain & ~mirrored).select(
-        *KEYS,
-        pl.lit(LATERAL_ROLL_OFF).alias(FLAG),
-        pl.lit(TOE_OFF_PRONATION_DEG).alias(METRIC),
-        value.alias(VALUE),
-        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
-        pl.lit("the foot rolls off over its outer edge rather than through the big toe").alias(NOTE),
-        pl.col(ACTIVITY),
+    metric = TOE_OFF_PRONATION_DEG
+    raised = _flag_rows(
+        sessions,
+        enough & certain & ~mirrored,
+        LATERAL_ROLL_OFF,
+        metric,
+        value,
+        threshold,
+        pl.lit("the foot rolls off over its outer edge rather than through the big toe"),
     )
     # Only a flag the face value would raise is withheld; a foot clear of the threshold gets no row.
-    mirrored_row = sessions.filter(enough & certain & mirrored).select(
-        *KEYS,
-        pl.lit(PRONATION_FLAG_WITHHELD).alias(FLAG),
-        pl.lit(TOE_OFF_PRONATION_DEG).alias(METRIC),
-        value.alias(VALUE),
-        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
-        _withheld_note(LATERAL_ROLL_OFF, sessions, False, True).alias(NOTE),
-        pl.col(ACTIVITY),
+    mirrored_row = _flag_rows(
+        sessions,
+        enough & certain & mirrored,
+        PRONATION_FLAG_WITHHELD,
+        metric,
+        value,
+        threshold,
+        _withheld_note(LATERAL_ROLL_OFF, sessions, False, True),
     )
-    withheld = sessions.filter(enough & (value < threshold) & ~certain).select(
-        *KEYS,
-        pl.lit(TOE_OFF_FLAG_WITHHELD).alias(FLAG),
-        pl.lit(TOE_OFF_PRONATION_DEG).alias(METRIC),
-        error.alias(VALUE),
-        pl.lit(threshold, dtype=pl.Float64).alias(THRESHOLD),
+    withheld = _flag_rows(
+        sessions,
+        enough & (value < threshold) & ~certain,
+        TOE_OFF_FLAG_WITHHELD,
+        metric,
+        error,
+        threshold,
         pl.format(
             "lateral_roll_off not judged: toe-off pronation {} deg could be off by up to {} deg "
             "(a {} deg shoe-axis heading error, {} x the mounting uncertainty, at a toe-off angle "
@@ -297,8 +305,7 @@ def _toe_off_pronation_rules(sessions: pl.DataFrame, s: FlagSettings) -> list[pl
             heading.round(1),
             pl.lit(f"{s.withhold_sigmas:g}"),
             angle.round(0),
-        ).alias(NOTE),
-        pl.col(ACTIVITY),
+        ),
     )
     return [raised, mirrored_row, withheld]
 
