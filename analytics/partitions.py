@@ -12,6 +12,7 @@ old partition or the new one, never half of one. Ids follow the one id rule of `
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -67,6 +68,14 @@ def write_partition(root: str | Path, table: str, df: pl.DataFrame, athlete_id: 
         final_dir / PART_FILE,
         lambda fh: body.write_parquet(fh, compression="lz4", statistics=True, row_group_size=rows),
     )
+
+
+def file_stamp(st: os.stat_result) -> tuple[int, int, int]:
+    """(mtime ns, size, inode) of a stat result: a partition is replaced with `os.replace`
+    (`write_partition`), so every rewrite changes it. What the caches beside the partitions (the
+    summary index, the strides items, the live store's rows of other feet) compare to know that
+    theirs is still the file's."""
+    return st.st_mtime_ns, st.st_size, st.st_ino
 
 
 def delete_partition(root: str | Path, table: str, athlete_id: str, session_id: str) -> None:

@@ -270,7 +270,7 @@ def build_items(path: Path, athlete_id: str, session_id: str) -> bytes:
     ends = np.flatnonzero(np.frombuffer(lines, np.uint8) == ord("\n"))  # a newline in a string is \n
     offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
     arrays = [rank.astype(np.int64), index.astype(np.float64), ic_t.astype(np.float64), valid, offsets]
-    head = _HEAD.pack(_MAGIC, st.st_mtime_ns, st.st_size, st.st_ino, frame.height)
+    head = _HEAD.pack(_MAGIC, *partitions.file_stamp(st), frame.height)
     return head + b"".join(a.tobytes() for a in arrays) + lines.replace(b"\n", b",")
 
 
@@ -299,7 +299,7 @@ def ensure_items(results_dir: str | Path, athlete_id: str, session_id: str) -> b
         st = path.stat()
     except FileNotFoundError:
         return False
-    if _Items.open(path.with_name(ITEMS_FILE), (st.st_mtime_ns, st.st_size, st.st_ino)) is not None:
+    if _Items.open(path.with_name(ITEMS_FILE), partitions.file_stamp(st)) is not None:
         return False
     write_items(path, athlete_id, session_id)
     return True
@@ -378,7 +378,7 @@ def read_items_page(
         st = os.stat(path)
     except FileNotFoundError:
         return b"[]", None
-    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    stamp = partitions.file_stamp(st)
     items = None
     fd = None
     try:

@@ -55,7 +55,8 @@ def file_signature(path: Path) -> str:
         st = os.stat(path)
     except FileNotFoundError:
         return NO_FILE
-    return f"v{INDEX_VERSION}:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
+    mtime_ns, size, inode = partitions.file_stamp(st)
+    return f"v{INDEX_VERSION}:{mtime_ns}:{size}:{inode}"
 
 
 def session_signature(results_dir: Path, athlete_id: str, session_id: str) -> str:

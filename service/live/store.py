@@ -33,7 +33,7 @@ from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write
 from strideflow.analytics.curves import STRIDE_COUNT
 from strideflow.analytics.live_mountings import LivePiece, label_strides, used_mountings
 from strideflow.analytics.mountings import record_mountings
-from strideflow.analytics.partitions import CURVES, PART_FILE, STRIDES, partition_dir
+from strideflow.analytics.partitions import CURVES, PART_FILE, STRIDES, file_stamp, partition_dir
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.sessions_store import write_session
 from strideflow.hardware.errors import StrideflowError
@@ -150,7 +150,7 @@ class SessionStore:
         curves: list[pl.DataFrame | None] | None,
         mountings: list[StreamMountings] | None = None,
     ) -> None:
-        self._used: set[tuple] = set()  # the keys of `_kept` this store reads
+        self._used = set()  # the keys of `_kept` this store reads
         if mountings is not None:
             parts = [
                 self._labelled(athlete, session, p, device, foot, pieces)
@@ -264,13 +264,12 @@ class SessionStore:
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
-    """(mtime ns, size, inode) of a file, None when it does not exist: partitions are replaced with
-    `os.replace`, so every rewrite changes it."""
+    """`partitions.file_stamp` of a file, None when it does not exist."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+    return file_stamp(st)
 
 
 def _stream_mountings(stream: LiveStream) -> StreamMountings:
