@@ -44,7 +44,10 @@ class GaitParams:
     flat_pronation_deg: float = 0.0  # p while the sole is flat on the ground (0: level, as the foot frame)
     toe_off_pronation_deg: float = 3.0  # p at toe-off minus p at foot-flat (> 0 medial roll-off)
     toe_off_angle_deg: float = 58.0  # pitch at foot-flat minus pitch at toe-off
-    push_off_shape: float = 2.05  # peak push-off rate x push-off time / toe-off angle, in [1.9, 2.45]
+    # Peak push-off rate x push-off time (heel-off to toe-off) / toe-off angle, in PUSH_SHAPE_RANGE:
+    # how late in the push-off the foot plantarflexes. The gaitmap heel pods' walkers read 1.7-1.9, the
+    # LORD footprint walkers (pod on the instep) 2.8-3.8 walking and 2.0-2.3 in their running strides.
+    push_off_shape: float = 2.05
     post_toe_off_s: float = 0.03  # plantarflexion goes on this long after toe-off, decelerating
     pre_ic_dorsiflexion_deg: float = 3.0  # peak swing pitch above the IC pitch (heel strike only)
     pre_ic_s: float = 0.02  # that peak comes this long before IC
@@ -227,6 +230,10 @@ def typical_run() -> GaitParams:
         variability_cv=0.03,
     )
 
+
+# Limits of `GaitParams.push_off_shape` (per stride too): below 1.9 the peak rate would come before
+# toe-off; above 2.45 the push-off takes a second, late piece (kinematics.py), valid up to 4.0.
+PUSH_SHAPE_RANGE = (1.9, 4.0)
 
 # Ranges the athlete parameters are drawn from (uniform unless noted). Truth metrics land in
 # roughly the same ranges; tests check them against these.
