@@ -45,8 +45,9 @@ class GaitParams:
     toe_off_pronation_deg: float = 3.0  # p at toe-off minus p at foot-flat (> 0 medial roll-off)
     toe_off_angle_deg: float = 58.0  # pitch at foot-flat minus pitch at toe-off
     # Peak push-off rate x push-off time (heel-off to toe-off) / toe-off angle, in PUSH_SHAPE_RANGE:
-    # how late in the push-off the foot plantarflexes. The gaitmap heel pods' walkers read 1.7-1.9, the
-    # LORD footprint walkers (pod on the instep) 2.8-3.8 walking and 2.0-2.3 in their running strides.
+    # how late in the push-off the foot plantarflexes. 2.05 is the gaitmap heel pods' walker; the LORD
+    # footprint walkers plantarflex late, ~3.1 (their peak rate per degree of toe-off angle and the
+    # time half of it takes; benchmarks/README.md, issue 17), their running strides ~2.1.
     push_off_shape: float = 2.05
     post_toe_off_s: float = 0.03  # plantarflexion goes on this long after toe-off, decelerating
     pre_ic_dorsiflexion_deg: float = 3.0  # peak swing pitch above the IC pitch (heel strike only)
@@ -247,6 +248,9 @@ WALK_RANGES: dict[str, tuple[float, float]] = {
     "pronation_recoil_deg": (0.0, 2.0),
     "toe_off_pronation_deg": (-6.0, 8.0),
     "toe_off_angle_deg": (45.0, 68.0),
+    # The heel pods' walkers. The LORD walkers' late push-off (~3.1) comes with their 30-38 deg toe-off
+    # angle; drawn with the angles above it gives up to ~1000 deg/s walking push-off rates (real
+    # walkers: 430-500; benchmarks/README.md, issue 17), so it waits for a pod-position feature.
     "push_off_shape": (1.95, 2.35),
     "post_toe_off_s": (0.025, 0.035),
     "swing_inversion_deg": (4.0, 12.0),
