@@ -232,6 +232,13 @@ def typical_run() -> GaitParams:
     )
 
 
+# The push-off the LORD footprint pod reads (issue 17; benchmarks/README.md, session 9): toe-off
+# angles of 30-38 deg walking and running alike (the gaitmap heel pods: 61 deg walking), and its
+# walkers' late push-off (half the toe-off angle in the last 42-48 ms; peak rate 1 / 78 ms per
+# degree), which `push_off_shape` 3.1 reproduces through the pipeline (46 ms, 1 / 82 ms).
+LORD_POD_TOE_OFF_RANGE_DEG = (30.0, 38.0)
+LORD_WALK_PUSH_OFF_SHAPE = 3.1
+
 # Limits of `GaitParams.push_off_shape` (per stride too): below 1.9 the peak rate would come before
 # toe-off; above 2.45 the push-off takes a second, late piece (kinematics.py), valid up to 4.0.
 PUSH_SHAPE_RANGE = (1.9, 4.0)

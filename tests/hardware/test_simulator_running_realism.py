@@ -37,7 +37,7 @@ from strideflow.analytics.pipeline import analyze_samples
 from strideflow.hardware import schema as S
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.simulator import AthleteParams, SimulationSettings, Simulator
-from strideflow.hardware.simulator.params import GaitParams, typical_run
+from strideflow.hardware.simulator.params import LORD_WALK_PUSH_OFF_SHAPE, GaitParams, typical_run
 from strideflow.ingest.clipping import rebuild_clipped
 
 pytestmark = pytest.mark.real_data
@@ -54,11 +54,6 @@ LORD = PROFILES["lord-3dm-gx5-25"]
 REAL_TOE_OFF_AXIS_DEG = 0.0
 NORMAL_TRIALS = (31, 32, 33, 36, 45)
 NORMAL_WALK_MAX_MPS = 1.4  # walking strides of the same pod, for the push-off ratio
-# The LORD walkers' late push-off (`GaitParams.push_off_shape`; the default 2.05 is the gaitmap heel
-# pods' walker): half their toe-off angle comes in the last 42-48 ms before toe-off (heel pods 63 ms)
-# and the peak rate is 1 / 78 ms per degree of toe-off angle (heel pods 1 / 122 ms). 3.1, with the
-# default heel-off at 66 % of stance, reads 46 ms and 1 / 82 ms through the pipeline (benchmarks/README).
-LORD_WALK_PUSH_OFF_SHAPE = 3.1
 
 
 def _with_peak_gyro(strides: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
