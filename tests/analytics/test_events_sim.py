@@ -160,7 +160,11 @@ def test_a_forefoot_runner_s_initial_contact_whatever_its_toe_off_angle(toe_off_
     and at the LORD footprint pod's (its running strides read 30-38 deg, issue 17). Found while
     drawing LORD-like toe-off angles (benchmarks/README.md, session 9): at 34 (and 45) deg every
     IC comes ~47 ms late and the max pronation velocity misses ~550 deg/s; rearfoot and midfoot
-    runners at 34 deg keep 3 ms. A detector gap, kept as a strict xfail until fixed."""
+    runners at 34 deg keep 3 ms. Why: the IC search starts at mid-swing, the largest dorsiflexion
+    rate (min gyr_y) of the step; a swing from a 34 deg toe-off to a -11 deg landing dorsiflexes at
+    most 124 deg/s, the heel's drop after the forefoot lands at 223 deg/s, so "mid-swing" falls after
+    IC (at 68 deg: 283 vs 223). Whether real forefoot swings dorsiflex that little (the simulator's
+    swing pitch rises monotonically to the landing) is open; kept as a strict xfail until decided."""
     from dataclasses import replace
 
     from strideflow.analytics.pipeline import analyze_samples
