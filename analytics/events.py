@@ -4,7 +4,18 @@ Foot-frame signals (x to the toe, y left, z up; plantarflexion is +gyr_y). The r
 at the zero-velocity (still) periods: each motion between two still periods that moves the foot
 (a swing) is a step. Within a step:
 
-- mid-swing: the largest dorsiflexion rate (minimum of gyr_y);
+- mid-swing: the largest dorsiflexion rate (minimum of gyr_y) in the airborne swing. Usually the
+  step's largest; but a forefoot strike lands on the ball of the foot and the heel then drops to
+  the ground under load (Lieberman et al. 2010, Nature 463:531), a dorsiflexion that can outpace
+  the swing's when the toe-off angle is small (simulated: 223 against 124 deg/s at a 34 deg
+  toe-off and a -11 deg strike, which put every IC ~47 ms late). When the step's impact (its
+  largest jerk, the landing) is over before the step's largest dorsiflexion rate (the jerk falls
+  below `ic_quiet_fraction` of the impact's in between: the foot is on the ground), that rate is
+  the heel drop, and mid-swing is the largest dorsiflexion rate before the impact (if it reaches
+  `min_swing_dps`; else the jerk was no landing). In heel-strike walking the largest dorsiflexion
+  rate comes 0-3 samples after the largest jerk, within the impact (in between, the jerk stays
+  above 0.46 of its peak on gaitmap's imu_sample_ic_stride.csv), and mid-swing does not move. A step still under way (live,
+  `open_end`) has no impact yet: the largest rate so far;
 - toe-off: the peak of the plantarflexion rate (gyr_y) at the push-off, between the end of the
   previous still period and mid-swing; the rotation about the toe stops abruptly when the toe
   leaves the ground. The push-off is where the plantarflexion rate most exceeds the spin rate,
@@ -309,7 +320,8 @@ class StrideEventDetector:
     Notes
     -----
     Mid-swing as the largest dorsiflexion rate follows the stride segmentation of Rampp et al.
-    (2015, IEEE Trans. Biomed. Eng.); the event rules (spin-weighted push-off, jerk-onset IC,
+    (2015, IEEE Trans. Biomed. Eng.), taken before the landing's impact when a forefoot strike's
+    heel drop outpaces the swing (module docstring); the event rules (spin-weighted push-off, jerk-onset IC,
     heel-off rate, the gait-start row) and the validity rules are strideflow's own heuristics
     (module docstring).
     """
@@ -410,7 +422,26 @@ class StrideEventDetector:
         stance_lo = np.concatenate([[0], m_hi]).astype(np.int64)
         stance_hi = np.concatenate([m_lo, [n]]).astype(np.int64)
 
+        jerk = _jerk(acc)
+        ahead = int(round(s.ic_lookahead_s * fs))
+        ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
+        # Mid-swing, the largest dorsiflexion rate of the step, must lie in the airborne swing. After
+        # a forefoot strike the heel drops onto the ground and can dorsiflex faster than the swing
+        # did: when the step's impact (its largest jerk) is over before that peak (the jerk falls
+        # below `ic_quiet_fraction` of the impact's in between), the foot had landed, and mid-swing
+        # is the largest dorsiflexion rate before the impact, if that is a swing's.
+        # An open step has no impact yet.
         mid_swing = _argext(gyr_y, m_lo, m_hi, False)
+        impact = _argext(jerk, m_lo, np.maximum(ic_hi, m_lo + 1), True)
+        after = impact < mid_swing
+        dip = _argext(jerk, impact, np.where(after, mid_swing + 1, impact + 1), False)
+        before = _argext(gyr_y, m_lo, np.maximum(impact, m_lo + 1), False)
+        landed = (
+            after & (jerk[dip] < s.ic_quiet_fraction * jerk[impact]) & (-gyr_y[before] >= s.min_swing_dps)
+        )
+        if open_step:
+            landed[-1] = False
+        mid_swing[landed] = before[landed]
         back = int(round(s.to_lookback_s * fs))
         to_lo = np.maximum(m_lo - back, stance_lo[:-1])
         # A pivot's dorsiflexion minimum is noise, not mid-swing: push-off is in its first half.
@@ -420,9 +451,6 @@ class StrideEventDetector:
         # The spin-weighted peak picks the push-off; the toe-off is the gyr_y peak it lies on.
         toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
         toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
-        jerk = _jerk(acc)
-        ahead = int(round(s.ic_lookahead_s * fs))
-        ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
         ic = _impact_onset(
             jerk,
             mid_swing,
