@@ -14,8 +14,8 @@ at the zero-velocity (still) periods: each motion between two still periods that
   the heel drop, and mid-swing is the largest dorsiflexion rate before the impact (if it reaches
   `min_swing_dps`; else the jerk was no landing). In heel-strike walking the largest dorsiflexion
   rate comes 0-3 samples after the largest jerk, within the impact (in between, the jerk stays
-  above 0.46 of its peak on gaitmap's imu_sample_ic_stride.csv), and mid-swing does not move. A step still under way (live,
-  `open_end`) has no impact yet: the largest rate so far;
+  above 0.46 of its peak on gaitmap's imu_sample_ic_stride.csv), and mid-swing does not move. A
+  step still under way (live, `open_end`) has no impact yet: the largest rate so far;
 - toe-off: the peak of the plantarflexion rate (gyr_y) at the push-off, between the end of the
   previous still period and mid-swing; the rotation about the toe stops abruptly when the toe
   leaves the ground. The push-off is where the plantarflexion rate most exceeds the spin rate,
