@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from strideflow.hardware.schema import IC_T, KEYS, PRONATION_DEG, TOE_OFF_T, VALID, T
+from strideflow.hardware.schema import IC_T, KEYS, PRONATION_DEG, TOE_OFF_T, T, steady_of
 
 OTHER_FOOT = {"left": "right", "right": "left"}
 
@@ -70,7 +70,7 @@ class FootSideCheck:
         s = self.settings
         rows = []
         keys = list(KEYS)
-        valid = strides.filter(pl.col(VALID))
+        valid = strides.filter(steady_of(strides.columns))
         for key, sig in (
             signals.sort([*keys, T]).partition_by(keys, as_dict=True, maintain_order=True).items()
         ):

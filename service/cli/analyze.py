@@ -37,9 +37,9 @@ from strideflow.hardware.schema import (
     STRIKE_TYPE,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
     session_iqr,
     session_median,
+    steady_of,
 )
 from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
@@ -80,7 +80,7 @@ def _cell(row: dict | None, metric: str, scale: float, decimals: int) -> str:
 
 def _strike_share(strides: pl.DataFrame) -> dict[tuple, str]:
     shares = (
-        strides.filter(pl.col(VALID))
+        strides.filter(steady_of(strides.columns))
         .group_by(*KEYS, STRIKE_TYPE)
         .len()
         .with_columns((100.0 * pl.col("len") / pl.col("len").sum().over(list(KEYS))).alias("pct"))

@@ -35,9 +35,9 @@ from strideflow.hardware.schema import (
     STRIDE_LENGTH_M,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
     session_iqr,
     session_median,
+    steady_of,
 )
 from strideflow.service.report.data import ReportData
 from strideflow.service.report.plots import (
@@ -282,7 +282,7 @@ def render_html(data: ReportData) -> str:
         "foot-strike angle (pitch before contact relative to foot-flat) and toe-off angle (foot-flat "
         "pitch minus toe-off pitch); dotted line: the foot-flat level.</p>"
     )
-    valid_kinds = activities_of(data.strides.filter(pl.col(VALID).fill_null(False)))
+    valid_kinds = activities_of(data.strides.filter(steady_of(data.strides.columns)))
     dist = "".join(
         f"<figure>{figure_svg(distributions_figure(data.strides, activity=kind))}</figure>"
         for kind in valid_kinds

@@ -32,7 +32,7 @@ from strideflow.hardware.schema import (
     STRIDE_TIME_S,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
+    steady_of,
 )
 from strideflow.service.wording import ACTIVITY_WORDS, METRIC_INFO, metric_label
 
@@ -105,7 +105,8 @@ def _foot_curve(summary: pl.DataFrame, foot: str, phase: str, angle: str) -> tup
 
 
 def _valid(strides: pl.DataFrame, foot: str) -> pl.DataFrame:
-    return strides.filter((pl.col(FOOT) == foot) & pl.col(VALID).fill_null(False))
+    """The foot's steady strides (`schema.steady_of`), which the statistics are taken over."""
+    return strides.filter((pl.col(FOOT) == foot) & steady_of(strides.columns))
 
 
 def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | None = None) -> Figure:
