@@ -116,12 +116,12 @@ class SessionFoot(BaseModel):
     activity: str | None = Field(
         default=None,
         description="walk or run: a session holding both gaits has one entry per foot and activity, "
-        "its main activity (most valid strides) first.",
+        "its main activity (most steady strides) first.",
     )
     stride_count: int | None = None
     stride_count_all: int | None = None
     median: dict[str, float | None] = Field(
-        default_factory=dict, description="Metric -> median of valid strides."
+        default_factory=dict, description="Metric -> median of steady strides (valid, no turn or gait start)."
     )
     iqr: dict[str, float | None] = Field(default_factory=dict, description="Metric -> inter-quartile range.")
     mounting_id: str | None = Field(

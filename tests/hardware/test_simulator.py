@@ -218,12 +218,16 @@ def test_peak_plantarflexion_rate_is_at_toe_off(exact):
             assert abs(t[win][np.argmax(gy[win])] - to) < 0.030
 
 
-def test_turn_strides_are_invalid_and_turning():
+def test_turn_strides_are_valid_not_steady_and_turning():
     sim = _exact("walk", rate=100.0, duration=90.0, seed=2)
     tr = sim.truth_strides_
-    turns = tr.filter(pl.col(S.REASON) == "turn")
-    assert turns.height >= 3 and not turns[S.VALID].any()
-    assert tr.filter(pl.col(S.VALID)).height > 2 * turns.height
+    turns = tr.filter(pl.col(S.CONTEXT) == S.CONTEXT_TURN)
+    # real, measured strides (valid: detection counts them), kept out of the statistics (not steady)
+    assert turns.height >= 3 and turns[S.VALID].all() and not turns[S.STEADY].any()
+    assert turns[S.REASON].is_null().all()
+    assert turns[S.HEADING_CHANGE_DEG].abs().is_between(40.0, 80.0).all()
+    assert tr.filter(pl.col(S.STEADY)).height > 2 * turns.height
+    assert tr.filter(pl.col(S.STEADY))[S.HEADING_CHANGE_DEG].abs().max() < 45.0
     # a turning stride rotates the heading by ~60 deg: much yaw rate on the foot frame z axis
     orient = _foot(sim.truth_orientation_, "left")
     q = rotation_from_wxyz(orient.select(S.QUAT).to_numpy())
@@ -244,7 +248,7 @@ def test_truth_metrics_lie_in_configured_ranges():
             )
         ).simulate()
         rows.append(sim.truth_strides_.with_columns(pl.lit(seed).alias("seed")))
-    tr = pl.concat(rows).filter(pl.col(S.VALID))
+    tr = pl.concat(rows).filter(pl.col(S.STEADY))
     assert set(tr["activity"]) == {"walk", "run"}
     lo, hi = STRIDE_LIMITS["pronation_excursion_deg"]
     assert tr[S.PRONATION_EXCURSION_DEG].is_between(lo - 0.01, hi + 0.01).all()
