@@ -29,7 +29,7 @@ class FootSideSettings:
     """Settings of `FootSideCheck`.
 
     window_share: the roll after IC is averaged over [IC, IC + this share of the stance].
-    min_strides: fewer valid strides than this give no verdict.
+    min_strides: fewer steady strides than this give no verdict.
     max_median_deg: the label is doubted only when the median roll after IC is below this (deg) ...
     max_everting_share: ... and fewer than this share of the strides evert at all.
     """

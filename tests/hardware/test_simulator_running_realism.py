@@ -86,7 +86,7 @@ def _simulated(activity: str, gait) -> pl.DataFrame:
 
 def _running(strides: pl.DataFrame) -> pl.DataFrame:
     return strides.filter(
-        pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col(S.STRIDE_LENGTH_M) >= RUNNING_STRIDE_M)
+        pl.col(S.STEADY) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col(S.STRIDE_LENGTH_M) >= RUNNING_STRIDE_M)
     )
 
 
@@ -109,7 +109,9 @@ def real_running() -> pl.DataFrame:
         strides = strides.with_columns(pl.Series("_footprint_m", _footprint_lengths_m(trial)))
         parts.append(
             strides.filter(
-                pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col("_footprint_m") >= RUNNING_STRIDE_M)
+                pl.col(S.STEADY)
+                & (pl.col(S.ACTIVITY) == S.RUN)
+                & (pl.col("_footprint_m") >= RUNNING_STRIDE_M)
             )
         )
     return pl.concat(parts)
@@ -140,7 +142,7 @@ def test_running_raises_the_push_off_rate_over_walking_as_on_the_real_pod(real_r
     normal = [analysed_walk(t) for t in (31, 32, 33, 36, 45)]
     real_walking = pl.concat(
         s.filter(
-            pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.WALK) & (pl.col(S.SPEED_MPS) < NORMAL_WALK_MAX_MPS)
+            pl.col(S.STEADY) & (pl.col(S.ACTIVITY) == S.WALK) & (pl.col(S.SPEED_MPS) < NORMAL_WALK_MAX_MPS)
         )
         for _, s in normal
     )
@@ -152,7 +154,7 @@ def test_running_raises_the_push_off_rate_over_walking_as_on_the_real_pod(real_r
     )
     speed, cadence = _pace(real_walking)
     walk = _simulated("walk", replace(GaitParams(), speed_mps=speed, cadence_spm=cadence)).filter(
-        pl.col(S.VALID)
+        pl.col(S.STEADY)
     )
     rate = pl.col(S.PUSH_OFF_RATE_DPS).median()
     real_ratio = real_running.select(rate).item() / real_walking.select(rate).item()
