@@ -691,7 +691,8 @@ function liveIngest(msg) {
 function statusBadge(row) {
   if (!row.valid) return el("span", { class: "badge invalid", text: `invalid: ${row.reason || "?"}` });
   if (row.type === "stance") return el("span", { class: "badge provisional", text: "provisional" });
-  return el("span", { class: "badge final", text: "final" });
+  // a turn or the gait start: measured (valid), but not in the session's statistics (not steady)
+  return el("span", { class: "badge final", text: row.context ? `final: ${row.context}` : "final" });
 }
 
 function rowClass(row) {
