@@ -19,9 +19,11 @@ gaits gets one row per activity), so walking is never compared with, or averaged
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import polars as pl
 
-from strideflow.hardware.schema import ACTIVITY, DUTY_FACTOR, KEYS, RUN, VALID, WALK
+from strideflow.hardware.schema import ACTIVITY, DUTY_FACTOR, KEYS, RUN, STEADY, WALK, steady_of
 
 RUN_BELOW_DUTY_FACTOR = 0.5
 
@@ -43,18 +45,19 @@ def with_activity(strides: pl.LazyFrame | pl.DataFrame):
     return strides.with_columns(activity_expr().alias(ACTIVITY))
 
 
-def activity_key_expr() -> pl.Expr:
-    """The activity a stride is summarised under (sessions rows, curve summaries).
+def activity_key_expr(names: Sequence[str] = (STEADY,)) -> pl.Expr:
+    """The activity a stride is summarised under (sessions rows, curve summaries), in a table with
+    these column names.
 
-    A valid stride: its own. An invalid one (a turn, the first stride of a bout, unknown duty
-    factor) under its own activity if the foot has valid strides of it, else under the foot's usual
-    activity (most valid strides), so a lone odd stride adds to `stride_count_all` of an existing
-    row instead of opening a row without valid strides.
+    A steady stride (`schema.steady_of`): its own. Any other (a turn, the gait start, an invalid
+    stride, unknown duty factor) under its own activity if the foot has steady strides of it, else
+    under the foot's usual activity (most steady strides), so a lone odd stride adds to
+    `stride_count_all` of an existing row instead of opening a row without steady strides.
     """
     own = pl.col(ACTIVITY)
-    valid = pl.col(VALID).fill_null(False)
+    steady = steady_of(names)
     keys = list(KEYS)
-    valid_same = (valid & own.is_not_null()).sum().over([*keys, ACTIVITY])
-    usual_valid = own.filter(valid).drop_nulls().mode().sort().first().over(keys)
+    steady_same = (steady & own.is_not_null()).sum().over([*keys, ACTIVITY])
+    usual_steady = own.filter(steady).drop_nulls().mode().sort().first().over(keys)
     usual_any = own.drop_nulls().mode().sort().first().over(keys)
-    return pl.when(valid_same > 0).then(own).otherwise(usual_valid).fill_null(own).fill_null(usual_any)
+    return pl.when(steady_same > 0).then(own).otherwise(usual_steady).fill_null(own).fill_null(usual_any)

@@ -1,6 +1,6 @@
 """Stride-normalised curves: pronation and pitch resampled over stance and over the whole stride.
 
-For each stride of the `strides` table (valid or not, with its `valid` flag) the per-sample
+For each stride of the `strides` table (valid or not, with its `valid` and `steady` flags) the per-sample
 pronation angle and pitch of `analytics.signals` are linearly interpolated at `points` equally
 spaced instants of two phases:
 
@@ -10,8 +10,9 @@ spaced instants of two phases:
 The result is a long table (`CURVES_SCHEMA`): keys, `stride_index`, `valid`, `phase`, `pct`,
 `pronation_deg` (deg, eversion positive on both feet, DESIGN.md) and `pitch_deg` (deg, toes up
 positive). A phase whose event times are unknown, or that reaches outside the recorded signal,
-has null angles. `curve_summary` gives mean and standard deviation per foot, phase and percent,
-from which mean +/- SD curves are drawn.
+has null angles. `curve_summary` gives mean and standard deviation per foot, phase and percent
+over the steady strides (`schema.steady_of`: no turn, no gait start), from which mean +/- SD
+curves are drawn.
 
 All strides are resampled in one compiled pass (numpy.interp's arithmetic, both angles at once):
 every athlete-session-foot's signal is shifted onto its own stretch of one global, increasing
@@ -40,10 +41,12 @@ from strideflow.hardware.schema import (
     PITCH_DEG,
     PRONATION_DEG,
     SESSION_ID,
+    STEADY,
     STRIDE_INDEX,
     TOE_OFF_T,
     VALID,
     T,
+    steady_of,
 )
 
 PHASE = "phase"
@@ -65,6 +68,7 @@ CURVES_SCHEMA: dict[str, pl.DataType] = {
     PRONATION_DEG: pl.Float64(),
     PITCH_DEG: pl.Float64(),
     ACTIVITY: pl.String(),  # the stride's walk/run (`analytics.activity`); summaries are per activity
+    STEADY: pl.Boolean(),  # the stride's `steady`: summaries are over these
 }
 
 STRIDE_COUNT = "stride_count"  # strides with a value at this (foot, phase, pct)
@@ -212,7 +216,7 @@ class StrideCurves:
     curves_ : pl.DataFrame
         CURVES_SCHEMA, angles in deg at each percent of stance and of the stride (`compute`).
     summary_ : pl.DataFrame
-        Per-foot mean and SD curves of the valid strides, deg (`summarize`).
+        Per-foot mean and SD curves of the steady strides, deg (`summarize`).
 
     Notes
     -----
@@ -240,7 +244,9 @@ class StrideCurves:
         phase_index = np.tile(np.repeat(np.arange(len(phases)), points), n)
         self.curves_ = pl.DataFrame(
             [
-                *base.select(*KEYS, STRIDE_INDEX, VALID, ACTIVITY).gather(np.repeat(np.arange(n), per_row)),
+                *base.select(*KEYS, STRIDE_INDEX, VALID, ACTIVITY, STEADY).gather(
+                    np.repeat(np.arange(n), per_row)
+                ),
                 pl.Series(PHASE, phases, dtype=pl.String).gather(phase_index),
                 pl.Series(PCT, np.tile(np.round(frac * 100.0, 9), n * len(phases)), dtype=pl.Float64),
                 *angle_columns,
@@ -249,7 +255,7 @@ class StrideCurves:
         return self
 
     def summarize(self, strides: pl.DataFrame, signals: pl.DataFrame) -> StrideCurves:
-        """Fill `summary_`: what `curve_summary(curves_)` gives (valid strides, by foot), computed
+        """Fill `summary_`: what `curve_summary(curves_)` gives (steady strides, by foot), computed
         from the resampled arrays without building the long per-stride table (a team batch stores
         only this: the per-stride table is as long as the samples). The same code
         (`CurveAccumulator`) summarises a live stream stride by stride."""
@@ -299,9 +305,12 @@ class StrideCurves:
                 *KEYS,
                 pl.col(STRIDE_INDEX).cast(pl.Int64),
                 pl.col(VALID).cast(pl.Boolean),
-                (activity_key_expr() if ACTIVITY in strides.columns else pl.lit(None, dtype=pl.String)).alias(
-                    ACTIVITY
-                ),
+                steady_of(strides.columns).alias(STEADY),
+                (
+                    activity_key_expr(strides.columns)
+                    if ACTIVITY in strides.columns
+                    else pl.lit(None, dtype=pl.String)
+                ).alias(ACTIVITY),
                 pl.col(IC_T).cast(pl.Float64),
                 pl.col(TOE_OFF_T).cast(pl.Float64),
                 pl.col(NEXT_IC_T).cast(pl.Float64),
@@ -320,7 +329,7 @@ class StrideCurves:
 
 
 class CurveAccumulator:
-    """Mean and SD curves of valid strides per foot and activity, from strides added in any portions.
+    """Mean and SD curves of steady strides per foot and activity, from strides added in any portions.
 
     `add(strides, signals)` resamples the strides as `StrideCurves` does and merges their valid
     strides into running counts, means and sums of squared deviations per (foot, activity, phase,
@@ -346,7 +355,7 @@ class CurveAccumulator:
         self._frac = np.linspace(0.0, 1.0, int(settings.points))
 
     def add(self, strides: pl.DataFrame, signals: pl.DataFrame) -> CurveAccumulator:
-        """Merge the valid strides of a `strides` table, resampled on their per-sample `signals`
+        """Merge the steady strides of a `strides` table, resampled on their per-sample `signals`
         (keys, `t` s, `pronation_deg`, `pitch_deg`, covering each stride from IC to next IC)."""
         resampled = StrideCurves(self.settings)._resample(strides, signals)
         self.strides_added_ += strides.height
@@ -355,8 +364,8 @@ class CurveAccumulator:
         base, _, _, angles = resampled
         feet = base.get_column(FOOT).to_numpy()
         kinds = base.get_column(ACTIVITY).fill_null("").to_numpy()
-        valid = base.get_column(VALID).fill_null(False).to_numpy()
-        self._merge(feet, kinds, valid, angles)
+        steady = base.get_column(STEADY).to_numpy()
+        self._merge(feet, kinds, steady, angles)
         return self
 
     def add_foot(
@@ -370,9 +379,10 @@ class CurveAccumulator:
         pitch_deg: np.ndarray,
     ) -> CurveAccumulator:
         """`add` for strides of one foot given as arrays, without polars (a live window's few strides):
-        per stride its `activity` (str or None), `valid`, and `event_times` {ic_t, toe_off_t,
-        next_ic_t} (s, NaN unknown); the foot's signal `t_s` (increasing, s) with its pronation and
-        pitch (deg). The same resampling (`_resample_arrays`) and merge as `add`."""
+        per stride its `activity` (str or None), `valid` (its `steady`: valid, no turn or gait
+        start), and `event_times` {ic_t, toe_off_t, next_ic_t} (s, NaN unknown); the foot's signal
+        `t_s` (increasing, s) with its pronation and pitch (deg). The same resampling
+        (`_resample_arrays`) and merge as `add`."""
         t = np.asarray(t_s, dtype=float)
         n = len(valid)
         self.strides_added_ += n
@@ -394,7 +404,7 @@ class CurveAccumulator:
         return self
 
     def _merge(self, feet: np.ndarray, kinds: np.ndarray, valid: np.ndarray, angles: dict) -> None:
-        """Merge the valid strides' resampled curves into the running moments per foot and activity."""
+        """Merge the steady strides' resampled curves into the running moments per foot and activity."""
         for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
             sel = valid & (feet == foot) & (kinds == kind)
             group = self._groups.get((foot, kind))
@@ -465,7 +475,7 @@ def stride_curves(result, points: int = 101) -> pl.DataFrame:
 
 def session_curves(result, points: int = 101) -> pl.DataFrame:
     """`curve_summary(stride_curves(result, points))` (mean and SD per foot, phase and pct over the
-    valid strides), computed without the long per-stride table: what the team batch and the
+    steady strides), computed without the long per-stride table: what the team batch and the
     service store as the `curves` table of a session."""
     signals = [s for s in result.signals.values() if s.height]
     if not signals:
@@ -483,11 +493,11 @@ def curve_summary(
     """Mean and SD (deg, ddof 1) of each angle per `by` columns (default: foot and activity, so
     walking and running strides never share a band), phase and pct.
 
-    Only valid strides enter unless `valid_only` is False. Columns: `by`, `phase`, `pct`,
-    `stride_count`, then `<angle>_mean` and `<angle>_sd` for pronation and pitch.
+    Only steady strides (`schema.steady_of`) enter unless `valid_only` is False. Columns: `by`,
+    `phase`, `pct`, `stride_count`, then `<angle>_mean` and `<angle>_sd` for pronation and pitch.
     """
     by = [c for c in by if c in curves.columns]
-    data = curves.filter(pl.col(VALID).fill_null(False)) if valid_only else curves
+    data = curves.filter(steady_of(curves.columns)) if valid_only else curves
     return (
         data.group_by(*by, PHASE, PCT)
         .agg(

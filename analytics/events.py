@@ -42,16 +42,32 @@ the gyro norm between IC and toe-off when the still period is shorter than `min_
 (running); heel-off is the last sample before toe-off at which the plantarflexion rate is still
 below `heel_off_rate_dps` (the heel starts to rise and pitch to fall).
 
-A stride is one step's IC to the next step's IC. It is marked invalid, with a reason, when it
-turns (heading change between its two foot-flats above `turn_deg`), when it is too long or too
-short, or when the foot hardly moved (shuffle). Heading and displacement come from a
-zero-velocity-aided strapdown integration (or from `q_wxyz` and `position_m` when given).
+A stride is one step's IC to the next step's IC. `valid` means a real, whole stride measured
+without a fault: it is marked invalid, with a reason, when it is too long (strides merged over a
+pause or a missed step) or too short, or when the foot hardly moved (shuffle); later stages add
+their own faults (missing signal, gaps, saturation, implausible metrics). A valid stride may still
+not be steady walking: its `context` says why, and only strides without one are `steady`, the
+strides the statistics are taken over (turning changes foot loading; see `schema.steady_expr`):
+
+- "turn": the heading changes by more than `turn_deg` between its two foot-flats
+  (`heading_change_deg`, signed, counter-clockwise positive). Its stride length, swing and toe-off
+  are measured as on a straight stride (footprint walks: turn strides' median abs stride length
+  error 0.7-4.4 cm), so it is valid and counts as found;
+- "gait_start": the row below.
+
+Heading and displacement come from a zero-velocity-aided strapdown integration (or from `q_wxyz`
+and `position_m` when given).
 
 Gait initiation: the recording's first step has no IC before it, so no IC-to-IC stride carries its
 toe-off. When a still period of at least `min_foot_flat_s` precedes that step, one extra row with
-`valid = false` and reason "gait_start" comes first: ic_t = the start of that (longest) still
-period of standing, foot_flat_t = its middle, heel_off_t as for any stance, toe_off_t = the first
-toe-off, next_ic_t = the first IC. Later walking bouts need no such row: the stride that spans a
+context "gait_start" comes first: ic_t = the start of that (longest) still period of standing,
+foot_flat_t = its middle, heel_off_t as for any stance, toe_off_t = the first toe-off, next_ic_t =
+the first IC. Its stride length (standing foot-flat to the first foot-flat after the first IC),
+swing time and toe-off metrics are measured as on any stride, so it is valid unless it shuffles
+(the stride-time limits do not apply: its ic_t is no contact). The metrics that read ic_t are not
+real on it and are null there (`schema.NEEDS_IC`: stride and stance time, cadence, speed, duty
+factor, foot strike angle and type, pronation excursion, its velocity and time, heel-off ratio,
+impact; `analytics.metrics`). Later walking bouts need no such row: the stride that spans a
 standing pause (marked "too_long") already carries the bout's first toe-off. The end of the walk
 needs none either: the last stride ends at the last IC, and the standing after it has no toe-off.
 """
@@ -68,7 +84,11 @@ from strideflow.analytics.signals import row_norm
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware.schema import (
+    CONTEXT,
+    CONTEXT_GAIT_START,
+    CONTEXT_TURN,
     FOOT_FLAT_T,
+    HEADING_CHANGE_DEG,
     HEEL_OFF_T,
     IC_T,
     NEXT_IC_T,
@@ -84,15 +104,14 @@ FOOT_FLAT_IDX = "foot_flat_idx"
 HEEL_OFF_IDX = "heel_off_idx"
 TOE_OFF_IDX = "toe_off_idx"
 NEXT_IC_IDX = "next_ic_idx"
-HEADING_CHANGE_DEG = "heading_change_deg"  # yaw change foot-flat to next foot-flat, deg
 DISPLACEMENT_M = "displacement_m"  # 3-D foot displacement foot-flat to next foot-flat, m
 
-REASON_TURN = "turn"
+REASON_TURN = CONTEXT_TURN  # a context since issue 17 (valid, not steady), no longer a reason
 REASON_TOO_LONG = "too_long"
 REASON_TOO_SHORT = "too_short"
 REASON_SHUFFLE = "shuffle"
 REASON_NO_ZERO_VELOCITY = "no_zero_velocity"
-REASON_GAIT_START = "gait_start"
+REASON_GAIT_START = CONTEXT_GAIT_START  # likewise a context
 
 EVENTS_SCHEMA: dict[str, pl.DataType] = {
     STRIDE_INDEX: pl.Int64(),
@@ -103,6 +122,7 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {
     NEXT_IC_T: pl.Float64(),
     VALID: pl.Boolean(),
     REASON: pl.String(),
+    CONTEXT: pl.String(),
     IC_IDX: pl.Int64(),
     FOOT_FLAT_IDX: pl.Int64(),
     HEEL_OFF_IDX: pl.Int64(),
@@ -135,7 +155,7 @@ class EventSettings:
     ic_lookahead_s: the impact is searched up to this long into the next still period.
     min_foot_flat_s: shorter still periods take foot-flat at the minimum gyro norm instead.
     heel_off_rate_dps: plantarflexion rate that marks the heel lifting.
-    turn_deg: stride invalid ("turn") when its heading changes more than this.
+    turn_deg: stride in context "turn" (valid, not steady) when its heading changes more than this.
     max_stride_s / min_stride_s: stride time outside these is invalid ("too_long"/"too_short").
     min_displacement_m: foot displacement over the stride below this is invalid ("shuffle").
     """
@@ -281,23 +301,26 @@ def stride_reasons(
     heading_change_deg: np.ndarray,
     displacement_m: np.ndarray,
     gait_start: bool,
-) -> list[str | None]:
-    """Per stride, the first rule it breaks (`reason`; None: valid): gait start (the first row,
-    when `gait_start`), too long, too short, a turn, a shuffle. Comparisons as Polars makes them
-    (NaN above every number), so the table equals the Polars expressions this replaced."""
+) -> tuple[list[str | None], list[str | None]]:
+    """Per stride, the first fault it has (`reason`; None: valid): too long, too short, a shuffle;
+    and its `context` (None: steady straight): "gait_start" (the first row, when `gait_start`; the
+    stride-time limits do not apply to it, its ic_t being no contact), else "turn". Comparisons as
+    Polars makes them (NaN above every number), so the table equals the Polars expressions this
+    replaced."""
     stride_time = next_ic_t - ic_t
+    first = np.arange(len(ic_t)) == 0 if gait_start else np.zeros(len(ic_t), dtype=bool)
     rules = [
-        (_above(stride_time, s.max_stride_s), REASON_TOO_LONG),
-        (stride_time < s.min_stride_s, REASON_TOO_SHORT),
-        (_above(np.abs(heading_change_deg), s.turn_deg), REASON_TURN),
+        (_above(stride_time, s.max_stride_s) & ~first, REASON_TOO_LONG),
+        ((stride_time < s.min_stride_s) & ~first, REASON_TOO_SHORT),
         (displacement_m < s.min_displacement_m, REASON_SHUFFLE),
     ]
-    if gait_start:
-        rules.insert(0, (np.arange(len(ic_t)) == 0, REASON_GAIT_START))
     reason = np.full(len(ic_t), None, dtype=object)
     for hit, name in reversed(rules):  # earlier rules overwrite later ones
         reason[hit] = name
-    return reason.tolist()
+    context = np.full(len(ic_t), None, dtype=object)
+    context[_above(np.abs(heading_change_deg), s.turn_deg)] = CONTEXT_TURN
+    context[first] = CONTEXT_GAIT_START
+    return reason.tolist(), context.tolist()
 
 
 class StrideEventDetector:
@@ -311,7 +334,7 @@ class StrideEventDetector:
     Attributes
     ----------
     events_ : pl.DataFrame
-        EVENTS_SCHEMA, one row per stride, event times in s, `valid` and `reason`.
+        EVENTS_SCHEMA, one row per stride, event times in s, `valid`, `reason` and `context`.
     open_stride_ : pl.DataFrame
         With `open_end`: the stride whose swing the data ends in (one row, else empty).
     zero_velocity_, q_wxyz_, position_m_ : np.ndarray
@@ -498,13 +521,18 @@ class StrideEventDetector:
         events = self._table(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
         self.open_stride_ = _NO_EVENTS
         if open_step:
-            # Only a stride that is already too long is known to be invalid.
+            # Only a stride that is already too long is known to be invalid, and only the gait start
+            # has a context before its next foot-flat.
             # (built column by column: the live analyzer does this per stance row, a query cost more)
             last = events.tail(1)
-            too_long = bool(last.get_column(NEXT_IC_T)[0] - last.get_column(IC_T)[0] > s.max_stride_s)
+            start_row = last.get_column(CONTEXT)[0] == CONTEXT_GAIT_START
+            too_long = not start_row and bool(
+                last.get_column(NEXT_IC_T)[0] - last.get_column(IC_T)[0] > s.max_stride_s
+            )
             own = {
                 VALID: pl.Series(VALID, [not too_long], dtype=pl.Boolean),
                 REASON: pl.Series(REASON, [REASON_TOO_LONG if too_long else None], dtype=pl.String),
+                CONTEXT: pl.Series(CONTEXT, [CONTEXT_GAIT_START if start_row else None], dtype=pl.String),
                 HEADING_CHANGE_DEG: pl.Series(HEADING_CHANGE_DEG, [float("nan")], dtype=pl.Float64),
                 DISPLACEMENT_M: pl.Series(DISPLACEMENT_M, [float("nan")], dtype=pl.Float64),
             }
@@ -560,7 +588,7 @@ class StrideEventDetector:
             HEADING_CHANGE_DEG: heading,
             DISPLACEMENT_M: disp,
         }
-        reason = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
+        reason, context = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
         columns[REASON] = reason
         columns[VALID] = np.array([r is None for r in reason], dtype=bool)
         # One Series per dtype, sliced into the columns: a Series costs ~20-40 us to build from
@@ -572,4 +600,5 @@ class StrideEventDetector:
             series.update((c, flat.slice(i * n_rows, n_rows).alias(c)) for i, c in enumerate(names))
         series[VALID] = pl.Series(VALID, columns[VALID], dtype=pl.Boolean)
         series[REASON] = pl.Series(REASON, reason, dtype=pl.String)
+        series[CONTEXT] = pl.Series(CONTEXT, context, dtype=pl.String)
         return pl.DataFrame([series[c] for c in EVENTS_SCHEMA])

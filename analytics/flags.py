@@ -3,7 +3,7 @@
 A flag says "this session's typical stride sits beyond a threshold worth a look", nothing more.
 Every threshold below is a heuristic default chosen from the ranges reported for healthy
 walking and running with shoe-mounted sensors; a coach should set them per athlete or team,
-ideally against the athlete's own baseline. A foot needs at least `min_strides` valid strides
+ideally against the athlete's own baseline. A foot needs at least `min_strides` steady strides
 before any flag is raised on it, so a few odd strides never trigger one.
 
 The flags table has one row per raised flag: keys (`foot` is null for left/right asymmetry, which
@@ -102,7 +102,7 @@ class FlagSettings:
     Where each number comes from ("real walks": the healthy walker of imu_sample.csv, both feet,
     and the MS files, analysed in the shoe frame; session medians per foot):
 
-    - `min_strides` (10): valid strides a foot needs before it can be flagged, so a few odd
+    - `min_strides` (10): steady strides a foot needs before it can be flagged, so a few odd
       strides never decide a median: at 10 strides the median's standard error is ~0.3 IQR
       (1.2533 sigma / sqrt(n), sigma = IQR / 1.349, as in `BaselineAsymmetrySettings`).
     - `low_pronation_excursion_deg` (4 deg): median pronation excursion below this: the foot
@@ -317,7 +317,7 @@ class SessionFlagger:
     ----------
     settings
         `FlagSettings` (thresholds in the metric's unit: deg, deg/s, s, symmetry index in %; the
-        minimum number of valid strides per foot).
+        minimum number of steady strides per foot).
 
     Attributes
     ----------
@@ -424,7 +424,7 @@ class BaselineAsymmetrySettings:
       variance is the baseline sessions' own spread (sample variance, ddof 1) plus this session's
       sampling error of the index, propagated from each foot's median, whose standard error is
       1.2533 sigma / sqrt(n) with sigma = IQR / 1.349 for a normal sample.
-    - `min_strides` (10): valid strides each foot needs, in the session and in each baseline session.
+    - `min_strides` (10): steady strides each foot needs, in the session and in each baseline session.
     """
 
     metrics: tuple[str, ...] = (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from strideflow.hardware.schema import IC_T, KEYS, PRONATION_DEG, TOE_OFF_T, VALID, T
+from strideflow.hardware.schema import IC_T, KEYS, PRONATION_DEG, TOE_OFF_T, T, steady_of
 
 OTHER_FOOT = {"left": "right", "right": "left"}
 
@@ -29,7 +29,7 @@ class FootSideSettings:
     """Settings of `FootSideCheck`.
 
     window_share: the roll after IC is averaged over [IC, IC + this share of the stance].
-    min_strides: fewer valid strides than this give no verdict.
+    min_strides: fewer steady strides than this give no verdict.
     max_median_deg: the label is doubted only when the median roll after IC is below this (deg) ...
     max_everting_share: ... and fewer than this share of the strides evert at all.
     """
@@ -70,7 +70,7 @@ class FootSideCheck:
         s = self.settings
         rows = []
         keys = list(KEYS)
-        valid = strides.filter(pl.col(VALID))
+        valid = strides.filter(steady_of(strides.columns))
         for key, sig in (
             signals.sort([*keys, T]).partition_by(keys, as_dict=True, maintain_order=True).items()
         ):

@@ -59,7 +59,6 @@ from strideflow.analytics.events import (
     FOOT_FLAT_IDX,
     IC_IDX,
     NEXT_IC_IDX,
-    REASON_GAIT_START,
     TOE_OFF_IDX,
 )
 from strideflow.analytics.live_buffer import SampleColumns
@@ -88,8 +87,11 @@ from strideflow.hardware.motion_math import mask_to_periods, rotate_rows
 from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
+    CONTEXT,
+    CONTEXT_GAIT_START,
     FEET,
     IC_T,
+    NEEDS_IC,
     NEXT_IC_T,
     PITCH_DEG,
     PRONATION_DEG,
@@ -97,6 +99,7 @@ from strideflow.hardware.schema import (
     SESSION_ID,
     STANCE_METRICS,
     STANCE_SCHEMA,
+    STEADY,
     STRIDE_INDEX,
     STRIDES_SCHEMA,
     TOE_OFF_T,
@@ -118,6 +121,7 @@ __all__ = [
 
 # Empty results, built once: a frame from a schema costs ~0.3 ms, and most pushes complete nothing.
 _NO_STRIDES = pl.DataFrame(schema=STRIDES_SCHEMA)
+_STANCE_MEASURED_AT_START = tuple(c for c in STANCE_METRICS if c not in NEEDS_IC)
 _NO_STANCES = pl.DataFrame(schema=STANCE_SCHEMA)
 
 _CLOSE_T = "close_t"
@@ -797,7 +801,7 @@ class LiveStrideAnalyzer:
         ff = ev[FOOT_FLAT_IDX].to_numpy()
         emit = ic > self._last_ic
         if a0 != self._seg0:
-            emit &= np.array([r != REASON_GAIT_START for r in ev.get_column(REASON).to_list()], dtype=bool)
+            emit &= np.array([c != CONTEXT_GAIT_START for c in ev.get_column(CONTEXT).to_list()], dtype=bool)
         if not final:
             emit[-1] = False
             if self._fitting():
@@ -840,7 +844,7 @@ class LiveStrideAnalyzer:
                 self._curves.add_foot(
                     self.foot,
                     out[ACTIVITY].to_list(),
-                    _valid_numpy(out[VALID]),
+                    _valid_numpy(out[STEADY]),
                     {c: out[c].to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
                     sig[T],
                     sig[PRONATION_DEG],
@@ -971,9 +975,10 @@ class LiveStrideAnalyzer:
         def done(m: pl.DataFrame) -> None:
             # the rest of the stance row, once the metric query has run (`resolve`)
             # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
-            missing = any(
-                v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in STANCE_METRICS)
-            )
+            # (The gait start's metrics that read its ic_t are null by definition, not missing.)
+            start = m.get_column(CONTEXT)[0] == CONTEXT_GAIT_START
+            measured = _STANCE_MEASURED_AT_START if start else STANCE_METRICS
+            missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in measured))
             reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
             own = {
                 VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),

@@ -53,7 +53,9 @@ from strideflow.hardware.schema import (
     MOUNTING_UNCERTAINTY_DEG,
     REASON,
     REMOUNT,
+    STEADY,
     VALID,
+    steady_expr,
 )
 
 __all__ = [
@@ -304,6 +306,7 @@ def label_strides(
     ).with_columns(
         pl.when(old_frame).then(pl.lit(REASON_REMOUNT)).otherwise(pl.col(REASON)).alias(REASON),
         (pl.col(VALID) & ~old_frame).alias(VALID),
+        *((steady_expr(pl.col(VALID) & ~old_frame).alias(STEADY),) if STEADY in strides.columns else ()),
     )
 
 

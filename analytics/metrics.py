@@ -46,12 +46,15 @@ from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
     ACC_NORM_G,
     CADENCE_SPM,
+    CONTEXT,
+    CONTEXT_GAIT_START,
     DUTY_FACTOR,
     EVENT_TIMES,
     FOOT,
     FOOT_FLAT_T,
     FOOT_PROGRESSION_ANGLE_DEG,
     FOOT_STRIKE_ANGLE_DEG,
+    HEADING_CHANGE_DEG,
     HEADING_DEG,
     HEEL_OFF_RATIO,
     HEEL_OFF_T,
@@ -61,6 +64,7 @@ from strideflow.hardware.schema import (
     KEYS,
     MAX_PRONATION_VELOCITY_DPS,
     METRICS,
+    NEEDS_IC,
     NEXT_IC_T,
     PITCH_DEG,
     PITCH_RATE_DPS,
@@ -74,6 +78,7 @@ from strideflow.hardware.schema import (
     REASON,
     SPEED_MPS,
     STANCE_TIME_S,
+    STEADY,
     STRIDE_INDEX,
     STRIDE_LENGTH_M,
     STRIDE_TIME_S,
@@ -90,6 +95,7 @@ from strideflow.hardware.schema import (
     VALID,
     ZERO_VELOCITY,
     T,
+    steady_expr,
 )
 
 # Reasons this module adds to strides the event detector called valid.
@@ -779,13 +785,15 @@ def _definitions(s: MetricSettings, names: tuple[str, ...]) -> tuple[tuple[pl.Ex
     off_axis = pl.col(f"{HEADING_DEG}_ff").radians() - pl.arctan2(dy, dx)
     outward = pl.when(pl.col(FOOT) == "left").then(1.0).when(pl.col(FOOT) == "right").then(-1.0)
     toe_out = outward * pl.arctan2(off_axis.sin(), off_axis.cos()).degrees()
-    # A stride the detector called valid stays valid only if every metric could be computed.
+    # A stride the detector called valid stays valid only if every metric could be computed (on the
+    # gait start, those that do not read its ic_t, which is no contact: the others become null).
+    gait_start = (pl.col(CONTEXT) == CONTEXT_GAIT_START).fill_null(False)
+    checked = [m for m in METRICS if m not in (STRIDE_LENGTH_M, SPEED_MPS, FOOT_PROGRESSION_ANGLE_DEG)]
     missing_angle = pl.any_horizontal(
-        *[
-            pl.col(m).is_null() | pl.col(m).is_nan()
-            for m in METRICS
-            if m not in (STRIDE_LENGTH_M, SPEED_MPS, FOOT_PROGRESSION_ANGLE_DEG)
-        ]
+        *[pl.col(m).is_null() | pl.col(m).is_nan() for m in checked if m not in NEEDS_IC]
+    ) | (
+        ~gait_start
+        & pl.any_horizontal(*[pl.col(m).is_null() | pl.col(m).is_nan() for m in checked if m in NEEDS_IC])
     )
     missing_length = pl.col(STRIDE_LENGTH_M).is_null() | pl.col(STRIDE_LENGTH_M).is_nan()
     new_reason = (
@@ -823,11 +831,15 @@ def _definitions(s: MetricSettings, names: tuple[str, ...]) -> tuple[tuple[pl.Ex
         pl.when(pl.col(VALID) & new.is_not_null()).then(new).otherwise(pl.col(REASON)).alias(REASON),
         (pl.col(VALID) & new.is_null()).alias(VALID),
     )
-    stages = (metrics, derived, (new_reason.alias("_new_reason"),), validity)
+    # the gait start's metrics that read its ic_t (module docstring of analytics.events)
+    not_measured = tuple(
+        pl.when(gait_start).then(None).otherwise(pl.col(m)).alias(m) for m in (*NEEDS_IC, "_censored")
+    )
+    stages = (metrics, derived, (new_reason.alias("_new_reason"),), validity, not_measured)
     after = list(names)
     for stage in stages:
         after += [n for n in (e.meta.output_name() for e in stage) if n not in after]
-    return (*stages, *finish_strides_stages(tuple(after)))
+    return (*stages, *finish_strides_stages(tuple(after)), (steady_expr().alias(STEADY),))
 
 
 _FINAL_SELECT = (
@@ -836,6 +848,8 @@ _FINAL_SELECT = (
     .then(pl.col("_censored") > 0.5)
     .alias(PRONATION_EXCURSION_CENSORED),
 )
+# Events tables without these (hand-made ones) get them as nulls: no heading known, no context.
+_OPTIONAL_EVENT_COLUMNS = {HEADING_CHANGE_DEG: pl.Float64, CONTEXT: pl.String}
 
 
 class StrideMetrics:
@@ -904,6 +918,11 @@ class StrideMetrics:
         self, events: pl.DataFrame, index: _IndexedSignals, rows: np.ndarray | None = None
     ) -> PreparedStrides:
         s = self.settings
+        missing = [c for c in _OPTIONAL_EVENT_COLUMNS if c not in events.columns]
+        if missing:
+            events = events.with_columns(
+                pl.lit(None, dtype=_OPTIONAL_EVENT_COLUMNS[c]).alias(c) for c in missing
+            )
         events = _cast_columns(
             events,
             {
@@ -912,6 +931,7 @@ class StrideMetrics:
                 **dict.fromkeys(EVENT_TIMES, pl.Float64),
                 VALID: pl.Boolean,
                 REASON: pl.String,
+                **_OPTIONAL_EVENT_COLUMNS,
             },
         )
         gap = s.max_interpolation_gap_s

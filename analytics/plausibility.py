@@ -40,12 +40,12 @@ odd strides" but read wrongly; the analysis then fails with the likely cause (th
 given with `--rate`, or gyroscope units) instead of publishing the numbers.
 
 The recording is also judged as a whole by its walking strides' **walk ratio**, step length /
-cadence = (`stride_length_m` / 2) / `cadence_spm` (m per step/min): the median over the valid
-walking strides of a foot must lie within `WALK_RATIO_LIMITS` (0.0015-0.02). Healthy adults keep
-it near 0.006 whatever their speed (Sekiya & Nagasaki 1998, Gait Posture 7:225-227, "walk
-ratio"); the real walks here give per-foot medians 0.0058-0.0079 (imu_sample.csv,
-imu_sample_ic_stride.csv, both MS files, the 14 footprints walks) and the stair recordings, whose
-horizontal stride is one tread, 0.0025-0.0028.
+cadence = (`stride_length_m` / 2) / `cadence_spm` (m per step/min): the median over the steady
+(valid, neither turning nor the gait start) walking strides of a foot must lie within
+`WALK_RATIO_LIMITS` (0.0015-0.02). Healthy adults keep it near 0.006 whatever their speed
+(Sekiya & Nagasaki 1998, Gait Posture 7:225-227, "walk ratio"); the real walks here give
+per-foot medians 0.0058-0.0079 (imu_sample.csv, imu_sample_ic_stride.csv, both MS files, the 14
+footprints walks) and the stair recordings, whose horizontal stride is one tread, 0.0025-0.0028.
 A rate set too high shrinks it by about the cube of the error (time shrinks, so cadence rises and
 the integrated length falls with time squared): `analyze --rate 400` on the 204.8 Hz imu_sample.csv
 walks at cadence 215 with 0.31 m strides, walk ratio 0.0007, which every per-stride limit lets
@@ -81,6 +81,7 @@ from strideflow.hardware.schema import (
     TOE_OFF_PRONATION_DEG,
     VALID,
     WALK,
+    steady_of,
 )
 
 # metric -> (lowest plausible, highest plausible, lower bound exclusive); None: no limit that side.
@@ -103,7 +104,7 @@ LIMITS: dict[str, tuple[float | None, float | None, bool]] = {
 EVENT_LIMITS = frozenset({SWING_TIME_S})
 # Tighter limits for walking strides (activity "walk"): race walkers' strides and speeds.
 WALK_LIMITS: dict[str, float] = {STRIDE_LENGTH_M: 3.0, SPEED_MPS: 4.6}
-# Median walk ratio of a foot's valid walking strides, m per step/min (module docstring).
+# Median walk ratio of a foot's steady walking strides, m per step/min (module docstring).
 WALK_RATIO_LIMITS = (0.0015, 0.02)
 
 
@@ -187,7 +188,7 @@ class RecordingPlausibility:
     implausible_fraction_ : float | None
         0..1, None when too few strides to judge.
     walk_ratio_ : float | None
-        Median of the valid walking strides, m per (step/min); None with fewer than `min_strides`.
+        Median of the steady walking strides, m per (step/min); None with fewer than `min_strides`.
 
     Notes
     -----
@@ -219,7 +220,7 @@ class RecordingPlausibility:
             timing = f" (median cadence {cadence:.0f} steps/min, stance {stance:.2f} s)"
         prefix = f"{where}: " if where else ""
         if self.implausible_fraction_ <= self.settings.max_implausible_fraction:
-            self._check_walk_ratio(strides, valid, sampling_rate_hz, prefix)
+            self._check_walk_ratio(strides, sampling_rate_hz, prefix)
             return self
         top = reasons.filter(implausible).value_counts(sort=True).row(0)[0].removeprefix("implausible_")
         raise ImplausibleRecordingError(
@@ -227,15 +228,14 @@ class RecordingPlausibility:
             f"{sampling_rate_hz:g} Hz{timing}. Likely cause: {_likely_cause(cadence, sampling_rate_hz)}."
         )
 
-    def _check_walk_ratio(
-        self, strides: pl.DataFrame, valid: pl.Series, sampling_rate_hz: float, prefix: str
-    ):
-        """Fail when the valid walking strides' median walk ratio is outside WALK_RATIO_LIMITS;
+    def _check_walk_ratio(self, strides: pl.DataFrame, sampling_rate_hz: float, prefix: str):
+        """Fail when the steady walking strides' median walk ratio is outside WALK_RATIO_LIMITS;
         sets `walk_ratio_` (m per step/min, None when fewer than `min_strides` walking strides)."""
         self.walk_ratio_ = None
         if not {ACTIVITY, STRIDE_LENGTH_M, CADENCE_SPM} <= set(strides.columns):
             return
-        walking = strides.filter(valid & (pl.col(ACTIVITY) == WALK))
+        # steady strides: a turn's shorter stride is not the walk ratio (issue 17)
+        walking = strides.filter(steady_of(strides.columns) & (pl.col(ACTIVITY) == WALK))
         if walking.height < self.settings.min_strides:
             return
         ratio = walking.select(((pl.col(STRIDE_LENGTH_M) / 2.0) / pl.col(CADENCE_SPM)).median()).item()

@@ -34,7 +34,7 @@ from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, ZuptIntegrator
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.mounting import MountingEstimator
-from strideflow.hardware.schema import KEYS, REASON, VALID
+from strideflow.hardware.schema import KEYS, REASON, STEADY, VALID, steady_expr
 
 REASON_GAP = "gap"  # the stride spans samples ingest filled in across a short gap
 REASON_SATURATION = "saturation"  # the gyroscope sat at its range during the stride
@@ -394,7 +394,10 @@ def apply_sample_flags(strides: pl.DataFrame, flags: dict[str, pl.Expr | pl.Seri
     for r in reversed(SAMPLE_FLAG_REASONS):
         if r in flags:
             reason = pl.when(flags[r]).then(pl.lit(r)).otherwise(reason)
+    valid = pl.col(VALID) & reason.is_null()
+    steady = (steady_expr(valid).alias(STEADY),) if STEADY in strides.columns else ()
     return strides.with_columns(
         pl.when(pl.col(VALID) & reason.is_not_null()).then(reason).otherwise(pl.col(REASON)).alias(REASON),
-        (pl.col(VALID) & reason.is_null()).alias(VALID),
+        valid.alias(VALID),
+        *steady,
     )

@@ -1,13 +1,15 @@
-"""The `sessions` table: per athlete-session-foot-activity aggregates of the valid strides, and symmetry.
+"""The `sessions` table: per athlete-session-foot-activity aggregates of the steady strides, and symmetry.
 
 One row per (athlete_id, session_id, foot, activity) present in the strides (`activity`: walk or
 run, `analytics.activity`; a stride of unknown activity counts under its foot's usual one), so a
 session holding both gaits has a walking and a running row per foot, with
 
-- `stride_count`: number of valid strides (the aggregates use only these); `stride_count_all`:
-  every detected stride, valid or not;
+- `stride_count`: number of steady strides (`schema.steady_of`: valid, neither the gait start
+  nor a turn; the aggregates use only these: turning changes foot loading, and the gait start
+  has no contact at its start); `stride_count_valid`: every valid stride (measured without a
+  fault, turns and the gait start included); `stride_count_all`: every detected stride;
 - `<metric>_median` and `<metric>_iqr` (75th minus 25th percentile, linear interpolation) of each
-  numeric metric, null when the foot has no valid stride;
+  numeric metric, null when the foot has no steady stride;
 - `<metric>_si_pct`: the left/right symmetry index of the two feet's medians in that
   athlete-session-activity (walking left against walking right),
   DESIGN.md's ``SI = 200 (L - R) / (L + R)`` percent, positive = left larger, the same value on
@@ -45,10 +47,12 @@ from strideflow.hardware.schema import (
     lr_difference,
     session_iqr,
     session_median,
+    steady_of,
     symmetry_index,
 )
 
 STRIDE_COUNT_ALL = "stride_count_all"
+STRIDE_COUNT_VALID = "stride_count_valid"
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,7 @@ class SessionAggregator:
     Attributes
     ----------
     sessions_ : pl.DataFrame
-        SESSIONS_SCHEMA: per athlete-session-foot-activity statistics of the valid strides and the
+        SESSIONS_SCHEMA: per athlete-session-foot-activity statistics of the steady strides and the
         left/right symmetry.
 
     Notes
@@ -108,9 +112,9 @@ class SessionAggregator:
         self.settings = settings
 
     def aggregate(self, strides: pl.DataFrame) -> SessionAggregator:
-        """Compute `sessions_` from `strides` (only `valid` strides enter the statistics)."""
+        """Compute `sessions_` from `strides` (only steady strides enter the statistics)."""
         metrics = self.settings.metrics
-        valid = pl.col(VALID).fill_null(False)
+        steady = steady_of(strides.columns)
         if MOUNTING_UNCERTAINTY_DEG not in strides.columns:
             strides = strides.with_columns(pl.lit(None, dtype=pl.Float64).alias(MOUNTING_UNCERTAINTY_DEG))
         if MOUNTING_ID not in strides.columns:
@@ -119,7 +123,7 @@ class SessionAggregator:
             strides = strides.with_columns(pl.lit(None, dtype=pl.Boolean).alias(REMOUNT))
         if ACTIVITY not in strides.columns:  # strides stored before the column existed
             strides = strides.with_columns(activity_expr().alias(ACTIVITY))
-        strides = strides.with_columns(activity_key_expr().alias(ACTIVITY))
+        strides = strides.with_columns(activity_key_expr(strides.columns).alias(ACTIVITY))
         # the latest mounting of a session in time order; tables without stride times (hand-made
         # ones) keep their row order
         last_mounting = pl.col(MOUNTING_ID)
@@ -129,16 +133,17 @@ class SessionAggregator:
         per_foot = (
             strides.group_by(*KEYS, ACTIVITY)
             .agg(
-                valid.sum().cast(pl.Int64).alias(STRIDE_COUNT),
+                steady.sum().cast(pl.Int64).alias(STRIDE_COUNT),
                 pl.len().cast(pl.Int64).alias(STRIDE_COUNT_ALL),
+                pl.col(VALID).fill_null(False).sum().cast(pl.Int64).alias(STRIDE_COUNT_VALID),
                 pl.col(MOUNTING_UNCERTAINTY_DEG).max().cast(pl.Float64),
                 last_mounting.drop_nulls().last().cast(pl.String),
                 pl.col(REMOUNT).any(ignore_nulls=False).cast(pl.Boolean),
-                *[pl.col(m).filter(valid).median().alias(session_median(m)) for m in metrics],
+                *[pl.col(m).filter(steady).median().alias(session_median(m)) for m in metrics],
                 *[
                     (
-                        pl.col(m).filter(valid).quantile(0.75, "linear")
-                        - pl.col(m).filter(valid).quantile(0.25, "linear")
+                        pl.col(m).filter(steady).quantile(0.75, "linear")
+                        - pl.col(m).filter(steady).quantile(0.25, "linear")
                     ).alias(session_iqr(m))
                     for m in metrics
                 ],
@@ -179,6 +184,7 @@ class SessionAggregator:
                 ACTIVITY,
                 STRIDE_COUNT,
                 STRIDE_COUNT_ALL,
+                STRIDE_COUNT_VALID,
                 *medians,
                 *[session_iqr(m) for m in metrics],
                 *[pl.col(c).cast(pl.Float64) for c in symmetry_columns(metrics)],

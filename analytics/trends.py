@@ -10,7 +10,7 @@ sorted by athlete, metric, foot, activity, date, with the columns of `TRENDS_SCH
 
 - `session_date` (Date): the session's `session_date`; sessions are ordered by it, then by
   `session_id` (sessions without a date come last, in `session_id` order);
-- `median`: the session's median of the metric over that foot's valid strides (`<metric>_median`
+- `median`: the session's median of the metric over that foot's steady strides (`<metric>_median`
   of the sessions table), in the metric's unit;
 - `baseline`: the mean of `median` over the athlete-foot's first `baseline_sessions` sessions (in
   the order above) that have a median; fewer if fewer exist;
@@ -24,9 +24,9 @@ sorted by athlete, metric, foot, activity, date, with the columns of `TRENDS_SCH
   (`<metric>_si_pct`, percent, positive = left larger), the same on both foot rows; null for the
   signed angles, whose symmetry is
 - `lr_difference_deg`: left minus right median in degrees (`<metric>_lr_diff_deg`; signed angles only);
-- `stride_count`: valid strides behind the median.
+- `stride_count`: steady strides behind the median.
 
-Rows whose `median` is null (a foot without valid strides) are kept with null change and the
+Rows whose `median` is null (a foot without steady strides) are kept with null change and the
 slope so far.
 """
 

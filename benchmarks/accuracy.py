@@ -6,11 +6,14 @@ push-off about an oblique MTP axis, toe-out drawn 0-20 deg per athlete, mounting
 range clipping; straight bouts with turns). The samples go through the same pipeline as a recording
 (`analytics.pipeline.analyze_samples`, mounting estimated from the data); detected strides are
 matched one-to-one to the true strides by toe-off time within 60 ms
-(`analytics.evaluation.match_strides`), and each metric is compared over the matched pairs where
-both the detected and the true stride are valid.
+(`analytics.evaluation.match_strides`). Detection counts valid strides (turning strides are valid,
+context "turn"; the detected stride from standing, context "gait_start", has no truth row and is
+left out); each event time and metric is compared over the matched pairs where both the detected
+and the true stride are steady (valid, no turn), as before turns became valid, so those rows stay
+comparable with earlier runs (`strides.steady_pairs` says how many).
 
 Rows (DESIGN.md naming `<metric>.<statistic>`):
-- `stride.recall_pct`, `stride.precision_pct` (valid detected vs valid true strides);
+- `stride.recall_pct`, `stride.precision_pct` (valid detected vs valid true strides, turns included);
 - `<event>.median_abs_ms`, `<event>.p95_abs_ms` for ic_t, foot_flat_t, heel_off_t, toe_off_t;
 - per numeric metric: `.mae`, `.p95_abs`, `.bias` (mean signed error, detected - truth), and
   `.mape_pct` where the metric is positive by definition; `foot_progression_angle_deg.mae` is the
@@ -20,7 +23,7 @@ Rows (DESIGN.md naming `<metric>.<statistic>`):
 - `strike_type.accuracy_pct`, `toe_off_pronation_sign.accuracy_pct` (all strides) and
   `toe_off_pronation_sign.clear_accuracy_pct` (strides whose true value is at least 2 deg from 0,
   `.clear_share_pct` of them);
-- `athletes`, `strides.matched` (how much data the figures rest on);
+- `athletes`, `strides.matched`, `strides.steady_pairs` (how much data the figures rest on);
 - `true_mounting.*`: the same rows (without bias) when the simulator's known mounting rotation is
   undone instead of estimated, i.e. the analysis runs in the shoe frame; shows how much of each
   error the mounting estimate (and its heading, the walking direction) causes;
@@ -71,9 +74,10 @@ the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
   references, beside the simulator rows. Per footprint walk NN (`real.walkNN.`, one LORD pod,
   read through the SensorConnect reader, strides paired with the measured footprints by order):
   `strides.expected`, `strides.detected`, `strides.found_pct` (detected strides within 0.3 m of
-  their footprint stride), `strides.valid_pct`, `stride_length.bias_cm` and
+  their footprint stride), `strides.valid_pct` (valid strides, turns and the gait start
+  included: the issue-17 detection figure), `strides.steady_pct`, `stride_length.bias_cm` and
   `stride_length.median_abs_cm` (valid strides), `distance.error_pct` (all strides),
-  `first_stride.error_cm` (the stride from standing, invalid "gait_start" but measured); and
+  `first_stride.error_cm` (the stride from standing, context "gait_start"); and
   `real.ic_stride.ic_t.median_abs_ms`, `.bias_ms`, `.sd_ms` against the motion-capture ICs of
   `imu_sample_ic_stride.csv`.
 """
@@ -250,7 +254,7 @@ def simulate_and_analyze(
             .then(None)
             .otherwise(pl.col(S.REASON))
             .alias(S.REASON),
-        )
+        ).with_columns(S.steady_expr().alias(S.STEADY))
     if clipped_gyr == "rebuilt":
         samples = _rebuilt_gyr(samples, profile.gyr_range_dps)
     if true_mounting:
@@ -305,8 +309,10 @@ def pair_strides(detected: pl.DataFrame, truth: pl.DataFrame, activity: str) -> 
     """Detected and true strides side by side (one row per matched pair) plus detection counts.
 
     Every true stride appears once: matched pairs have the detected columns filled. Detected
-    valid strides without a match are added with null truth (false positives).
+    valid strides without a match are added with null truth (false positives). The detected gait
+    start (the stride from standing) is left out: the simulator's truth has no row for it.
     """
+    detected = detected.filter(pl.col(S.CONTEXT).ne_missing(S.CONTEXT_GAIT_START))
     truth_valid = truth.filter(pl.col(S.VALID)).select(list(S.STRIDES_SCHEMA))
     m = match_strides(detected, truth_valid, tolerance_s=TOLERANCE_S, only_valid=True)
     det_rows = detected.with_row_index("_d")
@@ -335,6 +341,10 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
     rows.append(row("stride.recall_pct", 100.0 * n_matched / max(n_true, 1), "%"))
     rows.append(row("stride.precision_pct", 100.0 * n_matched / max(n_matched + n_false, 1), "%"))
     rows.append(row("strides.matched", n_matched, "strides"))
+    # Event and metric errors: pairs steady on both sides (turns count for detection only).
+    both = pairs.filter(pl.col("_matched") & pl.col(S.STEADY) & pl.col(f"{S.STEADY}_true"))
+    note = "event and metric rows: matched pairs steady on both sides (valid, no turn)"
+    rows.append(row("strides.steady_pairs", both.height, "strides", note))
     if "_heading_error_deg" in pairs.columns:
         feet = (
             pairs.select("_session", "_heading_error_deg", "_heading_source").drop_nulls("_session").unique()
@@ -345,13 +355,11 @@ def summarize(pairs: pl.DataFrame) -> list[Row]:
             rows.append(row("shoe_axis.heading_abs_error_deg.p95", float(np.percentile(err, 95)), "deg"))
             share = float((feet["_heading_source"] == "calibration").mean() * 100.0)
             rows.append(row("shoe_axis.calibration_pct", share, "%"))
-    matched = pairs.filter(pl.col("_matched"))
     for event in EVENTS:
-        err_ms = ((matched[event] - matched[f"{event}_true"]).abs() * 1000.0).drop_nulls().to_numpy()
+        err_ms = ((both[event] - both[f"{event}_true"]).abs() * 1000.0).drop_nulls().to_numpy()
         if err_ms.size:
             rows.append(row(f"{event}.median_abs_ms", float(np.median(err_ms)), "ms"))
             rows.append(row(f"{event}.p95_abs_ms", float(np.percentile(err_ms, 95)), "ms"))
-    both = matched.filter(pl.col(S.VALID) & pl.col(f"{S.VALID}_true"))
     for metric in S.METRICS:
         d = both.select(
             (pl.col(metric) - pl.col(f"{metric}_true")).alias("e"),
@@ -551,11 +559,13 @@ def footprint_rows(walk: int, strides: pl.DataFrame, footprints_xy: np.ndarray) 
         return out + [row(f"{name}.strides.found_pct", None, "%", note)]
     err = length - ref
     valid = st[S.VALID].to_numpy()
+    steady = st.select(S.steady_of(st.columns)).to_series().to_numpy()
     found = np.abs(err) < 0.30
     e_cm = 100.0 * err[valid & np.isfinite(err)]
     return out + [
         row(f"{name}.strides.found_pct", 100.0 * np.mean(found), "%"),
         row(f"{name}.strides.valid_pct", 100.0 * np.mean(valid), "%"),
+        row(f"{name}.strides.steady_pct", 100.0 * np.mean(steady), "%"),
         row(f"{name}.stride_length.bias_cm", float(np.mean(e_cm)), "cm"),
         row(f"{name}.stride_length.median_abs_cm", float(np.median(np.abs(e_cm))), "cm"),
         row(f"{name}.first_stride.error_cm", 100.0 * float(err[0]), "cm"),

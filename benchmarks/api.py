@@ -59,11 +59,13 @@ from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
     CADENCE_SPM,
+    CONTEXT,
     DUTY_FACTOR,
     FOOT,
     FOOT_FLAT_T,
     FOOT_PROGRESSION_ANGLE_DEG,
     FOOT_STRIKE_ANGLE_DEG,
+    HEADING_CHANGE_DEG,
     HEEL_OFF_RATIO,
     HEEL_OFF_T,
     IC_T,
@@ -77,6 +79,7 @@ from strideflow.hardware.schema import (
     SESSION_ID,
     SPEED_MPS,
     STANCE_TIME_S,
+    STEADY,
     STRIDE_INDEX,
     STRIDE_LENGTH_M,
     STRIDE_TIME_S,
@@ -90,6 +93,7 @@ from strideflow.hardware.schema import (
     TOE_OFF_PRONATION_DEG,
     TOE_OFF_T,
     VALID,
+    steady_expr,
 )
 
 TEAM = "bench-team"
@@ -186,11 +190,17 @@ def synthetic_strides(athlete: str, session: str, n: int, rng: np.random.Generat
             )
         )
     reason = (
-        pl.when(pl.col(VALID)).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("turn")).alias(REASON)
+        pl.when(pl.col(VALID)).then(pl.lit(None, dtype=pl.String)).otherwise(pl.lit("shuffle")).alias(REASON)
     )
     return (
         pl.concat(frames)
-        .with_columns(reason, activity_expr().alias(ACTIVITY))
+        .with_columns(
+            reason,
+            activity_expr().alias(ACTIVITY),
+            pl.lit(None, dtype=pl.Float64).alias(HEADING_CHANGE_DEG),
+            pl.lit(None, dtype=pl.String).alias(CONTEXT),
+        )
+        .with_columns(steady_expr().alias(STEADY))
         .select([pl.col(c).cast(t) for c, t in STRIDES_SCHEMA.items()])
     )
 

@@ -81,8 +81,18 @@ DUTY_FACTOR = "duty_factor"
 # Toe-out: horizontal angle from the direction of progression (this foot-flat -> next foot-flat)
 # to the shoe's x axis at foot-flat, deg, positive outward on both feet (DESIGN.md).
 FOOT_PROGRESSION_ANGLE_DEG = "foot_progression_angle_deg"
-VALID = "valid"
+VALID = "valid"  # a real, whole stride measured without a fault (false with a `reason`)
 REASON = "reason"
+# Added to DESIGN.md's strides (issue 17): why a valid stride is not steady walking or running, null
+# for a steady straight stride: CONTEXT_GAIT_START (the first stride, from standing) or CONTEXT_TURN
+# (heading change between its foot-flats above `EventSettings.turn_deg`); the heading change itself
+# (deg, signed, counter-clockwise seen from above positive); and `steady`: valid and without a
+# context, the strides every statistic (sessions, flags, trends, curves, verdicts) is taken over.
+CONTEXT = "context"
+CONTEXT_GAIT_START = "gait_start"
+CONTEXT_TURN = "turn"
+HEADING_CHANGE_DEG = "heading_change_deg"
+STEADY = "steady"
 # Added to DESIGN.md's strides: walk or run per stride, from its duty factor (`analytics.activity`).
 ACTIVITY = "activity"
 WALK = "walk"
@@ -121,6 +131,9 @@ STRIDES_SCHEMA: dict[str, pl.DataType] = {
     VALID: pl.Boolean(),
     REASON: pl.String(),
     ACTIVITY: pl.String(),
+    HEADING_CHANGE_DEG: pl.Float64(),
+    CONTEXT: pl.String(),
+    STEADY: pl.Boolean(),
 }
 
 # Metrics of a stride known at its toe-off (the stance: IC to toe-off); the others need the next IC.
@@ -134,8 +147,45 @@ NEEDS_NEXT_IC = (
     DUTY_FACTOR,
     FOOT_PROGRESSION_ANGLE_DEG,
     ACTIVITY,
+    HEADING_CHANGE_DEG,
+    CONTEXT,
+    STEADY,
 )
 STANCE_METRICS = tuple(m for m in METRICS if m not in NEEDS_NEXT_IC)
+# The gait-start stride's ic_t is where the standing before it began, not a contact: the metrics that
+# read ic_t (or the stance or stride time from it) are null on that row; its stride length, swing and
+# toe-off metrics are measured (`analytics.events`).
+NEEDS_IC = (
+    STRIDE_TIME_S,
+    STANCE_TIME_S,
+    CADENCE_SPM,
+    SPEED_MPS,
+    FOOT_STRIKE_ANGLE_DEG,
+    STRIKE_TYPE,
+    PRONATION_EXCURSION_DEG,
+    MAX_PRONATION_VELOCITY_DPS,
+    TIME_TO_MAX_PRONATION_S,
+    HEEL_OFF_RATIO,
+    IMPACT_G,
+    DUTY_FACTOR,
+)
+
+
+def steady_expr(valid: pl.Expr | None = None) -> pl.Expr:
+    """`steady` from `valid` (default: the column) and `context`: a valid stride without a context."""
+    valid = pl.col(VALID) if valid is None else valid
+    return valid.fill_null(False) & pl.col(CONTEXT).is_null()
+
+
+def steady_of(names) -> pl.Expr:
+    """The steady flag (bool, never null) of a table with these column names, what the statistics
+    select their strides by: `steady_expr` of its `valid` and `context` (so a stride set invalid
+    later is never counted), else its `steady` column; a table stored before either existed marked
+    turns and gait starts invalid, so there `valid` means the same."""
+    if CONTEXT in names:
+        return steady_expr()
+    return pl.col(STEADY if STEADY in names else VALID).fill_null(False)
+
 
 # A live stride's provisional row at its toe-off (`analytics.live_analyzer`): the strides columns that do
 # not need the next IC; `valid` says only that nothing found so far makes it invalid.

@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import bindparam, select
 
 from strideflow.analytics import partitions
-from strideflow.analytics.sessions import STRIDE_COUNT_ALL
+from strideflow.analytics.sessions import STRIDE_COUNT_ALL, STRIDE_COUNT_VALID
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware.ids import is_valid_id
 from strideflow.hardware.schema import (
@@ -110,7 +110,7 @@ def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
         mine = results.filter(pl.col(SESSION_ID) == session_id)
         analysed = mine.height > 0
         if ACTIVITY in mine.columns:
-            # The session's main activity (most valid strides) first: its feet and symmetry lead.
+            # The session's main activity (most steady strides) first: its feet and symmetry lead.
             main = mine.with_columns(
                 pl.col(STRIDE_COUNT).fill_null(0).sum().over(ACTIVITY).alias("_n_activity")
             ).sort("_n_activity", ACTIVITY, FOOT, descending=[True, False, False], nulls_last=True)
@@ -125,6 +125,7 @@ def session_fields(results: pl.DataFrame | None, session_id: str) -> dict:
                     activity=r.get(ACTIVITY),
                     stride_count=r.get(STRIDE_COUNT),
                     stride_count_all=r.get(STRIDE_COUNT_ALL),
+                    stride_count_valid=r.get(STRIDE_COUNT_VALID),
                     median={m: _clean(r.get(session_median(m))) for m in METRICS if session_median(m) in r},
                     iqr={m: _clean(r.get(session_iqr(m))) for m in METRICS if session_iqr(m) in r},
                     mounting_id=r.get(MOUNTING_ID),

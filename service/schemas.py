@@ -110,18 +110,24 @@ class AthleteOut(BaseModel):
 
 
 class SessionFoot(BaseModel):
-    """Per-foot aggregate of a session: valid/all stride counts and per-metric medians."""
+    """Per-foot aggregate of a session: steady/valid/all stride counts and per-metric medians."""
 
     foot: Foot
     activity: str | None = Field(
         default=None,
         description="walk or run: a session holding both gaits has one entry per foot and activity, "
-        "its main activity (most valid strides) first.",
+        "its main activity (most steady strides) first.",
     )
-    stride_count: int | None = None
+    stride_count: int | None = Field(
+        default=None, description="Steady strides (valid, no turn or gait start): the medians' count."
+    )
     stride_count_all: int | None = None
+    stride_count_valid: int | None = Field(
+        default=None,
+        description="Valid strides (measured without a fault, turns and the gait start included).",
+    )
     median: dict[str, float | None] = Field(
-        default_factory=dict, description="Metric -> median of valid strides."
+        default_factory=dict, description="Metric -> median of steady strides (valid, no turn or gait start)."
     )
     iqr: dict[str, float | None] = Field(default_factory=dict, description="Metric -> inter-quartile range.")
     mounting_id: str | None = Field(

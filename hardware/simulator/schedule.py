@@ -7,7 +7,7 @@ t = 0), the last has no heel-off (the athlete stands to the end), and the last s
 is a standing one whose foot-flat lasts until the next bout starts.
 
 Turns: each straight leg of a bout ends with a 180 deg turn made over three swings (60 deg per
-swing). The strides whose swing turns are kept in the truth with valid = false, reason "turn".
+swing). The strides whose swing turns are in the truth as valid, context "turn" (not steady).
 """
 
 from __future__ import annotations

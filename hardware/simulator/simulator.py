@@ -114,8 +114,8 @@ class Simulator:
     ----------
     samples_: samples table (both feet, device frame, SAMPLES_SCHEMA columns, m/s² and deg/s);
     truth_strides_: strides table of the true motion (STRIDES_SCHEMA columns plus
-        `foot_progression_angle_deg` and `activity`),
-        turning strides valid = false with reason "turn", strides with a clipped sample "saturation";
+        `foot_progression_angle_deg` and `activity`), turning strides valid with context "turn"
+        (not steady), strides with a clipped sample invalid, "saturation";
     truth_orientation_: per sample keys, t, q_w..q_z (foot frame -> world; the pod's impact rocking,
         at most ~0.25 deg for ~0.1 s after IC, is in it, not in the truth strides), roll_deg, pitch_deg,
         pronation_deg, vel_*_mps and pos_*_m of the sensor point in the world;
@@ -293,6 +293,7 @@ def _mark_saturation(truth: pl.DataFrame, t: np.ndarray, saturated: np.ndarray) 
     clipped = pl.Series((cum[hi] - cum[lo]) > 0)
     return truth.with_columns(
         pl.when(pl.col(S.VALID) & clipped).then(False).otherwise(pl.col(S.VALID)).alias(S.VALID),
+        (pl.col(S.STEADY) & ~clipped).alias(S.STEADY),
         pl.when(pl.col(S.VALID) & clipped)
         .then(pl.lit(SATURATION_REASON))
         .otherwise(pl.col(S.REASON))

@@ -21,7 +21,7 @@ WINDOW_POINTS = 400
 IMPACT_POINTS = 201
 
 ACTIVITY = "activity"  # extra truth column: walk or run
-TURN_REASON = "turn"
+TURN_REASON = S.CONTEXT_TURN  # a turning stride's `context` (valid, not steady), no longer a reason
 
 
 def _grid(start: np.ndarray, stop: np.ndarray, points: int) -> np.ndarray:
@@ -74,7 +74,9 @@ def truth_strides(motion: FootMotion, athlete_id: str, session_id: str) -> pl.Da
     length = np.hypot(*step.T)
     # toe-out: shoe heading at foot-flat (the yaw spline is the heading of the foot x axis) against
     # the direction of that same displacement, positive outward (left: +yaw, right: -yaw)
-    heading = np.deg2rad(motion.yaw.evaluate(ff_t)[0])
+    yaw_ff_deg, yaw_next_deg = motion.yaw.evaluate(ff_t)[0], motion.yaw.evaluate(nff_t)[0]
+    heading = np.deg2rad(yaw_ff_deg)
+    heading_change = (yaw_next_deg - yaw_ff_deg + 180.0) % 360.0 - 180.0
     toe_out = np.rad2deg(np.angle(np.exp(1j * (heading - np.arctan2(step[:, 1], step[:, 0])))))
 
     pitch_ff = pitch_deg(ff_t)
@@ -112,8 +114,12 @@ def truth_strides(motion: FootMotion, athlete_id: str, session_id: str) -> pl.Da
         S.IMPACT_G: impact,
         S.DUTY_FACTOR: stance / stride,
         S.STRIKE_TYPE: strike_type.tolist(),
-        S.VALID: ~turn,
-        S.REASON: [TURN_REASON if x else None for x in turn],
+        # a turning stride is a real stride, measured (valid), but not steady walking (context)
+        S.VALID: np.ones(n, dtype=bool),
+        S.REASON: [None] * n,
+        S.HEADING_CHANGE_DEG: heading_change,
+        S.CONTEXT: [TURN_REASON if x else None for x in turn],
+        S.STEADY: ~turn,
         S.FOOT_PROGRESSION_ANGLE_DEG: sign * toe_out,
         ACTIVITY: tl.activity[k].tolist(),
     }

@@ -37,9 +37,9 @@ from strideflow.hardware.schema import (
     STRIKE_TYPE,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
     session_iqr,
     session_median,
+    steady_of,
 )
 from strideflow.ingest.durable import write_atomic
 from strideflow.service.cli import app
@@ -80,7 +80,7 @@ def _cell(row: dict | None, metric: str, scale: float, decimals: int) -> str:
 
 def _strike_share(strides: pl.DataFrame) -> dict[tuple, str]:
     shares = (
-        strides.filter(pl.col(VALID))
+        strides.filter(steady_of(strides.columns))
         .group_by(*KEYS, STRIKE_TYPE)
         .len()
         .with_columns((100.0 * pl.col("len") / pl.col("len").sum().over(list(KEYS))).alias("pct"))
@@ -105,7 +105,7 @@ def print_summary(
         rows = {r[FOOT]: r for r in part.iter_rows(named=True)}
         gait = {"walk": "walking", "run": "running"}.get(activity, activity)
         title = f"athlete {athlete} · session {session}" + (f" · {gait}" if gait else "")
-        table = Table(title=f"{title}  (median ± half IQR of valid strides)")
+        table = Table(title=f"{title}  (median ± half IQR of steady strides)")
         table.add_column("metric")
         table.add_column("unit")
         table.add_column("left", justify="right")
@@ -115,14 +115,14 @@ def print_summary(
             "-" if f not in rows else f"{rows[f][STRIDE_COUNT]} of {rows[f]['stride_count_all']}"
             for f in ("left", "right")
         ]
-        table.add_row("valid strides", "", *counts, "")
+        table.add_row("steady strides", "", *counts, "")
         if (
             activity is None
             or sessions.filter((pl.col(ATHLETE_ID) == athlete) & (pl.col(SESSION_ID) == session))
             .get_column(ACTIVITY)
             .n_unique()
             == 1
-        ):  # the strike shares are over all valid strides
+        ):  # the strike shares are over all steady strides
             table.add_row(
                 "strike type", "", *[strikes.get((athlete, session, f), "-") for f in ("left", "right")], ""
             )

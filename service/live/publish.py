@@ -37,6 +37,7 @@ from strideflow.hardware.schema import (
     MOUNTING_UNCERTAINTY_DEG,
     REASON,
     REMOUNT,
+    STEADY,
     VALID,
 )
 
@@ -73,7 +74,7 @@ def _mounting_label(pieces: tuple, foot: str, session_id: str) -> Callable[[dict
         uncertainty, mounting_id, remount, stale = rule(row.get(FOOT), row.get(IC_T))
         out = row | {MOUNTING_UNCERTAINTY_DEG: uncertainty, MOUNTING_ID: mounting_id, REMOUNT: remount}
         if stale and row.get(VALID):
-            out |= {VALID: False, REASON: REASON_REMOUNT}
+            out |= {VALID: False, REASON: REASON_REMOUNT} | ({STEADY: False} if STEADY in row else {})
         return out
 
     return label

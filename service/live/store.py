@@ -1,7 +1,7 @@
 """Storing live sessions: the sessions with new strides are written every `store_interval_s`.
 
 A store writes a session's STRIDES (every stride of its streams so far), SESSIONS and FLAGS from
-them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its valid strides,
+them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its steady strides,
 resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop.
 Rows (and curves) of feet that have no stream in
 this process's memory (the other foot's stream ended earlier, or streams into another server

@@ -35,9 +35,9 @@ from strideflow.hardware.schema import (
     STRIDE_LENGTH_M,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
     session_iqr,
     session_median,
+    steady_of,
 )
 from strideflow.service.report.data import ReportData
 from strideflow.service.report.plots import (
@@ -134,7 +134,7 @@ def _activity_table(sessions: pl.DataFrame) -> str:
         r = rows.get(foot)
         total = None if r is None else r.get(STRIDE_COUNT_ALL, r[STRIDE_COUNT])
         counts.append("–" if r is None else f"{r[STRIDE_COUNT]} of {total}")
-    out.append(f"<tr><td>valid strides</td><td></td><td>{counts[0]}</td><td>{counts[1]}</td><td></td></tr>")
+    out.append(f"<tr><td>steady strides</td><td></td><td>{counts[0]}</td><td>{counts[1]}</td><td></td></tr>")
     for metric in SUMMARY_METRICS:
         label, unit, d = METRIC_INFO[metric]
         cells = []
@@ -152,7 +152,8 @@ def _activity_table(sessions: pl.DataFrame) -> str:
         )
     out.append("</tbody></table>")
     out.append(
-        "<p class='note'>Median ± half the inter-quartile range of the valid strides; L/R: symmetry index "
+        "<p class='note'>Median ± half the inter-quartile range of the steady strides (valid, no turn "
+        "or gait start); L/R: symmetry index "
         "SI = 200 (L − R) / (L + R) in %, or for the signed angles (foot strike, toe-off pronation) "
         "the difference L − R in degrees; positive = left larger.</p>"
     )
@@ -236,7 +237,7 @@ def _flags_section(data: ReportData) -> str:
             if s.asymmetry_metrics
             else " (left/right symmetry is shown, not flagged: no fixed threshold has a source)"
         )
-        + f"; a foot needs {s.min_strides} valid strides before it is flagged.</p>"
+        + f"; a foot needs {s.min_strides} steady strides before it is flagged.</p>"
     )
     return "".join(parts)
 
@@ -268,7 +269,7 @@ def render_html(data: ReportData) -> str:
         else "".join(
             f"<figure>{figure_svg(pronation_figure(summary, data.strides, kind))}</figure>" for kind in kinds
         )
-        + "<p class='note'>Pronation angle (eversion positive on both feet) of the valid strides, "
+        + "<p class='note'>Pronation angle (eversion positive on both feet) of the steady strides, "
         "resampled from initial contact (0 %) to toe-off (100 %); line: mean, band: ± 1 SD. "
         "Triangle: the mean curve's maximum within the first 60 % of stance.</p>"
     )
@@ -282,7 +283,7 @@ def render_html(data: ReportData) -> str:
         "foot-strike angle (pitch before contact relative to foot-flat) and toe-off angle (foot-flat "
         "pitch minus toe-off pitch); dotted line: the foot-flat level.</p>"
     )
-    valid_kinds = activities_of(data.strides.filter(pl.col(VALID).fill_null(False)))
+    valid_kinds = activities_of(data.strides.filter(steady_of(data.strides.columns)))
     dist = "".join(
         f"<figure>{figure_svg(distributions_figure(data.strides, activity=kind))}</figure>"
         for kind in valid_kinds

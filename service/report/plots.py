@@ -32,7 +32,7 @@ from strideflow.hardware.schema import (
     STRIDE_TIME_S,
     TOE_OFF_ANGLE_DEG,
     TOE_OFF_PRONATION_DEG,
-    VALID,
+    steady_of,
 )
 from strideflow.service.wording import ACTIVITY_WORDS, METRIC_INFO, metric_label
 
@@ -105,7 +105,8 @@ def _foot_curve(summary: pl.DataFrame, foot: str, phase: str, angle: str) -> tup
 
 
 def _valid(strides: pl.DataFrame, foot: str) -> pl.DataFrame:
-    return strides.filter((pl.col(FOOT) == foot) & pl.col(VALID).fill_null(False))
+    """The foot's steady strides (`schema.steady_of`), which the statistics are taken over."""
+    return strides.filter((pl.col(FOOT) == foot) & steady_of(strides.columns))
 
 
 def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | None = None) -> Figure:
@@ -151,7 +152,7 @@ def pronation_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str
         ax.plot([], [], "s", color="white", markeredgecolor="black", label="toe-off (100 %)")
         ax.legend(fontsize=8, loc="best")
     else:
-        _no_data(ax, "no valid strides with curves")
+        _no_data(ax, "no steady strides with curves")
     ax.axhline(0.0, color="#999", linewidth=0.8)
     ax.set_xlim(0, 100)
     _clip_band(ax, means, sds)
@@ -229,7 +230,7 @@ def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | N
             bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#ccc"},
         )
     else:
-        _no_data(ax, "no valid strides with curves")
+        _no_data(ax, "no steady strides with curves")
     ax.set_xlim(0, 100)
     _clip_band(ax, means, sds)
     ax.set_xlabel("stride (% from initial contact to the next initial contact)")
@@ -242,7 +243,7 @@ def pitch_figure(summary: pl.DataFrame, strides: pl.DataFrame, activity: str | N
 def distributions_figure(
     strides: pl.DataFrame, metrics: tuple[str, ...] = DISTRIBUTION_METRICS, activity: str | None = None
 ) -> Figure:
-    """Histograms of valid strides' metrics, left and right overlaid, medians as dashed lines;
+    """Histograms of steady strides' metrics, left and right overlaid, medians as dashed lines;
     `activity` (walk/run): that activity's strides only (two gaits make two-peaked histograms)."""
     strides = _of_activity(strides, activity)
     cols = 2
@@ -253,7 +254,7 @@ def distributions_figure(
         values = {f: _valid(strides, f)[metric].drop_nulls().drop_nans().to_numpy() for f in FEET}
         pooled = np.concatenate(list(values.values()))
         if pooled.size == 0:
-            _no_data(ax, "no valid strides")
+            _no_data(ax, "no steady strides")
         else:
             bins = np.histogram_bin_edges(pooled, bins=min(20, max(5, pooled.size // 3)))
             for foot, v in values.items():

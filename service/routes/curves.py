@@ -47,7 +47,7 @@ class Phase(StrEnum):
 
 
 class CurvePoint(BaseModel):
-    """Mean and SD over the session's valid strides of one activity at one percent of a phase of one foot."""
+    """Mean and SD over the session's steady strides of one activity at one percent of a phase of one foot."""
 
     foot: Foot
     activity: str | None = Field(
@@ -105,7 +105,8 @@ async def session_curves(
     limit: LimitQuery = None,
     cursor: CursorQuery = None,
 ) -> Page[CurvePoint]:
-    """Mean ± SD curves of pronation and pitch over stance and stride (valid strides), per foot.
+    """Mean ± SD curves of pronation and pitch over stance and stride (steady strides: valid, no
+    turn or gait start), per foot.
 
     Ordered by foot, phase and percent. Empty when the session's curves are not stored.
     """

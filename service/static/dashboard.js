@@ -299,7 +299,7 @@ let routeRoot = null;
 const view = () => routeRoot;
 
 const ACTIVITY_WORDS = { walk: "walking", run: "running" };
-// The session's main activity (the API lists its feet with the activity of most valid strides first).
+// The session's main activity (the API lists its feet with the activity of most steady strides first).
 function mainActivity(session) {
   const f = (session.feet || [])[0];
   return f && f.activity ? f.activity : null;
@@ -400,7 +400,7 @@ async function showTeam(refreshOf = null) {
         const kinds = r.latest ? [...new Set((r.latest.feet || []).map((f) => f.activity).filter(Boolean))] : [];
         return kinds.length ? kinds.map((k) => ACTIVITY_WORDS[k] || k).join(" + ") : "–";
       } },
-    { key: "strides", title: "valid strides L/R", value: (r) => (r.latest ? (footCount(r.latest, "left") || 0) + (footCount(r.latest, "right") || 0) : null),
+    { key: "strides", title: "steady strides L/R", value: (r) => (r.latest ? (footCount(r.latest, "left") || 0) + (footCount(r.latest, "right") || 0) : null),
       cell: (r) => (r.latest ? `${footCount(r.latest, "left") ?? "–"} / ${footCount(r.latest, "right") ?? "–"}` : "–") },
   ];
   for (const metric of ["pronation_excursion_deg", "toe_off_angle_deg", "toe_off_pronation_deg"]) {
@@ -425,7 +425,7 @@ async function showTeam(refreshOf = null) {
   });
   root.replaceChildren(
     el("h1", { text: "Team" }),
-    el("p", { class: "note", text: `${athletes.length} athlete(s) visible to this key. Medians of the latest session's valid strides; click a column to sort, an athlete to open.` }),
+    el("p", { class: "note", text: `${athletes.length} athlete(s) visible to this key. Medians of the latest session's steady strides; click a column to sort, an athlete to open.` }),
     el("div", { class: "wide" }, sortableTable("team-table", columns, rows, teamSort)),
     el("h2", { text: "Latest sessions at a glance" }),
     el("div", { class: "charts" }, chartBox(chart)),
@@ -691,7 +691,8 @@ function liveIngest(msg) {
 function statusBadge(row) {
   if (!row.valid) return el("span", { class: "badge invalid", text: `invalid: ${row.reason || "?"}` });
   if (row.type === "stance") return el("span", { class: "badge provisional", text: "provisional" });
-  return el("span", { class: "badge final", text: "final" });
+  // a turn or the gait start: measured (valid), but not in the session's statistics (not steady)
+  return el("span", { class: "badge final", text: row.context ? `final: ${row.context}` : "final" });
 }
 
 function rowClass(row) {

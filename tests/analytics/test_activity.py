@@ -9,7 +9,7 @@ from support.paths import SHARED_DATA
 from strideflow.analytics.activity import RUN_BELOW_DUTY_FACTOR, activity_expr
 from strideflow.analytics.flags import compute_flags
 from strideflow.analytics.pipeline import analyze_samples
-from strideflow.analytics.sessions import compute_sessions
+from strideflow.analytics.sessions import STRIDE_COUNT_VALID, compute_sessions
 from strideflow.analytics.trends import trends_from_sessions
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
@@ -71,13 +71,14 @@ def test_sessions_split_by_activity_and_pair_like_with_like(mixed):
         left, right = (part.filter(pl.col(S.FOOT) == f)[cadence].item() for f in S.FEET)
         si = part[S.symmetry_index(S.CADENCE_SPM)].to_list()
         assert si[0] == si[1] == pytest.approx(200 * (left - right) / (left + right))
-        # valid stride counts add up to the foot's valid strides of that activity
+        # stride counts add up to the foot's steady strides of that activity
         for foot in S.FEET:
             n = result.strides.filter(
-                (pl.col(S.FOOT) == foot) & pl.col(S.VALID) & (pl.col(S.ACTIVITY) == part[S.ACTIVITY][0])
+                (pl.col(S.FOOT) == foot) & pl.col(S.STEADY) & (pl.col(S.ACTIVITY) == part[S.ACTIVITY][0])
             ).height
             assert part.filter(pl.col(S.FOOT) == foot)[S.STRIDE_COUNT].item() == n
-    assert sessions[S.STRIDE_COUNT].sum() == result.strides[S.VALID].sum()
+    assert sessions[S.STRIDE_COUNT].sum() == result.strides[S.STEADY].sum()
+    assert sessions[STRIDE_COUNT_VALID].sum() == result.strides[S.VALID].sum()
 
 
 def test_flags_and_trends_compare_like_with_like():
@@ -128,9 +129,9 @@ def test_real_walk_is_walking(real_data):
 
     result = analyze_recording(read_recording(real_data / "imu_sample.csv", sampling_rate_hz=204.8))
     assert set(result.sessions[S.ACTIVITY]) == {"walk"}
-    valid = result.strides.filter(pl.col(S.VALID))
-    assert valid.height > 40
-    assert set(valid[S.ACTIVITY]) == {"walk"}
+    steady = result.strides.filter(pl.col(S.STEADY))
+    assert steady.height > 40
+    assert set(steady[S.ACTIVITY]) == {"walk"}
     assert set(
         analyze_recording(read_recording(real_data / "imu_sample.csv", sampling_rate_hz=204.8)).sessions[
             S.ACTIVITY

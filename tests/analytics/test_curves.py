@@ -273,7 +273,7 @@ def test_add_foot_from_arrays_equals_add(simulated):
             acc.add_foot(
                 foot,
                 part[S.ACTIVITY].to_list(),
-                part[S.VALID].to_numpy(),
+                part[S.STEADY].to_numpy(),
                 {c: part[c].fill_null(np.nan).to_numpy() for c in (S.IC_T, S.TOE_OFF_T, S.NEXT_IC_T)},
                 signal[S.T].to_numpy(),
                 signal[S.PRONATION_DEG].fill_null(np.nan).to_numpy(),

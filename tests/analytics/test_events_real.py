@@ -19,11 +19,13 @@ from strideflow.analytics.events import (
 )
 from strideflow.analytics.pipeline import analyze_recording
 from strideflow.hardware.schema import (
+    CONTEXT,
     FOOT_FLAT_T,
     HEEL_OFF_T,
     IC_T,
     NEXT_IC_T,
     REASON,
+    STEADY,
     TOE_OFF_T,
     VALID,
 )
@@ -135,24 +137,26 @@ def test_every_labelled_border_has_a_toe_off_through_the_pipeline(real_data, pip
 def test_gait_start_row_carries_the_first_toe_off(real_data, pipeline_strides):
     st = pipeline_strides.filter(pl.col("foot") == "left").sort(IC_T)
     first = st.row(0, named=True)
-    assert first[REASON] == REASON_GAIT_START and not first[VALID]
+    # A real stride from standing, measured (valid), kept out of the statistics by its context.
+    assert first[CONTEXT] == REASON_GAIT_START and first[VALID] and not first[STEADY]
     # The walk starts from standing: IC is the start of that still period, the recording's start.
     assert first[IC_T] == pytest.approx(0.0, abs=0.05)
     assert first[IC_T] < first[FOOT_FLAT_T] < first[HEEL_OFF_T] < first[TOE_OFF_T] < first[NEXT_IC_T]
     assert first[TOE_OFF_T] == pytest.approx(364 / FS, abs=2.0 / FS)  # the labelled first border
     assert first[NEXT_IC_T] == st.row(1, named=True)[IC_T]
     # Exactly one gait start per foot: the walk has one bout.
-    assert (pipeline_strides[REASON] == REASON_GAIT_START).sum() == 2
+    assert (pipeline_strides[CONTEXT] == REASON_GAIT_START).sum() == 2
 
 
 def test_turn_strides_are_marked(healthy):
     _, _, events = healthy
     for ev in events.values():
-        turns = ev.filter(pl.col(REASON) == "turn")
-        # Two turns (middle and end of the walk), each spread over one to two strides per foot.
-        assert 2 <= turns.height <= 4
+        turns = ev.filter(pl.col(CONTEXT) == "turn")
+        # Two turns (middle and end of the walk), each spread over one to two strides per foot:
+        # valid strides (measured), in context "turn".
+        assert 2 <= turns.height <= 4 and turns[VALID].all()
         assert (turns["heading_change_deg"].abs() > 45).all()
-        straight = ev.filter(pl.col(VALID))
+        straight = ev.filter(pl.col(VALID) & pl.col(CONTEXT).is_null())
         assert straight["heading_change_deg"].abs().median() < 3.0
         assert straight["displacement_m"].is_between(0.8, 1.7).all()
         assert straight["displacement_m"].median() == pytest.approx(1.37, abs=0.1)

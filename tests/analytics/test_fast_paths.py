@@ -263,7 +263,7 @@ def test_metrics_one_foot_at_a_time_equal_all_feet_at_once_in_any_row_order(walk
     from strideflow.analytics.metrics import StrideMetrics
 
     result = analyze_samples(walk, FS)
-    columns = (*S.KEYS, S.STRIDE_INDEX, *S.EVENT_TIMES, S.VALID, S.REASON)
+    columns = (*S.KEYS, S.STRIDE_INDEX, *S.EVENT_TIMES, S.VALID, S.REASON, S.CONTEXT, S.HEADING_CHANGE_DEG)
     events = {f: e.select(columns) for f, e in result.events.items()}
     per_foot = pl.concat([StrideMetrics().estimate(events[f], result.signals[f]).strides_ for f in S.FEET])
     shuffled_events = pl.concat(events.values()).sample(fraction=1.0, shuffle=True, seed=3)

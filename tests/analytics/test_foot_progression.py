@@ -113,7 +113,7 @@ def toed_out_15() -> tuple[Simulator, pl.DataFrame]:
 def test_simulated_shoe_toed_out_15_deg_reads_15_on_both_feet(toed_out_15):
     sim, strides = toed_out_15
     for foot in S.FEET:
-        got = strides.filter(pl.col(S.VALID) & (pl.col(S.FOOT) == foot))[S.FOOT_PROGRESSION_ANGLE_DEG]
+        got = strides.filter(pl.col(S.STEADY) & (pl.col(S.FOOT) == foot))[S.FOOT_PROGRESSION_ANGLE_DEG]
         assert got.len() >= 10
         assert abs(got.median() - 15.0) <= 2.0, (foot, got.median())
         assert (got > 0).all()  # outward on both feet

@@ -45,8 +45,12 @@ SIM_TOLERANCE = {
 
 
 def paired(live: LiveStrideAnalyzer) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(valid final strides with their stance row's columns suffixed `_st`, those with equal events)."""
-    final = live.strides_.filter(pl.col(S.VALID))
+    """(steady final strides with their stance row's columns suffixed `_st`, those with equal events).
+
+    Steady: the gait start (its toe-off ends the warm-up's first step, before any stance row can
+    be emitted) and the turns (a pivot's swing may never pass `min_swing_dps`: the real walk's last
+    stride) are valid strides that may have no stance row."""
+    final = live.strides_.filter(pl.col(S.STEADY))
     stances = live.stances_.join(live.stance_emissions_.select(S.IC_T, "emitted_t"), on=S.IC_T)
     both = final.join(live.emissions_.select(S.STRIDE_INDEX, "emitted_t"), on=S.STRIDE_INDEX).join(
         stances, on=S.IC_T, how="left", suffix="_st"
@@ -109,7 +113,7 @@ def test_stance_of_a_known_toe_off_is_its_stride(live_simulated):
     """Truth check: a stance's toe-off and pronation at toe-off against the simulator's strides."""
     samples, fs, result = live_simulated[0]
     live = stream(samples, "right", fs, batch_settings_for(samples, "right", fs, result), block=20)
-    final = result.strides.filter((pl.col(S.FOOT) == "right") & pl.col(S.VALID))
+    final = result.strides.filter((pl.col(S.FOOT) == "right") & pl.col(S.STEADY))
     got = live.stances_.join(final, on=S.IC_T, suffix="_batch")
     assert got.height >= 0.97 * final.height
     assert np.allclose(got[S.TOE_OFF_T], got[f"{S.TOE_OFF_T}_batch"], atol=1e-9)

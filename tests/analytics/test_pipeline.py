@@ -48,9 +48,19 @@ def test_tables_follow_the_contract(healthy):
     for foot in ("left", "right"):
         assert result.signals[foot].schema == pl.Schema(S.SIGNALS_SCHEMA)
     valid = strides.filter(pl.col(S.VALID))
-    assert valid.select(S.METRICS).null_count().sum_horizontal().item() == 0
-    # Invalid strides say why; valid ones do not.
+    # Every metric of a valid stride is there, except on the gait start those that read its ic_t
+    # (the start of the standing, no contact), which are null there and only there.
+    start = valid[S.CONTEXT].eq_missing(S.CONTEXT_GAIT_START).to_numpy()
+    assert start.sum() == 2  # one per foot
+    assert valid.filter(~start).select(S.METRICS).null_count().sum_horizontal().item() == 0
+    needs_ic = [m for m in S.METRICS if m in S.NEEDS_IC]
+    assert valid.filter(start).select(needs_ic).null_count().min_horizontal().item() == 2
+    assert (
+        valid.filter(start).select(set(S.METRICS) - set(needs_ic)).null_count().sum_horizontal().item() == 0
+    )
+    # Invalid strides say why; valid ones do not; steady = valid without a context.
     assert (strides[S.REASON].is_null() == strides[S.VALID]).all()
+    assert (strides[S.STEADY] == (strides[S.VALID] & strides[S.CONTEXT].is_null())).all()
 
 
 def test_stride_times_agree_with_the_hand_labels(healthy, real_data):

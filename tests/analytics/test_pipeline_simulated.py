@@ -109,6 +109,7 @@ def test_summarize_counts_false_positives_and_misses():
             S.TOE_OFF_T: [1.0, 2.0, 3.0],
             S.PRONATION_EXCURSION_DEG: [10.0, 10.0, 10.0],
             S.VALID: [True, True, True],
+            S.STEADY: [True, True, True],
         }
     )
     full_truth = truth.with_columns(

@@ -15,6 +15,7 @@ from strideflow.analytics.flags import ASYMMETRY, FLAG, LOW_PRONATION, METRIC, V
 from strideflow.analytics.sessions_store import SessionStoreError, write_session
 from strideflow.hardware.schema import (
     ATHLETE_ID,
+    CONTEXT,
     FOOT,
     FOOT_STRIKE_ANGLE_DEG,
     MAX_PRONATION_VELOCITY_DPS,
@@ -24,6 +25,7 @@ from strideflow.hardware.schema import (
     SESSION_DATE,
     SESSION_ID,
     STANCE_TIME_S,
+    STEADY,
     STRIDE_COUNT,
     STRIDE_INDEX,
     STRIDE_LENGTH_M,
@@ -70,8 +72,10 @@ def _strides(
             **cols,
             "strike_type": ["rearfoot"] * n,
             VALID: valid,
-            REASON: [None if v else "turn" for v in valid],
+            REASON: [None if v else "too_long" for v in valid],
             "activity": ["walk"] * n,
+            CONTEXT: [None] * n,
+            STEADY: valid,
         },
         schema=STRIDES_SCHEMA,
     )

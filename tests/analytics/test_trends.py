@@ -32,8 +32,8 @@ from strideflow.hardware.schema import (
     PRONATION_EXCURSION_DEG,
     SESSION_DATE,
     SESSION_ID,
+    STEADY,
     STRIDE_COUNT,
-    VALID,
     session_median,
     symmetry_index,
 )
@@ -180,7 +180,7 @@ def test_trends_follow_the_simulated_drift(tmp_path):
     signs_checked = 0
     for metric, tol in TOLERANCE.items():
         medians = (
-            truth.filter(pl.col(VALID))
+            truth.filter(pl.col(STEADY))
             .group_by(ATHLETE_ID, SESSION_ID, FOOT)
             .agg(pl.col(metric).median().alias("truth"))
             .join(dates, on=[ATHLETE_ID, SESSION_ID, FOOT])

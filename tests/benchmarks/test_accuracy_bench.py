@@ -19,7 +19,7 @@ def _run_stride_length_mape_pct(clipped_gyr: str | None, profile) -> float:
         simulate_and_analyze(a, "run", 20.0, profile=profile, clipped_gyr=clipped_gyr) for a in (1, 2, 3)
     ]
     pairs = pl.concat(parts, how="diagonal_relaxed").filter(
-        pl.col("_matched") & pl.col(S.VALID) & pl.col(f"{S.VALID}_true")
+        pl.col("_matched") & pl.col(S.STEADY) & pl.col(f"{S.STEADY}_true")
     )
     true = pairs[f"{S.STRIDE_LENGTH_M}_true"].to_numpy()
     return float(100.0 * np.mean(np.abs(pairs[S.STRIDE_LENGTH_M].to_numpy() - true) / true))
@@ -69,7 +69,7 @@ def test_a_compliant_pod_mount_costs_running_stride_length_as_the_real_fast_walk
             for a in (1, 2)
         ]
         pairs = pl.concat(parts, how="diagonal_relaxed").filter(
-            pl.col("_matched") & pl.col(S.VALID) & pl.col(f"{S.VALID}_true")
+            pl.col("_matched") & pl.col(S.STEADY) & pl.col(f"{S.STEADY}_true")
         )
         err = pairs[S.STRIDE_LENGTH_M].to_numpy() - pairs[f"{S.STRIDE_LENGTH_M}_true"].to_numpy()
         return float(100.0 * np.median(np.abs(err)))
@@ -88,7 +88,7 @@ def test_the_instep_pod_scenario_reads_the_lord_walkers_late_push_off_and_measur
     the real walks 31-33, 36, 45 (the default heel-pod walker: 1 / 122 ms). The simulated walker reads
     that within 25 %, and the analysis measures its toe-off angle and push-off rate against truth."""
     pairs = simulate_and_analyze(1, "walk", 20.0, instep_pod=True).filter(
-        pl.col("_matched") & pl.col(S.VALID) & pl.col(f"{S.VALID}_true")
+        pl.col("_matched") & pl.col(S.STEADY) & pl.col(f"{S.STEADY}_true")
     )
     assert pairs.height >= 10
     true_angle = pairs[f"{S.TOE_OFF_ANGLE_DEG}_true"]

@@ -43,7 +43,7 @@ def test_analyze_real_recording_writes_tables_and_prints_summary(real_data, tmp_
     assert sessions.height == 2 and S.session_median(S.PRONATION_EXCURSION_DEG) in sessions.columns
     # The printed summary names the metrics of the issue, per foot, with symmetry.
     for label in (
-        "valid strides",
+        "steady strides",
         "cadence",
         "stance time",
         "stride length",

@@ -5,7 +5,7 @@ key (all athletes, and filtered to one athlete), an athlete key and an athlete k
 another athlete. Then `strideflow stream --device sim --speed max` streams two simulated athletes.
 The cards must show the stored strides' numbers (matched by foot and ic_t, to the displayed
 precision), every provisional row must have been shown as provisional and then replaced by its
-final row, invalid strides carry their reason, and each key sees only what it may.
+final row, invalid strides carry their reason, turns their context, and each key sees only what it may.
 
 With STRIDEFLOW_UPDATE_DOCS=1 a real-time stream is also shown and caught mid-stride for
 docs/dashboard-live.png (about 30 s more).
@@ -27,6 +27,7 @@ from support.paths import REPO
 from strideflow.analytics.partitions import STRIDES, has_partition, read_partition
 from strideflow.benchmarks.stream import Server, create_api_key
 from strideflow.hardware.schema import (
+    CONTEXT,
     FOOT,
     IC_T,
     MAX_PRONATION_VELOCITY_DPS,
@@ -140,7 +141,9 @@ def _match(stored: pl.DataFrame, foot: str, ic_t: float) -> dict:
 
 
 def _status(row: dict) -> str:
-    return "final" if row[VALID] else f"invalid: {row[REASON]}"
+    if not row[VALID]:
+        return f"invalid: {row[REASON]}"
+    return f"final: {row[CONTEXT]}" if row[CONTEXT] else "final"
 
 
 def _count(page, attr: str) -> int:
@@ -275,9 +278,10 @@ def test_live_view_shows_each_stride_as_stored(server, browser):
                         f"svg[data-spark='{athlete_id}-{metric}'] g[data-foot='{foot}'] path"
                     )
                     assert int(path.get_attribute("data-points")) == valid
-            # Invalid strides (the simulated walk and run end in a turn) are greyed, with the reason.
-            invalid = table.filter(~pl.col(VALID))
-            assert invalid.height > 0
+            # The simulated walk and run end in a turn: its strides are valid (measured), shown as
+            # final with their context, not greyed (checked row by row above with `_status`).
+            assert table.filter(pl.col(CONTEXT) == "turn").height > 0
+            # Invalid strides, if any, are greyed, with the reason.
             grey = section.locator("tr.invalid")
             for i in range(grey.count()):
                 tr = grey.nth(i)

@@ -226,7 +226,7 @@ def test_a_late_push_off_keeps_its_shape_and_peaks_at_toe_off(shape):
     athlete = AthleteParams(walk=GaitParams(push_off_shape=shape, variability_cv=0.0))
     sim = _exact("walk", rate=500.0, duration=20.0, athlete=athlete)
     motion = sim.motions_["left"]
-    strides = _foot(sim.truth_strides_, "left").filter(pl.col(S.VALID))
+    strides = _foot(sim.truth_strides_, "left").filter(pl.col(S.STEADY))
     assert strides.height >= 5
     for ho, to, angle, peak in strides.select(
         S.HEEL_OFF_T, S.TOE_OFF_T, S.TOE_OFF_ANGLE_DEG, S.PUSH_OFF_RATE_DPS
@@ -252,12 +252,16 @@ def test_the_late_push_off_joins_the_quintic_one_at_its_limit():
     assert np.abs(pitches[1] - pitches[0]).max() < 0.01
 
 
-def test_turn_strides_are_invalid_and_turning():
+def test_turn_strides_are_valid_not_steady_and_turning():
     sim = _exact("walk", rate=100.0, duration=90.0, seed=2)
     tr = sim.truth_strides_
-    turns = tr.filter(pl.col(S.REASON) == "turn")
-    assert turns.height >= 3 and not turns[S.VALID].any()
-    assert tr.filter(pl.col(S.VALID)).height > 2 * turns.height
+    turns = tr.filter(pl.col(S.CONTEXT) == S.CONTEXT_TURN)
+    # real, measured strides (valid: detection counts them), kept out of the statistics (not steady)
+    assert turns.height >= 3 and turns[S.VALID].all() and not turns[S.STEADY].any()
+    assert turns[S.REASON].is_null().all()
+    assert turns[S.HEADING_CHANGE_DEG].abs().is_between(40.0, 80.0).all()
+    assert tr.filter(pl.col(S.STEADY)).height > 2 * turns.height
+    assert tr.filter(pl.col(S.STEADY))[S.HEADING_CHANGE_DEG].abs().max() < 45.0
     # a turning stride rotates the heading by ~60 deg: much yaw rate on the foot frame z axis
     orient = _foot(sim.truth_orientation_, "left")
     q = rotation_from_wxyz(orient.select(S.QUAT).to_numpy())
@@ -278,7 +282,7 @@ def test_truth_metrics_lie_in_configured_ranges():
             )
         ).simulate()
         rows.append(sim.truth_strides_.with_columns(pl.lit(seed).alias("seed")))
-    tr = pl.concat(rows).filter(pl.col(S.VALID))
+    tr = pl.concat(rows).filter(pl.col(S.STEADY))
     assert set(tr["activity"]) == {"walk", "run"}
     lo, hi = STRIDE_LIMITS["pronation_excursion_deg"]
     assert tr[S.PRONATION_EXCURSION_DEG].is_between(lo - 0.01, hi + 0.01).all()

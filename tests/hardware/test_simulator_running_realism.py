@@ -91,7 +91,7 @@ def _simulated(activity: str, gait) -> pl.DataFrame:
 
 def _running(strides: pl.DataFrame) -> pl.DataFrame:
     return strides.filter(
-        pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col(S.STRIDE_LENGTH_M) >= RUNNING_STRIDE_M)
+        pl.col(S.STEADY) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col(S.STRIDE_LENGTH_M) >= RUNNING_STRIDE_M)
     )
 
 
@@ -114,7 +114,9 @@ def real_running() -> pl.DataFrame:
         strides = strides.with_columns(pl.Series("_footprint_m", _footprint_lengths_m(trial)))
         parts.append(
             strides.filter(
-                pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.RUN) & (pl.col("_footprint_m") >= RUNNING_STRIDE_M)
+                pl.col(S.STEADY)
+                & (pl.col(S.ACTIVITY) == S.RUN)
+                & (pl.col("_footprint_m") >= RUNNING_STRIDE_M)
             )
         )
     return pl.concat(parts)
@@ -141,7 +143,7 @@ def test_the_simulated_runner_matches_the_real_running_strides(real_running):
 def test_running_raises_the_push_off_rate_over_walking_as_on_the_real_pod(real_running):
     real_walking = pl.concat(
         s.filter(
-            pl.col(S.VALID) & (pl.col(S.ACTIVITY) == S.WALK) & (pl.col(S.SPEED_MPS) < NORMAL_WALK_MAX_MPS)
+            pl.col(S.STEADY) & (pl.col(S.ACTIVITY) == S.WALK) & (pl.col(S.SPEED_MPS) < NORMAL_WALK_MAX_MPS)
         )
         for _, s in (analysed_walk(t) for t in NORMAL_TRIALS)
     )
@@ -163,7 +165,7 @@ def test_running_raises_the_push_off_rate_over_walking_as_on_the_real_pod(real_r
         push_off_shape=LORD_WALK_PUSH_OFF_SHAPE,
     )
     sim_running = _running(_simulated("run", run))
-    sim_walking = _simulated("walk", walk).filter(pl.col(S.VALID))
+    sim_walking = _simulated("walk", walk).filter(pl.col(S.STEADY))
     rate = pl.col(S.PUSH_OFF_RATE_DPS).median()
     real_walk_rate, sim_walk_rate = real_walking.select(rate).item(), sim_walking.select(rate).item()
     assert abs(sim_walk_rate / real_walk_rate - 1.0) <= TOLERANCE, (real_walk_rate, sim_walk_rate)

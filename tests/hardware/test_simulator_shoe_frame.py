@@ -62,7 +62,7 @@ def test_toe_out_truth_is_the_shoe_axis_against_the_progression(toed_out):
     """Truth FPA is +15 deg (outward) on both feet, and is what the quaternions and positions say:
     the shoe x axis' heading at foot-flat against this -> next foot-flat sensor displacement."""
     for foot in S.FEET:
-        tr = _foot(toed_out.truth_strides_, foot).filter(pl.col(S.VALID))
+        tr = _foot(toed_out.truth_strides_, foot).filter(pl.col(S.STEADY))
         assert tr.height > 10
         fpa = tr[S.FOOT_PROGRESSION_ANGLE_DEG].to_numpy()
         assert abs(fpa.mean() - 15.0) < 1.0, foot  # 1.5 deg stride-to-stride SD around 15
@@ -103,7 +103,7 @@ def test_truth_pronation_is_the_roll_about_the_shoe_axis(toed_out):
         q = orient.select(S.QUAT).to_numpy()
         roll, pitch = roll_pitch_deg(q)
         motion = toed_out.motions_[foot]
-        tr = _foot(toed_out.truth_strides_, foot).filter(pl.col(S.VALID))
+        tr = _foot(toed_out.truth_strides_, foot).filter(pl.col(S.STEADY))
         to, ff = tr[S.TOE_OFF_T].to_numpy(), tr[S.FOOT_FLAT_T].to_numpy()
         i_to, i_ff = np.searchsorted(t, to), np.searchsorted(t, ff)
         np.testing.assert_allclose(roll[i_to], motion.roll.evaluate(t[i_to])[0], atol=1e-6)
@@ -142,7 +142,7 @@ def test_push_off_starts_about_the_oblique_mtp_axis():
     for foot in S.FEET:
         smp = _foot(sim.samples_, foot)
         t, w = smp[S.T].to_numpy(), smp.select(S.GYR).to_numpy()
-        tr = _foot(sim.truth_strides_, foot).filter(pl.col(S.VALID))
+        tr = _foot(sim.truth_strides_, foot).filter(pl.col(S.STEADY))
         ho, to = tr[S.HEEL_OFF_T].to_numpy(), tr[S.TOE_OFF_T].to_numpy()
         angles = []
         for a, b in zip(ho, to, strict=True):
@@ -169,7 +169,7 @@ def test_push_off_ends_about_the_drawn_oblique_axis(activity, axis_deg, asymmetr
         sign = pronation_sign(foot)
         want = axis_deg + (0.5 if foot == "left" else -0.5) * asymmetry_deg
         assert athlete.toe_off_axis(foot) == want
-        tr = _foot(sim.truth_strides_, foot).filter(pl.col(S.VALID))
+        tr = _foot(sim.truth_strides_, foot).filter(pl.col(S.STEADY))
         assert tr.height > 8
         to = tr[S.TOE_OFF_T].to_numpy()
         w = sim.motions_[foot].evaluate(to).gyr_dps
@@ -250,6 +250,6 @@ def test_drawn_athletes_toe_out_within_the_range():
 
 def test_toe_out_zero_puts_the_shoe_along_the_walking_direction():
     sim = _exact("walk", toe_out_deg=0.0, duration_s=25.0)
-    tr = sim.truth_strides_.filter(pl.col(S.VALID))
+    tr = sim.truth_strides_.filter(pl.col(S.STEADY))
     fpa = tr[S.FOOT_PROGRESSION_ANGLE_DEG].to_numpy()
     assert abs(fpa.mean()) < 0.6 and fpa.std() < 2.5

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect
 from strideflow.analytics import partitions
 from strideflow.analytics.batch import BatchSettings, run_session, session_jobs
 from strideflow.analytics.discovery import find_recordings
-from strideflow.hardware.schema import ATHLETE_ID, PRONATION_EXCURSION_DEG, SESSION_ID, VALID
+from strideflow.hardware.schema import ATHLETE_ID, PRONATION_EXCURSION_DEG, SESSION_ID, STEADY
 from strideflow.hardware.simulator import write_dataset
 
 RED, BLUE = "team-red", "team-blue"
@@ -335,7 +335,7 @@ def test_listings_hold_only_what_the_key_may_see(world):
             )
             assert len(rows) == stored.height > 20, (who.name, a)
             assert {(s[ATHLETE_ID], s[SESSION_ID]) for s in rows} == {(a, session_of(a))}
-            valid = [s[PRONATION_EXCURSION_DEG] for s in rows if s[VALID]]
+            valid = [s[PRONATION_EXCURSION_DEG] for s in rows if s[STEADY]]
             assert valid and all(v is not None and 0 < v < 40 for v in valid)
             flags = client.get(f"/v1/sessions/{session_of(a)}/flags", headers=h).json()["items"]
             assert {f[ATHLETE_ID] for f in flags} <= {a}

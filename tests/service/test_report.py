@@ -61,8 +61,8 @@ def _summary_row(page: str, metric: str) -> list[str]:
 
 
 def _check_numbers(page: str, strides: pl.DataFrame) -> None:
-    """Medians and valid counts in the summary equal those computed here from the strides table."""
-    valid = strides.filter(pl.col(S.VALID))
+    """Medians and steady counts in the summary equal those computed here from the strides table."""
+    valid = strides.filter(pl.col(S.STEADY))
     for metric in (S.PRONATION_EXCURSION_DEG, S.TOE_OFF_ANGLE_DEG, S.TOE_OFF_PRONATION_DEG):
         cells = _summary_row(page, metric)
         for i, foot in enumerate(S.FEET):
@@ -97,7 +97,7 @@ def test_report_from_files(dataset):
     # (mean of both sessions' medians here).
     medians = (
         pl.concat([load_files([f]).strides for f in files])
-        .filter(pl.col(S.VALID) & (pl.col(S.FOOT) == "left"))
+        .filter(pl.col(S.STEADY) & (pl.col(S.FOOT) == "left"))
         .group_by(S.SESSION_ID)
         .agg(pl.col(S.PRONATION_EXCURSION_DEG).median())
         .sort(S.SESSION_ID)[S.PRONATION_EXCURSION_DEG]
