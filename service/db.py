@@ -20,6 +20,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     String,
     Text,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeDecorator
 
 from strideflow.hardware.errors import StrideflowError
@@ -91,6 +93,8 @@ class Athlete(Base):
     id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
     team_id: Mapped[str] = mapped_column(ForeignKey("teams.id"), index=True)
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The athletes list walks a team's athletes in id order from this index alone (no sort).
+    __table_args__ = (Index("ix_athletes_team_id_id", "team_id", "id"),)
 
 
 class SessionRow(Base):
@@ -101,6 +105,8 @@ class SessionRow(Base):
     session_id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True, index=True)
     session_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Covers the athletes list's session count and last date per athlete (no table rows read).
+    __table_args__ = (Index("ix_sessions_athlete_id_date", "athlete_id", "session_date", "session_id"),)
 
 
 class Job(Base):
@@ -235,12 +241,17 @@ class Database:
         )
 
     def create_all(self) -> None:
-        """Create missing tables, and add columns newer versions added to existing tables (nullable)."""
+        """Create missing tables and indexes, and add columns newer versions added to existing
+        tables (nullable)."""
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 # server processes starting together (`serve --workers N`) create the tables once
                 conn.execute(text("SELECT pg_advisory_xact_lock(7215031)"))
             Base.metadata.create_all(conn)
+            # create_all makes a new table's indexes only; an older database gets newer ones here
+            for table in Base.metadata.sorted_tables:
+                for index in table.indexes:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
         added = [("recordings", "read_options", "TEXT"), ("jobs", "claimed_by", "VARCHAR(128)")]
         for table, column, sql_type in added:
             try:

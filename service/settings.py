@@ -37,8 +37,8 @@ class ServiceSettings(BaseSettings):
     - `keep_alive_timeout_s`: an idle HTTP keep-alive connection is closed after this, s
       (uvicorn `timeout_keep_alive`).
     - `request_read_timeout_s`: a client that sends no byte of its request (headers or body) for
-      this long is disconnected with 408, so slow clients cannot hold connections (s; `strideflow
-      serve` installs it as an ASGI middleware on every HTTP request).
+      this long is disconnected, so slow clients cannot hold connections (s; `strideflow serve`'s
+      HTTP protocol, `service.server.ReadTimeoutProtocol`).
     - `ws_ping_interval_s` / `ws_ping_timeout_s`: WebSocket pings; a peer that does not answer
       one within the timeout is disconnected (uvicorn `ws_ping_interval`/`ws_ping_timeout`).
     - `key_cache_s`: a server process remembers a valid API key for this long instead of looking

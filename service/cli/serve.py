@@ -27,13 +27,13 @@ def app_from_environment():
     """The app of one `serve --workers N` process, with the settings of the `STRIDEFLOW_*`
     variables `serve` set (uvicorn imports this in every worker process)."""
     from strideflow.service.app import create_app
-    from strideflow.service.server import ReadTimeoutH11Protocol
+    from strideflow.service.server import ReadTimeoutProtocol
     from strideflow.service.settings import ServiceSettings
 
     settings = ServiceSettings()
     _log_to_console()
     # uvicorn imports the protocol class by name in each worker; its timeout is set here
-    ReadTimeoutH11Protocol.read_timeout_s = float(settings.request_read_timeout_s)
+    ReadTimeoutProtocol.read_timeout_s = float(settings.request_read_timeout_s)
     return create_app(settings)
 
 
@@ -66,7 +66,7 @@ def serve(
     import uvicorn
 
     from strideflow.service.app import create_app
-    from strideflow.service.server import uvicorn_options
+    from strideflow.service.server import PROTOCOL, uvicorn_options
     from strideflow.service.settings import ServiceSettings
 
     overrides: dict = {}
@@ -100,5 +100,5 @@ def serve(
     if job_workers is not None:
         os.environ["STRIDEFLOW_JOB_WORKERS"] = str(job_workers)
     os.environ["STRIDEFLOW_LIVE_ANALYSIS_WORKERS"] = str(settings.live_analysis_workers)
-    options["http"] = "strideflow.service.server:ReadTimeoutH11Protocol"
+    options["http"] = PROTOCOL
     uvicorn.run(FACTORY, factory=True, workers=workers, host=host, port=port, log_level="info", **options)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import string
@@ -367,6 +368,61 @@ def test_server_drops_a_client_that_stops_sending_its_request(tmp_path, monkeypa
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert sock.recv(1024).startswith(b"HTTP/1.1 200")
     print(f"connection closed after {waited:.1f} s (timeout 1 s)")
+
+
+def _read_to_close(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+@pytest.mark.slow
+def test_request_heads_are_bounded_however_they_arrive(tmp_path):
+    """llhttp (httptools) bounds no head: the server does, at 64 KiB, whether the head comes in one
+    read, never ends, or follows an answered request on the same connection; a body of any size
+    after a small head is not a head; pipelined requests are each answered."""
+    from strideflow.benchmarks.stream import Server
+    from strideflow.service.server import MAX_HEAD_BYTES
+
+    refused = b"HTTP/1.1 400 "
+    head = b"GET /health HTTP/1.1\r\nHost: x\r\n"
+    with Server(tmp_path / "data") as server:
+
+        def connect() -> socket.socket:
+            return socket.create_connection(("127.0.0.1", server.port), timeout=30)
+
+        with connect() as sock:  # one read, just under the limit
+            sock.sendall(head + b"X-Big: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\nConnection: close\r\n\r\n")
+            assert _read_to_close(sock).startswith(b"HTTP/1.1 200 ")
+        with connect() as sock:  # one read, over it
+            sock.sendall(head + b"X-Big: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n")
+            answer = _read_to_close(sock)
+            assert answer.startswith(refused) and answer.endswith(b"Invalid HTTP request received."), answer
+        with connect() as sock:  # a header that never ends, 8 KiB at a time
+            sock.sendall(head + b"X-Big: ")
+            sent = 0
+            with contextlib.suppress(OSError):  # the server closes while the client still sends
+                while sent < 4 * MAX_HEAD_BYTES:
+                    sock.sendall(b"a" * 8192)
+                    sent += 8192
+                    time.sleep(0.005)
+            assert _read_to_close(sock).startswith(refused)  # while the head had not ended
+        with connect() as sock:  # a small answered request, then a huge head on the same connection
+            sock.sendall(head + b"\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+            sock.sendall(head + b"X-Big: " + b"a" * (2 * MAX_HEAD_BYTES) + b"\r\n\r\n")
+            assert _read_to_close(sock).startswith(refused)
+        with connect() as sock:  # a 300 kB body after a small head, in one send: not a head
+            body = b"x" * 300_000
+            sock.sendall(
+                b"POST /v1/recordings HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            assert sock.recv(65536).startswith(b"HTTP/1.1 401 ")  # no key
+        with connect() as sock:  # two pipelined requests in one send
+            sock.sendall(head + b"\r\n" + head + b"Connection: close\r\n\r\n")
+            assert _read_to_close(sock).count(b"HTTP/1.1 200 ") == 2
 
 
 # --- 5. one source of results per session ----------------------------------------------------------

@@ -5,6 +5,7 @@ never changes), and an answer's head and body leave in one write."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 from fastapi.testclient import TestClient
@@ -136,3 +137,45 @@ def test_writes_of_one_loop_turn_leave_as_one_in_order():
         assert raw2.writes == [] and raw2.aborted
 
     asyncio.run(scenario())
+
+
+def test_the_athletes_list_reads_covering_indexes_also_made_in_an_older_database(tmp_path):
+    """The athletes list (count and last date of each athlete's sessions) is answered from two
+    covering indexes in id order, with no table rows read and no sort; a database made before they
+    existed gets them when the service opens it, and answers the same."""
+    from sqlalchemy import inspect, text
+
+    from strideflow.service.db import Database
+    from strideflow.service.routes.athletes import _athletes, _athletes_statement
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    db.create_all()
+    for athlete, sessions in (("A2", ["S1", "S2"]), ("A1", ["S1"]), ("A3", [])):
+        db.ensure_athlete("T1", athlete)
+        for k, session in enumerate(sessions):
+            db.ensure_session(athlete, session, session_date=dt.date(2026, 1, 1 + k))
+    principal = Principal(key_id="k" * 32, role=Role.coach, team_id="T1")
+    expected = _athletes(db, principal, None, 10)
+    indexes = {"ix_athletes_team_id_id", "ix_sessions_athlete_id_date"}
+    with db.engine.begin() as conn:
+        for name in indexes:
+            conn.execute(text(f"DROP INDEX {name}"))
+    db.create_all()
+    made = {ix["name"] for table in ("athletes", "sessions") for ix in inspect(db.engine).get_indexes(table)}
+    assert indexes <= made
+    compiled = _athletes_statement(False, False, False).compile(dialect=db.engine.dialect)
+    params = compiled.construct_params({"team_id": "T1", "limit": 11})
+    with db.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), tuple(params[n] for n in compiled.positiontup)
+        ).all()
+    steps = " | ".join(row[-1] for row in plan)
+    assert (
+        "COVERING INDEX ix_athletes_team_id_id" in steps
+        and "COVERING INDEX ix_sessions_athlete_id_date" in steps
+    )
+    assert "TEMP B-TREE" not in steps, steps
+    assert _athletes(db, principal, None, 10) == expected
+    assert [(a["athlete_id"], a["session_count"]) for a in expected] == [("A1", 1), ("A2", 2), ("A3", 0)]
+    assert expected[1]["last_session_date"] == dt.date(2026, 1, 2)
+    db.dispose()
