@@ -51,7 +51,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import polars as pl
+
+from strideflow.hardware.packets import AXES
+from strideflow.ingest.stream_receiver import counts_block
 
 log = logging.getLogger("strideflow.service")
 
@@ -126,15 +130,12 @@ def compact_packet(packet) -> tuple:
     )
 
 
-def packet_of(compact: tuple):
-    """The `Packet` of `compact_packet`."""
-    import numpy as np
-
-    from strideflow.hardware.packets import AXES, Packet
-
-    device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
+def compact_block(compact: tuple, sampling_rate_hz: float):
+    """The `SampleBlock` of a `compact_packet` (`ingest.stream_receiver.counts_block`: what
+    `packet_block` gives the `Packet`, without building one)."""
+    _, _, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
     samples = np.frombuffer(counts, np.int16).reshape(-1, AXES)
-    return Packet(device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, samples)
+    return counts_block(samples, timestamp_us, acc_scale, gyr_scale, sequence, sampling_rate_hz)
 
 
 # --- the worker process ---------------------------------------------------------------------
@@ -146,39 +147,33 @@ class _Worker:
         self.analysis = analysis_settings
         self.results_dir = results_dir
         self.analyzers: dict[int, tuple[object, float]] = {}  # stream id -> (analyzer, rate Hz)
-        self.waiting: dict[int, deque] = {}  # stream id -> (push id, index, packet), in stored order
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._send_lock = threading.Lock()
+        # stream id -> (push id, index, packet as `compact_packet` gives it), in stored order
+        self.waiting: dict[int, deque] = {}
 
     def send(self, message) -> None:
-        with self._send_lock:
-            self.conn.send(message)
+        self.conn.send(message)
 
-    def _read(self) -> None:
+    def _receive(self) -> bool:
+        """Read one message from the server and handle what it holds; False once the server's end
+        has closed."""
         try:
-            while True:
-                message = self.conn.recv()
-                if message[0] == MANY:
-                    for one in message[1]:
-                        self.inbox.put(one)
-                else:
-                    self.inbox.put(message)
+            message = self.conn.recv()
         except (EOFError, OSError):
-            self.inbox.put(None)
+            return False
+        for one in message[1] if message[0] == MANY else (message,):
+            self._handle(one)
+        return True
 
     def run(self) -> None:
-        threading.Thread(target=self._read, daemon=True, name="live-worker-reader").start()
+        # The messages are read by this loop between rounds (a reader thread cost a thread
+        # hand-off and a wake-up per message, ~6 % of a worker's CPU at K = 32; the server's
+        # sender thread holds what does not fit in the socket's buffer meanwhile).
         while True:
-            messages = [] if self.waiting else [self.inbox.get()]
-            while True:
-                try:
-                    messages.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            for message in messages:
-                if message is None:
+            if not self.waiting and not self._receive():
+                return  # idle: wait for the next message
+            while self.conn.poll():  # everything that has arrived, then a round
+                if not self._receive():
                     return
-                self._handle(message)
             if self.waiting:
                 self._round()
 
@@ -187,7 +182,7 @@ class _Worker:
         if kind == "push":
             _, _, push_id, packets = message
             q = self.waiting.setdefault(sid, deque())
-            q.extend((push_id, i, packet_of(p)) for i, p in enumerate(packets))
+            q.extend((push_id, i, p) for i, p in enumerate(packets))
             return
         call_id = message[2]
         try:
@@ -233,7 +228,6 @@ class _Worker:
     def _round(self, only: int | None = None) -> None:
         """The next packet of each stream with packets waiting (or of stream `only`)."""
         from strideflow.analytics.live_analyzer import resolve_together
-        from strideflow.ingest.stream_receiver import packet_block
 
         sids = [only] if only is not None else list(self.waiting)
         group: list[tuple[int, int, int]] = []  # (stream id, push id, index), begun
@@ -247,7 +241,7 @@ class _Worker:
                 continue  # closed meanwhile
             analyzer, rate = self.analyzers[sid]
             try:
-                analyzer.begin_push(packet_block(packet, rate))
+                analyzer.begin_push(compact_block(packet, rate))
             except Exception as exc:
                 try:
                     analyzer.resolve()  # rows completed before the failure are kept, as by push()
@@ -285,6 +279,11 @@ def worker_main(fd: int) -> None:
     conn = Connection(fd)
     try:
         analysis_settings, results_dir = conn.recv()
+        # the analysis' modules now, not at the first stream: they take ~1-2 s of CPU to import
+        # (Polars, SciPy, the compiled kernels' caches), which the first stream's rows waited for
+        import strideflow.analytics.live_analyzer  # noqa: F401
+        import strideflow.service.live.registry  # noqa: F401
+
         _Worker(conn, analysis_settings, results_dir).run()
     except (EOFError, OSError):  # the server closed the socket (stopped, or died)
         pass
