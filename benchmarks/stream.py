@@ -34,7 +34,8 @@ strides of a level fall in the same packet periods, the worst case for latency).
 staggered over one packet period, as real pods do not start in lockstep; each athlete starts at its
 own point of the walk (shifts spread over `PHASE_SPREAD_S`, about one stride), as a team does not
 walk in step. The server runs `strideflow serve`'s default live analysis workers (one per core)
-unless `STRIDEFLOW_LIVE_ANALYSIS_WORKERS` is set.
+unless `STRIDEFLOW_LIVE_ANALYSIS_WORKERS` is set; the first level starts once the server's
+processes are idle (the workers' start-up is not counted in it).
 """
 
 from __future__ import annotations
