@@ -51,6 +51,9 @@ the pod's own axis (`hardware.shoe_axis`), the path the real recordings take.
   the shoe with the shoe's angular acceleration, which the analysis' rigid lever reads as the foot's
   own turn; its level is the real fast footprint walks' anchor error (issue 17, item 5);
   `compliant_rolling_stance.*` (full run only): the same with the `rolling_stance` runners.
+- `instep_pod.*`: the same rows (with bias) with every athlete's push-off as the LORD footprint
+  pod reads it (issue 17): toe-off angles drawn from `LORD_POD_TOE_OFF_RANGE_DEG` walking and
+  running, and the walkers' late push-off (`LORD_WALK_PUSH_OFF_SHAPE`);
 - `gyr_delay.*` (full run only): the same rows when the pods' gyro samples lag the
   accelerometer's by 5 ms (`DELAY_PROFILE`), as measured on the real LORD pod of the footprint
   walks, which the pipeline does not estimate;
@@ -167,6 +170,7 @@ def simulate_and_analyze(
     calibration: bool = False,
     tap_axis_deg: float | None = None,
     mount_compliance_s2: float = 0.0,
+    instep_pod: bool = False,
 ) -> pl.DataFrame:
     """Matched (detected, truth) stride pairs of one simulated session: columns `<name>` and `<name>_true`.
 
@@ -184,6 +188,8 @@ def simulate_and_analyze(
     `calibration`: the session starts with a toe-tap calibration (`SimulationSettings.calibration`),
     whose taps turn about an axis `tap_axis_deg` off the shoe's y (None: the athlete's drawn one).
     `mount_compliance_s2`: the pods sit on a compliant mount (`SimulationSettings.mount_compliance_s2`).
+    `instep_pod`: the athlete's push-off as the LORD footprint pod reads it (toe-off angles drawn from
+    `LORD_POD_TOE_OFF_RANGE_DEG`, the walkers' late push-off `LORD_WALK_PUSH_OFF_SHAPE`).
     Each foot's shoe-axis heading error (deg, analysis x against the true shoe x, about the true
     up) and heading source are added as `_heading_error_deg` and `_heading_source`.
     """
@@ -191,14 +197,27 @@ def simulate_and_analyze(
         settings = SIMULATOR_ANALYSIS if askew else AnalysisSettings()
     from strideflow.hardware.mounting import apply_mounting
     from strideflow.hardware.simulator import SimulationSettings, Simulator
-    from strideflow.hardware.simulator.params import sample_athlete
+    from strideflow.hardware.simulator.params import (
+        LORD_POD_TOE_OFF_RANGE_DEG,
+        LORD_WALK_PUSH_OFF_SHAPE,
+        sample_athlete,
+    )
 
     seed = (athlete, 1 if activity == "walk" else 2)
     gait = None
+    if stance_roll_dps is not None or instep_pod:
+        # the athlete the simulator draws from this seed (its first spawned stream), changed below
+        gait = sample_athlete(np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[0]))
     if stance_roll_dps is not None:
-        # the athlete the simulator draws from this seed (its first spawned stream), rolling
-        drawn = sample_athlete(np.random.default_rng(np.random.SeedSequence(seed).spawn(7)[0]))
-        gait = replace(drawn, run=replace(drawn.run, stance_roll_dps=stance_roll_dps))
+        gait = replace(gait, run=replace(gait.run, stance_roll_dps=stance_roll_dps))
+    if instep_pod:
+        rng = np.random.default_rng((*seed, 17))
+        walk_deg, run_deg = rng.uniform(*LORD_POD_TOE_OFF_RANGE_DEG, size=2)
+        gait = replace(
+            gait,
+            walk=replace(gait.walk, toe_off_angle_deg=walk_deg, push_off_shape=LORD_WALK_PUSH_OFF_SHAPE),
+            run=replace(gait.run, toe_off_angle_deg=run_deg),
+        )
     mounts = None
     if square_mount:
         rng = np.random.default_rng((*seed, 15))
@@ -400,6 +419,7 @@ def _one(args: tuple) -> pl.DataFrame:
         cal,
         tap,
         compliance,
+        instep,
     ) = args
     return simulate_and_analyze(
         athlete,
@@ -415,6 +435,7 @@ def _one(args: tuple) -> pl.DataFrame:
         calibration=cal,
         tap_axis_deg=tap,
         mount_compliance_s2=compliance,
+        instep_pod=instep,
     )
 
 
@@ -432,6 +453,7 @@ def collect_pairs(
     calibration: bool = False,
     tap_axis_deg: float | None = None,
     mount_compliance_s2: float = 0.0,
+    instep_pod: bool = False,
 ) -> pl.DataFrame:
     """Stride pairs of `n_athletes` athletes, each one walking and one running session."""
     jobs = [
@@ -449,6 +471,7 @@ def collect_pairs(
             calibration,
             tap_axis_deg,
             mount_compliance_s2,
+            instep_pod,
         )
         for a in range(1, n_athletes + 1)
         for act in ACTIVITIES
@@ -481,6 +504,8 @@ def run(quick: bool = False) -> list[Row]:
     rows += [{**r, "name": f"askew_mount.{r['name']}"} for r in askew]
     compliant = summarize(collect_pairs(n_athletes, duration_s, mount_compliance_s2=MOUNT_COMPLIANCE_S2))
     rows += [{**r, "name": f"compliant_mount.{r['name']}"} for r in compliant]
+    instep = summarize(collect_pairs(n_athletes, duration_s, instep_pod=True))
+    rows += [{**r, "name": f"instep_pod.{r['name']}"} for r in instep]
     if not quick:
         delayed = summarize(collect_pairs(n_athletes, duration_s, profile=DELAY_PROFILE))
         rows += [{**r, "name": f"gyr_delay.{r['name']}"} for r in delayed]

@@ -53,6 +53,12 @@ Toe-out: the shoe's heading on the ground is the walking direction turned outwar
 foot progression angle (left: +yaw, right: -yaw), so pitch and roll, which are about the foot
 frame's own axes, are about the shoe's axes, and the walking direction is not the shoe's x axis.
 
+Push-off timing: pitch falls from heel-off to toe-off in one quintic piece ending at the peak rate
+`push_off_shape` x toe-off angle / push-off time, which stays monotone for shapes up to 2.45 (the
+gaitmap heel pods' walker: 2.05). A late push-off, where the heel rises slowly and the foot
+plantarflexes mostly in the last 40 % (the LORD footprint walkers, shape ~3), gets a second piece
+joined at 60 % of the push-off (`_late_push_knot`); the rate still peaks at toe-off.
+
 Push-off about an oblique MTP axis: from heel-off the heel first rises about the metatarsal break
 line, which makes an angle m (`mtp_break_angle_deg`, ~60 deg) with the long axis, i.e. an axis turned
 alpha = 90 - m from the medio-lateral one with its lateral end behind; rising about it inverts the
@@ -104,6 +110,13 @@ MOUNT_GRID_HZ = 1000.0  # the tilt equation is integrated on this grid
 MOUNT_PIVOT_M = 0.01  # the pod turns about its base on the upper, this far below the sensor (pod z)
 SWING_ACCEL_FRACTION = 0.25  # swing pitch: accelerate over this fraction of the swing, then a plateau
 PUSH_DECEL_SHAPE = 2.2  # normalised rate at toe-off of the post-toe-off deceleration piece
+# Late push-off (`push_off_shape` S above PUSH_QUINTIC_MAX_SHAPE, see `_late_push_knot`): one quintic
+# from heel-off to toe-off stays monotone only for S <= 2.5; a second piece, joined at this fraction
+# of the push-off, carries S up to params.PUSH_SHAPE_RANGE's 4.0 with the rate still rising to its
+# peak at toe-off.
+PUSH_QUINTIC_MAX_SHAPE = 2.45
+PUSH_POWER_SHAPE = 3.0  # from this S the join lies on x = u^S
+PUSH_KNOT_FRACTION = 0.6
 PRE_IC_SHAPE = 1.5  # normalised rate at IC of the late-swing piece (heel strike)
 
 
@@ -263,6 +276,30 @@ def _rotate_back(axis: np.ndarray, angle: np.ndarray, v: np.ndarray) -> np.ndarr
     return v * c - np.cross(axis, v) * s + np.outer(v @ axis, axis) * (1.0 - c)
 
 
+def _late_push_knot(shape: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised pitch x (0 at heel-off, 1 at toe-off), dx/du and d2x/du2 at u = PUSH_KNOT_FRACTION
+    of the push-off time, for push-off shapes S >= PUSH_QUINTIC_MAX_SHAPE.
+
+    The join moves from the one-piece quintic of shape S0 = PUSH_QUINTIC_MAX_SHAPE (x = (10 - 4 S0) u^3
+    + (7 S0 - 15) u^4 + (6 - 3 S0) u^5, so S = S0 is that quintic exactly) to the power curve x = u^S
+    (reached at PUSH_POWER_SHAPE), linearly in S. The power curve is what the LORD footprint walkers'
+    pitch follows from heel-off to toe-off (normalised pitch 0.11, 0.24, 0.49, 0.71 at 40, 60, 80,
+    90 % of the push-off, walks 31-33, 36, 45; benchmarks/README.md); a quintic can not bend that late.
+    Both pieces then rise monotonically with a rate that grows to its peak at toe-off for S up to 4.0
+    (`params.PUSH_SHAPE_RANGE`).
+    """
+    s0, u = PUSH_QUINTIC_MAX_SHAPE, PUSH_KNOT_FRACTION
+    a, b, c = 10.0 - 4.0 * s0, 7.0 * s0 - 15.0, 6.0 - 3.0 * s0
+    quintic = (
+        a * u**3 + b * u**4 + c * u**5,
+        3.0 * a * u**2 + 4.0 * b * u**3 + 5.0 * c * u**4,
+        6.0 * a * u + 12.0 * b * u**2 + 20.0 * c * u**3,
+    )
+    power = (u**shape, shape * u ** (shape - 1.0), shape * (shape - 1.0) * u ** (shape - 2.0))
+    w = np.clip((shape - s0) / (PUSH_POWER_SHAPE - s0), 0.0, 1.0)
+    return tuple((1.0 - w) * q + w * p for q, p in zip(quintic, power, strict=True))
+
+
 def _stack_knots(
     columns: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], end_s: float, end_value: float
 ):
@@ -372,12 +409,23 @@ class FootMotion:
         mid_gait = np.isfinite(tl.ho) & tl.gait
         roll_rate = np.where(mid_gait, -v["stance_roll_dps"], 0.0)
         theta_ho = np.where(mid_gait, roll_rate * (tl.ho - tl.ffs), 0.0)
+        # a late push-off (shape above one quintic's reach) gets a second piece: the join's knot
+        shape = v["push_off_shape"]
+        late = shape > PUSH_QUINTIC_MAX_SHAPE
+        xk, dxk, d2xk = _late_push_knot(np.maximum(shape, PUSH_QUINTIC_MAX_SHAPE))
+        rise = -toe_off - theta_ho  # pitch change from heel-off to toe-off, deg (negative)
         self.pitch = _stack_knots(
             [
                 (tp, peak, zero, zero),
                 (tl.ic, strike, ic_rate, zero),
                 (tl.ffs, zero, roll_rate, zero),
                 (tl.ho, theta_ho, roll_rate, zero),
+                (
+                    np.where(late, tl.ho + PUSH_KNOT_FRACTION * push_s, np.nan),
+                    theta_ho + rise * xk,
+                    rise * dxk / push_s,
+                    rise * d2xk / push_s**2,
+                ),
                 (tl.to, -toe_off, -push_rate, zero),
                 (te, theta_min, zero, zero),
                 (te + tau, theta_min + 0.5 * v_swing * tau, v_swing, zero),

@@ -44,7 +44,11 @@ class GaitParams:
     flat_pronation_deg: float = 0.0  # p while the sole is flat on the ground (0: level, as the foot frame)
     toe_off_pronation_deg: float = 3.0  # p at toe-off minus p at foot-flat (> 0 medial roll-off)
     toe_off_angle_deg: float = 58.0  # pitch at foot-flat minus pitch at toe-off
-    push_off_shape: float = 2.05  # peak push-off rate x push-off time / toe-off angle, in [1.9, 2.45]
+    # Peak push-off rate x push-off time (heel-off to toe-off) / toe-off angle, in PUSH_SHAPE_RANGE:
+    # how late in the push-off the foot plantarflexes. 2.05 is the gaitmap heel pods' walker; the LORD
+    # footprint walkers plantarflex late, ~3.1 (their peak rate per degree of toe-off angle and the
+    # time half of it takes; benchmarks/README.md, issue 17), their running strides ~2.1.
+    push_off_shape: float = 2.05
     post_toe_off_s: float = 0.03  # plantarflexion goes on this long after toe-off, decelerating
     pre_ic_dorsiflexion_deg: float = 3.0  # peak swing pitch above the IC pitch (heel strike only)
     pre_ic_s: float = 0.02  # that peak comes this long before IC
@@ -228,6 +232,17 @@ def typical_run() -> GaitParams:
     )
 
 
+# The push-off the LORD footprint pod reads (issue 17; benchmarks/README.md, session 9): toe-off
+# angles of 30-38 deg walking and running alike (the gaitmap heel pods: 61 deg walking), and its
+# walkers' late push-off (half the toe-off angle in the last 42-48 ms; peak rate 1 / 78 ms per
+# degree), which `push_off_shape` 3.1 reproduces through the pipeline (46 ms, 1 / 82 ms).
+LORD_POD_TOE_OFF_RANGE_DEG = (30.0, 38.0)
+LORD_WALK_PUSH_OFF_SHAPE = 3.1
+
+# Limits of `GaitParams.push_off_shape` (per stride too): below 1.9 the peak rate would come before
+# toe-off; above 2.45 the push-off takes a second, late piece (kinematics.py), valid up to 4.0.
+PUSH_SHAPE_RANGE = (1.9, 4.0)
+
 # Ranges the athlete parameters are drawn from (uniform unless noted). Truth metrics land in
 # roughly the same ranges; tests check them against these.
 WALK_RANGES: dict[str, tuple[float, float]] = {
@@ -240,6 +255,9 @@ WALK_RANGES: dict[str, tuple[float, float]] = {
     "pronation_recoil_deg": (0.0, 2.0),
     "toe_off_pronation_deg": (-6.0, 8.0),
     "toe_off_angle_deg": (45.0, 68.0),
+    # The heel pods' walkers. The LORD walkers' late push-off (~3.1) comes with their 30-38 deg toe-off
+    # angle; drawn with the angles above it gives up to ~1000 deg/s walking push-off rates (real
+    # walkers: 430-500; benchmarks/README.md, issue 17), so it waits for a pod-position feature.
     "push_off_shape": (1.95, 2.35),
     "post_toe_off_s": (0.025, 0.035),
     "swing_inversion_deg": (4.0, 12.0),

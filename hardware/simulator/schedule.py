@@ -20,6 +20,7 @@ from strideflow.hardware.schema import FEET
 from strideflow.hardware.simulator.params import (
     PRONATION_LATEST_FRACTION,
     PRONATION_SHAPE,
+    PUSH_SHAPE_RANGE,
     STRIDE_LIMITS,
     AthleteParams,
     GaitParams,
@@ -164,7 +165,7 @@ def _vary(rng: np.random.Generator, gait: GaitParams, n: int) -> dict[str, np.nd
     out["pronation_recoil_deg"] = np.abs(out["pronation_recoil_deg"])
     for f, (lo, hi) in STRIDE_LIMITS.items():
         out[f] = np.clip(out[f], lo, hi)
-    out["push_off_shape"] = np.clip(out["push_off_shape"], 1.9, 2.45)
+    out["push_off_shape"] = np.clip(out["push_off_shape"], *PUSH_SHAPE_RANGE)
     # Stride-to-stride variation must not put heel-off before the foot is flat: running's still
     # phase is only 8-15 % of stance, and an hour of strides reaches the tails (it did, once).
     out["heel_off_ratio"] = np.maximum(out["heel_off_ratio"], out["loading_fraction"] + MIN_STILL_FRACTION)

@@ -18,7 +18,7 @@ from strideflow.hardware.frames import rotation_from_wxyz
 from strideflow.hardware.profiles import DEFAULT_PROFILE, PROFILES
 from strideflow.hardware.simulator import AthleteParams, SimulationSettings, Simulator, write_dataset
 from strideflow.hardware.simulator.kinematics import QuinticHermite
-from strideflow.hardware.simulator.params import STRIDE_LIMITS, sample_athlete
+from strideflow.hardware.simulator.params import STRIDE_LIMITS, GaitParams, sample_athlete
 
 G = S.STANDARD_GRAVITY_MPS2
 # The default pod has gyro gain errors (issue 15); the exact-signal checks need a perfect one.
@@ -216,6 +216,40 @@ def test_peak_plantarflexion_rate_is_at_toe_off(exact):
         for ic, nic, to in strides.select(S.IC_T, S.NEXT_IC_T, S.TOE_OFF_T).iter_rows():
             win = (t >= ic) & (t < nic)
             assert abs(t[win][np.argmax(gy[win])] - to) < 0.030
+
+
+@pytest.mark.parametrize("shape", [2.45, 3.2, 4.0])
+def test_a_late_push_off_keeps_its_shape_and_peaks_at_toe_off(shape):
+    """push_off_shape above one quintic's reach (the LORD walkers' late push-off): the pitch falls
+    monotonically from heel-off to toe-off, its rate peaks at toe-off at shape x angle / time, and
+    from a shape of 3 the pitch at 60 % of the push-off lies on x = u^shape (kinematics.py)."""
+    athlete = AthleteParams(walk=GaitParams(push_off_shape=shape, variability_cv=0.0))
+    sim = _exact("walk", rate=500.0, duration=20.0, athlete=athlete)
+    motion = sim.motions_["left"]
+    strides = _foot(sim.truth_strides_, "left").filter(pl.col(S.VALID))
+    assert strides.height >= 5
+    for ho, to, angle, peak in strides.select(
+        S.HEEL_OFF_T, S.TOE_OFF_T, S.TOE_OFF_ANGLE_DEG, S.PUSH_OFF_RATE_DPS
+    ).iter_rows():
+        u = np.linspace(0.0, 1.0, 401)
+        pitch, rate, _ = motion.pitch.evaluate(ho + u * (to - ho))
+        x = -pitch / angle
+        assert np.all(np.diff(x) > -1e-9) and np.all(np.diff(-rate) > -1e-6)
+        assert peak == pytest.approx(shape * angle / (to - ho), rel=1e-3)
+        assert -rate[-1] == pytest.approx(peak, rel=1e-6)
+        if shape >= 3.0:
+            assert x[240] == pytest.approx(0.6**shape, abs=1e-9)
+
+
+def test_the_late_push_off_joins_the_quintic_one_at_its_limit():
+    """Just above 2.45 the two-piece push-off is the one-piece quintic of 2.45 (no jump in the family)."""
+    pitches = []
+    for shape in (2.45, 2.4501):
+        athlete = AthleteParams(walk=GaitParams(push_off_shape=shape, variability_cv=0.0))
+        sim = _exact("walk", rate=200.0, duration=20.0, athlete=athlete)
+        t = np.linspace(4.0, 12.0, 4001)
+        pitches.append(sim.motions_["left"].pitch.evaluate(t)[0])
+    assert np.abs(pitches[1] - pitches[0]).max() < 0.01
 
 
 def test_turn_strides_are_invalid_and_turning():
