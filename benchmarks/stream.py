@@ -34,7 +34,8 @@ strides of a level fall in the same packet periods, the worst case for latency).
 staggered over one packet period, as real pods do not start in lockstep; each athlete starts at its
 own point of the walk (shifts spread over `PHASE_SPREAD_S`, about one stride), as a team does not
 walk in step. The server runs `strideflow serve`'s default live analysis workers (one per core)
-unless `STRIDEFLOW_LIVE_ANALYSIS_WORKERS` is set.
+unless `STRIDEFLOW_LIVE_ANALYSIS_WORKERS` is set; the first level starts once the server's
+processes are idle (the workers' start-up is not counted in it).
 """
 
 from __future__ import annotations
@@ -398,6 +399,20 @@ def _cpu_s(proc) -> tuple[float, float]:
     return total, analysis
 
 
+def _settle(proc, quiet_s: float = 0.5, quiet_cpu_s: float = 0.05, timeout_s: float = 60.0) -> None:
+    """Wait until the server and its children (the live analysis workers import the analysis when
+    they start, ~1-2 s of CPU each after /health answers) use under `quiet_cpu_s` of CPU over
+    `quiet_s`, so that the first level's CPU per stride counts that level's work only."""
+    deadline = time.monotonic() + timeout_s
+    before = _cpu_s(proc)[0]
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _cpu_s(proc)[0]
+        if now - before < quiet_cpu_s:
+            return
+        before = now
+
+
 def run(quick: bool = False) -> list:
     """Rows for `strideflow bench stream` (see the module docstring)."""
     ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256)
@@ -444,6 +459,7 @@ def _run_processes(
             import psutil
 
             proc = psutil.Process(server.proc.pid)
+            _settle(proc)
             for k in ks:
                 (cpu0, analysis0), t0 = _cpu_s(proc), time.perf_counter()
                 res = asyncio.run(

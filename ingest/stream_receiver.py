@@ -291,15 +291,38 @@ def packet_block(packet: Packet, sampling_rate_hz: float) -> SampleBlock:
     t_s from the device timestamp, acc_mps2 and gyr_dps from counts / scales, and `saturated`
     where an axis sits at the int16 limit (the device's range).
     """
-    counts = packet.counts
-    saturated = np.any((counts == np.iinfo(np.int16).min) | (counts == np.iinfo(np.int16).max), axis=1)
+    return counts_block(
+        packet.counts,
+        packet.timestamp_us,
+        packet.acc_scale_per_mps2,
+        packet.gyr_scale_per_dps,
+        packet.sequence,
+        sampling_rate_hz,
+    )
+
+
+_INT16_MIN, _INT16_MAX = int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max)
+
+
+def counts_block(
+    counts: np.ndarray,
+    timestamp_us: int,
+    acc_scale_per_mps2: float,
+    gyr_scale_per_dps: float,
+    sequence: int,
+    sampling_rate_hz: float,
+) -> SampleBlock:
+    """`packet_block` of a packet given by its fields: `counts` (n, 6) int16 (acc xyz, gyr xyz),
+    the device timestamp (us), the scales (counts per m/s² and per deg/s) and its sequence number
+    (the live analysis workers get packets in this form, without a `Packet`)."""
+    values = counts.astype(float)  # exact: what Packet.acc_mps2 / gyr_dps divide, column by column
     return SampleBlock(
-        t_s=packet.times_s(sampling_rate_hz),
-        acc_mps2=packet.acc_mps2,
-        gyr_dps=packet.gyr_dps,
-        saturated=saturated,
-        first_seq=packet.sequence,
-        last_seq=packet.sequence,
+        t_s=timestamp_us * 1e-6 + np.arange(len(counts)) / sampling_rate_hz,
+        acc_mps2=values[:, :3] / acc_scale_per_mps2,
+        gyr_dps=values[:, 3:] / gyr_scale_per_dps,
+        saturated=((counts == _INT16_MIN) | (counts == _INT16_MAX)).any(axis=1),
+        first_seq=sequence,
+        last_seq=sequence,
     )
 
 
@@ -313,5 +336,6 @@ __all__ = [
     "StreamHello",
     "StreamLimits",
     "StreamReceiver",
+    "counts_block",
     "packet_block",
 ]

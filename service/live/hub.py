@@ -50,8 +50,6 @@ import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-import polars as pl
-
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.ingest.stream_receiver import StreamHello
 from strideflow.ingest.wal import WAL_SUFFIX, list_wals, read_wal
@@ -349,7 +347,7 @@ class LiveHub:
         closed_by: str,
         kind: str = "stride",
     ) -> None:
-        if not isinstance(strides, pl.DataFrame) or strides.height == 0:
+        if strides is None or strides.height == 0:  # a frame, or a worker's `LiveRows`
             return
         if kind == "stride":
             self.store.mark(stream.key[:2])

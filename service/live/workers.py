@@ -39,7 +39,9 @@ import itertools
 import logging
 import os
 import queue
+import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -48,10 +50,16 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
+import numpy as np
 import polars as pl
+
+from strideflow.hardware.packets import AXES
+from strideflow.ingest.stream_receiver import counts_block
 
 log = logging.getLogger("strideflow.service")
 
@@ -76,8 +84,8 @@ REBUILD_WAIT_S = 120.0  # how long `finish` on a lost worker waits for the strea
 NOT_SENT = "-"  # an output without the stream's mountings (it has no rows)
 MANY = "many"  # (MANY, [message, ...]): the messages queued for a worker, sent as one
 # per packet, from the worker: (index in the push, strides or None, stances or None, error or None,
-# the stream's mountings after it or NOT_SENT)
-OnOutput = Callable[[int, pl.DataFrame | None, pl.DataFrame | None, Exception | None, object], None]
+# the stream's mountings after it or NOT_SENT); the rows as `LiveRows` (or a frame of another schema)
+OnOutput = Callable[[int, object, object, Exception | None, object], None]
 
 
 class RemoteAnalysisError(RuntimeError):
@@ -112,6 +120,73 @@ def _frame(df) -> pl.DataFrame | None:
     return df if isinstance(df, pl.DataFrame) and df.height else None
 
 
+def _row_schemas() -> dict[str, tuple]:
+    from strideflow.hardware.schema import STANCE_SCHEMA, STRIDES_SCHEMA
+
+    return {"strides": tuple(STRIDES_SCHEMA.items()), "stances": tuple(STANCE_SCHEMA.items())}
+
+
+class LiveRows:
+    """The rows of a frame with the `strides` or `stance` schema (STRIDES_SCHEMA, STANCE_SCHEMA) as
+    tuples: what a worker sends back for a packet's rows. A pickled one-row Polars frame is its
+    Arrow IPC stream (~5 KB, 20-40 us of CPU to pickle and 20-30 us to unpickle); the tuples are
+    ~250 bytes and ~2 us, and the values (Python floats, ints, strings, bools, None) make the same
+    frame again.
+
+    The server reads `height` and `to_dicts()` (the subscriber messages, as of a frame) and
+    `frame()` (what the store writes), without a frame per packet."""
+
+    __slots__ = ("kind", "rows")
+    _schemas: dict[str, tuple] | None = None
+
+    def __init__(self, kind: str, rows: list[tuple]):
+        self.kind = kind
+        self.rows = rows
+
+    def __getstate__(self):
+        return self.kind, self.rows
+
+    def __setstate__(self, state):
+        self.kind, self.rows = state
+
+    @classmethod
+    def schemas(cls) -> dict[str, tuple]:
+        if cls._schemas is None:
+            cls._schemas = _row_schemas()
+        return cls._schemas
+
+    @classmethod
+    def of(cls, df) -> LiveRows | pl.DataFrame | None:
+        """None for no rows, the frame itself if its schema is neither of the two."""
+        if not isinstance(df, pl.DataFrame) or df.height == 0:
+            return None
+        items = tuple(df.schema.items())
+        for kind, schema in cls.schemas().items():
+            if items == schema:
+                return cls(kind, df.rows())
+        return df
+
+    @property
+    def height(self) -> int:
+        return len(self.rows)
+
+    @property
+    def columns(self) -> list[str]:
+        return [name for name, _ in self.schemas()[self.kind]]
+
+    def to_dicts(self) -> list[dict]:
+        names = self.columns
+        return [dict(zip(names, row, strict=True)) for row in self.rows]
+
+    def frame(self) -> pl.DataFrame:
+        return frame_of(self.kind, self.rows)
+
+
+def frame_of(kind: str, rows: list[tuple]) -> pl.DataFrame:
+    """The frame of rows of one `LiveRows` kind (the worker's frame, value for value)."""
+    return pl.DataFrame(rows, schema=dict(LiveRows.schemas()[kind]), orient="row")
+
+
 def compact_packet(packet) -> tuple:
     """A stored packet as a worker gets it: its fields and its samples as bytes (pickled in ~1 us,
     a `Packet` with its array in ~7 us, and checked again for nothing: it was checked when stored)."""
@@ -126,15 +201,12 @@ def compact_packet(packet) -> tuple:
     )
 
 
-def packet_of(compact: tuple):
-    """The `Packet` of `compact_packet`."""
-    import numpy as np
-
-    from strideflow.hardware.packets import AXES, Packet
-
-    device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
+def compact_block(compact: tuple, sampling_rate_hz: float):
+    """The `SampleBlock` of a `compact_packet` (`ingest.stream_receiver.counts_block`: what
+    `packet_block` gives the `Packet`, without building one)."""
+    _, _, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
     samples = np.frombuffer(counts, np.int16).reshape(-1, AXES)
-    return Packet(device_id, foot, sequence, timestamp_us, acc_scale, gyr_scale, samples)
+    return counts_block(samples, timestamp_us, acc_scale, gyr_scale, sequence, sampling_rate_hz)
 
 
 # --- the worker process ---------------------------------------------------------------------
@@ -146,39 +218,36 @@ class _Worker:
         self.analysis = analysis_settings
         self.results_dir = results_dir
         self.analyzers: dict[int, tuple[object, float]] = {}  # stream id -> (analyzer, rate Hz)
-        self.waiting: dict[int, deque] = {}  # stream id -> (push id, index, packet), in stored order
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._send_lock = threading.Lock()
+        # stream id -> (push id, index, packet as `compact_packet` gives it), in stored order
+        self.waiting: dict[int, deque] = {}
 
     def send(self, message) -> None:
-        with self._send_lock:
-            self.conn.send(message)
+        self.conn.send(message)
 
-    def _read(self) -> None:
+    def _receive(self) -> bool:
+        """Read one message from the server and handle what it holds; False once the server's end
+        has closed."""
         try:
-            while True:
-                message = self.conn.recv()
-                if message[0] == MANY:
-                    for one in message[1]:
-                        self.inbox.put(one)
-                else:
-                    self.inbox.put(message)
+            message = self.conn.recv()
         except (EOFError, OSError):
-            self.inbox.put(None)
+            return False
+        for one in message[1] if message[0] == MANY else (message,):
+            self._handle(one)
+        return True
 
     def run(self) -> None:
-        threading.Thread(target=self._read, daemon=True, name="live-worker-reader").start()
+        # The messages are read by this loop between rounds (a reader thread cost a thread
+        # hand-off and a wake-up per message; the server's sender thread holds what does not fit
+        # in the socket's buffer meanwhile). A poll object, not `Connection.poll`, which builds a
+        # selector per call (~20 us, once per round).
+        arrived = select.poll()
+        arrived.register(self.conn.fileno(), select.POLLIN)
         while True:
-            messages = [] if self.waiting else [self.inbox.get()]
-            while True:
-                try:
-                    messages.append(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
-            for message in messages:
-                if message is None:
+            if not self.waiting and not self._receive():
+                return  # idle: wait for the next message
+            while arrived.poll(0):  # everything that has arrived (or the end), then a round
+                if not self._receive():
                     return
-                self._handle(message)
             if self.waiting:
                 self._round()
 
@@ -187,7 +256,7 @@ class _Worker:
         if kind == "push":
             _, _, push_id, packets = message
             q = self.waiting.setdefault(sid, deque())
-            q.extend((push_id, i, packet_of(p)) for i, p in enumerate(packets))
+            q.extend((push_id, i, p) for i, p in enumerate(packets))
             return
         call_id = message[2]
         try:
@@ -233,7 +302,6 @@ class _Worker:
     def _round(self, only: int | None = None) -> None:
         """The next packet of each stream with packets waiting (or of stream `only`)."""
         from strideflow.analytics.live_analyzer import resolve_together
-        from strideflow.ingest.stream_receiver import packet_block
 
         sids = [only] if only is not None else list(self.waiting)
         group: list[tuple[int, int, int]] = []  # (stream id, push id, index), begun
@@ -247,7 +315,7 @@ class _Worker:
                 continue  # closed meanwhile
             analyzer, rate = self.analyzers[sid]
             try:
-                analyzer.begin_push(packet_block(packet, rate))
+                analyzer.begin_push(compact_block(packet, rate))
             except Exception as exc:
                 try:
                     analyzer.resolve()  # rows completed before the failure are kept, as by push()
@@ -271,7 +339,7 @@ class _Worker:
                 outs.append((push_id, index, None, None, _portable(failed[i]), NOT_SENT))
                 continue
             try:
-                strides, stances = (_frame(f) for f in analyzers[i].end_push())
+                strides, stances = (LiveRows.of(f) for f in analyzers[i].end_push())
                 # the mountings the messages of these rows are labelled with (service.live.publish)
                 pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzers[i])
                 outs.append((push_id, index, strides, stances, None, pieces))
@@ -285,6 +353,11 @@ def worker_main(fd: int) -> None:
     conn = Connection(fd)
     try:
         analysis_settings, results_dir = conn.recv()
+        # the analysis' modules now, not at the first stream: they take ~1-2 s of CPU to import
+        # (Polars, SciPy, the compiled kernels' caches), which the first stream's rows waited for
+        import strideflow.analytics.live_analyzer  # noqa: F401
+        import strideflow.service.live.registry  # noqa: F401
+
         _Worker(conn, analysis_settings, results_dir).run()
     except (EOFError, OSError):  # the server closed the socket (stopped, or died)
         pass
@@ -295,9 +368,19 @@ def worker_main(fd: int) -> None:
 
 
 # --- the server side ------------------------------------------------------------------------
+DIRECT_MAX_BYTES = 16384  # larger messages (a log's replay) go through the sender thread
+
+
+class _Unsent(NamedTuple):
+    """The rest of a frame the socket took only part of: the sender thread writes it first."""
+
+    rest: bytes
+
+
 class _Link:
-    """The server's end of one worker process: a sender thread (a busy worker must never block the
-    event loop on a full pipe) and a reader thread."""
+    """The server's end of one worker process: messages are written at once when the socket takes
+    them whole without waiting, else by a sender thread (a busy worker must never block the event
+    loop on a full pipe); a reader thread reads the worker's."""
 
     def __init__(self, pool: AnalysisWorkers, number: int, analysis_settings, results_dir: str):
         self.pool = pool
@@ -314,12 +397,33 @@ class _Link:
         self.streams = 0
         self.alive = True
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._send_lock = threading.Lock()
+        self._queued = 1  # messages in the outbox not written yet: while any, the rest queue behind
         self.outbox.put((analysis_settings, results_dir))  # the worker's first message
         threading.Thread(target=self._send_loop, daemon=True, name=f"live-analysis-send-{number}").start()
         threading.Thread(target=self._read_loop, daemon=True, name=f"live-analysis-read-{number}").start()
 
     def send(self, message) -> None:
-        self.outbox.put(message)
+        """Write `message` now if nothing waits before it and the socket takes it whole, else queue
+        it for the sender thread. Handing every packet to the thread cost a wake-up each (~0.1 ms
+        of CPU per packet, under load); a 100 ms packet's message is a few hundred bytes, which
+        the socket's buffer takes unless the worker is far behind."""
+        data = bytes(ForkingPickler.dumps(message))  # what `Connection.send` writes
+        with self._send_lock:
+            if self._queued == 0 and len(data) <= DIRECT_MAX_BYTES:
+                # `Connection`'s framing (its 4-byte length first); the worker reads it with recv()
+                frame = struct.pack("!i", len(data)) + data
+                try:
+                    sent = self._sock.send(frame, socket.MSG_DONTWAIT)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError:
+                    return  # closed: the reader sees it and fails what waits on the worker
+                if sent == len(frame):
+                    return
+                message = _Unsent(frame[sent:])  # the rest of the frame before anything else
+            self._queued += 1
+            self.outbox.put(message)
 
     def _send_loop(self) -> None:
         first = True  # the settings go alone (the worker reads them before its loop)
@@ -334,13 +438,18 @@ class _Link:
             stop = None in messages
             if stop:
                 messages = messages[: messages.index(None)]
+            taken = len(messages)
             try:
+                if messages and isinstance(messages[0], _Unsent):  # only ever first: nothing after
+                    self._sock.sendall(messages.pop(0).rest)  # it was written directly
                 if len(messages) == 1:
                     self.conn.send(messages[0])
                 elif messages:
                     self.conn.send((MANY, messages))
             except (OSError, ValueError):
                 return  # the reader sees the pipe close and fails what waits
+            with self._send_lock:
+                self._queued -= taken
             if stop:
                 return
 
@@ -583,6 +692,25 @@ class AnalysisWorkers:
             ]
 
 
+def _frames(parts: list) -> list[pl.DataFrame]:
+    """Frames and `LiveRows` in order as frames, each run of `LiveRows` of one kind as one frame."""
+    out: list[pl.DataFrame] = []
+    run: list[tuple] = []
+    kind = None
+    for part in parts:
+        if run and not (isinstance(part, LiveRows) and part.kind == kind):
+            out.append(frame_of(kind, run))
+            run = []
+        if isinstance(part, LiveRows):
+            run.extend(part.rows)
+            kind = part.kind
+        else:
+            out.append(part)
+    if run:
+        out.append(frame_of(kind, run))
+    return out
+
+
 class RemoteAnalyzer:
     """A stream's analyzer running in a worker process, as the server process sees it.
 
@@ -627,8 +755,8 @@ class RemoteAnalyzer:
         with self._merge_lock:
             if not self._emitted:
                 return _NO_STRIDES
-            if len(self._emitted) > 1:
-                merged = pl.concat(self._emitted)
+            if len(self._emitted) > 1 or isinstance(self._emitted[0], LiveRows):
+                merged = pl.concat(_frames(self._emitted))
                 if self._rebuilt:  # a row emitted before the loss and rebuilt from the log: once
                     from strideflow.hardware import schema as S
 
@@ -636,7 +764,7 @@ class RemoteAnalyzer:
                 self._emitted[:] = [merged]
             return self._emitted[0]
 
-    def add(self, strides: pl.DataFrame | None) -> None:
+    def add(self, strides: pl.DataFrame | LiveRows | None) -> None:
         """Strides the worker emitted (kept for the store)."""
         if strides is not None and strides.height:
             with self._merge_lock:

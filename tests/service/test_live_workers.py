@@ -4,21 +4,35 @@ session and a restart from the log are those of the analysis on the server's own
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import pickle
 import signal
+import struct
+import threading
 import time
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from strideflow.analytics.partitions import CURVES, STRIDES, read_partition
 from strideflow.hardware import schema as S
 from strideflow.hardware.devices import SimulatedDevice
+from strideflow.hardware.packets import decode_packet
 from strideflow.hardware.simulator import SimulationSettings
-from strideflow.ingest.stream_receiver import StreamHello
+from strideflow.ingest.stream_receiver import StreamHello, packet_block
 from strideflow.service.live import WAL_DIRNAME, LiveHub
 from strideflow.service.live.analysis import MAX_IN_FLIGHT
-from strideflow.service.live.workers import MAX_LOSSES, RemoteAnalyzer
+from strideflow.service.live.workers import (
+    MAX_LOSSES,
+    LiveRows,
+    RemoteAnalyzer,
+    compact_block,
+    compact_packet,
+)
 
 ATHLETE, SESSION, TEAM = "A1", "S1", "T1"
 
@@ -234,3 +248,81 @@ def test_a_stream_whose_worker_keeps_dying_is_given_up_after_max_losses(tmp_path
     assert analyzer.losses == MAX_LOSSES + 1
     assert sorted(r["ack"] for r in replies if "ack" in r) == list(range(60))
     assert len([r for r in replies if "analysis_error" in r]) == 1
+
+
+_VALUES = {
+    pl.Float64: st.one_of(
+        st.none(),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.0, -0.0, float("nan"), 5e-324]),
+    ),
+    pl.Int64: st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    pl.Boolean: st.one_of(st.none(), st.booleans()),
+    pl.String: st.one_of(st.none(), st.text(max_size=8)),
+}
+
+
+def _rows_of(schema: dict) -> st.SearchStrategy:
+    return st.lists(st.tuples(*(_VALUES[type(d)] for d in schema.values())), min_size=1, max_size=4)
+
+
+def _bits(df: pl.DataFrame) -> list:
+    """Every value of every column, floats as their bits (NaN, -0.0 and null told apart)."""
+    out = []
+    for s in df.iter_columns():
+        if s.dtype == pl.Float64:
+            out.append([None if v is None else struct.pack("<d", v) for v in s.to_list()])
+        else:
+            out.append(s.to_list())
+    return [df.schema, out]
+
+
+def _dict_bits(rows: list[dict]) -> list[dict]:
+    return [{k: struct.pack("<d", v) if isinstance(v, float) else v for k, v in r.items()} for r in rows]
+
+
+@settings(max_examples=60, deadline=None)
+@given(stride_rows=_rows_of(S.STRIDES_SCHEMA), stance_rows=_rows_of(S.STANCE_SCHEMA))
+def test_rows_sent_back_as_tuples_make_the_same_frames_bit_for_bit(stride_rows, stance_rows):
+    """`LiveRows`: a worker's strides and stance rows travel as tuples and come back as the frame
+    they were, value for value (NaN, -0.0, null, infinities), for the messages and the store."""
+    assert {type(d) for d in S.STRIDES_SCHEMA.values()} <= set(_VALUES)  # a new dtype needs values here
+    strides = pl.DataFrame(stride_rows, schema=S.STRIDES_SCHEMA, orient="row")
+    stances = pl.DataFrame(stance_rows, schema=S.STANCE_SCHEMA, orient="row")
+    for df, kind in ((strides, "strides"), (stances, "stances")):
+        rows = pickle.loads(pickle.dumps(LiveRows.of(df)))
+        assert isinstance(rows, LiveRows) and rows.kind == kind and rows.height == df.height
+        assert _bits(rows.frame()) == _bits(df)
+        assert _dict_bits(rows.to_dicts()) == _dict_bits(df.to_dicts())
+    # what the store reads: runs of rows and frames concatenated in order
+    analyzer = RemoteAnalyzer.__new__(RemoteAnalyzer)
+    analyzer._emitted, analyzer._merge_lock, analyzer._rebuilt = [], threading.Lock(), False
+    half = strides.height // 2
+    for part in (
+        LiveRows.of(strides.head(half)),
+        strides.slice(half, 1),
+        LiveRows.of(strides.slice(half + 1)),
+    ):
+        analyzer.add(part)
+    assert _bits(analyzer.strides_) == _bits(strides)
+    # a frame of another schema goes as it is; no rows as None
+    other = strides.drop(S.VALID)
+    assert LiveRows.of(other) is other and LiveRows.of(strides.clear()) is None
+
+
+def test_a_worker_makes_the_packet_block_of_a_compact_packet(devices):
+    """The worker's packets (`compact_packet`: fields and the samples as bytes) give the
+    `packet_block` of the stored packet, array for array, saturated samples included."""
+    packet = decode_packet(devices[0].packet(7))
+    counts = packet.counts.copy()
+    counts[3, 4], counts[5, 0] = np.iinfo(np.int16).max, np.iinfo(np.int16).min
+    packet = dataclasses.replace(packet, counts=counts)
+    want = packet_block(packet, 200.0)
+    got = compact_block(pickle.loads(pickle.dumps(compact_packet(packet))), 200.0)
+    for name in ("t_s", "acc_mps2", "gyr_dps", "saturated"):
+        a, b = getattr(want, name), getattr(got, name)
+        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), name
+    assert got.saturated.tolist() == [i in (3, 5) for i in range(len(counts))]
+    assert (
+        (got.first_seq, got.last_seq) == (packet.sequence, packet.sequence) == (want.first_seq, want.last_seq)
+    )
