@@ -533,7 +533,9 @@ async function showAthlete(athleteId) {
     { key: "stride_index", title: "stride", value: (s) => s.stride_index },
     { key: "activity", title: "activity", text: true, value: (s) => s.activity ?? null },
     { key: "ic_t", title: "IC (s)", value: (s) => s.ic_t, cell: (s) => fmt(s.ic_t, 2) },
-    { key: "valid", title: "valid", text: true, value: (s) => (s.valid ? "yes" : `no (${s.reason || "?"})`) },
+    // a valid stride outside the statistics (a turn, the gait start) says why: "yes (turn)"
+    { key: "valid", title: "valid", text: true,
+      value: (s) => (s.valid ? (s.context ? `yes (${s.context})` : "yes") : `no (${s.reason || "?"})`) },
   ];
   for (const m of ["stride_time_s", "pronation_excursion_deg", "max_pronation_velocity_dps", "toe_off_angle_deg", "toe_off_pronation_deg"]) {
     strideCols.push({ key: m, title: metricLabel(m), value: (s) => s[m], cell: (s) => metricFmt(m, s[m]) });
