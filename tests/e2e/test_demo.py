@@ -138,6 +138,9 @@ def test_demo_prints_calls_that_return_real_data_from_serve(demo_run, tmp_path):
     data, port, stdout = demo_run
     assert "check against the simulator's truth" in stdout
     assert re.search(r"recall\)\s*│\s*(9\d|100)\.\d %", stdout), "the demo lost strides against the truth"
+    # the stride from standing has no truth row: counted, it read as a false detection (99.1 %)
+    precision = r"precision\)\s*│\s*(99\.[5-9]|100\.0) %"
+    assert re.search(precision, stdout), "the demo's detections are not all real"
     calls = _calls(stdout)
     assert all(f"127.0.0.1:{port}/" in url for url, _ in calls)
     log = tmp_path / "serve.log"
