@@ -372,19 +372,19 @@ class CurveAccumulator:
         self,
         foot: str,
         activity: np.ndarray,
-        valid: np.ndarray,
+        steady: np.ndarray,
         event_times: dict[str, np.ndarray],
         t_s: np.ndarray,
         pronation_deg: np.ndarray,
         pitch_deg: np.ndarray,
     ) -> CurveAccumulator:
         """`add` for strides of one foot given as arrays, without polars (a live window's few strides):
-        per stride its `activity` (str or None), `valid` (its `steady`: valid, no turn or gait
+        per stride its `activity` (str or None), `steady` (valid, no turn or gait
         start), and `event_times` {ic_t, toe_off_t, next_ic_t} (s, NaN unknown); the foot's signal
         `t_s` (increasing, s) with its pronation and pitch (deg). The same resampling
         (`_resample_arrays`) and merge as `add`."""
         t = np.asarray(t_s, dtype=float)
-        n = len(valid)
+        n = len(steady)
         self.strides_added_ += n
         if n == 0 or t.size == 0:
             return self
@@ -400,13 +400,13 @@ class CurveAccumulator:
             {PRONATION_DEG: pronation_deg, PITCH_DEG: pitch_deg},
         )
         kinds = np.array(["" if k is None else k for k in activity], dtype=object)
-        self._merge(np.full(n, foot, dtype=object), kinds, np.asarray(valid, dtype=bool), angles)
+        self._merge(np.full(n, foot, dtype=object), kinds, np.asarray(steady, dtype=bool), angles)
         return self
 
-    def _merge(self, feet: np.ndarray, kinds: np.ndarray, valid: np.ndarray, angles: dict) -> None:
+    def _merge(self, feet: np.ndarray, kinds: np.ndarray, steady: np.ndarray, angles: dict) -> None:
         """Merge the steady strides' resampled curves into the running moments per foot and activity."""
-        for foot, kind in sorted(set(zip(feet[valid].tolist(), kinds[valid].tolist(), strict=True))):
-            sel = valid & (feet == foot) & (kinds == kind)
+        for foot, kind in sorted(set(zip(feet[steady].tolist(), kinds[steady].tolist(), strict=True))):
+            sel = steady & (feet == foot) & (kinds == kind)
             group = self._groups.get((foot, kind))
             merged = {}
             for a in ANGLES:
