@@ -6,8 +6,8 @@ nulls propagate through arithmetic and Kleene logic (kept as a mask beside each 
 formula computes stays NaN and a null input stays null), a NaN compares as larger than any number,
 and the trigonometry is the C library's (`math`, as Polars calls it; numpy's own `arctan2` rounds
 differently). Every operation is elementwise and correctly rounded, so a row does not depend on
-the rows evaluated with it. On 1-3 rows a Polars query costs ~2 ms whatever its rows; this costs
-~0.3 ms, most of it building the result's columns.
+the rows evaluated with it. On 1-3 rows a Polars query costs ~2.5 ms whatever its rows; this about
+a fifth of it, most of that building the result's columns (benchmarks/README.md, session 10).
 tests/analytics/test_metric_rows.py checks both give the same tables bit for bit.
 """
 
