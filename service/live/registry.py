@@ -3,10 +3,11 @@
 
 Group commit across streams (`LogCommitter`): the packets of every stream that stored some in the
 same turn of the event loop are made durable by one call on one commit thread (every log written,
-then each fsynced), and a stream's packets are acknowledged once its own log's fsync has
-returned. Streams that store packets while a commit runs go together in the next one. At 200 pods
-that is one thread hop per batch of streams instead of one per stream and packet (up to 2,000 a
-second), and the commits no longer wait behind other work in the event loop's default executor.
+then the logs fsynced side by side on a small pool), and a stream's packets are acknowledged once
+its own log's fsync has returned. Streams that store packets while a commit runs go together in
+the next one. At 200 pods that is one thread hop per batch of streams instead of one per stream
+and packet (up to 2,000 a second), and the commits no longer wait behind other work in the event
+loop's default executor.
 
 A stream held in memory holds an exclusive `flock` on `<log>.lock` next to its write-ahead log
 (`service.instances.try_lock`), so two server processes on one data folder never append to the
@@ -144,6 +145,10 @@ def _lock_path(wal_root: Path, hello: StreamHello) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
 
+# fsyncs in flight at once: enough for the file system to join them into few journal commits
+SYNC_THREADS = 32
+
+
 class LogCommitter:
     """Makes the received packets of many streams durable together, on one commit thread.
 
@@ -155,6 +160,7 @@ class LogCommitter:
 
     def __init__(self):
         self._pool: ThreadPoolExecutor | None = None
+        self._sync_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: list[tuple[StreamReceiver, asyncio.Future]] = []
         self._running = False
@@ -178,9 +184,11 @@ class LogCommitter:
         batch, self._waiting = self._waiting, []
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-commit")
+            self._sync_pool = ThreadPoolExecutor(max_workers=SYNC_THREADS, thread_name_prefix="live-fsync")
         self.batches_ += 1
         self.syncs_ += len(batch)
-        future = loop.run_in_executor(self._pool, _commit_all, [receiver for receiver, _ in batch])
+        receivers = [receiver for receiver, _ in batch]
+        future = loop.run_in_executor(self._pool, _commit_all, receivers, self._sync_pool)
         future.add_done_callback(lambda f: self._finished(loop, batch, f))
 
     def _finished(self, loop: asyncio.AbstractEventLoop, batch: list, future: asyncio.Future) -> None:
@@ -205,15 +213,17 @@ class LogCommitter:
         """Stop the commit thread once its batch is done (a later commit starts a new one)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
-            self._pool = None
+            self._sync_pool.shutdown(wait=False)
+            self._pool = self._sync_pool = None
 
 
-def _commit_all(receivers: list[StreamReceiver]) -> list[BaseException | None]:
+def _commit_all(receivers: list[StreamReceiver], sync_pool: ThreadPoolExecutor) -> list[BaseException | None]:
     """Commit each receiver's log (on the commit thread); what each raised, or None.
 
-    Every log's records are written before the first fsync: that fsync's journal commit then
-    carries the other logs' appends too, and their own fsyncs find little left to do (32 logs on
-    this machine's ext4: 2-4x less wall time per batch than write-and-fsync log by log).
+    Every log's records are written first, then the logs are fsynced side by side on `sync_pool`:
+    the file system joins concurrent fsyncs into shared journal commits, where one after another
+    each waits for its own (this machine's ext4, 100 logs of ~900 bytes each: 11-16 ms concurrently
+    on 32 threads against 145-430 ms in turn).
     """
     errors: list[BaseException | None] = [None] * len(receivers)
     for i, receiver in enumerate(receivers):
@@ -221,13 +231,24 @@ def _commit_all(receivers: list[StreamReceiver]) -> list[BaseException | None]:
             receiver.write()
         except BaseException as exc:  # that stream only: the caller drops it and rebuilds from its log
             errors[i] = exc
-    for i, receiver in enumerate(receivers):
-        if errors[i] is None:
-            try:
-                receiver.commit()
-            except BaseException as exc:
-                errors[i] = exc
+    written = [i for i, error in enumerate(errors) if error is None]
+    if len(written) == 1:
+        errors[written[0]] = _commit_one(receivers[written[0]])
+    elif written:
+        for i, error in zip(
+            written, sync_pool.map(_commit_one, [receivers[i] for i in written]), strict=True
+        ):
+            errors[i] = error
     return errors
+
+
+def _commit_one(receiver: StreamReceiver) -> BaseException | None:
+    """Fsync one receiver's log; what it raised, or None."""
+    try:
+        receiver.commit()
+    except BaseException as exc:  # that stream only
+        return exc
+    return None
 
 
 class StreamRegistry:

@@ -1,11 +1,14 @@
 """Group commit across streams (`service.live.registry.LogCommitter`): the packets that streams store
 in the same turn of the event loop are made durable by one hop to the commit thread, one fsync per
-log, and each packet is acknowledged only after its own log's fsync (counts, not times)."""
+log, the fsyncs of a batch in flight together, and each packet is acknowledged only after its own
+log's fsync (counts, not times)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -36,20 +39,32 @@ async def _no_analysis(stream, packets, send) -> None:
 
 
 class _Counts:
-    """fdatasync calls (by descriptor) and hops to the commit thread, counted where they happen."""
+    """fdatasync calls (by descriptor), the most in flight at once, and hops to the commit thread,
+    counted where they happen. With `all_in_flight`, an fsync returns only once `N_STREAMS` have
+    started (or a 5 s safety timeout passes), so one after another they can never all overlap."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, all_in_flight: bool = False):
         self.synced: list[int] = []
         self.hops = 0
+        self.in_flight = self.most_in_flight = 0
+        lock, started = threading.Lock(), threading.Barrier(N_STREAMS) if all_in_flight else None
         sync, commit_all = os.fdatasync, registry_module._commit_all
 
         def counting_sync(fd: int) -> None:
+            with lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            if started is not None:
+                with contextlib.suppress(threading.BrokenBarrierError):
+                    started.wait(timeout=5.0)
             sync(fd)
+            with lock:
+                self.in_flight -= 1
             self.synced.append(fd)
 
-        def counting_commit_all(receivers):
+        def counting_commit_all(receivers, sync_pool):
             self.hops += 1
-            return commit_all(receivers)
+            return commit_all(receivers, sync_pool)
 
         monkeypatch.setattr(os, "fdatasync", counting_sync)
         monkeypatch.setattr(registry_module, "_commit_all", counting_commit_all)
@@ -153,3 +168,28 @@ def test_the_committer_works_again_on_a_new_event_loop(tmp_path):
     for seq in range(2):  # a TestClient starts the app on a new loop each time
         assert asyncio.run(one(seq)) == [{"ack": seq}]
     registry.close_all()
+
+
+def test_the_fsyncs_of_one_batch_are_in_flight_together(tmp_path, monkeypatch):
+    # one after another, each fsync waits for its own journal commit (~4 ms here): 200 pods' logs
+    # in turn would hold every acknowledgement of a batch for most of a second
+    async def run():
+        registry = StreamRegistry(tmp_path / "wal", tmp_path / "results", lambda hello: object())
+        attached = await _attach_all(registry)
+        counts = _Counts(monkeypatch, all_in_flight=True)
+
+        async def send(message: dict) -> None:
+            return None
+
+        await asyncio.gather(
+            *[
+                registry.receive(stream, [(_packet(f"pod-{i}", 0), 0.0)], owner, send, _no_analysis)
+                for i, (stream, owner) in enumerate(attached)
+            ]
+        )
+        registry.close_all()
+        return counts
+
+    counts = asyncio.run(run())
+    assert counts.hops == 1 and len(counts.synced) == N_STREAMS
+    assert counts.most_in_flight == N_STREAMS
