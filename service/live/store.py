@@ -108,13 +108,14 @@ MAX_CHUNKS = 32
 @dataclass
 class _Appending:
     """What this process stored of a session, so that its next store may append: the feet of its
-    streams, the rows stored per stream (device, foot), and the stored rows and newest IC (s) at
-    the last summary."""
+    streams, the rows stored per stream (device, foot), the stored rows and newest IC (s) at the
+    last summary, and the strides partition's files as the store left them (`_signature`)."""
 
     feet: frozenset
     stored: dict[tuple[str, str], int] = field(default_factory=dict)
     summary_rows: int = 0
     summary_ic_s: float = -np.inf
+    files: tuple | None = None
 
 
 class SessionStore:
@@ -206,8 +207,10 @@ class SessionStore:
             if (
                 not final
                 and mountings is not None
-                and self._can_append(athlete, session, state, parts, feet, mountings)
+                and not self._can_append(athlete, session, state, parts, feet, mountings)
             ):
+                state = self._adopt(athlete, session, parts, feet, mountings)
+            if not final and state is not None:
                 self._append(athlete, session, state, parts, feet, curves, mountings)
             else:
                 state = self._store_locked(athlete, session, parts, feet, curves, mountings)
@@ -238,7 +241,57 @@ class SessionStore:
                 return False
             if not _starts_with(strides, cached[1]):
                 return False
-        return bool(part_files(partition_dir(self.results_dir, STRIDES, athlete, session)))
+        return self._untouched(partition_dir(self.results_dir, STRIDES, athlete, session), state)
+
+    def _adopt(
+        self,
+        athlete: str,
+        session: str,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        mountings: list[StreamMountings],
+    ) -> _Appending | None:
+        """What may be appended to when this process has no state of its own for the session (a
+        restart, a stream that came from another process, another set of feet): the stored rows of
+        its streams' feet, when each stream's are its first strides as labelled now; else None
+        (the store is whole). Reads those feet's rows once."""
+        folder = partition_dir(self.results_dir, STRIDES, athlete, session)
+        files = part_files(folder)
+        if not files:
+            return None  # the session's first store is whole (its marker, its summaries)
+        labelled = [
+            self._labelled(athlete, session, p, device, foot, pieces)
+            for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
+        ]
+        stored_rows = pl.scan_parquet(files).filter(pl.col(FOOT).is_in(sorted(feet))).collect()
+        state = _Appending(feet=frozenset(feet), files=_signature(folder))
+        for out, (device, foot, _) in zip(labelled, mountings, strict=True):
+            mine = stored_rows.filter(pl.col(FOOT) == foot).sort(STRIDE_INDEX)
+            columns = [c for c in out.columns if c not in (ATHLETE_ID, SESSION_ID)]
+            if mine.columns != columns or not out.head(mine.height).select(columns).equals(mine):
+                return None
+            state.stored[(device, foot)] = mine.height
+        return state
+
+    def _untouched(self, folder: Path, state: _Appending) -> bool:
+        """Whether the strides partition still holds what this process stored of its feet: every file
+        it left is there, and the files another process added since (its streams of other feet)
+        hold none of these feet. Else (the stream stored by another process meanwhile, the
+        partition deleted) the store is whole."""
+        files = _signature(folder)
+        if files is None or state.files is None:
+            return False
+        if files == state.files:
+            return True
+        now, then = dict(files), dict(state.files)
+        if any(now.get(name) != stamp for name, stamp in then.items()):
+            return False
+        feet = sorted(state.feet)
+        for name in now.keys() - then.keys():
+            rows = pl.scan_parquet(folder / name).filter(pl.col(FOOT).is_in(feet)).select(pl.len())
+            if rows.collect().item():
+                return False
+        return True
 
     def _append(
         self,
@@ -276,7 +329,8 @@ class SessionStore:
         _write_part(folder / live_part_name(last + 1, last + 1), rows.sort(FOOT, STRIDE_INDEX))
         self.written_["parts"] += 1
         self._merge(folder)
-        self._appended(athlete, session, before, _signature(folder))
+        state.files = _signature(folder)
+        self._appended(athlete, session, before, state.files)
         for out, (device, foot, _) in zip(labelled, mountings, strict=True):
             state.stored[(device, foot)] = out.height
         total = sum(state.stored.values())
@@ -368,6 +422,7 @@ class SessionStore:
             stored={(device, foot): p.height for p, (device, foot, _) in zip(parts, mountings, strict=True)},
             summary_rows=sum(p.height for p in parts),
             summary_ic_s=float(ic.max()) if ic.len() else -np.inf,
+            files=_signature(partition_dir(self.results_dir, STRIDES, athlete, session)),
         )
 
     def _with_other_feet(

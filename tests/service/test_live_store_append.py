@@ -126,9 +126,9 @@ def test_a_session_appended_store_by_store_is_the_one_stored_at_once(walk, tmp_p
 
 
 def test_a_restart_and_a_foot_that_leaves_mid_session_end_in_the_same_session(walk, tmp_path):
-    """Appending stores, then a new process's store (whole: it has no earlier store), then the right
-    foot leaves (its stored rows kept from the live parts), comes back and both end: every table
-    equals a one-shot store of the last state."""
+    """Appending stores, then a new process's store (it reads what is stored of its feet and
+    appends after it), then the right foot leaves (its stored rows kept from the live parts), comes
+    back and both end: every table equals a one-shot store of the last state."""
     n = min(walk[0][0].height, walk[1][0].height)
     steps = [(k, k) for k in range(1, n // 3)]
     first = _new_store(tmp_path / "a")
@@ -138,7 +138,7 @@ def test_a_restart_and_a_foot_that_leaves_mid_session_end_in_the_same_session(wa
     restarted = _new_store(tmp_path / "a")  # the same folders, nothing in memory
     k = n // 3
     _store(restarted, walk, {"left": k, "right": k}, final=False)
-    assert restarted.written_["whole"] == 1
+    assert restarted.written_["whole"] == 0 and restarted.written_["parts"] == 1
     for left in range(k + 1, 2 * n // 3):  # the right foot's stream has left this process
         _store(restarted, walk, {"left": left}, final=False)
     assert restarted.written_["parts"] > 1
@@ -161,3 +161,32 @@ def test_a_reader_takes_the_whole_file_or_the_live_parts_not_held_by_a_merge():
     assert partitions.chosen_parts(["_part-0.items", ".part-3-3.parquet.x.tmp"]) == []
     assert store_module._level((1, 8)) == 1 and store_module._level((9, 9)) == 0
     assert store_module._level((1, 64)) == 2
+
+
+def test_two_processes_append_their_own_feet_and_store_whole_after_the_other_stored_theirs(walk, tmp_path):
+    """Two stores on one data folder (two server processes), the left foot streaming into one and
+    the right into the other: each appends beside the other's parts. When the left stream moves to
+    the second process and back, each reads the rows the other stored of it and appends after
+    them; the session still ends as the one-shot store."""
+    n = min(walk[0][0].height, walk[1][0].height)
+    m = n // 3
+    a, b = _new_store(tmp_path / "a"), _new_store(tmp_path / "a")
+    for k in range(1, m + 1):
+        _store(a, walk, {"left": k}, final=False)
+        _store(b, walk, {"right": k}, final=False)
+    assert (a.written_["whole"], b.written_["whole"]) == (1, 0)  # the first store of the session
+    assert (a.written_["parts"], b.written_["parts"]) == (m - 1, m)
+    _store(b, walk, {"left": m + 2, "right": m + 2}, final=False)  # the left stream moved to b
+    _store(a, walk, {"left": m + 4}, final=False)  # and came back to a
+    _store(a, walk, {"left": m + 5}, final=False)
+    assert (a.written_["whole"], b.written_["whole"]) == (1, 0)
+    mid = _sorted(read_partition(tmp_path / "a" / "results", STRIDES, "A1", "S1"))
+    assert mid.group_by(S.FOOT).len().sort(S.FOOT).rows() == [("left", m + 5), ("right", m + 2)]
+    _store(b, walk, {"right": n}, final=True)
+    _store(a, walk, {"left": n}, final=True)
+
+    at_once = _new_store(tmp_path / "b")
+    _store(at_once, walk, {"left": n, "right": n}, final=True)
+    got, want = _tables(tmp_path / "a"), _tables(tmp_path / "b")
+    for table in TABLES:
+        assert_frame_equal(got[table], want[table])
