@@ -14,16 +14,20 @@ rewritten ~log8(S) times (twice in 20 minutes). The summaries (SESSIONS, FLAGS, 
 mountings record, which need every stride) are rebuilt by one rule: at the session's first
 store in this process, whenever its stored strides have doubled since the last summary, once the
 newest stored stride's IC is `SUMMARY_EVERY_S` (30 s) past the last summary's, and at every
-whole store; so SESSIONS may lag the strides by up to ~35 s mid-stream (~5 s before). A whole
-store is made instead of an append when this process has no earlier store of every stream of
-the session (a restart, a new stream, another process's store), when a stream's mountings
-changed (a remount relabels its stored strides), and when every stream of the session has ended:
-that last store writes `part-0.parquet` (then removes the live parts), so the stored session is
-the one a whole store of the same strides writes, byte for byte.
+whole store; so SESSIONS may lag the strides by up to ~35 s mid-stream (~5 s before). A store
+appends while the partition holds what this process's last store left of its streams' feet
+(`_can_append`); otherwise it reads the stored rows of those feet and appends after them when
+they are the streams' first strides as labelled now (`_adopt`: a restart, a stream back from
+another process, another foot joining). It is whole for the session's first store, when stored
+rows differ (a remount relabels a stream's stored strides), and when every stream of the session
+has ended: that last store writes `part-0.parquet` (then removes the live parts), so the stored
+session is the one a whole store of the same strides writes, byte for byte.
 
-Measured (driving `_store` with a 20-minute simulated two-foot session, one store per 5 s of it,
-`benchmarks/README.md`): CPU per stored stride 3.8 ms at 1 minute and 6.2 ms at 20 minutes
-rewriting the session every store; appending, 0.4-0.5 ms at both lengths.
+Measured (`_store` driven with a 20-minute simulated two-foot session, one store per 5 s of it,
+`benchmarks/README.md`, under load 11-19): CPU per 5 s store in the session's second minute 29-32
+ms rewriting the session (3.8-4.2 ms per stride), 8-10 ms appending (1.1-1.3 ms); in its 20th
+minute 48-56 ms (6.3-7.4 ms per stride) against 11-16 ms (1.5-2.0 ms). The first minute costs
+~20 ms per store (the first whole store, summaries at each doubling).
 (Chosen over keeping live strides in the SQL store: the partitions stay the one truth that batch,
 Dask and the API read, with nothing to copy when the session ends.)
 
