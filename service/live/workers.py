@@ -83,6 +83,9 @@ WORKER_ENV = {
 # until this many streams' rows wait: a query's fixed cost (~1.4 ms) is then paid once for them all.
 GATHER_S = 0.02
 GATHER_MAX = 64
+# Outputs of packets that completed no row (the server counts them against MAX_IN_FLIGHT, 2 s of a
+# pod) wait up to this long for a message with rows (s): not one message per packet back.
+HOLD_S = 0.1
 MAX_LOSSES = 2  # worker losses blamed on one stream after which it is no longer rebuilt
 MAX_RESTARTS = 10  # replacement workers started within RESTART_WINDOW_S before the pool stops
 RESTART_WINDOW_S = 60.0
@@ -217,6 +220,12 @@ def compact_block(compact: tuple, sampling_rate_hz: float):
 
 
 # --- the worker process ---------------------------------------------------------------------
+def _ms_until(deadline: float) -> int:
+    """Milliseconds from now to a `time.perf_counter` deadline, rounded up (0 if past): a poll's
+    timeout."""
+    return max(math.ceil((deadline - time.perf_counter()) * 1e3), 0)
+
+
 class _Worker:
     """The analyzers of one worker process, their waiting packets, and the rows gathered for one
     metric query.
@@ -225,8 +234,7 @@ class _Worker:
     wait in `due` (the stream takes no further packet meanwhile) until `GATHER_S` after the first
     of them or until `GATHER_MAX` streams wait, then run as one query (`resolve_together`) and the
     rows go out at once. The outputs of packets that completed nothing are sent with the next rows,
-    before the worker waits idle or before a reply, or once `GATHER_S` old: one message back per
-    gathering, not per packet."""
+    before a reply, or once `HOLD_S` old: one message back per gathering, not per packet."""
 
     def __init__(self, conn, analysis_settings, results_dir: str):
         self.conn = conn
@@ -283,9 +291,11 @@ class _Worker:
         arrived.register(self.conn.fileno(), select.POLLIN)
         while True:
             if not self.waiting and not self.due:
-                self._flush()  # nothing left to do: what is done goes out before waiting
+                # idle: wait for the next message; outputs without rows go once HOLD_S old
+                while self.outbox and not arrived.poll(_ms_until(self.outbox_since + HOLD_S)):
+                    self._flush()
                 if not self._receive():
-                    return  # idle: wait for the next message
+                    return
             while arrived.poll(0):  # everything that has arrived (or the end), then a round
                 if not self._receive():
                     return
@@ -293,11 +303,10 @@ class _Worker:
                 self._round()
             elif self.due:
                 # nothing to push: the due rows wait for other streams' packets until their bound
-                left_ms = (self.due_since + GATHER_S - time.perf_counter()) * 1e3
-                if left_ms > 0 and arrived.poll(math.ceil(left_ms)):
+                if arrived.poll(_ms_until(self.due_since + GATHER_S)):
                     continue
                 self._resolve_due()
-            if self.outbox and time.perf_counter() - self.outbox_since >= GATHER_S:
+            if self.outbox and time.perf_counter() - self.outbox_since >= HOLD_S:
                 self._flush()
 
     def _handle(self, message) -> None:
@@ -373,6 +382,7 @@ class _Worker:
                 except Exception:
                     pass
                 self._output((push_id, index, None, None, _portable(exc), NOT_SENT))
+                self._flush()  # a failure is reported at once
                 continue
             if analyzer.pending_:
                 if not self.due:

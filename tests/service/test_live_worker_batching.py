@@ -31,11 +31,22 @@ def left():
     return device, [W.compact_packet(decode_packet(device.packet(s))) for s in range(device.n_packets)]
 
 
-def _run_worker(packets: list, n: int, monkeypatch) -> tuple[W._Worker, list, list]:
+def _rows(strides, stances) -> list[tuple[str, str]]:
+    """A packet's rows (frames or `LiveRows`) as (kind, repr of the row tuples: NaN equals NaN)."""
+    out = []
+    for kind, got in (("stance", stances), ("stride", strides)):
+        if got is not None and got.height:
+            out.append((kind, repr(got.rows if isinstance(got, W.LiveRows) else got.rows())))
+    return out
+
+
+def _run_worker(packets: list, n: int, expected: int, monkeypatch) -> tuple[W._Worker, list, list]:
     """n streams of the same packets through a `_Worker` loop on a socket pair, every packet sent
-    at once; rows resolve when all n streams' rows are due (`GATHER_MAX` n, no time bound). The
-    worker, the "out" messages it sent and each stream's rows (kind, rows' repr) in order."""
+    at once; rows resolve when all n streams' rows are due (`GATHER_MAX` n, no time bound), until
+    each stream has its `expected` packets with rows, then a call per stream flushes the rest. The
+    worker, the "out" messages it sent and each stream's rows in order."""
     monkeypatch.setattr(W, "GATHER_S", 3600.0)
+    monkeypatch.setattr(W, "HOLD_S", 3600.0)
     monkeypatch.setattr(W, "GATHER_MAX", n)
     ours, theirs = socket.socketpair()
     server, conn = Connection(ours.detach()), Connection(theirs.detach())
@@ -45,33 +56,40 @@ def _run_worker(packets: list, n: int, monkeypatch) -> tuple[W._Worker, list, li
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     server.send((W.MANY, [("push", sid, sid, packets) for sid in range(1, n + 1)]))
-    outs = []
-    while sum(len(m[1]) for m in outs) < n * len(packets):  # the last go out as the worker idles
-        outs.append(server.recv())
-    server.close()
-    thread.join(timeout=30)
     rows: dict[int, list] = {sid: [] for sid in range(1, n + 1)}
-    for message in outs:
+    outs, replies, called = [], 0, False
+    while replies < n:
+        message = server.recv()
+        if message[0] == "reply":
+            replies += 1
+            continue
+        outs.append(message)
         for push_id, _, strides, stances, error, _ in message[1]:
             assert error is None
-            for kind, got in (("stance", stances), ("stride", strides)):
-                if got is not None:
-                    rows[push_id].append((kind, repr(got.rows)))  # repr: NaN equals NaN
+            rows[push_id] += _rows(strides, stances)
+        if not called and all(len(r) == expected for r in rows.values()):
+            called = True
+            for sid in range(1, n + 1):  # a call sees every packet sent before it
+                server.send(("snapshot", sid, sid))
+    server.close()
+    thread.join(timeout=30)
     return worker, outs, [rows[sid] for sid in range(1, n + 1)]
 
 
 def test_rows_due_together_across_streams_run_one_query_and_go_back_in_one_message(left, monkeypatch):
     _, packets = left
-    alone, alone_outs, (alone_rows,) = _run_worker(packets, 1, monkeypatch)
-    together, outs, rows = _run_worker(packets, 4, monkeypatch)
-    assert len(alone_rows) >= 10  # stance and stride rows (one query per packet completing any)
-    assert all(r == alone_rows for r in rows)  # every stream gets its own rows, in order
-    assert together.queries_ == alone.queries_  # four streams' rows due together: one query
-    assert len(outs) <= together.queries_ + 1  # one message back per query (+ the last outputs)
+    alone = LiveStrideAnalyzer("A", "S", "left", FS, NO_WARMUP)
+    reference = [_rows(*alone.push(W.compact_block(p, FS))) for p in packets]
+    expected = [r for rows in reference for r in rows]
+    with_rows = sum(1 for rows in reference if rows)
+    assert with_rows >= 10  # packets completing stance or stride rows
+    worker, outs, rows = _run_worker(packets, 4, len(expected), monkeypatch)
+    assert all(r == expected for r in rows)  # every stream gets its own rows, in order
+    assert worker.queries_ == with_rows  # the four streams' rows due together: one query
+    assert len(outs) <= with_rows + 4  # one message back per query (+ the rest before each reply)
     assert sorted(out[:2] for m in outs for out in m[1]) == sorted(  # every packet's output, once
         (sid, i) for sid in range(1, 5) for i in range(len(packets))
     )
-    assert len(alone_outs) < len(packets) / 5  # not one message per packet
 
 
 def test_a_turn_of_the_event_loop_posts_its_streams_packets_to_a_worker_in_one_message(left, tmp_path):
