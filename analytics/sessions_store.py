@@ -135,22 +135,44 @@ def write_session(
     _check_keys(curves_parts, "curves_parts", athlete_id, session_id)
 
     t0 = time.perf_counter()
-    strides = pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
-    sessions, flags = summarize_strides(strides, settings)
-    sessions = sessions.with_columns(pl.lit(date, dtype=pl.String).alias(SESSION_DATE))
-    tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
-    if curves_parts:
-        tables[CURVES] = pl.concat(curves_parts, how="diagonal_relaxed")
+    tables = session_tables(strides_parts, curves_parts, date, settings)
     summarize_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
+    deleted = write_tables(root, athlete_id, session_id, tables)
+    return StoredSession(
+        tables=tables, deleted=tuple(deleted), summarize_s=summarize_s, write_s=time.perf_counter() - t0
+    )
+
+
+def session_tables(
+    strides_parts: list[pl.DataFrame],
+    curves_parts: list[pl.DataFrame],
+    session_date: str | None,
+    settings: AnalysisSettings,
+) -> dict[str, pl.DataFrame]:
+    """Steps 1-3 of the module docstring: the tables, by name, of one session's checked parts."""
+    strides = pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
+    sessions, flags = summarize_strides(strides, settings)
+    sessions = sessions.with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE))
+    tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
+    if curves_parts:
+        tables[CURVES] = pl.concat(curves_parts, how="diagonal_relaxed")
+    return tables
+
+
+def write_tables(
+    root: str | Path, athlete_id: str, session_id: str, tables: dict[str, pl.DataFrame], skip: tuple = ()
+) -> list[str]:
+    """Step 4: write `tables` in WRITE_ORDER and delete the other tables' partitions, except the
+    tables in `skip` (left as stored); returns the tables deleted."""
     deleted = []
     for table in WRITE_ORDER:
+        if table in skip:
+            continue
         if table in tables:
             partitions.write_partition(root, table, tables[table], athlete_id, session_id)
         else:
             partitions.delete_partition(root, table, athlete_id, session_id)
             deleted.append(table)
-    return StoredSession(
-        tables=tables, deleted=tuple(deleted), summarize_s=summarize_s, write_s=time.perf_counter() - t0
-    )
+    return deleted

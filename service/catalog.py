@@ -18,7 +18,7 @@ def _stored_keys(results_dir: Path) -> list[tuple[str, str]]:
     keys = set()
     for table in (partitions.SESSIONS, partitions.STRIDES):
         base = results_dir / table
-        for part in base.glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*/{partitions.PART_FILE}"):
+        for part in base.glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*/{partitions.PART_GLOB}"):
             athlete = part.parent.parent.name.split("=", 1)[1]
             session = part.parent.name.split("=", 1)[1]
             keys.add((athlete, session))

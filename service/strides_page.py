@@ -20,7 +20,9 @@ four columns the filters and the cursor need, so that a page is a `stat`, two re
 slice. It is built from the Parquet file (the truth) and stamped with that file's modification
 time, size and inode, read from the open file it was built from; a page checks the stamp against
 a `stat` of the partition and rebuilds the items when they differ, are missing or are damaged
-(partitions are replaced by `os.replace`, a new inode), so it is never served stale.
+(partitions are replaced by `os.replace`, a new inode), so it is never served stale. A live
+session's strides are several live parts until it ends (`partitions.part_files`): its items are
+built from all of them and stamped with every part's stamp (`partitions.parts_stamp`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import math
 import os
 import struct
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -239,24 +242,18 @@ def item_frame(frame: pl.DataFrame, athlete_id: str, session_id: str) -> pl.Data
 
 
 def build_items(path: Path, athlete_id: str, session_id: str) -> bytes:
-    """The items file's content for the partition at `path`: its rows in the order the page reader
+    """The items file's content for the partition whose `part-0.parquet` path is `path` (or whose
+    live parts are beside it, `partitions.part_files`): its rows in the order the page reader
     meets them (row groups by smallest key, then file order; stably sorted by foot rank and stride
     index). Raises whatever pyarrow raises for an unreadable file."""
-    with open(path, "rb") as f:
-        st = os.fstat(f.fileno())  # the stamp of the very file read, so a replaced file is seen
-        pf = pq.ParquetFile(f, pre_buffer=False)
-        meta = pf.metadata
-        names = pf.schema_arrow.names
-        columns = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
-        groups = [_Group(i, meta.row_group(i), columns) for i in range(meta.num_row_groups)]
-        cols = [c for c in STRIDES_SCHEMA if c in names and c not in (ATHLETE_ID, SESSION_ID)]
-        table = pf.read(columns=cols, use_threads=False)
-    frame = pl.from_arrow(table)
-    starts = np.cumsum([0] + [g.num_rows for g in groups])
-    read_order = [
-        np.arange(starts[g.index], starts[g.index + 1]) for g in sorted(groups, key=lambda g: g.min_key)
-    ]
-    frame = frame[np.concatenate(read_order)] if read_order else frame
+    with ExitStack() as stack:
+        handles = partitions.open_parts(path.parent, stack)
+        if not handles:
+            raise FileNotFoundError(path)
+        # the stamp of the very files read, so a replaced file is seen
+        stamp = partitions.parts_stamp([os.fstat(h.fileno()) for h in handles])
+        frames = [_read_in_group_order(h) for h in handles]
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
     rank, index, _ = _select(frame, None, None, None, None, None)
     frame = frame[np.lexsort((index, rank))]
     rank, index, _ = _select(frame, None, None, None, None, None)
@@ -270,8 +267,35 @@ def build_items(path: Path, athlete_id: str, session_id: str) -> bytes:
     ends = np.flatnonzero(np.frombuffer(lines, np.uint8) == ord("\n"))  # a newline in a string is \n
     offsets = np.concatenate([[0], ends + 1]).astype(np.int64)
     arrays = [rank.astype(np.int64), index.astype(np.float64), ic_t.astype(np.float64), valid, offsets]
-    head = _HEAD.pack(_MAGIC, *partitions.file_stamp(st), frame.height)
+    head = _HEAD.pack(_MAGIC, *stamp, frame.height)
     return head + b"".join(a.tobytes() for a in arrays) + lines.replace(b"\n", b",")
+
+
+def _read_in_group_order(f) -> pl.DataFrame:
+    """The stride columns of one open Parquet file, its row groups by smallest key."""
+    pf = pq.ParquetFile(f, pre_buffer=False)
+    meta = pf.metadata
+    names = pf.schema_arrow.names
+    columns = {meta.schema.column(i).name: i for i in range(meta.num_columns)}
+    groups = [_Group(i, meta.row_group(i), columns) for i in range(meta.num_row_groups)]
+    cols = [c for c in STRIDES_SCHEMA if c in names and c not in (ATHLETE_ID, SESSION_ID)]
+    frame = pl.from_arrow(pf.read(columns=cols, use_threads=False))
+    starts = np.cumsum([0] + [g.num_rows for g in groups])
+    read_order = [
+        np.arange(starts[g.index], starts[g.index + 1]) for g in sorted(groups, key=lambda g: g.min_key)
+    ]
+    return frame[np.concatenate(read_order)] if read_order else frame
+
+
+def partition_stamp(path: Path) -> tuple[int, int, int] | None:
+    """`partitions.parts_stamp` of the files of the partition whose `part-0.parquet` path is `path`;
+    None when it has none; (0, 0, 0), which no items file has, when a part went while it was stat'ed
+    (merged away: the items are rebuilt from the parts there are then)."""
+    try:
+        stats = [os.stat(p) for p in partitions.part_files(path.parent)]
+    except FileNotFoundError:
+        return (0, 0, 0)  # no items file has this stamp: they are rebuilt from what is there then
+    return partitions.parts_stamp(stats) if stats else None
 
 
 def write_items(path: Path, athlete_id: str, session_id: str) -> bytes:
@@ -295,11 +319,10 @@ def ensure_items(results_dir: str | Path, athlete_id: str, session_id: str) -> b
         partitions.partition_dir(results_dir, partitions.STRIDES, athlete_id, session_id)
         / partitions.PART_FILE
     )
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    stamp = partition_stamp(path)
+    if stamp is None:
         return False
-    if _Items.open(path.with_name(ITEMS_FILE), partitions.file_stamp(st)) is not None:
+    if _Items.open(path.with_name(ITEMS_FILE), stamp) is not None:
         return False
     write_items(path, athlete_id, session_id)
     return True
@@ -373,12 +396,11 @@ def read_items_page(
     or None), the same page as `read_page_frame` written by `item_frame`, from the partition's
     items file (built first when it is missing, stale or damaged; `build=False`: None then, nothing
     built). A missing partition: no items. Raises whatever pyarrow raises for an unreadable
-    partition."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    partition. `path`: the partition's `part-0.parquet` (its live parts are read when it has them
+    instead)."""
+    stamp = partition_stamp(path)
+    if stamp is None:
         return b"[]", None
-    stamp = partitions.file_stamp(st)
     items = None
     fd = None
     try:

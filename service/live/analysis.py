@@ -152,9 +152,6 @@ class LiveAnalysis:
             if left[0] == 0 and not done.done():
                 done.set_result(None)
 
-        def from_worker(*args) -> None:  # on a reader thread
-            loop.call_soon_threadsafe(on_output, *args)
-
         def report(_) -> None:
             if errors:
                 failed = [(packets[i][0].sequence, exc) for i, exc in errors]
@@ -162,7 +159,8 @@ class LiveAnalysis:
 
         done.add_done_callback(report)
         analyzer = stream.analyzer
-        analyzer.push_packets([p for p, _ in packets], from_worker)
+        # on_output runs on this loop, the outputs of one worker message in one hand-off
+        analyzer.push_packets([p for p, _ in packets], on_output, loop)
         analyzer.in_flight.append((done, len(packets)))
         while analyzer.in_flight and analyzer.in_flight[0][0].done():
             analyzer.in_flight.popleft()

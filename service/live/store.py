@@ -1,8 +1,36 @@
 """Storing live sessions: the sessions with new strides are written every `store_interval_s`.
 
-A store writes a session's STRIDES (every stride of its streams so far), SESSIONS and FLAGS from
-them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its steady strides,
+A whole store writes a session's STRIDES (every stride of its streams so far), SESSIONS and FLAGS
+from them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its steady strides,
 resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop.
+
+Mid-stream, a store appends instead (issue 19 item 2: a whole store rewrote the session, so its
+cost grew with the session's length): the strides stored since the previous store of the session
+go to a new live part `part-<n>-<n>.parquet` of the STRIDES partition (`analytics.partitions`;
+the first append renames the whole store's `part-0.parquet` to `part-0-0.parquet`), and whenever
+the newest `MERGE_FANOUT` parts each hold as many stores as the others (1, 8, 64, ...), they are
+merged into one part, so a session of S stores has at most ~7 log8(S) parts and each row is
+rewritten ~log8(S) times (twice in 20 minutes). The summaries (SESSIONS, FLAGS, CURVES and the
+mountings record, which need every stride) are rebuilt by one rule: at the session's first
+store in this process, whenever its stored strides have doubled since the last summary, once the
+newest stored stride's IC is `SUMMARY_EVERY_S` (30 s) past the last summary's, and at every
+whole store; so SESSIONS may lag the strides by up to ~35 s mid-stream (~5 s before). A store
+appends while the partition holds what this process's last store left of its streams' feet
+(`_can_append`); otherwise it reads the stored rows of those feet and appends after them when
+they are the streams' first strides as labelled now (`_adopt`: a restart, a stream back from
+another process, another foot joining). It is whole for the session's first store, when stored
+rows differ (a remount relabels a stream's stored strides), and when every stream of the session
+has ended: that last store writes `part-0.parquet` (then removes the live parts), so the stored
+session is the one a whole store of the same strides writes, byte for byte.
+
+Measured (`_store` driven with a 20-minute simulated two-foot session, one store per 5 s of it,
+`benchmarks/README.md`, under load 11-19): CPU per 5 s store in the session's second minute 29-32
+ms rewriting the session (3.8-4.2 ms per stride), 8-10 ms appending (1.1-1.3 ms); in its 20th
+minute 48-56 ms (6.3-7.4 ms per stride) against 11-16 ms (1.5-2.0 ms). The first minute costs
+~20 ms per store (the first whole store, summaries at each doubling).
+(Chosen over keeping live strides in the SQL store: the partitions stay the one truth that batch,
+Dask and the API read, with nothing to copy when the session ends.)
+
 Rows (and curves) of feet that have no stream in
 this process's memory (the other foot's stream ended earlier, or streams into another server
 process) are kept from the stored partition, so storing never loses the other foot. The
@@ -25,27 +53,43 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from strideflow.analytics.batch import SOURCE, STREAM_SOURCE, read_marker, write_marker
 from strideflow.analytics.curves import STRIDE_COUNT
 from strideflow.analytics.live_mountings import LivePiece, label_strides, used_mountings
 from strideflow.analytics.mountings import record_mountings
-from strideflow.analytics.partitions import CURVES, PART_FILE, STRIDES, file_stamp, partition_dir
+from strideflow.analytics.partitions import (
+    CURVES,
+    PART_FILE,
+    STRIDES,
+    STRIDES_ROW_GROUP_ROWS,
+    chosen_parts,
+    file_stamp,
+    live_part_name,
+    live_part_range,
+    part_files,
+    partition_dir,
+)
 from strideflow.analytics.pipeline import AnalysisSettings
-from strideflow.analytics.sessions_store import write_session
+from strideflow.analytics.sessions_store import session_tables, write_session, write_tables
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import (
     ATHLETE_ID,
     FOOT,
+    IC_T,
     MOUNTING_ID,
     MOUNTING_UNCERTAINTY_DEG,
     REMOUNT,
     SESSION_ID,
+    STRIDE_INDEX,
     STRIDES_SCHEMA,
 )
+from strideflow.ingest.durable import fsync_dir, write_atomic
 from strideflow.service.live.registry import LiveStream
 
 SessionKey = tuple[str, str]  # athlete_id, session_id
@@ -60,6 +104,22 @@ STORED_SCHEMA = {**STRIDES_SCHEMA, **MOUNTING_COLUMNS}
 # per stream: (device_id, foot, its mountings so far; empty when its frame was given)
 StreamMountings = tuple[str, str, tuple[LivePiece, ...]]
 log = logging.getLogger("strideflow.service")
+SUMMARY_EVERY_S = 30.0  # stride time (s of IC) after which an appending store rebuilds the summaries
+MERGE_FANOUT = 8  # live parts of the same number of stores merged into one
+MAX_CHUNKS = 32
+
+
+@dataclass
+class _Appending:
+    """What this process stored of a session, so that its next store may append: the feet of its
+    streams, the rows stored per stream (device, foot), the stored rows and newest IC (s) at the
+    last summary, and the strides partition's files as the store left them (`_signature`)."""
+
+    feet: frozenset
+    stored: dict[tuple[str, str], int] = field(default_factory=dict)
+    summary_rows: int = 0
+    summary_ic_s: float = -np.inf
+    files: tuple | None = None
 
 
 class SessionStore:
@@ -80,6 +140,9 @@ class SessionStore:
         # (athlete, session, device, foot) -> (mountings, strides, labelled strides) of the last store
         self._labels: dict[tuple, tuple[tuple, pl.DataFrame, pl.DataFrame]] = {}
         self._used: set[tuple] = set()
+        # (athlete, session) -> what its last store wrote, while its next one may append
+        self._appending: dict[SessionKey, _Appending] = {}
+        self.written_: dict[str, int] = {"parts": 0, "merges": 0, "whole": 0, "summaries": 0}
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -105,12 +168,15 @@ class SessionStore:
                 curves = [getattr(s.analyzer, "curves_", None) for s in streams]
                 mountings = [_stream_mountings(s) for s in streams]
                 feet = {s.hello.foot for s in streams}
+                ended = all(s.ended for s in streams)  # nothing more to store for it in this process
                 try:
-                    await asyncio.to_thread(self._store, athlete, session, parts, feet, curves, mountings)
+                    await asyncio.to_thread(
+                        self._store, athlete, session, parts, feet, curves, mountings, ended
+                    )
                 except BaseException:
                     self.dirty.add((athlete, session))
                     raise
-                if all(s.ended for s in streams):  # nothing more to store for it in this process
+                if ended:
                     self._kept = {k: v for k, v in self._kept.items() if k[1:3] != (athlete, session)}
                     self._labels = {k: v for k, v in self._labels.items() if k[:2] != (athlete, session)}
                 if stored is not None:
@@ -131,15 +197,189 @@ class SessionStore:
         feet: set[str],
         curves: list[pl.DataFrame | None] | None = None,
         mountings: list[StreamMountings] | None = None,
+        final: bool = True,
     ) -> None:
         """Write the session from its streams' strides and curves (`curves`: per stream, its
         analyzer's `curves_`, the session curve summary of its foot; None: it keeps none) and
-        record the mountings they were measured in (`mountings`: per stream; None: none known)."""
+        record the mountings they were measured in (`mountings`: per stream; None: none known).
+        `final` False: more strides may follow, so the store may append (module docstring)."""
+        key = (athlete, session)
         fd = self._session_lock(athlete, session)
         try:
-            self._store_locked(athlete, session, parts, feet, curves, mountings)
+            # taken out until this store has succeeded: after a failure the next store is whole
+            state = self._appending.pop(key, None)
+            if (
+                not final
+                and mountings is not None
+                and not self._can_append(athlete, session, state, parts, feet, mountings)
+            ):
+                state = self._adopt(athlete, session, parts, feet, mountings)
+            if not final and state is not None:
+                self._append(athlete, session, state, parts, feet, curves, mountings)
+            else:
+                state = self._store_locked(athlete, session, parts, feet, curves, mountings)
+                self.written_["whole"] += 1
+            if not final and state is not None:
+                self._appending[key] = state
         finally:
             os.close(fd)
+
+    def _can_append(
+        self,
+        athlete: str,
+        session: str,
+        state: _Appending | None,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        mountings: list[StreamMountings],
+    ) -> bool:
+        """Whether the streams are those of the last store, each labelled in the same mountings then
+        and with its stored strides first (a stream's strides only grow; their keys tell a history
+        rebuilt differently), and the partition still holds live parts or the whole store's file."""
+        if state is None or frozenset(feet) != state.feet or len(parts) != len(state.stored):
+            return False
+        for strides, (device, foot, pieces) in zip(parts, mountings, strict=True):
+            n = state.stored.get((device, foot))
+            cached = self._labels.get((athlete, session, device, foot))
+            if n is None or cached is None or cached[0] != tuple(pieces) or cached[1].height != n:
+                return False
+            if not _starts_with(strides, cached[1]):
+                return False
+        return self._untouched(partition_dir(self.results_dir, STRIDES, athlete, session), state)
+
+    def _adopt(
+        self,
+        athlete: str,
+        session: str,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        mountings: list[StreamMountings],
+    ) -> _Appending | None:
+        """What may be appended to when this process has no state of its own for the session (a
+        restart, a stream that came from another process, another set of feet): the stored rows of
+        its streams' feet, when each stream's are its first strides as labelled now; else None
+        (the store is whole). Reads those feet's rows once."""
+        folder = partition_dir(self.results_dir, STRIDES, athlete, session)
+        files = part_files(folder)
+        if not files:
+            return None  # the session's first store is whole (its marker, its summaries)
+        labelled = [
+            self._labelled(athlete, session, p, device, foot, pieces)
+            for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
+        ]
+        stored_rows = pl.scan_parquet(files).filter(pl.col(FOOT).is_in(sorted(feet))).collect()
+        state = _Appending(feet=frozenset(feet), files=_signature(folder))
+        for out, (device, foot, _) in zip(labelled, mountings, strict=True):
+            mine = stored_rows.filter(pl.col(FOOT) == foot).sort(STRIDE_INDEX)
+            columns = [c for c in out.columns if c not in (ATHLETE_ID, SESSION_ID)]
+            if mine.columns != columns or not out.head(mine.height).select(columns).equals(mine):
+                return None
+            state.stored[(device, foot)] = mine.height
+        return state
+
+    def _untouched(self, folder: Path, state: _Appending) -> bool:
+        """Whether the strides partition still holds what this process stored of its feet: every file
+        it left is there, and the files another process added since (its streams of other feet)
+        hold none of these feet. Else (the stream stored by another process meanwhile, the
+        partition deleted) the store is whole."""
+        files = _signature(folder)
+        if files is None or state.files is None:
+            return False
+        if files == state.files:
+            return True
+        now, then = dict(files), dict(state.files)
+        if any(now.get(name) != stamp for name, stamp in then.items()):
+            return False
+        feet = sorted(state.feet)
+        for name in now.keys() - then.keys():
+            rows = pl.scan_parquet(folder / name).filter(pl.col(FOOT).is_in(feet)).select(pl.len())
+            if rows.collect().item():
+                return False
+        return True
+
+    def _append(
+        self,
+        athlete: str,
+        session: str,
+        state: _Appending,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        curves: list[pl.DataFrame | None] | None,
+        mountings: list[StreamMountings],
+    ) -> None:
+        """Store the strides new since the last store as a live part (merging parts as they come),
+        and the summaries when they are due (module docstring)."""
+        labelled = [
+            self._labelled(athlete, session, p, device, foot, pieces)
+            for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
+        ]
+        new = [
+            out.slice(state.stored[(device, foot)])
+            for out, (device, foot, _) in zip(labelled, mountings, strict=True)
+        ]
+        rows = pl.concat(new) if new else None
+        if rows is None or rows.height == 0:
+            return
+        folder = partition_dir(self.results_dir, STRIDES, athlete, session)
+        before = _signature(folder)
+        names = os.listdir(folder)
+        if PART_FILE in names:  # the whole store's file becomes the first live part
+            for name in names:  # live parts beside it are what it holds (a store killed meanwhile)
+                if live_part_range(name) is not None:
+                    (folder / name).unlink()
+            os.rename(folder / PART_FILE, folder / live_part_name(0, 0))
+            names = [live_part_name(0, 0)]
+        last = max(r[1] for n in chosen_parts(names) if (r := live_part_range(n)) is not None)
+        _write_part(folder / live_part_name(last + 1, last + 1), rows.sort(FOOT, STRIDE_INDEX))
+        self.written_["parts"] += 1
+        self._merge(folder)
+        state.files = _signature(folder)
+        self._appended(athlete, session, before, state.files)
+        for out, (device, foot, _) in zip(labelled, mountings, strict=True):
+            state.stored[(device, foot)] = out.height
+        total = sum(state.stored.values())
+        ic = rows.get_column(IC_T).drop_nulls()
+        newest = max(state.summary_ic_s, float(ic.max())) if ic.len() else state.summary_ic_s
+        if total >= 2 * state.summary_rows or newest - state.summary_ic_s >= SUMMARY_EVERY_S:
+            self._summarize(athlete, session, labelled, feet, curves, mountings)
+            state.summary_rows, state.summary_ic_s = total, newest
+
+    def _merge(self, folder: Path) -> None:
+        """Merge the newest MERGE_FANOUT live parts into one while they hold as many stores each
+        (the first part, the whole store's, is never merged: it is rewritten at the end)."""
+        while True:
+            parts = [(r, n) for n in chosen_parts(os.listdir(folder)) if (r := live_part_range(n))[0] > 0]
+            tail = parts[-MERGE_FANOUT:]
+            if len(tail) < MERGE_FANOUT or len({_level(r) for r, _ in tail}) != 1:
+                return
+            merged = pl.concat([pl.read_parquet(folder / n) for _, n in tail], how="diagonal_relaxed")
+            # written before the parts it holds go: a reader lists one or the others (`part_files`)
+            _write_part(folder / live_part_name(tail[0][0][0], tail[-1][0][1]), merged)
+            for _, name in tail:
+                (folder / name).unlink()
+            fsync_dir(folder)
+            self.written_["merges"] += 1
+
+    def _summarize(
+        self,
+        athlete: str,
+        session: str,
+        labelled: list[pl.DataFrame],
+        feet: set[str],
+        curves: list[pl.DataFrame | None] | None,
+        mountings: list[StreamMountings],
+    ) -> None:
+        """Rewrite the session's SESSIONS, FLAGS and CURVES from all its strides (the streams' and the
+        stored ones of other feet), as a whole store does, and record the mountings."""
+        self._used = set()
+        strides, curve_parts = self._with_other_feet(athlete, session, labelled, feet, curves)
+        tables = session_tables(
+            [strides], curve_parts, self.session_dates.get((athlete, session)), self.analysis_settings
+        )
+        write_tables(self.results_dir, athlete, session, tables, skip=(STRIDES,))
+        self._wrote(athlete, session, self._used)
+        self._record_mountings(athlete, session, labelled, mountings)
+        self.written_["summaries"] += 1
 
     def _store_locked(
         self,
@@ -149,7 +389,9 @@ class SessionStore:
         feet: set[str],
         curves: list[pl.DataFrame | None] | None,
         mountings: list[StreamMountings] | None = None,
-    ) -> None:
+    ) -> _Appending | None:
+        """A whole store; what a next store may append to (None: nothing was stored, or the streams'
+        mountings are not known)."""
         self._used = set()  # the keys of `_kept` this store reads
         if mountings is not None:
             parts = [
@@ -158,21 +400,9 @@ class SessionStore:
             ]
         else:
             parts = [_stored_columns(p) for p in parts]
-        strides = pl.concat(parts) if parts else None
-        kept = self._other_feet(STRIDES, athlete, session, feet)
-        curve_parts = [c for c in curves or () if c is not None]
-        if curve_parts:
-            # as the strides: the stored curves of feet without a stream in memory are kept
-            kept_curves = self._other_feet(CURVES, athlete, session, feet, needs=STRIDE_COUNT)
-            if kept_curves is not None and kept_curves.height:
-                curve_parts.append(kept_curves)
-        if kept is not None and kept.height:
-            kept = kept.select([c for c in STORED_SCHEMA if c in kept.columns]).cast(
-                {c: t for c, t in STORED_SCHEMA.items() if c in kept.columns}
-            )
-            strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
+        strides, curve_parts = self._with_other_feet(athlete, session, parts, feet, curves)
         if strides is None:
-            return
+            return None
         if read_marker(self.results_dir, athlete, session) is None:
             # One source per session: a team batch run into these results leaves this session alone.
             write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
@@ -187,7 +417,48 @@ class SessionStore:
             settings=self.analysis_settings,
         )
         self._wrote(athlete, session, self._used)
-        for (device, foot, pieces), part in zip(mountings or (), parts if mountings else (), strict=True):
+        if mountings is None:
+            return None
+        self._record_mountings(athlete, session, parts, mountings)
+        ic = pl.concat(parts).get_column(IC_T).drop_nulls() if parts else pl.Series([], dtype=pl.Float64)
+        return _Appending(
+            feet=frozenset(feet),
+            stored={(device, foot): p.height for p, (device, foot, _) in zip(parts, mountings, strict=True)},
+            summary_rows=sum(p.height for p in parts),
+            summary_ic_s=float(ic.max()) if ic.len() else -np.inf,
+            files=_signature(partition_dir(self.results_dir, STRIDES, athlete, session)),
+        )
+
+    def _with_other_feet(
+        self,
+        athlete: str,
+        session: str,
+        parts: list[pl.DataFrame],
+        feet: set[str],
+        curves: list[pl.DataFrame | None] | None,
+    ) -> tuple[pl.DataFrame | None, list[pl.DataFrame]]:
+        """(the streams' labelled strides with the stored rows of the feet without a stream here,
+        None if there are none; the curves parts likewise)."""
+        strides = pl.concat(parts) if parts else None
+        kept = self._other_feet(STRIDES, athlete, session, feet)
+        curve_parts = [c for c in curves or () if c is not None]
+        if curve_parts:
+            # as the strides: the stored curves of feet without a stream in memory are kept
+            kept_curves = self._other_feet(CURVES, athlete, session, feet, needs=STRIDE_COUNT)
+            if kept_curves is not None and kept_curves.height:
+                curve_parts.append(kept_curves)
+        if kept is not None and kept.height:
+            kept = kept.select([c for c in STORED_SCHEMA if c in kept.columns]).cast(
+                {c: t for c, t in STORED_SCHEMA.items() if c in kept.columns}
+            )
+            strides = kept if strides is None else pl.concat([strides, kept], how="diagonal_relaxed")
+        return strides, curve_parts
+
+    def _record_mountings(
+        self, athlete: str, session: str, parts: list[pl.DataFrame], mountings: list[StreamMountings]
+    ) -> None:
+        """Record the mountings the streams' labelled strides (`parts`) were measured in."""
+        for (device, foot, pieces), part in zip(mountings, parts, strict=True):
             if not pieces:
                 continue  # a given frame: no mounting to keep
             try:
@@ -203,8 +474,8 @@ class SessionStore:
     ) -> pl.DataFrame:
         """A stream's strides labelled with their mountings (`label_strides`) in the stored columns.
         Each row's labels depend on that row and the mountings only, so while the mountings are
-        those of the previous store and the strides begin with its rows, only the new rows are
-        labelled (a remount relabels them all)."""
+        those of the previous store and the strides begin with its rows (`_starts_with`), only the
+        new rows are labelled (a remount relabels them all)."""
         key = (athlete, session, device, foot)
         pieces = tuple(pieces)
         cached = self._labels.get(key)
@@ -212,10 +483,12 @@ class SessionStore:
         if cached is not None and cached[0] == pieces:
             old_strides, old_out = cached[1:]
             n = old_strides.height
-            if strides.height >= n and strides.slice(0, n).equals(old_strides):
+            if _starts_with(strides, old_strides):
                 new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
                 if new.schema == old_out.schema:
                     out = pl.concat([old_out, new]) if new.height else old_out
+                    if out.n_chunks() > MAX_CHUNKS:  # one chunk per store otherwise: slower to read
+                        out = out.rechunk()
         if out is None:
             out = _stored_columns(label_strides(strides, pieces, foot, session))
         self._labels[key] = (pieces, strides, out)
@@ -228,17 +501,17 @@ class SessionStore:
         nothing is stored, or the file lacks the column `needs`). A filtered scan: the session's
         own feet are most rows, and the partition grows with the session, so the row groups of
         those feet are skipped by their statistics instead of read at every store."""
-        path = partition_dir(self.results_dir, table, athlete, session) / PART_FILE
+        folder = partition_dir(self.results_dir, table, athlete, session)
         key = (table, athlete, session, tuple(sorted(feet)), needs)
         self._used.add(key)
-        signature = _signature(path)
+        signature = _signature(folder)
         cached = self._kept.get(key)
         if cached is not None and signature is not None and cached[0] == signature:
             return cached[1]
         self._kept[key] = (None, None)  # until this store has written the partition (`_wrote`)
         if signature is None:
             return None
-        scan = pl.scan_parquet(path)
+        scan = pl.scan_parquet(part_files(folder))
         if needs is not None and needs not in scan.collect_schema().names():
             return None
         rows = scan.filter(~pl.col(FOOT).is_in(sorted(feet))).collect()
@@ -248,6 +521,14 @@ class SessionStore:
         self._kept[key] = (None, rows)
         return rows
 
+    def _appended(self, athlete: str, session: str, before: tuple | None, after: tuple | None) -> None:
+        """This store appended rows of its own feet to the session's strides (and merged parts, which
+        moves rows, not changes them): other feet's rows read from the files as they were `before`
+        are still theirs `after`."""
+        for key, (signature, rows) in list(self._kept.items()):
+            if key[0] == STRIDES and key[1:3] == (athlete, session) and signature == before:
+                self._kept[key] = (after, rows)
+
     def _wrote(self, athlete: str, session: str, used: set[tuple]) -> None:
         """This store has just rewritten the session's partitions (under the session's lock) with the
         other feet's rows it read (`used`: their keys): the files hold those rows until someone else
@@ -255,21 +536,49 @@ class SessionStore:
         for key, (_, rows) in list(self._kept.items()):
             if key[1:3] != (athlete, session):
                 continue
-            path = partition_dir(self.results_dir, key[0], athlete, session) / PART_FILE
-            signature = _signature(path)
+            signature = _signature(partition_dir(self.results_dir, key[0], athlete, session))
             if key not in used or (rows is None and signature is not None):
                 del self._kept[key]  # the file is new or lacked the column: read it next time
             else:
                 self._kept[key] = (signature, rows)
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
-    """`partitions.file_stamp` of a file, None when it does not exist."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return file_stamp(st)
+def _signature(folder: Path) -> tuple | None:
+    """`partitions.file_stamp` of each of a partition's files (`part_files`), None when it has none
+    (called under the session's lock: nobody else changes them meanwhile)."""
+    stamps = tuple((p.name, file_stamp(p.stat())) for p in part_files(folder))
+    return stamps or None
+
+
+def _starts_with(strides: pl.DataFrame, stored: pl.DataFrame) -> bool:
+    """Whether a stream's strides begin with the strides of an earlier store (their foot, IC and
+    stride index)."""
+    n = stored.height
+    if strides.height < n:
+        return False
+    head = strides.slice(0, n)
+    return all(head.get_column(c).equals(stored.get_column(c)) for c in (FOOT, IC_T, STRIDE_INDEX))
+
+
+def _level(first_last: tuple[int, int]) -> int:
+    """How many times a live part's stores were merged: log MERGE_FANOUT of their number."""
+    count, level = first_last[1] - first_last[0] + 1, 0
+    while count >= MERGE_FANOUT:
+        count //= MERGE_FANOUT
+        level += 1
+    return level
+
+
+def _write_part(path: Path, rows: pl.DataFrame) -> None:
+    """A live part: rows in the stored columns without the key columns (in the folder's names), as
+    `partitions.write_partition` writes a partition."""
+    body = rows.drop([c for c in (ATHLETE_ID, SESSION_ID) if c in rows.columns])
+    write_atomic(
+        path,
+        lambda fh: body.write_parquet(
+            fh, compression="lz4", statistics=True, row_group_size=STRIDES_ROW_GROUP_ROWS
+        ),
+    )
 
 
 def _stream_mountings(stream: LiveStream) -> StreamMountings:

@@ -9,10 +9,12 @@ stream's stored packets go to its worker, which pushes them through the stream's
 complete, so the analysis runs on as many cores as there are workers and no longer shares the
 server's interpreter lock with its event loop.
 
-In a worker, streams with packets waiting are analysed in rounds (round r: the next packet of each),
-and a round's metric queries run as one (`resolve_together`, as in `service.live.analysis`) per
-group of streams begun within `GROUP_S`: a group's rows go out when the group is resolved, so a
-stream's due row waits behind at most that much of other streams' work, not a whole round.
+In a worker, streams with packets waiting are analysed in rounds (round r: the next packet of each).
+The metric queries of the rows that packets complete, across all of the worker's streams and
+rounds, wait up to `GATHER_S` (or until `GATHER_MAX` streams wait) and run as one
+(`resolve_together`, as in `service.live.analysis`); their rows then go out at once, in one
+message with the outputs of the packets that completed nothing. A due row waits at most that long
+for others, also while the worker idles.
 
 `RemoteAnalyzer` stands for a stream's analyzer in the server process: it keeps the strides the
 worker emitted (`strides_`, what the store writes) and, refreshed before each store, the curves and
@@ -33,10 +35,12 @@ worker's slot stays empty and its streams are left without analysis.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import itertools
 import logging
+import math
 import os
 import queue
 import select
@@ -75,7 +79,13 @@ WORKER_ENV = {
     "MKL_NUM_THREADS": "1",
     "NUMBA_NUM_THREADS": "1",
 }
-GROUP_S = 0.02  # a worker resolves and sends the rows of the streams begun within this long (s)
+# A due row's metric query waits this long at most for other streams' rows to run with (s), or
+# until this many streams' rows wait: a query's fixed cost (~1.4 ms) is then paid once for them all.
+GATHER_S = 0.02
+GATHER_MAX = 64
+# Outputs of packets that completed no row (the server counts them against MAX_IN_FLIGHT, 2 s of a
+# pod) wait up to this long for a message with rows (s): not one message per packet back.
+HOLD_S = 0.1
 MAX_LOSSES = 2  # worker losses blamed on one stream after which it is no longer rebuilt
 MAX_RESTARTS = 10  # replacement workers started within RESTART_WINDOW_S before the pool stops
 RESTART_WINDOW_S = 60.0
@@ -210,8 +220,21 @@ def compact_block(compact: tuple, sampling_rate_hz: float):
 
 
 # --- the worker process ---------------------------------------------------------------------
+def _ms_until(deadline: float) -> int:
+    """Milliseconds from now to a `time.perf_counter` deadline, rounded up (0 if past): a poll's
+    timeout."""
+    return max(math.ceil((deadline - time.perf_counter()) * 1e3), 0)
+
+
 class _Worker:
-    """The analyzers of one worker process and their waiting packets."""
+    """The analyzers of one worker process, their waiting packets, and the rows gathered for one
+    metric query.
+
+    A stream's packet is begun (`begin_push`) in a round; if it completed rows, their metric queries
+    wait in `due` (the stream takes no further packet meanwhile) until `GATHER_S` after the first
+    of them or until `GATHER_MAX` streams wait, then run as one query (`resolve_together`) and the
+    rows go out at once. The outputs of packets that completed nothing are sent with the next rows,
+    before a reply, or once `HOLD_S` old: one message back per gathering, not per packet."""
 
     def __init__(self, conn, analysis_settings, results_dir: str):
         self.conn = conn
@@ -220,9 +243,27 @@ class _Worker:
         self.analyzers: dict[int, tuple[object, float]] = {}  # stream id -> (analyzer, rate Hz)
         # stream id -> (push id, index, packet as `compact_packet` gives it), in stored order
         self.waiting: dict[int, deque] = {}
+        self.due: dict[int, tuple[int, int]] = {}  # stream id -> (push id, index): queries waiting
+        self.due_since = 0.0  # perf_counter s when the oldest of `due` was begun
+        self.outbox: list[tuple] = []  # outputs not sent yet (see `OnOutput`)
+        self.outbox_since = 0.0  # perf_counter s of the oldest of them
+        self.queries_ = 0  # metric queries run by `_resolve_due` (rows' groups)
+        self.messages_ = 0  # messages sent to the server
 
     def send(self, message) -> None:
+        self.messages_ += 1
         self.conn.send(message)
+
+    def _output(self, out: tuple) -> None:
+        if not self.outbox:
+            self.outbox_since = time.perf_counter()
+        self.outbox.append(out)
+
+    def _flush(self) -> None:
+        """Send the outputs waiting, as one message."""
+        if self.outbox:
+            outs, self.outbox = self.outbox, []
+            self.send(("out", outs))
 
     def _receive(self) -> bool:
         """Read one message from the server and handle what it holds; False once the server's end
@@ -231,9 +272,15 @@ class _Worker:
             message = self.conn.recv()
         except (EOFError, OSError):
             return False
-        for one in message[1] if message[0] == MANY else (message,):
-            self._handle(one)
+        self._handle_all(message)
         return True
+
+    def _handle_all(self, message) -> None:
+        if message[0] == MANY:  # the server's batches (a sender thread's may hold posted ones)
+            for one in message[1]:
+                self._handle_all(one)
+        else:
+            self._handle(message)
 
     def run(self) -> None:
         # The messages are read by this loop between rounds (a reader thread cost a thread
@@ -243,13 +290,24 @@ class _Worker:
         arrived = select.poll()
         arrived.register(self.conn.fileno(), select.POLLIN)
         while True:
-            if not self.waiting and not self._receive():
-                return  # idle: wait for the next message
+            if not self.waiting and not self.due:
+                # idle: wait for the next message; outputs without rows go once HOLD_S old
+                while self.outbox and not arrived.poll(_ms_until(self.outbox_since + HOLD_S)):
+                    self._flush()
+                if not self._receive():
+                    return
             while arrived.poll(0):  # everything that has arrived (or the end), then a round
                 if not self._receive():
                     return
-            if self.waiting:
+            if any(sid not in self.due for sid in self.waiting):
                 self._round()
+            elif self.due:
+                # nothing to push: the due rows wait for other streams' packets until their bound
+                if arrived.poll(_ms_until(self.due_since + GATHER_S)):
+                    continue
+                self._resolve_due()
+            if self.outbox and time.perf_counter() - self.outbox_since >= HOLD_S:
+                self._flush()
 
     def _handle(self, message) -> None:
         kind, sid = message[0], message[1]
@@ -262,9 +320,11 @@ class _Worker:
         try:
             self._drain(sid)  # a call sees every packet sent before it
             result = getattr(self, f"_{kind}")(sid, *message[3:])
-            self.send(("reply", call_id, result, None))
+            reply = ("reply", call_id, result, None)
         except BaseException as exc:
-            self.send(("reply", call_id, None, _portable(exc)))
+            reply = ("reply", call_id, None, _portable(exc))
+        self._flush()  # the outputs of the packets sent before the call reach the server first
+        self.send(reply)
 
     def _open(self, sid: int, hello, packets: list, closed: bool):
         from strideflow.ingest.stream_receiver import packet_block
@@ -296,16 +356,16 @@ class _Worker:
         self.waiting.pop(sid, None)
 
     def _drain(self, sid: int) -> None:
+        """Every packet of stream `sid` analysed and its rows resolved (and every other due row)."""
+        self._resolve_due()
         while self.waiting.get(sid):
             self._round(only=sid)
+            self._resolve_due()
 
     def _round(self, only: int | None = None) -> None:
-        """The next packet of each stream with packets waiting (or of stream `only`)."""
-        from strideflow.analytics.live_analyzer import resolve_together
-
-        sids = [only] if only is not None else list(self.waiting)
-        group: list[tuple[int, int, int]] = []  # (stream id, push id, index), begun
-        started = time.perf_counter()
+        """Begin the next packet of each stream with packets waiting and no rows due (or of stream
+        `only`); the due rows are resolved once they reach their bound, within the round too."""
+        sids = [only] if only is not None else [sid for sid in self.waiting if sid not in self.due]
         for sid in sids:
             q = self.waiting[sid]
             push_id, index, packet = q.popleft()
@@ -321,31 +381,46 @@ class _Worker:
                     analyzer.resolve()  # rows completed before the failure are kept, as by push()
                 except Exception:
                     pass
-                self.send(("out", [(push_id, index, None, None, _portable(exc), NOT_SENT)]))
+                self._output((push_id, index, None, None, _portable(exc), NOT_SENT))
+                self._flush()  # a failure is reported at once
                 continue
-            group.append((sid, push_id, index))
-            if time.perf_counter() - started > GROUP_S:
-                self._resolve(group, resolve_together)
-                group, started = [], time.perf_counter()
-        if group:
-            self._resolve(group, resolve_together)
+            if analyzer.pending_:
+                if not self.due:
+                    self.due_since = time.perf_counter()
+                self.due[sid] = (push_id, index)
+                if len(self.due) >= GATHER_MAX:
+                    self._resolve_due()
+            else:  # completed nothing: no query to wait for
+                self._output(self._end(sid, push_id, index))
+            if self.due and time.perf_counter() - self.due_since >= GATHER_S:
+                self._resolve_due()
 
-    def _resolve(self, group: list[tuple[int, int, int]], resolve_together) -> None:
-        analyzers = [self.analyzers[sid][0] for sid, _, _ in group]
-        failed = resolve_together(analyzers)
-        outs = []
-        for i, (_, push_id, index) in enumerate(group):
+    def _resolve_due(self) -> None:
+        """Run the due rows' metric queries as one and send every output waiting."""
+        from strideflow.analytics.live_analyzer import resolve_together
+
+        if not self.due:
+            return
+        group, self.due = list(self.due.items()), {}
+        failed = resolve_together([self.analyzers[sid][0] for sid, _ in group])
+        self.queries_ += 1
+        for i, (sid, (push_id, index)) in enumerate(group):
             if i in failed:
-                outs.append((push_id, index, None, None, _portable(failed[i]), NOT_SENT))
-                continue
-            try:
-                strides, stances = (LiveRows.of(f) for f in analyzers[i].end_push())
-                # the mountings the messages of these rows are labelled with (service.live.publish)
-                pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzers[i])
-                outs.append((push_id, index, strides, stances, None, pieces))
-            except Exception as exc:
-                outs.append((push_id, index, None, None, _portable(exc), NOT_SENT))
-        self.send(("out", outs))
+                self._output((push_id, index, None, None, _portable(failed[i]), NOT_SENT))
+            else:
+                self._output(self._end(sid, push_id, index))
+        self._flush()
+
+    def _end(self, sid: int, push_id: int, index: int) -> tuple:
+        """The output of stream `sid`'s begun packet whose queries have run."""
+        analyzer = self.analyzers[sid][0]
+        try:
+            strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
+            # the mountings the messages of these rows are labelled with (service.live.publish)
+            pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzer)
+            return (push_id, index, strides, stances, None, pieces)
+        except Exception as exc:
+            return (push_id, index, None, None, _portable(exc), NOT_SENT)
 
 
 def worker_main(fd: int) -> None:
@@ -399,31 +474,55 @@ class _Link:
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._send_lock = threading.Lock()
         self._queued = 1  # messages in the outbox not written yet: while any, the rest queue behind
+        self._posted: list = []  # messages `post`ed in this turn of the event loop, not sent yet
         self.outbox.put((analysis_settings, results_dir))  # the worker's first message
         threading.Thread(target=self._send_loop, daemon=True, name=f"live-analysis-send-{number}").start()
         threading.Thread(target=self._read_loop, daemon=True, name=f"live-analysis-read-{number}").start()
 
     def send(self, message) -> None:
-        """Write `message` now if nothing waits before it and the socket takes it whole, else queue
-        it for the sender thread. Handing every packet to the thread cost a wake-up each (~0.1 ms
-        of CPU per packet, under load); a 100 ms packet's message is a few hundred bytes, which
-        the socket's buffer takes unless the worker is far behind."""
-        data = bytes(ForkingPickler.dumps(message))  # what `Connection.send` writes
+        """Write `message` now if nothing waits before it and the socket takes it whole without
+        waiting, else queue it for the sender thread; after the messages `post`ed so far. Handing
+        every packet to the thread cost a wake-up each (~0.1 ms of CPU per packet, under load); a
+        100 ms packet's message is a few hundred bytes, which the socket's buffer takes unless the
+        worker is far behind."""
         with self._send_lock:
-            if self._queued == 0 and len(data) <= DIRECT_MAX_BYTES:
-                # `Connection`'s framing (its 4-byte length first); the worker reads it with recv()
-                frame = struct.pack("!i", len(data)) + data
-                try:
-                    sent = self._sock.send(frame, socket.MSG_DONTWAIT)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError:
-                    return  # closed: the reader sees it and fails what waits on the worker
-                if sent == len(frame):
-                    return
-                message = _Unsent(frame[sent:])  # the rest of the frame before anything else
-            self._queued += 1
-            self.outbox.put(message)
+            if self._posted:
+                message, self._posted = (MANY, [*self._posted, message]), []
+            self._write(message)
+
+    def post(self, message, loop: asyncio.AbstractEventLoop) -> None:
+        """Send `message` (from `loop`'s thread) with the others posted in the same turn of the
+        loop, as one message once the turn's callbacks have run: the streams whose packets were
+        stored in one turn cost the worker one read and the server one write."""
+        with self._send_lock:
+            self._posted.append(message)
+            first = len(self._posted) == 1
+        if first:
+            loop.call_soon(self._send_posted)
+
+    def _send_posted(self) -> None:
+        with self._send_lock:
+            posted, self._posted = self._posted, []
+            if posted:
+                self._write(posted[0] if len(posted) == 1 else (MANY, posted))
+
+    def _write(self, message) -> None:
+        """`send`'s write (the caller holds the send lock)."""
+        data = bytes(ForkingPickler.dumps(message))  # what `Connection.send` writes
+        if self._queued == 0 and len(data) <= DIRECT_MAX_BYTES:
+            # `Connection`'s framing (its 4-byte length first); the worker reads it with recv()
+            frame = struct.pack("!i", len(data)) + data
+            try:
+                sent = self._sock.send(frame, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return  # closed: the reader sees it and fails what waits on the worker
+            if sent == len(frame):
+                return
+            message = _Unsent(frame[sent:])  # the rest of the frame before anything else
+        self._queued += 1
+        self.outbox.put(message)
 
     def _send_loop(self) -> None:
         first = True  # the settings go alone (the worker reads them before its loop)
@@ -492,7 +591,8 @@ class AnalysisWorkers:
         self._ids = itertools.count(1)
         # call id -> (link, future, kind, stream id)
         self._calls: dict[int, tuple[_Link, concurrent.futures.Future, str, int]] = {}
-        self._pushes: dict[int, tuple[_Link, OnOutput, int]] = {}  # push id -> (link, callback, left)
+        # push id -> (link, callback, outputs left, the event loop the callback runs on or None)
+        self._pushes: dict[int, tuple[_Link, OnOutput, int, asyncio.AbstractEventLoop | None]] = {}
         self._settings = (analysis_settings, str(results_dir))
         self._analyzers: dict[int, RemoteAnalyzer] = {}  # stream id -> its analyzer
         self._closing = False
@@ -540,21 +640,34 @@ class AnalysisWorkers:
         link.send((kind, sid, call_id, *args))
         return future
 
-    def push(self, link: _Link, sid: int, packets: list, on_output: OnOutput) -> None:
-        """Analyse packets of stream `sid`; `on_output` gets each one's rows (from a reader thread)."""
+    def push(
+        self,
+        link: _Link,
+        sid: int,
+        packets: list,
+        on_output: OnOutput,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        """Analyse packets of stream `sid`; `on_output` gets each one's rows, in order: on `loop`
+        when given (called from its thread; the packets go with the others of its turn, and all
+        the outputs of a worker's message reach it in one hand-off), else on a reader thread."""
         push_id = self.next_id()
         with self._lock:
             if not link.alive:
                 dead = True
             else:
                 dead = False
-                self._pushes[push_id] = (link, on_output, len(packets))
+                self._pushes[push_id] = (link, on_output, len(packets), loop)
         if dead:
             error = WorkerLost()
             for i in range(len(packets)):
                 on_output(i, None, None, error, NOT_SENT)
             return
-        link.send(("push", sid, push_id, [compact_packet(p) for p in packets]))
+        message = ("push", sid, push_id, [compact_packet(p) for p in packets])
+        if loop is None:
+            link.send(message)
+        else:
+            link.post(message, loop)
 
     def _dispatch(self, message) -> None:
         if message[0] == "reply":
@@ -568,14 +681,21 @@ class AnalysisWorkers:
             else:
                 future.set_result(result)
             return
-        for push_id, index, strides, stances, error, pieces in message[1]:
+        on_loops: dict[asyncio.AbstractEventLoop, list] = {}
+        for out in message[1]:
+            push_id = out[0]
             with self._lock:
-                link, on_output, left = self._pushes[push_id]
+                link, on_output, left, loop = self._pushes[push_id]
                 if left > 1:
-                    self._pushes[push_id] = (link, on_output, left - 1)
+                    self._pushes[push_id] = (link, on_output, left - 1, loop)
                 else:
                     del self._pushes[push_id]
-            on_output(index, strides, stances, error, pieces)
+            if loop is None:
+                on_output(*out[1:])
+            else:
+                on_loops.setdefault(loop, []).append((on_output, out[1:]))
+        for loop, calls in on_loops.items():
+            _call_soon(loop, calls)
 
     def _lost(self, link: _Link) -> None:
         """A worker's pipe closed: fail what waits on it, blame the loss, and (unless the pool is
@@ -583,10 +703,10 @@ class AnalysisWorkers:
         error = WorkerLost()
         with self._lock:
             calls = [(k, f, kind, sid) for k, (x, f, kind, sid) in self._calls.items() if x is link]
-            pushes = [(k, cb, left) for k, (x, cb, left) in self._pushes.items() if x is link]
+            pushes = [(k, cb, left, loop) for k, (x, cb, left, loop) in self._pushes.items() if x is link]
             for k, *_ in calls:
                 del self._calls[k]
-            for k, _, _ in pushes:
+            for k, *_ in pushes:
                 del self._pushes[k]
             closing = self._closing
             if not closing:
@@ -612,9 +732,13 @@ class AnalysisWorkers:
             )
         for _, future, _, _ in calls:
             future.set_exception(error)
-        for _, on_output, left in pushes:
-            for i in range(left):  # the indices are not known here; the callback counts them
-                on_output(-1 - i, None, None, error, NOT_SENT)
+        for _, on_output, left, loop in pushes:
+            # the indices are not known here; the callback counts them
+            lost = [(on_output, (-1 - i, None, None, error, NOT_SENT)) for i in range(left)]
+            if loop is None:
+                _run_outputs(lost)
+            else:
+                _call_soon(loop, lost)
 
     def _register(self, analyzer: RemoteAnalyzer) -> None:
         with self._lock:
@@ -690,6 +814,18 @@ class AnalysisWorkers:
                 for a in self._analyzers.values()
                 if a.opened and not a.finished and not a.abandoned and not a.link.alive
             ]
+
+
+def _run_outputs(calls: list[tuple[OnOutput, tuple]]) -> None:
+    for on_output, args in calls:
+        on_output(*args)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, calls: list[tuple[OnOutput, tuple]]) -> None:
+    """Run the calls in order on `loop` (from another thread); nothing if it has closed (its
+    server has stopped: nobody waits for the outputs)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(_run_outputs, calls)
 
 
 def _frames(parts: list) -> list[pl.DataFrame]:
@@ -792,10 +928,13 @@ class RemoteAnalyzer:
         self.finished = closed
         return failures
 
-    def push_packets(self, packets: list, on_output: OnOutput) -> None:
+    def push_packets(
+        self, packets: list, on_output: OnOutput, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Send packets to the analysis (`AnalysisWorkers.push`)."""
         with self._push_lock:
             self.pushed_ += len(packets)
-            self.workers.push(self.link, self.sid, packets, on_output)
+            self.workers.push(self.link, self.sid, packets, on_output, loop)
 
     def _rebuild(self, link: _Link) -> bool:
         """Move the analyzer to `link` (a replacement worker) and rebuild it there from the log's

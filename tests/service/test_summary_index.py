@@ -8,6 +8,7 @@ partitions say right after any of them, and be rebuildable from them.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import tempfile
 import time
@@ -441,13 +442,13 @@ def live_app(data_dir: Path):
 
 
 def stored_strides(results: Path, athlete: str, session: str) -> int:
-    """Rows of a strides partition that a live hub may be replacing: read from one open file."""
-    path = partitions.partition_dir(results, partitions.STRIDES, athlete, session) / partitions.PART_FILE
-    try:
-        with open(path, "rb") as fh:
-            return strides_page.pq.ParquetFile(fh).metadata.num_rows
-    except FileNotFoundError:
-        return 0
+    """Rows of a strides partition that a live hub may be replacing or appending to: read from the
+    open files that hold them (`partitions.open_parts`: `part-0.parquet` or the live parts)."""
+    folder = partitions.partition_dir(results, partitions.STRIDES, athlete, session)
+    with contextlib.ExitStack() as stack:
+        return sum(
+            strides_page.pq.ParquetFile(fh).metadata.num_rows for fh in partitions.open_parts(folder, stack)
+        )
 
 
 def eventually(check, timeout_s: float = 30.0) -> None:
