@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from strideflow.analytics.metric_rows import evaluate_rows
 from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
     ACC_NORM_G,
@@ -1022,12 +1023,19 @@ def _metric_query(table: pl.DataFrame, s: MetricSettings) -> pl.DataFrame:
     )
 
 
+# Up to this many rows the definitions run in numpy (`analytics.metric_rows`, the same rows):
+# a Polars query's fixed cost (~2 ms) is the whole cost on the live analyzer's few rows, while
+# the numpy path's cost grows with the rows (its string columns are Python lists).
+_NUMPY_MAX_ROWS = 64
+
+
 def evaluate_prepared(
     prepared: list[PreparedStrides], settings: MetricSettings = MetricSettings()
 ) -> list[pl.DataFrame]:
     """The strides tables (STRIDES_SCHEMA, then `pronation_excursion_censored`; each sorted by keys
-    and IC) of `StrideMetrics.prepare` results, in their order, from one query over all of them
-    (tables whose columns differ get a query each)."""
+    and IC) of `StrideMetrics.prepare` results, in their order, from one evaluation over all of
+    them (tables whose columns differ get one each): in numpy up to `_NUMPY_MAX_ROWS` rows, else
+    one Polars query."""
     out: list[pl.DataFrame | None] = [None] * len(prepared)
     groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(prepared):
@@ -1037,9 +1045,12 @@ def evaluate_prepared(
         # Each table's columns built on its own, then concatenated: a query over columns built
         # in one piece gave some rows' speed an ulp apart (Polars' kernels are not always
         # independent of how the input was assembled), and the rows must not depend on the batch.
-        tables = [p.table for p in parts]
-        table = tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False)
-        result = _metric_query(table, settings)
+        if sum(p.events.height for p in parts) <= _NUMPY_MAX_ROWS:
+            result = evaluate_rows(parts, settings)
+        else:
+            tables = [p.table for p in parts]
+            table = tables[0] if len(tables) == 1 else pl.concat(tables, rechunk=False)
+            result = _metric_query(table, settings)
         offset = 0
         for i, p in zip(members, parts, strict=True):
             part = result.slice(offset, p.events.height) if len(parts) > 1 else result
