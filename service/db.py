@@ -223,11 +223,13 @@ class ReadCache:
     """Answers built from the database, each kept with the `Database.change_stamp` it was built
     under and given back only while the stamp is the same (nothing has been committed since, by
     any process). Without a stamp (None: a database that cannot tell) nothing is kept. Holds at
-    most `max_entries` answers (emptied when full)."""
+    most `max_entries` answers of `max_bytes` in all (emptied when full)."""
 
-    def __init__(self, max_entries: int = 4096):
+    def __init__(self, max_entries: int = 4096, max_bytes: int = 64 << 20):
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._entries: dict[Hashable, tuple[int, object]] = {}
+        self._bytes = 0
 
     def get(self, key: Hashable, stamp: int | None) -> object | None:
         """The value kept for `key` under `stamp`, else None."""
@@ -236,14 +238,17 @@ class ReadCache:
             return None
         return entry[1]
 
-    def put(self, key: Hashable, stamp: int | None, value: object) -> None:
-        """Keep `value` (not None), built from what the database held at `stamp`, taken BEFORE
-        reading it: a commit racing with the read then only makes the entry look older than it is."""
-        if stamp is None:
+    def put(self, key: Hashable, stamp: int | None, value: object, size: int = 0) -> None:
+        """Keep `value` (not None, about `size` bytes), built from what the database held at
+        `stamp`, taken BEFORE reading it: a commit racing with the read then only makes the entry
+        look older than it is."""
+        if stamp is None or size > self.max_bytes:
             return
-        if len(self._entries) >= self.max_entries:
+        if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
             self._entries.clear()
+            self._bytes = 0
         self._entries[key] = (stamp, value)
+        self._bytes += size
 
 
 class Database:

@@ -117,7 +117,7 @@ async def list_athletes(
         items = _athletes(db, principal, after, n)  # one indexed query: inline
         nxt = encode_cursor("athletes", [items[n - 1]["athlete_id"]]) if len(items) > n else None
         body = page_body(items[:n], nxt)
-        db.read_cache.put(page_key, stamp, body)
+        db.read_cache.put(page_key, stamp, body, len(body))
     return Response(body, media_type="application/json")
 
 
@@ -213,7 +213,7 @@ async def list_sessions(
         nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
     body = json_page_body(b"[" + b",".join(items) + b"]", nxt)
     if not stale:
-        db.read_cache.put(page_key, stamp, (signatures, body))
+        db.read_cache.put(page_key, stamp, (signatures, body), len(body))
     return Response(body, media_type="application/json")
 
 
@@ -304,7 +304,7 @@ async def trends(
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
     body = page_body([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
     if indexed:
-        db.read_cache.put(page_key, stamp, (signature, body))
+        db.read_cache.put(page_key, stamp, (signature, body), len(body) + len(signature))
     return Response(body, media_type="application/json")
 
 
