@@ -256,6 +256,10 @@ class StreamReceiver:
         self._advance(packet)
         return Received(Outcome.NEW, sequence=packet.sequence, packet=packet, gap=gap)
 
+    def write(self) -> None:
+        """Write the packets received so far to the log, not yet durable (`commit` makes them so)."""
+        self.wal.write_queued()
+
     def commit(self) -> None:
         """Make every packet received so far durable; acknowledge them only after this returns."""
         self.wal.sync()

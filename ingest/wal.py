@@ -189,6 +189,11 @@ class WriteAheadLog:
         """
         self._pending.append(_frame(PACKET, packet))
 
+    def write_queued(self) -> None:
+        """Write the queued records (one system call), not yet durable: `sync` makes them so. Writing
+        several logs' records before fsyncing any lets the file system commit them together."""
+        self._write_pending()
+
     def _write_pending(self) -> None:
         if self._pending:
             records, self._pending = b"".join(self._pending), []

@@ -1,6 +1,13 @@
 """The device streams a server process holds: attach (hello checks, rebuild from the log), receive
 (log append, group fsync, acknowledgements), detach, and the lock that makes one process the owner.
 
+Group commit across streams (`LogCommitter`): the packets of every stream that stored some in the
+same turn of the event loop are made durable by one call on one commit thread (every log written,
+then each fsynced), and a stream's packets are acknowledged once its own log's fsync has
+returned. Streams that store packets while a commit runs go together in the next one. At 200 pods
+that is one thread hop per batch of streams instead of one per stream and packet (up to 2,000 a
+second), and the commits no longer wait behind other work in the event loop's default executor.
+
 A stream held in memory holds an exclusive `flock` on `<log>.lock` next to its write-ahead log
 (`service.instances.try_lock`), so two server processes on one data folder never append to the
 same log: a hello for a stream another process holds is refused (`StreamHeld`, close code 4409)
@@ -14,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +144,92 @@ def _lock_path(wal_root: Path, hello: StreamHello) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
 
+class LogCommitter:
+    """Makes the received packets of many streams durable together, on one commit thread.
+
+    `commit(receiver)` returns once that receiver's log is written and fsynced (or raises what its
+    commit raised; the other streams of the batch are not affected). The receivers waiting when the
+    commit thread is free go as one batch, started at the end of the event loop's turn so that the
+    streams of one turn share it. Counts: `batches_` (thread hops), `syncs_` (log fsyncs).
+    """
+
+    def __init__(self):
+        self._pool: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: list[tuple[StreamReceiver, asyncio.Future]] = []
+        self._running = False
+        self.batches_ = 0
+        self.syncs_ = 0
+
+    async def commit(self, receiver: StreamReceiver) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (an app started again): nothing of the old one waits
+            self._loop, self._waiting, self._running = loop, [], False
+        done = loop.create_future()
+        self._waiting.append((receiver, done))
+        if not self._running:
+            self._running = True
+            loop.call_soon(self._start, loop)
+        await done
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if loop is not self._loop:
+            return
+        batch, self._waiting = self._waiting, []
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-commit")
+        self.batches_ += 1
+        self.syncs_ += len(batch)
+        future = loop.run_in_executor(self._pool, _commit_all, [receiver for receiver, _ in batch])
+        future.add_done_callback(lambda f: self._finished(loop, batch, f))
+
+    def _finished(self, loop: asyncio.AbstractEventLoop, batch: list, future: asyncio.Future) -> None:
+        failed = future.exception() if not future.cancelled() else asyncio.CancelledError()
+        # a failed hop leaves none of them durable
+        errors = [failed] * len(batch) if failed is not None else future.result()
+        for (_, done), error in zip(batch, errors, strict=True):
+            if done.done():  # its caller was cancelled: never acknowledged, whatever the log holds
+                continue
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
+        if loop is not self._loop:
+            return
+        if self._waiting:
+            self._start(loop)
+        else:
+            self._running = False
+
+    def shutdown(self) -> None:
+        """Stop the commit thread once its batch is done (a later commit starts a new one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+def _commit_all(receivers: list[StreamReceiver]) -> list[BaseException | None]:
+    """Commit each receiver's log (on the commit thread); what each raised, or None.
+
+    Every log's records are written before the first fsync: that fsync's journal commit then
+    carries the other logs' appends too, and their own fsyncs find little left to do (32 logs on
+    this machine's ext4: 2-4x less wall time per batch than write-and-fsync log by log).
+    """
+    errors: list[BaseException | None] = [None] * len(receivers)
+    for i, receiver in enumerate(receivers):
+        try:
+            receiver.write()
+        except BaseException as exc:  # that stream only: the caller drops it and rebuilds from its log
+            errors[i] = exc
+    for i, receiver in enumerate(receivers):
+        if errors[i] is None:
+            try:
+                receiver.commit()
+            except BaseException as exc:
+                errors[i] = exc
+    return errors
+
+
 class StreamRegistry:
     """The streams this process holds in memory, by (athlete, session, foot, device)."""
 
@@ -145,6 +239,7 @@ class StreamRegistry:
         self.analyzer_factory = analyzer_factory
         self.streams: dict[StreamKey, LiveStream] = {}
         self._attach_lock = asyncio.Lock()
+        self.committer = LogCommitter()
 
     async def attach(self, hello: StreamHello, team_id: str, owner: object | None) -> tuple[LiveStream, bool]:
         """The stream of `hello` and whether it is new in memory (rebuilt from its log); `owner`
@@ -269,6 +364,7 @@ class StreamRegistry:
         for stream in self.streams.values():
             stream.close()
         self.streams.clear()
+        self.committer.shutdown()
 
     async def receive(
         self,
@@ -280,9 +376,9 @@ class StreamRegistry:
     ) -> None:
         """Handle binary messages (bytes, server receive time) of `owner`'s connection, in order.
 
-        New packets are appended, made durable with one fsync for the batch (group commit), then
-        acknowledged; then `analyse`d (shielded: a connection dropped mid-analysis must not lose
-        the strides it closes).
+        New packets are appended, made durable with one fsync for the batch (group commit, with the
+        other streams' batches of the same turn: `LogCommitter`), then acknowledged; then `analyse`d
+        (shielded: a connection dropped mid-analysis must not lose the strides it closes).
         """
         async with stream.lock:
             if stream.owner is not owner:
@@ -311,8 +407,7 @@ class StreamRegistry:
                         replies.append({"ack": got.sequence})
                         new.append((got.packet, received_at))
                 if new:
-                    # the log's write and fsync in a thread (no context to copy: cheaper than to_thread)
-                    await asyncio.get_running_loop().run_in_executor(None, stream.receiver.commit)
+                    await self.committer.commit(stream.receiver)  # with the other streams' of this turn
                     stream.last_packet_at = time.time()
             except BaseException:
                 # Appended but not durable, so never acknowledged, yet counted by the in-memory

@@ -369,6 +369,9 @@ async def subscribe(
                 if getter.cancelled() or not getter.done():
                     continue
             await websocket.send_json(getter.result())
+            # what queued meanwhile goes out now, without a getter task and a wait per message
+            while not sub.queue.empty():
+                await websocket.send_json(sub.queue.get_nowait())
     except _Closing as exc:
         await _close(websocket, exc.code, exc.message)
     except WebSocketDisconnect:
