@@ -1,6 +1,6 @@
 """A reconnecting device's hello answers `resume_from`, which the client takes as acknowledged: it
 must count only packets that are durable, even when the hello races the previous connection's
-fsync, and never one whose fsync failed (nothing accepted is ever lost)."""
+log commit, and never one whose commit failed (nothing accepted is ever lost)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def packet(seq: int) -> bytes:
     return encode_packet("pod-L", "left", seq, int(seq * N / FS * 1e6), counts, 204.8, 16.0)
 
 
-def test_a_hello_racing_a_failed_fsync_does_not_resume_after_the_lost_packet(tmp_path):
+def test_a_hello_racing_a_failed_log_commit_does_not_resume_after_the_lost_packet(tmp_path):
     registry = StreamRegistry(tmp_path / "wal", tmp_path / "results", NoAnalysis)
     hello = StreamHello.parse(
         {"athlete_id": "A1", "session_id": "S1", "foot": "left", "device_id": "pod-L", "sampling_rate_hz": FS}
@@ -54,17 +54,17 @@ def test_a_hello_racing_a_failed_fsync_does_not_resume_after_the_lost_packet(tmp
         old, new = object(), object()
         stream, _ = await registry.attach(hello, "T1", old)
         await registry.receive(stream, [(packet(0), 0.0)], old, send, analyse)
-        in_fsync, fail = asyncio.Event(), threading.Event()
+        in_write, fail = asyncio.Event(), threading.Event()
 
-        def failing_commit() -> None:  # the disk refuses packet 1's fsync, a moment after the write
-            loop.call_soon_threadsafe(in_fsync.set)
+        def failing_write() -> None:  # the disk refuses packet 1 (on the commit thread), a moment later
+            loop.call_soon_threadsafe(in_write.set)
             fail.wait(30)
             raise OSError("no space left on device")
 
-        stream.receiver.commit = failing_commit
+        stream.receiver.write = failing_write
         receiving = asyncio.ensure_future(registry.receive(stream, [(packet(1), 0.1)], old, send, analyse))
-        await in_fsync.wait()
-        # the device reconnects while packet 1 is written but not durable
+        await in_write.wait()
+        # the device reconnects while packet 1 is received but not durable
         attaching = asyncio.ensure_future(registry.attach(hello, "T1", new))
         await asyncio.sleep(0.2)
         fail.set()
