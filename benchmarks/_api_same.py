@@ -9,7 +9,7 @@ metrics and feet, unknown athletes and sessions, `/health` and an unknown route;
 a missing and a wrong key too, and with `--keys` with every other key given (coach, athlete), so
 the role answers (404 for what a key may not see) are compared as well.
 
-    python -m strideflow.benchmarks.api_same URL_A URL_B --key ADMIN_KEY [--keys K2 K3] [--full]
+    python -m strideflow.benchmarks._api_same URL_A URL_B --key ADMIN_KEY [--keys K2 K3] [--full]
 
 Prints the count of requests and of those that differ (the first few shown); exit status 1 if any
 differs. Only the standard library: the comparison is of bytes, not of parsed JSON.
