@@ -82,12 +82,20 @@ def page_response(items: list[dict], next_cursor: str | None) -> Response:
     For items a route builds in its response model's shape from typed stores (Parquet columns,
     index rows made by the same models): FastAPI would validate each again on the way out, which
     costs more than the rest of a cached request."""
-    body = pydantic_core.to_json({"items": items, "next_cursor": next_cursor}, inf_nan_mode="null")
-    return Response(body, media_type="application/json")
+    return Response(page_body(items, next_cursor), media_type="application/json")
+
+
+def page_body(items: list[dict], next_cursor: str | None) -> bytes:
+    """The JSON body `page_response` answers."""
+    return pydantic_core.to_json({"items": items, "next_cursor": next_cursor}, inf_nan_mode="null")
 
 
 def json_page_response(items_json: bytes, next_cursor: str | None) -> Response:
     """A list page whose items are already one JSON array (`items_json`): written into the body as
     it is, not parsed and written again."""
-    body = b'{"items":' + items_json + b',"next_cursor":' + pydantic_core.to_json(next_cursor) + b"}"
-    return Response(body, media_type="application/json")
+    return Response(json_page_body(items_json, next_cursor), media_type="application/json")
+
+
+def json_page_body(items_json: bytes, next_cursor: str | None) -> bytes:
+    """The JSON body `json_page_response` answers."""
+    return b'{"items":' + items_json + b',"next_cursor":' + pydantic_core.to_json(next_cursor) + b"}"

@@ -81,7 +81,13 @@ def resolve_session(db: Database, principal: Principal, session_id: str, athlete
         params["own_id"] = principal.athlete_id
     if athlete_id is not None:
         params["athlete_id"] = athlete_id
-    with db.reader.connect() as conn:  # Core: every session route asks this first
+    # Every session route asks this first: the row found is kept until the database changes.
+    found_key = ("session", principal.team_id, params.get("own_id"), session_id, athlete_id)
+    stamp = db.change_stamp()
+    row = db.read_cache.get(found_key, stamp)
+    if row is not None:
+        return row
+    with db.reader.connect() as conn:  # Core and a prebuilt statement
         rows = conn.execute(_session_statement(own_only, athlete_id is not None), params).all()
     if not rows:
         raise not_found("session", session_id)
@@ -90,6 +96,7 @@ def resolve_session(db: Database, principal: Principal, session_id: str, athlete
             422,
             detail=f"query parameter 'athlete_id': session {session_id!r} is shared by several athletes",
         )
+    db.read_cache.put(found_key, stamp, rows[0])
     return rows[0]
 
 

@@ -131,17 +131,18 @@ def cached_summaries(
 
 def cached_summary_texts(
     db: Database, results_dir: Path, athlete_id: str, session_ids: list[str]
-) -> tuple[dict[str, str], dict[str, str]]:
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
     """`cached_summaries` with each summary as its stored JSON text (a JSON object), for a route
-    that writes it into its answer as it is instead of parsing it and writing it again."""
+    that writes it into its answer as it is instead of parsing it and writing it again; and third
+    {session_id: current signature} of every session asked (with a valid id)."""
     ids = [sid for sid in session_ids if is_valid_id(sid)]
     if not ids:
-        return {}, {}
+        return {}, {}, {}
     current = session_signatures(results_dir, athlete_id, ids)
     with db.reader.connect() as conn:
         rows = conn.execute(_SUMMARY_TEXTS, {"athlete_id": athlete_id, "ids": ids}).all()
     found = {sid: text for sid, sig, text in rows if current.get(sid) == sig}
-    return found, {sid: sig for sid, sig in current.items() if sid not in found}
+    return found, {sid: sig for sid, sig in current.items() if sid not in found}, current
 
 
 _SUMMARY_TEXTS = select(

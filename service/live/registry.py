@@ -266,28 +266,34 @@ class StreamRegistry:
         """The stream of `hello` and whether it is new in memory (rebuilt from its log); `owner`
         takes it over."""
         key = (hello.athlete_id, hello.session_id, hello.foot, hello.device_id)
-        async with self._attach_lock:
-            stream = self.streams.get(key)
-            if owner is not None and (
-                (stream is not None and stream.ended)
-                or (stream is None and await asyncio.to_thread(self._log_closed, hello))
-            ):
-                raise StreamEnded(
-                    f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot "
-                    f"(device {hello.device_id}) has ended; its results are final. Stream into a new "
-                    "session id",
-                    column="session_id",
-                )
-            created = stream is None
-            if stream is None:
-                self._check_single_device(hello)
-                self._check_results_source(hello)
-                stream = await asyncio.to_thread(self._rebuild, hello, team_id)
-                self.streams[key] = stream
-            if team_id:
-                stream.team_id = team_id
-            stream.owner = owner
-            return stream, created
+        while True:
+            async with self._attach_lock:
+                stream = self.streams.get(key)
+                if owner is not None and (
+                    (stream is not None and stream.ended)
+                    or (stream is None and await asyncio.to_thread(self._log_closed, hello))
+                ):
+                    raise StreamEnded(
+                        f"athlete {hello.athlete_id}, session {hello.session_id}, {hello.foot} foot "
+                        f"(device {hello.device_id}) has ended; its results are final. Stream into a "
+                        "new session id",
+                        column="session_id",
+                    )
+                created = stream is None
+                if stream is None:
+                    self._check_single_device(hello)
+                    self._check_results_source(hello)
+                    stream = await asyncio.to_thread(self._rebuild, hello, team_id)
+                    self.streams[key] = stream
+                if team_id:
+                    stream.team_id = team_id
+                stream.owner = owner
+            # The previous connection's packets may be counted (the hello's resume_from, which the
+            # client takes as acknowledged) while their fsync is still running: wait for it. If it
+            # failed, the stream was dropped: rebuilt from what its log holds.
+            async with stream.lock:
+                if self.streams.get(key) is stream:
+                    return stream, created
 
     def _log_closed(self, hello: StreamHello) -> bool:
         """Whether the stream's log exists and holds a CLOSE record."""

@@ -36,8 +36,8 @@ from strideflow.service.deps import (
     SettingsDep,
     decode_cursor,
     encode_cursor,
-    json_page_response,
-    page_response,
+    json_page_body,
+    page_body,
     page_size,
 )
 from strideflow.service.errors import DamagedResultsError, read_problem
@@ -106,9 +106,19 @@ async def list_athletes(
     """Athletes the key may see (its team; an athlete key: itself), ordered by athlete id."""
     n = page_size(settings, limit)
     key = decode_cursor("athletes", cursor, (str,))
-    items = _athletes(db, principal, None if key is None else key[0], n)  # one indexed query: inline
-    nxt = encode_cursor("athletes", [items[n - 1]["athlete_id"]]) if len(items) > n else None
-    return page_response(items[:n], nxt)
+    after = None if key is None else key[0]
+    # The page is the same for every key of the team (an athlete key: of the athlete) until the
+    # database changes: its aggregate over the team's sessions was most of the request's CPU.
+    own = principal.athlete_id if principal.role is Role.athlete else None
+    page_key = ("athletes", principal.team_id, own, after, n)
+    stamp = db.change_stamp()
+    body = db.read_cache.get(page_key, stamp)
+    if body is None:
+        items = _athletes(db, principal, after, n)  # one indexed query: inline
+        nxt = encode_cursor("athletes", [items[n - 1]["athlete_id"]]) if len(items) > n else None
+        body = page_body(items[:n], nxt)
+        db.read_cache.put(page_key, stamp, body, len(body))
+    return Response(body, media_type="application/json")
 
 
 @router.get("/athletes/{athlete_id}", response_model=AthleteOut, responses=READ_ERRORS)
@@ -169,10 +179,19 @@ async def list_sessions(
             dt.date.fromisoformat(key[0])
         except ValueError:
             raise HTTPException(422, detail="query parameter 'cursor': not a cursor of this list") from None
+    # A page wholly from the index is kept until the database changes, and served while its
+    # sessions' partitions are the files it was built from (a `stat` each, as the index is checked).
+    page_key = ("sessions", athlete_id, None if key is None else tuple(key), n)
+    stamp = db.change_stamp()
+    kept = db.read_cache.get(page_key, stamp)
+    if kept is not None:
+        signatures, body = kept
+        if summary_index.session_signatures(settings.results_dir, athlete_id, signatures) == signatures:
+            return Response(body, media_type="application/json")
     rows, shown = _session_rows(db, athlete_id, key, n)
     ids = [r.session_id for r in shown]
     # The index's JSON is written into the answer as stored; only rebuilt summaries are encoded.
-    texts, stale = summary_index.cached_summary_texts(db, settings.results_dir, athlete_id, ids)
+    texts, stale, signatures = summary_index.cached_summary_texts(db, settings.results_dir, athlete_id, ids)
     rebuilt, damaged = {}, {}
     if stale:
         rebuilt, damaged = await run_in_threadpool(
@@ -192,7 +211,10 @@ async def list_sessions(
     if len(rows) > n:
         last = rows[n - 1]
         nxt = encode_cursor("sessions", [(last.session_date or NO_DATE).isoformat(), last.session_id])
-    return json_page_response(b"[" + b",".join(items) + b"]", nxt)
+    body = json_page_body(b"[" + b",".join(items) + b"]", nxt)
+    if not stale:
+        db.read_cache.put(page_key, stamp, (signatures, body), len(body))
+    return Response(body, media_type="application/json")
 
 
 def _with_summary(item: dict, summary_json: str) -> bytes:
@@ -262,15 +284,28 @@ async def trends(
     start = 0 if key is None else max(key[0], 0)
     m = None if metric is None else metric.value
     f = None if foot is None else foot.value
+    # A page from the index is kept until the database changes, and served while the athlete's
+    # partitions are the files the index was built from (the same `stat`s the index check makes).
+    page_key = ("trends", athlete_id, m, f, start, n)
+    stamp = db.change_stamp()
+    kept = db.read_cache.get(page_key, stamp)
+    if kept is not None:
+        signature, body = kept
+        if summary_index.athlete_signature(settings.results_dir, athlete_id) == signature:
+            return Response(body, media_type="application/json")
     # The index, read on the event loop; the partitions (changed since indexed) in the thread pool.
     rows, signature = summary_index.cached_trend_points(db, settings.results_dir, athlete_id, m)
-    if rows is summary_index.MISS or rows is None:
+    indexed = rows is not summary_index.MISS and rows is not None
+    if not indexed:
         rows = await run_in_threadpool(_trends, db, settings, athlete_id, m, f, signature)
     elif f is not None:
         rows = [p for p in rows if p.get(FOOT) == f]
     page = rows[start : start + n]
     nxt = encode_cursor("trends", [start + n]) if start + n < len(rows) else None
-    return page_response([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
+    body = page_body([{f: p.get(f) for f in TREND_FIELDS} for p in page], nxt)
+    if indexed:
+        db.read_cache.put(page_key, stamp, (signature, body), len(body) + len(signature))
+    return Response(body, media_type="application/json")
 
 
 def _mountings(settings: ServiceSettings, athlete_id: str) -> list[MountingOut]:
