@@ -169,9 +169,12 @@ class SessionStore:
                 mountings = [_stream_mountings(s) for s in streams]
                 feet = {s.hello.foot for s in streams}
                 ended = all(s.ended for s in streams)  # nothing more to store for it in this process
+                # a stream that ended leaves memory after this store: its foot's summaries and
+                # curves must be written now, as later stores read them from the partitions
+                closing = any(s.ended for s in streams)
                 try:
                     await asyncio.to_thread(
-                        self._store, athlete, session, parts, feet, curves, mountings, ended
+                        self._store, athlete, session, parts, feet, curves, mountings, ended, closing
                     )
                 except BaseException:
                     self.dirty.add((athlete, session))
@@ -198,11 +201,13 @@ class SessionStore:
         curves: list[pl.DataFrame | None] | None = None,
         mountings: list[StreamMountings] | None = None,
         final: bool = True,
+        closing: bool = False,
     ) -> None:
         """Write the session from its streams' strides and curves (`curves`: per stream, its
         analyzer's `curves_`, the session curve summary of its foot; None: it keeps none) and
         record the mountings they were measured in (`mountings`: per stream; None: none known).
-        `final` False: more strides may follow, so the store may append (module docstring)."""
+        `final` False: more strides may follow, so the store may append (module docstring);
+        `closing`: a stream has ended (its foot's summaries are then stored whole, as at `final`)."""
         key = (athlete, session)
         fd = self._session_lock(athlete, session)
         try:
@@ -210,11 +215,12 @@ class SessionStore:
             state = self._appending.pop(key, None)
             if (
                 not final
+                and not closing
                 and mountings is not None
                 and not self._can_append(athlete, session, state, parts, feet, mountings)
             ):
                 state = self._adopt(athlete, session, parts, feet, mountings)
-            if not final and state is not None:
+            if not final and not closing and state is not None:
                 self._append(athlete, session, state, parts, feet, curves, mountings)
             else:
                 state = self._store_locked(athlete, session, parts, feet, curves, mountings)

@@ -190,3 +190,28 @@ def test_two_processes_append_their_own_feet_and_store_whole_after_the_other_sto
     got, want = _tables(tmp_path / "a"), _tables(tmp_path / "b")
     for table in TABLES:
         assert_frame_equal(got[table], want[table])
+
+
+def test_a_foot_whose_stream_ends_mid_session_keeps_its_last_curves(walk, tmp_path):
+    """A stream that ends leaves memory after its store; the session's later stores read that
+    foot's curves from the partition, so its store must write them, summary due or not."""
+    from strideflow.analytics.curves import STRIDE_COUNT
+
+    (ls, lc, lp), (rs, rc, rp) = walk
+    st = _new_store(tmp_path)
+    both = [("pod-left", "left", lp), ("pod-right", "right", rp)]
+    older = lc.with_columns(pl.col(STRIDE_COUNT) - 1)  # the left curves before its last stride
+    st._store("A1", "S1", [ls.head(10), rs.head(10)], {"left", "right"}, [older, rc], both, False)
+    # the left stream has ended with one more stride (a summary is not due by the append rule)
+    st._store("A1", "S1", [ls.head(11), rs.head(11)], {"left", "right"}, [lc, rc], both, False, True)
+    # the left stream is gone from memory; the right one streams on, then ends
+    right = [("pod-right", "right", rp)]
+    st._store("A1", "S1", [rs.head(12)], {"right"}, [rc], right, False)
+    st._store("A1", "S1", [rs], {"right"}, [rc], right, True)
+    curves = read_partition(tmp_path / "results", CURVES, "A1", "S1")
+    stored_left = curves.filter(pl.col(S.FOOT) == "left").get_column(STRIDE_COUNT).to_list()
+    assert stored_left == lc.get_column(STRIDE_COUNT).to_list()
+    assert (
+        read_partition(tmp_path / "results", STRIDES, "A1", "S1").filter(pl.col(S.FOOT) == "left").height
+        == 11
+    )
