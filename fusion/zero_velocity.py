@@ -189,9 +189,11 @@ def _far_local_minima(stat, still, sep, threshold):  # pragma: no cover - compil
         x = stat[i]
         if not (x < threshold) or dist[i] <= sep:
             continue
+        # outward from i: a smaller neighbour is usually near (the same test as over the window
+        # in order, which scanned up to sep samples before reaching one)
         smallest = True
-        for j in range(max(i - sep, 0), min(i + sep + 1, n)):
-            if stat[j] < x:
+        for d in range(1, sep + 1):
+            if (i - d >= 0 and stat[i - d] < x) or (i + d < n and stat[i + d] < x):
                 smallest = False
                 break
         out[i] = smallest
@@ -207,9 +209,10 @@ def _mid_swings(gyr_y, sep, level):  # pragma: no cover - compiled
         x = gyr_y[i]
         if not (x < -level):
             continue
+        # outward from i (see `_far_local_minima`); an equal value before i also rules i out
         smallest = True
-        for j in range(max(i - sep, 0), min(i + sep + 1, n)):
-            if gyr_y[j] < x or (gyr_y[j] == x and j < i):
+        for d in range(1, sep + 1):
+            if (i - d >= 0 and gyr_y[i - d] <= x) or (i + d < n and gyr_y[i + d] < x):
                 smallest = False
                 break
         if smallest:

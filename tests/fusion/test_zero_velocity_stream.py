@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from strideflow.fusion.live import ZeroVelocityStream, zero_velocity_margin_samples
-from strideflow.fusion.zero_velocity import StillMask, ZeroVelocityDetector, ZeroVelocitySettings, _row_norms
+from strideflow.fusion.zero_velocity import (
+    StillMask,
+    ZeroVelocityDetector,
+    ZeroVelocitySettings,
+    _far_local_minima,
+    _mid_swings,
+    _row_norms,
+)
 from strideflow.hardware import schema as S
 from strideflow.hardware.simulator import SimulationSettings, Simulator
 
@@ -152,3 +159,32 @@ def test_stream_gives_the_chunked_detectors_flags_for_any_blocks(feet, which, s,
 )
 def test_row_norms_are_the_einsum_ones(v):
     assert np.array_equal(_row_norms(v), np.sqrt(np.einsum("ij,ij->i", v, v)))
+
+
+@given(
+    hnp.arrays(np.float64, st.integers(0, 120), elements=st.sampled_from([-400.0, -200.0, -151.0, 0.0, 5.0])),
+    st.integers(1, 30),
+)
+def test_mid_swings_and_far_minima_are_their_window_statements(values, sep):
+    """The kernels scan outward from each sample: the same samples as the window statements."""
+    n = len(values)
+
+    def window(i):
+        return range(max(i - sep, 0), min(i + sep + 1, n))
+
+    mid = [
+        i
+        for i in range(n)
+        if values[i] < -150.0
+        and not any(values[j] < values[i] or (values[j] == values[i] and j < i) for j in window(i))
+    ]
+    assert _mid_swings(values, sep, 150.0).tolist() == mid
+    stat = values + 400.0  # 0 .. 405, many ties
+    still = stat > 399.0
+    far = [
+        bool(stat[i] < 200.0)
+        and not any(still[j] for j in window(i))
+        and not any(stat[j] < stat[i] for j in window(i))
+        for i in range(n)
+    ]
+    assert _far_local_minima(stat, still, sep, 200.0).tolist() == far
