@@ -221,6 +221,10 @@ class LiveOutput(NamedTuple):
     stances: pl.DataFrame
 
 
+# what a push that completed nothing returns (its frames are the shared empty ones)
+_NOTHING = LiveOutput(_NO_STRIDES, _NO_STANCES)
+
+
 class StreamAnalyzer(Protocol):
     """What a live stream's analyzer does (the service's hub takes a factory of these)."""
 
@@ -460,7 +464,7 @@ class LiveStrideAnalyzer:
     def finish(self) -> LiveOutput:
         """End the stream: emit the strides its end closes (as batch does at a recording's end)."""
         if self._finished:
-            return LiveOutput(_NO_STRIDES, _NO_STANCES)
+            return _NOTHING
         self._finished = True
         self._start_output()
         try:
@@ -494,6 +498,8 @@ class LiveStrideAnalyzer:
 
     def end_push(self) -> LiveOutput:
         """The output of the push (or finish) whose queries `resolve` has run."""
+        if len(self._emissions) == self._push_start and self._new_stances is _NO_STANCES:
+            return _NOTHING  # most pushes
         return LiveOutput(self._collect(self._push_start), self._new_stances)
 
     def _start_output(self) -> None:
