@@ -4,7 +4,7 @@ replaced, and the gap conditioner's shortcut takes exactly the blocks `push` ret
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -22,6 +22,7 @@ def _rows(n: int):
     return hnp.arrays(np.float64, (n, 3), elements=_values)
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(st.integers(0, 40).flatmap(lambda n: st.tuples(_rows(n), _rows(n), st.integers(0, 3))), st.data())
 def test_block_fine_is_the_numpy_test(arrays, data):
     acc, gyr, kind = arrays
@@ -41,6 +42,7 @@ def test_block_fine_is_the_numpy_test(arrays, data):
     assert block_fine(t, acc, gyr, -np.inf if last_t is None else last_t) == want
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(
     st.integers(0, 40).flatmap(lambda n: st.tuples(_rows(n), hnp.arrays(np.bool_, n))),
     st.sampled_from([0.0, 100.0, 1999.9, 2000.0, 5000.0]),
@@ -58,6 +60,7 @@ def test_at_range_is_the_numpy_statement(arrays, largest):
     assert after == float(running[-1])
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(
     st.lists(
         st.lists(st.sampled_from([-300.0, -61.0, -60.0, -59.0, -1.0, -0.0, 0.0, 0.5, 200.0]), max_size=30),
@@ -87,11 +90,13 @@ def test_swing_starts_are_the_numpy_scan_over_any_blocks(blocks, armed):
         assert ours == ref
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(hnp.arrays(np.bool_, st.integers(0, 60)))
 def test_still_ends_is_the_numpy_statement(zv):
     assert still_ends(zv).tolist() == (np.flatnonzero(~zv[1:] & zv[:-1]) + 1).tolist()
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(
     st.lists(st.floats(0.0, 0.2), min_size=1, max_size=12),
     st.lists(st.integers(1, 25), min_size=1, max_size=12),

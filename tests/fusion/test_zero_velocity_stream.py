@@ -150,6 +150,7 @@ def test_stream_gives_the_chunked_detectors_flags_for_any_blocks(feet, which, s,
     assert len(stream._acc) <= 2 * (2 * stream.margin_ + stream.chunk_ + max(sizes)) + 64
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(
     hnp.arrays(
         np.float64,
@@ -161,6 +162,7 @@ def test_row_norms_are_the_einsum_ones(v):
     assert np.array_equal(_row_norms(v), np.sqrt(np.einsum("ij,ij->i", v, v)))
 
 
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
 @given(
     hnp.arrays(np.float64, st.integers(0, 120), elements=st.sampled_from([-400.0, -200.0, -151.0, 0.0, 5.0])),
     st.integers(1, 30),
