@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 from scipy.signal import butter, sosfilt, sosfilt_zi
 
+from strideflow.analytics.events import EventColumns
 from strideflow.analytics.metric_rows import evaluate_rows
 from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
@@ -851,6 +852,8 @@ _FINAL_SELECT = (
 )
 # Events tables without these (hand-made ones) get them as nulls: no heading known, no context.
 _OPTIONAL_EVENT_COLUMNS = {HEADING_CHANGE_DEG: pl.Float64, CONTEXT: pl.String}
+# The prepared events' columns, in order (`StrideMetrics._prepare`'s cast).
+_PREPARED_COLUMNS = (*KEYS, STRIDE_INDEX, *EVENT_TIMES, VALID, REASON, *_OPTIONAL_EVENT_COLUMNS)
 
 
 class StrideMetrics:
@@ -918,7 +921,6 @@ class StrideMetrics:
     def _prepare(
         self, events: pl.DataFrame, index: _IndexedSignals, rows: np.ndarray | None = None
     ) -> PreparedStrides:
-        s = self.settings
         missing = [c for c in _OPTIONAL_EVENT_COLUMNS if c not in events.columns]
         if missing:
             events = events.with_columns(
@@ -935,8 +937,53 @@ class StrideMetrics:
                 **_OPTIONAL_EVENT_COLUMNS,
             },
         )
-        gap = s.max_interpolation_gap_s
+        rows, wanted = _checked_rows(rows, events.height)
         strides = _Strides.of(events, index)
+        values = self._values(index, strides, wanted)
+        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
+        if rows is not None and rows.size < events.height:
+            contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
+            events = events.slice(int(rows[0]), rows.size) if contiguous else events[rows]
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(events, values, in_order)
+
+    def prepare_columns(
+        self,
+        events: EventColumns,
+        keys: tuple[str, str, str],
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray | None = None,
+    ) -> PreparedStrides:
+        """`prepare_arrays` of the keys' events given as the detector's columns
+        (`analytics.events.EventColumns`) instead of a table: the same result; the one table
+        built is that of the prepared rows (the live analyzer, per window)."""
+        index = _IndexedSignals.of_arrays(keys, arrays)
+        m = events.height
+        rows, wanted = _checked_rows(rows, m)
+        # what `_Strides.of` reads from a table of one foot's events (no null event time)
+        inside = index.t.size > 0
+        strides = _Strides(
+            times={c: np.asarray(events[c], dtype=float) for c in EVENT_TIMES},
+            null={c: np.zeros(m, dtype=bool) for c in EVENT_TIMES},
+            lo=np.full(m, 0 if inside else -1, dtype=np.int64),
+            hi=np.full(m, index.t.size if inside else -1, dtype=np.int64),
+            run=np.full(m, 0 if inside else -1, dtype=np.int64),
+        )
+        values = self._values(index, strides, wanted)
+        ic = strides.times[IC_T]
+        in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
+        if rows is not None and rows.size < m:
+            events = events.rows(rows)
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(_prepared_frame(events, keys), values, in_order)
+
+    def _values(
+        self, index: _IndexedSignals, strides: _Strides, wanted: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Per event row: every point value and window extremum the definitions read (NaN where
+        undefined); the filtered velocity only of the `wanted` rows (bool per row; None: all)."""
+        s = self.settings
+        gap = s.max_interpolation_gap_s
         lo, hi, times = strides.lo, strides.hi, strides.times
         values: dict[str, np.ndarray] = {}
 
@@ -958,13 +1005,6 @@ class StrideMetrics:
                 values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
 
         # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
-        wanted = None
-        if rows is not None:
-            rows = np.asarray(rows, dtype=np.int64)
-            if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
-                raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
-            wanted = np.zeros(events.height, dtype=bool)
-            wanted[rows] = True
         extrema = _window_extrema(index, strides, s, wanted)
         at(
             [
@@ -976,12 +1016,47 @@ class StrideMetrics:
             ]
         )
         values.update(zip(_EXTREMA, extrema, strict=True))
-        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
-        if rows is not None and rows.size < events.height:
-            contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
-            events = events.slice(int(rows[0]), rows.size) if contiguous else events[rows]
-            values = {name: v[rows] for name, v in values.items()}
-        return PreparedStrides(events, values, in_order)
+        return values
+
+
+def _checked_rows(rows: np.ndarray | None, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`rows` as int64 (increasing, else ValueError) and as a bool mask over `height` rows."""
+    if rows is None:
+        return None, None
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+        raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
+    wanted = np.zeros(height, dtype=bool)
+    wanted[rows] = True
+    return rows, wanted
+
+
+@lru_cache(maxsize=4096)
+def key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
+    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
+    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
+    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
+
+
+_PREPARED_FLOATS = (*EVENT_TIMES, HEADING_CHANGE_DEG)
+
+
+def _prepared_frame(events: EventColumns, keys: tuple[str, str, str]) -> pl.DataFrame:
+    """The table `_prepare` makes of a keyed events table (keys, `stride_index`, the event
+    times, `valid`, `reason`, heading change, `context`, in its types), from columns: one Series
+    per type, sliced into the columns (a Series costs ~20-40 us to build whatever its length)."""
+    k = events.height
+    floats = pl.Series("", np.concatenate([events[c] for c in _PREPARED_FLOATS]), dtype=pl.Float64)
+    texts = pl.Series("", [*events[REASON], *events[CONTEXT]], dtype=pl.String)
+    columns = {
+        **{c.name: c for c in key_columns(tuple(keys), k)},
+        STRIDE_INDEX: pl.Series(STRIDE_INDEX, events[STRIDE_INDEX], dtype=pl.Int64),
+        **{c: floats.slice(i * k, k).alias(c) for i, c in enumerate(_PREPARED_FLOATS)},
+        VALID: pl.Series(VALID, events[VALID], dtype=pl.Boolean),
+        REASON: texts.slice(0, k).alias(REASON),
+        CONTEXT: texts.slice(k, k).alias(CONTEXT),
+    }
+    return pl.DataFrame([columns[c] for c in _PREPARED_COLUMNS])
 
 
 @dataclass(frozen=True)
