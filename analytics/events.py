@@ -311,6 +311,33 @@ def _jerk(acc):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True)
+def _longest_periods(periods, lo, hi):  # pragma: no cover - compiled
+    """Middle and length (samples) of the longest of `periods` ((K, 2) [start, end)) inside each
+    [lo, hi) (lo increasing; a period belongs to the last window starting at or before it, and
+    counts if it ends inside; the first of equal lengths wins); without one, the window's middle
+    and 0."""
+    m = lo.shape[0]
+    ff = np.empty(m, dtype=np.int64)
+    length = np.zeros(m, dtype=np.int64)
+    for k in range(m):
+        ff[k] = (lo[k] + max(hi[k] - 1, lo[k])) // 2
+    for j in range(periods.shape[0]):
+        start, end = periods[j, 0], periods[j, 1]
+        a, b = 0, m  # the last window with lo <= start
+        while a < b:
+            mid = (a + b) // 2
+            if lo[mid] <= start:
+                a = mid + 1
+            else:
+                b = mid
+        k = a - 1
+        if k >= 0 and end <= hi[k] and end - start > length[k]:
+            length[k] = end - start
+            ff[k] = (start + end - 1) // 2
+    return ff, length
+
+
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
@@ -615,18 +642,9 @@ class StrideEventDetector:
     @staticmethod
     def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Middle and length (samples) of the longest still period inside each [lo, hi)."""
-        periods = mask_to_periods(zv)
-        ff = (lo + np.maximum(hi - 1, lo)) // 2
-        length = np.zeros(len(lo), dtype=np.int64)
-        if len(periods) == 0 or len(lo) == 0:
-            return ff.astype(np.int64), length
-        owner = np.searchsorted(lo, periods[:, 0], side="right") - 1
-        inside = (owner >= 0) & (periods[:, 1] <= hi[np.clip(owner, 0, None)])
-        for p, k in zip(periods[inside], owner[inside], strict=True):
-            if p[1] - p[0] > length[k]:
-                length[k] = p[1] - p[0]
-                ff[k] = (p[0] + p[1] - 1) // 2
-        return ff.astype(np.int64), length
+        return _longest_periods(
+            mask_to_periods(zv), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        )
 
     def _columns(
         self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool, to_offset

@@ -12,10 +12,10 @@ from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.curves import CURVES_SCHEMA, PCT, PHASE, stride_curves
-from strideflow.analytics.events import StrideEventDetector, _jerk
+from strideflow.analytics.events import StrideEventDetector, _jerk, _longest_periods
 from strideflow.analytics.pipeline import RecordingAnalyzer, analyze_samples
 from strideflow.analytics.signals import euler_rates_dps, row_norm
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware import schema as S
 from strideflow.hardware.mounting import (
@@ -274,3 +274,33 @@ def test_metrics_one_foot_at_a_time_equal_all_feet_at_once_in_any_row_order(walk
     # the pipeline adds the mounting's uncertainty to the metrics' table
     batch = result.strides.drop(S.MOUNTING_UNCERTAINTY_DEG, S.MOUNTING_ID, S.REMOUNT).sort(*S.KEYS, S.IC_T)
     assert_frame_equal(per_foot, batch, check_exact=True)
+
+
+def _longest_periods_numpy(periods, lo, hi):
+    """The numpy statement `_longest_periods` compiles (`StrideEventDetector._foot_flat` before
+    session 11)."""
+    ff = (lo + np.maximum(hi - 1, lo)) // 2
+    length = np.zeros(len(lo), dtype=np.int64)
+    if len(periods) == 0 or len(lo) == 0:
+        return ff.astype(np.int64), length
+    owner = np.searchsorted(lo, periods[:, 0], side="right") - 1
+    inside = (owner >= 0) & (periods[:, 1] <= hi[np.clip(owner, 0, None)])
+    for p, k in zip(periods[inside], owner[inside], strict=True):
+        if p[1] - p[0] > length[k]:
+            length[k] = p[1] - p[0]
+            ff[k] = (p[0] + p[1] - 1) // 2
+    return ff.astype(np.int64), length
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_longest_still_period_per_stance_is_the_numpy_loops(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    zv = rng.random(n) < rng.uniform(0.1, 0.9)
+    cuts = np.sort(rng.choice(n + 1, size=int(rng.integers(0, min(n, 12) + 1)), replace=False))
+    lo = np.concatenate([[0], cuts]).astype(np.int64)
+    hi = np.concatenate([cuts, [n]]).astype(np.int64)
+    periods = mask_to_periods(zv)
+    want = _longest_periods_numpy(periods, lo, hi)
+    for got, expected in zip(_longest_periods(periods, lo, hi), want, strict=True):
+        assert np.array_equal(got, expected)
