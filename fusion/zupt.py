@@ -525,30 +525,47 @@ def lever_acceleration(gyr_dps: np.ndarray, t_s: np.ndarray, lever_m) -> np.ndar
     r = np.asarray(lever_m, dtype=float)
     if w.shape[0] < 2:
         return np.zeros_like(w)
-    alpha = _time_gradient(w, np.asarray(t_s, dtype=float))
-    return _cross_rows(alpha, r) + _cross_rows(w, _cross_rows(w, r))
+    return _lever_terms(np.ascontiguousarray(w), np.ascontiguousarray(t_s, dtype=float), r)
 
 
-def _time_gradient(f: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """`np.gradient(f, t, axis=0)` of (N, 3) rows f at times t (N >= 2), with numpy's formulas in
-    its order (bit-identical): central differences inside (uniform spacing when every step is
-    equal), one-sided at the ends. numpy's checks and index tuples cost twice its arithmetic on the
-    live analyzer's windows."""
-    dx = np.diff(t)
-    out = np.empty_like(f)
-    if (dx == dx[0]).all():
-        h = dx[0]
-        out[1:-1] = (f[2:] - f[:-2]) / (2.0 * h)
-        out[0] = (f[1] - f[0]) / h
-        out[-1] = (f[-1] - f[-2]) / h
-        return out
-    dx1, dx2 = dx[:-1, None], dx[1:, None]
-    a = -(dx2) / (dx1 * (dx1 + dx2))
-    b = (dx2 - dx1) / (dx1 * dx2)
-    c = dx1 / (dx2 * (dx1 + dx2))
-    out[1:-1] = a * f[:-2] + b * f[1:-1] + c * f[2:]
-    out[0] = (f[1] - f[0]) / dx[0]
-    out[-1] = (f[-1] - f[-2]) / dx[-1]
+@numba.njit(cache=True)
+def _lever_terms(w, t, r):  # pragma: no cover - compiled
+    """a x r + w x (w x r) per row of w (N >= 2, rad/s) at times t (s), a = dw/dt: numpy's
+    `gradient` (central differences inside, the uniform formula when every step is equal,
+    one-sided at the ends) and `cross` with their operations in their order, in one pass (numpy's
+    checks and temporaries cost more than the arithmetic on the live analyzer's windows)."""
+    n = w.shape[0]
+    uniform = True
+    h = t[1] - t[0]
+    for i in range(1, n - 1):
+        if t[i + 1] - t[i] != h:
+            uniform = False
+            break
+    alpha = np.empty((n, 3))
+    for c in range(3):
+        alpha[0, c] = (w[1, c] - w[0, c]) / h
+        alpha[n - 1, c] = (w[n - 1, c] - w[n - 2, c]) / (t[n - 1] - t[n - 2])
+    for i in range(1, n - 1):
+        if uniform:
+            for c in range(3):
+                alpha[i, c] = (w[i + 1, c] - w[i - 1, c]) / (2.0 * h)
+        else:
+            dx1, dx2 = t[i] - t[i - 1], t[i + 1] - t[i]
+            a = -(dx2) / (dx1 * (dx1 + dx2))
+            b = (dx2 - dx1) / (dx1 * dx2)
+            cc = dx1 / (dx2 * (dx1 + dx2))
+            for c in range(3):
+                alpha[i, c] = a * w[i - 1, c] + b * w[i, c] + cc * w[i + 1, c]
+    out = np.empty((n, 3))
+    for i in range(n):
+        a0, a1, a2 = alpha[i, 0], alpha[i, 1], alpha[i, 2]
+        w0, w1, w2 = w[i, 0], w[i, 1], w[i, 2]
+        c0 = w1 * r[2] - w2 * r[1]
+        c1 = w2 * r[0] - w0 * r[2]
+        c2 = w0 * r[1] - w1 * r[0]
+        out[i, 0] = (a1 * r[2] - a2 * r[1]) + (w1 * c2 - w2 * c1)
+        out[i, 1] = (a2 * r[0] - a0 * r[2]) + (w2 * c0 - w0 * c2)
+        out[i, 2] = (a0 * r[1] - a1 * r[0]) + (w0 * c1 - w1 * c0)
     return out
 
 

@@ -25,7 +25,6 @@ from strideflow.fusion.zupt import (
     _cross_rows,
     _interval_normals,
     _tilt_steps,
-    _time_gradient,
     anchor_tilt_sd_deg,
     fit_stance_tilt,
     lever_acceleration,
@@ -561,18 +560,24 @@ def test_row_cross_products_are_numpys_bit_for_bit(a, r):
     assert np.array_equal(_cross_rows(a, b), np.cross(a, b))
 
 
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
 @given(
     hnp.arrays(float, st.tuples(st.integers(2, 40), st.just(3)), elements=_FINITE),
     st.floats(0.001, 0.02),
     st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
 )
-def test_time_gradient_is_numpys_bit_for_bit(f, step, jitter):
+def test_lever_acceleration_is_numpys_gradient_and_cross_bit_for_bit(f, step, jitter):
+    # the numpy statement it compiles; the live windows' levelling must not move a ulp
     n = len(f)
     uniform = np.arange(n) * step
     steps = step + np.resize(np.asarray(jitter or [0.0]), n - 1)
     exact = np.arange(n) * 2.0**-7  # every step equal: numpy's uniform formula
+    r = np.array([0.01, -0.02, 0.045])
+    w = np.radians(f)
     for t in (exact, uniform, np.concatenate([[0.0], np.cumsum(steps)])):
-        assert np.array_equal(_time_gradient(f, t), np.gradient(f, t, axis=0))
+        alpha = np.gradient(w, t, axis=0)
+        want = np.cross(alpha, r) + np.cross(w, np.cross(w, r))
+        assert np.array_equal(lever_acceleration(f, t, r), want)
 
 
 def _tilt_steps_numpy(f, t, g, anchor_v, nodes, still):
