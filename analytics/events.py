@@ -349,24 +349,26 @@ def _rising_peak_offset(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     The peak is taken as the vertex of a parabola through three samples of its rising side only:
     through idx-2..idx when that vertex lies in [idx, idx+1], else through idx-3..idx-1 when it lies
     in [idx-1, idx]; 0 where neither does, the samples are missing or not concave."""
-    idx = np.asarray(idx, dtype=np.int64)
-    out = np.zeros(len(idx))
-    ok = (idx >= 3) & (idx + 1 < len(x))
-    if not ok.any():
-        return out
-    i = idx[ok]
-    a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    return _rising_peak_kernel(np.ascontiguousarray(x, dtype=float), np.asarray(idx, dtype=np.int64))
+
+
+@numba.njit(cache=True)
+def _rising_peak_kernel(x, idx):  # pragma: no cover - compiled
+    n = x.shape[0]
+    out = np.zeros(idx.shape[0])
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        if i < 3 or i + 1 >= n:
+            continue
+        a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
         den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
-        late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)  # vertex from i-1
-        early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)  # vertex from i-2
-    # a vertex outside the interval its samples allow: the parabola does not describe this peak
-    offset = np.where(
-        (late >= 1.0) & (late <= 2.0),
-        late - 1.0,
-        np.where((early >= 1.0) & (early <= 2.0), early - 2.0, 0.0),
-    )
-    out[ok] = offset
+        late = 0.5 * (b - d) / den_late if den_late < 0 else np.nan  # vertex from i-1
+        early = 0.5 * (a - c) / den_early if den_early < 0 else np.nan  # vertex from i-2
+        # a vertex outside the interval its samples allow: the parabola does not describe this peak
+        if late >= 1.0 and late <= 2.0:
+            out[k] = late - 1.0
+        elif early >= 1.0 and early <= 2.0:
+            out[k] = early - 2.0
     return out
 
 

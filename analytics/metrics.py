@@ -655,10 +655,9 @@ def _filtered_velocity_and_censoring(
         censored[k] = float(last >= a and peak - 1 >= last - settings.censored_tolerance_samples)
         if settings.pronation_velocity_cutoff_hz is None:
             continue
-        dt = np.diff(t[a:b])
-        if dt.size == 0:
+        if b - a < 2:
             continue
-        fs = 1.0 / float(np.median(dt))
+        fs = 1.0 / _median_step(t, a, b)
         lead = max(int(run_lo[k]), a - int(round(settings.pronation_velocity_lead_s * fs)))
         rate = p_rate[lead:b]
         finite = np.isfinite(rate)
@@ -675,6 +674,15 @@ def _filtered_velocity_and_censoring(
         smooth = zero_phase_filter(sos, zi, pad, rate)
         velocity[k] = float(np.max(smooth[a - lead : peak - lead]))
     return velocity, censored
+
+
+@numba.njit(cache=True)
+def _median_step(t, a, b):  # pragma: no cover - compiled
+    """`np.median(np.diff(t[a:b]))` (b - a >= 2; no NaN): the middle step, or the mean of the two
+    middle ones as numpy takes it ((x + y) / 2)."""
+    d = np.sort(t[a + 1 : b] - t[a : b - 1])
+    h = d.shape[0] // 2
+    return d[h] if d.shape[0] % 2 else (d[h - 1] + d[h]) / 2.0
 
 
 @lru_cache(maxsize=32)

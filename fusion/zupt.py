@@ -191,7 +191,7 @@ class ZuptIntegrator:
             )
             if tilt is not None:
                 self.tilt_fit_rad_, d = tilt
-                a_world = np.ascontiguousarray(a_world - np.cross(d, a_world))
+                a_world = np.ascontiguousarray(a_world - _cross_rows(d, a_world))
         a_world, velocity, position = _zupt_integrate(
             a_world, np.ascontiguousarray(zv), t, float(g), anchor_v
         )

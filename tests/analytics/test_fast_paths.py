@@ -12,7 +12,8 @@ from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.curves import CURVES_SCHEMA, PCT, PHASE, stride_curves
-from strideflow.analytics.events import StrideEventDetector, _jerk, _longest_periods
+from strideflow.analytics.events import StrideEventDetector, _jerk, _longest_periods, _rising_peak_offset
+from strideflow.analytics.metrics import _median_step
 from strideflow.analytics.pipeline import RecordingAnalyzer, analyze_samples
 from strideflow.analytics.signals import euler_rates_dps, row_norm
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, mask_to_periods
@@ -304,3 +305,41 @@ def test_longest_still_period_per_stance_is_the_numpy_loops(seed):
     want = _longest_periods_numpy(periods, lo, hi)
     for got, expected in zip(_longest_periods(periods, lo, hi), want, strict=True):
         assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_median_step_is_numpys_median_of_the_steps(seed):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.choice([0.005, 0.0049, 0.0051, 0.01], size=int(rng.integers(2, 60))))
+    for a, b in ((0, len(t)), (0, 2), (1, len(t)), (len(t) // 3, len(t))):
+        if b - a >= 2:
+            assert _bits_equal(_median_step(t, a, b), np.median(np.diff(t[a:b])))
+
+
+def _rising_peak_offset_numpy(x, idx):
+    """The numpy statement `_rising_peak_offset` compiles (before session 11)."""
+    out = np.zeros(len(idx))
+    ok = (idx >= 3) & (idx + 1 < len(x))
+    if not ok.any():
+        return out
+    i = idx[ok]
+    a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
+        late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)
+        early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)
+    out[ok] = np.where(
+        (late >= 1.0) & (late <= 2.0),
+        late - 1.0,
+        np.where((early >= 1.0) & (early <= 2.0), early - 2.0, 0.0),
+    )
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_rising_peak_offset_is_the_numpy_statement(seed):
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(0.0, 1.0, 80)) * rng.choice([1e-3, 1.0, 300.0])
+    x[rng.random(80) < 0.05] = np.nan
+    idx = rng.integers(0, 80, 25)
+    assert _bits_equal(_rising_peak_offset(x, idx), _rising_peak_offset_numpy(x, idx))
