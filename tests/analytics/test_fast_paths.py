@@ -15,7 +15,7 @@ from strideflow.analytics.curves import CURVES_SCHEMA, PCT, PHASE, stride_curves
 from strideflow.analytics.events import StrideEventDetector, _jerk, _longest_periods, _rising_peak_offset
 from strideflow.analytics.metrics import _median_step
 from strideflow.analytics.pipeline import RecordingAnalyzer, analyze_samples
-from strideflow.analytics.signals import euler_rates_dps, row_norm
+from strideflow.analytics.signals import euler_rates_dps, row_norm, unwrap
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware import schema as S
@@ -343,3 +343,19 @@ def test_rising_peak_offset_is_the_numpy_statement(seed):
     x[rng.random(80) < 0.05] = np.nan
     idx = rng.integers(0, 80, 25)
     assert _bits_equal(_rising_peak_offset(x, idx), _rising_peak_offset_numpy(x, idx))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_unwrap_is_numpys_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    # random angles, random walks, and jumps of exactly +-pi and 2 pi (numpy's boundary rule)
+    walks = (
+        rng.uniform(-4.0, 4.0, n),
+        np.cumsum(rng.uniform(-4.0, 4.0, n)),
+        np.radians(rng.choice([-180.0, 180.0, 179.9, -179.9, 0.0, -0.0, 90.0], n)),
+        np.cumsum(rng.choice([np.pi, -np.pi, 2.0 * np.pi, 0.1], n)),
+        rng.uniform(-1e4, 1e4, n),
+    )
+    for p in walks:
+        assert _bits_equal(unwrap(np.ascontiguousarray(p)), np.unwrap(p))
