@@ -74,6 +74,7 @@ needs none either: the last stride ends at the last IC, and the standing after i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numba
@@ -372,11 +373,6 @@ def _rising_peak_kernel(x, idx):  # pragma: no cover - compiled
     return out
 
 
-def _above(x: np.ndarray, limit: float) -> np.ndarray:
-    """x > limit as Polars compares: NaN is above every number."""
-    return (x > limit) | np.isnan(x)
-
-
 def stride_reasons(
     s: EventSettings,
     ic_t: np.ndarray,
@@ -390,20 +386,31 @@ def stride_reasons(
     stride-time limits do not apply to it, its ic_t being no contact), else "turn". Comparisons as
     Polars makes them (NaN above every number), so the table equals the Polars expressions this
     replaced."""
-    stride_time = next_ic_t - ic_t
-    first = np.arange(len(ic_t)) == 0 if gait_start else np.zeros(len(ic_t), dtype=bool)
-    rules = [
-        (_above(stride_time, s.max_stride_s) & ~first, REASON_TOO_LONG),
-        ((stride_time < s.min_stride_s) & ~first, REASON_TOO_SHORT),
-        (displacement_m < s.min_displacement_m, REASON_SHUFFLE),
-    ]
-    reason = np.full(len(ic_t), None, dtype=object)
-    for hit, name in reversed(rules):  # earlier rules overwrite later ones
-        reason[hit] = name
-    context = np.full(len(ic_t), None, dtype=object)
-    context[_above(np.abs(heading_change_deg), s.turn_deg)] = CONTEXT_TURN
-    context[first] = CONTEXT_GAIT_START
-    return reason.tolist(), context.tolist()
+    # row by row in Python floats (the same IEEE arithmetic): on the live windows' few rows a
+    # loop costs less than numpy's object arrays
+    reason: list[str | None] = []
+    context: list[str | None] = []
+    rows = zip(
+        np.asarray(ic_t, dtype=float).tolist(),
+        np.asarray(next_ic_t, dtype=float).tolist(),
+        np.asarray(heading_change_deg, dtype=float).tolist(),
+        np.asarray(displacement_m, dtype=float).tolist(),
+        strict=True,
+    )
+    for i, (ic, nic, heading, disp) in enumerate(rows):
+        first = gait_start and i == 0
+        stride_time = nic - ic
+        if not first and (stride_time > s.max_stride_s or math.isnan(stride_time)):
+            reason.append(REASON_TOO_LONG)
+        elif not first and stride_time < s.min_stride_s:
+            reason.append(REASON_TOO_SHORT)
+        elif disp < s.min_displacement_m:
+            reason.append(REASON_SHUFFLE)
+        else:
+            reason.append(None)
+        turn = abs(heading) > s.turn_deg or math.isnan(heading)
+        context.append(CONTEXT_GAIT_START if first else CONTEXT_TURN if turn else None)
+    return reason, context
 
 
 class StrideEventDetector:
@@ -659,7 +666,7 @@ class StrideEventDetector:
             return _NO_EVENT_COLUMNS
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
-        disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
+        disp = row_norm(position[next_ff] - position[ff])  # np.linalg.norm's floats, compiled
         columns = {
             STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
             IC_T: t[ic_idx],
