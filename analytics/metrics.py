@@ -43,7 +43,7 @@ import polars as pl
 from scipy.signal import butter, sosfilt_zi
 
 from strideflow.analytics.events import EventColumns
-from strideflow.analytics.metric_rows import evaluate_rows
+from strideflow.analytics.metric_rows import PreparedEvents, evaluate_rows
 from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
     ACC_NORM_G,
@@ -919,8 +919,6 @@ _FINAL_SELECT = (
 )
 # Events tables without these (hand-made ones) get them as nulls: no heading known, no context.
 _OPTIONAL_EVENT_COLUMNS = {HEADING_CHANGE_DEG: pl.Float64, CONTEXT: pl.String}
-# The prepared events' columns, in order (`StrideMetrics._prepare`'s cast).
-_PREPARED_COLUMNS = (*KEYS, STRIDE_INDEX, *EVENT_TIMES, VALID, REASON, *_OPTIONAL_EVENT_COLUMNS)
 
 
 class StrideMetrics:
@@ -1042,7 +1040,7 @@ class StrideMetrics:
         if rows is not None and rows.size < m:
             events = events.rows(rows)
             values = {name: v[rows] for name, v in values.items()}
-        return PreparedStrides(_prepared_frame(events, keys), values, in_order)
+        return PreparedStrides(PreparedEvents(events, keys), values, in_order)
 
     def _values(
         self, index: _IndexedSignals, strides: _Strides, wanted: np.ndarray | None
@@ -1098,56 +1096,34 @@ def _checked_rows(rows: np.ndarray | None, height: int) -> tuple[np.ndarray | No
     return rows, wanted
 
 
-@lru_cache(maxsize=4096)
-def key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
-    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
-    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
-    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
-
-
-_PREPARED_FLOATS = (*EVENT_TIMES, HEADING_CHANGE_DEG)
-
-
-def _prepared_frame(events: EventColumns, keys: tuple[str, str, str]) -> pl.DataFrame:
-    """The table `_prepare` makes of a keyed events table (keys, `stride_index`, the event
-    times, `valid`, `reason`, heading change, `context`, in its types), from columns: one Series
-    per type, sliced into the columns (a Series costs ~20-40 us to build whatever its length)."""
-    k = events.height
-    floats = pl.Series("", np.concatenate([events[c] for c in _PREPARED_FLOATS]), dtype=pl.Float64)
-    texts = pl.Series("", [*events[REASON], *events[CONTEXT]], dtype=pl.String)
-    columns = {
-        **{c.name: c for c in key_columns(tuple(keys), k)},
-        STRIDE_INDEX: pl.Series(STRIDE_INDEX, events[STRIDE_INDEX], dtype=pl.Int64),
-        **{c: floats.slice(i * k, k).alias(c) for i, c in enumerate(_PREPARED_FLOATS)},
-        VALID: pl.Series(VALID, events[VALID], dtype=pl.Boolean),
-        REASON: texts.slice(0, k).alias(REASON),
-        CONTEXT: texts.slice(k, k).alias(CONTEXT),
-    }
-    return pl.DataFrame([columns[c] for c in _PREPARED_COLUMNS])
-
-
 @dataclass(frozen=True)
 class PreparedStrides:
-    """`StrideMetrics.prepare`'s result: the events (`events`, cast), the values the definitions
-    read per row (`values`: numpy, NaN where undefined), and whether the rows are already in
-    (keys, IC) order (`in_order`). The values become columns only in `evaluate_prepared`, once
-    for all tables evaluated together."""
+    """`StrideMetrics.prepare`'s result: the events (`events`, cast; a table, or `PreparedEvents`
+    columns from `prepare_columns`), the values the definitions read per row (`values`: numpy,
+    NaN where undefined), and whether the rows are already in (keys, IC) order (`in_order`). The
+    values become columns only in `evaluate_prepared`, once for all tables evaluated together."""
 
-    events: pl.DataFrame
+    events: pl.DataFrame | PreparedEvents
     values: dict[str, np.ndarray]
     in_order: bool
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The events as a table."""
+        return self.events if isinstance(self.events, pl.DataFrame) else self.events.frame()
 
     @property
     def table(self) -> pl.DataFrame:
         """The events with the values as Float64 columns (NaN -> null): what the query reads."""
         # one Series for all the values, sliced into the columns: a Series costs ~20-40 us to
         # build from numpy whatever its length (the live analyzer's tables have 1-3 rows)
-        k = self.events.height
+        events = self.frame
+        k = events.height
         names = list(self.values)
         if not names:
-            return self.events
+            return events
         flat = _series("", np.concatenate([self.values[name] for name in names]))
-        return self.events.hstack([flat.slice(i * k, k).alias(name) for i, name in enumerate(names)])
+        return events.hstack([flat.slice(i * k, k).alias(name) for i, name in enumerate(names)])
 
 
 def _metric_query(table: pl.DataFrame, s: MetricSettings) -> pl.DataFrame:

@@ -26,7 +26,8 @@ import polars as pl
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.events import EventColumns, StrideEventDetector
-from strideflow.analytics.metrics import PreparedStrides, StrideMetrics, key_columns
+from strideflow.analytics.metric_rows import key_columns
+from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
 from strideflow.analytics.signals import signal_arrays, signals_table
 from strideflow.fusion.madgwick import Madgwick
