@@ -813,7 +813,7 @@ class LevelledStrapdown:
             self.anchors_ = np.zeros(0, dtype=np.int64)
             self.tilt_correction_deg_ = np.zeros(0)
             self.orientation_ = q_ref
-            self._read = (q_ref, np.zeros((0, 3)), np.zeros(0), np.zeros((0, 2)))
+            self._read = (np.zeros((0, 4)), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 2)))
             return self
         margin = np.full(len(periods), int(round(s.gravity_margin_s * float(sampling_rate_hz))))
         if s.short_gravity_margin_s is not None:
@@ -832,7 +832,7 @@ class LevelledStrapdown:
         self.anchors_ = anchor
         self.orientation_, tilt, axis = _levelled(q_ref, t, anchor, g_ref)
         self.tilt_correction_deg_ = np.degrees(tilt)
-        self._read = (q_ref, g_ref, tilt, axis)
+        self._read = (q_ref[anchor], g_ref, tilt, axis)  # what gravity_ and the SD read
         return self
 
     # Computed when read: the live analyzer's windows read neither (~10 % of an estimate, most of
@@ -840,10 +840,10 @@ class LevelledStrapdown:
     @property
     def gravity_(self) -> np.ndarray:
         """(K, 3) unit gravity at each anchor, sensor frame."""
-        q_ref, g_ref, _, _ = self._read
+        q_anchor, g_ref, _, _ = self._read
         if not len(g_ref):
             return np.zeros((0, 3))
-        q_inv = q_ref[self.anchors_] * np.array([1.0, -1.0, -1.0, -1.0])
+        q_inv = q_anchor * np.array([1.0, -1.0, -1.0, -1.0])
         g_body = rotate_all(q_inv, g_ref)
         return g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
 
