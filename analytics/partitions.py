@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import zlib
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -41,7 +42,7 @@ TABLES = (STRIDES, SESSIONS, FLAGS, CURVES)
 PART_FILE = "part-0.parquet"
 PART_GLOB = "part-*.parquet"  # PART_FILE and the live parts
 LIVE_PART = re.compile(r"part-(\d+)-(\d+)\.parquet")
-OPEN_ATTEMPTS = 5  # listings tried by `open_parts` while parts are merged away under it
+OPEN_ATTEMPTS = 5  # listings tried by `open_parts`/`collect_table` while parts are merged away
 STRIDES_ROW_GROUP_ROWS = 256  # rows per Parquet row group of a strides partition
 _HIVE_SCHEMA = {ATHLETE_ID: pl.String(), SESSION_ID: pl.String()}
 
@@ -220,6 +221,29 @@ def scan_table(
         values = [value] if isinstance(value, str) else list(value)
         lf = lf.filter(pl.col(name).is_in(values))
     return lf
+
+
+def collect_table(
+    root: str | Path,
+    table: str,
+    *,
+    athlete_id: str | list[str] | None = None,
+    session_id: str | list[str] | None = None,
+    query: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None,
+) -> pl.DataFrame | None:
+    """`scan_table` with `query` applied, collected; None if nothing is stored.
+
+    A live session's parts can be merged away between the listing and the read (the live store
+    merges them while the stream goes on): the scan is then listed and read again."""
+    for _ in range(OPEN_ATTEMPTS):
+        try:
+            lf = scan_table(root, table, athlete_id=athlete_id, session_id=session_id)
+            if lf is None:
+                return None
+            return (lf if query is None else query(lf)).collect()
+        except FileNotFoundError:
+            continue
+    raise PartitionError(f"{Path(root) / table}: the parts kept changing while they were read")
 
 
 def _chosen_files(paths) -> list[str]:

@@ -188,10 +188,13 @@ def session_summaries(
 def _trend_rows(results_dir: Path, athlete_id: str) -> dict[str, list[dict] | None]:
     """{metric: rows} of compute_trends over the athlete's stored sessions for every metric: [] if
     no session is stored, None for a metric the stored sessions table has no column of."""
-    lf = partitions.scan_table(results_dir, partitions.SESSIONS, athlete_id=athlete_id)
-    if lf is None:
+    # the athlete's sessions rows (one per session and foot) read once: a live store can merge
+    # parts away under a lazy scan
+    sessions = partitions.collect_table(results_dir, partitions.SESSIONS, athlete_id=athlete_id)
+    if sessions is None:
         return {m: [] for m in METRICS}
-    names = lf.collect_schema().names()
+    lf = sessions.lazy()
+    names = sessions.columns
     present = [m for m in METRICS if session_median(m) in names]
     out: dict[str, list[dict] | None] = {m: ([] if m in present else None) for m in METRICS}
     if not present:

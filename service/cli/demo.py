@@ -126,8 +126,8 @@ def _check_port_free(host: str, port: int) -> None:
 
 
 def _read_table(results: Path, table: str) -> pl.DataFrame:
-    lf = partitions.scan_table(results, table)
-    return pl.DataFrame() if lf is None else lf.collect()
+    df = partitions.collect_table(results, table)
+    return pl.DataFrame() if df is None else df
 
 
 def example_calls(

@@ -27,7 +27,7 @@ from strideflow.analytics.partitions import (
     SESSIONS,
     STRIDES,
     check_id,
-    scan_table,
+    collect_table,
 )
 from strideflow.analytics.pipeline import AnalysisSettings, analyze_recording, summarize_strides
 from strideflow.analytics.trends import TrendSettings, compute_trends, trends_from_sessions
@@ -97,11 +97,8 @@ def _session_date(history: pl.DataFrame, session_id: str) -> str | None:
 
 
 def _collect(root: Path, table: str, athlete_id: str, session_id: str | None = None) -> pl.DataFrame | None:
-    lf = scan_table(root, table, athlete_id=athlete_id, session_id=session_id)
-    if lf is None:
-        return None
-    df = lf.collect()
-    return df if df.height else None
+    df = collect_table(root, table, athlete_id=athlete_id, session_id=session_id)
+    return df if df is not None and df.height else None
 
 
 def load_results(
@@ -119,8 +116,10 @@ def load_results(
     if session_id is not None:
         check_id(SESSION_ID, session_id)
     if athlete_id is None:
-        lf = scan_table(root, SESSIONS, session_id=session_id)
-        owners = [] if lf is None else sorted(lf.select(ATHLETE_ID).unique().collect()[ATHLETE_ID].to_list())
+        found = collect_table(
+            root, SESSIONS, session_id=session_id, query=lambda lf: lf.select(ATHLETE_ID).unique()
+        )
+        owners = [] if found is None else sorted(found[ATHLETE_ID].to_list())
         if not owners:
             raise ReportError(f"{root}: no session {session_id!r} in the results")
         if len(owners) > 1:

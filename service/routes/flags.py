@@ -44,10 +44,12 @@ def _baseline_flags(settings: ServiceSettings, row: SessionRow) -> pl.DataFrame 
     """Asymmetry against the athlete's own earlier sessions (`analytics.flags.asymmetry_against_baseline`),
     from the athlete's stored sessions tables as they are now (so it follows later uploads)."""
     try:
-        history = partitions.scan_table(settings.results_dir, partitions.SESSIONS, athlete_id=row.athlete_id)
+        history = partitions.collect_table(
+            settings.results_dir, partitions.SESSIONS, athlete_id=row.athlete_id
+        )
         if history is None:
             return None
-        return asymmetry_against_baseline(history.collect(), row.session_id)
+        return asymmetry_against_baseline(history, row.session_id)
     except Exception:  # noqa: BLE001 - a damaged earlier session must not hide this session's flags
         log.exception(
             "asymmetry baseline of athlete %r, session %r not computed", row.athlete_id, row.session_id

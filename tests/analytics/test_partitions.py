@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -70,3 +72,36 @@ def test_scan_reads_partitions_written_before_a_column_was_added(tmp_path):
         assert got["x"].to_list() == [first["x"][0], second["x"][0]]
         expected = [f["activity"][0] if "activity" in f.columns else None for f in (first, second)]
         assert got["activity"].to_list() == expected
+
+
+def test_collect_table_reads_again_when_live_parts_are_merged_away_under_it(tmp_path, monkeypatch):
+    """A live session's parts merged into part-0 between the listing and the read (the live store
+    merges while the stream goes on): the lazy scan fails on the vanished file, collect_table lists
+    again and reads the merged rows."""
+    from strideflow.analytics import partitions
+
+    rows = _table("A1", "S1", 4)
+    folder = partitions.partition_dir(tmp_path, STRIDES, "A1", "S1")
+    folder.mkdir(parents=True)
+    rows[:2].drop(ATHLETE_ID, SESSION_ID).write_parquet(folder / partitions.live_part_name(0, 1))
+    rows[2:].drop(ATHLETE_ID, SESSION_ID).write_parquet(folder / partitions.live_part_name(2, 3))
+    listed = partitions._chosen_files
+    merges = []
+
+    def list_then_merge(paths):
+        files = listed(paths)
+        if not merges:  # the merge lands right after the first listing
+            merges.append(write_partition(tmp_path, STRIDES, rows, "A1", "S1"))
+        return files
+
+    monkeypatch.setattr(partitions, "_chosen_files", list_then_merge)
+    with pytest.raises(FileNotFoundError):
+        scan_table(tmp_path, STRIDES).collect()
+    merges.clear()
+    for name in list(os.listdir(folder)):
+        (folder / name).unlink()
+    rows[:2].drop(ATHLETE_ID, SESSION_ID).write_parquet(folder / partitions.live_part_name(0, 1))
+    rows[2:].drop(ATHLETE_ID, SESSION_ID).write_parquet(folder / partitions.live_part_name(2, 3))
+    got = partitions.collect_table(tmp_path, STRIDES, query=lambda lf: lf.sort("stride_time_s"))
+    assert len(merges) == 1
+    assert_frame_equal(got.select(rows.columns), rows)
