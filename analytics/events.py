@@ -74,6 +74,7 @@ needs none either: the last stride ends at the last IC, and the standing after i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numba
@@ -134,6 +135,60 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {
 # The empty events table, built once: a frame from a schema costs ~0.3 ms, and the detector gives
 # one per call without an open stride (frames are immutable: sharing it is safe).
 _NO_EVENTS = pl.DataFrame(schema=EVENTS_SCHEMA)
+_FLOAT_EVENT_COLUMNS = tuple(c for c, d in EVENTS_SCHEMA.items() if d == pl.Float64)
+_INT_EVENT_COLUMNS = tuple(c for c, d in EVENTS_SCHEMA.items() if d == pl.Int64)
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """An events table (EVENTS_SCHEMA) as columns: numpy arrays (times in s, indices, `valid`
+    bool, heading in deg, displacement in m) and lists (`reason`, `context`: str or None).
+
+    What the detector computes; the live analyzer reads a window's events from it and builds a
+    table only of the rows it emits (a table costs ~0.25 ms to build on a window's few rows, and
+    reading its columns back as much again). `frame()` is the table `events_` holds.
+    """
+
+    columns: dict[str, np.ndarray | list]
+    height: int
+
+    def __getitem__(self, name: str) -> np.ndarray | list:
+        return self.columns[name]
+
+    def rows(self, idx: np.ndarray | slice) -> EventColumns:
+        """The rows `idx` (integer positions or a slice), in that order."""
+        if isinstance(idx, slice):
+            out = {c: v[idx] for c, v in self.columns.items()}
+        else:
+            idx = np.asarray(idx, dtype=np.int64)
+            out = {
+                c: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx.tolist()])
+                for c, v in self.columns.items()
+            }
+        return EventColumns(out, len(out[STRIDE_INDEX]))
+
+    def frame(self) -> pl.DataFrame:
+        """The EVENTS_SCHEMA table of these columns."""
+        n_rows = self.height
+        if n_rows == 0:
+            return _NO_EVENTS
+        columns = self.columns
+        # One Series per dtype, sliced into the columns: a Series costs ~20-40 us to build from
+        # numpy whatever its length.
+        series = {}
+        for dtype, names in ((pl.Float64, _FLOAT_EVENT_COLUMNS), (pl.Int64, _INT_EVENT_COLUMNS)):
+            flat = pl.Series("", np.concatenate([columns[c] for c in names]), dtype=dtype)
+            series.update((c, flat.slice(i * n_rows, n_rows).alias(c)) for i, c in enumerate(names))
+        series[VALID] = pl.Series(VALID, columns[VALID], dtype=pl.Boolean)
+        series[REASON] = pl.Series(REASON, columns[REASON], dtype=pl.String)
+        series[CONTEXT] = pl.Series(CONTEXT, columns[CONTEXT], dtype=pl.String)
+        return pl.DataFrame([series[c] for c in EVENTS_SCHEMA])
+
+
+_NUMPY_DTYPES = {pl.Float64: np.float64, pl.Int64: np.int64, pl.Boolean: np.bool_}
+_NO_EVENT_COLUMNS = EventColumns(
+    {c: [] if d == pl.String else np.zeros(0, dtype=_NUMPY_DTYPES[d]) for c, d in EVENTS_SCHEMA.items()}, 0
+)
 
 
 @dataclass(frozen=True)
@@ -257,6 +312,33 @@ def _jerk(acc):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True)
+def _longest_periods(periods, lo, hi):  # pragma: no cover - compiled
+    """Middle and length (samples) of the longest of `periods` ((K, 2) [start, end)) inside each
+    [lo, hi) (lo increasing; a period belongs to the last window starting at or before it, and
+    counts if it ends inside; the first of equal lengths wins); without one, the window's middle
+    and 0."""
+    m = lo.shape[0]
+    ff = np.empty(m, dtype=np.int64)
+    length = np.zeros(m, dtype=np.int64)
+    for k in range(m):
+        ff[k] = (lo[k] + max(hi[k] - 1, lo[k])) // 2
+    for j in range(periods.shape[0]):
+        start, end = periods[j, 0], periods[j, 1]
+        a, b = 0, m  # the last window with lo <= start
+        while a < b:
+            mid = (a + b) // 2
+            if lo[mid] <= start:
+                a = mid + 1
+            else:
+                b = mid
+        k = a - 1
+        if k >= 0 and end <= hi[k] and end - start > length[k]:
+            length[k] = end - start
+            ff[k] = (start + end - 1) // 2
+    return ff, length
+
+
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
@@ -268,30 +350,27 @@ def _rising_peak_offset(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     The peak is taken as the vertex of a parabola through three samples of its rising side only:
     through idx-2..idx when that vertex lies in [idx, idx+1], else through idx-3..idx-1 when it lies
     in [idx-1, idx]; 0 where neither does, the samples are missing or not concave."""
-    idx = np.asarray(idx, dtype=np.int64)
-    out = np.zeros(len(idx))
-    ok = (idx >= 3) & (idx + 1 < len(x))
-    if not ok.any():
-        return out
-    i = idx[ok]
-    a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    return _rising_peak_kernel(np.ascontiguousarray(x, dtype=float), np.asarray(idx, dtype=np.int64))
+
+
+@numba.njit(cache=True)
+def _rising_peak_kernel(x, idx):  # pragma: no cover - compiled
+    n = x.shape[0]
+    out = np.zeros(idx.shape[0])
+    for k in range(idx.shape[0]):
+        i = idx[k]
+        if i < 3 or i + 1 >= n:
+            continue
+        a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
         den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
-        late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)  # vertex from i-1
-        early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)  # vertex from i-2
-    # a vertex outside the interval its samples allow: the parabola does not describe this peak
-    offset = np.where(
-        (late >= 1.0) & (late <= 2.0),
-        late - 1.0,
-        np.where((early >= 1.0) & (early <= 2.0), early - 2.0, 0.0),
-    )
-    out[ok] = offset
+        late = 0.5 * (b - d) / den_late if den_late < 0 else np.nan  # vertex from i-1
+        early = 0.5 * (a - c) / den_early if den_early < 0 else np.nan  # vertex from i-2
+        # a vertex outside the interval its samples allow: the parabola does not describe this peak
+        if late >= 1.0 and late <= 2.0:
+            out[k] = late - 1.0
+        elif early >= 1.0 and early <= 2.0:
+            out[k] = early - 2.0
     return out
-
-
-def _above(x: np.ndarray, limit: float) -> np.ndarray:
-    """x > limit as Polars compares: NaN is above every number."""
-    return (x > limit) | np.isnan(x)
 
 
 def stride_reasons(
@@ -307,20 +386,31 @@ def stride_reasons(
     stride-time limits do not apply to it, its ic_t being no contact), else "turn". Comparisons as
     Polars makes them (NaN above every number), so the table equals the Polars expressions this
     replaced."""
-    stride_time = next_ic_t - ic_t
-    first = np.arange(len(ic_t)) == 0 if gait_start else np.zeros(len(ic_t), dtype=bool)
-    rules = [
-        (_above(stride_time, s.max_stride_s) & ~first, REASON_TOO_LONG),
-        ((stride_time < s.min_stride_s) & ~first, REASON_TOO_SHORT),
-        (displacement_m < s.min_displacement_m, REASON_SHUFFLE),
-    ]
-    reason = np.full(len(ic_t), None, dtype=object)
-    for hit, name in reversed(rules):  # earlier rules overwrite later ones
-        reason[hit] = name
-    context = np.full(len(ic_t), None, dtype=object)
-    context[_above(np.abs(heading_change_deg), s.turn_deg)] = CONTEXT_TURN
-    context[first] = CONTEXT_GAIT_START
-    return reason.tolist(), context.tolist()
+    # row by row in Python floats (the same IEEE arithmetic): on the live windows' few rows a
+    # loop costs less than numpy's object arrays
+    reason: list[str | None] = []
+    context: list[str | None] = []
+    rows = zip(
+        np.asarray(ic_t, dtype=float).tolist(),
+        np.asarray(next_ic_t, dtype=float).tolist(),
+        np.asarray(heading_change_deg, dtype=float).tolist(),
+        np.asarray(displacement_m, dtype=float).tolist(),
+        strict=True,
+    )
+    for i, (ic, nic, heading, disp) in enumerate(rows):
+        first = gait_start and i == 0
+        stride_time = nic - ic
+        if not first and (stride_time > s.max_stride_s or math.isnan(stride_time)):
+            reason.append(REASON_TOO_LONG)
+        elif not first and stride_time < s.min_stride_s:
+            reason.append(REASON_TOO_SHORT)
+        elif disp < s.min_displacement_m:
+            reason.append(REASON_SHUFFLE)
+        else:
+            reason.append(None)
+        turn = abs(heading) > s.turn_deg or math.isnan(heading)
+        context.append(CONTEXT_GAIT_START if first else CONTEXT_TURN if turn else None)
+    return reason, context
 
 
 class StrideEventDetector:
@@ -337,6 +427,8 @@ class StrideEventDetector:
         EVENTS_SCHEMA, one row per stride, event times in s, `valid`, `reason` and `context`.
     open_stride_ : pl.DataFrame
         With `open_end`: the stride whose swing the data ends in (one row, else empty).
+    event_columns_, open_stride_columns_ : EventColumns
+        The same as columns (the tables are built from them when read).
     zero_velocity_, q_wxyz_, position_m_ : np.ndarray
         (N,) bool still samples, (N, 4) orientation (w x y z) and (N, 3) world position (m) used.
 
@@ -518,61 +610,63 @@ class StrideEventDetector:
                 ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
         to_offset = _rising_peak_offset(gyr_y, to_idx) if s.to_subsample else np.zeros(len(to_idx))
-        events = self._table(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
-        self.open_stride_ = _NO_EVENTS
+        events = self._columns(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
+        self.open_stride_columns_ = _NO_EVENT_COLUMNS
         if open_step:
             # Only a stride that is already too long is known to be invalid, and only the gait start
             # has a context before its next foot-flat.
-            # (built column by column: the live analyzer does this per stance row, a query cost more)
-            last = events.tail(1)
-            start_row = last.get_column(CONTEXT)[0] == CONTEXT_GAIT_START
-            too_long = not start_row and bool(
-                last.get_column(NEXT_IC_T)[0] - last.get_column(IC_T)[0] > s.max_stride_s
+            last = events.rows(slice(events.height - 1, events.height))
+            start_row = last[CONTEXT][0] == CONTEXT_GAIT_START
+            too_long = not start_row and bool(last[NEXT_IC_T][0] - last[IC_T][0] > s.max_stride_s)
+            last.columns.update(
+                {
+                    VALID: np.array([not too_long]),
+                    REASON: [REASON_TOO_LONG if too_long else None],
+                    CONTEXT: [CONTEXT_GAIT_START if start_row else None],
+                    HEADING_CHANGE_DEG: np.array([np.nan]),
+                    DISPLACEMENT_M: np.array([np.nan]),
+                }
             )
-            own = {
-                VALID: pl.Series(VALID, [not too_long], dtype=pl.Boolean),
-                REASON: pl.Series(REASON, [REASON_TOO_LONG if too_long else None], dtype=pl.String),
-                CONTEXT: pl.Series(CONTEXT, [CONTEXT_GAIT_START if start_row else None], dtype=pl.String),
-                HEADING_CHANGE_DEG: pl.Series(HEADING_CHANGE_DEG, [float("nan")], dtype=pl.Float64),
-                DISPLACEMENT_M: pl.Series(DISPLACEMENT_M, [float("nan")], dtype=pl.Float64),
-            }
-            self.open_stride_ = pl.DataFrame(
-                [own[c] if c in own else last.get_column(c) for c in last.columns]
-            )
-            events = events.head(-1)
-        self.events_ = events
+            self.open_stride_columns_ = last
+            events = events.rows(slice(0, events.height - 1))
+        self.event_columns_ = events
+        self._frames: dict[str, pl.DataFrame] = {}
         return self
+
+    # The tables are built when read: the live analyzer reads the columns.
+    @property
+    def events_(self) -> pl.DataFrame:
+        """EVENTS_SCHEMA, one row per stride (`event_columns_` as a table)."""
+        if "events" not in self._frames:
+            self._frames["events"] = self.event_columns_.frame()
+        return self._frames["events"]
+
+    @property
+    def open_stride_(self) -> pl.DataFrame:
+        """With `open_end`: the stride whose swing the data ends in (one row, else empty)."""
+        if "open" not in self._frames:
+            self._frames["open"] = self.open_stride_columns_.frame()
+        return self._frames["open"]
 
     @staticmethod
     def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Middle and length (samples) of the longest still period inside each [lo, hi)."""
-        periods = mask_to_periods(zv)
-        ff = (lo + np.maximum(hi - 1, lo)) // 2
-        length = np.zeros(len(lo), dtype=np.int64)
-        if len(periods) == 0 or len(lo) == 0:
-            return ff.astype(np.int64), length
-        owner = np.searchsorted(lo, periods[:, 0], side="right") - 1
-        inside = (owner >= 0) & (periods[:, 1] <= hi[np.clip(owner, 0, None)])
-        for p, k in zip(periods[inside], owner[inside], strict=True):
-            if p[1] - p[0] > length[k]:
-                length[k] = p[1] - p[0]
-                ff[k] = (p[0] + p[1] - 1) // 2
-        return ff.astype(np.int64), length
+        return _longest_periods(
+            mask_to_periods(zv), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        )
 
-    def _table(
+    def _columns(
         self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool, to_offset
-    ) -> pl.DataFrame:
+    ) -> EventColumns:
         """One row per stride from per-row sample indices; the first is a gait start if flagged.
         `to_offset`: toe-off's offset from its sample (samples)."""
         s = self.settings
         n_rows = len(ic_idx)
         if n_rows == 0:
-            return _NO_EVENTS
+            return _NO_EVENT_COLUMNS
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
-        disp = np.linalg.norm(position[next_ff] - position[ff], axis=1)
-        # Numpy columns, then Series (a dict of arrays costs ~0.4 ms more) and no query: the live
-        # analyzer calls this twice per stride on a few rows, where a query's fixed cost dominated.
+        disp = row_norm(position[next_ff] - position[ff])  # np.linalg.norm's floats, compiled
         columns = {
             STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
             IC_T: t[ic_idx],
@@ -590,15 +684,6 @@ class StrideEventDetector:
         }
         reason, context = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
         columns[REASON] = reason
+        columns[CONTEXT] = context
         columns[VALID] = np.array([r is None for r in reason], dtype=bool)
-        # One Series per dtype, sliced into the columns: a Series costs ~20-40 us to build from
-        # numpy whatever its length, and the live analyzer detects twice per stride on a few rows.
-        series = {}
-        for dtype in (pl.Float64, pl.Int64):
-            names = [c for c, d in EVENTS_SCHEMA.items() if d == dtype]
-            flat = pl.Series("", np.concatenate([columns[c] for c in names]), dtype=dtype)
-            series.update((c, flat.slice(i * n_rows, n_rows).alias(c)) for i, c in enumerate(names))
-        series[VALID] = pl.Series(VALID, columns[VALID], dtype=pl.Boolean)
-        series[REASON] = pl.Series(REASON, reason, dtype=pl.String)
-        series[CONTEXT] = pl.Series(CONTEXT, context, dtype=pl.String)
-        return pl.DataFrame([series[c] for c in EVENTS_SCHEMA])
+        return EventColumns(columns, n_rows)

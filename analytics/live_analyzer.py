@@ -60,6 +60,7 @@ from strideflow.analytics.events import (
     IC_IDX,
     NEXT_IC_IDX,
     TOE_OFF_IDX,
+    EventColumns,
 )
 from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.live_mountings import LiveMountings
@@ -827,14 +828,14 @@ class LiveStrideAnalyzer:
         b = self._buf
         zv = b.view("is_zv", a0, stop).copy()
         seg = self._segment(a0, stop, zv)
-        ev = seg.events
+        ev = seg.event_columns  # numpy columns: a table is built only of the emitted rows
         if ev.height == 0:
             return
-        ic = ev[IC_IDX].to_numpy() + a0
-        ff = ev[FOOT_FLAT_IDX].to_numpy()
+        ic = ev[IC_IDX] + a0
+        ff = ev[FOOT_FLAT_IDX]
         emit = ic > self._last_ic
         if a0 != self._seg0:
-            emit &= np.array([c != CONTEXT_GAIT_START for c in ev.get_column(CONTEXT).to_list()], dtype=bool)
+            emit &= np.array([c != CONTEXT_GAIT_START for c in ev[CONTEXT]], dtype=bool)
         if not final:
             emit[-1] = False
             if self._fitting():
@@ -846,11 +847,9 @@ class LiveStrideAnalyzer:
         # The emitted events' metric rows in IC order (column by column: on these few rows each
         # Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
-        chosen = chosen[np.argsort(ev.get_column(IC_IDX).to_numpy()[chosen], kind="stable")]
-        picked = ev.get_column(STRIDE_INDEX).to_numpy()[chosen]
-        flags = self._sample_flags(
-            ev.get_column(IC_IDX).to_numpy()[chosen], ev.get_column(NEXT_IC_IDX).to_numpy()[chosen], a0
-        )
+        chosen = chosen[np.argsort(ev[IC_IDX][chosen], kind="stable")]
+        picked = ev[STRIDE_INDEX][chosen]
+        flags = self._sample_flags(ev[IC_IDX][chosen], ev[NEXT_IC_IDX][chosen], a0)
         k = len(chosen)
         numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
         sig = seg.signal_arrays() if self._curves is not None else None
@@ -923,7 +922,7 @@ class LiveStrideAnalyzer:
         return not self._levelling_prior or self.anchor_tilt_sd_deg_ is not None
 
     @staticmethod
-    def _fit_settled(ev: pl.DataFrame, zv: np.ndarray) -> np.ndarray:
+    def _fit_settled(ev: EventColumns, zv: np.ndarray) -> np.ndarray:
         """Per event row: the local stance tilt fit (`ZuptSettings.tilt_fit_span` 1) gives the
         still period at or after its next foot-flat (the first whose middle is not before it) what
         batch gives it: the motion up to the middle of the period after it, levelled as batch
@@ -932,8 +931,7 @@ class LiveStrideAnalyzer:
         otherwise (about one stride)."""
         periods = mask_to_periods(zv)
         complete = int(np.count_nonzero(periods[:, 1] < len(zv)))
-        ic, ff = ev.get_column(IC_IDX).to_numpy(), ev.get_column(FOOT_FLAT_IDX).to_numpy()
-        nic = ev.get_column(NEXT_IC_IDX).to_numpy()
+        ic, ff, nic = ev[IC_IDX], ev[FOOT_FLAT_IDX], ev[NEXT_IC_IDX]
         # the next foot-flat (analytics.metrics): the following stride's when it starts at this
         # stride's next IC, else the first still sample after next IC; the later of the two bounds
         order = np.argsort(ic, kind="stable")
@@ -971,14 +969,14 @@ class LiveStrideAnalyzer:
         zv[max(self._zv_done - a0, 0) :] = tail[skip:]
         # no position or velocity: no stance metric reads them
         seg = self._segment(a0, stop, zv, integrate=False, open_end=True)
-        row = seg.open_stride
+        row = seg.open_columns
         if row.height == 0:
             return
         ic, to = int(row[IC_IDX][0]) + a0, int(row[TOE_OFF_IDX][0]) + a0
         if ic <= max(self._stance_ic, self._last_ic):
             return
         prepared = seg.prepare_strides(row)
-        flags = self._sample_flags(row[IC_IDX].to_numpy(), row[NEXT_IC_IDX].to_numpy(), a0)
+        flags = self._sample_flags(row[IC_IDX], row[NEXT_IC_IDX], a0)
         emission = {
             IC_T: float(row[IC_T][0]),
             TOE_OFF_T: float(row[TOE_OFF_T][0]),

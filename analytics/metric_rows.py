@@ -14,12 +14,14 @@ tests/analytics/test_metric_rows.py checks both give the same tables bit for bit
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from strideflow.analytics.activity import RUN_BELOW_DUTY_FACTOR
+from strideflow.analytics.events import EventColumns
 from strideflow.analytics.plausibility import LIMITS, WALK_LIMITS, reason_for
 from strideflow.hardware.schema import (
     ACTIVITY,
@@ -181,6 +183,97 @@ def _replaced(reason: list, new: list, where: _B) -> list:
     return [n if w else r for r, n, w in zip(reason, new, where.true().tolist(), strict=True)]
 
 
+@lru_cache(maxsize=4096)
+def key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
+    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
+    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
+    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
+
+
+_PREPARED_FLOATS = (*EVENT_TIMES, HEADING_CHANGE_DEG)
+
+
+def _prepared_frame(events: EventColumns, keys: tuple[str, str, str]) -> pl.DataFrame:
+    """The table `StrideMetrics._prepare` makes of a keyed events table (PREPARED_SCHEMA), from
+    columns: one Series per type, sliced into the columns (a Series costs ~20-40 us to build
+    whatever its length)."""
+    k = events.height
+    floats = pl.Series("", np.concatenate([events[c] for c in _PREPARED_FLOATS]), dtype=pl.Float64)
+    texts = pl.Series("", [*events[REASON], *events[CONTEXT]], dtype=pl.String)
+    columns = {
+        **{c.name: c for c in key_columns(tuple(keys), k)},
+        STRIDE_INDEX: pl.Series(STRIDE_INDEX, events[STRIDE_INDEX], dtype=pl.Int64),
+        **{c: floats.slice(i * k, k).alias(c) for i, c in enumerate(_PREPARED_FLOATS)},
+        VALID: pl.Series(VALID, events[VALID], dtype=pl.Boolean),
+        REASON: texts.slice(0, k).alias(REASON),
+        CONTEXT: texts.slice(k, k).alias(CONTEXT),
+    }
+    return pl.DataFrame([columns[c] for c in PREPARED_SCHEMA])
+
+
+# The prepared events' columns and types (`analytics.metrics.StrideMetrics._prepare`'s cast).
+PREPARED_SCHEMA = pl.Schema(
+    {
+        **dict.fromkeys(KEYS, pl.String()),
+        STRIDE_INDEX: pl.Int64(),
+        **dict.fromkeys(EVENT_TIMES, pl.Float64()),
+        VALID: pl.Boolean(),
+        REASON: pl.String(),
+        HEADING_CHANGE_DEG: pl.Float64(),
+        CONTEXT: pl.String(),
+    }
+)
+
+
+class PreparedEvents:
+    """One foot's prepared events as the detector's columns (`analytics.events.EventColumns`) and
+    its keys: what `evaluate_rows` reads, without the table (`frame()` builds it when asked, e.g.
+    for the Polars query); a table costs ~60 us to build on a window's few rows."""
+
+    def __init__(self, columns: EventColumns, keys: tuple[str, str, str]) -> None:
+        self.columns, self.keys = columns, tuple(keys)
+        self.height = columns.height
+        self.schema = PREPARED_SCHEMA
+        self._frame: pl.DataFrame | None = None
+
+    def frame(self) -> pl.DataFrame:
+        """The table (PREPARED_SCHEMA)."""
+        if self._frame is None:
+            self._frame = _prepared_frame(self.columns, self.keys)
+        return self._frame
+
+    def strings(self, name: str) -> list:
+        """A String or Boolean column as a list."""
+        if name in KEYS:
+            return [self.keys[KEYS.index(name)]] * self.height
+        values = self.columns[name]
+        return values.tolist() if isinstance(values, np.ndarray) else list(values)
+
+    def floats(self, name: str) -> np.ndarray:
+        """A Float64 column (no nulls: event times and headings come from samples)."""
+        return np.asarray(self.columns[name], dtype=float)
+
+
+def _passed_columns(events: list[PreparedEvents], k: int, foot: list, context: list) -> dict[str, pl.Series]:
+    """The columns the result takes from the events as they are (keys, `stride_index`, event
+    times, heading change, `context`), built from the columns of `events` (k rows in all)."""
+    floats = pl.Series(
+        "",
+        np.concatenate([e.floats(c) for c in _PREPARED_FLOATS for e in events]) if k else np.zeros(0),
+        dtype=pl.Float64,
+    )
+    athletes = [e.keys[0] for e in events for _ in range(e.height)]
+    sessions = [e.keys[1] for e in events for _ in range(e.height)]
+    texts = pl.Series("", [*athletes, *sessions, *foot, *context], dtype=pl.String)
+    index = [e.columns[STRIDE_INDEX] for e in events]
+    out = {c: texts.slice(i * k, k).alias(c) for i, c in enumerate((*KEYS, CONTEXT))}
+    out[STRIDE_INDEX] = pl.Series(
+        STRIDE_INDEX, np.concatenate(index) if index else np.zeros(0, dtype=np.int64), dtype=pl.Int64
+    )
+    out.update({c: floats.slice(i * k, k).alias(c) for i, c in enumerate(_PREPARED_FLOATS)})
+    return out
+
+
 def evaluate_rows(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFrame:
     """The metric query's result (STRIDES_SCHEMA, then `pronation_excursion_censored`) for the
     tables of `prepared` (same columns and values), concatenated in their order, unsorted."""
@@ -193,14 +286,25 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFram
     k = sum(e.height for e in events)
 
     def strings(name: str) -> list:
-        return [x for e in events for x in e.get_column(name).to_list()]
+        return [
+            x
+            for e in events
+            for x in (e.strings(name) if isinstance(e, PreparedEvents) else e.get_column(name).to_list())
+        ]
 
     def floats(name: str) -> _F:
-        columns = [e.get_column(name) for e in events]
-        v = np.concatenate([c.to_numpy() for c in columns]) if columns else np.zeros(0)
-        # `is_null()` is a query of its own: only where a column has nulls
-        n = [c.is_null().to_numpy() if c.null_count() else np.zeros(c.len(), dtype=bool) for c in columns]
-        return _F(np.asarray(v, dtype=float), np.concatenate(n) if n else np.zeros(0, dtype=bool))
+        v, n = [], []
+        for e in events:
+            if isinstance(e, PreparedEvents):
+                v.append(e.floats(name))
+                n.append(np.zeros(e.height, dtype=bool))
+                continue
+            c = e.get_column(name)
+            v.append(c.to_numpy())
+            # `is_null()` is a query of its own: only where a column has nulls
+            n.append(c.is_null().to_numpy() if c.null_count() else np.zeros(c.len(), dtype=bool))
+        values = np.concatenate(v) if v else np.zeros(0)
+        return _F(np.asarray(values, dtype=float), np.concatenate(n) if n else np.zeros(0, dtype=bool))
 
     def value(name: str) -> _F:
         # `PreparedStrides.table` turns a value's NaN into null
@@ -315,7 +419,12 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFram
         parts = [e.get_column(name) for e in events]
         return parts[0] if len(parts) == 1 else pl.concat(parts, rechunk=True)
 
-    out = {c: passed(c) for c in (*KEYS, STRIDE_INDEX, *EVENT_TIMES, HEADING_CHANGE_DEG, CONTEXT)}
+    if all(isinstance(e, PreparedEvents) for e in events):
+        # the events' own columns, one Series per type sliced into them (no table was built)
+        out = _passed_columns(events, k, foot, context)
+    else:
+        events = [e.frame() if isinstance(e, PreparedEvents) else e for e in events]
+        out = {c: passed(c) for c in (*KEYS, STRIDE_INDEX, *EVENT_TIMES, HEADING_CHANGE_DEG, CONTEXT)}
     # the metric columns as slices of one Series (built from a list: a Series costs ~10 us to
     # build whatever its length, a slice less)
     flat_v = np.concatenate([m[c].v for c in METRICS]).tolist()

@@ -40,9 +40,10 @@ from functools import lru_cache
 import numba
 import numpy as np
 import polars as pl
-from scipy.signal import butter, sosfilt, sosfilt_zi
+from scipy.signal import butter, sosfilt_zi
 
-from strideflow.analytics.metric_rows import evaluate_rows
+from strideflow.analytics.events import EventColumns
+from strideflow.analytics.metric_rows import PreparedEvents, evaluate_rows
 from strideflow.analytics.stride_checks import finish_strides_stages
 from strideflow.hardware.schema import (
     ACC_NORM_G,
@@ -463,30 +464,57 @@ def _interpolation(
 ) -> tuple[np.ndarray, ...]:
     """`_interpolate`'s neighbours (before, after), weights and `near` of each query time (t not
     empty); each query's own, whatever else is asked with it."""
+    return _interpolation_kernel(
+        t,
+        np.asarray(lo, dtype=np.int64),
+        np.asarray(hi, dtype=np.int64),
+        np.asarray(tq, dtype=float),
+        max_gap_s + _EPS_S,
+    )
+
+
+@numba.njit(cache=True)
+def _interpolation_kernel(t, lo, hi, tq, limit):  # pragma: no cover - compiled
+    """`_interpolation` in one pass (the numpy statement's operations: a query costs ~10 numpy
+    calls on a few rows otherwise)."""
     before, after = _neighbours(t, lo, hi, tq)
-    found = (before >= 0) & (after >= 0)
-    b = np.where(found, before, 0)
-    a = np.where(found, after, 0)
-    t0, t1 = t[b], t[a]
-    span = t1 - t0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    m = tq.shape[0]
+    b = np.zeros(m, dtype=np.int64)
+    a = np.zeros(m, dtype=np.int64)
+    w = np.zeros(m)
+    near = np.zeros(m, dtype=np.bool_)
+    for k in range(m):
+        found = before[k] >= 0 and after[k] >= 0
+        if found:
+            b[k], a[k] = before[k], after[k]
+        t0, t1 = t[b[k]], t[a[k]]
+        span = t1 - t0
         # Weight of the later neighbour; on an exact sample time both neighbours are that sample.
-        w = np.where(span > 0, (tq - t0) / span, 0.0)
-    limit = max_gap_s + _EPS_S
-    near = found & ((tq - t0) <= limit) & ((t1 - tq) <= limit)
+        if span > 0:
+            w[k] = (tq[k] - t0) / span
+        near[k] = found and (tq[k] - t0) <= limit and (t1 - tq[k]) <= limit
     return b, a, w, near
+
+
+@numba.njit(cache=True)
+def _lerp(x, b, a, w, near):  # pragma: no cover - compiled
+    """x linearly interpolated between rows b and a with weights w of a, NaN where not `near`
+    (`np.where(near, v0 + w * (v1 - v0), nan)`)."""
+    out = np.empty(b.shape[0])
+    for k in range(b.shape[0]):
+        if near[k]:
+            v0 = x[b[k]]
+            out[k] = v0 + w[k] * (x[a[k]] - v0)
+        else:
+            out[k] = np.nan
+    return out
 
 
 def _interpolate_with(
     index: _IndexedSignals, weights: tuple[np.ndarray, ...], columns: list[str] | tuple[str, ...]
 ) -> list[np.ndarray]:
     b, a, w, near = weights
-    out = []
-    for c in columns:
-        x = index.column(c)
-        v0, v1 = x[b], x[a]
-        out.append(np.where(near, v0 + w * (v1 - v0), np.nan))
-    return out
+    return [_lerp(index.column(c), b, a, w, near) for c in columns]
 
 
 def _query_times(queries: pl.DataFrame, time_column: str) -> np.ndarray:
@@ -654,10 +682,9 @@ def _filtered_velocity_and_censoring(
         censored[k] = float(last >= a and peak - 1 >= last - settings.censored_tolerance_samples)
         if settings.pronation_velocity_cutoff_hz is None:
             continue
-        dt = np.diff(t[a:b])
-        if dt.size == 0:
+        if b - a < 2:
             continue
-        fs = 1.0 / float(np.median(dt))
+        fs = 1.0 / _median_step(t, a, b)
         lead = max(int(run_lo[k]), a - int(round(settings.pronation_velocity_lead_s * fs)))
         rate = p_rate[lead:b]
         finite = np.isfinite(rate)
@@ -674,6 +701,15 @@ def _filtered_velocity_and_censoring(
         smooth = zero_phase_filter(sos, zi, pad, rate)
         velocity[k] = float(np.max(smooth[a - lead : peak - lead]))
     return velocity, censored
+
+
+@numba.njit(cache=True)
+def _median_step(t, a, b):  # pragma: no cover - compiled
+    """`np.median(np.diff(t[a:b]))` (b - a >= 2; no NaN): the middle step, or the mean of the two
+    middle ones as numpy takes it ((x + y) / 2)."""
+    d = np.sort(t[a + 1 : b] - t[a : b - 1])
+    h = d.shape[0] // 2
+    return d[h] if d.shape[0] % 2 else (d[h - 1] + d[h]) / 2.0
 
 
 @lru_cache(maxsize=32)
@@ -694,9 +730,41 @@ def zero_phase_filter(sos: np.ndarray, zi: np.ndarray, pad: int, x: np.ndarray) 
     Odd extension by `pad` samples at both ends, forward pass from the steady state scaled by
     the first sample, backward pass likewise, extension cut off."""
     ext = np.concatenate((2 * x[:1] - x[pad:0:-1], x, 2 * x[-1:] - x[-2 : -(pad + 2) : -1]))
-    y = sosfilt(sos, ext, zi=zi * ext[:1])[0]
-    y = sosfilt(sos, y[::-1], zi=zi * y[-1:])[0][::-1]
-    return y[pad:-pad]
+    return _forward_backward(sos, zi, ext)[pad:-pad]
+
+
+@numba.njit(cache=True)
+def _sos_pass(sos, zi, x, out, backward):  # pragma: no cover - compiled
+    """`scipy.signal.sosfilt(sos, x, zi=zi * x[0])` into out (x and out read and written from the
+    end when `backward`): scipy's direct form II transposed, its operations in its order."""
+    n = x.shape[0]
+    m = sos.shape[0]
+    first = n - 1 if backward else 0
+    z = np.empty((m, 2))
+    for s in range(m):
+        z[s, 0] = zi[s, 0] * x[first]
+        z[s, 1] = zi[s, 1] * x[first]
+    for k in range(n):
+        i = n - 1 - k if backward else k
+        cur = x[i]
+        for s in range(m):
+            new = sos[s, 0] * cur + z[s, 0]
+            z[s, 0] = sos[s, 1] * cur - sos[s, 4] * new + z[s, 1]
+            z[s, 1] = sos[s, 2] * cur - sos[s, 5] * new
+            cur = new
+        out[i] = cur
+
+
+@numba.njit(cache=True)
+def _forward_backward(sos, zi, x):  # pragma: no cover - compiled
+    """The forward pass from the steady state scaled by the first sample, then the backward pass
+    likewise from the last (`zero_phase_filter`'s two `sosfilt` calls: scipy's checks and axis
+    moves cost ten times the filtering on a stride's samples)."""
+    forward = np.empty(x.shape[0])
+    _sos_pass(sos, zi, x, forward, False)
+    out = np.empty(x.shape[0])
+    _sos_pass(sos, zi, forward, out, True)
+    return out
 
 
 def _next_foot_flat(index: _IndexedSignals, strides: _Strides, settings: MetricSettings) -> np.ndarray:
@@ -918,7 +986,6 @@ class StrideMetrics:
     def _prepare(
         self, events: pl.DataFrame, index: _IndexedSignals, rows: np.ndarray | None = None
     ) -> PreparedStrides:
-        s = self.settings
         missing = [c for c in _OPTIONAL_EVENT_COLUMNS if c not in events.columns]
         if missing:
             events = events.with_columns(
@@ -935,8 +1002,53 @@ class StrideMetrics:
                 **_OPTIONAL_EVENT_COLUMNS,
             },
         )
-        gap = s.max_interpolation_gap_s
+        rows, wanted = _checked_rows(rows, events.height)
         strides = _Strides.of(events, index)
+        values = self._values(index, strides, wanted)
+        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
+        if rows is not None and rows.size < events.height:
+            contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
+            events = events.slice(int(rows[0]), rows.size) if contiguous else events[rows]
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(events, values, in_order)
+
+    def prepare_columns(
+        self,
+        events: EventColumns,
+        keys: tuple[str, str, str],
+        arrays: dict[str, np.ndarray],
+        rows: np.ndarray | None = None,
+    ) -> PreparedStrides:
+        """`prepare_arrays` of the keys' events given as the detector's columns
+        (`analytics.events.EventColumns`) instead of a table: the same result; the one table
+        built is that of the prepared rows (the live analyzer, per window)."""
+        index = _IndexedSignals.of_arrays(keys, arrays)
+        m = events.height
+        rows, wanted = _checked_rows(rows, m)
+        # what `_Strides.of` reads from a table of one foot's events (no null event time)
+        inside = index.t.size > 0
+        strides = _Strides(
+            times={c: np.asarray(events[c], dtype=float) for c in EVENT_TIMES},
+            null={c: np.zeros(m, dtype=bool) for c in EVENT_TIMES},
+            lo=np.full(m, 0 if inside else -1, dtype=np.int64),
+            hi=np.full(m, index.t.size if inside else -1, dtype=np.int64),
+            run=np.full(m, 0 if inside else -1, dtype=np.int64),
+        )
+        values = self._values(index, strides, wanted)
+        ic = strides.times[IC_T]
+        in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
+        if rows is not None and rows.size < m:
+            events = events.rows(rows)
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(PreparedEvents(events, keys), values, in_order)
+
+    def _values(
+        self, index: _IndexedSignals, strides: _Strides, wanted: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Per event row: every point value and window extremum the definitions read (NaN where
+        undefined); the filtered velocity only of the `wanted` rows (bool per row; None: all)."""
+        s = self.settings
+        gap = s.max_interpolation_gap_s
         lo, hi, times = strides.lo, strides.hi, strides.times
         values: dict[str, np.ndarray] = {}
 
@@ -958,13 +1070,6 @@ class StrideMetrics:
                 values.update((f"{c}{suffix}", v) for c, v in zip(columns, found, strict=True))
 
         # 1. point values at event times and 2. window extrema, by index arithmetic in numpy;
-        wanted = None
-        if rows is not None:
-            rows = np.asarray(rows, dtype=np.int64)
-            if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
-                raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
-            wanted = np.zeros(events.height, dtype=bool)
-            wanted[rows] = True
         extrema = _window_extrema(index, strides, s, wanted)
         at(
             [
@@ -976,36 +1081,49 @@ class StrideMetrics:
             ]
         )
         values.update(zip(_EXTREMA, extrema, strict=True))
-        in_order = _in_key_time_order(events, strides)  # then so is any increasing subset
-        if rows is not None and rows.size < events.height:
-            contiguous = rows.size and rows[-1] - rows[0] == rows.size - 1
-            events = events.slice(int(rows[0]), rows.size) if contiguous else events[rows]
-            values = {name: v[rows] for name, v in values.items()}
-        return PreparedStrides(events, values, in_order)
+        return values
+
+
+def _checked_rows(rows: np.ndarray | None, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`rows` as int64 (increasing, else ValueError) and as a bool mask over `height` rows."""
+    if rows is None:
+        return None, None
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size > 1 and not bool(np.all(np.diff(rows) > 0)):
+        raise ValueError(f"rows must be increasing row numbers, got {rows.tolist()}")
+    wanted = np.zeros(height, dtype=bool)
+    wanted[rows] = True
+    return rows, wanted
 
 
 @dataclass(frozen=True)
 class PreparedStrides:
-    """`StrideMetrics.prepare`'s result: the events (`events`, cast), the values the definitions
-    read per row (`values`: numpy, NaN where undefined), and whether the rows are already in
-    (keys, IC) order (`in_order`). The values become columns only in `evaluate_prepared`, once
-    for all tables evaluated together."""
+    """`StrideMetrics.prepare`'s result: the events (`events`, cast; a table, or `PreparedEvents`
+    columns from `prepare_columns`), the values the definitions read per row (`values`: numpy,
+    NaN where undefined), and whether the rows are already in (keys, IC) order (`in_order`). The
+    values become columns only in `evaluate_prepared`, once for all tables evaluated together."""
 
-    events: pl.DataFrame
+    events: pl.DataFrame | PreparedEvents
     values: dict[str, np.ndarray]
     in_order: bool
+
+    @property
+    def frame(self) -> pl.DataFrame:
+        """The events as a table."""
+        return self.events if isinstance(self.events, pl.DataFrame) else self.events.frame()
 
     @property
     def table(self) -> pl.DataFrame:
         """The events with the values as Float64 columns (NaN -> null): what the query reads."""
         # one Series for all the values, sliced into the columns: a Series costs ~20-40 us to
         # build from numpy whatever its length (the live analyzer's tables have 1-3 rows)
-        k = self.events.height
+        events = self.frame
+        k = events.height
         names = list(self.values)
         if not names:
-            return self.events
+            return events
         flat = _series("", np.concatenate([self.values[name] for name in names]))
-        return self.events.hstack([flat.slice(i * k, k).alias(name) for i, name in enumerate(names)])
+        return events.hstack([flat.slice(i * k, k).alias(name) for i, name in enumerate(names)])
 
 
 def _metric_query(table: pl.DataFrame, s: MetricSettings) -> pl.DataFrame:

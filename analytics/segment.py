@@ -25,7 +25,8 @@ import numpy as np
 import polars as pl
 from scipy.spatial.transform import Rotation
 
-from strideflow.analytics.events import StrideEventDetector
+from strideflow.analytics.events import EventColumns, StrideEventDetector
+from strideflow.analytics.metric_rows import key_columns
 from strideflow.analytics.metrics import PreparedStrides, StrideMetrics
 from strideflow.analytics.settings import AnalysisError, AnalysisSettings
 from strideflow.analytics.signals import signal_arrays, signals_table
@@ -174,6 +175,9 @@ def segment_orientation(
     the warm-up's estimate). "madgwick": `fusion.madgwick.Madgwick` over the segment (live runs the streaming
     filter instead and passes its output to `analyze_segment`).
     """
+    if settings.orientation == "zero_velocity":
+        # the levelling's anchor SD is computed only when read (segment_levelling)
+        return _strapdown(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s, settings, gyr_bias_dps)[0]
     q, _ = segment_levelling(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s, settings, gyr_bias_dps)
     return q
 
@@ -193,6 +197,12 @@ def segment_levelling(
         return madgwick.orientation_, None
     if settings.orientation != "zero_velocity":
         raise ValueError(f"orientation must be 'madgwick' or 'zero_velocity', got {settings.orientation!r}")
+    q, strapdown = _strapdown(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s, settings, gyr_bias_dps)
+    return q, strapdown.anchor_tilt_sd_deg_
+
+
+def _strapdown(acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s, settings, gyr_bias_dps):
+    """The levelled strapdown's orientation and the fitted `LevelledStrapdown`."""
     if gyr_bias_dps is None:
         strapdown = LevelledStrapdown(levelling_settings(settings)).estimate(
             acc_mps2, gyr_dps, zero_velocity, sampling_rate_hz, t_s
@@ -201,7 +211,7 @@ def segment_levelling(
         strapdown = LevelledStrapdown(levelling_settings(settings, fixed_bias=True)).estimate(
             acc_mps2, gyr_dps - gyr_bias_dps, zero_velocity, sampling_rate_hz, t_s
         )
-    return strapdown.orientation_, strapdown.anchor_tilt_sd_deg_
+    return strapdown.orientation_, strapdown
 
 
 def _no_clock(stage: str) -> contextlib.AbstractContextManager:
@@ -215,7 +225,8 @@ class Segment:
     `keys` (athlete, session, foot); `t` (N,) s, `acc` / `gyr` (N, 3) m/s², deg/s;
     `zero_velocity` (N,) bool; `q_wxyz` (N, 4); `velocity_mps` / `position_m` (N, 3), world frame
     (zeros when the segment was analysed without integration); `events` (EVENTS_SCHEMA, no keys)
-    and `open_stride` (the live analyzer's stride under way, one row or empty).
+    and `open_stride` (the live analyzer's stride under way, one row or empty), tables of the
+    detector's `event_columns` and `open_columns` built when read.
     """
 
     keys: tuple[str, str, str]
@@ -227,11 +238,27 @@ class Segment:
     q_wxyz: np.ndarray
     velocity_mps: np.ndarray
     position_m: np.ndarray
-    events: pl.DataFrame
-    open_stride: pl.DataFrame
+    detector: StrideEventDetector
+    open_end: bool
     settings: AnalysisSettings
     _signals: pl.DataFrame | None = field(default=None, repr=False)
     _signal_arrays: dict[str, np.ndarray] | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> pl.DataFrame:
+        return self.detector.events_
+
+    @property
+    def event_columns(self) -> EventColumns:
+        return self.detector.event_columns_
+
+    @property
+    def open_stride(self) -> pl.DataFrame:
+        return self.detector.open_stride_ if self.open_end else self.detector.events_.clear()
+
+    @property
+    def open_columns(self) -> EventColumns:
+        return self.detector.open_stride_columns_ if self.open_end else self.detector.event_columns_.rows([])
 
     def signals(self) -> pl.DataFrame:
         """The per-sample signals table (SIGNALS_SCHEMA) of the segment (built once: the strides and
@@ -269,25 +296,22 @@ class Segment:
         """Stride metrics (STRIDES_SCHEMA) of some of the segment's events (keys added)."""
         return stride_metrics(self._keyed(events), self.signals(), self.settings)
 
-    def prepare_strides(self, events: pl.DataFrame, rows: np.ndarray | None = None) -> PreparedStrides:
+    def prepare_strides(
+        self, events: pl.DataFrame | EventColumns, rows: np.ndarray | None = None
+    ) -> PreparedStrides:
         """`strides(events)` up to its Polars query (`analytics.metrics.evaluate_prepared` runs it),
         from the signals as arrays; only of the events' `rows` when given (increasing row numbers;
-        their values are those of the whole table)."""
-        return StrideMetrics(self.settings.metrics).prepare_arrays(
-            self._keyed(events), self.keys, self.signal_arrays(), rows
-        )
+        their values are those of the whole table). `events`: a table or the detector's columns
+        (the same result, without the table)."""
+        metrics = StrideMetrics(self.settings.metrics)
+        if isinstance(events, EventColumns):
+            return metrics.prepare_columns(events, self.keys, self.signal_arrays(), rows)
+        return metrics.prepare_arrays(self._keyed(events), self.keys, self.signal_arrays(), rows)
 
     def _keyed(self, events: pl.DataFrame) -> pl.DataFrame:
-        keys = list(_key_columns(tuple(self.keys), events.height))
+        keys = list(key_columns(tuple(self.keys), events.height))
         # hstack, not a query: the live analyzer calls this per stride on a few rows
         return events.with_columns(keys) if set(KEYS) & set(events.columns) else events.hstack(keys)
-
-
-@lru_cache(maxsize=4096)
-def _key_columns(keys: tuple[str, str, str], n: int) -> tuple[pl.Series, ...]:
-    """The key columns of n rows of one foot (cached: the live analyzer keys a few rows per window of
-    every stream, and a Series costs ~20 us to build; Series are immutable, so sharing is safe)."""
-    return tuple(pl.Series(c, [k] * n, dtype=pl.String) for c, k in zip(KEYS, keys, strict=True))
 
 
 def analyze_segment(
@@ -372,8 +396,8 @@ def analyze_segment(
         q_wxyz=q_wxyz,
         velocity_mps=velocity,
         position_m=position,
-        events=detector.events_,
-        open_stride=detector.open_stride_ if open_end else detector.events_.clear(),
+        detector=detector,
+        open_end=open_end,
         settings=s,
     )
 

@@ -24,6 +24,7 @@ reaches into swing then cannot report a spurious 10^4 deg/s pronation velocity.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -99,6 +100,35 @@ def _euler_rates(roll_deg, tan_theta_s, gyr):  # pragma: no cover - compiled
         roll_rate[i] = wx + tan_theta_s[i] * (sin_phi * wy + cos_phi * wz)
         pitch_rate[i] = -(cos_phi * wy - sin_phi * wz)
     return roll_rate, pitch_rate
+
+
+@numba.njit(cache=True)
+def unwrap(p):  # pragma: no cover - compiled
+    """`np.unwrap(p)` of a 1-D p (rad; period 2 pi, jumps over pi unwrapped) in one pass, with
+    numpy's operations in its order: its remainder (fmod, moved to the divisor's sign), the
+    boundary rule (a jump of exactly +pi stays +pi) and the running sum of the corrections."""
+    n = p.shape[0]
+    out = p.copy()
+    period = 2.0 * np.pi
+    high = period / 2.0
+    low = -high
+    total = 0.0
+    for i in range(1, n):
+        dd = p[i] - p[i - 1]
+        x = dd - low
+        mod = np.fmod(x, period)  # exact, as C fmod
+        if mod != 0.0:
+            if (period < 0.0) != (mod < 0.0):
+                mod += period
+        else:
+            mod = math.copysign(0.0, period)
+        ddmod = mod + low
+        if ddmod == low and dd > 0.0:
+            ddmod = high
+        correct = 0.0 if abs(dd) < high else ddmod - dd
+        total = correct if i == 1 else total + correct
+        out[i] = p[i] + total
+    return out
 
 
 def euler_rates_dps(
@@ -259,7 +289,7 @@ def signal_arrays(
         PRONATION_DEG: f64(sign * roll),
         PITCH_RATE_DPS: f64(pitch_rate),
         PRONATION_RATE_DPS: f64(sign * roll_rate),
-        HEADING_DEG: f64(np.degrees(np.unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
+        HEADING_DEG: f64(np.degrees(unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
         ACC_NORM_G: f64(row_norm(acc) / STANDARD_GRAVITY_MPS2),
         ZERO_VELOCITY: (
             np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool)

@@ -106,13 +106,6 @@ class ZuptSettings:
     tilt_fit_span: int | None = 1
 
 
-def _cumtrapz(x: np.ndarray, dt: np.ndarray) -> np.ndarray:
-    """Cumulative trapezoid integral along axis 0, starting at 0; dt[i] = t[i+1] - t[i]."""
-    out = np.zeros_like(x)
-    out[1:] = np.cumsum(0.5 * (x[1:] + x[:-1]) * dt[:, None], axis=0)
-    return out
-
-
 class ZuptIntegrator:
     """World-frame velocity and position of the foot, drift removed between zero-velocity periods.
 
@@ -198,7 +191,7 @@ class ZuptIntegrator:
             )
             if tilt is not None:
                 self.tilt_fit_rad_, d = tilt
-                a_world = np.ascontiguousarray(a_world - np.cross(d, a_world))
+                a_world = np.ascontiguousarray(a_world - _cross_rows(d, a_world))
         a_world, velocity, position = _zupt_integrate(
             a_world, np.ascontiguousarray(zv), t, float(g), anchor_v
         )
@@ -232,41 +225,24 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad, span=None):
     vector d per sample, or None with fewer than three periods.
     """
     periods = mask_to_periods(zv)
-    n, k = len(t), len(periods)
+    k = len(periods)
     if k < 3:
         return None
     nodes = tilt_fit_nodes(periods)
-    f = a_world
-    v_raw = _cumtrapz(f - np.array([0.0, 0.0, g]), np.diff(t))
-    # J(f): d(d x f)/d(dx, dy), (N, 3, 2)
-    jac = np.zeros((n, 3, 2))
-    jac[:, 1, 0], jac[:, 2, 0] = -f[:, 2], f[:, 1]
-    jac[:, 0, 1], jac[:, 2, 1] = f[:, 2], -f[:, 0]
-    # per interval (i-1, i): its segment between nodes m and m + 1, weights (1 - s) and s
-    seg = np.searchsorted(nodes, np.arange(n - 1), side="right") - 1
-    lo_t = t[nodes[np.clip(seg, 0, k - 1)]]
-    hi_t = t[nodes[np.clip(seg + 1, 0, k - 1)]]
-    gap = np.where(hi_t > lo_t, hi_t - lo_t, 1.0)
-    s0 = np.clip((t[:-1] - lo_t) / gap, 0.0, 1.0)
-    s1 = np.clip((t[1:] - lo_t) / gap, 0.0, 1.0)
-    outside = (seg < 0) | (seg >= k - 1)
-    s0[outside], s1[outside] = 0.0, 0.0
-    half_dt = 0.5 * np.diff(t)[:, None, None]
-    inc_a = half_dt * ((1.0 - s0)[:, None, None] * jac[:-1] + (1.0 - s1)[:, None, None] * jac[1:])
-    inc_b = half_dt * (s0[:, None, None] * jac[:-1] + s1[:, None, None] * jac[1:])
-    cum_a = np.concatenate([np.zeros((1, 3, 2)), np.cumsum(inc_a, axis=0)])
-    cum_b = np.concatenate([np.zeros((1, 3, 2)), np.cumsum(inc_b, axis=0)])
-    idx = np.flatnonzero(zv)
-    p, q = idx[:-1], idx[1:]
-    rows_a, rows_b = cum_a[q] - cum_a[p], cum_b[q] - cum_b[p]
-    col_a = np.clip(seg[p], 0, k - 1)
-    col_b = np.minimum(col_a + 1, k - 1)
-    rows_b[outside[p]] = 0.0
-    target = (v_raw[q] - v_raw[p]) - (anchor_v[q] - anchor_v[p])
+    seg_p, rows_a, rows_b, target = _tilt_steps(
+        np.ascontiguousarray(a_world, dtype=float),
+        np.ascontiguousarray(t, dtype=float),
+        float(g),
+        np.ascontiguousarray(anchor_v, dtype=float),
+        np.ascontiguousarray(nodes, dtype=np.int64),
+        np.flatnonzero(zv).astype(np.int64),
+    )
     w = 1.0 / sd_mps**2
     if span is not None:
-        tilt = _local_tilt(seg[p], rows_a, rows_b, target, k, w, 1.0 / prior_rad**2, span)
+        tilt = _local_tilt(seg_p, rows_a, rows_b, target, k, w, 1.0 / prior_rad**2, span)
         return tilt, _tilt_per_sample(t, t[nodes], tilt)
+    col_a = np.clip(seg_p, 0, k - 1)
+    col_b = np.minimum(col_a + 1, k - 1)
     # normal equations, block tridiagonal: lower band storage for `scipy.linalg.solveh_banded`
     band = np.zeros((4, 2 * k))
     band[0] = 1.0 / prior_rad**2
@@ -286,6 +262,74 @@ def fit_stance_tilt(a_world, zv, t, g, anchor_v, sd_mps, prior_rad, span=None):
             np.add.at(rhs, 2 * c_ + j, proj[:, j])
     tilt = scipy.linalg.solveh_banded(band, rhs, lower=True).reshape(k, 2)
     return tilt, _tilt_per_sample(t, t[nodes], tilt)
+
+
+@numba.njit(cache=True)
+def _tilt_steps(f, t, g, anchor_v, nodes, still):  # pragma: no cover - compiled
+    """`fit_stance_tilt`'s steps between consecutive zero-velocity samples (`still`, their indices):
+    per step r from p = still[r] to q = still[r + 1], its interval's segment between nodes (seg[p]:
+    -1 before the first node), the integrals over it of J(f) weighted by (1 - s) and by s (R, 3, 2;
+    s the time fraction between the segment's nodes; the second zero outside the nodes), and the
+    raw velocity change less the anchor velocity change (R, 3).
+
+    One pass in the numpy statement's operations and order (the trapezoids, clips and running
+    sums, bit for bit): as numpy, ~40 calls on a live window's few hundred samples."""
+    n = f.shape[0]
+    k = nodes.shape[0]
+    v_raw = np.zeros((n, 3))
+    for i in range(1, n):
+        dt = t[i] - t[i - 1]
+        for c in range(3):
+            gc = g if c == 2 else 0.0
+            step = 0.5 * ((f[i, c] - gc) + (f[i - 1, c] - gc)) * dt
+            v_raw[i, c] = step if i == 1 else v_raw[i - 1, c] + step
+    seg = np.empty(max(n - 1, 0), dtype=np.int64)
+    cum_a = np.zeros((n, 3, 2))
+    cum_b = np.zeros((n, 3, 2))
+    jac0 = np.zeros((3, 2))
+    jac1 = np.zeros((3, 2))
+    m = 0  # nodes at or before sample i
+    for i in range(n - 1):
+        while m < k and nodes[m] <= i:
+            m += 1
+        sg = m - 1
+        seg[i] = sg
+        lo_t = t[nodes[min(max(sg, 0), k - 1)]]
+        hi_t = t[nodes[min(max(sg + 1, 0), k - 1)]]
+        gap = hi_t - lo_t if hi_t > lo_t else 1.0
+        s0 = (t[i] - lo_t) / gap
+        s0 = s0 if s0 > 0.0 else 0.0
+        s0 = s0 if s0 < 1.0 else 1.0
+        s1 = (t[i + 1] - lo_t) / gap
+        s1 = s1 if s1 > 0.0 else 0.0
+        s1 = s1 if s1 < 1.0 else 1.0
+        if sg < 0 or sg >= k - 1:
+            s0, s1 = 0.0, 0.0
+        # J(f) = d(d x f)/d(dx, dy)
+        jac0[1, 0], jac0[2, 0], jac0[0, 1], jac0[2, 1] = -f[i, 2], f[i, 1], f[i, 2], -f[i, 0]
+        jac1[1, 0], jac1[2, 0], jac1[0, 1], jac1[2, 1] = -f[i + 1, 2], f[i + 1, 1], f[i + 1, 2], -f[i + 1, 0]
+        half_dt = 0.5 * (t[i + 1] - t[i])
+        for r in range(3):
+            for c in range(2):
+                inc_a = half_dt * ((1.0 - s0) * jac0[r, c] + (1.0 - s1) * jac1[r, c])
+                inc_b = half_dt * (s0 * jac0[r, c] + s1 * jac1[r, c])
+                cum_a[i + 1, r, c] = inc_a if i == 0 else cum_a[i, r, c] + inc_a
+                cum_b[i + 1, r, c] = inc_b if i == 0 else cum_b[i, r, c] + inc_b
+    steps = max(still.shape[0] - 1, 0)
+    seg_p = np.empty(steps, dtype=np.int64)
+    rows_a = np.empty((steps, 3, 2))
+    rows_b = np.empty((steps, 3, 2))
+    target = np.empty((steps, 3))
+    for j in range(steps):
+        p, q = still[j], still[j + 1]
+        seg_p[j] = seg[p]
+        outside = seg[p] < 0 or seg[p] >= k - 1
+        for r in range(3):
+            for c in range(2):
+                rows_a[j, r, c] = cum_a[q, r, c] - cum_a[p, r, c]
+                rows_b[j, r, c] = 0.0 if outside else cum_b[q, r, c] - cum_b[p, r, c]
+            target[j, r] = (v_raw[q, r] - v_raw[p, r]) - (anchor_v[q, r] - anchor_v[p, r])
+    return seg_p, rows_a, rows_b, target
 
 
 def tilt_fit_nodes(periods: np.ndarray) -> np.ndarray:
@@ -314,16 +358,7 @@ def _local_tilt(seg, rows_a, rows_b, target, k, w, prior_w, span):
     of that system's solution. A node's tilt thus depends on the data between its `span`-th
     neighbours only, which a live window holding them reproduces.
     """
-    # interval blocks indexed by seg + 1: 0 = before the first node, K = after the last one
-    rows = np.concatenate([rows_a, rows_b], axis=2)  # (R, 3, 4): [node a | node a + 1]
-    before = seg < 0
-    # before the first node the steps hang on node 0, the interval's second node
-    rows[before] = np.concatenate([np.zeros_like(rows_a[before]), rows_a[before]], axis=2)
-    idx = np.clip(seg, -1, k - 1) + 1
-    blocks = np.zeros((k + 1, 4, 4))
-    np.add.at(blocks, idx, w * np.einsum("rij,rik->rjk", rows, rows))
-    proj = np.zeros((k + 1, 4))
-    np.add.at(proj, idx, w * np.einsum("rij,ri->rj", rows, target))
+    blocks, proj = _interval_normals(seg, rows_a, rows_b, target, k, w)
     m = 2 * span + 1
     system = np.zeros((k, 2 * m, 2 * m))
     system[:, np.arange(2 * m), np.arange(2 * m)] = prior_w
@@ -339,6 +374,37 @@ def _local_tilt(seg, rows_a, rows_b, target, k, w, prior_w, span):
         rhs[ok, lo : lo + 4] += proj[i[ok]]
     solution = np.linalg.solve(system, rhs[:, :, None])[:, :, 0]
     return solution[:, 2 * span : 2 * span + 2]
+
+
+@numba.njit(cache=True)
+def _interval_normals(seg, rows_a, rows_b, target, k, w):  # pragma: no cover - compiled
+    """`_local_tilt`'s normal equations per interval (K + 1, indexed by seg + 1: 0 before the first
+    node, K after the last): the sum over its steps of w R^T R (4 x 4) and w R^T target (4), R the
+    step's (3, 4) rows [node a | node a + 1] (before the first node [0 | node 0]). Products summed
+    over the three axes in order and the steps added one after another, as numpy's `einsum` and
+    `add.at` did."""
+    blocks = np.zeros((k + 1, 4, 4))
+    proj = np.zeros((k + 1, 4))
+    rows = np.zeros((3, 4))
+    for r in range(seg.shape[0]):
+        for i in range(3):
+            if seg[r] < 0:  # the steps before the first node hang on node 0, the second column pair
+                rows[i, 0], rows[i, 1], rows[i, 2], rows[i, 3] = 0.0, 0.0, rows_a[r, i, 0], rows_a[r, i, 1]
+            else:
+                rows[i, 0], rows[i, 1] = rows_a[r, i, 0], rows_a[r, i, 1]
+                rows[i, 2], rows[i, 3] = rows_b[r, i, 0], rows_b[r, i, 1]
+        at = min(max(seg[r], -1), k - 1) + 1
+        for j in range(4):
+            for c in range(4):
+                e = rows[0, j] * rows[0, c]
+                e = e + rows[1, j] * rows[1, c]
+                e = e + rows[2, j] * rows[2, c]
+                blocks[at, j, c] += w * e
+            e = rows[0, j] * target[r, 0]
+            e = e + rows[1, j] * target[r, 1]
+            e = e + rows[2, j] * target[r, 2]
+            proj[at, j] += w * e
+    return blocks, proj
 
 
 def zero_velocity_core(
@@ -459,30 +525,47 @@ def lever_acceleration(gyr_dps: np.ndarray, t_s: np.ndarray, lever_m) -> np.ndar
     r = np.asarray(lever_m, dtype=float)
     if w.shape[0] < 2:
         return np.zeros_like(w)
-    alpha = _time_gradient(w, np.asarray(t_s, dtype=float))
-    return _cross_rows(alpha, r) + _cross_rows(w, _cross_rows(w, r))
+    return _lever_terms(np.ascontiguousarray(w), np.ascontiguousarray(t_s, dtype=float), r)
 
 
-def _time_gradient(f: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """`np.gradient(f, t, axis=0)` of (N, 3) rows f at times t (N >= 2), with numpy's formulas in
-    its order (bit-identical): central differences inside (uniform spacing when every step is
-    equal), one-sided at the ends. numpy's checks and index tuples cost twice its arithmetic on the
-    live analyzer's windows."""
-    dx = np.diff(t)
-    out = np.empty_like(f)
-    if (dx == dx[0]).all():
-        h = dx[0]
-        out[1:-1] = (f[2:] - f[:-2]) / (2.0 * h)
-        out[0] = (f[1] - f[0]) / h
-        out[-1] = (f[-1] - f[-2]) / h
-        return out
-    dx1, dx2 = dx[:-1, None], dx[1:, None]
-    a = -(dx2) / (dx1 * (dx1 + dx2))
-    b = (dx2 - dx1) / (dx1 * dx2)
-    c = dx1 / (dx2 * (dx1 + dx2))
-    out[1:-1] = a * f[:-2] + b * f[1:-1] + c * f[2:]
-    out[0] = (f[1] - f[0]) / dx[0]
-    out[-1] = (f[-1] - f[-2]) / dx[-1]
+@numba.njit(cache=True)
+def _lever_terms(w, t, r):  # pragma: no cover - compiled
+    """a x r + w x (w x r) per row of w (N >= 2, rad/s) at times t (s), a = dw/dt: numpy's
+    `gradient` (central differences inside, the uniform formula when every step is equal,
+    one-sided at the ends) and `cross` with their operations in their order, in one pass (numpy's
+    checks and temporaries cost more than the arithmetic on the live analyzer's windows)."""
+    n = w.shape[0]
+    uniform = True
+    h = t[1] - t[0]
+    for i in range(1, n - 1):
+        if t[i + 1] - t[i] != h:
+            uniform = False
+            break
+    alpha = np.empty((n, 3))
+    for c in range(3):
+        alpha[0, c] = (w[1, c] - w[0, c]) / h
+        alpha[n - 1, c] = (w[n - 1, c] - w[n - 2, c]) / (t[n - 1] - t[n - 2])
+    for i in range(1, n - 1):
+        if uniform:
+            for c in range(3):
+                alpha[i, c] = (w[i + 1, c] - w[i - 1, c]) / (2.0 * h)
+        else:
+            dx1, dx2 = t[i] - t[i - 1], t[i + 1] - t[i]
+            a = -(dx2) / (dx1 * (dx1 + dx2))
+            b = (dx2 - dx1) / (dx1 * dx2)
+            cc = dx1 / (dx2 * (dx1 + dx2))
+            for c in range(3):
+                alpha[i, c] = a * w[i - 1, c] + b * w[i, c] + cc * w[i + 1, c]
+    out = np.empty((n, 3))
+    for i in range(n):
+        a0, a1, a2 = alpha[i, 0], alpha[i, 1], alpha[i, 2]
+        w0, w1, w2 = w[i, 0], w[i, 1], w[i, 2]
+        c0 = w1 * r[2] - w2 * r[1]
+        c1 = w2 * r[0] - w0 * r[2]
+        c2 = w0 * r[1] - w1 * r[0]
+        out[i, 0] = (a1 * r[2] - a2 * r[1]) + (w1 * c2 - w2 * c1)
+        out[i, 1] = (a2 * r[0] - a0 * r[2]) + (w2 * c0 - w0 * c2)
+        out[i, 2] = (a0 * r[1] - a1 * r[0]) + (w0 * c1 - w1 * c0)
     return out
 
 
@@ -728,10 +811,9 @@ class LevelledStrapdown:
         self.gyr_bias_dps_ = bias
         if len(periods) == 0:
             self.anchors_ = np.zeros(0, dtype=np.int64)
-            self.gravity_ = np.zeros((0, 3))
             self.tilt_correction_deg_ = np.zeros(0)
-            self.anchor_tilt_sd_deg_ = 0.0
             self.orientation_ = q_ref
+            self._read = (np.zeros((0, 4)), np.zeros((0, 3)), np.zeros(0), np.zeros((0, 2)))
             return self
         margin = np.full(len(periods), int(round(s.gravity_margin_s * float(sampling_rate_hz))))
         if s.short_gravity_margin_s is not None:
@@ -747,14 +829,31 @@ class LevelledStrapdown:
         # Widened windows of close still periods can share an anchor: keep each anchor once.
         keep = np.concatenate([[True], np.diff(anchor) > 0])
         anchor, g_ref = anchor[keep], g_ref[keep]
-        q_inv = q_ref[anchor] * np.array([1.0, -1.0, -1.0, -1.0])
-        g_body = rotate_all(q_inv, g_ref)
         self.anchors_ = anchor
-        self.gravity_ = g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
         self.orientation_, tilt, axis = _levelled(q_ref, t, anchor, g_ref)
         self.tilt_correction_deg_ = np.degrees(tilt)
-        self.anchor_tilt_sd_deg_ = anchor_tilt_sd_deg(self.orientation_[anchor], tilt, axis)
+        self._read = (q_ref[anchor], g_ref, tilt, axis)  # what gravity_ and the SD read
         return self
+
+    # Computed when read: the live analyzer's windows read neither (~10 % of an estimate, most of
+    # it the robust variances' medians).
+    @property
+    def gravity_(self) -> np.ndarray:
+        """(K, 3) unit gravity at each anchor, sensor frame."""
+        q_anchor, g_ref, _, _ = self._read
+        if not len(g_ref):
+            return np.zeros((0, 3))
+        q_inv = q_anchor * np.array([1.0, -1.0, -1.0, -1.0])
+        g_body = rotate_all(q_inv, g_ref)
+        return g_body / np.linalg.norm(g_body, axis=1, keepdims=True)
+
+    @property
+    def anchor_tilt_sd_deg_(self) -> float:
+        """SD (deg) of the anchors' gravity reading error (`anchor_tilt_sd_deg`)."""
+        _, g_ref, tilt, axis = self._read
+        if not len(g_ref):
+            return 0.0
+        return anchor_tilt_sd_deg(self.orientation_[self.anchors_], tilt, axis)
 
 
 def anchor_tilt_sd_deg(q_anchor: np.ndarray, tilt_rad: np.ndarray, axis: np.ndarray) -> float:

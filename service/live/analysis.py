@@ -71,6 +71,7 @@ class LiveAnalysis:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="live-analysis")
         self._waiting: list[_Job] = []
         self._runner: asyncio.Future | None = None
+        self._done: asyncio.Future | None = None  # a finished future of the running loop (`_ready`)
         self.ticks_ = 0  # ticks run (a tick with n streams saves n - 1 queries per round)
 
     def shutdown(self) -> None:
@@ -131,44 +132,52 @@ class LiveAnalysis:
         """The packets analysed in the stream's worker process, in the order sent: each packet's
         rows are emitted as soon as they arrive. The stream's connection goes on storing and
         acknowledging its next packets meanwhile, up to `MAX_IN_FLIGHT` packets ahead of the
-        analysis; `finish` (and a store's refresh) reach the worker after every packet sent."""
+        analysis (counted, `RemoteAnalyzer.waiting_`; a future only when the connection must wait);
+        `finish` (and a store's refresh) reach the worker after every packet sent."""
         loop = asyncio.get_running_loop()
-        done = loop.create_future()
-        left = [len(packets)]
+        analyzer = stream.analyzer
+        left = len(packets)
         errors: list[tuple[int, Exception]] = []
 
         def on_output(index: int, strides, stances, error, pieces) -> None:  # on the event loop
+            nonlocal left
             if error is not None:
                 errors.append((max(index, 0), error))
             else:
-                stream.analyzer.add(strides)
-                stream.analyzer.take_mountings(pieces)  # what the messages are labelled with
+                analyzer.add(strides)
+                analyzer.take_mountings(pieces)  # what the messages are labelled with
                 packet, received_at = packets[index]
                 if stances is not None:
                     self.emit(stream, stances, received_at, packet.sequence, "packet", "stance")
                 if strides is not None:
                     self.emit(stream, strides, received_at, packet.sequence, "packet", "stride")
-            left[0] -= 1
-            if left[0] == 0 and not done.done():
-                done.set_result(None)
-
-        def report(_) -> None:
-            if errors:
+            left -= 1
+            analyzer.waiting_ -= 1
+            caught_up = analyzer.caught_up_
+            if caught_up is not None and analyzer.waiting_ <= MAX_IN_FLIGHT:
+                analyzer.caught_up_ = None
+                if not caught_up.done():
+                    caught_up.set_result(None)
+            if left == 0 and errors:
                 failed = [(packets[i][0].sequence, exc) for i, exc in errors]
                 asyncio.ensure_future(self._report(stream, failed, send))
 
-        done.add_done_callback(report)
-        analyzer = stream.analyzer
+        analyzer.waiting_ += len(packets)  # before the push: a lost worker answers within it
         # on_output runs on this loop, the outputs of one worker message in one hand-off
         analyzer.push_packets([p for p, _ in packets], on_output, loop)
-        analyzer.in_flight.append((done, len(packets)))
-        while analyzer.in_flight and analyzer.in_flight[0][0].done():
-            analyzer.in_flight.popleft()
-        if _waiting(analyzer) <= MAX_IN_FLIGHT:
-            ready = loop.create_future()
+        if analyzer.waiting_ <= MAX_IN_FLIGHT:
+            return self._ready(loop)
+        if analyzer.caught_up_ is None:
+            analyzer.caught_up_ = loop.create_future()
+        return asyncio.shield(analyzer.caught_up_)
+
+    def _ready(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
+        """A finished future of `loop` (one per loop: awaiting it again costs nothing)."""
+        ready = self._done
+        if ready is None or ready.get_loop() is not loop:
+            ready = self._done = loop.create_future()
             ready.set_result(None)
-            return ready
-        return _catch_up(analyzer)
+        return ready
 
     async def _report(
         self, stream: LiveStream, errors: list[tuple[int, Exception]], send: Send | None
@@ -215,19 +224,6 @@ class LiveAnalysis:
         await asyncio.to_thread(stream.receiver.end)
         stream.ended = True
         self.emit(stream, tail, received_at, stream.receiver.resume_from, closed_by, "stride")
-
-
-async def _catch_up(analyzer: RemoteAnalyzer) -> None:
-    """Wait until at most `MAX_IN_FLIGHT` packets sent to the analyzer's worker wait for their rows."""
-    while analyzer.in_flight and (analyzer.in_flight[0][0].done() or _waiting(analyzer) > MAX_IN_FLIGHT):
-        oldest, _ = analyzer.in_flight[0]
-        await asyncio.shield(oldest)
-        analyzer.in_flight.popleft()
-
-
-def _waiting(analyzer: RemoteAnalyzer) -> int:
-    """Packets sent to the analyzer's worker whose rows have not come back."""
-    return sum(n for done, n in analyzer.in_flight if not done.done())
 
 
 def _tick(jobs: list[_Job], on_round: Callable[[int], None] | None = None) -> None:

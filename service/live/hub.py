@@ -370,13 +370,14 @@ class LiveHub:
             await asyncio.sleep(self.store_interval_s)
             try:
                 await self.expire_idle()
-                await self.flush()
+                await self.flush(once=True)
                 self._release_idle()
             except Exception:
                 log.exception("storing live strides failed; retrying")
 
-    async def flush(self, only: Collection[tuple[str, str]] | None = None) -> None:
-        """Store every session with new strides (or those of them in `only`: (athlete, session))."""
+    async def flush(self, only: Collection[tuple[str, str]] | None = None, once: bool = False) -> None:
+        """Store every session with new strides (or those of them in `only`: (athlete, session));
+        with `once`, those that have new strides now, once each (`SessionStore.flush`)."""
 
         def streams_of(key):
             return [s for k, s in self.streams.items() if k[:2] == key]
@@ -396,7 +397,7 @@ class LiveHub:
         ]
         if remote:
             await asyncio.gather(*remote, return_exceptions=True)
-        await self.store.flush(streams_of, stored, only)
+        await self.store.flush(streams_of, stored, only, once)
 
 
 def hello_key(hello: StreamHello) -> tuple[str, str, str, str]:

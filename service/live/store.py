@@ -153,15 +153,26 @@ class SessionStore:
         streams_of: Callable[[SessionKey], list[LiveStream]],
         stored: Callable[[Iterable[LiveStream]], None] | None = None,
         only: Collection[SessionKey] | None = None,
+        once: bool = False,
     ) -> None:
         """Store every session with new strides (or those of them in `only`); `stored` gets each
-        session's streams afterwards."""
+        session's streams afterwards. Until none is left, or with `once` each session that has new
+        strides at the call once: the periodic store, which otherwise never ends while streams
+        deliver strides faster than it stores them (a warm-up backlog), storing a session every
+        few milliseconds instead of every `store_interval_s`."""
         async with self._lock:
+            pending = (
+                None if not once else (set(self.dirty) if only is None else self.dirty.intersection(only))
+            )
             while True:
                 due = self.dirty if only is None else self.dirty.intersection(only)
+                if pending is not None:
+                    due = due & pending
                 if not due:
                     break
                 athlete, session = next(iter(due))
+                if pending is not None:
+                    pending.discard((athlete, session))
                 self.dirty.discard((athlete, session))
                 streams = streams_of((athlete, session))
                 parts = [s.strides() for s in streams]

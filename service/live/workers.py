@@ -872,8 +872,10 @@ class RemoteAnalyzer:
         self.curves_: pl.DataFrame | None = None
         self.mountings_ = None
         self._closed = False
-        # (future done when the rows of a push are back, its packets), oldest first (event loop only)
-        self.in_flight: deque = deque()
+        # packets sent whose rows have not come back, and the future a connection that must wait
+        # for them awaits (`service.live.analysis`; event loop only)
+        self.waiting_ = 0
+        self.caught_up_: asyncio.Future | None = None
         self.pushed_ = 0  # packets sent to the analysis (the log's first pushed_ packets)
         self._push_lock = threading.Lock()  # a push and a move to another worker, one at a time
         self._changed = threading.Condition()  # notified when the analyzer moves or is given up

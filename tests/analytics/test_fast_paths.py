@@ -12,10 +12,11 @@ from scipy.ndimage import uniform_filter1d
 from scipy.spatial.transform import Rotation
 
 from strideflow.analytics.curves import CURVES_SCHEMA, PCT, PHASE, stride_curves
-from strideflow.analytics.events import StrideEventDetector, _jerk
+from strideflow.analytics.events import StrideEventDetector, _jerk, _longest_periods, _rising_peak_offset
+from strideflow.analytics.metrics import _median_step
 from strideflow.analytics.pipeline import RecordingAnalyzer, analyze_samples
-from strideflow.analytics.signals import euler_rates_dps, row_norm
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector
+from strideflow.analytics.signals import euler_rates_dps, row_norm, unwrap
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware import schema as S
 from strideflow.hardware.mounting import (
@@ -274,3 +275,87 @@ def test_metrics_one_foot_at_a_time_equal_all_feet_at_once_in_any_row_order(walk
     # the pipeline adds the mounting's uncertainty to the metrics' table
     batch = result.strides.drop(S.MOUNTING_UNCERTAINTY_DEG, S.MOUNTING_ID, S.REMOUNT).sort(*S.KEYS, S.IC_T)
     assert_frame_equal(per_foot, batch, check_exact=True)
+
+
+def _longest_periods_numpy(periods, lo, hi):
+    """The numpy statement `_longest_periods` compiles (`StrideEventDetector._foot_flat` before
+    session 11)."""
+    ff = (lo + np.maximum(hi - 1, lo)) // 2
+    length = np.zeros(len(lo), dtype=np.int64)
+    if len(periods) == 0 or len(lo) == 0:
+        return ff.astype(np.int64), length
+    owner = np.searchsorted(lo, periods[:, 0], side="right") - 1
+    inside = (owner >= 0) & (periods[:, 1] <= hi[np.clip(owner, 0, None)])
+    for p, k in zip(periods[inside], owner[inside], strict=True):
+        if p[1] - p[0] > length[k]:
+            length[k] = p[1] - p[0]
+            ff[k] = (p[0] + p[1] - 1) // 2
+    return ff.astype(np.int64), length
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_longest_still_period_per_stance_is_the_numpy_loops(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    zv = rng.random(n) < rng.uniform(0.1, 0.9)
+    cuts = np.sort(rng.choice(n + 1, size=int(rng.integers(0, min(n, 12) + 1)), replace=False))
+    lo = np.concatenate([[0], cuts]).astype(np.int64)
+    hi = np.concatenate([cuts, [n]]).astype(np.int64)
+    periods = mask_to_periods(zv)
+    want = _longest_periods_numpy(periods, lo, hi)
+    for got, expected in zip(_longest_periods(periods, lo, hi), want, strict=True):
+        assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_median_step_is_numpys_median_of_the_steps(seed):
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(rng.choice([0.005, 0.0049, 0.0051, 0.01], size=int(rng.integers(2, 60))))
+    for a, b in ((0, len(t)), (0, 2), (1, len(t)), (len(t) // 3, len(t))):
+        if b - a >= 2:
+            assert _bits_equal(_median_step(t, a, b), np.median(np.diff(t[a:b])))
+
+
+def _rising_peak_offset_numpy(x, idx):
+    """The numpy statement `_rising_peak_offset` compiles (before session 11)."""
+    out = np.zeros(len(idx))
+    ok = (idx >= 3) & (idx + 1 < len(x))
+    if not ok.any():
+        return out
+    i = idx[ok]
+    a, b, c, d = x[i - 3], x[i - 2], x[i - 1], x[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den_late, den_early = b - 2.0 * c + d, a - 2.0 * b + c
+        late = np.where(den_late < 0, 0.5 * (b - d) / den_late, np.nan)
+        early = np.where(den_early < 0, 0.5 * (a - c) / den_early, np.nan)
+    out[ok] = np.where(
+        (late >= 1.0) & (late <= 2.0),
+        late - 1.0,
+        np.where((early >= 1.0) & (early <= 2.0), early - 2.0, 0.0),
+    )
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_rising_peak_offset_is_the_numpy_statement(seed):
+    rng = np.random.default_rng(seed)
+    x = np.cumsum(rng.normal(0.0, 1.0, 80)) * rng.choice([1e-3, 1.0, 300.0])
+    x[rng.random(80) < 0.05] = np.nan
+    idx = rng.integers(0, 80, 25)
+    assert _bits_equal(_rising_peak_offset(x, idx), _rising_peak_offset_numpy(x, idx))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_unwrap_is_numpys_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    # random angles, random walks, and jumps of exactly +-pi and 2 pi (numpy's boundary rule)
+    walks = (
+        rng.uniform(-4.0, 4.0, n),
+        np.cumsum(rng.uniform(-4.0, 4.0, n)),
+        np.radians(rng.choice([-180.0, 180.0, 179.9, -179.9, 0.0, -0.0, 90.0], n)),
+        np.cumsum(rng.choice([np.pi, -np.pi, 2.0 * np.pi, 0.1], n)),
+        rng.uniform(-1e4, 1e4, n),
+    )
+    for p in walks:
+        assert _bits_equal(unwrap(np.ascontiguousarray(p)), np.unwrap(p))

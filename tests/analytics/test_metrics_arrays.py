@@ -83,3 +83,22 @@ def test_signals_out_of_time_order_are_put_in_order(segment):
         [metrics.prepare_arrays(events, segment.keys, {k: v[flip] for k, v in arrays.items()})]
     )[0]
     assert _csv(shuffled) == _csv(segment.strides(segment.events))
+
+
+@pytest.mark.parametrize("rows", [None, [0], [3, 4], [5, 9, 11]])
+def test_the_detectors_columns_give_the_tables_rows(segment, rows):
+    """`prepare_strides` of the detector's columns (the live windows: no events table) gives what
+    the events table gives, alone, several at once, mixed with tables, in numpy and in the query."""
+    picked = None if rows is None else np.array(rows, dtype=np.int64)
+    metrics = segment.settings.metrics
+    from_columns = segment.prepare_strides(segment.event_columns, picked)
+    from_table = segment.prepare_strides(segment.events, picked)
+    assert from_columns.frame.schema == from_table.frame.schema
+    assert _csv(from_columns.frame) == _csv(from_table.frame)
+    want = evaluate_prepared([from_table], metrics)[0]
+    assert _csv(evaluate_prepared([from_columns], metrics)[0]) == _csv(want)
+    # several tables at once: numpy up to 64 rows, else the Polars query
+    for copies in (3, 70):
+        together = evaluate_prepared([from_columns] * copies, metrics)
+        mixed = evaluate_prepared([from_columns, from_table] * copies, metrics)
+        assert all(_csv(t) == _csv(want) for t in (*together, *mixed))

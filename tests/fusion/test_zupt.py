@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -22,10 +23,12 @@ from strideflow.fusion.zupt import (
     ZuptIntegrator,
     ZuptSettings,
     _cross_rows,
-    _time_gradient,
+    _interval_normals,
+    _tilt_steps,
     anchor_tilt_sd_deg,
     fit_stance_tilt,
     lever_acceleration,
+    tilt_fit_nodes,
     zero_velocity_aided_orientation,
 )
 from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
@@ -557,18 +560,98 @@ def test_row_cross_products_are_numpys_bit_for_bit(a, r):
     assert np.array_equal(_cross_rows(a, b), np.cross(a, b))
 
 
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
 @given(
     hnp.arrays(float, st.tuples(st.integers(2, 40), st.just(3)), elements=_FINITE),
     st.floats(0.001, 0.02),
     st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
 )
-def test_time_gradient_is_numpys_bit_for_bit(f, step, jitter):
+def test_lever_acceleration_is_numpys_gradient_and_cross_bit_for_bit(f, step, jitter):
+    # the numpy statement it compiles; the live windows' levelling must not move a ulp
     n = len(f)
     uniform = np.arange(n) * step
     steps = step + np.resize(np.asarray(jitter or [0.0]), n - 1)
     exact = np.arange(n) * 2.0**-7  # every step equal: numpy's uniform formula
+    r = np.array([0.01, -0.02, 0.045])
+    w = np.radians(f)
     for t in (exact, uniform, np.concatenate([[0.0], np.cumsum(steps)])):
-        assert np.array_equal(_time_gradient(f, t), np.gradient(f, t, axis=0))
+        alpha = np.gradient(w, t, axis=0)
+        want = np.cross(alpha, r) + np.cross(w, np.cross(w, r))
+        assert np.array_equal(lever_acceleration(f, t, r), want)
+
+
+def _tilt_steps_numpy(f, t, g, anchor_v, nodes, still):
+    """The numpy statement `_tilt_steps` compiles (fit_stance_tilt's before session 11)."""
+    n, k = len(t), len(nodes)
+    x = f - np.array([0.0, 0.0, g])
+    v_raw = np.zeros_like(x)
+    v_raw[1:] = np.cumsum(0.5 * (x[1:] + x[:-1]) * np.diff(t)[:, None], axis=0)
+    jac = np.zeros((n, 3, 2))
+    jac[:, 1, 0], jac[:, 2, 0] = -f[:, 2], f[:, 1]
+    jac[:, 0, 1], jac[:, 2, 1] = f[:, 2], -f[:, 0]
+    seg = np.searchsorted(nodes, np.arange(n - 1), side="right") - 1
+    lo_t = t[nodes[np.clip(seg, 0, k - 1)]]
+    hi_t = t[nodes[np.clip(seg + 1, 0, k - 1)]]
+    gap = np.where(hi_t > lo_t, hi_t - lo_t, 1.0)
+    s0 = np.clip((t[:-1] - lo_t) / gap, 0.0, 1.0)
+    s1 = np.clip((t[1:] - lo_t) / gap, 0.0, 1.0)
+    outside = (seg < 0) | (seg >= k - 1)
+    s0[outside], s1[outside] = 0.0, 0.0
+    half_dt = 0.5 * np.diff(t)[:, None, None]
+    inc_a = half_dt * ((1.0 - s0)[:, None, None] * jac[:-1] + (1.0 - s1)[:, None, None] * jac[1:])
+    inc_b = half_dt * (s0[:, None, None] * jac[:-1] + s1[:, None, None] * jac[1:])
+    cum_a = np.concatenate([np.zeros((1, 3, 2)), np.cumsum(inc_a, axis=0)])
+    cum_b = np.concatenate([np.zeros((1, 3, 2)), np.cumsum(inc_b, axis=0)])
+    p, q = still[:-1], still[1:]
+    rows_a, rows_b = cum_a[q] - cum_a[p], cum_b[q] - cum_b[p]
+    rows_b[outside[p]] = 0.0
+    target = (v_raw[q] - v_raw[p]) - (anchor_v[q] - anchor_v[p])
+    return seg[p], rows_a, rows_b, target
+
+
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
+@given(
+    st.integers(0, 2**32 - 1),
+    st.integers(30, 400),
+    st.floats(0.0, 0.004, allow_nan=False),
+)
+def test_tilt_steps_are_the_numpy_statement_bit_for_bit(seed, n, jitter):
+    # the live windows' stride lengths must not move a ulp (the live rows are compared bit for bit)
+    rng = np.random.default_rng(seed)
+    t = np.cumsum(0.005 + jitter * rng.random(n))
+    f = rng.normal(0.0, 20.0, (n, 3)) + np.array([0.0, 0.0, G])
+    anchor_v = rng.normal(0.0, 0.05, (n, 3))
+    zv = rng.random(n) < 0.3
+    zv[[0, n // 2, n - 1]] = True
+    nodes = tilt_fit_nodes(mask_to_periods(zv)).astype(np.int64)
+    still = np.flatnonzero(zv).astype(np.int64)
+    got = _tilt_steps(f, t, G, anchor_v, nodes, still)
+    want = _tilt_steps_numpy(f, t, G, anchor_v, nodes, still)
+    for a, b in zip(got, want, strict=True):
+        assert a.shape == b.shape
+        assert np.array_equal(a, b)
+
+
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(3, 8))
+def test_interval_normals_are_einsums_bit_for_bit(seed, steps, k):
+    rng = np.random.default_rng(seed)
+    seg = rng.integers(-1, k, steps).astype(np.int64)
+    rows_a, rows_b = rng.normal(0.0, 0.01, (steps, 3, 2)), rng.normal(0.0, 0.01, (steps, 3, 2))
+    target = rng.normal(0.0, 0.1, (steps, 3))
+    w = 400.0
+    # the numpy statement (_local_tilt's before session 11)
+    rows = np.concatenate([rows_a, rows_b], axis=2)
+    before = seg < 0
+    rows[before] = np.concatenate([np.zeros_like(rows_a[before]), rows_a[before]], axis=2)
+    idx = np.clip(seg, -1, k - 1) + 1
+    blocks = np.zeros((k + 1, 4, 4))
+    np.add.at(blocks, idx, w * np.einsum("rij,rik->rjk", rows, rows))
+    proj = np.zeros((k + 1, 4))
+    np.add.at(proj, idx, w * np.einsum("rij,ri->rj", rows, target))
+    got_blocks, got_proj = _interval_normals(seg, rows_a, rows_b, target, k, w)
+    assert np.array_equal(got_blocks, blocks)
+    assert np.array_equal(got_proj, proj)
 
 
 def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
