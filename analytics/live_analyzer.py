@@ -64,6 +64,7 @@ from strideflow.analytics.events import (
 )
 from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.live_mountings import LiveMountings
+from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts
 from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
 from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides, evaluate_prepared
 from strideflow.analytics.mountings import Mounting
@@ -221,6 +222,10 @@ class LiveOutput(NamedTuple):
     stances: pl.DataFrame
 
 
+# what a push that completed nothing returns (its frames are the shared empty ones)
+_NOTHING = LiveOutput(_NO_STRIDES, _NO_STANCES)
+
+
 class StreamAnalyzer(Protocol):
     """What a live stream's analyzer does (the service's hub takes a factory of these)."""
 
@@ -347,6 +352,10 @@ class LiveStrideAnalyzer:
         # conditioning (device frame)
         self._gaps = GapConditioner(fs, settings.read)
         self._gyr_abs_max = 0.0
+        self._false = np.zeros(0, dtype=bool)  # `_no_marks`
+        self._min_swing_dps = float(a.events.min_swing_dps)
+        self._min_segment_n = a.min_segment_s * fs
+        self._max_buffer_n = self._n(settings.max_buffer_s)
         # mounting
         if settings.mounting_wxyz is not None:
             self.mounting_: Rotation | None = rotation_from_wxyz(np.asarray(settings.mounting_wxyz, float))
@@ -387,7 +396,8 @@ class LiveStrideAnalyzer:
         self._warm = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_new=1)
         self._next_attempt = self._n(settings.warmup_s)
         # foot-frame window
-        self._buf = SampleColumns(t=1, acc=3, gyr=3, q=4, is_gap=1, is_sat=1, is_zv=1)
+        quaternions = {"q": 4} if a.orientation == "madgwick" else {}  # the levelled one has none
+        self._buf = SampleColumns(t=1, acc=3, gyr=3, is_gap=1, is_sat=1, is_zv=1, **quaternions)
         self._zv_done = 0
         self._seg0: int | None = None  # global index of the current segment's first sample
         self._finished = False
@@ -455,7 +465,7 @@ class LiveStrideAnalyzer:
     def finish(self) -> LiveOutput:
         """End the stream: emit the strides its end closes (as batch does at a recording's end)."""
         if self._finished:
-            return LiveOutput(_NO_STRIDES, _NO_STANCES)
+            return _NOTHING
         self._finished = True
         self._start_output()
         try:
@@ -489,6 +499,8 @@ class LiveStrideAnalyzer:
 
     def end_push(self) -> LiveOutput:
         """The output of the push (or finish) whose queries `resolve` has run."""
+        if len(self._emissions) == self._push_start and self._new_stances is _NO_STANCES:
+            return _NOTHING  # most pushes
         return LiveOutput(self._collect(self._push_start), self._new_stances)
 
     def _start_output(self) -> None:
@@ -501,26 +513,20 @@ class LiveStrideAnalyzer:
     def _checked(self, t_s, acc_mps2, gyr_dps, saturated):
         t = np.asarray(t_s, dtype=float).reshape(-1)
         n = len(t)
-        out = [t]
-        for name, value in (("acc_mps2", acc_mps2), ("gyr_dps", gyr_dps)):
-            v = np.asarray(value, dtype=float)
+        acc = np.asarray(acc_mps2, dtype=float)
+        gyr = np.asarray(gyr_dps, dtype=float)
+        for name, v in (("acc_mps2", acc), ("gyr_dps", gyr)):
             if v.shape != (n, 3):
                 raise LiveError(f"{name} must have shape ({n}, 3) to match t_s, got {v.shape}")
-            out.append(v)
         last_t = self._gaps.last_t_
-        # one quick test for the usual block (this runs per packet and stream); rows only if it fails
-        if not (
-            np.isfinite(t).all()
-            and np.isfinite(out[1]).all()
-            and np.isfinite(out[2]).all()
-            and (n == 0 or last_t is None or t[0] > last_t)
-            and bool((t[1:] > t[:-1]).all())
-        ):
-            self._refuse(t, out)
+        # one quick compiled test for the usual block (this runs per packet and stream); rows only
+        # if it fails
+        if not block_fine(t, acc, gyr, -math.inf if last_t is None else last_t):
+            self._refuse(t, [t, acc, gyr])
         sat = np.zeros(n, dtype=bool) if saturated is None else np.asarray(saturated, dtype=bool).reshape(-1)
         if sat.shape != (n,):
             raise LiveError(f"saturated must have shape ({n},) to match t_s, got {sat.shape}")
-        return t, out[1], out[2], sat
+        return t, acc, gyr, sat
 
     def _refuse(self, t: np.ndarray, out: list[np.ndarray]) -> None:
         """LiveError naming the first bad row of a block that failed `_checked`'s quick test."""
@@ -542,37 +548,49 @@ class LiveStrideAnalyzer:
 
     def _condition(self, t: np.ndarray, acc: np.ndarray, gyr: np.ndarray, sat: np.ndarray) -> None:
         """Gaps as ingest treats them (`ingest.gaps`): short ones interpolated (flagged), long ones
-        new segments."""
-        block = self._gaps.push(t, np.concatenate([acc, gyr], axis=1), sat)
-        self.warnings_.extend(block.warnings)
-        t, acc, gyr = block.t, block.values[:, :3], block.values[:, 3:]
-        sat, is_new, is_gap = block.saturated, block.new_segment, block.interpolated
+        new segments. `is_new` None below: no sample starts a segment (the usual block)."""
+        if self._gaps.follows(t, np.concatenate((acc[-1], gyr[-1]))):
+            is_new, is_gap = None, self._no_marks(len(t))  # the usual block: no gap, as it is
+        else:
+            block = self._gaps.push(t, np.concatenate([acc, gyr], axis=1), sat)
+            self.warnings_.extend(block.warnings)
+            t, acc, gyr = block.t, block.values[:, :3], block.values[:, 3:]
+            sat, is_new, is_gap = block.saturated, block.new_segment, block.interpolated
         # Saturation counts where the gyro sits at the largest |gyr| seen so far (batch: in the
         # whole recording), in the device frame as batch reads it.
-        gyr_abs = np.abs(gyr).max(axis=1)
-        running = np.maximum.accumulate(np.maximum(gyr_abs, self._gyr_abs_max))
-        self._gyr_abs_max = float(running[-1])
-        at_range = sat & (gyr_abs >= running * GYR_AT_RANGE)
+        marks, self._gyr_abs_max = at_range(gyr, sat, self._gyr_abs_max, GYR_AT_RANGE)
         if self.mountings_ is None:
-            self._pass_on(t, acc, gyr, is_gap, at_range, is_new)
+            self._pass_on(t, acc, gyr, is_gap, marks, is_new)
             return
         # in pieces that end where a chunk of the mounting watch is complete (data-fixed sample
         # counts): a remount found there switches the frame from the next sample on
         ends = self.mountings_.boundaries(len(t))
+        if not ends:  # the usual block: within one chunk
+            self.mountings_.observe(t, acc, gyr)
+            self._pass_on(t, acc, gyr, is_gap, marks, is_new)
+            return
         lo = 0
         for hi in (*ends, len(t)):
             if hi > lo:
                 sl = slice(lo, hi)
                 self.mountings_.observe(t[sl], acc[sl], gyr[sl])
-                self._pass_on(t[sl], acc[sl], gyr[sl], is_gap[sl], at_range[sl], is_new[sl])
+                new = None if is_new is None else is_new[sl]
+                self._pass_on(t[sl], acc[sl], gyr[sl], is_gap[sl], marks[sl], new)
                 if hi in ends:
                     self._check_mounting()
             lo = hi
 
+    def _no_marks(self, n: int) -> np.ndarray:
+        """n False flags (read-only: shared from block to block)."""
+        if len(self._false) < n:
+            self._false = np.zeros(max(n, 2 * len(self._false)), dtype=bool)
+            self._false.flags.writeable = False
+        return self._false[:n]
+
     def _pass_on(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
         """To the warm-up until the mounting and bias are known, then to the foot-frame path."""
         if self._new_mounting and len(t):
-            is_new = is_new.copy()
+            is_new = np.zeros(len(t), dtype=bool) if is_new is None else is_new.copy()
             is_new[0], self._new_mounting = True, False
         if not self._ready:
             self._warm_up(t, acc, gyr, is_gap, is_sat, is_new)
@@ -601,6 +619,8 @@ class LiveStrideAnalyzer:
     def _warm_up(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
         """Collect device-frame samples until mounting and bias are estimated; then feed them all."""
         w = self._warm
+        if is_new is None:
+            is_new = self._no_marks(len(t))
         i = 0
         while i < len(t) and not self._ready:
             take = min(len(t) - i, self._next_attempt - (w.stop - w.start))
@@ -673,7 +693,7 @@ class LiveStrideAnalyzer:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
         m = self._matrix
         acc, gyr = _to_foot(acc, m), _to_foot(gyr, m)
-        if not is_new.any():  # the usual block: all in the current segment
+        if is_new is None or not is_new.any():  # the usual block: all in the current segment
             self._append(t, acc, gyr, is_gap, is_sat)
             return
         bounds = np.concatenate([np.flatnonzero(is_new), [len(t)]])
@@ -709,29 +729,43 @@ class LiveStrideAnalyzer:
     def _append(self, t, acc, gyr, is_gap, is_sat) -> None:
         """Append samples in pieces of at most one zero-velocity chunk, so each step is data-fixed."""
         chunk = self._zv.chunk_
+        if len(t) <= chunk:  # a packet
+            self._append_piece(t, acc, gyr, is_gap, is_sat)
+            return
         for lo in range(0, len(t), chunk):
             sl = slice(lo, lo + chunk)
-            q = (
-                self._madgwick.update(acc[sl], gyr[sl])
-                if self._madgwick is not None
-                else np.zeros((len(t[sl]), 4))
-            )
-            self._buf.append(t=t[sl], acc=acc[sl], gyr=gyr[sl], q=q, is_gap=is_gap[sl], is_sat=is_sat[sl])
-            first, seg = self._buf.stop - len(t[sl]), self._seg0
-            starts = self._scan_swing(gyr[sl, 1]) if self.settings.stances else []
-            # Zero velocity in pieces that end at each swing start, then that stance: strides
-            # closed by earlier samples go out first, as they would sample by sample.
-            a = 0
-            for end, swing in [*((e, True) for e in starts), (len(t[sl]), False)]:
-                if end > a:
-                    flags = self._zv.push(acc[sl][a:end], gyr[sl][a:end])
-                    if len(flags):
-                        self._new_flags(flags)
-                    if self._seg0 != seg:  # cut: the piece's rest was fed again to the new segment
-                        break
-                if swing:
-                    self._stance(first + end)
-                a = end
+            self._append_piece(t[sl], acc[sl], gyr[sl], is_gap[sl], is_sat[sl])
+
+    def _append_piece(self, t, acc, gyr, is_gap, is_sat) -> None:
+        """Append at most one zero-velocity chunk of samples: flags, windows and stance rows."""
+        if self._madgwick is not None:
+            q = self._madgwick.update(acc, gyr)
+            self._buf.append(t=t, acc=acc, gyr=gyr, q=q, is_gap=is_gap, is_sat=is_sat)
+        else:  # the levelled orientation has no quaternion column
+            self._buf.append(t=t, acc=acc, gyr=gyr, is_gap=is_gap, is_sat=is_sat)
+        if not self.settings.stances:
+            starts = ()
+        else:
+            starts, self._armed = swing_starts(gyr, self._min_swing_dps, self._armed)
+        if not len(starts):  # the usual piece: no swing starts in it
+            flags = self._zv.push(acc, gyr)
+            if len(flags):
+                self._new_flags(flags)
+            return
+        first, seg = self._buf.stop - len(t), self._seg0
+        # Zero velocity in pieces that end at each swing start, then that stance: strides
+        # closed by earlier samples go out first, as they would sample by sample.
+        a = 0
+        for end, swing in [*((int(e), True) for e in starts), (len(t), False)]:
+            if end > a:
+                flags = self._zv.push(acc[a:end], gyr[a:end])
+                if len(flags):
+                    self._new_flags(flags)
+                if self._seg0 != seg:  # cut: the piece's rest was fed again to the new segment
+                    break
+            if swing:
+                self._stance(first + end)
+            a = end
 
     def _new_flags(self, flags: np.ndarray) -> None:
         """Store final zero-velocity flags, run a window at each still period that starts among them."""
@@ -740,23 +774,22 @@ class LiveStrideAnalyzer:
         self._zv_done = lo + len(flags)
         first = max(lo, self._seg0 + 1)
         if first < self._zv_done:
-            zv = self._buf.view("is_zv", first - 1, self._zv_done)
             # a still period ends at p1 (zv[p1 - 1] and not zv[p1]): everything before it is final
-            ends = np.flatnonzero(~zv[1:] & zv[:-1]) + first
-            self._ends.extend(int(p1) for p1 in ends)
-        min_n = self.settings.analysis.min_segment_s * self.sampling_rate_hz
+            ends = still_ends(self._buf.view("is_zv", first - 1, self._zv_done))
+            if len(ends):
+                self._ends.extend((ends + (first - 1)).tolist())
         while self._ends and self._ends[0] + self._ctx <= self._zv_done:
             p1 = self._ends.pop(0)
-            if p1 - self._seg0 >= min_n:
+            if p1 - self._seg0 >= self._min_segment_n:
                 self._window(p1 + self._ctx, final=False, close=p1)
-        if self._zv_done - self._anchor > self._n(self.settings.max_buffer_s):
+        if self._zv_done - self._anchor > self._max_buffer_n:
             self._cut()
 
     def _cut(self) -> None:
         """No stride closed for max_buffer_s: end the segment at the final flags, continue anew."""
         b = self._buf
         cut = self._zv_done
-        rest = {k: b.view(k, cut, b.stop).copy() for k in ("t", "acc", "gyr", "q", "is_gap", "is_sat")}
+        rest = {k: b.view(k, cut, b.stop).copy() for k in ("t", "acc", "gyr", "is_gap", "is_sat")}
         where = float(b.view("t", cut - 1, cut)[0])
         self.warnings_.append(
             f"no stride closed for {self.settings.max_buffer_s:g} s before t = {where:.6g} s: "
@@ -913,25 +946,6 @@ class LiveStrideAnalyzer:
         return period + 2 < complete
 
     # --- provisional stance rows -----------------------------------------------------------
-    def _scan_swing(self, gyr_y: np.ndarray) -> list[int]:
-        """Ends (offsets one past) of the samples of gyr_y (deg/s) at which a swing starts.
-
-        A swing starts where the dorsiflexion rate first passes `min_swing_dps` after a push-off
-        (a positive gyr_y): batch's test for a step. The toe-off (the push-off's peak) lies before
-        it: 14-19 samples at 200 Hz on the simulator, 4-14 on real walking.
-        """
-        level = -self.settings.analysis.events.min_swing_dps
-        pos = gyr_y > 0.0
-        events = np.flatnonzero(pos | (gyr_y < level))
-        if not len(events):
-            return []
-        # a push-off arms, the next fast dorsiflexion fires and disarms: a swing starts at each
-        # dorsiflexion sample whose previous event sample is a push-off one (or, first, if armed)
-        armed = pos[events]
-        before = np.concatenate([[self._armed], armed[:-1]])
-        self._armed = bool(armed[-1])
-        return [int(i) + 1 for i in events[~armed & before]]
-
     def _stance(self, stop: int) -> None:
         """Provisional row of the stride whose toe-off started the swing that sample stop - 1 is in.
 

@@ -171,7 +171,7 @@ class LiveMountings:
     def boundaries(self, n: int) -> list[int]:
         """Offsets (1..n) in the next `n` samples after which a chunk is complete (`check` then)."""
         first = self._chunk - self._buf.stop % self._chunk
-        return list(range(first, n + 1, self._chunk))
+        return list(range(first, n + 1, self._chunk)) if first <= n else []
 
     def observe(self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray) -> None:
         """Take device-frame samples, at most up to the next chunk's end (`boundaries`)."""

@@ -5,10 +5,10 @@ the SHOE window, the merging of short motion gaps, the minimum still duration an
 running fallback (an anchor is the minimum of the short-window statistic over +-separation and
 must be a separation away from every still sample and from the previous candidate). So a flag is
 final once `margin_samples` samples on each side are known, and `ZeroVelocityStream` runs the
-batch detector on fixed chunks of `chunk_s` with that much context on both sides, keeping only the
-chunk. The chunks are fixed by sample count, never by how the samples arrived, so the flags do not
-depend on the block sizes fed; at `finish()` the last chunk sees the recording's end exactly as the
-batch run does (its edge windows are clipped the same way).
+batch detector (its compiled form, `StillMask`) on fixed chunks of `chunk_s` with that much context
+on both sides, keeping only the chunk. The chunks are fixed by sample count, never by how the
+samples arrived, so the flags do not depend on the block sizes fed; at `finish()` the last chunk
+sees the recording's end exactly as the batch run does (its edge windows are clipped the same way).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
+from strideflow.fusion.zero_velocity import StillMask, ZeroVelocitySettings
 
 
 def zero_velocity_margin_samples(settings: ZeroVelocitySettings, sampling_rate_hz: float) -> int:
@@ -48,7 +48,8 @@ class ZeroVelocityStream:
 
     `push(acc_mps2, gyr_dps)` ((n, 3) each, m/s² and deg/s) returns the flags that became final
     (those of the samples `done_` .. `done_ + k`); `finish()` returns the rest. Flags lag the input
-    by `margin_` + up to `chunk_` samples. Memory: the last 2 * margin + chunk samples.
+    by `margin_` + up to `chunk_` samples. Memory: the last 2 * margin + chunk samples, in arrays
+    kept from push to push. Each chunk is one compiled call (`fusion.zero_velocity.StillMask`).
     """
 
     def __init__(
@@ -68,10 +69,13 @@ class ZeroVelocityStream:
             else int(margin_samples)
         )
         self.chunk_ = max(int(round(chunk_s * self.sampling_rate_hz)), 1)
-        self._detector = ZeroVelocityDetector(self.settings)
-        self._acc = np.zeros((0, 3))
-        self._gyr = np.zeros((0, 3))
-        self._base = 0  # stream index of the first buffered sample
+        self._mask = StillMask(self.settings, self.sampling_rate_hz)
+        # rows [0, _stop) of the arrays hold stream samples [_base, _base + _stop)
+        cap = 2 * (2 * self.margin_ + self.chunk_) + 64
+        self._acc = np.empty((cap, 3))
+        self._gyr = np.empty((cap, 3))
+        self._base = 0
+        self._stop = 0
         self.done_ = 0  # samples whose flag is final
         self.samples_seen_ = 0
 
@@ -81,13 +85,20 @@ class ZeroVelocityStream:
         gyr = np.asarray(gyr_dps, dtype=float).reshape(-1, 3)
         if acc.shape != gyr.shape:
             raise ValueError(f"acc and gyr must have the same shape, got {acc.shape} and {gyr.shape}")
-        self._acc = np.concatenate([self._acc, acc])
-        self._gyr = np.concatenate([self._gyr, gyr])
-        self.samples_seen_ += len(acc)
+        n = len(acc)
+        if self._stop + n > len(self._acc):
+            self._make_room(n)
+        self._acc[self._stop : self._stop + n] = acc
+        self._gyr[self._stop : self._stop + n] = gyr
+        self._stop += n
+        self.samples_seen_ += n
+        step = self.chunk_ + self.margin_
+        if self.samples_seen_ < self.done_ + step:
+            return _NO_FLAGS
         out = []
-        while self.samples_seen_ >= self.done_ + self.chunk_ + self.margin_:
-            out.append(self._final(self.done_ + self.chunk_, self.done_ + self.chunk_ + self.margin_))
-        return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+        while self.samples_seen_ >= self.done_ + step:
+            out.append(self._final(self.done_ + self.chunk_, self.done_ + step))
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def finish(self) -> np.ndarray:
         """The flags of every remaining sample, the stream's end seen as the recording's end."""
@@ -100,21 +111,38 @@ class ZeroVelocityStream:
         `finish()` would return now, the samples so far seen as the recording; nothing changes."""
         return self._flags(self.samples_seen_, self.samples_seen_)
 
+    def _make_room(self, n: int) -> None:
+        """Drop the rows no flag reads any more (before done_ - margin); grow if still short."""
+        keep = max(max(self.done_ - self.margin_, 0) - self._base, 0)
+        used = self._stop - keep
+        cap = len(self._acc)
+        if used + n > cap:
+            cap = 2 * (used + n)
+            acc, gyr = np.empty((cap, 3)), np.empty((cap, 3))
+        else:
+            acc, gyr = self._acc, self._gyr
+        acc[:used] = self._acc[keep : self._stop]
+        gyr[:used] = self._gyr[keep : self._stop]
+        self._acc, self._gyr = acc, gyr
+        self._base += keep
+        self._stop = used
+
     def _flags(self, stop: int, context_stop: int) -> np.ndarray:
         """Flags of [done_, stop) from the detector on [done_ - margin, context_stop)."""
         if stop <= self.done_:
             return np.zeros(0, dtype=bool)
         lo = max(self.done_ - self.margin_, 0)
         a, b = lo - self._base, context_stop - self._base
-        zv = self._detector.detect(self._acc[a:b], self._gyr[a:b], self.sampling_rate_hz).zero_velocity_
+        zv = self._mask.mask(self._acc[a:b], self._gyr[a:b])
         return zv[self.done_ - lo : stop - lo].copy()
 
     def _final(self, stop: int, context_stop: int) -> np.ndarray:
         """Flags of [done_, stop), made final."""
         flags = self._flags(stop, context_stop)
         self.done_ = stop
-        keep = max(self.done_ - self.margin_, 0) - self._base
-        if keep > 0:
-            self._acc, self._gyr = self._acc[keep:], self._gyr[keep:]
-            self._base += keep
         return flags
+
+
+# what a push that finalised nothing returns (empty: nothing in it to change)
+_NO_FLAGS = np.zeros(0, dtype=bool)
+_NO_FLAGS.flags.writeable = False

@@ -33,6 +33,7 @@ from strideflow.hardware.motion_math import fill_runs, mask_to_periods, periods_
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2
 
 __all__ = [
+    "StillMask",
     "ZeroVelocityDetector",
     "ZeroVelocitySettings",
     "mask_to_periods",
@@ -188,9 +189,11 @@ def _far_local_minima(stat, still, sep, threshold):  # pragma: no cover - compil
         x = stat[i]
         if not (x < threshold) or dist[i] <= sep:
             continue
+        # outward from i: a smaller neighbour is usually near (the same test as over the window
+        # in order, which scanned up to sep samples before reaching one)
         smallest = True
-        for j in range(max(i - sep, 0), min(i + sep + 1, n)):
-            if stat[j] < x:
+        for d in range(1, sep + 1):
+            if (i - d >= 0 and stat[i - d] < x) or (i + d < n and stat[i + d] < x):
                 smallest = False
                 break
         out[i] = smallest
@@ -206,9 +209,10 @@ def _mid_swings(gyr_y, sep, level):  # pragma: no cover - compiled
         x = gyr_y[i]
         if not (x < -level):
             continue
+        # outward from i (see `_far_local_minima`); an equal value before i also rules i out
         smallest = True
-        for j in range(max(i - sep, 0), min(i + sep + 1, n)):
-            if gyr_y[j] < x or (gyr_y[j] == x and j < i):
+        for d in range(1, sep + 1):
+            if (i - d >= 0 and gyr_y[i - d] <= x) or (i + d < n and gyr_y[i + d] < x):
                 smallest = False
                 break
         if smallest:
@@ -335,6 +339,96 @@ def _merged_still(still, merge_gap, min_len):  # pragma: no cover - compiled
     return out
 
 
+@numba.njit(cache=True)
+def _row_norms(v):  # pragma: no cover - compiled
+    """|v| of each row of v (N, 3): x, z, then y, the order numpy's einsum sums a row in (the
+    detector's `np.sqrt(np.einsum("ij,ij->i", gyr, gyr))` before: the same floats)."""
+    out = np.empty(v.shape[0])
+    for i in range(v.shape[0]):
+        x, y, z = v[i, 0], v[i, 1], v[i, 2]
+        out[i] = np.sqrt((x * x + z * z) + y * y)
+    return out
+
+
+@numba.njit(cache=True)
+def _still_kernel(acc, gyr, p):  # pragma: no cover - compiled
+    """`ZeroVelocityDetector.detect`'s mask in one compiled call: the same kernels in the same
+    order on the same values; `p`, the settings as `StillMask` derives them."""
+    n = acc.shape[0]
+    sums = _running_sums(acc, gyr)
+    stat = _window_statistic(sums, int(p[0]), p[2], p[3], p[4])
+    still = _merged_still(stat < p[5], p[6], p[7])
+    fallback, guided = p[8] != 0.0, p[10] != 0.0
+    if n <= 2 or not (fallback or guided):
+        return still
+    short = _window_statistic(sums, int(p[1]), p[2], p[3], p[4])
+    gyr_y = gyr[:, 1]
+    sep, gap, half_mark, push = int(p[12]), int(p[13]), int(p[14]), p[15]
+    swings = _mid_swings(gyr_y, sep, p[11]) if guided else np.zeros(0, np.int64)
+    if fallback:
+        found = np.flatnonzero(_far_local_minima(short, still, sep, p[9]))
+        # plateaus of equal values give neighbours: the first of each run (`_fallback_anchors`)
+        keep = np.ones(found.shape[0], dtype=np.bool_)
+        for k in range(1, found.shape[0]):
+            keep[k] = found[k] - found[k - 1] > sep
+        anchors = found[keep]
+        if guided:
+            anchors = anchors[_pushes_off(anchors, gyr_y, swings, push, gap)]
+            anchors = anchors[_swings_before_still(anchors, gyr_y, still, push, gap)]
+        fill_runs(still, anchors - half_mark, anchors + half_mark + 1)
+    if guided:
+        found = _swing_anchors(short, gyr_y, _row_norms(gyr), still, swings, push, gap, p[16], p[17])
+        fill_runs(still, found - half_mark, found + half_mark + 1)
+    return still
+
+
+class StillMask:
+    """`ZeroVelocityDetector(settings).detect(acc, gyr, rate).zero_velocity_`, bit for bit, in one
+    compiled call (`mask`): the live zero-velocity stream runs it per 40-sample chunk on ~750
+    samples, where the detector's few dozen NumPy and compiled calls cost twice the computation.
+
+    Parameters
+    ----------
+    settings
+        `ZeroVelocitySettings`.
+    sampling_rate_hz
+        Rate of the samples (Hz).
+    """
+
+    def __init__(self, settings: ZeroVelocitySettings, sampling_rate_hz: float) -> None:
+        s, fs = settings, float(sampling_rate_hz)
+        guided = s.swing_gyr_dps is not None
+        fallback = s.fallback_threshold is not None
+        # the arguments `detect` gives its kernels, derived as it derives them
+        self._p = np.array(
+            [
+                max(int(round(s.window_s * fs / 2.0)), 1),
+                max(int(round(s.fallback_window_s * fs / 2.0)), 1),
+                s.gravity_mps2,
+                s.acc_tolerance_mps2**2,
+                s.gyr_tolerance_dps**2,
+                s.threshold,
+                s.merge_gap_s * fs,
+                max(s.min_duration_s * fs, 1.0),
+                fallback,
+                s.fallback_threshold if fallback else 0.0,
+                guided,
+                s.swing_gyr_dps if guided else 0.0,
+                max(int(round(s.fallback_separation_s * fs)), 1),
+                int(round(s.swing_max_gap_s * fs)),
+                max(int(round(s.fallback_duration_s * fs / 2.0)), 0),
+                s.push_off_gyr_dps,
+                s.swing_max_statistic,
+                s.swing_max_rate_fraction,
+            ],
+            dtype=float,
+        )
+
+    def mask(self, acc_mps2: np.ndarray, gyr_dps: np.ndarray) -> np.ndarray:
+        """Still mask (N,) of (N, 3) float acc (m/s²) and gyr (deg/s) in the foot frame."""
+        return _still_kernel(acc_mps2, gyr_dps, self._p)
+
+
 class ZeroVelocityDetector:
     """Detect zero-velocity (foot still on the ground) samples from foot-frame acc and gyr.
 
@@ -407,7 +501,7 @@ class ZeroVelocityDetector:
             self.swing_anchors_ = _swing_anchors(
                 short,
                 gyr_y,
-                np.sqrt(np.einsum("ij,ij->i", gyr, gyr)),
+                _row_norms(gyr),
                 still,
                 swings,
                 float(s.push_off_gyr_dps),

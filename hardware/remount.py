@@ -40,9 +40,9 @@ only when that heading comes from the walking direction (`hardware.shoe_axis`, "
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 __all__ = ["RemountDetector", "RemountSettings", "direction_scatter_deg", "stride_swing_axes", "jump_deg"]
@@ -134,9 +134,42 @@ def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
     """`_median_direction` of every run of `w` consecutive rows of (n, 3) `d`: (n - w + 1, 3); NaN
     rows where a run has no finite row."""
     runs = np.lib.stride_tricks.sliding_window_view(d, w, axis=0)  # (n - w + 1, 3, w)
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN runs
-        return _unit(np.nanmedian(runs, axis=-1))
+    # `np.nanmedian(runs, axis=-1)` in one compiled pass: on these short runs NumPy takes its
+    # masked-array median, ~0.4 ms per call, four calls per detection (the live remount watch
+    # runs one per 20 s chunk and stream)
+    medians = _nanmedian_rows(np.ascontiguousarray(runs).reshape(-1, w)).reshape(runs.shape[:2])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _unit(medians)
+
+
+@numba.njit(cache=True)
+def _nanmedian_rows(x):  # pragma: no cover - compiled
+    """`np.nanmedian(x, axis=1)` of (m, k) x, the same floats: NaN ignored, the middle value or the
+    mean of the two middle ones of the sorted rest, as the masked median NumPy uses for short rows
+    computes it (+0.0 plus the two, halved: a zero median comes out +0.0 as there); NaN where a
+    row has no other value."""
+    m, k = x.shape
+    out = np.empty(m)
+    rest = np.empty(k)
+    for r in range(m):
+        c = 0
+        for j in range(k):
+            v = x[r, j]
+            if np.isnan(v):
+                continue
+            i = c  # insertion into the sorted rest[:c]
+            while i > 0 and rest[i - 1] > v:
+                rest[i] = rest[i - 1]
+                i -= 1
+            rest[i] = v
+            c += 1
+        if c == 0:
+            out[r] = np.nan
+            continue
+        high = c // 2
+        low = high if c % 2 == 1 else high - 1
+        out[r] = ((0.0 + rest[low]) + rest[high]) / 2.0
+    return out
 
 
 class RemountDetector:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from strideflow.ingest.settings import ReadSettings
@@ -74,6 +75,19 @@ class GapConditioner:
         self.last_t_: float | None = None
         self._last_values: np.ndarray | None = None
 
+    def follows(self, t: np.ndarray, last_values: np.ndarray) -> bool:
+        """Take block `t` (n,) s as it is if it continues the stream with no gap (True): `push`
+        would return it unchanged, nothing filled or split, no warning; `last_values` (k,) are
+        its last sample's values, kept as given (a later gap's fill starts from them). Otherwise
+        (the stream's first block, a gap, an empty block) False, nothing taken: `push` it."""
+        if self.last_t_ is None or not len(t):
+            return False
+        limit_s = self.settings.gap_min_intervals * (1.0 / self.sampling_rate_hz)  # `find_gaps`'s
+        if not _steps_within(t, self.last_t_, limit_s):
+            return False
+        self.last_t_, self._last_values = float(t[-1]), last_values
+        return True
+
     def push(self, t: np.ndarray, values: np.ndarray, saturated: np.ndarray) -> ConditionedBlock:
         """Condition a block: `t` (n,) s strictly increasing after the previous block, `values`
         (n, k) floats, `saturated` (n,) bool. Returns the block with short gaps filled."""
@@ -124,3 +138,15 @@ class GapConditioner:
             t, values, saturated, is_new, is_gap = (np.concatenate(p) for p in zip(*pieces, strict=True))
         self.last_t_, self._last_values = float(t[-1]), values[-1].copy()
         return ConditionedBlock(t, values, saturated, is_new, is_gap, tuple(warnings))
+
+
+@numba.njit(cache=True)
+def _steps_within(t, last_t, limit_s):  # pragma: no cover - compiled
+    """No step from `last_t` through t (s) longer than `limit_s`: `find_gaps`'s test (`steps_s >
+    gap_min_intervals * interval`) finds no gap. Per live packet, where its NumPy form cost ~5 us."""
+    prev = last_t
+    for i in range(t.shape[0]):
+        if t[i] - prev > limit_s:
+            return False
+        prev = t[i]
+    return True
