@@ -396,10 +396,17 @@ class MountingEstimator:
         self.settings = settings if settings is not None else MountingSettings()
 
     def estimate(
-        self, acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float
+        self,
+        acc_mps2: np.ndarray,
+        gyr_dps: np.ndarray,
+        sampling_rate_hz: float,
+        directions_only: bool = False,
     ) -> MountingEstimator:
         """Estimate from (N, 3) acc (m/s²) and gyr (deg/s) of one foot in the device frame.
 
+        `directions_only`: stop once the strides and their directions are known (`strides_`,
+        `stride_up_dev_`, `stride_walk_dev_`, `axis_dev_`, the same floats as a full estimate): no
+        heading, rotation or quality (the live remount watch's input, `hardware.remount`).
         Raises AlignmentError when there is no still period or no walking.
         """
         s = self.settings
@@ -492,9 +499,6 @@ class MountingEstimator:
                 f"{sing[1] / sing[0] if sing[0] > 0 else float('nan'):.2f} > {s.max_axis_planarity:g})"
             )
         y_dev = vt[0, 0] * u + vt[0, 1] * v
-        # 3-D dominant axis (a diagnostic only): the top eigenvector of the 3x3 scatter matrix,
-        # the same axis as the SVD's first right singular vector at a fraction of the cost.
-        axis3 = np.linalg.eigh(omega.T @ omega)[1][:, -1]
 
         # Forward motion: the strides' horizontal displacements point along +x.
         grav_before = seg_mean[:-1][is_stride]
@@ -517,6 +521,8 @@ class MountingEstimator:
             y_dev = -y_dev
             x_dev = -x_dev
         self.axis_dev_ = y_dev
+        if directions_only:
+            return self
         # Walking direction of each stride relative to the swing-axis x; the median ignores turns.
         offset = np.arctan2(direction @ y_dev, direction @ x_dev)
         walk_offset = float(np.median(offset))
@@ -542,6 +548,9 @@ class MountingEstimator:
         self.quaternion_ = wxyz_from_rotation(self.rotation_)
 
         seg_dirs = _unit(seg_mean[chosen])
+        # 3-D dominant axis (a diagnostic only): the top eigenvector of the 3x3 scatter matrix,
+        # the same axis as the SVD's first right singular vector at a fraction of the cost.
+        axis3 = np.linalg.eigh(omega.T @ omega)[1][:, -1]
         self.quality_ = MountingQuality(
             gravity_spread_deg=float(
                 np.sqrt(np.average(_angle_deg(seg_dirs, z_dev) ** 2, weights=seg_count[chosen]))

@@ -101,10 +101,17 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
     signed like `axis_dev`; NaN rows for strides with fewer than 3 such samples."""
     out = np.full((len(strides), 3), np.nan)
     norm = np.linalg.norm(gyr_dps, axis=1)
-    for k, (a, b) in enumerate(strides):
+    rows, scatter = [], []
+    for k, (a, b) in enumerate(np.asarray(strides).tolist()):
         g = gyr_dps[a:b][norm[a:b] >= swing_gyr_dps]
         if len(g) >= 3:
-            v = np.linalg.eigh(g.T @ g)[1][:, -1]
+            rows.append(k)
+            scatter.append(g.T @ g)
+    if rows:
+        # one eigh of the stack: LAPACK runs on each 3x3 matrix as a call of its own would, in a
+        # fraction of the Python overhead of one call per stride
+        axes = np.linalg.eigh(np.stack(scatter))[1][:, :, -1]
+        for k, v in zip(rows, axes, strict=True):
             out[k] = v if v @ axis_dev >= 0 else -v
     return out
 
@@ -114,15 +121,14 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     angle between each direction and the median of the `window` strides on either side of it
     (local, so that a jump or a slow drift does not inflate it; 1.4826 x median, the robust SD
     of a normal scatter, errs large for these 2-D angles); NaN with fewer than 3 directions."""
-    d = directions[np.isfinite(directions[:, 0])]
+    d = np.ascontiguousarray(directions[np.isfinite(directions[:, 0])], dtype=float)
     n = len(d)
     if n < 3:
         return float("nan")
-    # NaN rows on either side make every stride's window full-size; the median ignores them, so
-    # each window holds exactly the strides of `d[max(0, k - window) : k + window + 1]`
-    pad = np.full((window, 3), np.nan)
-    medians = _window_median_directions(np.vstack((pad, d, pad)), 2 * window + 1)
-    dev = _jumps_deg(d, medians)
+    # each stride's window: the strides of `d[max(0, k - window) : k + window + 1]`
+    k = np.arange(n)
+    medians = _run_median_directions(d, np.maximum(k - window, 0), np.minimum(k + window + 1, n))
+    dev = _compiled_jumps_deg(d, medians)
     return float(1.4826 * np.median(dev))
 
 
@@ -140,6 +146,76 @@ def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
     medians = _nanmedian_rows(np.ascontiguousarray(runs).reshape(-1, w)).reshape(runs.shape[:2])
     with np.errstate(invalid="ignore", divide="ignore"):
         return _unit(medians)
+
+
+# The remount watch runs the scatter and the window contrasts on up to 200 strides per 20 s chunk
+# and stream: NumPy's fixed cost per call on these few hundred values was most of a detection.
+# These kernels do the same arithmetic in the same order (no fastmath, so no fused or reordered
+# operations): a row's norm and dot product summed (x + y) + z as NumPy's reduction over a last
+# axis of 3 does, the cross product as `numpy.cross` forms it, each median as `_nanmedian_rows`;
+# arctan2 and the conversion to degrees stay NumPy's (its own SIMD arctan2 is not libm's).
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
+    """`_median_direction` of each run `d[starts[i]:stops[i]]` of (n, 3) `d`, the floats of
+    `_window_median_directions`: the per-column median of the run's finite values (its rows in
+    order, as `_nanmedian_rows`), divided by its norm; NaN where a run has no finite value."""
+    m = starts.shape[0]
+    out = np.empty((m, 3))
+    rest = np.empty(max(d.shape[0], 1))
+    for r in range(m):
+        for col in range(3):
+            c = 0
+            for j in range(starts[r], stops[r]):
+                v = d[j, col]
+                if np.isnan(v):
+                    continue
+                i = c
+                while i > 0 and rest[i - 1] > v:
+                    rest[i] = rest[i - 1]
+                    i -= 1
+                rest[i] = v
+                c += 1
+            if c == 0:
+                out[r, col] = np.nan
+            else:
+                high = c // 2
+                low = high if c % 2 == 1 else high - 1
+                out[r, col] = ((0.0 + rest[low]) + rest[high]) / 2.0
+        x, y, z = out[r, 0], out[r, 1], out[r, 2]
+        norm = np.sqrt((x * x + y * y) + z * z)
+        out[r, 0], out[r, 1], out[r, 2] = x / norm, y / norm, z / norm
+    return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _angle_arguments(a, b):  # pragma: no cover - compiled
+    """(|ua x ub|, ua . ub) of each row pair of (n, 3) `a`, `b` with ua, ub the rows divided by
+    their norms: the arguments of `_jumps_deg`'s arctan2, the same floats."""
+    n = a.shape[0]
+    sin = np.empty(n)
+    cos = np.empty(n)
+    for r in range(n):
+        a0, a1, a2 = a[r, 0], a[r, 1], a[r, 2]
+        b0, b1, b2 = b[r, 0], b[r, 1], b[r, 2]
+        na = np.sqrt((a0 * a0 + a1 * a1) + a2 * a2)
+        nb = np.sqrt((b0 * b0 + b1 * b1) + b2 * b2)
+        a0, a1, a2 = a0 / na, a1 / na, a2 / na
+        b0, b1, b2 = b0 / nb, b1 / nb, b2 / nb
+        c0 = a1 * b2 - a2 * b1
+        c1 = a2 * b0 - a0 * b2
+        c2 = a0 * b1 - a1 * b0
+        sin[r] = np.sqrt((c0 * c0 + c1 * c1) + c2 * c2)
+        cos[r] = (a0 * b0 + a1 * b1) + a2 * b2
+    return sin, cos
+
+
+def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`_jumps_deg` of C-contiguous (n, 3) float rows, the same floats in a few calls."""
+    sin, cos = _angle_arguments(a, b)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(np.arctan2(sin, cos))
 
 
 @numba.njit(cache=True)
@@ -243,10 +319,12 @@ class RemountDetector:
             # stride k compares the run of w strides before it with the run of w from it on
             k = np.arange(w, n - w + 1)
             for c, d in enumerate((up, swing)):
-                med = _window_median_directions(d, w)
+                d = np.ascontiguousarray(d)
+                starts = np.arange(n - w + 1)
+                med = _run_median_directions(d, starts, starts + w)
                 finite = np.lib.stride_tricks.sliding_window_view(np.isfinite(d[:, 0]), w).sum(axis=-1)
                 ok = (finite[k - w] >= 3) & (finite[k] >= 3)
-                contrast[k[ok], c] = _jumps_deg(med[k[ok] - w], med[k[ok]])
+                contrast[k[ok], c] = _compiled_jumps_deg(med[k[ok] - w], med[k[ok]])
         excess = (
             np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
         )
