@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from strideflow.hardware.motion_math import angle_arguments
+
 __all__ = ["RemountDetector", "RemountSettings", "direction_scatter_deg", "stride_swing_axes", "jump_deg"]
 
 
@@ -100,7 +102,7 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
     """(n, 3) unit dominant rotation axis of each stride's swing samples (|gyr| >= swing_gyr_dps),
     signed like `axis_dev`; NaN rows for strides with fewer than 3 such samples."""
     out = np.full((len(strides), 3), np.nan)
-    norm = np.linalg.norm(gyr_dps, axis=1)
+    norm = _row_norms(np.ascontiguousarray(gyr_dps, dtype=float))
     rows, scatter = [], []
     for k, (a, b) in enumerate(np.asarray(strides).tolist()):
         g = gyr_dps[a:b][norm[a:b] >= swing_gyr_dps]
@@ -113,6 +115,15 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
         axes = np.linalg.eigh(np.stack(scatter))[1][:, :, -1]
         for k, v in zip(rows, axes, strict=True):
             out[k] = v if v @ axis_dev >= 0 else -v
+    return out
+
+
+@numba.njit(cache=True)
+def _row_norms(x):  # pragma: no cover - compiled
+    """`np.linalg.norm(x, axis=1)` of (n, 3) `x`, its floats: each row's squares summed (x + y) + z."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = np.sqrt((x[i, 0] * x[i, 0] + x[i, 1] * x[i, 1]) + x[i, 2] * x[i, 2])
     return out
 
 
@@ -189,31 +200,9 @@ def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _angle_arguments(a, b):  # pragma: no cover - compiled
-    """(|ua x ub|, ua . ub) of each row pair of (n, 3) `a`, `b` with ua, ub the rows divided by
-    their norms: the arguments of `_jumps_deg`'s arctan2, the same floats."""
-    n = a.shape[0]
-    sin = np.empty(n)
-    cos = np.empty(n)
-    for r in range(n):
-        a0, a1, a2 = a[r, 0], a[r, 1], a[r, 2]
-        b0, b1, b2 = b[r, 0], b[r, 1], b[r, 2]
-        na = np.sqrt((a0 * a0 + a1 * a1) + a2 * a2)
-        nb = np.sqrt((b0 * b0 + b1 * b1) + b2 * b2)
-        a0, a1, a2 = a0 / na, a1 / na, a2 / na
-        b0, b1, b2 = b0 / nb, b1 / nb, b2 / nb
-        c0 = a1 * b2 - a2 * b1
-        c1 = a2 * b0 - a0 * b2
-        c2 = a0 * b1 - a1 * b0
-        sin[r] = np.sqrt((c0 * c0 + c1 * c1) + c2 * c2)
-        cos[r] = (a0 * b0 + a1 * b1) + a2 * b2
-    return sin, cos
-
-
 def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`_jumps_deg` of C-contiguous (n, 3) float rows, the same floats in a few calls."""
-    sin, cos = _angle_arguments(a, b)
+    sin, cos = angle_arguments(a, b)
     with np.errstate(invalid="ignore"):
         return np.degrees(np.arctan2(sin, cos))
 

@@ -30,6 +30,7 @@ from strideflow.hardware.mounting import MountingEstimator
 from strideflow.hardware.remount import (
     RemountDetector,
     _nanmedian_rows,
+    _row_norms,
     _run_median_directions,
     _window_median_directions,
     direction_scatter_deg,
@@ -249,6 +250,9 @@ def test_random_directions_with_nan_rows(seed):
 def test_swing_axes_of_random_strides(seed):
     rng = np.random.default_rng(100 + seed)
     gyr = rng.normal(scale=150.0, size=(3000, 3))
+    # the swing threshold compares each |gyr|: the compiled norms are NumPy's floats
+    wide = gyr * 10.0 ** rng.integers(-6, 6, size=gyr.shape)
+    np.testing.assert_array_equal(_row_norms(wide), np.linalg.norm(wide, axis=1))
     cuts = np.sort(rng.choice(np.arange(1, 3000), size=40, replace=False))
     strides = np.column_stack((cuts[:-1], cuts[1:]))
     axis = rng.normal(size=3)
@@ -304,3 +308,29 @@ def test_live_checks_are_the_former_ones(recordings, monkeypatch):
                 np.testing.assert_array_equal(u, v)
         remounts += len(a[-1][4])
     assert remounts >= 1  # the simulated remount was found, in both
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_estimators_replaced_statements_give_numpys_floats(seed):
+    """`MountingEstimator.estimate` (batch's too): each statement replaced for speed against the
+    NumPy statement it replaced, on random values."""
+    from strideflow.hardware.motion_math import angle_arguments, still_gyr_bias, stillness_weights
+    from strideflow.hardware.mounting import _angle_deg, _cross
+    from strideflow.hardware.mounting import _unit as unit
+
+    rng = np.random.default_rng(200 + seed)
+    a, b = rng.normal(size=3) * 10.0 ** rng.integers(-3, 3, 3), rng.normal(size=3)
+    np.testing.assert_array_equal(_cross(a, b), np.cross(a, b))
+    rows, one = rng.normal(size=(40, 3)) * 9.81, rng.normal(size=3) * 9.81
+    sin, cos = angle_arguments(rows, np.broadcast_to(one, rows.shape))
+    np.testing.assert_array_equal(np.degrees(np.arctan2(sin, cos)), _angle_deg(unit(rows), unit(one)))
+    acc = rng.normal(size=(2000, 3)) + (0.0, 0.0, 9.81)
+    gyr = rng.normal(scale=5.0, size=(2000, 3))
+    still = rng.random(2000) < 0.4
+    weigh = (20.0, 1.0, 9.80665)
+    bias = still_gyr_bias(acc[still], gyr[still], np.ones(int(still.sum()), dtype=bool), *weigh)
+    np.testing.assert_array_equal(still_gyr_bias(acc, gyr, still, *weigh), bias)
+    weight = np.where(still, 1.0, 0.0)
+    weight[still] = stillness_weights(acc[still], gyr[still], bias, *weigh)
+    np.testing.assert_array_equal(np.where(still, stillness_weights(acc, gyr, bias, *weigh), 0.0), weight)
+    assert np.count_nonzero(still) / len(still) == float(still.mean())
