@@ -113,8 +113,13 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
         # one eigh of the stack: LAPACK runs on each 3x3 matrix as a call of its own would, in a
         # fraction of the Python overhead of one call per stride
         axes = np.linalg.eigh(np.stack(scatter))[1][:, :, -1]
-        for k, v in zip(rows, axes, strict=True):
-            out[k] = v if v @ axis_dev >= 0 else -v
+        # each axis's sign from one product for all strides; where a product is too near zero for
+        # its rounding to be sure of the sign (any order of the three terms errs by < 1e-15 of
+        # sum |axis_dev|), from the stride's own product as before
+        dots = axes @ axis_dev
+        for i in np.flatnonzero(np.abs(dots) <= 1e-9 * float(np.abs(axis_dev).sum())):
+            dots[i] = axes[i] @ axis_dev
+        out[rows] = np.where((dots >= 0)[:, None], axes, -axes)
     return out
 
 
@@ -140,7 +145,7 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     k = np.arange(n)
     medians = _run_median_directions(d, np.maximum(k - window, 0), np.minimum(k + window + 1, n))
     dev = _compiled_jumps_deg(d, medians)
-    return float(1.4826 * np.median(dev))
+    return float(1.4826 * _median(dev))
 
 
 def _median_direction(d: np.ndarray) -> np.ndarray:
@@ -198,6 +203,18 @@ def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
         norm = np.sqrt((x * x + y * y) + z * z)
         out[r, 0], out[r, 1], out[r, 2] = x / norm, y / norm, z / norm
     return out
+
+
+@numba.njit(cache=True)
+def _median(x):  # pragma: no cover - compiled
+    """`np.median` of 1-D `x`, its float: NaN if any value is; the middle value of the sorted
+    values, or the two middle ones summed and halved (as NumPy's mean of the two)."""
+    for v in x:
+        if np.isnan(v):
+            return np.nan
+    s = np.sort(x)
+    h = x.shape[0] // 2
+    return s[h] if x.shape[0] % 2 == 1 else (s[h - 1] + s[h]) / 2.0
 
 
 def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:

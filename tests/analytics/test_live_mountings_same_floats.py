@@ -29,6 +29,7 @@ from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.mounting import MountingEstimator
 from strideflow.hardware.remount import (
     RemountDetector,
+    _median,
     _nanmedian_rows,
     _row_norms,
     _run_median_directions,
@@ -256,6 +257,7 @@ def test_swing_axes_of_random_strides(seed):
     cuts = np.sort(rng.choice(np.arange(1, 3000), size=40, replace=False))
     strides = np.column_stack((cuts[:-1], cuts[1:]))
     axis = rng.normal(size=3)
+    axis[int(rng.integers(3))] = 0.0
     for threshold in (100.0, 250.0, 400.0):  # strides with fewer than 3 swing samples too
         np.testing.assert_array_equal(
             stride_swing_axes(gyr, strides, axis, threshold), old_swing_axes(gyr, strides, axis, threshold)
@@ -334,3 +336,27 @@ def test_the_estimators_replaced_statements_give_numpys_floats(seed):
     weight[still] = stillness_weights(acc[still], gyr[still], bias, *weigh)
     np.testing.assert_array_equal(np.where(still, stillness_weights(acc, gyr, bias, *weigh), 0.0), weight)
     assert np.count_nonzero(still) / len(still) == float(still.mean())
+
+
+def test_compiled_median_is_numpys():
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 3, 4, 7, 8, 9, 20, 21, 200, 201):
+        x = rng.gamma(2.0, 3.0, size=n)
+        x[rng.random(n) < 0.2] = rng.choice(x)  # ties
+        assert _median(x) == np.median(x)
+        x[n // 2] = np.nan
+        assert np.isnan(_median(x)) and np.isnan(np.median(x))
+
+
+def test_swing_axes_square_to_the_reference_axis():
+    """Axes whose product with `axis_dev` is (near) zero take their sign from their own product."""
+    rng = np.random.default_rng(9)
+    gyr = np.zeros((600, 3))
+    gyr[:200, 0] = rng.normal(scale=300.0, size=200)  # about x only: square to axis_dev
+    gyr[200:400] = rng.normal(scale=300.0, size=(200, 3)) * (1.0, 1e-14, 0.0)
+    gyr[400:] = rng.normal(scale=300.0, size=(200, 3))
+    strides = np.array([[0, 200], [200, 400], [400, 600]])
+    for axis in (np.array([0.0, 1.0, 0.0]), np.array([0.0, -0.6, 0.8]), np.array([1e-17, 1.0, 0.0])):
+        np.testing.assert_array_equal(
+            stride_swing_axes(gyr, strides, axis, 100.0), old_swing_axes(gyr, strides, axis, 100.0)
+        )
