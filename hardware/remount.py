@@ -328,7 +328,9 @@ class RemountDetector:
                 d = np.ascontiguousarray(d)
                 starts = np.arange(n - w + 1)
                 med = _run_median_directions(d, starts, starts + w)
-                finite = np.lib.stride_tricks.sliding_window_view(np.isfinite(d[:, 0]), w).sum(axis=-1)
+                # finite rows per run of w (exact integers, without a sliding window's fixed cost)
+                seen = np.concatenate(([0], np.cumsum(np.isfinite(d[:, 0]))))
+                finite = seen[w:] - seen[:-w]
                 ok = (finite[k - w] >= 3) & (finite[k] >= 3)
                 contrast[k[ok], c] = _compiled_jumps_deg(med[k[ok] - w], med[k[ok]])
         excess = (
