@@ -155,13 +155,11 @@ def _median_direction(d: np.ndarray) -> np.ndarray:
 def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
     """`_median_direction` of every run of `w` consecutive rows of (n, 3) `d`: (n - w + 1, 3); NaN
     rows where a run has no finite row."""
-    runs = np.lib.stride_tricks.sliding_window_view(d, w, axis=0)  # (n - w + 1, 3, w)
-    # `np.nanmedian(runs, axis=-1)` in one compiled pass: on these short runs NumPy takes its
-    # masked-array median, ~0.4 ms per call, four calls per detection (the live remount watch
-    # runs one per 20 s chunk and stream)
-    medians = _nanmedian_rows(np.ascontiguousarray(runs).reshape(-1, w)).reshape(runs.shape[:2])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _unit(medians)
+    # `_unit(np.nanmedian(sliding_window_view(d, w, axis=0), axis=-1))` in one compiled pass: on
+    # these short runs NumPy takes its masked-array median, ~0.4 ms per call (the live remount
+    # watch runs a detection per 20 s chunk and stream)
+    starts = np.arange(max(len(d) - w + 1, 0))
+    return _run_median_directions(np.ascontiguousarray(d, dtype=float), starts, starts + w)
 
 
 # The remount watch runs the scatter and the window contrasts on up to 200 strides per 20 s chunk
@@ -174,9 +172,9 @@ def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
 
 @numba.njit(cache=True, error_model="numpy")
 def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
-    """`_median_direction` of each run `d[starts[i]:stops[i]]` of (n, 3) `d`, the floats of
-    `_window_median_directions`: the per-column median of the run's finite values (its rows in
-    order, as `_nanmedian_rows`), divided by its norm; NaN where a run has no finite value."""
+    """`_median_direction` of each run `d[starts[i]:stops[i]]` of (n, 3) `d`, its floats: the
+    per-column median of the run's finite values (its rows in order, as `_nanmedian_rows`), divided
+    by the median's norm; NaN where a run has no finite value."""
     m = starts.shape[0]
     out = np.empty((m, 3))
     rest = np.empty(max(d.shape[0], 1))
@@ -325,9 +323,7 @@ class RemountDetector:
             # stride k compares the run of w strides before it with the run of w from it on
             k = np.arange(w, n - w + 1)
             for c, d in enumerate((up, swing)):
-                d = np.ascontiguousarray(d)
-                starts = np.arange(n - w + 1)
-                med = _run_median_directions(d, starts, starts + w)
+                med = _window_median_directions(d, w)
                 # finite rows per run of w (exact integers, without a sliding window's fixed cost)
                 seen = np.concatenate(([0], np.cumsum(np.isfinite(d[:, 0]))))
                 finite = seen[w:] - seen[:-w]
