@@ -207,11 +207,29 @@ class SessionStore:
                 due = due | others
             if not due:
                 break
-            jobs = []
-            for key in sorted(due):
+            try:
+                await self._pass(sorted(due), pending, streams_of, stored)
+            finally:
+                self._ahead.clear()
+
+    async def _pass(
+        self,
+        keys: list[SessionKey],
+        pending: set[SessionKey] | None,
+        streams_of: Callable[[SessionKey], list[LiveStream]],
+        stored: Callable[[Iterable[LiveStream]], None] | None,
+    ) -> None:
+        """Store the sessions `keys` once each: their streams' strides, curves and mountings as of
+        now, the whole stores' tables built together, then each session's store; the sessions taken
+        whose store did not complete are marked dirty again."""
+        jobs: list[tuple] = []
+        done = 0
+        try:
+            for key in keys:
                 if pending is not None:
                     pending.discard(key)
                 self.dirty.discard(key)
+                jobs.append((key, None, None))
                 streams = streams_of(key)
                 ended = all(s.ended for s in streams)  # nothing more to store for it in this process
                 # a stream that ended leaves memory after this store: its foot's summaries and
@@ -226,27 +244,23 @@ class SessionStore:
                     ended,
                     closing,
                 )
-                jobs.append((key, streams, args))
+                jobs[-1] = (key, streams, args)
+                # a stream analysed in a worker process concatenates the rows it got since the last
+                # store: one session per turn of the event loop, not a whole pass's in one
+                await asyncio.sleep(0)
             if len(jobs) > 1:
-                try:
-                    await asyncio.to_thread(self._prepare_whole, [args for _, _, args in jobs])
-                except Exception:  # each store builds its own tables then, and reports its own error
-                    log.exception("building the tables of a live store pass together failed")
-                    self._ahead.clear()
-            try:
-                for i, (key, streams, args) in enumerate(jobs):
-                    try:
-                        await asyncio.to_thread(self._store, *args)
-                    except BaseException:
-                        self.dirty.update(k for k, _, _ in jobs[i:])
-                        raise
-                    if args[6]:  # ended
-                        self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
-                        self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
-                    if stored is not None:
-                        stored(streams)
-            finally:
-                self._ahead.clear()
+                await asyncio.to_thread(self._prepare_whole, [args for _, _, args in jobs])
+            for key, streams, args in jobs:
+                await asyncio.to_thread(self._store, *args)
+                done += 1
+                if args[6]:  # ended
+                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
+                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
+                if stored is not None:
+                    stored(streams)
+        except BaseException:
+            self.dirty.update(key for key, _, _ in jobs[done:])
+            raise
 
     def _prepare_whole(self, jobs: list[tuple]) -> None:
         """The tables of the sessions of a pass that will be stored whole (their first store here,
@@ -274,8 +288,9 @@ class SessionStore:
                 [(*key, labelled, curve_parts, date) for key, labelled, curve_parts, date in chosen],
                 self.analysis_settings,
             )
-        except StrideflowError:
-            return  # each store builds its own tables and reports its own error
+        except Exception:  # each store builds its own tables then, and reports its own error
+            log.exception("building the tables of a live store pass together failed")
+            return
         for (key, labelled, curve_parts, date), built in zip(chosen, tables, strict=True):
             self._ahead[key] = (labelled, curve_parts, date, built)
 
