@@ -154,6 +154,9 @@ class SessionStore:
         self._wanted: Counter[SessionKey] = Counter()
         # (athlete, session) -> (labelled strides, curves, date, tables) built by `_prepare_whole`
         self._ahead: dict[SessionKey, tuple] = {}
+        # (athlete, session, device, foot) -> (labels entry it followed, strides, mountings, labelled)
+        # labelled ahead of a store (`_labelled` with keep False)
+        self._early: dict[tuple, tuple] = {}
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -211,6 +214,7 @@ class SessionStore:
                 await self._pass(sorted(due), pending, streams_of, stored)
             finally:
                 self._ahead.clear()
+                self._early.clear()
 
     async def _pass(
         self,
@@ -264,21 +268,31 @@ class SessionStore:
 
     def _prepare_whole(self, jobs: list[tuple]) -> None:
         """The tables of the sessions of a pass that will be stored whole (their first store here,
-        or a stream has ended) with both feet streaming, built together (`session_tables_together`)
-        for `_store_locked`, which uses them when its strides are these. With both feet here no
+        or a stream has ended) or whose appending store will rebuild the summaries (`_summary_due`),
+        with both feet streaming, built together (`session_tables_together`) for `_store_locked`
+        and `_summarize`, which use them when their strides are these. With both feet here no
         stored rows of other feet join them, so nothing of this needs the session's lock; a store
-        that turns out to append, or whose strides differ, builds its own."""
+        that turns out otherwise, or whose strides differ, builds its own."""
         chosen = []
         for athlete, session, parts, feet, curves, mountings, final, closing in jobs:
             key = (athlete, session)
             if mountings is None or not set(FEET) <= feet:
                 continue
-            if not (final or closing or key not in self._appending):
-                continue
+            state = self._appending.get(key)
+            whole = final or closing or state is None
+            if not whole and any((device, foot) not in state.stored for device, foot, _ in mountings):
+                continue  # other streams than the last store's: `_store` decides, reading the partition
             labelled = [
-                self._labelled(athlete, session, p, device, foot, pieces)
+                self._labelled(athlete, session, p, device, foot, pieces, keep=False)
                 for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
             ]
+            if not whole:
+                new = [
+                    out.slice(state.stored[(d, f)])
+                    for out, (d, f, _) in zip(labelled, mountings, strict=True)
+                ]
+                if _summary_due(state, pl.concat(new), sum(out.height for out in labelled)) is None:
+                    continue
             curve_parts = [c for c in curves or () if c is not None]
             chosen.append((key, labelled, curve_parts, self.session_dates.get(key)))
         if len(chosen) < 2:
@@ -453,9 +467,8 @@ class SessionStore:
         for out, (device, foot, _) in zip(labelled, mountings, strict=True):
             state.stored[(device, foot)] = out.height
         total = sum(state.stored.values())
-        ic = rows.get_column(IC_T).drop_nulls()
-        newest = max(state.summary_ic_s, float(ic.max())) if ic.len() else state.summary_ic_s
-        if total >= 2 * state.summary_rows or newest - state.summary_ic_s >= SUMMARY_EVERY_S:
+        newest = _summary_due(state, rows, total)
+        if newest is not None:
             self._summarize(athlete, session, labelled, feet, curves, mountings)
             state.summary_rows, state.summary_ic_s = total, newest
 
@@ -488,9 +501,12 @@ class SessionStore:
         stored ones of other feet), as a whole store does, and record the mountings."""
         self._used = set()
         strides, curve_parts = self._with_other_feet(athlete, session, labelled, feet, curves)
-        tables = session_tables(
-            [strides], curve_parts, self.session_dates.get((athlete, session)), self.analysis_settings
-        )
+        date = self.session_dates.get((athlete, session))
+        ahead = self._ahead.pop((athlete, session), None)
+        if ahead is not None and _same_input(ahead, labelled, curve_parts, date, strides):
+            tables = ahead[3]
+        else:
+            tables = session_tables([strides], curve_parts, date, self.analysis_settings)
         write_tables(self.results_dir, athlete, session, tables, skip=(STRIDES,))
         self._wrote(athlete, session, self._used)
         self._record_mountings(athlete, session, labelled, mountings)
@@ -589,28 +605,44 @@ class SessionStore:
                 log.exception("recording the mountings of live session %s/%s failed", athlete, session)
 
     def _labelled(
-        self, athlete: str, session: str, strides: pl.DataFrame, device: str, foot: str, pieces: tuple
+        self,
+        athlete: str,
+        session: str,
+        strides: pl.DataFrame,
+        device: str,
+        foot: str,
+        pieces: tuple,
+        keep: bool = True,
     ) -> pl.DataFrame:
         """A stream's strides labelled with their mountings (`label_strides`) in the stored columns.
         Each row's labels depend on that row and the mountings only, so while the mountings are
         those of the previous store and the strides begin with its rows (`_starts_with`), only the
-        new rows are labelled (a remount relabels them all)."""
+        new rows are labelled (a remount relabels them all). `keep` False (`_prepare_whole`, ahead
+        of the store): the result is not the previous store's yet (`_can_append` reads that), and
+        is what the store's own call returns while that entry and these strides are the same."""
         key = (athlete, session, device, foot)
         pieces = tuple(pieces)
         cached = self._labels.get(key)
-        out = None
-        if cached is not None and cached[0] == pieces:
-            old_strides, old_out = cached[1:]
-            n = old_strides.height
-            if _starts_with(strides, old_strides):
-                new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
-                if new.schema == old_out.schema:
-                    out = pl.concat([old_out, new]) if new.height else old_out
-                    if out.n_chunks() > MAX_CHUNKS:  # one chunk per store otherwise: slower to read
-                        out = out.rechunk()
-        if out is None:
-            out = _stored_columns(label_strides(strides, pieces, foot, session))
-        self._labels[key] = (pieces, strides, out)
+        early = self._early.pop(key, None) if keep else None
+        if early is not None and early[0] is cached and early[1] is strides and early[2] == pieces:
+            out = early[3]
+        else:
+            out = None
+            if cached is not None and cached[0] == pieces:
+                old_strides, old_out = cached[1:]
+                n = old_strides.height
+                if _starts_with(strides, old_strides):
+                    new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
+                    if new.schema == old_out.schema:
+                        out = pl.concat([old_out, new]) if new.height else old_out
+                        if out.n_chunks() > MAX_CHUNKS:  # one chunk per store otherwise: slower to read
+                            out = out.rechunk()
+            if out is None:
+                out = _stored_columns(label_strides(strides, pieces, foot, session))
+        if keep:
+            self._labels[key] = (pieces, strides, out)
+        else:
+            self._early[key] = (cached, strides, pieces, out)
         return out
 
     def _other_feet(
@@ -660,6 +692,18 @@ class SessionStore:
                 del self._kept[key]  # the file is new or lacked the column: read it next time
             else:
                 self._kept[key] = (signature, rows)
+
+
+def _summary_due(state: _Appending, rows: pl.DataFrame, total: int) -> float | None:
+    """The newest IC (s) when an appending store of `rows` (new strides; `total` stored with them)
+    rebuilds the summaries (module docstring), else None."""
+    if rows.height == 0:
+        return None
+    ic = rows.get_column(IC_T).drop_nulls()
+    newest = max(state.summary_ic_s, float(ic.max())) if ic.len() else state.summary_ic_s
+    if total >= 2 * state.summary_rows or newest - state.summary_ic_s >= SUMMARY_EVERY_S:
+        return newest
+    return None
 
 
 def _same_input(

@@ -28,7 +28,7 @@ SESSIONS = {
     "A1": (("left", "right"), 12),
     "A2": (("left", "right"), 9),
     "A3": (("left",), 10),
-    "A4": (("left", "right"), 14),
+    "A4": (("left", "right"), 11),
 }
 
 
@@ -47,9 +47,11 @@ def walk():
     return out
 
 
-def _streams(walk, athlete: str, ended: bool) -> list[SimpleNamespace]:
-    """The session's streams as the store reads them: strides, curves, mountings, foot, ended."""
+def _streams(walk, athlete: str, ended: bool, scale: int = 1) -> list[SimpleNamespace]:
+    """The session's streams as the store reads them: strides (`scale` times the session's count),
+    curves, mountings, foot, ended."""
     feet, n = SESSIONS[athlete]
+    n *= scale
     out = []
     for foot in feet:
         strides, curves, pieces = walk[foot]
@@ -112,6 +114,27 @@ def test_the_whole_stores_of_a_pass_write_what_each_alone_writes(walk, tmp_path,
     assert [k for k in got if got[k] != want[k]] == []
     flags = pl.read_parquet(next((tmp_path / "together" / "results" / "flags").rglob("*.parquet")))
     assert flags.height > 0  # the flags tables were split, not only the sessions tables
+
+
+def test_the_summaries_due_in_a_pass_of_appending_stores_are_built_together(walk, tmp_path, summaries):
+    """A second pass with twice the strides appends, and its summaries are due (the stored strides
+    doubled): built together, every file as each session's own stores write it."""
+    together, alone = _new_store(tmp_path / "together"), _new_store(tmp_path / "alone")
+    for scale in (1, 2):
+        for athlete in SESSIONS:
+            together.mark((athlete, "S1"))
+        asyncio.run(together.flush(lambda key, scale=scale: _streams(walk, key[0], False, scale), once=True))
+    assert together.written_ == {"parts": 4, "merges": 0, "whole": 4, "summaries": 4}
+    assert summaries == [3, 1, 3, 1]
+    summaries.clear()
+    for scale in (1, 2):
+        for athlete in SESSIONS:
+            alone.mark((athlete, "S1"))
+            only = {(athlete, "S1")}
+            asyncio.run(alone.flush(lambda key, scale=scale: _streams(walk, key[0], False, scale), only=only))
+    assert summaries == [1] * 8 and alone.written_ == together.written_
+    got, want = _files(tmp_path / "together" / "results"), _files(tmp_path / "alone" / "results")
+    assert got.keys() == want.keys() and [k for k in got if got[k] != want[k]] == []
 
 
 def test_flush_calls_waiting_for_the_store_are_served_by_one_pass(walk, tmp_path, summaries, monkeypatch):
