@@ -45,7 +45,7 @@ from strideflow.analytics.mountings import (
 )
 from strideflow.analytics.segment import MountingFailed
 from strideflow.analytics.settings import AnalysisSettings
-from strideflow.hardware.remount import RemountDetector
+from strideflow.hardware.remount import RemountDetector, _nanmedian_rows
 from strideflow.hardware.schema import (
     FOOT,
     IC_T,
@@ -190,7 +190,12 @@ class LiveMountings:
         est, up, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)
         if est is not None:
             # a chunk's swing axes are signed by its own estimate: keep them on the side of the rest
-            ref = np.nanmedian(self._swing, axis=0) if np.isfinite(self._swing).any() else None
+            # (`np.nanmedian(self._swing, axis=0)`, compiled: NumPy's masked median cost ~0.3 ms)
+            ref = (
+                _nanmedian_rows(np.ascontiguousarray(self._swing.T))
+                if np.isfinite(self._swing).any()
+                else None
+            )
             if ref is not None and np.nansum(swing @ ref) < 0:
                 swing = -swing
             times = np.column_stack((t[est.strides_[:, 0]], t[est.strides_[:, 1]]))

@@ -331,15 +331,16 @@ def stride_directions(
     acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float, settings: AnalysisSettings
 ) -> tuple[MountingEstimator | None, np.ndarray, np.ndarray]:
     """The strides of device-frame data (m/s², deg/s) and their directions for remount detection:
-    (the `MountingEstimator` with the walking heading, holding `strides_`; the (n, 3) foot-flat ups
-    and swing axes, NaN for strides that did not move the foot, `moving_only`), walking settings
-    first, then running; (None, empty, empty) without walking."""
+    (the `MountingEstimator` with the walking heading, holding `strides_` (directions only: no
+    rotation); the (n, 3) foot-flat ups and swing axes, NaN for strides that did not move the
+    foot, `moving_only`), walking settings first, then running; (None, empty, empty) without
+    walking."""
     for mounting in (settings.mounting, settings.mounting_fallback):
         if mounting is None:
             continue
         try:
             est = MountingEstimator(replace(mounting, heading="walking")).estimate(
-                acc_mps2, gyr_dps, sampling_rate_hz
+                acc_mps2, gyr_dps, sampling_rate_hz, directions_only=True
             )
         except StrideflowError:
             continue

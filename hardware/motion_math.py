@@ -13,6 +13,7 @@ import numba
 import numpy as np
 
 __all__ = [
+    "angle_arguments",
     "fill_runs",
     "mask_to_periods",
     "periods_to_mask",
@@ -116,6 +117,31 @@ def rotate_rows(matrix: np.ndarray, xyz: np.ndarray) -> np.ndarray:  # pragma: n
         for r in range(3):
             out[i, r] = (matrix[r, 0] * x + matrix[r, 1] * y) + matrix[r, 2] * z
     return out
+
+
+@numba.njit(cache=True, error_model="numpy")
+def angle_arguments(a, b):  # pragma: no cover - compiled
+    """(|ua x ub|, ua . ub) of each row pair of (n, 3) `a`, `b`, with ua, ub the rows divided by
+    their norms: np.arctan2 of them is the angle between the rows. The floats of the NumPy
+    statements `u = v / np.linalg.norm(v, axis=-1, keepdims=True)`, `np.linalg.norm(np.cross(ua,
+    ub), axis=-1)` and `np.sum(ua * ub, axis=-1)`: a row's norm and dot product summed (x + y) + z
+    as NumPy's reduction over a last axis of 3 does, the cross product as `np.cross` forms it."""
+    n = a.shape[0]
+    sin = np.empty(n)
+    cos = np.empty(n)
+    for r in range(n):
+        a0, a1, a2 = a[r, 0], a[r, 1], a[r, 2]
+        b0, b1, b2 = b[r, 0], b[r, 1], b[r, 2]
+        na = np.sqrt((a0 * a0 + a1 * a1) + a2 * a2)
+        nb = np.sqrt((b0 * b0 + b1 * b1) + b2 * b2)
+        a0, a1, a2 = a0 / na, a1 / na, a2 / na
+        b0, b1, b2 = b0 / nb, b1 / nb, b2 / nb
+        c0 = a1 * b2 - a2 * b1
+        c1 = a2 * b0 - a0 * b2
+        c2 = a0 * b1 - a1 * b0
+        sin[r] = np.sqrt((c0 * c0 + c1 * c1) + c2 * c2)
+        cos[r] = (a0 * b0 + a1 * b1) + a2 * b2
+    return sin, cos
 
 
 # --- still periods ----------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 from strideflow.hardware.motion_math import (
+    angle_arguments,
     mask_to_periods,
     periods_to_mask,
     qmul,
@@ -190,6 +191,14 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angle between unit vectors, deg (atan2 form, accurate near 0 and 180)."""
     return np.degrees(np.arctan2(np.linalg.norm(np.cross(a, b), axis=-1), np.sum(a * b, axis=-1)))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.cross` of two 3-vectors, the same floats (its products and differences, in its order)
+    without its axis handling, which cost ~20 us a call."""
+    a0, a1, a2 = a.tolist()
+    b0, b1, b2 = b.tolist()
+    return np.array((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
 
 
 _RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
@@ -396,10 +405,17 @@ class MountingEstimator:
         self.settings = settings if settings is not None else MountingSettings()
 
     def estimate(
-        self, acc_mps2: np.ndarray, gyr_dps: np.ndarray, sampling_rate_hz: float
+        self,
+        acc_mps2: np.ndarray,
+        gyr_dps: np.ndarray,
+        sampling_rate_hz: float,
+        directions_only: bool = False,
     ) -> MountingEstimator:
         """Estimate from (N, 3) acc (m/s²) and gyr (deg/s) of one foot in the device frame.
 
+        `directions_only`: stop once the strides and their directions are known (`strides_`,
+        `stride_up_dev_`, `stride_walk_dev_`, `axis_dev_`, the same floats as a full estimate): no
+        heading, rotation or quality (the live remount watch's input, `hardware.remount`).
         Raises AlignmentError when there is no still period or no walking.
         """
         s = self.settings
@@ -409,7 +425,7 @@ class MountingEstimator:
 
         still, gyr_norm = self._still_mask(acc, gyr, fs)
         self.still_mask_ = still
-        self.still_fraction_ = float(still.mean())
+        self.still_fraction_ = np.count_nonzero(still) / len(still)  # (still.mean()'s float)
         if not still.any():
             raise AlignmentError(
                 f"no still period in {len(acc)} samples: no {s.still_window_s:g} s window with mean "
@@ -457,13 +473,14 @@ class MountingEstimator:
         weight = np.where(still, 1.0, 0.0)
         bias = np.zeros(3)
         if s.weight_gyr_dps is not None or s.subtract_gyr_bias:
-            still_acc, still_gyr = acc[still], gyr[still]
             # (without `weight_gyr_dps` only for the bias: 10 deg/s, as the levelling uses)
             scale = s.weight_gyr_dps if s.weight_gyr_dps is not None else 10.0
             weigh = (scale, s.weight_acc_mps2, STANDARD_GRAVITY_MPS2)
-            bias = still_gyr_bias(still_acc, still_gyr, np.ones(len(still_acc), dtype=bool), *weigh)
+            # the kernels pick the still samples themselves (the same sums in the same order, a
+            # weight per sample): no gathered copies of them
+            bias = still_gyr_bias(acc, gyr, still, *weigh)
             if s.weight_gyr_dps is not None:
-                weight[still] = stillness_weights(still_acc, still_gyr, bias, *weigh)
+                weight = np.where(still, stillness_weights(acc, gyr, bias, *weigh), 0.0)
         self.gyr_bias_dps_ = bias if s.subtract_gyr_bias else np.zeros(3)
         still_acc_sum, still_count = _weighted_prefix_sums(weight, acc)
         seg_sum = still_acc_sum[seg_stop] - still_acc_sum[seg_start]
@@ -471,7 +488,8 @@ class MountingEstimator:
         seg_mean = seg_sum / seg_count[:, None]
         # A momentary turning point in a swing can pass as still: drop periods far off the mean.
         gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()
-        outlier = _angle_deg(_unit(seg_mean), _unit(gravity)) > s.max_gravity_outlier_deg
+        sin, cos = angle_arguments(seg_mean, np.broadcast_to(gravity, seg_mean.shape))
+        outlier = np.degrees(np.arctan2(sin, cos)) > s.max_gravity_outlier_deg  # (_angle_deg's floats)
         if (chosen & ~outlier).any():
             chosen = chosen & ~outlier
             gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()
@@ -492,9 +510,6 @@ class MountingEstimator:
                 f"{sing[1] / sing[0] if sing[0] > 0 else float('nan'):.2f} > {s.max_axis_planarity:g})"
             )
         y_dev = vt[0, 0] * u + vt[0, 1] * v
-        # 3-D dominant axis (a diagnostic only): the top eigenvector of the 3x3 scatter matrix,
-        # the same axis as the SVD's first right singular vector at a fraction of the cost.
-        axis3 = np.linalg.eigh(omega.T @ omega)[1][:, -1]
 
         # Forward motion: the strides' horizontal displacements point along +x.
         grav_before = seg_mean[:-1][is_stride]
@@ -512,11 +527,14 @@ class MountingEstimator:
                 f">= {s.min_stride_length_m:g} m, so front and back of the shoe cannot be told apart"
             )
         direction = _unit(horiz[voting])
-        x_dev = np.cross(y_dev, z_dev)
-        if np.sum(direction @ x_dev > 0) < np.sum(direction @ x_dev < 0):
+        x_dev = _cross(y_dev, z_dev)
+        ahead = direction @ x_dev
+        if np.sum(ahead > 0) < np.sum(ahead < 0):
             y_dev = -y_dev
             x_dev = -x_dev
         self.axis_dev_ = y_dev
+        if directions_only:
+            return self
         # Walking direction of each stride relative to the swing-axis x; the median ignores turns.
         offset = np.arctan2(direction @ y_dev, direction @ x_dev)
         walk_offset = float(np.median(offset))
@@ -542,6 +560,9 @@ class MountingEstimator:
         self.quaternion_ = wxyz_from_rotation(self.rotation_)
 
         seg_dirs = _unit(seg_mean[chosen])
+        # 3-D dominant axis (a diagnostic only): the top eigenvector of the 3x3 scatter matrix,
+        # the same axis as the SVD's first right singular vector at a fraction of the cost.
+        axis3 = np.linalg.eigh(omega.T @ omega)[1][:, -1]
         self.quality_ = MountingQuality(
             gravity_spread_deg=float(
                 np.sqrt(np.average(_angle_deg(seg_dirs, z_dev) ** 2, weights=seg_count[chosen]))
@@ -626,8 +647,8 @@ class MountingEstimator:
     def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Two unit vectors spanning the plane orthogonal to `normal`."""
         helper = np.eye(3)[int(np.argmin(np.abs(normal)))]
-        u = _unit(np.cross(normal, helper))
-        return u, np.cross(normal, u)
+        u = _unit(_cross(normal, helper))
+        return u, _cross(normal, u)
 
 
 def _as_rotation(value: Rotation | np.ndarray, foot: str) -> Rotation:

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from strideflow.hardware.motion_math import angle_arguments
+
 __all__ = ["RemountDetector", "RemountSettings", "direction_scatter_deg", "stride_swing_axes", "jump_deg"]
 
 
@@ -100,12 +102,33 @@ def stride_swing_axes(gyr_dps: np.ndarray, strides: np.ndarray, axis_dev: np.nda
     """(n, 3) unit dominant rotation axis of each stride's swing samples (|gyr| >= swing_gyr_dps),
     signed like `axis_dev`; NaN rows for strides with fewer than 3 such samples."""
     out = np.full((len(strides), 3), np.nan)
-    norm = np.linalg.norm(gyr_dps, axis=1)
-    for k, (a, b) in enumerate(strides):
+    norm = _row_norms(np.ascontiguousarray(gyr_dps, dtype=float))
+    rows, scatter = [], []
+    for k, (a, b) in enumerate(np.asarray(strides).tolist()):
         g = gyr_dps[a:b][norm[a:b] >= swing_gyr_dps]
         if len(g) >= 3:
-            v = np.linalg.eigh(g.T @ g)[1][:, -1]
-            out[k] = v if v @ axis_dev >= 0 else -v
+            rows.append(k)
+            scatter.append(g.T @ g)
+    if rows:
+        # one eigh of the stack: LAPACK runs on each 3x3 matrix as a call of its own would, in a
+        # fraction of the Python overhead of one call per stride
+        axes = np.linalg.eigh(np.stack(scatter))[1][:, :, -1]
+        # each axis's sign from one product for all strides; where a product is too near zero for
+        # its rounding to be sure of the sign (any order of the three terms errs by < 1e-15 of
+        # sum |axis_dev|), from the stride's own product as before
+        dots = axes @ axis_dev
+        for i in np.flatnonzero(np.abs(dots) <= 1e-9 * float(np.abs(axis_dev).sum())):
+            dots[i] = axes[i] @ axis_dev
+        out[rows] = np.where((dots >= 0)[:, None], axes, -axes)
+    return out
+
+
+@numba.njit(cache=True)
+def _row_norms(x):  # pragma: no cover - compiled
+    """`np.linalg.norm(x, axis=1)` of (n, 3) `x`, its floats: each row's squares summed (x + y) + z."""
+    out = np.empty(x.shape[0])
+    for i in range(x.shape[0]):
+        out[i] = np.sqrt((x[i, 0] * x[i, 0] + x[i, 1] * x[i, 1]) + x[i, 2] * x[i, 2])
     return out
 
 
@@ -114,16 +137,15 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     angle between each direction and the median of the `window` strides on either side of it
     (local, so that a jump or a slow drift does not inflate it; 1.4826 x median, the robust SD
     of a normal scatter, errs large for these 2-D angles); NaN with fewer than 3 directions."""
-    d = directions[np.isfinite(directions[:, 0])]
+    d = np.ascontiguousarray(directions[np.isfinite(directions[:, 0])], dtype=float)
     n = len(d)
     if n < 3:
         return float("nan")
-    # NaN rows on either side make every stride's window full-size; the median ignores them, so
-    # each window holds exactly the strides of `d[max(0, k - window) : k + window + 1]`
-    pad = np.full((window, 3), np.nan)
-    medians = _window_median_directions(np.vstack((pad, d, pad)), 2 * window + 1)
-    dev = _jumps_deg(d, medians)
-    return float(1.4826 * np.median(dev))
+    # each stride's window: the strides of `d[max(0, k - window) : k + window + 1]`
+    k = np.arange(n)
+    medians = _run_median_directions(d, np.maximum(k - window, 0), np.minimum(k + window + 1, n))
+    dev = _compiled_jumps_deg(d, medians)
+    return float(1.4826 * _median(dev))
 
 
 def _median_direction(d: np.ndarray) -> np.ndarray:
@@ -133,13 +155,71 @@ def _median_direction(d: np.ndarray) -> np.ndarray:
 def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
     """`_median_direction` of every run of `w` consecutive rows of (n, 3) `d`: (n - w + 1, 3); NaN
     rows where a run has no finite row."""
-    runs = np.lib.stride_tricks.sliding_window_view(d, w, axis=0)  # (n - w + 1, 3, w)
-    # `np.nanmedian(runs, axis=-1)` in one compiled pass: on these short runs NumPy takes its
-    # masked-array median, ~0.4 ms per call, four calls per detection (the live remount watch
-    # runs one per 20 s chunk and stream)
-    medians = _nanmedian_rows(np.ascontiguousarray(runs).reshape(-1, w)).reshape(runs.shape[:2])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return _unit(medians)
+    # `_unit(np.nanmedian(sliding_window_view(d, w, axis=0), axis=-1))` in one compiled pass: on
+    # these short runs NumPy takes its masked-array median, ~0.4 ms per call (the live remount
+    # watch runs a detection per 20 s chunk and stream)
+    starts = np.arange(max(len(d) - w + 1, 0))
+    return _run_median_directions(np.ascontiguousarray(d, dtype=float), starts, starts + w)
+
+
+# The remount watch runs the scatter and the window contrasts on up to 200 strides per 20 s chunk
+# and stream: NumPy's fixed cost per call on these few hundred values was most of a detection.
+# These kernels do the same arithmetic in the same order (no fastmath, so no fused or reordered
+# operations): a row's norm and dot product summed (x + y) + z as NumPy's reduction over a last
+# axis of 3 does, the cross product as `numpy.cross` forms it, each median as `_nanmedian_rows`;
+# arctan2 and the conversion to degrees stay NumPy's (its own SIMD arctan2 is not libm's).
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
+    """`_median_direction` of each run `d[starts[i]:stops[i]]` of (n, 3) `d`, its floats: the
+    per-column median of the run's finite values (its rows in order, as `_nanmedian_rows`), divided
+    by the median's norm; NaN where a run has no finite value."""
+    m = starts.shape[0]
+    out = np.empty((m, 3))
+    rest = np.empty(max(d.shape[0], 1))
+    for r in range(m):
+        for col in range(3):
+            c = 0
+            for j in range(starts[r], stops[r]):
+                v = d[j, col]
+                if np.isnan(v):
+                    continue
+                i = c
+                while i > 0 and rest[i - 1] > v:
+                    rest[i] = rest[i - 1]
+                    i -= 1
+                rest[i] = v
+                c += 1
+            if c == 0:
+                out[r, col] = np.nan
+            else:
+                high = c // 2
+                low = high if c % 2 == 1 else high - 1
+                out[r, col] = ((0.0 + rest[low]) + rest[high]) / 2.0
+        x, y, z = out[r, 0], out[r, 1], out[r, 2]
+        norm = np.sqrt((x * x + y * y) + z * z)
+        out[r, 0], out[r, 1], out[r, 2] = x / norm, y / norm, z / norm
+    return out
+
+
+@numba.njit(cache=True)
+def _median(x):  # pragma: no cover - compiled
+    """`np.median` of 1-D `x`, its float: NaN if any value is; the middle value of the sorted
+    values, or the two middle ones summed and halved (as NumPy's mean of the two)."""
+    for v in x:
+        if np.isnan(v):
+            return np.nan
+    s = np.sort(x)
+    h = x.shape[0] // 2
+    return s[h] if x.shape[0] % 2 == 1 else (s[h - 1] + s[h]) / 2.0
+
+
+def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`_jumps_deg` of C-contiguous (n, 3) float rows, the same floats in a few calls."""
+    sin, cos = angle_arguments(a, b)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(np.arctan2(sin, cos))
 
 
 @numba.njit(cache=True)
@@ -244,9 +324,11 @@ class RemountDetector:
             k = np.arange(w, n - w + 1)
             for c, d in enumerate((up, swing)):
                 med = _window_median_directions(d, w)
-                finite = np.lib.stride_tricks.sliding_window_view(np.isfinite(d[:, 0]), w).sum(axis=-1)
+                # finite rows per run of w (exact integers, without a sliding window's fixed cost)
+                seen = np.concatenate(([0], np.cumsum(np.isfinite(d[:, 0]))))
+                finite = seen[w:] - seen[:-w]
                 ok = (finite[k - w] >= 3) & (finite[k] >= 3)
-                contrast[k[ok], c] = _jumps_deg(med[k[ok] - w], med[k[ok]])
+                contrast[k[ok], c] = _compiled_jumps_deg(med[k[ok] - w], med[k[ok]])
         excess = (
             np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
         )
