@@ -161,6 +161,58 @@ def session_tables(
     return tables
 
 
+def session_tables_together(
+    sessions: list[tuple[str, str, list[pl.DataFrame], list[pl.DataFrame], str | None]],
+    settings: AnalysisSettings,
+) -> list[dict[str, pl.DataFrame]]:
+    """`session_tables` of several sessions (athlete, session, strides parts, curves parts, date),
+    checked as `write_session` checks them, in the given order. The sessions and flags rows are
+    grouped by athlete and session, so a session's rows are those it gets alone; the sessions whose
+    strides share a schema are summarised in one `summarize_strides` call, whose fixed cost (~10 ms
+    of Polars planning on a few rows) is then paid once for all of them (the live store's whole
+    stores of one pass)."""
+    out: list[dict[str, pl.DataFrame] | None] = [None] * len(sessions)
+    groups: dict[tuple, list[int]] = {}
+    strides_of: list[pl.DataFrame] = []
+    seen: set[tuple[str, str]] = set()
+    for i, (athlete_id, session_id, strides_parts, curves_parts, session_date) in enumerate(sessions):
+        partitions.check_id(ATHLETE_ID, athlete_id)
+        partitions.check_id(SESSION_ID, session_id)
+        _check_date(session_date)
+        if not strides_parts:
+            raise SessionStoreError(f"athlete {athlete_id}, session {session_id}: no strides to write")
+        _check_keys(strides_parts, "strides_parts", athlete_id, session_id)
+        _check_keys(curves_parts, "curves_parts", athlete_id, session_id)
+        strides = pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
+        strides_of.append(strides)
+        # an empty table's summary is made alone (its dtypes come from no rows), as is a session given twice
+        if strides.height and (athlete_id, session_id) not in seen:
+            seen.add((athlete_id, session_id))
+            groups.setdefault(tuple(strides.schema.items()), []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        together = pl.concat([strides_of[i] for i in members])
+        summary_sessions, summary_flags = summarize_strides(together, settings)
+        rows = summary_sessions.partition_by(ATHLETE_ID, SESSION_ID, as_dict=True)
+        flags = summary_flags.partition_by(ATHLETE_ID, SESSION_ID, as_dict=True)
+        for i in members:
+            athlete_id, session_id, _, curves_parts, session_date = sessions[i]
+            key = (athlete_id, session_id)
+            tables = {
+                STRIDES: strides_of[i],
+                SESSIONS: rows[key].with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE)),
+                FLAGS: flags[key] if key in flags else summary_flags.clear(),
+            }
+            if curves_parts:
+                tables[CURVES] = pl.concat(curves_parts, how="diagonal_relaxed")
+            out[i] = tables
+    return [
+        tables if tables is not None else session_tables(s[2], s[3], s[4], settings)
+        for i, (tables, s) in enumerate(zip(out, sessions, strict=True))
+    ]
+
+
 def write_tables(
     root: str | Path, athlete_id: str, session_id: str, tables: dict[str, pl.DataFrame], skip: tuple = ()
 ) -> list[str]:

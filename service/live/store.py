@@ -52,6 +52,7 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +77,16 @@ from strideflow.analytics.partitions import (
     partition_dir,
 )
 from strideflow.analytics.pipeline import AnalysisSettings
-from strideflow.analytics.sessions_store import session_tables, write_session, write_tables
+from strideflow.analytics.sessions_store import (
+    session_tables,
+    session_tables_together,
+    write_session,
+    write_tables,
+)
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.schema import (
     ATHLETE_ID,
+    FEET,
     FOOT,
     IC_T,
     MOUNTING_ID,
@@ -143,6 +150,13 @@ class SessionStore:
         # (athlete, session) -> what its last store wrote, while its next one may append
         self._appending: dict[SessionKey, _Appending] = {}
         self.written_: dict[str, int] = {"parts": 0, "merges": 0, "whole": 0, "summaries": 0}
+        # sessions that flush calls waiting for the store want stored (counted per call)
+        self._wanted: Counter[SessionKey] = Counter()
+        # (athlete, session) -> (labelled strides, curves, date, tables) built by `_prepare_whole`
+        self._ahead: dict[SessionKey, tuple] = {}
+        # (athlete, session, device, foot) -> (labels entry it followed, strides, mountings, labelled)
+        # labelled ahead of a store (`_labelled` with keep False)
+        self._early: dict[tuple, tuple] = {}
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -159,42 +173,140 @@ class SessionStore:
         session's streams afterwards. Until none is left, or with `once` each session that has new
         strides at the call once: the periodic store, which otherwise never ends while streams
         deliver strides faster than it stores them (a warm-up backlog), storing a session every
-        few milliseconds instead of every `store_interval_s`."""
-        async with self._lock:
-            pending = (
-                None if not once else (set(self.dirty) if only is None else self.dirty.intersection(only))
-            )
-            while True:
-                due = self.dirty if only is None else self.dirty.intersection(only)
+        few milliseconds instead of every `store_interval_s`.
+
+        A pass takes every due session at once, and with them the sessions that other calls waiting
+        for the store want (streams ending together each store their own session): the whole
+        stores of a pass share one summary (`_prepare_whole`), whose fixed cost was ~40 % of a whole
+        store; a waiting call whose sessions a pass stored finds nothing left to do."""
+        if only is not None:
+            self._wanted.update(set(only))
+        try:
+            async with self._lock:
+                await self._flush_locked(streams_of, stored, only, once)
+        finally:
+            if only is not None:
+                self._wanted.subtract(set(only))
+                self._wanted = +self._wanted
+
+    async def _flush_locked(
+        self,
+        streams_of: Callable[[SessionKey], list[LiveStream]],
+        stored: Callable[[Iterable[LiveStream]], None] | None,
+        only: Collection[SessionKey] | None,
+        once: bool,
+    ) -> None:
+        own = None if only is None else set(only)
+        pending = None if not once else (set(self.dirty) if own is None else self.dirty.intersection(own))
+        adopted: set[SessionKey] = set()  # other calls' sessions this call stored, each once
+        while True:
+            due = self.dirty if own is None else self.dirty.intersection(own)
+            if pending is not None:
+                due = due & pending
+            if own is not None:
+                others = {k for k, n in self._wanted.items() if n > (k in own)}
+                others = self.dirty.intersection(others) - adopted
+                adopted |= others
+                due = due | others
+            if not due:
+                break
+            try:
+                await self._pass(sorted(due), pending, streams_of, stored)
+            finally:
+                self._ahead.clear()
+                self._early.clear()
+
+    async def _pass(
+        self,
+        keys: list[SessionKey],
+        pending: set[SessionKey] | None,
+        streams_of: Callable[[SessionKey], list[LiveStream]],
+        stored: Callable[[Iterable[LiveStream]], None] | None,
+    ) -> None:
+        """Store the sessions `keys` once each: their streams' strides, curves and mountings as of
+        now, the whole stores' tables built together, then each session's store; the sessions taken
+        whose store did not complete are marked dirty again."""
+        jobs: list[tuple] = []
+        done = 0
+        try:
+            for key in keys:
                 if pending is not None:
-                    due = due & pending
-                if not due:
-                    break
-                athlete, session = next(iter(due))
-                if pending is not None:
-                    pending.discard((athlete, session))
-                self.dirty.discard((athlete, session))
-                streams = streams_of((athlete, session))
-                parts = [s.strides() for s in streams]
-                curves = [getattr(s.analyzer, "curves_", None) for s in streams]
-                mountings = [_stream_mountings(s) for s in streams]
-                feet = {s.hello.foot for s in streams}
+                    pending.discard(key)
+                self.dirty.discard(key)
+                jobs.append((key, None, None))
+                streams = streams_of(key)
                 ended = all(s.ended for s in streams)  # nothing more to store for it in this process
                 # a stream that ended leaves memory after this store: its foot's summaries and
                 # curves must be written now, as later stores read them from the partitions
                 closing = any(s.ended for s in streams)
-                try:
-                    await asyncio.to_thread(
-                        self._store, athlete, session, parts, feet, curves, mountings, ended, closing
-                    )
-                except BaseException:
-                    self.dirty.add((athlete, session))
-                    raise
-                if ended:
-                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != (athlete, session)}
-                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != (athlete, session)}
+                args = (
+                    *key,
+                    [s.strides() for s in streams],
+                    {s.hello.foot for s in streams},
+                    [getattr(s.analyzer, "curves_", None) for s in streams],
+                    [_stream_mountings(s) for s in streams],
+                    ended,
+                    closing,
+                )
+                jobs[-1] = (key, streams, args)
+                # a stream analysed in a worker process concatenates the rows it got since the last
+                # store: one session per turn of the event loop, not a whole pass's in one
+                await asyncio.sleep(0)
+            if len(jobs) > 1:
+                await asyncio.to_thread(self._prepare_whole, [args for _, _, args in jobs])
+            for key, streams, args in jobs:
+                await asyncio.to_thread(self._store, *args)
+                done += 1
+                if args[6]:  # ended
+                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
+                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
                 if stored is not None:
                     stored(streams)
+        except BaseException:
+            self.dirty.update(key for key, _, _ in jobs[done:])
+            raise
+
+    def _prepare_whole(self, jobs: list[tuple]) -> None:
+        """The tables of the sessions of a pass that will be stored whole (their first store here,
+        or a stream has ended) or whose appending store will rebuild the summaries (`_summary_due`),
+        with both feet streaming, built together (`session_tables_together`) for `_store_locked`
+        and `_summarize`, which use them when their strides are these. With both feet here no
+        stored rows of other feet join them, so nothing of this needs the session's lock; a store
+        that turns out otherwise, or whose strides differ, builds its own."""
+        chosen = []
+        for athlete, session, parts, feet, curves, mountings, final, closing in jobs:
+            key = (athlete, session)
+            if mountings is None or not set(FEET) <= feet:
+                continue
+            state = self._appending.get(key)
+            whole = final or closing or state is None
+            if not whole and any((device, foot) not in state.stored for device, foot, _ in mountings):
+                continue  # other streams than the last store's: `_store` decides, reading the partition
+            labelled = [
+                self._labelled(athlete, session, p, device, foot, pieces, keep=False)
+                for p, (device, foot, pieces) in zip(parts, mountings, strict=True)
+            ]
+            if not whole:
+                new = [
+                    out.slice(state.stored[(d, f)])
+                    for out, (d, f, _) in zip(labelled, mountings, strict=True)
+                ]
+                if _summary_due(state, pl.concat(new), sum(out.height for out in labelled)) is None:
+                    continue
+            curve_parts = [c for c in curves or () if c is not None]
+            chosen.append((key, labelled, curve_parts, self.session_dates.get(key)))
+        if len(chosen) < 2:
+            return
+        try:
+            tables = session_tables_together(
+                [(*key, labelled, curve_parts, date) for key, labelled, curve_parts, date in chosen],
+                self.analysis_settings,
+            )
+        except Exception:  # each store builds its own tables then, and reports its own error
+            log.exception("building the tables of a live store pass together failed")
+            return
+        for (key, labelled, curve_parts, date), built in zip(chosen, tables, strict=True):
+            self._ahead[key] = (labelled, curve_parts, date, built)
 
     def _session_lock(self, athlete: str, session: str) -> int:
         self.locks_dir.mkdir(parents=True, exist_ok=True)
@@ -355,9 +467,8 @@ class SessionStore:
         for out, (device, foot, _) in zip(labelled, mountings, strict=True):
             state.stored[(device, foot)] = out.height
         total = sum(state.stored.values())
-        ic = rows.get_column(IC_T).drop_nulls()
-        newest = max(state.summary_ic_s, float(ic.max())) if ic.len() else state.summary_ic_s
-        if total >= 2 * state.summary_rows or newest - state.summary_ic_s >= SUMMARY_EVERY_S:
+        newest = _summary_due(state, rows, total)
+        if newest is not None:
             self._summarize(athlete, session, labelled, feet, curves, mountings)
             state.summary_rows, state.summary_ic_s = total, newest
 
@@ -390,9 +501,12 @@ class SessionStore:
         stored ones of other feet), as a whole store does, and record the mountings."""
         self._used = set()
         strides, curve_parts = self._with_other_feet(athlete, session, labelled, feet, curves)
-        tables = session_tables(
-            [strides], curve_parts, self.session_dates.get((athlete, session)), self.analysis_settings
-        )
+        date = self.session_dates.get((athlete, session))
+        ahead = self._ahead.pop((athlete, session), None)
+        if ahead is not None and _same_input(ahead, labelled, curve_parts, date, strides):
+            tables = ahead[3]
+        else:
+            tables = session_tables([strides], curve_parts, date, self.analysis_settings)
         write_tables(self.results_dir, athlete, session, tables, skip=(STRIDES,))
         self._wrote(athlete, session, self._used)
         self._record_mountings(athlete, session, labelled, mountings)
@@ -424,15 +538,19 @@ class SessionStore:
             # One source per session: a team batch run into these results leaves this session alone.
             write_marker(self.results_dir, athlete, session, {SOURCE: STREAM_SOURCE})
         date = self.session_dates.get((athlete, session))
-        write_session(
-            self.results_dir,
-            athlete,
-            session,
-            [strides],
-            curves_parts=curve_parts,
-            session_date=date,
-            settings=self.analysis_settings,
-        )
+        ahead = self._ahead.pop((athlete, session), None)
+        if ahead is not None and _same_input(ahead, parts, curve_parts, date, strides):
+            write_tables(self.results_dir, athlete, session, ahead[3])
+        else:
+            write_session(
+                self.results_dir,
+                athlete,
+                session,
+                [strides],
+                curves_parts=curve_parts,
+                session_date=date,
+                settings=self.analysis_settings,
+            )
         self._wrote(athlete, session, self._used)
         if mountings is None:
             return None
@@ -487,28 +605,44 @@ class SessionStore:
                 log.exception("recording the mountings of live session %s/%s failed", athlete, session)
 
     def _labelled(
-        self, athlete: str, session: str, strides: pl.DataFrame, device: str, foot: str, pieces: tuple
+        self,
+        athlete: str,
+        session: str,
+        strides: pl.DataFrame,
+        device: str,
+        foot: str,
+        pieces: tuple,
+        keep: bool = True,
     ) -> pl.DataFrame:
         """A stream's strides labelled with their mountings (`label_strides`) in the stored columns.
         Each row's labels depend on that row and the mountings only, so while the mountings are
         those of the previous store and the strides begin with its rows (`_starts_with`), only the
-        new rows are labelled (a remount relabels them all)."""
+        new rows are labelled (a remount relabels them all). `keep` False (`_prepare_whole`, ahead
+        of the store): the result is not the previous store's yet (`_can_append` reads that), and
+        is what the store's own call returns while that entry and these strides are the same."""
         key = (athlete, session, device, foot)
         pieces = tuple(pieces)
         cached = self._labels.get(key)
-        out = None
-        if cached is not None and cached[0] == pieces:
-            old_strides, old_out = cached[1:]
-            n = old_strides.height
-            if _starts_with(strides, old_strides):
-                new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
-                if new.schema == old_out.schema:
-                    out = pl.concat([old_out, new]) if new.height else old_out
-                    if out.n_chunks() > MAX_CHUNKS:  # one chunk per store otherwise: slower to read
-                        out = out.rechunk()
-        if out is None:
-            out = _stored_columns(label_strides(strides, pieces, foot, session))
-        self._labels[key] = (pieces, strides, out)
+        early = self._early.pop(key, None) if keep else None
+        if early is not None and early[0] is cached and early[1] is strides and early[2] == pieces:
+            out = early[3]
+        else:
+            out = None
+            if cached is not None and cached[0] == pieces:
+                old_strides, old_out = cached[1:]
+                n = old_strides.height
+                if _starts_with(strides, old_strides):
+                    new = _stored_columns(label_strides(strides.slice(n), pieces, foot, session))
+                    if new.schema == old_out.schema:
+                        out = pl.concat([old_out, new]) if new.height else old_out
+                        if out.n_chunks() > MAX_CHUNKS:  # one chunk per store otherwise: slower to read
+                            out = out.rechunk()
+            if out is None:
+                out = _stored_columns(label_strides(strides, pieces, foot, session))
+        if keep:
+            self._labels[key] = (pieces, strides, out)
+        else:
+            self._early[key] = (cached, strides, pieces, out)
         return out
 
     def _other_feet(
@@ -558,6 +692,34 @@ class SessionStore:
                 del self._kept[key]  # the file is new or lacked the column: read it next time
             else:
                 self._kept[key] = (signature, rows)
+
+
+def _summary_due(state: _Appending, rows: pl.DataFrame, total: int) -> float | None:
+    """The newest IC (s) when an appending store of `rows` (new strides; `total` stored with them)
+    rebuilds the summaries (module docstring), else None."""
+    if rows.height == 0:
+        return None
+    ic = rows.get_column(IC_T).drop_nulls()
+    newest = max(state.summary_ic_s, float(ic.max())) if ic.len() else state.summary_ic_s
+    if total >= 2 * state.summary_rows or newest - state.summary_ic_s >= SUMMARY_EVERY_S:
+        return newest
+    return None
+
+
+def _same_input(
+    ahead: tuple, parts: list[pl.DataFrame], curve_parts: list[pl.DataFrame], date: str | None, strides
+) -> bool:
+    """Whether the tables `_prepare_whole` built are those of this whole store: the same labelled
+    strides (the very frames), no stored rows of other feet added, the same curves and date."""
+    labelled, curves, ahead_date, _ = ahead
+    return (
+        len(labelled) == len(parts)
+        and all(a is b for a, b in zip(labelled, parts, strict=True))
+        and strides.height == sum(p.height for p in parts)
+        and len(curves) == len(curve_parts)
+        and all(a is b for a, b in zip(curves, curve_parts, strict=True))
+        and ahead_date == date
+    )
 
 
 def _signature(folder: Path) -> tuple | None:
