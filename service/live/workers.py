@@ -62,8 +62,9 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from strideflow.analytics.live_packets import packet_samples
 from strideflow.hardware.packets import AXES
-from strideflow.ingest.stream_receiver import counts_block
+from strideflow.ingest.stream_receiver import SampleBlock
 
 log = logging.getLogger("strideflow.service")
 
@@ -136,6 +137,13 @@ def _row_schemas() -> dict[str, tuple]:
     return {"strides": tuple(STRIDES_SCHEMA.items()), "stances": tuple(STANCE_SCHEMA.items())}
 
 
+# Polars types without parameters: one of these equals another type exactly when its class does.
+_PLAIN_TYPES = frozenset(
+    (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
+    + (pl.String, pl.Boolean)
+)
+
+
 class LiveRows:
     """The rows of a frame with the `strides` or `stance` schema (STRIDES_SCHEMA, STANCE_SCHEMA) as
     tuples: what a worker sends back for a packet's rows. A pickled one-row Polars frame is its
@@ -148,6 +156,7 @@ class LiveRows:
 
     __slots__ = ("kind", "rows")
     _schemas: dict[str, tuple] | None = None
+    _split: dict[str, tuple[list[str], list[type]]] | None = None
 
     def __init__(self, kind: str, rows: list[tuple]):
         self.kind = kind
@@ -170,11 +179,24 @@ class LiveRows:
         """None for no rows, the frame itself if its schema is neither of the two."""
         if not isinstance(df, pl.DataFrame) or df.height == 0:
             return None
-        items = tuple(df.schema.items())
-        for kind, schema in cls.schemas().items():
-            if items == schema:
+        # names, then the types' classes (the two schemas' types have no parameters, so the class
+        # is the type): `df.schema` and `DataType.__eq__` cost ~25 us per frame, this ~5 us
+        names = df.columns
+        for kind, (schema_names, classes) in cls._names_and_classes().items():
+            if names == schema_names and [type(d) for d in df.dtypes] == classes:
                 return cls(kind, df.rows())
         return df
+
+    @classmethod
+    def _names_and_classes(cls) -> dict[str, tuple[list[str], list[type]]]:
+        if cls._split is None:
+            split = {}
+            for kind, schema in cls.schemas().items():
+                unparametrised = all(type(d) in _PLAIN_TYPES for _, d in schema)
+                assert unparametrised, f"{kind}: a type with parameters needs DataType equality here"
+                split[kind] = ([n for n, _ in schema], [type(d) for _, d in schema])
+            cls._split = split
+        return cls._split
 
     @property
     def height(self) -> int:
@@ -212,11 +234,15 @@ def compact_packet(packet) -> tuple:
 
 
 def compact_block(compact: tuple, sampling_rate_hz: float):
-    """The `SampleBlock` of a `compact_packet` (`ingest.stream_receiver.counts_block`: what
-    `packet_block` gives the `Packet`, without building one)."""
+    """The `SampleBlock` of a `compact_packet`: the values of `ingest.stream_receiver.counts_block`
+    (what `packet_block` gives the `Packet`), without building one, in one compiled pass
+    (`analytics.live_packets.packet_samples`: ~3.5 us a packet against counts_block's ~11 us)."""
     _, _, sequence, timestamp_us, acc_scale, gyr_scale, counts = compact
-    samples = np.frombuffer(counts, np.int16).reshape(-1, AXES)
-    return counts_block(samples, timestamp_us, acc_scale, gyr_scale, sequence, sampling_rate_hz)
+    samples = np.frombuffer(counts, np.int16)
+    if samples.size % AXES:
+        raise ValueError(f"a packet's counts must be rows of {AXES} values, got {samples.size}")
+    t, acc, gyr, sat = packet_samples(samples, timestamp_us * 1e-6, acc_scale, gyr_scale, sampling_rate_hz)
+    return SampleBlock(t, acc, gyr, sat, sequence, sequence)
 
 
 # --- the worker process ---------------------------------------------------------------------
