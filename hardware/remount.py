@@ -180,23 +180,7 @@ def _run_median_directions(d, starts, stops):  # pragma: no cover - compiled
     rest = np.empty(max(d.shape[0], 1))
     for r in range(m):
         for col in range(3):
-            c = 0
-            for j in range(starts[r], stops[r]):
-                v = d[j, col]
-                if np.isnan(v):
-                    continue
-                i = c
-                while i > 0 and rest[i - 1] > v:
-                    rest[i] = rest[i - 1]
-                    i -= 1
-                rest[i] = v
-                c += 1
-            if c == 0:
-                out[r, col] = np.nan
-            else:
-                high = c // 2
-                low = high if c % 2 == 1 else high - 1
-                out[r, col] = ((0.0 + rest[low]) + rest[high]) / 2.0
+            out[r, col] = _nanmedian_of(d[starts[r] : stops[r], col], rest)
         x, y, z = out[r, 0], out[r, 1], out[r, 2]
         norm = np.sqrt((x * x + y * y) + z * z)
         out[r, 0], out[r, 1], out[r, 2] = x / norm, y / norm, z / norm
@@ -223,32 +207,36 @@ def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True)
+def _nanmedian_of(values, rest):  # pragma: no cover - compiled
+    """`np.nanmedian` of 1-D `values`, the same float: NaN ignored, the middle value or the mean of
+    the two middle ones of the sorted rest, as the masked median NumPy uses for short rows computes
+    it (+0.0 plus the two, halved: a zero median comes out +0.0 as there); NaN where no other value.
+    `rest`: scratch of at least len(values) floats."""
+    c = 0
+    for v in values:
+        if np.isnan(v):
+            continue
+        i = c  # insertion into the sorted rest[:c]
+        while i > 0 and rest[i - 1] > v:
+            rest[i] = rest[i - 1]
+            i -= 1
+        rest[i] = v
+        c += 1
+    if c == 0:
+        return np.nan
+    high = c // 2
+    low = high if c % 2 == 1 else high - 1
+    return ((0.0 + rest[low]) + rest[high]) / 2.0
+
+
+@numba.njit(cache=True)
 def _nanmedian_rows(x):  # pragma: no cover - compiled
-    """`np.nanmedian(x, axis=1)` of (m, k) x, the same floats: NaN ignored, the middle value or the
-    mean of the two middle ones of the sorted rest, as the masked median NumPy uses for short rows
-    computes it (+0.0 plus the two, halved: a zero median comes out +0.0 as there); NaN where a
-    row has no other value."""
+    """`np.nanmedian(x, axis=1)` of (m, k) x, the same floats (`_nanmedian_of` per row)."""
     m, k = x.shape
     out = np.empty(m)
-    rest = np.empty(k)
+    rest = np.empty(max(k, 1))
     for r in range(m):
-        c = 0
-        for j in range(k):
-            v = x[r, j]
-            if np.isnan(v):
-                continue
-            i = c  # insertion into the sorted rest[:c]
-            while i > 0 and rest[i - 1] > v:
-                rest[i] = rest[i - 1]
-                i -= 1
-            rest[i] = v
-            c += 1
-        if c == 0:
-            out[r] = np.nan
-            continue
-        high = c // 2
-        low = high if c % 2 == 1 else high - 1
-        out[r] = ((0.0 + rest[low]) + rest[high]) / 2.0
+        out[r] = _nanmedian_of(x[r], rest)
     return out
 
 
