@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["at_range", "block_fine", "packet_samples", "still_ends", "swing_starts"]
+__all__ = ["at_range", "block_fine", "still_ends", "swing_starts"]
 
 
 @numba.njit(cache=True)
@@ -77,31 +77,3 @@ def still_ends(zv):  # pragma: no cover - compiled
     for k in range(len(ends)):
         out[k] = ends[k]
     return out
-
-
-@numba.njit(cache=True)
-def packet_samples(
-    counts, t0_s, acc_scale_per_mps2, gyr_scale_per_dps, sampling_rate_hz
-):  # pragma: no cover - compiled
-    """A packet's samples from its flat int16 `counts` (n * 6: acc xyz, gyr xyz per sample) and its
-    first sample's time `t0_s` (`timestamp_us * 1e-6`, taken in Python: the timestamp may exceed
-    int64): (t s (n,), acc m/s² (n, 3), gyr deg/s (n, 3), saturated (n,)), the values of
-    `ingest.stream_receiver.counts_block`: `t0_s + np.arange(n) / sampling_rate_hz`, the counts as
-    floats divided by their scale, and any axis at the int16 limit."""
-    n = counts.shape[0] // 6
-    t0 = t0_s
-    t = np.empty(n)
-    acc = np.empty((n, 3))
-    gyr = np.empty((n, 3))
-    sat = np.empty(n, dtype=np.bool_)
-    for i in range(n):
-        t[i] = t0 + float(i) / sampling_rate_hz
-        at_limit = False
-        for k in range(3):
-            a = counts[6 * i + k]
-            g = counts[6 * i + 3 + k]
-            acc[i, k] = float(a) / acc_scale_per_mps2
-            gyr[i, k] = float(g) / gyr_scale_per_dps
-            at_limit = at_limit or a == -32768 or a == 32767 or g == -32768 or g == 32767
-        sat[i] = at_limit
-    return t, acc, gyr, sat

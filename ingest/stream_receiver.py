@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from strideflow.hardware.ids import DEVICE_ID_MAX_LENGTH, InvalidIdError, is_valid_id
@@ -305,9 +306,6 @@ def packet_block(packet: Packet, sampling_rate_hz: float) -> SampleBlock:
     )
 
 
-_INT16_MIN, _INT16_MAX = int(np.iinfo(np.int16).min), int(np.iinfo(np.int16).max)
-
-
 def counts_block(
     counts: np.ndarray,
     timestamp_us: int,
@@ -318,16 +316,41 @@ def counts_block(
 ) -> SampleBlock:
     """`packet_block` of a packet given by its fields: `counts` (n, 6) int16 (acc xyz, gyr xyz),
     the device timestamp (us), the scales (counts per m/s² and per deg/s) and its sequence number
-    (the live analysis workers get packets in this form, without a `Packet`)."""
-    values = counts.astype(float)  # exact: what Packet.acc_mps2 / gyr_dps divide, column by column
-    return SampleBlock(
-        t_s=timestamp_us * 1e-6 + np.arange(len(counts)) / sampling_rate_hz,
-        acc_mps2=values[:, :3] / acc_scale_per_mps2,
-        gyr_dps=values[:, 3:] / gyr_scale_per_dps,
-        saturated=((counts == _INT16_MIN) | (counts == _INT16_MAX)).any(axis=1),
-        first_seq=sequence,
-        last_seq=sequence,
+    (the live analysis workers get packets in this form, without a `Packet`).
+
+    t_s = timestamp_us * 1e-6 + arange(n) / sampling_rate_hz, the counts as floats divided by
+    their scale (exact: what `Packet.acc_mps2` / `gyr_dps` divide, column by column), saturated
+    where any axis sits at the int16 limit; the NumPy statements' floats in one compiled pass
+    (~3.5 us a packet against their ~11 us; the timestamp is scaled in Python, as it may exceed
+    int64)."""
+    flat = np.ascontiguousarray(counts, dtype=np.int16).reshape(-1)
+    t, acc, gyr, sat = _counts_values(
+        flat, timestamp_us * 1e-6, acc_scale_per_mps2, gyr_scale_per_dps, sampling_rate_hz
     )
+    return SampleBlock(t, acc, gyr, sat, first_seq=sequence, last_seq=sequence)
+
+
+@numba.njit(cache=True)
+def _counts_values(
+    counts, t0_s, acc_scale_per_mps2, gyr_scale_per_dps, sampling_rate_hz
+):  # pragma: no cover - compiled
+    """(t s (n,), acc m/s² (n, 3), gyr deg/s (n, 3), saturated (n,)) of flat int16 `counts` (n * 6)."""
+    n = counts.shape[0] // 6
+    t = np.empty(n)
+    acc = np.empty((n, 3))
+    gyr = np.empty((n, 3))
+    sat = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        t[i] = t0_s + float(i) / sampling_rate_hz
+        at_limit = False
+        for k in range(3):
+            a = counts[6 * i + k]
+            g = counts[6 * i + 3 + k]
+            acc[i, k] = float(a) / acc_scale_per_mps2
+            gyr[i, k] = float(g) / gyr_scale_per_dps
+            at_limit = at_limit or a == -32768 or a == 32767 or g == -32768 or g == 32767
+        sat[i] = at_limit
+    return t, acc, gyr, sat
 
 
 __all__ = [

@@ -8,10 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from strideflow.analytics.live_packets import at_range, block_fine, packet_samples, still_ends, swing_starts
+from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts
 from strideflow.ingest.gaps import GapConditioner
 from strideflow.ingest.settings import ReadSettings
-from strideflow.ingest.stream_receiver import counts_block
 
 FS = 200.0
 _values = st.floats(-3000.0, 3000.0, allow_nan=False, allow_subnormal=True) | st.sampled_from(
@@ -134,26 +133,3 @@ def test_gap_shortcut_takes_only_the_blocks_push_leaves_as_they_are(extra_s, siz
         assert fast.last_t_ == slow.last_t_
         assert np.array_equal(fast._last_values, slow._last_values)
         i, k = sl.stop, k + 1
-
-
-_COUNT_LIMITS = [np.iinfo(np.int16).min, np.iinfo(np.int16).max, 0, -1, 1]
-
-
-@settings(deadline=None)
-@given(
-    st.integers(0, 40).flatmap(
-        lambda n: hnp.arrays(
-            np.int16, (n, 6), elements=st.integers(-32768, 32767) | st.sampled_from(_COUNT_LIMITS)
-        )
-    ),
-    st.integers(0, 2**64 - 1) | st.sampled_from([0, 1_700_000_000_123_456, 2**53 + 1, 2**63, 2**64 - 1]),
-    st.floats(1e-3, 1e5) | st.sampled_from([2048.0, 16.4, 1.0]),
-    st.floats(1e-3, 1e5) | st.sampled_from([2048.0, 16.4, 1.0]),
-    st.sampled_from([FS, 100.0, 104.0, 1000.0, 3.0]),
-)
-def test_packet_samples_are_counts_block(counts, timestamp_us, acc_scale, gyr_scale, rate):
-    want = counts_block(counts, timestamp_us, acc_scale, gyr_scale, 7, rate)
-    flat = np.frombuffer(counts.tobytes(), np.int16)  # read-only, as a worker's packet bytes
-    got = packet_samples(flat, timestamp_us * 1e-6, acc_scale, gyr_scale, rate)
-    for a, b in zip((want.t_s, want.acc_mps2, want.gyr_dps, want.saturated), got, strict=True):
-        assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
