@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "angle_arguments",
+    "angles_deg",
     "fill_runs",
     "mask_to_periods",
     "periods_to_mask",
@@ -142,6 +143,16 @@ def angle_arguments(a, b):  # pragma: no cover - compiled
         sin[r] = np.sqrt((c0 * c0 + c1 * c1) + c2 * c2)
         cos[r] = (a0 * b0 + a1 * b1) + a2 * b2
     return sin, cos
+
+
+def angles_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Angle (deg) between each row pair of (n, 3) `a`, `b`: the floats of `np.degrees(np.arctan2(
+    np.linalg.norm(np.cross(ua, ub), axis=-1), np.sum(ua * ub, axis=-1)))` of the unit rows, from
+    `angle_arguments` (arctan2 and degrees stay NumPy's: its SIMD arctan2 is not libm's); NaN
+    where a row is NaN or zero."""
+    sin, cos = angle_arguments(a, b)
+    with np.errstate(invalid="ignore"):
+        return np.degrees(np.arctan2(sin, cos))
 
 
 # --- still periods ----------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 from strideflow.hardware.motion_math import (
-    angle_arguments,
+    angles_deg,
     mask_to_periods,
     periods_to_mask,
     qmul,
@@ -488,8 +488,7 @@ class MountingEstimator:
         seg_mean = seg_sum / seg_count[:, None]
         # A momentary turning point in a swing can pass as still: drop periods far off the mean.
         gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()
-        sin, cos = angle_arguments(seg_mean, np.broadcast_to(gravity, seg_mean.shape))
-        outlier = np.degrees(np.arctan2(sin, cos)) > s.max_gravity_outlier_deg  # (_angle_deg's floats)
+        outlier = angles_deg(seg_mean, np.broadcast_to(gravity, seg_mean.shape)) > s.max_gravity_outlier_deg
         if (chosen & ~outlier).any():
             chosen = chosen & ~outlier
             gravity = seg_sum[chosen].sum(axis=0) / seg_count[chosen].sum()

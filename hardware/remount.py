@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from strideflow.hardware.motion_math import angle_arguments
+from strideflow.hardware.motion_math import angles_deg
 
 __all__ = ["RemountDetector", "RemountSettings", "direction_scatter_deg", "stride_swing_axes", "jump_deg"]
 
@@ -144,7 +144,7 @@ def direction_scatter_deg(directions: np.ndarray, window: int = 10) -> float:
     # each stride's window: the strides of `d[max(0, k - window) : k + window + 1]`
     k = np.arange(n)
     medians = _run_median_directions(d, np.maximum(k - window, 0), np.minimum(k + window + 1, n))
-    dev = _compiled_jumps_deg(d, medians)
+    dev = angles_deg(d, medians)
     return float(1.4826 * _median(dev))
 
 
@@ -165,9 +165,8 @@ def _window_median_directions(d: np.ndarray, w: int) -> np.ndarray:
 # The remount watch runs the scatter and the window contrasts on up to 200 strides per 20 s chunk
 # and stream: NumPy's fixed cost per call on these few hundred values was most of a detection.
 # These kernels do the same arithmetic in the same order (no fastmath, so no fused or reordered
-# operations): a row's norm and dot product summed (x + y) + z as NumPy's reduction over a last
-# axis of 3 does, the cross product as `numpy.cross` forms it, each median as `_nanmedian_rows`;
-# arctan2 and the conversion to degrees stay NumPy's (its own SIMD arctan2 is not libm's).
+# operations): a row's norm summed (x + y) + z as NumPy's reduction over a last axis of 3 does,
+# each median as `_nanmedian_of`; the angles are `motion_math.angles_deg`'s.
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -197,13 +196,6 @@ def _median(x):  # pragma: no cover - compiled
     s = np.sort(x)
     h = x.shape[0] // 2
     return s[h] if x.shape[0] % 2 == 1 else (s[h - 1] + s[h]) / 2.0
-
-
-def _compiled_jumps_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """`_jumps_deg` of C-contiguous (n, 3) float rows, the same floats in a few calls."""
-    sin, cos = angle_arguments(a, b)
-    with np.errstate(invalid="ignore"):
-        return np.degrees(np.arctan2(sin, cos))
 
 
 @numba.njit(cache=True)
@@ -316,7 +308,7 @@ class RemountDetector:
                 seen = np.concatenate(([0], np.cumsum(np.isfinite(d[:, 0]))))
                 finite = seen[w:] - seen[:-w]
                 ok = (finite[k - w] >= 3) & (finite[k] >= 3)
-                contrast[k[ok], c] = _compiled_jumps_deg(med[k[ok] - w], med[k[ok]])
+                contrast[k[ok], c] = angles_deg(med[k[ok] - w], med[k[ok]])
         excess = (
             np.nanmax(np.where(np.isfinite(contrast), contrast / tol, -np.inf), axis=1) if n else np.zeros(0)
         )
