@@ -125,14 +125,8 @@ def write_session(
     done-marker before and writes it after this call; a service job stays `running` and is
     re-queued on restart.
     """
-    partitions.check_id(ATHLETE_ID, athlete_id)
-    partitions.check_id(SESSION_ID, session_id)
-    date = _check_date(session_date)
-    if not strides_parts:
-        raise SessionStoreError(f"athlete {athlete_id}, session {session_id}: no strides to write")
     curves_parts = list(curves_parts or ())
-    _check_keys(strides_parts, "strides_parts", athlete_id, session_id)
-    _check_keys(curves_parts, "curves_parts", athlete_id, session_id)
+    date = _check_parts(athlete_id, session_id, strides_parts, curves_parts, session_date)
 
     t0 = time.perf_counter()
     tables = session_tables(strides_parts, curves_parts, date, settings)
@@ -152,8 +146,40 @@ def session_tables(
     settings: AnalysisSettings,
 ) -> dict[str, pl.DataFrame]:
     """Steps 1-3 of the module docstring: the tables, by name, of one session's checked parts."""
-    strides = pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
-    sessions, flags = summarize_strides(strides, settings)
+    strides = _strides_table(strides_parts)
+    return _tables(strides, *summarize_strides(strides, settings), curves_parts, session_date)
+
+
+def _check_parts(
+    athlete_id: str,
+    session_id: str,
+    strides_parts: list[pl.DataFrame],
+    curves_parts: list[pl.DataFrame],
+    session_date: str | None,
+) -> str | None:
+    """What `write_session` checks of a session's keys, date and parts; the date."""
+    partitions.check_id(ATHLETE_ID, athlete_id)
+    partitions.check_id(SESSION_ID, session_id)
+    date = _check_date(session_date)
+    if not strides_parts:
+        raise SessionStoreError(f"athlete {athlete_id}, session {session_id}: no strides to write")
+    _check_keys(strides_parts, "strides_parts", athlete_id, session_id)
+    _check_keys(curves_parts, "curves_parts", athlete_id, session_id)
+    return date
+
+
+def _strides_table(strides_parts: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
+
+
+def _tables(
+    strides: pl.DataFrame,
+    sessions: pl.DataFrame,
+    flags: pl.DataFrame,
+    curves_parts: list[pl.DataFrame],
+    session_date: str | None,
+) -> dict[str, pl.DataFrame]:
+    """The tables, by name, of one session's strides, its summary rows and flags, and curves."""
     sessions = sessions.with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE))
     tables = {STRIDES: strides, SESSIONS: sessions, FLAGS: flags}
     if curves_parts:
@@ -176,14 +202,8 @@ def session_tables_together(
     strides_of: list[pl.DataFrame] = []
     seen: set[tuple[str, str]] = set()
     for i, (athlete_id, session_id, strides_parts, curves_parts, session_date) in enumerate(sessions):
-        partitions.check_id(ATHLETE_ID, athlete_id)
-        partitions.check_id(SESSION_ID, session_id)
-        _check_date(session_date)
-        if not strides_parts:
-            raise SessionStoreError(f"athlete {athlete_id}, session {session_id}: no strides to write")
-        _check_keys(strides_parts, "strides_parts", athlete_id, session_id)
-        _check_keys(curves_parts, "curves_parts", athlete_id, session_id)
-        strides = pl.concat(strides_parts, how="diagonal_relaxed").sort(*KEYS, STRIDE_INDEX)
+        _check_parts(athlete_id, session_id, strides_parts, curves_parts, session_date)
+        strides = _strides_table(strides_parts)
         strides_of.append(strides)
         # an empty table's summary is made alone (its dtypes come from no rows), as is a session given twice
         if strides.height and (athlete_id, session_id) not in seen:
@@ -199,17 +219,12 @@ def session_tables_together(
         for i in members:
             athlete_id, session_id, _, curves_parts, session_date = sessions[i]
             key = (athlete_id, session_id)
-            tables = {
-                STRIDES: strides_of[i],
-                SESSIONS: rows[key].with_columns(pl.lit(session_date, dtype=pl.String).alias(SESSION_DATE)),
-                FLAGS: flags[key] if key in flags else summary_flags.clear(),
-            }
-            if curves_parts:
-                tables[CURVES] = pl.concat(curves_parts, how="diagonal_relaxed")
-            out[i] = tables
+            own_flags = flags[key] if key in flags else summary_flags.clear()
+            out[i] = _tables(strides_of[i], rows[key], own_flags, curves_parts, session_date)
+    # the rest summarised alone, from the strides table made above (`session_tables`' steps)
     return [
-        tables if tables is not None else session_tables(s[2], s[3], s[4], settings)
-        for i, (tables, s) in enumerate(zip(out, sessions, strict=True))
+        tables if tables is not None else _tables(strides, *summarize_strides(strides, settings), s[3], s[4])
+        for tables, strides, s in zip(out, strides_of, sessions, strict=True)
     ]
 
 
