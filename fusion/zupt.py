@@ -582,6 +582,39 @@ def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
+_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
+
+
+@numba.njit(cache=True)
+def _carried_strapdown(acc, gyr, bias, t, lever_m, lever):  # pragma: no cover - compiled
+    """`LevelledStrapdown.estimate`'s specific force less the lever's acceleration (when `lever`),
+    and the strapdown's orientation and carried specific force: np.radians(gyr - bias),
+    `lever_acceleration`, the subtraction and np.diff(t) in one call, the same floats (the rate
+    in rad/s is computed once for both; numpy's temporaries cost as much as the lever terms)."""
+    n = acc.shape[0]
+    w = np.empty((n, 3))
+    for i in range(n):
+        for c in range(3):
+            w[i, c] = (gyr[i, c] - bias[c]) * _RAD_PER_DEG
+    a = acc
+    if lever and n >= 2:
+        terms = _lever_terms(w, t, lever_m)
+        a = np.empty((n, 3))
+        for i in range(n):
+            for c in range(3):
+                a[i, c] = acc[i, c] - terms[i, c]
+    elif lever:  # one sample: no angular acceleration (numpy's zeros subtracted)
+        a = np.empty((n, 3))
+        for i in range(n):
+            for c in range(3):
+                a[i, c] = acc[i, c] - 0.0
+    dt = np.empty(max(n - 1, 0))
+    for i in range(n - 1):
+        dt[i] = t[i + 1] - t[i]
+    q_ref, a_ref = strapdown(w, a, dt)
+    return a, q_ref, a_ref
+
+
 @numba.njit(cache=True)
 def _change2(a_ref, i):  # pragma: no cover - compiled
     """Squared change of the carried specific force at sample i: the smaller of the steps to the
@@ -803,10 +836,17 @@ class LevelledStrapdown:
         bias = np.zeros(3)
         if s.estimate_gyr_bias and np.count_nonzero(zv) >= s.min_bias_samples:
             bias = still_gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
-        if s.lever_m is not None and any(s.lever_m):
-            # from the rate less its bias, so that a bias given beforehand (live) gives the same
-            acc = np.ascontiguousarray(acc - lever_acceleration(gyr - bias, t, s.lever_m))
-        q_ref, a_ref = strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
+        # The lever's acceleration from the rate less its bias, so that a bias given beforehand
+        # (live) gives the same.
+        lever = s.lever_m is not None and any(s.lever_m)
+        acc, q_ref, a_ref = _carried_strapdown(
+            acc,
+            gyr,
+            bias,
+            np.ascontiguousarray(t, dtype=float),
+            np.asarray(s.lever_m if lever else (0.0, 0.0, 0.0), dtype=float),
+            lever,
+        )
         periods = mask_to_periods(zv)
         self.gyr_bias_dps_ = bias
         if len(periods) == 0:

@@ -22,6 +22,7 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    _carried_strapdown,
     _cross_rows,
     _interval_normals,
     _tilt_steps,
@@ -32,6 +33,7 @@ from strideflow.fusion.zupt import (
     zero_velocity_aided_orientation,
 )
 from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
+from strideflow.hardware.motion_math import strapdown
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2 as G
 
 FS = 200.0
@@ -578,6 +580,28 @@ def test_lever_acceleration_is_numpys_gradient_and_cross_bit_for_bit(f, step, ji
         alpha = np.gradient(w, t, axis=0)
         want = np.cross(alpha, r) + np.cross(w, np.cross(w, r))
         assert np.array_equal(lever_acceleration(f, t, r), want)
+
+
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
+@given(
+    hnp.arrays(float, st.tuples(st.integers(0, 40), st.just(3)), elements=_FINITE),
+    hnp.arrays(float, (3,), elements=_FINITE),
+    st.floats(0.001, 0.02),
+    st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
+    st.booleans(),
+)
+def test_the_carried_strapdown_is_the_levellings_numpy_statements(f, bias, step, jitter, lever):
+    # LevelledStrapdown's lever subtraction and strapdown as it wrote them, bit for bit
+    n = len(f)
+    gyr, acc = f * 40.0, f[::-1] * 3.0 + 9.0
+    r = np.array([0.01, -0.02, 0.045])
+    steps = step + np.resize(np.asarray(jitter or [0.0]), max(n - 1, 0))
+    for t in (np.arange(n) * 2.0**-7, np.concatenate([[0.0], np.cumsum(steps)])[:n]):
+        want_acc = acc - lever_acceleration(gyr - bias, t, r) if lever else acc
+        want = strapdown(np.radians(gyr - bias), want_acc, np.diff(t) if n > 1 else np.zeros(0))
+        got = _carried_strapdown(acc, gyr, bias, t, r if lever else np.zeros(3), lever)
+        assert np.array_equal(got[0], want_acc)
+        assert np.array_equal(got[1], want[0]) and np.array_equal(got[2], want[1])
 
 
 def _tilt_steps_numpy(f, t, g, anchor_v, nodes, still):
