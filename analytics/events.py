@@ -610,28 +610,55 @@ class StrideEventDetector:
                 ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
         to_offset = _rising_peak_offset(gyr_y, to_idx) if s.to_subsample else np.zeros(len(to_idx))
-        events = self._columns(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
-        self.open_stride_columns_ = _NO_EVENT_COLUMNS
-        if open_step:
-            # Only a stride that is already too long is known to be invalid, and only the gait start
-            # has a context before its next foot-flat.
-            last = events.rows(slice(events.height - 1, events.height))
-            start_row = last[CONTEXT][0] == CONTEXT_GAIT_START
-            too_long = not start_row and bool(last[NEXT_IC_T][0] - last[IC_T][0] > s.max_stride_s)
-            last.columns.update(
-                {
-                    VALID: np.array([not too_long]),
-                    REASON: [REASON_TOO_LONG if too_long else None],
-                    CONTEXT: [CONTEXT_GAIT_START if start_row else None],
-                    HEADING_CHANGE_DEG: np.array([np.nan]),
-                    DISPLACEMENT_M: np.array([np.nan]),
-                }
-            )
-            self.open_stride_columns_ = last
-            events = events.rows(slice(0, events.height - 1))
-        self.event_columns_ = events
+        gait_start = len(start) > 0
         self._frames: dict[str, pl.DataFrame] = {}
+        self._event_columns: EventColumns | None = None
+        self.open_stride_columns_ = _NO_EVENT_COLUMNS
+        if not open_step:
+            self._event_columns = self._columns(t, *rows, q, position, gait_start, to_offset)
+            return self
+        self.open_stride_columns_ = self._open_row(t, rows, gait_start, to_offset)
+        # The other strides' columns when read: the live stance windows read only the open one.
+        self._deferred = (t.copy(), rows, q, position, gait_start, to_offset)
         return self
+
+    @property
+    def event_columns_(self) -> EventColumns:
+        """The strides' columns (`events_`; with `open_end` not the open stride)."""
+        if self._event_columns is None:
+            t, rows, q, position, gait_start, to_offset = self._deferred
+            events = self._columns(t, *rows, q, position, gait_start, to_offset)
+            self._event_columns = events.rows(slice(0, events.height - 1))
+        return self._event_columns
+
+    def _open_row(self, t, rows, gait_start: bool, to_offset) -> EventColumns:
+        """The open stride's row (the last of `rows`) as `_columns` gives it, with what an open
+        stride knows: only one already too long is invalid, only the gait start has a context
+        before its next foot-flat, and no heading change or displacement yet."""
+        ic_idx, ff, heel_off, to_idx, next_ic, _ = (np.asarray(r)[-1:] for r in rows)
+        n_rows = len(rows[0])
+        ic_t, next_ic_t = t[ic_idx], t[next_ic]
+        start_row = gait_start and n_rows == 1
+        too_long = not start_row and bool(next_ic_t[0] - ic_t[0] > self.settings.max_stride_s)
+        columns = {
+            STRIDE_INDEX: np.array([n_rows - 1], dtype=np.int64),
+            IC_T: ic_t,
+            FOOT_FLAT_T: t[ff],
+            HEEL_OFF_T: t[heel_off],
+            TOE_OFF_T: np.interp(to_idx + to_offset[-1:], np.arange(len(t)), t),
+            NEXT_IC_T: next_ic_t,
+            IC_IDX: ic_idx.astype(np.int64),
+            FOOT_FLAT_IDX: ff.astype(np.int64),
+            HEEL_OFF_IDX: heel_off.astype(np.int64),
+            TOE_OFF_IDX: to_idx.astype(np.int64),
+            NEXT_IC_IDX: next_ic.astype(np.int64),
+            HEADING_CHANGE_DEG: np.array([np.nan]),
+            DISPLACEMENT_M: np.array([np.nan]),
+            REASON: [REASON_TOO_LONG if too_long else None],
+            CONTEXT: [CONTEXT_GAIT_START if start_row else None],
+            VALID: np.array([not too_long]),
+        }
+        return EventColumns(columns, 1)
 
     # The tables are built when read: the live analyzer reads the columns.
     @property
@@ -656,7 +683,7 @@ class StrideEventDetector:
         )
 
     def _columns(
-        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool, to_offset
+        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start, to_offset
     ) -> EventColumns:
         """One row per stride from per-row sample indices; the first is a gait start if flagged.
         `to_offset`: toe-off's offset from its sample (samples)."""

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strideflow.analytics.evaluation import event_errors_s, match_strides, timing_summary_ms
-from strideflow.analytics.events import FOOT_FLAT_IDX, StrideEventDetector
+from strideflow.analytics.events import DISPLACEMENT_M, FOOT_FLAT_IDX, HEADING_CHANGE_DEG, StrideEventDetector
 from strideflow.hardware import schema as S
 
 simulator = pytest.importorskip("strideflow.hardware.simulator")
@@ -183,3 +183,57 @@ def test_a_forefoot_runner_s_initial_contact_whatever_its_toe_off_angle(toe_off_
     # the pronation window starts at IC: a late IC missed the peak (~550 deg/s off), now ~9
     pv_err = event_errors_s(strides, truth, m, S.MAX_PRONATION_VELOCITY_DPS)
     assert np.mean(np.abs(pv_err)) < 50.0
+
+
+def test_the_open_stride_row_is_the_last_row_of_every_strides_columns():
+    """With `open_end`, the open stride's row is built on its own and the other strides' columns
+    when read: the same values as the last row of every stride's columns with the open stride's
+    overrides (a walk cut at every swing of its first 30 s, gait start included)."""
+    sim = simulator.Simulator(
+        simulator.SimulationSettings(activity="walk", duration_s=30.0, sampling_rate_hz=FS, seed=3)
+    ).simulate()
+    smp = sim.samples_.filter(pl.col(S.FOOT) == "left")
+    to_foot = sim.mounting_["left"].inv()
+    acc = np.ascontiguousarray(to_foot.apply(smp.select(S.ACC).to_numpy()))
+    gyr = np.ascontiguousarray(to_foot.apply(smp.select(S.GYR).to_numpy()))
+    t = smp[S.T].to_numpy()
+    swings = np.flatnonzero((-gyr[1:, 1] >= 100.0) & (-gyr[:-1, 1] < 100.0)) + 1
+    detector = StrideEventDetector()
+    opened = 0
+    for stop in swings + 1:  # the data end at the swing's first sample past min_swing_dps
+        det = detector.detect(acc[:stop], gyr[:stop], FS, foot="left", t_s=t[:stop], open_end=True)
+        if det.open_stride_columns_.height == 0:
+            assert det.event_columns_.height == det.events_.height
+            continue
+        opened += 1
+        t_, rows, q, position, gait_start, to_offset = det._deferred
+        every = det._columns(t_, *rows, q, position, gait_start, to_offset)
+        last = every.rows(slice(every.height - 1, every.height))
+        start_row = last[S.CONTEXT][0] == S.CONTEXT_GAIT_START
+        too_long = not start_row and bool(
+            last[S.NEXT_IC_T][0] - last[S.IC_T][0] > detector.settings.max_stride_s
+        )
+        want = {
+            **last.columns,
+            S.VALID: np.array([not too_long]),
+            S.REASON: ["too_long" if too_long else None],
+            S.CONTEXT: [S.CONTEXT_GAIT_START if start_row else None],
+            HEADING_CHANGE_DEG: np.array([np.nan]),
+            DISPLACEMENT_M: np.array([np.nan]),
+        }
+        got = det.open_stride_columns_.columns
+        assert list(got) == list(want)
+        for name, values in want.items():
+            if isinstance(values, list):
+                assert got[name] == values, name
+            else:
+                assert got[name].dtype == values.dtype and got[name].tobytes() == values.tobytes(), name
+        rest = det.event_columns_
+        assert rest.height == every.height - 1
+        for name, values in every.rows(slice(0, every.height - 1)).columns.items():
+            assert (
+                rest[name] == values
+                if isinstance(values, list)
+                else np.array_equal(rest[name], values, equal_nan=True)
+            )
+    assert opened > 10
