@@ -385,7 +385,7 @@ def test_event_samples_are_the_numpy_statements(activity):
         replace(StrideEventDetector().settings, min_foot_flat_s=0.3, min_swing_dps=250.0, min_pivot_dps=50.0),
     )
     cuts = [(0, len(acc)), (0, 0), (0, 1), (0, 5)] + [
-        tuple(sorted(rng.integers(0, len(acc), 2))) for _ in range(60)
+        tuple(sorted(rng.integers(0, len(acc), 2))) for _ in range(40)
     ]
     for k, (lo, hi) in enumerate(cuts):
         a, g, zv = acc[lo:hi], gyr[lo:hi], zv_all[lo:hi].copy()
