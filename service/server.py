@@ -192,8 +192,8 @@ def uvicorn_options(settings: ServiceSettings) -> dict:
 def switch_interval(settings: ServiceSettings) -> None:
     """Set this process's thread switch interval (`sys.setswitchinterval`) to the settings'.
 
-    A thread that wants the interpreter waits up to the interval for the one holding it. The live
-    store runs in a thread of the server process (its Python, Polars and Parquet calls); with
-    the default 5 ms the event loop waited behind it for whole intervals, acknowledgements fell
-    from 2,000 to 700-1,300 per second at 200 pods during a store pass. At 0.5 ms they held."""
+    A thread that wants the interpreter waits up to the interval for the one holding it, and the
+    event loop wants it back after every I/O callback. With the live store's thread busy beside
+    it at the default 5 ms, acknowledgements fell from 2,000 to 700-1,300 per second for ~8 s at
+    200 pods (idle machine, one run); at 0.5 ms they held 2,000 (benchmarks/README.md, session 14)."""
     sys.setswitchinterval(settings.switch_interval_s)

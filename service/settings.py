@@ -47,8 +47,7 @@ class ServiceSettings(BaseSettings):
     - `switch_interval_s`: how long a thread of a `strideflow serve` process may hold the
       interpreter while another waits for it (`sys.setswitchinterval`; Python's default 0.005 s).
       The event loop (frames in, acks, rows out) shares the interpreter with the live store's
-      thread: at the default it waited up to 5 ms per hand-over and acknowledgements stalled
-      during a store pass (benchmarks/README.md, session 14); 0.0005 s keeps them flowing.
+      thread and waits up to the interval for it at each hand-over (`service.server.switch_interval`).
     - `access_log`: log a line per HTTP request (uvicorn's access log; off by default: formatting
       and writing it costs about as much as answering a cached request).
     """
