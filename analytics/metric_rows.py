@@ -278,10 +278,73 @@ def evaluate_rows(prepared: list[PreparedStrides], s: MetricSettings) -> pl.Data
     """The metric query's result (STRIDES_SCHEMA, then `pronation_excursion_censored`) for the
     tables of `prepared` (same columns and values), concatenated in their order, unsorted."""
     with np.errstate(all="ignore"):  # overflow to inf and 0/0 are the query's values too
-        return _evaluate(prepared, s)
+        return _frame(_evaluate(prepared, s))
 
 
-def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFrame:
+def evaluate_row_lists(prepared: list[PreparedStrides], s: MetricSettings) -> list[dict[str, list]]:
+    """`analytics.metrics.evaluate_prepared`'s tables without a table: per element of `prepared`,
+    its rows' columns (STRIDES_SCHEMA, then `pronation_excursion_censored`) as Python lists, the
+    values of the table's `rows()` (None for null), in (keys, IC) order. For the live analyzer's
+    rows: a table costs ~0.1 ms to build whatever its rows. Every row is evaluated in numpy (each
+    depends on its own values only, so the rows equal the query's whatever the group's size)."""
+    out: list[dict[str, list] | None] = [None] * len(prepared)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault((isinstance(p.events, PreparedEvents), tuple(p.values)), []).append(i)
+    for (columns_only, _), members in groups.items():
+        parts = [prepared[i] for i in members]
+        with np.errstate(all="ignore"):  # overflow to inf and 0/0 are the query's values too
+            e = _evaluate(parts, s)
+        lists = _lists(e) if columns_only else _frame(e).to_dict(as_series=False)
+        offset = 0
+        for i, p in zip(members, parts, strict=True):
+            n = p.events.height
+            part = {c: v[offset : offset + n] for c, v in lists.items()}
+            offset += n
+            if not p.in_order:
+                key = [part[c] for c in (*KEYS, IC_T)]
+                order = sorted(range(n), key=lambda r: tuple(v[r] for v in key))
+                part = {c: [v[r] for r in order] for c, v in part.items()}
+            out[i] = part
+    return out
+
+
+def _lists(e: _Evaluated) -> dict[str, list]:
+    """`_evaluate`'s values of events given as columns (`PreparedEvents`) as lists, in the result
+    table's column order (STRIDES_SCHEMA, then `pronation_excursion_censored`)."""
+    k = e.k
+    flat = [None if n else x for x, n in zip(*e.metric_values(), strict=True)]
+    columns = {
+        **{c: e.strings(c) for c in KEYS},
+        STRIDE_INDEX: np.concatenate([x.columns[STRIDE_INDEX] for x in e.events]).tolist() if k else [],
+        **{c: e.floats(c).v.tolist() for c in _PREPARED_FLOATS},
+        **{c: flat[i * k : (i + 1) * k] for i, c in enumerate(METRICS)},
+        STRIKE_TYPE: e.strike,
+        REASON: e.reason,
+        ACTIVITY: e.activity,
+        CONTEXT: e.context,
+        VALID: e.valid.tolist(),
+        STEADY: e.steady.tolist(),
+        PRONATION_EXCURSION_CENSORED: e.censored,
+    }
+    return {c: columns[c] for c in (*STRIDES_SCHEMA, PRONATION_EXCURSION_CENSORED)}
+
+
+class _Evaluated:
+    """What `_evaluate` computes, before it becomes a table or lists."""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+    def metric_values(self) -> tuple[list, list]:
+        """The METRICS columns one after the other: values and null flags."""
+        return (
+            np.concatenate([self.m[c].v for c in METRICS]).tolist(),
+            np.concatenate([self.m[c].n for c in METRICS]).tolist(),
+        )
+
+
+def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> _Evaluated:
     events = [p.events for p in prepared]
     k = sum(e.height for e in events)
 
@@ -415,25 +478,45 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFram
         for x, n in zip(censored.v.tolist(), (censored.n | np.isnan(censored.v)).tolist(), strict=True)
     ]
 
+    return _Evaluated(
+        events=events,
+        k=k,
+        foot=foot,
+        context=context,
+        m=m,
+        valid=valid_out,
+        steady=steady,
+        censored=cens,
+        strike=strike,
+        reason=reason,
+        activity=activity,
+        strings=strings,
+        floats=floats,
+    )
+
+
+def _frame(r: _Evaluated) -> pl.DataFrame:
+    """The result table of `_evaluate`'s values (STRIDES_SCHEMA, then `pronation_excursion_censored`)."""
+    events, k = r.events, r.k
+
     def passed(name: str) -> pl.Series:
         parts = [e.get_column(name) for e in events]
         return parts[0] if len(parts) == 1 else pl.concat(parts, rechunk=True)
 
     if all(isinstance(e, PreparedEvents) for e in events):
         # the events' own columns, one Series per type sliced into them (no table was built)
-        out = _passed_columns(events, k, foot, context)
+        out = _passed_columns(events, k, r.foot, r.context)
     else:
         events = [e.frame() if isinstance(e, PreparedEvents) else e for e in events]
         out = {c: passed(c) for c in (*KEYS, STRIDE_INDEX, *EVENT_TIMES, HEADING_CHANGE_DEG, CONTEXT)}
     # the metric columns as slices of one Series (built from a list: a Series costs ~10 us to
     # build whatever its length, a slice less)
-    flat_v = np.concatenate([m[c].v for c in METRICS]).tolist()
-    flat_n = np.concatenate([m[c].n for c in METRICS]).tolist()
+    flat_v, flat_n = r.metric_values()
     flat = pl.Series("", [None if n else x for x, n in zip(flat_v, flat_n, strict=True)], dtype=pl.Float64)
     out.update({c: flat.slice(i * k, k).alias(c) for i, c in enumerate(METRICS)})
-    flags = pl.Series("", [*valid_out.tolist(), *steady.tolist(), *cens], dtype=pl.Boolean)
+    flags = pl.Series("", [*r.valid.tolist(), *r.steady.tolist(), *r.censored], dtype=pl.Boolean)
     out[VALID], out[STEADY] = flags.slice(0, k).alias(VALID), flags.slice(k, k).alias(STEADY)
-    texts = pl.Series("", [*strike, *reason, *activity], dtype=pl.String)
+    texts = pl.Series("", [*r.strike, *r.reason, *r.activity], dtype=pl.String)
     for i, c in enumerate((STRIKE_TYPE, REASON, ACTIVITY)):
         out[c] = texts.slice(i * k, k).alias(c)
     columns = [out[c] if out[c].dtype == d else out[c].cast(d) for c, d in STRIDES_SCHEMA.items()]

@@ -436,7 +436,13 @@ class _Worker:
         """The output of stream `sid`'s begun packet whose queries have run."""
         analyzer = self.analyzers[sid][0]
         try:
-            strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
+            if hasattr(analyzer, "end_push_rows"):  # the rows as tuples already, no table built
+                strides, stances = (
+                    LiveRows(kind, rows) if rows else None
+                    for kind, rows in zip(("strides", "stances"), analyzer.end_push_rows(), strict=True)
+                )
+            else:
+                strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
             # the mountings the messages of these rows are labelled with (service.live.publish)
             pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzer)
             return (push_id, index, strides, stances, None, pieces)
