@@ -330,6 +330,33 @@ def _lists(e: _Evaluated) -> dict[str, list]:
     return {c: columns[c] for c in (*STRIDES_SCHEMA, PRONATION_EXCURSION_CENSORED)}
 
 
+# The plausibility limits as columns (one row per limited metric, in `LIMITS` order; NaN where a
+# bound is absent, which no comparison passes): all of them tested in a few array operations.
+_LIMITED = tuple(LIMITS)
+_REASONS = tuple(reason_for(c) for c in _LIMITED)
+_LO = np.array([[math.nan if lo is None else lo] for lo, _, _ in LIMITS.values()])
+_LO_EXCLUSIVE = np.array([[exclusive] for _, _, exclusive in LIMITS.values()])
+_HI = np.array([[math.nan if hi is None else hi] for _, hi, _ in LIMITS.values()])
+_WALK_HI = np.array([[WALK_LIMITS.get(c, math.nan)] for c in _LIMITED])
+
+
+def _beyond_limits(m: dict[str, _F], walking: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether a metric breaks its plausibility limits, and the first such metric (its
+    position in `LIMITS`). The query's tests, per metric: below `lo` (at or below when exclusive)
+    where not null; above `hi`, or NaN, where not null and `hi` is given; the same against the
+    walking limit on walking rows."""
+    v = np.stack([m[c].v for c in _LIMITED])
+    known = ~np.stack([m[c].n for c in _LIMITED])
+
+    def above_or_nan(bound: np.ndarray) -> np.ndarray:  # `_F.gt` where the bound is given
+        return (v > bound) | (np.isnan(v) & ~np.isnan(bound))
+
+    beyond = known & (
+        np.where(_LO_EXCLUSIVE, v <= _LO, v < _LO) | above_or_nan(_HI) | (walking & above_or_nan(_WALK_HI))
+    )
+    return beyond.any(axis=0), beyond.argmax(axis=0)
+
+
 class _Evaluated:
     """What `_evaluate` computes, before it becomes a table or lists."""
 
@@ -457,18 +484,11 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> _Evaluated:
         for miss, run in zip(duty.missing().tolist(), duty.lt(RUN_BELOW_DUTY_FACTOR).tolist(), strict=True)
     ]
     walking = np.array([a == WALK for a in activity], dtype=bool).reshape(k)
-    implausible: list = [None] * k
-    for c, (lo, hi, lo_exclusive) in reversed(LIMITS.items()):
-        x = m[c]
-        beyond = np.zeros(k, dtype=bool)
-        if lo is not None:
-            beyond |= ~x.n & ((x.v <= lo) if lo_exclusive else x.lt(lo))
-        if hi is not None:
-            beyond |= x.gt(hi)
-        if c in WALK_LIMITS:
-            beyond |= walking & x.gt(WALK_LIMITS[c])
-        implausible = _strings(implausible, beyond, reason_for(c))
-    has_implausible = np.array([x is not None for x in implausible], dtype=bool).reshape(k)
+    has_implausible, first = _beyond_limits(m, walking)
+    implausible = [
+        _REASONS[i] if broken else None
+        for broken, i in zip(has_implausible.tolist(), first.tolist(), strict=True)
+    ]
     reason = _replaced(reason, implausible, valid & _B.known(has_implausible))
     valid = valid & _B.known(~has_implausible)
     valid_out = valid.v  # the final select fills a null valid with false
