@@ -66,7 +66,8 @@ from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.live_mountings import LiveMountings
 from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts
 from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
-from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides, evaluate_prepared
+from strideflow.analytics.metric_rows import evaluate_row_lists
+from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides
 from strideflow.analytics.mountings import Mounting
 from strideflow.analytics.segment import (
     GYR_AT_RANGE,
@@ -123,6 +124,7 @@ __all__ = [
 
 # Empty results, built once: a frame from a schema costs ~0.3 ms, and most pushes complete nothing.
 _NO_STRIDES = pl.DataFrame(schema=STRIDES_SCHEMA)
+_CURVE_TIMES = (IC_T, TOE_OFF_T, NEXT_IC_T)
 _STANCE_MEASURED_AT_START = tuple(c for c in STANCE_METRICS if c not in NEEDS_IC)
 _NO_STANCES = pl.DataFrame(schema=STANCE_SCHEMA)
 
@@ -151,19 +153,41 @@ def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
 
 
-def _with_sample_flags(out: pl.DataFrame, flags: tuple[np.ndarray, ...]) -> pl.DataFrame:
-    """Rows over interpolated or gyro-saturated samples (`flags`: per row, from
-    `LiveStrideAnalyzer._sample_flags`) are invalid ("gap", "saturation")."""
+def _with_sample_flags(rows: list[tuple], schema: dict, flags: tuple[np.ndarray, ...]) -> list[tuple]:
+    """Rows (tuples in `schema`'s column order) over interpolated or gyro-saturated samples
+    (`flags`: per row, from `LiveStrideAnalyzer._sample_flags`) are invalid ("gap", "saturation")."""
     gap, sat = flags
     if not (gap.any() or sat.any()):
-        return out  # what apply_sample_flags leaves (its query cost ~1 ms per row)
-    return apply_sample_flags(out, {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)})
+        return rows  # what apply_sample_flags leaves (its query cost ~1 ms per row)
+    flagged = {REASON_GAP: pl.Series(gap), REASON_SATURATION: pl.Series(sat)}
+    return apply_sample_flags(rows_frame(rows, schema), flagged).rows()
 
 
-def _valid_numpy(valid: pl.Series) -> np.ndarray:
-    """`valid` as bool, null as False. (A Float64 column's `to_numpy()` already gives NaN for null:
-    `fill_null` is a Polars query each, ~0.3 ms on a window's few rows.)"""
-    return valid.to_numpy() if valid.null_count() == 0 else valid.fill_null(False).to_numpy()
+def rows_frame(rows: list[tuple], schema: dict) -> pl.DataFrame:
+    """The table of rows given as tuples in `schema`'s column order (their values as they are)."""
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+class _RowLog:
+    """Rows emitted so far (tuples) and their table, built from the rows not in it yet when asked.
+
+    The hub reads the table from its store thread while the analysis thread appends: both under
+    the lock, so a row appended meanwhile waits for the next read."""
+
+    def __init__(self, schema: dict, empty: pl.DataFrame) -> None:
+        self._schema, self._table, self._new = schema, empty, []
+        self._lock = threading.Lock()
+
+    def extend(self, rows: list[tuple]) -> None:
+        with self._lock:
+            self._new.extend(rows)
+
+    def table(self) -> pl.DataFrame:
+        with self._lock:
+            if self._new:
+                new, self._new = rows_frame(self._new, self._schema), []
+                self._table = new if self._table.height == 0 else pl.concat([self._table, new])
+            return self._table
 
 
 def resolve_together(analyzers: list[LiveStrideAnalyzer]) -> dict[int, Exception]:
@@ -181,7 +205,7 @@ def resolve_together(analyzers: list[LiveStrideAnalyzer]) -> dict[int, Exception
     results = None
     if all(a.settings.analysis.metrics == settings for _, a in waiting):
         with contextlib.suppress(Exception):  # then each on its own, to tell which one fails
-            results = evaluate_prepared([p for _, a in waiting for p in a.pending_], settings)
+            results = evaluate_row_lists([p for _, a in waiting for p in a.pending_], settings)
     if results is not None:
         offset = 0
         for i, a in waiting:
@@ -198,21 +222,6 @@ def resolve_together(analyzers: list[LiveStrideAnalyzer]) -> dict[int, Exception
         except Exception as exc:
             failed[i] = exc
     return failed
-
-
-def _merged(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """The frames concatenated, kept as the list's only element so the next call is free.
-
-    The hub reads `strides_` from its store thread while the analysis thread appends: only the
-    merged prefix is replaced, in place, so a frame appended meanwhile stays."""
-    with _MERGE_LOCK:
-        n = len(frames)
-        if n > 1:
-            frames[:n] = [pl.concat(frames[:n])]
-        return frames[0]
-
-
-_MERGE_LOCK = threading.Lock()
 
 
 class LiveOutput(NamedTuple):
@@ -335,15 +344,16 @@ class LiveStrideAnalyzer:
 
         self.samples_seen_ = 0
         self.warnings_: list[str] = []
-        self._emitted: list[pl.DataFrame] = []
+        # rows as tuples in their schema's column order, the tables built only when asked
+        self._emitted = _RowLog(STRIDES_SCHEMA, _NO_STRIDES)
         self._emissions: list[dict] = []
         self._n_emitted = 0
-        self._stances: list[pl.DataFrame] = []
+        self._stances = _RowLog(STANCE_SCHEMA, _NO_STANCES)
         self._stance_emissions: list[dict] = []
-        self._new_stances = _NO_STANCES
-        self._new_strides: list[pl.DataFrame] = []
-        # metric queries of this push not run yet, each with what to do with its strides table
-        self._pending: list[tuple[PreparedStrides, Callable[[pl.DataFrame], None]]] = []
+        self._new_stances: list[tuple] = []
+        self._new_strides: list[tuple] = []
+        # metric queries of this push not run yet, each with what to do with its rows' columns
+        self._pending: list[tuple[PreparedStrides, Callable[[dict[str, list]], None]]] = []
         self._push_start = 0
         # session curves of the emitted strides, from each window's signals (batch's resampling)
         self._curves = CurveAccumulator() if settings.curves else None
@@ -406,9 +416,7 @@ class LiveStrideAnalyzer:
     @property
     def strides_(self) -> pl.DataFrame:
         """Every stride emitted so far (STRIDES_SCHEMA)."""
-        if not self._emitted:
-            return _NO_STRIDES
-        return _merged(self._emitted)
+        return self._emitted.table()
 
     @property
     def curves_(self) -> pl.DataFrame | None:
@@ -425,9 +433,7 @@ class LiveStrideAnalyzer:
     @property
     def stances_(self) -> pl.DataFrame:
         """Every provisional stance row emitted so far (STANCE_SCHEMA)."""
-        if not self._stances:
-            return _NO_STANCES
-        return _merged(self._stances)
+        return self._stances.table()
 
     @property
     def stance_emissions_(self) -> pl.DataFrame:
@@ -486,26 +492,37 @@ class LiveStrideAnalyzer:
         """The metric queries of the current push not run yet."""
         return [p for p, _ in self._pending]
 
-    def resolve(self, results: list[pl.DataFrame] | None = None) -> None:
+    def resolve(self, results: list[dict[str, list]] | None = None) -> None:
         """Run the pending metric queries (one query for all), or take their `results` (the
-        `evaluate_prepared` tables of `pending_`, in order), and complete the rows waiting on them."""
+        `metric_rows.evaluate_row_lists` columns of `pending_`, in order), and complete the rows
+        waiting on them."""
         pending, self._pending = self._pending, []
         if not pending:
             return
         if results is None:
-            results = evaluate_prepared([p for p, _ in pending], self.settings.analysis.metrics)
-        for (_, done), table in zip(pending, results, strict=True):
-            done(table)
+            results = evaluate_row_lists([p for p, _ in pending], self.settings.analysis.metrics)
+        for (_, done), columns in zip(pending, results, strict=True):
+            done(columns)
 
     def end_push(self) -> LiveOutput:
         """The output of the push (or finish) whose queries `resolve` has run."""
-        if len(self._emissions) == self._push_start and self._new_stances is _NO_STANCES:
+        strides, stances = self.end_push_rows()
+        if not strides and not stances:
             return _NOTHING  # most pushes
-        return LiveOutput(self._collect(self._push_start), self._new_stances)
+        return LiveOutput(
+            rows_frame(strides, STRIDES_SCHEMA) if strides else _NO_STRIDES,
+            rows_frame(stances, STANCE_SCHEMA) if stances else _NO_STANCES,
+        )
+
+    def end_push_rows(self) -> tuple[list[tuple], list[tuple]]:
+        """`end_push` without the tables: the push's strides and stance rows as tuples in the
+        columns' order of STRIDES_SCHEMA and STANCE_SCHEMA (what `rows()` of its tables gives)."""
+        self._close_emissions(self._push_start)
+        return self._new_strides, self._new_stances
 
     def _start_output(self) -> None:
         self._push_start = len(self._emissions)
-        self._new_stances = _NO_STANCES
+        self._new_stances = []
         self._new_strides = []
         self._pending = []
 
@@ -848,41 +865,37 @@ class LiveStrideAnalyzer:
         # Polars query cost more than the rows' numbers).
         chosen = np.flatnonzero(emit)
         chosen = chosen[np.argsort(ev[IC_IDX][chosen], kind="stable")]
-        picked = ev[STRIDE_INDEX][chosen]
+        picked = ev[STRIDE_INDEX][chosen].tolist()
         flags = self._sample_flags(ev[IC_IDX][chosen], ev[NEXT_IC_IDX][chosen], a0)
         k = len(chosen)
-        numbered = {STRIDE_INDEX: pl.Series(STRIDE_INDEX, np.arange(self._n_emitted, self._n_emitted + k))}
+        numbered = list(range(self._n_emitted, self._n_emitted + k))
         sig = seg.signal_arrays() if self._curves is not None else None
         close_t = float(b.view("t", close, close + 1)[0])
 
-        def done(strides: pl.DataFrame) -> None:
+        def done(columns: dict[str, list]) -> None:
             # the rest of the window, once the metric query has run (`resolve`)
-            have = strides.get_column(STRIDE_INDEX).to_numpy()
-            if not np.array_equal(have, picked):
-                row_of = {int(i): r for r, i in enumerate(have)}
-                strides = strides[[row_of[int(i)] for i in picked]]
-            out = _with_sample_flags(strides, flags)
-            columns = [numbered.get(c, out.get_column(c)) for c in STRIDES_SCHEMA]
-            # the query's columns have these types already: a cast per column only where not
-            out = pl.DataFrame(
-                [
-                    c if c.dtype == d else c.cast(d)
-                    for c, d in zip(columns, STRIDES_SCHEMA.values(), strict=True)
-                ]
-            )
-            self._emitted.append(out)
-            self._new_strides.append(out)
+            have = columns[STRIDE_INDEX]
+            if have != picked:
+                row_of = {i: r for r, i in enumerate(have)}
+                order = [row_of[i] for i in picked]
+                columns = {c: [v[r] for r in order] for c, v in columns.items()}
+            columns[STRIDE_INDEX] = numbered
+            rows = list(zip(*(columns[c] for c in STRIDES_SCHEMA), strict=True))
+            rows = _with_sample_flags(rows, STRIDES_SCHEMA, flags)
+            self._emitted.extend(rows)
+            self._new_strides.extend(rows)
             if sig is not None:
+                at = {c: i for i, c in enumerate(STRIDES_SCHEMA)}
                 self._curves.add_foot(
                     self.foot,
-                    out[ACTIVITY].to_list(),
-                    _valid_numpy(out[STEADY]),
-                    {c: out[c].to_numpy() for c in (IC_T, TOE_OFF_T, NEXT_IC_T)},
+                    [r[at[ACTIVITY]] for r in rows],
+                    np.array([r[at[STEADY]] is True for r in rows], dtype=bool),
+                    {c: np.array([r[at[c]] for r in rows], dtype=float) for c in _CURVE_TIMES},
                     sig[T],
                     sig[PRONATION_DEG],
                     sig[PITCH_DEG],
                 )
-            for idx, nic in zip(out[STRIDE_INDEX].to_list(), out[NEXT_IC_T].to_list(), strict=True):
+            for idx, nic in zip(numbered, columns[NEXT_IC_T], strict=True):
                 self._emissions.append(
                     {
                         STRIDE_INDEX: idx,
@@ -984,23 +997,19 @@ class LiveStrideAnalyzer:
             _TOE_OFF_LATENCY: b.stop - 1 - to,
         }
 
-        def done(m: pl.DataFrame) -> None:
+        def done(m: dict[str, list]) -> None:
             # the rest of the stance row, once the metric query has run (`resolve`)
             # The metrics' own validity also wants the next foot-flat, which a stance cannot have.
             # (The gait start's metrics that read its ic_t are null by definition, not missing.)
-            start = m.get_column(CONTEXT)[0] == CONTEXT_GAIT_START
+            start = m[CONTEXT][0] == CONTEXT_GAIT_START
             measured = _STANCE_MEASURED_AT_START if start else STANCE_METRICS
-            missing = any(v is None or not math.isfinite(v) for v in (m.get_column(c)[0] for c in measured))
+            missing = any(v is None or not math.isfinite(v) for v in (m[c][0] for c in measured))
             reason = row[REASON][0] or (REASON_NO_SIGNAL if missing else None)
-            own = {
-                VALID: pl.Series(VALID, [reason is None], dtype=pl.Boolean),
-                REASON: pl.Series(REASON, [reason], dtype=pl.String),
-            }
-            out = _with_sample_flags(
-                pl.DataFrame([own[c] if c in own else m.get_column(c) for c in STANCE_SCHEMA]), flags
-            )
-            self._stances.append(out)
-            self._new_stances = pl.concat([self._new_stances, out]) if self._new_stances.height else out
+            own = {VALID: reason is None, REASON: None if reason is None else str(reason)}
+            out = [tuple(own[c] if c in own else m[c][0] for c in STANCE_SCHEMA)]
+            out = _with_sample_flags(out, STANCE_SCHEMA, flags)
+            self._stances.extend(out)
+            self._new_stances.extend(out)
             self._stance_emissions.append(emission)
 
         self._pending.append((prepared, done))
@@ -1050,17 +1059,14 @@ class LiveStrideAnalyzer:
             reasons.append((c[np.clip(hi, a0, b.stop) - a0] - c[np.clip(lo, a0, b.stop) - a0]) > 0)
         return tuple(reasons)
 
-    def _collect(self, start: int) -> pl.DataFrame:
-        """Strides emitted since emission number `start`, with their latency filled in."""
+    def _close_emissions(self, start: int) -> None:
+        """The latency of the strides emitted since emission number `start`."""
         newest = self._gaps.last_t_
         for e in self._emissions[start:]:
+            if "_close" not in e:
+                continue  # filled by an earlier call for this push
             e[_EMITTED_T] = newest
             e[_LATENCY] = (
                 int(round((newest - e[_CLOSE_T]) * self.sampling_rate_hz)) if newest is not None else 0
             )
-        for e in self._emissions[start:]:
-            e.pop("_close", None)
-        if len(self._emissions) == start:
-            return _NO_STRIDES
-        # this push's own frames: the tail of `strides_` would concatenate the whole session
-        return self._new_strides[0] if len(self._new_strides) == 1 else pl.concat(self._new_strides)
+            del e["_close"]

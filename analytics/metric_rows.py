@@ -278,10 +278,100 @@ def evaluate_rows(prepared: list[PreparedStrides], s: MetricSettings) -> pl.Data
     """The metric query's result (STRIDES_SCHEMA, then `pronation_excursion_censored`) for the
     tables of `prepared` (same columns and values), concatenated in their order, unsorted."""
     with np.errstate(all="ignore"):  # overflow to inf and 0/0 are the query's values too
-        return _evaluate(prepared, s)
+        return _frame(_evaluate(prepared, s))
 
 
-def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFrame:
+def evaluate_row_lists(prepared: list[PreparedStrides], s: MetricSettings) -> list[dict[str, list]]:
+    """`analytics.metrics.evaluate_prepared`'s tables without a table: per element of `prepared`,
+    its rows' columns (STRIDES_SCHEMA, then `pronation_excursion_censored`) as Python lists, the
+    values of the table's `rows()` (None for null), in (keys, IC) order. For the live analyzer's
+    rows: a table costs ~0.1 ms to build whatever its rows. Every row is evaluated in numpy (each
+    depends on its own values only, so the rows equal the query's whatever the group's size)."""
+    out: list[dict[str, list] | None] = [None] * len(prepared)
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(prepared):
+        groups.setdefault((isinstance(p.events, PreparedEvents), tuple(p.values)), []).append(i)
+    for (columns_only, _), members in groups.items():
+        parts = [prepared[i] for i in members]
+        with np.errstate(all="ignore"):  # overflow to inf and 0/0 are the query's values too
+            e = _evaluate(parts, s)
+        lists = _lists(e) if columns_only else _frame(e).to_dict(as_series=False)
+        offset = 0
+        for i, p in zip(members, parts, strict=True):
+            n = p.events.height
+            part = {c: v[offset : offset + n] for c, v in lists.items()}
+            offset += n
+            if not p.in_order:
+                key = [part[c] for c in (*KEYS, IC_T)]
+                order = sorted(range(n), key=lambda r: tuple(v[r] for v in key))
+                part = {c: [v[r] for r in order] for c, v in part.items()}
+            out[i] = part
+    return out
+
+
+def _lists(e: _Evaluated) -> dict[str, list]:
+    """`_evaluate`'s values of events given as columns (`PreparedEvents`) as lists, in the result
+    table's column order (STRIDES_SCHEMA, then `pronation_excursion_censored`)."""
+    k = e.k
+    flat = [None if n else x for x, n in zip(*e.metric_values(), strict=True)]
+    columns = {
+        **{c: e.strings(c) for c in KEYS},
+        STRIDE_INDEX: np.concatenate([x.columns[STRIDE_INDEX] for x in e.events]).tolist() if k else [],
+        **{c: e.floats(c).v.tolist() for c in _PREPARED_FLOATS},
+        **{c: flat[i * k : (i + 1) * k] for i, c in enumerate(METRICS)},
+        STRIKE_TYPE: e.strike,
+        REASON: e.reason,
+        ACTIVITY: e.activity,
+        CONTEXT: e.context,
+        VALID: e.valid.tolist(),
+        STEADY: e.steady.tolist(),
+        PRONATION_EXCURSION_CENSORED: e.censored,
+    }
+    return {c: columns[c] for c in (*STRIDES_SCHEMA, PRONATION_EXCURSION_CENSORED)}
+
+
+# The plausibility limits as columns (one row per limited metric, in `LIMITS` order; NaN where a
+# bound is absent, which no comparison passes): all of them tested in a few array operations.
+_LIMITED = tuple(LIMITS)
+_REASONS = tuple(reason_for(c) for c in _LIMITED)
+_LO = np.array([[math.nan if lo is None else lo] for lo, _, _ in LIMITS.values()])
+_LO_EXCLUSIVE = np.array([[exclusive] for _, _, exclusive in LIMITS.values()])
+_HI = np.array([[math.nan if hi is None else hi] for _, hi, _ in LIMITS.values()])
+_WALK_HI = np.array([[WALK_LIMITS.get(c, math.nan)] for c in _LIMITED])
+
+
+def _beyond_limits(m: dict[str, _F], walking: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether a metric breaks its plausibility limits, and the first such metric (its
+    position in `LIMITS`). The query's tests, per metric: below `lo` (at or below when exclusive)
+    where not null; above `hi`, or NaN, where not null and `hi` is given; the same against the
+    walking limit on walking rows."""
+    v = np.stack([m[c].v for c in _LIMITED])
+    known = ~np.stack([m[c].n for c in _LIMITED])
+
+    def above_or_nan(bound: np.ndarray) -> np.ndarray:  # `_F.gt` where the bound is given
+        return (v > bound) | (np.isnan(v) & ~np.isnan(bound))
+
+    beyond = known & (
+        np.where(_LO_EXCLUSIVE, v <= _LO, v < _LO) | above_or_nan(_HI) | (walking & above_or_nan(_WALK_HI))
+    )
+    return beyond.any(axis=0), beyond.argmax(axis=0)
+
+
+class _Evaluated:
+    """What `_evaluate` computes, before it becomes a table or lists."""
+
+    def __init__(self, **values) -> None:
+        self.__dict__.update(values)
+
+    def metric_values(self) -> tuple[list, list]:
+        """The METRICS columns one after the other: values and null flags."""
+        return (
+            np.concatenate([self.m[c].v for c in METRICS]).tolist(),
+            np.concatenate([self.m[c].n for c in METRICS]).tolist(),
+        )
+
+
+def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> _Evaluated:
     events = [p.events for p in prepared]
     k = sum(e.height for e in events)
 
@@ -394,18 +484,11 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFram
         for miss, run in zip(duty.missing().tolist(), duty.lt(RUN_BELOW_DUTY_FACTOR).tolist(), strict=True)
     ]
     walking = np.array([a == WALK for a in activity], dtype=bool).reshape(k)
-    implausible: list = [None] * k
-    for c, (lo, hi, lo_exclusive) in reversed(LIMITS.items()):
-        x = m[c]
-        beyond = np.zeros(k, dtype=bool)
-        if lo is not None:
-            beyond |= ~x.n & ((x.v <= lo) if lo_exclusive else x.lt(lo))
-        if hi is not None:
-            beyond |= x.gt(hi)
-        if c in WALK_LIMITS:
-            beyond |= walking & x.gt(WALK_LIMITS[c])
-        implausible = _strings(implausible, beyond, reason_for(c))
-    has_implausible = np.array([x is not None for x in implausible], dtype=bool).reshape(k)
+    has_implausible, first = _beyond_limits(m, walking)
+    implausible = [
+        _REASONS[i] if broken else None
+        for broken, i in zip(has_implausible.tolist(), first.tolist(), strict=True)
+    ]
     reason = _replaced(reason, implausible, valid & _B.known(has_implausible))
     valid = valid & _B.known(~has_implausible)
     valid_out = valid.v  # the final select fills a null valid with false
@@ -415,25 +498,45 @@ def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> pl.DataFram
         for x, n in zip(censored.v.tolist(), (censored.n | np.isnan(censored.v)).tolist(), strict=True)
     ]
 
+    return _Evaluated(
+        events=events,
+        k=k,
+        foot=foot,
+        context=context,
+        m=m,
+        valid=valid_out,
+        steady=steady,
+        censored=cens,
+        strike=strike,
+        reason=reason,
+        activity=activity,
+        strings=strings,
+        floats=floats,
+    )
+
+
+def _frame(r: _Evaluated) -> pl.DataFrame:
+    """The result table of `_evaluate`'s values (STRIDES_SCHEMA, then `pronation_excursion_censored`)."""
+    events, k = r.events, r.k
+
     def passed(name: str) -> pl.Series:
         parts = [e.get_column(name) for e in events]
         return parts[0] if len(parts) == 1 else pl.concat(parts, rechunk=True)
 
     if all(isinstance(e, PreparedEvents) for e in events):
         # the events' own columns, one Series per type sliced into them (no table was built)
-        out = _passed_columns(events, k, foot, context)
+        out = _passed_columns(events, k, r.foot, r.context)
     else:
         events = [e.frame() if isinstance(e, PreparedEvents) else e for e in events]
         out = {c: passed(c) for c in (*KEYS, STRIDE_INDEX, *EVENT_TIMES, HEADING_CHANGE_DEG, CONTEXT)}
     # the metric columns as slices of one Series (built from a list: a Series costs ~10 us to
     # build whatever its length, a slice less)
-    flat_v = np.concatenate([m[c].v for c in METRICS]).tolist()
-    flat_n = np.concatenate([m[c].n for c in METRICS]).tolist()
+    flat_v, flat_n = r.metric_values()
     flat = pl.Series("", [None if n else x for x, n in zip(flat_v, flat_n, strict=True)], dtype=pl.Float64)
     out.update({c: flat.slice(i * k, k).alias(c) for i, c in enumerate(METRICS)})
-    flags = pl.Series("", [*valid_out.tolist(), *steady.tolist(), *cens], dtype=pl.Boolean)
+    flags = pl.Series("", [*r.valid.tolist(), *r.steady.tolist(), *r.censored], dtype=pl.Boolean)
     out[VALID], out[STEADY] = flags.slice(0, k).alias(VALID), flags.slice(k, k).alias(STEADY)
-    texts = pl.Series("", [*strike, *reason, *activity], dtype=pl.String)
+    texts = pl.Series("", [*r.strike, *r.reason, *r.activity], dtype=pl.String)
     for i, c in enumerate((STRIKE_TYPE, REASON, ACTIVITY)):
         out[c] = texts.slice(i * k, k).alias(c)
     columns = [out[c] if out[c].dtype == d else out[c].cast(d) for c, d in STRIDES_SCHEMA.items()]

@@ -12,6 +12,8 @@ clients cannot hold connections.
 - an answer's status line and headers go out in the same packet as its body (`CoalescingTransport`):
   uvicorn writes them separately, and on loopback each write is a system call that runs the
   receiver's TCP input too (~0.2 ms of server CPU per request on 2 cores, issue 19);
+- threads hand the interpreter over every `switch_interval_s` (0.5 ms, not Python's 5 ms), so the
+  event loop is not held back by the live store's thread (`switch_interval`);
 - WebSocket peers are pinged every `ws_ping_interval_s` and dropped when a pong does not come
   within `ws_ping_timeout_s`; a live stream's hello must come within `HELLO_TIMEOUT_S` (10 s).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -184,3 +187,13 @@ def uvicorn_options(settings: ServiceSettings) -> dict:
         "ws_ping_timeout": settings.ws_ping_timeout_s,
         "access_log": settings.access_log,
     }
+
+
+def switch_interval(settings: ServiceSettings) -> None:
+    """Set this process's thread switch interval (`sys.setswitchinterval`) to the settings'.
+
+    A thread that wants the interpreter waits up to the interval for the one holding it, and the
+    event loop wants it back after every I/O callback. With the live store's thread busy beside
+    it at the default 5 ms, acknowledgements fell from 2,000 to 700-1,300 per second for ~8 s at
+    200 pods (idle machine, one run); at 0.5 ms they held 2,000 (benchmarks/README.md, session 14)."""
+    sys.setswitchinterval(settings.switch_interval_s)

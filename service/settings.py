@@ -44,6 +44,10 @@ class ServiceSettings(BaseSettings):
     - `key_cache_s`: a server process remembers a valid API key for this long instead of looking
       it up on every request, so a revoked key stops working in every process within it (s; 0:
       looked up on every request).
+    - `switch_interval_s`: how long a thread of a `strideflow serve` process may hold the
+      interpreter while another waits for it (`sys.setswitchinterval`; Python's default 0.005 s).
+      The event loop (frames in, acks, rows out) shares the interpreter with the live store's
+      thread and waits up to the interval for it at each hand-over (`service.server.switch_interval`).
     - `access_log`: log a line per HTTP request (uvicorn's access log; off by default: formatting
       and writing it costs about as much as answering a cached request).
     """
@@ -67,6 +71,7 @@ class ServiceSettings(BaseSettings):
     ws_ping_interval_s: float = Field(default=20.0, gt=0)
     ws_ping_timeout_s: float = Field(default=20.0, gt=0)
     key_cache_s: float = Field(default=1.0, ge=0)
+    switch_interval_s: float = Field(default=0.0005, gt=0)
     access_log: bool = False
 
     @property

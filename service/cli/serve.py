@@ -27,11 +27,12 @@ def app_from_environment():
     """The app of one `serve --workers N` process, with the settings of the `STRIDEFLOW_*`
     variables `serve` set (uvicorn imports this in every worker process)."""
     from strideflow.service.app import create_app
-    from strideflow.service.server import ReadTimeoutProtocol
+    from strideflow.service.server import ReadTimeoutProtocol, switch_interval
     from strideflow.service.settings import ServiceSettings
 
     settings = ServiceSettings()
     _log_to_console()
+    switch_interval(settings)
     # uvicorn imports the protocol class by name in each worker; its timeout is set here
     ReadTimeoutProtocol.read_timeout_s = float(settings.request_read_timeout_s)
     return create_app(settings)
@@ -66,7 +67,7 @@ def serve(
     import uvicorn
 
     from strideflow.service.app import create_app
-    from strideflow.service.server import PROTOCOL, uvicorn_options
+    from strideflow.service.server import PROTOCOL, switch_interval, uvicorn_options
     from strideflow.service.settings import ServiceSettings
 
     overrides: dict = {}
@@ -81,6 +82,7 @@ def serve(
         overrides["live_analysis_workers"] = analysis_workers
     settings = ServiceSettings(**overrides)
     _log_to_console()
+    switch_interval(settings)  # each `--workers` process sets its own (app_from_environment)
     # Read and idle timeouts (settings keep_alive_timeout_s, request_read_timeout_s, ws_ping_*).
     options = uvicorn_options(settings)
     if workers == 1:

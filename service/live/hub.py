@@ -6,9 +6,10 @@ a packet goes log append -> fsync (in a worker thread) -> ack -> analysis; each 
 completes is published at once and the session is marked for storing.
 
 Storing: every `store_interval_s` (5 s) the sessions with new strides are written (`store`), off
-the event loop; the end of a stream stores at once. Stored results may lag the stream by that
-interval (a store rewrites the session's partition, ~15 ms for 100 strides, so it is not done per
-stride); acknowledged samples are durable in the log at once.
+the event loop, a fifth of them every second (`store.STORE_SLOTS`: sessions started together are
+not stored in one burst); the end of a stream stores at once. Stored results may lag the stream
+by that interval (a store rewrites the session's partition, ~15 ms for 100 strides, so it is not
+done per stride); acknowledged samples are durable in the log at once.
 
 Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
@@ -71,7 +72,7 @@ from strideflow.service.live.registry import (
     StreamRegistry,
     default_analyzer,
 )
-from strideflow.service.live.store import SessionStore
+from strideflow.service.live.store import STORE_SLOTS, SessionStore
 from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
@@ -366,14 +367,18 @@ class LiveHub:
 
     # --- storage ----------------------------------------------------------------------------
     async def _flush_loop(self) -> None:
+        slot = 0
         while True:
-            await asyncio.sleep(self.store_interval_s)
+            await asyncio.sleep(self.store_interval_s / STORE_SLOTS)
             try:
                 await self.expire_idle()
-                await self.flush(once=True)
+                due = self.store.due(slot)
+                if due:
+                    await self.flush(only=due, once=True)
                 self._release_idle()
             except Exception:
                 log.exception("storing live strides failed; retrying")
+            slot = (slot + 1) % STORE_SLOTS
 
     async def flush(self, only: Collection[tuple[str, str]] | None = None, once: bool = False) -> None:
         """Store every session with new strides (or those of them in `only`: (athlete, session));

@@ -114,6 +114,8 @@ log = logging.getLogger("strideflow.service")
 SUMMARY_EVERY_S = 30.0  # stride time (s of IC) after which an appending store rebuilds the summaries
 MERGE_FANOUT = 8  # live parts of the same number of stores merged into one
 MAX_CHUNKS = 32
+# the periodic store's slots: each session is stored in one of them, every `STORE_SLOTS`-th pass
+STORE_SLOTS = 5
 
 
 @dataclass
@@ -157,10 +159,27 @@ class SessionStore:
         # (athlete, session, device, foot) -> (labels entry it followed, strides, mountings, labelled)
         # labelled ahead of a store (`_labelled` with keep False)
         self._early: dict[tuple, tuple] = {}
+        # (athlete, session) -> its slot of the periodic store (`due`), given in turn as sessions come
+        self._slots: dict[SessionKey, int] = {}
+        self._next_slot = 0
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
         self.dirty.add(key)
+        if key not in self._slots:
+            self._slots[key] = self._next_slot
+            self._next_slot = (self._next_slot + 1) % STORE_SLOTS
+
+    def due(self, slot: int) -> set[SessionKey]:
+        """The sessions with new strides whose slot of the periodic store is `slot` (of STORE_SLOTS).
+
+        Sessions are given the slots in turn as they come, so that the periodic store, which
+        `LiveHub` runs every `store_interval_s / STORE_SLOTS` for one slot, stores each session
+        every `store_interval_s` and about a fifth of them at a time. With every session in one
+        pass, 100 sessions started together (a team's session) made one burst of ~2 s of the
+        server process's interpreter every 5 s, and the event loop (frames, acks, rows) waited
+        behind it (benchmarks/README.md, session 14)."""
+        return {key for key in self.dirty if self._slots.get(key, slot) % STORE_SLOTS == slot % STORE_SLOTS}
 
     async def flush(
         self,
@@ -260,6 +279,8 @@ class SessionStore:
                 if args[6]:  # ended
                     self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
                     self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
+                    if key not in self.dirty:
+                        self._slots.pop(key, None)
                 if stored is not None:
                     stored(streams)
         except BaseException:

@@ -92,9 +92,13 @@ RESTART_WINDOW_S = 60.0
 REBUILD_WAIT_S = 120.0  # how long `finish` on a lost worker waits for the stream's rebuild (s)
 
 NOT_SENT = "-"  # an output without the stream's mountings (it has no rows)
+# an output whose rows have the mountings of the stream's last output that carried them (~600 bytes
+# pickled, which only a remount changes)
+UNCHANGED = "="
 MANY = "many"  # (MANY, [message, ...]): the messages queued for a worker, sent as one
 # per packet, from the worker: (index in the push, strides or None, stances or None, error or None,
-# the stream's mountings after it or NOT_SENT); the rows as `LiveRows` (or a frame of another schema)
+# the stream's mountings after it, NOT_SENT or UNCHANGED); the rows as `LiveRows` (or a frame of
+# another schema)
 OnOutput = Callable[[int, object, object, Exception | None, object], None]
 
 
@@ -268,6 +272,7 @@ class _Worker:
         self.due_since = 0.0  # perf_counter s when the oldest of `due` was begun
         self.outbox: list[tuple] = []  # outputs not sent yet (see `OnOutput`)
         self.outbox_since = 0.0  # perf_counter s of the oldest of them
+        self.sent_pieces: dict[int, tuple | None] = {}  # stream id -> mountings its last output sent
         self.queries_ = 0  # metric queries run by `_resolve_due` (rows' groups)
         self.messages_ = 0  # messages sent to the server
 
@@ -361,6 +366,7 @@ class _Worker:
         if closed:
             analyzer.finish()
         self.analyzers[sid] = (analyzer, hello.sampling_rate_hz)
+        self.sent_pieces.pop(sid, None)
         return _frame(analyzer.strides_), failures, self._snapshot(sid)
 
     def _finish(self, sid: int):
@@ -375,6 +381,7 @@ class _Worker:
     def _close(self, sid: int):
         self.analyzers.pop(sid, None)
         self.waiting.pop(sid, None)
+        self.sent_pieces.pop(sid, None)
 
     def _drain(self, sid: int) -> None:
         """Every packet of stream `sid` analysed and its rows resolved (and every other due row)."""
@@ -436,12 +443,27 @@ class _Worker:
         """The output of stream `sid`'s begun packet whose queries have run."""
         analyzer = self.analyzers[sid][0]
         try:
-            strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
+            if hasattr(analyzer, "end_push_rows"):  # the rows as tuples already, no table built
+                strides, stances = (
+                    LiveRows(kind, rows) if rows else None
+                    for kind, rows in zip(("strides", "stances"), analyzer.end_push_rows(), strict=True)
+                )
+            else:
+                strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
             # the mountings the messages of these rows are labelled with (service.live.publish)
-            pieces = NOT_SENT if strides is None and stances is None else _pieces(analyzer)
+            pieces = NOT_SENT if strides is None and stances is None else self._mountings(sid, analyzer)
             return (push_id, index, strides, stances, None, pieces)
         except Exception as exc:
             return (push_id, index, None, None, _portable(exc), NOT_SENT)
+
+    def _mountings(self, sid: int, analyzer) -> tuple | str | None:
+        """The stream's mountings for an output with rows, UNCHANGED when its last such output sent
+        the same (a `LiveMountings` replaces its `pieces_` tuple when they change)."""
+        pieces = _pieces(analyzer)
+        if sid in self.sent_pieces and self.sent_pieces[sid] is pieces:
+            return UNCHANGED
+        self.sent_pieces[sid] = pieces
+        return pieces
 
 
 def worker_main(fd: int) -> None:
@@ -892,6 +914,7 @@ class RemoteAnalyzer:
         self._rebuilt = False  # strides_ may then hold a row twice (one emitted before the loss)
         self.curves_: pl.DataFrame | None = None
         self.mountings_ = None
+        self._output_pieces = None  # the mountings the worker's last output with rows carried
         self._closed = False
         # packets sent whose rows have not come back, and the future a connection that must wait
         # for them awaits (`service.live.analysis`; event loop only)
@@ -932,12 +955,22 @@ class RemoteAnalyzer:
     def _take_snapshot(self, snapshot) -> None:
         curves, pieces = snapshot
         self.curves_ = curves
-        self.take_mountings(pieces)
+        self._set_mountings(pieces)
 
     def take_mountings(self, pieces) -> None:
-        """The stream's mountings as the worker sent them (None: its frame was given)."""
-        if pieces is not NOT_SENT:
-            self.mountings_ = None if pieces is None else SimpleNamespace(pieces_=pieces)
+        """The stream's mountings as an output of the worker sent them: NOT_SENT (no rows) keeps
+        them, UNCHANGED stands for those of its last output that carried them (None: the frame
+        was given)."""
+        if isinstance(pieces, str):
+            if pieces != UNCHANGED:
+                return
+            pieces = self._output_pieces
+        else:
+            self._output_pieces = pieces
+        self._set_mountings(pieces)
+
+    def _set_mountings(self, pieces) -> None:
+        self.mountings_ = None if pieces is None else SimpleNamespace(pieces_=pieces)
 
     def replay(self, packets: list, closed: bool) -> list[str]:
         """Build the analyzer in its worker from a log's packets (blocking); the failures' texts."""

@@ -4,7 +4,9 @@ gait start, turns, an unknown foot and a null `valid`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import struct
 
 import numpy as np
 import polars as pl
@@ -12,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strideflow.analytics.metric_rows import evaluate_rows
-from strideflow.analytics.metrics import MetricSettings, PreparedStrides, _metric_query
+from strideflow.analytics.metric_rows import evaluate_row_lists, evaluate_rows
+from strideflow.analytics.metrics import MetricSettings, PreparedStrides, _metric_query, evaluate_prepared
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.analytics.segment import analyze_segment
 from strideflow.hardware import schema as S
@@ -36,6 +38,23 @@ def prepared():
         AnalysisSettings(),
     )
     return segment.prepare_strides(segment.events)
+
+
+@pytest.fixture(scope="module")
+def segment():
+    """The walk of `prepared` analysed once more, for its event columns (as the live analyzer reads them)."""
+    sim = Simulator(
+        SimulationSettings(activity="mixed", duration_s=40.0, seed=5, keep_orientation=False)
+    ).simulate()
+    part = sim.samples_.filter(pl.col(S.FOOT) == "left").sort(S.T)
+    return analyze_segment(
+        np.ascontiguousarray(part.select(S.ACC).to_numpy()),
+        np.ascontiguousarray(part.select(S.GYR).to_numpy()),
+        part[S.T].to_numpy(),
+        200.0,
+        ("A1", "S1", "left"),
+        AnalysisSettings(),
+    )
 
 
 def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
@@ -134,3 +153,33 @@ def test_random_values_as_the_query(prepared, data, k):
         st.sampled_from([MetricSettings(), MetricSettings(rearfoot_above_deg=0.0, forefoot_below_deg=0.0)])
     )
     assert_same(evaluate_rows([part], s), _query(part, s))
+
+
+def _row_bits(rows: list[tuple]) -> list[tuple]:
+    """Rows with each float as its bits (NaN, -0.0 and null told apart) and each value's type."""
+    return [tuple((type(v), struct.pack("<d", v) if isinstance(v, float) else v) for v in r) for r in rows]
+
+
+def test_row_lists_are_the_rows_of_the_tables(segment, prepared):
+    """`evaluate_row_lists`: the values of `evaluate_prepared`'s tables (`rows()`), bit for bit, for
+    the live analyzer's event columns and for tables, one to three rows at a time, many windows at
+    once (more than the numpy bound of `evaluate_prepared`) and in reverse IC order."""
+    ev = segment.event_columns
+    n = ev.height
+    assert n > 20
+    windows = [np.arange(lo, min(lo + k, n)) for lo in range(n) for k in (1, 3)]
+    for events in (ev, segment.events):
+        parts = [segment.prepare_strides(events, rows) for rows in windows]
+        parts.append(dataclasses.replace(parts[-1], in_order=False))
+        back = np.arange(5)[::-1]
+        values = {c: v[back] for c, v in prepared.values.items()}
+        parts.append(PreparedStrides(prepared.events[back], values, False))
+        want = [_row_bits(t.rows()) for t in evaluate_prepared(parts, MetricSettings())]
+        got = evaluate_row_lists(parts, MetricSettings())
+        assert [_row_bits(list(zip(*c.values(), strict=True))) for c in got] == want
+        assert all(list(c) == [*S.STRIDES_SCHEMA, S.PRONATION_EXCURSION_CENSORED] for c in got)
+        for part in parts[:9]:
+            (alone,) = evaluate_row_lists([part], MetricSettings())
+            assert _row_bits(list(zip(*alone.values(), strict=True))) == _row_bits(
+                evaluate_prepared([part], MetricSettings())[0].rows()
+            )
