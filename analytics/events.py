@@ -81,9 +81,10 @@ import numba
 import numpy as np
 import polars as pl
 
-from strideflow.analytics.signals import row_norm
+from strideflow.analytics.signals import _row_norm, row_norm
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings, mask_to_periods
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
+from strideflow.hardware.motion_math import _mask_to_periods
 from strideflow.hardware.schema import (
     CONTEXT,
     CONTEXT_GAIT_START,
@@ -339,6 +340,114 @@ def _longest_periods(periods, lo, hi):  # pragma: no cover - compiled
     return ff, length
 
 
+@numba.njit(cache=True)
+def _event_samples(
+    acc,
+    gyr,
+    zv,
+    open_end,
+    min_swing_dps,
+    min_pivot_dps,
+    min_swing_n,
+    ahead,
+    quiet,
+    back,
+    spin_weight,
+    jerk_fraction,
+    max_rise,
+    min_foot_flat_n,
+    min_start_flat_n,
+    heel_off_dps,
+):  # pragma: no cover - compiled
+    """`StrideEventDetector.detect`'s sample indices per stride row (IC, foot-flat, heel-off,
+    toe-off, next IC, next foot-flat), whether the first row is the gait start and the last an
+    open step, and gyr_y: the module docstring's rules in the detector's numpy statements, the
+    same integer and float operations in their order (sample counts and thresholds precomputed
+    from the settings by the caller)."""
+    n = acc.shape[0]
+    periods = _mask_to_periods(zv)
+    gyr_y = gyr[:, 1].copy()
+    abs_z = np.abs(gyr[:, 2])
+    # Motions between consecutive still periods; those that are not swings join the stance.
+    if periods.shape[0] >= 2:
+        m_lo, m_hi = periods[:-1, 1].copy(), periods[1:, 0].copy()
+        dorsiflexion = -gyr_y[_argext(gyr_y, m_lo, m_hi, False)]
+        spin = abs_z[_argext(abs_z, m_lo, m_hi, True)]
+        swings = dorsiflexion >= min_swing_dps
+        is_step = (swings | (spin >= min_pivot_dps)) & ((m_hi - m_lo) >= min_swing_n)
+        m_lo, m_hi, pivot = m_lo[is_step], m_hi[is_step], ~swings[is_step]
+    else:
+        m_lo = np.zeros(0, dtype=np.int64)
+        m_hi = np.zeros(0, dtype=np.int64)
+        pivot = np.zeros(0, dtype=np.bool_)
+    open_step = (
+        open_end
+        and m_lo.shape[0] > 0
+        and periods.shape[0] > 0
+        and periods[-1, 1] < n
+        and -gyr_y[periods[-1, 1] :].min() >= min_swing_dps
+    )
+    if open_step:
+        m_lo, m_hi = np.append(m_lo, periods[-1, 1]), np.append(m_hi, n)
+        pivot = np.append(pivot, False)
+    stance_lo = np.concatenate((np.zeros(1, dtype=np.int64), m_hi))
+    stance_hi = np.concatenate((m_lo, np.full(1, n, dtype=np.int64)))
+    jerk = _jerk(acc)
+    ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
+    mid_swing = _argext(gyr_y, m_lo, m_hi, False)
+    impact = _argext(jerk, m_lo, np.maximum(ic_hi, m_lo + 1), True)
+    after = impact < mid_swing
+    dip = _argext(jerk, impact, np.where(after, mid_swing + 1, impact + 1), False)
+    before = _argext(gyr_y, m_lo, np.maximum(impact, m_lo + 1), False)
+    landed = after & (jerk[dip] < quiet * jerk[impact]) & (-gyr_y[before] >= min_swing_dps)
+    if open_step:
+        landed[-1] = False
+    mid_swing[landed] = before[landed]
+    to_lo = np.maximum(m_lo - back, stance_lo[:-1])
+    to_hi = np.where(pivot, (m_lo + m_hi) // 2, mid_swing) + 1
+    to_hi = np.maximum(to_hi, to_lo + 1)
+    push = gyr_y - spin_weight * abs_z
+    toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
+    toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
+    ic = _impact_onset(jerk, mid_swing, np.maximum(ic_hi, mid_swing + 1), jerk_fraction, quiet, max_rise)
+    # Strides: step j's IC to step j+1's IC; their stance is stance j+1.
+    n_strides = max(ic.shape[0] - 1, 0)
+    st_lo, st_hi = stance_lo[1 : n_strides + 1], stance_hi[1 : n_strides + 1]
+    ff, ff_len = _longest_periods(periods, st_lo, st_hi)
+    short = ff_len < min_foot_flat_n
+    if short.any():
+        lo = np.minimum(ic[:n_strides][short], toe_off[1:][short])
+        ff[short] = _argext(_row_norm(gyr), lo, np.maximum(toe_off[1:][short], lo + 1), False)
+    heel_off = _last_below_before(gyr_y, ff, np.maximum(toe_off[1:], ff + 1), heel_off_dps)
+    if n_strides:
+        next_ff = np.concatenate((ff[1:], np.full(1, -1, dtype=np.int64)))
+        next_ff[-1] = min((stance_lo[n_strides + 1] + stance_hi[n_strides + 1]) // 2, n - 1)
+    else:
+        next_ff = ff
+    ic_idx, to_idx, next_ic = ic[:-1], toe_off[1:], ic[1:]
+    if open_step:
+        next_ic = next_ic.copy()
+        next_ic[-1] = n - 1  # placeholders: the open step has no impact yet
+        next_ff[-1] = n - 1
+    # Gait initiation: the standing before the first step gives the first toe-off a row.
+    gait_start = False
+    if ic.shape[0]:
+        ff0, len0 = _longest_periods(periods, stance_lo[:1], stance_hi[:1])
+        if len0[0] >= min_start_flat_n and ff0[0] < toe_off[0]:
+            gait_start = True
+            start = ff0 - (len0 - 1) // 2  # first sample of that still period
+            ho0 = _last_below_before(gyr_y, ff0, toe_off[:1], heel_off_dps)
+            if n_strides:
+                first_after = ff[:1]
+            else:
+                first_after = np.full(1, min((stance_lo[1] + stance_hi[1]) // 2, n - 1), dtype=np.int64)
+            ic_idx, to_idx = np.concatenate((start, ic_idx)), np.concatenate((toe_off[:1], to_idx))
+            next_ic = np.concatenate((ic[:1], next_ic))
+            next_ff = np.concatenate((first_after, next_ff))
+            ff, heel_off = np.concatenate((ff0, ff)), np.concatenate((ho0, heel_off))
+    return ic_idx, ff, heel_off, to_idx, next_ic, next_ff, gait_start, open_step, gyr_y
+
+
 def _yaw_deg(q_wxyz: np.ndarray) -> np.ndarray:
     w, x, y, z = q_wxyz.T
     return np.degrees(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
@@ -502,136 +611,76 @@ class StrideEventDetector:
         self.q_wxyz_ = q
         self.position_m_ = position
 
-        periods = mask_to_periods(zv)
-        gyr_norm = row_norm(gyr)
-        gyr_y = np.ascontiguousarray(gyr[:, 1])
-
-        # Motions between consecutive still periods; those that are not swings join the stance.
-        if len(periods) >= 2:
-            m_lo, m_hi = periods[:-1, 1], periods[1:, 0]
-            # A swing dorsiflexes the foot (toes up from toe-off to heel strike): gyr_y goes well
-            # below zero; a pivot step on the spot spins about z instead. Stance wobbles and
-            # rolling foot-flats do neither.
-            dorsiflexion = -gyr[_argext(gyr[:, 1].copy(), m_lo, m_hi, False), 1]
-            abs_z = np.abs(gyr[:, 2])
-            spin = abs_z[_argext(abs_z, m_lo, m_hi, True)]
-            swings = dorsiflexion >= s.min_swing_dps
-            is_step = (swings | (spin >= s.min_pivot_dps)) & ((m_hi - m_lo) >= s.min_swing_s * fs)
-            m_lo, m_hi, pivot = m_lo[is_step], m_hi[is_step], ~swings[is_step]
-        else:
-            m_lo = m_hi = np.zeros(0, dtype=np.int64)
-            pivot = np.zeros(0, dtype=bool)
-        # Open end: the motion after the last still period is a step under way once it is a swing
-        # (its IC, the impact, is not in the data: that stride's next IC is a placeholder).
-        open_step = (
-            open_end
-            and len(m_lo) > 0
-            and len(periods) > 0
-            and periods[-1, 1] < n
-            and -gyr[periods[-1, 1] :, 1].min() >= s.min_swing_dps
-        )
-        if open_step:
-            m_lo, m_hi = np.append(m_lo, periods[-1, 1]), np.append(m_hi, n)
-            pivot = np.append(pivot, False)
-        # Stance k lies between step k-1 and step k; its longest still period gives foot-flat.
-        stance_lo = np.concatenate([[0], m_hi]).astype(np.int64)
-        stance_hi = np.concatenate([m_lo, [n]]).astype(np.int64)
-
-        jerk = _jerk(acc)
-        ahead = int(round(s.ic_lookahead_s * fs))
-        ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
-        # Mid-swing, the largest dorsiflexion rate of the step, must lie in the airborne swing. After
-        # a forefoot strike the heel drops onto the ground and can dorsiflex faster than the swing
-        # did: when the step's impact (its largest jerk) is over before that peak (the jerk falls
-        # below `ic_quiet_fraction` of the impact's in between), the foot had landed, and mid-swing
-        # is the largest dorsiflexion rate before the impact, if that is a swing's.
-        # An open step has no impact yet.
-        mid_swing = _argext(gyr_y, m_lo, m_hi, False)
-        impact = _argext(jerk, m_lo, np.maximum(ic_hi, m_lo + 1), True)
-        after = impact < mid_swing
-        dip = _argext(jerk, impact, np.where(after, mid_swing + 1, impact + 1), False)
-        before = _argext(gyr_y, m_lo, np.maximum(impact, m_lo + 1), False)
-        landed = (
-            after & (jerk[dip] < s.ic_quiet_fraction * jerk[impact]) & (-gyr_y[before] >= s.min_swing_dps)
-        )
-        if open_step:
-            landed[-1] = False
-        mid_swing[landed] = before[landed]
-        back = int(round(s.to_lookback_s * fs))
-        to_lo = np.maximum(m_lo - back, stance_lo[:-1])
-        # A pivot's dorsiflexion minimum is noise, not mid-swing: push-off is in its first half.
-        to_hi = np.where(pivot, (m_lo + m_hi) // 2, mid_swing) + 1
-        to_hi = np.maximum(to_hi, to_lo + 1)
-        push = gyr_y - s.to_spin_weight * np.abs(gyr[:, 2])
-        # The spin-weighted peak picks the push-off; the toe-off is the gyr_y peak it lies on.
-        toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
-        toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
-        ic = _impact_onset(
-            jerk,
-            mid_swing,
-            np.maximum(ic_hi, mid_swing + 1),
-            s.ic_jerk_fraction,
-            s.ic_quiet_fraction,
+        # the rules below in one compiled pass (`_event_samples`): as numpy, ~70 calls on the few
+        # steps of a live window cost more than the kernels on its samples
+        ic_idx, ff, heel_off, to_idx, next_ic, next_ff, gait_start, open_step, gyr_y = _event_samples(
+            acc,
+            gyr,
+            np.ascontiguousarray(zv),
+            bool(open_end),
+            float(s.min_swing_dps),
+            float(s.min_pivot_dps),
+            float(s.min_swing_s * fs),
+            int(round(s.ic_lookahead_s * fs)),
+            float(s.ic_quiet_fraction),
+            int(round(s.to_lookback_s * fs)),
+            float(s.to_spin_weight),
+            float(s.ic_jerk_fraction),
             max(int(round(s.ic_max_rise_s * fs)), 1),
+            float(s.min_foot_flat_s * fs),
+            float(max(s.min_foot_flat_s * fs, 1)),
+            float(s.heel_off_rate_dps),
         )
-
-        # Strides: step j's IC to step j+1's IC; their stance is stance j+1.
-        n_strides = max(len(ic) - 1, 0)
-        st_lo, st_hi = stance_lo[1 : n_strides + 1], stance_hi[1 : n_strides + 1]
-        ff, ff_len = self._foot_flat(zv, st_lo, st_hi)
-        short = ff_len < s.min_foot_flat_s * fs
-        if short.any():
-            lo = np.minimum(ic[:n_strides][short], toe_off[1:][short])
-            ff[short] = _argext(gyr_norm, lo, np.maximum(toe_off[1:][short], lo + 1), False)
-        heel_off = _last_below_before(gyr_y, ff, np.maximum(toe_off[1:], ff + 1), s.heel_off_rate_dps)
-
-        next_ff = np.concatenate([ff[1:], [-1]]) if n_strides else ff
-        # The last stride has no next foot-flat: measure it to the end of the recording's last stance.
-        if n_strides:
-            last_stance = (stance_lo[n_strides + 1] + stance_hi[n_strides + 1]) // 2
-            next_ff[-1] = min(last_stance, n - 1)
-        ic_idx, to_idx, next_ic = ic[:-1], toe_off[1:], ic[1:]
-
-        if open_step:
-            next_ic = next_ic.copy()
-            next_ic[-1] = next_ff[-1] = n - 1  # placeholders: the open step has no impact yet
-
-        # Gait initiation: the standing before the first step gives the first toe-off a row.
-        start = np.zeros(0, dtype=np.int64)
-        if len(ic):
-            ff0, len0 = self._foot_flat(zv, stance_lo[:1], stance_hi[:1])
-            if len0[0] >= max(s.min_foot_flat_s * fs, 1) and ff0[0] < toe_off[0]:
-                start = ff0 - (len0 - 1) // 2  # first sample of that still period
-                ho0 = _last_below_before(gyr_y, ff0, toe_off[:1], s.heel_off_rate_dps)
-                after = ff[:1] if n_strides else [min((stance_lo[1] + stance_hi[1]) // 2, n - 1)]
-                ic_idx, to_idx = np.concatenate([start, ic_idx]), np.concatenate([toe_off[:1], to_idx])
-                next_ic = np.concatenate([ic[:1], next_ic])
-                next_ff = np.concatenate([after, next_ff]).astype(np.int64)
-                ff, heel_off = np.concatenate([ff0, ff]), np.concatenate([ho0, heel_off])
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
         to_offset = _rising_peak_offset(gyr_y, to_idx) if s.to_subsample else np.zeros(len(to_idx))
-        events = self._columns(t, *rows, q, position, gait_start=len(start) > 0, to_offset=to_offset)
-        self.open_stride_columns_ = _NO_EVENT_COLUMNS
-        if open_step:
-            # Only a stride that is already too long is known to be invalid, and only the gait start
-            # has a context before its next foot-flat.
-            last = events.rows(slice(events.height - 1, events.height))
-            start_row = last[CONTEXT][0] == CONTEXT_GAIT_START
-            too_long = not start_row and bool(last[NEXT_IC_T][0] - last[IC_T][0] > s.max_stride_s)
-            last.columns.update(
-                {
-                    VALID: np.array([not too_long]),
-                    REASON: [REASON_TOO_LONG if too_long else None],
-                    CONTEXT: [CONTEXT_GAIT_START if start_row else None],
-                    HEADING_CHANGE_DEG: np.array([np.nan]),
-                    DISPLACEMENT_M: np.array([np.nan]),
-                }
-            )
-            self.open_stride_columns_ = last
-            events = events.rows(slice(0, events.height - 1))
-        self.event_columns_ = events
         self._frames: dict[str, pl.DataFrame] = {}
+        self._event_columns: EventColumns | None = None
+        self.open_stride_columns_ = _NO_EVENT_COLUMNS
+        if not open_step:
+            self._event_columns = self._columns(t, *rows, q, position, gait_start, to_offset)
+            return self
+        self.open_stride_columns_ = self._open_row(t, rows, gait_start, to_offset)
+        # The other strides' columns when read: the live stance windows read only the open one.
+        self._deferred = (t.copy(), rows, q, position, gait_start, to_offset)
         return self
+
+    @property
+    def event_columns_(self) -> EventColumns:
+        """The strides' columns (`events_`; with `open_end` not the open stride)."""
+        if self._event_columns is None:
+            t, rows, q, position, gait_start, to_offset = self._deferred
+            events = self._columns(t, *rows, q, position, gait_start, to_offset)
+            self._event_columns = events.rows(slice(0, events.height - 1))
+        return self._event_columns
+
+    def _open_row(self, t, rows, gait_start: bool, to_offset) -> EventColumns:
+        """The open stride's row (the last of `rows`) as `_columns` gives it, with what an open
+        stride knows: only one already too long is invalid, only the gait start has a context
+        before its next foot-flat, and no heading change or displacement yet."""
+        ic_idx, ff, heel_off, to_idx, next_ic, _ = (np.asarray(r)[-1:] for r in rows)
+        n_rows = len(rows[0])
+        ic_t, next_ic_t = t[ic_idx], t[next_ic]
+        start_row = gait_start and n_rows == 1
+        too_long = not start_row and bool(next_ic_t[0] - ic_t[0] > self.settings.max_stride_s)
+        columns = {
+            STRIDE_INDEX: np.array([n_rows - 1], dtype=np.int64),
+            IC_T: ic_t,
+            FOOT_FLAT_T: t[ff],
+            HEEL_OFF_T: t[heel_off],
+            TOE_OFF_T: np.interp(to_idx + to_offset[-1:], np.arange(len(t)), t),
+            NEXT_IC_T: next_ic_t,
+            IC_IDX: ic_idx.astype(np.int64),
+            FOOT_FLAT_IDX: ff.astype(np.int64),
+            HEEL_OFF_IDX: heel_off.astype(np.int64),
+            TOE_OFF_IDX: to_idx.astype(np.int64),
+            NEXT_IC_IDX: next_ic.astype(np.int64),
+            HEADING_CHANGE_DEG: np.array([np.nan]),
+            DISPLACEMENT_M: np.array([np.nan]),
+            REASON: [REASON_TOO_LONG if too_long else None],
+            CONTEXT: [CONTEXT_GAIT_START if start_row else None],
+            VALID: np.array([not too_long]),
+        }
+        return EventColumns(columns, 1)
 
     # The tables are built when read: the live analyzer reads the columns.
     @property
@@ -656,7 +705,7 @@ class StrideEventDetector:
         )
 
     def _columns(
-        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start: bool, to_offset
+        self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start, to_offset
     ) -> EventColumns:
         """One row per stride from per-row sample indices; the first is a gait start if flagged.
         `to_offset`: toe-off's offset from its sample (samples)."""

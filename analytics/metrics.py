@@ -1022,9 +1022,17 @@ class StrideMetrics:
         """`prepare_arrays` of the keys' events given as the detector's columns
         (`analytics.events.EventColumns`) instead of a table: the same result; the one table
         built is that of the prepared rows (the live analyzer, per window)."""
-        index = _IndexedSignals.of_arrays(keys, arrays)
         m = events.height
         rows, wanted = _checked_rows(rows, m)
+        values = _one_foot_values(arrays, events, self.settings, wanted)
+        if values is not None:  # the live windows: one compiled pass
+            ic = np.asarray(events[IC_T], dtype=float)
+            in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
+            if rows is not None and rows.size < m:
+                events = events.rows(rows)
+                values = {name: v[rows] for name, v in values.items()}
+            return PreparedStrides(PreparedEvents(events, keys), values, in_order)
+        index = _IndexedSignals.of_arrays(keys, arrays)
         # what `_Strides.of` reads from a table of one foot's events (no null event time)
         inside = index.t.size > 0
         strides = _Strides(
@@ -1082,6 +1090,241 @@ class StrideMetrics:
         )
         values.update(zip(_EXTREMA, extrema, strict=True))
         return values
+
+
+# The point values `StrideMetrics._values` asks for, in its order: (event time or query, suffix,
+# signal columns); "before_ic" is IC less `strike_lookback_s`, "next_ff" `_next_foot_flat`.
+_POINT_QUERIES = (
+    ("ic", "_ic", (PITCH_DEG, PRONATION_DEG)),
+    ("before_ic", "_before_ic", (PITCH_DEG,)),
+    ("ff", "_ff", (PITCH_DEG, PRONATION_DEG, HEADING_DEG, *POS[:2])),
+    ("to", "_to", (PITCH_DEG, PRONATION_DEG)),
+    ("next_ff", "_next_ff", tuple(POS[:2])),
+)
+_POINT_NAMES = tuple(f"{c}{suffix}" for _, suffix, columns in _POINT_QUERIES for c in columns)
+
+
+@numba.njit(cache=True)
+def _lower_bound(t, n, x, shift):  # pragma: no cover - compiled
+    """First i < n with t[i] + shift >= x (n if none): `_first_index` on the rising t + shift."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t[mid] + shift < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True)
+def _point_value(t, x, column, limit):  # pragma: no cover - compiled
+    """`_interpolation_kernel` and `_lerp` of one query time x over the whole rising t (one foot):
+    the same neighbours, weight, `near` test and interpolation, NaN where not near."""
+    n = t.shape[0]
+    if np.isnan(x):
+        return np.nan
+    after = _lower_bound(t, n, x, 0.0)
+    first_gt = after
+    while first_gt < n and t[first_gt] <= x:  # rising t: at most the sample equal to x
+        first_gt += 1
+    if after >= n or first_gt <= 0:
+        return np.nan
+    b, a = first_gt - 1, after
+    t0, t1 = t[b], t[a]
+    span = t1 - t0
+    w = (x - t0) / span if span > 0 else 0.0
+    if not ((x - t0) <= limit and (t1 - x) <= limit):
+        return np.nan
+    v0 = column[b]
+    return v0 + w * (column[a] - v0)
+
+
+@numba.njit(cache=True)
+def _one_foot_kernel(
+    t,
+    zv,
+    pitch,
+    pronation,
+    heading,
+    pos_x,
+    pos_y,
+    p_rate,
+    pitch_rate,
+    acc_norm,
+    ic_all,
+    ff_all,
+    heel_off,
+    toe_off,
+    next_ic,
+    fraction,
+    impact_s,
+    lookback_s,
+    limit,
+    max_next_ff_s,
+    eps,
+):  # pragma: no cover - compiled
+    """`StrideMetrics._values` of one foot's events (no null event time) on its signals as
+    arrays with rising t, but the filtered velocity and the censoring: the strides in IC order
+    (stable, NaN last, as `_window_extrema` and `_next_foot_flat` sort them), each stride's
+    sample run [start, stop), the window extrema (m, 5) in event row order and the point values
+    (12, m) in `_POINT_NAMES` order; the statements' operations in their order."""
+    n = t.shape[0]
+    m = ic_all.shape[0]
+    rows = np.arange(m)
+    for i in range(1, m):  # insertion sort: stable, NaN after every number
+        r = rows[i]
+        v = ic_all[r]
+        j = i - 1
+        while j >= 0 and (np.isnan(ic_all[rows[j]]) and not np.isnan(v) or ic_all[rows[j]] > v):
+            rows[j + 1] = rows[j]
+            j -= 1
+        rows[j + 1] = r
+    following_ic = np.full(m, np.nan)
+    following_ff = np.full(m, np.nan)
+    for k in range(m - 1):
+        following_ic[k] = ic_all[rows[k + 1]]
+        following_ff[k] = ff_all[rows[k + 1]]
+    # 2. window extrema
+    start = np.empty(m, dtype=np.int64)
+    stop = np.empty(m, dtype=np.int64)
+    ic = np.empty(m)
+    for k in range(m):
+        r = rows[k]
+        x = ic_all[r]
+        ic[k] = x
+        s0 = n if np.isnan(x) else _lower_bound(t, n, x, eps)
+        f = following_ic[k]
+        s1 = n if np.isnan(f) else _lower_bound(t, n, f, eps)
+        nic = next_ic[r]
+        if np.isnan(nic):
+            s2 = s0
+        else:
+            s2 = _lower_bound(t, n, nic - eps, 0.0)
+        start[k] = s0
+        stop[k] = max(min(s1, s2), s0)
+    ho = np.empty(m)
+    to = np.empty(m)
+    for k in range(m):
+        ho[k] = heel_off[rows[k]]
+        to[k] = toe_off[rows[k]]
+    sorted_extrema = _window_kernel(
+        t, pronation, p_rate, pitch_rate, acc_norm, start, stop, ic, ho, to, fraction, impact_s, eps
+    )
+    extrema = np.empty((m, 5))
+    for k in range(m):
+        extrema[rows[k]] = sorted_extrema[k]
+    # next foot-flat: the following stride's when it starts at next IC, else the first still
+    # sample at or after next IC, at most max_next_ff_s later
+    n_still = 0
+    for i in range(n):
+        if zv[i]:
+            n_still += 1
+    t_still = np.empty(n_still)
+    j = 0
+    for i in range(n):
+        if zv[i]:
+            t_still[j] = t[i]
+            j += 1
+    next_ff = np.empty(m)
+    for k in range(m):
+        r = rows[k]
+        nic = next_ic[r]
+        still = np.nan
+        if n_still > 0 and not np.isnan(nic):
+            first = _lower_bound(t_still, n_still, nic, 0.0)
+            if first < n_still:
+                found = t_still[first]
+                if found - nic <= max_next_ff_s:
+                    still = found
+        chained = abs(following_ic[k] - nic) <= eps * 4
+        next_ff[r] = following_ff[k] if chained and k < m - 1 else still
+    # 1. point values
+    points = np.empty((12, m))
+    for r in range(m):
+        x = ic_all[r]
+        points[0, r] = _point_value(t, x, pitch, limit)
+        points[1, r] = _point_value(t, x, pronation, limit)
+        points[2, r] = _point_value(t, x - lookback_s, pitch, limit)
+        x = ff_all[r]
+        points[3, r] = _point_value(t, x, pitch, limit)
+        points[4, r] = _point_value(t, x, pronation, limit)
+        points[5, r] = _point_value(t, x, heading, limit)
+        points[6, r] = _point_value(t, x, pos_x, limit)
+        points[7, r] = _point_value(t, x, pos_y, limit)
+        x = toe_off[r]
+        points[8, r] = _point_value(t, x, pitch, limit)
+        points[9, r] = _point_value(t, x, pronation, limit)
+        x = next_ff[r]
+        points[10, r] = _point_value(t, x, pos_x, limit)
+        points[11, r] = _point_value(t, x, pos_y, limit)
+    return rows, start, stop, extrema, points
+
+
+def _one_foot_values(
+    arrays: dict[str, np.ndarray], events: EventColumns, s: MetricSettings, wanted: np.ndarray | None
+) -> dict[str, np.ndarray] | None:
+    """`StrideMetrics._values` of one foot's event columns on its signal arrays in one compiled pass
+    (`_one_foot_kernel`) and the per-stride low-pass of `_filtered_velocity_and_censoring`: the same
+    values, in the same names, order and layout. None when the signals are empty, out of time
+    order, or there are no events (the general path handles those)."""
+    t = arrays[T]
+    m = events.height
+    if m == 0 or t.size == 0 or not _rising(t):
+        return None
+    times = {c: np.asarray(events[c], dtype=float) for c in EVENT_TIMES}
+    rows, start, stop, extrema, points = _one_foot_kernel(
+        t,
+        arrays[ZERO_VELOCITY],
+        arrays[PITCH_DEG],
+        arrays[PRONATION_DEG],
+        arrays[HEADING_DEG],
+        arrays[POS[0]],
+        arrays[POS[1]],
+        arrays[PRONATION_RATE_DPS],
+        arrays[PITCH_RATE_DPS],
+        arrays[ACC_NORM_G],
+        times[IC_T],
+        times[FOOT_FLAT_T],
+        times[HEEL_OFF_T],
+        times[TOE_OFF_T],
+        times[NEXT_IC_T],
+        float(s.pronation_window_stance_fraction),
+        float(s.impact_window_s),
+        float(s.strike_lookback_s),
+        s.max_interpolation_gap_s + _EPS_S,
+        float(s.max_next_foot_flat_s),
+        _EPS_S,
+    )
+    result = np.full((m, 6), np.nan)
+    result[:, :5] = extrema
+    velocity, censored = _filtered_velocity_and_censoring(
+        t,
+        arrays[PRONATION_RATE_DPS],
+        np.zeros(m, dtype=np.int64),
+        start,
+        stop,
+        times[IC_T][rows],
+        times[TOE_OFF_T][rows],
+        result[rows, 1],
+        s,
+        None if wanted is None else wanted[rows],
+    )
+    if s.pronation_velocity_cutoff_hz is not None:
+        result[rows, 2] = velocity
+    result[rows, 5] = censored
+    values = dict(zip(_POINT_NAMES, points, strict=True))
+    values.update((name, result[:, i]) for i, name in enumerate(_EXTREMA))
+    return values
+
+
+@numba.njit(cache=True)
+def _rising(t):  # pragma: no cover - compiled
+    """Every step of t is positive (`np.all(np.diff(t) > 0)`)."""
+    for i in range(1, t.shape[0]):
+        if not t[i] - t[i - 1] > 0:
+            return False
+    return True
 
 
 def _checked_rows(rows: np.ndarray | None, height: int) -> tuple[np.ndarray | None, np.ndarray | None]:

@@ -269,6 +269,35 @@ def signal_arrays(
     n = t.shape[0]
     q = np.asarray(orientation_wxyz, dtype=float).reshape(n, 4)
     acc = np.asarray(acc_mps2, dtype=float)
+    if settings.rate_method == "gyro" and n:
+        angles = _gyro_angles(q, gyr_dps, acc, foot, settings.max_euler_pitch_deg)
+    else:
+        angles = _angles(q, gyr_dps, acc, t, foot, settings)
+    arrays = {
+        T: t,
+        **dict(
+            zip(
+                (ROLL_DEG, PITCH_DEG, PRONATION_DEG, PITCH_RATE_DPS, PRONATION_RATE_DPS),
+                angles[:5],
+                strict=True,
+            )
+        ),
+        HEADING_DEG: angles[5],
+        ACC_NORM_G: angles[6],
+        ZERO_VELOCITY: (
+            np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool)
+        ),
+    }
+    for names, values in ((VEL, velocity_mps), (POS, position_m)):
+        v = np.full((n, 3), np.nan) if values is None else np.asarray(values, dtype=float).reshape(n, 3)
+        arrays.update((name, v[:, i]) for i, name in enumerate(names))
+    return arrays
+
+
+def _angles(q, gyr_dps, acc, t, foot, settings) -> tuple[np.ndarray, ...]:
+    """Roll, pitch, pronation, pitch rate, pronation rate, unwrapped heading (deg, deg/s) and |acc|
+    (g) of `signal_arrays`, in numpy (any rate method; `_gyro_angles` is the compiled "gyro" one)."""
+    n = t.shape[0]
     roll, pitch = roll_pitch_deg(q)
     if settings.rate_method == "gyro":
         roll_rate, pitch_rate = euler_rates_dps(roll, pitch, gyr_dps)
@@ -282,20 +311,86 @@ def signal_arrays(
     def f64(values: np.ndarray) -> np.ndarray:
         return np.asarray(values, dtype=float)
 
-    arrays = {
-        T: t,
-        ROLL_DEG: f64(roll),
-        PITCH_DEG: f64(pitch),
-        PRONATION_DEG: f64(sign * roll),
-        PITCH_RATE_DPS: f64(pitch_rate),
-        PRONATION_RATE_DPS: f64(sign * roll_rate),
-        HEADING_DEG: f64(np.degrees(unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
-        ACC_NORM_G: f64(row_norm(acc) / STANDARD_GRAVITY_MPS2),
-        ZERO_VELOCITY: (
-            np.zeros(n, dtype=bool) if zero_velocity is None else np.asarray(zero_velocity, dtype=bool)
-        ),
-    }
-    for names, values in ((VEL, velocity_mps), (POS, position_m)):
-        v = np.full((n, 3), np.nan) if values is None else np.asarray(values, dtype=float).reshape(n, 3)
-        arrays.update((name, v[:, i]) for i, name in enumerate(names))
-    return arrays
+    return (
+        f64(roll),
+        f64(pitch),
+        f64(sign * roll),
+        f64(pitch_rate),
+        f64(sign * roll_rate),
+        f64(np.degrees(unwrap(np.radians(heading_deg(q)))) if n else np.zeros(0)),
+        f64(row_norm(acc) / STANDARD_GRAVITY_MPS2),
+    )
+
+
+_DEG_PER_RAD = 180.0 / np.pi  # the factor np.degrees multiplies by
+
+
+def _gyro_angles(q, gyr_dps, acc, foot: str, max_pitch_deg: float) -> tuple[np.ndarray, ...]:
+    """`_angles` with the "gyro" rates of n > 0 samples: the element-wise arithmetic in three
+    compiled passes around NumPy's arcsin, arctan2 and tan (its SIMD rounding is the reference,
+    not the C library's), the same floats (~35 NumPy calls on the window otherwise)."""
+    r20, r21, r22, h_sin, h_cos = _angle_arguments(np.ascontiguousarray(q))
+    roll, pitch, theta_s = _roll_pitch(np.arcsin(r20), np.arctan2(r21, r22))
+    w = np.ascontiguousarray(gyr_dps, dtype=float).reshape(-1, 3)
+    values = np.ascontiguousarray(acc, dtype=float)
+    if values.ndim != 2 or values.shape[1] != 3:
+        raise ValueError(f"row_norm takes an (N, 3) array, got shape {values.shape}")
+    return _gyro_signals(
+        roll, pitch, np.tan(theta_s), w, np.arctan2(h_sin, h_cos), values, pronation_sign(foot), max_pitch_deg
+    )
+
+
+@numba.njit(cache=True)
+def _angle_arguments(q):  # pragma: no cover - compiled
+    """`roll_pitch_deg`'s R20 (clipped to [-1, 1]), R21, R22 and `heading_deg`'s arctan2 arguments."""
+    n = q.shape[0]
+    r20, r21, r22 = np.empty(n), np.empty(n), np.empty(n)
+    h_sin, h_cos = np.empty(n), np.empty(n)
+    for i in range(n):
+        w, x, y, z = q[i, 0], q[i, 1], q[i, 2], q[i, 3]
+        v = 2.0 * (x * z - w * y)
+        if v < -1.0:
+            v = -1.0
+        elif v > 1.0:
+            v = 1.0
+        r20[i] = v
+        r21[i] = 2.0 * (y * z + w * x)
+        r22[i] = 1.0 - 2.0 * (x * x + y * y)
+        h_sin[i] = 2.0 * (x * y + w * z)
+        h_cos[i] = 1.0 - 2.0 * (y * y + z * z)
+    return r20, r21, r22, h_sin, h_cos
+
+
+@numba.njit(cache=True)
+def _roll_pitch(asin_r20, atan_roll):  # pragma: no cover - compiled
+    """Roll and pitch in deg (np.degrees) and `euler_rates_dps`' ZYX pitch -np.radians(pitch)."""
+    n = asin_r20.shape[0]
+    roll, pitch, theta_s = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        p = asin_r20[i] * _DEG_PER_RAD
+        pitch[i] = p
+        roll[i] = atan_roll[i] * _DEG_PER_RAD
+        theta_s[i] = -(p * _RAD_PER_DEG)
+    return roll, pitch, theta_s
+
+
+@numba.njit(cache=True)
+def _gyro_signals(roll, pitch, tan_theta_s, gyr, heading_rad, acc, sign, max_pitch_deg):  # pragma: no cover
+    """The rest of `_angles` ("gyro"): the Euler rates, the roll rate NaN beyond max_pitch_deg,
+    the pronation signs, the heading in deg unwrapped as np.degrees(unwrap(np.radians(deg))), and
+    |acc| in g."""
+    n = roll.shape[0]
+    roll_rate, pitch_rate = _euler_rates(roll, tan_theta_s, gyr)
+    pronation, pronation_rate, heading = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(n):
+        pronation[i] = sign * roll[i]
+        rate = roll_rate[i] if abs(pitch[i]) <= max_pitch_deg else np.nan
+        pronation_rate[i] = sign * rate
+        heading[i] = (heading_rad[i] * _DEG_PER_RAD) * _RAD_PER_DEG
+    heading = unwrap(heading)
+    for i in range(n):
+        heading[i] = heading[i] * _DEG_PER_RAD
+    acc_norm = _row_norm(acc)
+    for i in range(n):
+        acc_norm[i] = acc_norm[i] / STANDARD_GRAVITY_MPS2
+    return roll, pitch, pronation, pitch_rate, pronation_rate, heading, acc_norm

@@ -172,9 +172,13 @@ class ZuptIntegrator:
         anchor_v = np.zeros((n, 3))
         lever = self.settings.anchor_lever_m
         if lever is not None and gyr_dps is not None and n and zv.any():
-            w = np.radians(np.asarray(gyr_dps, dtype=float)[zv])
-            body = _cross_rows(w, np.asarray(lever, dtype=float))
-            anchor_v[zv] = rotate_all(np.ascontiguousarray(q[zv]), np.ascontiguousarray(body))
+            _anchor_velocity(
+                np.ascontiguousarray(gyr_dps, dtype=float),
+                np.ascontiguousarray(q),
+                np.ascontiguousarray(zv),
+                np.asarray(lever, dtype=float),
+                anchor_v,
+            )
         t = np.ascontiguousarray(t, dtype=float)
         self.tilt_fit_rad_ = np.zeros((0, 2))
         prior_deg = self._tilt_prior_deg(anchor_tilt_sd_deg)
@@ -191,7 +195,7 @@ class ZuptIntegrator:
             )
             if tilt is not None:
                 self.tilt_fit_rad_, d = tilt
-                a_world = np.ascontiguousarray(a_world - _cross_rows(d, a_world))
+                a_world = _rotated_by(np.ascontiguousarray(d), a_world)
         a_world, velocity, position = _zupt_integrate(
             a_world, np.ascontiguousarray(zv), t, float(g), anchor_v
         )
@@ -359,21 +363,33 @@ def _local_tilt(seg, rows_a, rows_b, target, k, w, prior_w, span):
     neighbours only, which a live window holding them reproduces.
     """
     blocks, proj = _interval_normals(seg, rows_a, rows_b, target, k, w)
-    m = 2 * span + 1
-    system = np.zeros((k, 2 * m, 2 * m))
-    system[:, np.arange(2 * m), np.arange(2 * m)] = prior_w
-    rhs = np.zeros((k, 2 * m))
-    centre = np.arange(k)
-    for o in range(-span, span):  # interval centre + o, between local nodes o + span and o + span + 1
-        i = centre + o + 1
-        ok = (i >= 0) & (i <= k)
-        # the steps outside the nodes belong to the first and the last node's systems only
-        ok &= ((i > 0) | (centre == 0)) & ((i < k) | (centre == k - 1))
-        lo = 2 * (o + span)
-        system[ok, lo : lo + 4, lo : lo + 4] += blocks[i[ok]]
-        rhs[ok, lo : lo + 4] += proj[i[ok]]
+    system, rhs = _local_systems(blocks, proj, k, float(prior_w), int(span))
     solution = np.linalg.solve(system, rhs[:, :, None])[:, :, 0]
     return solution[:, 2 * span : 2 * span + 2]
+
+
+@numba.njit(cache=True)
+def _local_systems(blocks, proj, k, prior_w, span):  # pragma: no cover - compiled
+    """`_local_tilt`'s systems (K, 2m, 2m) and right-hand sides (K, 2m), m = 2 span + 1: the prior
+    on the diagonal, then interval centre + o's blocks added for o = -span .. span - 1 (the steps
+    outside the nodes only to the first and the last node's), in the numpy statement's order."""
+    m = 2 * span + 1
+    system = np.zeros((k, 2 * m, 2 * m))
+    rhs = np.zeros((k, 2 * m))
+    for c in range(k):
+        for j in range(2 * m):
+            system[c, j, j] = prior_w
+    for o in range(-span, span):
+        lo = 2 * (o + span)
+        for c in range(k):
+            i = c + o + 1
+            if i < 0 or i > k or (i == 0 and c != 0) or (i == k and c != k - 1):
+                continue
+            for a in range(4):
+                for b in range(4):
+                    system[c, lo + a, lo + b] += blocks[i, a, b]
+                rhs[c, lo + a] += proj[i, a]
+    return system, rhs
 
 
 @numba.njit(cache=True)
@@ -579,6 +595,67 @@ def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     out[:, 0] = a1 * b2 - a2 * b1
     out[:, 1] = a2 * b0 - a0 * b2
     out[:, 2] = a0 * b1 - a1 * b0
+    return out
+
+
+_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
+
+
+@numba.njit(cache=True)
+def _carried_strapdown(acc, gyr, bias, t, lever_m, lever):  # pragma: no cover - compiled
+    """`LevelledStrapdown.estimate`'s specific force less the lever's acceleration (when `lever`),
+    and the strapdown's orientation and carried specific force: np.radians(gyr - bias),
+    `lever_acceleration`, the subtraction and np.diff(t) in one call, the same floats (the rate
+    in rad/s is computed once for both; numpy's temporaries cost as much as the lever terms)."""
+    n = acc.shape[0]
+    w = np.empty((n, 3))
+    for i in range(n):
+        for c in range(3):
+            w[i, c] = (gyr[i, c] - bias[c]) * _RAD_PER_DEG
+    a = acc
+    if lever and n >= 2:
+        terms = _lever_terms(w, t, lever_m)
+        a = np.empty((n, 3))
+        for i in range(n):
+            for c in range(3):
+                a[i, c] = acc[i, c] - terms[i, c]
+    elif lever:  # one sample: no angular acceleration (numpy's zeros subtracted)
+        a = np.empty((n, 3))
+        for i in range(n):
+            for c in range(3):
+                a[i, c] = acc[i, c] - 0.0
+    dt = np.empty(max(n - 1, 0))
+    for i in range(n - 1):
+        dt[i] = t[i + 1] - t[i]
+    q_ref, a_ref = strapdown(w, a, dt)
+    return a, q_ref, a_ref
+
+
+@numba.njit(cache=True)
+def _anchor_velocity(gyr, q, zv, lever, out):  # pragma: no cover - compiled
+    """Into out's zero-velocity rows: the sensor's velocity about the contact, world frame,
+    rotate_all(q[zv], _cross_rows(np.radians(gyr[zv]), lever)) row by row (the same floats)."""
+    for i in range(zv.shape[0]):
+        if not zv[i]:
+            continue
+        w0, w1, w2 = gyr[i, 0] * _RAD_PER_DEG, gyr[i, 1] * _RAD_PER_DEG, gyr[i, 2] * _RAD_PER_DEG
+        b0 = w1 * lever[2] - w2 * lever[1]
+        b1 = w2 * lever[0] - w0 * lever[2]
+        b2 = w0 * lever[1] - w1 * lever[0]
+        out[i, 0], out[i, 1], out[i, 2] = rotate_vector(q[i, 0], q[i, 1], q[i, 2], q[i, 3], b0, b1, b2)
+
+
+@numba.njit(cache=True)
+def _rotated_by(d, f):  # pragma: no cover - compiled
+    """f - d x f per row ((N, 3) each): `f - _cross_rows(d, f)` in one pass, the same floats."""
+    n = f.shape[0]
+    out = np.empty((n, 3))
+    for i in range(n):
+        d0, d1, d2 = d[i, 0], d[i, 1], d[i, 2]
+        f0, f1, f2 = f[i, 0], f[i, 1], f[i, 2]
+        out[i, 0] = f0 - (d1 * f2 - d2 * f1)
+        out[i, 1] = f1 - (d2 * f0 - d0 * f2)
+        out[i, 2] = f2 - (d0 * f1 - d1 * f0)
     return out
 
 
@@ -803,10 +880,17 @@ class LevelledStrapdown:
         bias = np.zeros(3)
         if s.estimate_gyr_bias and np.count_nonzero(zv) >= s.min_bias_samples:
             bias = still_gyr_bias(acc, gyr, zv, s.still_gyr_dps, s.still_acc_mps2, g)
-        if s.lever_m is not None and any(s.lever_m):
-            # from the rate less its bias, so that a bias given beforehand (live) gives the same
-            acc = np.ascontiguousarray(acc - lever_acceleration(gyr - bias, t, s.lever_m))
-        q_ref, a_ref = strapdown(np.radians(gyr - bias), acc, np.diff(t) if n > 1 else np.zeros(0))
+        # The lever's acceleration from the rate less its bias, so that a bias given beforehand
+        # (live) gives the same.
+        lever = s.lever_m is not None and any(s.lever_m)
+        acc, q_ref, a_ref = _carried_strapdown(
+            acc,
+            gyr,
+            bias,
+            np.ascontiguousarray(t, dtype=float),
+            np.asarray(s.lever_m if lever else (0.0, 0.0, 0.0), dtype=float),
+            lever,
+        )
         periods = mask_to_periods(zv)
         self.gyr_bias_dps_ = bias
         if len(periods) == 0:

@@ -102,3 +102,60 @@ def test_the_detectors_columns_give_the_tables_rows(segment, rows):
         together = evaluate_prepared([from_columns] * copies, metrics)
         mixed = evaluate_prepared([from_columns, from_table] * copies, metrics)
         assert all(_csv(t) == _csv(want) for t in (*together, *mixed))
+
+
+def _general_values(metrics: StrideMetrics, columns, arrays, wanted):
+    """`StrideMetrics._values` through the general path (an index of the arrays, numpy per step)."""
+    from strideflow.analytics import metrics as M
+
+    index = M._IndexedSignals.of_arrays(("A1", "S1", "left"), arrays)
+    m = columns.height
+    inside = index.t.size > 0
+    strides = M._Strides(
+        times={c: np.asarray(columns[c], dtype=float) for c in S.EVENT_TIMES},
+        null={c: np.zeros(m, dtype=bool) for c in S.EVENT_TIMES},
+        lo=np.full(m, 0 if inside else -1, dtype=np.int64),
+        hi=np.full(m, index.t.size if inside else -1, dtype=np.int64),
+        run=np.full(m, 0 if inside else -1, dtype=np.int64),
+    )
+    return metrics._values(index, strides, wanted)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_compiled_one_foot_values_are_the_general_paths(segment, seed):
+    """`_one_foot_values` (the live windows' compiled pass) gives `_values`' arrays bit for bit, in
+    the same names, order and memory layout: on windows cut anywhere (events outside the signals),
+    event times off the samples or swapped out of IC order, rates null at gimbal lock, no still
+    samples after a stride, and any rows wanted."""
+    from strideflow.analytics import metrics as M
+
+    rng = np.random.default_rng(seed)
+    arrays = dict(segment.signal_arrays())
+    n = arrays[S.T].size
+    lo, hi = sorted(rng.integers(0, n, size=2)) if seed % 3 else (0, n)
+    arrays = {k: v[lo : hi + 1] for k, v in arrays.items()}
+    if seed % 4 == 1:  # the rate null over a stretch (pitch past max_euler_pitch_deg)
+        rate = arrays[S.PRONATION_RATE_DPS].copy()
+        a = int(rng.integers(0, rate.size))
+        rate[a : a + int(rng.integers(1, 40))] = np.nan
+        arrays[S.PRONATION_RATE_DPS] = rate
+    if seed % 4 == 2:  # no still sample after some point
+        zv = arrays[S.ZERO_VELOCITY].copy()
+        zv[int(rng.integers(0, zv.size)) :] = False
+        arrays[S.ZERO_VELOCITY] = zv
+    columns = segment.event_columns
+    times = {c: np.asarray(columns[c], dtype=float).copy() for c in S.EVENT_TIMES}
+    if seed % 2:  # between samples, and a pair swapped out of IC order
+        for c in times:
+            times[c] += rng.uniform(-0.004, 0.004, size=times[c].size)
+        i = int(rng.integers(0, times[S.IC_T].size - 1))
+        times[S.IC_T][[i, i + 1]] = times[S.IC_T][[i + 1, i]]
+    columns = type(columns)({**columns.columns, **times}, columns.height)
+    metrics = StrideMetrics(segment.settings.metrics)
+    for wanted in (None, rng.random(columns.height) < 0.3):
+        fast = M._one_foot_values(arrays, columns, metrics.settings, wanted)
+        slow = _general_values(metrics, columns, arrays, wanted)
+        assert list(fast) == list(slow)
+        for name, v in slow.items():
+            assert fast[name].tobytes() == v.tobytes(), name
+            assert fast[name].flags.c_contiguous == v.flags.c_contiguous, name

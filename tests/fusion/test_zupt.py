@@ -22,8 +22,12 @@ from strideflow.fusion.zupt import (
     LevellingSettings,
     ZuptIntegrator,
     ZuptSettings,
+    _anchor_velocity,
+    _carried_strapdown,
     _cross_rows,
     _interval_normals,
+    _local_systems,
+    _rotated_by,
     _tilt_steps,
     anchor_tilt_sd_deg,
     fit_stance_tilt,
@@ -32,6 +36,7 @@ from strideflow.fusion.zupt import (
     zero_velocity_aided_orientation,
 )
 from strideflow.hardware.frames import roll_pitch_deg, wxyz_from_rotation
+from strideflow.hardware.motion_math import rotate_all, strapdown
 from strideflow.hardware.schema import STANDARD_GRAVITY_MPS2 as G
 
 FS = 200.0
@@ -580,6 +585,28 @@ def test_lever_acceleration_is_numpys_gradient_and_cross_bit_for_bit(f, step, ji
         assert np.array_equal(lever_acceleration(f, t, r), want)
 
 
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
+@given(
+    hnp.arrays(float, st.tuples(st.integers(0, 40), st.just(3)), elements=_FINITE),
+    hnp.arrays(float, (3,), elements=_FINITE),
+    st.floats(0.001, 0.02),
+    st.lists(st.floats(0.0, 0.004, allow_nan=False), max_size=40),
+    st.booleans(),
+)
+def test_the_carried_strapdown_is_the_levellings_numpy_statements(f, bias, step, jitter, lever):
+    # LevelledStrapdown's lever subtraction and strapdown as it wrote them, bit for bit
+    n = len(f)
+    gyr, acc = f * 40.0, f[::-1] * 3.0 + 9.0
+    r = np.array([0.01, -0.02, 0.045])
+    steps = step + np.resize(np.asarray(jitter or [0.0]), max(n - 1, 0))
+    for t in (np.arange(n) * 2.0**-7, np.concatenate([[0.0], np.cumsum(steps)])[:n]):
+        want_acc = acc - lever_acceleration(gyr - bias, t, r) if lever else acc
+        want = strapdown(np.radians(gyr - bias), want_acc, np.diff(t) if n > 1 else np.zeros(0))
+        got = _carried_strapdown(acc, gyr, bias, t, r if lever else np.zeros(3), lever)
+        assert np.array_equal(got[0], want_acc)
+        assert np.array_equal(got[1], want[0]) and np.array_equal(got[2], want[1])
+
+
 def _tilt_steps_numpy(f, t, g, anchor_v, nodes, still):
     """The numpy statement `_tilt_steps` compiles (fit_stance_tilt's before session 11)."""
     n, k = len(t), len(nodes)
@@ -652,6 +679,42 @@ def test_interval_normals_are_einsums_bit_for_bit(seed, steps, k):
     got_blocks, got_proj = _interval_normals(seg, rows_a, rows_b, target, k, w)
     assert np.array_equal(got_blocks, blocks)
     assert np.array_equal(got_proj, proj)
+
+
+@hypothesis_settings(deadline=None)  # the first example loads the compiled kernel
+@given(st.integers(0, 2**32 - 1), st.integers(1, 300), st.integers(1, 12), st.integers(1, 3))
+def test_zupt_row_kernels_are_the_numpy_statements_bit_for_bit(seed, n, k, span):
+    # the anchor velocity, the tilt's rotation of the specific force and the local systems as
+    # ZuptIntegrator and _local_tilt wrote them in numpy
+    rng = np.random.default_rng(seed)
+    gyr, f = rng.normal(0.0, 200.0, (n, 3)), rng.normal(0.0, 20.0, (n, 3))
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    zv = rng.random(n) < 0.4
+    lever = np.array([0.01, -0.02, 0.045])
+    want = np.zeros((n, 3))
+    want[zv] = rotate_all(
+        np.ascontiguousarray(q[zv]), np.ascontiguousarray(_cross_rows(np.radians(gyr[zv]), lever))
+    )
+    got = np.zeros((n, 3))
+    _anchor_velocity(gyr, q, zv, lever, got)
+    assert np.array_equal(got, want)
+    d = np.column_stack([rng.normal(0.0, 0.02, (n, 2)), np.zeros(n)])
+    assert np.array_equal(_rotated_by(d, f), f - _cross_rows(d, f))
+    blocks, proj = rng.normal(size=(k + 1, 4, 4)), rng.normal(size=(k + 1, 4))
+    m = 2 * span + 1
+    system = np.zeros((k, 2 * m, 2 * m))
+    system[:, np.arange(2 * m), np.arange(2 * m)] = 3.5
+    rhs = np.zeros((k, 2 * m))
+    centre = np.arange(k)
+    for o in range(-span, span):
+        i = centre + o + 1
+        ok = (i >= 0) & (i <= k) & ((i > 0) | (centre == 0)) & ((i < k) | (centre == k - 1))
+        lo = 2 * (o + span)
+        system[ok, lo : lo + 4, lo : lo + 4] += blocks[i[ok]]
+        rhs[ok, lo : lo + 4] += proj[i[ok]]
+    got_system, got_rhs = _local_systems(blocks, proj, k, 3.5, span)
+    assert np.array_equal(got_system, system) and np.array_equal(got_rhs, rhs)
 
 
 def test_a_rolling_anchor_reads_gravity_with_the_pod_lever():
