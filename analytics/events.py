@@ -340,6 +340,26 @@ def _longest_periods(periods, lo, hi):  # pragma: no cover - compiled
     return ff, length
 
 
+def event_sample_settings(settings: EventSettings, sampling_rate_hz: float) -> tuple:
+    """The detector settings as `_event_samples` takes them after its arrays and `open_end`:
+    thresholds in deg/s and fractions, durations in samples at `sampling_rate_hz`."""
+    s, fs = settings, float(sampling_rate_hz)
+    return (
+        float(s.min_swing_dps),
+        float(s.min_pivot_dps),
+        float(s.min_swing_s * fs),
+        int(round(s.ic_lookahead_s * fs)),
+        float(s.ic_quiet_fraction),
+        int(round(s.to_lookback_s * fs)),
+        float(s.to_spin_weight),
+        float(s.ic_jerk_fraction),
+        max(int(round(s.ic_max_rise_s * fs)), 1),
+        float(s.min_foot_flat_s * fs),
+        float(max(s.min_foot_flat_s * fs, 1)),
+        float(s.heel_off_rate_dps),
+    )
+
+
 @numba.njit(cache=True)
 def _event_samples(
     acc,
@@ -614,22 +634,7 @@ class StrideEventDetector:
         # the rules below in one compiled pass (`_event_samples`): as numpy, ~70 calls on the few
         # steps of a live window cost more than the kernels on its samples
         ic_idx, ff, heel_off, to_idx, next_ic, next_ff, gait_start, open_step, gyr_y = _event_samples(
-            acc,
-            gyr,
-            np.ascontiguousarray(zv),
-            bool(open_end),
-            float(s.min_swing_dps),
-            float(s.min_pivot_dps),
-            float(s.min_swing_s * fs),
-            int(round(s.ic_lookahead_s * fs)),
-            float(s.ic_quiet_fraction),
-            int(round(s.to_lookback_s * fs)),
-            float(s.to_spin_weight),
-            float(s.ic_jerk_fraction),
-            max(int(round(s.ic_max_rise_s * fs)), 1),
-            float(s.min_foot_flat_s * fs),
-            float(max(s.min_foot_flat_s * fs, 1)),
-            float(s.heel_off_rate_dps),
+            acc, gyr, np.ascontiguousarray(zv), bool(open_end), *event_sample_settings(s, fs)
         )
         rows = (ic_idx, ff, heel_off, to_idx, next_ic, next_ff)
         to_offset = _rising_peak_offset(gyr_y, to_idx) if s.to_subsample else np.zeros(len(to_idx))

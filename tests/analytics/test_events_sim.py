@@ -26,6 +26,7 @@ from strideflow.analytics.events import (
     _impact_onset,
     _jerk,
     _last_below_before,
+    event_sample_settings,
 )
 from strideflow.analytics.signals import row_norm
 from strideflow.hardware import schema as S
@@ -394,24 +395,7 @@ def test_event_samples_are_the_numpy_statements(activity):
         for s in settings:
             for open_end in (False, True):
                 want = _event_samples_numpy(a, g, zv, FS, s, open_end)
-                got = _event_samples(
-                    a,
-                    g,
-                    np.ascontiguousarray(zv),
-                    open_end,
-                    float(s.min_swing_dps),
-                    float(s.min_pivot_dps),
-                    float(s.min_swing_s * FS),
-                    int(round(s.ic_lookahead_s * FS)),
-                    float(s.ic_quiet_fraction),
-                    int(round(s.to_lookback_s * FS)),
-                    float(s.to_spin_weight),
-                    float(s.ic_jerk_fraction),
-                    max(int(round(s.ic_max_rise_s * FS)), 1),
-                    float(s.min_foot_flat_s * FS),
-                    float(max(s.min_foot_flat_s * FS, 1)),
-                    float(s.heel_off_rate_dps),
-                )
+                got = _event_samples(a, g, np.ascontiguousarray(zv), open_end, *event_sample_settings(s, FS))
                 for x, y in zip(got[:6], want[:6], strict=True):
                     assert np.asarray(x).dtype == np.int64 and np.array_equal(
                         x, np.asarray(y, dtype=np.int64)

@@ -23,26 +23,8 @@ from strideflow.hardware.simulator import SimulationSettings, Simulator
 
 
 @pytest.fixture(scope="module")
-def prepared():
-    """Every stride of 40 s of mixed walking and running (left foot), prepared as live prepares them."""
-    sim = Simulator(
-        SimulationSettings(activity="mixed", duration_s=40.0, seed=5, keep_orientation=False)
-    ).simulate()
-    part = sim.samples_.filter(pl.col(S.FOOT) == "left").sort(S.T)
-    segment = analyze_segment(
-        np.ascontiguousarray(part.select(S.ACC).to_numpy()),
-        np.ascontiguousarray(part.select(S.GYR).to_numpy()),
-        part[S.T].to_numpy(),
-        200.0,
-        ("A1", "S1", "left"),
-        AnalysisSettings(),
-    )
-    return segment.prepare_strides(segment.events)
-
-
-@pytest.fixture(scope="module")
 def segment():
-    """The walk of `prepared` analysed once more, for its event columns (as the live analyzer reads them)."""
+    """40 s of mixed walking and running (left foot) analysed (event columns as live reads them)."""
     sim = Simulator(
         SimulationSettings(activity="mixed", duration_s=40.0, seed=5, keep_orientation=False)
     ).simulate()
@@ -55,6 +37,12 @@ def segment():
         ("A1", "S1", "left"),
         AnalysisSettings(),
     )
+
+
+@pytest.fixture(scope="module")
+def prepared(segment):
+    """Every stride of 40 s of mixed walking and running (left foot), prepared as live prepares them."""
+    return segment.prepare_strides(segment.events)
 
 
 def assert_same(a: pl.DataFrame, b: pl.DataFrame) -> None:
