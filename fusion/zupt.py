@@ -22,6 +22,7 @@ import numpy as np
 import scipy.linalg
 
 from strideflow.hardware.motion_math import (
+    RAD_PER_DEG,
     mask_to_periods,
     qmul,
     rotate_all,
@@ -598,9 +599,6 @@ def _cross_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
-
-
 @numba.njit(cache=True)
 def _carried_strapdown(acc, gyr, bias, t, lever_m, lever):  # pragma: no cover - compiled
     """`LevelledStrapdown.estimate`'s specific force less the lever's acceleration (when `lever`),
@@ -611,7 +609,7 @@ def _carried_strapdown(acc, gyr, bias, t, lever_m, lever):  # pragma: no cover -
     w = np.empty((n, 3))
     for i in range(n):
         for c in range(3):
-            w[i, c] = (gyr[i, c] - bias[c]) * _RAD_PER_DEG
+            w[i, c] = (gyr[i, c] - bias[c]) * RAD_PER_DEG
     a = acc
     if lever and n >= 2:
         terms = _lever_terms(w, t, lever_m)
@@ -638,7 +636,7 @@ def _anchor_velocity(gyr, q, zv, lever, out):  # pragma: no cover - compiled
     for i in range(zv.shape[0]):
         if not zv[i]:
             continue
-        w0, w1, w2 = gyr[i, 0] * _RAD_PER_DEG, gyr[i, 1] * _RAD_PER_DEG, gyr[i, 2] * _RAD_PER_DEG
+        w0, w1, w2 = gyr[i, 0] * RAD_PER_DEG, gyr[i, 1] * RAD_PER_DEG, gyr[i, 2] * RAD_PER_DEG
         b0 = w1 * lever[2] - w2 * lever[1]
         b1 = w2 * lever[0] - w0 * lever[2]
         b2 = w0 * lever[1] - w1 * lever[0]

@@ -13,6 +13,8 @@ import numba
 import numpy as np
 
 __all__ = [
+    "DEG_PER_RAD",
+    "RAD_PER_DEG",
     "angle_arguments",
     "angles_deg",
     "fill_runs",
@@ -28,6 +30,11 @@ __all__ = [
     "stillness_weights",
     "strapdown",
 ]
+
+# The factors np.radians and np.degrees multiply by: compiled code that multiplies by them gives
+# numpy's floats.
+RAD_PER_DEG = np.pi / 180.0
+DEG_PER_RAD = 180.0 / np.pi
 
 
 # --- quaternions and rotations ----------------------------------------------------------------

@@ -47,6 +47,7 @@ from scipy.spatial.transform import Rotation
 from strideflow.hardware.errors import StrideflowError
 from strideflow.hardware.frames import rotation_from_wxyz, wxyz_from_rotation
 from strideflow.hardware.motion_math import (
+    RAD_PER_DEG,
     angles_deg,
     mask_to_periods,
     periods_to_mask,
@@ -201,9 +202,6 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array((a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0))
 
 
-_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
-
-
 @numba.njit(cache=True)
 def _dead_reckon(
     acc_mps2: np.ndarray,
@@ -243,9 +241,9 @@ def _dead_reckon(
             vel[j + 1, 1] = vel[j, 1] + fy * dt_s
             vel[j + 1, 2] = vel[j, 2] + fz * dt_s
             # q <- q * exp(omega dt / 2), exact for constant rate over the sample
-            ox = (gyr_dps[i0 + j, 0] - bx) * _RAD_PER_DEG
-            oy = (gyr_dps[i0 + j, 1] - by) * _RAD_PER_DEG
-            oz = (gyr_dps[i0 + j, 2] - bz) * _RAD_PER_DEG
+            ox = (gyr_dps[i0 + j, 0] - bx) * RAD_PER_DEG
+            oy = (gyr_dps[i0 + j, 1] - by) * RAD_PER_DEG
+            oz = (gyr_dps[i0 + j, 2] - bz) * RAD_PER_DEG
             rate = np.sqrt(ox * ox + oy * oy + oz * oz)
             half = 0.5 * rate * dt_s
             if rate > 0.0:
