@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from strideflow.hardware.frames import heading_deg, pronation_sign, roll_pitch_deg
+from strideflow.hardware.motion_math import DEG_PER_RAD, RAD_PER_DEG
 from strideflow.hardware.schema import (
     ACC,
     ACC_NORM_G,
@@ -66,9 +67,6 @@ class SignalSettings:
     max_euler_pitch_deg: float = 80.0
 
 
-_RAD_PER_DEG = np.pi / 180.0  # the factor np.radians multiplies by
-
-
 @numba.njit(cache=True)
 def _row_norm(xyz: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
     out = np.empty(xyz.shape[0])
@@ -94,7 +92,7 @@ def _euler_rates(roll_deg, tan_theta_s, gyr):  # pragma: no cover - compiled
     roll_rate = np.empty(n)
     pitch_rate = np.empty(n)
     for i in range(n):
-        phi = roll_deg[i] * _RAD_PER_DEG
+        phi = roll_deg[i] * RAD_PER_DEG
         sin_phi, cos_phi = np.sin(phi), np.cos(phi)
         wx, wy, wz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
         roll_rate[i] = wx + tan_theta_s[i] * (sin_phi * wy + cos_phi * wz)
@@ -322,9 +320,6 @@ def _angles(q, gyr_dps, acc, t, foot, settings) -> tuple[np.ndarray, ...]:
     )
 
 
-_DEG_PER_RAD = 180.0 / np.pi  # the factor np.degrees multiplies by
-
-
 def _gyro_angles(q, gyr_dps, acc, foot: str, max_pitch_deg: float) -> tuple[np.ndarray, ...]:
     """`_angles` with the "gyro" rates of n > 0 samples: the element-wise arithmetic in three
     compiled passes around NumPy's arcsin, arctan2 and tan (its SIMD rounding is the reference,
@@ -332,11 +327,15 @@ def _gyro_angles(q, gyr_dps, acc, foot: str, max_pitch_deg: float) -> tuple[np.n
     r20, r21, r22, h_sin, h_cos = _angle_arguments(np.ascontiguousarray(q))
     roll, pitch, theta_s = _roll_pitch(np.arcsin(r20), np.arctan2(r21, r22))
     w = np.ascontiguousarray(gyr_dps, dtype=float).reshape(-1, 3)
-    values = np.ascontiguousarray(acc, dtype=float)
-    if values.ndim != 2 or values.shape[1] != 3:
-        raise ValueError(f"row_norm takes an (N, 3) array, got shape {values.shape}")
     return _gyro_signals(
-        roll, pitch, np.tan(theta_s), w, np.arctan2(h_sin, h_cos), values, pronation_sign(foot), max_pitch_deg
+        roll,
+        pitch,
+        np.tan(theta_s),
+        w,
+        np.arctan2(h_sin, h_cos),
+        row_norm(acc),
+        pronation_sign(foot),
+        max_pitch_deg,
     )
 
 
@@ -367,18 +366,20 @@ def _roll_pitch(asin_r20, atan_roll):  # pragma: no cover - compiled
     n = asin_r20.shape[0]
     roll, pitch, theta_s = np.empty(n), np.empty(n), np.empty(n)
     for i in range(n):
-        p = asin_r20[i] * _DEG_PER_RAD
+        p = asin_r20[i] * DEG_PER_RAD
         pitch[i] = p
-        roll[i] = atan_roll[i] * _DEG_PER_RAD
-        theta_s[i] = -(p * _RAD_PER_DEG)
+        roll[i] = atan_roll[i] * DEG_PER_RAD
+        theta_s[i] = -(p * RAD_PER_DEG)
     return roll, pitch, theta_s
 
 
 @numba.njit(cache=True)
-def _gyro_signals(roll, pitch, tan_theta_s, gyr, heading_rad, acc, sign, max_pitch_deg):  # pragma: no cover
+def _gyro_signals(
+    roll, pitch, tan_theta_s, gyr, heading_rad, acc_norm, sign, max_pitch_deg
+):  # pragma: no cover
     """The rest of `_angles` ("gyro"): the Euler rates, the roll rate NaN beyond max_pitch_deg,
     the pronation signs, the heading in deg unwrapped as np.degrees(unwrap(np.radians(deg))), and
-    |acc| in g."""
+    |acc| in g (`acc_norm`: `row_norm` in m/s², divided in place)."""
     n = roll.shape[0]
     roll_rate, pitch_rate = _euler_rates(roll, tan_theta_s, gyr)
     pronation, pronation_rate, heading = np.empty(n), np.empty(n), np.empty(n)
@@ -386,11 +387,10 @@ def _gyro_signals(roll, pitch, tan_theta_s, gyr, heading_rad, acc, sign, max_pit
         pronation[i] = sign * roll[i]
         rate = roll_rate[i] if abs(pitch[i]) <= max_pitch_deg else np.nan
         pronation_rate[i] = sign * rate
-        heading[i] = (heading_rad[i] * _DEG_PER_RAD) * _RAD_PER_DEG
+        heading[i] = (heading_rad[i] * DEG_PER_RAD) * RAD_PER_DEG
     heading = unwrap(heading)
     for i in range(n):
-        heading[i] = heading[i] * _DEG_PER_RAD
-    acc_norm = _row_norm(acc)
+        heading[i] = heading[i] * DEG_PER_RAD
     for i in range(n):
         acc_norm[i] = acc_norm[i] / STANDARD_GRAVITY_MPS2
     return roll, pitch, pronation, pitch_rate, pronation_rate, heading, acc_norm
