@@ -1024,14 +1024,26 @@ class StrideMetrics:
         built is that of the prepared rows (the live analyzer, per window)."""
         m = events.height
         rows, wanted = _checked_rows(rows, m)
+        # the live windows in one compiled pass, else the general path
         values = _one_foot_values(arrays, events, self.settings, wanted)
-        if values is not None:  # the live windows: one compiled pass
-            ic = np.asarray(events[IC_T], dtype=float)
-            in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
-            if rows is not None and rows.size < m:
-                events = events.rows(rows)
-                values = {name: v[rows] for name, v in values.items()}
-            return PreparedStrides(PreparedEvents(events, keys), values, in_order)
+        if values is None:
+            values = self._column_values(events, keys, arrays, wanted)
+        ic = np.asarray(events[IC_T], dtype=float)
+        in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
+        if rows is not None and rows.size < m:
+            events = events.rows(rows)
+            values = {name: v[rows] for name, v in values.items()}
+        return PreparedStrides(PreparedEvents(events, keys), values, in_order)
+
+    def _column_values(
+        self,
+        events: EventColumns,
+        keys: tuple[str, str, str],
+        arrays: dict[str, np.ndarray],
+        wanted: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """`_values` of one foot's event columns on its signal arrays, through the indexed signals."""
+        m = events.height
         index = _IndexedSignals.of_arrays(keys, arrays)
         # what `_Strides.of` reads from a table of one foot's events (no null event time)
         inside = index.t.size > 0
@@ -1042,13 +1054,7 @@ class StrideMetrics:
             hi=np.full(m, index.t.size if inside else -1, dtype=np.int64),
             run=np.full(m, 0 if inside else -1, dtype=np.int64),
         )
-        values = self._values(index, strides, wanted)
-        ic = strides.times[IC_T]
-        in_order = ic.size < 2 or bool(np.all(np.diff(ic) > 0))
-        if rows is not None and rows.size < m:
-            events = events.rows(rows)
-            values = {name: v[rows] for name, v in values.items()}
-        return PreparedStrides(PreparedEvents(events, keys), values, in_order)
+        return self._values(index, strides, wanted)
 
     def _values(
         self, index: _IndexedSignals, strides: _Strides, wanted: np.ndarray | None
