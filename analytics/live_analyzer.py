@@ -125,6 +125,7 @@ __all__ = [
 # Empty results, built once: a frame from a schema costs ~0.3 ms, and most pushes complete nothing.
 _NO_STRIDES = pl.DataFrame(schema=STRIDES_SCHEMA)
 _CURVE_TIMES = (IC_T, TOE_OFF_T, NEXT_IC_T)
+_STRIDE_AT = {c: i for i, c in enumerate(STRIDES_SCHEMA)}  # a column's position in a row tuple
 _STANCE_MEASURED_AT_START = tuple(c for c in STANCE_METRICS if c not in NEEDS_IC)
 _NO_STANCES = pl.DataFrame(schema=STANCE_SCHEMA)
 
@@ -885,7 +886,7 @@ class LiveStrideAnalyzer:
             self._emitted.extend(rows)
             self._new_strides.extend(rows)
             if sig is not None:
-                at = {c: i for i, c in enumerate(STRIDES_SCHEMA)}
+                at = _STRIDE_AT
                 self._curves.add_foot(
                     self.foot,
                     [r[at[ACTIVITY]] for r in rows],

@@ -313,7 +313,7 @@ def _lists(e: _Evaluated) -> dict[str, list]:
     """`_evaluate`'s values of events given as columns (`PreparedEvents`) as lists, in the result
     table's column order (STRIDES_SCHEMA, then `pronation_excursion_censored`)."""
     k = e.k
-    flat = [None if n else x for x, n in zip(*e.metric_values(), strict=True)]
+    flat = e.metric_values()
     columns = {
         **{c: e.strings(c) for c in KEYS},
         STRIDE_INDEX: np.concatenate([x.columns[STRIDE_INDEX] for x in e.events]).tolist() if k else [],
@@ -363,12 +363,11 @@ class _Evaluated:
     def __init__(self, **values) -> None:
         self.__dict__.update(values)
 
-    def metric_values(self) -> tuple[list, list]:
-        """The METRICS columns one after the other: values and null flags."""
-        return (
-            np.concatenate([self.m[c].v for c in METRICS]).tolist(),
-            np.concatenate([self.m[c].n for c in METRICS]).tolist(),
-        )
+    def metric_values(self) -> list[float | None]:
+        """The METRICS columns one after the other, None for null."""
+        values = np.concatenate([self.m[c].v for c in METRICS]).tolist()
+        nulls = np.concatenate([self.m[c].n for c in METRICS]).tolist()
+        return [None if n else x for x, n in zip(values, nulls, strict=True)]
 
 
 def _evaluate(prepared: list[PreparedStrides], s: MetricSettings) -> _Evaluated:
@@ -531,8 +530,7 @@ def _frame(r: _Evaluated) -> pl.DataFrame:
         out = {c: passed(c) for c in (*KEYS, STRIDE_INDEX, *EVENT_TIMES, HEADING_CHANGE_DEG, CONTEXT)}
     # the metric columns as slices of one Series (built from a list: a Series costs ~10 us to
     # build whatever its length, a slice less)
-    flat_v, flat_n = r.metric_values()
-    flat = pl.Series("", [None if n else x for x, n in zip(flat_v, flat_n, strict=True)], dtype=pl.Float64)
+    flat = pl.Series("", r.metric_values(), dtype=pl.Float64)
     out.update({c: flat.slice(i * k, k).alias(c) for i, c in enumerate(METRICS)})
     flags = pl.Series("", [*r.valid.tolist(), *r.steady.tolist(), *r.censored], dtype=pl.Boolean)
     out[VALID], out[STEADY] = flags.slice(0, k).alias(VALID), flags.slice(k, k).alias(STEADY)
