@@ -82,7 +82,7 @@ import numpy as np
 import polars as pl
 
 from strideflow.analytics.signals import _row_norm, row_norm
-from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings, mask_to_periods
+from strideflow.fusion.zero_velocity import ZeroVelocityDetector, ZeroVelocitySettings
 from strideflow.fusion.zupt import ZuptIntegrator, zero_velocity_aided_orientation
 from strideflow.hardware.motion_math import _mask_to_periods
 from strideflow.hardware.schema import (
@@ -391,6 +391,9 @@ def _event_samples(
     # Motions between consecutive still periods; those that are not swings join the stance.
     if periods.shape[0] >= 2:
         m_lo, m_hi = periods[:-1, 1].copy(), periods[1:, 0].copy()
+        # A swing dorsiflexes the foot (toes up from toe-off to heel strike): gyr_y goes well below
+        # zero; a pivot step on the spot spins about z instead. Stance wobbles and rolling
+        # foot-flats do neither.
         dorsiflexion = -gyr_y[_argext(gyr_y, m_lo, m_hi, False)]
         spin = abs_z[_argext(abs_z, m_lo, m_hi, True)]
         swings = dorsiflexion >= min_swing_dps
@@ -400,6 +403,8 @@ def _event_samples(
         m_lo = np.zeros(0, dtype=np.int64)
         m_hi = np.zeros(0, dtype=np.int64)
         pivot = np.zeros(0, dtype=np.bool_)
+    # Open end: the motion after the last still period is a step under way once it is a swing (its
+    # IC, the impact, is not in the data: that stride's next IC is a placeholder).
     open_step = (
         open_end
         and m_lo.shape[0] > 0
@@ -414,6 +419,9 @@ def _event_samples(
     stance_hi = np.concatenate((m_lo, np.full(1, n, dtype=np.int64)))
     jerk = _jerk(acc)
     ic_hi = np.minimum(m_hi + ahead, stance_hi[1:])
+    # Mid-swing must lie in the airborne swing: when the step's impact is over before the largest
+    # dorsiflexion rate (a heel dropping after a forefoot strike), mid-swing is the largest one
+    # before the impact, if that is a swing's. An open step has no impact yet.
     mid_swing = _argext(gyr_y, m_lo, m_hi, False)
     impact = _argext(jerk, m_lo, np.maximum(ic_hi, m_lo + 1), True)
     after = impact < mid_swing
@@ -424,9 +432,11 @@ def _event_samples(
         landed[-1] = False
     mid_swing[landed] = before[landed]
     to_lo = np.maximum(m_lo - back, stance_lo[:-1])
+    # A pivot's dorsiflexion minimum is noise, not mid-swing: push-off is in its first half.
     to_hi = np.where(pivot, (m_lo + m_hi) // 2, mid_swing) + 1
     to_hi = np.maximum(to_hi, to_lo + 1)
     push = gyr_y - spin_weight * abs_z
+    # The spin-weighted peak picks the push-off; the toe-off is the gyr_y peak it lies on.
     toe_off = _climb(gyr_y, _argext(push, to_lo, to_hi, True), to_lo, to_hi)
     toe_off[pivot] = _argext(gyr_y, to_lo[pivot], to_hi[pivot], True)
     ic = _impact_onset(jerk, mid_swing, np.maximum(ic_hi, mid_swing + 1), jerk_fraction, quiet, max_rise)
@@ -439,6 +449,7 @@ def _event_samples(
         lo = np.minimum(ic[:n_strides][short], toe_off[1:][short])
         ff[short] = _argext(_row_norm(gyr), lo, np.maximum(toe_off[1:][short], lo + 1), False)
     heel_off = _last_below_before(gyr_y, ff, np.maximum(toe_off[1:], ff + 1), heel_off_dps)
+    # The last stride has no next foot-flat: measured to the middle of the data's last stance.
     if n_strides:
         next_ff = np.concatenate((ff[1:], np.full(1, -1, dtype=np.int64)))
         next_ff[-1] = min((stance_lo[n_strides + 1] + stance_hi[n_strides + 1]) // 2, n - 1)
@@ -664,21 +675,12 @@ class StrideEventDetector:
         before its next foot-flat, and no heading change or displacement yet."""
         ic_idx, ff, heel_off, to_idx, next_ic, _ = (np.asarray(r)[-1:] for r in rows)
         n_rows = len(rows[0])
-        ic_t, next_ic_t = t[ic_idx], t[next_ic]
+        columns = self._time_columns(t, ic_idx, ff, heel_off, to_idx, next_ic, to_offset[-1:], n_rows - 1)
         start_row = gait_start and n_rows == 1
-        too_long = not start_row and bool(next_ic_t[0] - ic_t[0] > self.settings.max_stride_s)
-        columns = {
-            STRIDE_INDEX: np.array([n_rows - 1], dtype=np.int64),
-            IC_T: ic_t,
-            FOOT_FLAT_T: t[ff],
-            HEEL_OFF_T: t[heel_off],
-            TOE_OFF_T: np.interp(to_idx + to_offset[-1:], np.arange(len(t)), t),
-            NEXT_IC_T: next_ic_t,
-            IC_IDX: ic_idx.astype(np.int64),
-            FOOT_FLAT_IDX: ff.astype(np.int64),
-            HEEL_OFF_IDX: heel_off.astype(np.int64),
-            TOE_OFF_IDX: to_idx.astype(np.int64),
-            NEXT_IC_IDX: next_ic.astype(np.int64),
+        too_long = not start_row and bool(
+            columns[NEXT_IC_T][0] - columns[IC_T][0] > self.settings.max_stride_s
+        )
+        columns |= {
             HEADING_CHANGE_DEG: np.array([np.nan]),
             DISPLACEMENT_M: np.array([np.nan]),
             REASON: [REASON_TOO_LONG if too_long else None],
@@ -703,11 +705,22 @@ class StrideEventDetector:
         return self._frames["open"]
 
     @staticmethod
-    def _foot_flat(zv: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Middle and length (samples) of the longest still period inside each [lo, hi)."""
-        return _longest_periods(
-            mask_to_periods(zv), np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
-        )
+    def _time_columns(t, ic_idx, ff, heel_off, toe_off, next_ic, to_offset, first: int) -> dict:
+        """The rows' stride index (numbered from `first`), event times (s; toe-off at its sample plus
+        `to_offset` samples) and event sample indices."""
+        return {
+            STRIDE_INDEX: np.arange(first, first + len(ic_idx), dtype=np.int64),
+            IC_T: t[ic_idx],
+            FOOT_FLAT_T: t[ff],
+            HEEL_OFF_T: t[heel_off],
+            TOE_OFF_T: np.interp(toe_off + to_offset, np.arange(len(t)), t),
+            NEXT_IC_T: t[next_ic],
+            IC_IDX: ic_idx.astype(np.int64),
+            FOOT_FLAT_IDX: ff.astype(np.int64),
+            HEEL_OFF_IDX: heel_off.astype(np.int64),
+            TOE_OFF_IDX: toe_off.astype(np.int64),
+            NEXT_IC_IDX: next_ic.astype(np.int64),
+        }
 
     def _columns(
         self, t, ic_idx, ff, heel_off, toe_off, next_ic, next_ff, q, position, gait_start, to_offset
@@ -721,21 +734,8 @@ class StrideEventDetector:
         # Yaw is only read at foot-flats (foot level, far from gimbal lock); wrap to [-180, 180).
         heading = (_yaw_deg(q[next_ff]) - _yaw_deg(q[ff]) + 180.0) % 360.0 - 180.0
         disp = row_norm(position[next_ff] - position[ff])  # np.linalg.norm's floats, compiled
-        columns = {
-            STRIDE_INDEX: np.arange(n_rows, dtype=np.int64),
-            IC_T: t[ic_idx],
-            FOOT_FLAT_T: t[ff],
-            HEEL_OFF_T: t[heel_off],
-            TOE_OFF_T: np.interp(toe_off + to_offset, np.arange(len(t)), t),
-            NEXT_IC_T: t[next_ic],
-            IC_IDX: ic_idx.astype(np.int64),
-            FOOT_FLAT_IDX: ff.astype(np.int64),
-            HEEL_OFF_IDX: heel_off.astype(np.int64),
-            TOE_OFF_IDX: toe_off.astype(np.int64),
-            NEXT_IC_IDX: next_ic.astype(np.int64),
-            HEADING_CHANGE_DEG: heading,
-            DISPLACEMENT_M: disp,
-        }
+        columns = self._time_columns(t, ic_idx, ff, heel_off, toe_off, next_ic, to_offset, 0)
+        columns |= {HEADING_CHANGE_DEG: heading, DISPLACEMENT_M: disp}
         reason, context = stride_reasons(s, columns[IC_T], columns[NEXT_IC_T], heading, disp, gait_start)
         columns[REASON] = reason
         columns[CONTEXT] = context

@@ -26,6 +26,7 @@ from strideflow.analytics.events import (
     _impact_onset,
     _jerk,
     _last_below_before,
+    _longest_periods,
     event_sample_settings,
 )
 from strideflow.analytics.signals import row_norm
@@ -329,7 +330,7 @@ def _event_samples_numpy(acc, gyr, zv, fs, s, open_end):
     # Strides: step j's IC to step j+1's IC; their stance is stance j+1.
     n_strides = max(len(ic) - 1, 0)
     st_lo, st_hi = stance_lo[1 : n_strides + 1], stance_hi[1 : n_strides + 1]
-    ff, ff_len = StrideEventDetector._foot_flat(zv, st_lo, st_hi)
+    ff, ff_len = _longest_periods(mask_to_periods(zv), st_lo, st_hi)
     short = ff_len < s.min_foot_flat_s * fs
     if short.any():
         lo = np.minimum(ic[:n_strides][short], toe_off[1:][short])
@@ -350,7 +351,7 @@ def _event_samples_numpy(acc, gyr, zv, fs, s, open_end):
     # Gait initiation: the standing before the first step gives the first toe-off a row.
     start = np.zeros(0, dtype=np.int64)
     if len(ic):
-        ff0, len0 = StrideEventDetector._foot_flat(zv, stance_lo[:1], stance_hi[:1])
+        ff0, len0 = _longest_periods(mask_to_periods(zv), stance_lo[:1], stance_hi[:1])
         if len0[0] >= max(s.min_foot_flat_s * fs, 1) and ff0[0] < toe_off[0]:
             start = ff0 - (len0 - 1) // 2  # first sample of that still period
             ho0 = _last_below_before(gyr_y, ff0, toe_off[:1], s.heel_off_rate_dps)
