@@ -55,6 +55,13 @@ MIN_PACKET_BYTES = HEADER_BYTES + SAMPLE_BYTES + CRC_BYTES
 MAX_PACKET_BYTES = HEADER_BYTES + MAX_SAMPLES * SAMPLE_BYTES + CRC_BYTES
 _SAMPLE_DTYPE = np.dtype("<i2")
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
+_PRINTABLE_ASCII = bytes(range(0x21, 0x7F))  # what a device id may hold: "!" ... "~", no space
+
+
+def _printable(raw: bytes) -> bool:
+    """Whether every byte is printable ASCII other than space (0x21-0x7E); True for no bytes.
+    `translate` deletes those in one C pass (~0.1 us), where a generator over the bytes took ~1.5 us."""
+    return not raw.translate(None, _PRINTABLE_ASCII)
 
 
 class PacketError(StrideflowError):
@@ -96,6 +103,31 @@ class Packet:
         return self.timestamp_us * 1e-6 + np.arange(self.n_samples) / sampling_rate_hz
 
 
+def _trusted_packet(
+    device_id: str,
+    foot: str,
+    sequence: int,
+    timestamp_us: int,
+    acc_scale_per_mps2: float,
+    gyr_scale_per_dps: float,
+    counts: np.ndarray,
+) -> Packet:
+    """A `Packet` of fields `decode_packet` has checked, equal to `Packet(...)` of them: the frozen
+    dataclass's `__init__` sets each field through `object.__setattr__` (~2.5 us a packet, of ~7),
+    this fills the instance's dict at once."""
+    packet = object.__new__(Packet)
+    packet.__dict__.update(
+        device_id=device_id,
+        foot=foot,
+        sequence=sequence,
+        timestamp_us=timestamp_us,
+        acc_scale_per_mps2=acc_scale_per_mps2,
+        gyr_scale_per_dps=gyr_scale_per_dps,
+        counts=counts,
+    )
+    return packet
+
+
 def profile_scales(profile: DeviceProfile) -> tuple[float, float]:
     """(acc counts per m/s², gyr counts per deg/s) of a device profile."""
     return 1.0 / profile.acc_lsb_mps2, 1.0 / profile.gyr_lsb_dps
@@ -124,7 +156,7 @@ def _check_device_id(device_id: str) -> bytes:
         raw = device_id.encode("ascii") if isinstance(device_id, str) else b""
     except UnicodeEncodeError:
         raw = b""
-    if not 1 <= len(raw) <= DEVICE_ID_BYTES or not all(0x21 <= b <= 0x7E for b in raw):
+    if not 1 <= len(raw) <= DEVICE_ID_BYTES or not _printable(raw):
         raise PacketError(f"device id {device_id!r} must be 1-{DEVICE_ID_BYTES} printable ASCII characters")
     return raw
 
@@ -202,18 +234,18 @@ def decode_packet(data: bytes) -> Packet:
     if foot_code not in FOOT_NAMES:
         raise PacketError(f"bad foot code {foot_code}, expected 0 (left) or 1 (right)")
     device = dev.rstrip(b"\x00")
-    if not device or not all(0x21 <= b <= 0x7E for b in device):
+    if not device or not _printable(device):
         raise PacketError(
             f"bad device id {dev!r}: 1-{DEVICE_ID_BYTES} printable ASCII characters, NUL-padded"
         )
     _check_scales(acc_scale, gyr_scale)
-    counts = np.frombuffer(data, dtype=_SAMPLE_DTYPE, count=n * AXES, offset=HEADER_BYTES).reshape(n, AXES)
-    return Packet(
-        device_id=device.decode("ascii"),
-        foot=FOOT_NAMES[foot_code],
-        sequence=int(seq),
-        timestamp_us=int(ts),
-        acc_scale_per_mps2=float(acc_scale),
-        gyr_scale_per_dps=float(gyr_scale),
-        counts=counts.astype(np.int16),
+    counts = np.frombuffer(data, _SAMPLE_DTYPE, n * AXES, HEADER_BYTES).reshape(n, AXES)
+    return _trusted_packet(
+        device.decode("ascii"),
+        FOOT_NAMES[foot_code],
+        seq,
+        ts,
+        acc_scale,
+        gyr_scale,
+        counts.astype(np.int16),
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -123,9 +124,9 @@ class Outcome(Enum):
     REJECTED = "rejected"
 
 
-@dataclass(frozen=True)
-class Received:
-    """What `receive()` made of one message: the outcome, the packet, and a new gap if any."""
+class Received(NamedTuple):
+    """What `receive()` made of one message: the outcome, the packet, and a new gap if any (a named
+    tuple: built once per packet, in a fifth of a frozen dataclass's time)."""
 
     outcome: Outcome
     sequence: int | None = None

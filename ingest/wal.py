@@ -84,9 +84,11 @@ def list_wals(root: str | Path) -> list[Path]:
     return sorted(base.glob(f"{ATHLETE_ID}=*/{SESSION_ID}=*/*{WAL_SUFFIX}")) if base.is_dir() else []
 
 
+_KIND_CRC = {kind: zlib.crc32(bytes([kind])) for kind in KINDS}  # a record's CRC starts with its kind byte
+
+
 def _frame(kind: int, payload: bytes) -> bytes:
-    kind_byte = bytes([kind])
-    return _RECORD.pack(len(payload), zlib.crc32(payload, zlib.crc32(kind_byte)), kind) + payload
+    return _RECORD.pack(len(payload), zlib.crc32(payload, _KIND_CRC[kind]), kind) + payload
 
 
 def _sync(fd: int) -> None:
@@ -105,7 +107,7 @@ def scan_records(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         if kind not in KINDS or length > MAX_RECORD_BYTES or stop > end:
             break
         payload = view[pos + _RECORD.size : stop]
-        if zlib.crc32(payload, zlib.crc32(bytes([kind]))) != crc:
+        if zlib.crc32(payload, _KIND_CRC[kind]) != crc:
             break
         records.append((kind, bytes(payload)))
         pos = stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
 
@@ -12,10 +13,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from strideflow.hardware.packets import (
+    DEVICE_ID_BYTES,
     HEADER_BYTES,
     MAX_PACKET_BYTES,
     MAX_SAMPLES,
+    Packet,
     PacketError,
+    _printable,
     decode_packet,
     encode_packet,
     profile_scales,
@@ -175,3 +179,48 @@ def test_times_follow_device_timestamp_and_rate():
         encode_packet("d", "left", 3, 2_500_000, np.zeros((4, 6), np.int16), acc_scale, gyr_scale)
     )
     np.testing.assert_allclose(p.times_s(200.0), [2.5, 2.505, 2.51, 2.515])
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=DEVICE_ID_BYTES))
+def test_device_id_field_is_refused_exactly_as_by_the_byte_test(field):
+    """The id field a decoder accepts is what the byte-by-byte rule accepts: after the NUL padding,
+    1-16 bytes each 0x21-0x7E."""
+    body = bytearray(_one_packet()[:-4])
+    body[8:24] = field.ljust(DEVICE_ID_BYTES, b"\x00")
+    device = bytes(body[8:24]).rstrip(b"\x00")
+    accepted = bool(device) and all(0x21 <= b <= 0x7E for b in device)
+    assert _printable(device) == all(0x21 <= b <= 0x7E for b in device)
+    if accepted:
+        assert decode_packet(_reseal(bytes(body))).device_id == device.decode("ascii")
+    else:
+        with pytest.raises(PacketError, match="bad device id"):
+            decode_packet(_reseal(bytes(body)))
+
+
+@given(packets())
+def test_decoded_packet_equals_one_built_by_its_constructor(fields):
+    """`decode_packet`'s packet (built without the dataclass's __init__) has the fields, types and
+    frozenness of `Packet(...)` of the same values."""
+    decoded = decode_packet(encode_packet(**fields))
+    built = Packet(
+        device_id=fields["device_id"],
+        foot=fields["foot"],
+        sequence=fields["sequence"],
+        timestamp_us=fields["timestamp_us"],
+        acc_scale_per_mps2=fields["acc_scale_per_mps2"],
+        gyr_scale_per_dps=fields["gyr_scale_per_dps"],
+        counts=fields["counts"].astype(np.int16),
+    )
+    assert type(decoded) is Packet
+    for f in dataclasses.fields(Packet):
+        got, want = getattr(decoded, f.name), getattr(built, f.name)
+        assert type(got) is type(want)
+        if f.name == "counts":
+            np.testing.assert_array_equal(got, want)
+            assert got.dtype == want.dtype and got.flags.writeable and got.flags.owndata
+        else:
+            assert got == want
+    assert vars(decoded).keys() == vars(built).keys()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.sequence = 0

@@ -195,3 +195,26 @@ def test_failed_append_leaves_no_torn_record(tmp_path, monkeypatch):
     wal.sync()
     wal.close()
     assert read_wal(path)[1] == [_packet(0), _packet(2)]
+
+
+def test_records_are_laid_out_as_documented(tmp_path):
+    """Each record: u32 length, u32 CRC32 of (kind byte + payload), u8 kind, payload (little-endian)."""
+    import struct
+    import zlib
+
+    path = tmp_path / "x.wal"
+    with WriteAheadLog.open(path, META) as wal:
+        wal.queue(_packet(0))
+        wal.sync()
+        wal.append(_packet(1))
+        wal.append_close()
+    data = path.read_bytes()[len(FILE_MAGIC) :]
+    kinds, pos = [], 0
+    while pos < len(data):
+        length, crc, kind = struct.unpack_from("<IIB", data, pos)
+        payload = data[pos + 9 : pos + 9 + length]
+        assert crc == zlib.crc32(bytes([kind]) + payload)
+        kinds.append((kind, payload))
+        pos += 9 + length
+    assert [k for k, _ in kinds] == [1, 2, 2, 3]
+    assert [p for _, p in kinds[1:3]] == [_packet(0), _packet(1)]
