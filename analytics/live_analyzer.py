@@ -64,7 +64,7 @@ from strideflow.analytics.events import (
 )
 from strideflow.analytics.live_buffer import SampleColumns
 from strideflow.analytics.live_mountings import LiveMountings
-from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts
+from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts, to_foot_rows
 from strideflow.analytics.live_settings import STANCE_TOLERANCE, WARMUP_TOLERANCE, LiveError, LiveSettings
 from strideflow.analytics.metric_rows import evaluate_row_lists
 from strideflow.analytics.metrics import REASON_NO_SIGNAL, PreparedStrides
@@ -86,7 +86,7 @@ from strideflow.fusion.stream import MadgwickStream
 from strideflow.fusion.zero_velocity import ZeroVelocityDetector
 from strideflow.fusion.zupt import LevelledStrapdown, LevellingSettings, tilt_fit_nodes
 from strideflow.hardware.frames import rotation_from_wxyz
-from strideflow.hardware.motion_math import mask_to_periods, rotate_rows
+from strideflow.hardware.motion_math import mask_to_periods
 from strideflow.hardware.schema import (
     ACTIVITY,
     ATHLETE_ID,
@@ -146,12 +146,6 @@ EMISSIONS_SCHEMA: dict[str, pl.DataType] = {
     _EMITTED_T: pl.Float64(),
     _LATENCY: pl.Int64(),
 }
-
-
-def _to_foot(v: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Rows of v rotated by the mounting matrix, elementwise (`hardware.motion_math.rotate_rows`): a
-    BLAS product's rounding would depend on the block size, which made one-sample blocks differ."""
-    return rotate_rows(matrix, np.ascontiguousarray(v, dtype=float))
 
 
 def _with_sample_flags(rows: list[tuple], schema: dict, flags: tuple[np.ndarray, ...]) -> list[tuple]:
@@ -690,7 +684,7 @@ class LiveStrideAnalyzer:
             self.warnings_.extend(relaxed)
             self._matrix = self.mounting_.as_matrix()
         if self.gyr_bias_dps_ is None or (self._needs_sd and self.anchor_tilt_sd_deg_ is None):
-            acc_f, gyr_f = _to_foot(acc, self._matrix), _to_foot(gyr, self._matrix)
+            acc_f, gyr_f = to_foot_rows(self._matrix, np.ascontiguousarray(acc), np.ascontiguousarray(gyr))
             zv = ZeroVelocityDetector(s.analysis.zero_velocity).detect(acc_f, gyr_f, self.sampling_rate_hz)
             levelled = LevelledStrapdown(levelling_settings(s.analysis)).estimate(
                 acc_f, gyr_f, zv.zero_velocity_, self.sampling_rate_hz, w.view("t", w.start, w.stop)
@@ -709,8 +703,9 @@ class LiveStrideAnalyzer:
     # --- foot-frame path -------------------------------------------------------------------
     def _feed(self, t, acc, gyr, is_gap, is_sat, is_new) -> None:
         """Rotate into the foot frame and run the window; a new segment first ends the old one."""
-        m = self._matrix
-        acc, gyr = _to_foot(acc, m), _to_foot(gyr, m)
+        acc, gyr = to_foot_rows(
+            self._matrix, np.ascontiguousarray(acc, dtype=float), np.ascontiguousarray(gyr, dtype=float)
+        )
         if is_new is None or not is_new.any():  # the usual block: all in the current segment
             self._append(t, acc, gyr, is_gap, is_sat)
             return

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["at_range", "block_fine", "still_ends", "swing_starts"]
+__all__ = ["at_range", "block_fine", "still_ends", "swing_starts", "to_foot_rows"]
 
 
 @numba.njit(cache=True)
@@ -77,3 +77,20 @@ def still_ends(zv):  # pragma: no cover - compiled
     for k in range(len(ends)):
         out[k] = ends[k]
     return out
+
+
+@numba.njit(cache=True)
+def to_foot_rows(matrix, acc, gyr):  # pragma: no cover - compiled
+    """(matrix @ v for each row v of acc (n, 3), the same of gyr (n, 3)): `hardware.motion_math.
+    rotate_rows` of each, summed left to right, in one call (a packet's two rotations into the foot
+    frame paid a dispatch and an array's return each)."""
+    n = acc.shape[0]
+    acc_f = np.empty((n, 3))
+    gyr_f = np.empty((n, 3))
+    for i in range(n):
+        ax, ay, az = acc[i, 0], acc[i, 1], acc[i, 2]
+        gx, gy, gz = gyr[i, 0], gyr[i, 1], gyr[i, 2]
+        for r in range(3):
+            acc_f[i, r] = (matrix[r, 0] * ax + matrix[r, 1] * ay) + matrix[r, 2] * az
+            gyr_f[i, r] = (matrix[r, 0] * gx + matrix[r, 1] * gy) + matrix[r, 2] * gz
+    return acc_f, gyr_f

@@ -444,10 +444,11 @@ class _Worker:
         analyzer = self.analyzers[sid][0]
         try:
             if hasattr(analyzer, "end_push_rows"):  # the rows as tuples already, no table built
-                strides, stances = (
-                    LiveRows(kind, rows) if rows else None
-                    for kind, rows in zip(("strides", "stances"), analyzer.end_push_rows(), strict=True)
-                )
+                stride_rows, stance_rows = analyzer.end_push_rows()
+                if not stride_rows and not stance_rows:
+                    return (push_id, index, None, None, None, NOT_SENT)  # most packets
+                strides = LiveRows("strides", stride_rows) if stride_rows else None
+                stances = LiveRows("stances", stance_rows) if stance_rows else None
             else:
                 strides, stances = (LiveRows.of(f) for f in analyzer.end_push())
             # the mountings the messages of these rows are labelled with (service.live.publish)

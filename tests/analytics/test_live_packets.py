@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts
+from strideflow.analytics.live_packets import at_range, block_fine, still_ends, swing_starts, to_foot_rows
+from strideflow.hardware.motion_math import rotate_rows
 from strideflow.ingest.gaps import GapConditioner
 from strideflow.ingest.settings import ReadSettings
 
@@ -40,6 +41,19 @@ def test_block_fine_is_the_numpy_test(arrays, data):
         and bool((t[1:] > t[:-1]).all())
     )
     assert block_fine(t, acc, gyr, -np.inf if last_t is None else last_t) == want
+
+
+@settings(deadline=None)  # a kernel's first call loads it from numba's cache
+@given(
+    st.integers(0, 40).flatmap(lambda n: st.tuples(_rows(n), _rows(n))),
+    hnp.arrays(np.float64, (3, 3), elements=st.floats(-1.0, 1.0, allow_subnormal=True)),
+)
+def test_to_foot_rows_are_rotate_rows_of_each(arrays, matrix):
+    acc, gyr = arrays
+    acc_f, gyr_f = to_foot_rows(matrix, acc, gyr)
+    # bit for bit (NaN payloads too): the two rotations it replaces
+    assert acc_f.tobytes() == rotate_rows(matrix, acc).tobytes()
+    assert gyr_f.tobytes() == rotate_rows(matrix, gyr).tobytes()
 
 
 @settings(deadline=None)  # a kernel's first call loads it from numba's cache
