@@ -73,6 +73,7 @@ from strideflow.service.live.registry import (
     default_analyzer,
 )
 from strideflow.service.live.store import STORE_SLOTS, SessionStore
+from strideflow.service.live.store_process import StoreProcess
 from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
@@ -95,6 +96,7 @@ class LiveHub:
         broker: Broker | None = None,
         peers: Callable[[], bool] | None = None,
         analysis_workers: int = 0,
+        store_process: bool | None = None,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -115,6 +117,8 @@ class LiveHub:
         self.analysis = LiveAnalysis(self._emit)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)
+        # the store in its own process (`service.live.store_process`); by default with analysis workers
+        self.store_process = analysis_workers > 0 if store_process is None else store_process
         # whether other server processes serve this data folder now (then streams are let go)
         self.peers = peers if peers is not None and self.publisher.broker.shared else (lambda: False)
         self._flusher: asyncio.Task | None = None
@@ -165,6 +169,10 @@ class LiveHub:
         self._team_of = team_of
         if self.analysis_workers > 0 and self.registry.analyzer_factory == self._remote_analyzer:
             await asyncio.to_thread(self._worker_pool)  # started now, not at the first stream
+        if self.store_process and self.store.process is None:
+            self.store.process = await asyncio.to_thread(
+                StoreProcess, self.results_dir, self.wal_root, self.analysis_settings
+            )
         await self.publisher.start()
         recovered = await self.recover(team_of)
         await self.expire_idle()
@@ -180,6 +188,9 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+        if self.store.process is not None:
+            await asyncio.to_thread(self.store.process.close)
+            self.store.process = None
         self.registry.close_all()
         self.analysis.shutdown()
         if self._workers is not None:
