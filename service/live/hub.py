@@ -9,7 +9,10 @@ Storing: every `store_interval_s` (5 s) the sessions with new strides are writte
 the event loop, a fifth of them every second (`store.STORE_SLOTS`: sessions started together are
 not stored in one burst); the end of a stream stores at once. Stored results may lag the stream
 by that interval (a store rewrites the session's partition, ~15 ms for 100 strides, so it is not
-done per stride); acknowledged samples are durable in the log at once.
+done per stride); acknowledged samples are durable in the log at once. With analysis workers
+(or `store_process`), the sessions are written by a store process of this server process
+(`store_process`: the strides new since the last pass cross, the store's Python and Polars work no
+longer holds this process's interpreter lock); without, by `SessionStore` in threads here.
 
 Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
@@ -247,7 +250,7 @@ class LiveHub:
             return  # kept in memory: the periodic store retries, the idle timeout ends it
         async with stream.lock:
             if stream.owner is None and self.streams.get(stream.key) is stream:
-                self.registry.remove(stream)
+                self._remove(stream)
 
     def _release_idle(self) -> None:
         """With other server processes on the data folder, let go of the stored streams without a
@@ -256,11 +259,19 @@ class LiveHub:
             return
         for stream in list(self.streams.values()):
             if stream.owner is None and stream.key[:2] not in self.store.dirty:
-                self.registry.remove(stream)
+                self._remove(stream)
 
     def _evict(self, stream: LiveStream) -> None:
         if self.streams.get(stream.key) is stream and stream.key[:2] not in self.store.dirty:
-            self.registry.remove(stream)
+            self._remove(stream)
+
+    def _remove(self, stream: LiveStream) -> None:
+        """Drop a stored stream from memory (and, with its session's last stream, what the store
+        process holds of the session)."""
+        self.registry.remove(stream)
+        key = stream.key[:2]
+        if self.store.process is not None and not any(k[:2] == key for k in self.streams):
+            self.store.process.forget(key)
 
     async def receive(
         self, stream: LiveStream, batch: list[tuple[bytes, float]], owner: object, send: Send

@@ -2,7 +2,9 @@
 
 A whole store writes a session's STRIDES (every stride of its streams so far), SESSIONS and FLAGS
 from them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its steady strides,
-resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop.
+resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop: in
+threads of the server process, or, when `process` is set, in the server's store process
+(`service.live.store_process`, which runs `store_all` on a `SessionStore` of its own).
 
 Mid-stream, a store appends instead (issue 19 item 2: a whole store rewrote the session, so its
 cost grew with the session's length): the strides stored since the previous store of the session

@@ -69,6 +69,8 @@ class StoreProcess:
         # stream -> (its strides at the last hand-off, as this process had them): what the store
         # process holds of it
         self._sent: dict[StreamId, pl.DataFrame] = {}
+        # sessions that left the server's memory since the last pass (`forget`)
+        self._gone: set[tuple[str, str]] = set()
         self.process: subprocess.Popen | None = None
         self._conn: Connection | None = None
         self.restarts_ = 0
@@ -110,12 +112,16 @@ class StoreProcess:
                 if self._conn is None:
                     raise StoreLost()
                 message, sent = self._handoff(jobs, dates)
+                gone = set(self._gone)  # `forget` may add to it meanwhile (from the event loop)
                 try:
-                    self._conn.send(("pass", message))
+                    self._conn.send(("pass", sorted(gone), message))
                     errors = self._conn.recv()
                 except (EOFError, OSError):
                     self._replace()
                     continue
+                self._gone -= gone
+                for key in gone:  # dropped by the store process before this pass's sessions
+                    self._drop(*key)
                 self._sent.update(sent)
                 for job in jobs:
                     if job[6]:  # ended: its streams leave memory after this store
@@ -158,6 +164,11 @@ class StoreProcess:
             message.append((athlete, session, streams, feet, curves, mountings, ended, closing, date))
         return message, sent
 
+    def forget(self, key: tuple[str, str]) -> None:
+        """The session has no stream in this process's memory any more (all stored): the store
+        process drops its strides at the next pass."""
+        self._gone.add(key)
+
     def _drop(self, athlete: str, session: str) -> None:
         for sid in [s for s in self._sent if s[:2] == (athlete, session)]:
             del self._sent[sid]
@@ -171,7 +182,9 @@ class _Server:
         self.store = store
         self.strides: dict[StreamId, pl.DataFrame] = {}
 
-    def run_pass(self, message: list[tuple]) -> list[Exception | None]:
+    def run_pass(self, gone: list[tuple[str, str]], message: list[tuple]) -> list[Exception | None]:
+        for key in gone:
+            self._drop(key)
         jobs = []
         for athlete, session, streams, feet, curves, mountings, ended, closing, date in message:
             parts, present = [], set()
@@ -196,10 +209,13 @@ class _Server:
             jobs.append((athlete, session, parts, feet, curves, mountings, ended, closing))
         errors = self.store.store_all(jobs)
         for job in jobs:
-            if job[6]:
-                for sid in [s for s in self.strides if s[:2] == tuple(job[:2])]:
-                    del self.strides[sid]
+            if job[6]:  # ended
+                self._drop((job[0], job[1]))
         return [None if e is None else _portable(e) for e in errors]
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        for sid in [s for s in self.strides if s[:2] == key]:
+            del self.strides[sid]
 
 
 def store_main(fd: int) -> None:
@@ -211,9 +227,9 @@ def store_main(fd: int) -> None:
             os.nice(nice)
         server = _Server(SessionStore(results_dir, wal_root, analysis_settings))
         while True:
-            kind, message = conn.recv()
+            kind, gone, message = conn.recv()
             assert kind == "pass", kind
-            conn.send(server.run_pass(message))
+            conn.send(server.run_pass(gone, message))
     except (EOFError, OSError):  # the server closed the socket (stopped, or died)
         pass
     # Nothing of the store outlives its process but what it wrote: skip the interpreter's teardown.

@@ -2,7 +2,8 @@
 remount stored pass by pass through the process is, file for file and byte for byte, what the
 in-process store writes, with only the new strides handed off after the first pass; a killed
 store process is replaced and the pass stored whole again; a stream's end stores its session at
-once and the hub's `stop()` stores every pending session before the process ends."""
+once (its streams then leave memory, and the store process drops them at the next pass) and the
+hub's `stop()` stores every pending session before the process ends."""
 
 from __future__ import annotations
 
@@ -168,12 +169,14 @@ def test_a_killed_store_process_is_replaced_and_loses_nothing(walk, tmp_path):
 
 
 def test_an_end_stores_at_once_and_stop_stores_what_is_pending(walk, tmp_path):
-    hub = LiveHub(tmp_path / WAL_DIRNAME, tmp_path / "results", store_process=True)
+    # no periodic pass meanwhile: the end and the stop store
+    hub = LiveHub(tmp_path / WAL_DIRNAME, tmp_path / "results", store_interval_s=3600.0, store_process=True)
     results = tmp_path / "results"
 
     async def run():
         await hub.start()
-        process = hub.store.process.process
+        store_process = hub.store.process
+        process = store_process.process
         ending, going_on = _streams(walk, "A1"), _streams(walk, "A2")
         for s in (*ending, *going_on):
             s.n = 12
@@ -186,8 +189,10 @@ def test_an_end_stores_at_once_and_stop_stores_what_is_pending(walk, tmp_path):
         assert read_partition(results, STRIDES, "A1", "S1").height == 24
         assert read_partition(results, SESSIONS, "A1", "S1") is not None
         assert all(s.closed and s.key not in hub.streams for s in ending)  # stored, then let go
+        assert store_process._gone == {("A1", "S1")}  # the store process drops it at the next pass
         await hub.stop()
         assert process.poll() is not None and hub.store.process is None
+        assert not store_process._gone and not any(k[:2] == ("A1", "S1") for k in store_process._sent)
         assert read_partition(results, STRIDES, "A2", "S1").height == 24
 
     asyncio.run(run())
