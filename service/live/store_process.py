@@ -30,9 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import subprocess
-import sys
 import threading
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -40,7 +38,7 @@ from pathlib import Path
 import polars as pl
 
 from strideflow.service.live.store import MAX_CHUNKS, SessionStore, _starts_with
-from strideflow.service.live.workers import WORKER_ENV, _portable
+from strideflow.service.live.workers import _portable, spawn_child
 
 log = logging.getLogger("strideflow.service")
 
@@ -78,14 +76,7 @@ class StoreProcess:
 
     def start(self) -> None:
         """Start the store process (a replacement forgets what the last one held)."""
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _STORE_CODE, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **WORKER_ENV},
-            )
+        self.process, ours = spawn_child(_STORE_CODE)
         self._conn = Connection(ours.detach())
         self._conn.send(self._settings)
         self._sent.clear()
