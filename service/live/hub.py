@@ -9,7 +9,10 @@ Storing: every `store_interval_s` (5 s) the sessions with new strides are writte
 the event loop, a fifth of them every second (`store.STORE_SLOTS`: sessions started together are
 not stored in one burst); the end of a stream stores at once. Stored results may lag the stream
 by that interval (a store rewrites the session's partition, ~15 ms for 100 strides, so it is not
-done per stride); acknowledged samples are durable in the log at once.
+done per stride); acknowledged samples are durable in the log at once. With analysis workers
+(or `store_process`), the sessions are written by a store process of this server process
+(`store_process`: the strides new since the last pass cross, the store's Python and Polars work no
+longer holds this process's interpreter lock); without, by `SessionStore` in threads here.
 
 Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
@@ -73,6 +76,7 @@ from strideflow.service.live.registry import (
     default_analyzer,
 )
 from strideflow.service.live.store import STORE_SLOTS, SessionStore
+from strideflow.service.live.store_process import StoreProcess
 from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
@@ -95,6 +99,7 @@ class LiveHub:
         broker: Broker | None = None,
         peers: Callable[[], bool] | None = None,
         analysis_workers: int = 0,
+        store_process: bool | None = None,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -115,6 +120,8 @@ class LiveHub:
         self.analysis = LiveAnalysis(self._emit)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)
+        # the store in its own process (`service.live.store_process`); by default with analysis workers
+        self.store_process = analysis_workers > 0 if store_process is None else store_process
         # whether other server processes serve this data folder now (then streams are let go)
         self.peers = peers if peers is not None and self.publisher.broker.shared else (lambda: False)
         self._flusher: asyncio.Task | None = None
@@ -165,6 +172,10 @@ class LiveHub:
         self._team_of = team_of
         if self.analysis_workers > 0 and self.registry.analyzer_factory == self._remote_analyzer:
             await asyncio.to_thread(self._worker_pool)  # started now, not at the first stream
+        if self.store_process and self.store.process is None:
+            self.store.process = await asyncio.to_thread(
+                StoreProcess, self.results_dir, self.wal_root, self.analysis_settings
+            )
         await self.publisher.start()
         recovered = await self.recover(team_of)
         await self.expire_idle()
@@ -180,6 +191,9 @@ class LiveHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flusher
         await self.flush()
+        if self.store.process is not None:
+            await asyncio.to_thread(self.store.process.close)
+            self.store.process = None
         self.registry.close_all()
         self.analysis.shutdown()
         if self._workers is not None:
@@ -236,7 +250,7 @@ class LiveHub:
             return  # kept in memory: the periodic store retries, the idle timeout ends it
         async with stream.lock:
             if stream.owner is None and self.streams.get(stream.key) is stream:
-                self.registry.remove(stream)
+                self._remove(stream)
 
     def _release_idle(self) -> None:
         """With other server processes on the data folder, let go of the stored streams without a
@@ -245,11 +259,19 @@ class LiveHub:
             return
         for stream in list(self.streams.values()):
             if stream.owner is None and stream.key[:2] not in self.store.dirty:
-                self.registry.remove(stream)
+                self._remove(stream)
 
     def _evict(self, stream: LiveStream) -> None:
         if self.streams.get(stream.key) is stream and stream.key[:2] not in self.store.dirty:
-            self.registry.remove(stream)
+            self._remove(stream)
+
+    def _remove(self, stream: LiveStream) -> None:
+        """Drop a stored stream from memory (and, with its session's last stream, what the store
+        process holds of the session)."""
+        self.registry.remove(stream)
+        key = stream.key[:2]
+        if self.store.process is not None and not any(k[:2] == key for k in self.streams):
+            self.store.process.forget(key)
 
     async def receive(
         self, stream: LiveStream, batch: list[tuple[bytes, float]], owner: object, send: Send

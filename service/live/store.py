@@ -2,7 +2,9 @@
 
 A whole store writes a session's STRIDES (every stride of its streams so far), SESSIONS and FLAGS
 from them, and CURVES (each analyzer's `curves_`, the mean and SD curves of its steady strides,
-resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop.
+resampled by batch's code) with `analytics.sessions_store.write_session`, off the event loop: in
+threads of the server process, or, when `process` is set, in the server's store process
+(`service.live.store_process`, which runs `store_all` on a `SessionStore` of its own).
 
 Mid-stream, a store appends instead (issue 19 item 2: a whole store rewrote the session, so its
 cost grew with the session's length): the strides stored since the previous store of the session
@@ -56,6 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -98,6 +101,9 @@ from strideflow.hardware.schema import (
 )
 from strideflow.ingest.durable import fsync_dir, write_atomic
 from strideflow.service.live.registry import LiveStream
+
+if TYPE_CHECKING:
+    from strideflow.service.live.store_process import StoreProcess
 
 SessionKey = tuple[str, str]  # athlete_id, session_id
 LOCKS_DIRNAME = ".store-locks"
@@ -162,6 +168,8 @@ class SessionStore:
         # (athlete, session) -> its slot of the periodic store (`due`), given in turn as sessions come
         self._slots: dict[SessionKey, int] = {}
         self._next_slot = 0
+        # the store process that writes the sessions (`service.live.store_process`); None: this one
+        self.process: StoreProcess | None = None
 
     def mark(self, key: SessionKey) -> None:
         """The session has strides to store."""
@@ -271,21 +279,73 @@ class SessionStore:
                 # a stream analysed in a worker process concatenates the rows it got since the last
                 # store: one session per turn of the event loop, not a whole pass's in one
                 await asyncio.sleep(0)
+            if self.process is not None:
+                dates = [self.session_dates.get(key) for key, _, _ in jobs]
+                errors = await asyncio.to_thread(self.process.store_pass, [a for _, _, a in jobs], dates)
+                failed = None
+                for (key, streams, args), error in zip(jobs, errors, strict=True):
+                    done += 1
+                    if error is not None:
+                        self.dirty.add(key)
+                        failed = failed or error
+                        continue
+                    self._stored(key, streams, args[6], stored)
+                if failed is not None:
+                    raise failed
+                return
             if len(jobs) > 1:
                 await asyncio.to_thread(self._prepare_whole, [args for _, _, args in jobs])
             for key, streams, args in jobs:
                 await asyncio.to_thread(self._store, *args)
                 done += 1
                 if args[6]:  # ended
-                    self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
-                    self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
-                    if key not in self.dirty:
-                        self._slots.pop(key, None)
-                if stored is not None:
-                    stored(streams)
+                    self.forget(key)
+                self._stored(key, streams, args[6], stored)
         except BaseException:
             self.dirty.update(key for key, _, _ in jobs[done:])
             raise
+
+    def _stored(
+        self,
+        key: SessionKey,
+        streams: list[LiveStream],
+        ended: bool,
+        stored: Callable[[Iterable[LiveStream]], None] | None,
+    ) -> None:
+        """The session's store has succeeded: an ended session gives up its slot, `stored` gets its
+        streams."""
+        if ended and key not in self.dirty:
+            self._slots.pop(key, None)
+        if stored is not None:
+            stored(streams)
+
+    def forget(self, key: SessionKey) -> None:
+        """Drop what was kept for the session's next stores (its streams have all ended)."""
+        self._kept = {k: v for k, v in self._kept.items() if k[1:3] != key}
+        self._labels = {k: v for k, v in self._labels.items() if k[:2] != key}
+
+    def store_all(self, jobs: list[tuple]) -> list[Exception | None]:
+        """Store the sessions of a pass (`_store`'s arguments each) one after the other, the whole
+        stores' tables built together; per session, its store's error or None. What a store process
+        runs for a pass (`service.live.store_process`)."""
+        errors: list[Exception | None] = []
+        try:
+            if len(jobs) > 1:
+                self._prepare_whole(jobs)
+            for args in jobs:
+                try:
+                    self._store(*args)
+                except Exception as exc:
+                    log.exception("storing live session %s/%s failed", *args[:2])
+                    errors.append(exc)
+                    continue
+                errors.append(None)
+                if args[6]:  # ended
+                    self.forget((args[0], args[1]))
+        finally:
+            self._ahead.clear()
+            self._early.clear()
+        return errors
 
     def _prepare_whole(self, jobs: list[tuple]) -> None:
         """The tables of the sessions of a pass that will be stored whole (their first store here,

@@ -496,6 +496,20 @@ class _Unsent(NamedTuple):
     rest: bytes
 
 
+def spawn_child(code: str) -> tuple[subprocess.Popen, socket.socket]:
+    """A `python -c code <fd>` child process (WORKER_ENV) and our end of the socket pair whose
+    other end is its descriptor `fd` (no fork of a threaded server, see the module doc)."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **WORKER_ENV},
+        )
+    return process, ours
+
+
 class _Link:
     """The server's end of one worker process: messages are written at once when the socket takes
     them whole without waiting, else by a sender thread (a busy worker must never block the event
@@ -503,14 +517,7 @@ class _Link:
 
     def __init__(self, pool: AnalysisWorkers, number: int, analysis_settings, results_dir: str):
         self.pool = pool
-        ours, theirs = socket.socketpair()
-        with theirs:
-            self.process = subprocess.Popen(
-                [sys.executable, "-c", _WORKER_CODE, str(theirs.fileno())],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **WORKER_ENV},
-            )
+        self.process, ours = spawn_child(_WORKER_CODE)
         self._sock = ours  # shut down on close, which wakes the reader and ends the worker
         self.conn = Connection(os.dup(ours.fileno()))
         self.streams = 0

@@ -14,10 +14,8 @@ import pytest
 
 from strideflow.analytics import sessions_store
 from strideflow.analytics.flags import FlagSettings
-from strideflow.analytics.live_analyzer import LiveSettings
 from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware import schema as S
-from strideflow.hardware.simulator import SimulationSettings, Simulator
 from strideflow.service.live import WAL_DIRNAME
 from strideflow.service.live.store import SessionStore
 
@@ -35,16 +33,9 @@ SESSIONS = {
 @pytest.fixture(scope="module")
 def walk():
     """foot -> (strides, curves, mountings) of a simulated 40 s walk run through the live analyzer."""
-    from support.live import stream
+    from support.live import walk_by_foot
 
-    sim = Simulator(
-        SimulationSettings(duration_s=40.0, seed=5, athlete_id="A1", session_id="S1", keep_orientation=False)
-    ).simulate()
-    out = {}
-    for foot in ("left", "right"):
-        live = stream(sim.samples_, foot, sim.settings.sampling_rate_hz, LiveSettings(), block=200)
-        out[foot] = (live.strides_, live.curves_, tuple(live.mountings_.pieces_))
-    return out
+    return walk_by_foot(40.0, 5)
 
 
 def _streams(walk, athlete: str, ended: bool, scale: int = 1) -> list[SimpleNamespace]:

@@ -31,6 +31,23 @@ def stream(samples: pl.DataFrame, foot: str, fs: float, settings: LiveSettings, 
     return live
 
 
+def walk_by_foot(duration_s: float, seed: int) -> dict[str, tuple]:
+    """foot -> (strides, curves, mountings) of a simulated walk (athlete A1, session S1) run through
+    the live analyzer: what a live store gets of each foot's stream."""
+    from strideflow.hardware.simulator import SimulationSettings, Simulator
+
+    sim = Simulator(
+        SimulationSettings(
+            duration_s=duration_s, seed=seed, athlete_id="A1", session_id="S1", keep_orientation=False
+        )
+    ).simulate()
+    out = {}
+    for foot in ("left", "right"):
+        live = stream(sim.samples_, foot, sim.settings.sampling_rate_hz, LiveSettings(), block=200)
+        out[foot] = (live.strides_, live.curves_, tuple(live.mountings_.pieces_))
+    return out
+
+
 def batch_settings_for(samples, foot, fs, result) -> LiveSettings:
     """Live settings with batch's mounting rotation, gyro bias and levelling anchor SD of that foot."""
     rotation = result.mounting[foot]
