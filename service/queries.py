@@ -235,6 +235,7 @@ def hub_of(app) -> LiveHub:
             broker=broker_for(settings.resolved_database_url, source),
             peers=None if instance is None else (lambda: bool(instance.others())),
             analysis_workers=settings.live_analysis_workers,
+            store_process=settings.live_store_process,
         )
         app.state.live = hub
     return hub

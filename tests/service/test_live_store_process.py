@@ -187,3 +187,18 @@ def test_an_end_stores_at_once_and_stop_stores_what_is_pending(walk, tmp_path):
         assert read_partition(results, STRIDES, "A2", "S1").height == 24
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("workers", "setting", "expected"),
+    [(2, None, True), (0, None, False), (2, False, False), (0, True, True)],
+)
+def test_the_setting_chooses_the_store_process(tmp_path, workers, setting, expected):
+    from strideflow.service.app import create_app
+    from strideflow.service.queries import hub_of
+    from strideflow.service.settings import ServiceSettings
+
+    settings = ServiceSettings(
+        data_dir=tmp_path / "data", live_analysis_workers=workers, live_store_process=setting
+    )
+    assert hub_of(create_app(settings)).store_process is expected  # not started: no process yet
