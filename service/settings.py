@@ -31,7 +31,8 @@ class ServiceSettings(BaseSettings):
       the server process. `strideflow serve` uses one per core unless this is set.
     - `live_store_process`: whether the live sessions are stored by a store process of each server
       process (`service.live.store_process`, at a lower CPU priority) instead of threads of the
-      server process; unset: a store process whenever `live_analysis_workers` > 0.
+      server process (off by default: an idle A/B at 128 pods showed no CPU saved by it and a higher
+      p99, benchmarks/README.md, session 15).
     - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
     - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
       / the largest `limit` accepted.
@@ -65,7 +66,7 @@ class ServiceSettings(BaseSettings):
     max_upload_decoded_bytes: int = Field(default=1024 * MIB, gt=0)
     job_workers: int = Field(default=1, ge=1)
     live_analysis_workers: int = Field(default=0, ge=0)
-    live_store_process: bool | None = None
+    live_store_process: bool = False
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)

@@ -9,10 +9,11 @@ Storing: every `store_interval_s` (5 s) the sessions with new strides are writte
 the event loop, a fifth of them every second (`store.STORE_SLOTS`: sessions started together are
 not stored in one burst); the end of a stream stores at once. Stored results may lag the stream
 by that interval (a store rewrites the session's partition, ~15 ms for 100 strides, so it is not
-done per stride); acknowledged samples are durable in the log at once. With analysis workers
-(or `store_process`), the sessions are written by a store process of this server process
-(`store_process`: the strides new since the last pass cross, the store's Python and Polars work no
-longer holds this process's interpreter lock); without, by `SessionStore` in threads here.
+done per stride); acknowledged samples are durable in the log at once. With `store_process` (the
+setting `live_store_process`, off by default), the sessions are written by a store process of this
+server process (`store_process`: the strides new since the last pass cross, the store's Python and
+Polars work no longer holds this process's interpreter lock); without, by `SessionStore` in threads
+here.
 
 Restart: a stream not in memory is rebuilt from its log when its device reconnects, and at
 startup `recover()` replays every log without a CLOSE record, so strides of streams whose device
@@ -99,7 +100,7 @@ class LiveHub:
         broker: Broker | None = None,
         peers: Callable[[], bool] | None = None,
         analysis_workers: int = 0,
-        store_process: bool | None = None,
+        store_process: bool = False,
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -120,8 +121,9 @@ class LiveHub:
         self.analysis = LiveAnalysis(self._emit)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)
-        # the store in its own process (`service.live.store_process`); by default with analysis workers
-        self.store_process = analysis_workers > 0 if store_process is None else store_process
+        # the store in its own process (`service.live.store_process`), opt-in: an idle A/B at 128 pods
+        # showed no CPU saved and a higher p99 with it (benchmarks/README.md, session 15)
+        self.store_process = store_process
         # whether other server processes serve this data folder now (then streams are let go)
         self.peers = peers if peers is not None and self.publisher.broker.shared else (lambda: False)
         self._flusher: asyncio.Task | None = None

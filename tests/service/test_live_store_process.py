@@ -191,7 +191,7 @@ def test_an_end_stores_at_once_and_stop_stores_what_is_pending(walk, tmp_path):
 
 @pytest.mark.parametrize(
     ("workers", "setting", "expected"),
-    [(2, None, True), (0, None, False), (2, False, False), (0, True, True)],
+    [(2, False, False), (0, False, False), (2, True, True), (0, True, True)],
 )
 def test_the_setting_chooses_the_store_process(tmp_path, workers, setting, expected):
     from strideflow.service.app import create_app
