@@ -41,6 +41,7 @@ processes are idle (the workers' start-up is not counted in it).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -213,14 +214,14 @@ def _shifted(dev, start: int, n: int, device_id: str):
 
 def _acked_time(series: list[tuple[float, int]], toe_off_t: float | None) -> float | None:
     """When (time.time) the device's packet holding the sample at `toe_off_t` (s from the stream's
-    first sample) was acknowledged, i.e. durably received; None if unknown."""
+    first sample) was acknowledged, i.e. durably received; None if unknown. `series` is in ack
+    order, so its sample counts only grow: a binary search (a scan cost the client a growing share
+    of its CPU as the run went on)."""
     if toe_off_t is None:
         return None
     index = int(round(toe_off_t * SAMPLING_RATE_HZ))
-    for t_ack, samples_acked in series:
-        if samples_acked > index:
-            return t_ack
-    return None
+    i = bisect.bisect_right(series, index, key=lambda ack: ack[1])
+    return series[i][0] if i < len(series) else None
 
 
 async def _run_load(
@@ -448,6 +449,8 @@ def _run_processes(
 ) -> list:
     """The rows of one process count (`serve --workers n`); names `stream.k...` for one process,
     `stream.p<n>.k...` for more."""
+    from strideflow.hardware.devices import run_client
+
     prefix = "stream" if n == 1 else f"stream.p{n}"
     tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
     rows: list = []
@@ -462,7 +465,7 @@ def _run_processes(
             _settle(proc)
             for k in ks:
                 (cpu0, analysis0), t0 = _cpu_s(proc), time.perf_counter()
-                res = asyncio.run(
+                res = run_client(
                     _run_load(server.url, admin, coach, k, seconds, session=f"load-k{k}", lockstep=lockstep)
                 )
                 (cpu1, analysis1), t1 = _cpu_s(proc), time.perf_counter()

@@ -17,6 +17,7 @@ from strideflow.hardware.devices import (
     RecordingReplayer,
     SimulatedDevice,
     StreamReport,
+    run_client,
     stream_device,
 )
 from strideflow.hardware.errors import StrideflowError
@@ -184,7 +185,7 @@ def stream(
         def progress(d):
             return lambda report: bar.update(tasks[d.device_id], completed=report.samples_acked)
 
-        reports = asyncio.run(stream_all(devices, to, key, athlete, session, speed, progress, session_date))
+        reports = run_client(stream_all(devices, to, key, athlete, session, speed, progress, session_date))
     for r in reports:
         end = r.end_reply or {}
         console.print(
