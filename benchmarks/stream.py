@@ -450,7 +450,9 @@ def _run_processes(
     """The rows of one process count (`serve --workers n`); names `stream.k...` for one process,
     `stream.p<n>.k...` for more."""
     from strideflow.hardware.devices import run_client
+    from strideflow.hardware.heap import settle_collector
 
+    settle_collector()  # this bench process's load client (hardware.heap)
     prefix = "stream" if n == 1 else f"stream.p{n}"
     tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
     rows: list = []

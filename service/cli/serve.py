@@ -26,6 +26,7 @@ def _log_to_console() -> None:
 def app_from_environment():
     """The app of one `serve --workers N` process, with the settings of the `STRIDEFLOW_*`
     variables `serve` set (uvicorn imports this in every worker process)."""
+    from strideflow.hardware.heap import settle_collector
     from strideflow.service.app import create_app
     from strideflow.service.server import ReadTimeoutProtocol, switch_interval
     from strideflow.service.settings import ServiceSettings
@@ -35,7 +36,9 @@ def app_from_environment():
     switch_interval(settings)
     # uvicorn imports the protocol class by name in each worker; its timeout is set here
     ReadTimeoutProtocol.read_timeout_s = float(settings.request_read_timeout_s)
-    return create_app(settings)
+    served = create_app(settings)
+    settle_collector()  # this server process's (strideflow.hardware.heap)
+    return served
 
 
 @app.command()
@@ -66,6 +69,7 @@ def serve(
     """Serve the HTTP API (OpenAPI at /docs); uploads are analysed by worker processes."""
     import uvicorn
 
+    from strideflow.hardware.heap import settle_collector
     from strideflow.service.app import create_app
     from strideflow.service.server import PROTOCOL, switch_interval, uvicorn_options
     from strideflow.service.settings import ServiceSettings
@@ -86,7 +90,9 @@ def serve(
     # Read and idle timeouts (settings keep_alive_timeout_s, request_read_timeout_s, ws_ping_*).
     options = uvicorn_options(settings)
     if workers == 1:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info", **options)
+        served = create_app(settings)
+        settle_collector()  # the server process's (strideflow.hardware.heap)
+        uvicorn.run(served, host=host, port=port, log_level="info", **options)
         return
     if not settings.resolved_database_url.startswith("postgresql"):
         typer.echo(

@@ -21,6 +21,7 @@ from strideflow.hardware.devices import (
     stream_device,
 )
 from strideflow.hardware.errors import StrideflowError
+from strideflow.hardware.heap import settle_collector
 from strideflow.hardware.profiles import PROFILES
 from strideflow.hardware.schema import FEET
 from strideflow.service.cli import app
@@ -185,6 +186,7 @@ def stream(
         def progress(d):
             return lambda report: bar.update(tasks[d.device_id], completed=report.samples_acked)
 
+        settle_collector()
         reports = run_client(stream_all(devices, to, key, athlete, session, speed, progress, session_date))
     for r in reports:
         end = r.end_reply or {}

@@ -476,7 +476,9 @@ def worker_main(fd: int) -> None:
         # (Polars, SciPy, the compiled kernels' caches), which the first stream's rows waited for
         import strideflow.analytics.live_analyzer  # noqa: F401
         import strideflow.service.live.registry  # noqa: F401
+        from strideflow.hardware.heap import settle_collector
 
+        settle_collector()
         _Worker(conn, analysis_settings, results_dir).run()
     except (EOFError, OSError):  # the server closed the socket (stopped, or died)
         pass
