@@ -246,6 +246,7 @@ async def _run_load(
     warmed_up: set[str] = set()  # devices whose warm-up strides have reached the subscriber
     all_warm = asyncio.Event()
     acks: dict[str, list[tuple[float, int]]] = {d.device_id: [] for _, d in devices}
+    machine: list = [None, None]  # the machine's CPU times at the start and end of realtime
     async with connect(
         url + "/v1/stream/subscribe", additional_headers={"Authorization": f"Bearer {coach_key}"}, proxy=None
     ) as sub:
@@ -285,6 +286,8 @@ async def _run_load(
             # Realtime starts once the server has analysed every device's warm-up backlog.
             await all_warm.wait()
             live_from[0] = min(live_from[0], time.time())
+            if machine[0] is None:
+                machine[0] = _machine_times()
 
         async def one(i: int, athlete: str, dev):
             await asyncio.sleep(period * i / max(k, 1))
@@ -301,6 +304,7 @@ async def _run_load(
             )
 
         reports = await asyncio.gather(*[one(i, a, d) for i, (a, d) in enumerate(devices)])
+        machine[1] = _machine_times()
         await asyncio.sleep(0.5)  # strides closed by the last packets are still on their way
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -339,6 +343,7 @@ async def _run_load(
         "strides": strides_seen,
         "timed": int(lat.size),
         "client_cpu_s": client_cpu_s,
+        **_machine_shares(*machine),
     }
 
 
@@ -383,6 +388,28 @@ def _keys(data_dir: Path, url: str | None, athletes: tuple[str, ...]) -> tuple[s
         return create_key(db, TEAM, "admin"), create_key(db, TEAM, "coach")
     finally:
         db.dispose()
+
+
+def _machine_times() -> tuple[float, float, float]:
+    """The whole machine's CPU seconds so far, summed over its cores: (idle, steal, all)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    idle = t.idle + getattr(t, "iowait", 0.0)
+    # guest time is counted in user time already (Linux)
+    total = sum(t) - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+    return idle, getattr(t, "steal", 0.0), total
+
+
+def _machine_shares(start, end) -> dict:
+    """Idle and steal over the realtime phase in % of all cores (NaN if it never began)."""
+    if start is None or end is None or end[2] <= start[2]:
+        return {"machine_idle_pct": float("nan"), "machine_steal_pct": float("nan")}
+    span = end[2] - start[2]
+    return {
+        "machine_idle_pct": 100.0 * (end[0] - start[0]) / span,
+        "machine_steal_pct": 100.0 * (end[1] - start[1]) / span,
+    }
 
 
 def _cpu_s(proc) -> tuple[float, float]:
@@ -537,6 +564,19 @@ def _run_processes(
                         "%",
                         "CPU of the benchmark's own process (devices and subscriber; packets encoded "
                         "before the run), on the same cores",
+                    ),
+                    row(
+                        f"{prefix}.k{k}.machine_idle_pct",
+                        res["machine_idle_pct"],
+                        "%",
+                        "of all cores, idle over the realtime phase (whole machine): near 0, the cores were "
+                        "full, and every burst of work queues the packets behind it",
+                    ),
+                    row(
+                        f"{prefix}.k{k}.machine_steal_pct",
+                        res["machine_steal_pct"],
+                        "%",
+                        "of all cores, taken by the hypervisor over the realtime phase",
                     ),
                 ]
                 if res["dropped"] == 0 and res["toe_off_p99_ms"] < LATENCY_LIMIT_MS:

@@ -1,13 +1,15 @@
-"""The stream bench's client: which acknowledgement timed a toe-off, and the client's event loop."""
+"""The stream bench's client: which acknowledgement timed a toe-off, the client's event loop, and
+the machine's idle and steal shares over the realtime phase."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strideflow.benchmarks.stream import SAMPLING_RATE_HZ, _acked_time
+from strideflow.benchmarks.stream import SAMPLING_RATE_HZ, _acked_time, _machine_shares, _machine_times
 from strideflow.hardware.devices import run_client
 
 
@@ -47,3 +49,16 @@ def test_run_client_returns_the_result_on_uvloop():
         return type(asyncio.get_running_loop()).__module__
 
     assert run_client(main()).startswith("uvloop")
+
+
+def test_machine_shares_known_answer():
+    # (idle, steal, all) CPU seconds summed over the cores: 20 of 100 s idle, 2 stolen
+    shares = _machine_shares((10.0, 1.0, 100.0), (30.0, 3.0, 200.0))
+    assert shares == {"machine_idle_pct": 20.0, "machine_steal_pct": 2.0}
+    never = _machine_shares(None, (30.0, 3.0, 200.0))  # realtime never began
+    assert all(math.isnan(v) for v in never.values())
+
+
+def test_machine_times_of_this_machine_add_up():
+    idle, steal, total = _machine_times()
+    assert 0.0 <= idle <= total and 0.0 <= steal <= total

@@ -297,3 +297,5 @@ def test_load_run_times_stance_messages_from_the_toe_off(tmp_path):
     assert res["toe_off_timed"] >= 4 and res["timed"] >= 4
     # a stance goes out at the toe-off, its stride about one stride later: the order is physics
     assert res["toe_off_p50_ms"] < res["final_toe_off_p50_ms"]
+    # the machine's share idle over the realtime phase is a share of all cores
+    assert 0.0 <= res["machine_idle_pct"] <= 100.0 and 0.0 <= res["machine_steal_pct"] <= 100.0
