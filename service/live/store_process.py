@@ -27,9 +27,9 @@ If the replacement fails the pass too, its sessions stay marked and the next pas
 Measured (`bench stream`, K = 128, 2 cores shared with other runs, load 7-18): the store process
 took 26-27 % of the CPU outside the analysis workers (its ~1.5 s start-up import included), which
 the server process no longer spends; the server's side of a pass is the strides new since the
-last one (~0.1 ms per stream to compare the keys, slice and pickle them). Whether the lower
-priority helps p99 and keeps up at K = 200 is not measured yet: at that load every run, base or
-this, was far past its latency bound.
+last one (~0.1 ms per stream to compare the keys, slice and pickle them). On an idle machine at
+K = 128 (four alternated pairs, benchmarks/README.md, session 15) it saved no CPU per stride and
+the p99 was higher with it in all four, so it is opt-in (`ServiceSettings.live_store_process`).
 """
 
 from __future__ import annotations
