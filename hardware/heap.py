@@ -1,5 +1,5 @@
-"""The garbage collector of a long-running strideflow process (`serve` and its analysis workers,
-`strideflow stream`, `bench stream`), once its start-up is done.
+"""The garbage collector of a long-running strideflow process (`serve`, its analysis workers and
+store process, `strideflow stream`, `bench stream`), once its start-up is done.
 
 CPython's cycle collector walks every tracked object of the generations it collects: its youngest
 generation after every 700 new container objects, and the whole heap now and then. At 200 live

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import polars as pl
 
+from strideflow.hardware.heap import settle_collector
 from strideflow.service.live.store import MAX_CHUNKS, SessionStore, _starts_with
 from strideflow.service.live.workers import _portable, spawn_child
 
@@ -224,6 +225,7 @@ def store_main(fd: int) -> None:
         if nice:
             os.nice(nice)
         server = _Server(SessionStore(results_dir, wal_root, analysis_settings))
+        settle_collector()  # a long-running process, like the analysis workers (hardware.heap)
         while True:
             kind, gone, message = conn.recv()
             assert kind == "pass", kind
