@@ -319,7 +319,13 @@ class RemountDetector:
             # the window medians make the contrast flat-topped over a few strides around the jump:
             # the jump is where the strides on either side scatter least about their own medians
             channel = (up, swing)[int(np.nanargmax(contrast[k] / tol))]
-            k = self._sharpest(channel, k, w)
+            k, peak = self._sharpest(channel, k, w), k
+            if not excess[k] > 1.0:
+                # Placed where the strides on either side do not differ beyond the tolerance: the
+                # jump lies among the last strides, past where a full window after it can start
+                # (a live chunk that ends a few strides after it); found later, not here.
+                free[peak] = False
+                continue
             remounts.append(k)
             free[max(0, k - w) : k + w] = False
         remounts.sort()
