@@ -23,11 +23,14 @@ A stream is measured in the frame batch and upload sessions of that athlete's fo
   the strides per mounting for `record_mountings`, the same code as the upload jobs and the batch.
 
 Chunks fall at fixed sample counts from the stream's start, so every decision is the same
-whatever the block sizes and after a rebuild from the stream's log.
+whatever the block sizes and after a rebuild from the stream's log. The first chunk is longer by a
+phase fixed by the stream's keys (`chunk_phase`), so that streams started together do not all
+check in the same moment.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -63,6 +66,7 @@ __all__ = [
     "LiveMountingSettings",
     "LiveMountings",
     "LivePiece",
+    "chunk_phase",
     "label_strides",
     "mounting_rule",
 ]
@@ -71,11 +75,22 @@ __all__ = [
 REASON_REMOUNT = "remount"
 
 
+def chunk_phase(keys: tuple[str, ...], chunk: int) -> int:
+    """Samples (0 .. chunk - 1) by which a stream's first chunk is longer than `chunk`: a fixed
+    function of the stream's keys (CRC-32 of them joined), so the same stream always gets the same
+    chunks (after a rebuild from its log too), while the streams of a team that start together
+    check at different moments: with one grid for all, every stream's check fell in the same
+    packet period (~1.6 ms each, 100 streams per analysis worker at once; benchmarks/README.md,
+    session 17)."""
+    return zlib.crc32("\x1f".join(keys).encode()) % chunk
+
+
 @dataclass(frozen=True)
 class LiveMountingSettings:
     """Settings of `LiveMountings` (times in s).
 
-    chunk_s: device-frame samples per remount check. The stride finder needs `min_strides` (3)
+    chunk_s: device-frame samples per remount check (the first chunk is longer by up to one
+        chunk, `chunk_phase`). The stride finder needs `min_strides` (3)
         strides between still periods in a chunk: 10 s chunks missed one of twelve on a simulated
         walk/run change, 20 s (about 18 walking strides) none; cost 1.3-1.6 ms per 20 s chunk
         (0.1 ms per stride, against about 16 ms per stride of the live analysis).
@@ -146,6 +161,8 @@ class LiveMountings:
         self.where = f"athlete {athlete_id}, session {session_id}, {foot} foot"
         self._tracker = MountingTracker(analysis)
         self._chunk = max(int(round(settings.chunk_s * self.sampling_rate_hz)), 1)
+        self._chunk_start = 0  # sample number where the current chunk began
+        self._chunk_end = self._chunk + chunk_phase(self.keys, self._chunk)  # and where it ends
         self._buf = SampleColumns(t=1, acc=3, gyr=3)  # the last two chunks, device frame
         self._up = np.zeros((0, 3))  # per stride since the current mounting began: foot-flat up,
         self._swing = np.zeros((0, 3))  # swing axis (device frame)
@@ -170,7 +187,7 @@ class LiveMountings:
     # --- while streaming -----------------------------------------------------------------------
     def boundaries(self, n: int) -> list[int]:
         """Offsets (1..n) in the next `n` samples after which a chunk is complete (`check` then)."""
-        first = self._chunk - self._buf.stop % self._chunk
+        first = self._chunk_end - self._buf.stop
         return list(range(first, n + 1, self._chunk)) if first <= n else []
 
     def observe(self, t_s: np.ndarray, acc_mps2: np.ndarray, gyr_dps: np.ndarray) -> None:
@@ -182,9 +199,10 @@ class LiveMountings:
         remount is found (the analyzer switches to it), else None. `final`: at the stream's end,
         the samples since the last chunk's end (a remount found there only marks the rows)."""
         b = self._buf
-        c0 = b.stop - (b.stop % self._chunk or self._chunk) if final else b.stop - self._chunk
+        c0 = self._chunk_start
         if c0 >= b.stop:
             return None
+        self._chunk_start, self._chunk_end = b.stop, b.stop + self._chunk
         t = b.view("t", c0, b.stop)
         acc, gyr = b.view("acc", c0, b.stop), b.view("gyr", c0, b.stop)
         est, up, swing = stride_directions(acc, gyr, self.sampling_rate_hz, self.analysis)

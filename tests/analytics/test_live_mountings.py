@@ -20,9 +20,10 @@ from scipy.spatial.transform import Rotation
 from support.live import stream
 
 from strideflow.analytics.live_analyzer import WARMUP_TOLERANCE, LiveSettings
-from strideflow.analytics.live_mountings import REASON_REMOUNT
+from strideflow.analytics.live_mountings import REASON_REMOUNT, LiveMountings, chunk_phase
 from strideflow.analytics.mountings import FIRST, REMOUNT_BETWEEN, REMOUNT_WITHIN
 from strideflow.analytics.pipeline import RecordingAnalyzer
+from strideflow.analytics.settings import AnalysisSettings
 from strideflow.hardware import schema as S
 from strideflow.hardware.motion_math import rotate_rows
 from strideflow.hardware.simulator.simulator import SimulationSettings, Simulator
@@ -171,3 +172,22 @@ def test_the_real_recording_rotated_part_way_through_a_stream(real):
     live = stream(rotated_after(samples, "left", half), "left", 204.8, LiveSettings(), block=205)
     assert [p.mounting.started for p in live.mountings_.pieces_] == [FIRST, REMOUNT_WITHIN]
     assert abs(live.mountings_.pieces_[1].mounting.start_t_s - half) < 2.5
+
+
+def test_streams_started_together_check_for_remounts_at_different_samples():
+    """A team's pods that start together do not all run their remount check in one packet period:
+    each stream's first chunk is longer by a phase fixed by its keys (the same after a rebuild)."""
+    rate, analysis = 200.0, AnalysisSettings()
+    chunk = int(round(20.0 * rate))
+    team = [(f"A{i:03d}", "S1", foot) for i in range(50) for foot in S.FEET]
+    first = [LiveMountings(*keys, rate, analysis).boundaries(3 * chunk)[0] for keys in team]
+    again = [LiveMountings(*keys, rate, analysis).boundaries(3 * chunk)[0] for keys in team]
+    assert first == again == [chunk + chunk_phase(keys, chunk) for keys in team]
+    assert all(chunk <= f < 2 * chunk for f in first)
+    # spread over the chunk: no 100 ms packet period holds more than a few of the 100 checks
+    per_packet = np.bincount((np.array(first) - chunk) // int(0.1 * rate))
+    assert per_packet.max() <= 4 and np.ptp(first) > 0.8 * chunk
+    # after the first, every chunk is `chunk_s` long
+    m = LiveMountings(*team[0], rate, analysis)
+    ends = m.boundaries(4 * chunk)
+    assert np.all(np.diff(ends) == chunk)
