@@ -123,7 +123,10 @@ class OldDetector(RemountDetector):
         while n and np.any(free & (excess > 1.0)):
             k = int(np.argmax(np.where(free, excess, -np.inf)))
             channel = (up, swing)[int(np.nanargmax(contrast[k] / tol))]
-            k = self._sharpest(channel, k, w)
+            k, peak = self._sharpest(channel, k, w), k
+            if not excess[k] > 1.0:  # the selection rule as it is now (session 17), not a float path
+                free[peak] = False
+                continue
             remounts.append(k)
             free[max(0, k - w) : k + w] = False
         remounts.sort()
