@@ -125,6 +125,7 @@ class WriteAheadLog:
         self.path = path
         self._fd = fd
         self._size = os.lseek(fd, 0, os.SEEK_END)
+        self._device = os.fstat(fd).st_dev
         self.meta = meta
         self.packets_ = packets
         self.closed_ = closed
@@ -212,6 +213,16 @@ class WriteAheadLog:
         """Write the appended records and make them durable."""
         self._write_pending()
         _sync(self._fd)
+
+    def fileno(self) -> int:
+        """The open log's file descriptor (-1 once closed)."""
+        return self._fd
+
+    @property
+    def device(self) -> int:
+        """The file system the log is on (`st_dev`): logs on one can be made durable together
+        (`ingest.durable.sync_file_system`)."""
+        return self._device
 
     def close(self) -> None:
         """Close the file; records queued since the last sync are dropped (never acknowledged)."""

@@ -236,6 +236,7 @@ def hub_of(app) -> LiveHub:
             peers=None if instance is None else (lambda: bool(instance.others())),
             analysis_workers=settings.live_analysis_workers,
             store_process=settings.live_store_process,
+            log_sync=settings.live_log_sync,
         )
         app.state.live = hub
     return hub

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,12 @@ class ServiceSettings(BaseSettings):
       process (`service.live.store_process`, at a lower CPU priority) instead of threads of the
       server process (off by default: an idle A/B at 128 pods showed no CPU saved by it and a higher
       p99, benchmarks/README.md, session 15).
+    - `live_log_sync`: how the live streams' logs are made durable before their packets are
+      acknowledged: "file_system" (default) makes the logs of one commit that share a file system
+      durable with one `syncfs` of it (Linux 5.8 or later; elsewhere, and for a lone log, each is
+      fsynced); "files" fsyncs each log. A syncfs also writes back whatever else waits to be
+      written on that file system, so where other programs write much to the file system of
+      `data_dir`, "files" keeps the acknowledgements from waiting for them.
     - `job_max_attempts`: runs of one job before a worker that keeps dying marks it failed.
     - `page_size_default` / `page_size_max`: rows per page of list routes when `limit` is not given
       / the largest `limit` accepted.
@@ -67,6 +74,7 @@ class ServiceSettings(BaseSettings):
     job_workers: int = Field(default=1, ge=1)
     live_analysis_workers: int = Field(default=0, ge=0)
     live_store_process: bool = False
+    live_log_sync: Literal["file_system", "files"] = "file_system"
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)

@@ -101,6 +101,7 @@ class LiveHub:
         peers: Callable[[], bool] | None = None,
         analysis_workers: int = 0,
         store_process: bool = False,
+        log_sync: str = "file_system",
     ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
@@ -117,7 +118,9 @@ class LiveHub:
             if analysis_workers > 0
             else functools.partial(default_analyzer, analysis=analysis_settings, results_dir=self.results_dir)
         )
-        self.registry = StreamRegistry(wal_root, results_dir, factory)
+        self.registry = StreamRegistry(
+            wal_root, results_dir, factory, file_system_sync=log_sync == "file_system"
+        )
         self.analysis = LiveAnalysis(self._emit)
         self.publisher = Publisher(broker if broker is not None else InMemoryBroker(replay_s))
         self.store = SessionStore(results_dir, wal_root, analysis_settings)

@@ -35,6 +35,7 @@ from strideflow.analytics.live_analyzer import StreamAnalyzer
 from strideflow.analytics.partitions import STRIDES, has_partition
 from strideflow.analytics.pipeline import AnalysisSettings
 from strideflow.hardware.profiles import PROFILES
+from strideflow.ingest.durable import FILE_SYSTEM_SYNC, sync_file_system
 from strideflow.ingest.stream_receiver import Outcome, StreamError, StreamHello, StreamReceiver, packet_block
 from strideflow.ingest.wal import read_wal, session_wal_devices, wal_path
 from strideflow.service.instances import try_lock, unlock
@@ -225,11 +226,14 @@ class LogCommitter:
     commit raised; the other streams of the batch are not affected). The receivers waiting when the
     commit thread is free go as one batch, started at the end of the event loop's turn so that the
     streams of one turn share it; the thread takes batches from a queue and hands each back with one
-    `call_soon_threadsafe` (no executor future per batch). Counts: `batches_` (thread hops),
-    `syncs_` (log fsyncs).
+    `call_soon_threadsafe` (no executor future per batch). `file_system_sync`: the logs of a batch
+    on one file system are made durable by one `syncfs` (`ingest.durable.sync_file_system`, where
+    available) instead of one fsync each. Counts: `batches_` (thread hops), `syncs_` (logs made
+    durable), `file_system_syncs_` (syncfs calls).
     """
 
-    def __init__(self):
+    def __init__(self, file_system_sync: bool = True):
+        self.file_system_sync = file_system_sync and FILE_SYSTEM_SYNC
         self._batches: queue.SimpleQueue | None = None
         self._sync_pool: _SyncPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -237,6 +241,7 @@ class LogCommitter:
         self._running = False
         self.batches_ = 0
         self.syncs_ = 0
+        self.file_system_syncs_ = 0
 
     async def commit(self, receiver: StreamReceiver) -> None:
         loop = asyncio.get_running_loop()
@@ -257,7 +262,10 @@ class LogCommitter:
             self._batches = queue.SimpleQueue()
             self._sync_pool = _SyncPool()
             threading.Thread(
-                target=_commit_loop, args=(self._batches, self._sync_pool), daemon=True, name="live-commit"
+                target=_commit_loop,
+                args=(self._batches, self._sync_pool, self),
+                daemon=True,
+                name="live-commit",
             ).start()
         self.batches_ += 1
         self.syncs_ += len(batch)
@@ -286,7 +294,7 @@ class LogCommitter:
             self._batches = self._sync_pool = None
 
 
-def _commit_loop(batches: queue.SimpleQueue, sync_pool: _SyncPool) -> None:
+def _commit_loop(batches: queue.SimpleQueue, sync_pool: _SyncPool, committer: LogCommitter) -> None:
     """The commit thread: each batch's logs committed (`_commit_all`), the outcome handed back to the
     batch's event loop."""
     while True:
@@ -295,20 +303,25 @@ def _commit_loop(batches: queue.SimpleQueue, sync_pool: _SyncPool) -> None:
             return
         loop, batch, finished = item
         try:
-            errors = _commit_all([receiver for receiver, _ in batch], sync_pool)
+            errors = _commit_all([receiver for receiver, _ in batch], sync_pool, committer)
         except BaseException as exc:  # a failed hop leaves none of them durable
             errors = [exc] * len(batch)
         with contextlib.suppress(RuntimeError):  # its loop has closed: nobody waits for the acks
             loop.call_soon_threadsafe(finished, loop, batch, errors)
 
 
-def _commit_all(receivers: list[StreamReceiver], sync_pool: _SyncPool) -> list[BaseException | None]:
+def _commit_all(
+    receivers: list[StreamReceiver], sync_pool: _SyncPool, committer: LogCommitter | None = None
+) -> list[BaseException | None]:
     """Commit each receiver's log (on the commit thread); what each raised, or None.
 
-    Every log's records are written first, then the logs are fsynced side by side (`sync_pool`):
-    the file system joins concurrent fsyncs into shared journal commits, where one after another
-    each waits for its own (this machine's ext4, 100 logs of ~900 bytes each: 11-16 ms concurrently
-    on 32 threads against 145-430 ms in turn).
+    Every log's records are written first. With `committer.file_system_sync`, the logs that share a
+    file system (two or more) are then made durable by one `syncfs` of it: one system call and no
+    thread hand-off per log (at 200 pods ~2,000 logs a second; 0.3-0.5 ms of the server's CPU per
+    stride, benchmarks/README.md, session 17); if it fails, none of them is durable. The other logs
+    are fsynced side by side (`sync_pool`): the file system joins concurrent fsyncs into shared
+    journal commits, where one after another each waits for its own (this machine's ext4, 100 logs
+    of ~900 bytes each: 11-16 ms concurrently on 32 threads against 145-430 ms in turn).
     """
     errors: list[BaseException | None] = [None] * len(receivers)
     for i, receiver in enumerate(receivers):
@@ -317,6 +330,22 @@ def _commit_all(receivers: list[StreamReceiver], sync_pool: _SyncPool) -> list[B
         except BaseException as exc:  # that stream only: the caller drops it and rebuilds from its log
             errors[i] = exc
     written = [i for i, error in enumerate(errors) if error is None]
+    if committer is not None and committer.file_system_sync and len(written) > 1:
+        by_device: dict[int, list[int]] = {}
+        for i in written:
+            by_device.setdefault(receivers[i].wal.device, []).append(i)
+        written = []
+        for members in by_device.values():
+            if len(members) == 1:
+                written += members
+                continue
+            committer.file_system_syncs_ += 1
+            try:
+                sync_file_system(receivers[members[0]].wal.fileno())
+            except BaseException as exc:  # none of them durable: each is dropped, none acknowledged
+                for i in members:
+                    errors[i] = exc
+        written.sort()
     for i, error in zip(written, sync_pool.run([receivers[i] for i in written]), strict=True):
         errors[i] = error
     return errors
@@ -334,13 +363,19 @@ def _commit_one(receiver: StreamReceiver) -> BaseException | None:
 class StreamRegistry:
     """The streams this process holds in memory, by (athlete, session, foot, device)."""
 
-    def __init__(self, wal_root: str | Path, results_dir: str | Path, analyzer_factory: AnalyzerFactory):
+    def __init__(
+        self,
+        wal_root: str | Path,
+        results_dir: str | Path,
+        analyzer_factory: AnalyzerFactory,
+        file_system_sync: bool = True,
+    ):
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
         self.analyzer_factory = analyzer_factory
         self.streams: dict[StreamKey, LiveStream] = {}
         self._attach_lock = asyncio.Lock()
-        self.committer = LogCommitter()
+        self.committer = LogCommitter(file_system_sync)
 
     async def attach(self, hello: StreamHello, team_id: str, owner: object | None) -> tuple[LiveStream, bool]:
         """The stream of `hello` and whether it is new in memory (rebuilt from its log); `owner`
