@@ -478,7 +478,7 @@ class LiveStrideAnalyzer:
             self.resolve()
         if self.mountings_ is not None:  # a remount in the last chunk marks the rows after it
             seen = len(self.mountings_.warnings_)
-            self.mountings_.check(final=True)
+            self.mountings_.check()
             self.warnings_.extend(self.mountings_.warnings_[seen:])
         return self.end_push()
 

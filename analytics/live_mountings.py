@@ -194,10 +194,10 @@ class LiveMountings:
         """Take device-frame samples, at most up to the next chunk's end (`boundaries`)."""
         self._buf.append(t=t_s, acc=acc_mps2, gyr=gyr_dps)
 
-    def check(self, final: bool = False) -> Mounting | None:
-        """At a chunk's end: the strides of the chunk join the detector's; the new mounting when a
-        remount is found (the analyzer switches to it), else None. `final`: at the stream's end,
-        the samples since the last chunk's end (a remount found there only marks the rows)."""
+    def check(self) -> Mounting | None:
+        """At a chunk's end, or at the stream's end: the strides of the samples since the last
+        check join the detector's; the new mounting when a remount is found (the analyzer switches
+        to it; at the stream's end it only marks the rows), else None."""
         b = self._buf
         c0 = self._chunk_start
         if c0 >= b.stop:

@@ -82,6 +82,8 @@ from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
 
 log = logging.getLogger("strideflow.service")
 
+# how the logs are made durable (`service.settings.ServiceSettings.live_log_sync`)
+LOG_SYNCS = ("file_system", "files")
 LOG_SCAN_INTERVAL_S = 60.0  # how often a process with a shared broker looks for idle logs nobody holds
 
 
@@ -103,6 +105,8 @@ class LiveHub:
         store_process: bool = False,
         log_sync: str = "file_system",
     ):
+        if log_sync not in LOG_SYNCS:
+            raise ValueError(f"log_sync must be one of {LOG_SYNCS}, got {log_sync!r}")
         self.wal_root = Path(wal_root)
         self.results_dir = Path(results_dir)
         self.analysis_settings = analysis_settings

@@ -278,8 +278,8 @@ def _checks(rec, monkeypatch=None):
         pass
     states = []
 
-    def check(final=False):
-        found = lm.check(final=final)
+    def check():
+        found = lm.check()
         states.append(
             (found, lm._up.copy(), lm._swing.copy(), lm._stride_t.copy(), list(lm.remounts_), lm.pieces_)
         )
@@ -293,7 +293,7 @@ def _checks(rec, monkeypatch=None):
                 if hi in ends:
                     check()
             lo = hi
-    check(final=True)
+    check()  # the stream's end
     return states
 
 

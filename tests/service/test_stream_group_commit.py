@@ -294,3 +294,10 @@ def test_a_failed_syncfs_acknowledges_none_of_its_logs_and_a_log_alone_on_its_fi
     assert all(isinstance(results[i], OSError) for i in failed)
     # none of them acknowledged, each dropped: its next hello rebuilds it from what its log holds
     assert in_memory == {streams[5]} and all(streams[i].ended for i in failed)
+
+
+def test_an_unknown_log_sync_is_refused_by_name(tmp_path):
+    from strideflow.service.live.hub import LiveHub
+
+    with pytest.raises(ValueError, match="log_sync must be one of"):
+        LiveHub(tmp_path / "wal", tmp_path / "results", log_sync="filesystem")
