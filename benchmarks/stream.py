@@ -443,6 +443,8 @@ def _settle(proc, quiet_s: float = 0.5, quiet_cpu_s: float = 0.05, timeout_s: fl
 
 def run(quick: bool = False) -> list:
     """Rows for `strideflow bench stream` (see the module docstring)."""
+    from strideflow.hardware.heap import settle_collector
+
     ks = (2, 8) if quick else (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 200, 256)
     ks = _env_ints("STRIDEFLOW_BENCH_STREAM_KS", ks)
     seconds = float(os.environ.get("STRIDEFLOW_BENCH_STREAM_SECONDS") or (8.0 if quick else 30.0))
@@ -456,6 +458,7 @@ def run(quick: bool = False) -> list:
         )
     rows: list = []
     load_before = os.getloadavg()[0]
+    settle_collector()  # this bench process's load client, once (hardware.heap)
     for n in processes:
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(_postgres_database(pg_url)) if n > 1 else None
@@ -477,9 +480,7 @@ def _run_processes(
     """The rows of one process count (`serve --workers n`); names `stream.k...` for one process,
     `stream.p<n>.k...` for more."""
     from strideflow.hardware.devices import run_client
-    from strideflow.hardware.heap import settle_collector
 
-    settle_collector()  # this bench process's load client (hardware.heap)
     prefix = "stream" if n == 1 else f"stream.p{n}"
     tmp = Path(tempfile.mkdtemp(prefix="strideflow-bench-stream-"))
     rows: list = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -11,6 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from strideflow.ingest.limits import FileLimits
 
 MIB = 1024 * 1024
+
+# how the live streams' logs are made durable (`ServiceSettings.live_log_sync`)
+LogSync = Literal["file_system", "files"]
+LOG_SYNCS = get_args(LogSync)
 
 
 class ServiceSettings(BaseSettings):
@@ -74,7 +78,7 @@ class ServiceSettings(BaseSettings):
     job_workers: int = Field(default=1, ge=1)
     live_analysis_workers: int = Field(default=0, ge=0)
     live_store_process: bool = False
-    live_log_sync: Literal["file_system", "files"] = "file_system"
+    live_log_sync: LogSync = "file_system"
     job_max_attempts: int = Field(default=3, ge=1)
     page_size_default: int = Field(default=100, ge=1)
     page_size_max: int = Field(default=1000, ge=1)

@@ -79,11 +79,10 @@ from strideflow.service.live.registry import (
 from strideflow.service.live.store import STORE_SLOTS, SessionStore
 from strideflow.service.live.store_process import StoreProcess
 from strideflow.service.live.workers import AnalysisWorkers, RemoteAnalyzer
+from strideflow.service.settings import LOG_SYNCS
 
 log = logging.getLogger("strideflow.service")
 
-# how the logs are made durable (`service.settings.ServiceSettings.live_log_sync`)
-LOG_SYNCS = ("file_system", "files")
 LOG_SCAN_INTERVAL_S = 60.0  # how often a process with a shared broker looks for idle logs nobody holds
 
 

@@ -311,7 +311,7 @@ def _commit_loop(batches: queue.SimpleQueue, sync_pool: _SyncPool, committer: Lo
 
 
 def _commit_all(
-    receivers: list[StreamReceiver], sync_pool: _SyncPool, committer: LogCommitter | None = None
+    receivers: list[StreamReceiver], sync_pool: _SyncPool, committer: LogCommitter
 ) -> list[BaseException | None]:
     """Commit each receiver's log (on the commit thread); what each raised, or None.
 
@@ -330,7 +330,7 @@ def _commit_all(
         except BaseException as exc:  # that stream only: the caller drops it and rebuilds from its log
             errors[i] = exc
     written = [i for i, error in enumerate(errors) if error is None]
-    if committer is not None and committer.file_system_sync and len(written) > 1:
+    if committer.file_system_sync and len(written) > 1:
         by_device: dict[int, list[int]] = {}
         for i in written:
             by_device.setdefault(receivers[i].wal.device, []).append(i)
